@@ -1,0 +1,72 @@
+/*
+ * ig_admin.h: the admin API wire format on $CONTROL/iotguard/v1.
+ *
+ * Why this exists: the plugin answers these commands and the CLI sends them;
+ * both must agree byte for byte, so the parsing and building live here.
+ * The shape follows Mosquitto's dynamic-security plugin, which operators
+ * already know:
+ *
+ *   request  ($CONTROL/iotguard/v1):
+ *     {"commands":[{"command":"enroll","id":"dev1","role":"device",
+ *                   "pubkey":"<64 hex>","correlation":"c1"}, ...]}
+ *   response ($CONTROL/iotguard/v1/response, to the requesting client only):
+ *     {"responses":[{"command":"enroll","correlation":"c1","ok":true,
+ *                    "index":7}, ...]}
+ *   failures carry "ok":false,"error":"<code>","message":"<sentence>".
+ *
+ * Commands: enroll {id, role, pubkey}; revoke {id, reason?};
+ * list_identities {role?, status?, offset?, limit?}; get_identity {id}.
+ */
+#ifndef IG_ADMIN_H
+#define IG_ADMIN_H
+
+#include "ig_common.h"
+#include "ig_record.h"
+
+#define IG_ADMIN_TOPIC "$CONTROL/iotguard/v1"
+#define IG_ADMIN_RESPONSE_TOPIC "$CONTROL/iotguard/v1/response"
+#define IG_ADMIN_MAX_COMMANDS 64
+#define IG_ADMIN_MAX_PAYLOAD 65536
+#define IG_ADMIN_CORRELATION_MAX 64
+#define IG_ADMIN_LIST_MAX 1000
+
+typedef enum ig_admin_kind {
+	IG_ADMIN_ENROLL = 1,
+	IG_ADMIN_REVOKE,
+	IG_ADMIN_LIST,
+	IG_ADMIN_GET,
+} ig_admin_kind;
+
+const char *ig_admin_kind_name(ig_admin_kind k);   /* "enroll", "revoke", "list_identities", "get_identity" */
+
+typedef struct ig_admin_cmd {
+	ig_admin_kind kind;
+	char command[32];                               /* as sent, echoed back even if unknown */
+	char correlation[IG_ADMIN_CORRELATION_MAX + 1]; /* "" if absent */
+	char id[IG_ID_MAX + 1];
+	ig_role role;                                   /* enroll; list filter (NONE = all) */
+	uint8_t pk[IG_PK_BYTES];
+	char reason[IG_REASON_MAX + 1];
+	int status_filter;                              /* list: -1 = all, else ig_id_status */
+	uint32_t offset, limit;                         /* list */
+} ig_admin_cmd;
+
+/* Error codes sent in "error". */
+#define IG_ADMIN_E_MALFORMED "malformed"
+#define IG_ADMIN_E_UNKNOWN_COMMAND "unknown_command"
+#define IG_ADMIN_E_FORBIDDEN "forbidden"
+#define IG_ADMIN_E_EXISTS "already_enrolled"
+#define IG_ADMIN_E_NOT_FOUND "not_found"
+#define IG_ADMIN_E_ALREADY_REVOKED "already_revoked"
+#define IG_ADMIN_E_STORAGE "storage_failed"
+
+/* Parses one element of "commands". On failure fills err with a sentence
+ * and returns IG_ERR_INVAL; cmd->command and cmd->correlation are still
+ * filled when present so the reply can be matched. */
+struct cJSON;
+int ig_admin_parse_command(const struct cJSON *obj, ig_admin_cmd *cmd, ig_error *err);
+
+/* Builds a request payload with one command (for the CLI). Caller frees. */
+char *ig_admin_build_request(const ig_admin_cmd *cmd);
+
+#endif

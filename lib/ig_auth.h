@@ -1,0 +1,50 @@
+/*
+ * ig_auth.h: the connection decision, independent of the broker.
+ *
+ * Why this exists: the plugin's CONNECT handling must be testable without a
+ * broker, and every refusal must carry a reason we can count and log (never
+ * the token). The plugin passes what Mosquitto gives it; this decides.
+ */
+#ifndef IG_AUTH_H
+#define IG_AUTH_H
+
+#include "ig_common.h"
+#include "ig_registry.h"
+#include "ig_token.h"
+
+typedef enum ig_auth_result {
+	IG_AUTH_OK = 0,
+	IG_AUTH_NO_CREDENTIALS,     /* anonymous: no username or no token */
+	IG_AUTH_MALFORMED,          /* token does not parse */
+	IG_AUTH_UNKNOWN_ID,         /* not enrolled */
+	IG_AUTH_NOT_ACTIVE,         /* enroll not yet durable */
+	IG_AUTH_REVOKED,
+	IG_AUTH_BAD_SIGNATURE,
+	IG_AUTH_WRONG_CLUSTER,
+	IG_AUTH_NOT_YET_VALID,      /* issued_at beyond now + skew */
+	IG_AUTH_EXPIRED,            /* now >= expires_at */
+	IG_AUTH_TTL_TOO_LONG,       /* expires_at - issued_at > role max, or expires <= issued */
+	IG_AUTH_ID_MISMATCH,        /* username or token id differs from the client id */
+	IG_AUTH_RATE_LIMITED,       /* too many recent failures from this address */
+	IG_AUTH_RESULT_COUNT
+} ig_auth_result;
+
+/* Stable snake_case names used in logs and stats: "bad_signature", ... */
+const char *ig_auth_result_name(ig_auth_result r);
+
+typedef struct ig_auth_params {
+	const char *cluster;
+	uint64_t now_s;
+	uint32_t skew_s;                   /* issued_at may be this far in the future */
+	uint32_t max_ttl_s[IG_ROLE_COUNT]; /* indexed by ig_role */
+} ig_auth_params;
+
+/* username may be NULL (MQTT v5 extended auth carries no username); when
+ * given it must equal the token id. client_id must equal the token id.
+ * On IG_AUTH_OK *who points at the registry entry and claims is filled. */
+ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *params,
+                             const char *username, const char *client_id,
+                             const char *token, size_t token_len,
+                             const ig_identity **who, ig_token_claims *claims);
+
+#endif

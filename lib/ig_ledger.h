@@ -1,0 +1,153 @@
+/*
+ * ig_ledger.h: the append-only, hash-chained, group-committed ledger.
+ *
+ * Why this exists: every identity decision the cluster head makes must be
+ * provable later and must survive a crash. The ledger is one directory:
+ *
+ *   ledger.log      records (ig_record.h), appended only
+ *   checkpoint      newest signed checkpoint (ig_checkpoint.h), replaced by
+ *                   temp file -> fsync -> rename -> fsync(dir)
+ *   ch.key          cluster-head Ed25519 secret key, mode 0600 (ig_keyfile.h)
+ *   lock            flock()ed by the single writer
+ *
+ * Durability: appends are queued to one writer thread that writes every
+ * queued record, then one fdatasync() for the whole batch (group commit), and
+ * only then reports them durable. Callers on an event loop (the plugin) use
+ * ig_ledger_submit() + ig_ledger_poll(); they never wait on the disk. Tools
+ * use the blocking ig_ledger_append().
+ *
+ * Recovery at open: the log is scanned and every frame, hash and chain link
+ * is checked, the Merkle root is recomputed and compared with the signed
+ * checkpoint. A bad frame after the last checkpointed record, with nothing
+ * valid after it, is a torn tail from a crash: a writer cuts it off with a
+ * warning. Anything else fails with an error naming the record.
+ */
+#ifndef IG_LEDGER_H
+#define IG_LEDGER_H
+
+#include "ig_common.h"
+#include "ig_record.h"
+#include "ig_checkpoint.h"
+
+typedef struct ig_ledger ig_ledger;
+
+#define IG_LEDGER_LOG "ledger.log"
+#define IG_LEDGER_CHECKPOINT "checkpoint"
+#define IG_LEDGER_KEY "ch.key"
+#define IG_LEDGER_LOCK "lock"
+
+/* Creates dir (if absent) with a new cluster-head key, a genesis record and
+ * a first checkpoint. Refuses if dir already holds a ledger. Fills ch_pk. */
+int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYTES], ig_error *err);
+
+/* Called once per record, in order, while open() replays the log (and by
+ * ig_ledger_scan). Return IG_OK to go on; anything else aborts the open with
+ * that code (fill err to say why, e.g. "enroll of an id already active"). */
+typedef int (*ig_record_fn)(void *ctx, const ig_record *rec, ig_error *err);
+
+/* Progress while scanning large ledgers: records done, bytes done, bytes total. */
+typedef void (*ig_progress_fn)(void *ctx, uint64_t records, uint64_t bytes, uint64_t total_bytes);
+
+typedef struct ig_ledger_open_opts {
+	bool writer;                 /* take the lock, cut a torn tail, start the writer thread */
+	ig_record_fn on_record;      /* may be NULL */
+	void *ctx;
+	ig_progress_fn progress;     /* may be NULL */
+	void *progress_ctx;
+	/* Writer tuning; 0 = defaults (batch up to 4096 records, checkpoint at
+	 * most every 250 ms while busy and as soon as the writer goes idle). */
+	uint32_t max_batch;
+	uint32_t checkpoint_interval_ms;
+} ig_ledger_open_opts;
+
+int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *opts, ig_error *err);
+
+/* Waits for every submitted record to be durable (their completions are
+ * still delivered by the next ig_ledger_poll if the caller wants them; close
+ * runs them), writes a final checkpoint, stops the writer, drops the lock. */
+void ig_ledger_close(ig_ledger *l);
+
+/* ---- facts ---- */
+const char *ig_ledger_cluster(const ig_ledger *l);
+const uint8_t *ig_ledger_ch_pk(const ig_ledger *l);
+/* The cluster-head secret key (writer only; NULL for read-only opens). The
+ * plugin uses it for signing and boxes; never log it. */
+const uint8_t *ig_ledger_ch_sk(const ig_ledger *l);
+/* Number of durable records (genesis included). */
+uint64_t ig_ledger_height(const ig_ledger *l);
+/* Hash of the newest durable record. */
+void ig_ledger_head(const ig_ledger *l, uint8_t hash[IG_HASH_BYTES]);
+
+/* Copies the newest signed checkpoint text (NUL-terminated) and its
+ * parsed form. Returns text length. */
+int ig_ledger_checkpoint(ig_ledger *l, char *out, size_t cap, ig_checkpoint *cp);
+
+/* ---- appending ---- */
+
+/* Completion: status IG_OK once the record is durable (rec is the framed
+ * record with index, ts, hash), or a negative IG_ERR_* if it never will be
+ * (rec is NULL then). Runs on the thread that calls ig_ledger_poll. */
+typedef void (*ig_append_done_fn)(void *ctx, int status, const ig_record *rec);
+
+/* Queues a record; never blocks on disk. The body is copied. The writer
+ * assigns index, timestamp and prev_hash. Returns IG_OK, IG_ERR_RANGE (body
+ * too large), IG_ERR_CLOSED, or IG_ERR_STATE (read-only open). */
+int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                     ig_append_done_fn done, void *ctx);
+
+/* Runs completions of records that became durable (or failed) since the last
+ * call, in index order. Returns how many ran. Cheap when there are none. */
+int ig_ledger_poll(ig_ledger *l);
+
+/* Fd that becomes readable when ig_ledger_poll has work (an eventfd), for
+ * callers with their own poll loop; -1 if unavailable. */
+int ig_ledger_event_fd(const ig_ledger *l);
+
+/* Set when a new checkpoint was written since the last call (clears it). */
+bool ig_ledger_checkpoint_changed(ig_ledger *l);
+
+/* Blocking append for tools: submits, waits until durable. Fills rec_out's
+ * index/ts/hash if non-NULL (rec_out->body is not valid after return). */
+int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                     ig_record *rec_out, ig_error *err);
+
+/* Waits until everything submitted is durable and a checkpoint covers it. */
+int ig_ledger_sync(ig_ledger *l, ig_error *err);
+
+/* ---- figures for stats ---- */
+typedef struct ig_ledger_stats {
+	uint64_t height;             /* durable records */
+	uint64_t pending;            /* submitted, not yet durable */
+	uint64_t batches;            /* fdatasync calls so far */
+	uint64_t records_committed;  /* by this open */
+	uint64_t last_commit_us;     /* submit -> durable latency of the newest batch's oldest record */
+	uint64_t max_commit_us;
+	uint64_t avg_commit_us;      /* mean over all records committed by this open */
+	uint64_t checkpoint_size;    /* size covered by the newest checkpoint */
+} ig_ledger_stats;
+void ig_ledger_get_stats(ig_ledger *l, ig_ledger_stats *st);
+
+/* ---- auditing (read-only; safe while a writer holds the ledger) ---- */
+typedef struct ig_verify_result {
+	uint64_t height;
+	uint8_t head[IG_HASH_BYTES];
+	uint8_t root[IG_HASH_BYTES];
+	uint64_t checkpoint_size;
+	uint64_t torn_bytes;         /* bytes past the last valid record (a torn tail) */
+	char cluster[IG_CLUSTER_MAX + 1];
+} ig_verify_result;
+
+/* Full check: frames, checksums, hashes, chain, genesis, checkpoint
+ * signature, Merkle root at the checkpoint size. Calls on_record (if
+ * non-NULL) for each record, in order. Error messages name the first bad
+ * record: "ledger record 812: hash mismatch (tampered or corrupt)". */
+int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
+                     ig_progress_fn progress, void *progress_ctx,
+                     ig_verify_result *res, ig_error *err);
+
+/* ---- fault injection, for tests only ---- */
+/* When set, the writer fails with IG_ERR_IO after writing `after_bytes` of
+ * the next batch (a torn write) and stops. -1 disables. */
+void ig_ledger_test_fail_write(ig_ledger *l, long after_bytes);
+
+#endif

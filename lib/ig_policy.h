@@ -1,0 +1,55 @@
+/*
+ * ig_policy.h: per-role topic access rules and MQTT topic/filter matching.
+ *
+ * Why this exists: the broker asks on every SUBSCRIBE and every delivered
+ * message whether an identity may touch a topic. Rules live in a JSON file
+ * (config/policy.json) so operators can change them and reload on SIGHUP:
+ *
+ *   { "version": 1,
+ *     "roles": { "device": { "publish":   ["iotguard/{cluster}/ch/{id}", ...],
+ *                            "subscribe": [...],
+ *                            "retain":    [...] }, ... } }
+ *
+ * Patterns are MQTT filters (+ and # allowed) whose levels may be exactly
+ * "{cluster}" or "{id}", substituted at match time with no allocation.
+ * Deny by default. A SUBSCRIBE filter is allowed only if every topic it can
+ * match is readable, i.e. it is contained in one subscribe pattern, so
+ * `iotguard/C/#` is refused for a device rather than filtered at delivery.
+ */
+#ifndef IG_POLICY_H
+#define IG_POLICY_H
+
+#include "ig_common.h"
+
+typedef struct ig_policy ig_policy;
+
+typedef enum ig_access {
+	IG_ACCESS_PUBLISH = 1,    /* topic must match a publish pattern */
+	IG_ACCESS_RETAIN = 2,     /* publish with retain: must also match a retain pattern */
+	IG_ACCESS_SUBSCRIBE = 3,  /* filter must be contained in a subscribe pattern */
+	IG_ACCESS_READ = 4,       /* delivery of a topic: must match a subscribe pattern */
+} ig_access;
+
+/* Loads and validates a policy; errors name the role, list and entry. */
+int ig_policy_load(const char *path, ig_policy **out, ig_error *err);
+int ig_policy_parse(const char *json, size_t len, ig_policy **out, ig_error *err);
+void ig_policy_free(ig_policy *p);
+
+/* The policy compiled into the library, identical to config/policy.json. */
+extern const char ig_policy_default_json[];
+
+bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
+                      const char *cluster, const char *id, const char *topic);
+
+/* ---- MQTT matching primitives (exposed for tests) ---- */
+
+/* Topic name matches filter (MQTT 3.1.1 section 4.7; $-topics are not matched
+ * by a leading wildcard). */
+bool ig_topic_matches(const char *filter, const char *topic);
+/* Every topic matched by `inner` is also matched by `outer`. */
+bool ig_filter_contains(const char *outer, const char *inner);
+/* Valid topic name (no wildcards) / valid filter. */
+bool ig_topic_valid(const char *topic);
+bool ig_filter_valid(const char *filter);
+
+#endif

@@ -1,0 +1,151 @@
+/*
+ * ig_record.h: the ledger's record framing and typed record bodies.
+ *
+ * Why this exists: the byte layout of a record is the contract between the
+ * ledger writer, the verifier, `iotguard show`, and any third-party auditor.
+ * Keeping encode/decode in one place (and nowhere else) means the layout in
+ * docs/LEDGER.md has exactly one implementation to match.
+ *
+ * Frame (all integers big-endian):
+ *   off  size  field
+ *   0    4     magic "IGR1"
+ *   4    4     frame_len: total bytes of this frame, header..crc inclusive
+ *   8    8     index (0 = genesis, then +1 per record)
+ *   16   8     timestamp, Unix milliseconds
+ *   24   2     type (IG_REC_*)
+ *   26   2     flags (0; readers reject unknown flags)
+ *   28   32    prev_hash: hash of record index-1 (all zero for genesis)
+ *   60   n     body (n = frame_len - 64), a TLV list
+ *   60+n 4     crc32c over bytes [0, 60+n)
+ *
+ * Record hash = BLAKE2b-256(0x00 || bytes[0, 60+n)), i.e. the RFC 6962 leaf
+ * hash of the record with BLAKE2b-256 as H. It chains the log and is the
+ * Merkle leaf.
+ *
+ * Body: a sequence of TLVs, tag u8, len u16, value. Tags are per record type.
+ * Readers ignore tags they do not know, so later versions can add fields;
+ * required tags must be present exactly once.
+ */
+#ifndef IG_RECORD_H
+#define IG_RECORD_H
+
+#include "ig_common.h"
+
+#define IG_REC_MAGIC "IGR1"
+#define IG_REC_HEADER_BYTES 60
+#define IG_REC_OVERHEAD 64          /* header + crc */
+#define IG_REC_MAX_BODY 65536       /* a frame larger than this is corrupt */
+#define IG_FORMAT_VERSION 1
+
+/* Record types. Later issues add types in the ranges noted; a reader that
+ * meets a type it does not know still verifies framing, hash and chain. */
+enum ig_record_type {
+	IG_REC_GENESIS = 1,
+	IG_REC_ENROLL = 2,
+	IG_REC_REVOKE = 3,
+	/* 16..31: key service (join codes, session keys) */
+	/* 32..47: bank (credit, coins) */
+};
+const char *ig_record_type_name(uint16_t type);   /* "genesis", ...; "unknown" */
+
+/* A decoded frame. body points into the buffer it was decoded from. */
+typedef struct ig_record {
+	uint64_t index;
+	uint64_t ts_ms;
+	uint16_t type;
+	uint16_t flags;
+	uint8_t prev_hash[IG_HASH_BYTES];
+	const uint8_t *body;
+	uint32_t body_len;
+	uint8_t hash[IG_HASH_BYTES];     /* filled by ig_record_decode / ig_record_encode */
+	uint32_t frame_len;
+} ig_record;
+
+/* Writes a full frame for rec (index, ts_ms, type, prev_hash, body) into out
+ * and fills rec->hash and rec->frame_len. Returns frame length, or a negative
+ * IG_ERR_* if cap is too small or the body too large. */
+int ig_record_encode(uint8_t *out, size_t cap, ig_record *rec);
+
+/* Frame check results, so the ledger can tell a torn tail from tampering. */
+typedef enum {
+	IG_FRAME_OK = 0,
+	IG_FRAME_SHORT,       /* fewer bytes than the header or frame_len says: torn */
+	IG_FRAME_BAD_MAGIC,   /* not a frame start: torn or corrupt */
+	IG_FRAME_BAD_LENGTH,  /* frame_len < 64 or > IG_REC_MAX_BODY + 64 */
+	IG_FRAME_BAD_CRC,     /* checksum mismatch: torn or corrupt */
+	IG_FRAME_BAD_FLAGS,
+} ig_frame_status;
+const char *ig_frame_status_text(ig_frame_status st);
+
+/* Decodes one frame from buf[0..len). On IG_FRAME_OK fills rec (including
+ * the computed hash). Does not check the chain; the ledger does. */
+ig_frame_status ig_record_decode(const uint8_t *buf, size_t len, ig_record *rec);
+
+/* BLAKE2b-256(0x00 || frame[0..frame_len-4)). */
+void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t frame_len);
+
+/* ---- TLV bodies ---------------------------------------------------------- */
+
+/* Genesis tags */
+#define IG_TAG_GENESIS_CLUSTER 1   /* string */
+#define IG_TAG_GENESIS_CH_PK 2     /* 32 bytes */
+#define IG_TAG_GENESIS_VERSION 3   /* u16 */
+/* Enroll tags */
+#define IG_TAG_ENROLL_ID 1         /* string */
+#define IG_TAG_ENROLL_ROLE 2       /* u8, ig_role */
+#define IG_TAG_ENROLL_PK 3         /* 32 bytes */
+#define IG_TAG_ENROLL_BY 4         /* string: admin id, or "offline:<user>" */
+/* Revoke tags */
+#define IG_TAG_REVOKE_ID 1
+#define IG_TAG_REVOKE_REASON 2     /* string, 0..256 bytes */
+#define IG_TAG_REVOKE_BY 3
+
+#define IG_REASON_MAX 256
+#define IG_BY_MAX 80
+
+typedef struct ig_genesis {
+	char cluster[IG_CLUSTER_MAX + 1];
+	uint8_t ch_pk[IG_PK_BYTES];
+	uint16_t version;
+} ig_genesis;
+
+typedef struct ig_enroll {
+	char id[IG_ID_MAX + 1];
+	ig_role role;
+	uint8_t pk[IG_PK_BYTES];
+	char by[IG_BY_MAX + 1];
+} ig_enroll;
+
+typedef struct ig_revoke {
+	char id[IG_ID_MAX + 1];
+	char reason[IG_REASON_MAX + 1];
+	char by[IG_BY_MAX + 1];
+} ig_revoke;
+
+/* Encoders return the body length, or a negative IG_ERR_* (bad field, cap too
+ * small). Decoders return IG_OK or IG_ERR_CORRUPT with a message naming the
+ * missing or bad field. */
+int ig_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g);
+int ig_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err);
+int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
+int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
+int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
+int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
+
+/* Generic TLV walking, for later record types and for `show`. */
+typedef struct ig_tlv_iter {
+	const uint8_t *p, *end;
+} ig_tlv_iter;
+void ig_tlv_iter_init(ig_tlv_iter *it, const uint8_t *body, size_t len);
+/* Returns 1 and fills tag/val/vlen for the next TLV, 0 at the end, or
+ * IG_ERR_CORRUPT if a TLV runs past the body. */
+int ig_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vlen);
+/* Appends one TLV at out[*pos]; IG_ERR_RANGE if it does not fit. */
+int ig_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *val, size_t vlen);
+
+/* Renders a record as one JSON object (no trailing newline) for `show --json`
+ * and for ledger events: {"index","ts","type","hash","prev", ...typed fields}.
+ * Never includes secrets (records hold none). Caller frees with free(). */
+char *ig_record_to_json(const ig_record *rec);
+
+#endif

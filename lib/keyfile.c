@@ -1,0 +1,1 @@
+/* keyfile.c: being written. */

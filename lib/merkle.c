@@ -1,0 +1,1 @@
+/* merkle.c: being written. */

@@ -1,0 +1,1 @@
+/* policy_default.c: being written. */
