@@ -1,1 +1,637 @@
-/* policy.c: being written. */
+/*
+ * policy.c: role policy loading and MQTT topic/filter matching.
+ *
+ * Why this exists: the broker asks "may this identity touch this topic" for
+ * every SUBSCRIBE and every delivered message. So all the expensive work
+ * (JSON parsing, validation, splitting patterns into levels) happens once at
+ * load time, and a check is only a walk over the topic with memchr and short
+ * memcmp calls: no allocation, no copies, no repeated strlen.
+ *
+ * Matching rules (MQTT 3.1.1 section 4.7, MQTT 5 section 4.7):
+ *   - '+' matches exactly one level, '#' matches the parent level and any
+ *     number of levels below it ("a/#" matches "a", "a/", "a/b/c");
+ *   - a filter starting with a wildcard never matches a topic starting with
+ *     '$', so $CONTROL and $SYS rights must always be granted explicitly.
+ * Containment ("every topic inner matches, outer matches too") is decided
+ * level by level and errs on the side of "no": it only answers yes when the
+ * structure proves it, which is what an access check needs.
+ */
+#include "ig_policy.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOPIC_MAX 65535u       /* MQTT strings carry a 16-bit length */
+#define POLICY_FILE_MAX (1u << 20)
+
+/* One level of a compiled pattern, or one level read from a topic/filter. */
+enum level_kind {
+	LEVEL_LITERAL = 0,
+	LEVEL_PLUS,
+	LEVEL_HASH,
+	LEVEL_CLUSTER,   /* "{cluster}", only in compiled patterns */
+	LEVEL_ID,        /* "{id}", only in compiled patterns */
+	LEVEL_NEVER,     /* placeholder whose value is invalid: matches nothing */
+};
+
+typedef struct level {
+	const char *text;
+	uint32_t len;
+	uint8_t kind;
+} level;
+
+typedef struct pattern {
+	level *levels;
+	uint32_t count;
+	char *text;           /* owns the bytes level.text points into */
+} pattern;
+
+enum { LIST_PUBLISH, LIST_SUBSCRIBE, LIST_RETAIN, LIST_COUNT };
+static const char *const list_names[LIST_COUNT] = {"publish", "subscribe", "retain"};
+
+typedef struct pattern_list {
+	pattern *items;
+	size_t count;
+} pattern_list;
+
+struct ig_policy {
+	pattern_list lists[IG_ROLE_COUNT][LIST_COUNT];
+};
+
+/* ---- reading levels ------------------------------------------------------
+ *
+ * Both the subject (a topic or filter from a client) and the rule (a compiled
+ * pattern, or a filter string for the public primitives) are walked with the
+ * same cursor, so there is one matching algorithm for both representations.
+ */
+
+typedef struct placeholders {
+	const char *cluster, *id;
+	uint32_t cluster_len, id_len;
+	bool cluster_ok, id_ok;
+} placeholders;
+
+typedef struct cursor {
+	/* text mode */
+	const char *p, *end;
+	/* compiled mode (pat != NULL) */
+	const pattern *pat;
+	const placeholders *ph;
+	uint32_t next;
+	bool done;
+} cursor;
+
+static void cursor_text(cursor *c, const char *s, size_t len)
+{
+	memset(c, 0, sizeof *c);
+	c->p = s;
+	c->end = s + len;
+}
+
+static void cursor_pattern(cursor *c, const pattern *pat, const placeholders *ph)
+{
+	memset(c, 0, sizeof *c);
+	c->pat = pat;
+	c->ph = ph;
+}
+
+static level classify(const char *s, uint32_t len)
+{
+	level l = {s, len, LEVEL_LITERAL};
+	if (len == 1 && s[0] == '+')
+		l.kind = LEVEL_PLUS;
+	else if (len == 1 && s[0] == '#')
+		l.kind = LEVEL_HASH;
+	return l;
+}
+
+/* Returns false when there are no more levels. Placeholders come back as
+ * literals holding the substituted value, or LEVEL_NEVER. */
+static bool cursor_next(cursor *c, level *out)
+{
+	if (c->done)
+		return false;
+	if (c->pat) {
+		if (c->next >= c->pat->count) {
+			c->done = true;
+			return false;
+		}
+		*out = c->pat->levels[c->next++];
+		if (out->kind == LEVEL_CLUSTER) {
+			*out = (level){c->ph->cluster, c->ph->cluster_len,
+			               c->ph->cluster_ok ? LEVEL_LITERAL : LEVEL_NEVER};
+		} else if (out->kind == LEVEL_ID) {
+			*out = (level){c->ph->id, c->ph->id_len,
+			               c->ph->id_ok ? LEVEL_LITERAL : LEVEL_NEVER};
+		}
+		return true;
+	}
+	const char *slash = memchr(c->p, '/', (size_t)(c->end - c->p));
+	const char *stop = slash ? slash : c->end;
+	*out = classify(c->p, (uint32_t)(stop - c->p));
+	if (slash)
+		c->p = slash + 1;
+	else
+		c->done = true;
+	return true;
+}
+
+static bool literal_equal(const level *a, const level *b)
+{
+	return a->len == b->len && memcmp(a->text, b->text, a->len) == 0;
+}
+
+static bool dollar_level(const level *l)
+{
+	return l->kind == LEVEL_LITERAL && l->len > 0 && l->text[0] == '$';
+}
+
+/* Does the rule (a filter) match the topic? Both must already be valid. */
+static bool match_cursor(cursor *rule, cursor *topic)
+{
+	bool first = true;
+	for (;;) {
+		level r, t;
+		bool have_r = cursor_next(rule, &r);
+		bool have_t = cursor_next(topic, &t);
+		if (have_r && r.kind == LEVEL_HASH)
+			return !(first && dollar_level(&t));
+		if (!have_r || !have_t)
+			return have_r == have_t;
+		switch (r.kind) {
+		case LEVEL_PLUS:
+			if (first && dollar_level(&t))
+				return false;
+			break;
+		case LEVEL_LITERAL:
+			if (!literal_equal(&r, &t))
+				return false;
+			break;
+		default:
+			return false;
+		}
+		first = false;
+	}
+}
+
+/* Is every topic the inner filter matches also matched by the outer one?
+ * Both must already be valid filters. */
+static bool contains_cursor(cursor *outer, cursor *inner)
+{
+	bool first = true;
+	for (;;) {
+		level o, i;
+		bool have_o = cursor_next(outer, &o);
+		bool have_i = cursor_next(inner, &i);
+		/* An outer '#' covers everything below here, including the parent
+		 * level, except that at the top it never covers $-topics. */
+		if (have_o && o.kind == LEVEL_HASH)
+			return !(first && dollar_level(&i));
+		if (!have_o || !have_i)
+			return have_o == have_i;
+		/* An inner '#' needs an outer '#' at this level or above. */
+		if (i.kind == LEVEL_HASH)
+			return false;
+		switch (o.kind) {
+		case LEVEL_PLUS:
+			if (first && dollar_level(&i))
+				return false;
+			break;
+		case LEVEL_LITERAL:
+			if (i.kind != LEVEL_LITERAL || !literal_equal(&o, &i))
+				return false;
+			break;
+		default:
+			return false;
+		}
+		first = false;
+	}
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+/* Length of s if it is a valid topic name, else 0. One pass. */
+static size_t topic_length(const char *topic)
+{
+	if (!topic)
+		return 0;
+	size_t n = 0;
+	for (; topic[n]; n++) {
+		if (topic[n] == '+' || topic[n] == '#' || n >= TOPIC_MAX)
+			return 0;
+	}
+	return n;
+}
+
+/* Length of s if it is a valid filter, else 0. One pass. */
+static size_t filter_length(const char *filter)
+{
+	if (!filter)
+		return 0;
+	size_t n = 0, level_start = 0;
+	bool wildcard_in_level = false, hash_seen = false;
+	for (; filter[n]; n++) {
+		char c = filter[n];
+		if (n >= TOPIC_MAX || hash_seen)
+			return 0;          /* too long, or something follows '#' */
+		if (c == '/') {
+			level_start = n + 1;
+			wildcard_in_level = false;
+		} else if (c == '+' || c == '#') {
+			if (n != level_start)
+				return 0;      /* wildcard shares its level */
+			wildcard_in_level = true;
+			hash_seen = c == '#';
+		} else if (wildcard_in_level) {
+			return 0;          /* "+x" */
+		}
+	}
+	return n;
+}
+
+bool ig_topic_valid(const char *topic)
+{
+	return topic_length(topic) > 0;
+}
+
+bool ig_filter_valid(const char *filter)
+{
+	return filter_length(filter) > 0;
+}
+
+bool ig_topic_matches(const char *filter, const char *topic)
+{
+	size_t flen = filter_length(filter);
+	size_t tlen = topic_length(topic);
+	if (flen == 0 || tlen == 0)
+		return false;
+	cursor rule, subject;
+	cursor_text(&rule, filter, flen);
+	cursor_text(&subject, topic, tlen);
+	return match_cursor(&rule, &subject);
+}
+
+bool ig_filter_contains(const char *outer, const char *inner)
+{
+	size_t olen = filter_length(outer);
+	size_t ilen = filter_length(inner);
+	if (olen == 0 || ilen == 0)
+		return false;
+	cursor o, i;
+	cursor_text(&o, outer, olen);
+	cursor_text(&i, inner, ilen);
+	return contains_cursor(&o, &i);
+}
+
+/* ---- the access decision (hot path) -------------------------------------- */
+
+static void placeholders_init(placeholders *ph, const char *cluster, const char *id)
+{
+	size_t clen = cluster ? strnlen(cluster, IG_CLUSTER_MAX + 1) : 0;
+	size_t ilen = id ? strnlen(id, IG_ID_MAX + 1) : 0;
+	ph->cluster = cluster ? cluster : "";
+	ph->id = id ? id : "";
+	ph->cluster_len = (uint32_t)clen;
+	ph->id_len = (uint32_t)ilen;
+	ph->cluster_ok = clen <= IG_CLUSTER_MAX && ig_id_valid(cluster, clen);
+	ph->id_ok = ilen <= IG_ID_MAX && ig_id_valid(id, ilen);
+}
+
+bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
+                      const char *cluster, const char *id, const char *topic)
+{
+	if (!p || (int)role <= IG_ROLE_NONE || (int)role >= IG_ROLE_COUNT)
+		return false;
+
+	int list;
+	bool subscribe = false;
+	switch (access) {
+	case IG_ACCESS_PUBLISH: list = LIST_PUBLISH; break;
+	case IG_ACCESS_RETAIN: list = LIST_RETAIN; break;
+	case IG_ACCESS_READ: list = LIST_SUBSCRIBE; break;
+	case IG_ACCESS_SUBSCRIBE: list = LIST_SUBSCRIBE; subscribe = true; break;
+	default: return false;
+	}
+	const pattern_list *pl = &p->lists[role][list];
+	if (pl->count == 0)
+		return false;
+
+	size_t len = subscribe ? filter_length(topic) : topic_length(topic);
+	if (len == 0)
+		return false;
+
+	placeholders ph;
+	placeholders_init(&ph, cluster, id);
+	for (size_t k = 0; k < pl->count; k++) {
+		cursor rule, subject;
+		cursor_pattern(&rule, &pl->items[k], &ph);
+		cursor_text(&subject, topic, len);
+		if (subscribe ? contains_cursor(&rule, &subject) : match_cursor(&rule, &subject))
+			return true;
+	}
+	return false;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+static void pattern_list_free(pattern_list *pl)
+{
+	for (size_t i = 0; i < pl->count; i++) {
+		free(pl->items[i].levels);
+		free(pl->items[i].text);
+	}
+	free(pl->items);
+	pl->items = NULL;
+	pl->count = 0;
+}
+
+void ig_policy_free(ig_policy *p)
+{
+	if (!p)
+		return;
+	for (int r = 0; r < IG_ROLE_COUNT; r++)
+		for (int l = 0; l < LIST_COUNT; l++)
+			pattern_list_free(&p->lists[r][l]);
+	free(p);
+}
+
+/* Validates one pattern string and splits it into levels. `where` names the
+ * entry for messages, e.g. "roles.device.publish[2]". */
+static int pattern_compile(const char *src, const char *where, pattern *out, ig_error *err)
+{
+	size_t len = strlen(src);
+	if (len == 0)
+		return ig_error_set(err, IG_ERR_INVAL, "%s: empty pattern; write an MQTT topic filter such as "
+		                    "\"iotguard/{cluster}/dev/{id}/status\"", where);
+	if (len > TOPIC_MAX)
+		return ig_error_set(err, IG_ERR_INVAL, "%s: pattern is %zu bytes; MQTT filters are at most %u bytes",
+		                    where, len, TOPIC_MAX);
+	if (filter_length(src) != len)
+		return ig_error_set(err, IG_ERR_INVAL, "%s: '%.80s' is not a valid MQTT filter; '+' and '#' must "
+		                    "each fill a whole level and '#' must be the last level", where, src);
+
+	uint32_t count = 1;
+	for (size_t i = 0; i < len; i++)
+		count += src[i] == '/';
+
+	out->text = malloc(len + 1);
+	out->levels = calloc(count, sizeof *out->levels);
+	out->count = count;
+	if (!out->text || !out->levels) {
+		free(out->text);
+		free(out->levels);
+		memset(out, 0, sizeof *out);
+		return ig_error_set(err, IG_ERR_NOMEM, "%s: out of memory compiling pattern", where);
+	}
+	memcpy(out->text, src, len + 1);
+
+	cursor c;
+	cursor_text(&c, out->text, len);
+	level l;
+	for (uint32_t n = 0; cursor_next(&c, &l); n++) {
+		if (l.kind == LEVEL_LITERAL && l.len == 9 && memcmp(l.text, "{cluster}", 9) == 0) {
+			l.kind = LEVEL_CLUSTER;
+		} else if (l.kind == LEVEL_LITERAL && l.len == 4 && memcmp(l.text, "{id}", 4) == 0) {
+			l.kind = LEVEL_ID;
+		} else if (l.kind == LEVEL_LITERAL && (memchr(l.text, '{', l.len) || memchr(l.text, '}', l.len))) {
+			const char *name = memmem(l.text, l.len, "{cluster}", 9) ? "{cluster}"
+			                 : memmem(l.text, l.len, "{id}", 4) ? "{id}" : NULL;
+			int lvl_len = l.len > 80 ? 80 : (int)l.len;
+			if (name)
+				ig_error_set(err, IG_ERR_INVAL, "%s: '%s' must be a whole topic level (found '%.*s'); "
+				             "write it between slashes", where, name, lvl_len, l.text);
+			else
+				ig_error_set(err, IG_ERR_INVAL, "%s: level '%.*s' has a brace but is not a placeholder; "
+				             "only {cluster} and {id} are allowed, each as a whole level",
+				             where, lvl_len, l.text);
+			free(out->text);
+			free(out->levels);
+			memset(out, 0, sizeof *out);
+			return IG_ERR_INVAL;
+		}
+		out->levels[n] = l;
+	}
+	return IG_OK;
+}
+
+/* Objects from cJSON may carry the same key twice; the second would be
+ * silently ignored, so a policy with duplicates is refused. */
+static int check_duplicates(const cJSON *obj, const char *where, ig_error *err)
+{
+	for (const cJSON *a = obj->child; a; a = a->next)
+		for (const cJSON *b = a->next; b; b = b->next)
+			if (strcmp(a->string, b->string) == 0)
+				return ig_error_set(err, IG_ERR_INVAL, "%s: key \"%.64s\" appears twice; keep one",
+				                    where, a->string);
+	return IG_OK;
+}
+
+static int parse_list(const cJSON *arr, ig_role role, int list, pattern_list *out, ig_error *err)
+{
+	char where[96];
+	snprintf(where, sizeof where, "roles.%s.%s", ig_role_name(role), list_names[list]);
+	if (!cJSON_IsArray(arr))
+		return ig_error_set(err, IG_ERR_INVAL, "%s: must be an array of topic filter strings", where);
+	int n = cJSON_GetArraySize(arr);
+	if (n == 0)
+		return IG_OK;
+	out->items = calloc((size_t)n, sizeof *out->items);
+	if (!out->items)
+		return ig_error_set(err, IG_ERR_NOMEM, "%s: out of memory", where);
+	int i = 0;
+	for (const cJSON *e = arr->child; e; e = e->next, i++) {
+		char entry[112];
+		snprintf(entry, sizeof entry, "%s[%d]", where, i);
+		if (!cJSON_IsString(e) || !e->valuestring)
+			return ig_error_set(err, IG_ERR_INVAL, "%s: must be a string (an MQTT topic filter)", entry);
+		int rc = pattern_compile(e->valuestring, entry, &out->items[i], err);
+		if (rc != IG_OK)
+			return rc;
+		out->count++;
+	}
+	return IG_OK;
+}
+
+static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *err)
+{
+	char where[64];
+	snprintf(where, sizeof where, "roles.%s", ig_role_name(role));
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "%s: must be an object with \"publish\", \"subscribe\" "
+		                    "and \"retain\" arrays", where);
+	int rc = check_duplicates(obj, where, err);
+	if (rc != IG_OK)
+		return rc;
+	for (const cJSON *item = obj->child; item; item = item->next) {
+		int list = -1;
+		for (int l = 0; l < LIST_COUNT; l++)
+			if (strcmp(item->string, list_names[l]) == 0)
+				list = l;
+		if (list < 0)
+			return ig_error_set(err, IG_ERR_INVAL, "%s: unknown key \"%.64s\"; allowed keys are "
+			                    "\"publish\", \"subscribe\" and \"retain\"", where, item->string);
+		rc = parse_list(item, role, list, &p->lists[role][list], err);
+		if (rc != IG_OK)
+			return rc;
+	}
+	return IG_OK;
+}
+
+static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(root))
+		return ig_error_set(err, IG_ERR_INVAL, "top level must be an object {\"version\":1,\"roles\":{...}}");
+	int rc = check_duplicates(root, "top level", err);
+	if (rc != IG_OK)
+		return rc;
+	const cJSON *version = NULL, *roles = NULL;
+	for (const cJSON *item = root->child; item; item = item->next) {
+		if (strcmp(item->string, "version") == 0)
+			version = item;
+		else if (strcmp(item->string, "roles") == 0)
+			roles = item;
+		else
+			return ig_error_set(err, IG_ERR_INVAL, "unknown top-level key \"%.64s\"; allowed keys are "
+			                    "\"version\" and \"roles\"", item->string);
+	}
+	if (!version)
+		return ig_error_set(err, IG_ERR_INVAL, "\"version\" is missing; add \"version\": 1");
+	if (!cJSON_IsNumber(version) || version->valuedouble != 1.0)
+		return ig_error_set(err, IG_ERR_INVAL, "\"version\" must be the number 1 (the only policy format "
+		                    "this build understands)");
+	if (!roles)
+		return ig_error_set(err, IG_ERR_INVAL, "\"roles\" is missing; add an object keyed by role name");
+	if (!cJSON_IsObject(roles))
+		return ig_error_set(err, IG_ERR_INVAL, "roles: must be an object keyed by role name");
+	rc = check_duplicates(roles, "roles", err);
+	if (rc != IG_OK)
+		return rc;
+	for (const cJSON *item = roles->child; item; item = item->next) {
+		ig_role role = ig_role_parse(item->string);
+		if (role == IG_ROLE_NONE)
+			return ig_error_set(err, IG_ERR_INVAL, "roles: unknown role \"%.64s\"; roles are device, "
+			                    "analyst, monitor and admin", item->string);
+		rc = parse_role(item, role, p, err);
+		if (rc != IG_OK)
+			return rc;
+	}
+	return IG_OK;
+}
+
+/* 1-based line and column of byte offset `off`, for JSON syntax errors. */
+static void position_of(const char *json, size_t off, size_t *line, size_t *col)
+{
+	*line = 1;
+	*col = 1;
+	for (size_t i = 0; i < off; i++) {
+		if (json[i] == '\n') {
+			(*line)++;
+			*col = 1;
+		} else {
+			(*col)++;
+		}
+	}
+}
+
+/* cJSON turns "\u0000" into a NUL that silently cuts the string short, so
+ * "a/\u0000#" would load as "a/". Refuse the escape instead. */
+static bool has_nul_escape(const char *json, size_t len, size_t *at)
+{
+	bool in_string = false;
+	for (size_t i = 0; i < len; i++) {
+		if (!in_string) {
+			in_string = json[i] == '"';
+		} else if (json[i] == '"') {
+			in_string = false;
+		} else if (json[i] == '\\') {
+			if (i + 6 <= len && memcmp(json + i + 1, "u0000", 5) == 0) {
+				*at = i;
+				return true;
+			}
+			i++;
+		}
+	}
+	return false;
+}
+
+static int parse_named(const char *json, size_t len, const char *name, ig_policy **out, ig_error *err)
+{
+	*out = NULL;
+	if (!json)
+		return ig_error_set(err, IG_ERR_INVAL, "%s: no policy text given", name);
+	if (memchr(json, '\0', len))
+		return ig_error_set(err, IG_ERR_INVAL, "%s: contains a NUL byte; the policy must be UTF-8 JSON text",
+		                    name);
+	size_t nul_at;
+	if (has_nul_escape(json, len, &nul_at)) {
+		size_t line, col;
+		position_of(json, nul_at, &line, &col);
+		return ig_error_set(err, IG_ERR_INVAL, "%s: \"\\u0000\" at line %zu column %zu; topic filters "
+		                    "cannot contain NUL, remove it", name, line, col);
+	}
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(json, len, &end, false);
+	size_t off = end && end >= json && end <= json + len ? (size_t)(end - json) : len;
+	if (root) {
+		while (off < len && (json[off] == ' ' || json[off] == '\t' || json[off] == '\n' || json[off] == '\r'))
+			off++;
+	}
+	if (!root || off != len) {
+		size_t line, col;
+		position_of(json, off, &line, &col);
+		cJSON_Delete(root);
+		return ig_error_set(err, IG_ERR_INVAL, "%s: %s at line %zu column %zu; fix the JSON syntax", name,
+		                    root ? "unexpected text after the policy object" : "invalid JSON", line, col);
+	}
+
+	ig_policy *p = calloc(1, sizeof *p);
+	if (!p) {
+		cJSON_Delete(root);
+		return ig_error_set(err, IG_ERR_NOMEM, "%s: out of memory", name);
+	}
+	int rc = parse_tree(root, p, err);
+	cJSON_Delete(root);
+	if (rc != IG_OK) {
+		ig_policy_free(p);
+		ig_error_prefix(err, "%s: ", name);
+		return rc;
+	}
+	*out = p;
+	return IG_OK;
+}
+
+int ig_policy_parse(const char *json, size_t len, ig_policy **out, ig_error *err)
+{
+	return parse_named(json, len, "policy.json", out, err);
+}
+
+int ig_policy_load(const char *path, ig_policy **out, ig_error *err)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return ig_error_set(err, IG_ERR_IO, "open policy %s: %s; check plugin_opt_policy", path, strerror(errno));
+	char *buf = malloc(POLICY_FILE_MAX + 1);
+	if (!buf) {
+		fclose(f);
+		return ig_error_set(err, IG_ERR_NOMEM, "policy %s: out of memory", path);
+	}
+	size_t n = fread(buf, 1, POLICY_FILE_MAX + 1, f);
+	int read_failed = ferror(f);
+	int read_errno = errno;
+	fclose(f);
+	int rc;
+	if (read_failed)
+		rc = ig_error_set(err, IG_ERR_IO, "read policy %s: %s; check plugin_opt_policy names a readable file",
+		                  path, strerror(read_errno));
+	else if (n > POLICY_FILE_MAX)
+		rc = ig_error_set(err, IG_ERR_RANGE, "policy %s is larger than %u bytes; shorten it", path,
+		                  POLICY_FILE_MAX);
+	else
+		rc = parse_named(buf, n, path, out, err);
+	free(buf);
+	return rc;
+}

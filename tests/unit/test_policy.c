@@ -1,0 +1,704 @@
+/*
+ * test_policy.c: the access rules are the broker's only line of defence
+ * after authentication, so these tests try to make a device read or write
+ * something it must not, and try to load every kind of broken policy.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ig_policy.h"
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "cannot open %s", path);
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	long n = ftell(f);
+	cr_assert_geq(n, 0);
+	rewind(f);
+	char *buf = malloc((size_t)n + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	*len = (size_t)n;
+	return buf;
+}
+
+static ig_policy *parse_ok(const char *json)
+{
+	ig_policy *p = NULL;
+	ig_error err = {0};
+	int rc = ig_policy_parse(json, strlen(json), &p, &err);
+	cr_assert_eq(rc, IG_OK, "policy should parse: %s\n%s", err.msg, json);
+	cr_assert_not_null(p);
+	return p;
+}
+
+static ig_policy *default_policy(void)
+{
+	return parse_ok(ig_policy_default_json);
+}
+
+/* A deliberately naive matcher to compare against: split both strings into
+ * arrays of levels and recurse. */
+static size_t split(const char *s, char ***out)
+{
+	size_t n = 1;
+	for (const char *p = s; *p; p++)
+		n += *p == '/';
+	char **lv = calloc(n, sizeof *lv);
+	cr_assert_not_null(lv);
+	const char *start = s;
+	for (size_t i = 0; i < n; i++) {
+		const char *slash = strchr(start, '/');
+		size_t len = slash ? (size_t)(slash - start) : strlen(start);
+		lv[i] = strndup(start, len);
+		cr_assert_not_null(lv[i]);
+		start = slash ? slash + 1 : start + len;
+	}
+	*out = lv;
+	return n;
+}
+
+static void free_levels(char **lv, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(lv[i]);
+	free(lv);
+}
+
+static bool ref_match_levels(char **f, size_t nf, char **t, size_t nt)
+{
+	if (nf == 0)
+		return nt == 0;
+	if (strcmp(f[0], "#") == 0)
+		return true;
+	if (nt == 0)
+		return false;
+	if (strcmp(f[0], "+") != 0 && strcmp(f[0], t[0]) != 0)
+		return false;
+	return ref_match_levels(f + 1, nf - 1, t + 1, nt - 1);
+}
+
+static bool ref_match(const char *filter, const char *topic)
+{
+	if (!ig_filter_valid(filter) || !ig_topic_valid(topic))
+		return false;
+	if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#'))
+		return false;
+	char **f, **t;
+	size_t nf = split(filter, &f), nt = split(topic, &t);
+	bool r = ref_match_levels(f, nf, t, nt);
+	free_levels(f, nf);
+	free_levels(t, nt);
+	return r;
+}
+
+/* ---- validity ------------------------------------------------------------ */
+
+Test(policy, topic_valid_table)
+{
+	struct { const char *s; bool ok; } cases[] = {
+		{"a", true}, {"/", true}, {"a//b", true}, {"$SYS", true}, {"$SYS/broker/uptime", true},
+		{"iotguard/C/dev/dev1/status", true}, {" ", true}, {"a/b/", true}, {"{id}", true},
+		{"", false}, {"a+", false}, {"+", false}, {"#", false}, {"a/#", false}, {"a/+/b", false},
+		{"a#b", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cr_expect_eq(ig_topic_valid(cases[i].s), cases[i].ok, "topic '%s'", cases[i].s);
+	cr_expect_not(ig_topic_valid(NULL));
+}
+
+Test(policy, filter_valid_table)
+{
+	struct { const char *s; bool ok; } cases[] = {
+		{"#", true}, {"+", true}, {"+/+", true}, {"a/#", true}, {"/#", true}, {"+/#", true},
+		{"a//", true}, {"/", true}, {"$SYS/#", true}, {"a/+/b/#", true}, {"a", true},
+		{"", false}, {"a/#/b", false}, {"a#", false}, {"#a", false}, {"a/b+", false},
+		{"+a", false}, {"++", false}, {"a/##", false}, {"#/", false}, {"##", false},
+		{"a/+b/c", false}, {"a/#/", false}, {"+#", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cr_expect_eq(ig_filter_valid(cases[i].s), cases[i].ok, "filter '%s'", cases[i].s);
+	cr_expect_not(ig_filter_valid(NULL));
+}
+
+Test(policy, length_limits)
+{
+	char *s = malloc(65537);
+	cr_assert_not_null(s);
+	memset(s, 'a', 65535);
+	s[65535] = '\0';
+	cr_expect(ig_topic_valid(s), "65535 bytes is the MQTT maximum and valid");
+	cr_expect(ig_filter_valid(s));
+	cr_expect(ig_topic_matches(s, s));
+	s[65535] = 'a';
+	s[65536] = '\0';
+	cr_expect_not(ig_topic_valid(s), "65536 bytes does not fit an MQTT string");
+	cr_expect_not(ig_filter_valid(s));
+	cr_expect_not(ig_topic_matches("#", s));
+	free(s);
+}
+
+/* ---- matching ------------------------------------------------------------ */
+
+Test(policy, topic_matches_table)
+{
+	struct { const char *f, *t; bool m; } cases[] = {
+		{"a/b", "a/b", true}, {"a/b", "a/c", false}, {"a/b", "a", false}, {"a", "a/b", false},
+		{"a/+", "a/b", true}, {"a/+", "a/b/c", false}, {"a/+", "a/", true}, {"a/+", "a", false},
+		{"a/#", "a", true}, {"a/#", "a/", true}, {"a/#", "a/b/c", true}, {"a/#", "ab", false},
+		{"a/#", "b/a", false}, {"#", "a", true}, {"#", "/", true}, {"#", "a/b/c", true},
+		{"+", "/", false}, {"+/+", "/", true}, {"/+", "/x", true}, {"+", "/finance", false},
+		{"+/+", "/finance", true}, {"/+", "/finance", true},
+		{"sport/tennis/player1/#", "sport/tennis/player1", true},
+		{"sport/tennis/player1/#", "sport/tennis/player1/ranking", true},
+		{"sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true},
+		{"sport/+", "sport/", true}, {"sport/+", "sport", false}, {"+/+/+", "a/b/c", true},
+		{"a/b/c/#", "a/b/c", true}, {"a/b/c/#", "a/b", false}, {"A", "a", false},
+		/* $-topics */
+		{"+", "$SYS", false}, {"#", "$SYS", false}, {"#", "$SYS/x", false}, {"+/x", "$SYS/x", false},
+		{"+/#", "$CONTROL/iotguard/v1", false}, {"$SYS/#", "$SYS/x", true}, {"$SYS/#", "$SYS", true},
+		{"$SYS/+", "$SYS/x", true}, {"$CONTROL/iotguard/v1", "$CONTROL/iotguard/v1", true},
+		{"+/$x", "a/$x", true}, {"a/+", "a/$x", true}, {"a/#", "a/$x", true},
+		/* invalid inputs never match */
+		{"a/+", "a/+", false}, {"a/#/b", "a/x/b", false}, {"a#", "a#", false}, {"", "", false},
+		{"a", "", false}, {"", "a", false}, {"#", "#", false}, {"+", "+", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cr_expect_eq(ig_topic_matches(cases[i].f, cases[i].t), cases[i].m, "filter '%s' topic '%s'",
+		             cases[i].f, cases[i].t);
+		cr_expect_eq(ref_match(cases[i].f, cases[i].t), cases[i].m, "reference: filter '%s' topic '%s'",
+		             cases[i].f, cases[i].t);
+	}
+	cr_expect_not(ig_topic_matches(NULL, "a"));
+	cr_expect_not(ig_topic_matches("a", NULL));
+}
+
+Test(policy, containment_truth_table)
+{
+	struct { const char *outer, *inner; bool c; } cases[] = {
+		{"#", "#", true}, {"#", "a", true}, {"#", "a/b/c", true}, {"#", "+", true},
+		{"#", "+/#", true}, {"#", "/", true}, {"#", "a/+/#", true},
+		{"#", "$SYS", false}, {"#", "$SYS/#", false}, {"+", "$SYS", false},
+		{"+/#", "$SYS/a", false}, {"+/+", "$SYS/a", false}, {"+", "+", true},
+		{"$SYS/#", "$SYS/a", true}, {"$SYS/#", "$SYS", true}, {"$SYS/#", "$SYS/#", true},
+		{"$SYS/+", "$SYS/+", true}, {"$SYS/+", "$SYS/#", false},
+		{"a/#", "a", true}, {"a/#", "a/b", true}, {"a/#", "a/#", true}, {"a/#", "a/+", true},
+		{"a/#", "a/+/#", true}, {"a/#", "a/", true}, {"a/#", "#", false}, {"a/#", "+/#", false},
+		{"a/#", "+", false}, {"a/#", "b", false}, {"a/#", "ab", false}, {"a/#", "ab/#", false},
+		{"a/b/#", "a", false}, {"a/b/#", "a/#", false}, {"a/b/#", "a/+", false},
+		{"a/b/#", "a/b", true}, {"a/b/#", "a/b/c/d", true}, {"a/b/#", "a/+/c", false},
+		{"a/+", "a/b", true}, {"a/+", "a/+", true}, {"a/+", "a/#", false}, {"a/+", "a", false},
+		{"a/+", "a/b/c", false}, {"a/+", "a/", true}, {"a/+", "+/b", false},
+		{"a/+/c", "a/b/c", true}, {"a/+/c", "a/+/c", true}, {"a/+/c", "a/+/d", false},
+		{"a/+/c", "a/+/c/#", false}, {"a/+/c/#", "a/+/c/#", true}, {"a/+/c/#", "a/x/c", true},
+		{"a/b", "a/+", false}, {"a/b", "a/b", true}, {"a/b", "a/b/", false}, {"a/b", "a/#", false},
+		{"a/b", "a/b/#", false}, {"a/b", "b/a", false}, {"a", "A", false},
+		{"+/+", "a/b", true}, {"+/+", "+/+", true}, {"+/+", "+", false}, {"+/+", "+/+/+", false},
+		{"+", "a/b", false}, {"+", "/", false}, {"+/+", "/", true}, {"/#", "/a", true},
+		{"/#", "a", false}, {"/", "/", true},
+		/* an inner '#' needs an outer '#' at the same or an earlier level */
+		{"a/+/#", "a/#", false}, {"a/+/#", "a/b", true}, {"a/+/#", "a/b/#", true},
+		{"+/#", "#", false}, {"+/#", "a/#", true}, {"+/#", "a", true},
+		/* invalid filters are never contained or containing */
+		{"a/#/b", "a", false}, {"a", "a+", false}, {"", "a", false}, {"a", "", false},
+		{"#", "a/#/b", false}, {"#", "#/", false},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		cr_expect_eq(ig_filter_contains(cases[i].outer, cases[i].inner), cases[i].c,
+		             "outer '%s' inner '%s'", cases[i].outer, cases[i].inner);
+	cr_expect_not(ig_filter_contains(NULL, "a"));
+	cr_expect_not(ig_filter_contains("#", NULL));
+}
+
+/* ---- the default policy ------------------------------------------------- */
+
+Test(policy, default_equals_config_file_byte_for_byte)
+{
+	size_t len;
+	char *file = read_file(IG_SOURCE_ROOT "/config/policy.json", &len);
+	size_t embedded = strlen(ig_policy_default_json);
+	cr_assert_eq(embedded, len, "embedded policy is %zu bytes, config/policy.json %zu", embedded, len);
+	cr_assert_eq(memcmp(file, ig_policy_default_json, len), 0,
+	             "lib/policy_default.c and config/policy.json differ; regenerate one from the other");
+	free(file);
+}
+
+Test(policy, load_config_file)
+{
+	ig_policy *p = NULL;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_load(IG_SOURCE_ROOT "/config/policy.json", &p, &err), IG_OK, "%s", err.msg);
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, IG_ACCESS_PUBLISH, "C", "dev1", "iotguard/C/ch/dev1"));
+	ig_policy_free(p);
+}
+
+Test(policy, load_missing_file_names_path)
+{
+	ig_policy *p = (ig_policy *)1;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_load("/nonexistent/iotguard/policy.json", &p, &err), IG_ERR_IO);
+	cr_expect_null(p);
+	cr_expect_not_null(strstr(err.msg, "/nonexistent/iotguard/policy.json"), "%s", err.msg);
+}
+
+typedef struct access_case {
+	ig_access a;
+	const char *topic;
+	bool allowed;
+} access_case;
+
+static void check_cases(const ig_policy *p, ig_role role, const char *id, const access_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		cr_expect_eq(ig_policy_allows(p, role, cases[i].a, "C", id, cases[i].topic), cases[i].allowed,
+		             "%s %s access %d to '%s' should be %s", ig_role_name(role), id, (int)cases[i].a,
+		             cases[i].topic, cases[i].allowed ? "allowed" : "denied");
+}
+
+#define PUB IG_ACCESS_PUBLISH
+#define RET IG_ACCESS_RETAIN
+#define SUB IG_ACCESS_SUBSCRIBE
+#define READ IG_ACCESS_READ
+
+static const access_case device_cases[] = {
+	{PUB, "iotguard/C/ch/dev1", true}, {PUB, "iotguard/C/dev/dev1/status", true},
+	{PUB, "iotguard/C/ch/dev2", false}, {PUB, "iotguard/C/dev/dev2/status", false},
+	{PUB, "iotguard/D/ch/dev1", false}, {PUB, "iotguard/C/dev/dev1/inbox", false},
+	{PUB, "iotguard/C/ledger/head", false}, {PUB, "iotguard/C/ledger/events", false},
+	{PUB, "iotguard/C/stats", false}, {PUB, "$CONTROL/iotguard/v1", false},
+	{PUB, "iotguard/C/ch/+", false}, {PUB, "iotguard/C/ch/#", false}, {PUB, "iotguard/C/ch/dev1/x", false},
+	{PUB, "iotguard/C/ch", false}, {PUB, "iotguard/C/ch/dev1/", false}, {PUB, "/iotguard/C/ch/dev1", false},
+	{PUB, "iotguard/{cluster}/ch/{id}", false}, {PUB, "iotguard/C/ch/DEV1", false},
+	{RET, "iotguard/C/dev/dev1/status", true}, {RET, "iotguard/C/ch/dev1", false},
+	{RET, "iotguard/C/dev/dev2/status", false},
+	{SUB, "iotguard/C/dev/dev1/inbox", true}, {SUB, "iotguard/C/ledger/head", true},
+	{SUB, "iotguard/C/#", false}, {SUB, "#", false}, {SUB, "+/#", false}, {SUB, "iotguard/#", false},
+	{SUB, "iotguard/C/dev/dev2/inbox", false}, {SUB, "iotguard/C/dev/+/inbox", false},
+	{SUB, "iotguard/C/dev/+/status", false}, {SUB, "iotguard/C/dev/dev1/#", false},
+	{SUB, "iotguard/C/dev/dev1/+", false}, {SUB, "iotguard/C/ledger/#", false},
+	{SUB, "iotguard/C/ledger/+", false}, {SUB, "iotguard/C/stats", false},
+	{SUB, "iotguard/+/dev/dev1/inbox", false}, {SUB, "$CONTROL/iotguard/v1/response", false},
+	{SUB, "$CONTROL/#", false}, {SUB, "$SYS/#", false}, {SUB, "iotguard/C/dev/dev1/inbox/#", false},
+	{SUB, "iotguard/C/dev/dev1/inbox/x", false}, {SUB, "iotguard/C/dev/#/inbox", false},
+	{READ, "iotguard/C/dev/dev1/inbox", true}, {READ, "iotguard/C/ledger/head", true},
+	{READ, "iotguard/C/dev/dev2/inbox", false}, {READ, "iotguard/C/dev/dev2/status", false},
+	{READ, "iotguard/C/stats", false}, {READ, "iotguard/C/ledger/events", false},
+	{READ, "iotguard/C/dev/+/inbox", false},
+};
+
+Test(policy, device_rights)
+{
+	ig_policy *p = default_policy();
+	check_cases(p, IG_ROLE_DEVICE, "dev1", device_cases, sizeof device_cases / sizeof device_cases[0]);
+	ig_policy_free(p);
+}
+
+Test(policy, analyst_rights_match_device)
+{
+	ig_policy *p = default_policy();
+	check_cases(p, IG_ROLE_ANALYST, "dev1", device_cases, sizeof device_cases / sizeof device_cases[0]);
+	ig_policy_free(p);
+}
+
+static const access_case monitor_cases[] = {
+	{PUB, "iotguard/C/ch/mon1", true}, {PUB, "iotguard/C/dev/mon1/status", true},
+	{PUB, "iotguard/C/dev/dev1/status", false}, {PUB, "$CONTROL/iotguard/v1", false},
+	{PUB, "iotguard/C/stats", false}, {RET, "iotguard/C/dev/mon1/status", true},
+	{RET, "iotguard/C/dev/dev1/status", false},
+	{SUB, "iotguard/C/dev/+/status", true}, {SUB, "iotguard/C/dev/dev7/status", true},
+	{SUB, "iotguard/C/ledger/#", true}, {SUB, "iotguard/C/ledger/head", true},
+	{SUB, "iotguard/C/ledger/events", true}, {SUB, "iotguard/C/ledger/+", true},
+	{SUB, "iotguard/C/stats", true}, {SUB, "iotguard/C/dev/mon1/inbox", true},
+	{SUB, "iotguard/C/#", false}, {SUB, "iotguard/C/dev/#", false}, {SUB, "iotguard/C/dev/+/#", false},
+	{SUB, "iotguard/C/dev/+/+", false}, {SUB, "iotguard/C/dev/dev7/inbox", false},
+	{SUB, "iotguard/C/dev/+/inbox", false}, {SUB, "iotguard/C/+", false},
+	{SUB, "iotguard/D/ledger/#", false}, {SUB, "$CONTROL/iotguard/v1/response", false},
+	{SUB, "#", false},
+	{READ, "iotguard/C/dev/dev7/status", true}, {READ, "iotguard/C/ledger/events", true},
+	{READ, "iotguard/C/stats", true}, {READ, "iotguard/C/dev/dev7/inbox", false},
+	{READ, "$CONTROL/iotguard/v1/response", false},
+};
+
+Test(policy, monitor_rights)
+{
+	ig_policy *p = default_policy();
+	check_cases(p, IG_ROLE_MONITOR, "mon1", monitor_cases, sizeof monitor_cases / sizeof monitor_cases[0]);
+	ig_policy_free(p);
+}
+
+Test(policy, admin_rights)
+{
+	static const access_case admin_extra[] = {
+		{PUB, "$CONTROL/iotguard/v1", true}, {PUB, "$CONTROL/iotguard/v1/response", false},
+		{PUB, "$CONTROL/dynamic-security/v1", false}, {RET, "$CONTROL/iotguard/v1", false},
+		{SUB, "$CONTROL/iotguard/v1/response", true}, {SUB, "$CONTROL/iotguard/v1", false},
+		{SUB, "$CONTROL/#", false}, {SUB, "$CONTROL/iotguard/v1/+", false}, {SUB, "$CONTROL/+/v1/response", false},
+		{SUB, "+/iotguard/v1/response", false}, {SUB, "#", false}, {SUB, "iotguard/C/#", false},
+		{READ, "$CONTROL/iotguard/v1/response", true}, {READ, "$CONTROL/dynamic-security/v1/response", false},
+	};
+	ig_policy *p = default_policy();
+	/* admins have every monitor right; $CONTROL rows differ by design */
+	for (size_t i = 0; i < sizeof monitor_cases / sizeof monitor_cases[0]; i++)
+		if (strncmp(monitor_cases[i].topic, "$CONTROL", 8) != 0)
+			check_cases(p, IG_ROLE_ADMIN, "mon1", &monitor_cases[i], 1);
+	check_cases(p, IG_ROLE_ADMIN, "admin1", admin_extra, sizeof admin_extra / sizeof admin_extra[0]);
+	ig_policy_free(p);
+}
+
+Test(policy, bad_arguments_deny)
+{
+	ig_policy *p = default_policy();
+	const char *t = "iotguard/C/ch/dev1";
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(NULL, IG_ROLE_DEVICE, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_NONE, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, (ig_role)5, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, (ig_role)-1, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, (ig_access)0, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, (ig_access)5, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", NULL));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", ""));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "dev1", ""));
+	ig_policy_free(p);
+}
+
+/* ---- placeholders ------------------------------------------------------- */
+
+Test(policy, placeholder_substitution)
+{
+	ig_policy *p = default_policy();
+	char id64[65], id65[66], topic[128];
+	memset(id64, 'x', 64);
+	id64[64] = '\0';
+	memset(id65, 'x', 65);
+	id65[65] = '\0';
+
+	snprintf(topic, sizeof topic, "iotguard/C/ch/%s", id64);
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", id64, topic), "64-char id is valid");
+	snprintf(topic, sizeof topic, "iotguard/C/ch/%s", id65);
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", id65, topic), "65-char id is invalid");
+
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "my-cluster.1", "dev_1.a-b",
+	                           "iotguard/my-cluster.1/ch/dev_1.a-b"));
+	/* ids that would smuggle levels or wildcards never match */
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "a/b", "iotguard/C/ch/a/b"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "+", "iotguard/C/dev/+/inbox"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "#", "iotguard/C/dev/#"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "", "iotguard/C/ch/"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", NULL, "iotguard/C/ch/"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "d ev", "iotguard/C/ch/d ev"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "$x", "iotguard/C/ch/$x"));
+	/* a bad cluster poisons {cluster} levels the same way */
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "+", "dev1", "iotguard/+/dev/dev1/inbox"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C/x", "dev1", "iotguard/C/x/ch/dev1"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, NULL, "dev1", "iotguard//ch/dev1"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "", "dev1", "iotguard//ch/dev1"));
+	ig_policy_free(p);
+}
+
+Test(policy, placeholder_only_poisons_its_own_levels)
+{
+	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"fixed/topic\",\"own/{id}\"],"
+	                        "\"subscribe\":[\"{cluster}/+/{id}/#\"]}}}");
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "bad/id", "fixed/topic"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "bad/id", "own/bad/id"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "d1", "C/x/d1/#"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "d1", "C/+/d1"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, READ, "C", "d1", "C/x/d1/y/z"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "d1", "C/+/+/#"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "d1", "C/#"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, RET, "C", "d1", "fixed/topic"), "no retain list");
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_MONITOR, PUB, "C", "d1", "fixed/topic"), "role absent");
+	ig_policy_free(p);
+}
+
+Test(policy, leading_wildcards_never_grant_dollar_topics)
+{
+	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{\"admin\":{\"publish\":[\"#\"],"
+	                        "\"subscribe\":[\"#\",\"+/x\"],\"retain\":[\"+/#\"]}}}");
+	cr_expect(ig_policy_allows(p, IG_ROLE_ADMIN, PUB, "C", "a1", "a/b"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, PUB, "C", "a1", "$CONTROL/iotguard/v1"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, PUB, "C", "a1", "$CONTROL/dynamic-security/v1"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, RET, "C", "a1", "$SYS/x"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_ADMIN, SUB, "C", "a1", "#"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_ADMIN, SUB, "C", "a1", "+/+/#"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, SUB, "C", "a1", "$SYS/#"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, SUB, "C", "a1", "$x/x"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, READ, "C", "a1", "$SYS/broker/uptime"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ADMIN, READ, "C", "a1", "$CONTROL/iotguard/v1/response"));
+	ig_policy_free(p);
+}
+
+Test(policy, empty_policy_denies_everything)
+{
+	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{}}");
+	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
+		for (int a = PUB; a <= READ; a++)
+			cr_expect_not(ig_policy_allows(p, (ig_role)r, (ig_access)a, "C", "x", "a"));
+	ig_policy_free(p);
+	p = parse_ok("{\"version\":1,\"roles\":{\"device\":{\"publish\":[],\"subscribe\":[],\"retain\":[]}}}");
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "x", "a"));
+	ig_policy_free(p);
+}
+
+/* ---- malformed policies -------------------------------------------------- */
+
+Test(policy, malformed_policies_are_rejected_with_a_message)
+{
+	struct { const char *json, *needle; } cases[] = {
+		{"", "invalid JSON"},
+		{"{", "invalid JSON"},
+		{"{\"version\":1,\"roles\":{}", "invalid JSON"},
+		{"{\"version\":1,\"roles\":{}} x", "unexpected text"},
+		{"{\"version\":1,\"roles\":{}}{}", "unexpected text"},
+		{"null", "top level must be an object"},
+		{"[]", "top level must be an object"},
+		{"\"policy\"", "top level must be an object"},
+		{"{\"version\":1}", "\"roles\" is missing"},
+		{"{\"roles\":{}}", "\"version\" is missing"},
+		{"{\"version\":2,\"roles\":{}}", "\"version\" must be the number 1"},
+		{"{\"version\":1.5,\"roles\":{}}", "\"version\" must be the number 1"},
+		{"{\"version\":\"1\",\"roles\":{}}", "\"version\" must be the number 1"},
+		{"{\"version\":true,\"roles\":{}}", "\"version\" must be the number 1"},
+		{"{\"version\":1,\"roles\":[]}", "roles: must be an object"},
+		{"{\"version\":1,\"roles\":null}", "roles: must be an object"},
+		{"{\"version\":1,\"roles\":{},\"extra\":1}", "unknown top-level key \"extra\""},
+		{"{\"version\":1,\"version\":1,\"roles\":{}}", "\"version\" appears twice"},
+		{"{\"version\":1,\"roles\":{\"superuser\":{}}}", "unknown role \"superuser\""},
+		{"{\"version\":1,\"roles\":{\"none\":{}}}", "unknown role \"none\""},
+		{"{\"version\":1,\"roles\":{\"Device\":{}}}", "unknown role \"Device\""},
+		{"{\"version\":1,\"roles\":{\"device\":{},\"device\":{}}}", "roles: key \"device\" appears twice"},
+		{"{\"version\":1,\"roles\":{\"device\":[]}}", "roles.device: must be an object"},
+		{"{\"version\":1,\"roles\":{\"device\":\"all\"}}", "roles.device: must be an object"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"pub\":[]}}}", "roles.device: unknown key \"pub\""},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[],\"publish\":[]}}}",
+		 "roles.device: key \"publish\" appears twice"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":\"a/b\"}}}", "roles.device.publish: must be an array"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"retain\":{}}}}", "roles.device.retain: must be an array"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[1]}}}", "roles.device.publish[0]: must be a string"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[null]}}}", "roles.device.publish[0]: must be a string"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[[\"a\"]]}}}", "roles.device.publish[0]: must be a string"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"\"]}}}", "roles.device.publish[0]: empty pattern"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"a/#/b\"]}}}",
+		 "roles.device.publish[0]: 'a/#/b' is not a valid MQTT filter"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"a\",\"a/b#\"]}}}",
+		 "roles.device.subscribe[1]: 'a/b#' is not a valid MQTT filter"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"a+/b\"]}}}", "is not a valid MQTT filter"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"+a\"]}}}", "is not a valid MQTT filter"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"#/\"]}}}", "is not a valid MQTT filter"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"a\",\"b\",\"{id}x\"]}}}",
+		 "policy.json: roles.device.publish[2]: '{id}' must be a whole topic level"},
+		{"{\"version\":1,\"roles\":{\"monitor\":{\"retain\":[\"a/dev-{cluster}/b\"]}}}",
+		 "roles.monitor.retain[0]: '{cluster}' must be a whole topic level"},
+		{"{\"version\":1,\"roles\":{\"admin\":{\"subscribe\":[\"a/{ID}\"]}}}",
+		 "roles.admin.subscribe[0]: level '{ID}' has a brace but is not a placeholder"},
+		{"{\"version\":1,\"roles\":{\"admin\":{\"subscribe\":[\"a/{cluster\"]}}}", "has a brace"},
+		{"{\"version\":1,\"roles\":{\"admin\":{\"subscribe\":[\"a/id}\"]}}}", "has a brace"},
+		{"{\"version\":1,\"roles\":{\"admin\":{\"subscribe\":[\"{user}/x\"]}}}", "has a brace"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"a/\\u0000#\"]}}}", "\"\\u0000\" at line 1"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"subscribe\":[\"\\\"\\u0000\"]}}}", "\\u0000"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ig_policy *p = (ig_policy *)1;
+		ig_error err = {0};
+		int rc = ig_policy_parse(cases[i].json, strlen(cases[i].json), &p, &err);
+		cr_expect_eq(rc, IG_ERR_INVAL, "case %zu should fail: %s", i, cases[i].json);
+		cr_expect_null(p, "case %zu leaves no policy", i);
+		cr_expect_eq(strncmp(err.msg, "policy.json: ", 13), 0, "case %zu message names the file: %s", i, err.msg);
+		cr_expect_not_null(strstr(err.msg, cases[i].needle), "case %zu: message '%s' should contain '%s'", i,
+		                   err.msg, cases[i].needle);
+		if (rc == IG_OK)
+			ig_policy_free(p);
+	}
+}
+
+Test(policy, escaped_backslash_before_u0000_is_literal_text)
+{
+	/* JSON "a\\u0000" is the 7 characters a \ u 0 0 0 0, not a NUL */
+	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"a\\\\u0000\"]}}}");
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "d", "a\\u0000"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "d", "a"));
+	ig_policy_free(p);
+}
+
+Test(policy, json_error_reports_line_and_column)
+{
+	const char *json = "{\n  \"version\": 1,\n  \"roles\": {,}\n}\n";
+	ig_policy *p = NULL;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_parse(json, strlen(json), &p, &err), IG_ERR_INVAL);
+	cr_expect_not_null(strstr(err.msg, "line 3"), "%s", err.msg);
+}
+
+Test(policy, nul_byte_and_oversized_pattern_rejected)
+{
+	ig_policy *p = NULL;
+	ig_error err = {0};
+	const char with_nul[] = "{\"version\":1,\"roles\":{}}\0";
+	cr_expect_eq(ig_policy_parse(with_nul, sizeof with_nul - 1, &p, &err), IG_ERR_INVAL);
+	cr_expect_not_null(strstr(err.msg, "NUL"), "%s", err.msg);
+	cr_expect_eq(ig_policy_parse(NULL, 0, &p, &err), IG_ERR_INVAL);
+
+	const char *head = "{\"version\":1,\"roles\":{\"device\":{\"publish\":[\"";
+	const char *tail = "\"]}}}";
+	size_t n = strlen(head) + 65536 + strlen(tail) + 1;
+	char *json = malloc(n);
+	cr_assert_not_null(json);
+	strcpy(json, head);
+	memset(json + strlen(head), 'a', 65536);
+	strcpy(json + strlen(head) + 65536, tail);
+	cr_expect_eq(ig_policy_parse(json, strlen(json), &p, &err), IG_ERR_INVAL);
+	cr_expect_not_null(strstr(err.msg, "at most 65535 bytes"), "%s", err.msg);
+	free(json);
+}
+
+Test(policy, every_truncation_of_default_is_rejected)
+{
+	size_t len = strlen(ig_policy_default_json);
+	for (size_t n = 0; n + 1 < len; n++) {
+		ig_policy *p = NULL;
+		ig_error err = {0};
+		int rc = ig_policy_parse(ig_policy_default_json, n, &p, &err);
+		cr_expect_eq(rc, IG_ERR_INVAL, "truncated to %zu bytes should fail", n);
+		cr_expect_neq(err.msg[0], '\0');
+		ig_policy_free(p);
+	}
+	/* dropping only the final newline leaves a valid document */
+	ig_policy *p = NULL;
+	cr_expect_eq(ig_policy_parse(ig_policy_default_json, len - 1, &p, NULL), IG_OK);
+	ig_policy_free(p);
+}
+
+Test(policy, every_byte_mutation_never_crashes)
+{
+	size_t len = strlen(ig_policy_default_json);
+	char *buf = malloc(len);
+	cr_assert_not_null(buf);
+	static const char repl[] = {'"', '{', '}', '/', '#', '+', 'x', ' ', '\\', 0x7f};
+	size_t rejected = 0;
+	for (size_t i = 0; i < len; i++) {
+		memcpy(buf, ig_policy_default_json, len);
+		buf[i] = repl[i % sizeof repl];
+		ig_policy *p = NULL;
+		ig_error err = {0};
+		int rc = ig_policy_parse(buf, len, &p, &err);
+		if (rc == IG_OK) {
+			cr_expect_not_null(p);
+			/* whatever it now says, it must still deny $-topics to wildcards */
+			cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, SUB, "C", "d", "#"));
+			ig_policy_free(p);
+		} else {
+			cr_expect_null(p);
+			cr_expect_neq(err.msg[0], '\0', "mutation at %zu fails with a message", i);
+			rejected++;
+		}
+	}
+	cr_expect_gt(rejected, len / 2, "most single-byte corruptions must be caught");
+	free(buf);
+}
+
+/* ---- fuzz ---------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 16);
+}
+
+static void random_string(char *out, size_t max, const char *alphabet)
+{
+	size_t n = rnd() % (max + 1), k = strlen(alphabet);
+	for (size_t i = 0; i < n; i++)
+		out[i] = alphabet[rnd() % k];
+	out[n] = '\0';
+}
+
+Test(policy, fuzz_matching_agrees_with_reference)
+{
+	char f[16], t[16];
+	for (int i = 0; i < 40000; i++) {
+		random_string(f, 8, "ab$/+#");
+		random_string(t, 8, "ab$/+#");
+		bool got = ig_topic_matches(f, t);
+		cr_assert_eq(got, ref_match(f, t), "filter '%s' topic '%s'", f, t);
+		if (ig_topic_valid(t)) {
+			cr_assert(ig_filter_valid(t), "every topic is a filter: '%s'", t);
+			cr_assert(ig_topic_matches(t, t), "topic '%s' matches itself", t);
+			cr_assert(ig_filter_contains(t, t));
+		}
+		if (ig_filter_valid(f))
+			cr_assert(ig_filter_contains(f, f), "filter '%s' contains itself", f);
+		else
+			cr_assert_not(ig_filter_contains(f, f));
+	}
+}
+
+Test(policy, fuzz_containment_is_sound)
+{
+	/* all topics over a small alphabet, up to 4 bytes */
+	static char topics[400][6];
+	size_t nt = 0;
+	const char alpha[] = "ab$/";
+	for (size_t len = 1; len <= 4; len++) {
+		size_t total = 1;
+		for (size_t i = 0; i < len; i++)
+			total *= 4;
+		for (size_t v = 0; v < total; v++) {
+			size_t x = v;
+			for (size_t i = 0; i < len; i++, x /= 4)
+				topics[nt][i] = alpha[x % 4];
+			topics[nt][len] = '\0';
+			cr_assert(ig_topic_valid(topics[nt]));
+			nt++;
+		}
+	}
+	size_t contained = 0;
+	char o[12], in[12];
+	for (int i = 0; i < 6000; i++) {
+		random_string(o, 6, "ab$/+#");
+		random_string(in, 6, "ab$/+#");
+		if (!ig_filter_contains(o, in))
+			continue;
+		contained++;
+		for (size_t k = 0; k < nt; k++)
+			if (ig_topic_matches(in, topics[k]))
+				cr_assert(ig_topic_matches(o, topics[k]), "'%s' claims to contain '%s' but '%s' "
+				          "matches only the inner", o, in, topics[k]);
+	}
+	cr_expect_gt(contained, 50, "the fuzz should exercise containment");
+}
+
+Test(policy, fuzz_policy_allows_never_crashes)
+{
+	ig_policy *p = default_policy();
+	char t[48], id[12], cluster[12];
+	for (int i = 0; i < 20000; i++) {
+		random_string(t, 40, "iotguard/C/dev1ch+#$ {}");
+		random_string(id, 8, "dev1/+#$");
+		random_string(cluster, 3, "C/+#");
+		for (int a = 0; a <= 5; a++) {
+			bool ok = ig_policy_allows(p, IG_ROLE_DEVICE, (ig_access)a, cluster, id, t);
+			if (ok) {
+				cr_assert(a >= PUB && a <= READ);
+				/* every default pattern starts with iotguard/{cluster} */
+				cr_assert(ig_id_valid(cluster, strlen(cluster)), "allowed with bad cluster '%s': '%s'",
+				          cluster, t);
+				if (strstr(t, "/ledger/") == NULL)
+					cr_assert(ig_id_valid(id, strlen(id)), "allowed with bad id: '%s' '%s'", id, t);
+				cr_assert(a == SUB ? ig_filter_valid(t) : ig_topic_valid(t));
+			}
+		}
+	}
+	ig_policy_free(p);
+}
