@@ -1,1 +1,430 @@
-/* plugin.c */
+/*
+ * plugin.c: loading, configuration, reload and the tick that drives the
+ * ledger's completions, the published head and the stats.
+ *
+ * Why this exists: it is the only file that knows the plugin's lifecycle.
+ * The broker is single-threaded, so nothing here waits on the disk: the
+ * ledger's writer thread syncs, and each tick collects what became durable.
+ */
+#include "plugin.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool g_shutting_down;
+
+void ig_plugin_log(int level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	mosquitto_log_printf(level, "iotguard: %s", buf);
+}
+
+static void lib_log_sink(void *ctx, ig_log_level level, const char *msg)
+{
+	(void)ctx;
+	static const int map[] = {MOSQ_LOG_ERR, MOSQ_LOG_WARNING, MOSQ_LOG_INFO, MOSQ_LOG_DEBUG};
+	mosquitto_log_printf(map[level], "iotguard: %s", msg);
+}
+
+void ig_plugin_send_to(const char *client_id, const char *topic, const char *json)
+{
+	if (g_shutting_down || !json)
+		return;
+	/* mosquitto_broker_publish_copy: the broker takes its own copy, so the
+	 * caller's buffer (often cJSON output) is freed by the caller. */
+	int rc = mosquitto_broker_publish_copy(client_id, topic, (int)strlen(json), json, 1, false, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		ig_plugin_log(MOSQ_LOG_WARNING, "could not queue a message on %s (error %d)", topic, rc);
+}
+
+static void publish_all(const char *topic, const char *json, bool retain)
+{
+	if (g_shutting_down || !json)
+		return;
+	int rc = mosquitto_broker_publish_copy(NULL, topic, (int)strlen(json), json, 1, retain, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		ig_plugin_log(MOSQ_LOG_WARNING, "could not publish on %s (error %d)", topic, rc);
+}
+
+void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
+{
+	char *json = ig_record_to_json(rec);
+	if (!json) {
+		ig_plugin_log(MOSQ_LOG_WARNING, "ledger record %llu: could not render the event (out of memory)",
+		              (unsigned long long)rec->index);
+		return;
+	}
+	publish_all(pl->topic_events, json, false);
+	free(json);
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+static const uint32_t default_ttl[IG_ROLE_COUNT] = {
+	[IG_ROLE_DEVICE] = 600, [IG_ROLE_ANALYST] = 3600, [IG_ROLE_MONITOR] = 86400, [IG_ROLE_ADMIN] = 86400,
+};
+
+static int parse_u32(const char *name, const char *value, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(value, &end, 10);
+	if (errno || !end || *end || end == value || value[0] == '-' || v < min || v > max) {
+		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_%s '%s' is not a number in %u..%u; fix mosquitto.conf",
+		              name, value, min, max);
+		return -1;
+	}
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int count)
+{
+	memset(cfg, 0, sizeof *cfg);
+	memcpy(cfg->max_ttl_s, default_ttl, sizeof default_ttl);
+	cfg->clock_skew_s = 30;
+	cfg->stats_interval_s = 10;
+	cfg->auth_fail_limit = 20;
+	cfg->auth_ban_s = 60;
+
+	for (int i = 0; i < count; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		if (!k || !v) {
+			ig_plugin_log(MOSQ_LOG_ERR, "plugin option %d has no value; fix mosquitto.conf", i);
+			return -1;
+		}
+		int rc = 0;
+		if (!strcmp(k, "ledger")) {
+			if (snprintf(cfg->ledger_dir, sizeof cfg->ledger_dir, "%s", v) >= (int)sizeof cfg->ledger_dir)
+				rc = -1;
+		} else if (!strcmp(k, "policy")) {
+			if (snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s", v) >= (int)sizeof cfg->policy_path)
+				rc = -1;
+		} else if (!strncmp(k, "ttl_", 4)) {
+			ig_role role = ig_role_parse(k + 4);
+			if (role == IG_ROLE_NONE) {
+				ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s: roles are device, analyst, monitor, admin", k);
+				return -1;
+			}
+			rc = parse_u32(k, v, 1, 7 * 86400, &cfg->max_ttl_s[role]);
+		} else if (!strcmp(k, "clock_skew")) {
+			rc = parse_u32(k, v, 0, 3600, &cfg->clock_skew_s);
+		} else if (!strcmp(k, "stats_interval")) {
+			rc = parse_u32(k, v, 0, 86400, &cfg->stats_interval_s);
+		} else if (!strcmp(k, "auth_fail_limit")) {
+			rc = parse_u32(k, v, 0, 1000000, &cfg->auth_fail_limit);
+		} else if (!strcmp(k, "auth_ban_seconds")) {
+			rc = parse_u32(k, v, 1, 86400, &cfg->auth_ban_s);
+		} else {
+			ig_plugin_log(MOSQ_LOG_ERR,
+			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
+			              "stats_interval, auth_fail_limit, auth_ban_seconds", k);
+			return -1;
+		}
+		if (rc)
+			return -1;
+	}
+	if (!cfg->ledger_dir[0]) {
+		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger is missing; point it at a ledger made with "
+		                            "'iotguard init --ledger DIR --cluster NAME'");
+		return -1;
+	}
+	return 0;
+}
+
+static int load_policy(const ig_plugin_config *cfg, ig_policy **out)
+{
+	ig_error err = {0};
+	int rc;
+	if (cfg->policy_path[0])
+		rc = ig_policy_load(cfg->policy_path, out, &err);
+	else
+		rc = ig_policy_parse(ig_policy_default_json, strlen(ig_policy_default_json), out, &err);
+	if (rc != IG_OK)
+		ig_plugin_log(MOSQ_LOG_ERR, "policy %s: %s", cfg->policy_path[0] ? cfg->policy_path : "(built-in)", err.msg);
+	return rc;
+}
+
+/* ---- head and stats ----------------------------------------------------- */
+
+static void publish_head(ig_plugin *pl)
+{
+	char text[IG_CHECKPOINT_MAX];
+	ig_checkpoint cp;
+	if (ig_ledger_checkpoint(pl->ledger, text, sizeof text, &cp) < 0)
+		return;
+	char root_b64[sodium_base64_ENCODED_LEN(IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(root_b64, sizeof root_b64, cp.root, IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL);
+	char pk_hex[2 * IG_PK_BYTES + 1];
+	ig_hex_encode(pk_hex, pl->ch_pk, IG_PK_BYTES);
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "origin", cp.origin);
+	cJSON_AddNumberToObject(o, "size", (double)cp.size);
+	cJSON_AddStringToObject(o, "root", root_b64);
+	cJSON_AddStringToObject(o, "ch_pubkey", pk_hex);
+	cJSON_AddStringToObject(o, "checkpoint", text);
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	publish_all(pl->topic_head, json, true);
+	free(json);
+	pl->head_published = true;
+}
+
+static void publish_stats(ig_plugin *pl, uint64_t now_ms)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "ts", (double)now_ms);
+	cJSON_AddStringToObject(o, "cluster", pl->cluster);
+	cJSON_AddNumberToObject(o, "uptime_s", (double)((now_ms - pl->start_ms) / 1000));
+
+	cJSON *conn = cJSON_AddObjectToObject(o, "connected");
+	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
+		cJSON_AddNumberToObject(conn, ig_role_name((ig_role)r), (double)pl->sessions.by_role[r]);
+	cJSON_AddNumberToObject(conn, "total", (double)pl->sessions.count);
+
+	cJSON *auth = cJSON_AddObjectToObject(o, "auth");
+	cJSON_AddNumberToObject(auth, "accepted", (double)pl->auth_accepted);
+	uint64_t refused_total = 0;
+	cJSON *refused = cJSON_CreateObject();
+	for (int r = 1; r < IG_AUTH_RESULT_COUNT; r++) {
+		cJSON_AddNumberToObject(refused, ig_auth_result_name((ig_auth_result)r), (double)pl->auth_refused[r]);
+		refused_total += pl->auth_refused[r];
+	}
+	cJSON_AddNumberToObject(auth, "refused_total", (double)refused_total);
+	cJSON_AddItemToObject(auth, "refused", refused);
+
+	cJSON *acl = cJSON_AddObjectToObject(o, "acl");
+	cJSON_AddNumberToObject(acl, "denied_publish", (double)pl->acl_denied_publish);
+	cJSON_AddNumberToObject(acl, "denied_subscribe", (double)pl->acl_denied_subscribe);
+	cJSON_AddNumberToObject(acl, "denied_read", (double)pl->acl_denied_read);
+
+	cJSON *ids = cJSON_AddObjectToObject(o, "identities");
+	cJSON_AddNumberToObject(ids, "active", (double)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE));
+	cJSON_AddNumberToObject(ids, "revoked", (double)ig_registry_count(pl->reg, IG_ID_REVOKED, IG_ROLE_NONE));
+
+	ig_ledger_stats st;
+	ig_ledger_get_stats(pl->ledger, &st);
+	cJSON *led = cJSON_AddObjectToObject(o, "ledger");
+	cJSON_AddNumberToObject(led, "height", (double)st.height);
+	cJSON_AddNumberToObject(led, "pending", (double)st.pending);
+	cJSON_AddNumberToObject(led, "checkpoint_size", (double)st.checkpoint_size);
+	cJSON_AddNumberToObject(led, "batches", (double)st.batches);
+	cJSON *lat = cJSON_AddObjectToObject(led, "commit_latency_us");
+	cJSON_AddNumberToObject(lat, "last", (double)st.last_commit_us);
+	cJSON_AddNumberToObject(lat, "avg", (double)st.avg_commit_us);
+	cJSON_AddNumberToObject(lat, "max", (double)st.max_commit_us);
+
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	publish_all(pl->topic_stats, json, false);
+	free(json);
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	ig_plugin *pl = userdata;
+	ig_ledger_poll(pl->ledger);
+	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
+		publish_head(pl);
+	if (pl->cfg.stats_interval_s) {
+		uint64_t now = ig_now_ms();
+		if (now >= pl->next_stats_ms) {
+			publish_stats(pl, now);
+			pl->next_stats_ms = now + (uint64_t)pl->cfg.stats_interval_s * 1000u;
+		}
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	ig_plugin *pl = userdata;
+	struct mosquitto_evt_reload *ed = event_data;
+	ig_plugin_config cfg;
+	if (parse_config(&cfg, ed->options, ed->option_count) != 0) {
+		ig_plugin_log(MOSQ_LOG_ERR, "reload: configuration rejected; keeping the previous policy and TTLs");
+		return MOSQ_ERR_SUCCESS;
+	}
+	if (strcmp(cfg.ledger_dir, pl->cfg.ledger_dir) != 0)
+		ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger changed; a ledger cannot be swapped live, "
+		                                "restart the broker to use %s", cfg.ledger_dir);
+	ig_policy *policy = NULL;
+	if (load_policy(&cfg, &policy) != IG_OK) {
+		ig_plugin_log(MOSQ_LOG_ERR, "reload: policy rejected; keeping the previous policy and TTLs");
+		return MOSQ_ERR_SUCCESS;
+	}
+	memcpy(cfg.ledger_dir, pl->cfg.ledger_dir, sizeof cfg.ledger_dir);
+	ig_policy_free(pl->policy);
+	pl->policy = policy;
+	pl->cfg = cfg;
+	pl->next_stats_ms = 0;
+	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s and role TTLs (device %us, analyst %us, monitor %us, admin %us)",
+	              cfg.policy_path[0] ? cfg.policy_path : "(built-in)", cfg.max_ttl_s[IG_ROLE_DEVICE],
+	              cfg.max_ttl_s[IG_ROLE_ANALYST], cfg.max_ttl_s[IG_ROLE_MONITOR], cfg.max_ttl_s[IG_ROLE_ADMIN]);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- lifecycle --------------------------------------------------------- */
+
+static int replay_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	ig_plugin *pl = ctx;
+	return ig_registry_apply(pl->reg, rec, err);
+}
+
+static void replay_progress(void *ctx, uint64_t records, uint64_t bytes, uint64_t total)
+{
+	(void)ctx;
+	ig_plugin_log(MOSQ_LOG_INFO, "loading ledger: %llu records (%llu of %llu bytes)", (unsigned long long)records,
+	              (unsigned long long)bytes, (unsigned long long)total);
+}
+
+static void plugin_free(ig_plugin *pl)
+{
+	if (!pl)
+		return;
+	if (pl->ledger)
+		ig_ledger_close(pl->ledger);
+	ig_registry_free(pl->reg);
+	ig_policy_free(pl->policy);
+	ig_sessions_free(&pl->sessions);
+	sodium_memzero(pl, sizeof *pl);
+	free(pl);
+}
+
+static int build_topics(ig_plugin *pl)
+{
+	const char *c = pl->cluster;
+	int n1 = snprintf(pl->topic_events, IG_TOPIC_MAX, "iotguard/%s/ledger/events", c);
+	int n2 = snprintf(pl->topic_head, IG_TOPIC_MAX, "iotguard/%s/ledger/head", c);
+	int n3 = snprintf(pl->topic_stats, IG_TOPIC_MAX, "iotguard/%s/stats", c);
+	int n4 = snprintf(pl->topic_ch_prefix, IG_TOPIC_MAX, "iotguard/%s/ch/", c);
+	if (n1 < 0 || n2 < 0 || n3 < 0 || n4 < 0 || n1 >= IG_TOPIC_MAX || n4 >= IG_TOPIC_MAX)
+		return -1;
+	pl->topic_ch_prefix_len = (size_t)n4;
+	return 0;
+}
+
+/* Every broker event the plugin handles, registered at init and removed at
+ * cleanup from this one list. */
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+	const void *data;
+} callbacks[] = {
+	{MOSQ_EVT_BASIC_AUTH, ig_plugin_on_basic_auth, NULL},
+	{MOSQ_EVT_EXT_AUTH_START, ig_plugin_on_ext_auth_start, NULL},
+	{MOSQ_EVT_ACL_CHECK, ig_plugin_on_acl_check, NULL},
+	{MOSQ_EVT_CONTROL, ig_plugin_on_control, IG_ADMIN_TOPIC},
+	{MOSQ_EVT_MESSAGE, ig_plugin_on_message, NULL},
+	{MOSQ_EVT_TICK, on_tick, NULL},
+	{MOSQ_EVT_RELOAD, on_reload, NULL},
+	{MOSQ_EVT_DISCONNECT, ig_plugin_on_disconnect, NULL},
+};
+#define N_CALLBACKS (sizeof callbacks / sizeof callbacks[0])
+
+static void unregister_callbacks(mosquitto_plugin_id_t *pid, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mosquitto_callback_unregister(pid, callbacks[i].event, callbacks[i].cb, callbacks[i].data);
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++)
+		if (supported_versions[i] == 5)
+			return 5;
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *options,
+                          int option_count)
+{
+	if (ig_init() != IG_OK) {
+		ig_plugin_log(MOSQ_LOG_ERR, "libsodium failed to initialise; refusing to start");
+		return MOSQ_ERR_UNKNOWN;
+	}
+	ig_log_set(lib_log_sink, NULL);
+
+	ig_plugin *pl = calloc(1, sizeof *pl);
+	if (!pl)
+		return MOSQ_ERR_NOMEM;
+	pl->pid = identifier;
+	pl->start_ms = ig_now_ms();
+	g_shutting_down = false;
+
+	if (parse_config(&pl->cfg, options, option_count) != 0 || load_policy(&pl->cfg, &pl->policy) != IG_OK) {
+		plugin_free(pl);
+		return MOSQ_ERR_INVAL;
+	}
+	pl->reg = ig_registry_new();
+	if (!pl->reg || !ig_sessions_init(&pl->sessions)) {
+		plugin_free(pl);
+		return MOSQ_ERR_NOMEM;
+	}
+
+	uint64_t t0 = ig_mono_us();
+	ig_error err = {0};
+	ig_ledger_open_opts lo = {
+		.writer = true, .on_record = replay_record, .ctx = pl, .progress = replay_progress, .progress_ctx = pl,
+	};
+	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
+		ig_plugin_log(MOSQ_LOG_ERR, "ledger %s: %s; refusing to start", pl->cfg.ledger_dir, err.msg);
+		pl->ledger = NULL;
+		plugin_free(pl);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	snprintf(pl->cluster, sizeof pl->cluster, "%s", ig_ledger_cluster(pl->ledger));
+	memcpy(pl->ch_pk, ig_ledger_ch_pk(pl->ledger), IG_PK_BYTES);
+	if (build_topics(pl) != 0) {
+		plugin_free(pl);
+		return MOSQ_ERR_INVAL;
+	}
+
+	for (size_t i = 0; i < N_CALLBACKS; i++) {
+		int rc = mosquitto_callback_register(identifier, callbacks[i].event, callbacks[i].cb, callbacks[i].data, pl);
+		if (rc != MOSQ_ERR_SUCCESS) {
+			ig_plugin_log(MOSQ_LOG_ERR, "could not register callback for event %d (error %d); refusing to start",
+			              callbacks[i].event, rc);
+			unregister_callbacks(identifier, i);
+			plugin_free(pl);
+			return rc;
+		}
+	}
+
+	ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': ledger %s open, height %llu, %llu active identities, loaded in %llu ms",
+	              pl->cluster, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
+	              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),
+	              (unsigned long long)((ig_mono_us() - t0) / 1000));
+	*userdata = pl;
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int option_count)
+{
+	(void)options;
+	(void)option_count;
+	ig_plugin *pl = userdata;
+	if (!pl)
+		return MOSQ_ERR_SUCCESS;
+	unregister_callbacks(pl->pid, N_CALLBACKS);
+	/* Completions that run while the ledger drains must not publish into a
+	 * broker that is shutting down. */
+	g_shutting_down = true;
+	plugin_free(pl);
+	return MOSQ_ERR_SUCCESS;
+}

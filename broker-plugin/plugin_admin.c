@@ -1,0 +1,328 @@
+/*
+ * plugin_admin.c: the admin API on $CONTROL/iotguard/v1.
+ *
+ * Why this exists: operators change the cluster (enroll, revoke) through
+ * the broker they already run, with the same shape as Mosquitto's
+ * dynamic-security API. A request may hold several commands; the reply goes
+ * to the requesting client only, in one message, and is sent only when every
+ * state change in it is durable. Reads answer at once.
+ */
+#include "plugin.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One request message; freed when its last command has an answer. */
+typedef struct admin_batch {
+	ig_plugin *pl;
+	char client_id[IG_ID_MAX + 1];
+	cJSON *responses;        /* array, one slot per command, in request order */
+	int outstanding;         /* commands waiting for the disk */
+} admin_batch;
+
+/* One state-changing command waiting for its record to be durable. */
+typedef struct admin_pending {
+	admin_batch *batch;
+	cJSON *slot;
+	ig_admin_kind kind;
+	char id[IG_ID_MAX + 1];
+	bool disconnected;
+} admin_pending;
+
+static cJSON *new_response(const ig_admin_cmd *cmd)
+{
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "command", cmd->command);
+	cJSON_AddStringToObject(r, "correlation", cmd->correlation);
+	return r;
+}
+
+static void fail(cJSON *r, const char *code, const char *message)
+{
+	cJSON_AddFalseToObject(r, "ok");
+	cJSON_AddStringToObject(r, "error", code);
+	cJSON_AddStringToObject(r, "message", message);
+}
+
+static void batch_send_if_done(admin_batch *b)
+{
+	if (b->outstanding > 0)
+		return;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddItemToObject(o, "responses", b->responses);
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ig_plugin_send_to(b->client_id, IG_ADMIN_RESPONSE_TOPIC, json);
+	free(json);
+	free(b);
+}
+
+static cJSON *identity_json(ig_plugin *pl, const ig_identity *idn)
+{
+	char pk[2 * IG_PK_BYTES + 1];
+	ig_hex_encode(pk, idn->pk, IG_PK_BYTES);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", idn->id);
+	cJSON_AddStringToObject(o, "role", ig_role_name((ig_role)idn->role));
+	cJSON_AddStringToObject(o, "status", ig_id_status_name((ig_id_status)idn->status));
+	cJSON_AddStringToObject(o, "pubkey", pk);
+	cJSON_AddNumberToObject(o, "enrolled_index", (double)idn->enrolled_index);
+	cJSON_AddNumberToObject(o, "enrolled_ts", (double)idn->enrolled_ts_ms);
+	if (idn->status == IG_ID_REVOKED)
+		cJSON_AddNumberToObject(o, "revoked_index", (double)idn->revoked_index);
+	cJSON_AddBoolToObject(o, "connected", ig_sessions_find(&pl->sessions, idn->id) != NULL);
+	return o;
+}
+
+bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id)
+{
+	bool was_connected = ig_sessions_find(&pl->sessions, id) != NULL;
+	/* Client id == username == id, so the O(1) lookup by client id finds
+	 * it; with_will so monitors see the device go offline. */
+	mosquitto_kick_client_by_clientid(id, true);
+	return was_connected;
+}
+
+/* ---- durable commands ---- */
+
+static void on_durable(void *ctx, int status, const ig_record *rec)
+{
+	admin_pending *p = ctx;
+	admin_batch *b = p->batch;
+	ig_plugin *pl = b->pl;
+	pl->admin_inflight--;
+
+	if (status != IG_OK) {
+		if (p->kind == IG_ADMIN_ENROLL)
+			ig_registry_release(pl->reg, p->id);
+		/* A revoke that failed to reach the disk stays in force in memory:
+		 * failing closed is safer, and the admin is told to retry. */
+		fail(p->slot, IG_ADMIN_E_STORAGE,
+		     p->kind == IG_ADMIN_REVOKE
+		         ? "the ledger could not make this revocation durable; it is in force until the broker "
+		           "restarts: fix the disk (see the broker log), restart the broker and revoke again"
+		         : "the ledger could not make this enrolment durable; nothing was enrolled: fix the disk "
+		           "(see the broker log), restart the broker and retry");
+	} else {
+		ig_error err = {0};
+		int rc = p->kind == IG_ADMIN_ENROLL ? ig_registry_apply(pl->reg, rec, &err)
+		                                    : ig_registry_mark_revoked(pl->reg, p->id, rec->index);
+		if (rc != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the index refused it: %s",
+			              (unsigned long long)rec->index, err.msg);
+		ig_plugin_publish_event(pl, rec);
+		cJSON_AddTrueToObject(p->slot, "ok");
+		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
+		cJSON_AddStringToObject(p->slot, "id", p->id);
+		if (p->kind == IG_ADMIN_REVOKE)
+			cJSON_AddBoolToObject(p->slot, "disconnected", p->disconnected);
+		ig_plugin_log(MOSQ_LOG_NOTICE, "%s %s by %s (ledger index %llu)",
+		              p->kind == IG_ADMIN_ENROLL ? "enrolled" : "revoked", p->id, b->client_id,
+		              (unsigned long long)rec->index);
+	}
+	b->outstanding--;
+	free(p);
+	batch_send_if_done(b);
+}
+
+static void submit(admin_batch *b, cJSON *slot, ig_admin_kind kind, const char *id, const uint8_t *body,
+                   int body_len, bool disconnected)
+{
+	ig_plugin *pl = b->pl;
+	admin_pending *p = calloc(1, sizeof *p);
+	if (!p || body_len < 0) {
+		free(p);
+		if (kind == IG_ADMIN_ENROLL)
+			ig_registry_release(pl->reg, id);
+		fail(slot, IG_ADMIN_E_STORAGE, "could not build the ledger record");
+		return;
+	}
+	*p = (admin_pending){.batch = b, .slot = slot, .kind = kind, .disconnected = disconnected};
+	snprintf(p->id, sizeof p->id, "%s", id);
+	uint16_t type = kind == IG_ADMIN_ENROLL ? IG_REC_ENROLL : IG_REC_REVOKE;
+	int rc = ig_ledger_submit(pl->ledger, type, body, (size_t)body_len, on_durable, p);
+	if (rc != IG_OK) {
+		free(p);
+		if (kind == IG_ADMIN_ENROLL)
+			ig_registry_release(pl->reg, id);
+		fail(slot, IG_ADMIN_E_STORAGE, "the ledger is not accepting records (shut down or failed); check the broker log");
+		return;
+	}
+	b->outstanding++;
+	pl->admin_inflight++;
+}
+
+static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	ig_plugin *pl = b->pl;
+	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
+	if (cur && cur->status != IG_ID_REVOKED) {
+		char msg[200];
+		snprintf(msg, sizeof msg, "%s is already enrolled (%s); revoke it first to enroll a new key", cmd->id,
+		         ig_id_status_name((ig_id_status)cur->status));
+		fail(slot, IG_ADMIN_E_EXISTS, msg);
+		return;
+	}
+	if (ig_registry_reserve(pl->reg, cmd->id, cmd->role, cmd->pk) != IG_OK) {
+		fail(slot, IG_ADMIN_E_EXISTS, "this id is being enrolled by another request");
+		return;
+	}
+	ig_enroll e = {.role = cmd->role};
+	snprintf(e.id, sizeof e.id, "%s", cmd->id);
+	memcpy(e.pk, cmd->pk, IG_PK_BYTES);
+	snprintf(e.by, sizeof e.by, "%s", b->client_id);
+	uint8_t body[512];
+	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_enroll_encode(body, sizeof body, &e), false);
+}
+
+static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	ig_plugin *pl = b->pl;
+	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
+	if (!cur) {
+		fail(slot, IG_ADMIN_E_NOT_FOUND, "no identity with this id is enrolled");
+		return;
+	}
+	if (cur->status == IG_ID_REVOKED) {
+		fail(slot, IG_ADMIN_E_ALREADY_REVOKED, "this identity is already revoked");
+		return;
+	}
+	if (cur->status == IG_ID_PENDING) {
+		fail(slot, IG_ADMIN_E_EXISTS, "this identity's enrolment is still being written; retry in a moment");
+		return;
+	}
+	/* Fail closed first: the identity is unusable and disconnected now; the
+	 * reply waits for the record to be durable. */
+	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
+	bool disconnected = ig_plugin_disconnect_identity(pl, cmd->id);
+	ig_revoke r = {0};
+	snprintf(r.id, sizeof r.id, "%s", cmd->id);
+	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
+	snprintf(r.by, sizeof r.by, "%s", b->client_id);
+	uint8_t body[1024];
+	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_revoke_encode(body, sizeof body, &r), disconnected);
+}
+
+static void do_get(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	const ig_identity *cur = ig_registry_find(b->pl->reg, cmd->id, strlen(cmd->id));
+	if (!cur) {
+		fail(slot, IG_ADMIN_E_NOT_FOUND, "no identity with this id is enrolled");
+		return;
+	}
+	cJSON_AddTrueToObject(slot, "ok");
+	cJSON_AddItemToObject(slot, "identity", identity_json(b->pl, cur));
+}
+
+typedef struct list_ctx {
+	ig_plugin *pl;
+	const ig_admin_cmd *cmd;
+	cJSON *items;
+	uint64_t matched;
+} list_ctx;
+
+static bool list_one(void *ctx, const ig_identity *idn)
+{
+	list_ctx *lc = ctx;
+	if (lc->cmd->role != IG_ROLE_NONE && idn->role != lc->cmd->role)
+		return true;
+	if (lc->cmd->status_filter >= 0 && idn->status != lc->cmd->status_filter)
+		return true;
+	if (lc->matched >= lc->cmd->offset && lc->matched - lc->cmd->offset < lc->cmd->limit)
+		cJSON_AddItemToArray(lc->items, identity_json(lc->pl, idn));
+	lc->matched++;
+	return true;
+}
+
+static void do_list(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	list_ctx lc = {.pl = b->pl, .cmd = cmd, .items = cJSON_CreateArray()};
+	ig_registry_foreach(b->pl->reg, list_one, &lc);
+	cJSON_AddTrueToObject(slot, "ok");
+	cJSON_AddNumberToObject(slot, "total", (double)lc.matched);
+	cJSON_AddNumberToObject(slot, "offset", (double)cmd->offset);
+	cJSON_AddItemToObject(slot, "identities", lc.items);
+}
+
+static void reply_error(const char *client_id, const char *code, const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON *arr = cJSON_AddArrayToObject(o, "responses");
+	cJSON *r = cJSON_CreateObject();
+	cJSON_AddStringToObject(r, "command", "");
+	cJSON_AddStringToObject(r, "correlation", "");
+	fail(r, code, message);
+	cJSON_AddItemToArray(arr, r);
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ig_plugin_send_to(client_id, IG_ADMIN_RESPONSE_TOPIC, json);
+	free(json);
+}
+
+int ig_plugin_on_control(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	ig_plugin *pl = userdata;
+	struct mosquitto_evt_control *ed = event_data;
+	const char *client_id = mosquitto_client_id(ed->client);
+	const char *username = mosquitto_client_username(ed->client);
+	if (!client_id)
+		return MOSQ_ERR_SUCCESS;
+	pl->admin_commands++;
+
+	/* The write ACL already limits this topic to admins; checking the role
+	 * again here keeps a permissive custom policy from opening the API. */
+	const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
+	if (!who || who->status != IG_ID_ACTIVE || who->role != IG_ROLE_ADMIN) {
+		reply_error(client_id, IG_ADMIN_E_FORBIDDEN, "only identities with role admin may use the admin API");
+		return MOSQ_ERR_SUCCESS;
+	}
+	if (ed->payloadlen > IG_ADMIN_MAX_PAYLOAD) {
+		reply_error(client_id, IG_ADMIN_E_MALFORMED, "request larger than 64 KiB; split it into several requests");
+		return MOSQ_ERR_SUCCESS;
+	}
+	cJSON *root = cJSON_ParseWithLength(ed->payload, ed->payloadlen);
+	cJSON *cmds = root ? cJSON_GetObjectItemCaseSensitive(root, "commands") : NULL;
+	int n = cJSON_IsArray(cmds) ? cJSON_GetArraySize(cmds) : -1;
+	if (n <= 0 || n > IG_ADMIN_MAX_COMMANDS) {
+		cJSON_Delete(root);
+		reply_error(client_id, IG_ADMIN_E_MALFORMED,
+		            "expected JSON {\"commands\":[...]} with 1 to 64 commands; see docs/PROTOCOL.md");
+		return MOSQ_ERR_SUCCESS;
+	}
+
+	admin_batch *b = calloc(1, sizeof *b);
+	if (!b) {
+		cJSON_Delete(root);
+		return MOSQ_ERR_SUCCESS;
+	}
+	b->pl = pl;
+	b->responses = cJSON_CreateArray();
+	snprintf(b->client_id, sizeof b->client_id, "%s", client_id);
+	b->outstanding = 1;   /* held until every command has been dispatched */
+
+	const cJSON *item;
+	cJSON_ArrayForEach(item, cmds) {
+		ig_admin_cmd cmd = {0};
+		ig_error err = {0};
+		int rc = ig_admin_parse_command(item, &cmd, &err);
+		cJSON *slot = new_response(&cmd);
+		cJSON_AddItemToArray(b->responses, slot);
+		if (rc != IG_OK) {
+			fail(slot, (cmd.kind || !cmd.command[0]) ? IG_ADMIN_E_MALFORMED : IG_ADMIN_E_UNKNOWN_COMMAND, err.msg);
+			continue;
+		}
+		switch (cmd.kind) {
+		case IG_ADMIN_ENROLL: do_enroll(b, slot, &cmd); break;
+		case IG_ADMIN_REVOKE: do_revoke(b, slot, &cmd); break;
+		case IG_ADMIN_GET: do_get(b, slot, &cmd); break;
+		case IG_ADMIN_LIST: do_list(b, slot, &cmd); break;
+		}
+	}
+	cJSON_Delete(root);
+	b->outstanding--;
+	batch_send_if_done(b);
+	return MOSQ_ERR_SUCCESS;
+}

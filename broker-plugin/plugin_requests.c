@@ -1,0 +1,87 @@
+/*
+ * plugin_requests.c: requests that identities send to the cluster head on
+ * their own iotguard/<cluster>/ch/<id> topic.
+ *
+ * Why this exists: the ch topic is the device's channel to the cluster head
+ * (later issues put join, session-key and coin requests here). Answers go
+ * only to the asking client's inbox. Every other message passes through
+ * with one prefix comparison, so ordinary traffic pays nearly nothing.
+ */
+#include "plugin.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IG_REQUEST_MAX 8192
+#define IG_NONCE_MAX 128
+
+static void reply(ig_plugin *pl, const char *id, cJSON *o)
+{
+	char topic[IG_TOPIC_MAX];
+	snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", pl->cluster, id);
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ig_plugin_send_to(id, topic, json);
+	free(json);
+}
+
+static void reply_error(ig_plugin *pl, const char *id, const char *code, const char *message)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "error");
+	cJSON_AddStringToObject(o, "error", code);
+	cJSON_AddStringToObject(o, "message", message);
+	reply(pl, id, o);
+}
+
+static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
+{
+	pl->ch_requests++;
+	if (len > IG_REQUEST_MAX) {
+		reply_error(pl, id, "too_large", "requests are limited to 8 KiB");
+		return;
+	}
+	cJSON *req = cJSON_ParseWithLength(payload, len);
+	const cJSON *type = req ? cJSON_GetObjectItemCaseSensitive(req, "type") : NULL;
+	if (!cJSON_IsString(type)) {
+		cJSON_Delete(req);
+		reply_error(pl, id, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
+		return;
+	}
+	if (strcmp(type->valuestring, "ping") == 0) {
+		const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req, "nonce");
+		if (nonce && (!cJSON_IsString(nonce) || strlen(nonce->valuestring) > IG_NONCE_MAX)) {
+			cJSON_Delete(req);
+			reply_error(pl, id, "malformed", "\"nonce\" must be a string of at most 128 characters");
+			return;
+		}
+		cJSON *o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "type", "pong");
+		cJSON_AddStringToObject(o, "nonce", nonce ? nonce->valuestring : "");
+		cJSON_AddNumberToObject(o, "ts", (double)ig_now_ms());
+		cJSON_Delete(req);
+		reply(pl, id, o);
+		return;
+	}
+	cJSON_Delete(req);
+	reply_error(pl, id, "unknown_type", "unknown request type; this cluster head understands: ping");
+}
+
+int ig_plugin_on_message(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	ig_plugin *pl = userdata;
+	struct mosquitto_evt_message *ed = event_data;
+	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0)
+		return MOSQ_ERR_SUCCESS;
+	const char *id = ed->topic + pl->topic_ch_prefix_len;
+	const char *username = mosquitto_client_username(ed->client);
+	/* The ACL lets only <id> publish here; check again rather than trust a
+	 * custom policy to be right. */
+	if (!username || strcmp(username, id) != 0)
+		return MOSQ_ERR_ACL_DENIED;
+	handle_request(pl, id, ed->payload, ed->payloadlen);
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,235 @@
+/*
+ * test_keyfile.c: key files must round-trip, stay 0600 whatever the umask,
+ * never be replaced by accident, and be refused when loose or malformed.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ig_keyfile.h"
+
+static char dir[256];
+static char path[300];
+
+static void setup(void)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	snprintf(dir, sizeof dir, "/tmp/ig-test-keyfile-XXXXXX");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/id.key", dir);
+}
+
+static void teardown(void)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(keyfile, .init = setup, .fini = teardown);
+
+static void write_raw(const char *p, const char *text, mode_t mode)
+{
+	unlink(p);
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	cr_assert(fd >= 0);
+	size_t len = strlen(text);
+	cr_assert_eq(write(fd, text, len), (ssize_t)len);
+	cr_assert_eq(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+Test(keyfile, round_trip)
+{
+	uint8_t pk[32], sk[64], pk2[32], sk2[64];
+	ig_error err = {0};
+	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_write(path, sk, false, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_keyfile_read(path, sk2, pk2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(memcmp(pk, pk2, 32), 0);
+	cr_assert_eq(memcmp(sk, sk2, 64), 0);
+}
+
+Test(keyfile, exact_format)
+{
+	uint8_t seed[32], pk[32], sk[64];
+	for (int i = 0; i < 32; i++)
+		seed[i] = (uint8_t)i;
+	crypto_sign_seed_keypair(pk, sk, seed);
+	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
+	char buf[200] = {0};
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	cr_assert_eq(n, strlen(buf));
+	cr_assert_str_eq(buf, "iotguard-ed25519-secret-v1 "
+	                      "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+}
+
+Test(keyfile, mode_0600_despite_umask)
+{
+	uint8_t pk[32], sk[64];
+	ig_key_generate(pk, sk);
+	mode_t old = umask(0);
+	int rc = ig_keyfile_write(path, sk, false, NULL);
+	umask(old);
+	cr_assert_eq(rc, IG_OK);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+
+	/* overwrite path too */
+	old = umask(0);
+	rc = ig_keyfile_write(path, sk, true, NULL);
+	umask(old);
+	cr_assert_eq(rc, IG_OK);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 07777, 0600);
+}
+
+Test(keyfile, refuses_to_replace_without_overwrite)
+{
+	uint8_t pk[32], sk[64], pk2[32], sk2[64], rpk[32], rsk[64];
+	ig_error err = {0};
+	ig_key_generate(pk, sk);
+	ig_key_generate(pk2, sk2);
+	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
+	cr_assert_eq(ig_keyfile_write(path, sk2, false, &err), IG_ERR_EXISTS);
+	cr_assert_not_null(strstr(err.msg, "already exists"), "%s", err.msg);
+	cr_assert_eq(ig_keyfile_read(path, rsk, rpk, NULL), IG_OK);
+	cr_assert_eq(memcmp(rpk, pk, 32), 0, "the original key must survive");
+
+	cr_assert_eq(ig_keyfile_write(path, sk2, true, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_keyfile_read(path, rsk, rpk, NULL), IG_OK);
+	cr_assert_eq(memcmp(rpk, pk2, 32), 0);
+
+	/* no temp files left behind */
+	char tmpglob[400];
+	snprintf(tmpglob, sizeof tmpglob, "test $(ls -A '%s' | wc -l) -eq 1", dir);
+	cr_assert_eq(system(tmpglob), 0);
+}
+
+Test(keyfile, does_not_follow_symlink)
+{
+	uint8_t pk[32], sk[64];
+	char target[320];
+	ig_key_generate(pk, sk);
+	snprintf(target, sizeof target, "%s/target", dir);
+	cr_assert_eq(symlink(target, path), 0);
+	cr_assert_neq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
+	cr_assert_eq(access(target, F_OK), -1, "must not create the symlink target");
+}
+
+Test(keyfile, refuses_loose_mode)
+{
+	uint8_t pk[32], sk[64];
+	ig_error err = {0};
+	ig_key_generate(pk, sk);
+	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
+	cr_assert_eq(chmod(path, 0644), 0);
+	cr_assert_neq(ig_keyfile_read(path, sk, pk, &err), IG_OK);
+	char want[700];
+	snprintf(want, sizeof want, "key file %s is readable by others (mode 0644); run chmod 600 %s", path, path);
+	cr_assert_str_eq(err.msg, want);
+	const mode_t loose[] = {0640, 0604, 0660, 0602, 0620, 0601, 0610, 0700 | 0007};
+	for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+		cr_assert_eq(chmod(path, loose[i]), 0);
+		cr_assert_neq(ig_keyfile_read(path, sk, pk, NULL), IG_OK, "mode %o", loose[i]);
+	}
+	cr_assert_eq(chmod(path, 0400), 0);
+	cr_assert_eq(ig_keyfile_read(path, sk, pk, NULL), IG_OK);
+}
+
+Test(keyfile, missing_file)
+{
+	uint8_t pk[32], sk[64];
+	ig_error err = {0};
+	cr_assert_eq(ig_keyfile_read(path, sk, pk, &err), IG_ERR_NOTFOUND);
+	cr_assert_not_null(strstr(err.msg, path));
+}
+
+Test(keyfile, malformed_files_refused)
+{
+	const char *hex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+	char good[200];
+	snprintf(good, sizeof good, "iotguard-ed25519-secret-v1 %s\n", hex);
+	uint8_t pk[32], sk[64];
+
+	/* the good one, with and without its newline */
+	write_raw(path, good, 0600);
+	cr_assert_eq(ig_keyfile_read(path, sk, pk, NULL), IG_OK);
+	char nonl[200];
+	snprintf(nonl, sizeof nonl, "iotguard-ed25519-secret-v1 %s", hex);
+	write_raw(path, nonl, 0600);
+	cr_assert_eq(ig_keyfile_read(path, sk, pk, NULL), IG_OK);
+
+	const char *bad[] = {
+		"",
+		"\n",
+		"iotguard-ed25519-secret-v1 \n",
+		"iotguard-ed25519-secret-v2 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+		"iotguard-ed25519-secret-v1  000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090A0B0C0D0E0F101112131415161718191a1b1c1d1e1f\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\r\n",
+		"iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\nextra\n",
+		" iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ig_error err = {0};
+		write_raw(path, bad[i], 0600);
+		memset(sk, 0xaa, sizeof sk);
+		cr_assert_eq(ig_keyfile_read(path, sk, pk, &err), IG_ERR_INVAL, "case %zu accepted", i);
+		cr_assert_not_null(strstr(err.msg, path), "case %zu: %s", i, err.msg);
+		for (size_t j = 0; j < sizeof sk; j++)
+			cr_assert_eq(sk[j], 0, "case %zu: sk not wiped on failure", i);
+	}
+
+	/* truncation at every length of a good file */
+	for (size_t cut = 0; cut < strlen(good) - 1; cut++) {
+		char t[200];
+		memcpy(t, good, cut);
+		t[cut] = '\0';
+		write_raw(path, t, 0600);
+		cr_assert_neq(ig_keyfile_read(path, sk, pk, NULL), IG_OK, "truncated at %zu", cut);
+	}
+}
+
+Test(keyfile, directory_refused)
+{
+	uint8_t pk[32], sk[64];
+	cr_assert_eq(chmod(dir, 0700), 0);
+	cr_assert_neq(ig_keyfile_read(dir, sk, pk, NULL), IG_OK);
+}
+
+Test(keyfile, derived_key_signs)
+{
+	uint8_t pk[32], sk[64], rpk[32], rsk[64], sig[64];
+	const uint8_t msg[] = "hello";
+	ig_key_generate(pk, sk);
+	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
+	cr_assert_eq(ig_keyfile_read(path, rsk, rpk, NULL), IG_OK);
+	crypto_sign_detached(sig, NULL, msg, sizeof msg, rsk);
+	cr_assert_eq(crypto_sign_verify_detached(sig, msg, sizeof msg, pk), 0);
+}
+
+Test(keyfile, bad_arguments)
+{
+	uint8_t pk[32], sk[64];
+	ig_key_generate(pk, sk);
+	cr_assert_eq(ig_keyfile_write(NULL, sk, false, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_write("", sk, false, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_read(NULL, sk, pk, NULL), IG_ERR_INVAL);
+	cr_assert_neq(ig_keyfile_write("/nonexistent-dir-ig/x.key", sk, false, NULL), IG_OK);
+}
