@@ -166,7 +166,7 @@ static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		return;
 	}
 	if (ig_registry_reserve(pl->reg, cmd->id, cmd->role, cmd->pk) != IG_OK) {
-		fail(slot, IG_ADMIN_E_EXISTS, "this id is being enrolled by another request");
+		fail_about(slot, IG_ADMIN_E_EXISTS, cmd->id, "has an enrolment or revocation in flight; retry in a moment");
 		return;
 	}
 	ig_enroll e = {.role = cmd->role};
@@ -177,20 +177,27 @@ static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_enroll_encode(body, sizeof body, &e), false);
 }
 
+static void fail_about(cJSON *slot, const char *code, const char *id, const char *what)
+{
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s %s", id, what);
+	fail(slot, code, msg);
+}
+
 static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
 	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
 	if (!cur) {
-		fail(slot, IG_ADMIN_E_NOT_FOUND, "no identity with this id is enrolled");
+		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not enrolled; nothing to revoke");
 		return;
 	}
 	if (cur->status == IG_ID_REVOKED) {
-		fail(slot, IG_ADMIN_E_ALREADY_REVOKED, "this identity is already revoked");
+		fail_about(slot, IG_ADMIN_E_ALREADY_REVOKED, cmd->id, "is already revoked");
 		return;
 	}
 	if (cur->status == IG_ID_PENDING) {
-		fail(slot, IG_ADMIN_E_EXISTS, "this identity's enrolment is still being written; retry in a moment");
+		fail_about(slot, IG_ADMIN_E_EXISTS, cmd->id, "is still being enrolled; retry in a moment");
 		return;
 	}
 	/* Fail closed first: the identity is unusable and disconnected now; the
@@ -209,7 +216,7 @@ static void do_get(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	const ig_identity *cur = ig_registry_find(b->pl->reg, cmd->id, strlen(cmd->id));
 	if (!cur) {
-		fail(slot, IG_ADMIN_E_NOT_FOUND, "no identity with this id is enrolled");
+		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not enrolled");
 		return;
 	}
 	cJSON_AddTrueToObject(slot, "ok");

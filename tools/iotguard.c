@@ -1,1 +1,569 @@
-int main(void){return 0;}
+/*
+ * iotguard.c: the admin tool's entry point, dispatch and identity commands.
+ *
+ * Why this exists: operators need one binary that manages a cluster both
+ * when the broker is down (straight on the ledger directory) and while it
+ * runs (through the broker's admin API, since the broker then owns the
+ * ledger). This file parses the shared options, picks the mode, and renders
+ * the answer the same way whichever mode produced it.
+ */
+#include <cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "ig_registry.h"
+
+const char *cli_cmd = "";
+
+static void vmessage(const char *kind, const char *fmt, va_list ap)
+{
+	if (cli_cmd[0])
+		fprintf(stderr, "iotguard %s: %s", cli_cmd, kind);
+	else
+		fprintf(stderr, "iotguard: %s", kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage("", fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage("warning: ", fmt, ap);
+	va_end(ap);
+}
+
+int cli_usage_hint(void)
+{
+	fprintf(stderr, "Try 'iotguard %s --help'.\n", cli_cmd[0] ? cli_cmd : "help");
+	return CLI_EXIT_ERR;
+}
+
+int cli_bad_option(int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "?";
+	if (c == ':')
+		cli_error("option '%s' needs a value", arg);
+	else if (optopt && optopt < 256)
+		cli_error("unknown option '-%c'", optopt);
+	else
+		cli_error("unknown option '%s'", arg);
+	return cli_usage_hint();
+}
+
+bool cli_parse_u64(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (!text || !*text || *text == '-' || *text == '+') {
+		cli_error("%s needs a whole number, got '%s'", opt, text ? text : "");
+		return false;
+	}
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (errno != 0 || *end != '\0') {
+		cli_error("%s needs a whole number, got '%s'", opt, text);
+		return false;
+	}
+	if (v < min || v > max) {
+		cli_error("%s must be between %" PRIu64 " and %" PRIu64 ", got %llu", opt, min, max, v);
+		return false;
+	}
+	*out = (uint64_t)v;
+	return true;
+}
+
+bool cli_check_id(const char *opt, const char *value)
+{
+	if (!ig_id_valid(value, strlen(value))) {
+		cli_error("%s '%s' is not valid: use 1..%d characters of A-Z a-z 0-9 _ . -", opt, value,
+		          IG_ID_MAX);
+		return false;
+	}
+	return true;
+}
+
+bool cli_no_extra_args(int argc, char **argv, int optind_now)
+{
+	if (optind_now < argc) {
+		cli_error("unexpected argument '%s'", argv[optind_now]);
+		return false;
+	}
+	return true;
+}
+
+int cli_exit_for(int ig_code)
+{
+	if (ig_code == IG_ERR_CORRUPT || ig_code == IG_ERR_CRYPTO)
+		return CLI_EXIT_BAD_LEDGER;
+	return CLI_EXIT_ERR;
+}
+
+/* The library never prints; route its log lines to stderr, under the
+ * running command's name, so warnings such as "cut a torn tail" are seen. */
+static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (level == IG_LOG_DEBUG)
+		return;
+	if (level == IG_LOG_INFO) {
+		fprintf(stderr, "iotguard %s: %s\n", cli_cmd, msg);
+		return;
+	}
+	if (level == IG_LOG_WARN)
+		cli_warn("%s", msg);
+	else
+		cli_error("%s", msg);
+}
+
+/* ---- identity commands: enroll, revoke, list, get ------------------------ */
+
+enum {
+	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
+	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
+	OPT_OFFSET, OPT_LIMIT,
+};
+
+/* Which identity commands accept an option (bit per ig_admin_kind). */
+#define K(kind) (1u << (kind))
+#define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET))
+
+static const struct {
+	struct option opt;
+	unsigned kinds;
+} identity_options[] = {
+	{ { "ledger", required_argument, NULL, OPT_LEDGER }, K_ALL },
+	{ { "host", required_argument, NULL, OPT_HOST }, K_ALL },
+	{ { "port", required_argument, NULL, OPT_PORT }, K_ALL },
+	{ { "cluster", required_argument, NULL, OPT_CLUSTER }, K_ALL },
+	{ { "user", required_argument, NULL, OPT_USER }, K_ALL },
+	{ { "key", required_argument, NULL, OPT_KEY }, K_ALL },
+	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, K_ALL },
+	{ { "tls-ca", required_argument, NULL, OPT_TLS_CA }, K_ALL },
+	{ { "json", no_argument, NULL, OPT_JSON }, K_ALL },
+	{ { "help", no_argument, NULL, OPT_HELP }, K_ALL },
+	{ { "id", required_argument, NULL, OPT_ID }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) },
+	{ { "pubkey", required_argument, NULL, OPT_PUBKEY }, K(IG_ADMIN_ENROLL) },
+	{ { "role", required_argument, NULL, OPT_ROLE }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) },
+	{ { "reason", required_argument, NULL, OPT_REASON }, K(IG_ADMIN_REVOKE) },
+	{ { "status", required_argument, NULL, OPT_STATUS }, K(IG_ADMIN_LIST) },
+	{ { "offset", required_argument, NULL, OPT_OFFSET }, K(IG_ADMIN_LIST) },
+	{ { "limit", required_argument, NULL, OPT_LIMIT }, K(IG_ADMIN_LIST) },
+};
+#define N_IDENTITY_OPTIONS (sizeof identity_options / sizeof identity_options[0])
+
+static const char where_help[] =
+	"Where (exactly one of):\n"
+	"  --ledger DIR         offline: work on the ledger directory directly. Changes\n"
+	"                       need the ledger unlocked (broker stopped); reads work\n"
+	"                       while the broker runs.\n"
+	"  --host HOST          online: send the command to the broker's admin API\n"
+	"    --port PORT          broker port (default 1883)\n"
+	"    --cluster NAME       cluster name (the token is bound to it)\n"
+	"    --user ADMIN_ID      an enrolled admin identity (MQTT client id and username)\n"
+	"    --key FILE           that admin's key file\n"
+	"    --timeout SECONDS    give up after this long (default 10)\n"
+	"    --tls-ca FILE        use TLS, trusting this CA file\n"
+	"Output:\n"
+	"  --json               print the response as JSON instead of a summary\n"
+	"  --help               show this help\n";
+
+static void identity_help(ig_admin_kind kind)
+{
+	switch (kind) {
+	case IG_ADMIN_ENROLL:
+		printf("Usage: iotguard enroll --id ID --pubkey HEX --role ROLE (--ledger DIR | --host HOST ...)\n"
+		       "Records a new identity in the ledger so it can connect.\n\n"
+		       "  --id ID              identity id: 1..64 of A-Z a-z 0-9 _ . -\n"
+		       "  --pubkey HEX         its Ed25519 public key, 64 hex (from 'iotguard keygen')\n"
+		       "  --role ROLE          device, analyst, monitor or admin\n");
+		break;
+	case IG_ADMIN_REVOKE:
+		printf("Usage: iotguard revoke --id ID [--reason TEXT] (--ledger DIR | --host HOST ...)\n"
+		       "Revokes an identity; online, its live session is disconnected.\n\n"
+		       "  --id ID              the identity to revoke\n"
+		       "  --reason TEXT        why (kept in the ledger, up to %d bytes)\n",
+		       IG_REASON_MAX);
+		break;
+	case IG_ADMIN_LIST:
+		printf("Usage: iotguard list [--role ROLE] [--status STATUS] (--ledger DIR | --host HOST ...)\n"
+		       "Lists identities.\n\n"
+		       "  --role ROLE          only this role\n"
+		       "  --status STATUS      only active, revoked or pending\n"
+		       "  --offset N           skip the first N matches\n"
+		       "  --limit N            show at most N (default: all)\n");
+		break;
+	case IG_ADMIN_GET:
+		printf("Usage: iotguard get --id ID (--ledger DIR | --host HOST ...)\n"
+		       "Shows one identity.\n\n"
+		       "  --id ID              the identity to show\n");
+		break;
+	}
+	printf("\n%s", where_help);
+}
+
+static int parse_status(const char *s)
+{
+	for (int st = IG_ID_PENDING; st <= IG_ID_REVOKED; st++)
+		if (strcmp(s, ig_id_status_name((ig_id_status)st)) == 0)
+			return st;
+	return -2;
+}
+
+static const char *json_str(const cJSON *obj, const char *name)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+	return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static bool json_u64(const cJSON *obj, const char *name, uint64_t *out)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!cJSON_IsNumber(it) || it->valuedouble < 0)
+		return false;
+	*out = (uint64_t)it->valuedouble;
+	return true;
+}
+
+
+static void print_identity(const cJSON *idn)
+{
+	uint64_t v;
+	const char *s;
+	char when[40];
+	printf("id:             %s\n", (s = json_str(idn, "id")) ? s : "?");
+	printf("role:           %s\n", (s = json_str(idn, "role")) ? s : "?");
+	printf("status:         %s\n", (s = json_str(idn, "status")) ? s : "?");
+	printf("pubkey:         %s\n", (s = json_str(idn, "pubkey")) ? s : "?");
+	if (json_u64(idn, "enrolled_index", &v))
+		printf("enrolled index: %" PRIu64 "\n", v);
+	if (json_u64(idn, "enrolled_ts", &v)) {
+		cli_format_ts(when, sizeof when, v);
+		printf("enrolled at:    %s\n", when);
+	}
+	if (json_u64(idn, "revoked_index", &v))
+		printf("revoked index:  %" PRIu64 "\n", v);
+	const cJSON *conn = cJSON_GetObjectItemCaseSensitive(idn, "connected");
+	if (cJSON_IsBool(conn))
+		printf("connected:      %s\n", cJSON_IsTrue(conn) ? "yes" : "no");
+}
+
+static void print_identity_table(const cJSON *resp)
+{
+	const cJSON *list = cJSON_GetObjectItemCaseSensitive(resp, "identities");
+	int shown = cJSON_GetArraySize(list);
+	bool any_connected = false;
+	const cJSON *idn;
+	cJSON_ArrayForEach(idn, list)
+		if (cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(idn, "connected")))
+			any_connected = true;
+
+	if (shown > 0) {
+		printf("%-24s %-8s %-8s %8s %s%s\n", "ID", "ROLE", "STATUS", "INDEX",
+		       any_connected ? "CONNECTED " : "", "PUBKEY");
+		cJSON_ArrayForEach(idn, list) {
+			const char *id = json_str(idn, "id"), *role = json_str(idn, "role");
+			const char *status = json_str(idn, "status"), *pk = json_str(idn, "pubkey");
+			uint64_t index = 0;
+			json_u64(idn, "enrolled_index", &index);
+			const cJSON *conn = cJSON_GetObjectItemCaseSensitive(idn, "connected");
+			const char *conn_text = !any_connected ? "" : cJSON_IsTrue(conn) ? "yes       " : "no        ";
+			printf("%-24s %-8s %-8s %8" PRIu64 " %s%s\n", id ? id : "?", role ? role : "?",
+			       status ? status : "?", index, conn_text, pk ? pk : "?");
+		}
+	}
+	uint64_t total = (uint64_t)shown;
+	json_u64(resp, "total", &total);
+	if (total == (uint64_t)shown)
+		printf("%d identit%s\n", shown, shown == 1 ? "y" : "ies");
+	else
+		printf("%d of %" PRIu64 " matching identities shown\n", shown, total);
+}
+
+/* Prints a response element; returns the exit code it implies. */
+static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_json)
+{
+	const cJSON *ok = cJSON_GetObjectItemCaseSensitive(resp, "ok");
+	if (as_json) {
+		char *text = cJSON_PrintUnformatted(resp);
+		if (!text) {
+			cli_error("out of memory rendering the response");
+			return CLI_EXIT_ERR;
+		}
+		printf("%s\n", text);
+		free(text);
+	}
+	if (!cJSON_IsTrue(ok)) {
+		const char *msg = json_str(resp, "message"), *code = json_str(resp, "error");
+		if (msg)
+			cli_error("%s", msg);
+		else
+			cli_error("the command failed (%s)", code ? code : "no reason given");
+		return CLI_EXIT_ERR;
+	}
+	if (as_json)
+		return CLI_EXIT_OK;
+
+	uint64_t index = 0;
+	const char *id = json_str(resp, "id");
+	switch (cmd->kind) {
+	case IG_ADMIN_ENROLL:
+		json_u64(resp, "index", &index);
+		printf("enrolled %s as %s at ledger index %" PRIu64 "\n", id ? id : cmd->id,
+		       ig_role_name(cmd->role), index);
+		break;
+	case IG_ADMIN_REVOKE: {
+		json_u64(resp, "index", &index);
+		const cJSON *disc = cJSON_GetObjectItemCaseSensitive(resp, "disconnected");
+		printf("revoked %s at ledger index %" PRIu64 "%s\n", id ? id : cmd->id, index,
+		       cJSON_IsTrue(disc) ? "; its live session was disconnected" : "");
+		break;
+	}
+	case IG_ADMIN_GET: {
+		const cJSON *idn = cJSON_GetObjectItemCaseSensitive(resp, "identity");
+		if (!cJSON_IsObject(idn)) {
+			cli_error("the response has no identity object");
+			return CLI_EXIT_ERR;
+		}
+		print_identity(idn);
+		break;
+	}
+	case IG_ADMIN_LIST:
+		print_identity_table(resp);
+		break;
+	}
+	return CLI_EXIT_OK;
+}
+
+static int identity_command(ig_admin_kind kind, int argc, char **argv)
+{
+	struct option longopts[N_IDENTITY_OPTIONS + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < N_IDENTITY_OPTIONS; i++)
+		if (identity_options[i].kinds & K(kind))
+			longopts[n++] = identity_options[i].opt;
+	memset(&longopts[n], 0, sizeof longopts[n]);
+
+	ig_admin_cmd cmd;
+	memset(&cmd, 0, sizeof cmd);
+	cmd.kind = kind;
+	cmd.status_filter = -1;
+	snprintf(cmd.command, sizeof cmd.command, "%s", ig_admin_kind_name(kind));
+
+	const char *ledger = NULL, *pubkey = NULL, *role = NULL, *id = NULL;
+	const char *reason = NULL, *status = NULL;
+	cli_online on = { .port = 1883, .timeout_s = 10 };
+	bool as_json = false;
+	uint64_t v;
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_LEDGER: ledger = optarg; break;
+		case OPT_HOST: on.host = optarg; break;
+		case OPT_PORT:
+			if (!cli_parse_u64("--port", optarg, 1, 65535, &v))
+				return cli_usage_hint();
+			on.port = (int)v;
+			break;
+		case OPT_CLUSTER: on.cluster = optarg; break;
+		case OPT_USER: on.user = optarg; break;
+		case OPT_KEY: on.key_path = optarg; break;
+		case OPT_TIMEOUT:
+			if (!cli_parse_u64("--timeout", optarg, 1, 3600, &v))
+				return cli_usage_hint();
+			on.timeout_s = (int)v;
+			break;
+		case OPT_TLS_CA: on.tls_ca = optarg; break;
+		case OPT_JSON: as_json = true; break;
+		case OPT_HELP: identity_help(kind); return CLI_EXIT_OK;
+		case OPT_ID: id = optarg; break;
+		case OPT_PUBKEY: pubkey = optarg; break;
+		case OPT_ROLE: role = optarg; break;
+		case OPT_REASON: reason = optarg; break;
+		case OPT_STATUS: status = optarg; break;
+		case OPT_OFFSET:
+			if (!cli_parse_u64("--offset", optarg, 0, UINT32_MAX, &v))
+				return cli_usage_hint();
+			cmd.offset = (uint32_t)v;
+			break;
+		case OPT_LIMIT:
+			if (!cli_parse_u64("--limit", optarg, 1, UINT32_MAX, &v))
+				return cli_usage_hint();
+			cmd.limit = (uint32_t)v;  /* 0 (unset) means all, to both runners */
+			break;
+		default:
+			return cli_bad_option(c, argv);
+		}
+	}
+	if (!cli_no_extra_args(argc, argv, optind))
+		return cli_usage_hint();
+
+	if (kind != IG_ADMIN_LIST) {
+		if (!id) {
+			cli_error("--id is required");
+			return cli_usage_hint();
+		}
+		if (!cli_check_id("--id", id))
+			return CLI_EXIT_ERR;
+		snprintf(cmd.id, sizeof cmd.id, "%s", id);
+	}
+	if (kind == IG_ADMIN_ENROLL) {
+		if (!pubkey || !role) {
+			cli_error("%s is required", !pubkey ? "--pubkey" : "--role");
+			return cli_usage_hint();
+		}
+		if (strlen(pubkey) != 2 * IG_PK_BYTES ||
+		    ig_hex_decode(cmd.pk, sizeof cmd.pk, pubkey, strlen(pubkey)) != IG_OK) {
+			cli_error("--pubkey must be %d hex characters (the output of 'iotguard keygen' "
+			          "or 'iotguard pubkey'), got '%s'", 2 * IG_PK_BYTES, pubkey);
+			return CLI_EXIT_ERR;
+		}
+	}
+	if (role) {
+		cmd.role = ig_role_parse(role);
+		if (cmd.role == IG_ROLE_NONE) {
+			cli_error("--role '%s' is not a role: use device, analyst, monitor or admin", role);
+			return CLI_EXIT_ERR;
+		}
+	}
+	if (status) {
+		cmd.status_filter = parse_status(status);
+		if (cmd.status_filter < 0) {
+			cli_error("--status '%s' is not a status: use active, revoked or pending", status);
+			return CLI_EXIT_ERR;
+		}
+	}
+	if (reason) {
+		if (strlen(reason) > IG_REASON_MAX) {
+			cli_error("--reason is %zu bytes; at most %d are kept", strlen(reason), IG_REASON_MAX);
+			return CLI_EXIT_ERR;
+		}
+		snprintf(cmd.reason, sizeof cmd.reason, "%s", reason);
+	}
+
+	if (ledger && on.host) {
+		cli_error("give either --ledger (offline) or --host (online), not both");
+		return cli_usage_hint();
+	}
+	if (!ledger && !on.host) {
+		cli_error("say where to work: --ledger DIR (offline, on the ledger directory) or "
+		          "--host HOST --cluster NAME --user ADMIN_ID --key FILE (online, via the broker)");
+		return cli_usage_hint();
+	}
+	if (on.cluster && !cli_check_id("--cluster", on.cluster))
+		return CLI_EXIT_ERR;
+
+	cJSON *resp = NULL;
+	int rc;
+	if (ledger) {
+		if (on.user || on.key_path || on.tls_ca)
+			cli_warn("--user, --key and --tls-ca only apply with --host; ignoring them");
+		rc = cli_offline_run(ledger, on.cluster, &cmd, &resp);
+	} else {
+		if (!on.cluster || !on.user || !on.key_path) {
+			cli_error("online mode needs %s", !on.cluster ? "--cluster NAME"
+			                                  : !on.user  ? "--user ADMIN_ID"
+			                                              : "--key FILE");
+			return cli_usage_hint();
+		}
+		if (!cli_check_id("--user", on.user))
+			return CLI_EXIT_ERR;
+		rc = cli_online_run(&on, &cmd, &resp);
+	}
+	if (!resp)
+		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+	rc = print_response(&cmd, resp, as_json);
+	cJSON_Delete(resp);
+	return rc;
+}
+
+int cmd_enroll(int argc, char **argv) { return identity_command(IG_ADMIN_ENROLL, argc, argv); }
+int cmd_revoke(int argc, char **argv) { return identity_command(IG_ADMIN_REVOKE, argc, argv); }
+int cmd_list(int argc, char **argv) { return identity_command(IG_ADMIN_LIST, argc, argv); }
+int cmd_get(int argc, char **argv) { return identity_command(IG_ADMIN_GET, argc, argv); }
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "init", cmd_init, "create a ledger directory with a new cluster-head key" },
+	{ "keygen", cmd_keygen, "create an identity key file; print its public key" },
+	{ "pubkey", cmd_pubkey, "print the public key of a key file" },
+	{ "token", cmd_token, "mint a connection token (the MQTT password)" },
+	{ "enroll", cmd_enroll, "enroll an identity (offline or via the broker)" },
+	{ "revoke", cmd_revoke, "revoke an identity (offline or via the broker)" },
+	{ "list", cmd_list, "list identities" },
+	{ "get", cmd_get, "show one identity" },
+	{ "verify", cmd_verify, "check a ledger end to end" },
+	{ "show", cmd_show, "print ledger records" },
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void main_help(FILE *out)
+{
+	fprintf(out, "Usage: iotguard COMMAND [OPTIONS]\n"
+	             "Administers an iotguard cluster: keys, tokens, identities and the ledger.\n\n"
+	             "Commands:\n");
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(out, "  %-8s %s\n", "help", "show this help, or 'help COMMAND' for a command's help");
+	fprintf(out, "\nOptions:\n  --version  print the version\n  --help     show this help\n"
+	             "\nExit status: 0 success, 1 error, 2 the ledger failed verification.\n");
+}
+
+static int run_command(const char *name, int argc, char **argv)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(name, commands[i].name) == 0) {
+			cli_cmd = commands[i].name;
+			return commands[i].run(argc, argv);
+		}
+	}
+	cli_error("unknown command '%s'", name);
+	fprintf(stderr, "Try 'iotguard help'.\n");
+	return CLI_EXIT_ERR;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		main_help(stderr);
+		return CLI_EXIT_ERR;
+	}
+	const char *name = argv[1];
+	if (strcmp(name, "--version") == 0 || strcmp(name, "version") == 0) {
+		printf("iotguard %s\n", IG_VERSION);
+		return CLI_EXIT_OK;
+	}
+	if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+		if (strcmp(name, "help") == 0 && argc >= 3) {
+			char *help_argv[] = { argv[2], (char *)"--help", NULL };
+			return run_command(argv[2], 2, help_argv);
+		}
+		main_help(stdout);
+		return CLI_EXIT_OK;
+	}
+	if (ig_init() != IG_OK) {
+		cli_error("cannot initialise libsodium");
+		return CLI_EXIT_ERR;
+	}
+	ig_log_set(log_to_stderr, NULL);
+	return run_command(name, argc - 1, argv + 1);
+}

@@ -1,0 +1,618 @@
+/*
+ * cmd_ledger.c: commands that work on a ledger directory directly:
+ * `init`, `verify`, `show`, and the offline side of enroll/revoke/list/get.
+ *
+ * Why this exists: before the broker runs (bootstrap: the first admin) and
+ * for audits, the operator works on the files themselves. Changes take the
+ * writer lock so they can never interleave with a running broker; reads go
+ * through the full verifier, which needs no lock, so they are safe while the
+ * broker writes and they never show state from a ledger that fails its
+ * checks.
+ */
+#include <cJSON.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ig_ledger.h"
+#include "ig_registry.h"
+
+#define PROGRESS_EVERY_RECORDS 1000000u
+
+void cli_format_ts(char *out, size_t cap, uint64_t ts_ms)
+{
+	time_t secs = (time_t)(ts_ms / 1000);
+	struct tm tm;
+	if (!gmtime_r(&secs, &tm) || strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		snprintf(out, cap, "%" PRIu64 "ms", ts_ms);
+		return;
+	}
+	size_t n = strlen(out);
+	snprintf(out + n, cap - n, ".%03uZ", (unsigned)(ts_ms % 1000));
+}
+
+static void print_pk_hex(const char *label, const uint8_t *pk)
+{
+	char hex[2 * IG_PK_BYTES + 1];
+	ig_hex_encode(hex, pk, IG_PK_BYTES);
+	printf("%s%s\n", label, hex);
+}
+
+/* ---- init ---------------------------------------------------------------- */
+
+int cmd_init(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ledger", required_argument, NULL, 'l' },
+		{ "cluster", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL, *cluster = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': dir = optarg; break;
+		case 'c': cluster = optarg; break;
+		case 'h':
+			printf("Usage: iotguard init --ledger DIR --cluster NAME\n"
+			       "Creates a ledger directory: a new cluster-head key (DIR/ch.key, mode 0600),\n"
+			       "the genesis record and a first signed checkpoint. Prints the cluster-head\n"
+			       "public key (64 hex); auditors use it to check checkpoints.\n\n"
+			       "  --ledger DIR     the directory to create (must not hold a ledger)\n"
+			       "  --cluster NAME   cluster name: 1..64 of A-Z a-z 0-9 _ . -\n"
+			       "  --help           show this help\n");
+			return CLI_EXIT_OK;
+		default:
+			return cli_bad_option(c, argv);
+		}
+	}
+	if (!cli_no_extra_args(argc, argv, optind))
+		return cli_usage_hint();
+	if (!dir || !cluster) {
+		cli_error("%s is required", !dir ? "--ledger DIR" : "--cluster NAME");
+		return cli_usage_hint();
+	}
+	if (!cli_check_id("--cluster", cluster))
+		return CLI_EXIT_ERR;
+	uint8_t pk[IG_PK_BYTES];
+	ig_error err = { 0 };
+	int rc = ig_ledger_init(dir, cluster, pk, &err);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg);
+		return CLI_EXIT_ERR;
+	}
+	print_pk_hex("", pk);
+	return CLI_EXIT_OK;
+}
+
+/* ---- progress for long scans ------------------------------------------- */
+
+typedef struct progress_state {
+	bool enabled;
+	bool tty;
+	bool printed;
+	uint64_t next;
+} progress_state;
+
+static void progress_report(void *ctx, uint64_t records, uint64_t bytes, uint64_t total_bytes)
+{
+	progress_state *ps = ctx;
+	if (!ps->enabled || records < ps->next)
+		return;
+	ps->next = (records / PROGRESS_EVERY_RECORDS + 1) * PROGRESS_EVERY_RECORDS;
+	double pct = total_bytes ? 100.0 * (double)bytes / (double)total_bytes : 100.0;
+	fprintf(stderr, "%siotguard %s: %" PRIu64 " records checked, %.0f%% of %.1f MB%s",
+	        ps->tty ? "\r" : "", cli_cmd, records, pct, (double)total_bytes / 1e6,
+	        ps->tty ? "" : "\n");
+	ps->printed = true;
+}
+
+static void progress_end(progress_state *ps)
+{
+	if (ps->printed && ps->tty)
+		fputc('\n', stderr);
+	ps->printed = false;
+}
+
+/* ---- verify -------------------------------------------------------------- */
+
+int cmd_verify(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ledger", required_argument, NULL, 'l' },
+		{ "progress", no_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	progress_state ps = { .tty = isatty(STDERR_FILENO) == 1, .next = PROGRESS_EVERY_RECORDS };
+	ps.enabled = ps.tty;
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': dir = optarg; break;
+		case 'p': ps.enabled = true; break;
+		case 'h':
+			printf("Usage: iotguard verify --ledger DIR [--progress]\n"
+			       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
+			       "record, the checkpoint signature and the Merkle root. Needs no lock, so it\n"
+			       "can run while the broker writes. Exit status 0 if the ledger is intact,\n"
+			       "2 if it is not (the message names the first bad record), 1 on usage errors.\n\n"
+			       "  --ledger DIR   the ledger directory\n"
+			       "  --progress     report progress on stderr (default: only on a terminal)\n"
+			       "  --help         show this help\n");
+			return CLI_EXIT_OK;
+		default:
+			return cli_bad_option(c, argv);
+		}
+	}
+	if (!cli_no_extra_args(argc, argv, optind))
+		return cli_usage_hint();
+	if (!dir) {
+		cli_error("--ledger DIR is required");
+		return cli_usage_hint();
+	}
+	ig_verify_result res;
+	memset(&res, 0, sizeof res);
+	ig_error err = { 0 };
+	int rc = ig_ledger_verify(dir, NULL, NULL, progress_report, &ps, &res, &err);
+	progress_end(&ps);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg[0] ? err.msg : "verification failed");
+		return CLI_EXIT_BAD_LEDGER;
+	}
+	char head[2 * IG_HASH_BYTES + 1];
+	ig_hex_encode(head, res.head, IG_HASH_BYTES);
+	printf("ledger OK: cluster %s, height %" PRIu64 ", head %s, checkpoint size %" PRIu64 "\n",
+	       res.cluster, res.height, head, res.checkpoint_size);
+	if (res.torn_bytes > 0)
+		cli_warn("%" PRIu64 " bytes after the last valid record are an incomplete write "
+		         "(a crash, or a write in progress); the next writer open cuts them off",
+		         res.torn_bytes);
+	return CLI_EXIT_OK;
+}
+
+/* ---- show ---------------------------------------------------------------- */
+
+typedef struct show_state {
+	bool as_json;
+	uint64_t from;
+	uint64_t limit;    /* 0 = all */
+	uint64_t shown;
+	bool done;         /* stopped early on purpose, not a failure */
+	bool write_failed;
+} show_state;
+
+/* Record strings come from whoever enrolled or revoked; keep control bytes
+ * out of the operator's terminal. */
+static void print_clean(const char *s)
+{
+	for (; *s; s++)
+		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
+static void print_record_line(const ig_record *rec)
+{
+	char when[40], hash[2 * IG_HASH_BYTES + 1];
+	cli_format_ts(when, sizeof when, rec->ts_ms);
+	ig_hex_encode(hash, rec->hash, IG_HASH_BYTES);
+	printf("#%-6" PRIu64 " %s %-7s ", rec->index, when, ig_record_type_name(rec->type));
+
+	ig_error err = { 0 };
+	char pk[2 * IG_PK_BYTES + 1];
+	switch (rec->type) {
+	case IG_REC_GENESIS: {
+		ig_genesis g;
+		if (ig_genesis_decode(rec->body, rec->body_len, &g, &err) != IG_OK)
+			goto undecodable;
+		ig_hex_encode(pk, g.ch_pk, IG_PK_BYTES);
+		printf("cluster=%s ch_pubkey=%s version=%u", g.cluster, pk, (unsigned)g.version);
+		break;
+	}
+	case IG_REC_ENROLL: {
+		ig_enroll e;
+		if (ig_enroll_decode(rec->body, rec->body_len, &e, &err) != IG_OK)
+			goto undecodable;
+		ig_hex_encode(pk, e.pk, IG_PK_BYTES);
+		printf("id=%s role=%s pubkey=%s by=", e.id, ig_role_name(e.role), pk);
+		print_clean(e.by);
+		break;
+	}
+	case IG_REC_REVOKE: {
+		ig_revoke r;
+		if (ig_revoke_decode(rec->body, rec->body_len, &r, &err) != IG_OK)
+			goto undecodable;
+		printf("id=%s reason=\"", r.id);
+		print_clean(r.reason);
+		printf("\" by=");
+		print_clean(r.by);
+		break;
+	}
+	default:
+		printf("type=%u body=%" PRIu32 " bytes", (unsigned)rec->type, rec->body_len);
+		break;
+	}
+	printf(" hash=%.16s\n", hash);
+	return;
+undecodable:
+	printf("(body does not decode: %s) hash=%.16s\n", err.msg, hash);
+}
+
+static int show_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	show_state *st = ctx;
+	if (rec->index < st->from)
+		return IG_OK;
+	if (st->as_json) {
+		char *json = ig_record_to_json(rec);
+		if (!json)
+			return ig_error_set(err, IG_ERR_NOMEM, "out of memory rendering record %" PRIu64,
+			                    rec->index);
+		printf("%s\n", json);
+		free(json);
+	} else {
+		print_record_line(rec);
+	}
+	if (ferror(stdout)) {
+		st->write_failed = true;
+		st->done = true;
+		return ig_error_set(err, IG_ERR_IO, "cannot write to stdout");
+	}
+	st->shown++;
+	if (st->limit && st->shown >= st->limit) {
+		st->done = true;
+		return ig_error_set(err, IG_ERR_STATE, "limit reached");
+	}
+	return IG_OK;
+}
+
+int cmd_show(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "ledger", required_argument, NULL, 'l' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "from", required_argument, NULL, 'f' },
+		{ "limit", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	show_state st = { 0 };
+	int c;
+	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
+		switch (c) {
+		case 'l': dir = optarg; break;
+		case 'j': st.as_json = true; break;
+		case 'f':
+			if (!cli_parse_u64("--from", optarg, 0, UINT64_MAX, &st.from))
+				return cli_usage_hint();
+			break;
+		case 'n':
+			if (!cli_parse_u64("--limit", optarg, 1, UINT64_MAX, &st.limit))
+				return cli_usage_hint();
+			break;
+		case 'h':
+			printf("Usage: iotguard show --ledger DIR [--json] [--from N] [--limit N]\n"
+			       "Prints ledger records, one per line, after checking each one. Needs no\n"
+			       "lock, so it works while the broker writes.\n\n"
+			       "  --ledger DIR   the ledger directory\n"
+			       "  --json         one JSON object per line (same shape as ledger events)\n"
+			       "  --from N       start at record index N (default 0, the genesis record)\n"
+			       "  --limit N      print at most N records\n"
+			       "  --help         show this help\n");
+			return CLI_EXIT_OK;
+		default:
+			return cli_bad_option(c, argv);
+		}
+	}
+	if (!cli_no_extra_args(argc, argv, optind))
+		return cli_usage_hint();
+	if (!dir) {
+		cli_error("--ledger DIR is required");
+		return cli_usage_hint();
+	}
+	ig_verify_result res;
+	memset(&res, 0, sizeof res);
+	ig_error err = { 0 };
+	int rc = ig_ledger_verify(dir, show_record, &st, NULL, NULL, &res, &err);
+	if (fflush(stdout) != 0)
+		st.write_failed = true;
+	if (st.write_failed) {
+		cli_error("cannot write to stdout");
+		return CLI_EXIT_ERR;
+	}
+	if (rc != IG_OK && !st.done) {
+		cli_error("%s", err.msg[0] ? err.msg : "cannot read the ledger");
+		return cli_exit_for(rc);
+	}
+	if (rc == IG_OK && res.torn_bytes > 0)
+		cli_warn("%" PRIu64 " bytes after the last record are an incomplete write (not shown)",
+		         res.torn_bytes);
+	return CLI_EXIT_OK;
+}
+
+/* ---- offline identity commands ------------------------------------------ */
+
+static int apply_to_registry(void *ctx, const ig_record *rec, ig_error *err)
+{
+	return ig_registry_apply(ctx, rec, err);
+}
+
+static cJSON *response_new(const ig_admin_cmd *cmd, bool ok)
+{
+	cJSON *resp = cJSON_CreateObject();
+	if (!resp)
+		return NULL;
+	cJSON_AddStringToObject(resp, "command", cmd->command);
+	cJSON_AddBoolToObject(resp, "ok", ok);
+	return resp;
+}
+
+static cJSON *response_fail(const ig_admin_cmd *cmd, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static cJSON *response_fail(const ig_admin_cmd *cmd, const char *code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	cJSON *resp = response_new(cmd, false);
+	if (resp) {
+		cJSON_AddStringToObject(resp, "error", code);
+		cJSON_AddStringToObject(resp, "message", msg);
+	}
+	return resp;
+}
+
+static cJSON *identity_to_json(const ig_identity *idn)
+{
+	char pk[2 * IG_PK_BYTES + 1];
+	ig_hex_encode(pk, idn->pk, IG_PK_BYTES);
+	cJSON *o = cJSON_CreateObject();
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "id", idn->id);
+	cJSON_AddStringToObject(o, "role", ig_role_name((ig_role)idn->role));
+	cJSON_AddStringToObject(o, "status", ig_id_status_name((ig_id_status)idn->status));
+	cJSON_AddStringToObject(o, "pubkey", pk);
+	cJSON_AddNumberToObject(o, "enrolled_index", (double)idn->enrolled_index);
+	cJSON_AddNumberToObject(o, "enrolled_ts", (double)idn->enrolled_ts_ms);
+	if (idn->status == IG_ID_REVOKED)
+		cJSON_AddNumberToObject(o, "revoked_index", (double)idn->revoked_index);
+	return o;
+}
+
+/* Who made an offline change, for the record's "by" field. */
+static void offline_by(char *out, size_t cap)
+{
+	const char *user = getenv("USER");
+	if (user && ig_id_valid(user, strlen(user)))
+		snprintf(out, cap, "offline:%s", user);
+	else
+		snprintf(out, cap, "offline:uid%u", (unsigned)getuid());
+}
+
+typedef struct list_state {
+	const ig_admin_cmd *cmd;
+	cJSON *array;
+	uint64_t matched;
+	bool nomem;
+} list_state;
+
+static bool list_one(void *ctx, const ig_identity *idn)
+{
+	list_state *ls = ctx;
+	if (ls->cmd->role != IG_ROLE_NONE && idn->role != ls->cmd->role)
+		return true;
+	if (ls->cmd->status_filter >= 0 && idn->status != ls->cmd->status_filter)
+		return true;
+	uint64_t pos = ls->matched++;
+	if (pos < ls->cmd->offset)
+		return true;
+	if (ls->cmd->limit && pos - ls->cmd->offset >= ls->cmd->limit)
+		return true;  /* keep counting for "total" */
+	cJSON *o = identity_to_json(idn);
+	if (!o || !cJSON_AddItemToArray(ls->array, o)) {
+		cJSON_Delete(o);
+		ls->nomem = true;
+		return false;
+	}
+	return true;
+}
+
+typedef struct same_key_state {
+	const uint8_t *pk;
+	const char *id;
+} same_key_state;
+
+static bool warn_same_key(void *ctx, const ig_identity *idn)
+{
+	same_key_state *sk = ctx;
+	if (idn->status == IG_ID_ACTIVE && strcmp(idn->id, sk->id) != 0 &&
+	    memcmp(idn->pk, sk->pk, IG_PK_BYTES) == 0)
+		cli_warn("this public key is already enrolled as '%s'; each identity should have "
+		         "its own key", idn->id);
+	return true;
+}
+
+static int check_cluster(const char *dir, const char *have, const char *want)
+{
+	if (want && strcmp(have, want) != 0) {
+		cli_error("ledger %s belongs to cluster '%s', not '%s'", dir, have, want);
+		return CLI_EXIT_ERR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* enroll/revoke: the only offline path that writes. */
+static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
+                          ig_registry *reg, cJSON **resp)
+{
+	ig_ledger_open_opts opts = { .writer = true, .on_record = apply_to_registry, .ctx = reg };
+	ig_ledger *l = NULL;
+	ig_error err = { 0 };
+	int rc = ig_ledger_open(&l, dir, &opts, &err);
+	if (rc == IG_ERR_LOCKED) {
+		cli_error("%s", err.msg);
+		fprintf(stderr, "The broker (or another iotguard command) is using this ledger. While the "
+		                "broker runs, change identities through it instead:\n"
+		                "  iotguard %s --host HOST --port PORT --cluster NAME --user ADMIN_ID "
+		                "--key ADMIN_KEY ...\n", cmd->command);
+		return CLI_EXIT_ERR;
+	}
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg);
+		return cli_exit_for(rc);
+	}
+	int exit_code = check_cluster(dir, ig_ledger_cluster(l), cluster);
+	if (exit_code != CLI_EXIT_OK) {
+		ig_ledger_close(l);
+		return exit_code;
+	}
+
+	const ig_identity *idn = ig_registry_find(reg, cmd->id, strlen(cmd->id));
+	uint8_t body[1024];
+	int body_len;
+	uint16_t type;
+	if (cmd->kind == IG_ADMIN_ENROLL) {
+		if (idn && idn->status != IG_ID_REVOKED) {
+			*resp = response_fail(cmd, IG_ADMIN_E_EXISTS,
+			                      "%s is already enrolled (index %" PRIu64 "); revoke it first",
+			                      cmd->id, idn->enrolled_index);
+			goto out;
+		}
+		same_key_state sk = { .pk = cmd->pk, .id = cmd->id };
+		ig_registry_foreach(reg, warn_same_key, &sk);
+		ig_enroll e;
+		memset(&e, 0, sizeof e);
+		snprintf(e.id, sizeof e.id, "%s", cmd->id);
+		e.role = cmd->role;
+		memcpy(e.pk, cmd->pk, IG_PK_BYTES);
+		offline_by(e.by, sizeof e.by);
+		body_len = ig_enroll_encode(body, sizeof body, &e);
+		type = IG_REC_ENROLL;
+	} else {
+		if (!idn) {
+			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
+			goto out;
+		}
+		if (idn->status == IG_ID_REVOKED) {
+			*resp = response_fail(cmd, IG_ADMIN_E_ALREADY_REVOKED,
+			                      "%s is already revoked (index %" PRIu64 ")", cmd->id,
+			                      idn->revoked_index);
+			goto out;
+		}
+		ig_revoke r;
+		memset(&r, 0, sizeof r);
+		snprintf(r.id, sizeof r.id, "%s", cmd->id);
+		snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
+		offline_by(r.by, sizeof r.by);
+		body_len = ig_revoke_encode(body, sizeof body, &r);
+		type = IG_REC_REVOKE;
+	}
+	if (body_len < 0) {
+		cli_error("cannot encode the %s record (error %d)", cmd->command, body_len);
+		exit_code = CLI_EXIT_ERR;
+		goto out;
+	}
+	ig_record rec;
+	memset(&rec, 0, sizeof rec);
+	rc = ig_ledger_append(l, type, body, (size_t)body_len, &rec, &err);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg);
+		exit_code = CLI_EXIT_ERR;
+		goto out;
+	}
+	*resp = response_new(cmd, true);
+	if (*resp) {
+		cJSON_AddNumberToObject(*resp, "index", (double)rec.index);
+		cJSON_AddStringToObject(*resp, "id", cmd->id);
+	}
+out:
+	ig_ledger_close(l);
+	if (exit_code == CLI_EXIT_OK && !*resp) {
+		cli_error("out of memory");
+		exit_code = CLI_EXIT_ERR;
+	}
+	return exit_code;
+}
+
+/* list/get: read through the verifier, so no lock is needed. */
+static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
+                        ig_registry *reg, cJSON **resp)
+{
+	ig_verify_result res;
+	memset(&res, 0, sizeof res);
+	ig_error err = { 0 };
+	progress_state ps = { .tty = isatty(STDERR_FILENO) == 1, .next = PROGRESS_EVERY_RECORDS };
+	ps.enabled = ps.tty;
+	int rc = ig_ledger_verify(dir, apply_to_registry, reg, progress_report, &ps, &res, &err);
+	progress_end(&ps);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg[0] ? err.msg : "cannot read the ledger");
+		return cli_exit_for(rc);
+	}
+	int exit_code = check_cluster(dir, res.cluster, cluster);
+	if (exit_code != CLI_EXIT_OK)
+		return exit_code;
+
+	if (cmd->kind == IG_ADMIN_GET) {
+		const ig_identity *idn = ig_registry_find(reg, cmd->id, strlen(cmd->id));
+		if (!idn) {
+			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
+		} else {
+			*resp = response_new(cmd, true);
+			cJSON *o = identity_to_json(idn);
+			if (!*resp || !o || !cJSON_AddItemToObject(*resp, "identity", o)) {
+				cJSON_Delete(o);
+				cJSON_Delete(*resp);
+				*resp = NULL;
+			}
+		}
+	} else {
+		list_state ls = { .cmd = cmd, .array = cJSON_CreateArray() };
+		*resp = response_new(cmd, true);
+		if (ls.array && *resp)
+			ig_registry_foreach(reg, list_one, &ls);
+		if (!ls.array || !*resp || ls.nomem) {
+			cJSON_Delete(ls.array);
+			cJSON_Delete(*resp);
+			*resp = NULL;
+		} else {
+			cJSON_AddNumberToObject(*resp, "total", (double)ls.matched);
+			cJSON_AddNumberToObject(*resp, "offset", (double)cmd->offset);
+			cJSON_AddItemToObject(*resp, "identities", ls.array);
+		}
+	}
+	if (!*resp) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	return CLI_EXIT_OK;
+}
+
+int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_cmd *cmd,
+                    cJSON **resp)
+{
+	*resp = NULL;
+	ig_registry *reg = ig_registry_new();
+	if (!reg) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int rc;
+	if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE)
+		rc = offline_change(ledger_dir, cluster, cmd, reg, resp);
+	else
+		rc = offline_read(ledger_dir, cluster, cmd, reg, resp);
+	ig_registry_free(reg);
+	return rc;
+}
