@@ -47,7 +47,7 @@ void ig_plugin_send_to(const char *client_id, const char *topic, const char *jso
 		ig_plugin_log(MOSQ_LOG_WARNING, "could not queue a message on %s (error %d)", topic, rc);
 }
 
-static void publish_all(const char *topic, const char *json, bool retain)
+void ig_plugin_publish(const char *topic, const char *json, bool retain)
 {
 	if (g_shutting_down || !json)
 		return;
@@ -64,7 +64,7 @@ void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 		              (unsigned long long)rec->index);
 		return;
 	}
-	publish_all(pl->topic_events, json, false);
+	ig_plugin_publish(pl->topic_events, json, false);
 	free(json);
 }
 
@@ -176,7 +176,7 @@ static void publish_head(ig_plugin *pl)
 	cJSON_AddStringToObject(o, "checkpoint", text);
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	publish_all(pl->topic_head, json, true);
+	ig_plugin_publish(pl->topic_head, json, true);
 	free(json);
 	pl->head_published = true;
 }
@@ -227,7 +227,7 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
-	publish_all(pl->topic_stats, json, false);
+	ig_plugin_publish(pl->topic_stats, json, false);
 	free(json);
 }
 

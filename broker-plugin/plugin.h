@@ -94,6 +94,8 @@ typedef struct ig_plugin {
 void ig_plugin_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Publishes to one client only (never routed to subscribers). */
 void ig_plugin_send_to(const char *client_id, const char *topic, const char *json);
+/* Publishes to every subscriber allowed to read topic. */
+void ig_plugin_publish(const char *topic, const char *json, bool retain);
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec);
 
 /* plugin_auth.c */

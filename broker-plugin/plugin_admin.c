@@ -46,6 +46,13 @@ static void fail(cJSON *r, const char *code, const char *message)
 	cJSON_AddStringToObject(r, "message", message);
 }
 
+static void fail_about(cJSON *slot, const char *code, const char *id, const char *what)
+{
+	char msg[256];
+	snprintf(msg, sizeof msg, "%s %s", id, what);
+	fail(slot, code, msg);
+}
+
 static void batch_send_if_done(admin_batch *b)
 {
 	if (b->outstanding > 0)
@@ -74,6 +81,22 @@ static cJSON *identity_json(ig_plugin *pl, const ig_identity *idn)
 		cJSON_AddNumberToObject(o, "revoked_index", (double)idn->revoked_index);
 	cJSON_AddBoolToObject(o, "connected", ig_sessions_find(&pl->sessions, idn->id) != NULL);
 	return o;
+}
+
+/* Retained, so a monitor that subscribes later still sees why the device is
+ * gone. */
+static void publish_revoked_status(ig_plugin *pl, const char *id)
+{
+	char topic[IG_TOPIC_MAX];
+	snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/status", pl->cluster, id);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "state", "revoked");
+	cJSON_AddNumberToObject(o, "ts", (double)ig_now_ms());
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ig_plugin_publish(topic, json, true);
+	free(json);
 }
 
 bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id)
@@ -177,13 +200,6 @@ static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_enroll_encode(body, sizeof body, &e), false);
 }
 
-static void fail_about(cJSON *slot, const char *code, const char *id, const char *what)
-{
-	char msg[256];
-	snprintf(msg, sizeof msg, "%s %s", id, what);
-	fail(slot, code, msg);
-}
-
 static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
@@ -200,10 +216,13 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		fail_about(slot, IG_ADMIN_E_EXISTS, cmd->id, "is still being enrolled; retry in a moment");
 		return;
 	}
-	/* Fail closed first: the identity is unusable and disconnected now; the
-	 * reply waits for the record to be durable. */
-	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
+	/* The identity is cut off and unusable now; only the reply waits for
+	 * the record to be durable. The kick comes first because Mosquitto
+	 * checks the will against the ACL as it sends it, and monitors should
+	 * see the device go offline. */
 	bool disconnected = ig_plugin_disconnect_identity(pl, cmd->id);
+	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
+	publish_revoked_status(pl, cmd->id);
 	ig_revoke r = {0};
 	snprintf(r.id, sizeof r.id, "%s", cmd->id);
 	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);

@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""selftest.py: the schemas accept the messages iotguard sends and reject
+near misses.
+
+Why this exists: a schema that accepts everything is worse than none. Each
+schema gets hand-written messages in the exact formats of the protocol
+(they must validate) and mutations of them, each wrong in one way (they
+must not). Run with /usr/bin/python3 schema/selftest.py; exits non-zero on
+the first disagreement list.
+"""
+import base64
+import copy
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from jsonschema import Draft202012Validator  # noqa: E402
+
+import validate  # noqa: E402
+
+HEX64 = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+HEX64B = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+ZERO64 = "0" * 64
+ROOT = base64.b64encode(bytes(range(32))).decode()
+SIG = base64.b64encode(bytes(range(68))).decode()
+CHECKPOINT = f"iotguard/c1\n7\n{ROOT}\n\n\u2014 iotguard/c1 {SIG}\n"
+TS = 1716200000123
+
+
+def with_(obj, **changes):
+    out = copy.deepcopy(obj)
+    out.update(changes)
+    return out
+
+
+def without(obj, *keys):
+    out = copy.deepcopy(obj)
+    for k in keys:
+        del out[k]
+    return out
+
+
+def nested(obj, path, value, delete=False):
+    out = copy.deepcopy(obj)
+    cur = out
+    for k in path[:-1]:
+        cur = cur[k]
+    if delete:
+        del cur[path[-1]]
+    else:
+        cur[path[-1]] = value
+    return out
+
+
+# ---- status ---------------------------------------------------------------
+online = {"id": "dev1", "state": "online", "ts": TS, "seq": 1, "uptime_s": 0}
+offline_clean = with_(online, state="offline", seq=9, uptime_s=300)
+will = {"id": "dev1", "state": "offline"}
+revoked = {"id": "dev1", "state": "revoked", "ts": TS}
+STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will, revoked]
+STATUS_BAD = [
+    (without(online, "seq"), "online without seq"),
+    (without(online, "ts"), "online without ts"),
+    (with_(will, state="online"), "short form is only for offline"),
+    (without(revoked, "ts"), "revoked without ts"),
+    (with_(revoked, seq=1), "revoked with agent fields"),
+    (with_(online, state="sleeping"), "unknown state"),
+    (with_(online, id="dev 1"), "space in id"),
+    (with_(online, id=""), "empty id"),
+    (with_(online, id="x" * 65), "id too long"),
+    (with_(online, seq=-1), "negative seq"),
+    (with_(online, ts=1.5), "fractional ts"),
+    (with_(online, uptime_s="3"), "uptime as string"),
+    (with_(online, extra=1), "unknown field"),
+    (with_(will, ts=TS), "offline with ts but no seq/uptime_s"),
+    ([online], "array"),
+    ("online", "string"),
+]
+
+# ---- ledger head ------------------------------------------------------------
+head = {"origin": "iotguard/c1", "size": 7, "root": ROOT, "ch_pubkey": HEX64, "checkpoint": CHECKPOINT}
+two_sigs = CHECKPOINT + f"\u2014 witness.example {base64.b64encode(bytes(68)).decode()}\n"
+HEAD_OK = [head, with_(head, checkpoint=two_sigs), with_(head, size=1)]
+HEAD_BAD = [
+    (with_(head, size=0), "size 0: genesis always exists"),
+    (with_(head, origin="iotguard/"), "empty cluster in origin"),
+    (with_(head, origin="other/c1"), "wrong origin prefix"),
+    (with_(head, root=ROOT.rstrip("=")), "root without padding"),
+    (with_(head, root=base64.urlsafe_b64encode(bytes([251] * 32)).decode()), "url-safe base64 root"),
+    (with_(head, ch_pubkey=HEX64.upper()), "uppercase hex key"),
+    (with_(head, ch_pubkey=HEX64[:62]), "short key"),
+    (with_(head, checkpoint=CHECKPOINT.replace("\n\n", "\n")), "note without blank line"),
+    (with_(head, checkpoint=CHECKPOINT.replace("\u2014", "-")), "ASCII dash instead of em dash"),
+    (with_(head, checkpoint=CHECKPOINT.rstrip("\n")), "signature line without newline"),
+    (with_(head, checkpoint=f"iotguard/c1\n7\n{ROOT}\n\n"), "note without signature"),
+    (with_(head, checkpoint=CHECKPOINT + "x" * 512), "note too long"),
+    (without(head, "checkpoint"), "missing checkpoint"),
+    (with_(head, height=7), "unknown field"),
+]
+
+# ---- ledger events ------------------------------------------------------------
+genesis = {"index": 0, "ts": TS, "type": "genesis", "hash": HEX64, "prev": ZERO64,
+           "cluster": "c1", "ch_pubkey": HEX64B, "version": 1}
+enroll = {"index": 7, "ts": TS, "type": "enroll", "hash": HEX64, "prev": HEX64B,
+          "id": "dev1", "role": "device", "pubkey": HEX64B, "by": "admin1"}
+revoke = {"index": 8, "ts": TS, "type": "revoke", "hash": HEX64B, "prev": HEX64,
+          "id": "dev1", "reason": "lost in the field \u00e9", "by": "offline:root"}
+unknown = {"index": 9, "ts": TS, "type": "unknown", "type_code": 33, "hash": HEX64,
+           "prev": HEX64B, "body": "0100026869"}
+undecodable = {"index": 10, "ts": TS, "type": "enroll", "error": "body does not decode",
+               "hash": HEX64, "prev": HEX64B, "body": ""}
+EVENT_OK = [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
+            with_(enroll, role="admin"), with_(unknown, body="")]
+EVENT_BAD = [
+    (with_(genesis, index=1), "genesis not at index 0"),
+    (with_(genesis, prev=HEX64), "genesis with a predecessor"),
+    (without(genesis, "version"), "genesis without version"),
+    (with_(enroll, index=0), "enroll at index 0"),
+    (with_(enroll, role="root"), "unknown role"),
+    (with_(enroll, role="none"), "role none"),
+    (with_(enroll, pubkey=HEX64B[:-1]), "short pubkey"),
+    (with_(enroll, by=""), "empty by"),
+    (with_(enroll, by="x" * 81), "by too long"),
+    (with_(enroll, by="adm\nin"), "control character in by"),
+    (with_(enroll, hash="g" * 64), "non-hex hash"),
+    (without(enroll, "prev"), "missing prev"),
+    (with_(enroll, reason="x"), "enroll with a revoke field"),
+    (with_(revoke, reason="x" * 257), "reason too long"),
+    (with_(revoke, reason="bad\u0007bell"), "control character in reason"),
+    (with_(revoke, reason="c1\u0085control"), "C1 control in reason"),
+    (without(revoke, "reason"), "revoke without reason"),
+    (with_(unknown, type_code=2), "unknown form with a known type code"),
+    (without(unknown, "type_code"), "unknown without type_code"),
+    (with_(unknown, body="abc"), "odd-length hex body"),
+    (with_(unknown, type="coin"), "unrecognised type name"),
+    (with_(undecodable, error="other"), "undecodable with another error text"),
+    (with_(genesis, ts=-1), "negative ts"),
+]
+
+# ---- stats ----------------------------------------------------------------------
+stats = {
+    "ts": TS, "cluster": "c1", "uptime_s": 42,
+    "connected": {"device": 3, "analyst": 0, "monitor": 1, "admin": 1, "total": 5},
+    "auth": {"accepted": 10, "refused_total": 3, "refused": {"bad_signature": 2, "expired": 1}},
+    "acl": {"denied_publish": 1, "denied_subscribe": 0, "denied_read": 0},
+    "identities": {"active": 5, "revoked": 1},
+    "ledger": {"height": 8, "pending": 0, "checkpoint_size": 8, "batches": 4,
+               "commit_latency_us": {"last": 900, "avg": 1200, "max": 5000}},
+}
+STATS_OK = [stats, nested(stats, ["auth", "refused"], {})]
+STATS_BAD = [
+    (nested(stats, ["connected", "total"], None, delete=True), "connected without total"),
+    (nested(stats, ["connected", "guest"], 1), "unknown role in connected"),
+    (nested(stats, ["auth", "refused", "Bad-Signature"], 1), "reason name not snake_case"),
+    (nested(stats, ["auth", "refused", "expired"], -1), "negative counter"),
+    (nested(stats, ["ledger", "commit_latency_us", "max"], 1.5), "fractional latency"),
+    (nested(stats, ["ledger", "batches"], None, delete=True), "ledger without batches"),
+    (nested(stats, ["acl", "denied_write"], 0), "unknown acl counter"),
+    (without(stats, "identities"), "missing identities"),
+    (with_(stats, cluster="c 1"), "bad cluster name"),
+    (with_(stats, extra={}), "unknown top-level field"),
+]
+
+# ---- ch requests ------------------------------------------------------------------
+ping = {"type": "ping", "nonce": "240e151121d0dcface939becf83d18aa"}
+CH_OK = [ping, {"type": "ping"}, with_(ping, nonce=""), with_(ping, nonce="n" * 128)]
+CH_BAD = [
+    (with_(ping, nonce="n" * 129), "nonce too long"),
+    (with_(ping, nonce=5), "numeric nonce"),
+    (with_(ping, ts=1), "unknown field"),
+    ({"type": "join"}, "unknown request type"),
+    ({"nonce": "x"}, "no type"),
+    ([], "array"),
+]
+
+# ---- inbox ---------------------------------------------------------------------------
+pong = {"type": "pong", "nonce": ping["nonce"], "ts": TS}
+error = {"type": "error", "error": "unknown_type",
+         "message": "unknown request type; this cluster head understands: ping"}
+INBOX_OK = [pong, with_(pong, nonce=""), error, with_(error, error="too_large")]
+INBOX_BAD = [
+    (without(pong, "ts"), "pong without ts"),
+    (without(pong, "nonce"), "pong without nonce"),
+    (with_(pong, ts="now"), "string ts"),
+    (with_(pong, error="x"), "pong with an error field"),
+    (with_(error, error="Unknown Type"), "error code not snake_case"),
+    (with_(error, message=""), "empty message"),
+    (without(error, "message"), "error without message"),
+    ({"type": "ping", "nonce": "x"}, "a request is not an inbox message"),
+    ({"type": "pong", "nonce": "x", "ts": TS, "extra": True}, "unknown field"),
+]
+
+CASES = {
+    "status": (STATUS_OK, STATUS_BAD),
+    "ledger-head": (HEAD_OK, HEAD_BAD),
+    "ledger-event": (EVENT_OK, EVENT_BAD),
+    "stats": (STATS_OK, STATS_BAD),
+    "ch-request": (CH_OK, CH_BAD),
+    "inbox": (INBOX_OK, INBOX_BAD),
+}
+
+EXPECTED_ID = "https://iotguard.invalid/schema/{}.schema.json"
+
+
+def check_schema_file(name):
+    """Meta-schema validity, $id, title and description for every schema."""
+    problems = []
+    path = os.path.join(validate.SCHEMA_DIR, name + validate.SUFFIX)
+    with open(path, encoding="utf-8") as f:
+        schema = json.load(f)
+    try:
+        Draft202012Validator.check_schema(schema)
+    except Exception as e:  # noqa: BLE001 - report any meta-schema failure
+        problems.append(f"{name}: not a valid 2020-12 schema: {e}")
+    if schema.get("$schema") != "https://json-schema.org/draft/2020-12/schema":
+        problems.append(f"{name}: $schema is not draft 2020-12")
+    if schema.get("$id") != EXPECTED_ID.format(name):
+        problems.append(f"{name}: $id should be {EXPECTED_ID.format(name)}")
+    for key in ("title", "description"):
+        if not schema.get(key):
+            problems.append(f"{name}: missing {key}")
+    return problems
+
+
+def main():
+    failures = []
+    for name in validate.schema_names():
+        problems = check_schema_file(name)
+        if name in CASES:
+            failures += problems
+        else:
+            # Schemas without examples here (the admin API has its own
+            # tests) are only checked, and their problems only reported.
+            for p in problems:
+                print("WARN", p, file=sys.stderr)
+    for name, (good, bad) in CASES.items():
+        for i, msg in enumerate(good):
+            errs = validate.errors(name, msg)
+            if errs:
+                failures.append(f"{name}: valid example {i} rejected: {errs}")
+            try:
+                validate.validate(name, msg)
+            except Exception as e:  # noqa: BLE001
+                failures.append(f"{name}: validate() raised for valid example {i}: {e}")
+        for msg, why in bad:
+            if not validate.errors(name, msg):
+                failures.append(f"{name}: accepted a bad message ({why}): {json.dumps(msg)[:200]}")
+            else:
+                try:
+                    validate.validate(name, msg)
+                    failures.append(f"{name}: validate() did not raise ({why})")
+                except Exception:  # noqa: BLE001
+                    pass
+    count = sum(len(g) + len(b) for g, b in CASES.values())
+    for f in failures:
+        print("FAIL", f, file=sys.stderr)
+    print(f"schema selftest: {count} examples over {len(CASES)} schemas, {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
