@@ -91,7 +91,13 @@ typedef void (*ig_append_done_fn)(void *ctx, int status, const ig_record *rec);
 
 /* Queues a record; never blocks on disk. The body is copied. The writer
  * assigns index, timestamp and prev_hash. Returns IG_OK, IG_ERR_RANGE (body
- * too large), IG_ERR_CLOSED, or IG_ERR_STATE (read-only open). */
+ * too large), IG_ERR_CLOSED, IG_ERR_STATE (read-only open), IG_ERR_IO (an
+ * earlier write or sync failed: the ledger takes no more records until it
+ * is reopened), IG_ERR_NOMEM or IG_ERR_INVAL.
+ *
+ * A record whose completion reports failure was not acknowledged, but it is
+ * not guaranteed absent: if its bytes reached the disk whole before the
+ * failure, the next open keeps it. Acknowledged records are always there. */
 int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_append_done_fn done, void *ctx);
 
@@ -111,7 +117,8 @@ bool ig_ledger_checkpoint_changed(ig_ledger *l);
 int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_record *rec_out, ig_error *err);
 
-/* Waits until everything submitted is durable and a checkpoint covers it. */
+/* Waits until everything submitted is durable and a checkpoint covers it.
+ * IG_ERR_STATE on a read-only open. */
 int ig_ledger_sync(ig_ledger *l, ig_error *err);
 
 /* ---- figures for stats ---- */

@@ -1,0 +1,1259 @@
+/*
+ * test_ledger.c: the ledger must keep every acknowledged record across
+ * reopen and crash, cut only a genuine torn tail, and refuse (naming the
+ * record) every other kind of damage: tampered bytes, removed or reordered
+ * records, a forged or inconsistent checkpoint.
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ig_checkpoint.h"
+#include "ig_crc32c.h"
+#include "ig_keyfile.h"
+#include "ig_ledger.h"
+#include "ig_merkle.h"
+
+static char root[256];
+static char ldir[300];
+static char log_path[340];
+static char cp_path[340];
+static char key_file[340];
+static char logbuf[16384];
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void capture_log(void *ctx, ig_log_level level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	pthread_mutex_lock(&log_mu);
+	size_t used = strlen(logbuf);
+	snprintf(logbuf + used, sizeof logbuf - used, "%s\n", msg);
+	pthread_mutex_unlock(&log_mu);
+}
+
+static void setup(void)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	snprintf(root, sizeof root, "/tmp/ig-test-ledger-XXXXXX");
+	cr_assert_not_null(mkdtemp(root));
+	snprintf(ldir, sizeof ldir, "%s/ledger", root);
+	snprintf(log_path, sizeof log_path, "%s/%s", ldir, IG_LEDGER_LOG);
+	snprintf(cp_path, sizeof cp_path, "%s/%s", ldir, IG_LEDGER_CHECKPOINT);
+	snprintf(key_file, sizeof key_file, "%s/%s", ldir, IG_LEDGER_KEY);
+	logbuf[0] = '\0';
+	ig_log_set(capture_log, NULL);
+}
+
+static void teardown(void)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+	cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(ledger, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- helpers ---- */
+
+static size_t enroll_body(uint8_t *out, size_t cap, const char *id)
+{
+	ig_enroll e;
+	memset(&e, 0, sizeof e);
+	snprintf(e.id, sizeof e.id, "%s", id);
+	e.role = IG_ROLE_DEVICE;
+	crypto_generichash(e.pk, sizeof e.pk, (const uint8_t *)id, strlen(id), NULL, 0);
+	snprintf(e.by, sizeof e.by, "offline:test");
+	int n = ig_enroll_encode(out, cap, &e);
+	cr_assert(n > 0);
+	return (size_t)n;
+}
+
+static uint64_t append_enroll(ig_ledger *l, const char *id)
+{
+	uint8_t body[512];
+	size_t len = enroll_body(body, sizeof body, id);
+	ig_record rec;
+	ig_error err = {0};
+	int rc = ig_ledger_append(l, IG_REC_ENROLL, body, len, &rec, &err);
+	cr_assert_eq(rc, IG_OK, "append %s: %s", id, err.msg);
+	return rec.index;
+}
+
+static ig_ledger *open_ledger(bool writer)
+{
+	ig_ledger *l = NULL;
+	ig_error err = {0};
+	ig_ledger_open_opts opts = {.writer = writer};
+	int rc = ig_ledger_open(&l, ldir, &opts, &err);
+	cr_assert_eq(rc, IG_OK, "open: %s", err.msg);
+	return l;
+}
+
+/* A closed ledger holding genesis + n enroll records, fully checkpointed. */
+static void make_ledger(unsigned n)
+{
+	ig_error err = {0};
+	uint8_t pk[IG_PK_BYTES];
+	cr_assert_eq(ig_ledger_init(ldir, "testc", pk, &err), IG_OK, "%s", err.msg);
+	ig_ledger *l = open_ledger(true);
+	for (unsigned i = 0; i < n; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "dev%u", i);
+		cr_assert_eq(append_enroll(l, id), i + 1);
+	}
+	ig_ledger_close(l);
+}
+
+static uint8_t *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f, "open %s", path);
+	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
+	long sz = ftell(f);
+	cr_assert(sz >= 0);
+	rewind(f);
+	uint8_t *buf = malloc((size_t)sz + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(fread(buf, 1, (size_t)sz, f), (size_t)sz);
+	fclose(f);
+	buf[sz] = 0;
+	*len = (size_t)sz;
+	return buf;
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	cr_assert(fd >= 0, "open %s: %s", path, strerror(errno));
+	cr_assert_eq(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0);
+	return sb.st_size;
+}
+
+/* Offsets of each frame, walking frame_len. */
+static size_t frame_offsets(const uint8_t *buf, size_t len, size_t *offs, size_t max)
+{
+	size_t n = 0, off = 0;
+	while (off + 8 <= len && n < max) {
+		offs[n++] = off;
+		off += ig_get_u32(buf + off + 4);
+	}
+	cr_assert_eq(off, len, "log does not end on a frame boundary");
+	return n;
+}
+
+static void fix_crc(uint8_t *frame, uint32_t flen)
+{
+	ig_put_u32(frame + flen - 4, ig_crc32c(0, frame, flen - 4));
+}
+
+static int verify(ig_verify_result *res, ig_error *err)
+{
+	memset(err, 0, sizeof *err);
+	return ig_ledger_verify(ldir, NULL, NULL, NULL, NULL, res, err);
+}
+
+static int try_open_writer(ig_error *err)
+{
+	ig_ledger *l = NULL;
+	ig_ledger_open_opts opts = {.writer = true};
+	memset(err, 0, sizeof *err);
+	int rc = ig_ledger_open(&l, ldir, &opts, err);
+	if (rc == IG_OK)
+		ig_ledger_close(l);
+	return rc;
+}
+
+/* The message names record `index` either as the damaged record or as the
+ * predecessor whose hash no longer chains. */
+static bool names_record(const char *msg, uint64_t index)
+{
+	char a[64], b[64];
+	snprintf(a, sizeof a, "record %llu:", (unsigned long long)index);
+	snprintf(b, sizeof b, "record %llu)", (unsigned long long)index);
+	return strstr(msg, a) || strstr(msg, b);
+}
+
+static void sign_checkpoint(uint64_t size, const uint8_t root_hash[IG_HASH_BYTES], const uint8_t *sk_or_null)
+{
+	uint8_t sk[IG_SK_BYTES], pk[IG_PK_BYTES];
+	ig_error err = {0};
+	if (sk_or_null)
+		memcpy(sk, sk_or_null, sizeof sk);
+	else
+		cr_assert_eq(ig_keyfile_read(key_file, sk, pk, &err), IG_OK, "%s", err.msg);
+	ig_checkpoint cp;
+	memset(&cp, 0, sizeof cp);
+	cr_assert(ig_checkpoint_origin(cp.origin, sizeof cp.origin, "testc") > 0);
+	cp.size = size;
+	memcpy(cp.root, root_hash, IG_HASH_BYTES);
+	char text[IG_CHECKPOINT_MAX + 1];
+	int n = ig_checkpoint_sign(text, sizeof text, &cp, sk);
+	cr_assert(n > 0);
+	write_file(cp_path, text, (size_t)n);
+	sodium_memzero(sk, sizeof sk);
+}
+
+/* Merkle root of the first k records of the log in buf. */
+static void prefix_root(const uint8_t *buf, size_t len, size_t k, uint8_t out[IG_HASH_BYTES])
+{
+	size_t offs[256];
+	size_t n = frame_offsets(buf, len, offs, 256);
+	cr_assert(k <= n);
+	uint8_t (*leaves)[IG_HASH_BYTES] = calloc(k ? k : 1, IG_HASH_BYTES);
+	for (size_t i = 0; i < k; i++) {
+		ig_record rec;
+		cr_assert_eq(ig_record_decode(buf + offs[i], len - offs[i], &rec), IG_FRAME_OK);
+		memcpy(leaves[i], rec.hash, IG_HASH_BYTES);
+	}
+	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])leaves, k, out);
+	free(leaves);
+}
+
+/* ---- basics ---- */
+
+typedef struct replay {
+	uint64_t count;
+	uint64_t types[8];
+	bool order_ok;
+} replay;
+
+static int count_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	(void)err;
+	replay *r = ctx;
+	if (rec->index != r->count)
+		r->order_ok = false;
+	r->count++;
+	r->types[rec->type < 8 ? rec->type : 0]++;
+	return IG_OK;
+}
+
+Test(ledger, init_open_append_reopen)
+{
+	ig_error err = {0};
+	uint8_t pk[IG_PK_BYTES], zero[IG_PK_BYTES] = {0};
+	cr_assert_eq(ig_ledger_init(ldir, "testc", pk, &err), IG_OK, "%s", err.msg);
+	cr_assert_neq(memcmp(pk, zero, sizeof pk), 0);
+
+	struct stat sb;
+	cr_assert_eq(stat(key_file, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0600, "ch.key mode is %o", sb.st_mode & 0777);
+	cr_assert_eq(stat(ldir, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0700);
+
+	/* A second init must not clobber the ledger or its key. */
+	cr_assert_eq(ig_ledger_init(ldir, "testc", pk, &err), IG_ERR_EXISTS);
+	cr_assert(strstr(err.msg, "already holds a ledger"), "%s", err.msg);
+	char other[400];
+	snprintf(other, sizeof other, "%s/other", root);
+	cr_assert_eq(ig_ledger_init(other, "bad/name", pk, &err), IG_ERR_INVAL);
+	cr_assert_eq(ig_ledger_init(other, "", pk, &err), IG_ERR_INVAL);
+
+	ig_ledger *l = open_ledger(true);
+	cr_assert_str_eq(ig_ledger_cluster(l), "testc");
+	cr_assert_eq(memcmp(ig_ledger_ch_pk(l), pk, IG_PK_BYTES), 0);
+	cr_assert_not_null(ig_ledger_ch_sk(l));
+	cr_assert_eq(ig_ledger_height(l), 1);
+	cr_assert(ig_ledger_event_fd(l) >= 0);
+
+	uint8_t body[512];
+	ig_record rec, last;
+	for (unsigned i = 1; i <= 10; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "dev%u", i);
+		size_t len = enroll_body(body, sizeof body, id);
+		cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, &rec, &err), IG_OK, "%s", err.msg);
+		cr_assert_eq(rec.index, i);
+		cr_assert_eq(rec.type, IG_REC_ENROLL);
+		cr_assert_null(rec.body);
+		cr_assert(rec.ts_ms > 0);
+		if (i > 1)
+			cr_assert_eq(memcmp(rec.prev_hash, last.hash, IG_HASH_BYTES), 0);
+		last = rec;
+	}
+	cr_assert_eq(ig_ledger_height(l), 11);
+	uint8_t head[IG_HASH_BYTES];
+	ig_ledger_head(l, head);
+	cr_assert_eq(memcmp(head, last.hash, IG_HASH_BYTES), 0);
+
+	/* Oversized bodies are refused up front. */
+	uint8_t *big = calloc(1, IG_REC_MAX_BODY + 1);
+	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, big, IG_REC_MAX_BODY + 1, NULL, NULL), IG_ERR_RANGE);
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, big, IG_REC_MAX_BODY + 1, NULL, &err), IG_ERR_RANGE);
+	free(big);
+
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
+	char text[IG_CHECKPOINT_MAX + 1];
+	ig_checkpoint cp;
+	int tlen = ig_ledger_checkpoint(l, text, sizeof text, &cp);
+	cr_assert(tlen > 0);
+	cr_assert_eq(cp.size, 11);
+	cr_assert_eq(ig_ledger_checkpoint(l, text, 10, NULL), IG_ERR_RANGE);
+	ig_checkpoint cp2;
+	cr_assert_eq(ig_checkpoint_verify(text, (size_t)tlen, "iotguard/testc", pk, &cp2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(memcmp(cp2.root, cp.root, IG_HASH_BYTES), 0);
+	cr_assert(ig_ledger_checkpoint_changed(l));
+	cr_assert(!ig_ledger_checkpoint_changed(l));
+
+	ig_ledger_stats st;
+	ig_ledger_get_stats(l, &st);
+	cr_assert_eq(st.height, 11);
+	cr_assert_eq(st.pending, 0);
+	cr_assert_eq(st.records_committed, 10);
+	cr_assert_eq(st.batches, 10);
+	cr_assert_eq(st.checkpoint_size, 11);
+	cr_assert(st.max_commit_us >= st.avg_commit_us);
+	ig_ledger_close(l);
+
+	/* Reopen: same height, same head, every record replayed in order. */
+	replay r = {.order_ok = true};
+	ig_ledger_open_opts opts = {.writer = true, .on_record = count_record, .ctx = &r};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(r.count, 11);
+	cr_assert(r.order_ok);
+	cr_assert_eq(r.types[IG_REC_GENESIS], 1);
+	cr_assert_eq(r.types[IG_REC_ENROLL], 10);
+	cr_assert_eq(ig_ledger_height(l), 11);
+	uint8_t head2[IG_HASH_BYTES];
+	ig_ledger_head(l, head2);
+	cr_assert_eq(memcmp(head, head2, IG_HASH_BYTES), 0);
+	cr_assert_eq(append_enroll(l, "after-reopen"), 11);
+	ig_ledger_close(l);
+
+	/* Read-only opens see the facts but cannot append. */
+	l = open_ledger(false);
+	cr_assert_eq(ig_ledger_height(l), 12);
+	cr_assert_null(ig_ledger_ch_sk(l));
+	cr_assert_eq(ig_ledger_event_fd(l), -1);
+	cr_assert_eq(ig_ledger_poll(l), 0);
+	size_t len = enroll_body(body, sizeof body, "ro");
+	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, NULL, NULL), IG_ERR_STATE);
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_STATE);
+	cr_assert(ig_ledger_checkpoint(l, NULL, 0, &cp) > 0);
+	cr_assert_eq(cp.size, 12);
+	ig_ledger_head(l, head2);
+	ig_ledger_close(l);
+
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 12);
+	cr_assert_eq(res.checkpoint_size, 12);
+	cr_assert_eq(res.torn_bytes, 0);
+	cr_assert_str_eq(res.cluster, "testc");
+	cr_assert_eq(memcmp(res.head, head2, IG_HASH_BYTES), 0);
+	cr_assert_str_empty(logbuf);
+}
+
+Test(ledger, missing_ledger_is_not_found)
+{
+	ig_error err = {0};
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_ERR_NOTFOUND);
+	cr_assert(strstr(err.msg, "iotguard init"), "%s", err.msg);
+	cr_assert_eq(mkdir(ldir, 0700), 0);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_NOTFOUND);
+	ig_ledger *l = NULL;
+	ig_ledger_open_opts opts = {.writer = false};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_ERR_NOTFOUND);
+	cr_assert_null(l);
+}
+
+typedef struct reject_ctx {
+	uint64_t at;
+	uint64_t seen;
+} reject_ctx;
+
+static int reject_at(void *ctx, const ig_record *rec, ig_error *err)
+{
+	reject_ctx *r = ctx;
+	r->seen++;
+	if (rec->index == r->at)
+		return ig_error_set(err, IG_ERR_CORRUPT, "enroll of an id already active");
+	return IG_OK;
+}
+
+static void count_progress(void *ctx, uint64_t records, uint64_t bytes, uint64_t total)
+{
+	uint64_t *last = ctx;
+	cr_assert(bytes <= total);
+	*last = records;
+}
+
+Test(ledger, on_record_error_aborts_open_and_progress_reports)
+{
+	make_ledger(3);
+	ig_ledger *l = NULL;
+	ig_error err = {0};
+	reject_ctx r = {.at = 2};
+	ig_ledger_open_opts opts = {.writer = true, .on_record = reject_at, .ctx = &r};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_ERR_CORRUPT);
+	cr_assert_null(l);
+	cr_assert_eq(r.seen, 3);
+	cr_assert(strstr(err.msg, "ledger record 2: enroll of an id already active"), "%s", err.msg);
+
+	/* The lock was released on the failed open. */
+	uint64_t progressed = 0;
+	opts = (ig_ledger_open_opts){.writer = true, .progress = count_progress, .progress_ctx = &progressed};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(progressed, 4);
+	ig_ledger_close(l);
+}
+
+/* ---- concurrency ---- */
+
+#define THREADS 8
+#define PER_THREAD 60
+
+typedef struct submitter {
+	ig_ledger *l;
+	int id;
+	uint64_t indices[PER_THREAD];
+} submitter;
+
+static void *submit_thread(void *arg)
+{
+	submitter *s = arg;
+	for (int i = 0; i < PER_THREAD; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "t%d-%d", s->id, i);
+		s->indices[i] = append_enroll(s->l, id);
+	}
+	return NULL;
+}
+
+typedef struct async_ctx {
+	int done;
+	int failed;
+	uint64_t last_index;
+	bool ordered;
+} async_ctx;
+
+static void async_done(void *ctx, int status, const ig_record *rec)
+{
+	async_ctx *a = ctx;
+	if (status != IG_OK) {
+		a->failed++;
+		cr_assert_null(rec);
+		return;
+	}
+	cr_assert_not_null(rec);
+	cr_assert_not_null(rec->body);
+	if (a->done > 0 && rec->index != a->last_index + 1)
+		a->ordered = false;
+	a->last_index = rec->index;
+	a->done++;
+}
+
+typedef struct order_check {
+	int next_seq[THREADS];
+	uint64_t count;
+	bool ok;
+} order_check;
+
+static int check_order(void *ctx, const ig_record *rec, ig_error *err)
+{
+	order_check *o = ctx;
+	o->count++;
+	if (rec->type != IG_REC_ENROLL)
+		return IG_OK;
+	ig_enroll e;
+	cr_assert_eq(ig_enroll_decode(rec->body, rec->body_len, &e, err), IG_OK);
+	int t, seq;
+	if (sscanf(e.id, "t%d-%d", &t, &seq) == 2) {
+		if (t < 0 || t >= THREADS || seq != o->next_seq[t])
+			o->ok = false;
+		else
+			o->next_seq[t]++;
+	}
+	return IG_OK;
+}
+
+Test(ledger, concurrent_submitters_all_durable_and_ordered)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	pthread_t th[THREADS];
+	submitter subs[THREADS];
+	for (int t = 0; t < THREADS; t++) {
+		subs[t] = (submitter){.l = l, .id = t};
+		cr_assert_eq(pthread_create(&th[t], NULL, submit_thread, &subs[t]), 0);
+	}
+	/* Meanwhile an event-loop style submitter. */
+	async_ctx a = {.ordered = true};
+	int submitted = 0;
+	uint8_t body[512];
+	while (submitted < 200 || a.done + a.failed < submitted) {
+		if (submitted < 200) {
+			char id[32];
+			snprintf(id, sizeof id, "async-%d", submitted);
+			size_t len = enroll_body(body, sizeof body, id);
+			cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
+			submitted++;
+		}
+		struct pollfd pfd = {.fd = ig_ledger_event_fd(l), .events = POLLIN};
+		cr_assert(poll(&pfd, 1, submitted < 200 ? 0 : 5000) >= 0);
+		ig_ledger_poll(l);
+	}
+	for (int t = 0; t < THREADS; t++)
+		cr_assert_eq(pthread_join(th[t], NULL), 0);
+	cr_assert_eq(a.done, 200);
+	cr_assert_eq(a.failed, 0);
+
+	uint64_t total = THREADS * PER_THREAD + 200;
+	cr_assert_eq(ig_ledger_height(l), total + 1);
+	bool *seen = calloc(total + 1, 1);
+	for (int t = 0; t < THREADS; t++) {
+		for (int i = 0; i < PER_THREAD; i++) {
+			uint64_t idx = subs[t].indices[i];
+			cr_assert(idx >= 1 && idx <= total);
+			cr_assert(!seen[idx], "index %llu acknowledged twice", (unsigned long long)idx);
+			seen[idx] = true;
+			if (i > 0)
+				cr_assert(idx > subs[t].indices[i - 1]);
+		}
+	}
+	free(seen);
+	ig_ledger_stats st;
+	ig_ledger_get_stats(l, &st);
+	cr_assert_eq(st.records_committed, total);
+	cr_assert_eq(st.pending, 0);
+	cr_assert(st.batches <= total);
+	ig_ledger_close(l);
+
+	order_check o = {.ok = true};
+	ig_ledger_open_opts opts = {.writer = false, .on_record = check_order, .ctx = &o};
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(o.count, total + 1);
+	cr_assert(o.ok, "a thread's records are out of order in the log");
+	for (int t = 0; t < THREADS; t++)
+		cr_assert_eq(o.next_seq[t], PER_THREAD);
+	ig_ledger_close(l);
+}
+
+typedef struct verifier_ctx {
+	ig_ledger *l;
+	volatile bool stop;
+} verifier_ctx;
+
+static void *append_loop(void *arg)
+{
+	verifier_ctx *v = arg;
+	for (int i = 0; i < 300 && !v->stop; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "live%d", i);
+		append_enroll(v->l, id);
+	}
+	return NULL;
+}
+
+Test(ledger, verify_and_readers_while_writer_appends)
+{
+	make_ledger(2);
+	ig_ledger *l = open_ledger(true);
+	ig_error err = {0};
+
+	/* A second writer is refused with a message that says what to do. */
+	cr_assert_eq(try_open_writer(&err), IG_ERR_LOCKED);
+	cr_assert(strstr(err.msg, "is in use by another writer (is the broker running?); stop it or use the online mode"),
+	          "%s", err.msg);
+	cr_assert(strstr(err.msg, ldir), "%s", err.msg);
+
+	verifier_ctx v = {.l = l};
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, append_loop, &v), 0);
+	uint64_t prev = 0;
+	for (int i = 0; i < 15; i++) {
+		ig_verify_result res;
+		cr_assert_eq(verify(&res, &err), IG_OK, "verify during appends: %s", err.msg);
+		cr_assert(res.height >= prev);
+		cr_assert(res.checkpoint_size <= res.height);
+		prev = res.height;
+		ig_ledger *ro = open_ledger(false);
+		cr_assert(ig_ledger_height(ro) >= 3);
+		ig_ledger_close(ro);
+		usleep(2000);
+	}
+	v.stop = true;
+	cr_assert_eq(pthread_join(th, NULL), 0);
+	ig_ledger_close(l);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.torn_bytes, 0);
+	cr_assert_eq(res.height, res.checkpoint_size);
+}
+
+/* ---- torn tails ---- */
+
+/* Genesis + 6 records where the checkpoint covers only the first 6, so the
+ * last record is not yet covered (as after a crash before a checkpoint). */
+static uint8_t *make_uncovered_tail(size_t *len, size_t *last_off)
+{
+	make_ledger(5);
+	size_t cplen;
+	uint8_t *old_cp = read_file(cp_path, &cplen);
+	ig_ledger *l = open_ledger(true);
+	cr_assert_eq(append_enroll(l, "last"), 6);
+	ig_ledger_close(l);
+	write_file(cp_path, old_cp, cplen);
+	free(old_cp);
+	uint8_t *buf = read_file(log_path, len);
+	size_t offs[16];
+	cr_assert_eq(frame_offsets(buf, *len, offs, 16), 7);
+	*last_off = offs[6];
+	return buf;
+}
+
+Test(ledger, torn_tail_at_every_byte_of_last_record)
+{
+	size_t len, last_off;
+	uint8_t *buf = make_uncovered_tail(&len, &last_off);
+	ig_error err = {0};
+	ig_verify_result res;
+
+	/* The full log with an older checkpoint is fine: nothing to cut. */
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 7);
+	cr_assert_eq(res.checkpoint_size, 6);
+	cr_assert_eq(res.torn_bytes, 0);
+
+	for (size_t keep = 0; keep < len - last_off; keep++) {
+		write_file(log_path, buf, last_off + keep);
+		cr_assert_eq(verify(&res, &err), IG_OK, "keep %zu: %s", keep, err.msg);
+		cr_assert_eq(res.height, 6, "keep %zu", keep);
+		cr_assert_eq(res.torn_bytes, keep, "keep %zu", keep);
+
+		logbuf[0] = '\0';
+		ig_ledger *l = open_ledger(true);
+		cr_assert_eq(ig_ledger_height(l), 6);
+		ig_ledger_close(l);
+		cr_assert_eq(file_size(log_path), (off_t)last_off, "keep %zu: tail not cut", keep);
+		if (keep > 0) {
+			char want[96];
+			snprintf(want, sizeof want, "record 6 was torn by a crash; cut %zu bytes at offset %zu", keep, last_off);
+			cr_assert(strstr(logbuf, want), "keep %zu: log was: %s", keep, logbuf);
+		} else {
+			cr_assert_str_empty(logbuf);
+		}
+	}
+	/* After the cut the ledger continues normally. */
+	ig_ledger *l = open_ledger(true);
+	cr_assert_eq(append_enroll(l, "again"), 6);
+	ig_ledger_close(l);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 7);
+	cr_assert_eq(res.checkpoint_size, 7);
+	free(buf);
+}
+
+Test(ledger, read_only_open_reports_torn_tail_without_cutting)
+{
+	size_t len, last_off;
+	uint8_t *buf = make_uncovered_tail(&len, &last_off);
+	write_file(log_path, buf, len - 10);
+	ig_ledger *l = open_ledger(false);
+	cr_assert_eq(ig_ledger_height(l), 6);
+	ig_ledger_close(l);
+	cr_assert_eq(file_size(log_path), (off_t)(len - 10));
+	cr_assert(strstr(logbuf, "torn record 6"), "%s", logbuf);
+	free(buf);
+}
+
+Test(ledger, torn_checkpointed_record_is_corruption)
+{
+	make_ledger(4);
+	size_t len;
+	uint8_t *buf = read_file(log_path, &len);
+	size_t offs[16];
+	cr_assert_eq(frame_offsets(buf, len, offs, 16), 5);
+	for (size_t cut = 1; cut < len - offs[4]; cut += 7) {
+		write_file(log_path, buf, len - cut);
+		ig_error err;
+		ig_verify_result res;
+		cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+		cr_assert(names_record(err.msg, 4), "%s", err.msg);
+		cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+		cr_assert(strstr(err.msg, "refusing to start"), "%s", err.msg);
+	}
+	/* Removing the last record entirely: the checkpoint outgrows the log. */
+	write_file(log_path, buf, offs[4]);
+	ig_error err;
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "checkpoint covers 5 records"), "%s", err.msg);
+	free(buf);
+}
+
+Test(ledger, garbage_after_last_record_is_cut)
+{
+	make_ledger(3);
+	size_t len;
+	uint8_t *buf = read_file(log_path, &len);
+	uint8_t *junk = malloc(len + 4096);
+	memcpy(junk, buf, len);
+	ig_error err;
+	ig_verify_result res;
+
+	struct {
+		const char *what;
+		size_t n;
+	} cases[] = {{"random", 1000}, {"zeros", 4096}, {"fake header", 200}, {"one byte", 1}};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		size_t n = cases[c].n;
+		if (c == 0)
+			randombytes_buf(junk + len, n);
+		else
+			memset(junk + len, 0, n);
+		if (c == 2) {
+			/* Looks like a frame start, but the checksum cannot hold. */
+			memcpy(junk + len, IG_REC_MAGIC, 4);
+			ig_put_u32(junk + len + 4, 150);
+			memset(junk + len + 8, 0xab, n - 8);
+		}
+		if (c == 3)
+			junk[len] = 'I';
+		write_file(log_path, junk, len + n);
+		cr_assert_eq(verify(&res, &err), IG_OK, "%s: %s", cases[c].what, err.msg);
+		cr_assert_eq(res.torn_bytes, n, "%s", cases[c].what);
+		cr_assert_eq(res.height, 4);
+		logbuf[0] = '\0';
+		ig_ledger *l = open_ledger(true);
+		cr_assert_eq(ig_ledger_height(l), 4);
+		ig_ledger_close(l);
+		cr_assert_eq(file_size(log_path), (off_t)len, "%s", cases[c].what);
+		char want[64];
+		snprintf(want, sizeof want, "cut %zu bytes", n);
+		cr_assert(strstr(logbuf, want), "%s: %s", cases[c].what, logbuf);
+	}
+
+	/* Garbage followed by a complete, checksum-valid frame is not a tear. */
+	size_t offs[8];
+	cr_assert_eq(frame_offsets(buf, len, offs, 8), 4);
+	size_t flen = len - offs[3];
+	memset(junk + len, 0x77, 50);
+	memcpy(junk + len + 50, buf + offs[3], flen);
+	write_file(log_path, junk, len + 50 + flen);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "not a torn tail"), "%s", err.msg);
+	cr_assert(names_record(err.msg, 4), "%s", err.msg);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert_eq(file_size(log_path), (off_t)(len + 50 + flen), "a corrupt log must not be cut");
+	free(junk);
+	free(buf);
+}
+
+/* ---- tampering ---- */
+
+Test(ledger, tamper_every_byte_of_middle_record)
+{
+	make_ledger(6);
+	size_t len;
+	uint8_t *orig = read_file(log_path, &len);
+	size_t offs[16];
+	cr_assert_eq(frame_offsets(orig, len, offs, 16), 7);
+	const size_t target = 3;
+	size_t off = offs[target];
+	uint32_t flen = ig_get_u32(orig + off + 4);
+	uint8_t *buf = malloc(len);
+
+	for (uint32_t b = 0; b < flen; b++) {
+		for (int fix = 0; fix < 2; fix++) {
+			if (fix && b >= flen - 4)
+				continue; /* "fixing" the checksum bytes would undo the change */
+			memcpy(buf, orig, len);
+			buf[off + b] ^= (uint8_t)(1u << (b % 8));
+			if (fix)
+				fix_crc(buf + off, flen);
+			write_file(log_path, buf, len);
+			ig_error err;
+			ig_verify_result res;
+			int rc = verify(&res, &err);
+			cr_assert_eq(rc, IG_ERR_CORRUPT, "byte %u fix %d: verify returned %d", b, fix, rc);
+			cr_assert(names_record(err.msg, target), "byte %u fix %d: %s", b, fix, err.msg);
+			cr_assert(strstr(err.msg, "tampered or corrupt"), "%s", err.msg);
+			if (b % 4 == 0 || fix == 0) {
+				rc = try_open_writer(&err);
+				cr_assert_eq(rc, IG_ERR_CORRUPT, "byte %u fix %d: open returned %d", b, fix, rc);
+				cr_assert(names_record(err.msg, target), "byte %u fix %d: %s", b, fix, err.msg);
+				cr_assert(strstr(err.msg, "refusing to start"), "%s", err.msg);
+			}
+		}
+	}
+	/* The exact wording for a broken chain. */
+	memcpy(buf, orig, len);
+	buf[off + IG_REC_HEADER_BYTES + 5] ^= 1;
+	fix_crc(buf + off, flen);
+	write_file(log_path, buf, len);
+	ig_error err;
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert_str_eq(err.msg, "ledger record 4: hash chain broken (prev_hash does not match record 3) — "
+	                          "tampered or corrupt; refusing to start");
+	free(buf);
+	free(orig);
+}
+
+Test(ledger, tamper_last_checkpointed_record_fails_on_merkle_root)
+{
+	make_ledger(4);
+	size_t len;
+	uint8_t *buf = read_file(log_path, &len);
+	size_t offs[8];
+	cr_assert_eq(frame_offsets(buf, len, offs, 8), 5);
+	uint32_t flen = (uint32_t)(len - offs[4]);
+	buf[offs[4] + 20] ^= 0x40; /* its timestamp */
+	fix_crc(buf + offs[4], flen);
+	write_file(log_path, buf, len);
+	ig_error err;
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+	free(buf);
+}
+
+Test(ledger, removed_duplicated_or_swapped_records_fail)
+{
+	make_ledger(6);
+	size_t len;
+	uint8_t *orig = read_file(log_path, &len);
+	size_t offs[16];
+	cr_assert_eq(frame_offsets(orig, len, offs, 16), 7);
+	size_t f3 = offs[4] - offs[3], f4 = offs[5] - offs[4];
+	uint8_t *buf = malloc(len + f3);
+	ig_error err;
+	ig_verify_result res;
+
+	/* Delete record 3. */
+	memcpy(buf, orig, offs[3]);
+	memcpy(buf + offs[3], orig + offs[4], len - offs[4]);
+	write_file(log_path, buf, len - f3);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger record 3: holds index 4"), "%s", err.msg);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 3), "%s", err.msg);
+
+	/* Duplicate record 3. */
+	memcpy(buf, orig, offs[4]);
+	memcpy(buf + offs[4], orig + offs[3], f3);
+	memcpy(buf + offs[4] + f3, orig + offs[4], len - offs[4]);
+	write_file(log_path, buf, len + f3);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 4), "%s", err.msg);
+
+	/* Swap records 3 and 4. */
+	memcpy(buf, orig, len);
+	memcpy(buf + offs[3], orig + offs[4], f4);
+	memcpy(buf + offs[3] + f4, orig + offs[3], f3);
+	write_file(log_path, buf, len);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 3), "%s", err.msg);
+
+	/* Drop the genesis record. */
+	write_file(log_path, orig + offs[1], len - offs[1]);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger record 0: not a genesis record"), "%s", err.msg);
+
+	/* Empty log. */
+	write_file(log_path, orig, 0);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 0), "%s", err.msg);
+	free(buf);
+	free(orig);
+}
+
+Test(ledger, random_damage_never_passes)
+{
+	make_ledger(5);
+	size_t len;
+	uint8_t *orig = read_file(log_path, &len);
+	uint8_t *buf = malloc(len + 64);
+	ig_error err;
+	ig_verify_result res;
+	for (int i = 0; i < 300; i++) {
+		memcpy(buf, orig, len);
+		size_t n = len;
+		switch (i % 3) {
+		case 0: /* flip a few random bits anywhere: everything is checkpointed */
+			for (int k = 0; k < 1 + i % 4; k++)
+				buf[randombytes_uniform((uint32_t)len)] ^= (uint8_t)(1u << randombytes_uniform(8));
+			if (memcmp(buf, orig, len) == 0)
+				continue;
+			break;
+		case 1: /* truncate anywhere */
+			n = randombytes_uniform((uint32_t)len);
+			break;
+		case 2: /* overwrite a random span with random bytes */
+		{
+			size_t at = randombytes_uniform((uint32_t)len);
+			size_t span = 1 + randombytes_uniform(64);
+			if (at + span > len)
+				span = len - at;
+			randombytes_buf(buf + at, span);
+			if (memcmp(buf, orig, len) == 0)
+				continue;
+			break;
+		}
+		}
+		write_file(log_path, buf, n);
+		int rc = verify(&res, &err);
+		cr_assert_eq(rc, IG_ERR_CORRUPT, "iteration %d: damage went unnoticed (rc %d)", i, rc);
+		cr_assert(strstr(err.msg, "ledger "), "%s", err.msg);
+	}
+	/* Pure garbage as a log. */
+	for (int i = 0; i < 50; i++) {
+		size_t n = 1 + randombytes_uniform(2000);
+		randombytes_buf(buf, n < len ? n : len);
+		if (i % 2)
+			memcpy(buf, IG_REC_MAGIC, 4);
+		write_file(log_path, buf, n < len ? n : len);
+		cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT, "garbage %d", i);
+	}
+	free(buf);
+	free(orig);
+}
+
+/* ---- checkpoints ---- */
+
+Test(ledger, bad_checkpoint_signature_fails)
+{
+	make_ledger(3);
+	size_t cplen;
+	char *orig = (char *)read_file(cp_path, &cplen);
+	ig_error err;
+	ig_verify_result res;
+
+	/* Change one character of the signature. */
+	char *bad = strdup(orig);
+	size_t at = cplen - 10;
+	bad[at] = bad[at] == 'A' ? 'B' : 'A';
+	write_file(cp_path, bad, cplen);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger checkpoint"), "%s", err.msg);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "refusing to start"), "%s", err.msg);
+
+	/* Change the size line without re-signing. */
+	strcpy(bad, orig);
+	char *nl = strchr(bad, '\n');
+	cr_assert_not_null(nl);
+	cr_assert_eq(nl[1], '4');
+	nl[1] = '3';
+	write_file(cp_path, bad, cplen);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+
+	/* A well-formed checkpoint signed by some other key. */
+	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES], rootv[IG_HASH_BYTES];
+	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	prefix_root(log, len, 4, rootv);
+	sign_checkpoint(4, rootv, sk);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+
+	/* Empty, missing and oversized checkpoints. */
+	write_file(cp_path, "", 0);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	char huge[IG_CHECKPOINT_MAX + 100];
+	memset(huge, 'x', sizeof huge);
+	write_file(cp_path, huge, sizeof huge);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(unlink(cp_path), 0);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "checkpoint missing"), "%s", err.msg);
+
+	/* The genuine one still works. */
+	write_file(cp_path, orig, cplen);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	sodium_memzero(sk, sizeof sk);
+	free(log);
+	free(bad);
+	free(orig);
+}
+
+Test(ledger, checkpoint_sizes_and_roots)
+{
+	make_ledger(6);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	uint8_t rootv[IG_HASH_BYTES];
+	ig_error err;
+	ig_verify_result res;
+
+	/* Larger than the log, correctly signed. */
+	prefix_root(log, len, 7, rootv);
+	sign_checkpoint(9, rootv, NULL);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "checkpoint covers 9 records but"), "%s", err.msg);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+
+	/* Right size, wrong root. */
+	prefix_root(log, len, 6, rootv);
+	sign_checkpoint(7, rootv, NULL);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+
+	/* An older, smaller checkpoint is valid; a writer brings it up to date. */
+	prefix_root(log, len, 3, rootv);
+	sign_checkpoint(3, rootv, NULL);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.checkpoint_size, 3);
+	cr_assert_eq(res.height, 7);
+	ig_ledger *l = open_ledger(true);
+	ig_ledger_stats st;
+	ig_ledger_get_stats(l, &st);
+	cr_assert_eq(st.checkpoint_size, 3);
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
+	ig_ledger_get_stats(l, &st);
+	cr_assert_eq(st.checkpoint_size, 7);
+	cr_assert(ig_ledger_checkpoint_changed(l));
+	ig_ledger_close(l);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.checkpoint_size, 7);
+	prefix_root(log, len, 7, rootv);
+	cr_assert_eq(memcmp(res.root, rootv, IG_HASH_BYTES), 0);
+	free(log);
+}
+
+Test(ledger, wrong_or_loose_key_file_refuses_writer)
+{
+	make_ledger(1);
+	ig_error err;
+	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
+	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_write(key_file, sk, true, &err), IG_OK, "%s", err.msg);
+	sodium_memzero(sk, sizeof sk);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger record 0: the genesis cluster-head key does not match"), "%s", err.msg);
+	/* Readers do not need the key. */
+	ig_ledger *l = open_ledger(false);
+	ig_ledger_close(l);
+	cr_assert_eq(chmod(key_file, 0644), 0);
+	cr_assert_neq(try_open_writer(&err), IG_OK);
+}
+
+/* ---- write failures ---- */
+
+Test(ledger, torn_write_then_reopen_recovers_acknowledged_records)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	for (int i = 0; i < 5; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "ok%d", i);
+		cr_assert_eq(append_enroll(l, id), (uint64_t)i + 1);
+	}
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK);
+	off_t before = file_size(log_path);
+	uint8_t head[IG_HASH_BYTES];
+	ig_ledger_head(l, head);
+
+	ig_ledger_test_fail_write(l, 100);
+	uint8_t body[512];
+	size_t len = enroll_body(body, sizeof body, "lost");
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_IO);
+	cr_assert(strstr(err.msg, "not written"), "%s", err.msg);
+	cr_assert(strstr(logbuf, "injected write failure"), "%s", logbuf);
+	/* Everything after the failure is refused; nothing is acknowledged. */
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_IO);
+	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, NULL, NULL), IG_ERR_IO);
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_ERR_IO);
+	cr_assert_eq(ig_ledger_height(l), 6);
+	uint8_t head2[IG_HASH_BYTES];
+	ig_ledger_head(l, head2);
+	cr_assert_eq(memcmp(head, head2, IG_HASH_BYTES), 0);
+	ig_ledger_close(l);
+	cr_assert_eq(file_size(log_path), before + 100);
+
+	logbuf[0] = '\0';
+	l = open_ledger(true);
+	cr_assert_eq(ig_ledger_height(l), 6);
+	ig_ledger_head(l, head2);
+	cr_assert_eq(memcmp(head, head2, IG_HASH_BYTES), 0);
+	cr_assert(strstr(logbuf, "record 6 was torn by a crash; cut 100 bytes"), "%s", logbuf);
+	cr_assert_eq(append_enroll(l, "after"), 6);
+	ig_ledger_close(l);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 7);
+}
+
+Test(ledger, failed_batch_fails_every_pending_async_append)
+{
+	make_ledger(2);
+	ig_ledger *l = open_ledger(true);
+	ig_ledger_test_fail_write(l, 0);
+	async_ctx a = {.ordered = true};
+	uint8_t body[512];
+	int accepted = 0;
+	for (int i = 0; i < 20; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "a%d", i);
+		size_t len = enroll_body(body, sizeof body, id);
+		int rc = ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a);
+		cr_assert(rc == IG_OK || rc == IG_ERR_IO);
+		accepted += rc == IG_OK;
+	}
+	cr_assert(accepted >= 1);
+	while (a.failed < accepted) {
+		struct pollfd pfd = {.fd = ig_ledger_event_fd(l), .events = POLLIN};
+		cr_assert(poll(&pfd, 1, 5000) == 1, "completion never signalled");
+		ig_ledger_poll(l);
+	}
+	cr_assert_eq(a.done, 0);
+	cr_assert_eq(a.failed, accepted);
+	ig_ledger_stats st;
+	ig_ledger_get_stats(l, &st);
+	cr_assert_eq(st.pending, 0);
+	cr_assert_eq(st.height, 3);
+	ig_ledger_close(l);
+	ig_ledger *r = open_ledger(true);
+	cr_assert_eq(ig_ledger_height(r), 3);
+	ig_ledger_close(r);
+}
+
+Test(ledger, close_delivers_pending_completions)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	async_ctx a = {.ordered = true};
+	uint8_t body[512];
+	for (int i = 0; i < 50; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "c%d", i);
+		size_t len = enroll_body(body, sizeof body, id);
+		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
+	}
+	ig_ledger_close(l);
+	cr_assert_eq(a.done, 50);
+	cr_assert(a.ordered);
+	cr_assert_eq(a.last_index, 50);
+	ig_error err;
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 51);
+	cr_assert_eq(res.checkpoint_size, 51);
+}
+
+/* Logs above a few MB are scanned by two threads; damage must be found and
+ * named the same way, including at chunk boundaries. */
+Test(ledger, large_ledger_parallel_scan_finds_damage)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	const unsigned n = 32000;
+	uint8_t body[512];
+	async_ctx a = {.ordered = true};
+	for (unsigned i = 0; i < n; i++) {
+		char id[IG_ID_MAX + 1];
+		snprintf(id, sizeof id, "large-%05u-padding-padding-padding-padding-padding-padding", i);
+		size_t len = enroll_body(body, sizeof body, id);
+		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
+	}
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	cr_assert_eq(a.done, (int)n);
+	cr_assert(a.ordered);
+
+	size_t len;
+	uint8_t *orig = read_file(log_path, &len);
+	cr_assert(len > (5u << 20), "log of %zu bytes is too small to exercise the parallel scan", len);
+	size_t *offs = malloc((n + 1) * sizeof *offs);
+	size_t off = 0;
+	for (unsigned i = 0; i <= n; i++) {
+		offs[i] = off;
+		off += ig_get_u32(orig + off + 4);
+	}
+	cr_assert_eq(off, len);
+
+	replay r = {.order_ok = true};
+	ig_verify_result res;
+	cr_assert_eq(ig_ledger_verify(ldir, count_record, &r, NULL, NULL, &res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, n + 1);
+	cr_assert_eq(r.count, n + 1);
+	cr_assert(r.order_ok);
+
+	uint8_t *buf = malloc(len);
+	const unsigned targets[] = {1, 4095, 4096, 4097, 8191, 8192, 12345, n - 1, n};
+	for (size_t t = 0; t < sizeof targets / sizeof targets[0]; t++) {
+		unsigned idx = targets[t];
+		uint32_t flen = ig_get_u32(orig + offs[idx] + 4);
+		for (int fix = 0; fix < 2; fix++) {
+			memcpy(buf, orig, len);
+			buf[offs[idx] + IG_REC_HEADER_BYTES + 3] ^= 0x20;
+			if (fix)
+				fix_crc(buf + offs[idx], flen);
+			write_file(log_path, buf, len);
+			int rc = verify(&res, &err);
+			cr_assert_eq(rc, IG_ERR_CORRUPT, "record %u fix %d: rc %d", idx, fix, rc);
+			if (fix && idx == n)
+				cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+			else
+				cr_assert(names_record(err.msg, idx), "record %u fix %d: %s", idx, fix, err.msg);
+		}
+	}
+	/* A torn tail past an older checkpoint, on a large log. */
+	uint8_t rootv[IG_HASH_BYTES];
+	ig_merkle_acc acc;
+	ig_merkle_init(&acc);
+	for (unsigned i = 0; i < n; i++) {
+		ig_record rec;
+		cr_assert_eq(ig_record_decode(orig + offs[i], len - offs[i], &rec), IG_FRAME_OK);
+		ig_merkle_push(&acc, rec.hash);
+	}
+	ig_merkle_root(&acc, rootv);
+	sign_checkpoint(n, rootv, NULL);
+	write_file(log_path, orig, len - 7);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, n);
+	cr_assert_eq(res.torn_bytes, offs[n] + ig_get_u32(orig + offs[n] + 4) - 7 - offs[n]);
+	free(buf);
+	free(offs);
+	free(orig);
+}
+
+Test(ledger, idle_writer_checkpoints_without_being_asked)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	cr_assert(!ig_ledger_checkpoint_changed(l));
+	cr_assert_eq(append_enroll(l, "idle1"), 1);
+	/* No sync: going idle is enough (within a few ms). */
+	ig_ledger_stats st;
+	for (int i = 0; i < 500; i++) {
+		ig_ledger_get_stats(l, &st);
+		if (st.checkpoint_size == 2)
+			break;
+		usleep(2000);
+	}
+	cr_assert_eq(st.checkpoint_size, 2);
+	cr_assert(ig_ledger_checkpoint_changed(l));
+	/* The event fd wakes an event loop for the new checkpoint as well. */
+	struct pollfd pfd = {.fd = ig_ledger_event_fd(l), .events = POLLIN};
+	cr_assert_eq(poll(&pfd, 1, 0), 1);
+	cr_assert_eq(ig_ledger_poll(l), 0);
+	cr_assert_eq(poll(&pfd, 1, 0), 0, "poll must drain the event fd");
+	size_t cplen;
+	char *text = (char *)read_file(cp_path, &cplen);
+	cr_assert(strstr(text, "iotguard/testc\n2\n"), "%s", text);
+	free(text);
+	ig_ledger_close(l);
+}
