@@ -675,8 +675,11 @@ struct ig_ledger {
 	bool in_flight;
 	bool stopping;
 	bool failed;
-	bool checkpoint_changed;
 	bool event_pending;
+	/* Not guarded: the broker's loop checks these on every pass, so they
+	 * must cost no lock and no system call when nothing happened. */
+	atomic_bool poll_work;
+	atomic_bool checkpoint_changed;
 	int sync_waiters;
 	long fail_after;
 	uint8_t head[IG_HASH_BYTES];
@@ -707,6 +710,8 @@ static void notify_locked(ig_ledger *l)
 {
 	if (l->sync_waiters > 0)
 		pthread_cond_broadcast(&l->done_cond);
+	if (l->event_pending)
+		atomic_store(&l->poll_work, true);
 	if (l->event_pending && l->event_fd >= 0) {
 		uint64_t one = 1;
 		ssize_t n = write(l->event_fd, &one, sizeof one);
@@ -915,7 +920,7 @@ static void writer_checkpoint_locked(ig_ledger *l)
 		memcpy(l->cp_text, text, (size_t)len + 1);
 		l->cp_len = (size_t)len;
 		l->cp = cp;
-		l->checkpoint_changed = true;
+		atomic_store(&l->checkpoint_changed, true);
 		l->event_pending = true;
 	}
 	notify_locked(l);
@@ -1322,6 +1327,8 @@ int ig_ledger_poll(ig_ledger *l)
 {
 	if (!l->writer)
 		return 0;
+	if (!atomic_exchange(&l->poll_work, false))
+		return 0;
 	uint64_t count;
 	/* Drain before taking the list: a completion added after the take
 	 * re-arms the fd, so no wakeup is lost. */
@@ -1347,11 +1354,7 @@ int ig_ledger_event_fd(const ig_ledger *l) { return l->event_fd; }
 
 bool ig_ledger_checkpoint_changed(ig_ledger *l)
 {
-	pthread_mutex_lock(&l->mu);
-	bool changed = l->checkpoint_changed;
-	l->checkpoint_changed = false;
-	pthread_mutex_unlock(&l->mu);
-	return changed;
+	return atomic_exchange(&l->checkpoint_changed, false);
 }
 
 int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
