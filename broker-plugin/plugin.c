@@ -96,6 +96,9 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 	cfg->stats_interval_s = 10;
 	cfg->auth_fail_limit = 20;
 	cfg->auth_ban_s = 60;
+	cfg->entropy_min_interval_ms = 1000;
+	cfg->session_key_ttl_s = 3600;
+	cfg->key_requests_per_minute = 600;
 
 	for (int i = 0; i < count; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
@@ -125,10 +128,17 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 0, 1000000, &cfg->auth_fail_limit);
 		} else if (!strcmp(k, "auth_ban_seconds")) {
 			rc = parse_u32(k, v, 1, 86400, &cfg->auth_ban_s);
+		} else if (!strcmp(k, "entropy_min_interval_ms")) {
+			rc = parse_u32(k, v, 0, 3600000, &cfg->entropy_min_interval_ms);
+		} else if (!strcmp(k, "session_key_ttl")) {
+			rc = parse_u32(k, v, 10, 7 * 86400, &cfg->session_key_ttl_s);
+		} else if (!strcmp(k, "key_requests_per_minute")) {
+			rc = parse_u32(k, v, 1, 10000000, &cfg->key_requests_per_minute);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
 			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
-			              "stats_interval, auth_fail_limit, auth_ban_seconds", k);
+			              "stats_interval, auth_fail_limit, auth_ban_seconds, entropy_min_interval_ms, session_key_ttl, "
+			              "key_requests_per_minute", k);
 			return -1;
 		}
 		if (rc)
@@ -225,6 +235,9 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	cJSON_AddNumberToObject(lat, "avg", (double)st.avg_commit_us);
 	cJSON_AddNumberToObject(lat, "max", (double)st.max_commit_us);
 
+	ig_plugin_entropy_stats(pl, o);
+	ig_plugin_keys_stats(pl, o);
+
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
 	ig_plugin_publish(pl->topic_stats, json, false);
@@ -239,6 +252,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	ig_ledger_poll(pl->ledger);
 	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
 		publish_head(pl);
+	ig_plugin_keys_prune(pl, ig_now_ms() / 1000);
 	if (pl->cfg.stats_interval_s) {
 		uint64_t now = ig_now_ms();
 		if (now >= pl->next_stats_ms) {
@@ -283,7 +297,8 @@ static int on_reload(int event, void *event_data, void *userdata)
 static int replay_record(void *ctx, const ig_record *rec, ig_error *err)
 {
 	ig_plugin *pl = ctx;
-	return ig_registry_apply(pl->reg, rec, err);
+	int rc = ig_registry_apply(pl->reg, rec, err);
+	return rc == IG_OK ? ig_joincodes_apply(pl->codes, rec, err) : rc;
 }
 
 static void replay_progress(void *ctx, uint64_t records, uint64_t bytes, uint64_t total)
@@ -300,8 +315,13 @@ static void plugin_free(ig_plugin *pl)
 	if (pl->ledger)
 		ig_ledger_close(pl->ledger);
 	ig_registry_free(pl->reg);
+	ig_joincodes_free(pl->codes);
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
+	if (pl->devices)
+		ig_idmap_free(pl->devices, true);
+	free(pl->keys);
+	ig_pool_wipe(&pl->pool);
 	sodium_memzero(pl, sizeof *pl);
 	free(pl);
 }
@@ -313,9 +333,12 @@ static int build_topics(ig_plugin *pl)
 	int n2 = snprintf(pl->topic_head, IG_TOPIC_MAX, "iotguard/%s/ledger/head", c);
 	int n3 = snprintf(pl->topic_stats, IG_TOPIC_MAX, "iotguard/%s/stats", c);
 	int n4 = snprintf(pl->topic_ch_prefix, IG_TOPIC_MAX, "iotguard/%s/ch/", c);
-	if (n1 < 0 || n2 < 0 || n3 < 0 || n4 < 0 || n1 >= IG_TOPIC_MAX || n4 >= IG_TOPIC_MAX)
+	int n5 = snprintf(pl->topic_dev_prefix, IG_TOPIC_MAX, "iotguard/%s/dev/", c);
+	if (n1 < 0 || n2 < 0 || n3 < 0 || n4 < 0 || n5 < 0 || n1 >= IG_TOPIC_MAX || n4 >= IG_TOPIC_MAX ||
+	    n5 >= IG_TOPIC_MAX)
 		return -1;
 	pl->topic_ch_prefix_len = (size_t)n4;
+	pl->topic_dev_prefix_len = (size_t)n5;
 	return 0;
 }
 
@@ -372,7 +395,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	pl->reg = ig_registry_new();
-	if (!pl->reg || !ig_sessions_init(&pl->sessions)) {
+	pl->codes = ig_joincodes_new();
+	if (!pl->reg || !pl->codes || !ig_sessions_init(&pl->sessions)) {
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
@@ -393,6 +417,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	if (build_topics(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
+	}
+	if (ig_plugin_entropy_init(pl) != 0) {
+		ig_plugin_log(MOSQ_LOG_ERR, "could not set up the key pool (out of memory or bad cluster-head key); "
+		                            "refusing to start");
+		plugin_free(pl);
+		return MOSQ_ERR_UNKNOWN;
 	}
 
 	for (size_t i = 0; i < N_CALLBACKS; i++) {

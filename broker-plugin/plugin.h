@@ -17,8 +17,13 @@
 #include <mosquitto_plugin.h>
 
 #include "ig_admin.h"
+#include "ig_aead.h"
 #include "ig_auth.h"
 #include "ig_common.h"
+#include "ig_entropy.h"
+#include "ig_idmap.h"
+#include "ig_join.h"
+#include "ig_keys.h"
 #include "ig_ledger.h"
 #include "ig_policy.h"
 #include "ig_registry.h"
@@ -32,6 +37,11 @@ typedef struct ig_session {
 	const struct mosquitto *client;
 	uint8_t role;
 	bool used;
+	/* Authenticated by a join token: not enrolled yet, may only ask to join. */
+	bool joining;
+	bool join_in_flight;
+	uint8_t join_pk[IG_PK_BYTES];
+	uint8_t join_code_id[IG_JOIN_CODE_ID_BYTES];
 	char id[IG_ID_MAX + 1];
 } ig_session;
 
@@ -49,6 +59,45 @@ typedef struct ig_ban_entry {
 	uint64_t banned_until_ms;
 } ig_ban_entry;
 
+/* What the cluster head remembers per identity beyond the ledger. */
+typedef enum ig_entropy_refusal {
+	IG_ENT_MALFORMED = 0,   /* not our JSON, bad base64, box does not open, seq mismatch */
+	IG_ENT_REPLAYED,        /* seq not above the last accepted one */
+	IG_ENT_OVER_RATE,
+	IG_ENT_ATTESTATION,     /* the device's measurement is not allowed */
+	IG_ENT_REFUSAL_COUNT
+} ig_entropy_refusal;
+
+typedef enum ig_attest_state {
+	IG_ATTEST_NONE = 0, IG_ATTEST_ALLOWED, IG_ATTEST_DISALLOWED, IG_ATTEST_UNLISTED,
+} ig_attest_state;
+
+typedef struct ig_device_state {
+	uint64_t entropy_last_seq;
+	uint64_t entropy_last_ms;
+	uint64_t entropy_accepted;
+	uint64_t entropy_refused[IG_ENT_REFUSAL_COUNT];
+	uint8_t measurement[IG_HASH_BYTES];
+	uint8_t attest;                  /* ig_attest_state */
+	bool attest_in_flight;
+	/* crypto_box key shared with this device, for key delivery; cached
+	 * because X25519 costs more than everything else in issuing a key. */
+	bool box_ready;
+	uint8_t box_pk[IG_PK_BYTES];     /* the device key box was derived for */
+	ig_box_key box;
+	uint64_t key_window_ms;
+	uint32_t key_requests;
+} ig_device_state;
+
+/* A session key the cluster head handed out, remembered (without the key)
+ * until it expires so revocation can tell the surviving peer. */
+typedef struct ig_issued_key {
+	uint8_t key_id[IG_KEY_ID_BYTES];
+	uint64_t expires_at;
+	char a[IG_ID_MAX + 1];
+	char b[IG_ID_MAX + 1];
+} ig_issued_key;
+
 typedef struct ig_plugin_config {
 	char ledger_dir[4096];
 	char policy_path[4096];          /* "" = built-in default policy */
@@ -57,6 +106,9 @@ typedef struct ig_plugin_config {
 	uint32_t stats_interval_s;       /* 0 = no stats */
 	uint32_t auth_fail_limit;        /* failures per address per minute before a ban; 0 = off */
 	uint32_t auth_ban_s;
+	uint32_t entropy_min_interval_ms;
+	uint32_t session_key_ttl_s;
+	uint32_t key_requests_per_minute;
 } ig_plugin_config;
 
 typedef struct ig_plugin {
@@ -78,6 +130,18 @@ typedef struct ig_plugin {
 	ig_sessions sessions;
 	ig_ban_entry bans[256];
 
+	/* Key service (issue 3). */
+	ig_joincodes *codes;
+	ig_join_key join_key;
+	ig_pool pool;
+	uint8_t ch_x_pk[32], ch_x_sk[32];   /* X25519 form of the cluster-head key */
+	ig_idmap *devices;                  /* id -> ig_device_state */
+	ig_issued_key *keys;
+	size_t keys_count, keys_cap;
+	uint64_t keys_pruned_at;
+	char topic_dev_prefix[IG_TOPIC_MAX]; /* "iotguard/C/dev/" */
+	size_t topic_dev_prefix_len;
+
 	uint64_t start_ms;
 	uint64_t next_stats_ms;
 	bool head_published;
@@ -88,6 +152,10 @@ typedef struct ig_plugin {
 	uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
 	uint64_t admin_commands, ch_requests;
 	uint32_t admin_inflight;              /* durable admin commands awaiting the disk */
+	uint64_t entropy_accepted, entropy_refused[IG_ENT_REFUSAL_COUNT];
+	uint64_t keys_issued, keys_refused, keys_revoked_notices;
+	uint64_t joins_completed, joins_failed;
+	uint64_t attest_reports, attest_disallowed;
 } ig_plugin;
 
 /* plugin.c */
@@ -116,5 +184,30 @@ bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id);
 
 /* plugin_requests.c */
 int ig_plugin_on_message(int event, void *event_data, void *userdata);
+/* Sends {"type":"error",...} to id's inbox. */
+void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *code, const char *message);
+/* Sends a JSON object (consumed) to id's inbox. */
+struct cJSON;
+void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);
+
+/* plugin_join.c */
+/* Checks a join token; on IG_AUTH_OK fills out (id, role, joining fields). */
+ig_auth_result ig_plugin_join_auth(ig_plugin *pl, struct mosquitto *client, const char *username,
+                                   const char *token, size_t token_len, ig_session *out);
+void ig_plugin_join_request(ig_plugin *pl, const char *id);
+ig_session *ig_sessions_find_mut(ig_sessions *s, const char *id);
+
+/* plugin_entropy.c */
+int ig_plugin_entropy_init(ig_plugin *pl);
+void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payload, uint32_t len);
+void ig_plugin_attest_request(ig_plugin *pl, const char *id, const struct cJSON *req);
+void ig_plugin_entropy_stats(ig_plugin *pl, struct cJSON *stats);
+ig_device_state *ig_plugin_device(ig_plugin *pl, const char *id);
+
+/* plugin_keys.c */
+void ig_plugin_key_request(ig_plugin *pl, const char *id, const struct cJSON *req);
+void ig_plugin_keys_on_revoke(ig_plugin *pl, const char *id);
+void ig_plugin_keys_prune(ig_plugin *pl, uint64_t now_s);
+void ig_plugin_keys_stats(ig_plugin *pl, struct cJSON *stats);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "plugin.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* "$share/<group>/<filter>" subscribes to <filter>; check that. */
@@ -17,6 +18,27 @@ static const char *strip_shared(const char *filter)
 		return filter;
 	const char *slash = strchr(filter + 7, '/');
 	return slash ? slash + 1 : "";
+}
+
+/* A device connected with a join token is not enrolled yet: it may send
+ * requests on its own ch topic and read its own inbox, nothing else. */
+static bool joining_allows(ig_plugin *pl, const struct mosquitto_evt_acl_check *ed, const char *id)
+{
+	const ig_session *s = ig_sessions_find(&pl->sessions, id);
+	if (!s || !s->joining || s->client != ed->client)
+		return false;
+	char topic[2 * IG_TOPIC_MAX + IG_ID_MAX];
+	switch (ed->access) {
+	case MOSQ_ACL_WRITE:
+		snprintf(topic, sizeof topic, "%s%s", pl->topic_ch_prefix, id);
+		return !ed->retain && strcmp(ed->topic, topic) == 0;
+	case MOSQ_ACL_SUBSCRIBE:
+	case MOSQ_ACL_READ:
+		snprintf(topic, sizeof topic, "%s%s/inbox", pl->topic_dev_prefix, id);
+		return strcmp(ed->topic, topic) == 0;
+	default:
+		return false;
+	}
 }
 
 int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
@@ -31,6 +53,8 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	const char *username = mosquitto_client_username(ed->client);
 	const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
 	bool active = who && who->status == IG_ID_ACTIVE;
+	if (!active && username && joining_allows(pl, ed, username))
+		return MOSQ_ERR_SUCCESS;
 	const char *id = who ? who->id : "";
 	ig_role role = who ? (ig_role)who->role : IG_ROLE_NONE;
 

@@ -10,6 +10,7 @@
 #include "plugin.h"
 
 #include <cJSON.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,12 +224,99 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	bool disconnected = ig_plugin_disconnect_identity(pl, cmd->id);
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
 	publish_revoked_status(pl, cmd->id);
+	ig_plugin_keys_on_revoke(pl, cmd->id);
 	ig_revoke r = {0};
 	snprintf(r.id, sizeof r.id, "%s", cmd->id);
 	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
 	snprintf(r.by, sizeof r.by, "%s", b->client_id);
 	uint8_t body[1024];
 	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_revoke_encode(body, sizeof body, &r), disconnected);
+}
+
+/* The codes of one create_join_codes command; they are secrets, held only
+ * until every JOIN_CODE record is durable and then sent to the admin. */
+typedef struct codes_pending {
+	admin_batch *batch;
+	cJSON *slot;
+	uint32_t count, remaining, failed;
+	uint64_t expires_at;
+	ig_role role;
+	char text[IG_ADMIN_JOIN_CODES_MAX][IG_JOIN_CODE_TEXT_LEN + 1];
+} codes_pending;
+
+static void codes_step(codes_pending *cp);
+
+static void on_code_durable(void *ctx, int status, const ig_record *rec)
+{
+	codes_pending *cp = ctx;
+	admin_batch *b = cp->batch;
+	ig_plugin *pl = b->pl;
+	if (status == IG_OK) {
+		ig_error err = {0};
+		if (ig_joincodes_apply(pl->codes, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the index refused it: %s",
+			              (unsigned long long)rec->index, err.msg);
+		ig_plugin_publish_event(pl, rec);
+	} else {
+		cp->failed++;
+	}
+	codes_step(cp);
+}
+
+/* One record (or the submitter's hold) is done; the last one answers. */
+static void codes_step(codes_pending *cp)
+{
+	admin_batch *b = cp->batch;
+	ig_plugin *pl = b->pl;
+	if (--cp->remaining > 0)
+		return;
+	pl->admin_inflight--;
+	if (cp->failed) {
+		/* Some codes may exist in the ledger, but none is handed out: an
+		 * admin cannot tell which, and unknown codes are harmless. */
+		fail(cp->slot, IG_ADMIN_E_STORAGE, "the ledger could not record the join codes; none were issued");
+	} else {
+		cJSON_AddTrueToObject(cp->slot, "ok");
+		cJSON_AddStringToObject(cp->slot, "role", ig_role_name(cp->role));
+		cJSON_AddNumberToObject(cp->slot, "expires_at", (double)cp->expires_at);
+		cJSON *codes = cJSON_AddArrayToObject(cp->slot, "codes");
+		for (uint32_t i = 0; i < cp->count; i++)
+			cJSON_AddItemToArray(codes, cJSON_CreateString(cp->text[i]));
+		ig_plugin_log(MOSQ_LOG_NOTICE, "%u join code(s) for role %s created by %s", cp->count, ig_role_name(cp->role),
+		              b->client_id);
+	}
+	sodium_memzero(cp, sizeof *cp);
+	free(cp);
+	b->outstanding--;
+	batch_send_if_done(b);
+}
+
+static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	ig_plugin *pl = b->pl;
+	codes_pending *cp = calloc(1, sizeof *cp);
+	if (!cp) {
+		fail(slot, IG_ADMIN_E_STORAGE, "out of memory");
+		return;
+	}
+	*cp = (codes_pending){.batch = b, .slot = slot, .count = cmd->count, .role = cmd->role,
+	                      .expires_at = ig_now_ms() / 1000 + cmd->ttl};
+	b->outstanding++;
+	pl->admin_inflight++;
+	cp->remaining = 1;   /* held until all are submitted */
+	for (uint32_t i = 0; i < cmd->count; i++) {
+		ig_join_code_rec r = {.role = cmd->role, .expires_at = cp->expires_at};
+		ig_join_code_new(&pl->join_key, r.code_id, r.hash, cp->text[i]);
+		snprintf(r.by, sizeof r.by, "%s", b->client_id);
+		uint8_t body[256];
+		int n = ig_join_code_encode(body, sizeof body, &r);
+		if (n < 0 || ig_ledger_submit(pl->ledger, IG_REC_JOIN_CODE, body, (size_t)n, on_code_durable, cp) != IG_OK) {
+			cp->failed++;
+			break;
+		}
+		cp->remaining++;
+	}
+	codes_step(cp);   /* releases the hold */
 }
 
 static void do_get(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
@@ -345,6 +433,7 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 		case IG_ADMIN_REVOKE: do_revoke(b, slot, &cmd); break;
 		case IG_ADMIN_GET: do_get(b, slot, &cmd); break;
 		case IG_ADMIN_LIST: do_list(b, slot, &cmd); break;
+		case IG_ADMIN_JOIN_CODES: do_join_codes(b, slot, &cmd); break;
 		}
 	}
 	cJSON_Delete(root);

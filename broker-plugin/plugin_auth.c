@@ -48,12 +48,17 @@ static size_t find_slot(const ig_sessions *s, const char *id)
 	return i;
 }
 
-const ig_session *ig_sessions_find(const ig_sessions *s, const char *id)
+ig_session *ig_sessions_find_mut(ig_sessions *s, const char *id)
 {
 	if (!s->slots)
 		return NULL;
-	const ig_session *e = &s->slots[find_slot(s, id)];
+	ig_session *e = &s->slots[find_slot(s, id)];
 	return e->used ? e : NULL;
+}
+
+const ig_session *ig_sessions_find(const ig_sessions *s, const char *id)
+{
+	return ig_sessions_find_mut((ig_sessions *)s, id);
 }
 
 static bool sessions_grow(ig_sessions *s)
@@ -71,10 +76,10 @@ static bool sessions_grow(ig_sessions *s)
 	return true;
 }
 
-static void sessions_put(ig_sessions *s, const struct mosquitto *client, const char *id, uint8_t role)
+static ig_session *sessions_put(ig_sessions *s, const struct mosquitto *client, const char *id, uint8_t role)
 {
 	if ((s->count + 1) * 4 > s->cap * 3 && !sessions_grow(s))
-		return;   /* out of memory: stats undercount, nothing else depends on it */
+		return NULL;
 	ig_session *e = &s->slots[find_slot(s, id)];
 	if (e->used) {
 		s->by_role[e->role]--;   /* takeover: the old connection's entry is replaced */
@@ -85,7 +90,10 @@ static void sessions_put(ig_sessions *s, const struct mosquitto *client, const c
 	}
 	e->client = client;
 	e->role = role;
+	e->joining = false;
+	e->join_in_flight = false;
 	s->by_role[role]++;
+	return e;
 }
 
 static void sessions_remove(ig_sessions *s, const struct mosquitto *client, const char *id)
@@ -154,8 +162,24 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 	uint64_t now_ms = ig_now_ms();
 	ig_auth_result res;
 
+	ig_session joining;
+	bool is_join = token && token_len > strlen(IG_JOIN_TOKEN_PREFIX) &&
+	               memcmp(token, IG_JOIN_TOKEN_PREFIX, strlen(IG_JOIN_TOKEN_PREFIX)) == 0;
 	if (addr_banned(pl, addr, now_ms)) {
 		res = IG_AUTH_RATE_LIMITED;
+	} else if (is_join) {
+		res = ig_plugin_join_auth(pl, client, username, token, token_len, &joining);
+		if (res == IG_AUTH_OK) {
+			ig_session *s = sessions_put(&pl->sessions, client, joining.id, joining.role);
+			if (!s)
+				return IG_AUTH_RESULT_COUNT;   /* out of memory: refuse rather than lose track */
+			pl->auth_accepted++;
+			s->joining = true;
+			memcpy(s->join_pk, joining.join_pk, IG_PK_BYTES);
+			memcpy(s->join_code_id, joining.join_code_id, IG_JOIN_CODE_ID_BYTES);
+			ig_plugin_log(MOSQ_LOG_NOTICE, "%s connected with a join code; waiting for its join request", joining.id);
+			return res;
+		}
 	} else {
 		ig_auth_params params = {.cluster = pl->cluster, .now_s = now_ms / 1000, .skew_s = pl->cfg.clock_skew_s};
 		memcpy(params.max_ttl_s, pl->cfg.max_ttl_s, sizeof params.max_ttl_s);
@@ -165,8 +189,9 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 	}
 
 	if (res == IG_AUTH_OK) {
+		if (!sessions_put(&pl->sessions, client, (*who)->id, (*who)->role))
+			return IG_AUTH_RESULT_COUNT;   /* out of memory: refuse rather than lose track */
 		pl->auth_accepted++;
-		sessions_put(&pl->sessions, client, (*who)->id, (*who)->role);
 		return res;
 	}
 	pl->auth_refused[res]++;
@@ -207,10 +232,8 @@ int ig_plugin_on_ext_auth_start(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_AUTH;
 	/* ACLs and revocation work by username; a v5 client that authenticated
 	 * by method alone gets its verified id as username. */
-	if (!username && mosquitto_set_username(ed->client, who->id) != MOSQ_ERR_SUCCESS) {
-		pl->auth_accepted--;
+	if (!username && mosquitto_set_username(ed->client, mosquitto_client_id(ed->client)) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
-	}
 	return MOSQ_ERR_SUCCESS;
 }
 

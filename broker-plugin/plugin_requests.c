@@ -17,7 +17,7 @@
 #define IG_REQUEST_MAX 8192
 #define IG_NONCE_MAX 128
 
-static void reply(ig_plugin *pl, const char *id, cJSON *o)
+void ig_plugin_reply(ig_plugin *pl, const char *id, cJSON *o)
 {
 	char topic[IG_TOPIC_MAX];
 	snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", pl->cluster, id);
@@ -27,34 +27,34 @@ static void reply(ig_plugin *pl, const char *id, cJSON *o)
 	free(json);
 }
 
-static void reply_error(ig_plugin *pl, const char *id, const char *code, const char *message)
+void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *code, const char *message)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "error");
 	cJSON_AddStringToObject(o, "error", code);
 	cJSON_AddStringToObject(o, "message", message);
-	reply(pl, id, o);
+	ig_plugin_reply(pl, id, o);
 }
 
 static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
 	pl->ch_requests++;
 	if (len > IG_REQUEST_MAX) {
-		reply_error(pl, id, "too_large", "requests are limited to 8 KiB");
+		ig_plugin_reply_error(pl, id, "too_large", "requests are limited to 8 KiB");
 		return;
 	}
 	cJSON *req = cJSON_ParseWithLength(payload, len);
 	const cJSON *type = req ? cJSON_GetObjectItemCaseSensitive(req, "type") : NULL;
 	if (!cJSON_IsString(type)) {
 		cJSON_Delete(req);
-		reply_error(pl, id, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
+		ig_plugin_reply_error(pl, id, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
 		return;
 	}
 	if (strcmp(type->valuestring, "ping") == 0) {
 		const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req, "nonce");
 		if (nonce && (!cJSON_IsString(nonce) || strlen(nonce->valuestring) > IG_NONCE_MAX)) {
 			cJSON_Delete(req);
-			reply_error(pl, id, "malformed", "\"nonce\" must be a string of at most 128 characters");
+			ig_plugin_reply_error(pl, id, "malformed", "\"nonce\" must be a string of at most 128 characters");
 			return;
 		}
 		cJSON *o = cJSON_CreateObject();
@@ -62,11 +62,38 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 		cJSON_AddStringToObject(o, "nonce", nonce ? nonce->valuestring : "");
 		cJSON_AddNumberToObject(o, "ts", (double)ig_now_ms());
 		cJSON_Delete(req);
-		reply(pl, id, o);
+		ig_plugin_reply(pl, id, o);
 		return;
 	}
+	const ig_session *s = ig_sessions_find(&pl->sessions, id);
+	bool joining = s && s->joining && !ig_registry_find(pl->reg, id, strlen(id));
+	if (strcmp(type->valuestring, "join") == 0)
+		ig_plugin_join_request(pl, id);
+	else if (joining)
+		ig_plugin_reply_error(pl, id, "not_enrolled", "this session may only ask to join");
+	else if (strcmp(type->valuestring, "session_key") == 0)
+		ig_plugin_key_request(pl, id, req);
+	else if (strcmp(type->valuestring, "attest") == 0)
+		ig_plugin_attest_request(pl, id, req);
+	else
+		ig_plugin_reply_error(pl, id, "unknown_type",
+		                      "unknown request type; this cluster head understands: ping, join, session_key, attest");
 	cJSON_Delete(req);
-	reply_error(pl, id, "unknown_type", "unknown request type; this cluster head understands: ping");
+}
+
+/* iotguard/C/dev/<id>/entropy, from <id> (the ACL ensures it; checked
+ * again here). */
+static void consume_entropy(ig_plugin *pl, const struct mosquitto_evt_message *ed)
+{
+	const char *id = ed->topic + pl->topic_dev_prefix_len;
+	const char *slash = strchr(id, '/');
+	if (!slash || strcmp(slash, "/entropy") != 0)
+		return;
+	size_t id_len = (size_t)(slash - id);
+	const char *username = mosquitto_client_username(ed->client);
+	if (!username || strlen(username) != id_len || strncmp(username, id, id_len) != 0)
+		return;
+	ig_plugin_entropy_message(pl, username, ed->payload, ed->payloadlen);
 }
 
 int ig_plugin_on_message(int event, void *event_data, void *userdata)
@@ -74,8 +101,11 @@ int ig_plugin_on_message(int event, void *event_data, void *userdata)
 	(void)event;
 	ig_plugin *pl = userdata;
 	struct mosquitto_evt_message *ed = event_data;
-	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0)
+	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0) {
+		if (strncmp(ed->topic, pl->topic_dev_prefix, pl->topic_dev_prefix_len) == 0)
+			consume_entropy(pl, ed);
 		return MOSQ_ERR_SUCCESS;
+	}
 	const char *id = ed->topic + pl->topic_ch_prefix_len;
 	const char *username = mosquitto_client_username(ed->client);
 	/* The ACL lets only <id> publish here; check again rather than trust a

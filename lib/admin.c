@@ -22,6 +22,7 @@ static const char *const kind_names[] = {
 	[IG_ADMIN_REVOKE] = "revoke",
 	[IG_ADMIN_LIST] = "list_identities",
 	[IG_ADMIN_GET] = "get_identity",
+	[IG_ADMIN_JOIN_CODES] = "create_join_codes",
 };
 
 /* Fields each command accepts besides "command" and "correlation". */
@@ -30,6 +31,7 @@ static const char *const kind_fields[][5] = {
 	[IG_ADMIN_REVOKE] = {"id", "reason", NULL},
 	[IG_ADMIN_LIST] = {"role", "status", "offset", "limit", NULL},
 	[IG_ADMIN_GET] = {"id", NULL},
+	[IG_ADMIN_JOIN_CODES] = {"role", "ttl", "count", NULL},
 };
 
 static const char *const status_names[] = {
@@ -40,14 +42,14 @@ static const char *const status_names[] = {
 
 const char *ig_admin_kind_name(ig_admin_kind k)
 {
-	if ((int)k < IG_ADMIN_ENROLL || (int)k > IG_ADMIN_GET)
+	if ((int)k < IG_ADMIN_ENROLL || (int)k > IG_ADMIN_JOIN_CODES)
 		return "unknown";
 	return kind_names[k];
 }
 
 static ig_admin_kind kind_parse(const char *name)
 {
-	for (int k = IG_ADMIN_ENROLL; k <= IG_ADMIN_GET; k++)
+	for (int k = IG_ADMIN_ENROLL; k <= IG_ADMIN_JOIN_CODES; k++)
 		if (strcmp(name, kind_names[k]) == 0)
 			return (ig_admin_kind)k;
 	return 0;
@@ -200,6 +202,19 @@ static int parse_list(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	return rc;
 }
 
+static int parse_join_codes(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
+{
+	const char *name = cmd->command;
+	cmd->ttl = IG_JOIN_CODE_TTL_DEFAULT;
+	cmd->count = 1;
+	int rc = parse_role(obj, name, true, &cmd->role, err);
+	if (rc == IG_OK)
+		rc = parse_uint(obj, "ttl", name, 60, IG_JOIN_CODE_TTL_MAX, &cmd->ttl, err);
+	if (rc == IG_OK)
+		rc = parse_uint(obj, "count", name, 1, IG_ADMIN_JOIN_CODES_MAX, &cmd->count, err);
+	return rc;
+}
+
 int ig_admin_parse_command(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 {
 	memset(cmd, 0, sizeof *cmd);
@@ -251,6 +266,7 @@ int ig_admin_parse_command(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	case IG_ADMIN_REVOKE: return parse_revoke(obj, cmd, err);
 	case IG_ADMIN_LIST: return parse_list(obj, cmd, err);
 	case IG_ADMIN_GET: return parse_id(obj, name, cmd->id, err);
+	case IG_ADMIN_JOIN_CODES: return parse_join_codes(obj, cmd, err);
 	}
 	return IG_ERR_INVAL;
 }
@@ -259,7 +275,7 @@ int ig_admin_parse_command(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 
 static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 {
-	bool needs_id = cmd->kind != IG_ADMIN_LIST;
+	bool needs_id = cmd->kind != IG_ADMIN_LIST && cmd->kind != IG_ADMIN_JOIN_CODES;
 	if (needs_id) {
 		if (!ig_id_valid(cmd->id, strnlen(cmd->id, sizeof cmd->id)) || !cJSON_AddStringToObject(o, "id", cmd->id))
 			return false;
@@ -286,13 +302,17 @@ static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 		return !cmd->limit || cJSON_AddNumberToObject(o, "limit", cmd->limit);
 	case IG_ADMIN_GET:
 		return true;
+	case IG_ADMIN_JOIN_CODES:
+		return cmd->role != IG_ROLE_NONE && cJSON_AddStringToObject(o, "role", ig_role_name(cmd->role)) &&
+		       (!cmd->ttl || cJSON_AddNumberToObject(o, "ttl", cmd->ttl)) &&
+		       (!cmd->count || cJSON_AddNumberToObject(o, "count", cmd->count));
 	}
 	return false;
 }
 
 char *ig_admin_build_request(const ig_admin_cmd *cmd)
 {
-	if (!cmd || (int)cmd->kind < IG_ADMIN_ENROLL || (int)cmd->kind > IG_ADMIN_GET)
+	if (!cmd || (int)cmd->kind < IG_ADMIN_ENROLL || (int)cmd->kind > IG_ADMIN_JOIN_CODES)
 		return NULL;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *cmds = root ? cJSON_AddArrayToObject(root, "commands") : NULL;

@@ -27,6 +27,10 @@ static const char *const result_names[IG_AUTH_RESULT_COUNT] = {
 	[IG_AUTH_TTL_TOO_LONG] = "ttl_too_long",
 	[IG_AUTH_ID_MISMATCH] = "id_mismatch",
 	[IG_AUTH_RATE_LIMITED] = "rate_limited",
+	[IG_AUTH_CODE_UNKNOWN] = "code_unknown",
+	[IG_AUTH_CODE_USED] = "code_used",
+	[IG_AUTH_CODE_EXPIRED] = "code_expired",
+	[IG_AUTH_ID_TAKEN] = "id_taken",
 };
 
 const char *ig_auth_result_name(ig_auth_result r)

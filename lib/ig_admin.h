@@ -15,7 +15,10 @@
  *   failures carry "ok":false,"error":"<code>","message":"<sentence>".
  *
  * Commands: enroll {id, role, pubkey}; revoke {id, reason?};
- * list_identities {role?, status?, offset?, limit?}; get_identity {id}.
+ * list_identities {role?, status?, offset?, limit?}; get_identity {id};
+ * create_join_codes {role, ttl? (s, default 86400), count? (1..100)} whose
+ * response carries "codes":[...] and "expires_at" (Unix s), to the
+ * requesting admin only: the codes are secrets, printed once.
  */
 #ifndef IG_ADMIN_H
 #define IG_ADMIN_H
@@ -35,9 +38,15 @@ typedef enum ig_admin_kind {
 	IG_ADMIN_REVOKE,
 	IG_ADMIN_LIST,
 	IG_ADMIN_GET,
+	IG_ADMIN_JOIN_CODES,       /* create_join_codes {role, ttl?, count?} */
 } ig_admin_kind;
 
-const char *ig_admin_kind_name(ig_admin_kind k);   /* "enroll", "revoke", "list_identities", "get_identity" */
+#define IG_ADMIN_JOIN_CODES_MAX 100
+#define IG_JOIN_CODE_TTL_DEFAULT 86400
+#define IG_JOIN_CODE_TTL_MAX (30 * 86400)
+
+/* "enroll", "revoke", "list_identities", "get_identity", "create_join_codes" */
+const char *ig_admin_kind_name(ig_admin_kind k);
 
 typedef struct ig_admin_cmd {
 	ig_admin_kind kind;
@@ -49,6 +58,7 @@ typedef struct ig_admin_cmd {
 	char reason[IG_REASON_MAX + 1];
 	int status_filter;                              /* list: -1 = all, else ig_id_status */
 	uint32_t offset, limit;                         /* list */
+	uint32_t ttl, count;                            /* create_join_codes */
 } ig_admin_cmd;
 
 /* Error codes sent in "error". */

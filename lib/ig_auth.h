@@ -26,6 +26,11 @@ typedef enum ig_auth_result {
 	IG_AUTH_TTL_TOO_LONG,       /* expires_at - issued_at > role max, or expires <= issued */
 	IG_AUTH_ID_MISMATCH,        /* username or token id differs from the client id */
 	IG_AUTH_RATE_LIMITED,       /* too many recent failures from this address */
+	/* Join tokens (ig_join.h): */
+	IG_AUTH_CODE_UNKNOWN,       /* no join code with this id */
+	IG_AUTH_CODE_USED,          /* already consumed, or a join with it is in flight */
+	IG_AUTH_CODE_EXPIRED,
+	IG_AUTH_ID_TAKEN,           /* the joining id is already enrolled and active */
 	IG_AUTH_RESULT_COUNT
 } ig_auth_result;
 

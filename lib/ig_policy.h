@@ -41,6 +41,22 @@ extern const char ig_policy_default_json[];
 bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
                       const char *cluster, const char *id, const char *topic);
 
+/* ---- key service rules (issue 3) ----
+ *
+ * Two optional top-level sections:
+ *   "m2m":         {"device": ["device"], ...}  roles each role may share a
+ *                  session key with. Absent = no pairs at all.
+ *   "attestation": {"device": ["<64 hex>", ...], ...}  agent measurements
+ *                  (BLAKE2b-256) each role may run. A role without a list is
+ *                  not checked; an empty list allows nothing.
+ */
+
+/* True only if a lists b AND b lists a: a key is shared, so one role's
+ * entry alone cannot pull the other into a pairing. */
+bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b);
+/* 1 = listed, 0 = not listed (or bad arguments), 2 = no list for the role. */
+int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_t m[32]);
+
 /* ---- MQTT matching primitives (exposed for tests) ---- */
 
 /* Topic name matches filter (MQTT 3.1.1 section 4.7; $-topics are not matched

@@ -43,7 +43,11 @@ enum ig_record_type {
 	IG_REC_GENESIS = 1,
 	IG_REC_ENROLL = 2,
 	IG_REC_REVOKE = 3,
-	/* 16..31: key service (join codes, session keys) */
+	/* 16..31: key service */
+	IG_REC_JOIN_CODE = 16,    /* a one-time join code was created (hash only) */
+	IG_REC_JOIN_USED = 17,    /* a join code was consumed by a device */
+	IG_REC_KEY_ISSUED = 18,   /* a session key was issued to a pair (never the key) */
+	IG_REC_ATTEST = 19,       /* an agent's measurement was first seen or changed */
 	/* 32..47: bank (credit, coins) */
 };
 const char *ig_record_type_name(uint16_t type);   /* "genesis", ...; "unknown" */
@@ -94,11 +98,32 @@ void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t fra
 #define IG_TAG_ENROLL_ID 1         /* string */
 #define IG_TAG_ENROLL_ROLE 2       /* u8, ig_role */
 #define IG_TAG_ENROLL_PK 3         /* 32 bytes */
-#define IG_TAG_ENROLL_BY 4         /* string: admin id, or "offline:<user>" */
+#define IG_TAG_ENROLL_BY 4         /* string: admin id, or "offline:<user>", or "join:<code_id hex>" */
+#define IG_TAG_ENROLL_JOIN_CODE 5  /* optional, 8 bytes: the join code this enrolment consumed */
 /* Revoke tags */
 #define IG_TAG_REVOKE_ID 1
 #define IG_TAG_REVOKE_REASON 2     /* string, 0..256 bytes */
 #define IG_TAG_REVOKE_BY 3
+
+/* Join-code tags */
+#define IG_TAG_JOIN_CODE_ID 1      /* 8 bytes */
+#define IG_TAG_JOIN_CODE_HASH 2    /* 32 bytes: BLAKE2b-256(code_id || secret) */
+#define IG_TAG_JOIN_CODE_ROLE 3    /* u8 */
+#define IG_TAG_JOIN_CODE_EXPIRES 4 /* u64, Unix seconds */
+#define IG_TAG_JOIN_CODE_BY 5      /* string */
+/* Join-used tags */
+#define IG_TAG_JOIN_USED_CODE_ID 1 /* 8 bytes */
+#define IG_TAG_JOIN_USED_ID 2      /* string: the device that joined */
+/* Key-issued tags */
+#define IG_TAG_KEY_ID 1            /* 16 bytes */
+#define IG_TAG_KEY_A 2             /* string: requester */
+#define IG_TAG_KEY_B 3             /* string: peer */
+#define IG_TAG_KEY_EXPIRES 4       /* u64, Unix seconds */
+#define IG_TAG_KEY_SUITE 5         /* u8, ig_suite */
+/* Attest tags */
+#define IG_TAG_ATTEST_ID 1         /* string */
+#define IG_TAG_ATTEST_MEASUREMENT 2 /* 32 bytes */
+#define IG_TAG_ATTEST_ALLOWED 3    /* u8: 1 allowed, 0 not allowed, 2 no list configured */
 
 #define IG_REASON_MAX 256
 #define IG_BY_MAX 80
@@ -114,6 +139,8 @@ typedef struct ig_enroll {
 	ig_role role;
 	uint8_t pk[IG_PK_BYTES];
 	char by[IG_BY_MAX + 1];
+	bool has_join_code;
+	uint8_t join_code[8];
 } ig_enroll;
 
 typedef struct ig_revoke {
@@ -121,6 +148,33 @@ typedef struct ig_revoke {
 	char reason[IG_REASON_MAX + 1];
 	char by[IG_BY_MAX + 1];
 } ig_revoke;
+
+typedef struct ig_join_code_rec {
+	uint8_t code_id[8];
+	uint8_t hash[IG_HASH_BYTES];
+	ig_role role;
+	uint64_t expires_at;
+	char by[IG_BY_MAX + 1];
+} ig_join_code_rec;
+
+typedef struct ig_join_used {
+	uint8_t code_id[8];
+	char id[IG_ID_MAX + 1];
+} ig_join_used;
+
+typedef struct ig_key_issued {
+	uint8_t key_id[16];
+	char a[IG_ID_MAX + 1];
+	char b[IG_ID_MAX + 1];
+	uint64_t expires_at;
+	uint8_t suite;
+} ig_key_issued;
+
+typedef struct ig_attest {
+	char id[IG_ID_MAX + 1];
+	uint8_t measurement[IG_HASH_BYTES];
+	uint8_t allowed;
+} ig_attest;
 
 /* Encoders return the body length, or a negative IG_ERR_* (bad field, cap too
  * small). Decoders return IG_OK or IG_ERR_CORRUPT with a message naming the
@@ -131,6 +185,14 @@ int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
 int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
 int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
 int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
+int ig_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
+int ig_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);
+int ig_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j);
+int ig_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err);
+int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k);
+int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err);
+int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
+int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err);
 
 /* Generic TLV walking, for later record types and for `show`. */
 typedef struct ig_tlv_iter {

@@ -15,6 +15,10 @@
  * Containment ("every topic inner matches, outer matches too") is decided
  * level by level and errs on the side of "no": it only answers yes when the
  * structure proves it, which is what an access check needs.
+ *
+ * The same file carries the key service's two role rules ("m2m": who may
+ * share a session key with whom; "attestation": which agent measurements a
+ * role may run), compiled to a bit mask and byte arrays at load time.
  */
 #include "ig_policy.h"
 
@@ -57,8 +61,18 @@ typedef struct pattern_list {
 	size_t count;
 } pattern_list;
 
+/* Allowed agent measurements for one role; present = the policy has a
+ * list for the role (possibly empty, which allows nothing). */
+typedef struct measurement_list {
+	uint8_t (*items)[32];
+	size_t count;
+	bool present;
+} measurement_list;
+
 struct ig_policy {
 	pattern_list lists[IG_ROLE_COUNT][LIST_COUNT];
+	uint8_t m2m[IG_ROLE_COUNT];                 /* bit r: this role lists role r */
+	measurement_list attestation[IG_ROLE_COUNT];
 };
 
 /* ---- reading levels ------------------------------------------------------
@@ -335,6 +349,35 @@ bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
 	return false;
 }
 
+/* ---- key service: pairs and measurements ---------------------------------- */
+
+static bool role_valid(ig_role role)
+{
+	return (int)role > IG_ROLE_NONE && (int)role < IG_ROLE_COUNT;
+}
+
+/* Both sides must list each other: a key is shared, so neither role's
+ * policy alone may force the other into a pairing it did not allow. */
+bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b)
+{
+	if (!p || !role_valid(a) || !role_valid(b))
+		return false;
+	return (p->m2m[a] & (1u << b)) && (p->m2m[b] & (1u << a));
+}
+
+int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_t m[32])
+{
+	if (!p || !role_valid(role) || !m)
+		return 0;
+	const measurement_list *ml = &p->attestation[role];
+	if (!ml->present)
+		return 2;
+	for (size_t i = 0; i < ml->count; i++)
+		if (memcmp(ml->items[i], m, 32) == 0)
+			return 1;
+	return 0;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 static void pattern_list_free(pattern_list *pl)
@@ -352,9 +395,11 @@ void ig_policy_free(ig_policy *p)
 {
 	if (!p)
 		return;
-	for (int r = 0; r < IG_ROLE_COUNT; r++)
+	for (int r = 0; r < IG_ROLE_COUNT; r++) {
 		for (int l = 0; l < LIST_COUNT; l++)
 			pattern_list_free(&p->lists[r][l]);
+		free(p->attestation[r].items);
+	}
 	free(p);
 }
 
@@ -480,6 +525,87 @@ static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *er
 	return IG_OK;
 }
 
+/* "m2m": {"device": ["device"], ...}: which roles each role may share a
+ * session key with. */
+static int parse_m2m(const cJSON *obj, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "m2m: must be an object mapping a role to the roles it may "
+		                    "key with, e.g. {\"device\": [\"device\"]}");
+	int rc = check_duplicates(obj, "m2m", err);
+	if (rc != IG_OK)
+		return rc;
+	for (const cJSON *item = obj->child; item; item = item->next) {
+		ig_role role = ig_role_parse(item->string);
+		if (role == IG_ROLE_NONE)
+			return ig_error_set(err, IG_ERR_INVAL, "m2m: unknown role \"%.64s\"; roles are device, analyst, "
+			                    "monitor and admin", item->string);
+		if (!cJSON_IsArray(item))
+			return ig_error_set(err, IG_ERR_INVAL, "m2m.%s: must be an array of role names", ig_role_name(role));
+		int i = 0;
+		for (const cJSON *e = item->child; e; e = e->next, i++) {
+			if (!cJSON_IsString(e) || !e->valuestring)
+				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: must be a role name string",
+				                    ig_role_name(role), i);
+			ig_role peer = ig_role_parse(e->valuestring);
+			if (peer == IG_ROLE_NONE)
+				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: unknown role \"%.64s\"; roles are device, "
+				                    "analyst, monitor and admin", ig_role_name(role), i, e->valuestring);
+			if (p->m2m[role] & (1u << peer))
+				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: \"%s\" is listed twice; keep one",
+				                    ig_role_name(role), i, ig_role_name(peer));
+			p->m2m[role] |= (uint8_t)(1u << peer);
+		}
+	}
+	return IG_OK;
+}
+
+/* "attestation": {"device": ["<64 hex>", ...], ...}: the agent
+ * measurements each role may run. */
+static int parse_attestation(const cJSON *obj, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "attestation: must be an object mapping a role to a list of "
+		                    "allowed measurements (64 hex characters each)");
+	int rc = check_duplicates(obj, "attestation", err);
+	if (rc != IG_OK)
+		return rc;
+	for (const cJSON *item = obj->child; item; item = item->next) {
+		ig_role role = ig_role_parse(item->string);
+		if (role == IG_ROLE_NONE)
+			return ig_error_set(err, IG_ERR_INVAL, "attestation: unknown role \"%.64s\"; roles are device, "
+			                    "analyst, monitor and admin", item->string);
+		if (!cJSON_IsArray(item))
+			return ig_error_set(err, IG_ERR_INVAL, "attestation.%s: must be an array of measurements "
+			                    "(64 hex characters each)", ig_role_name(role));
+		measurement_list *ml = &p->attestation[role];
+		ml->present = true;
+		int n = cJSON_GetArraySize(item);
+		if (n == 0)
+			continue;
+		ml->items = calloc((size_t)n, sizeof *ml->items);
+		if (!ml->items)
+			return ig_error_set(err, IG_ERR_NOMEM, "attestation.%s: out of memory", ig_role_name(role));
+		int i = 0;
+		for (const cJSON *e = item->child; e; e = e->next, i++) {
+			if (!cJSON_IsString(e) || !e->valuestring)
+				return ig_error_set(err, IG_ERR_INVAL, "attestation.%s[%d]: must be a string of 64 hex "
+				                    "characters", ig_role_name(role), i);
+			size_t len = strlen(e->valuestring);
+			if (len != 64 || ig_hex_decode(ml->items[ml->count], 32, e->valuestring, len) != IG_OK)
+				return ig_error_set(err, IG_ERR_INVAL, "attestation.%s[%d]: '%.80s' is not 64 hex characters "
+				                    "(the BLAKE2b-256 measurement the agent reports)", ig_role_name(role), i,
+				                    e->valuestring);
+			for (size_t k = 0; k < ml->count; k++)
+				if (memcmp(ml->items[k], ml->items[ml->count], 32) == 0)
+					return ig_error_set(err, IG_ERR_INVAL, "attestation.%s[%d]: measurement is listed twice; "
+					                    "keep one", ig_role_name(role), i);
+			ml->count++;
+		}
+	}
+	return IG_OK;
+}
+
 static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 {
 	if (!cJSON_IsObject(root))
@@ -487,15 +613,19 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	int rc = check_duplicates(root, "top level", err);
 	if (rc != IG_OK)
 		return rc;
-	const cJSON *version = NULL, *roles = NULL;
+	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL;
 	for (const cJSON *item = root->child; item; item = item->next) {
 		if (strcmp(item->string, "version") == 0)
 			version = item;
 		else if (strcmp(item->string, "roles") == 0)
 			roles = item;
+		else if (strcmp(item->string, "m2m") == 0)
+			m2m = item;
+		else if (strcmp(item->string, "attestation") == 0)
+			attestation = item;
 		else
 			return ig_error_set(err, IG_ERR_INVAL, "unknown top-level key \"%.64s\"; allowed keys are "
-			                    "\"version\" and \"roles\"", item->string);
+			                    "\"version\", \"roles\", \"m2m\" and \"attestation\"", item->string);
 	}
 	if (!version)
 		return ig_error_set(err, IG_ERR_INVAL, "\"version\" is missing; add \"version\": 1");
@@ -518,6 +648,10 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 		if (rc != IG_OK)
 			return rc;
 	}
+	if (m2m && (rc = parse_m2m(m2m, p, err)) != IG_OK)
+		return rc;
+	if (attestation && (rc = parse_attestation(attestation, p, err)) != IG_OK)
+		return rc;
 	return IG_OK;
 }
 

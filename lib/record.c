@@ -28,6 +28,10 @@ const char *ig_record_type_name(uint16_t type)
 	case IG_REC_GENESIS: return "genesis";
 	case IG_REC_ENROLL: return "enroll";
 	case IG_REC_REVOKE: return "revoke";
+	case IG_REC_JOIN_CODE: return "join_code";
+	case IG_REC_JOIN_USED: return "join_used";
+	case IG_REC_KEY_ISSUED: return "key_issued";
+	case IG_REC_ATTEST: return "attest";
 	default: return "unknown";
 	}
 }
@@ -343,6 +347,11 @@ int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e)
 	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_PK, e->pk, IG_PK_BYTES)) < 0 ||
 	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_BY, e->by, bylen)) < 0)
 		return rc;
+	/* Only enrolments made through a join code carry the tag, so records
+	 * written before join codes existed keep their exact bytes. */
+	if (e->has_join_code &&
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_JOIN_CODE, e->join_code, sizeof e->join_code)) < 0)
+		return rc;
 	return (int)pos;
 }
 
@@ -385,6 +394,16 @@ int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *er
 				return IG_ERR_CORRUPT;
 			if (!by_valid((const char *)v, vlen) || copy_string(e->by, sizeof e->by, v, vlen) < 0)
 				return bad_field(what, "by", "must be 1..80 bytes of printable UTF-8", err);
+			break;
+		case IG_TAG_ENROLL_JOIN_CODE:
+			/* Optional, but at most once: a second code would make "which
+			 * code did this consume" ambiguous. */
+			if (seen_mark(&seen, tag, what, "join_code", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (vlen != sizeof e->join_code)
+				return bad_field(what, "join_code", "must be 8 bytes", err);
+			memcpy(e->join_code, v, sizeof e->join_code);
+			e->has_join_code = true;
 			break;
 		default:
 			break;
@@ -469,6 +488,299 @@ int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *er
 	return IG_OK;
 }
 
+/* ---- key service: join codes, session keys, attestation ------------------ */
+
+/* Shared by the decoders below: fixed-size fields and the small integers. */
+static int fixed_field(const char *what, const char *field, const uint8_t *v, uint16_t vlen, void *dst,
+                       size_t size, ig_error *err)
+{
+	if (vlen != size) {
+		char why[32];
+		snprintf(why, sizeof why, "must be %zu bytes", size);
+		return bad_field(what, field, why, err);
+	}
+	memcpy(dst, v, size);
+	return IG_OK;
+}
+
+static bool role_valid(int role)
+{
+	return role > IG_ROLE_NONE && role < IG_ROLE_COUNT;
+}
+
+static bool suite_valid(int suite)
+{
+	return suite == 1 || suite == 2; /* IG_SUITE_AES256GCM, IG_SUITE_XCHACHA20POLY1305 (ig_aead.h) */
+}
+
+static int need(const seen_set *seen, uint8_t tag, const char *what, const char *field, ig_error *err)
+{
+	return (seen->bits & (1u << tag)) ? IG_OK : missing(what, field, err);
+}
+
+int ig_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j)
+{
+	size_t bylen = strnlen(j->by, sizeof j->by);
+	if (!by_valid(j->by, bylen) || !role_valid((int)j->role))
+		return IG_ERR_INVAL;
+	uint8_t role = (uint8_t)j->role, exp[8];
+	ig_put_u64(exp, j->expires_at);
+	size_t pos = 0;
+	int rc;
+	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_ID, j->code_id, sizeof j->code_id)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_HASH, j->hash, IG_HASH_BYTES)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_ROLE, &role, 1)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_EXPIRES, exp, 8)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_BY, j->by, bylen)) < 0)
+		return rc;
+	return (int)pos;
+}
+
+int ig_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err)
+{
+	static const char what[] = "join_code";
+	seen_set seen = {0};
+	ig_tlv_iter it;
+	uint8_t tag, exp[8];
+	const uint8_t *v;
+	uint16_t vlen;
+	int rc;
+
+	memset(j, 0, sizeof *j);
+	ig_tlv_iter_init(&it, body, len);
+	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+		switch (tag) {
+		case IG_TAG_JOIN_CODE_ID:
+			if (seen_mark(&seen, tag, what, "code_id", err) < 0 ||
+			    fixed_field(what, "code_id", v, vlen, j->code_id, sizeof j->code_id, err) < 0)
+				return IG_ERR_CORRUPT;
+			break;
+		case IG_TAG_JOIN_CODE_HASH:
+			if (seen_mark(&seen, tag, what, "code_hash", err) < 0 ||
+			    fixed_field(what, "code_hash", v, vlen, j->hash, IG_HASH_BYTES, err) < 0)
+				return IG_ERR_CORRUPT;
+			break;
+		case IG_TAG_JOIN_CODE_ROLE:
+			if (seen_mark(&seen, tag, what, "role", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (vlen != 1 || !role_valid(v[0]))
+				return bad_field(what, "role", "must be one byte, 1..4", err);
+			j->role = (ig_role)v[0];
+			break;
+		case IG_TAG_JOIN_CODE_EXPIRES:
+			if (seen_mark(&seen, tag, what, "expires_at", err) < 0 ||
+			    fixed_field(what, "expires_at", v, vlen, exp, 8, err) < 0)
+				return IG_ERR_CORRUPT;
+			j->expires_at = ig_get_u64(exp);
+			break;
+		case IG_TAG_JOIN_CODE_BY:
+			if (seen_mark(&seen, tag, what, "by", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (!by_valid((const char *)v, vlen) || copy_string(j->by, sizeof j->by, v, vlen) < 0)
+				return bad_field(what, "by", "must be 1..80 bytes of printable UTF-8", err);
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc < 0)
+		return truncated_tlv(what, err);
+	if (need(&seen, IG_TAG_JOIN_CODE_ID, what, "code_id", err) < 0 ||
+	    need(&seen, IG_TAG_JOIN_CODE_HASH, what, "code_hash", err) < 0 ||
+	    need(&seen, IG_TAG_JOIN_CODE_ROLE, what, "role", err) < 0 ||
+	    need(&seen, IG_TAG_JOIN_CODE_EXPIRES, what, "expires_at", err) < 0 ||
+	    need(&seen, IG_TAG_JOIN_CODE_BY, what, "by", err) < 0)
+		return IG_ERR_CORRUPT;
+	return IG_OK;
+}
+
+int ig_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j)
+{
+	size_t idlen = strnlen(j->id, sizeof j->id);
+	if (!ig_id_valid(j->id, idlen))
+		return IG_ERR_INVAL;
+	size_t pos = 0;
+	int rc;
+	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_USED_CODE_ID, j->code_id, sizeof j->code_id)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_USED_ID, j->id, idlen)) < 0)
+		return rc;
+	return (int)pos;
+}
+
+int ig_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err)
+{
+	static const char what[] = "join_used";
+	seen_set seen = {0};
+	ig_tlv_iter it;
+	uint8_t tag;
+	const uint8_t *v;
+	uint16_t vlen;
+	int rc;
+
+	memset(j, 0, sizeof *j);
+	ig_tlv_iter_init(&it, body, len);
+	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+		switch (tag) {
+		case IG_TAG_JOIN_USED_CODE_ID:
+			if (seen_mark(&seen, tag, what, "code_id", err) < 0 ||
+			    fixed_field(what, "code_id", v, vlen, j->code_id, sizeof j->code_id, err) < 0)
+				return IG_ERR_CORRUPT;
+			break;
+		case IG_TAG_JOIN_USED_ID:
+			if (seen_mark(&seen, tag, what, "id", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (!ig_id_valid((const char *)v, vlen) || copy_string(j->id, sizeof j->id, v, vlen) < 0)
+				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc < 0)
+		return truncated_tlv(what, err);
+	if (need(&seen, IG_TAG_JOIN_USED_CODE_ID, what, "code_id", err) < 0 ||
+	    need(&seen, IG_TAG_JOIN_USED_ID, what, "id", err) < 0)
+		return IG_ERR_CORRUPT;
+	return IG_OK;
+}
+
+int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k)
+{
+	size_t alen = strnlen(k->a, sizeof k->a);
+	size_t blen = strnlen(k->b, sizeof k->b);
+	if (!ig_id_valid(k->a, alen) || !ig_id_valid(k->b, blen) || !suite_valid(k->suite))
+		return IG_ERR_INVAL;
+	uint8_t exp[8];
+	ig_put_u64(exp, k->expires_at);
+	size_t pos = 0;
+	int rc;
+	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_ID, k->key_id, sizeof k->key_id)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_A, k->a, alen)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_B, k->b, blen)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_EXPIRES, exp, 8)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_SUITE, &k->suite, 1)) < 0)
+		return rc;
+	return (int)pos;
+}
+
+int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err)
+{
+	static const char what[] = "key_issued";
+	seen_set seen = {0};
+	ig_tlv_iter it;
+	uint8_t tag, exp[8];
+	const uint8_t *v;
+	uint16_t vlen;
+	int rc;
+
+	memset(k, 0, sizeof *k);
+	ig_tlv_iter_init(&it, body, len);
+	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+		switch (tag) {
+		case IG_TAG_KEY_ID:
+			if (seen_mark(&seen, tag, what, "key_id", err) < 0 ||
+			    fixed_field(what, "key_id", v, vlen, k->key_id, sizeof k->key_id, err) < 0)
+				return IG_ERR_CORRUPT;
+			break;
+		case IG_TAG_KEY_A:
+			if (seen_mark(&seen, tag, what, "a", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (!ig_id_valid((const char *)v, vlen) || copy_string(k->a, sizeof k->a, v, vlen) < 0)
+				return bad_field(what, "a", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
+			break;
+		case IG_TAG_KEY_B:
+			if (seen_mark(&seen, tag, what, "b", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (!ig_id_valid((const char *)v, vlen) || copy_string(k->b, sizeof k->b, v, vlen) < 0)
+				return bad_field(what, "b", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
+			break;
+		case IG_TAG_KEY_EXPIRES:
+			if (seen_mark(&seen, tag, what, "expires_at", err) < 0 ||
+			    fixed_field(what, "expires_at", v, vlen, exp, 8, err) < 0)
+				return IG_ERR_CORRUPT;
+			k->expires_at = ig_get_u64(exp);
+			break;
+		case IG_TAG_KEY_SUITE:
+			if (seen_mark(&seen, tag, what, "suite", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (vlen != 1 || !suite_valid(v[0]))
+				return bad_field(what, "suite", "must be one byte, 1 (aes256gcm) or 2 (xchacha20poly1305)",
+				                 err);
+			k->suite = v[0];
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc < 0)
+		return truncated_tlv(what, err);
+	if (need(&seen, IG_TAG_KEY_ID, what, "key_id", err) < 0 || need(&seen, IG_TAG_KEY_A, what, "a", err) < 0 ||
+	    need(&seen, IG_TAG_KEY_B, what, "b", err) < 0 ||
+	    need(&seen, IG_TAG_KEY_EXPIRES, what, "expires_at", err) < 0 ||
+	    need(&seen, IG_TAG_KEY_SUITE, what, "suite", err) < 0)
+		return IG_ERR_CORRUPT;
+	return IG_OK;
+}
+
+int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a)
+{
+	size_t idlen = strnlen(a->id, sizeof a->id);
+	if (!ig_id_valid(a->id, idlen) || a->allowed > 2)
+		return IG_ERR_INVAL;
+	size_t pos = 0;
+	int rc;
+	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_ID, a->id, idlen)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_MEASUREMENT, a->measurement, IG_HASH_BYTES)) < 0 ||
+	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_ALLOWED, &a->allowed, 1)) < 0)
+		return rc;
+	return (int)pos;
+}
+
+int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err)
+{
+	static const char what[] = "attest";
+	seen_set seen = {0};
+	ig_tlv_iter it;
+	uint8_t tag;
+	const uint8_t *v;
+	uint16_t vlen;
+	int rc;
+
+	memset(a, 0, sizeof *a);
+	ig_tlv_iter_init(&it, body, len);
+	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+		switch (tag) {
+		case IG_TAG_ATTEST_ID:
+			if (seen_mark(&seen, tag, what, "id", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (!ig_id_valid((const char *)v, vlen) || copy_string(a->id, sizeof a->id, v, vlen) < 0)
+				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
+			break;
+		case IG_TAG_ATTEST_MEASUREMENT:
+			if (seen_mark(&seen, tag, what, "measurement", err) < 0 ||
+			    fixed_field(what, "measurement", v, vlen, a->measurement, IG_HASH_BYTES, err) < 0)
+				return IG_ERR_CORRUPT;
+			break;
+		case IG_TAG_ATTEST_ALLOWED:
+			if (seen_mark(&seen, tag, what, "allowed", err) < 0)
+				return IG_ERR_CORRUPT;
+			if (vlen != 1 || v[0] > 2)
+				return bad_field(what, "allowed", "must be one byte, 0 (no), 1 (yes) or 2 (no list)", err);
+			a->allowed = v[0];
+			break;
+		default:
+			break;
+		}
+	}
+	if (rc < 0)
+		return truncated_tlv(what, err);
+	if (need(&seen, IG_TAG_ATTEST_ID, what, "id", err) < 0 ||
+	    need(&seen, IG_TAG_ATTEST_MEASUREMENT, what, "measurement", err) < 0 ||
+	    need(&seen, IG_TAG_ATTEST_ALLOWED, what, "allowed", err) < 0)
+		return IG_ERR_CORRUPT;
+	return IG_OK;
+}
+
 /* ---- JSON view ----------------------------------------------------------- */
 
 static bool add_hex(cJSON *obj, const char *name, const uint8_t *bin, size_t len)
@@ -505,7 +817,8 @@ static bool add_typed_fields(cJSON *obj, const ig_record *rec, bool *oom)
 		*oom = !cJSON_AddStringToObject(obj, "id", e.id) ||
 		       !cJSON_AddStringToObject(obj, "role", ig_role_name(e.role)) ||
 		       !add_hex(obj, "pubkey", e.pk, IG_PK_BYTES) ||
-		       !cJSON_AddStringToObject(obj, "by", e.by);
+		       !cJSON_AddStringToObject(obj, "by", e.by) ||
+		       (e.has_join_code && !add_hex(obj, "join_code", e.join_code, sizeof e.join_code));
 		return true;
 	}
 	case IG_REC_REVOKE: {
@@ -515,6 +828,47 @@ static bool add_typed_fields(cJSON *obj, const ig_record *rec, bool *oom)
 		*oom = !cJSON_AddStringToObject(obj, "id", r.id) ||
 		       !cJSON_AddStringToObject(obj, "reason", r.reason) ||
 		       !cJSON_AddStringToObject(obj, "by", r.by);
+		return true;
+	}
+	/* The key-service records hold no secrets (the code hash, never the
+	 * code; the key id, never the key), so everything is shown. */
+	case IG_REC_JOIN_CODE: {
+		ig_join_code_rec j;
+		if (ig_join_code_decode(rec->body, rec->body_len, &j, &err) != IG_OK)
+			return false;
+		*oom = !add_hex(obj, "code_id", j.code_id, sizeof j.code_id) ||
+		       !add_hex(obj, "code_hash", j.hash, IG_HASH_BYTES) ||
+		       !cJSON_AddStringToObject(obj, "role", ig_role_name(j.role)) ||
+		       !cJSON_AddNumberToObject(obj, "expires_at", (double)j.expires_at) ||
+		       !cJSON_AddStringToObject(obj, "by", j.by);
+		return true;
+	}
+	case IG_REC_JOIN_USED: {
+		ig_join_used j;
+		if (ig_join_used_decode(rec->body, rec->body_len, &j, &err) != IG_OK)
+			return false;
+		*oom = !add_hex(obj, "code_id", j.code_id, sizeof j.code_id) ||
+		       !cJSON_AddStringToObject(obj, "id", j.id);
+		return true;
+	}
+	case IG_REC_KEY_ISSUED: {
+		ig_key_issued k;
+		if (ig_key_issued_decode(rec->body, rec->body_len, &k, &err) != IG_OK)
+			return false;
+		*oom = !add_hex(obj, "key_id", k.key_id, sizeof k.key_id) ||
+		       !cJSON_AddStringToObject(obj, "a", k.a) || !cJSON_AddStringToObject(obj, "b", k.b) ||
+		       !cJSON_AddNumberToObject(obj, "expires_at", (double)k.expires_at) ||
+		       !cJSON_AddStringToObject(obj, "suite", k.suite == 1 ? "aes256gcm" : "xchacha20poly1305");
+		return true;
+	}
+	case IG_REC_ATTEST: {
+		ig_attest a;
+		if (ig_attest_decode(rec->body, rec->body_len, &a, &err) != IG_OK)
+			return false;
+		static const char *const allowed[] = {"no", "yes", "unlisted"};
+		*oom = !cJSON_AddStringToObject(obj, "id", a.id) ||
+		       !add_hex(obj, "measurement", a.measurement, IG_HASH_BYTES) ||
+		       !cJSON_AddStringToObject(obj, "allowed", allowed[a.allowed]);
 		return true;
 	}
 	default:

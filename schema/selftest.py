@@ -110,8 +110,25 @@ unknown = {"index": 9, "ts": TS, "type": "unknown", "type_code": 33, "hash": HEX
            "prev": HEX64B, "body": "0100026869"}
 undecodable = {"index": 10, "ts": TS, "type": "enroll", "error": "body does not decode",
                "hash": HEX64, "prev": HEX64B, "body": ""}
+# key-service records (values from the docs/LEDGER.md vectors)
+CODE_ID = "0102030405060708"
+join_code = {"index": 11, "ts": TS, "type": "join_code", "hash": HEX64, "prev": HEX64B,
+             "code_id": CODE_ID, "code_hash": HEX64B, "role": "device", "expires_at": 1700086400,
+             "by": "admin1"}
+join_used = {"index": 12, "ts": TS, "type": "join_used", "hash": HEX64, "prev": HEX64B,
+             "code_id": CODE_ID, "id": "dev9"}
+enroll_joined = with_(enroll, id="dev9", by="join:" + CODE_ID, join_code=CODE_ID)
+key_issued = {"index": 13, "ts": TS, "type": "key_issued", "hash": HEX64, "prev": HEX64B,
+              "key_id": "404142434445464748494a4b4c4d4e4f", "a": "a", "b": "b",
+              "expires_at": 1700003600, "suite": "xchacha20poly1305"}
+attest = {"index": 14, "ts": TS, "type": "attest", "hash": HEX64, "prev": HEX64B,
+          "id": "a", "measurement": HEX64B, "allowed": "yes"}
 EVENT_OK = [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
-            with_(enroll, role="admin"), with_(unknown, body="")]
+            with_(enroll, role="admin"), with_(unknown, body=""),
+            join_code, with_(join_code, role="admin", expires_at=0), join_used, enroll_joined,
+            key_issued, with_(key_issued, suite="aes256gcm"), attest, with_(attest, allowed="no"),
+            with_(attest, allowed="unlisted"), with_(unknown, type_code=20),
+            with_(undecodable, type="key_issued")]
 EVENT_BAD = [
     (with_(genesis, index=1), "genesis not at index 0"),
     (with_(genesis, prev=HEX64), "genesis with a predecessor"),
@@ -136,6 +153,30 @@ EVENT_BAD = [
     (with_(unknown, type="coin"), "unrecognised type name"),
     (with_(undecodable, error="other"), "undecodable with another error text"),
     (with_(genesis, ts=-1), "negative ts"),
+    (with_(join_code, secret="101112131415161718191a1b1c1d1e1f"), "join_code with a secret"),
+    (with_(join_code, code="igjc1-" + "0" * 48), "join_code with the code text"),
+    (with_(join_code, code_id=CODE_ID + "00"), "code_id of 9 bytes"),
+    (with_(join_code, code_id="0a0b0c0d0e0f1a1b".upper()), "uppercase code_id"),
+    (with_(join_code, code_hash=HEX64B[:-2]), "short code_hash"),
+    (with_(join_code, role="none"), "join_code role none"),
+    (with_(join_code, expires_at=-1), "negative expires_at"),
+    (with_(join_code, expires_at=1.5), "fractional expires_at"),
+    (without(join_code, "code_hash"), "join_code without code_hash"),
+    (without(join_used, "id"), "join_used without id"),
+    (with_(join_used, id="dev 9"), "join_used with a bad id"),
+    (with_(enroll, join_code="01020304050607"), "enroll join_code of 7 bytes"),
+    (with_(key_issued, key="00" * 32), "key_issued with key bytes"),
+    (with_(key_issued, key_id="40" * 32), "key_id of 32 bytes"),
+    (with_(key_issued, suite="aes128gcm"), "unknown suite"),
+    (with_(key_issued, suite=1), "numeric suite"),
+    (without(key_issued, "b"), "key_issued without b"),
+    (with_(key_issued, index=0), "key_issued at index 0"),
+    (with_(attest, allowed=True), "boolean allowed"),
+    (with_(attest, allowed="maybe"), "unknown allowed value"),
+    (with_(attest, measurement=HEX64B.upper()), "uppercase measurement"),
+    (without(attest, "measurement"), "attest without measurement"),
+    (with_(unknown, type_code=18), "unknown form with the key_issued type code"),
+    (with_(undecodable, type="coin"), "undecodable with an unknown type name"),
 ]
 
 # ---- stats ----------------------------------------------------------------------

@@ -11,6 +11,7 @@
  */
 #include <cJSON.h>
 #include <getopt.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ig_join.h"
 #include "ig_ledger.h"
 #include "ig_registry.h"
 
@@ -545,6 +547,58 @@ out:
 	return exit_code;
 }
 
+/* join-code: the codes derive from the cluster-head key, which only a
+ * writer holds, so this needs the ledger unlocked like enroll. */
+static int offline_join_codes(const char *dir, const char *cluster, const ig_admin_cmd *cmd, cJSON **resp)
+{
+	ig_ledger *l = NULL;
+	ig_error err = { 0 };
+	ig_ledger_open_opts opts = { .writer = true };
+	int rc = ig_ledger_open(&l, dir, &opts, &err);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg);
+		return cli_exit_for(rc);
+	}
+	int exit_code = check_cluster(dir, ig_ledger_cluster(l), cluster);
+	ig_join_key jk;
+	ig_join_key_derive(&jk, ig_ledger_ch_sk(l));
+	uint64_t expires = (uint64_t)time(NULL) + cmd->ttl;
+	cJSON *codes = cJSON_CreateArray();
+	char by[IG_BY_MAX + 1];
+	offline_by(by, sizeof by);
+	for (uint32_t i = 0; exit_code == CLI_EXIT_OK && i < cmd->count; i++) {
+		ig_join_code_rec r = { .role = cmd->role, .expires_at = expires };
+		char text[IG_JOIN_CODE_TEXT_LEN + 1];
+		ig_join_code_new(&jk, r.code_id, r.hash, text);
+		snprintf(r.by, sizeof r.by, "%s", by);
+		uint8_t body[256];
+		int n = ig_join_code_encode(body, sizeof body, &r);
+		if (n < 0 || ig_ledger_append(l, IG_REC_JOIN_CODE, body, (size_t)n, NULL, &err) != IG_OK) {
+			cli_error("cannot record join code %u: %s", i + 1, n < 0 ? "encoding failed" : err.msg);
+			exit_code = CLI_EXIT_ERR;
+		} else {
+			cJSON_AddItemToArray(codes, cJSON_CreateString(text));
+		}
+		sodium_memzero(text, sizeof text);
+	}
+	sodium_memzero(&jk, sizeof jk);
+	ig_ledger_close(l);
+	if (exit_code != CLI_EXIT_OK) {
+		cJSON_Delete(codes);
+		return exit_code;
+	}
+	*resp = response_new(cmd, true);
+	if (!*resp) {
+		cJSON_Delete(codes);
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	cJSON_AddStringToObject(*resp, "role", ig_role_name(cmd->role));
+	cJSON_AddNumberToObject(*resp, "expires_at", (double)expires);
+	cJSON_AddItemToObject(*resp, "codes", codes);
+	return CLI_EXIT_OK;
+}
+
 /* list/get: read through the verifier, so no lock is needed. */
 static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
                         ig_registry *reg, cJSON **resp)
@@ -609,7 +663,9 @@ int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_
 		return CLI_EXIT_ERR;
 	}
 	int rc;
-	if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE)
+	if (cmd->kind == IG_ADMIN_JOIN_CODES)
+		rc = offline_join_codes(ledger_dir, cluster, cmd, resp);
+	else if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE)
 		rc = offline_change(ledger_dir, cluster, cmd, reg, resp);
 	else
 		rc = offline_read(ledger_dir, cluster, cmd, reg, resp);

@@ -135,12 +135,12 @@ static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
 enum {
 	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
 	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
-	OPT_OFFSET, OPT_LIMIT,
+	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT,
 };
 
 /* Which identity commands accept an option (bit per ig_admin_kind). */
 #define K(kind) (1u << (kind))
-#define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET))
+#define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET) | K(IG_ADMIN_JOIN_CODES))
 
 static const struct {
 	struct option opt;
@@ -158,7 +158,9 @@ static const struct {
 	{ { "help", no_argument, NULL, OPT_HELP }, K_ALL },
 	{ { "id", required_argument, NULL, OPT_ID }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) },
 	{ { "pubkey", required_argument, NULL, OPT_PUBKEY }, K(IG_ADMIN_ENROLL) },
-	{ { "role", required_argument, NULL, OPT_ROLE }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) },
+	{ { "role", required_argument, NULL, OPT_ROLE }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
+	{ { "ttl", required_argument, NULL, OPT_TTL }, K(IG_ADMIN_JOIN_CODES) },
+	{ { "count", required_argument, NULL, OPT_COUNT }, K(IG_ADMIN_JOIN_CODES) },
 	{ { "reason", required_argument, NULL, OPT_REASON }, K(IG_ADMIN_REVOKE) },
 	{ { "status", required_argument, NULL, OPT_STATUS }, K(IG_ADMIN_LIST) },
 	{ { "offset", required_argument, NULL, OPT_OFFSET }, K(IG_ADMIN_LIST) },
@@ -211,6 +213,15 @@ static void identity_help(ig_admin_kind kind)
 		printf("Usage: iotguard get --id ID (--ledger DIR | --host HOST ...)\n"
 		       "Shows one identity.\n\n"
 		       "  --id ID              the identity to show\n");
+		break;
+	case IG_ADMIN_JOIN_CODES:
+		printf("Usage: iotguard join-code --role ROLE [--ttl SECONDS] [--count N] (--ledger DIR | --host HOST ...)\n"
+		       "Creates one-time join codes; a device joins with 'iotguard-agent ... --join-code CODE'.\n"
+		       "The codes are printed once, one per line; the ledger keeps only their hashes.\n\n"
+		       "  --role ROLE          the role a device joining with a code gets\n"
+		       "  --ttl SECONDS        how long the codes stay usable (default %d, at most %d)\n"
+		       "  --count N            how many codes (default 1, at most %d)\n",
+		       IG_JOIN_CODE_TTL_DEFAULT, IG_JOIN_CODE_TTL_MAX, IG_ADMIN_JOIN_CODES_MAX);
 		break;
 	}
 	printf("\n%s", where_help);
@@ -345,6 +356,22 @@ static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_js
 	case IG_ADMIN_LIST:
 		print_identity_table(resp);
 		break;
+	case IG_ADMIN_JOIN_CODES: {
+		/* Only the codes go to stdout, one per line, so they can be piped
+		 * to the devices; this is the one time they are shown. */
+		const cJSON *codes = cJSON_GetObjectItemCaseSensitive(resp, "codes"), *c;
+		uint64_t expires = 0;
+		json_u64(resp, "expires_at", &expires);
+		cJSON_ArrayForEach(c, codes)
+			if (cJSON_IsString(c))
+				printf("%s\n", c->valuestring);
+		char when[64];
+		cli_format_ts(when, sizeof when, expires * 1000);
+		fprintf(stderr, "iotguard join-code: %d one-time code(s) for role %s, valid until %s; "
+		                "they are not stored anywhere and cannot be shown again\n",
+		        cJSON_GetArraySize(codes), ig_role_name(cmd->role), when);
+		break;
+	}
 	}
 	return CLI_EXIT_OK;
 }
@@ -405,6 +432,16 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 				return cli_usage_hint();
 			cmd.limit = (uint32_t)v;  /* 0 (unset) means all, to both runners */
 			break;
+		case OPT_TTL:
+			if (!cli_parse_u64("--ttl", optarg, 60, IG_JOIN_CODE_TTL_MAX, &v))
+				return cli_usage_hint();
+			cmd.ttl = (uint32_t)v;
+			break;
+		case OPT_COUNT:
+			if (!cli_parse_u64("--count", optarg, 1, IG_ADMIN_JOIN_CODES_MAX, &v))
+				return cli_usage_hint();
+			cmd.count = (uint32_t)v;
+			break;
 		default:
 			return cli_bad_option(c, argv);
 		}
@@ -412,7 +449,16 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 	if (!cli_no_extra_args(argc, argv, optind))
 		return cli_usage_hint();
 
-	if (kind != IG_ADMIN_LIST) {
+	if (kind == IG_ADMIN_JOIN_CODES) {
+		if (!role) {
+			cli_error("--role is required (the role devices joining with these codes get)");
+			return cli_usage_hint();
+		}
+		if (!cmd.ttl)
+			cmd.ttl = IG_JOIN_CODE_TTL_DEFAULT;
+		if (!cmd.count)
+			cmd.count = 1;
+	} else if (kind != IG_ADMIN_LIST) {
 		if (!id) {
 			cli_error("--id is required");
 			return cli_usage_hint();
@@ -495,6 +541,7 @@ int cmd_enroll(int argc, char **argv) { return identity_command(IG_ADMIN_ENROLL,
 int cmd_revoke(int argc, char **argv) { return identity_command(IG_ADMIN_REVOKE, argc, argv); }
 int cmd_list(int argc, char **argv) { return identity_command(IG_ADMIN_LIST, argc, argv); }
 int cmd_get(int argc, char **argv) { return identity_command(IG_ADMIN_GET, argc, argv); }
+int cmd_join_code(int argc, char **argv) { return identity_command(IG_ADMIN_JOIN_CODES, argc, argv); }
 
 /* ---- dispatch ------------------------------------------------------------ */
 
@@ -511,6 +558,7 @@ static const struct {
 	{ "revoke", cmd_revoke, "revoke an identity (offline or via the broker)" },
 	{ "list", cmd_list, "list identities" },
 	{ "get", cmd_get, "show one identity" },
+	{ "join-code", cmd_join_code, "create one-time join codes for new devices" },
 	{ "verify", cmd_verify, "check a ledger end to end" },
 	{ "show", cmd_show, "print ledger records" },
 };

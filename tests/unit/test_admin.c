@@ -38,7 +38,8 @@ Test(admin, kind_names)
 	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_LIST), "list_identities");
 	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_GET), "get_identity");
 	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)0), "unknown");
-	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)5), "unknown");
+	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_JOIN_CODES), "create_join_codes");
+	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)6), "unknown");
 }
 
 Test(admin, parse_enroll)
@@ -286,6 +287,11 @@ static void round_trip(const ig_admin_cmd *in)
 		cr_expect_eq(out.offset, in->offset);
 		cr_expect_eq(out.limit, in->limit);
 		break;
+	case IG_ADMIN_JOIN_CODES:
+		cr_expect_eq(out.role, in->role);
+		cr_expect_eq(out.ttl, in->ttl);
+		cr_expect_eq(out.count, in->count);
+		break;
 	}
 	cJSON_Delete(root);
 	free(json);
@@ -326,6 +332,36 @@ Test(admin, build_parse_round_trip)
 	}
 	l = (ig_admin_cmd){.kind = IG_ADMIN_LIST, .status_filter = IG_ID_ACTIVE, .offset = 7, .limit = 1};
 	round_trip(&l);
+
+	ig_admin_cmd j = {.kind = IG_ADMIN_JOIN_CODES, .role = IG_ROLE_DEVICE, .ttl = 600, .count = IG_ADMIN_JOIN_CODES_MAX};
+	round_trip(&j);
+}
+
+Test(admin, join_codes_defaults_and_limits)
+{
+	ig_admin_cmd cmd;
+	ig_error err = {0};
+	cJSON *o = cJSON_Parse("{\"command\":\"create_join_codes\",\"role\":\"device\"}");
+	cr_assert_eq(ig_admin_parse_command(o, &cmd, &err), IG_OK, "%s", err.msg);
+	cr_expect_eq(cmd.kind, IG_ADMIN_JOIN_CODES);
+	cr_expect_eq(cmd.ttl, IG_JOIN_CODE_TTL_DEFAULT);
+	cr_expect_eq(cmd.count, 1);
+	cJSON_Delete(o);
+	const char *bad[] = {
+		"{\"command\":\"create_join_codes\"}",
+		"{\"command\":\"create_join_codes\",\"role\":\"king\"}",
+		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"count\":0}",
+		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"count\":101}",
+		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"ttl\":59}",
+		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"ttl\":2592001}",
+		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"id\":\"x\"}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		o = cJSON_Parse(bad[i]);
+		cr_assert_not_null(o);
+		cr_expect_neq(ig_admin_parse_command(o, &cmd, &err), IG_OK, "accepted %s", bad[i]);
+		cJSON_Delete(o);
+	}
 }
 
 Test(admin, built_request_shape)

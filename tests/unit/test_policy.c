@@ -702,3 +702,179 @@ Test(policy, fuzz_policy_allows_never_crashes)
 	}
 	ig_policy_free(p);
 }
+
+/* ---- key service (issue 3): entropy, m2m, pairs, measurements ------------ */
+
+Test(policy, entropy_topics_are_write_only)
+{
+	ig_policy *p = default_policy();
+	const char *ids[] = {"dev1", "dev2"};
+	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++) {
+		for (size_t k = 0; k < 2; k++) {
+			char topic[64];
+			snprintf(topic, sizeof topic, "iotguard/C/dev/%s/entropy", ids[k]);
+			cr_expect_not(ig_policy_allows(p, (ig_role)r, READ, "C", "dev1", topic), "%s reads %s",
+			              ig_role_name((ig_role)r), topic);
+			cr_expect_not(ig_policy_allows(p, (ig_role)r, SUB, "C", "dev1", topic), "%s subscribes %s",
+			              ig_role_name((ig_role)r), topic);
+		}
+		const char *filters[] = {"iotguard/C/dev/+/entropy", "iotguard/C/dev/dev1/+", "iotguard/C/dev/dev1/#",
+		                         "iotguard/C/dev/#", "iotguard/C/#", "#"};
+		for (size_t k = 0; k < sizeof filters / sizeof filters[0]; k++)
+			cr_expect_not(ig_policy_allows(p, (ig_role)r, SUB, "C", "dev1", filters[k]), "%s subscribes %s",
+			              ig_role_name((ig_role)r), filters[k]);
+	}
+	/* a device publishes only its own entropy, never retained */
+	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", "iotguard/C/dev/dev1/entropy"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", "iotguard/C/dev/dev2/entropy"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, RET, "C", "dev1", "iotguard/C/dev/dev1/entropy"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_ANALYST, PUB, "C", "dev1", "iotguard/C/dev/dev1/entropy"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_MONITOR, PUB, "C", "dev1", "iotguard/C/dev/dev1/entropy"));
+	ig_policy_free(p);
+}
+
+Test(policy, m2m_topic_rights)
+{
+	/* iotguard/C/m2m/<to>/<from>: a sender names itself as <from>, a
+	 * receiver reads only what is addressed to it */
+	static const access_case peer_cases[] = {
+		{PUB, "iotguard/C/m2m/dev2/dev1", true}, {PUB, "iotguard/C/m2m/dev1/dev1", true},
+		{PUB, "iotguard/C/m2m/dev1/dev2", false}, {PUB, "iotguard/C/m2m/dev2/dev3", false},
+		{PUB, "iotguard/C/m2m/dev2", false}, {PUB, "iotguard/C/m2m/dev2/dev1/x", false},
+		{PUB, "iotguard/D/m2m/dev2/dev1", false}, {RET, "iotguard/C/m2m/dev2/dev1", false},
+		{SUB, "iotguard/C/m2m/dev1/+", true}, {SUB, "iotguard/C/m2m/dev1/dev2", true},
+		{SUB, "iotguard/C/m2m/dev2/+", false}, {SUB, "iotguard/C/m2m/+/dev1", false},
+		{SUB, "iotguard/C/m2m/#", false}, {SUB, "iotguard/C/m2m/dev1/#", false},
+		{SUB, "iotguard/C/m2m/+/+", false},
+		{READ, "iotguard/C/m2m/dev1/dev2", true}, {READ, "iotguard/C/m2m/dev2/dev1", false},
+		{READ, "iotguard/C/m2m/dev1/dev2/x", false},
+	};
+	static const access_case watcher_cases[] = {
+		{SUB, "iotguard/C/m2m/#", true}, {SUB, "iotguard/C/m2m/+/+", true},
+		{SUB, "iotguard/C/m2m/dev1/dev2", true}, {READ, "iotguard/C/m2m/dev1/dev2", true},
+		{SUB, "iotguard/D/m2m/#", false}, {PUB, "iotguard/C/m2m/dev1/mon1", false},
+		{PUB, "iotguard/C/m2m/mon1/dev1", false},
+	};
+	ig_policy *p = default_policy();
+	check_cases(p, IG_ROLE_DEVICE, "dev1", peer_cases, sizeof peer_cases / sizeof peer_cases[0]);
+	check_cases(p, IG_ROLE_ANALYST, "dev1", peer_cases, sizeof peer_cases / sizeof peer_cases[0]);
+	check_cases(p, IG_ROLE_MONITOR, "mon1", watcher_cases, sizeof watcher_cases / sizeof watcher_cases[0]);
+	check_cases(p, IG_ROLE_ADMIN, "mon1", watcher_cases, sizeof watcher_cases / sizeof watcher_cases[0]);
+	ig_policy_free(p);
+}
+
+Test(policy, pair_rule_needs_both_sides)
+{
+	ig_policy *p = default_policy();
+	cr_expect(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_DEVICE));
+	for (int a = IG_ROLE_DEVICE; a < IG_ROLE_COUNT; a++)
+		for (int b = IG_ROLE_DEVICE; b < IG_ROLE_COUNT; b++)
+			if (a != IG_ROLE_DEVICE || b != IG_ROLE_DEVICE)
+				cr_expect_not(ig_policy_pair_allowed(p, (ig_role)a, (ig_role)b), "%d-%d", a, b);
+	ig_policy_free(p);
+
+	p = parse_ok("{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"analyst\"]}}");
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_ANALYST), "analyst did not list device");
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_ANALYST, IG_ROLE_DEVICE));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_DEVICE));
+	ig_policy_free(p);
+
+	p = parse_ok("{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"analyst\",\"device\"],"
+	             "\"analyst\":[\"device\"],\"admin\":[]}}");
+	cr_expect(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_ANALYST));
+	cr_expect(ig_policy_pair_allowed(p, IG_ROLE_ANALYST, IG_ROLE_DEVICE));
+	cr_expect(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_DEVICE));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_ANALYST, IG_ROLE_ANALYST));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_ADMIN, IG_ROLE_DEVICE));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_NONE, IG_ROLE_DEVICE));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, (ig_role)5));
+	cr_expect_not(ig_policy_pair_allowed(p, (ig_role)-1, IG_ROLE_DEVICE));
+	cr_expect_not(ig_policy_pair_allowed(NULL, IG_ROLE_DEVICE, IG_ROLE_DEVICE));
+	ig_policy_free(p);
+
+	p = parse_ok("{\"version\":1,\"roles\":{}}");
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, IG_ROLE_DEVICE), "no m2m section: no pairs");
+	ig_policy_free(p);
+}
+
+Test(policy, measurement_lists)
+{
+	uint8_t m1[32], m2[32];
+	for (int i = 0; i < 32; i++) {
+		m1[i] = (uint8_t)i;
+		m2[i] = (uint8_t)(0xa0 + i);
+	}
+	ig_policy *p = default_policy();
+	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
+		cr_expect_eq(ig_policy_measurement_allowed(p, (ig_role)r, m1), 2, "default has no lists");
+	ig_policy_free(p);
+
+	p = parse_ok("{\"version\":1,\"roles\":{},\"attestation\":{"
+	             "\"device\":[\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\","
+	             "\"FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF\"],"
+	             "\"monitor\":[]}}");
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_DEVICE, m1), 1);
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_DEVICE, m2), 0);
+	uint8_t ff[32];
+	memset(ff, 0xff, 32);
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_DEVICE, ff), 1, "upper-case hex is accepted");
+	m1[31] ^= 1;
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_DEVICE, m1), 0, "one bit off");
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_ANALYST, m1), 2);
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_MONITOR, m1), 0, "empty list allows nothing");
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_DEVICE, NULL), 0);
+	cr_expect_eq(ig_policy_measurement_allowed(p, IG_ROLE_NONE, m1), 0);
+	cr_expect_eq(ig_policy_measurement_allowed(NULL, IG_ROLE_DEVICE, m1), 0);
+	ig_policy_free(p);
+}
+
+Test(policy, malformed_key_service_sections_are_rejected)
+{
+#define H64 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	struct { const char *json, *needle; } cases[] = {
+		{"{\"version\":1,\"roles\":{},\"m2m\":[]}", "m2m: must be an object"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":null}", "m2m: must be an object"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{},\"m2m\":{}}", "key \"m2m\" appears twice"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"robot\":[]}}", "m2m: unknown role \"robot\""},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":\"device\"}}", "m2m.device: must be an array"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[1]}}", "m2m.device[0]: must be a role name"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"device\",null]}}", "m2m.device[1]: must be a role"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"Device\"]}}", "m2m.device[0]: unknown role \"Device\""},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"none\"]}}", "unknown role \"none\""},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[\"device\",\"device\"]}}", "m2m.device[1]: \"device\" is "
+		 "listed twice"},
+		{"{\"version\":1,\"roles\":{},\"m2m\":{\"device\":[],\"device\":[]}}", "m2m: key \"device\" appears twice"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":[]}", "attestation: must be an object"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"robot\":[]}}", "attestation: unknown role \"robot\""},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":{}}}", "attestation.device: must be an array"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[7]}}", "attestation.device[0]: must be a string"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[\"" H64 "0\"]}}", "attestation.device[0]: '"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[\"" H64 "\",\"00\"]}}",
+		 "attestation.device[1]: '00' is not 64 hex characters"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[\"\"]}}", "is not 64 hex"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":"
+		 "[\"g00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"]}}", "is not 64 hex"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":"
+		 "[\" 00102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\"]}}", "is not 64 hex"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[\"" H64 "\",\"" H64 "\"]}}",
+		 "attestation.device[1]: measurement is listed twice"},
+		{"{\"version\":1,\"roles\":{},\"attestation\":{\"device\":[],\"device\":[]}}",
+		 "attestation: key \"device\" appears twice"},
+		{"{\"version\":1,\"roles\":{},\"attest\":{}}", "unknown top-level key \"attest\""},
+	};
+#undef H64
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ig_policy *p = (ig_policy *)1;
+		ig_error err = {0};
+		int rc = ig_policy_parse(cases[i].json, strlen(cases[i].json), &p, &err);
+		cr_expect_eq(rc, IG_ERR_INVAL, "case %zu should fail: %s", i, cases[i].json);
+		cr_expect_null(p, "case %zu leaves no policy", i);
+		cr_expect_not_null(strstr(err.msg, cases[i].needle), "case %zu: message '%s' should contain '%s'", i,
+		                   err.msg, cases[i].needle);
+		if (rc == IG_OK)
+			ig_policy_free(p);
+	}
+	/* the sections are optional and may be empty */
+	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{},\"m2m\":{},\"attestation\":{}}");
+	ig_policy_free(p);
+}

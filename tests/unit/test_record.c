@@ -459,8 +459,12 @@ Test(record, status_texts_and_type_names)
 	cr_assert_str_eq(ig_record_type_name(IG_REC_GENESIS), "genesis");
 	cr_assert_str_eq(ig_record_type_name(IG_REC_ENROLL), "enroll");
 	cr_assert_str_eq(ig_record_type_name(IG_REC_REVOKE), "revoke");
+	cr_assert_str_eq(ig_record_type_name(IG_REC_JOIN_CODE), "join_code");
+	cr_assert_str_eq(ig_record_type_name(IG_REC_JOIN_USED), "join_used");
+	cr_assert_str_eq(ig_record_type_name(IG_REC_KEY_ISSUED), "key_issued");
+	cr_assert_str_eq(ig_record_type_name(IG_REC_ATTEST), "attest");
 	cr_assert_str_eq(ig_record_type_name(0), "unknown");
-	cr_assert_str_eq(ig_record_type_name(16), "unknown");
+	cr_assert_str_eq(ig_record_type_name(20), "unknown");
 	cr_assert_str_eq(ig_record_type_name(0xffff), "unknown");
 }
 
@@ -1041,4 +1045,549 @@ Test(json, utf8_reason_survives, .init = setup)
 	cJSON *o = json_of(&r);
 	cr_assert_str_eq(jstr(o, "reason"), rv.reason);
 	cJSON_Delete(o);
+}
+
+/* ---- key-service records (join codes, session keys, attestation) -------- */
+
+/* Bodies pinned here and printed in docs/LEDGER.md (section 12); computed
+ * independently (Python, hashlib) from the documented TLV layout. */
+#define VEC_CODE_HASH "ecbd279cae1730819119a4681232f876fd6aab5e1abcc50c532e49e909315234"
+#define VEC_JOIN_CODE_BODY                                                                       \
+	"0100080102030405060708020020ecbd279cae1730819119a4681232f876fd6aab5e1abcc50c532e49e90931" \
+	"523403000101040008000000006555428005000661646d696e31"
+#define VEC_JOIN_USED_BODY "010008010203040506070802000464657639"
+#define VEC_ENROLL_JOIN_BODY                                                                     \
+	"010004646576390200010103002029acbae141bccaf0b22e1a94d34d0bc7361e526d0bfe12c89794bc932296" \
+	"6dd70400156a6f696e3a303130323033303430353036303730380500080102030405060708"
+#define VEC_KEY_ISSUED_BODY "010010404142434445464748494a4b4c4d4e4f0200016103000162040008000000006553ff1005000102"
+#define VEC_MEASUREMENT "5cb0645e6260cd1c687dcdcbf6f82b8533b4a5ca2cf33f7cd02964d1dfdd4fa2"
+#define VEC_ATTEST_BODY "010001610200205cb0645e6260cd1c687dcdcbf6f82b8533b4a5ca2cf33f7cd02964d1dfdd4fa203000101"
+
+static ig_join_code_rec sample_join_code(void)
+{
+	ig_join_code_rec j;
+	memset(&j, 0, sizeof j);
+	for (int i = 0; i < 8; i++)
+		j.code_id[i] = (uint8_t)(1 + i);
+	cr_assert_eq(ig_hex_decode(j.hash, 32, VEC_CODE_HASH, 64), IG_OK);
+	j.role = IG_ROLE_DEVICE;
+	j.expires_at = 1700086400;
+	strcpy(j.by, "admin1");
+	return j;
+}
+
+static ig_join_used sample_join_used(void)
+{
+	ig_join_used j;
+	memset(&j, 0, sizeof j);
+	for (int i = 0; i < 8; i++)
+		j.code_id[i] = (uint8_t)(1 + i);
+	strcpy(j.id, "dev9");
+	return j;
+}
+
+static ig_enroll sample_join_enroll(void)
+{
+	ig_enroll e;
+	memset(&e, 0, sizeof e);
+	strcpy(e.id, "dev9");
+	e.role = IG_ROLE_DEVICE;
+	cr_assert_eq(ig_hex_decode(e.pk, 32, VEC_DEV_PK, 64), IG_OK);
+	strcpy(e.by, "join:0102030405060708");
+	e.has_join_code = true;
+	for (int i = 0; i < 8; i++)
+		e.join_code[i] = (uint8_t)(1 + i);
+	return e;
+}
+
+static ig_key_issued sample_key_issued(void)
+{
+	ig_key_issued k;
+	memset(&k, 0, sizeof k);
+	for (int i = 0; i < 16; i++)
+		k.key_id[i] = (uint8_t)(0x40 + i);
+	strcpy(k.a, "a");
+	strcpy(k.b, "b");
+	k.expires_at = 1700003600;
+	k.suite = 2;
+	return k;
+}
+
+static ig_attest sample_attest(void)
+{
+	ig_attest a;
+	memset(&a, 0, sizeof a);
+	strcpy(a.id, "a");
+	cr_assert_eq(ig_hex_decode(a.measurement, 32, VEC_MEASUREMENT, 64), IG_OK);
+	a.allowed = 1;
+	return a;
+}
+
+Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
+{
+	uint8_t body[512];
+	ig_error err = {0};
+	int n;
+
+	ig_join_code_rec jc = sample_join_code(), jc2;
+	n = ig_join_code_encode(body, sizeof body, &jc);
+	cr_assert_eq(n, 70);
+	assert_hex(body, (size_t)n, VEC_JOIN_CODE_BODY);
+	cr_assert_eq(ig_join_code_decode(body, (size_t)n, &jc2, &err), IG_OK, "%s", err.msg);
+	cr_assert_arr_eq(jc2.code_id, jc.code_id, 8);
+	cr_assert_arr_eq(jc2.hash, jc.hash, 32);
+	cr_assert_eq(jc2.role, IG_ROLE_DEVICE);
+	cr_assert_eq(jc2.expires_at, 1700086400u);
+	cr_assert_str_eq(jc2.by, "admin1");
+
+	ig_join_used ju = sample_join_used(), ju2;
+	n = ig_join_used_encode(body, sizeof body, &ju);
+	assert_hex(body, (size_t)n, VEC_JOIN_USED_BODY);
+	cr_assert_eq(ig_join_used_decode(body, (size_t)n, &ju2, &err), IG_OK, "%s", err.msg);
+	cr_assert_arr_eq(ju2.code_id, ju.code_id, 8);
+	cr_assert_str_eq(ju2.id, "dev9");
+
+	ig_enroll en = sample_join_enroll(), en2;
+	n = ig_enroll_encode(body, sizeof body, &en);
+	assert_hex(body, (size_t)n, VEC_ENROLL_JOIN_BODY);
+	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &en2, &err), IG_OK, "%s", err.msg);
+	cr_assert(en2.has_join_code);
+	cr_assert_arr_eq(en2.join_code, en.join_code, 8);
+	cr_assert_str_eq(en2.by, "join:0102030405060708");
+
+	ig_key_issued ki = sample_key_issued(), ki2;
+	n = ig_key_issued_encode(body, sizeof body, &ki);
+	assert_hex(body, (size_t)n, VEC_KEY_ISSUED_BODY);
+	cr_assert_eq(ig_key_issued_decode(body, (size_t)n, &ki2, &err), IG_OK, "%s", err.msg);
+	cr_assert_arr_eq(ki2.key_id, ki.key_id, 16);
+	cr_assert_str_eq(ki2.a, "a");
+	cr_assert_str_eq(ki2.b, "b");
+	cr_assert_eq(ki2.expires_at, 1700003600u);
+	cr_assert_eq(ki2.suite, 2);
+
+	ig_attest at = sample_attest(), at2;
+	n = ig_attest_encode(body, sizeof body, &at);
+	assert_hex(body, (size_t)n, VEC_ATTEST_BODY);
+	cr_assert_eq(ig_attest_decode(body, (size_t)n, &at2, &err), IG_OK, "%s", err.msg);
+	cr_assert_str_eq(at2.id, "a");
+	cr_assert_arr_eq(at2.measurement, at.measurement, 32);
+	cr_assert_eq(at2.allowed, 1);
+}
+
+Test(keyservice, doc_prints_the_bodies)
+{
+	const char *doc = read_doc();
+	const char *vecs[] = {VEC_CODE_HASH,       VEC_JOIN_CODE_BODY, VEC_JOIN_USED_BODY, VEC_ENROLL_JOIN_BODY,
+	                      VEC_KEY_ISSUED_BODY, VEC_MEASUREMENT,    VEC_ATTEST_BODY};
+	for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
+		cr_assert_not_null(strstr(doc, vecs[i]), "docs/LEDGER.md lacks key-service vector %zu (%.16s...)", i,
+		                   vecs[i]);
+}
+
+Test(keyservice, enroll_without_code_keeps_old_bytes, .init = setup)
+{
+	/* has_join_code false: no tag 5, the body is byte-identical to the
+	 * issue-1 layout (the doc vector). */
+	uint8_t ch_pk[32], dev_pk[32], body[256];
+	vec_keys(ch_pk, dev_pk);
+	ig_enroll e = {.role = IG_ROLE_DEVICE};
+	strcpy(e.id, "dev1");
+	memcpy(e.pk, dev_pk, 32);
+	strcpy(e.by, "offline:root");
+	memset(e.join_code, 0xab, 8); /* ignored without has_join_code */
+	int n = ig_enroll_encode(body, sizeof body, &e);
+	cr_assert_eq(n, 61);
+	uint8_t frame[512];
+	size_t fl = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	cr_assert_arr_eq(body, frame + 60, fl - 64);
+	ig_enroll d;
+	ig_error err = {0};
+	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &d, &err), IG_OK);
+	cr_assert_not(d.has_join_code);
+}
+
+Test(keyservice, enroll_join_code_tag_rules, .init = setup)
+{
+	uint8_t pk[32] = {1}, role = IG_ROLE_DEVICE, code[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, body[512];
+	ig_enroll e;
+	ig_error err = {0};
+	const tlv_spec base[] = {
+		{IG_TAG_ENROLL_ID, "dev1", 4}, {IG_TAG_ENROLL_ROLE, &role, 1},
+		{IG_TAG_ENROLL_PK, pk, 32},    {IG_TAG_ENROLL_BY, "join:x", 6},
+	};
+	tlv_spec s[6];
+	memcpy(s, base, sizeof base);
+	/* Wrong lengths. */
+	const size_t bad_lens[] = {0, 7, 9};
+	for (size_t i = 0; i < 3; i++) {
+		s[4] = (tlv_spec){IG_TAG_ENROLL_JOIN_CODE, code, bad_lens[i]};
+		size_t n = build(body, sizeof body, s, 5);
+		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT, "len %zu", bad_lens[i]);
+		cr_assert_not_null(strstr(err.msg, "'join_code'"), "%s", err.msg);
+	}
+	/* Twice. */
+	s[4] = (tlv_spec){IG_TAG_ENROLL_JOIN_CODE, code, 8};
+	s[5] = s[4];
+	size_t n = build(body, sizeof body, s, 6);
+	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+	cr_assert_not_null(strstr(err.msg, "twice"), "%s", err.msg);
+	/* Once, anywhere. */
+	tlv_spec first[5] = {s[4], base[0], base[1], base[2], base[3]};
+	n = build(body, sizeof body, first, 5);
+	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert(e.has_join_code);
+	cr_assert_arr_eq(e.join_code, code, 8);
+}
+
+/* Each required tag missing and each twice, for one typed decoder. */
+typedef int (*decode_fn)(const uint8_t *, size_t, void *, ig_error *);
+
+static void check_required(const char *what, decode_fn decode, void *out, const tlv_spec *full, size_t count,
+                           const char *const *names)
+{
+	uint8_t body[512];
+	ig_error err = {0};
+	size_t n = build(body, sizeof body, full, count);
+	cr_assert_eq(decode(body, n, out, &err), IG_OK, "%s: %s", what, err.msg);
+	for (size_t skip = 0; skip < count; skip++) {
+		tlv_spec s[8];
+		size_t k = 0;
+		for (size_t i = 0; i < count; i++)
+			if (i != skip)
+				s[k++] = full[i];
+		n = build(body, sizeof body, s, k);
+		cr_assert_eq(decode(body, n, out, &err), IG_ERR_CORRUPT, "%s without %s", what, names[skip]);
+		cr_assert_not_null(strstr(err.msg, names[skip]), "%s: %s", what, err.msg);
+		cr_assert_not_null(strstr(err.msg, "missing"), "%s: %s", what, err.msg);
+		cr_assert_not_null(strstr(err.msg, what), "%s: %s", what, err.msg);
+
+		tlv_spec d[9];
+		memcpy(d, full, count * sizeof *full);
+		d[count] = full[skip];
+		n = build(body, sizeof body, d, count + 1);
+		cr_assert_eq(decode(body, n, out, &err), IG_ERR_CORRUPT, "%s with %s twice", what, names[skip]);
+		cr_assert_not_null(strstr(err.msg, "twice"), "%s: %s", what, err.msg);
+	}
+	/* Unknown tags ignored; truncation is corrupt. */
+	tlv_spec u[9];
+	memcpy(u, full, count * sizeof *full);
+	u[count] = (tlv_spec){200, "future", 6};
+	n = build(body, sizeof body, u, count + 1);
+	cr_assert_eq(decode(body, n, out, &err), IG_OK, "%s: %s", what, err.msg);
+	n = build(body, sizeof body, full, count);
+	for (size_t cut = 1; cut < n; cut++)
+		cr_assert_eq(decode(body, n - cut, out, &err), IG_ERR_CORRUPT, "%s cut %zu", what, cut);
+}
+
+static int dec_join_code(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_join_code_decode(b, n, o, e); }
+static int dec_join_used(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_join_used_decode(b, n, o, e); }
+static int dec_key_issued(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_key_issued_decode(b, n, o, e); }
+static int dec_attest(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_attest_decode(b, n, o, e); }
+
+Test(keyservice, missing_duplicate_unknown_truncated, .init = setup)
+{
+	uint8_t id8[8] = {1, 2, 3, 4, 5, 6, 7, 8}, h32[32] = {9}, id16[16] = {4}, exp[8] = {0, 0, 0, 0, 1, 2, 3, 4};
+	uint8_t role = 1, suite = 1, allowed = 2;
+
+	ig_join_code_rec jc;
+	const tlv_spec jcs[] = {{1, id8, 8}, {2, h32, 32}, {3, &role, 1}, {4, exp, 8}, {5, "admin", 5}};
+	const char *const jcn[] = {"'code_id'", "'code_hash'", "'role'", "'expires_at'", "'by'"};
+	check_required("join_code", dec_join_code, &jc, jcs, 5, jcn);
+
+	ig_join_used ju;
+	const tlv_spec jus[] = {{1, id8, 8}, {2, "dev9", 4}};
+	const char *const jun[] = {"'code_id'", "'id'"};
+	check_required("join_used", dec_join_used, &ju, jus, 2, jun);
+
+	ig_key_issued ki;
+	const tlv_spec kis[] = {{1, id16, 16}, {2, "a", 1}, {3, "b", 1}, {4, exp, 8}, {5, &suite, 1}};
+	const char *const kin[] = {"'key_id'", "'a'", "'b'", "'expires_at'", "'suite'"};
+	check_required("key_issued", dec_key_issued, &ki, kis, 5, kin);
+	uint8_t body[256];
+	size_t n = build(body, sizeof body, kis, 5);
+	cr_assert_eq(ig_key_issued_decode(body, n, &ki, NULL), IG_OK);
+	cr_assert_eq(ki.expires_at, 0x01020304u);
+	cr_assert_eq(ki.suite, 1);
+
+	ig_attest at;
+	const tlv_spec ats[] = {{1, "dev1", 4}, {2, h32, 32}, {3, &allowed, 1}};
+	const char *const atn[] = {"'id'", "'measurement'", "'allowed'"};
+	check_required("attest", dec_attest, &at, ats, 3, atn);
+	n = build(body, sizeof body, ats, 3);
+	cr_assert_eq(ig_attest_decode(body, n, &at, NULL), IG_OK);
+	cr_assert_eq(at.allowed, 2);
+	cr_assert_str_eq(at.id, "dev1");
+}
+
+Test(keyservice, bad_field_values, .init = setup)
+{
+	uint8_t body[512], id8[9] = {0}, h33[33] = {0}, exp9[9] = {0}, id17[17] = {0};
+	ig_error err = {0};
+	uint8_t r0 = 0, r5 = 5, r1 = 1, s0 = 0, s1 = 1, s3 = 3, a3 = 3, a0 = 0;
+	const uint8_t two[2] = {1, 1};
+	struct {
+		decode_fn fn;
+		void *out;
+		tlv_spec t[5];
+		size_t n;
+		const char *field;
+	} cases[] = {
+		{dec_join_code, NULL, {{1, id8, 7}, {2, h33, 32}, {3, &r1, 1}, {4, exp9, 8}, {5, "a", 1}}, 5, "'code_id'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 33}, {3, &r1, 1}, {4, exp9, 8}, {5, "a", 1}}, 5, "'code_hash'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, &r0, 1}, {4, exp9, 8}, {5, "a", 1}}, 5, "'role'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, &r5, 1}, {4, exp9, 8}, {5, "a", 1}}, 5, "'role'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, two, 2}, {4, exp9, 8}, {5, "a", 1}}, 5, "'role'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, &r1, 1}, {4, exp9, 9}, {5, "a", 1}}, 5, "'expires_at'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, &r1, 1}, {4, exp9, 8}, {5, "", 0}}, 5, "'by'"},
+		{dec_join_code, NULL, {{1, id8, 8}, {2, h33, 32}, {3, &r1, 1}, {4, exp9, 8}, {5, "a\nb", 3}}, 5, "'by'"},
+		{dec_join_used, NULL, {{1, id8, 9}, {2, "dev9", 4}}, 2, "'code_id'"},
+		{dec_join_used, NULL, {{1, id8, 8}, {2, "dev 9", 5}}, 2, "'id'"},
+		{dec_join_used, NULL, {{1, id8, 8}, {2, "", 0}}, 2, "'id'"},
+		{dec_key_issued, NULL, {{1, id17, 15}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 8}, {5, &s1, 1}}, 5, "'key_id'"},
+		{dec_key_issued, NULL, {{1, id17, 17}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 8}, {5, &s1, 1}}, 5, "'key_id'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a/", 2}, {3, "b", 1}, {4, exp9, 8}, {5, &s1, 1}}, 5, "'a'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a", 1}, {3, "", 0}, {4, exp9, 8}, {5, &s1, 1}}, 5, "'b'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 4}, {5, &s1, 1}}, 5, "'expires_at'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 8}, {5, &s0, 1}}, 5, "'suite'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 8}, {5, &s3, 1}}, 5, "'suite'"},
+		{dec_key_issued, NULL, {{1, id17, 16}, {2, "a", 1}, {3, "b", 1}, {4, exp9, 8}, {5, two, 2}}, 5, "'suite'"},
+		{dec_attest, NULL, {{1, "a+b", 3}, {2, h33, 32}, {3, &a0, 1}}, 3, "'id'"},
+		{dec_attest, NULL, {{1, "a", 1}, {2, h33, 31}, {3, &a0, 1}}, 3, "'measurement'"},
+		{dec_attest, NULL, {{1, "a", 1}, {2, h33, 32}, {3, &a3, 1}}, 3, "'allowed'"},
+		{dec_attest, NULL, {{1, "a", 1}, {2, h33, 32}, {3, two, 2}}, 3, "'allowed'"},
+	};
+	union {
+		ig_join_code_rec jc;
+		ig_join_used ju;
+		ig_key_issued ki;
+		ig_attest at;
+	} out;
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		size_t n = build(body, sizeof body, cases[c].t, cases[c].n);
+		cr_assert_eq(cases[c].fn(body, n, &out, &err), IG_ERR_CORRUPT, "case %zu accepted", c);
+		cr_assert_not_null(strstr(err.msg, cases[c].field), "case %zu: %s", c, err.msg);
+	}
+}
+
+Test(keyservice, encoders_refuse_bad_fields, .init = setup)
+{
+	uint8_t body[512];
+	ig_join_code_rec jc = sample_join_code();
+	jc.role = IG_ROLE_NONE;
+	cr_assert_eq(ig_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
+	jc = sample_join_code();
+	jc.by[0] = '\0';
+	cr_assert_eq(ig_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
+	jc = sample_join_code();
+	for (int cap = 0; cap < 70; cap++)
+		cr_assert_lt(ig_join_code_encode(body, (size_t)cap, &jc), 0, "cap %d", cap);
+
+	ig_join_used ju = sample_join_used();
+	strcpy(ju.id, "bad id");
+	cr_assert_eq(ig_join_used_encode(body, sizeof body, &ju), IG_ERR_INVAL);
+
+	ig_key_issued ki = sample_key_issued();
+	ki.suite = 0;
+	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	ki.suite = 3;
+	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	ki = sample_key_issued();
+	ki.b[0] = '\0';
+	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	ki = sample_key_issued();
+	memset(ki.a, 'a', sizeof ki.a); /* unterminated */
+	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+
+	ig_attest at = sample_attest();
+	at.allowed = 3;
+	cr_assert_eq(ig_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
+	at = sample_attest();
+	strcpy(at.id, "");
+	cr_assert_eq(ig_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
+}
+
+/* Parses and frees a rendered record. */
+static cJSON *json_of_text(char *text)
+{
+	cr_assert_null(strchr(text, '\n'));
+	cJSON *o = cJSON_Parse(text);
+	cr_assert_not_null(o, "bad JSON: %s", text);
+	free(text);
+	return o;
+}
+
+/* Frames a body and renders it. */
+static char *render(uint16_t type, const uint8_t *body, int len)
+{
+	static uint8_t frame[1024];
+	cr_assert_gt(len, 0);
+	ig_record r;
+	/* index 200: the fixture's prev_hash bytes (c8..e7) cannot look like a
+	 * vector value. */
+	make_frame(frame, sizeof frame, 200, type, body, (uint32_t)len, &r);
+	char *text = ig_record_to_json(&r);
+	cr_assert_not_null(text);
+	return text;
+}
+
+/* The object has exactly these typed keys besides index/ts/type/hash/prev. */
+static void assert_keys(const cJSON *o, const char *const *keys, size_t count)
+{
+	size_t seen = 0;
+	for (const cJSON *c = o->child; c; c = c->next) {
+		if (!strcmp(c->string, "index") || !strcmp(c->string, "ts") || !strcmp(c->string, "type") ||
+		    !strcmp(c->string, "hash") || !strcmp(c->string, "prev"))
+			continue;
+		bool known = false;
+		for (size_t i = 0; i < count; i++)
+			known = known || !strcmp(c->string, keys[i]);
+		cr_assert(known, "unexpected JSON field \"%s\"", c->string);
+		seen++;
+	}
+	cr_assert_eq(seen, count);
+}
+
+Test(keyservice, json_views, .init = setup)
+{
+	uint8_t body[512];
+	cJSON *o;
+	char *text;
+
+	ig_join_code_rec jc = sample_join_code();
+	text = render(IG_REC_JOIN_CODE, body, ig_join_code_encode(body, sizeof body, &jc));
+	/* The code's secret half (10..1f in the vector) never appears: only the
+	 * id and the hash are recorded. */
+	cr_assert_null(strstr(text, "101112131415161718191a1b1c1d1e1f"), "%s", text);
+	o = json_of_text(text);
+	cr_assert_str_eq(jstr(o, "type"), "join_code");
+	cr_assert_str_eq(jstr(o, "code_id"), "0102030405060708");
+	cr_assert_str_eq(jstr(o, "code_hash"), VEC_CODE_HASH);
+	cr_assert_str_eq(jstr(o, "role"), "device");
+	cr_assert_eq(jnum(o, "expires_at"), 1700086400.0);
+	cr_assert_str_eq(jstr(o, "by"), "admin1");
+	const char *const jck[] = {"code_id", "code_hash", "role", "expires_at", "by"};
+	assert_keys(o, jck, 5);
+	cJSON_Delete(o);
+
+	ig_join_used ju = sample_join_used();
+	o = json_of_text(render(IG_REC_JOIN_USED, body, ig_join_used_encode(body, sizeof body, &ju)));
+	cr_assert_str_eq(jstr(o, "type"), "join_used");
+	cr_assert_str_eq(jstr(o, "code_id"), "0102030405060708");
+	cr_assert_str_eq(jstr(o, "id"), "dev9");
+	const char *const juk[] = {"code_id", "id"};
+	assert_keys(o, juk, 2);
+	cJSON_Delete(o);
+
+	ig_enroll en = sample_join_enroll();
+	o = json_of_text(render(IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &en)));
+	cr_assert_str_eq(jstr(o, "join_code"), "0102030405060708");
+	cr_assert_str_eq(jstr(o, "by"), "join:0102030405060708");
+	const char *const enk[] = {"id", "role", "pubkey", "by", "join_code"};
+	assert_keys(o, enk, 5);
+	cJSON_Delete(o);
+	en.has_join_code = false;
+	o = json_of_text(render(IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &en)));
+	assert_keys(o, enk, 4);
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "join_code"));
+	cJSON_Delete(o);
+
+	ig_key_issued ki = sample_key_issued();
+	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_key_issued_encode(body, sizeof body, &ki)));
+	cr_assert_str_eq(jstr(o, "type"), "key_issued");
+	cr_assert_str_eq(jstr(o, "key_id"), "404142434445464748494a4b4c4d4e4f");
+	cr_assert_str_eq(jstr(o, "a"), "a");
+	cr_assert_str_eq(jstr(o, "b"), "b");
+	cr_assert_eq(jnum(o, "expires_at"), 1700003600.0);
+	cr_assert_str_eq(jstr(o, "suite"), "xchacha20poly1305");
+	const char *const kik[] = {"key_id", "a", "b", "expires_at", "suite"};
+	assert_keys(o, kik, 5);
+	cJSON_Delete(o);
+	ki.suite = 1;
+	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_key_issued_encode(body, sizeof body, &ki)));
+	cr_assert_str_eq(jstr(o, "suite"), "aes256gcm");
+	cJSON_Delete(o);
+
+	ig_attest at = sample_attest();
+	const char *allowed[] = {"no", "yes", "unlisted"};
+	for (uint8_t v = 0; v <= 2; v++) {
+		at.allowed = v;
+		o = json_of_text(render(IG_REC_ATTEST, body, ig_attest_encode(body, sizeof body, &at)));
+		cr_assert_str_eq(jstr(o, "type"), "attest");
+		cr_assert_str_eq(jstr(o, "id"), "a");
+		cr_assert_str_eq(jstr(o, "measurement"), VEC_MEASUREMENT);
+		cr_assert_str_eq(jstr(o, "allowed"), allowed[v]);
+		const char *const atk[] = {"id", "measurement", "allowed"};
+		assert_keys(o, atk, 3);
+		cJSON_Delete(o);
+	}
+}
+
+Test(keyservice, json_of_broken_bodies_falls_back, .init = setup)
+{
+	const uint8_t junk[] = {0x01, 0x00, 0x01, 0x00};
+	const uint16_t types[] = {IG_REC_JOIN_CODE, IG_REC_JOIN_USED, IG_REC_KEY_ISSUED, IG_REC_ATTEST};
+	for (size_t i = 0; i < 4; i++) {
+		cJSON *o = json_of_text(render(types[i], junk, sizeof junk));
+		cr_assert_str_eq(jstr(o, "type"), ig_record_type_name(types[i]));
+		cr_assert_str_eq(jstr(o, "error"), "body does not decode");
+		cr_assert_str_eq(jstr(o, "body"), "01000100");
+		cJSON_Delete(o);
+	}
+}
+
+Test(keyservice, fuzz_decoders, .init = setup)
+{
+	uint8_t body[600], val[80];
+	int accepted = 0;
+	for (int iter = 0; iter < 4000; iter++) {
+		size_t pos = 0;
+		int count = (int)(rnd() % 8);
+		for (int k = 0; k < count; k++) {
+			uint8_t tag = (uint8_t)(1 + rnd() % 5);
+			static const size_t lens[] = {1, 8, 16, 32, 4, 0, 2};
+			size_t len = lens[rnd() % 7];
+			for (size_t i = 0; i < len; i++)
+				val[i] = (uint8_t)("ab1\x01\x02\x00-"[rnd() % 7]);
+			(void)ig_tlv_put(body, sizeof body, &pos, tag, val, len);
+		}
+		if (rnd() % 4 == 0 && pos > 0)
+			pos -= (size_t)(rnd() % pos);
+		uint8_t *p = malloc(pos ? pos : 1);
+		cr_assert_not_null(p);
+		memcpy(p, body, pos);
+		ig_join_code_rec jc;
+		ig_join_used ju;
+		ig_key_issued ki;
+		ig_attest at;
+		ig_enroll en;
+		if (ig_join_code_decode(p, pos, &jc, NULL) == IG_OK) {
+			accepted++;
+			cr_assert(jc.role >= IG_ROLE_DEVICE && jc.role <= IG_ROLE_ADMIN);
+		}
+		if (ig_join_used_decode(p, pos, &ju, NULL) == IG_OK) {
+			accepted++;
+			cr_assert(ig_id_valid(ju.id, strlen(ju.id)));
+		}
+		if (ig_key_issued_decode(p, pos, &ki, NULL) == IG_OK) {
+			accepted++;
+			cr_assert(ki.suite == 1 || ki.suite == 2);
+		}
+		if (ig_attest_decode(p, pos, &at, NULL) == IG_OK) {
+			accepted++;
+			cr_assert_leq(at.allowed, 2);
+		}
+		(void)ig_enroll_decode(p, pos, &en, NULL);
+		/* JSON never fails, whatever the body. */
+		for (uint16_t t = IG_REC_JOIN_CODE; t <= IG_REC_ATTEST; t++) {
+			ig_record r = {.index = 1, .type = t, .body = p, .body_len = (uint32_t)pos};
+			char *j = ig_record_to_json(&r);
+			cr_assert_not_null(j);
+			cJSON *o = cJSON_Parse(j);
+			cr_assert_not_null(o, "invalid JSON: %s", j);
+			cJSON_Delete(o);
+			free(j);
+		}
+		free(p);
+	}
+	cr_assert_gt(accepted, 0, "fuzz never produced a valid key-service body");
 }

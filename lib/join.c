@@ -1,0 +1,545 @@
+/*
+ * join.c: one-time join codes, the join token and the join-code table.
+ *
+ * Why this exists: a new device must prove two things in one CONNECT, with
+ * no identity enrolled yet: that it holds a code an admin issued (the MAC,
+ * keyed with the code's secret) and that it holds the private key it wants
+ * enrolled (the Ed25519 signature, which also covers the MAC). The token is
+ * attacker-controlled input that arrives before any authentication, so the
+ * parser follows token.c: exactly one accepted encoding, exact length, all
+ * layout checks before any crypto. The code table is rebuilt from the
+ * ledger and answers "is this code usable" in O(1).
+ */
+#include "ig_join.h"
+
+#include "ig_hkdf.h"
+#include "ig_record.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PREFIX_LEN (sizeof IG_JOIN_TOKEN_PREFIX - 1)
+#define CODE_PREFIX_LEN (sizeof IG_JOIN_CODE_PREFIX - 1)
+#define DOMAIN_LEN (sizeof IG_JOIN_DOMAIN) /* includes the 0x00 separator */
+#define JOIN_KEY_INFO "iotguard join codes v1"
+#define SECRET_LABEL "iotguard-join-code-v1"
+#define NONCE_BYTES 16
+#define MAC_BYTES 32
+#define SIG_BYTES 64
+#define VERSION 1
+/* Everything but cluster and id: version, two length bytes, pk, code_id,
+ * issued_at, expires_at, nonce, mac, sig. */
+#define FIXED_BYTES (3 + IG_PK_BYTES + IG_JOIN_CODE_ID_BYTES + 8 + 8 + NONCE_BYTES + MAC_BYTES + SIG_BYTES)
+#define BIN_MAX (FIXED_BYTES + IG_CLUSTER_MAX + IG_ID_MAX)
+
+/* ---- codes ---------------------------------------------------------------- */
+
+void ig_join_key_derive(ig_join_key *jk, const uint8_t ch_sk[IG_SK_BYTES])
+{
+	/* libsodium's secret key is seed || pk; only the seed is secret input. */
+	if (ig_hkdf(jk->k, sizeof jk->k, NULL, 0, ch_sk, IG_SEED_BYTES, (const uint8_t *)JOIN_KEY_INFO,
+	            sizeof JOIN_KEY_INFO - 1) != IG_OK)
+		sodium_memzero(jk->k, sizeof jk->k); /* cannot happen: 32 bytes is in range */
+}
+
+void ig_join_secret(const ig_join_key *jk, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES],
+                    uint8_t secret[IG_JOIN_SECRET_BYTES])
+{
+	crypto_auth_hmacsha256_state st;
+	uint8_t mac[crypto_auth_hmacsha256_BYTES];
+	crypto_auth_hmacsha256_init(&st, jk->k, sizeof jk->k);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)SECRET_LABEL, sizeof SECRET_LABEL - 1);
+	crypto_auth_hmacsha256_update(&st, code_id, IG_JOIN_CODE_ID_BYTES);
+	crypto_auth_hmacsha256_final(&st, mac);
+	memcpy(secret, mac, IG_JOIN_SECRET_BYTES);
+	sodium_memzero(&st, sizeof st);
+	sodium_memzero(mac, sizeof mac);
+}
+
+void ig_join_code_hash(uint8_t hash[IG_HASH_BYTES], const uint8_t code_id[IG_JOIN_CODE_ID_BYTES],
+                       const uint8_t secret[IG_JOIN_SECRET_BYTES])
+{
+	uint8_t buf[IG_JOIN_CODE_ID_BYTES + IG_JOIN_SECRET_BYTES];
+	memcpy(buf, code_id, IG_JOIN_CODE_ID_BYTES);
+	memcpy(buf + IG_JOIN_CODE_ID_BYTES, secret, IG_JOIN_SECRET_BYTES);
+	crypto_generichash(hash, IG_HASH_BYTES, buf, sizeof buf, NULL, 0);
+	sodium_memzero(buf, sizeof buf);
+}
+
+void ig_join_code_new(const ig_join_key *jk, uint8_t code_id[IG_JOIN_CODE_ID_BYTES],
+                      uint8_t hash[IG_HASH_BYTES], char text[IG_JOIN_CODE_TEXT_LEN + 1])
+{
+	uint8_t raw[IG_JOIN_CODE_ID_BYTES + IG_JOIN_SECRET_BYTES];
+	(void)ig_init();
+	randombytes_buf(code_id, IG_JOIN_CODE_ID_BYTES);
+	memcpy(raw, code_id, IG_JOIN_CODE_ID_BYTES);
+	ig_join_secret(jk, code_id, raw + IG_JOIN_CODE_ID_BYTES);
+	ig_join_code_hash(hash, code_id, raw + IG_JOIN_CODE_ID_BYTES);
+	memcpy(text, IG_JOIN_CODE_PREFIX, CODE_PREFIX_LEN);
+	ig_hex_encode(text + CODE_PREFIX_LEN, raw, sizeof raw);
+	sodium_memzero(raw, sizeof raw);
+}
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static char lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+int ig_join_code_parse(const char *text, uint8_t code_id[IG_JOIN_CODE_ID_BYTES],
+                       uint8_t secret[IG_JOIN_SECRET_BYTES])
+{
+	if (!text || !code_id || !secret)
+		return IG_ERR_INVAL;
+	size_t len = strnlen(text, 4096);
+	if (len >= 4096)
+		return IG_ERR_INVAL;
+	size_t start = 0, end = len;
+	while (start < end && is_space(text[start]))
+		start++;
+	while (end > start && is_space(text[end - 1]))
+		end--;
+	if (end - start != IG_JOIN_CODE_TEXT_LEN)
+		return IG_ERR_INVAL;
+	for (size_t i = 0; i < CODE_PREFIX_LEN; i++)
+		if (lower(text[start + i]) != IG_JOIN_CODE_PREFIX[i])
+			return IG_ERR_INVAL;
+	uint8_t raw[IG_JOIN_CODE_ID_BYTES + IG_JOIN_SECRET_BYTES];
+	/* sodium_hex2bin accepts both cases and, with no ignore set, nothing else */
+	int rc = ig_hex_decode(raw, sizeof raw, text + start + CODE_PREFIX_LEN, 2 * sizeof raw);
+	if (rc == IG_OK) {
+		memcpy(code_id, raw, IG_JOIN_CODE_ID_BYTES);
+		memcpy(secret, raw + IG_JOIN_CODE_ID_BYTES, IG_JOIN_SECRET_BYTES);
+	}
+	sodium_memzero(raw, sizeof raw);
+	return rc == IG_OK ? IG_OK : IG_ERR_INVAL;
+}
+
+/* ---- token ---------------------------------------------------------------- */
+
+/* HMAC-SHA256(secret, domain || 0x00 || bytes before the mac). */
+static void token_mac(uint8_t mac[MAC_BYTES], const uint8_t secret[IG_JOIN_SECRET_BYTES], const uint8_t *bin,
+                      size_t len)
+{
+	crypto_auth_hmacsha256_state st;
+	crypto_auth_hmacsha256_init(&st, secret, IG_JOIN_SECRET_BYTES);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)IG_JOIN_DOMAIN, DOMAIN_LEN);
+	crypto_auth_hmacsha256_update(&st, bin, len);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_memzero(&st, sizeof st);
+}
+
+/* domain || 0x00 || bytes before the signature. */
+static size_t signed_message(uint8_t *out, const uint8_t *bin, size_t len)
+{
+	memcpy(out, IG_JOIN_DOMAIN, DOMAIN_LEN);
+	memcpy(out + DOMAIN_LEN, bin, len);
+	return DOMAIN_LEN + len;
+}
+
+int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], const char *cluster, const char *id,
+                       const char *code_text, uint64_t issued_at, uint64_t expires_at, const uint8_t nonce[16])
+{
+	if (!out || !sk || !cluster || !id || !code_text)
+		return IG_ERR_INVAL;
+	if (ig_init() != IG_OK)
+		return IG_ERR_CRYPTO;
+	size_t cluster_len = strnlen(cluster, IG_CLUSTER_MAX + 1);
+	size_t id_len = strnlen(id, IG_ID_MAX + 1);
+	if (!ig_id_valid(cluster, cluster_len) || !ig_id_valid(id, id_len))
+		return IG_ERR_INVAL;
+	if (expires_at <= issued_at || expires_at - issued_at > IG_JOIN_MAX_TTL)
+		return IG_ERR_RANGE;
+
+	uint8_t code_id[IG_JOIN_CODE_ID_BYTES], secret[IG_JOIN_SECRET_BYTES];
+	if (ig_join_code_parse(code_text, code_id, secret) != IG_OK)
+		return IG_ERR_INVAL;
+
+	uint8_t bin[BIN_MAX];
+	size_t pos = 0;
+	bin[pos++] = VERSION;
+	bin[pos++] = (uint8_t)cluster_len;
+	memcpy(bin + pos, cluster, cluster_len);
+	pos += cluster_len;
+	bin[pos++] = (uint8_t)id_len;
+	memcpy(bin + pos, id, id_len);
+	pos += id_len;
+	crypto_sign_ed25519_sk_to_pk(bin + pos, sk);
+	pos += IG_PK_BYTES;
+	memcpy(bin + pos, code_id, IG_JOIN_CODE_ID_BYTES);
+	pos += IG_JOIN_CODE_ID_BYTES;
+	ig_put_u64(bin + pos, issued_at);
+	pos += 8;
+	ig_put_u64(bin + pos, expires_at);
+	pos += 8;
+	if (nonce)
+		memcpy(bin + pos, nonce, NONCE_BYTES);
+	else
+		randombytes_buf(bin + pos, NONCE_BYTES);
+	pos += NONCE_BYTES;
+	token_mac(bin + pos, secret, bin, pos);
+	pos += MAC_BYTES;
+	sodium_memzero(secret, sizeof secret);
+
+	uint8_t msg[DOMAIN_LEN + BIN_MAX];
+	size_t msg_len = signed_message(msg, bin, pos);
+	int sign_rc = crypto_sign_detached(bin + pos, NULL, msg, msg_len, sk);
+	sodium_memzero(msg, sizeof msg);
+	if (sign_rc != 0) {
+		sodium_memzero(bin, sizeof bin);
+		return IG_ERR_CRYPTO;
+	}
+	pos += SIG_BYTES;
+
+	int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+	size_t b64_cap = sodium_base64_ENCODED_LEN(pos, variant); /* includes the NUL */
+	int rc;
+	if (cap < PREFIX_LEN + b64_cap) {
+		rc = IG_ERR_RANGE;
+	} else {
+		memcpy(out, IG_JOIN_TOKEN_PREFIX, PREFIX_LEN);
+		sodium_bin2base64(out + PREFIX_LEN, b64_cap, bin, pos, variant);
+		rc = (int)(PREFIX_LEN + b64_cap - 1);
+	}
+	/* The text is a credential until the code is used or it expires. */
+	sodium_memzero(bin, sizeof bin);
+	return rc;
+}
+
+/* Decodes the text form into bin and checks the layout. Returns the binary
+ * length, or IG_ERR_INVAL. */
+static int decode(const char *text, size_t len, uint8_t bin[BIN_MAX], ig_join_claims *c)
+{
+	if (!text || len > IG_JOIN_TOKEN_TEXT_MAX || len <= PREFIX_LEN)
+		return IG_ERR_INVAL;
+	if (memcmp(text, IG_JOIN_TOKEN_PREFIX, PREFIX_LEN) != 0)
+		return IG_ERR_INVAL;
+
+	size_t bin_len = 0;
+	const char *end = NULL;
+	/* libsodium refuses stray characters and non-zero leftover bits, so an
+	 * accepted token has exactly one text form. */
+	if (sodium_base642bin(bin, BIN_MAX, text + PREFIX_LEN, len - PREFIX_LEN, NULL, &bin_len, &end,
+	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+		return IG_ERR_INVAL;
+	if (end != text + len)
+		return IG_ERR_INVAL;
+	if (bin_len < FIXED_BYTES + 2)
+		return IG_ERR_INVAL;
+
+	size_t pos = 0;
+	if (bin[pos++] != VERSION)
+		return IG_ERR_INVAL;
+	size_t cluster_len = bin[pos++];
+	if (cluster_len < 1 || cluster_len > IG_CLUSTER_MAX)
+		return IG_ERR_INVAL;
+	if (pos + cluster_len + 2 > bin_len)   /* cluster, id length, one id byte */
+		return IG_ERR_INVAL;
+	const uint8_t *cluster = bin + pos;
+	pos += cluster_len;
+	size_t id_len = bin[pos++];
+	if (id_len < 1 || id_len > IG_ID_MAX)
+		return IG_ERR_INVAL;
+	if (bin_len != FIXED_BYTES + cluster_len + id_len)   /* nothing missing, nothing trailing */
+		return IG_ERR_INVAL;
+	const uint8_t *id = bin + pos;
+	pos += id_len;
+	if (!ig_id_valid((const char *)cluster, cluster_len) || !ig_id_valid((const char *)id, id_len))
+		return IG_ERR_INVAL;
+
+	memset(c, 0, sizeof *c);
+	memcpy(c->cluster, cluster, cluster_len);
+	memcpy(c->id, id, id_len);
+	memcpy(c->pk, bin + pos, IG_PK_BYTES);
+	pos += IG_PK_BYTES;
+	memcpy(c->code_id, bin + pos, IG_JOIN_CODE_ID_BYTES);
+	pos += IG_JOIN_CODE_ID_BYTES;
+	c->issued_at = ig_get_u64(bin + pos);
+	pos += 8;
+	c->expires_at = ig_get_u64(bin + pos);
+	pos += 8;
+	memcpy(c->nonce, bin + pos, NONCE_BYTES);
+	return (int)bin_len;
+}
+
+int ig_join_token_parse(const char *text, size_t len, ig_join_claims *c)
+{
+	if (!c)
+		return IG_ERR_INVAL;
+	uint8_t bin[BIN_MAX];
+	int n = decode(text, len, bin, c);
+	sodium_memzero(bin, sizeof bin);
+	if (n < 0) {
+		memset(c, 0, sizeof *c);
+		return IG_ERR_INVAL;
+	}
+	return IG_OK;
+}
+
+int ig_join_token_verify(const char *text, size_t len, const uint8_t secret[IG_JOIN_SECRET_BYTES],
+                         ig_join_claims *c)
+{
+	if (!secret || !c)
+		return IG_ERR_INVAL;
+	if (ig_init() != IG_OK)
+		return IG_ERR_CRYPTO;
+	uint8_t bin[BIN_MAX];
+	int n = decode(text, len, bin, c);
+	if (n < 0) {
+		sodium_memzero(bin, sizeof bin);
+		memset(c, 0, sizeof *c);
+		return IG_ERR_INVAL;
+	}
+	size_t sig_at = (size_t)n - SIG_BYTES, mac_at = sig_at - MAC_BYTES;
+
+	uint8_t mac[MAC_BYTES];
+	token_mac(mac, secret, bin, mac_at);
+	bool ok = sodium_memcmp(mac, bin + mac_at, MAC_BYTES) == 0;
+	sodium_memzero(mac, sizeof mac);
+	if (ok) {
+		uint8_t msg[DOMAIN_LEN + BIN_MAX];
+		size_t msg_len = signed_message(msg, bin, sig_at);
+		ok = crypto_sign_verify_detached(bin + sig_at, msg, msg_len, c->pk) == 0;
+		sodium_memzero(msg, sizeof msg);
+	}
+	sodium_memzero(bin, sizeof bin);
+	if (!ok) {
+		memset(c, 0, sizeof *c);
+		return IG_ERR_CRYPTO;
+	}
+	return IG_OK;
+}
+
+/* ---- join-code table ------------------------------------------------------
+ *
+ * Entries live in one growing array (codes are never deleted: a used or
+ * expired code stays known, so it can be refused by name); an
+ * open-addressing table of indexes finds them. The hash is SipHash with a
+ * random key, like the registry's, so chosen code ids cannot pile up.
+ */
+
+#define MIN_SLOTS 64
+#define CONSUMED_BY_ENROLL 0x01
+#define CONSUMED_BY_JOIN_USED 0x02
+
+typedef struct code_entry {
+	ig_join_code_entry pub;       /* first: ig_joincodes_find returns &pub */
+	char used_by[IG_ID_MAX + 1];
+	uint8_t consumed;             /* CONSUMED_BY_* seen in the ledger */
+} code_entry;
+
+struct ig_joincodes {
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
+	code_entry *entries;
+	size_t len, cap;
+	uint32_t *slots;              /* entry index + 1; 0 = empty */
+	size_t slot_cap;              /* power of two */
+	uint64_t counts[2];           /* by ig_code_status */
+};
+
+static size_t code_hash(const ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
+{
+	uint8_t h[crypto_shorthash_BYTES];
+	crypto_shorthash(h, code_id, IG_JOIN_CODE_ID_BYTES, jc->hash_key);
+	return (size_t)ig_get_u64(h);
+}
+
+ig_joincodes *ig_joincodes_new(void)
+{
+	if (ig_init() != IG_OK)
+		return NULL;
+	ig_joincodes *jc = calloc(1, sizeof *jc);
+	if (!jc)
+		return NULL;
+	jc->slots = calloc(MIN_SLOTS, sizeof *jc->slots);
+	if (!jc->slots) {
+		free(jc);
+		return NULL;
+	}
+	jc->slot_cap = MIN_SLOTS;
+	crypto_shorthash_keygen(jc->hash_key);
+	return jc;
+}
+
+void ig_joincodes_free(ig_joincodes *jc)
+{
+	if (!jc)
+		return;
+	free(jc->entries);
+	free(jc->slots);
+	free(jc);
+}
+
+static code_entry *find(const ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
+{
+	size_t mask = jc->slot_cap - 1;
+	for (size_t i = code_hash(jc, code_id) & mask;; i = (i + 1) & mask) {
+		uint32_t s = jc->slots[i];
+		if (s == 0)
+			return NULL;
+		code_entry *e = &jc->entries[s - 1];
+		if (memcmp(e->pub.code_id, code_id, IG_JOIN_CODE_ID_BYTES) == 0)
+			return e;
+	}
+}
+
+ig_join_code_entry *ig_joincodes_find(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
+{
+	if (!jc || !code_id)
+		return NULL;
+	code_entry *e = find(jc, code_id);
+	return e ? &e->pub : NULL;
+}
+
+uint64_t ig_joincodes_count(const ig_joincodes *jc, ig_code_status st)
+{
+	if (!jc || (st != IG_CODE_UNUSED && st != IG_CODE_USED))
+		return 0;
+	return jc->counts[st];
+}
+
+static void slot_place(uint32_t *slots, size_t cap, size_t hash, uint32_t value)
+{
+	size_t mask = cap - 1;
+	size_t i = hash & mask;
+	while (slots[i] != 0)
+		i = (i + 1) & mask;
+	slots[i] = value;
+}
+
+static int grow(ig_joincodes *jc)
+{
+	if (jc->len == jc->cap) {
+		if (jc->cap >= UINT32_MAX / 2)
+			return IG_ERR_RANGE;
+		size_t cap = jc->cap ? jc->cap * 2 : 64;
+		code_entry *ne = realloc(jc->entries, cap * sizeof *ne);
+		if (!ne)
+			return IG_ERR_NOMEM;
+		jc->entries = ne;
+		jc->cap = cap;
+	}
+	if ((jc->len + 1) * 4 > jc->slot_cap * 3) {
+		size_t cap = jc->slot_cap * 2;
+		uint32_t *ns = calloc(cap, sizeof *ns);
+		if (!ns)
+			return IG_ERR_NOMEM;
+		for (size_t i = 0; i < jc->len; i++)
+			slot_place(ns, cap, code_hash(jc, jc->entries[i].pub.code_id), (uint32_t)(i + 1));
+		free(jc->slots);
+		jc->slots = ns;
+		jc->slot_cap = cap;
+	}
+	return IG_OK;
+}
+
+static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
+{
+	ig_join_code_rec j;
+	if (ig_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK) {
+		if (err)
+			err->code = IG_ERR_CORRUPT;
+		return IG_ERR_CORRUPT;   /* the decoder's message names the field */
+	}
+	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
+	ig_hex_encode(hex, j.code_id, IG_JOIN_CODE_ID_BYTES);
+	if (j.role <= IG_ROLE_NONE || j.role >= IG_ROLE_COUNT)
+		return ig_error_set(err, IG_ERR_CORRUPT, "join code %s: role %d is not a known role", hex, (int)j.role);
+	if (find(jc, j.code_id))
+		return ig_error_set(err, IG_ERR_CORRUPT, "join code %s is created twice (record %llu)", hex,
+		                    (unsigned long long)rec->index);
+	int rc = grow(jc);
+	if (rc != IG_OK)
+		return ig_error_set(err, rc, "join code %s: out of memory for the code table", hex);
+	code_entry *e = &jc->entries[jc->len];
+	memset(e, 0, sizeof *e);
+	memcpy(e->pub.code_id, j.code_id, IG_JOIN_CODE_ID_BYTES);
+	memcpy(e->pub.hash, j.hash, IG_HASH_BYTES);
+	e->pub.expires_at = j.expires_at;
+	e->pub.created_index = rec->index;
+	e->pub.role = (uint8_t)j.role;
+	e->pub.status = IG_CODE_UNUSED;
+	jc->len++;
+	slot_place(jc->slots, jc->slot_cap, code_hash(jc, j.code_id), (uint32_t)jc->len);
+	jc->counts[IG_CODE_UNUSED]++;
+	return IG_OK;
+}
+
+/* One consumption of a code by id, from an ENROLL (how = CONSUMED_BY_ENROLL)
+ * or a JOIN_USED record. The pair ENROLL + JOIN_USED for the same id is one
+ * use, in either order; a second enrolment through the same code, or any
+ * use by another id, means the code was used twice. */
+static int consume(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES], const char *id, uint8_t how,
+                   ig_role enroll_role, const ig_record *rec, ig_error *err)
+{
+	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
+	ig_hex_encode(hex, code_id, IG_JOIN_CODE_ID_BYTES);
+	const char *what = how == CONSUMED_BY_ENROLL ? "enroll" : "join-used";
+	unsigned long long index = (unsigned long long)rec->index;
+	code_entry *e = find(jc, code_id);
+	if (!e)
+		return ig_error_set(err, IG_ERR_CORRUPT, "%s record %llu for \"%s\" names join code %s, which was never "
+		                    "created", what, index, id, hex);
+	if (how == CONSUMED_BY_ENROLL && enroll_role != (ig_role)e->pub.role)
+		return ig_error_set(err, IG_ERR_CORRUPT, "enroll record %llu gives \"%s\" role %s, but join code %s "
+		                    "grants %s", index, id, ig_role_name(enroll_role), hex,
+		                    ig_role_name((ig_role)e->pub.role));
+	if (e->pub.status == IG_CODE_USED) {
+		if (strcmp(e->used_by, id) != 0)
+			return ig_error_set(err, IG_ERR_CORRUPT, "%s record %llu: join code %s used by \"%s\" was "
+			                    "already used by \"%s\"", what, index, hex, id, e->used_by);
+		if (how == CONSUMED_BY_ENROLL && (e->consumed & CONSUMED_BY_ENROLL))
+			return ig_error_set(err, IG_ERR_CORRUPT, "enroll record %llu: join code %s enrolls \"%s\" a "
+			                    "second time", index, hex, id);
+		e->consumed |= how;   /* the other half of the same use: idempotent */
+		return IG_OK;
+	}
+	e->pub.status = IG_CODE_USED;
+	e->pub.in_flight = false;
+	e->consumed = how;
+	memcpy(e->used_by, id, strnlen(id, IG_ID_MAX) + 1);
+	e->used_by[IG_ID_MAX] = '\0';
+	jc->counts[IG_CODE_UNUSED]--;
+	jc->counts[IG_CODE_USED]++;
+	return IG_OK;
+}
+
+int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
+{
+	if (!jc || !rec)
+		return ig_error_set(err, IG_ERR_INVAL, "join codes: no table or record given");
+	switch (rec->type) {
+	case IG_REC_JOIN_CODE:
+		return apply_code(jc, rec, err);
+	case IG_REC_JOIN_USED: {
+		ig_join_used u;
+		if (ig_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK) {
+			if (err)
+				err->code = IG_ERR_CORRUPT;
+			return IG_ERR_CORRUPT;
+		}
+		if (!ig_id_valid(u.id, strnlen(u.id, sizeof u.id)))
+			return ig_error_set(err, IG_ERR_CORRUPT, "join-used record %llu: id is not a valid identity id",
+			                    (unsigned long long)rec->index);
+		return consume(jc, u.code_id, u.id, CONSUMED_BY_JOIN_USED, IG_ROLE_NONE, rec, err);
+	}
+	case IG_REC_ENROLL: {
+		ig_enroll en;
+		if (ig_enroll_decode(rec->body, rec->body_len, &en, err) != IG_OK) {
+			if (err)
+				err->code = IG_ERR_CORRUPT;
+			return IG_ERR_CORRUPT;
+		}
+		if (!en.has_join_code)
+			return IG_OK;
+		return consume(jc, en.join_code, en.id, CONSUMED_BY_ENROLL, en.role, rec, err);
+	}
+	default:
+		return IG_OK;
+	}
+}
