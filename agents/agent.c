@@ -8,7 +8,9 @@
  * connect and reconnect, backs off with jitter when the broker is away or
  * says no, keeps the retained status topic truthful (online heartbeats,
  * an offline will, an explicit offline on shutdown) and hands inbox
- * messages to the duties (agent.h).
+ * messages to the duties (agent.h). A duty may own a session (joining
+ * with a join token): then the core stays out of its way, since such a
+ * session may neither publish status nor leave a will.
  */
 #include "agent.h"
 
@@ -27,6 +29,8 @@
 #include "ig_token.h"
 
 #define TOPIC_MAX (32 + IG_CLUSTER_MAX + IG_ID_MAX)
+#define PASSWORD_MAX 512                    /* fits a normal token and a join token */
+#define MAX_DUTY_SUBS 8
 #define BACKOFF_BASE_US 1000000u
 #define BACKOFF_MAX_US 60000000u
 #define BACKOFF_MAX_DOUBLINGS 6             /* 2^6 s > 60 s: no point counting further */
@@ -50,7 +54,8 @@ struct ig_agent {
 	char topic_status[TOPIC_MAX];
 	char topic_inbox[TOPIC_MAX];
 	char topic_ch[TOPIC_MAX];
-	uint8_t *sk;                    /* guarded memory, no access except while minting */
+	uint8_t *sk;                    /* guarded memory, no access except in ig_agent_with_key */
+	uint8_t pk[IG_PK_BYTES];
 	struct mosquitto *mosq;
 
 	link_state link;
@@ -67,6 +72,12 @@ struct ig_agent {
 	int offline_mid;
 	bool offline_acked;
 	bool stopping;                  /* our own DISCONNECT: nothing to report */
+	int owner;                      /* duty owning the current session, -1: a normal session */
+	bool duties_started;            /* on_connect ran for this session: ticks may follow */
+	bool reconnect_requested;
+	bool stop_requested;
+	int exit_status;
+	struct { int mid; char filter[TOPIC_MAX]; } subs[MAX_DUTY_SUBS];  /* duty SUBSCRIBEs awaiting SUBACK */
 
 	struct duty duties[IG_AGENT_MAX_DUTIES];
 	size_t nduties;
@@ -160,7 +171,10 @@ static void schedule_retry(ig_agent *a, uint64_t now)
 		a->failures++;
 	a->next_attempt_us = now + delay;
 	a->link = LINK_DOWN;
-	ig_log(IG_LOG_WARN, "%s; retrying in %.1f s", a->problem, (double)delay / 1e6);
+	if (a->stop_requested)
+		ig_log(IG_LOG_WARN, "%s", a->problem);
+	else
+		ig_log(IG_LOG_WARN, "%s; retrying in %.1f s", a->problem, (double)delay / 1e6);
 	a->problem[0] = '\0';
 }
 
@@ -168,14 +182,25 @@ static void schedule_retry(ig_agent *a, uint64_t now)
 
 static int publish_status(ig_agent *a, const char *state, int *mid)
 {
-	char payload[256];
+	char payload[IG_AGENT_STATUS_MAX];
 	uint64_t uptime_s = (ig_mono_us() - a->started_us) / 1000000u;
 	int n = snprintf(payload, sizeof payload,
 	                 "{\"id\":\"%s\",\"state\":\"%s\",\"ts\":%" PRIu64 ",\"seq\":%" PRIu64
-	                 ",\"uptime_s\":%" PRIu64 "}",
+	                 ",\"uptime_s\":%" PRIu64,
 	                 a->id, state, ig_now_ms(), a->seq + 1, uptime_s);
 	if (n < 0 || (size_t)n >= sizeof payload)
 		return IG_ERR_RANGE;
+	for (size_t i = 0; i < a->nduties; i++) {
+		if (!a->duties[i].ops->status_fields)
+			continue;
+		size_t room = sizeof payload - (size_t)n - 2;  /* keep space for "}" and NUL */
+		size_t extra = a->duties[i].ops->status_fields(a, a->duties[i].state, payload + n, room);
+		if (extra < room)
+			n += (int)extra;
+		payload[n] = '\0';
+	}
+	payload[n++] = '}';
+	payload[n] = '\0';
 	int rc = mosquitto_publish_v5(a->mosq, mid, a->topic_status, n, payload, 1, true, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		ig_log(IG_LOG_WARN, "cannot publish %s status: %s", state, mosquitto_strerror(rc));
@@ -200,8 +225,67 @@ int ig_agent_request(ig_agent *a, const char *json, size_t len)
 	return IG_OK;
 }
 
+int ig_agent_publish(ig_agent *a, const char *topic, const void *payload, size_t len, int qos)
+{
+	if (a->link != LINK_UP)
+		return IG_ERR_STATE;
+	if (len > INT32_MAX)
+		return IG_ERR_RANGE;
+	int rc = mosquitto_publish_v5(a->mosq, NULL, topic, (int)len, payload, qos, false, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		ig_log(IG_LOG_WARN, "cannot publish to %s: %s", topic, mosquitto_strerror(rc));
+		return IG_ERR_IO;
+	}
+	return IG_OK;
+}
+
+int ig_agent_subscribe(ig_agent *a, const char *filter, int qos)
+{
+	if (a->link != LINK_UP)
+		return IG_ERR_STATE;
+	int mid = -1;
+	int rc = mosquitto_subscribe_v5(a->mosq, &mid, filter, qos, 0, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		ig_log(IG_LOG_WARN, "cannot subscribe to %s: %s", filter, mosquitto_strerror(rc));
+		return IG_ERR_IO;
+	}
+	for (size_t i = 0; i < MAX_DUTY_SUBS; i++) {
+		if (a->subs[i].mid <= 0) {
+			a->subs[i].mid = mid;
+			snprintf(a->subs[i].filter, sizeof a->subs[i].filter, "%s", filter);
+			break;
+		}
+	}
+	return IG_OK;
+}
+
+int ig_agent_with_key(ig_agent *a, ig_agent_key_fn fn, void *ctx)
+{
+	if (sodium_mprotect_readonly(a->sk) != 0) {
+		ig_log(IG_LOG_ERR, "cannot unlock the key in memory: %s", strerror(errno));
+		return IG_ERR_IO;
+	}
+	int rc = fn(ctx, a->sk);
+	sodium_mprotect_noaccess(a->sk);
+	return rc;
+}
+
+void ig_agent_reconnect(ig_agent *a) { a->reconnect_requested = true; }
+
+void ig_agent_stop(ig_agent *a, int exit_status)
+{
+	a->stop_requested = true;
+	a->exit_status = exit_status;
+}
+
+int ig_agent_exit_status(const ig_agent *a) { return a->exit_status; }
+bool ig_agent_online(const ig_agent *a) { return a->link == LINK_UP && a->owner < 0; }
 const char *ig_agent_id(const ig_agent *a) { return a->id; }
 const char *ig_agent_cluster(const ig_agent *a) { return a->cluster; }
+const uint8_t *ig_agent_public_key(const ig_agent *a) { return a->pk; }
+
+/* The duties that hear about the current session: its owner alone, or all. */
+static bool duty_active(const ig_agent *a, size_t i) { return a->owner < 0 || (size_t)a->owner == i; }
 
 /* ---- libmosquitto callbacks ----------------------------------------------- */
 
@@ -245,17 +329,22 @@ static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
 		         "connection refused by broker: %s%s (reason %d, %s%s%s)", refusal_hint(reason),
 		         long_ttl ? "; also --ttl, which may exceed the role's token lifetime limit" : "",
 		         reason, mosquitto_reason_string(reason), safe[0] ? ": " : "", safe);
+		for (size_t i = 0; i < a->nduties; i++)
+			if (duty_active(a, i) && a->duties[i].ops->on_refused)
+				a->duties[i].ops->on_refused(a, a->duties[i].state, reason);
 		return;
 	}
 	a->link = LINK_UP;
 	a->connected_us = ig_mono_us();
 	a->problem[0] = '\0';
-	ig_log(IG_LOG_INFO, "connected to %s:%d", a->cfg.host, a->cfg.port);
+	ig_log(IG_LOG_INFO, "connected to %s:%d%s", a->cfg.host, a->cfg.port,
+	       a->owner >= 0 ? " (join session)" : "");
 
 	int rc = mosquitto_subscribe_v5(mosq, &a->inbox_sub_mid, a->topic_inbox, 1, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
 		ig_log(IG_LOG_WARN, "cannot subscribe to %s: %s", a->topic_inbox, mosquitto_strerror(rc));
-	publish_status(a, "online", NULL);
+	if (a->owner < 0)
+		publish_status(a, "online", NULL);
 	a->next_heartbeat_us = a->connected_us + (uint64_t)a->cfg.heartbeat_s * 1000000u;
 }
 
@@ -265,8 +354,19 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
 	ig_agent *a = obj;
 	(void)mosq;
 	(void)props;
-	if (mid != a->inbox_sub_mid)
+	if (mid != a->inbox_sub_mid) {
+		for (size_t i = 0; i < MAX_DUTY_SUBS; i++) {
+			if (a->subs[i].mid != mid)
+				continue;
+			if (count < 1 || granted[0] >= 0x80)
+				ig_log(IG_LOG_ERR, "broker refused the subscription %s (%s): check the role policy",
+				       a->subs[i].filter, mosquitto_reason_string(count < 1 ? MQTT_RC_UNSPECIFIED : granted[0]));
+			else
+				ig_log(IG_LOG_DEBUG, "subscribed to %s", a->subs[i].filter);
+			a->subs[i].mid = 0;
+		}
 		return;
+	}
 	if (count < 1 || granted[0] >= 0x80) {
 		int reason = count < 1 ? MQTT_RC_UNSPECIFIED : granted[0];
 		ig_log(IG_LOG_ERR, "broker refused the inbox subscription %s (%s): check the role policy",
@@ -275,8 +375,9 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
 	}
 	ig_log(IG_LOG_DEBUG, "subscribed to %s", a->topic_inbox);
 	/* Duties start only now: replies to their requests land in the inbox. */
+	a->duties_started = true;
 	for (size_t i = 0; i < a->nduties; i++)
-		if (a->duties[i].ops->on_connect)
+		if (duty_active(a, i) && a->duties[i].ops->on_connect)
 			a->duties[i].ops->on_connect(a, a->duties[i].state);
 }
 
@@ -318,7 +419,13 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)props;
 	printable(safe_topic, sizeof safe_topic, msg->topic, strlen(msg->topic));
 	if (strcmp(msg->topic, a->topic_inbox) != 0) {
-		ig_log(IG_LOG_DEBUG, "ignoring a message on %s", safe_topic);
+		bool taken = false;
+		for (size_t i = 0; i < a->nduties && !taken; i++)
+			if (duty_active(a, i) && a->duties[i].ops->on_message)
+				taken = a->duties[i].ops->on_message(a, a->duties[i].state, msg->topic, msg->payload,
+				                                     msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
+		if (!taken)
+			ig_log(IG_LOG_DEBUG, "ignoring a message on %s", safe_topic);
 		return;
 	}
 	cJSON *json = msg->payloadlen > 0 ? cJSON_ParseWithLength(msg->payload, (size_t)msg->payloadlen) : NULL;
@@ -344,7 +451,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 			handled = true;
 		}
 		for (size_t i = 0; i < a->nduties; i++)
-			if (a->duties[i].ops->on_inbox &&
+			if (duty_active(a, i) && a->duties[i].ops->on_inbox &&
 			    a->duties[i].ops->on_inbox(a, a->duties[i].state, type->valuestring, json))
 				handled = true;
 		if (!handled)
@@ -355,42 +462,88 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
-/* Puts a freshly minted token in place as the MQTT password. The token
- * leaves our memory wiped; libmosquitto keeps its own copy until the next
- * attempt replaces it. */
-static int set_fresh_token(ig_agent *a)
+struct mint_ctx {
+	const ig_agent *a;
+	char *out;
+	size_t cap;
+};
+
+static int mint_token(void *ctx, const uint8_t sk[IG_SK_BYTES])
 {
-	char token[IG_TOKEN_TEXT_MAX];
+	struct mint_ctx *m = ctx;
 	uint64_t now_s = ig_now_ms() / 1000u;
-	if (sodium_mprotect_readonly(a->sk) != 0) {
-		ig_log(IG_LOG_ERR, "cannot unlock the key in memory: %s", strerror(errno));
-		return IG_ERR_IO;
+	return ig_token_mint(m->out, m->cap, sk, m->a->cluster, m->a->id, now_s, now_s + m->a->cfg.ttl_s, NULL);
+}
+
+/* The will is what the broker says when we vanish; a private session may
+ * not publish status, so it must not leave one either. */
+static int set_will(ig_agent *a, bool on)
+{
+	char will[128];
+	if (!on)
+		return mosquitto_will_clear(a->mosq) == MOSQ_ERR_SUCCESS ? IG_OK : IG_ERR_INVAL;
+	int n = snprintf(will, sizeof will, "{\"id\":\"%s\",\"state\":\"offline\"}", a->id);
+	if (n < 0 || (size_t)n >= sizeof will)
+		return IG_ERR_RANGE;
+	int rc = mosquitto_will_set_v5(a->mosq, a->topic_status, n, will, 1, true, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		ig_log(IG_LOG_ERR, "cannot set the will on %s: %s", a->topic_status, mosquitto_strerror(rc));
+		return IG_ERR_INVAL;
 	}
-	int n = ig_token_mint(token, sizeof token, a->sk, a->cluster, a->id, now_s, now_s + a->cfg.ttl_s, NULL);
-	sodium_mprotect_noaccess(a->sk);
-	if (n < 0) {
-		sodium_memzero(token, sizeof token);
-		ig_log(IG_LOG_ERR, "cannot mint a connection token (error %d): check the key file and --ttl", n);
-		return n;
+	return IG_OK;
+}
+
+/* Puts fresh credentials in place: a duty's own session password if one
+ * asks for it, else a freshly minted token. The password leaves our memory
+ * wiped; libmosquitto keeps its own copy until the next attempt replaces it. */
+static int set_fresh_credentials(ig_agent *a)
+{
+	char password[PASSWORD_MAX];
+	int n = 0;
+	a->owner = -1;
+	for (size_t i = 0; i < a->nduties && n == 0; i++) {
+		if (!a->duties[i].ops->session_password)
+			continue;
+		n = a->duties[i].ops->session_password(a, a->duties[i].state, password, sizeof password);
+		if (n > 0)
+			a->owner = (int)i;
+		else if (n < 0) {
+			sodium_memzero(password, sizeof password);
+			return n;  /* the duty said why */
+		}
 	}
-	int rc = mosquitto_username_pw_set(a->mosq, a->id, token);
-	sodium_memzero(token, sizeof token);
+	if (n == 0) {
+		struct mint_ctx m = {.a = a, .out = password, .cap = sizeof password};
+		n = ig_agent_with_key(a, mint_token, &m);
+		if (n < 0) {
+			sodium_memzero(password, sizeof password);
+			ig_log(IG_LOG_ERR, "cannot mint a connection token (error %d): check the key file and --ttl", n);
+			return n;
+		}
+	}
+	int rc = mosquitto_username_pw_set(a->mosq, a->id, password);
+	sodium_memzero(password, sizeof password);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		ig_log(IG_LOG_ERR, "cannot set MQTT credentials: %s", mosquitto_strerror(rc));
 		return IG_ERR_NOMEM;
 	}
-	return IG_OK;
+	return set_will(a, a->owner < 0);
 }
 
 /* One connection attempt. Returns a negative code only for failures no
  * retry can fix; network trouble schedules a retry instead. */
 static int attempt_connect(ig_agent *a, uint64_t now)
 {
-	int rc = set_fresh_token(a);
+	int rc = set_fresh_credentials(a);
 	if (rc != IG_OK)
 		return rc;
 	a->attempt_us = now;
 	a->problem[0] = '\0';
+	a->stopping = false;
+	a->reconnect_requested = false;
+	a->duties_started = false;
+	for (size_t i = 0; i < MAX_DUTY_SUBS; i++)
+		a->subs[i].mid = 0;
 	a->offline_acked = false;
 	a->offline_mid = -1;
 	ig_log(IG_LOG_DEBUG, "connecting to %s:%d", a->cfg.host, a->cfg.port);
@@ -431,15 +584,15 @@ static void link_lost(ig_agent *a, uint64_t now, int loop_rc)
 
 static void tick(ig_agent *a, uint64_t now)
 {
-	if (now >= a->next_heartbeat_us) {
+	if (a->owner < 0 && now >= a->next_heartbeat_us) {
 		uint64_t period = (uint64_t)a->cfg.heartbeat_s * 1000000u;
 		publish_status(a, "online", NULL);
 		a->next_heartbeat_us += period;
 		if (a->next_heartbeat_us <= now)  /* we were stalled: do not burst */
 			a->next_heartbeat_us = now + period;
 	}
-	for (size_t i = 0; i < a->nduties; i++)
-		if (a->duties[i].ops->on_tick)
+	for (size_t i = 0; i < a->nduties && a->duties_started; i++)
+		if (duty_active(a, i) && a->duties[i].ops->on_tick)
 			a->duties[i].ops->on_tick(a, a->duties[i].state, now);
 }
 
@@ -460,11 +613,12 @@ static void loop_until(ig_agent *a, uint64_t deadline, bool (*done)(const ig_age
 static bool offline_done(const ig_agent *a) { return a->offline_acked; }
 static bool socket_closed(const ig_agent *a) { return mosquitto_socket(a->mosq) < 0; }
 
-static void stop_link(ig_agent *a)
+/* Says goodbye properly: offline status (normal sessions), DISCONNECT. */
+static void leave(ig_agent *a)
 {
 	int reason = MQTT_RC_NORMAL_DISCONNECTION;
 	a->stopping = true;
-	if (a->link == LINK_UP) {
+	if (a->link == LINK_UP && a->owner < 0) {
 		if (publish_status(a, "offline", &a->offline_mid) == IG_OK)
 			loop_until(a, ig_mono_us() + OFFLINE_ACK_WAIT_US, offline_done);
 		if (!a->offline_acked) {
@@ -480,13 +634,20 @@ static void stop_link(ig_agent *a)
 			loop_until(a, ig_mono_us() + DISCONNECT_WAIT_US, socket_closed);
 	}
 	a->link = LINK_DOWN;
-	ig_log(IG_LOG_INFO, "disconnected; stopped");
 }
 
 int ig_agent_run(ig_agent *a, volatile sig_atomic_t *stop)
 {
 	a->next_attempt_us = ig_mono_us();
-	while (!*stop) {
+	while (!*stop && !a->stop_requested) {
+		if (a->reconnect_requested) {
+			a->reconnect_requested = false;
+			ig_log(IG_LOG_INFO, "reconnecting with fresh credentials");
+			leave(a);
+			a->failures = 0;
+			a->next_attempt_us = ig_mono_us();
+			continue;
+		}
 		uint64_t now = ig_mono_us();
 		if (a->link == LINK_DOWN) {
 			if (now < a->next_attempt_us) {
@@ -512,8 +673,12 @@ int ig_agent_run(ig_agent *a, volatile sig_atomic_t *stop)
 			tick(a, now);
 		}
 	}
-	ig_log(IG_LOG_INFO, "stopping (signal %d)", (int)*stop);
-	stop_link(a);
+	if (*stop)
+		ig_log(IG_LOG_INFO, "stopping (signal %d)", (int)*stop);
+	else
+		ig_log(IG_LOG_INFO, "stopping (exit status %d)", a->exit_status);
+	leave(a);
+	ig_log(IG_LOG_INFO, "disconnected; stopped");
 	return IG_OK;
 }
 
@@ -529,8 +694,7 @@ int ig_agent_add_duty(ig_agent *a, const ig_duty_ops *ops, void *state)
 
 static int setup_mqtt(ig_agent *a, ig_error *err)
 {
-	char will[128];
-	int n, rc;
+	int rc;
 
 	a->mosq = mosquitto_new(a->id, true, a);
 	if (!a->mosq)
@@ -544,13 +708,8 @@ static int setup_mqtt(ig_agent *a, ig_error *err)
 	if (rc != MOSQ_ERR_SUCCESS)
 		return ig_error_set(err, IG_ERR_INVAL, "cannot set TCP_NODELAY: %s", mosquitto_strerror(rc));
 
-	n = snprintf(will, sizeof will, "{\"id\":\"%s\",\"state\":\"offline\"}", a->id);
-	if (n < 0 || (size_t)n >= sizeof will)
-		return ig_error_set(err, IG_ERR_RANGE, "will message too long");
-	rc = mosquitto_will_set_v5(a->mosq, a->topic_status, n, will, 1, true, NULL);
-	if (rc != MOSQ_ERR_SUCCESS)
-		return ig_error_set(err, IG_ERR_INVAL, "cannot set the will on %s: %s", a->topic_status,
-		                    mosquitto_strerror(rc));
+	if (set_will(a, true) != IG_OK)
+		return ig_error_set(err, IG_ERR_INVAL, "cannot set the will on %s", a->topic_status);
 
 	if (a->cfg.tls_ca) {
 		/* libmosquitto only says "invalid arguments" for a missing file. */
@@ -576,7 +735,6 @@ static int setup_mqtt(ig_agent *a, ig_error *err)
 
 int ig_agent_new(ig_agent **out, const ig_agent_config *cfg, ig_error *err)
 {
-	uint8_t pk[IG_PK_BYTES];
 	char pk_hex[2 * IG_PK_BYTES + 1];
 	int rc;
 
@@ -606,19 +764,20 @@ int ig_agent_new(ig_agent **out, const ig_agent_config *cfg, ig_error *err)
 	a->started_us = ig_mono_us();
 	a->inbox_sub_mid = -1;
 	a->offline_mid = -1;
+	a->owner = -1;
 
 	a->sk = sodium_malloc(IG_SK_BYTES);
 	if (!a->sk) {
 		free(a);
 		return ig_error_set(err, IG_ERR_NOMEM, "cannot allocate guarded memory for the key");
 	}
-	rc = ig_keyfile_read(cfg->key_path, a->sk, pk, err);
+	rc = ig_keyfile_read(cfg->key_path, a->sk, a->pk, err);
 	if (rc != IG_OK) {
 		ig_agent_free(a);
 		return rc;
 	}
 	sodium_mprotect_noaccess(a->sk);
-	ig_hex_encode(pk_hex, pk, sizeof pk);
+	ig_hex_encode(pk_hex, a->pk, sizeof a->pk);
 
 	rc = setup_mqtt(a, err);
 	if (rc != IG_OK) {

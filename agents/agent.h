@@ -5,10 +5,11 @@
  * citizen of a cluster (stay connected with a fresh token, announce its
  * status, leave a will, listen on its inbox). That lifecycle lives in the
  * core (agent.c) and never changes when a device learns a new job. A new
- * job (ping today; entropy, session keys and coin payloads later) is a
- * duty: a small table of callbacks the core calls when the connection comes
- * up, when an inbox message arrives and on every loop tick. Duties never
- * touch libmosquitto directly; they send requests with ig_agent_request().
+ * job (ping, join, attestation, entropy, session keys; coin payloads
+ * later) is a duty: a small table of callbacks the core calls when the
+ * connection comes up, when a message arrives and on every loop tick.
+ * Duties never touch libmosquitto or the key directly; they go through the
+ * ig_agent_* calls below.
  */
 #ifndef IG_AGENT_H
 #define IG_AGENT_H
@@ -34,7 +35,9 @@ typedef struct ig_agent_config {
 
 typedef struct ig_agent ig_agent;
 
-/* A duty. Every callback is optional and runs on the agent's one thread. */
+/* A duty. Every callback is optional and runs on the agent's one thread.
+ * Unless a duty owns the session (session_password below), callbacks run
+ * only for normal sessions, i.e. ones opened with a connection token. */
 typedef struct ig_duty_ops {
 	const char *name;
 	/* The connection is up: the inbox is subscribed, the online status sent. */
@@ -42,13 +45,32 @@ typedef struct ig_duty_ops {
 	/* An inbox message whose "type" is `type`. Return true if this duty
 	 * consumed it, so the core can tell about messages nobody handles. */
 	bool (*on_inbox)(ig_agent *a, void *state, const char *type, const struct cJSON *msg);
-	/* Called about twice a second while connected; now_us is monotonic. */
+	/* Called about twice a second while connected, after on_connect;
+	 * now_us is monotonic. */
 	void (*on_tick)(ig_agent *a, void *state, uint64_t now_us);
 	/* The agent is stopping: wipe any secrets held in state. */
 	void (*on_stop)(ig_agent *a, void *state);
+	/* A message on a topic other than the inbox (one a duty subscribed to
+	 * with ig_agent_subscribe). Return true if this duty consumed it. */
+	bool (*on_message)(ig_agent *a, void *state, const char *topic, const uint8_t *payload, size_t len);
+	/* Extra members for the status heartbeat: writes text such as
+	 * `,"entropy":"ok"` (leading comma, valid JSON members) into out and
+	 * returns its length; 0 adds nothing. Output that does not fit is dropped. */
+	size_t (*status_fields)(ig_agent *a, void *state, char *out, size_t cap);
+	/* Before every connection attempt. A duty that needs a session of its
+	 * own (joining with a join token) writes the MQTT password into out and
+	 * returns its length; 0 means "use a normal token". A negative return
+	 * stops the agent. Such a session belongs to that duty alone: the core
+	 * sends no status and sets no will (the session may not publish them)
+	 * and only that duty's callbacks run until the next connect. */
+	int (*session_password)(ig_agent *a, void *state, char *out, size_t cap);
+	/* The broker refused a CONNECT (MQTT reason code). Called for the
+	 * owning duty of a private session, else for every duty. */
+	void (*on_refused)(ig_agent *a, void *state, int reason);
 } ig_duty_ops;
 
 #define IG_AGENT_MAX_DUTIES 8
+#define IG_AGENT_STATUS_MAX 1024      /* bytes of one status message, duty fields included */
 
 /* Reads the key (it stays in guarded memory until ig_agent_free), sets up
  * the MQTT client and the will. Errors say what to fix. */
@@ -68,8 +90,28 @@ void ig_agent_free(ig_agent *a);
 /* Publishes a JSON request (QoS 1) to iotguard/<cluster>/ch/<id>.
  * IG_ERR_STATE if not connected. */
 int ig_agent_request(ig_agent *a, const char *json, size_t len);
+/* Publishes to any topic the role may write (no retain). IG_ERR_STATE if
+ * not connected. */
+int ig_agent_publish(ig_agent *a, const char *topic, const void *payload, size_t len, int qos);
+/* Subscribes for this connection (subscriptions end with it, so duties
+ * subscribe again in on_connect). A refused SUBACK is logged. */
+int ig_agent_subscribe(ig_agent *a, const char *filter, int qos);
+/* Runs fn with the identity secret key readable, then locks it away again.
+ * Returns fn's result. fn must not keep the pointer. */
+typedef int (*ig_agent_key_fn)(void *ctx, const uint8_t sk[IG_SK_BYTES]);
+int ig_agent_with_key(ig_agent *a, ig_agent_key_fn fn, void *ctx);
+/* Ends the current session cleanly and connects again at once, asking the
+ * duties for credentials afresh (after a join, to come back as enrolled). */
+void ig_agent_reconnect(ig_agent *a);
+/* Stops the agent as a signal would; ig_agent_run returns IG_OK and
+ * ig_agent_exit_status tells main which status to exit with. */
+void ig_agent_stop(ig_agent *a, int exit_status);
+int ig_agent_exit_status(const ig_agent *a);
+/* True while a normal (token) session is up. */
+bool ig_agent_online(const ig_agent *a);
 const char *ig_agent_id(const ig_agent *a);
 const char *ig_agent_cluster(const ig_agent *a);
+const uint8_t *ig_agent_public_key(const ig_agent *a);
 
 /* Log sink for ig_log(): timestamped lines on stderr. Never pass secrets. */
 void ig_agent_log_init(const char *id, bool verbose);

@@ -3,20 +3,155 @@
  *
  * Why this exists: main() picks duties from the command line; keeping their
  * declarations together shows at a glance what an agent can do. Each duty
- * lives in its own duty_<name>.c.
+ * lives in its own duty_<name>.c; the pure helpers declared next to a duty
+ * are what the unit tests exercise without a broker.
  */
 #ifndef IG_DUTIES_H
 #define IG_DUTIES_H
 
-#include "agent.h"
+#include <limits.h>
 
-/* ping: after each connect, asks the cluster head for a pong with a fresh
- * random nonce and logs the round trip when the matching pong arrives. */
+#include "agent.h"
+#include "ig_entropy.h"
+#include "ig_join.h"
+#include "m2m_keys.h"
+
+/* Exit status for problems only a human can fix (a refused join code). */
+#define IG_EXIT_NEEDS_HUMAN 3
+
+/* ---- ping: after each connect, asks the cluster head for a pong with a
+ * fresh random nonce and logs the round trip when the matching pong arrives. */
 typedef struct ig_ping_state {
 	char nonce[33];       /* 16 random bytes, hex; "" when none outstanding */
 	uint64_t sent_us;     /* monotonic time the ping went out */
 	uint64_t pongs;       /* matching pongs seen, for tests and logs */
 } ig_ping_state;
 extern const ig_duty_ops ig_duty_ping;
+
+/* ---- pin: the cluster head's public key, which entropy sealing and
+ * session-key boxes depend on. Kept in FILE.ch next to the key file
+ * ("<64 hex>\n", mode 0600); learnt from the join welcome or, trusted on
+ * first use, from the retained iotguard/C/ledger/head (whose checkpoint must
+ * verify under it). A head naming another key is refused and logged. */
+typedef struct ig_pin_state {
+	char path[PATH_MAX];
+	bool known;
+	uint8_t pk[IG_PK_BYTES];
+	bool mismatch_logged;
+} ig_pin_state;
+/* Sets path = key_path + ".ch" and loads it if present (known = false if absent). */
+int ig_pin_init(ig_pin_state *p, const char *key_path, ig_error *err);
+int ig_pin_read(const char *path, uint8_t pk[IG_PK_BYTES], ig_error *err);
+/* Writes FILE.ch atomically (temporary file, fsync, rename) with mode 0600. */
+int ig_pin_store(ig_pin_state *p, const uint8_t pk[IG_PK_BYTES], ig_error *err);
+/* Checks a ledger/head payload and pins or compares its key. Returns IG_OK
+ * if the head agrees with (or established) the pin. */
+int ig_pin_from_head(ig_pin_state *p, const char *cluster, const uint8_t *payload, size_t len, ig_error *err);
+extern const ig_duty_ops ig_duty_pin;
+
+/* ---- join: turns a one-time join code into an enrolment. While joining,
+ * the agent connects with a join token, asks {"type":"join"} and waits for
+ * the welcome; then it stores the cluster head's key and comes back as a
+ * normal enrolled device. Any refusal stops the agent with exit status 3. */
+typedef struct ig_join_state {
+	bool joining;
+	char code[IG_JOIN_CODE_TEXT_LEN + 1];  /* canonical text; secret, wiped after the welcome */
+	ig_pin_state *pin;
+	bool sent_this_session;
+	bool sent_before;          /* some session got as far as the join request */
+	bool checking_enrolled;    /* join token refused after a request: try a normal token once */
+	uint64_t sent_us;
+	unsigned timeouts;
+} ig_join_state;
+/* If key_path does not exist, generates a key there (0600) and copies the
+ * public key hex into pk_hex (else pk_hex = ""). */
+int ig_join_prepare_key(const char *key_path, char pk_hex[2 * IG_PK_BYTES + 1], ig_error *err);
+/* Validates and copies the code. */
+int ig_join_init(ig_join_state *j, const char *code, ig_pin_state *pin, ig_error *err);
+extern const ig_duty_ops ig_duty_join;
+
+/* ---- entropy: health-tested, debiased, conditioned blocks sealed to the
+ * cluster head every interval (+-25%). A tripped health test ends
+ * contributions for good. */
+#define IG_ENTROPY_SOURCES 3
+typedef struct ig_entropy_state {
+	unsigned interval_s;
+	const ig_pin_state *pin;
+	ig_health health[IG_ENTROPY_SOURCES];
+	bool failed;
+	char failure[160];
+	uint64_t seq;              /* last seq sent; starts from the wall clock */
+	uint64_t next_us;
+	uint64_t sent, skipped;
+	bool warned_no_key;
+} ig_entropy_state;
+typedef struct ig_entropy_counts {
+	size_t raw[IG_ENTROPY_SOURCES];
+	size_t debiased_bits;
+	double credited_bits;      /* raw samples times their claimed min-entropy */
+} ig_entropy_counts;
+int ig_entropy_duty_init(ig_entropy_state *e, unsigned interval_s, const ig_pin_state *pin);
+/* Health-tests each source's raw samples, debiases and conditions them into
+ * block. IG_ERR_STATE when a health test trips (e->failed, e->failure set),
+ * IG_ERR_RANGE when the samples credit under 256 bits. */
+int ig_entropy_block_from(ig_entropy_state *e, const uint8_t *const raw[IG_ENTROPY_SOURCES],
+                          const size_t n[IG_ENTROPY_SOURCES], uint8_t block[IG_ENTROPY_BLOCK_BYTES],
+                          ig_entropy_counts *counts);
+/* Samples the device's sources and calls ig_entropy_block_from. */
+int ig_entropy_collect(ig_entropy_state *e, uint8_t block[IG_ENTROPY_BLOCK_BYTES], ig_entropy_counts *counts);
+#define IG_ENTROPY_SEALED_BYTES (8 + IG_ENTROPY_BLOCK_BYTES + 48)   /* crypto_box_SEALBYTES = 48 */
+/* crypto_box_seal(seq(8, BE) || block) to the X25519 form of ch_pk. */
+int ig_entropy_seal(uint8_t out[IG_ENTROPY_SEALED_BYTES], uint64_t seq, const uint8_t block[IG_ENTROPY_BLOCK_BYTES],
+                    const uint8_t ch_pk[IG_PK_BYTES]);
+/* {"seq":n,"sealed":"<base64>"}; returns the length or IG_ERR_RANGE. */
+int ig_entropy_payload(char *out, size_t cap, uint64_t seq, const uint8_t sealed[IG_ENTROPY_SEALED_BYTES]);
+uint64_t ig_entropy_delay_us(unsigned interval_s);
+uint64_t ig_entropy_next_seq(uint64_t last, uint64_t now_ms);
+extern const ig_duty_ops ig_duty_entropy;
+
+/* ---- attest: reports a signed measurement of this program and its
+ * configuration at every connect and every 5 minutes. */
+#define IG_ATTEST_PERIOD_S 300
+#define IG_ATTEST_DOMAIN "iotguard-attest-v1"
+typedef struct ig_attest_state {
+	uint8_t measurement[IG_HASH_BYTES];
+	char measurement_hex[2 * IG_HASH_BYTES + 1];
+	uint64_t next_us;
+	uint64_t sent;
+} ig_attest_state;
+/* "cluster=C\nid=ID\nentropy_interval=S\npeer=B\n" (peer empty if none). */
+int ig_attest_config(char *out, size_t cap, const char *cluster, const char *id, unsigned entropy_interval_s,
+                     const char *peer);
+/* BLAKE2b-256(contents of exe_path || config). */
+int ig_attest_measure(uint8_t out[IG_HASH_BYTES], const char *exe_path, const char *config, ig_error *err);
+int ig_attest_init(ig_attest_state *s, const char *exe_path, const char *config, ig_error *err);
+/* The signed bytes: "iotguard-attest-v1" 0x00 id 0x00 measurement ts(8 BE). */
+size_t ig_attest_signed_bytes(uint8_t *out, size_t cap, const char *id, const uint8_t m[IG_HASH_BYTES], uint64_t ts_ms);
+/* The whole request JSON, signed with sk. Returns its length or IG_ERR_*. */
+int ig_attest_request(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], const char *id,
+                      const uint8_t m[IG_HASH_BYTES], uint64_t ts_ms);
+extern const ig_duty_ops ig_duty_attest;
+
+/* ---- m2m: session keys with one peer and encrypted messages to it
+ * (tables and checks in m2m_keys.h). */
+typedef struct ig_m2m_state {
+	char peer[IG_ID_MAX + 1];          /* "" = receive only */
+	unsigned send_interval_s;
+	const ig_pin_state *pin;
+	ig_keytable keys;
+	ig_nonce_set nonces;
+	ig_box_key box_key;                /* secret: shared key with the cluster head */
+	bool have_box_key;
+	uint8_t box_key_for[IG_PK_BYTES];  /* the CH key box_key was computed for */
+	unsigned request_failures;
+	uint64_t next_request_us;
+	uint64_t next_send_us;
+	uint64_t next_report_us;
+	uint64_t messages;                 /* "n" of the next message */
+	ig_m2m_counters counters;
+	bool warned_no_pin;
+} ig_m2m_state;
+int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin);
+extern const ig_duty_ops ig_duty_m2m;
 
 #endif

@@ -7,7 +7,8 @@
  * duty_<name>.c, so this file only grows by an option and a line per duty.
  *
  * Exit codes: 0 stopped by SIGINT/SIGTERM, 1 runtime failure (key file,
- * TLS setup, ...), 2 usage error.
+ * TLS setup, ...), 2 usage error, 3 a problem only a human can fix (the
+ * cluster head refused the join code).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "agent.h"
@@ -47,11 +49,29 @@ static void usage(FILE *out)
 	      "  --ttl S           lifetime of each connection token in seconds (default 300)\n"
 	      "  --tls-ca FILE     connect with TLS, trusting this PEM CA certificate\n"
 	      "  --ping            after each connect, ping the cluster head and log the pong\n"
+	      "  --join-code CODE  join the cluster with this one-time code (igjc1-...): if\n"
+	      "                    FILE does not exist a new key is generated there and its\n"
+	      "                    public key printed; after the welcome the cluster-head key\n"
+	      "                    is kept in FILE.ch and the agent carries on as enrolled.\n"
+	      "                    Ignored (with a notice) once FILE.ch exists\n"
+	      "  --entropy-interval S\n"
+	      "                    contribute a sealed, health-tested entropy block every S\n"
+	      "                    seconds (+-25%; 0 = off, the default; else 2..86400)\n"
+	      "  --peer B          ask the cluster head for session keys with device B and\n"
+	      "                    send it an encrypted message every --send-interval\n"
+	      "  --send-interval S seconds between messages to --peer (default 10; 0 = keys\n"
+	      "                    only)\n"
 	      "  --verbose         debug logging (never includes tokens or keys)\n"
 	      "  --help            show this text\n"
 	      "\n"
+	      "Always: the agent pins the cluster-head key (FILE.ch, else trust on first use\n"
+	      "of the signed ledger head), reports a signed measurement of itself and its\n"
+	      "configuration at each connect and every 5 minutes, and accepts session keys\n"
+	      "and encrypted messages from peers that asked for a key with it.\n"
+	      "\n"
 	      "Logs go to stderr. Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime\n"
-	      "failure, 2 on a usage error.\n",
+	      "failure, 2 on a usage error, 3 when the join code was refused (ask the\n"
+	      "cluster operator for a new one).\n",
 	      out);
 }
 
@@ -89,10 +109,97 @@ static int install_signals(void)
 	return sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Everything the duties need, in one place so main() stays about options. */
+struct duty_states {
+	ig_pin_state pin;
+	ig_join_state join;
+	ig_attest_state attest;
+	ig_entropy_state entropy;
+	ig_m2m_state m2m;
+	ig_ping_state ping;
+};
+
+static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
+{
+	if (ig_agent_add_duty(agent, ops, state) == IG_OK)
+		return 0;
+	fprintf(stderr, "iotguard-agent: too many duties (adding %s)\n", ops->name);
+	return -1;
+}
+
+/* Prepares the key (joining may create it), the duties and the agent, and
+ * runs it. Returns the exit status. */
+static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_interval, const char *peer,
+               unsigned send_interval, bool ping)
+{
+	static struct duty_states d;   /* large (key table, replay windows): keep it off the stack */
+	ig_error err = {0};
+	char config[512], pk_hex[2 * IG_PK_BYTES + 1];
+	bool joining = false;
+
+	if (ig_pin_init(&d.pin, cfg->key_path, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg);
+		return 1;
+	}
+	if (join_code && d.pin.known) {
+		ig_log(IG_LOG_INFO, "--join-code ignored: %s exists, so this key has joined already", d.pin.path);
+	} else if (join_code) {
+		int rc = ig_join_init(&d.join, join_code, &d.pin, &err);
+		sodium_memzero(join_code, strlen(join_code));  /* keep it out of ps from now on */
+		if (rc != IG_OK) {
+			fprintf(stderr, "iotguard-agent: %s\n", err.msg);
+			return EXIT_USAGE;
+		}
+		if (ig_join_prepare_key(cfg->key_path, pk_hex, &err) != IG_OK) {
+			fprintf(stderr, "iotguard-agent: %s\n", err.msg);
+			return 1;
+		}
+		if (pk_hex[0]) {
+			printf("%s\n", pk_hex);
+			fflush(stdout);
+			ig_log(IG_LOG_INFO, "generated a new key in %s (public key %s)", cfg->key_path, pk_hex);
+		}
+		joining = true;
+	}
+
+	ig_agent *agent = NULL;
+	if (ig_agent_new(&agent, cfg, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot start the agent");
+		return 1;
+	}
+	if (ig_attest_config(config, sizeof config, cfg->cluster, cfg->id, entropy_interval, peer) < 0 ||
+	    ig_attest_init(&d.attest, "/proc/self/exe", config, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot measure this program");
+		ig_agent_free(agent);
+		return 1;
+	}
+	ig_log(IG_LOG_INFO, "measurement %s", d.attest.measurement_hex);
+	d.ping.nonce[0] = '\0';
+	if (ig_entropy_duty_init(&d.entropy, entropy_interval, &d.pin) != IG_OK ||
+	    ig_m2m_init(&d.m2m, peer, send_interval, &d.pin) != IG_OK) {
+		fputs("iotguard-agent: cannot set up the entropy or m2m duty\n", stderr);
+		ig_agent_free(agent);
+		return 1;
+	}
+	if (add_duty(agent, &ig_duty_pin, &d.pin) != 0 || (joining && add_duty(agent, &ig_duty_join, &d.join) != 0) ||
+	    add_duty(agent, &ig_duty_attest, &d.attest) != 0 ||
+	    (entropy_interval && add_duty(agent, &ig_duty_entropy, &d.entropy) != 0) ||
+	    add_duty(agent, &ig_duty_m2m, &d.m2m) != 0 || (ping && add_duty(agent, &ig_duty_ping, &d.ping) != 0)) {
+		ig_agent_free(agent);
+		return 1;
+	}
+
+	int rc = ig_agent_run(agent, &stop_signal);
+	int status = rc == IG_OK ? ig_agent_exit_status(agent) : 1;
+	ig_agent_free(agent);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_ID, OPT_KEY, OPT_HEARTBEAT, OPT_TTL,
-	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP };
+	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP, OPT_JOIN_CODE, OPT_ENTROPY_INTERVAL, OPT_PEER,
+	       OPT_SEND_INTERVAL };
 	static const struct option options[] = {
 		{"host", required_argument, NULL, OPT_HOST},
 		{"port", required_argument, NULL, OPT_PORT},
@@ -105,10 +212,17 @@ int main(int argc, char **argv)
 		{"ping", no_argument, NULL, OPT_PING},
 		{"verbose", no_argument, NULL, OPT_VERBOSE},
 		{"help", no_argument, NULL, OPT_HELP},
+		{"join-code", required_argument, NULL, OPT_JOIN_CODE},
+		{"entropy-interval", required_argument, NULL, OPT_ENTROPY_INTERVAL},
+		{"peer", required_argument, NULL, OPT_PEER},
+		{"send-interval", required_argument, NULL, OPT_SEND_INTERVAL},
 		{NULL, 0, NULL, 0},
 	};
 	ig_agent_config cfg = {.heartbeat_s = 30, .ttl_s = 300};
 	bool ping = false;
+	char *join_code = NULL;
+	const char *peer = NULL;
+	unsigned entropy_interval = 0, send_interval = 10;
 	unsigned long v;
 	int opt;
 
@@ -138,6 +252,20 @@ int main(int argc, char **argv)
 		case OPT_PING: ping = true; break;
 		case OPT_VERBOSE: cfg.verbose = true; break;
 		case OPT_HELP: usage(stdout); return 0;
+		case OPT_JOIN_CODE: join_code = optarg; break;
+		case OPT_ENTROPY_INTERVAL:
+			/* Under 2 s the -25% jitter would undercut the cluster head's
+			 * default limit of one block per second. */
+			if (!parse_uint(optarg, 0, 86400, &v) || v == 1)
+				return usage_error("--entropy-interval must be 0 (off) or 2..86400 seconds, not '%s'", optarg);
+			entropy_interval = (unsigned)v;
+			break;
+		case OPT_PEER: peer = optarg; break;
+		case OPT_SEND_INTERVAL:
+			if (!parse_uint(optarg, 0, 86400, &v))
+				return usage_error("--send-interval must be 0..86400 seconds, not '%s'", optarg);
+			send_interval = (unsigned)v;
+			break;
 		default: {
 			const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 			if (optopt >= OPT_HOST)
@@ -162,6 +290,8 @@ int main(int argc, char **argv)
 		return usage_error("--id '%s' is invalid: use 1..64 characters of [A-Za-z0-9_.-]", cfg.id);
 	if (!cfg.key_path)
 		return usage_error("%s", "--key is required (the identity's secret key file)");
+	if (peer && (!ig_id_valid(peer, strlen(peer)) || strcmp(peer, cfg.id) == 0))
+		return usage_error("--peer '%s' is invalid: name another device's id ([A-Za-z0-9_.-], 1..64)", peer);
 
 	ig_agent_log_init(cfg.id, cfg.verbose);
 	if (ig_init() != IG_OK) {
@@ -174,25 +304,7 @@ int main(int argc, char **argv)
 	}
 	mosquitto_lib_init();
 
-	ig_error err = {0};
-	ig_agent *agent = NULL;
-	int rc = ig_agent_new(&agent, &cfg, &err);
-	if (rc != IG_OK) {
-		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot start the agent");
-		mosquitto_lib_cleanup();
-		return 1;
-	}
-
-	ig_ping_state ping_state = {.nonce = ""};
-	if (ping && ig_agent_add_duty(agent, &ig_duty_ping, &ping_state) != IG_OK) {
-		fputs("iotguard-agent: too many duties\n", stderr);
-		ig_agent_free(agent);
-		mosquitto_lib_cleanup();
-		return 1;
-	}
-
-	rc = ig_agent_run(agent, &stop_signal);
-	ig_agent_free(agent);
+	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping);
 	mosquitto_lib_cleanup();
-	return rc == IG_OK ? 0 : 1;
+	return status;
 }

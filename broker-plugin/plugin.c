@@ -297,7 +297,9 @@ static int on_reload(int event, void *event_data, void *userdata)
 static int replay_record(void *ctx, const ig_record *rec, ig_error *err)
 {
 	ig_plugin *pl = ctx;
-	int rc = ig_registry_apply(pl->reg, rec, err);
+	int rc = ig_record_body_check(rec, err);
+	if (rc == IG_OK)
+		rc = ig_registry_apply(pl->reg, rec, err);
 	return rc == IG_OK ? ig_joincodes_apply(pl->codes, rec, err) : rc;
 }
 

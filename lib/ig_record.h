@@ -194,6 +194,11 @@ int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_e
 int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
 int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err);
 
+/* Decodes the body of any known record type (unknown types pass), so an
+ * auditor can check rule 5 of docs/LEDGER.md section 4: IG_OK, or
+ * IG_ERR_CORRUPT naming the bad field. */
+int ig_record_body_check(const ig_record *rec, ig_error *err);
+
 /* Generic TLV walking, for later record types and for `show`. */
 typedef struct ig_tlv_iter {
 	const uint8_t *p, *end;

@@ -876,6 +876,29 @@ static bool add_typed_fields(cJSON *obj, const ig_record *rec, bool *oom)
 	}
 }
 
+int ig_record_body_check(const ig_record *rec, ig_error *err)
+{
+	union {
+		ig_genesis g;
+		ig_enroll e;
+		ig_revoke r;
+		ig_join_code_rec jc;
+		ig_join_used ju;
+		ig_key_issued k;
+		ig_attest a;
+	} u;
+	switch (rec->type) {
+	case IG_REC_GENESIS: return ig_genesis_decode(rec->body, rec->body_len, &u.g, err);
+	case IG_REC_ENROLL: return ig_enroll_decode(rec->body, rec->body_len, &u.e, err);
+	case IG_REC_REVOKE: return ig_revoke_decode(rec->body, rec->body_len, &u.r, err);
+	case IG_REC_JOIN_CODE: return ig_join_code_decode(rec->body, rec->body_len, &u.jc, err);
+	case IG_REC_JOIN_USED: return ig_join_used_decode(rec->body, rec->body_len, &u.ju, err);
+	case IG_REC_KEY_ISSUED: return ig_key_issued_decode(rec->body, rec->body_len, &u.k, err);
+	case IG_REC_ATTEST: return ig_attest_decode(rec->body, rec->body_len, &u.a, err);
+	default: return IG_OK;
+	}
+}
+
 char *ig_record_to_json(const ig_record *rec)
 {
 	if (!rec || (rec->body_len > 0 && !rec->body))
