@@ -190,7 +190,8 @@ static int publish_status(ig_agent *a, const char *state, int *mid)
 	                 a->id, state, ig_now_ms(), a->seq + 1, uptime_s);
 	if (n < 0 || (size_t)n >= sizeof payload)
 		return IG_ERR_RANGE;
-	for (size_t i = 0; i < a->nduties; i++) {
+	/* Duty fields describe a running device: heartbeats only. */
+	for (size_t i = 0; i < a->nduties && strcmp(state, "online") == 0; i++) {
 		if (!a->duties[i].ops->status_fields)
 			continue;
 		size_t room = sizeof payload - (size_t)n - 2;  /* keep space for "}" and NUL */

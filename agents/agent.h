@@ -53,7 +53,7 @@ typedef struct ig_duty_ops {
 	/* A message on a topic other than the inbox (one a duty subscribed to
 	 * with ig_agent_subscribe). Return true if this duty consumed it. */
 	bool (*on_message)(ig_agent *a, void *state, const char *topic, const uint8_t *payload, size_t len);
-	/* Extra members for the status heartbeat: writes text such as
+	/* Extra members for the online status heartbeat: writes text such as
 	 * `,"entropy":"ok"` (leading comma, valid JSON members) into out and
 	 * returns its length; 0 adds nothing. Output that does not fit is dropped. */
 	size_t (*status_fields)(ig_agent *a, void *state, char *out, size_t cap);

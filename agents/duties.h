@@ -145,6 +145,7 @@ typedef struct ig_m2m_state {
 	uint8_t box_key_for[IG_PK_BYTES];  /* the CH key box_key was computed for */
 	unsigned request_failures;
 	uint64_t next_request_us;
+	uint64_t connected_us;
 	uint64_t next_send_us;
 	uint64_t next_report_us;
 	uint64_t messages;                 /* "n" of the next message */

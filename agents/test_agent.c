@@ -12,6 +12,8 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <mosquitto.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,11 +74,33 @@ Test(agent_config, rejects_bad_identity_before_touching_the_key)
 
 /* ---- attestation ----------------------------------------------------------- */
 
+static char made_dirs[4][64];
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Each test runs in its own process: tidy its directories when it ends. */
+static void remove_made_dirs(void)
+{
+	for (size_t i = 0; i < sizeof made_dirs / sizeof made_dirs[0]; i++)
+		if (made_dirs[i][0])
+			nftw(made_dirs[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static char *temp_dir(void)
 {
-	static char dir[64];
-	snprintf(dir, sizeof dir, "/tmp/test_agent.XXXXXX");
+	static size_t used;
+	cr_assert_lt(used, sizeof made_dirs / sizeof made_dirs[0]);
+	char *dir = made_dirs[used++];
+	snprintf(dir, sizeof made_dirs[0], "/tmp/test_agent.XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
+	if (used == 1)
+		atexit(remove_made_dirs);
 	return dir;
 }
 
@@ -485,4 +509,128 @@ Test(agent_join, code_is_validated_and_key_created_once)
 		cr_assert_eq(j.code[i], 0);
 	sodium_memzero(sk, sizeof sk);
 	sodium_memzero(sk2, sizeof sk2);
+}
+
+/* The join duty's decisions, driven through a real (never connected) agent. */
+struct join_fixture {
+	char dir[64], key[128];
+	ig_pin_state pin;
+	ig_join_state j;
+	ig_agent *a;
+};
+
+static void join_setup(struct join_fixture *f)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	mosquitto_lib_init();
+	snprintf(f->dir, sizeof f->dir, "%s", temp_dir());
+	snprintf(f->key, sizeof f->key, "%s/dev9.key", f->dir);
+	char pk_hex[65];
+	ig_error err = {0};
+	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_pin_init(&f->pin, f->key, &err), IG_OK);
+	cr_assert_eq(ig_join_init(&f->j, "igjc1-000102030405060708090a0b0c0d0e0f1011121314151617", &f->pin, &err), IG_OK);
+	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = "c1", .id = "dev9", .key_path = f->key,
+	                       .heartbeat_s = 30, .ttl_s = 300};
+	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_agent_add_duty(f->a, &ig_duty_join, &f->j), IG_OK);
+}
+
+Test(agent_join, join_token_only_while_joining)
+{
+	struct join_fixture f;
+	join_setup(&f);
+	char pw[512];
+	int n = ig_duty_join.session_password(f.a, &f.j, pw, sizeof pw);
+	cr_assert_gt(n, 0);
+	cr_assert(strncmp(pw, "igj1.", 5) == 0, "%s", pw);
+	ig_join_claims c;
+	cr_assert_eq(ig_join_token_parse(pw, (size_t)n, &c), IG_OK);
+	cr_assert_str_eq(c.id, "dev9");
+	cr_assert_str_eq(c.cluster, "c1");
+	cr_assert_arr_eq(c.pk, ig_agent_public_key(f.a), 32);
+	cr_assert_eq(c.expires_at - c.issued_at, 300);
+	f.j.joining = false;
+	cr_assert_eq(ig_duty_join.session_password(f.a, &f.j, pw, sizeof pw), 0, "enrolled: normal token");
+	ig_agent_free(f.a);
+}
+
+Test(agent_join, welcome_pins_the_key_and_ends_joining)
+{
+	struct join_fixture f;
+	join_setup(&f);
+	uint8_t ch_pk[32], ch_sk[64];
+	char hex[65];
+	cr_assert_eq(ig_key_generate(ch_pk, ch_sk), IG_OK);
+	ig_hex_encode(hex, ch_pk, 32);
+	char msg[512];
+	/* For someone else: ignored. */
+	snprintf(msg, sizeof msg, "{\"type\":\"welcome\",\"cluster\":\"c1\",\"id\":\"dev8\",\"role\":\"device\","
+	                          "\"ch_pubkey\":\"%s\",\"index\":7}", hex);
+	cJSON *j = cJSON_Parse(msg);
+	cr_assert(ig_duty_join.on_inbox(f.a, &f.j, "welcome", j));
+	cJSON_Delete(j);
+	cr_assert(f.j.joining);
+	cr_assert(!f.pin.known);
+	snprintf(msg, sizeof msg, "{\"type\":\"welcome\",\"cluster\":\"c1\",\"id\":\"dev9\",\"role\":\"device\","
+	                          "\"ch_pubkey\":\"%s\",\"index\":7}", hex);
+	j = cJSON_Parse(msg);
+	cr_assert(ig_duty_join.on_inbox(f.a, &f.j, "welcome", j));
+	cJSON_Delete(j);
+	cr_assert(!f.j.joining);
+	cr_assert(f.pin.known);
+	cr_assert_arr_eq(f.pin.pk, ch_pk, 32);
+	ig_pin_state reread;
+	cr_assert_eq(ig_pin_init(&reread, f.key, NULL), IG_OK);
+	cr_assert(reread.known, "welcome must save FILE.ch");
+	cr_assert_eq(ig_agent_exit_status(f.a), 0);
+	for (size_t i = 0; i < sizeof f.j.code; i++)
+		cr_assert_eq(f.j.code[i], 0, "the code must be wiped once used");
+	ig_agent_free(f.a);
+	sodium_memzero(ch_sk, sizeof ch_sk);
+}
+
+Test(agent_join, refusals_need_a_human)
+{
+	struct join_fixture f;
+	join_setup(&f);
+	cJSON *err = cJSON_Parse("{\"type\":\"error\",\"error\":\"code_used\",\"message\":\"used\"}");
+	cr_assert(ig_duty_join.on_inbox(f.a, &f.j, "error", err));
+	cJSON_Delete(err);
+	cr_assert_eq(ig_agent_exit_status(f.a), IG_EXIT_NEEDS_HUMAN);
+	cr_assert(!f.j.joining);
+	ig_agent_free(f.a);
+
+	/* A refused CONNACK before any join request: stop at once. */
+	join_setup(&f);
+	ig_duty_join.on_refused(f.a, &f.j, 135);
+	cr_assert_eq(ig_agent_exit_status(f.a), IG_EXIT_NEEDS_HUMAN);
+	ig_agent_free(f.a);
+}
+
+Test(agent_join, refusal_after_a_request_tries_a_normal_token_once)
+{
+	struct join_fixture f;
+	join_setup(&f);
+	/* The earlier session sent {"type":"join"}; its welcome was lost. */
+	f.j.sent_before = true;
+	ig_duty_join.on_refused(f.a, &f.j, 135);
+	cr_assert_eq(ig_agent_exit_status(f.a), 0, "must not give up yet");
+	cr_assert(!f.j.joining);
+	cr_assert(f.j.checking_enrolled);
+	char pw[512];
+	cr_assert_eq(ig_duty_join.session_password(f.a, &f.j, pw, sizeof pw), 0, "next attempt uses a normal token");
+	/* The normal token is refused too: now give up. */
+	ig_duty_join.on_refused(f.a, &f.j, 135);
+	cr_assert_eq(ig_agent_exit_status(f.a), IG_EXIT_NEEDS_HUMAN);
+	ig_agent_free(f.a);
+
+	/* ... or it is accepted: carry on as enrolled. */
+	join_setup(&f);
+	f.j.sent_before = true;
+	ig_duty_join.on_refused(f.a, &f.j, 135);
+	ig_duty_join.on_connect(f.a, &f.j);
+	cr_assert(!f.j.checking_enrolled);
+	cr_assert_eq(ig_agent_exit_status(f.a), 0);
+	ig_agent_free(f.a);
 }

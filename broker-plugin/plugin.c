@@ -165,6 +165,15 @@ static int load_policy(const ig_plugin_config *cfg, ig_policy **out)
 	return rc;
 }
 
+/* The policy file's max_token_ttl wins over the ttl_<role> option. */
+static void apply_ttls(ig_plugin *pl)
+{
+	for (int r = 0; r < IG_ROLE_COUNT; r++) {
+		uint32_t from_policy = ig_policy_max_ttl(pl->policy, (ig_role)r);
+		pl->max_ttl_s[r] = from_policy ? from_policy : pl->cfg.max_ttl_s[r];
+	}
+}
+
 /* ---- head and stats ----------------------------------------------------- */
 
 static void publish_head(ig_plugin *pl)
@@ -249,6 +258,8 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	ig_plugin *pl = userdata;
+	if (pl->kicks_pending)
+		ig_plugin_run_pending_kicks(pl);
 	ig_ledger_poll(pl->ledger);
 	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
 		publish_head(pl);
@@ -263,33 +274,41 @@ static int on_tick(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* Mosquitto 2.0 hands a reload no plugin options (they are read only at
+ * start), so SIGHUP re-reads the policy file, which also carries the role
+ * token TTLs ("max_token_ttl"). Options, if a later broker passes them,
+ * are applied too. */
 static int on_reload(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	ig_plugin *pl = userdata;
 	struct mosquitto_evt_reload *ed = event_data;
-	ig_plugin_config cfg;
-	if (parse_config(&cfg, ed->options, ed->option_count) != 0) {
-		ig_plugin_log(MOSQ_LOG_ERR, "reload: configuration rejected; keeping the previous policy and TTLs");
-		return MOSQ_ERR_SUCCESS;
+	ig_plugin_config cfg = pl->cfg;
+	if (ed && ed->option_count > 0) {
+		if (parse_config(&cfg, ed->options, ed->option_count) != 0) {
+			ig_plugin_log(MOSQ_LOG_ERR, "reload: configuration rejected; keeping the previous policy and TTLs");
+			return MOSQ_ERR_PLUGIN_DEFER;
+		}
+		if (strcmp(cfg.ledger_dir, pl->cfg.ledger_dir) != 0)
+			ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger changed; a ledger cannot be swapped live, "
+			                                "restart the broker to use %s", cfg.ledger_dir);
+		memcpy(cfg.ledger_dir, pl->cfg.ledger_dir, sizeof cfg.ledger_dir);
 	}
-	if (strcmp(cfg.ledger_dir, pl->cfg.ledger_dir) != 0)
-		ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger changed; a ledger cannot be swapped live, "
-		                                "restart the broker to use %s", cfg.ledger_dir);
 	ig_policy *policy = NULL;
 	if (load_policy(&cfg, &policy) != IG_OK) {
 		ig_plugin_log(MOSQ_LOG_ERR, "reload: policy rejected; keeping the previous policy and TTLs");
-		return MOSQ_ERR_SUCCESS;
+		return MOSQ_ERR_PLUGIN_DEFER;
 	}
-	memcpy(cfg.ledger_dir, pl->cfg.ledger_dir, sizeof cfg.ledger_dir);
 	ig_policy_free(pl->policy);
 	pl->policy = policy;
 	pl->cfg = cfg;
 	pl->next_stats_ms = 0;
-	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s and role TTLs (device %us, analyst %us, monitor %us, admin %us)",
-	              cfg.policy_path[0] ? cfg.policy_path : "(built-in)", cfg.max_ttl_s[IG_ROLE_DEVICE],
-	              cfg.max_ttl_s[IG_ROLE_ANALYST], cfg.max_ttl_s[IG_ROLE_MONITOR], cfg.max_ttl_s[IG_ROLE_ADMIN]);
-	return MOSQ_ERR_SUCCESS;
+	apply_ttls(pl);
+	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s; token TTLs: device %us, analyst %us, monitor %us, admin %us",
+	              cfg.policy_path[0] ? cfg.policy_path : "(built-in)", pl->max_ttl_s[IG_ROLE_DEVICE],
+	              pl->max_ttl_s[IG_ROLE_ANALYST], pl->max_ttl_s[IG_ROLE_MONITOR], pl->max_ttl_s[IG_ROLE_ADMIN]);
+	/* Other plugins get their reload too. */
+	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -396,6 +415,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
+	apply_ttls(pl);
 	pl->reg = ig_registry_new();
 	pl->codes = ig_joincodes_new();
 	if (!pl->reg || !pl->codes || !ig_sessions_init(&pl->sessions)) {

@@ -114,6 +114,7 @@ typedef struct ig_plugin_config {
 typedef struct ig_plugin {
 	mosquitto_plugin_id_t *pid;
 	ig_plugin_config cfg;
+	uint32_t max_ttl_s[IG_ROLE_COUNT];   /* in force: policy file's max_token_ttl, else cfg */
 	ig_ledger *ledger;
 	ig_registry *reg;
 	ig_policy *policy;
@@ -129,6 +130,9 @@ typedef struct ig_plugin {
 
 	ig_sessions sessions;
 	ig_ban_entry bans[256];
+#define IG_KICKS_MAX 64
+	char kicks[IG_KICKS_MAX][IG_ID_MAX + 1];   /* disconnects deferred to the next tick */
+	uint32_t kicks_pending;
 
 	/* Key service (issue 3). */
 	ig_joincodes *codes;
@@ -181,6 +185,7 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata);
 int ig_plugin_on_control(int event, void *event_data, void *userdata);
 /* Cuts every live connection of id (revocation). Returns true if one was cut. */
 bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id);
+void ig_plugin_run_pending_kicks(ig_plugin *pl);
 
 /* plugin_requests.c */
 int ig_plugin_on_message(int event, void *event_data, void *userdata);

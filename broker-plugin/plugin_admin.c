@@ -109,6 +109,26 @@ bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id)
 	return was_connected;
 }
 
+/* An admin revoking itself is still inside its own PUBLISH; cutting that
+ * connection under Mosquitto's feet loses the PUBACK and the reply, so that
+ * one kick waits for the next tick. (It can no longer authenticate or pass
+ * an ACL check meanwhile.) */
+static void disconnect_later(ig_plugin *pl, const char *id)
+{
+	if (pl->kicks_pending == IG_KICKS_MAX) {
+		mosquitto_kick_client_by_clientid(id, true);
+		return;
+	}
+	snprintf(pl->kicks[pl->kicks_pending++], IG_ID_MAX + 1, "%s", id);
+}
+
+void ig_plugin_run_pending_kicks(ig_plugin *pl)
+{
+	for (uint32_t i = 0; i < pl->kicks_pending; i++)
+		mosquitto_kick_client_by_clientid(pl->kicks[i], false);
+	pl->kicks_pending = 0;
+}
+
 /* ---- durable commands ---- */
 
 static void on_durable(void *ctx, int status, const ig_record *rec)
@@ -221,7 +241,10 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	 * the record to be durable. The kick comes first because Mosquitto
 	 * checks the will against the ACL as it sends it, and monitors should
 	 * see the device go offline. */
-	bool disconnected = ig_plugin_disconnect_identity(pl, cmd->id);
+	bool self = strcmp(cmd->id, b->client_id) == 0;
+	bool disconnected = self ? true : ig_plugin_disconnect_identity(pl, cmd->id);
+	if (self)
+		disconnect_later(pl, cmd->id);
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
 	publish_revoked_status(pl, cmd->id);
 	ig_plugin_keys_on_revoke(pl, cmd->id);

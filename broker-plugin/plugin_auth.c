@@ -182,7 +182,7 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 		}
 	} else {
 		ig_auth_params params = {.cluster = pl->cluster, .now_s = now_ms / 1000, .skew_s = pl->cfg.clock_skew_s};
-		memcpy(params.max_ttl_s, pl->cfg.max_ttl_s, sizeof params.max_ttl_s);
+		memcpy(params.max_ttl_s, pl->max_ttl_s, sizeof params.max_ttl_s);
 		ig_token_claims claims;
 		res = ig_auth_check(pl->reg, &params, username, client_id ? client_id : "", token, token_len, who, &claims);
 		sodium_memzero(&claims, sizeof claims);

@@ -38,6 +38,13 @@ void ig_policy_free(ig_policy *p);
 /* The policy compiled into the library, identical to config/policy.json. */
 extern const char ig_policy_default_json[];
 
+/* A role's "max_token_ttl" (seconds) from the policy file, or 0 when the
+ * file does not set it (the plugin's ttl_<role> option applies). Living in
+ * the policy file lets it change on SIGHUP: Mosquitto 2.0 passes no plugin
+ * options to a reload. */
+#define IG_POLICY_MAX_TTL (7u * 86400u)
+uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role);
+
 bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
                       const char *cluster, const char *id, const char *topic);
 

@@ -73,6 +73,7 @@ struct ig_policy {
 	pattern_list lists[IG_ROLE_COUNT][LIST_COUNT];
 	uint8_t m2m[IG_ROLE_COUNT];                 /* bit r: this role lists role r */
 	measurement_list attestation[IG_ROLE_COUNT];
+	uint32_t max_token_ttl[IG_ROLE_COUNT];      /* 0: not set, the plugin option applies */
 };
 
 /* ---- reading levels ------------------------------------------------------
@@ -358,6 +359,13 @@ static bool role_valid(ig_role role)
 
 /* Both sides must list each other: a key is shared, so neither role's
  * policy alone may force the other into a pairing it did not allow. */
+uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role)
+{
+	if (!p || (int)role <= IG_ROLE_NONE || (int)role >= IG_ROLE_COUNT)
+		return 0;
+	return p->max_token_ttl[role];
+}
+
 bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b)
 {
 	if (!p || !role_valid(a) || !role_valid(b))
@@ -511,13 +519,21 @@ static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *er
 	if (rc != IG_OK)
 		return rc;
 	for (const cJSON *item = obj->child; item; item = item->next) {
+		if (strcmp(item->string, "max_token_ttl") == 0) {
+			double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
+			if (!(v >= 1 && v <= IG_POLICY_MAX_TTL) || (double)(uint32_t)v != v)
+				return ig_error_set(err, IG_ERR_INVAL, "%s.max_token_ttl: must be a whole number of seconds "
+				                    "from 1 to %u", where, (unsigned)IG_POLICY_MAX_TTL);
+			p->max_token_ttl[role] = (uint32_t)v;
+			continue;
+		}
 		int list = -1;
 		for (int l = 0; l < LIST_COUNT; l++)
 			if (strcmp(item->string, list_names[l]) == 0)
 				list = l;
 		if (list < 0)
 			return ig_error_set(err, IG_ERR_INVAL, "%s: unknown key \"%.64s\"; allowed keys are "
-			                    "\"publish\", \"subscribe\" and \"retain\"", where, item->string);
+			                    "\"publish\", \"subscribe\", \"retain\" and \"max_token_ttl\"", where, item->string);
 		rc = parse_list(item, role, list, &p->lists[role][list], err);
 		if (rc != IG_OK)
 			return rc;

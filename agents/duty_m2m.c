@@ -1,0 +1,340 @@
+/*
+ * duty_m2m.c: session keys with a peer, and encrypted messages to it.
+ *
+ * Why this exists: devices talk to each other through the broker, which
+ * must not read or alter what they say. The cluster head hands both ends a
+ * fresh key in boxes only they can open; this duty asks for keys (and for
+ * new ones before the old expire or wear out), sends a small message every
+ * interval under the newest key, and runs every received message through
+ * the checks in m2m_keys.c. It logs who sent what size under which key id,
+ * never a key or a plaintext, and counts every drop by reason.
+ */
+#include "duties.h"
+
+#include <cJSON.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#define REQUEST_WAIT_US 30000000u     /* an unanswered request is retried after this */
+#define REQUEST_GAP_US 2000000u       /* at least this between two requests, whatever happens */
+#define NO_PIN_RETRY_US 1000000u
+#define NO_PIN_PATIENCE_US 5000000u   /* the retained ledger head normally arrives within milliseconds */
+#define REPORT_PERIOD_US 60000000u
+#define M2M_TOPIC_MAX (32 + IG_CLUSTER_MAX + 2 * IG_ID_MAX)
+#define M2M_PLAINTEXT_MAX 128
+
+int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin)
+{
+	memset(m, 0, sizeof *m);
+	if (peer && peer[0]) {
+		if (!ig_id_valid(peer, strlen(peer)))
+			return IG_ERR_INVAL;
+		snprintf(m->peer, sizeof m->peer, "%s", peer);
+	}
+	m->send_interval_s = send_interval_s;
+	m->pin = pin;
+	return IG_OK;
+}
+
+struct box_ctx {
+	ig_box_key *bk;
+	const uint8_t *ch_pk;
+};
+
+static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
+{
+	struct box_ctx *c = ctx;
+	return ig_box_key_for_ch(c->bk, sk, c->ch_pk);
+}
+
+/* The shared key with the cluster head, computed once per pinned key. */
+static bool ensure_box_key(ig_agent *a, ig_m2m_state *m)
+{
+	if (!m->pin->known)
+		return false;
+	if (m->have_box_key && sodium_memcmp(m->box_key_for, m->pin->pk, IG_PK_BYTES) == 0)
+		return true;
+	struct box_ctx c = {.bk = &m->box_key, .ch_pk = m->pin->pk};
+	if (ig_agent_with_key(a, derive_box_key, &c) != IG_OK) {
+		ig_log(IG_LOG_ERR, "cannot derive the box key for the pinned cluster-head key");
+		m->have_box_key = false;
+		return false;
+	}
+	memcpy(m->box_key_for, m->pin->pk, IG_PK_BYTES);
+	m->have_box_key = true;
+	return true;
+}
+
+static void report(ig_m2m_state *m)
+{
+	char line[512];
+	if (ig_m2m_counters_format(line, sizeof line, &m->counters) > 0)
+		ig_log(IG_LOG_INFO, "m2m: %s; live keys %zu", line, ig_keytable_live(&m->keys));
+}
+
+static void log_wiped(void *ctx, const ig_m2m_key *k, ig_key_slot_state why)
+{
+	char id[9];
+	(void)ctx;
+	ig_key_id_prefix(id, k->k.key_id);
+	ig_log(IG_LOG_INFO, "session key %s... with %s %s; wiped", id, k->k.peer,
+	       why == IG_SLOT_EXPIRED ? "expired" : "replaced by a newer key");
+}
+
+/* ---- requesting keys -------------------------------------------------------- */
+
+static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
+{
+	uint64_t now_ms = ig_now_ms(), now_s = now_ms / 1000u;
+	ig_m2m_key *k = ig_keytable_newest(&m->keys, m->peer, now_s);
+	if ((k && !ig_keytable_needs_rekey(k, now_s)) || now_us < m->next_request_us)
+		return;
+	if (!ensure_box_key(a, m)) {
+		if (!m->warned_no_pin && now_us - m->connected_us > NO_PIN_PATIENCE_US) {
+			ig_log(IG_LOG_WARN, "cannot ask for session keys yet: no cluster-head key pinned (no %s, no ledger "
+			                    "head seen)", m->pin->path);
+			m->warned_no_pin = true;
+		}
+		m->next_request_us = now_us + NO_PIN_RETRY_US;
+		return;
+	}
+	char nonce[IG_M2M_NONCE_HEX + 1], request[160];
+	ig_nonces_new(&m->nonces, nonce, now_ms);
+	int n = snprintf(request, sizeof request, "{\"type\":\"session_key\",\"peer\":\"%s\",\"nonce\":\"%s\"}", m->peer,
+	                 nonce);
+	if (n < 0 || (size_t)n >= sizeof request || ig_agent_request(a, request, (size_t)n) != IG_OK) {
+		ig_nonces_take(&m->nonces, nonce);
+		return;
+	}
+	m->next_request_us = now_us + REQUEST_WAIT_US;
+	if (!k)
+		ig_log(IG_LOG_INFO, "session key requested for peer %s", m->peer);
+	else
+		ig_log(IG_LOG_INFO, "new session key requested for peer %s (current key expires in %" PRIu64 " s, %" PRIu64
+		                    " messages sent with it)", m->peer, k->k.expires_at - now_s, k->sent);
+}
+
+static bool is_request_error(const char *code)
+{
+	static const char *const codes[] = {"peer_offline", "peer_unknown", "not_allowed", "revoked",
+	                                    "rate_limited", "unknown_type", "malformed", "storage_failed", "internal"};
+	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool handle_error(ig_m2m_state *m, const cJSON *msg)
+{
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(msg, "error");
+	if (!m->peer[0] || ig_nonces_count(&m->nonces) == 0 || !cJSON_IsString(code) || !is_request_error(code->valuestring))
+		return false;
+	/* Errors do not quote the nonce; requests go one at a time, so the
+	 * oldest outstanding one is the one refused. */
+	ig_nonces_forget_oldest(&m->nonces);
+	/* These need an operator, not a quick retry: go straight to the longest
+	 * delay. (An unknown peer may still join by itself, so it backs off
+	 * normally.) */
+	if (strcmp(code->valuestring, "not_allowed") == 0 || strcmp(code->valuestring, "revoked") == 0)
+		m->request_failures = 16;
+	uint64_t delay = ig_agent_backoff_us(m->request_failures);
+	if (m->request_failures < 16)
+		m->request_failures++;
+	m->next_request_us = ig_mono_us() + delay;
+	ig_log(strcmp(code->valuestring, "peer_offline") == 0 ? IG_LOG_INFO : IG_LOG_WARN,
+	       "session key request for %s refused (%s); asking again in %.1f s", m->peer, code->valuestring,
+	       (double)delay / 1e6);
+	return true;
+}
+
+static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
+{
+	ig_error err = {0};
+	char id[9];
+	if (!ensure_box_key(a, m)) {
+		m->counters.keys_rejected++;
+		ig_log(IG_LOG_WARN, "session key ignored: no cluster-head key pinned to check it against");
+		return true;
+	}
+	uint64_t now_s = ig_now_ms() / 1000u;
+	ig_m2m_key *k = ig_m2m_accept_key(&m->keys, &m->nonces, msg, &m->box_key, ig_agent_id(a), now_s, &err);
+	if (!k) {
+		if (err.code == IG_ERR_EXISTS) {
+			ig_log(IG_LOG_DEBUG, "%s", err.msg);
+			return true;
+		}
+		m->counters.keys_rejected++;
+		ig_log(IG_LOG_WARN, "session key rejected: %s", err.msg);
+		return true;
+	}
+	m->counters.keys_received++;
+	ig_key_id_prefix(id, k->k.key_id);
+	ig_log(IG_LOG_INFO, "session key %s... with %s accepted (%s, we send as direction %u, expires in %" PRIu64 " s)", id,
+	       k->k.peer, ig_suite_name(k->k.suite), k->k.direction, k->k.expires_at - now_s);
+	if (strcmp(k->k.peer, m->peer) == 0) {
+		m->request_failures = 0;
+		m->next_request_us = ig_mono_us() + REQUEST_GAP_US;
+	}
+	return true;
+}
+
+static bool handle_revoked(ig_m2m_state *m, const cJSON *msg)
+{
+	const cJSON *id_hex = cJSON_GetObjectItemCaseSensitive(msg, "key_id");
+	const cJSON *reason = cJSON_GetObjectItemCaseSensitive(msg, "reason");
+	uint8_t key_id[IG_KEY_ID_BYTES];
+	char id[9];
+	if (!cJSON_IsString(id_hex) || ig_hex_decode(key_id, sizeof key_id, id_hex->valuestring, strlen(id_hex->valuestring)) != IG_OK) {
+		ig_log(IG_LOG_WARN, "key_revoked message without a valid key_id ignored");
+		return true;
+	}
+	ig_key_id_prefix(id, key_id);
+	ig_m2m_key *k = ig_keytable_find(&m->keys, key_id);
+	if (!k || k->state != IG_SLOT_LIVE) {
+		ig_log(IG_LOG_INFO, "cluster head revoked session key %s..., which this device no longer holds", id);
+		return true;
+	}
+	ig_keytable_wipe(k, IG_SLOT_REVOKED);
+	ig_log(IG_LOG_WARN, "cluster head revoked session key %s... with %s (%s); wiped", id, k->k.peer,
+	       cJSON_IsString(reason) && ig_id_valid(reason->valuestring, strlen(reason->valuestring)) ? reason->valuestring
+	                                                                                              : "no valid reason");
+	return true;
+}
+
+/* ---- sending and receiving -------------------------------------------------- */
+
+static void maybe_send(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
+{
+	uint64_t period = (uint64_t)m->send_interval_s * 1000000u;
+	if (m->send_interval_s == 0 || now_us < m->next_send_us)
+		return;
+	m->next_send_us += period;
+	if (m->next_send_us <= now_us)
+		m->next_send_us = now_us + period;
+
+	uint64_t now_ms = ig_now_ms();
+	ig_m2m_key *k = ig_keytable_newest(&m->keys, m->peer, now_ms / 1000u);
+	if (!k) {
+		ig_log(IG_LOG_DEBUG, "no session key with %s yet; message skipped", m->peer);
+		return;
+	}
+	char topic[M2M_TOPIC_MAX], pt[M2M_PLAINTEXT_MAX];
+	uint8_t out[IG_M2M_HEADER_BYTES + M2M_PLAINTEXT_MAX + IG_AEAD_TAG_BYTES];
+	snprintf(topic, sizeof topic, "iotguard/%s/m2m/%s/%s", ig_agent_cluster(a), m->peer, ig_agent_id(a));
+	int ptn = snprintf(pt, sizeof pt, "{\"n\":%" PRIu64 ",\"t\":%" PRIu64 "}", m->messages + 1, now_ms);
+	if (ptn < 0 || (size_t)ptn >= sizeof pt)
+		return;
+	uint64_t counter = k->sent + 1;
+	int n = ig_m2m_seal(out, sizeof out, k->k.suite, k->k.key, k->k.key_id, k->k.direction, counter, topic,
+	                    (const uint8_t *)pt, (size_t)ptn);
+	if (n < 0) {
+		ig_log(IG_LOG_ERR, "cannot seal an m2m message (error %d)", n);
+		return;
+	}
+	k->sent = counter;   /* a counter is spent once sealed, sent or not */
+	if (ig_agent_publish(a, topic, out, (size_t)n, 1) != IG_OK)
+		return;
+	m->messages++;
+	m->counters.sent++;
+	ig_keytable_used(&m->keys, k, now_ms);
+	char id[9];
+	ig_key_id_prefix(id, k->k.key_id);
+	ig_log(IG_LOG_DEBUG, "m2m to %s: key %s..., counter %" PRIu64 ", %d bytes", m->peer, id, counter, ptn);
+}
+
+static bool m2m_on_message(ig_agent *a, void *state, const char *topic, const uint8_t *payload, size_t len)
+{
+	ig_m2m_state *m = state;
+	char prefix[M2M_TOPIC_MAX];
+	int pn = snprintf(prefix, sizeof prefix, "iotguard/%s/m2m/%s/", ig_agent_cluster(a), ig_agent_id(a));
+	if (pn < 0 || strncmp(topic, prefix, (size_t)pn) != 0)
+		return false;
+	const char *from = topic + pn;
+	uint8_t pt[IG_M2M_MAX_PLAINTEXT];
+	ig_m2m_key *k = NULL;
+	uint64_t counter = 0;
+	ig_m2m_drop why = IG_DROP_MALFORMED;
+	char id[9] = "none";
+	int n = -1;
+	if (ig_id_valid(from, strlen(from)))
+		n = ig_m2m_receive(&m->keys, topic, from, payload, len, ig_now_ms(), pt, sizeof pt, &k, &counter, &why);
+	if (k)
+		ig_key_id_prefix(id, k->k.key_id);
+	if (n < 0) {
+		m->counters.drops[why]++;
+		ig_log(IG_LOG_DEBUG, "m2m message dropped (%s): %zu bytes on key %s, counter %" PRIu64, ig_m2m_drop_name(why),
+		       len, id, counter);
+		return true;
+	}
+	sodium_memzero(pt, (size_t)n);
+	m->counters.received++;
+	ig_log(IG_LOG_INFO, "m2m from %s: key %s..., counter %" PRIu64 ", %d bytes", from, id, counter, n);
+	return true;
+}
+
+/* ---- the duty ------------------------------------------------------------- */
+
+static void m2m_on_connect(ig_agent *a, void *state)
+{
+	ig_m2m_state *m = state;
+	char filter[M2M_TOPIC_MAX];
+	uint64_t now = ig_mono_us();
+	m->connected_us = now;
+	snprintf(filter, sizeof filter, "iotguard/%s/m2m/%s/+", ig_agent_cluster(a), ig_agent_id(a));
+	ig_agent_subscribe(a, filter, 1);
+	if (m->next_request_us > now + REQUEST_GAP_US)
+		m->next_request_us = now;   /* a new session: ask at once unless we just asked */
+	if (!m->next_report_us)
+		m->next_report_us = now + REPORT_PERIOD_US;
+	if (!m->next_send_us)
+		m->next_send_us = now + (uint64_t)m->send_interval_s * 1000000u;
+}
+
+static bool m2m_on_inbox(ig_agent *a, void *state, const char *type, const cJSON *msg)
+{
+	ig_m2m_state *m = state;
+	if (strcmp(type, "session_key") == 0)
+		return handle_session_key(a, m, msg);
+	if (strcmp(type, "key_revoked") == 0)
+		return handle_revoked(m, msg);
+	if (strcmp(type, "error") == 0)
+		return handle_error(m, msg);
+	return false;
+}
+
+static void m2m_on_tick(ig_agent *a, void *state, uint64_t now_us)
+{
+	ig_m2m_state *m = state;
+	uint64_t now_ms = ig_now_ms();
+	ig_keytable_sweep(&m->keys, now_ms, log_wiped, NULL);
+	ig_nonces_expire(&m->nonces, now_ms);
+	if (now_us >= m->next_report_us) {
+		m->next_report_us = now_us + REPORT_PERIOD_US;
+		report(m);
+	}
+	if (!m->peer[0])
+		return;
+	maybe_request(a, m, now_us);
+	maybe_send(a, m, now_us);
+}
+
+static void m2m_on_stop(ig_agent *a, void *state)
+{
+	ig_m2m_state *m = state;
+	(void)a;
+	report(m);
+	ig_keytable_wipe_all(&m->keys);
+	sodium_memzero(&m->box_key, sizeof m->box_key);
+	m->have_box_key = false;
+}
+
+const ig_duty_ops ig_duty_m2m = {
+	.name = "m2m",
+	.on_connect = m2m_on_connect,
+	.on_inbox = m2m_on_inbox,
+	.on_tick = m2m_on_tick,
+	.on_stop = m2m_on_stop,
+	.on_message = m2m_on_message,
+};
