@@ -169,7 +169,7 @@ static bool match_cursor(cursor *rule, cursor *topic)
 {
 	bool first = true;
 	for (;;) {
-		level r, t;
+		level r = {0}, t = {0};
 		bool have_r = cursor_next(rule, &r);
 		bool have_t = cursor_next(topic, &t);
 		if (have_r && r.kind == LEVEL_HASH)
@@ -198,7 +198,7 @@ static bool contains_cursor(cursor *outer, cursor *inner)
 {
 	bool first = true;
 	for (;;) {
-		level o, i;
+		level o = {0}, i = {0};
 		bool have_o = cursor_next(outer, &o);
 		bool have_i = cursor_next(inner, &i);
 		/* An outer '#' covers everything below here, including the parent
