@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static bool g_shutting_down;
 
@@ -429,7 +431,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		.writer = true, .on_record = replay_record, .ctx = pl, .progress = replay_progress, .progress_ctx = pl,
 	};
 	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
-		ig_plugin_log(MOSQ_LOG_ERR, "ledger %s: %s; refusing to start", pl->cfg.ledger_dir, err.msg);
+		struct stat st;
+		char hint[160] = "";
+		if (err.code == IG_ERR_IO && stat(pl->cfg.ledger_dir, &st) == 0 && st.st_uid != geteuid())
+			snprintf(hint, sizeof hint, " (the broker runs as uid %u but uid %u owns the ledger: chown it to "
+			         "the broker's user, or set 'user' in mosquitto.conf)", (unsigned)geteuid(), (unsigned)st.st_uid);
+		ig_plugin_log(MOSQ_LOG_ERR, "ledger %s: %s%s; refusing to start", pl->cfg.ledger_dir, err.msg, hint);
 		pl->ledger = NULL;
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
