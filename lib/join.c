@@ -6,20 +6,21 @@
  * keyed with the code's secret) and that it holds the private key it wants
  * enrolled (the Ed25519 signature, which also covers the MAC). The token is
  * attacker-controlled input that arrives before any authentication, so the
- * parser follows token.c: exactly one accepted encoding, exact length, all
- * layout checks before any crypto. The code table is rebuilt from the
+ * parser shares token.c's strict text form, head and signature
+ * (tokenfmt.c): exactly one accepted encoding, exact length, all layout
+ * checks before any crypto. The code table is rebuilt from the
  * ledger and answers "is this code usable" in O(1).
  */
 #include "ig_join.h"
 
 #include "ig_hkdf.h"
 #include "ig_record.h"
+#include "ig_tokenfmt.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PREFIX_LEN (sizeof IG_JOIN_TOKEN_PREFIX - 1)
 #define CODE_PREFIX_LEN (sizeof IG_JOIN_CODE_PREFIX - 1)
 #define DOMAIN_LEN (sizeof IG_JOIN_DOMAIN) /* includes the 0x00 separator */
 #define JOIN_KEY_INFO "iotguard join codes v1"
@@ -134,14 +135,6 @@ static void token_mac(uint8_t mac[MAC_BYTES], const uint8_t secret[IG_JOIN_SECRE
 	sodium_memzero(&st, sizeof st);
 }
 
-/* domain || 0x00 || bytes before the signature. */
-static size_t signed_message(uint8_t *out, const uint8_t *bin, size_t len)
-{
-	memcpy(out, IG_JOIN_DOMAIN, DOMAIN_LEN);
-	memcpy(out + DOMAIN_LEN, bin, len);
-	return DOMAIN_LEN + len;
-}
-
 int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], const char *cluster, const char *id,
                        const char *code_text, uint64_t issued_at, uint64_t expires_at, const uint8_t nonce[16])
 {
@@ -149,9 +142,8 @@ int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], con
 		return IG_ERR_INVAL;
 	if (ig_init() != IG_OK)
 		return IG_ERR_CRYPTO;
-	size_t cluster_len = strnlen(cluster, IG_CLUSTER_MAX + 1);
-	size_t id_len = strnlen(id, IG_ID_MAX + 1);
-	if (!ig_id_valid(cluster, cluster_len) || !ig_id_valid(id, id_len))
+	size_t cluster_len, id_len;
+	if (ig_tokenfmt_names(cluster, id, &cluster_len, &id_len) != IG_OK)
 		return IG_ERR_INVAL;
 	if (expires_at <= issued_at || expires_at - issued_at > IG_JOIN_MAX_TTL)
 		return IG_ERR_RANGE;
@@ -161,14 +153,7 @@ int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], con
 		return IG_ERR_INVAL;
 
 	uint8_t bin[BIN_MAX];
-	size_t pos = 0;
-	bin[pos++] = VERSION;
-	bin[pos++] = (uint8_t)cluster_len;
-	memcpy(bin + pos, cluster, cluster_len);
-	pos += cluster_len;
-	bin[pos++] = (uint8_t)id_len;
-	memcpy(bin + pos, id, id_len);
-	pos += id_len;
+	size_t pos = ig_tokenfmt_head_put(bin, VERSION, cluster, cluster_len, id, id_len);
 	crypto_sign_ed25519_sk_to_pk(bin + pos, sk);
 	pos += IG_PK_BYTES;
 	memcpy(bin + pos, code_id, IG_JOIN_CODE_ID_BYTES);
@@ -186,26 +171,9 @@ int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], con
 	pos += MAC_BYTES;
 	sodium_memzero(secret, sizeof secret);
 
-	uint8_t msg[DOMAIN_LEN + BIN_MAX];
-	size_t msg_len = signed_message(msg, bin, pos);
-	int sign_rc = crypto_sign_detached(bin + pos, NULL, msg, msg_len, sk);
-	sodium_memzero(msg, sizeof msg);
-	if (sign_rc != 0) {
-		sodium_memzero(bin, sizeof bin);
-		return IG_ERR_CRYPTO;
-	}
-	pos += SIG_BYTES;
-
-	int variant = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
-	size_t b64_cap = sodium_base64_ENCODED_LEN(pos, variant); /* includes the NUL */
-	int rc;
-	if (cap < PREFIX_LEN + b64_cap) {
-		rc = IG_ERR_RANGE;
-	} else {
-		memcpy(out, IG_JOIN_TOKEN_PREFIX, PREFIX_LEN);
-		sodium_bin2base64(out + PREFIX_LEN, b64_cap, bin, pos, variant);
-		rc = (int)(PREFIX_LEN + b64_cap - 1);
-	}
+	int rc = ig_tokenfmt_sign(bin + pos, IG_JOIN_DOMAIN, bin, pos, sk);
+	if (rc == IG_OK)
+		rc = ig_tokenfmt_text_encode(out, cap, IG_JOIN_TOKEN_PREFIX, bin, pos + SIG_BYTES);
 	/* The text is a credential until the code is used or it expires. */
 	sodium_memzero(bin, sizeof bin);
 	return rc;
@@ -215,46 +183,14 @@ int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], con
  * length, or IG_ERR_INVAL. */
 static int decode(const char *text, size_t len, uint8_t bin[BIN_MAX], ig_join_claims *c)
 {
-	if (!text || len > IG_JOIN_TOKEN_TEXT_MAX || len <= PREFIX_LEN)
+	int bin_len = ig_tokenfmt_text_decode(text, len, IG_JOIN_TOKEN_PREFIX, IG_JOIN_TOKEN_TEXT_MAX, bin, BIN_MAX);
+	if (bin_len < 0)
 		return IG_ERR_INVAL;
-	if (memcmp(text, IG_JOIN_TOKEN_PREFIX, PREFIX_LEN) != 0)
-		return IG_ERR_INVAL;
-
-	size_t bin_len = 0;
-	const char *end = NULL;
-	/* libsodium refuses stray characters and non-zero leftover bits, so an
-	 * accepted token has exactly one text form. */
-	if (sodium_base642bin(bin, BIN_MAX, text + PREFIX_LEN, len - PREFIX_LEN, NULL, &bin_len, &end,
-	                      sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
-		return IG_ERR_INVAL;
-	if (end != text + len)
-		return IG_ERR_INVAL;
-	if (bin_len < FIXED_BYTES + 2)
-		return IG_ERR_INVAL;
-
-	size_t pos = 0;
-	if (bin[pos++] != VERSION)
-		return IG_ERR_INVAL;
-	size_t cluster_len = bin[pos++];
-	if (cluster_len < 1 || cluster_len > IG_CLUSTER_MAX)
-		return IG_ERR_INVAL;
-	if (pos + cluster_len + 2 > bin_len)   /* cluster, id length, one id byte */
-		return IG_ERR_INVAL;
-	const uint8_t *cluster = bin + pos;
-	pos += cluster_len;
-	size_t id_len = bin[pos++];
-	if (id_len < 1 || id_len > IG_ID_MAX)
-		return IG_ERR_INVAL;
-	if (bin_len != FIXED_BYTES + cluster_len + id_len)   /* nothing missing, nothing trailing */
-		return IG_ERR_INVAL;
-	const uint8_t *id = bin + pos;
-	pos += id_len;
-	if (!ig_id_valid((const char *)cluster, cluster_len) || !ig_id_valid((const char *)id, id_len))
-		return IG_ERR_INVAL;
-
 	memset(c, 0, sizeof *c);
-	memcpy(c->cluster, cluster, cluster_len);
-	memcpy(c->id, id, id_len);
+	int at = ig_tokenfmt_head_get(bin, (size_t)bin_len, VERSION, FIXED_BYTES, c->cluster, c->id);
+	if (at < 0)
+		return IG_ERR_INVAL;
+	size_t pos = (size_t)at;
 	memcpy(c->pk, bin + pos, IG_PK_BYTES);
 	pos += IG_PK_BYTES;
 	memcpy(c->code_id, bin + pos, IG_JOIN_CODE_ID_BYTES);
@@ -264,7 +200,7 @@ static int decode(const char *text, size_t len, uint8_t bin[BIN_MAX], ig_join_cl
 	c->expires_at = ig_get_u64(bin + pos);
 	pos += 8;
 	memcpy(c->nonce, bin + pos, NONCE_BYTES);
-	return (int)bin_len;
+	return bin_len;
 }
 
 int ig_join_token_parse(const char *text, size_t len, ig_join_claims *c)
@@ -301,12 +237,8 @@ int ig_join_token_verify(const char *text, size_t len, const uint8_t secret[IG_J
 	token_mac(mac, secret, bin, mac_at);
 	bool ok = sodium_memcmp(mac, bin + mac_at, MAC_BYTES) == 0;
 	sodium_memzero(mac, sizeof mac);
-	if (ok) {
-		uint8_t msg[DOMAIN_LEN + BIN_MAX];
-		size_t msg_len = signed_message(msg, bin, sig_at);
-		ok = crypto_sign_verify_detached(bin + sig_at, msg, msg_len, c->pk) == 0;
-		sodium_memzero(msg, sizeof msg);
-	}
+	if (ok)
+		ok = ig_tokenfmt_verify(bin + sig_at, IG_JOIN_DOMAIN, bin, sig_at, c->pk) == IG_OK;
 	sodium_memzero(bin, sizeof bin);
 	if (!ok) {
 		memset(c, 0, sizeof *c);
@@ -441,11 +373,8 @@ static int grow(ig_joincodes *jc)
 static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 {
 	ig_join_code_rec j;
-	if (ig_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK) {
-		if (err)
-			err->code = IG_ERR_CORRUPT;
-		return IG_ERR_CORRUPT;   /* the decoder's message names the field */
-	}
+	if (ig_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
+		return IG_ERR_CORRUPT;   /* the decoder set err, naming the field */
 	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
 	ig_hex_encode(hex, j.code_id, IG_JOIN_CODE_ID_BYTES);
 	if (j.role <= IG_ROLE_NONE || j.role >= IG_ROLE_COUNT)
@@ -518,11 +447,8 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 		return apply_code(jc, rec, err);
 	case IG_REC_JOIN_USED: {
 		ig_join_used u;
-		if (ig_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK) {
-			if (err)
-				err->code = IG_ERR_CORRUPT;
+		if (ig_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
 			return IG_ERR_CORRUPT;
-		}
 		if (!ig_id_valid(u.id, strnlen(u.id, sizeof u.id)))
 			return ig_error_set(err, IG_ERR_CORRUPT, "join-used record %llu: id is not a valid identity id",
 			                    (unsigned long long)rec->index);
@@ -530,11 +456,8 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 	}
 	case IG_REC_ENROLL: {
 		ig_enroll en;
-		if (ig_enroll_decode(rec->body, rec->body_len, &en, err) != IG_OK) {
-			if (err)
-				err->code = IG_ERR_CORRUPT;
+		if (ig_enroll_decode(rec->body, rec->body_len, &en, err) != IG_OK)
 			return IG_ERR_CORRUPT;
-		}
 		if (!en.has_join_code)
 			return IG_OK;
 		return consume(jc, en.join_code, en.id, CONSUMED_BY_ENROLL, en.role, rec, err);

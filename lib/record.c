@@ -6,35 +6,22 @@
  * event stream can never disagree. Decode and hash sit on the verify hot
  * path, so they allocate nothing; only the JSON rendering allocates.
  *
- * Typed bodies are validated symmetrically: an encoder refuses any field its
- * decoder would reject, so the writer cannot produce a record the verifier
- * later calls corrupt.
+ * Typed bodies are validated symmetrically: the encoder and the decoder run
+ * the same per-field rule (field_check), so the writer cannot produce a
+ * record the verifier later calls corrupt.
  */
 #include "ig_record.h"
 
 #include "ig_crc32c.h"
 
 #include <cJSON.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- frames -------------------------------------------------------------- */
-
-const char *ig_record_type_name(uint16_t type)
-{
-	switch (type) {
-	case IG_REC_GENESIS: return "genesis";
-	case IG_REC_ENROLL: return "enroll";
-	case IG_REC_REVOKE: return "revoke";
-	case IG_REC_JOIN_CODE: return "join_code";
-	case IG_REC_JOIN_USED: return "join_used";
-	case IG_REC_KEY_ISSUED: return "key_issued";
-	case IG_REC_ATTEST: return "attest";
-	default: return "unknown";
-	}
-}
 
 const char *ig_frame_status_text(ig_frame_status st)
 {
@@ -167,7 +154,151 @@ int ig_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *v
 	return IG_OK;
 }
 
-/* ---- field rules shared by encoders and decoders ------------------------- */
+/* ---- typed bodies ---------------------------------------------------------
+ *
+ * Every record type follows the same TLV rules: each known tag at most once,
+ * required tags present, unknown tags ignored, and one set of checks per kind
+ * of value. Each body is therefore described by a table of its fields, read by
+ * one encoder, one decoder and one JSON renderer, so the rules live in one
+ * place and a new record type is a new table rather than a new copy of the
+ * loop. Table order is encoding order, JSON key order and the order in which
+ * missing fields are reported.
+ */
+
+typedef enum field_kind {
+	F_ID,       /* char[]: identity id or cluster name, 1..64 of [A-Za-z0-9_.-] */
+	F_TEXT,     /* char[]: printable UTF-8 of min..max bytes */
+	F_BYTES,    /* uint8_t[size]: exactly size bytes, any value */
+	F_U64,      /* uint64_t: 8 bytes */
+	F_ROLE,     /* ig_role: one byte, 1..4 */
+	F_U8,       /* uint8_t: one byte, min..max, shown in JSON by name */
+	F_VERSION,  /* uint16_t: ledger format version, 1..IG_FORMAT_VERSION */
+} field_kind;
+
+typedef struct field_spec {
+	uint8_t tag;
+	field_kind kind;
+	const char *name;                 /* named in error messages; the JSON key */
+	size_t off, size;                 /* the member in the record struct */
+	unsigned min, max;                /* F_TEXT: length bounds; F_U8: value bounds */
+	const char *why;                  /* F_U8: what a valid value is */
+	const char *const *value_names;   /* F_U8: JSON name of each value */
+	bool optional;                    /* may be absent (still at most once); */
+	size_t present_off;               /* then this bool member says if it was there */
+} field_spec;
+
+typedef struct body_spec {
+	uint16_t type;
+	const char *what;                 /* the type's name; opens every error message */
+	const field_spec *fields;
+	size_t nfields;                   /* at most 32: the decoder keeps one bit per field */
+	size_t size;                      /* sizeof the record struct */
+} body_spec;
+
+#define AT(rec_struct, member) .off = offsetof(rec_struct, member), .size = sizeof(((rec_struct *)0)->member)
+#define BODY(type_code, type_name, table, rec_struct)                                              \
+	{ .type = type_code, .what = type_name, .fields = table, .nfields = sizeof table / sizeof table[0], \
+	  .size = sizeof(rec_struct) }
+
+static const field_spec genesis_fields[] = {
+	{.tag = IG_TAG_GENESIS_CLUSTER, .kind = F_ID, .name = "cluster", AT(ig_genesis, cluster)},
+	{.tag = IG_TAG_GENESIS_CH_PK, .kind = F_BYTES, .name = "ch_pubkey", AT(ig_genesis, ch_pk)},
+	{.tag = IG_TAG_GENESIS_VERSION, .kind = F_VERSION, .name = "version", AT(ig_genesis, version)},
+};
+
+static const field_spec enroll_fields[] = {
+	{.tag = IG_TAG_ENROLL_ID, .kind = F_ID, .name = "id", AT(ig_enroll, id)},
+	{.tag = IG_TAG_ENROLL_ROLE, .kind = F_ROLE, .name = "role", AT(ig_enroll, role)},
+	{.tag = IG_TAG_ENROLL_PK, .kind = F_BYTES, .name = "pubkey", AT(ig_enroll, pk)},
+	{.tag = IG_TAG_ENROLL_BY, .kind = F_TEXT, .name = "by", AT(ig_enroll, by), .min = 1, .max = IG_BY_MAX},
+	/* Only enrolments made through a join code carry this tag, so records
+	 * written before join codes existed keep their exact bytes. At most
+	 * once: a second code would make "which code did this consume"
+	 * ambiguous. */
+	{.tag = IG_TAG_ENROLL_JOIN_CODE, .kind = F_BYTES, .name = "join_code", AT(ig_enroll, join_code),
+	 .optional = true, .present_off = offsetof(ig_enroll, has_join_code)},
+};
+
+static const field_spec revoke_fields[] = {
+	{.tag = IG_TAG_REVOKE_ID, .kind = F_ID, .name = "id", AT(ig_revoke, id)},
+	{.tag = IG_TAG_REVOKE_REASON, .kind = F_TEXT, .name = "reason", AT(ig_revoke, reason), .min = 0,
+	 .max = IG_REASON_MAX},
+	{.tag = IG_TAG_REVOKE_BY, .kind = F_TEXT, .name = "by", AT(ig_revoke, by), .min = 1, .max = IG_BY_MAX},
+};
+
+/* The key-service records hold no secrets (the code hash, never the code;
+ * the key id, never the key), so every field is shown in JSON. */
+static const field_spec join_code_fields[] = {
+	{.tag = IG_TAG_JOIN_CODE_ID, .kind = F_BYTES, .name = "code_id", AT(ig_join_code_rec, code_id)},
+	{.tag = IG_TAG_JOIN_CODE_HASH, .kind = F_BYTES, .name = "code_hash", AT(ig_join_code_rec, hash)},
+	{.tag = IG_TAG_JOIN_CODE_ROLE, .kind = F_ROLE, .name = "role", AT(ig_join_code_rec, role)},
+	{.tag = IG_TAG_JOIN_CODE_EXPIRES, .kind = F_U64, .name = "expires_at", AT(ig_join_code_rec, expires_at)},
+	{.tag = IG_TAG_JOIN_CODE_BY, .kind = F_TEXT, .name = "by", AT(ig_join_code_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
+static const field_spec join_used_fields[] = {
+	{.tag = IG_TAG_JOIN_USED_CODE_ID, .kind = F_BYTES, .name = "code_id", AT(ig_join_used, code_id)},
+	{.tag = IG_TAG_JOIN_USED_ID, .kind = F_ID, .name = "id", AT(ig_join_used, id)},
+};
+
+/* Values 1 and 2 are IG_SUITE_AES256GCM and IG_SUITE_XCHACHA20POLY1305 (ig_aead.h). */
+static const char *const suite_names[] = {"none", "aes256gcm", "xchacha20poly1305"};
+
+static const field_spec key_issued_fields[] = {
+	{.tag = IG_TAG_KEY_ID, .kind = F_BYTES, .name = "key_id", AT(ig_key_issued, key_id)},
+	{.tag = IG_TAG_KEY_A, .kind = F_ID, .name = "a", AT(ig_key_issued, a)},
+	{.tag = IG_TAG_KEY_B, .kind = F_ID, .name = "b", AT(ig_key_issued, b)},
+	{.tag = IG_TAG_KEY_EXPIRES, .kind = F_U64, .name = "expires_at", AT(ig_key_issued, expires_at)},
+	{.tag = IG_TAG_KEY_SUITE, .kind = F_U8, .name = "suite", AT(ig_key_issued, suite), .min = 1, .max = 2,
+	 .why = "must be one byte, 1 (aes256gcm) or 2 (xchacha20poly1305)", .value_names = suite_names},
+};
+
+static const char *const allowed_names[] = {"no", "yes", "unlisted"};
+
+static const field_spec attest_fields[] = {
+	{.tag = IG_TAG_ATTEST_ID, .kind = F_ID, .name = "id", AT(ig_attest, id)},
+	{.tag = IG_TAG_ATTEST_MEASUREMENT, .kind = F_BYTES, .name = "measurement", AT(ig_attest, measurement)},
+	{.tag = IG_TAG_ATTEST_ALLOWED, .kind = F_U8, .name = "allowed", AT(ig_attest, allowed), .min = 0, .max = 2,
+	 .why = "must be one byte, 0 (no), 1 (yes) or 2 (no list)", .value_names = allowed_names},
+};
+
+static const body_spec genesis_body = BODY(IG_REC_GENESIS, "genesis", genesis_fields, ig_genesis);
+static const body_spec enroll_body = BODY(IG_REC_ENROLL, "enroll", enroll_fields, ig_enroll);
+static const body_spec revoke_body = BODY(IG_REC_REVOKE, "revoke", revoke_fields, ig_revoke);
+static const body_spec join_code_body = BODY(IG_REC_JOIN_CODE, "join_code", join_code_fields, ig_join_code_rec);
+static const body_spec join_used_body = BODY(IG_REC_JOIN_USED, "join_used", join_used_fields, ig_join_used);
+static const body_spec key_issued_body = BODY(IG_REC_KEY_ISSUED, "key_issued", key_issued_fields, ig_key_issued);
+static const body_spec attest_body = BODY(IG_REC_ATTEST, "attest", attest_fields, ig_attest);
+
+static const body_spec *const bodies[] = {
+	&genesis_body, &enroll_body, &revoke_body, &join_code_body, &join_used_body, &key_issued_body, &attest_body,
+};
+
+/* Any decoded body fits here, so callers that only check need no allocation. */
+typedef union any_body {
+	ig_genesis genesis;
+	ig_enroll enroll;
+	ig_revoke revoke;
+	ig_join_code_rec join_code;
+	ig_join_used join_used;
+	ig_key_issued key_issued;
+	ig_attest attest;
+} any_body;
+
+static const body_spec *body_for(uint16_t type)
+{
+	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+		if (bodies[i]->type == type)
+			return bodies[i];
+	return NULL;
+}
+
+const char *ig_record_type_name(uint16_t type)
+{
+	const body_spec *b = body_for(type);
+	return b ? b->what : "unknown";
+}
 
 /* Free text (reason, by) is shown in JSON and terminals: it must be valid
  * UTF-8 (shortest form, no surrogates) with no control characters. */
@@ -204,581 +335,265 @@ static bool text_valid(const uint8_t *s, size_t len)
 	return true;
 }
 
-static bool by_valid(const char *s, size_t len)
-{
-	return len >= 1 && len <= IG_BY_MAX && text_valid((const uint8_t *)s, len);
-}
-
-static bool reason_valid(const char *s, size_t len)
-{
-	return len <= IG_REASON_MAX && text_valid((const uint8_t *)s, len);
-}
-
-/* Tracks which required tags were seen, to enforce "exactly once". */
-typedef struct seen_set {
-	uint32_t bits;
-} seen_set;
-
-static int seen_mark(seen_set *s, uint8_t tag, const char *what, const char *field, ig_error *err)
-{
-	uint32_t bit = 1u << tag;
-	if (s->bits & bit)
-		return ig_error_set(err, IG_ERR_CORRUPT, "%s record: field '%s' appears twice", what, field);
-	s->bits |= bit;
-	return IG_OK;
-}
-
-static int copy_string(char *dst, size_t dstcap, const uint8_t *v, uint16_t vlen)
-{
-	if ((size_t)vlen >= dstcap)
-		return IG_ERR_RANGE;
-	memcpy(dst, v, vlen);
-	dst[vlen] = '\0';
-	return IG_OK;
-}
-
-static int missing(const char *what, const char *field, ig_error *err)
-{
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: required field '%s' is missing", what, field);
-}
-
 static int bad_field(const char *what, const char *field, const char *why, ig_error *err)
 {
 	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: field '%s' is invalid (%s)", what, field, why);
 }
 
-static int truncated_tlv(const char *what, ig_error *err)
+/* The one rule per kind of field, applied to the value's wire bytes: the
+ * decoder runs it on what it read and the encoder on what it is about to
+ * write, so the writer cannot produce a body the verifier calls corrupt.
+ * Returns IG_OK, or IG_ERR_CORRUPT with a message naming the field. */
+static int field_check(const char *what, const field_spec *f, const uint8_t *v, size_t vlen, ig_error *err)
 {
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: body TLV runs past the end of the body", what);
+	char why[64];
+	switch (f->kind) {
+	case F_ID:
+		if (vlen < f->size && ig_id_valid((const char *)v, vlen))
+			return IG_OK;
+		return bad_field(what, f->name, "must be 1..64 chars of [A-Za-z0-9_.-]", err);
+	case F_TEXT:
+		if (vlen >= f->min && vlen <= f->max && vlen < f->size && text_valid(v, vlen))
+			return IG_OK;
+		snprintf(why, sizeof why, "must be %u..%u bytes of printable UTF-8", f->min, f->max);
+		return bad_field(what, f->name, why, err);
+	case F_BYTES:
+	case F_U64:
+		if (vlen == f->size)
+			return IG_OK;
+		snprintf(why, sizeof why, "must be %zu bytes", f->size);
+		return bad_field(what, f->name, why, err);
+	case F_ROLE:
+		if (vlen == 1 && v[0] > IG_ROLE_NONE && v[0] < IG_ROLE_COUNT)
+			return IG_OK;
+		return bad_field(what, f->name, "must be one byte, 1..4", err);
+	case F_U8:
+		if (vlen == 1 && v[0] >= f->min && v[0] <= f->max)
+			return IG_OK;
+		return bad_field(what, f->name, f->why, err);
+	case F_VERSION: {
+		if (vlen != 2)
+			return bad_field(what, f->name, "must be a 2-byte integer", err);
+		unsigned version = ig_get_u16(v);
+		if (version == 0)
+			return bad_field(what, f->name, "0 is not a format version", err);
+		if (version > IG_FORMAT_VERSION)
+			return ig_error_set(err, IG_ERR_CORRUPT,
+			                    "%s record: ledger format version %u is newer than this iotguard "
+			                    "understands (%u); upgrade iotguard",
+			                    what, version, IG_FORMAT_VERSION);
+		return IG_OK;
+	}
+	}
+	return bad_field(what, f->name, "unknown kind of field", err);
 }
 
-/* ---- genesis ------------------------------------------------------------- */
+/* Points *v at the wire bytes of the field stored at member (in the record
+ * struct or, for integers, in tmp) and returns their length. */
+static size_t field_wire(const field_spec *f, const uint8_t *member, uint8_t tmp[8], const uint8_t **v)
+{
+	*v = member;
+	switch (f->kind) {
+	case F_ID:
+	case F_TEXT:
+		return strnlen((const char *)member, f->size);
+	case F_BYTES:
+		return f->size;
+	case F_U64:
+		ig_put_u64(tmp, *(const uint64_t *)member);
+		*v = tmp;
+		return 8;
+	case F_ROLE: {
+		/* An enum holds more than a byte: an out-of-range role becomes
+		 * NONE here, so field_check refuses it instead of truncating it. */
+		int role = (int)*(const ig_role *)member;
+		tmp[0] = (role > IG_ROLE_NONE && role < IG_ROLE_COUNT) ? (uint8_t)role : (uint8_t)IG_ROLE_NONE;
+		*v = tmp;
+		return 1;
+	}
+	case F_U8:
+		return 1;
+	case F_VERSION:
+		ig_put_u16(tmp, *(const uint16_t *)member);
+		*v = tmp;
+		return 2;
+	}
+	return 0;
+}
+
+/* Stores wire bytes that passed field_check into the member. */
+static void field_store(const field_spec *f, const uint8_t *v, size_t vlen, uint8_t *member)
+{
+	switch (f->kind) {
+	case F_ID:
+	case F_TEXT:
+		memcpy(member, v, vlen);
+		member[vlen] = '\0';
+		break;
+	case F_BYTES:
+		memcpy(member, v, f->size);
+		break;
+	case F_U64:
+		*(uint64_t *)member = ig_get_u64(v);
+		break;
+	case F_ROLE:
+		*(ig_role *)member = (ig_role)v[0];
+		break;
+	case F_U8:
+		*member = v[0];
+		break;
+	case F_VERSION:
+		*(uint16_t *)member = ig_get_u16(v);
+		break;
+	}
+}
+
+static bool field_present(const field_spec *f, const uint8_t *rec)
+{
+	return !f->optional || *(const bool *)(rec + f->present_off);
+}
+
+static int body_encode(const body_spec *b, const void *rec, uint8_t *out, size_t cap)
+{
+	const uint8_t *base = rec;
+	uint8_t tmp[8];
+	const uint8_t *v;
+	size_t vlen;
+
+	/* Refuse the whole body before writing any of it. */
+	for (size_t i = 0; i < b->nfields; i++) {
+		const field_spec *f = &b->fields[i];
+		if (!field_present(f, base))
+			continue;
+		vlen = field_wire(f, base + f->off, tmp, &v);
+		if (field_check(b->what, f, v, vlen, NULL) != IG_OK)
+			return IG_ERR_INVAL;
+	}
+	size_t pos = 0;
+	for (size_t i = 0; i < b->nfields; i++) {
+		const field_spec *f = &b->fields[i];
+		if (!field_present(f, base))
+			continue;
+		vlen = field_wire(f, base + f->off, tmp, &v);
+		int rc = ig_tlv_put(out, cap, &pos, f->tag, v, vlen);
+		if (rc < 0)
+			return rc;
+	}
+	return (int)pos;
+}
+
+static int body_decode(const body_spec *b, const uint8_t *body, size_t len, void *rec, ig_error *err)
+{
+	uint8_t *base = rec;
+	uint32_t seen = 0; /* bit i: fields[i] was present */
+	ig_tlv_iter it;
+	uint8_t tag;
+	const uint8_t *v;
+	uint16_t vlen;
+	int rc;
+
+	memset(rec, 0, b->size);
+	ig_tlv_iter_init(&it, body, len);
+	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+		size_t i = 0;
+		while (i < b->nfields && b->fields[i].tag != tag)
+			i++;
+		if (i == b->nfields)
+			continue; /* unknown tags are for later versions */
+		const field_spec *f = &b->fields[i];
+		if (seen & (1u << i))
+			return ig_error_set(err, IG_ERR_CORRUPT, "%s record: field '%s' appears twice", b->what, f->name);
+		seen |= 1u << i;
+		if (field_check(b->what, f, v, vlen, err) != IG_OK)
+			return IG_ERR_CORRUPT;
+		field_store(f, v, vlen, base + f->off);
+		if (f->optional)
+			*(bool *)(base + f->present_off) = true;
+	}
+	if (rc < 0)
+		return ig_error_set(err, IG_ERR_CORRUPT, "%s record: body TLV runs past the end of the body", b->what);
+	for (size_t i = 0; i < b->nfields; i++)
+		if (!b->fields[i].optional && !(seen & (1u << i)))
+			return ig_error_set(err, IG_ERR_CORRUPT, "%s record: required field '%s' is missing", b->what,
+			                    b->fields[i].name);
+	return IG_OK;
+}
 
 int ig_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g)
 {
-	size_t clen = strnlen(g->cluster, sizeof g->cluster);
-	if (!ig_id_valid(g->cluster, clen))
-		return IG_ERR_INVAL;
-	if (g->version == 0 || g->version > IG_FORMAT_VERSION)
-		return IG_ERR_INVAL;
-	uint8_t ver[2];
-	ig_put_u16(ver, g->version);
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_GENESIS_CLUSTER, g->cluster, clen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_GENESIS_CH_PK, g->ch_pk, IG_PK_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_GENESIS_VERSION, ver, 2)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&genesis_body, g, out, cap);
 }
 
 int ig_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err)
 {
-	static const char what[] = "genesis";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(g, 0, sizeof *g);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_GENESIS_CLUSTER:
-			if (seen_mark(&seen, tag, what, "cluster", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) ||
-			    copy_string(g->cluster, sizeof g->cluster, v, vlen) < 0)
-				return bad_field(what, "cluster", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_GENESIS_CH_PK:
-			if (seen_mark(&seen, tag, what, "ch_pubkey", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != IG_PK_BYTES)
-				return bad_field(what, "ch_pubkey", "must be 32 bytes", err);
-			memcpy(g->ch_pk, v, IG_PK_BYTES);
-			break;
-		case IG_TAG_GENESIS_VERSION:
-			if (seen_mark(&seen, tag, what, "version", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != 2)
-				return bad_field(what, "version", "must be a 2-byte integer", err);
-			g->version = ig_get_u16(v);
-			if (g->version == 0)
-				return bad_field(what, "version", "0 is not a format version", err);
-			if (g->version > IG_FORMAT_VERSION)
-				return ig_error_set(err, IG_ERR_CORRUPT,
-				                    "genesis record: ledger format version %u is newer than this "
-				                    "iotguard understands (%u); upgrade iotguard",
-				                    g->version, IG_FORMAT_VERSION);
-			break;
-		default:
-			break; /* unknown tags are for later versions */
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (!(seen.bits & (1u << IG_TAG_GENESIS_CLUSTER)))
-		return missing(what, "cluster", err);
-	if (!(seen.bits & (1u << IG_TAG_GENESIS_CH_PK)))
-		return missing(what, "ch_pubkey", err);
-	if (!(seen.bits & (1u << IG_TAG_GENESIS_VERSION)))
-		return missing(what, "version", err);
-	return IG_OK;
+	return body_decode(&genesis_body, body, len, g, err);
 }
-
-/* ---- enroll -------------------------------------------------------------- */
 
 int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e)
 {
-	size_t idlen = strnlen(e->id, sizeof e->id);
-	size_t bylen = strnlen(e->by, sizeof e->by);
-	if (!ig_id_valid(e->id, idlen) || !by_valid(e->by, bylen))
-		return IG_ERR_INVAL;
-	if ((int)e->role <= IG_ROLE_NONE || (int)e->role >= IG_ROLE_COUNT)
-		return IG_ERR_INVAL;
-	uint8_t role = (uint8_t)e->role;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_ID, e->id, idlen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_ROLE, &role, 1)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_PK, e->pk, IG_PK_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_BY, e->by, bylen)) < 0)
-		return rc;
-	/* Only enrolments made through a join code carry the tag, so records
-	 * written before join codes existed keep their exact bytes. */
-	if (e->has_join_code &&
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ENROLL_JOIN_CODE, e->join_code, sizeof e->join_code)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&enroll_body, e, out, cap);
 }
 
 int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err)
 {
-	static const char what[] = "enroll";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(e, 0, sizeof *e);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_ENROLL_ID:
-			if (seen_mark(&seen, tag, what, "id", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(e->id, sizeof e->id, v, vlen) < 0)
-				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_ENROLL_ROLE:
-			if (seen_mark(&seen, tag, what, "role", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != 1 || v[0] <= IG_ROLE_NONE || v[0] >= IG_ROLE_COUNT)
-				return bad_field(what, "role", "must be one byte, 1..4", err);
-			e->role = (ig_role)v[0];
-			break;
-		case IG_TAG_ENROLL_PK:
-			if (seen_mark(&seen, tag, what, "pubkey", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != IG_PK_BYTES)
-				return bad_field(what, "pubkey", "must be 32 bytes", err);
-			memcpy(e->pk, v, IG_PK_BYTES);
-			break;
-		case IG_TAG_ENROLL_BY:
-			if (seen_mark(&seen, tag, what, "by", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!by_valid((const char *)v, vlen) || copy_string(e->by, sizeof e->by, v, vlen) < 0)
-				return bad_field(what, "by", "must be 1..80 bytes of printable UTF-8", err);
-			break;
-		case IG_TAG_ENROLL_JOIN_CODE:
-			/* Optional, but at most once: a second code would make "which
-			 * code did this consume" ambiguous. */
-			if (seen_mark(&seen, tag, what, "join_code", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != sizeof e->join_code)
-				return bad_field(what, "join_code", "must be 8 bytes", err);
-			memcpy(e->join_code, v, sizeof e->join_code);
-			e->has_join_code = true;
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (!(seen.bits & (1u << IG_TAG_ENROLL_ID)))
-		return missing(what, "id", err);
-	if (!(seen.bits & (1u << IG_TAG_ENROLL_ROLE)))
-		return missing(what, "role", err);
-	if (!(seen.bits & (1u << IG_TAG_ENROLL_PK)))
-		return missing(what, "pubkey", err);
-	if (!(seen.bits & (1u << IG_TAG_ENROLL_BY)))
-		return missing(what, "by", err);
-	return IG_OK;
+	return body_decode(&enroll_body, body, len, e, err);
 }
-
-/* ---- revoke -------------------------------------------------------------- */
 
 int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r)
 {
-	size_t idlen = strnlen(r->id, sizeof r->id);
-	size_t rlen = strnlen(r->reason, sizeof r->reason);
-	size_t bylen = strnlen(r->by, sizeof r->by);
-	if (!ig_id_valid(r->id, idlen) || !reason_valid(r->reason, rlen) || !by_valid(r->by, bylen))
-		return IG_ERR_INVAL;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_REVOKE_ID, r->id, idlen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REVOKE_REASON, r->reason, rlen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REVOKE_BY, r->by, bylen)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&revoke_body, r, out, cap);
 }
 
 int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err)
 {
-	static const char what[] = "revoke";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_REVOKE_ID:
-			if (seen_mark(&seen, tag, what, "id", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(r->id, sizeof r->id, v, vlen) < 0)
-				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_REVOKE_REASON:
-			if (seen_mark(&seen, tag, what, "reason", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!reason_valid((const char *)v, vlen) ||
-			    copy_string(r->reason, sizeof r->reason, v, vlen) < 0)
-				return bad_field(what, "reason", "must be 0..256 bytes of printable UTF-8", err);
-			break;
-		case IG_TAG_REVOKE_BY:
-			if (seen_mark(&seen, tag, what, "by", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!by_valid((const char *)v, vlen) || copy_string(r->by, sizeof r->by, v, vlen) < 0)
-				return bad_field(what, "by", "must be 1..80 bytes of printable UTF-8", err);
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (!(seen.bits & (1u << IG_TAG_REVOKE_ID)))
-		return missing(what, "id", err);
-	if (!(seen.bits & (1u << IG_TAG_REVOKE_REASON)))
-		return missing(what, "reason", err);
-	if (!(seen.bits & (1u << IG_TAG_REVOKE_BY)))
-		return missing(what, "by", err);
-	return IG_OK;
-}
-
-/* ---- key service: join codes, session keys, attestation ------------------ */
-
-/* Shared by the decoders below: fixed-size fields and the small integers. */
-static int fixed_field(const char *what, const char *field, const uint8_t *v, uint16_t vlen, void *dst,
-                       size_t size, ig_error *err)
-{
-	if (vlen != size) {
-		char why[32];
-		snprintf(why, sizeof why, "must be %zu bytes", size);
-		return bad_field(what, field, why, err);
-	}
-	memcpy(dst, v, size);
-	return IG_OK;
-}
-
-static bool role_valid(int role)
-{
-	return role > IG_ROLE_NONE && role < IG_ROLE_COUNT;
-}
-
-static bool suite_valid(int suite)
-{
-	return suite == 1 || suite == 2; /* IG_SUITE_AES256GCM, IG_SUITE_XCHACHA20POLY1305 (ig_aead.h) */
-}
-
-static int need(const seen_set *seen, uint8_t tag, const char *what, const char *field, ig_error *err)
-{
-	return (seen->bits & (1u << tag)) ? IG_OK : missing(what, field, err);
+	return body_decode(&revoke_body, body, len, r, err);
 }
 
 int ig_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j)
 {
-	size_t bylen = strnlen(j->by, sizeof j->by);
-	if (!by_valid(j->by, bylen) || !role_valid((int)j->role))
-		return IG_ERR_INVAL;
-	uint8_t role = (uint8_t)j->role, exp[8];
-	ig_put_u64(exp, j->expires_at);
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_ID, j->code_id, sizeof j->code_id)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_HASH, j->hash, IG_HASH_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_ROLE, &role, 1)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_EXPIRES, exp, 8)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_CODE_BY, j->by, bylen)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&join_code_body, j, out, cap);
 }
 
 int ig_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err)
 {
-	static const char what[] = "join_code";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag, exp[8];
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(j, 0, sizeof *j);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_JOIN_CODE_ID:
-			if (seen_mark(&seen, tag, what, "code_id", err) < 0 ||
-			    fixed_field(what, "code_id", v, vlen, j->code_id, sizeof j->code_id, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_JOIN_CODE_HASH:
-			if (seen_mark(&seen, tag, what, "code_hash", err) < 0 ||
-			    fixed_field(what, "code_hash", v, vlen, j->hash, IG_HASH_BYTES, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_JOIN_CODE_ROLE:
-			if (seen_mark(&seen, tag, what, "role", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != 1 || !role_valid(v[0]))
-				return bad_field(what, "role", "must be one byte, 1..4", err);
-			j->role = (ig_role)v[0];
-			break;
-		case IG_TAG_JOIN_CODE_EXPIRES:
-			if (seen_mark(&seen, tag, what, "expires_at", err) < 0 ||
-			    fixed_field(what, "expires_at", v, vlen, exp, 8, err) < 0)
-				return IG_ERR_CORRUPT;
-			j->expires_at = ig_get_u64(exp);
-			break;
-		case IG_TAG_JOIN_CODE_BY:
-			if (seen_mark(&seen, tag, what, "by", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!by_valid((const char *)v, vlen) || copy_string(j->by, sizeof j->by, v, vlen) < 0)
-				return bad_field(what, "by", "must be 1..80 bytes of printable UTF-8", err);
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_JOIN_CODE_ID, what, "code_id", err) < 0 ||
-	    need(&seen, IG_TAG_JOIN_CODE_HASH, what, "code_hash", err) < 0 ||
-	    need(&seen, IG_TAG_JOIN_CODE_ROLE, what, "role", err) < 0 ||
-	    need(&seen, IG_TAG_JOIN_CODE_EXPIRES, what, "expires_at", err) < 0 ||
-	    need(&seen, IG_TAG_JOIN_CODE_BY, what, "by", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return body_decode(&join_code_body, body, len, j, err);
 }
 
 int ig_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j)
 {
-	size_t idlen = strnlen(j->id, sizeof j->id);
-	if (!ig_id_valid(j->id, idlen))
-		return IG_ERR_INVAL;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_USED_CODE_ID, j->code_id, sizeof j->code_id)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_JOIN_USED_ID, j->id, idlen)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&join_used_body, j, out, cap);
 }
 
 int ig_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err)
 {
-	static const char what[] = "join_used";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(j, 0, sizeof *j);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_JOIN_USED_CODE_ID:
-			if (seen_mark(&seen, tag, what, "code_id", err) < 0 ||
-			    fixed_field(what, "code_id", v, vlen, j->code_id, sizeof j->code_id, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_JOIN_USED_ID:
-			if (seen_mark(&seen, tag, what, "id", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(j->id, sizeof j->id, v, vlen) < 0)
-				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_JOIN_USED_CODE_ID, what, "code_id", err) < 0 ||
-	    need(&seen, IG_TAG_JOIN_USED_ID, what, "id", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return body_decode(&join_used_body, body, len, j, err);
 }
 
 int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k)
 {
-	size_t alen = strnlen(k->a, sizeof k->a);
-	size_t blen = strnlen(k->b, sizeof k->b);
-	if (!ig_id_valid(k->a, alen) || !ig_id_valid(k->b, blen) || !suite_valid(k->suite))
-		return IG_ERR_INVAL;
-	uint8_t exp[8];
-	ig_put_u64(exp, k->expires_at);
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_ID, k->key_id, sizeof k->key_id)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_A, k->a, alen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_B, k->b, blen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_EXPIRES, exp, 8)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_KEY_SUITE, &k->suite, 1)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&key_issued_body, k, out, cap);
 }
 
 int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err)
 {
-	static const char what[] = "key_issued";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag, exp[8];
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(k, 0, sizeof *k);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_KEY_ID:
-			if (seen_mark(&seen, tag, what, "key_id", err) < 0 ||
-			    fixed_field(what, "key_id", v, vlen, k->key_id, sizeof k->key_id, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_KEY_A:
-			if (seen_mark(&seen, tag, what, "a", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(k->a, sizeof k->a, v, vlen) < 0)
-				return bad_field(what, "a", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_KEY_B:
-			if (seen_mark(&seen, tag, what, "b", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(k->b, sizeof k->b, v, vlen) < 0)
-				return bad_field(what, "b", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_KEY_EXPIRES:
-			if (seen_mark(&seen, tag, what, "expires_at", err) < 0 ||
-			    fixed_field(what, "expires_at", v, vlen, exp, 8, err) < 0)
-				return IG_ERR_CORRUPT;
-			k->expires_at = ig_get_u64(exp);
-			break;
-		case IG_TAG_KEY_SUITE:
-			if (seen_mark(&seen, tag, what, "suite", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != 1 || !suite_valid(v[0]))
-				return bad_field(what, "suite", "must be one byte, 1 (aes256gcm) or 2 (xchacha20poly1305)",
-				                 err);
-			k->suite = v[0];
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_KEY_ID, what, "key_id", err) < 0 || need(&seen, IG_TAG_KEY_A, what, "a", err) < 0 ||
-	    need(&seen, IG_TAG_KEY_B, what, "b", err) < 0 ||
-	    need(&seen, IG_TAG_KEY_EXPIRES, what, "expires_at", err) < 0 ||
-	    need(&seen, IG_TAG_KEY_SUITE, what, "suite", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return body_decode(&key_issued_body, body, len, k, err);
 }
 
 int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a)
 {
-	size_t idlen = strnlen(a->id, sizeof a->id);
-	if (!ig_id_valid(a->id, idlen) || a->allowed > 2)
-		return IG_ERR_INVAL;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_ID, a->id, idlen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_MEASUREMENT, a->measurement, IG_HASH_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_ATTEST_ALLOWED, &a->allowed, 1)) < 0)
-		return rc;
-	return (int)pos;
+	return body_encode(&attest_body, a, out, cap);
 }
 
 int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err)
 {
-	static const char what[] = "attest";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
+	return body_decode(&attest_body, body, len, a, err);
+}
 
-	memset(a, 0, sizeof *a);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_ATTEST_ID:
-			if (seen_mark(&seen, tag, what, "id", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!ig_id_valid((const char *)v, vlen) || copy_string(a->id, sizeof a->id, v, vlen) < 0)
-				return bad_field(what, "id", "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-			break;
-		case IG_TAG_ATTEST_MEASUREMENT:
-			if (seen_mark(&seen, tag, what, "measurement", err) < 0 ||
-			    fixed_field(what, "measurement", v, vlen, a->measurement, IG_HASH_BYTES, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_ATTEST_ALLOWED:
-			if (seen_mark(&seen, tag, what, "allowed", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen != 1 || v[0] > 2)
-				return bad_field(what, "allowed", "must be one byte, 0 (no), 1 (yes) or 2 (no list)", err);
-			a->allowed = v[0];
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_ATTEST_ID, what, "id", err) < 0 ||
-	    need(&seen, IG_TAG_ATTEST_MEASUREMENT, what, "measurement", err) < 0 ||
-	    need(&seen, IG_TAG_ATTEST_ALLOWED, what, "allowed", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+int ig_record_body_check(const ig_record *rec, ig_error *err)
+{
+	const body_spec *b = body_for(rec->type);
+	any_body u;
+	return b ? body_decode(b, rec->body, rec->body_len, &u, err) : IG_OK;
 }
 
 /* ---- JSON view ----------------------------------------------------------- */
@@ -794,109 +609,43 @@ static bool add_hex(cJSON *obj, const char *name, const uint8_t *bin, size_t len
 	return ok;
 }
 
+/* Adds one decoded field; false only when out of memory. */
+static bool add_field(cJSON *obj, const field_spec *f, const uint8_t *member)
+{
+	switch (f->kind) {
+	case F_ID:
+	case F_TEXT:
+		return cJSON_AddStringToObject(obj, f->name, (const char *)member) != NULL;
+	case F_BYTES:
+		return add_hex(obj, f->name, member, f->size);
+	case F_U64:
+		return cJSON_AddNumberToObject(obj, f->name, (double)*(const uint64_t *)member) != NULL;
+	case F_ROLE:
+		return cJSON_AddStringToObject(obj, f->name, ig_role_name(*(const ig_role *)member)) != NULL;
+	case F_U8:
+		return cJSON_AddStringToObject(obj, f->name, f->value_names[*member]) != NULL;
+	case F_VERSION:
+		return cJSON_AddNumberToObject(obj, f->name, *(const uint16_t *)member) != NULL;
+	}
+	return false;
+}
+
 /* Adds the typed fields of a known record type. Returns false if the body
  * does not decode, so the caller can fall back to the raw body. */
 static bool add_typed_fields(cJSON *obj, const ig_record *rec, bool *oom)
 {
-	ig_error err;
+	const body_spec *b = body_for(rec->type);
+	any_body u;
+	const uint8_t *base = (const uint8_t *)&u;
 	*oom = false;
-	switch (rec->type) {
-	case IG_REC_GENESIS: {
-		ig_genesis g;
-		if (ig_genesis_decode(rec->body, rec->body_len, &g, &err) != IG_OK)
-			return false;
-		*oom = !cJSON_AddStringToObject(obj, "cluster", g.cluster) ||
-		       !add_hex(obj, "ch_pubkey", g.ch_pk, IG_PK_BYTES) ||
-		       !cJSON_AddNumberToObject(obj, "version", g.version);
-		return true;
-	}
-	case IG_REC_ENROLL: {
-		ig_enroll e;
-		if (ig_enroll_decode(rec->body, rec->body_len, &e, &err) != IG_OK)
-			return false;
-		*oom = !cJSON_AddStringToObject(obj, "id", e.id) ||
-		       !cJSON_AddStringToObject(obj, "role", ig_role_name(e.role)) ||
-		       !add_hex(obj, "pubkey", e.pk, IG_PK_BYTES) ||
-		       !cJSON_AddStringToObject(obj, "by", e.by) ||
-		       (e.has_join_code && !add_hex(obj, "join_code", e.join_code, sizeof e.join_code));
-		return true;
-	}
-	case IG_REC_REVOKE: {
-		ig_revoke r;
-		if (ig_revoke_decode(rec->body, rec->body_len, &r, &err) != IG_OK)
-			return false;
-		*oom = !cJSON_AddStringToObject(obj, "id", r.id) ||
-		       !cJSON_AddStringToObject(obj, "reason", r.reason) ||
-		       !cJSON_AddStringToObject(obj, "by", r.by);
-		return true;
-	}
-	/* The key-service records hold no secrets (the code hash, never the
-	 * code; the key id, never the key), so everything is shown. */
-	case IG_REC_JOIN_CODE: {
-		ig_join_code_rec j;
-		if (ig_join_code_decode(rec->body, rec->body_len, &j, &err) != IG_OK)
-			return false;
-		*oom = !add_hex(obj, "code_id", j.code_id, sizeof j.code_id) ||
-		       !add_hex(obj, "code_hash", j.hash, IG_HASH_BYTES) ||
-		       !cJSON_AddStringToObject(obj, "role", ig_role_name(j.role)) ||
-		       !cJSON_AddNumberToObject(obj, "expires_at", (double)j.expires_at) ||
-		       !cJSON_AddStringToObject(obj, "by", j.by);
-		return true;
-	}
-	case IG_REC_JOIN_USED: {
-		ig_join_used j;
-		if (ig_join_used_decode(rec->body, rec->body_len, &j, &err) != IG_OK)
-			return false;
-		*oom = !add_hex(obj, "code_id", j.code_id, sizeof j.code_id) ||
-		       !cJSON_AddStringToObject(obj, "id", j.id);
-		return true;
-	}
-	case IG_REC_KEY_ISSUED: {
-		ig_key_issued k;
-		if (ig_key_issued_decode(rec->body, rec->body_len, &k, &err) != IG_OK)
-			return false;
-		*oom = !add_hex(obj, "key_id", k.key_id, sizeof k.key_id) ||
-		       !cJSON_AddStringToObject(obj, "a", k.a) || !cJSON_AddStringToObject(obj, "b", k.b) ||
-		       !cJSON_AddNumberToObject(obj, "expires_at", (double)k.expires_at) ||
-		       !cJSON_AddStringToObject(obj, "suite", k.suite == 1 ? "aes256gcm" : "xchacha20poly1305");
-		return true;
-	}
-	case IG_REC_ATTEST: {
-		ig_attest a;
-		if (ig_attest_decode(rec->body, rec->body_len, &a, &err) != IG_OK)
-			return false;
-		static const char *const allowed[] = {"no", "yes", "unlisted"};
-		*oom = !cJSON_AddStringToObject(obj, "id", a.id) ||
-		       !add_hex(obj, "measurement", a.measurement, IG_HASH_BYTES) ||
-		       !cJSON_AddStringToObject(obj, "allowed", allowed[a.allowed]);
-		return true;
-	}
-	default:
+	if (!b || body_decode(b, rec->body, rec->body_len, &u, NULL) != IG_OK)
 		return false;
+	for (size_t i = 0; i < b->nfields && !*oom; i++) {
+		const field_spec *f = &b->fields[i];
+		if (field_present(f, base))
+			*oom = !add_field(obj, f, base + f->off);
 	}
-}
-
-int ig_record_body_check(const ig_record *rec, ig_error *err)
-{
-	union {
-		ig_genesis g;
-		ig_enroll e;
-		ig_revoke r;
-		ig_join_code_rec jc;
-		ig_join_used ju;
-		ig_key_issued k;
-		ig_attest a;
-	} u;
-	switch (rec->type) {
-	case IG_REC_GENESIS: return ig_genesis_decode(rec->body, rec->body_len, &u.g, err);
-	case IG_REC_ENROLL: return ig_enroll_decode(rec->body, rec->body_len, &u.e, err);
-	case IG_REC_REVOKE: return ig_revoke_decode(rec->body, rec->body_len, &u.r, err);
-	case IG_REC_JOIN_CODE: return ig_join_code_decode(rec->body, rec->body_len, &u.jc, err);
-	case IG_REC_JOIN_USED: return ig_join_used_decode(rec->body, rec->body_len, &u.ju, err);
-	case IG_REC_KEY_ISSUED: return ig_key_issued_decode(rec->body, rec->body_len, &u.k, err);
-	case IG_REC_ATTEST: return ig_attest_decode(rec->body, rec->body_len, &u.a, err);
-	default: return IG_OK;
-	}
+	return true;
 }
 
 char *ig_record_to_json(const ig_record *rec)
