@@ -5,8 +5,10 @@
 # a broker with the plugin, three device agents pinging the cluster head, a
 # monitor watching status, ledger events and stats, then an enrolment and a
 # revocation done live through the broker (the revoked device is cut off at
-# once and cannot come back). Installs missing Debian packages (as root) and
-# builds first.
+# once and cannot come back). The key service shows too: two devices get a
+# session key and talk end to end (a second monitor sees only ciphertext),
+# devices contribute entropy, and a new device joins with a one-time code.
+# Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
 #        DEMO_SECONDS=0 ./demo.sh
@@ -61,14 +63,16 @@ say "1. a new ledger for cluster '$CLUSTER' in $DIR/ledger"
 CH_PK=$("$IG" init --ledger "$DIR/ledger" --cluster "$CLUSTER")
 say "   cluster-head public key: $CH_PK"
 
-say "2. keys, and offline enrolment of admin, monitor and 3 devices (broker not running yet)"
+say "2. keys, and offline enrolment of admin, two monitors and 3 devices (broker not running yet)"
 mkdir -p "$DIR/keys"
 declare -A PK
-for id in admin mon dev1 dev2 dev3 dev4; do
+for id in admin mon watch dev1 dev2 dev3 dev4; do
 	PK[$id]=$("$IG" keygen --out "$DIR/keys/$id.key")
 done
 "$IG" enroll --ledger "$DIR/ledger" --id admin --pubkey "${PK[admin]}" --role admin | prefix iotguard
-"$IG" enroll --ledger "$DIR/ledger" --id mon --pubkey "${PK[mon]}" --role monitor | prefix iotguard
+for id in mon watch; do
+	"$IG" enroll --ledger "$DIR/ledger" --id "$id" --pubkey "${PK[$id]}" --role monitor | prefix iotguard
+done
 for id in dev1 dev2 dev3; do
 	"$IG" enroll --ledger "$DIR/ledger" --id "$id" --pubkey "${PK[$id]}" --role device | prefix iotguard
 done
@@ -106,22 +110,42 @@ mosquitto_sub -h 127.0.0.1 -p "$PORT" -i mon -u mon -P "$MON_TOKEN" -v \
 PIDS+=($!)
 unset MON_TOKEN
 
-say "5. three device agents (status heartbeat every 5 s, ping on connect)"
+say "   and a second monitor on iotguard/$CLUSTER/m2m/#: device-to-device traffic, which it sees only encrypted"
+WATCH_TOKEN=$("$IG" token --id watch --key "$DIR/keys/watch.key" --cluster "$CLUSTER" --ttl 86400)
+mosquitto_sub -h 127.0.0.1 -p "$PORT" -i watch -u watch -P "$WATCH_TOKEN" -t "iotguard/$CLUSTER/m2m/#" \
+	-F '%t %l bytes: %x' > >(sed -u -E 's/^(.* bytes: .{48}).*/\1... (ciphertext)/' | prefix m2m-monitor) 2>&1 &
+PIDS+=($!)
+unset WATCH_TOKEN
+
+say "5. three device agents (status heartbeat every 5 s, ping on connect); dev1 and dev2 contribute"
+say "   entropy every 5 s and ask the cluster head for a session key to talk to each other every 3 s"
 start_agent() {
-	"$AGENT" --host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --id "$1" --key "$DIR/keys/$1.key" \
-		--ping --heartbeat 5 > >(prefix "$1") 2>&1 &
+	local id=$1
+	shift
+	"$AGENT" --host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --id "$id" --key "$DIR/keys/$id.key" \
+		--heartbeat 5 "$@" > >(prefix "$id") 2>&1 &
 	PIDS+=($!)
 }
-for id in dev1 dev2 dev3; do start_agent "$id"; done
-sleep 3
+start_agent dev1 --ping --entropy-interval 5 --peer dev2 --send-interval 3
+start_agent dev2 --ping --entropy-interval 5 --peer dev1 --send-interval 3
+start_agent dev3 --ping
+sleep 5
 
 online=(--host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --user admin --key "$DIR/keys/admin.key")
 say "6. enrolling dev4 online, through the broker's admin API"
 "$IG" enroll "${online[@]}" --id dev4 --pubkey "${PK[dev4]}" --role device 2>&1 | prefix iotguard
-start_agent dev4
-sleep 3
+start_agent dev4 --ping
+sleep 2
 
-say "7. revoking dev2 online: its session is cut at once, its retries are refused"
+say "   a one-time join code, made online (printed once; the ledger keeps only its hash)"
+CODE=$("$IG" join-code "${online[@]}" --role device --ttl 600 2> >(prefix iotguard >&2))
+say "   dev5 has no key and is not enrolled: it joins with the code (its key is generated now)"
+start_agent dev5 --join-code "$CODE" --entropy-interval 5
+unset CODE
+sleep 4
+
+say "7. revoking dev2 online: its session is cut at once, its retries are refused, and dev1 is told"
+say "   to wipe the session key it shared with dev2"
 "$IG" revoke "${online[@]}" --id dev2 --reason "demo: device reported stolen" 2>&1 | prefix iotguard
 sleep 3
 

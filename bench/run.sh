@@ -8,7 +8,7 @@
 # lifetimes, and nothing is left running afterwards. All load goes to
 # 127.0.0.1, bounded in time; the whole run takes about 3 minutes.
 #
-# Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale]
+# Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys]
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
 #   BENCH_IDENTITIES (scale benchmark, default 1000000).
@@ -21,13 +21,15 @@ rounds=${BENCH_ROUNDS:-5}
 seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
 do_build=1 do_ledger=1 do_scale=1
+do_keys=1
 for a in "$@"; do
 	case $a in
 	--quick) rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} ;;
 	--skip-build) do_build=0 ;;
 	--no-ledger) do_ledger=0 ;;
 	--no-scale) do_scale=0 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale]" >&2; exit 2 ;;
+	--no-keys) do_keys=0 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys]" >&2; exit 2 ;;
 	esac
 done
 
@@ -59,6 +61,7 @@ if [ $do_build = 1 ]; then
 	fi
 	targets=(bench_connect bench_publish bench_scale mosquitto_iotguard)
 	[ $do_ledger = 1 ] && [ -f "$repo/bench/bench_ledger.c" ] && targets+=(bench_ledger)
+	[ $do_keys = 1 ] && targets+=(bench_keys bench_m2m bench_entropy)
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -219,6 +222,64 @@ if [ $do_ledger = 1 ] && [ -x "$bin/bench_ledger" ]; then
 	"${pin_load[@]}" "$bin/bench_ledger" | tee "$ledger_out"
 fi
 
+# ---- 5. key service: session keys, m2m, entropy (issue 3) ---------------
+# Each gets its own broker and ledger (1024 devices, 2 monitors), so the
+# plugin's stats (commit latency, entropy counts) describe that benchmark
+# alone. Stats every second: the tools read them from iotguard/C/stats.
+if [ $do_keys = 1 ]; then
+	for f in bench_keys bench_m2m bench_entropy; do
+		[ -x "$bin/$f" ] || { echo "run.sh: $bin/$f is missing; run without --skip-build" >&2; exit 1; }
+	done
+	# Short runs (3 rounds or fewer, as --quick makes) get shorter timed windows.
+	ks_seconds=5 ent_messages=120000 ent_seconds=3
+	[ "$rounds" -le 3 ] && ks_seconds=3 ent_messages=40000 ent_seconds=2
+	for l in keys m2m m2mx entropy; do
+		"${pin_load[@]}" "$bin/bench_scale" mkledger --dir "$work/ledger-$l" --cluster $cluster --devices $devices --monitors 2
+	done
+	plugin_base=("allow_anonymous false" "plugin $plugin_so" "plugin_opt_stats_interval 1")
+
+	# Session keys: the plugin's per-device rate limit (600/min by default)
+	# would otherwise be the figure.
+	free_port; p_keys=$port
+	write_conf keys $p_keys "${plugin_base[@]}" "plugin_opt_ledger $work/ledger-keys" \
+		"plugin_opt_key_requests_per_minute 10000000"
+	start_broker keys; pid_keys=$pid
+	echo
+	"${pin_load[@]}" "$bin/bench_keys" --port $p_keys --cluster $cluster --pairs 100 --window 4 \
+		--duration $ks_seconds --warmup 1 --pid $pid_keys --goal 5000 | tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_keys
+
+	# m2m: encrypted vs plaintext on one broker; then again on a broker that
+	# issues XChaCha20-Poly1305 keys (the suite is the cluster head's choice).
+	free_port; p_m2m=$port
+	write_conf m2m $p_m2m "${plugin_base[@]}" "plugin_opt_ledger $work/ledger-m2m"
+	start_broker m2m; pid_m2m=$pid
+	echo
+	"${pin_load[@]}" "$bin/bench_m2m" --port $p_m2m --cluster $cluster --pairs 8 --payload 64 --window 1000 \
+		--slice 0.5 --rounds "$rounds" --duration "$seconds" --warmup 0.5 --pid $pid_m2m --goal 0.9 |
+		tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_m2m
+	free_port; p_m2mx=$port
+	write_conf m2mx $p_m2mx "${plugin_base[@]}" "plugin_opt_ledger $work/ledger-m2mx"
+	IOTGUARD_FORCE_XCHACHA=1 start_broker m2mx; pid_m2mx=$pid
+	echo
+	IOTGUARD_FORCE_XCHACHA=1 "${pin_load[@]}" "$bin/bench_m2m" --port $p_m2mx --cluster $cluster --pairs 8 --payload 64 \
+		--window 1000 --slice 0.5 --rounds "$rounds" --duration "$seconds" --warmup 0.5 --pid $pid_m2mx --goal 0.9 |
+		tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_m2mx
+
+	# Entropy: no per-device interval, so many contributions per device fit
+	# in a few seconds.
+	free_port; p_ent=$port
+	write_conf entropy $p_ent "${plugin_base[@]}" "plugin_opt_ledger $work/ledger-entropy" \
+		"plugin_opt_entropy_min_interval_ms 0"
+	start_broker entropy; pid_ent=$pid
+	echo
+	"${pin_load[@]}" "$bin/bench_entropy" --port $p_ent --cluster $cluster --devices 200 --messages $ent_messages \
+		--duration $ent_seconds --warmup 0.5 --pid $pid_ent | tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_ent
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -274,6 +335,30 @@ if [ -s "$ledger_out" ]; then
 	row "ledger: durable appends, first blocking run" "$blocking" "rec/s"
 	row "ledger: verify (best of its runs)" "$verify" "rec/s" ">=" 1000000
 	row "ledger: writer open + replay of the big ledger" "$reopen" "s"
+fi
+if [ $do_keys = 1 ]; then
+	row "keys: session keys end to end (both copies opened)" "$(get keys.pairs_per_s)" "pairs/s" ">=" 5000
+	row "keys: plugin's count of keys issued" "$(get keys.plugin_issued_per_s)" "keys/s"
+	row "keys: broker CPU per pair (incl. ledger writer)" "$(get keys.cpu_us)" "us"
+	row "keys: request -> both copies, p50 (loaded)" "$(get keys.latency_p50_ms)" "ms"
+	row "keys: request -> both copies, p99 (loaded)" "$(get keys.latency_p99_ms)" "ms"
+	row "keys: request -> both copies, p50 (1 in flight)" "$(get keys.light_p50_ms)" "ms"
+	row "keys: ledger commit latency avg (plugin stats)" "$(get keys.commit_avg_us)" "us"
+	row "keys: ledger commit latency max (plugin stats)" "$(get keys.commit_max_us)" "us"
+	row "keys: errors, bad boxes, mismatches, timeouts" "$(get keys.failures)" "" "<=" 0
+	for su in aes256gcm xchacha20poly1305; do
+		short=${su%%20poly1305}
+		row "m2m $short: plaintext, same broker" "$(get m2m.$su.plain_rate)" "msg/s"
+		row "m2m $short: encrypted (seal, open, replay check)" "$(get m2m.$su.sealed_rate)" "msg/s"
+		row "m2m $short: ratio encrypted/plaintext (msg/s)" "$(get m2m.$su.ratio)" "" ">=" 0.9
+		row "m2m $short: ratio (broker CPU per message)" "$(get m2m.$su.capacity)" ""
+		row "m2m $short: crypto alone per message (load gen)" "$(get m2m.crypto_us.$su)" "us"
+		row "m2m $short: messages dropped by receivers" "$(get m2m.$su.dropped)" "" "<=" 0
+	done
+	row "entropy: contributions accepted (plugin stats)" "$(get entropy.accepted_per_s)" "/s"
+	row "entropy: broker CPU per contribution" "$(get entropy.cpu_us)" "us"
+	row "entropy: contributions refused" "$(get entropy.refused)" "" "<=" 0
+	row "entropy: device cost to seal one (load gen)" "$(get entropy.seal_us)" "us"
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."

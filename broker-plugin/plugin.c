@@ -101,6 +101,7 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 	cfg->entropy_min_interval_ms = 1000;
 	cfg->session_key_ttl_s = 3600;
 	cfg->key_requests_per_minute = 600;
+	cfg->coin_ttl_s = 86400;
 
 	for (int i = 0; i < count; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
@@ -134,13 +135,15 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 0, 3600000, &cfg->entropy_min_interval_ms);
 		} else if (!strcmp(k, "session_key_ttl")) {
 			rc = parse_u32(k, v, 10, 7 * 86400, &cfg->session_key_ttl_s);
+		} else if (!strcmp(k, "coin_ttl")) {
+			rc = parse_u32(k, v, 60, 365 * 86400, &cfg->coin_ttl_s);
 		} else if (!strcmp(k, "key_requests_per_minute")) {
 			rc = parse_u32(k, v, 1, 10000000, &cfg->key_requests_per_minute);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
 			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
 			              "stats_interval, auth_fail_limit, auth_ban_seconds, entropy_min_interval_ms, session_key_ttl, "
-			              "key_requests_per_minute", k);
+			              "key_requests_per_minute, coin_ttl", k);
 			return -1;
 		}
 		if (rc)
@@ -248,6 +251,7 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 
 	ig_plugin_entropy_stats(pl, o);
 	ig_plugin_keys_stats(pl, o);
+	ig_plugin_bank_stats(pl, o);
 
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -321,7 +325,9 @@ static int replay_record(void *ctx, const ig_record *rec, ig_error *err)
 	int rc = ig_record_body_check(rec, err);
 	if (rc == IG_OK)
 		rc = ig_registry_apply(pl->reg, rec, err);
-	return rc == IG_OK ? ig_joincodes_apply(pl->codes, rec, err) : rc;
+	if (rc == IG_OK)
+		rc = ig_joincodes_apply(pl->codes, rec, err);
+	return rc == IG_OK ? ig_coins_apply(pl->coins, rec, err) : rc;
 }
 
 static void replay_progress(void *ctx, uint64_t records, uint64_t bytes, uint64_t total)
@@ -339,6 +345,7 @@ static void plugin_free(ig_plugin *pl)
 		ig_ledger_close(pl->ledger);
 	ig_registry_free(pl->reg);
 	ig_joincodes_free(pl->codes);
+	ig_coins_free(pl->coins);
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
 	if (pl->devices)
@@ -420,7 +427,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	apply_ttls(pl);
 	pl->reg = ig_registry_new();
 	pl->codes = ig_joincodes_new();
-	if (!pl->reg || !pl->codes || !ig_sessions_init(&pl->sessions)) {
+	if (!pl->reg || !pl->codes || ig_plugin_bank_init(pl) != 0 || !ig_sessions_init(&pl->sessions)) {
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}

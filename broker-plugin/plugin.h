@@ -19,6 +19,7 @@
 #include "ig_admin.h"
 #include "ig_aead.h"
 #include "ig_auth.h"
+#include "ig_bank.h"
 #include "ig_common.h"
 #include "ig_entropy.h"
 #include "ig_idmap.h"
@@ -72,6 +73,18 @@ typedef enum ig_attest_state {
 	IG_ATTEST_NONE = 0, IG_ATTEST_ALLOWED, IG_ATTEST_DISALLOWED, IG_ATTEST_UNLISTED,
 } ig_attest_state;
 
+typedef enum ig_bank_refusal {
+	IG_BANK_NO_CREDIT = 0,
+	IG_BANK_UNKNOWN_COIN,
+	IG_BANK_ALREADY_SPENT,
+	IG_BANK_EXPIRED,
+	IG_BANK_WRONG_COLLECTOR,
+	IG_BANK_WRONG_TOPIC,
+	IG_BANK_MALFORMED,
+	IG_BANK_NOT_ALLOWED,
+	IG_BANK_REFUSAL_COUNT
+} ig_bank_refusal;
+
 typedef struct ig_device_state {
 	uint64_t entropy_last_seq;
 	uint64_t entropy_last_ms;
@@ -109,6 +122,7 @@ typedef struct ig_plugin_config {
 	uint32_t entropy_min_interval_ms;
 	uint32_t session_key_ttl_s;
 	uint32_t key_requests_per_minute;
+	uint32_t coin_ttl_s;
 } ig_plugin_config;
 
 typedef struct ig_plugin {
@@ -143,6 +157,7 @@ typedef struct ig_plugin {
 	ig_issued_key *keys;
 	size_t keys_count, keys_cap;
 	uint64_t keys_pruned_at;
+	ig_coins *coins;                    /* the bank's coin index */
 	char topic_dev_prefix[IG_TOPIC_MAX]; /* "iotguard/C/dev/" */
 	size_t topic_dev_prefix_len;
 
@@ -160,6 +175,7 @@ typedef struct ig_plugin {
 	uint64_t keys_issued, keys_refused, keys_revoked_notices;
 	uint64_t joins_completed, joins_failed;
 	uint64_t attest_reports, attest_disallowed;
+	uint64_t coins_minted, coins_redeemed, coins_refunded, bank_refused[IG_BANK_REFUSAL_COUNT];
 } ig_plugin;
 
 /* plugin.c */
@@ -214,5 +230,13 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const struct cJSON *re
 void ig_plugin_keys_on_revoke(ig_plugin *pl, const char *id);
 void ig_plugin_keys_prune(ig_plugin *pl, uint64_t now_s);
 void ig_plugin_keys_stats(ig_plugin *pl, struct cJSON *stats);
+/* The crypto_box key shared with this identity (cached; NULL on failure). */
+const ig_box_key *ig_plugin_box_key(ig_plugin *pl, const ig_identity *who);
+
+/* plugin_bank.c */
+int ig_plugin_bank_init(ig_plugin *pl);
+/* Handles mint, redeem, refund and balance; false for other types. */
+bool ig_plugin_bank_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
+void ig_plugin_bank_stats(ig_plugin *pl, struct cJSON *stats);
 
 #endif

@@ -342,6 +342,64 @@ static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	codes_step(cp);   /* releases the hold */
 }
 
+typedef struct credit_pending {
+	admin_batch *batch;
+	cJSON *slot;
+	char id[IG_ID_MAX + 1];
+} credit_pending;
+
+static void on_credit_durable(void *ctx, int status, const ig_record *rec)
+{
+	credit_pending *cp = ctx;
+	admin_batch *b = cp->batch;
+	ig_plugin *pl = b->pl;
+	pl->admin_inflight--;
+	if (status != IG_OK) {
+		fail(cp->slot, IG_ADMIN_E_STORAGE, "the ledger could not record the credit; nothing was granted");
+	} else {
+		ig_error err = {0};
+		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the coin index refused it: %s",
+			              (unsigned long long)rec->index, err.msg);
+		ig_plugin_publish_event(pl, rec);
+		cJSON_AddTrueToObject(cp->slot, "ok");
+		cJSON_AddNumberToObject(cp->slot, "index", (double)rec->index);
+		cJSON_AddStringToObject(cp->slot, "id", cp->id);
+		cJSON_AddNumberToObject(cp->slot, "balance", (double)ig_coins_balance(pl->coins, cp->id));
+	}
+	free(cp);
+	b->outstanding--;
+	batch_send_if_done(b);
+}
+
+static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+{
+	ig_plugin *pl = b->pl;
+	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
+	if (!cur || cur->status != IG_ID_ACTIVE) {
+		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not an active identity; only enrolled collectors get credit");
+		return;
+	}
+	ig_credit_rec r = {.amount = cmd->amount};
+	snprintf(r.id, sizeof r.id, "%s", cmd->id);
+	snprintf(r.by, sizeof r.by, "%s", b->client_id);
+	uint8_t body[256];
+	int n = ig_credit_encode(body, sizeof body, &r);
+	credit_pending *cp = calloc(1, sizeof *cp);
+	if (cp) {
+		cp->batch = b;
+		cp->slot = slot;
+		snprintf(cp->id, sizeof cp->id, "%s", cmd->id);
+	}
+	if (!cp || n < 0 || ig_ledger_submit(pl->ledger, IG_REC_CREDIT, body, (size_t)n, on_credit_durable, cp) != IG_OK) {
+		free(cp);
+		fail(slot, IG_ADMIN_E_STORAGE, "the ledger is not accepting records; check the broker log");
+		return;
+	}
+	b->outstanding++;
+	pl->admin_inflight++;
+}
+
 static void do_get(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	const ig_identity *cur = ig_registry_find(b->pl->reg, cmd->id, strlen(cmd->id));
@@ -457,6 +515,7 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 		case IG_ADMIN_GET: do_get(b, slot, &cmd); break;
 		case IG_ADMIN_LIST: do_list(b, slot, &cmd); break;
 		case IG_ADMIN_JOIN_CODES: do_join_codes(b, slot, &cmd); break;
+		case IG_ADMIN_CREDIT: do_credit(b, slot, &cmd); break;
 		}
 	}
 	cJSON_Delete(root);

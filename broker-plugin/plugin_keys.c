@@ -30,7 +30,7 @@ static const ig_identity *active(ig_plugin *pl, const char *id)
 	return i && i->status == IG_ID_ACTIVE ? i : NULL;
 }
 
-static const ig_box_key *box_key_for(ig_plugin *pl, const ig_identity *who)
+const ig_box_key *ig_plugin_box_key(ig_plugin *pl, const ig_identity *who)
 {
 	ig_device_state *d = ig_plugin_device(pl, who->id);
 	if (!d)
@@ -46,7 +46,7 @@ static const ig_box_key *box_key_for(ig_plugin *pl, const ig_identity *who)
 
 static bool deliver(ig_plugin *pl, const ig_identity *to, const ig_session_key *sk)
 {
-	const ig_box_key *bk = box_key_for(pl, to);
+	const ig_box_key *bk = ig_plugin_box_key(pl, to);
 	uint8_t box[512], nonce[IG_KEYBOX_NONCE_BYTES];
 	int n = bk ? ig_keybox_seal(box, sizeof box, nonce, sk, bk) : IG_ERR_CRYPTO;
 	if (n < 0)

@@ -75,9 +75,12 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 		ig_plugin_key_request(pl, id, req);
 	else if (strcmp(type->valuestring, "attest") == 0)
 		ig_plugin_attest_request(pl, id, req);
+	else if (ig_plugin_bank_request(pl, id, type->valuestring, req))
+		;
 	else
 		ig_plugin_reply_error(pl, id, "unknown_type",
-		                      "unknown request type; this cluster head understands: ping, join, session_key, attest");
+		                      "unknown request type; this cluster head understands: ping, join, session_key, attest, "
+		                      "mint, redeem, refund, balance");
 	cJSON_Delete(req);
 }
 

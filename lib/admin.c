@@ -23,6 +23,7 @@ static const char *const kind_names[] = {
 	[IG_ADMIN_LIST] = "list_identities",
 	[IG_ADMIN_GET] = "get_identity",
 	[IG_ADMIN_JOIN_CODES] = "create_join_codes",
+	[IG_ADMIN_CREDIT] = "credit",
 };
 
 /* Fields each command accepts besides "command" and "correlation". */
@@ -32,6 +33,7 @@ static const char *const kind_fields[][5] = {
 	[IG_ADMIN_LIST] = {"role", "status", "offset", "limit", NULL},
 	[IG_ADMIN_GET] = {"id", NULL},
 	[IG_ADMIN_JOIN_CODES] = {"role", "ttl", "count", NULL},
+	[IG_ADMIN_CREDIT] = {"id", "amount", NULL},
 };
 
 static const char *const status_names[] = {
@@ -42,14 +44,14 @@ static const char *const status_names[] = {
 
 const char *ig_admin_kind_name(ig_admin_kind k)
 {
-	if ((int)k < IG_ADMIN_ENROLL || (int)k > IG_ADMIN_JOIN_CODES)
+	if ((int)k < IG_ADMIN_ENROLL || (int)k > IG_ADMIN_CREDIT)
 		return "unknown";
 	return kind_names[k];
 }
 
 static ig_admin_kind kind_parse(const char *name)
 {
-	for (int k = IG_ADMIN_ENROLL; k <= IG_ADMIN_JOIN_CODES; k++)
+	for (int k = IG_ADMIN_ENROLL; k <= IG_ADMIN_CREDIT; k++)
 		if (strcmp(name, kind_names[k]) == 0)
 			return (ig_admin_kind)k;
 	return 0;
@@ -208,11 +210,26 @@ static int parse_join_codes(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	cmd->ttl = IG_JOIN_CODE_TTL_DEFAULT;
 	cmd->count = 1;
 	int rc = parse_role(obj, name, true, &cmd->role, err);
+	/* A code anyone holding it can use must not mint an admin or a monitor;
+	 * those are enrolled by key, on purpose. */
+	if (rc == IG_OK && cmd->role != IG_ROLE_DEVICE && cmd->role != IG_ROLE_ANALYST)
+		rc = ig_error_set(err, IG_ERR_INVAL, "%s: join codes are only for roles device and analyst; "
+		                  "enroll %ss by public key", name, ig_role_name(cmd->role));
 	if (rc == IG_OK)
 		rc = parse_uint(obj, "ttl", name, 60, IG_JOIN_CODE_TTL_MAX, &cmd->ttl, err);
 	if (rc == IG_OK)
 		rc = parse_uint(obj, "count", name, 1, IG_ADMIN_JOIN_CODES_MAX, &cmd->count, err);
 	return rc;
+}
+
+static int parse_credit(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
+{
+	int rc = parse_id(obj, cmd->command, cmd->id, err);
+	if (rc != IG_OK)
+		return rc;
+	if (!field(obj, "amount"))
+		return ig_error_set(err, IG_ERR_INVAL, "%s: \"amount\" is required", cmd->command);
+	return parse_uint(obj, "amount", cmd->command, 1, IG_CREDIT_MAX, &cmd->amount, err);
 }
 
 int ig_admin_parse_command(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
@@ -267,6 +284,7 @@ int ig_admin_parse_command(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	case IG_ADMIN_LIST: return parse_list(obj, cmd, err);
 	case IG_ADMIN_GET: return parse_id(obj, name, cmd->id, err);
 	case IG_ADMIN_JOIN_CODES: return parse_join_codes(obj, cmd, err);
+	case IG_ADMIN_CREDIT: return parse_credit(obj, cmd, err);
 	}
 	return IG_ERR_INVAL;
 }
@@ -302,6 +320,8 @@ static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 		return !cmd->limit || cJSON_AddNumberToObject(o, "limit", cmd->limit);
 	case IG_ADMIN_GET:
 		return true;
+	case IG_ADMIN_CREDIT:
+		return cmd->amount > 0 && cJSON_AddNumberToObject(o, "amount", cmd->amount);
 	case IG_ADMIN_JOIN_CODES:
 		return cmd->role != IG_ROLE_NONE && cJSON_AddStringToObject(o, "role", ig_role_name(cmd->role)) &&
 		       (!cmd->ttl || cJSON_AddNumberToObject(o, "ttl", cmd->ttl)) &&
@@ -312,7 +332,7 @@ static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 
 char *ig_admin_build_request(const ig_admin_cmd *cmd)
 {
-	if (!cmd || (int)cmd->kind < IG_ADMIN_ENROLL || (int)cmd->kind > IG_ADMIN_JOIN_CODES)
+	if (!cmd || (int)cmd->kind < IG_ADMIN_ENROLL || (int)cmd->kind > IG_ADMIN_CREDIT)
 		return NULL;
 	cJSON *root = cJSON_CreateObject();
 	cJSON *cmds = root ? cJSON_AddArrayToObject(root, "commands") : NULL;

@@ -18,7 +18,9 @@
  * list_identities {role?, status?, offset?, limit?}; get_identity {id};
  * create_join_codes {role, ttl? (s, default 86400), count? (1..100)} whose
  * response carries "codes":[...] and "expires_at" (Unix s), to the
- * requesting admin only: the codes are secrets, printed once.
+ * requesting admin only: the codes are secrets, printed once;
+ * credit {id, amount (1..1e9)} grants a collector coins, answered with
+ * "index", "id" and the new "balance".
  */
 #ifndef IG_ADMIN_H
 #define IG_ADMIN_H
@@ -39,13 +41,16 @@ typedef enum ig_admin_kind {
 	IG_ADMIN_LIST,
 	IG_ADMIN_GET,
 	IG_ADMIN_JOIN_CODES,       /* create_join_codes {role, ttl?, count?} */
+	IG_ADMIN_CREDIT,           /* credit {id, amount} */
 } ig_admin_kind;
+
+#define IG_CREDIT_MAX 1000000000u
 
 #define IG_ADMIN_JOIN_CODES_MAX 100
 #define IG_JOIN_CODE_TTL_DEFAULT 86400
 #define IG_JOIN_CODE_TTL_MAX (30 * 86400)
 
-/* "enroll", "revoke", "list_identities", "get_identity", "create_join_codes" */
+/* "enroll", "revoke", "list_identities", "get_identity", "create_join_codes", "credit" */
 const char *ig_admin_kind_name(ig_admin_kind k);
 
 typedef struct ig_admin_cmd {
@@ -59,6 +64,7 @@ typedef struct ig_admin_cmd {
 	int status_filter;                              /* list: -1 = all, else ig_id_status */
 	uint32_t offset, limit;                         /* list */
 	uint32_t ttl, count;                            /* create_join_codes */
+	uint32_t amount;                                /* credit */
 } ig_admin_cmd;
 
 /* Error codes sent in "error". */

@@ -58,7 +58,10 @@ online = {"id": "dev1", "state": "online", "ts": TS, "seq": 1, "uptime_s": 0}
 offline_clean = with_(online, state="offline", seq=9, uptime_s=300)
 will = {"id": "dev1", "state": "offline"}
 revoked = {"id": "dev1", "state": "revoked", "ts": TS}
-STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will, revoked]
+online_agent = with_(online, measurement=HEX64, entropy="ok")
+entropy_failed = with_(online_agent, entropy="failed: repetition count test: 21 identical samples (cutoff 21)")
+STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will, revoked,
+             online_agent, entropy_failed, with_(online, measurement=HEX64B)]
 STATUS_BAD = [
     (without(online, "seq"), "online without seq"),
     (without(online, "ts"), "online without ts"),
@@ -76,6 +79,15 @@ STATUS_BAD = [
     (with_(will, ts=TS), "offline with ts but no seq/uptime_s"),
     ([online], "array"),
     ("online", "string"),
+    (with_(online_agent, measurement=HEX64.upper()), "uppercase measurement"),
+    (with_(online_agent, measurement=HEX64[:-2]), "short measurement"),
+    (with_(online_agent, entropy="bad"), "entropy neither ok nor failed"),
+    (with_(online_agent, entropy="failed: "), "failure without a reason"),
+    (with_(online_agent, entropy="failed: a\nb"), "control character in the failure"),
+    (with_(online_agent, entropy=True), "boolean entropy"),
+    (with_(offline_clean, measurement=HEX64), "measurement on an offline status"),
+    (with_(will, entropy="ok"), "entropy in the will"),
+    (with_(revoked, measurement=HEX64), "measurement on a revoked status"),
 ]
 
 # ---- ledger head ------------------------------------------------------------
@@ -188,8 +200,14 @@ stats = {
     "identities": {"active": 5, "revoked": 1},
     "ledger": {"height": 8, "pending": 0, "checkpoint_size": 8, "batches": 4,
                "commit_latency_us": {"last": 900, "avg": 1200, "max": 5000}},
+    "entropy": {"accepted": 7, "refused": {"malformed": 1, "replayed": 2, "over_rate": 0, "attestation": 3},
+                "pool_inputs": 8, "devices": {"dev1": {"accepted": 7, "refused": 0}, "dev2": {"accepted": 0, "refused": 6}}},
+    "attestation": {"reports": 4, "flagged": ["dev2"]},
+    "keys": {"issued": 2, "refused": 1, "live": 2, "revocation_notices": 0, "suite": "aes256gcm"},
+    "joins": {"completed": 1, "failed": 0, "codes_unused": 3},
 }
-STATS_OK = [stats, nested(stats, ["auth", "refused"], {})]
+STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
+            nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
 STATS_BAD = [
     (nested(stats, ["connected", "total"], None, delete=True), "connected without total"),
     (nested(stats, ["connected", "guest"], 1), "unknown role in connected"),
@@ -201,25 +219,81 @@ STATS_BAD = [
     (without(stats, "identities"), "missing identities"),
     (with_(stats, cluster="c 1"), "bad cluster name"),
     (with_(stats, extra={}), "unknown top-level field"),
+    (without(stats, "entropy"), "missing entropy"),
+    (without(stats, "keys"), "missing keys"),
+    (without(stats, "joins"), "missing joins"),
+    (without(stats, "attestation"), "missing attestation"),
+    (nested(stats, ["entropy", "refused", "stale"], 0), "unknown entropy refusal reason"),
+    (nested(stats, ["entropy", "refused", "attestation"], None, delete=True), "entropy refusal reason missing"),
+    (nested(stats, ["entropy", "devices", "dev 1"], {"accepted": 1, "refused": 0}), "bad device id"),
+    (nested(stats, ["entropy", "devices", "dev1"], {"accepted": 1}), "device without refused"),
+    (nested(stats, ["entropy", "devices", "dev1"], {"accepted": 1, "refused": {"malformed": 1}}),
+     "per-device refusals by reason"),
+    (nested(stats, ["entropy", "pool_inputs"], -1), "negative pool_inputs"),
+    (nested(stats, ["attestation", "flagged"], ["dev2", "dev2"]), "device flagged twice"),
+    (nested(stats, ["attestation", "flagged"], "dev2"), "flagged not a list"),
+    (nested(stats, ["keys", "suite"], "aes128gcm"), "unknown suite"),
+    (nested(stats, ["keys", "live"], None, delete=True), "keys without live"),
+    (nested(stats, ["keys", "key"], "00" * 32), "key material in stats"),
+    (nested(stats, ["joins", "codes"], ["igjc1-" + "0" * 48]), "join codes in stats"),
+    (nested(stats, ["joins", "codes_unused"], 0.5), "fractional codes_unused"),
 ]
 
 # ---- ch requests ------------------------------------------------------------------
 ping = {"type": "ping", "nonce": "240e151121d0dcface939becf83d18aa"}
-CH_OK = [ping, {"type": "ping"}, with_(ping, nonce=""), with_(ping, nonce="n" * 128)]
+join = {"type": "join"}
+session_key = {"type": "session_key", "peer": "dev2", "nonce": "a3f1c9e07b2d4c65a3f1c9e07b2d4c65"}
+SIG128 = HEX64 + HEX64B
+attest_req = {"type": "attest", "measurement": HEX64, "ts": TS, "sig": SIG128}
+CH_OK = [ping, {"type": "ping"}, with_(ping, nonce=""), with_(ping, nonce="n" * 128),
+         join, session_key, with_(session_key, nonce="!" * 64), with_(session_key, nonce="x"),
+         attest_req, with_(attest_req, ts=0)]
 CH_BAD = [
     (with_(ping, nonce="n" * 129), "nonce too long"),
     (with_(ping, nonce=5), "numeric nonce"),
     (with_(ping, ts=1), "unknown field"),
-    ({"type": "join"}, "unknown request type"),
+    ({"type": "teleport"}, "unknown request type"),
     ({"nonce": "x"}, "no type"),
     ([], "array"),
+    (with_(join, id="dev9"), "join naming an id (the token does)"),
+    (with_(join, code="igjc1-" + "0" * 48), "join carrying the code"),
+    (without(session_key, "nonce"), "session_key without nonce"),
+    (without(session_key, "peer"), "session_key without peer"),
+    (with_(session_key, nonce=""), "empty request nonce"),
+    (with_(session_key, nonce="n" * 65), "request nonce too long"),
+    (with_(session_key, nonce="has space"), "space in request nonce"),
+    (with_(session_key, peer="dev 2"), "bad peer id"),
+    (with_(session_key, peer=""), "empty peer"),
+    (with_(session_key, suite="aes256gcm"), "requester choosing the suite"),
+    (without(attest_req, "sig"), "attest without sig"),
+    (with_(attest_req, measurement=HEX64[:-1]), "measurement of 63 hex digits"),
+    (with_(attest_req, sig=HEX64), "signature of 32 bytes"),
+    (with_(attest_req, ts=-1), "negative ts"),
+    (with_(attest_req, ts=str(TS)), "string ts"),
+    (with_(attest_req, measurement="g" * 64), "non-hex measurement"),
 ]
 
 # ---- inbox ---------------------------------------------------------------------------
 pong = {"type": "pong", "nonce": ping["nonce"], "ts": TS}
 error = {"type": "error", "error": "unknown_type",
          "message": "unknown request type; this cluster head understands: ping"}
-INBOX_OK = [pong, with_(pong, nonce=""), error, with_(error, error="too_large")]
+welcome = {"type": "welcome", "cluster": "c1", "id": "dev9", "role": "device", "ch_pubkey": HEX64, "index": 12}
+# the box of the docs/PROTOCOL.md session-key vector: 66-byte plaintext + 16-byte MAC
+BOX82 = base64.b64encode(bytes(range(82))).decode()
+key_msg = {"type": "session_key", "key_id": "404142434445464748494a4b4c4d4e4f", "peer": "dev2",
+           "suite": "aes256gcm", "expires_at": 1700003600, "direction": 0,
+           "box_nonce": "606162636465666768696a6b6c6d6e6f7071727374757677", "box": BOX82}
+key_revoked = {"type": "key_revoked", "key_id": "404142434445464748494a4b4c4d4e4f", "peer": "dev2",
+               "reason": "peer_revoked"}
+NEW_CODES = ["peer_offline", "peer_unknown", "not_allowed", "revoked", "code_used", "code_expired",
+             "code_unknown", "not_joining", "rate_limited", "bad_signature", "not_enrolled", "id_taken",
+             "stale", "storage_failed", "internal", "malformed"]
+INBOX_OK = [pong, with_(pong, nonce=""), error, with_(error, error="too_large"),
+            welcome, with_(welcome, role="admin", index=1),
+            key_msg, with_(key_msg, direction=1, suite="xchacha20poly1305"),
+            with_(key_msg, box=base64.b64encode(bytes(77)).decode()),
+            with_(key_msg, box=base64.b64encode(bytes(204)).decode()),
+            key_revoked] + [with_(error, error=c) for c in NEW_CODES]
 INBOX_BAD = [
     (without(pong, "ts"), "pong without ts"),
     (without(pong, "nonce"), "pong without nonce"),
@@ -230,6 +304,84 @@ INBOX_BAD = [
     (without(error, "message"), "error without message"),
     ({"type": "ping", "nonce": "x"}, "a request is not an inbox message"),
     ({"type": "pong", "nonce": "x", "ts": TS, "extra": True}, "unknown field"),
+    (with_(error, error="no_such_code"), "undocumented error code"),
+    (without(welcome, "ch_pubkey"), "welcome without ch_pubkey"),
+    (with_(welcome, ch_pubkey=HEX64.upper()), "uppercase ch_pubkey"),
+    (with_(welcome, index=0), "welcome pointing at genesis"),
+    (with_(welcome, role="none"), "welcome with role none"),
+    (with_(welcome, code="igjc1-" + "0" * 48), "welcome echoing the code"),
+    (without(key_msg, "box"), "session_key without box"),
+    (with_(key_msg, key="00" * 32), "session_key with the key in clear"),
+    (with_(key_msg, direction=2), "direction 2"),
+    (with_(key_msg, direction=True), "boolean direction"),
+    (with_(key_msg, suite="none"), "unknown suite"),
+    (with_(key_msg, key_id="40" * 15), "key_id of 15 bytes"),
+    (with_(key_msg, box_nonce="60" * 12), "box_nonce of 12 bytes"),
+    (with_(key_msg, box=BOX82.rstrip("=")), "box without padding"),
+    (with_(key_msg, box=base64.urlsafe_b64encode(bytes([251]) * 82).decode()), "url-safe base64 box"),
+    (with_(key_msg, box=base64.b64encode(bytes(76)).decode()), "box too short for any plaintext"),
+    (with_(key_msg, box=base64.b64encode(bytes(205)).decode()), "box too long"),
+    (with_(key_msg, expires_at=-5), "negative expires_at"),
+    (with_(key_msg, peer="dev/2"), "bad peer"),
+    (without(key_revoked, "peer"), "key_revoked without peer"),
+    (with_(key_revoked, reason="bored"), "unknown revocation reason"),
+    (with_(key_revoked, key_id="XYZ"), "bad key_id"),
+]
+
+# ---- entropy contributions --------------------------------------------------------------
+SEALED = base64.b64encode(bytes(range(88))).decode()
+contribution = {"seq": 1716200000123, "sealed": SEALED}
+ENTROPY_OK = [contribution, with_(contribution, seq=1), with_(contribution, seq=2 ** 53 - 1),
+              with_(contribution, sealed=base64.b64encode(bytes([255]) * 88).decode())]
+ENTROPY_BAD = [
+    (with_(contribution, seq=0), "seq 0"),
+    (with_(contribution, seq=2 ** 53), "seq beyond 2^53 - 1"),
+    (with_(contribution, seq=1.5), "fractional seq"),
+    (with_(contribution, seq="1"), "string seq"),
+    (without(contribution, "sealed"), "no sealed"),
+    (without(contribution, "seq"), "no seq"),
+    (with_(contribution, sealed=base64.b64encode(bytes(87)).decode()), "87-byte box"),
+    (with_(contribution, sealed=base64.b64encode(bytes(89)).decode()), "89-byte box"),
+    (with_(contribution, sealed=SEALED.rstrip("=")), "box without padding"),
+    (with_(contribution, sealed=base64.urlsafe_b64encode(bytes([251]) * 88).decode()), "url-safe base64"),
+    (with_(contribution, sealed=SEALED[:-3] + "B=="), "non-canonical last character"),
+    (with_(contribution, block="00" * 32), "the block in clear"),
+    ([contribution], "array"),
+]
+
+# ---- admin API (the key-service command; the rest has its own tests) ----------------------
+create_codes = {"command": "create_join_codes", "role": "device", "ttl": 3600, "count": 2, "correlation": "j1"}
+ADMIN_REQ_OK = [{"commands": [create_codes]}, {"commands": [{"command": "create_join_codes", "role": "admin"}]},
+                {"commands": [with_(create_codes, ttl=60, count=1), with_(create_codes, ttl=2592000, count=100)]},
+                {"commands": [{"command": "get_identity", "id": "dev1"}, create_codes]}]
+ADMIN_REQ_BAD = [
+    ({"commands": [without(create_codes, "role")]}, "create_join_codes without role"),
+    ({"commands": [with_(create_codes, role="root")]}, "unknown role"),
+    ({"commands": [with_(create_codes, ttl=59)]}, "ttl under a minute"),
+    ({"commands": [with_(create_codes, ttl=2592001)]}, "ttl over 30 days"),
+    ({"commands": [with_(create_codes, count=0)]}, "count 0"),
+    ({"commands": [with_(create_codes, count=101)]}, "count over 100"),
+    ({"commands": [with_(create_codes, id="dev9")]}, "codes bound to an id"),
+    ({"commands": [with_(create_codes, count="2")]}, "string count"),
+]
+CODE_A = "igjc1-0102030405060708" + "a1" * 16
+CODE_B = "igjc1-1112131415161718" + "b2" * 16
+codes_resp = {"command": "create_join_codes", "correlation": "j1", "ok": True, "role": "device",
+              "expires_at": 1716203600, "codes": [CODE_A, CODE_B]}
+ADMIN_RESP_OK = [{"responses": [codes_resp]}, {"responses": [with_(codes_resp, codes=[CODE_A], correlation="")]},
+                 {"responses": [{"command": "create_join_codes", "correlation": "", "ok": False,
+                                 "error": "storage_failed", "message": "the ledger could not record the join codes"}]}]
+ADMIN_RESP_BAD = [
+    ({"responses": [without(codes_resp, "codes")]}, "no codes"),
+    ({"responses": [with_(codes_resp, codes=[])]}, "empty codes"),
+    ({"responses": [with_(codes_resp, codes=[CODE_A, CODE_A])]}, "the same code twice"),
+    ({"responses": [with_(codes_resp, codes=[CODE_A.upper()])]}, "uppercase code"),
+    ({"responses": [with_(codes_resp, codes=[CODE_A[:-2]])]}, "code of 23 bytes"),
+    ({"responses": [with_(codes_resp, codes=["igjc2-" + CODE_A[6:]])]}, "wrong code prefix"),
+    ({"responses": [without(codes_resp, "expires_at")]}, "no expires_at"),
+    ({"responses": [without(codes_resp, "role")]}, "no role"),
+    ({"responses": [with_(codes_resp, code_hashes=[HEX64])]}, "unknown field"),
+    ({"responses": [with_(codes_resp, ok=False)]}, "ok false with codes"),
 ]
 
 CASES = {
@@ -239,6 +391,9 @@ CASES = {
     "stats": (STATS_OK, STATS_BAD),
     "ch-request": (CH_OK, CH_BAD),
     "inbox": (INBOX_OK, INBOX_BAD),
+    "entropy": (ENTROPY_OK, ENTROPY_BAD),
+    "admin-request": (ADMIN_REQ_OK, ADMIN_REQ_BAD),
+    "admin-response": (ADMIN_RESP_OK, ADMIN_RESP_BAD),
 }
 
 EXPECTED_ID = "https://iotguard.invalid/schema/{}.schema.json"

@@ -86,5 +86,6 @@ int cmd_revoke(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_join_code(int argc, char **argv);
+int cmd_credit(int argc, char **argv);
 
 #endif

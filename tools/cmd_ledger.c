@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "ig_bank.h"
 #include "ig_join.h"
 #include "ig_ledger.h"
 #include "ig_registry.h"
@@ -462,10 +463,39 @@ static int check_cluster(const char *dir, const char *have, const char *want)
 }
 
 /* enroll/revoke: the only offline path that writes. */
+typedef struct offline_state {
+	ig_registry *reg;
+	ig_coins *coins;
+} offline_state;
+
+static int offline_change_with(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
+                               offline_state *st, cJSON **resp);
+
+static int apply_to_state(void *ctx, const ig_record *rec, ig_error *err)
+{
+	offline_state *st = ctx;
+	int rc = ig_registry_apply(st->reg, rec, err);
+	return rc == IG_OK ? ig_coins_apply(st->coins, rec, err) : rc;
+}
+
 static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
                           ig_registry *reg, cJSON **resp)
 {
-	ig_ledger_open_opts opts = { .writer = true, .on_record = apply_to_registry, .ctx = reg };
+	offline_state st = { .reg = reg, .coins = ig_coins_new() };
+	if (!st.coins) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int exit_code = offline_change_with(dir, cluster, cmd, &st, resp);
+	ig_coins_free(st.coins);
+	return exit_code;
+}
+
+static int offline_change_with(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
+                               offline_state *st, cJSON **resp)
+{
+	ig_registry *reg = st->reg;
+	ig_ledger_open_opts opts = { .writer = true, .on_record = apply_to_state, .ctx = st };
 	ig_ledger *l = NULL;
 	ig_error err = { 0 };
 	int rc = ig_ledger_open(&l, dir, &opts, &err);
@@ -508,6 +538,18 @@ static int offline_change(const char *dir, const char *cluster, const ig_admin_c
 		offline_by(e.by, sizeof e.by);
 		body_len = ig_enroll_encode(body, sizeof body, &e);
 		type = IG_REC_ENROLL;
+	} else if (cmd->kind == IG_ADMIN_CREDIT) {
+		if (!idn || idn->status != IG_ID_ACTIVE) {
+			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not an active identity", cmd->id);
+			goto out;
+		}
+		ig_credit_rec c;
+		memset(&c, 0, sizeof c);
+		snprintf(c.id, sizeof c.id, "%s", cmd->id);
+		c.amount = cmd->amount;
+		offline_by(c.by, sizeof c.by);
+		body_len = ig_credit_encode(body, sizeof body, &c);
+		type = IG_REC_CREDIT;
 	} else {
 		if (!idn) {
 			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
@@ -544,6 +586,8 @@ static int offline_change(const char *dir, const char *cluster, const ig_admin_c
 	if (*resp) {
 		cJSON_AddNumberToObject(*resp, "index", (double)rec.index);
 		cJSON_AddStringToObject(*resp, "id", cmd->id);
+		if (cmd->kind == IG_ADMIN_CREDIT)
+			cJSON_AddNumberToObject(*resp, "balance", (double)(ig_coins_balance(st->coins, cmd->id) + cmd->amount));
 	}
 out:
 	ig_ledger_close(l);
@@ -672,7 +716,7 @@ int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_
 	int rc;
 	if (cmd->kind == IG_ADMIN_JOIN_CODES)
 		rc = offline_join_codes(ledger_dir, cluster, cmd, resp);
-	else if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE)
+	else if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE || cmd->kind == IG_ADMIN_CREDIT)
 		rc = offline_change(ledger_dir, cluster, cmd, reg, resp);
 	else
 		rc = offline_read(ledger_dir, cluster, cmd, reg, resp);

@@ -135,12 +135,12 @@ static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
 enum {
 	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
 	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
-	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT,
+	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT, OPT_AMOUNT,
 };
 
 /* Which identity commands accept an option (bit per ig_admin_kind). */
 #define K(kind) (1u << (kind))
-#define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET) | K(IG_ADMIN_JOIN_CODES))
+#define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET) | K(IG_ADMIN_JOIN_CODES) | K(IG_ADMIN_CREDIT))
 
 static const struct {
 	struct option opt;
@@ -156,7 +156,8 @@ static const struct {
 	{ { "tls-ca", required_argument, NULL, OPT_TLS_CA }, K_ALL },
 	{ { "json", no_argument, NULL, OPT_JSON }, K_ALL },
 	{ { "help", no_argument, NULL, OPT_HELP }, K_ALL },
-	{ { "id", required_argument, NULL, OPT_ID }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) },
+	{ { "id", required_argument, NULL, OPT_ID }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) | K(IG_ADMIN_CREDIT) },
+	{ { "amount", required_argument, NULL, OPT_AMOUNT }, K(IG_ADMIN_CREDIT) },
 	{ { "pubkey", required_argument, NULL, OPT_PUBKEY }, K(IG_ADMIN_ENROLL) },
 	{ { "role", required_argument, NULL, OPT_ROLE }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
 	{ { "ttl", required_argument, NULL, OPT_TTL }, K(IG_ADMIN_JOIN_CODES) },
@@ -213,6 +214,12 @@ static void identity_help(ig_admin_kind kind)
 		printf("Usage: iotguard get --id ID (--ledger DIR | --host HOST ...)\n"
 		       "Shows one identity.\n\n"
 		       "  --id ID              the identity to show\n");
+		break;
+	case IG_ADMIN_CREDIT:
+		printf("Usage: iotguard credit --id ID --amount N (--ledger DIR | --host HOST ...)\n"
+		       "Grants a collector credit for N coins; the ledger records the grant.\n\n"
+		       "  --id ID              the collector (an enrolled device)\n"
+		       "  --amount N           coins to grant, 1..%u\n", IG_CREDIT_MAX);
 		break;
 	case IG_ADMIN_JOIN_CODES:
 		printf("Usage: iotguard join-code --role ROLE [--ttl SECONDS] [--count N] (--ledger DIR | --host HOST ...)\n"
@@ -356,6 +363,14 @@ static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_js
 	case IG_ADMIN_LIST:
 		print_identity_table(resp);
 		break;
+	case IG_ADMIN_CREDIT: {
+		uint64_t balance = 0;
+		json_u64(resp, "index", &index);
+		json_u64(resp, "balance", &balance);
+		printf("credited %s with %u coin(s) at ledger index %" PRIu64 "; balance %" PRIu64 "\n",
+		       id ? id : cmd->id, cmd->amount, index, balance);
+		break;
+	}
 	case IG_ADMIN_JOIN_CODES: {
 		/* Only the codes go to stdout, one per line, so they can be piped
 		 * to the devices; this is the one time they are shown. */
@@ -432,6 +447,11 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 				return cli_usage_hint();
 			cmd.limit = (uint32_t)v;  /* 0 (unset) means all, to both runners */
 			break;
+		case OPT_AMOUNT:
+			if (!cli_parse_u64("--amount", optarg, 1, IG_CREDIT_MAX, &v))
+				return cli_usage_hint();
+			cmd.amount = (uint32_t)v;
+			break;
 		case OPT_TTL:
 			if (!cli_parse_u64("--ttl", optarg, 60, IG_JOIN_CODE_TTL_MAX, &v))
 				return cli_usage_hint();
@@ -467,6 +487,10 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 			return CLI_EXIT_ERR;
 		snprintf(cmd.id, sizeof cmd.id, "%s", id);
 	}
+	if (kind == IG_ADMIN_CREDIT && !cmd.amount) {
+		cli_error("--amount is required (how many coins the collector may mint)");
+		return cli_usage_hint();
+	}
 	if (kind == IG_ADMIN_ENROLL) {
 		if (!pubkey || !role) {
 			cli_error("%s is required", !pubkey ? "--pubkey" : "--role");
@@ -485,6 +509,11 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 			cli_error("--role '%s' is not a role: use device, analyst, monitor or admin", role);
 			return CLI_EXIT_ERR;
 		}
+	}
+	if (kind == IG_ADMIN_JOIN_CODES && cmd.role != IG_ROLE_DEVICE && cmd.role != IG_ROLE_ANALYST) {
+		cli_error("join codes are only for roles device and analyst; enroll %ss by public key with "
+		          "'iotguard enroll'", ig_role_name(cmd.role));
+		return CLI_EXIT_ERR;
 	}
 	if (status) {
 		cmd.status_filter = parse_status(status);
@@ -542,6 +571,7 @@ int cmd_revoke(int argc, char **argv) { return identity_command(IG_ADMIN_REVOKE,
 int cmd_list(int argc, char **argv) { return identity_command(IG_ADMIN_LIST, argc, argv); }
 int cmd_get(int argc, char **argv) { return identity_command(IG_ADMIN_GET, argc, argv); }
 int cmd_join_code(int argc, char **argv) { return identity_command(IG_ADMIN_JOIN_CODES, argc, argv); }
+int cmd_credit(int argc, char **argv) { return identity_command(IG_ADMIN_CREDIT, argc, argv); }
 
 /* ---- dispatch ------------------------------------------------------------ */
 
@@ -559,6 +589,7 @@ static const struct {
 	{ "list", cmd_list, "list identities" },
 	{ "get", cmd_get, "show one identity" },
 	{ "join-code", cmd_join_code, "create one-time join codes for new devices" },
+	{ "credit", cmd_credit, "grant a collector credit for coins" },
 	{ "verify", cmd_verify, "check a ledger end to end" },
 	{ "show", cmd_show, "print ledger records" },
 };

@@ -224,6 +224,7 @@ class Broker:
             else:
                 self.opts[k] = str(v)
         self.extra_lines = list(extra_lines)
+        self.extra_env = {}   # e.g. {"IOTGUARD_FORCE_XCHACHA": "1"}, applied at start()
         self.proc = None
         self.finished = False
         self.starts = 0
@@ -255,6 +256,7 @@ class Broker:
     # -- lifecycle --
     def env(self):
         env = os.environ.copy()
+        env.update(self.extra_env)
         if PRELOAD:
             env["LD_PRELOAD"] = PRELOAD
             # mosquitto itself is not instrumented: its own allocations at

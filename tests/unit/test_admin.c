@@ -39,7 +39,8 @@ Test(admin, kind_names)
 	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_GET), "get_identity");
 	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)0), "unknown");
 	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_JOIN_CODES), "create_join_codes");
-	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)6), "unknown");
+	cr_expect_str_eq(ig_admin_kind_name(IG_ADMIN_CREDIT), "credit");
+	cr_expect_str_eq(ig_admin_kind_name((ig_admin_kind)7), "unknown");
 }
 
 Test(admin, parse_enroll)
@@ -287,6 +288,10 @@ static void round_trip(const ig_admin_cmd *in)
 		cr_expect_eq(out.offset, in->offset);
 		cr_expect_eq(out.limit, in->limit);
 		break;
+	case IG_ADMIN_CREDIT:
+		cr_expect_str_eq(out.id, in->id);
+		cr_expect_eq(out.amount, in->amount);
+		break;
 	case IG_ADMIN_JOIN_CODES:
 		cr_expect_eq(out.role, in->role);
 		cr_expect_eq(out.ttl, in->ttl);
@@ -335,6 +340,10 @@ Test(admin, build_parse_round_trip)
 
 	ig_admin_cmd j = {.kind = IG_ADMIN_JOIN_CODES, .role = IG_ROLE_DEVICE, .ttl = 600, .count = IG_ADMIN_JOIN_CODES_MAX};
 	round_trip(&j);
+
+	ig_admin_cmd cr = {.kind = IG_ADMIN_CREDIT, .amount = IG_CREDIT_MAX};
+	strcpy(cr.id, "collector-7");
+	round_trip(&cr);
 }
 
 Test(admin, join_codes_defaults_and_limits)
@@ -350,6 +359,8 @@ Test(admin, join_codes_defaults_and_limits)
 	const char *bad[] = {
 		"{\"command\":\"create_join_codes\"}",
 		"{\"command\":\"create_join_codes\",\"role\":\"king\"}",
+		"{\"command\":\"create_join_codes\",\"role\":\"admin\"}",
+		"{\"command\":\"create_join_codes\",\"role\":\"monitor\"}",
 		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"count\":0}",
 		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"count\":101}",
 		"{\"command\":\"create_join_codes\",\"role\":\"device\",\"ttl\":59}",

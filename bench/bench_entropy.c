@@ -1,0 +1,796 @@
+/*
+ * bench_entropy.c: entropy contributions the cluster head accepts per
+ * second.
+ *
+ * Why this exists: every device may feed the cluster head's pool, and each
+ * contribution costs the broker a sealed-box open (one X25519 scalar
+ * multiplication), a JSON parse, a base64 decode and a pool mix on its one
+ * event-loop thread. This measures how many of those it absorbs per second
+ * when many devices send at once, using the plugin's own count
+ * ("entropy.accepted" in iotguard/C/stats) so only contributions that
+ * passed every check are counted, and reports the refusals (which must be
+ * 0: every contribution here is well formed, in sequence and, with
+ * plugin_opt_entropy_min_interval_ms 0, within the rate limit).
+ *
+ * Each contribution is what the agent sends: {"seq":N,"sealed":B64} on
+ * iotguard/C/dev/<id>/entropy, QoS 1, with B64 = crypto_box_seal(seq(8, BE)
+ * || block(32)) to the cluster head's X25519 key (from the retained ledger
+ * head) and block an ig_entropy_condition output. crypto_box_seal costs the
+ * sender an X25519 key generation and a scalar multiplication (60-100 us on
+ * the development VM), more than the cluster head spends opening it, so a
+ * single load-generator core sealing live would be the bottleneck: the
+ * contributions are sealed before timing (each with its own ephemeral key
+ * and sequence number, exactly as devices would), and the sealing cost per
+ * contribution is printed separately.
+ *
+ * Run the broker with plugin_opt_stats_interval 1 and
+ * plugin_opt_entropy_min_interval_ms 0 (run.sh does). The rate is taken
+ * between two stats messages received while contributions were still being
+ * sent, so the window is fully loaded.
+ *
+ *   bench_entropy --port P [--cluster C] [--devices N] [--messages M] [--seal-seconds S]
+ *                 [--window W] [--duration S] [--warmup S] [--pid BROKER_PID]
+ *
+ * QoS 1 only: the PUBACK says the broker has run the plugin on the message,
+ * which is what windows the load (QoS 0 would only fill socket buffers).
+ *
+ * Identities: devices dev-0000000.. and monitor mon-000 from `bench_scale
+ * mkledger` (keys derived from the id: benchmark-only, public).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <sodium.h>
+
+#include "ig_common.h"
+#include "ig_entropy.h"
+#include "ig_token.h"
+
+#define BENCH_NAME "bench_entropy"
+#define SEED_KEY "iotguard-bench-seed-v1"   /* must match bench_scale.c */
+#define MAX_DEVICES 4096
+#define RBUF_MAX (16u * 1024u * 1024u)
+#define SEALED_BYTES (crypto_box_SEALBYTES + 8 + IG_ENTROPY_BLOCK_BYTES)
+#define REFUSAL_KINDS 4
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *msg, const char *detail)
+{
+	fprintf(stderr, BENCH_NAME ": %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
+	exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (!q)
+		die("out of memory", NULL);
+	return q;
+}
+
+static uint64_t self_cpu_ns(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* On-CPU time of every thread of the broker (the ledger writer included),
+ * from schedstat: a cost per operation that does not depend on how much of its
+ * core the broker got on a shared machine. */
+static uint64_t process_cpu_ns(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	uint64_t total = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p2[320];
+		snprintf(p2, sizeof p2, "/proc/%d/task/%s/schedstat", pid, de->d_name);
+		FILE *f = fopen(p2, "r");
+		unsigned long long ns = 0;
+		if (f) {
+			if (fscanf(f, "%llu", &ns) == 1)
+				total += ns;
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return total;
+}
+
+static void bench_keypair(const char *id, uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
+{
+	uint8_t seed[IG_SEED_BYTES];
+	crypto_generichash(seed, IG_SEED_BYTES, (const uint8_t *)id, strlen(id), (const uint8_t *)SEED_KEY,
+	                   sizeof SEED_KEY - 1);
+	crypto_sign_seed_keypair(pk, sk, seed);
+	sodium_memzero(seed, sizeof seed);
+}
+
+/* ---- minimal MQTT 3.1.1 client (what the benchmark needs, no more) ------- */
+
+typedef struct conn {
+	int fd;
+	uint8_t *w;
+	size_t wcap, wlen, woff;
+	uint8_t *r;
+	size_t rcap, rlen;
+	uint16_t next_pid;
+} conn;
+
+typedef void (*packet_fn)(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len);
+
+static size_t put_varint(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+	do {
+		uint8_t b = v % 128;
+		v /= 128;
+		p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+	} while (v);
+	return n;
+}
+
+static size_t put_str(uint8_t *p, const char *s, size_t len)
+{
+	p[0] = (uint8_t)(len >> 8);
+	p[1] = (uint8_t)len;
+	memcpy(p + 2, s, len);
+	return len + 2;
+}
+
+static void conn_reserve(conn *c, size_t n)
+{
+	if (c->wlen + n <= c->wcap)
+		return;
+	if (c->woff) {
+		memmove(c->w, c->w + c->woff, c->wlen - c->woff);
+		c->wlen -= c->woff;
+		c->woff = 0;
+	}
+	size_t cap = c->wcap ? c->wcap : 4096;
+	while (c->wlen + n > cap)
+		cap *= 2;
+	if (cap != c->wcap) {
+		c->w = xrealloc(c->w, cap);
+		c->wcap = cap;
+	}
+}
+
+/* Appends a PUBLISH and returns where its payload (plen bytes) goes. */
+static uint8_t *conn_publish_begin(conn *c, const char *topic, size_t tlen, size_t plen, int qos)
+{
+	size_t rem = 2 + tlen + (qos ? 2 : 0) + plen;
+	conn_reserve(c, 5 + rem);
+	uint8_t *p = c->w + c->wlen;
+	size_t h = 0;
+	p[h++] = (uint8_t)(0x30 | (qos << 1));
+	h += put_varint(p + h, rem);
+	h += put_str(p + h, topic, tlen);
+	if (qos) {
+		if (++c->next_pid == 0)
+			c->next_pid = 1;
+		p[h++] = (uint8_t)(c->next_pid >> 8);
+		p[h++] = (uint8_t)c->next_pid;
+	}
+	c->wlen += h + plen;
+	return p + h;
+}
+
+static void conn_publish(conn *c, const char *topic, const void *payload, size_t plen, int qos)
+{
+	memcpy(conn_publish_begin(c, topic, strlen(topic), plen, qos), payload, plen);
+}
+
+static void conn_subscribe(conn *c, const char *filter, int qos)
+{
+	size_t flen = strlen(filter), rem = 2 + 2 + flen + 1;
+	conn_reserve(c, 5 + rem);
+	uint8_t *p = c->w + c->wlen;
+	size_t h = 0;
+	p[h++] = 0x82;
+	h += put_varint(p + h, rem);
+	p[h++] = 0;
+	p[h++] = 1;
+	h += put_str(p + h, filter, flen);
+	p[h++] = (uint8_t)qos;
+	c->wlen += h;
+}
+
+static void conn_ack(conn *c, uint8_t type, const uint8_t pid[2])
+{
+	conn_reserve(c, 4);
+	c->w[c->wlen++] = type;
+	c->w[c->wlen++] = 2;
+	c->w[c->wlen++] = pid[0];
+	c->w[c->wlen++] = pid[1];
+}
+
+/* Writes what is buffered; false if the connection is broken. */
+static bool conn_flush(conn *c)
+{
+	while (c->woff < c->wlen) {
+		ssize_t n = write(c->fd, c->w + c->woff, c->wlen - c->woff);
+		if (n > 0) {
+			c->woff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return false;
+	}
+	if (c->woff == c->wlen)
+		c->woff = c->wlen = 0;
+	return true;
+}
+
+static bool conn_wants_write(const conn *c)
+{
+	return c->wlen > c->woff;
+}
+
+/* TCP connect, CONNECT, CONNACK (blocking); then non-blocking. */
+static void conn_open(conn *c, int port, const char *id, const char *password)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (c->fd < 0)
+		die("socket", strerror(errno));
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+		die("connect to the broker on 127.0.0.1 failed", strerror(errno));
+	uint8_t body[1024], pkt[1100];
+	size_t n = 0, idl = strlen(id), pwl = strlen(password);
+	n += put_str(body + n, "MQTT", 4);
+	body[n++] = 4;
+	body[n++] = 0x02 | 0x80 | 0x40;     /* clean session, username, password */
+	body[n++] = 0;
+	body[n++] = 0;                      /* no keepalive: runs are short */
+	n += put_str(body + n, id, idl);
+	n += put_str(body + n, id, idl);
+	n += put_str(body + n, password, pwl);
+	size_t h = 0;
+	pkt[h++] = 0x10;
+	h += put_varint(pkt + h, n);
+	memcpy(pkt + h, body, n);
+	for (size_t off = 0; off < h + n;) {
+		ssize_t k = write(c->fd, pkt + off, h + n - off);
+		if (k <= 0)
+			die("sending CONNECT failed", strerror(errno));
+		off += (size_t)k;
+	}
+	uint8_t ack[4];
+	for (size_t got = 0; got < 4;) {
+		ssize_t k = read(c->fd, ack + got, 4 - got);
+		if (k <= 0)
+			die("the broker closed the connection before CONNACK (is the ledger the benchmark's?)", id);
+		got += (size_t)k;
+	}
+	if (ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0) {
+		fprintf(stderr, BENCH_NAME ": %s: CONNACK refused (return code %d); was the ledger made by "
+		                "'bench_scale mkledger' with enough devices and a monitor?\n", id, ack[3]);
+		exit(1);
+	}
+	int fl = fcntl(c->fd, F_GETFL);
+	if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		die("fcntl O_NONBLOCK", strerror(errno));
+	c->rcap = 64 * 1024;
+	c->r = xrealloc(NULL, c->rcap);
+}
+
+static void conn_close(conn *c)
+{
+	if (c->fd >= 0) {
+		static const uint8_t disconnect[2] = {0xe0, 0};
+		if (write(c->fd, disconnect, 2) < 0) {
+			/* the broker may be gone already; closing is all that is left */
+		}
+		close(c->fd);
+	}
+	free(c->w);
+	free(c->r);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+/* Reads everything available and hands each complete packet to fn.
+ * False when the broker closed the connection. */
+static bool conn_read(conn *c, packet_fn fn, void *ctx)
+{
+	for (;;) {
+		if (c->rlen == c->rcap) {
+			if (c->rcap >= RBUF_MAX)
+				die("a packet larger than 16 MiB arrived", NULL);
+			c->rcap *= 2;
+			c->r = xrealloc(c->r, c->rcap);
+		}
+		ssize_t n = read(c->fd, c->r + c->rlen, c->rcap - c->rlen);
+		if (n == 0)
+			return false;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;
+			return false;
+		}
+		c->rlen += (size_t)n;
+		size_t off = 0;
+		while (off + 2 <= c->rlen) {
+			size_t len = 0, mult = 1, h = 1;
+			bool complete = false;
+			for (; h < 5 && off + h < c->rlen; h++) {
+				uint8_t b = c->r[off + h];
+				len += (b & 127u) * mult;
+				mult *= 128;
+				if (!(b & 128)) {
+					complete = true;
+					h++;
+					break;
+				}
+			}
+			if (!complete || off + h + len > c->rlen)
+				break;
+			fn(ctx, c, c->r[off], c->r + off + h, len);
+			off += h + len;
+		}
+		memmove(c->r, c->r + off, c->rlen - off);
+		c->rlen -= off;
+	}
+}
+
+/* Splits a PUBLISH body; queues its PUBACK when QoS 1. */
+static bool publish_parts(conn *c, uint8_t type, const uint8_t *b, size_t len, const char **topic, size_t *tlen,
+                          const uint8_t **payload, size_t *plen)
+{
+	int qos = (type >> 1) & 3;
+	if (len < 2)
+		return false;
+	*tlen = ((size_t)b[0] << 8) | b[1];
+	size_t off = 2 + *tlen + (qos ? 2 : 0);
+	if (off > len)
+		return false;
+	*topic = (const char *)b + 2;
+	if (qos == 1)
+		conn_ack(c, 0x40, b + 2 + *tlen);
+	*payload = b + off;
+	*plen = len - off;
+	return true;
+}
+
+/* ---- the benchmark ---------------------------------------------------------- */
+
+typedef struct device {
+	conn c;
+	char id[IG_ID_MAX + 1];
+	uint8_t *pkts;          /* pre-encoded PUBLISH packets, back to back */
+	size_t pkts_cap, pkts_len, pkts_off;
+	uint64_t queued, sent, acked;
+} device;
+
+typedef struct stats_snap {
+	bool have;
+	double ts_ms, received_at;
+	double accepted, refused[REFUSAL_KINDS], pool_inputs;
+} stats_snap;
+
+static const char *const refusal_names[REFUSAL_KINDS] = {"malformed", "replayed", "over_rate", "attestation"};
+
+typedef struct bench {
+	const char *cluster;
+	int ndev, qos;
+	device *dev;
+	conn mon;
+	bool have_ch_pk;
+	uint8_t ch_pk[IG_PK_BYTES];
+	int mon_subacks;
+	uint64_t acked;
+	stats_snap last;
+	uint64_t stats_seen;
+} bench;
+
+static void mint(char *tok, size_t cap, const char *cluster, const char *id)
+{
+	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
+	bench_keypair(id, pk, sk);
+	uint64_t now = ig_now_ms() / 1000;
+	if (ig_token_mint(tok, cap, sk, cluster, id, now, now + 600, NULL) < 0)
+		die("minting a token failed", id);
+	sodium_memzero(sk, sizeof sk);
+}
+
+static double jnum(const cJSON *o, const char *a, const char *b, const char *c)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, a);
+	if (b)
+		v = cJSON_GetObjectItemCaseSensitive(v, b);
+	if (c)
+		v = cJSON_GetObjectItemCaseSensitive(v, c);
+	return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void on_device_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+{
+	bench *B = ctx;
+	device *d = (device *)((char *)c - offsetof(device, c));
+	(void)body;
+	(void)len;
+	if ((type & 0xf0) == 0x40) {      /* PUBACK: the broker has run the plugin on it */
+		d->acked++;
+		B->acked++;
+	}
+}
+
+static void on_monitor_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+{
+	bench *B = ctx;
+	if ((type & 0xf0) == 0x90) {
+		if (len < 3 || body[2] == 0x80)
+			die("the broker refused the monitor's subscription (is mon-000 a monitor in the ledger?)", NULL);
+		B->mon_subacks++;
+		return;
+	}
+	if ((type & 0xf0) != 0x30)
+		return;
+	const char *topic;
+	const uint8_t *payload;
+	size_t tlen, plen;
+	if (!publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
+		return;
+	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+	if (!m)
+		return;
+	if (tlen >= 5 && !memcmp(topic + tlen - 5, "/head", 5)) {
+		const cJSON *pk = cJSON_GetObjectItemCaseSensitive(m, "ch_pubkey");
+		if (cJSON_IsString(pk) && ig_hex_decode(B->ch_pk, IG_PK_BYTES, pk->valuestring, strlen(pk->valuestring)) == IG_OK)
+			B->have_ch_pk = true;
+	} else {
+		stats_snap s = {.have = true, .received_at = now_s()};
+		s.ts_ms = jnum(m, "ts", NULL, NULL);
+		s.accepted = jnum(m, "entropy", "accepted", NULL);
+		s.pool_inputs = jnum(m, "entropy", "pool_inputs", NULL);
+		for (int i = 0; i < REFUSAL_KINDS; i++)
+			s.refused[i] = jnum(m, "entropy", "refused", refusal_names[i]);
+		if (s.accepted >= 0) {
+			B->last = s;
+			B->stats_seen++;
+		}
+	}
+	cJSON_Delete(m);
+}
+
+static void pump(bench *B, struct pollfd *pfd, int timeout_ms)
+{
+	int nf = 0;
+	pfd[nf].fd = B->mon.fd;
+	pfd[nf].events = POLLIN | (conn_wants_write(&B->mon) ? POLLOUT : 0);
+	nf++;
+	for (int i = 0; i < B->ndev; i++) {
+		pfd[nf].fd = B->dev[i].c.fd;
+		pfd[nf].events = POLLIN | (conn_wants_write(&B->dev[i].c) ? POLLOUT : 0);
+		nf++;
+	}
+	int pr = poll(pfd, (nfds_t)nf, timeout_ms);
+	if (pr < 0 && errno != EINTR)
+		die("poll", strerror(errno));
+	if (pr <= 0)
+		return;
+	if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->mon, on_monitor_packet, B))
+		die("the broker closed the monitor's connection", NULL);
+	for (int i = 0; i < B->ndev; i++) {
+		short re = pfd[i + 1].revents;
+		if ((re & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->dev[i].c, on_device_packet, B))
+			die("the broker closed a device's connection (entropy topic refused by the ACL?)", B->dev[i].id);
+		if ((re & POLLOUT) && !conn_flush(&B->dev[i].c))
+			die("a device's connection broke", B->dev[i].id);
+	}
+	if (conn_wants_write(&B->mon) && !conn_flush(&B->mon))
+		die("the monitor's connection broke", NULL);
+}
+
+/* Seals contributions round-robin over the devices until `messages` are
+ * done or `budget_s` has passed; returns seconds spent. */
+static double preseal(bench *B, uint64_t messages, double budget_s, uint64_t *made)
+{
+	uint8_t x_pk[crypto_box_PUBLICKEYBYTES];
+	if (crypto_sign_ed25519_pk_to_curve25519(x_pk, B->ch_pk) != 0)
+		die("the cluster-head key from the ledger head is not a valid Ed25519 key", NULL);
+	uint64_t base = ig_now_ms() * 1000u;   /* above any earlier run's sequence numbers */
+	char topic[IG_ID_MAX + IG_CLUSTER_MAX + 32], json[256];
+	char b64[sodium_base64_ENCODED_LEN(SEALED_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	uint8_t raw[64], m[8 + IG_ENTROPY_BLOCK_BYTES], sealed[SEALED_BYTES];
+	uint16_t *pid = calloc((size_t)B->ndev, sizeof *pid);
+	if (!pid)
+		die("out of memory", NULL);
+	size_t per_device = (size_t)(messages / (uint64_t)B->ndev + 1) * 256;
+	for (int i = 0; i < B->ndev; i++) {
+		B->dev[i].pkts_cap = per_device;
+		B->dev[i].pkts = malloc(per_device);
+		if (!B->dev[i].pkts)
+			die("out of memory", NULL);
+	}
+	double t0 = now_s();
+	uint64_t n = 0;
+	for (; n < messages; n++) {
+		if ((n & 255) == 0 && now_s() - t0 > budget_s)
+			break;
+		int di = (int)(n % (uint64_t)B->ndev);
+		device *d = &B->dev[di];
+		uint64_t seq = base + d->queued + 1;
+		randombytes_buf(raw, sizeof raw);
+		ig_put_u64(m, seq);
+		ig_entropy_condition(m + 8, raw, sizeof raw);
+		if (crypto_box_seal(sealed, m, sizeof m, x_pk) != 0)
+			die("crypto_box_seal failed", NULL);
+		sodium_bin2base64(b64, sizeof b64, sealed, sizeof sealed, sodium_base64_VARIANT_ORIGINAL);
+		int jl = snprintf(json, sizeof json, "{\"seq\":%" PRIu64 ",\"sealed\":\"%s\"}", seq, b64);
+		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/entropy", B->cluster, d->id);
+		/* Encoded with the connection writer into the device's own packet
+		 * store, which was sized up front (no copying while sealing). */
+		conn store = {.w = d->pkts, .wcap = d->pkts_cap, .wlen = d->pkts_len, .next_pid = pid[di]};
+		conn_publish(&store, topic, json, (size_t)jl, B->qos);
+		d->pkts = store.w;
+		d->pkts_cap = store.wcap;
+		d->pkts_len = store.wlen;
+		pid[di] = store.next_pid;
+		d->queued++;
+	}
+	sodium_memzero(m, sizeof m);
+	sodium_memzero(raw, sizeof raw);
+	free(pid);
+	*made = n;
+	return now_s() - t0;
+}
+
+/* Length of the first whole packet at p (these are our own encodings). */
+static size_t packet_len(const uint8_t *p)
+{
+	size_t len = 0, mult = 1, h = 1;
+	for (; h < 5; h++) {
+		len += (p[h] & 127u) * mult;
+		mult *= 128;
+		if (!(p[h] & 128))
+			break;
+	}
+	return h + 1 + len;
+}
+
+int main(int argc, char **argv)
+{
+	int port = 0, pid = 0;
+	uint64_t messages = 120000, window = 2000;
+	double seal_budget = 10.0, duration = 3.0, warmup = 0.5;
+	bench B = {.cluster = "bench", .ndev = 200, .qos = 1};   /* QoS 1, as the agent sends */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			die("option needs a value", a);
+		if (!strcmp(a, "--port"))
+			port = atoi(v);
+		else if (!strcmp(a, "--cluster"))
+			B.cluster = v;
+		else if (!strcmp(a, "--devices"))
+			B.ndev = atoi(v);
+		else if (!strcmp(a, "--messages"))
+			messages = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--seal-seconds"))
+			seal_budget = atof(v);
+		else if (!strcmp(a, "--window"))
+			window = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--duration"))
+			duration = atof(v);
+		else if (!strcmp(a, "--warmup"))
+			warmup = atof(v);
+		else if (!strcmp(a, "--pid"))
+			pid = atoi(v);
+		else {
+			fprintf(stderr, "usage: bench_entropy --port P [--cluster C] [--devices N] [--messages M] [--seal-seconds S]\n"
+			                "                     [--window W] [--duration S] [--warmup S] [--pid BROKER_PID]\n");
+			return 2;
+		}
+		i++;
+	}
+	if (port <= 0 || B.ndev < 1 || B.ndev > MAX_DEVICES || messages < (uint64_t)B.ndev || window < 1 ||
+	    seal_budget <= 0 || seal_budget > 30 || duration <= 0 || duration > 30 || warmup < 0)
+		die("need --port; 1 <= devices <= 4096, messages >= devices, window >= 1, 0 < seal-seconds <= 30, "
+		    "0 < duration <= 30", NULL);
+	if (ig_init() != IG_OK)
+		die("libsodium failed to initialise", NULL);
+	B.dev = calloc((size_t)B.ndev, sizeof *B.dev);
+	struct pollfd *pfd = calloc((size_t)B.ndev + 1, sizeof *pfd);
+	if (!B.dev || !pfd)
+		die("out of memory", NULL);
+	uint64_t wdev = window / (uint64_t)B.ndev ? window / (uint64_t)B.ndev : 1;
+
+	char tok[IG_TOKEN_TEXT_MAX], topic[256];
+	mint(tok, sizeof tok, B.cluster, "mon-000");
+	conn_open(&B.mon, port, "mon-000", tok);
+	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
+	conn_subscribe(&B.mon, topic, 0);
+	snprintf(topic, sizeof topic, "iotguard/%s/stats", B.cluster);
+	conn_subscribe(&B.mon, topic, 0);
+	for (int i = 0; i < B.ndev; i++) {
+		device *d = &B.dev[i];
+		snprintf(d->id, sizeof d->id, "dev-%07d", i);
+		mint(tok, sizeof tok, B.cluster, d->id);
+		conn_open(&d->c, port, d->id, tok);
+	}
+	double t_setup = now_s();
+	while ((!B.have_ch_pk || B.mon_subacks < 2) && now_s() - t_setup < 10)
+		pump(&B, pfd, 50);
+	if (!B.have_ch_pk)
+		die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
+
+	uint64_t made = 0;
+	double seal_s = preseal(&B, messages, seal_budget, &made);
+	printf("== bench_entropy: %d devices, %" PRIu64 " sealed contributions (QoS %d, window %" PRIu64
+	       " per device), %.1f s (+%.1f s warm-up) ==\n",
+	       B.ndev, made, B.qos, wdev, duration, warmup);
+	printf("sealing on the load generator (before timing): %.1f us per contribution (conditioning, crypto_box_seal, "
+	       "base64, JSON)\n", seal_s / (double)made * 1e6);
+	printf("RESULT entropy.seal_us %.1f\n", seal_s / (double)made * 1e6);
+	fflush(stdout);
+
+	/* Baseline: a stats message before any contribution. */
+	uint64_t seen0 = B.stats_seen;
+	double wait_until = now_s() + 2.5;
+	while (B.stats_seen == seen0 && now_s() < wait_until)
+		pump(&B, pfd, 50);
+	if (B.stats_seen == seen0)
+		die("no iotguard/<cluster>/stats message within 2.5 s: run the broker with plugin_opt_stats_interval 1", NULL);
+	stats_snap s_base = B.last, s0 = {0}, s1 = {0};
+	uint64_t acked_s0 = 0, acked_s1 = 0, cpu_s0 = 0, cpu_s1 = 0, self_s0 = 0, self_s1 = 0;
+	uint64_t sent = 0, seen_mark = B.stats_seen;
+	double t0 = now_s(), t_count = t0 + warmup, exhausted_at = 0;
+	for (;;) {
+		double now = now_s();
+		bool left = false;
+		for (int i = 0; i < B.ndev; i++) {
+			device *d = &B.dev[i];
+			uint64_t inflight = d->sent - d->acked;
+			while (d->pkts_off < d->pkts_len && inflight < wdev && d->c.wlen < 64 * 1024) {
+				size_t n = packet_len(d->pkts + d->pkts_off);
+				conn_reserve(&d->c, n);
+				memcpy(d->c.w + d->c.wlen, d->pkts + d->pkts_off, n);
+				d->c.wlen += n;
+				d->pkts_off += n;
+				d->sent++;
+				sent++;
+				inflight++;
+			}
+			if (conn_wants_write(&d->c) && !conn_flush(&d->c))
+				die("a device's connection broke", d->id);
+			left = left || d->pkts_off < d->pkts_len || conn_wants_write(&d->c);
+		}
+		if (!left && !exhausted_at)
+			exhausted_at = now;
+		/* Stats taken while contributions were still queued at the client
+		 * cover a fully loaded interval. */
+		if (B.stats_seen != seen_mark) {
+			seen_mark = B.stats_seen;
+			if (!exhausted_at && B.last.received_at >= t_count) {
+				if (!s0.have) {
+					s0 = B.last;
+					acked_s0 = B.acked;
+					cpu_s0 = pid ? process_cpu_ns(pid) : 0;
+					self_s0 = self_cpu_ns();
+				} else {
+					s1 = B.last;
+					acked_s1 = B.acked;
+					cpu_s1 = pid ? process_cpu_ns(pid) : 0;
+					self_s1 = self_cpu_ns();
+				}
+			}
+		}
+		if (s1.have && s1.ts_ms - s0.ts_ms >= duration * 1000.0)
+			break;
+		if (exhausted_at)
+			break;
+		pump(&B, pfd, 5);
+	}
+	if (exhausted_at && !(s1.have && s1.ts_ms - s0.ts_ms >= duration * 1000.0))
+		fprintf(stderr, BENCH_NAME ": the %" PRIu64 " pre-sealed contributions ran out before %.1f s of stats had "
+		                "passed; the figure covers less (raise --messages or --seal-seconds)\n", made, duration);
+	/* Let the rest drain, then take a final stats message for the totals. */
+	double drain_until = now_s() + 10.0;
+	for (;;) {
+		bool left = false;
+		for (int i = 0; i < B.ndev; i++) {
+			device *d = &B.dev[i];
+			left = left || conn_wants_write(&d->c) || d->acked < d->sent;
+		}
+		if (!left || now_s() > drain_until)
+			break;
+		pump(&B, pfd, 20);
+	}
+	double final_from = now_s();
+	uint64_t seen_final = B.stats_seen;
+	while (now_s() - final_from < 2.5) {
+		pump(&B, pfd, 50);
+		if (B.stats_seen != seen_final && B.last.received_at > final_from)
+			break;
+	}
+	stats_snap s_fin = B.last;
+
+	if (!s0.have || !s1.have) {
+		printf("accepted/s: n/a (fewer than two stats messages under load; raise --messages)\n");
+	} else {
+		double dt = (s1.ts_ms - s0.ts_ms) / 1000.0, acc = s1.accepted - s0.accepted;
+		double refused = 0;
+		for (int i = 0; i < REFUSAL_KINDS; i++)
+			refused += s1.refused[i] - s0.refused[i];
+		printf("plugin stats over %.2f s under load: %.0f contributions accepted = %.0f accepted/s, %.0f refused\n", dt,
+		       acc, acc / dt, refused);
+		printf("client side over the same stats window: %.0f PUBACKs/s\n",
+		       (double)(acked_s1 - acked_s0) / (s1.received_at - s0.received_at));
+		printf("RESULT entropy.accepted_per_s %.0f\n", acc / dt);
+		if (pid && acc > 0) {
+			double us = (double)(cpu_s1 - cpu_s0) / 1e3 / acc;
+			printf("broker CPU per accepted contribution: %.1f us (broker busy %.0f%% of one core)\n", us,
+			       (double)(cpu_s1 - cpu_s0) / 1e9 / (s1.received_at - s0.received_at) * 100);
+			printf("RESULT entropy.cpu_us %.1f\n", us);
+		}
+		if (acc > 0)
+			printf("load generator CPU per contribution: %.1f us (sending pre-sealed packets, reading PUBACKs)\n",
+			       (double)(self_s1 - self_s0) / 1e3 / acc);
+	}
+	double total_refused = 0, total_acc = s_fin.accepted - s_base.accepted;
+	printf("whole run: sent %" PRIu64 ", acknowledged %" PRIu64 ", accepted %.0f, refused", sent, B.acked, total_acc);
+	for (int i = 0; i < REFUSAL_KINDS; i++) {
+		double r = s_fin.refused[i] - s_base.refused[i];
+		total_refused += r;
+		printf(" %s=%.0f", refusal_names[i], r);
+	}
+	printf(" (total %.0f; must be 0); pool inputs +%.0f\n", total_refused, s_fin.pool_inputs - s_base.pool_inputs);
+	printf("RESULT entropy.refused %.0f\n", total_refused);
+	if ((double)sent != total_acc + total_refused)
+		printf("note: %.0f contributions sent are in neither count (final stats taken too early?)\n",
+		       (double)sent - total_acc - total_refused);
+	fflush(stdout);
+
+	for (int i = 0; i < B.ndev; i++) {
+		conn_close(&B.dev[i].c);
+		free(B.dev[i].pkts);
+	}
+	conn_close(&B.mon);
+	free(B.dev);
+	free(pfd);
+	return total_refused > 0 ? 1 : 0;
+}

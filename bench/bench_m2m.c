@@ -1,0 +1,980 @@
+/*
+ * bench_m2m.c: encrypted device-to-device throughput against plaintext, on
+ * the same broker with the plugin, in the same run.
+ *
+ * Why this exists: m2m messages are sealed end to end with a session key
+ * (ig_aead.h), so the broker only routes them; what encryption costs is the
+ * sender's seal, the receiver's open and replay check, and 42 more bytes
+ * per message (26-byte header, 16-byte tag). The question is whether that
+ * costs throughput, so this measures both modes against the same broker:
+ * N sender/receiver pairs, sender S publishes on iotguard/C/m2m/<R>/<S>,
+ * receiver R holds iotguard/C/m2m/<R>/+, QoS 0, small payloads (64 bytes).
+ *   plain:  the 64 bytes as they are;
+ *   sealed: ig_m2m_seal with the pair's session key, counter per message;
+ *           R checks the key id, ig_replay_check, ig_m2m_open (topic in the
+ *           AAD), then ig_replay_commit, as the agent does.
+ * The session keys are real: each S asks the cluster head for a key with
+ * its R ({"type":"session_key"}), both open their boxes, so the suite is
+ * the one the cluster head picked (AES-256-GCM with AES-NI, or
+ * XChaCha20-Poly1305 when the broker runs with IOTGUARD_FORCE_XCHACHA=1).
+ *
+ * Publishing is windowed per pair: at most --window / N messages sent and
+ * not yet received, so the broker never has to drop QoS 0 messages for a
+ * slow reader and the rate is what the receivers keep up with. Within each
+ * round the senders switch between the two modes every --slice seconds
+ * (0.5), so load from elsewhere on a shared machine hits both alike; the
+ * figures are medians over the rounds.
+ *
+ *   bench_m2m --port P [--cluster C] [--pairs N] [--payload BYTES] [--window W]
+ *             [--duration S] [--warmup S] [--rounds R] [--slice S] [--pid BROKER_PID]
+ *             [--goal RATIO]
+ * --duration is the timed load per mode and round.
+ *
+ * Identities: devices dev-0000000.. and monitor mon-000 from `bench_scale
+ * mkledger` (keys derived from the id: benchmark-only, public).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <sodium.h>
+
+#include "ig_aead.h"
+#include "ig_common.h"
+#include "ig_keys.h"
+#include "ig_token.h"
+
+#define BENCH_NAME "bench_m2m"
+#define SEED_KEY "iotguard-bench-seed-v1"   /* must match bench_scale.c */
+#define MAX_PAIRS 256
+#define MAX_ROUNDS 16
+#define MAX_PAYLOAD 1024
+#define RBUF_MAX (16u * 1024u * 1024u)
+#define BATCH 32                             /* messages appended per sender turn */
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *msg, const char *detail)
+{
+	fprintf(stderr, BENCH_NAME ": %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
+	exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	if (!q)
+		die("out of memory", NULL);
+	return q;
+}
+
+static uint64_t self_cpu_ns(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* On-CPU time of every thread of the broker (the ledger writer included),
+ * from schedstat: a cost per operation that does not depend on how much of its
+ * core the broker got on a shared machine. */
+static uint64_t process_cpu_ns(int pid)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/task", pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return 0;
+	uint64_t total = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p2[320];
+		snprintf(p2, sizeof p2, "/proc/%d/task/%s/schedstat", pid, de->d_name);
+		FILE *f = fopen(p2, "r");
+		unsigned long long ns = 0;
+		if (f) {
+			if (fscanf(f, "%llu", &ns) == 1)
+				total += ns;
+			fclose(f);
+		}
+	}
+	closedir(d);
+	return total;
+}
+
+static void bench_keypair(const char *id, uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
+{
+	uint8_t seed[IG_SEED_BYTES];
+	crypto_generichash(seed, IG_SEED_BYTES, (const uint8_t *)id, strlen(id), (const uint8_t *)SEED_KEY,
+	                   sizeof SEED_KEY - 1);
+	crypto_sign_seed_keypair(pk, sk, seed);
+	sodium_memzero(seed, sizeof seed);
+}
+
+/* ---- minimal MQTT 3.1.1 client (what the benchmark needs, no more) ------- */
+
+typedef struct conn {
+	int fd;
+	uint8_t *w;
+	size_t wcap, wlen, woff;
+	uint8_t *r;
+	size_t rcap, rlen;
+	uint16_t next_pid;
+} conn;
+
+typedef void (*packet_fn)(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len);
+
+static size_t put_varint(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+	do {
+		uint8_t b = v % 128;
+		v /= 128;
+		p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
+	} while (v);
+	return n;
+}
+
+static size_t put_str(uint8_t *p, const char *s, size_t len)
+{
+	p[0] = (uint8_t)(len >> 8);
+	p[1] = (uint8_t)len;
+	memcpy(p + 2, s, len);
+	return len + 2;
+}
+
+static void conn_reserve(conn *c, size_t n)
+{
+	if (c->wlen + n <= c->wcap)
+		return;
+	if (c->woff) {
+		memmove(c->w, c->w + c->woff, c->wlen - c->woff);
+		c->wlen -= c->woff;
+		c->woff = 0;
+	}
+	size_t cap = c->wcap ? c->wcap : 4096;
+	while (c->wlen + n > cap)
+		cap *= 2;
+	if (cap != c->wcap) {
+		c->w = xrealloc(c->w, cap);
+		c->wcap = cap;
+	}
+}
+
+/* Appends a PUBLISH and returns where its payload (plen bytes) goes. */
+static uint8_t *conn_publish_begin(conn *c, const char *topic, size_t tlen, size_t plen, int qos)
+{
+	size_t rem = 2 + tlen + (qos ? 2 : 0) + plen;
+	conn_reserve(c, 5 + rem);
+	uint8_t *p = c->w + c->wlen;
+	size_t h = 0;
+	p[h++] = (uint8_t)(0x30 | (qos << 1));
+	h += put_varint(p + h, rem);
+	h += put_str(p + h, topic, tlen);
+	if (qos) {
+		if (++c->next_pid == 0)
+			c->next_pid = 1;
+		p[h++] = (uint8_t)(c->next_pid >> 8);
+		p[h++] = (uint8_t)c->next_pid;
+	}
+	c->wlen += h + plen;
+	return p + h;
+}
+
+static void conn_publish(conn *c, const char *topic, const void *payload, size_t plen, int qos)
+{
+	memcpy(conn_publish_begin(c, topic, strlen(topic), plen, qos), payload, plen);
+}
+
+static void conn_subscribe(conn *c, const char *filter, int qos)
+{
+	size_t flen = strlen(filter), rem = 2 + 2 + flen + 1;
+	conn_reserve(c, 5 + rem);
+	uint8_t *p = c->w + c->wlen;
+	size_t h = 0;
+	p[h++] = 0x82;
+	h += put_varint(p + h, rem);
+	p[h++] = 0;
+	p[h++] = 1;
+	h += put_str(p + h, filter, flen);
+	p[h++] = (uint8_t)qos;
+	c->wlen += h;
+}
+
+static void conn_ack(conn *c, uint8_t type, const uint8_t pid[2])
+{
+	conn_reserve(c, 4);
+	c->w[c->wlen++] = type;
+	c->w[c->wlen++] = 2;
+	c->w[c->wlen++] = pid[0];
+	c->w[c->wlen++] = pid[1];
+}
+
+/* Writes what is buffered; false if the connection is broken. */
+static bool conn_flush(conn *c)
+{
+	while (c->woff < c->wlen) {
+		ssize_t n = write(c->fd, c->w + c->woff, c->wlen - c->woff);
+		if (n > 0) {
+			c->woff += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		return false;
+	}
+	if (c->woff == c->wlen)
+		c->woff = c->wlen = 0;
+	return true;
+}
+
+static bool conn_wants_write(const conn *c)
+{
+	return c->wlen > c->woff;
+}
+
+/* TCP connect, CONNECT, CONNACK (blocking); then non-blocking. */
+static void conn_open(conn *c, int port, const char *id, const char *password)
+{
+	memset(c, 0, sizeof *c);
+	c->fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (c->fd < 0)
+		die("socket", strerror(errno));
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+		die("connect to the broker on 127.0.0.1 failed", strerror(errno));
+	uint8_t body[1024], pkt[1100];
+	size_t n = 0, idl = strlen(id), pwl = strlen(password);
+	n += put_str(body + n, "MQTT", 4);
+	body[n++] = 4;
+	body[n++] = 0x02 | 0x80 | 0x40;     /* clean session, username, password */
+	body[n++] = 0;
+	body[n++] = 0;                      /* no keepalive: runs are short */
+	n += put_str(body + n, id, idl);
+	n += put_str(body + n, id, idl);
+	n += put_str(body + n, password, pwl);
+	size_t h = 0;
+	pkt[h++] = 0x10;
+	h += put_varint(pkt + h, n);
+	memcpy(pkt + h, body, n);
+	for (size_t off = 0; off < h + n;) {
+		ssize_t k = write(c->fd, pkt + off, h + n - off);
+		if (k <= 0)
+			die("sending CONNECT failed", strerror(errno));
+		off += (size_t)k;
+	}
+	uint8_t ack[4];
+	for (size_t got = 0; got < 4;) {
+		ssize_t k = read(c->fd, ack + got, 4 - got);
+		if (k <= 0)
+			die("the broker closed the connection before CONNACK (is the ledger the benchmark's?)", id);
+		got += (size_t)k;
+	}
+	if (ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0) {
+		fprintf(stderr, BENCH_NAME ": %s: CONNACK refused (return code %d); was the ledger made by "
+		                "'bench_scale mkledger' with enough devices and a monitor?\n", id, ack[3]);
+		exit(1);
+	}
+	int fl = fcntl(c->fd, F_GETFL);
+	if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		die("fcntl O_NONBLOCK", strerror(errno));
+	c->rcap = 64 * 1024;
+	c->r = xrealloc(NULL, c->rcap);
+}
+
+static void conn_close(conn *c)
+{
+	if (c->fd >= 0) {
+		static const uint8_t disconnect[2] = {0xe0, 0};
+		if (write(c->fd, disconnect, 2) < 0) {
+			/* the broker may be gone already; closing is all that is left */
+		}
+		close(c->fd);
+	}
+	free(c->w);
+	free(c->r);
+	memset(c, 0, sizeof *c);
+	c->fd = -1;
+}
+
+/* Reads everything available and hands each complete packet to fn.
+ * False when the broker closed the connection. */
+static bool conn_read(conn *c, packet_fn fn, void *ctx)
+{
+	for (;;) {
+		if (c->rlen == c->rcap) {
+			if (c->rcap >= RBUF_MAX)
+				die("a packet larger than 16 MiB arrived", NULL);
+			c->rcap *= 2;
+			c->r = xrealloc(c->r, c->rcap);
+		}
+		ssize_t n = read(c->fd, c->r + c->rlen, c->rcap - c->rlen);
+		if (n == 0)
+			return false;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;
+			return false;
+		}
+		c->rlen += (size_t)n;
+		size_t off = 0;
+		while (off + 2 <= c->rlen) {
+			size_t len = 0, mult = 1, h = 1;
+			bool complete = false;
+			for (; h < 5 && off + h < c->rlen; h++) {
+				uint8_t b = c->r[off + h];
+				len += (b & 127u) * mult;
+				mult *= 128;
+				if (!(b & 128)) {
+					complete = true;
+					h++;
+					break;
+				}
+			}
+			if (!complete || off + h + len > c->rlen)
+				break;
+			fn(ctx, c, c->r[off], c->r + off + h, len);
+			off += h + len;
+		}
+		memmove(c->r, c->r + off, c->rlen - off);
+		c->rlen -= off;
+	}
+}
+
+/* Splits a PUBLISH body; queues its PUBACK when QoS 1. */
+static bool publish_parts(conn *c, uint8_t type, const uint8_t *b, size_t len, const char **topic, size_t *tlen,
+                          const uint8_t **payload, size_t *plen)
+{
+	int qos = (type >> 1) & 3;
+	if (len < 2)
+		return false;
+	*tlen = ((size_t)b[0] << 8) | b[1];
+	size_t off = 2 + *tlen + (qos ? 2 : 0);
+	if (off > len)
+		return false;
+	*topic = (const char *)b + 2;
+	if (qos == 1)
+		conn_ack(c, 0x40, b + 2 + *tlen);
+	*payload = b + off;
+	*plen = len - off;
+	return true;
+}
+
+/* ---- the benchmark ---------------------------------------------------------- */
+
+typedef enum mode { MODE_PLAIN = 0, MODE_SEALED = 1 } mode;
+
+typedef struct device {
+	conn c;
+	char id[IG_ID_MAX + 1];
+	int pair;
+	bool is_sender;
+	bool subscribed[2];
+	ig_box_key bk;
+} device;
+
+typedef struct pair {
+	int s, r;
+	char topic[200];                    /* iotguard/C/m2m/<r>/<s> */
+	size_t topic_len;
+	bool s_has_key, r_has_key;
+	ig_session_key s_key, r_key;        /* the same key, as S and R hold it */
+	ig_replay_window rx;
+	uint64_t counter;                   /* last counter S used */
+	uint64_t sent, received;            /* this phase */
+	uint64_t written_off;
+} pair;
+
+typedef struct bench {
+	const char *cluster;
+	int npairs, ndev;
+	size_t payload_len;
+	uint64_t wpair;
+	device *dev;
+	pair *pairs;
+	conn mon;
+	bool have_ch_pk;
+	uint8_t ch_pk[IG_PK_BYTES];
+	int subacks;
+	mode send_mode;                     /* what senders produce right now */
+	uint8_t pt[MAX_PAYLOAD];
+	/* per round; received by mode, told apart by length (payload vs payload + 42) */
+	uint64_t received, received_mode[2], bad_len, dropped[4];   /* replayed/too_old, tampered, unknown key, malformed */
+	uint64_t key_errors;
+	ig_suite suite;
+} bench;
+
+static void mint(char *tok, size_t cap, const char *cluster, const char *id)
+{
+	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
+	bench_keypair(id, pk, sk);
+	uint64_t now = ig_now_ms() / 1000;
+	if (ig_token_mint(tok, cap, sk, cluster, id, now, now + 600, NULL) < 0)
+		die("minting a token failed", id);
+	sodium_memzero(sk, sizeof sk);
+}
+
+/* A session_key inbox message, opened and checked as a device does. */
+static void on_key(bench *B, device *d, const cJSON *m)
+{
+	pair *p = &B->pairs[d->pair];
+	const cJSON *bn = cJSON_GetObjectItemCaseSensitive(m, "box_nonce");
+	const cJSON *box = cJSON_GetObjectItemCaseSensitive(m, "box");
+	const cJSON *kid = cJSON_GetObjectItemCaseSensitive(m, "key_id");
+	uint8_t nonce[IG_KEYBOX_NONCE_BYTES], raw[512], key_id[IG_KEY_ID_BYTES];
+	size_t raw_len = 0;
+	ig_session_key sk;
+	if (!cJSON_IsString(bn) || !cJSON_IsString(box) || !cJSON_IsString(kid) ||
+	    ig_hex_decode(nonce, sizeof nonce, bn->valuestring, strlen(bn->valuestring)) != IG_OK ||
+	    ig_hex_decode(key_id, sizeof key_id, kid->valuestring, strlen(kid->valuestring)) != IG_OK ||
+	    sodium_base642bin(raw, sizeof raw, box->valuestring, strlen(box->valuestring), NULL, &raw_len, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    ig_keybox_open(&sk, raw, raw_len, nonce, &d->bk) != IG_OK || memcmp(sk.key_id, key_id, sizeof key_id) != 0 ||
+	    sk.direction != (d->is_sender ? 0 : 1) || !ig_suite_available(sk.suite)) {
+		B->key_errors++;
+		return;
+	}
+	if (d->is_sender) {
+		p->s_key = sk;
+		p->s_has_key = true;
+	} else {
+		p->r_key = sk;
+		p->r_has_key = true;
+	}
+	sodium_memzero(&sk, sizeof sk);
+}
+
+static void on_m2m(bench *B, pair *p, const char *topic, size_t tlen, const uint8_t *msg, size_t len)
+{
+	if (tlen != p->topic_len || memcmp(topic, p->topic, tlen) != 0) {
+		B->dropped[3]++;
+		return;
+	}
+	if (len == B->payload_len) {
+		p->received++;
+		B->received++;
+		B->received_mode[MODE_PLAIN]++;
+		return;
+	}
+	ig_m2m_header h;
+	uint8_t out[MAX_PAYLOAD];
+	if (ig_m2m_parse_header(msg, len, &h) != IG_OK) {
+		B->dropped[3]++;
+		return;
+	}
+	if (memcmp(h.key_id, p->r_key.key_id, IG_KEY_ID_BYTES) != 0 || h.suite != p->r_key.suite) {
+		B->dropped[2]++;
+		return;
+	}
+	if (ig_replay_check(&p->rx, h.counter) != IG_REPLAY_OK) {
+		B->dropped[0]++;
+		return;
+	}
+	/* The receiver opens what the requester (direction 0) sealed. */
+	int n = ig_m2m_open(out, sizeof out, msg, len, p->r_key.key, 0, p->topic, &h);
+	if (n < 0) {
+		B->dropped[1]++;
+		return;
+	}
+	ig_replay_commit(&p->rx, h.counter);
+	if ((size_t)n != B->payload_len)
+		B->bad_len++;
+	p->received++;
+	B->received++;
+	B->received_mode[MODE_SEALED]++;
+}
+
+static void on_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+{
+	bench *B = ctx;
+	device *d = (device *)((char *)c - offsetof(device, c));
+	if ((type & 0xf0) == 0x90) {
+		if (len < 3 || body[2] == 0x80)
+			die("the broker refused a subscription", d->id);
+		B->subacks++;
+		return;
+	}
+	if ((type & 0xf0) != 0x30)
+		return;
+	const char *topic;
+	const uint8_t *payload;
+	size_t tlen, plen;
+	if (!publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
+		return;
+	if (tlen > 6 && memcmp(topic + tlen - 6, "/inbox", 6) == 0) {
+		cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+		const cJSON *t = m ? cJSON_GetObjectItemCaseSensitive(m, "type") : NULL;
+		if (cJSON_IsString(t) && !strcmp(t->valuestring, "session_key"))
+			on_key(B, d, m);
+		else {
+			const cJSON *e = m ? cJSON_GetObjectItemCaseSensitive(m, "error") : NULL;
+			fprintf(stderr, BENCH_NAME ": %s got an inbox message that is not a key: %s\n", d->id,
+			        cJSON_IsString(e) ? e->valuestring : "(unparsable)");
+			B->key_errors++;
+		}
+		cJSON_Delete(m);
+		return;
+	}
+	if (!d->is_sender)
+		on_m2m(B, &B->pairs[d->pair], topic, tlen, payload, plen);
+}
+
+static void on_monitor_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+{
+	bench *B = ctx;
+	if ((type & 0xf0) != 0x30)
+		return;
+	const char *topic;
+	const uint8_t *payload;
+	size_t tlen, plen;
+	if (!publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
+		return;
+	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+	const cJSON *pk = m ? cJSON_GetObjectItemCaseSensitive(m, "ch_pubkey") : NULL;
+	if (cJSON_IsString(pk) && ig_hex_decode(B->ch_pk, IG_PK_BYTES, pk->valuestring, strlen(pk->valuestring)) == IG_OK)
+		B->have_ch_pk = true;
+	cJSON_Delete(m);
+}
+
+static void pump(bench *B, struct pollfd *pfd, int timeout_ms)
+{
+	int nf = 0;
+	pfd[nf].fd = B->mon.fd;
+	pfd[nf].events = POLLIN | (conn_wants_write(&B->mon) ? POLLOUT : 0);
+	nf++;
+	for (int i = 0; i < B->ndev; i++) {
+		pfd[nf].fd = B->dev[i].c.fd;
+		pfd[nf].events = POLLIN | (conn_wants_write(&B->dev[i].c) ? POLLOUT : 0);
+		nf++;
+	}
+	int pr = poll(pfd, (nfds_t)nf, timeout_ms);
+	if (pr < 0 && errno != EINTR)
+		die("poll", strerror(errno));
+	if (pr <= 0)
+		return;
+	if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->mon, on_monitor_packet, B))
+		die("the broker closed the monitor's connection", NULL);
+	for (int i = 0; i < B->ndev; i++) {
+		short re = pfd[i + 1].revents;
+		if ((re & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->dev[i].c, on_packet, B))
+			die("the broker closed a device's connection (ACL refusal?)", B->dev[i].id);
+		if ((re & POLLOUT) && !conn_flush(&B->dev[i].c))
+			die("a device's connection broke", B->dev[i].id);
+	}
+	if (conn_wants_write(&B->mon) && !conn_flush(&B->mon))
+		die("the monitor's connection broke", NULL);
+}
+
+static uint64_t outstanding(const pair *p)
+{
+	return p->sent > p->received + p->written_off ? p->sent - p->received - p->written_off : 0;
+}
+
+/* Appends up to n messages from p's sender in the current mode. */
+static void fill(bench *B, pair *p, uint64_t n)
+{
+	conn *c = &B->dev[p->s].c;
+	size_t wire = B->send_mode == MODE_SEALED ? IG_M2M_HEADER_BYTES + B->payload_len + IG_AEAD_TAG_BYTES
+	                                           : B->payload_len;
+	for (uint64_t k = 0; k < n; k++) {
+		uint8_t *dst = conn_publish_begin(c, p->topic, p->topic_len, wire, 0);
+		if (B->send_mode == MODE_SEALED) {
+			p->counter++;
+			ig_put_u64(B->pt, p->counter);    /* a little variety in the plaintext */
+			int rc = ig_m2m_seal(dst, wire, p->s_key.suite, p->s_key.key, p->s_key.key_id, 0, p->counter, p->topic,
+			                     B->pt, B->payload_len);
+			if (rc != (int)wire)
+				die("ig_m2m_seal failed", NULL);
+		} else {
+			memcpy(dst, B->pt, B->payload_len);
+		}
+		p->sent++;
+	}
+}
+
+typedef struct result {
+	double rate[2], cpu_us[2], self_us[2];
+	uint64_t sent, received, lost, dropped;
+} result;
+
+/* Wall time and CPU (broker's and ours) charged to each mode. */
+typedef struct meter {
+	int pid;
+	double time[2];
+	uint64_t cpu[2], self[2];
+	double mark_t;
+	uint64_t mark_cpu, mark_self;
+} meter;
+
+/* Charges what passed since the last mark to mode md (md < 0: only sets
+ * the mark). */
+static void meter_charge(meter *m, int md, double now)
+{
+	uint64_t cpu = m->pid ? process_cpu_ns(m->pid) : 0, self = self_cpu_ns();
+	if (md >= 0) {
+		m->time[md] += now - m->mark_t;
+		m->cpu[md] += cpu - m->mark_cpu;
+		m->self[md] += self - m->mark_self;
+	}
+	m->mark_t = now;
+	m->mark_cpu = cpu;
+	m->mark_self = self;
+}
+
+/* One round: 2 x duration of timed load (after a warm-up) in which the
+ * senders switch between plaintext and sealed every `slice` seconds, so a
+ * burst of load from elsewhere on the machine hits both modes alike.
+ * Messages are counted by their kind (told apart by length), time and CPU
+ * by the slice they fall in. The broker works on the previous slice's
+ * messages for the first window/rate seconds of a slice (about 50 ms), which
+ * dilutes a difference between the modes by that fraction of a slice. */
+static result run_round(bench *B, double warmup, double duration, double slice, mode first, int broker_pid,
+                        struct pollfd *pfd)
+{
+	B->received = 0;
+	memset(B->received_mode, 0, sizeof B->received_mode);
+	memset(B->dropped, 0, sizeof B->dropped);
+	for (int i = 0; i < B->npairs; i++)
+		B->pairs[i].sent = B->pairs[i].received = B->pairs[i].written_off = 0;
+	double t0 = now_s(), t_count = t0 + warmup, t_end = t_count + 2 * duration;
+	double last_progress = t0, stop_deadline = 0, slice_start = t0;
+	bool counting = false, stopping = false;
+	meter mt = {.pid = broker_pid};
+	uint64_t recv_start[2] = {0, 0}, recv_end[2] = {0, 0}, last_received = 0;
+	B->send_mode = first;
+	for (;;) {
+		double now = now_s();
+		if (!counting && !stopping && now >= t_count) {
+			counting = true;
+			memcpy(recv_start, B->received_mode, sizeof recv_start);
+			meter_charge(&mt, -1, now);
+		}
+		if (!stopping && now >= t_end) {
+			meter_charge(&mt, (int)B->send_mode, now);
+			counting = false;
+			stopping = true;
+			stop_deadline = now + 2.0;
+		}
+		if (!stopping && now - slice_start >= slice) {
+			if (counting)
+				meter_charge(&mt, (int)B->send_mode, now);
+			B->send_mode = B->send_mode == MODE_PLAIN ? MODE_SEALED : MODE_PLAIN;
+			slice_start = now;
+		}
+		bool all_in = true;
+		for (int i = 0; i < B->npairs; i++)
+			all_in = all_in && outstanding(&B->pairs[i]) == 0;
+		if (stopping && (all_in || now >= stop_deadline))
+			break;
+		if (B->received != last_received) {
+			last_received = B->received;
+			last_progress = now;
+		} else if (!stopping && now - last_progress > 0.5) {
+			/* QoS 0 messages the broker dropped would close the window for
+			 * good: write them off as lost and go on. */
+			for (int i = 0; i < B->npairs; i++)
+				B->pairs[i].written_off += outstanding(&B->pairs[i]);
+			last_progress = now;
+		}
+		bool can_send = false;
+		if (!stopping) {
+			for (int i = 0; i < B->npairs; i++) {
+				pair *p = &B->pairs[i];
+				if (outstanding(p) >= B->wpair)
+					continue;
+				uint64_t room = B->wpair - outstanding(p);
+				fill(B, p, room < BATCH ? room : BATCH);
+				if (!conn_flush(&B->dev[p->s].c))
+					die("a sender's connection broke (refused by the ACL?)", B->dev[p->s].id);
+				can_send = can_send || outstanding(p) < B->wpair;
+			}
+		}
+		pump(B, pfd, can_send ? 0 : 20);
+	}
+	/* Messages of both kinds sent during the timed window arrive up to the
+	 * end of the drain; count those sent while counting. */
+	memcpy(recv_end, B->received_mode, sizeof recv_end);
+	result r = {0};
+	for (int i = 0; i < B->npairs; i++) {
+		r.sent += B->pairs[i].sent;
+		r.received += B->pairs[i].received;
+	}
+	r.lost = r.sent > r.received ? r.sent - r.received : 0;
+	for (int i = 0; i < 4; i++)
+		r.dropped += B->dropped[i];
+	for (int m = 0; m < 2; m++) {
+		uint64_t counted = recv_end[m] - recv_start[m];
+		r.rate[m] = mt.time[m] > 0 ? (double)counted / mt.time[m] : 0;
+		if (counted) {
+			r.cpu_us[m] = (double)mt.cpu[m] / 1e3 / (double)counted;
+			r.self_us[m] = (double)mt.self[m] / 1e3 / (double)counted;
+		}
+	}
+	return r;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+	double tmp[MAX_ROUNDS];
+	memcpy(tmp, v, (size_t)n * sizeof *v);
+	qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
+	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
+}
+
+/* Seal + open + replay check of one message in a tight loop, per suite:
+ * what the crypto alone costs on the load generator's core. */
+static void crypto_cost(size_t payload_len, ig_suite in_use)
+{
+	static const ig_suite suites[2] = {IG_SUITE_AES256GCM, IG_SUITE_XCHACHA20POLY1305};
+	uint8_t key[IG_AEAD_KEY_BYTES], key_id[IG_KEY_ID_BYTES], pt[MAX_PAYLOAD] = {0}, msg[MAX_PAYLOAD + 64],
+	        out[MAX_PAYLOAD];
+	const char *topic = "iotguard/bench/m2m/dev-0000001/dev-0000000";
+	randombytes_buf(key, sizeof key);
+	randombytes_buf(key_id, sizeof key_id);
+	for (int s = 0; s < 2; s++) {
+		if (!ig_suite_available(suites[s]))
+			continue;
+		ig_replay_window w;
+		ig_replay_init(&w);
+		const int n = 100000;
+		double t0 = now_s();
+		for (int i = 1; i <= n; i++) {
+			int len = ig_m2m_seal(msg, sizeof msg, suites[s], key, key_id, 0, (uint64_t)i, topic, pt, payload_len);
+			ig_m2m_header h;
+			if (len < 0 || ig_m2m_parse_header(msg, (size_t)len, &h) != IG_OK ||
+			    ig_replay_check(&w, h.counter) != IG_REPLAY_OK ||
+			    ig_m2m_open(out, sizeof out, msg, (size_t)len, key, 0, topic, &h) != (int)payload_len)
+				die("seal/open self-check failed", ig_suite_name(suites[s]));
+			ig_replay_commit(&w, h.counter);
+		}
+		double us = (now_s() - t0) / n * 1e6;
+		printf("crypto alone, %s: %.2f us per %zu-byte message (seal + parse + replay check + open)\n",
+		       ig_suite_name(suites[s]), us, payload_len);
+		if (suites[s] == in_use)
+			printf("RESULT m2m.crypto_us.%s %.2f\n", ig_suite_name(suites[s]), us);
+	}
+	sodium_memzero(key, sizeof key);
+}
+
+int main(int argc, char **argv)
+{
+	int port = 0, pid = 0, rounds = 3;
+	double duration = 2.0, warmup = 0.5, goal = 0.9, slice = 0.5;
+	uint64_t window = 2000;
+	bench B = {.cluster = "bench", .npairs = 8, .payload_len = 64};
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (!v)
+			die("option needs a value", a);
+		if (!strcmp(a, "--port"))
+			port = atoi(v);
+		else if (!strcmp(a, "--cluster"))
+			B.cluster = v;
+		else if (!strcmp(a, "--pairs"))
+			B.npairs = atoi(v);
+		else if (!strcmp(a, "--payload"))
+			B.payload_len = (size_t)atol(v);
+		else if (!strcmp(a, "--window"))
+			window = strtoull(v, NULL, 10);
+		else if (!strcmp(a, "--duration"))
+			duration = atof(v);
+		else if (!strcmp(a, "--warmup"))
+			warmup = atof(v);
+		else if (!strcmp(a, "--rounds"))
+			rounds = atoi(v);
+		else if (!strcmp(a, "--pid"))
+			pid = atoi(v);
+		else if (!strcmp(a, "--goal"))
+			goal = atof(v);
+		else if (!strcmp(a, "--slice"))
+			slice = atof(v);
+		else {
+			fprintf(stderr, "usage: bench_m2m --port P [--cluster C] [--pairs N] [--payload BYTES] [--window W]\n"
+			                "                 [--duration S] [--warmup S] [--rounds R] [--slice S] [--pid BROKER_PID]\n"
+			                "                 [--goal RATIO]\n");
+			return 2;
+		}
+		i++;
+	}
+	if (port <= 0 || B.npairs < 1 || B.npairs > MAX_PAIRS || B.payload_len < 1 || B.payload_len > MAX_PAYLOAD ||
+	    window < (uint64_t)B.npairs || rounds < 1 || rounds > MAX_ROUNDS || duration <= 0 || duration > 20 ||
+	    warmup < 0 || slice < 0.05 || slice > duration)
+		die("need --port; 1 <= pairs <= 256, 1 <= payload <= 1024, window >= pairs, 1 <= rounds <= 16, "
+		    "0 < duration <= 20", NULL);
+	if (ig_init() != IG_OK)
+		die("libsodium failed to initialise", NULL);
+	B.wpair = window / (uint64_t)B.npairs;
+	B.ndev = 2 * B.npairs;
+	B.dev = calloc((size_t)B.ndev, sizeof *B.dev);
+	B.pairs = calloc((size_t)B.npairs, sizeof *B.pairs);
+	struct pollfd *pfd = calloc((size_t)B.ndev + 1, sizeof *pfd);
+	if (!B.dev || !B.pairs || !pfd)
+		die("out of memory", NULL);
+	randombytes_buf(B.pt, sizeof B.pt);
+
+	char tok[IG_TOKEN_TEXT_MAX], topic[256];
+	mint(tok, sizeof tok, B.cluster, "mon-000");
+	conn_open(&B.mon, port, "mon-000", tok);
+	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
+	conn_subscribe(&B.mon, topic, 0);
+	int want_subacks = 0;
+	for (int i = 0; i < B.ndev; i++) {
+		device *d = &B.dev[i];
+		snprintf(d->id, sizeof d->id, "dev-%07d", i);
+		d->pair = i / 2;
+		d->is_sender = (i % 2) == 0;
+		mint(tok, sizeof tok, B.cluster, d->id);
+		conn_open(&d->c, port, d->id, tok);
+		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", B.cluster, d->id);
+		conn_subscribe(&d->c, topic, 1);
+		want_subacks++;
+		if (!d->is_sender) {
+			snprintf(topic, sizeof topic, "iotguard/%s/m2m/%s/+", B.cluster, d->id);
+			conn_subscribe(&d->c, topic, 0);
+			want_subacks++;
+		}
+	}
+	for (int i = 0; i < B.npairs; i++) {
+		pair *p = &B.pairs[i];
+		p->s = 2 * i;
+		p->r = 2 * i + 1;
+		int n = snprintf(p->topic, sizeof p->topic, "iotguard/%s/m2m/%s/%s", B.cluster, B.dev[p->r].id, B.dev[p->s].id);
+		p->topic_len = (size_t)n;
+		ig_replay_init(&p->rx);
+	}
+	double t_setup = now_s();
+	while ((B.subacks < want_subacks || !B.have_ch_pk) && now_s() - t_setup < 10)
+		pump(&B, pfd, 50);
+	if (!B.have_ch_pk || B.subacks < want_subacks)
+		die("subscriptions or the retained ledger head (ch_pubkey) did not arrive within 10 s", NULL);
+	for (int i = 0; i < B.ndev; i++) {
+		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
+		bench_keypair(B.dev[i].id, pk, sk);
+		if (ig_box_key_for_ch(&B.dev[i].bk, sk, B.ch_pk) != IG_OK)
+			die("X25519 box key for a device failed", B.dev[i].id);
+		sodium_memzero(sk, sizeof sk);
+	}
+	/* Real session keys from the cluster head, one per pair. */
+	for (int i = 0; i < B.npairs; i++) {
+		pair *p = &B.pairs[i];
+		char json[200];
+		int n = snprintf(json, sizeof json, "{\"type\":\"session_key\",\"peer\":\"%s\",\"nonce\":\"m2m-bench-%d\"}",
+		                 B.dev[p->r].id, i);
+		snprintf(topic, sizeof topic, "iotguard/%s/ch/%s", B.cluster, B.dev[p->s].id);
+		conn_publish(&B.dev[p->s].c, topic, json, (size_t)n, 1);
+	}
+	bool all_keys = false;
+	while (!all_keys && !B.key_errors && now_s() - t_setup < 15) {
+		pump(&B, pfd, 20);
+		all_keys = true;
+		for (int i = 0; i < B.npairs; i++)
+			all_keys = all_keys && B.pairs[i].s_has_key && B.pairs[i].r_has_key;
+	}
+	if (!all_keys)
+		die("not every pair got its session key (see above; is the key-request rate limit too low?)", NULL);
+	B.suite = B.pairs[0].s_key.suite;
+	for (int i = 0; i < B.npairs; i++)
+		if (sodium_memcmp(B.pairs[i].s_key.key, B.pairs[i].r_key.key, IG_AEAD_KEY_BYTES) != 0)
+			die("a pair's two copies of its session key differ", NULL);
+	const char *force = getenv("IOTGUARD_FORCE_XCHACHA");
+	if (force && !strcmp(force, "1") && B.suite != IG_SUITE_XCHACHA20POLY1305)
+		fprintf(stderr, BENCH_NAME ": warning: IOTGUARD_FORCE_XCHACHA=1 is set here, but the cluster head issued %s "
+		                "keys: the suite is the broker's choice, so start the broker with that variable\n",
+		        ig_suite_name(B.suite));
+
+	const char *sn = ig_suite_name(B.suite);
+	printf("== bench_m2m: %d sender/receiver pairs, %zu-byte payloads, QoS 0, window %" PRIu64 " per pair, "
+	       "%d rounds x %.1f s per mode (modes alternate every %.2f s; +%.1f s warm-up), suite %s (issued by the "
+	       "cluster head) ==\n",
+	       B.npairs, B.payload_len, B.wpair, rounds, duration, slice, warmup, sn);
+	crypto_cost(B.payload_len, B.suite);
+	double rate[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS], self[2][MAX_ROUNDS], round_ratio[MAX_ROUNDS];
+	uint64_t lost = 0, dropped = 0;
+	for (int r = 0; r < rounds; r++) {
+		result res = run_round(&B, warmup, duration, slice, (mode)(r % 2), pid, pfd);
+		for (int m = 0; m < 2; m++) {
+			rate[m][r] = res.rate[m];
+			cpu[m][r] = res.cpu_us[m];
+			self[m][r] = res.self_us[m];
+		}
+		round_ratio[r] = res.rate[MODE_PLAIN] > 0 ? res.rate[MODE_SEALED] / res.rate[MODE_PLAIN] : 0;
+		lost += res.lost;
+		dropped += res.dropped;
+		printf("round %d  plaintext %8.0f msg/s, encrypted %8.0f msg/s (ratio %.3f)  broker CPU us/msg %5.2f / %5.2f, "
+		       "load gen %5.2f / %5.2f  (sent %" PRIu64 ", received %" PRIu64 ", lost %" PRIu64 ", dropped %" PRIu64 ")\n",
+		       r + 1, res.rate[MODE_PLAIN], res.rate[MODE_SEALED], round_ratio[r], res.cpu_us[MODE_PLAIN],
+		       res.cpu_us[MODE_SEALED], res.self_us[MODE_PLAIN], res.self_us[MODE_SEALED], res.sent, res.received,
+		       res.lost, res.dropped);
+		fflush(stdout);
+	}
+	double mp = median(rate[MODE_PLAIN], rounds), ms = median(rate[MODE_SEALED], rounds);
+	double cp = median(cpu[MODE_PLAIN], rounds), cs = median(cpu[MODE_SEALED], rounds);
+	/* Both modes share each round's machine conditions, so the per-round
+	 * ratio is a paired comparison; its median is the headline. */
+	double ratio = median(round_ratio, rounds);
+	printf("-- median of %d rounds, suite %s --\n", rounds, sn);
+	printf("plaintext %8.0f msg/s  broker CPU %5.2f us/msg  load gen %5.2f us/msg\n", mp, cp,
+	       median(self[MODE_PLAIN], rounds));
+	printf("encrypted %8.0f msg/s  broker CPU %5.2f us/msg  load gen %5.2f us/msg\n", ms, cs,
+	       median(self[MODE_SEALED], rounds));
+	printf("lost (QoS 0, both modes) %" PRIu64 "; dropped by receivers %" PRIu64 " (replayed/tampered/unknown key: "
+	       "must be 0)\n", lost, dropped);
+	printf("ratio encrypted/plaintext = %.3f (median of the per-round ratios; ratio of the medians %.3f)  "
+	       "(target >= %.2f: %s)\n", ratio, mp > 0 ? ms / mp : 0, goal, ratio >= goal ? "PASS" : "MISS");
+	if (cp > 0 && cs > 0)
+		printf("capacity ratio (broker CPU per message) = %.3f\n", cp / cs);
+	printf("RESULT m2m.%s.plain_rate %.0f\nRESULT m2m.%s.sealed_rate %.0f\nRESULT m2m.%s.ratio %.3f\n", sn, mp, sn, ms,
+	       sn, ratio);
+	if (cp > 0 && cs > 0)
+		printf("RESULT m2m.%s.capacity %.3f\n", sn, cp / cs);
+	printf("RESULT m2m.%s.dropped %" PRIu64 "\n", sn, dropped + B.bad_len);
+
+	for (int i = 0; i < B.ndev; i++)
+		conn_close(&B.dev[i].c);
+	conn_close(&B.mon);
+	sodium_memzero(B.pairs, (size_t)B.npairs * sizeof *B.pairs);
+	sodium_memzero(B.dev, (size_t)B.ndev * sizeof *B.dev);
+	free(B.pairs);
+	free(B.dev);
+	free(pfd);
+	return dropped || B.bad_len ? 1 : 0;
+}
