@@ -22,6 +22,7 @@
 
 #include "agent.h"
 #include "duties.h"
+#include "wallet.h"
 
 enum { EXIT_USAGE = 2 };
 
@@ -63,6 +64,21 @@ static void usage(FILE *out)
 	      "                    send it an encrypted message every --send-interval\n"
 	      "  --send-interval S seconds between messages to --peer (default 10; 0 = keys\n"
 	      "                    only)\n"
+	      "  --collect-interval S\n"
+	      "                    collector: every S seconds (+-10%) send a sensor reading\n"
+	      "                    (load, free memory, temperature) on iotguard/C/dev/ID/data/\n"
+	      "                    STREAM, sealed and paid for with one coin from the bank;\n"
+	      "                    keeps at least 8 coins (mints 16 at a time), logs each\n"
+	      "                    analyst result and refunds unanswered coins (0 = off, the\n"
+	      "                    default)\n"
+	      "  --stream NAME     collector: the data stream name (default \"readings\")\n"
+	      "  --result-timeout S\n"
+	      "                    collector: refund a coin whose message got no result\n"
+	      "                    within S seconds (default 60)\n"
+	      "  --role R          device (the default) or analyst: an analyst redeems every\n"
+	      "                    data message of the cluster at the bank, keeps running\n"
+	      "                    statistics per collector and stream and sends each\n"
+	      "                    collector its sealed result (no m2m, no --peer)\n"
 	      "  --verbose         debug logging (never includes tokens or keys)\n"
 	      "  --help            show this text\n"
 	      "\n"
@@ -119,6 +135,16 @@ struct duty_states {
 	ig_entropy_state entropy;
 	ig_m2m_state m2m;
 	ig_ping_state ping;
+	ig_collect_state collect;
+	ig_analyst_state analyst;
+};
+
+/* The coin duties' options. */
+struct bank_options {
+	bool analyst;
+	unsigned collect_interval;   /* 0 = not a collector */
+	const char *stream;
+	unsigned result_timeout;
 };
 
 static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
@@ -132,7 +158,7 @@ static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
 /* Prepares the key (joining may create it), the duties and the agent, and
  * runs it. Returns the exit status. */
 static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_interval, const char *peer,
-               unsigned send_interval, bool ping)
+               unsigned send_interval, bool ping, const struct bank_options *bank)
 {
 	static struct duty_states d;   /* large (key table, replay windows): keep it off the stack */
 	ig_error err = {0};
@@ -178,15 +204,21 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 	ig_log(IG_LOG_INFO, "measurement %s", d.attest.measurement_hex);
 	d.ping.nonce[0] = '\0';
 	if (ig_entropy_duty_init(&d.entropy, entropy_interval, &d.pin) != IG_OK ||
-	    ig_m2m_init(&d.m2m, peer, send_interval, &d.pin) != IG_OK) {
-		fputs("iotguard-agent: cannot set up the entropy or m2m duty\n", stderr);
+	    ig_m2m_init(&d.m2m, peer, send_interval, &d.pin) != IG_OK ||
+	    (bank->collect_interval &&
+	     ig_collect_init(&d.collect, bank->collect_interval, bank->stream, bank->result_timeout, &d.pin) != IG_OK) ||
+	    ig_analyst_init(&d.analyst, &d.pin) != IG_OK) {
+		fputs("iotguard-agent: cannot set up the entropy, m2m, collect or analyst duty\n", stderr);
 		ig_agent_free(agent);
 		return 1;
 	}
 	if (add_duty(agent, &ig_duty_pin, &d.pin) != 0 || (joining && add_duty(agent, &ig_duty_join, &d.join) != 0) ||
 	    add_duty(agent, &ig_duty_attest, &d.attest) != 0 ||
 	    (entropy_interval && add_duty(agent, &ig_duty_entropy, &d.entropy) != 0) ||
-	    add_duty(agent, &ig_duty_m2m, &d.m2m) != 0 || (ping && add_duty(agent, &ig_duty_ping, &d.ping) != 0)) {
+	    (!bank->analyst && add_duty(agent, &ig_duty_m2m, &d.m2m) != 0) ||
+	    (ping && add_duty(agent, &ig_duty_ping, &d.ping) != 0) ||
+	    (bank->collect_interval && add_duty(agent, &ig_duty_collect, &d.collect) != 0) ||
+	    (bank->analyst && add_duty(agent, &ig_duty_analyst, &d.analyst) != 0)) {
 		ig_agent_free(agent);
 		return 1;
 	}
@@ -201,7 +233,7 @@ int main(int argc, char **argv)
 {
 	enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_ID, OPT_KEY, OPT_HEARTBEAT, OPT_TTL,
 	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP, OPT_JOIN_CODE, OPT_ENTROPY_INTERVAL, OPT_PEER,
-	       OPT_SEND_INTERVAL };
+	       OPT_SEND_INTERVAL, OPT_COLLECT_INTERVAL, OPT_STREAM, OPT_RESULT_TIMEOUT, OPT_ROLE };
 	static const struct option options[] = {
 		{"host", required_argument, NULL, OPT_HOST},
 		{"port", required_argument, NULL, OPT_PORT},
@@ -218,6 +250,10 @@ int main(int argc, char **argv)
 		{"entropy-interval", required_argument, NULL, OPT_ENTROPY_INTERVAL},
 		{"peer", required_argument, NULL, OPT_PEER},
 		{"send-interval", required_argument, NULL, OPT_SEND_INTERVAL},
+		{"collect-interval", required_argument, NULL, OPT_COLLECT_INTERVAL},
+		{"stream", required_argument, NULL, OPT_STREAM},
+		{"result-timeout", required_argument, NULL, OPT_RESULT_TIMEOUT},
+		{"role", required_argument, NULL, OPT_ROLE},
 		{NULL, 0, NULL, 0},
 	};
 	ig_agent_config cfg = {.heartbeat_s = 30, .ttl_s = 300};
@@ -225,6 +261,7 @@ int main(int argc, char **argv)
 	char *join_code = NULL;
 	const char *peer = NULL;
 	unsigned entropy_interval = 0, send_interval = 10;
+	struct bank_options bank = {.stream = "readings", .result_timeout = 60};
 	unsigned long v;
 	int opt;
 
@@ -268,6 +305,22 @@ int main(int argc, char **argv)
 				return usage_error("--send-interval must be 0..86400 seconds, not '%s'", optarg);
 			send_interval = (unsigned)v;
 			break;
+		case OPT_COLLECT_INTERVAL:
+			if (!parse_uint(optarg, 0, 86400, &v))
+				return usage_error("--collect-interval must be 0..86400 seconds, not '%s'", optarg);
+			bank.collect_interval = (unsigned)v;
+			break;
+		case OPT_STREAM: bank.stream = optarg; break;
+		case OPT_RESULT_TIMEOUT:
+			if (!parse_uint(optarg, 1, 86400, &v))
+				return usage_error("--result-timeout must be 1..86400 seconds, not '%s'", optarg);
+			bank.result_timeout = (unsigned)v;
+			break;
+		case OPT_ROLE:
+			if (strcmp(optarg, "analyst") != 0 && strcmp(optarg, "device") != 0)
+				return usage_error("--role must be device or analyst, not '%s'", optarg);
+			bank.analyst = strcmp(optarg, "analyst") == 0;
+			break;
 		default: {
 			const char *bad = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
 			if (optopt >= OPT_HOST)
@@ -295,6 +348,11 @@ int main(int argc, char **argv)
 	if (peer && (!ig_id_valid(peer, strlen(peer)) || strcmp(peer, cfg.id) == 0))
 		return usage_error("--peer '%s' is invalid: name another device's id ([A-Za-z0-9_.-], 1..64)", peer);
 
+	if (!ig_id_valid(bank.stream, strlen(bank.stream)))
+		return usage_error("--stream '%s' is invalid: use 1..64 characters of [A-Za-z0-9_.-]", bank.stream);
+	if (bank.analyst && (bank.collect_interval || peer))
+		return usage_error("%s", "--role analyst cannot be combined with --collect-interval or --peer");
+
 	ig_agent_log_init(cfg.id, cfg.verbose);
 	if (ig_init() != IG_OK) {
 		fputs("iotguard-agent: cannot initialise libsodium\n", stderr);
@@ -306,7 +364,7 @@ int main(int argc, char **argv)
 	}
 	mosquitto_lib_init();
 
-	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping);
+	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank);
 	mosquitto_lib_cleanup();
 	return status;
 }

@@ -1,0 +1,268 @@
+/*
+ * wallet.h: what the two sides of the coin economy keep track of, and
+ * their duties.
+ *
+ * Why this exists: a collector pays for every data message with a one-use
+ * coin and an analyst burns that coin at the bank to read the message (team
+ * design, "Issue 4"). Which coin to spend, which message a result answers,
+ * when a coin must go back to the bank, which redeem a bank reply belongs
+ * to and what the running statistics are, are all decisions that must be
+ * right without a broker in the loop. They live here as plain functions
+ * over plain tables; duty_collect.c and duty_analyst.c only move bytes
+ * between them and MQTT, as duty_m2m.c does with m2m_keys.h.
+ */
+#ifndef IG_WALLET_H
+#define IG_WALLET_H
+
+#include "duties.h"
+#include "ig_bank.h"
+#include "ig_keys.h"
+
+struct cJSON;
+
+#define IG_BANK_NONCE_HEX 32                 /* request nonces: 16 random bytes, hex */
+#define IG_BANK_TOPIC_MAX (40 + IG_CLUSTER_MAX + 2 * IG_ID_MAX)
+
+/* ---- the collector's wallet --------------------------------------------------
+ * One table of coin slots. A coin moves READY -> OUTSTANDING (it paid for a
+ * message) -> wiped (its result came), or to REFUND_DUE -> REFUNDING ->
+ * wiped (handed back to the bank). A coin never goes back to READY once it
+ * went out in a message: it is one-use. */
+#define IG_WALLET_CAP 256
+#define IG_WALLET_LOW 8            /* mint when fewer ready coins than this */
+#define IG_WALLET_MINT_BATCH 16    /* coins per mint request */
+#define IG_WALLET_MIN_LIFE_S 10    /* a coin this close to expiry is not spent, but refunded */
+
+typedef enum ig_wallet_slot_state {
+	IG_WSLOT_EMPTY = 0,
+	IG_WSLOT_READY,          /* minted to us, not used yet */
+	IG_WSLOT_OUTSTANDING,    /* paid for a data message; waiting for its result */
+	IG_WSLOT_REFUND_DUE,     /* to be handed back to the bank */
+	IG_WSLOT_REFUNDING,      /* in the refund request awaiting its reply */
+} ig_wallet_slot_state;
+
+typedef struct ig_wallet_coin {
+	ig_wallet_slot_state state;
+	uint8_t coin[IG_COIN_BYTES];          /* secret */
+	uint64_t expires_at;                  /* Unix s, from the bank */
+	bool sealed;                          /* went out in a message: header_hash, seq, sent_ms valid */
+	uint8_t header_hash[IG_HASH_BYTES];
+	uint64_t seq;
+	uint64_t sent_ms;
+} ig_wallet_coin;
+
+typedef struct ig_wallet {
+	ig_wallet_coin slot[IG_WALLET_CAP];
+} ig_wallet;
+
+void ig_wallet_init(ig_wallet *w);
+size_t ig_wallet_count(const ig_wallet *w, ig_wallet_slot_state st);
+/* Adds n coins (n * 32 bytes) expiring at expires_at as READY. All or
+ * nothing: IG_ERR_RANGE if fewer than n slots are free. */
+int ig_wallet_add(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at);
+/* The READY coin to spend next: the one expiring soonest among those with
+ * more than IG_WALLET_MIN_LIFE_S left. NULL if none. It stays READY until
+ * ig_wallet_mark_sent. */
+ig_wallet_coin *ig_wallet_take(ig_wallet *w, uint64_t now_s);
+void ig_wallet_mark_sent(ig_wallet_coin *c, const uint8_t header_hash[IG_HASH_BYTES], uint64_t seq, uint64_t now_ms);
+/* The coin that paid for the message with this header hash, whatever its
+ * state since (a late result still counts). NULL if none. */
+ig_wallet_coin *ig_wallet_find(ig_wallet *w, const uint8_t header_hash[IG_HASH_BYTES]);
+/* Wipes the slot. */
+void ig_wallet_forget(ig_wallet_coin *c);
+/* Marks REFUND_DUE: outstanding coins without a result after
+ * result_timeout_ms or past their expiry, and ready coins within
+ * IG_WALLET_MIN_LIFE_S of it. Returns how many it marked. */
+size_t ig_wallet_sweep(ig_wallet *w, uint64_t now_ms, uint64_t result_timeout_ms);
+/* Moves up to max REFUND_DUE coins to REFUNDING and points out[] at them. */
+size_t ig_wallet_refund_batch(ig_wallet *w, ig_wallet_coin **out, size_t max);
+/* The refund was answered: wipes every REFUNDING coin. Returns how many. */
+size_t ig_wallet_refund_settle(ig_wallet *w);
+/* The refund went unanswered: REFUNDING goes back to REFUND_DUE. */
+size_t ig_wallet_refund_retry(ig_wallet *w);
+void ig_wallet_wipe(ig_wallet *w);
+
+/* {"type":"refund","coins":["<64 hex>",...],"nonce":"..."}; returns the
+ * length or IG_ERR_RANGE. The buffer holds coins: wipe it after use. */
+int ig_wallet_refund_request(char *out, size_t cap, ig_wallet_coin *const *coins, size_t n, const char *nonce);
+
+/* ---- boxes from the cluster head (coins, redeemed keys) ----------------------- */
+
+/* The X25519 shared key with the pinned cluster head, computed once per key. */
+typedef struct ig_ch_box {
+	ig_box_key bk;                    /* secret */
+	bool have;
+	uint8_t for_pk[IG_PK_BYTES];
+} ig_ch_box;
+bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin);
+void ig_ch_box_wipe(ig_ch_box *b);
+/* Opens the "box" (base64 std) of msg under "box_nonce" (48 hex). Returns
+ * the plaintext length, IG_ERR_INVAL (fields missing or malformed),
+ * IG_ERR_RANGE (does not fit) or IG_ERR_CRYPTO (not from the cluster head). */
+int ig_ch_box_open(uint8_t *out, size_t cap, const struct cJSON *msg, const ig_box_key *bk);
+
+/* A fresh random request nonce. */
+void ig_bank_nonce(char out[IG_BANK_NONCE_HEX + 1]);
+
+/* ---- readings ------------------------------------------------------------------ */
+
+typedef struct ig_reading {
+	bool has_load, has_mem, has_temp;
+	double load;                      /* 1-minute load average */
+	uint64_t mem_kb;                  /* MemAvailable */
+	double temp_c;                    /* first thermal zone */
+} ig_reading;
+/* Reads /proc/loadavg, /proc/meminfo and /sys/class/thermal/thermal_zone0..9;
+ * IG_ERR_IO if none of them could be read. */
+int ig_reading_take(ig_reading *r);
+/* {"seq":n,"t":ms,"load":..,"mem_kb":..,"temp_c":..} (fields present only
+ * if read). Returns the length or IG_ERR_RANGE. */
+int ig_reading_payload(char *out, size_t cap, uint64_t seq, uint64_t t_ms, const ig_reading *r);
+
+/* ---- topics -------------------------------------------------------------------- */
+
+/* Splits iotguard/<cluster>/dev/<collector>/<kind>/<stream> (kind "data"
+ * or "results"); IG_ERR_INVAL unless every part is a valid id. */
+int ig_bank_topic_split(const char *topic, const char *cluster, const char *kind, char collector[IG_ID_MAX + 1],
+                        char stream[IG_ID_MAX + 1]);
+
+/* ---- the analyst's pending redeems --------------------------------------------- */
+#define IG_REDEEM_MAX_PENDING 32
+#define IG_REDEEM_TIMEOUT_MS 30000
+#define IG_REDEEM_BOX_BYTES (32 + 32 + IG_COIN_NONCE_BYTES + IG_HASH_BYTES)
+
+typedef struct ig_redeem {
+	bool used;
+	char nonce[IG_BANK_NONCE_HEX + 1];
+	char collector[IG_ID_MAX + 1];
+	char stream[IG_ID_MAX + 1];
+	char topic[IG_BANK_TOPIC_MAX];
+	uint8_t header_hash[IG_HASH_BYTES];
+	ig_suite suite;
+	uint8_t payload_nonce[IG_COIN_NONCE_BYTES];
+	uint8_t *msg;                     /* a copy of the data message */
+	size_t len;
+	uint64_t sent_ms;
+} ig_redeem;
+
+typedef struct ig_redeem_table {
+	ig_redeem r[IG_REDEEM_MAX_PENDING];
+} ig_redeem_table;
+
+/* Remembers a data message to redeem: parses it, copies it, hashes its
+ * header and picks a fresh nonce. NULL if malformed (*err = IG_ERR_INVAL),
+ * the table is full (IG_ERR_RANGE) or out of memory. */
+ig_redeem *ig_redeem_add(ig_redeem_table *t, const char *topic, const char *collector, const char *stream,
+                         const uint8_t *msg, size_t len, uint64_t now_ms, int *err);
+ig_redeem *ig_redeem_find(ig_redeem_table *t, const char *nonce);
+void ig_redeem_drop(ig_redeem *r);
+/* Drops redeems older than timeout_ms; returns how many. */
+size_t ig_redeem_expire(ig_redeem_table *t, uint64_t now_ms, uint64_t timeout_ms);
+size_t ig_redeem_count(const ig_redeem_table *t);
+void ig_redeem_clear(ig_redeem_table *t);
+/* {"type":"redeem","topic":..,"header":"<b64>","nonce":..}. */
+int ig_redeem_request(char *out, size_t cap, const ig_redeem *r);
+
+/* Checks a {"type":"redeemed"} reply against r and opens its box: header
+ * hash and suite in clear and in the box must match r, and so must the
+ * payload nonce. On IG_OK payload_key and result_key are filled (the
+ * caller wipes them); else err says why (nothing secret in it). */
+int ig_redeem_accept(const ig_redeem *r, const struct cJSON *msg, const ig_box_key *bk, uint8_t payload_key[32],
+                     uint8_t result_key[32], ig_error *err);
+
+/* ---- the analyst's running statistics ------------------------------------------ */
+#define IG_STATS_MAX_SERIES 64
+#define IG_STATS_MAX_FIELDS 8
+#define IG_STATS_NAME_MAX 32
+
+typedef struct ig_stat_field {
+	char name[IG_STATS_NAME_MAX + 1];
+	uint64_t count;
+	double mean, min, max;
+} ig_stat_field;
+
+typedef struct ig_stat_series {
+	bool used;
+	char collector[IG_ID_MAX + 1];
+	char stream[IG_ID_MAX + 1];
+	uint64_t touched;                 /* for evicting the least recently used series */
+	uint64_t messages;
+	size_t nfields;
+	ig_stat_field field[IG_STATS_MAX_FIELDS];
+} ig_stat_series;
+
+typedef struct ig_stats {
+	ig_stat_series s[IG_STATS_MAX_SERIES];
+	uint64_t clock;
+} ig_stats;
+
+/* The series for (collector, stream), created if new (evicting the least
+ * recently used one when full). */
+ig_stat_series *ig_stats_series(ig_stats *st, const char *collector, const char *stream);
+/* Adds one value to the named field (a new field if there is room; else
+ * IG_ERR_RANGE). Non-finite values are IG_ERR_INVAL. */
+int ig_stats_add(ig_stat_series *s, const char *name, double v);
+/* Feeds every top-level finite number of a payload object except "seq" and
+ * "t" (identifiers, not measurements). Returns how many fields it fed or
+ * IG_ERR_INVAL if payload is not an object. */
+int ig_stats_feed(ig_stat_series *s, const struct cJSON *payload);
+const ig_stat_field *ig_stats_field(const ig_stat_series *s, const char *name);
+/* {"seq":n,"stats":{"load":{"count":c,"mean":m,"min":a,"max":b},...}};
+ * returns the length or IG_ERR_RANGE / IG_ERR_NOMEM. */
+int ig_stats_result(char *out, size_t cap, const ig_stat_series *s, uint64_t seq);
+
+/* ---- the duties ----------------------------------------------------------------- */
+
+/* collect: a sensor reading every interval (+-10%), paid with one coin. */
+typedef struct ig_collect_counters {
+	uint64_t sent, results, dropped_results, skipped_no_coin, minted, refunded, refund_refused;
+} ig_collect_counters;
+
+typedef struct ig_collect_state {
+	unsigned interval_s;
+	unsigned result_timeout_s;
+	char stream[IG_ID_MAX + 1];
+	const ig_pin_state *pin;
+	ig_wallet wallet;
+	ig_ch_box box;
+	char mint_nonce[IG_BANK_NONCE_HEX + 1];     /* "" = no mint outstanding */
+	unsigned mint_count;
+	unsigned mint_want;                         /* halved while the bank says no_credit */
+	uint64_t mint_sent_us;
+	char refund_nonce[IG_BANK_NONCE_HEX + 1];   /* "" = no refund outstanding */
+	uint64_t refund_sent_us;
+	uint64_t next_mint_us, next_refund_us;      /* backoff after refusals */
+	unsigned mint_failures;
+	uint64_t next_reading_us;
+	uint64_t next_report_us;
+	uint64_t connected_us;
+	uint64_t seq;
+	ig_collect_counters counters;
+	bool warned_no_pin, warned_no_coin;
+} ig_collect_state;
+int ig_collect_init(ig_collect_state *c, unsigned interval_s, const char *stream, unsigned result_timeout_s,
+                    const ig_pin_state *pin);
+/* Handles one message on iotguard/C/dev/ID/results/<stream>; returns true
+ * if a matching result was opened. Exposed for the unit test. */
+bool ig_collect_result(ig_collect_state *c, const char *topic, const uint8_t *msg, size_t len, char *out,
+                       size_t cap, size_t *out_len, uint64_t *seq);
+extern const ig_duty_ops ig_duty_collect;
+
+/* analyst: redeems every data message it sees and answers with statistics. */
+typedef struct ig_analyst_counters {
+	uint64_t messages, redeemed, refused, results, dropped;
+} ig_analyst_counters;
+
+typedef struct ig_analyst_state {
+	const ig_pin_state *pin;
+	ig_ch_box box;
+	ig_redeem_table redeems;
+	ig_stats stats;
+	ig_analyst_counters counters;
+	uint64_t next_report_us;
+	bool warned_no_pin;
+} ig_analyst_state;
+int ig_analyst_init(ig_analyst_state *an, const ig_pin_state *pin);
+extern const ig_duty_ops ig_duty_analyst;
+
+#endif
