@@ -33,22 +33,14 @@
  * Identities: devices dev-0000000.. and monitor mon-000 from `bench_scale
  * mkledger` (keys derived from the id: benchmark-only, public).
  */
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -58,340 +50,13 @@
 #include "ig_common.h"
 #include "ig_keys.h"
 #include "ig_token.h"
+#include "loadgen.h"
 
 #define BENCH_NAME "bench_m2m"
-#define SEED_KEY "iotguard-bench-seed-v1"   /* must match bench_scale.c */
 #define MAX_PAIRS 256
 #define MAX_ROUNDS 16
 #define MAX_PAYLOAD 1024
-#define RBUF_MAX (16u * 1024u * 1024u)
 #define BATCH 32                             /* messages appended per sender turn */
-
-/* ---- small helpers -------------------------------------------------------- */
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *msg, const char *detail)
-{
-	fprintf(stderr, BENCH_NAME ": %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
-	exit(1);
-}
-
-static void *xrealloc(void *p, size_t n)
-{
-	void *q = realloc(p, n);
-	if (!q)
-		die("out of memory", NULL);
-	return q;
-}
-
-static uint64_t self_cpu_ns(void)
-{
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
-
-/* On-CPU time of every thread of the broker (the ledger writer included),
- * from schedstat: a cost per operation that does not depend on how much of its
- * core the broker got on a shared machine. */
-static uint64_t process_cpu_ns(int pid)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return 0;
-	uint64_t total = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p2[320];
-		snprintf(p2, sizeof p2, "/proc/%d/task/%s/schedstat", pid, de->d_name);
-		FILE *f = fopen(p2, "r");
-		unsigned long long ns = 0;
-		if (f) {
-			if (fscanf(f, "%llu", &ns) == 1)
-				total += ns;
-			fclose(f);
-		}
-	}
-	closedir(d);
-	return total;
-}
-
-static void bench_keypair(const char *id, uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
-{
-	uint8_t seed[IG_SEED_BYTES];
-	crypto_generichash(seed, IG_SEED_BYTES, (const uint8_t *)id, strlen(id), (const uint8_t *)SEED_KEY,
-	                   sizeof SEED_KEY - 1);
-	crypto_sign_seed_keypair(pk, sk, seed);
-	sodium_memzero(seed, sizeof seed);
-}
-
-/* ---- minimal MQTT 3.1.1 client (what the benchmark needs, no more) ------- */
-
-typedef struct conn {
-	int fd;
-	uint8_t *w;
-	size_t wcap, wlen, woff;
-	uint8_t *r;
-	size_t rcap, rlen;
-	uint16_t next_pid;
-} conn;
-
-typedef void (*packet_fn)(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len);
-
-static size_t put_varint(uint8_t *p, size_t v)
-{
-	size_t n = 0;
-	do {
-		uint8_t b = v % 128;
-		v /= 128;
-		p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
-	} while (v);
-	return n;
-}
-
-static size_t put_str(uint8_t *p, const char *s, size_t len)
-{
-	p[0] = (uint8_t)(len >> 8);
-	p[1] = (uint8_t)len;
-	memcpy(p + 2, s, len);
-	return len + 2;
-}
-
-static void conn_reserve(conn *c, size_t n)
-{
-	if (c->wlen + n <= c->wcap)
-		return;
-	if (c->woff) {
-		memmove(c->w, c->w + c->woff, c->wlen - c->woff);
-		c->wlen -= c->woff;
-		c->woff = 0;
-	}
-	size_t cap = c->wcap ? c->wcap : 4096;
-	while (c->wlen + n > cap)
-		cap *= 2;
-	if (cap != c->wcap) {
-		c->w = xrealloc(c->w, cap);
-		c->wcap = cap;
-	}
-}
-
-/* Appends a PUBLISH and returns where its payload (plen bytes) goes. */
-static uint8_t *conn_publish_begin(conn *c, const char *topic, size_t tlen, size_t plen, int qos)
-{
-	size_t rem = 2 + tlen + (qos ? 2 : 0) + plen;
-	conn_reserve(c, 5 + rem);
-	uint8_t *p = c->w + c->wlen;
-	size_t h = 0;
-	p[h++] = (uint8_t)(0x30 | (qos << 1));
-	h += put_varint(p + h, rem);
-	h += put_str(p + h, topic, tlen);
-	if (qos) {
-		if (++c->next_pid == 0)
-			c->next_pid = 1;
-		p[h++] = (uint8_t)(c->next_pid >> 8);
-		p[h++] = (uint8_t)c->next_pid;
-	}
-	c->wlen += h + plen;
-	return p + h;
-}
-
-static void conn_publish(conn *c, const char *topic, const void *payload, size_t plen, int qos)
-{
-	memcpy(conn_publish_begin(c, topic, strlen(topic), plen, qos), payload, plen);
-}
-
-static void conn_subscribe(conn *c, const char *filter, int qos)
-{
-	size_t flen = strlen(filter), rem = 2 + 2 + flen + 1;
-	conn_reserve(c, 5 + rem);
-	uint8_t *p = c->w + c->wlen;
-	size_t h = 0;
-	p[h++] = 0x82;
-	h += put_varint(p + h, rem);
-	p[h++] = 0;
-	p[h++] = 1;
-	h += put_str(p + h, filter, flen);
-	p[h++] = (uint8_t)qos;
-	c->wlen += h;
-}
-
-static void conn_ack(conn *c, uint8_t type, const uint8_t pid[2])
-{
-	conn_reserve(c, 4);
-	c->w[c->wlen++] = type;
-	c->w[c->wlen++] = 2;
-	c->w[c->wlen++] = pid[0];
-	c->w[c->wlen++] = pid[1];
-}
-
-/* Writes what is buffered; false if the connection is broken. */
-static bool conn_flush(conn *c)
-{
-	while (c->woff < c->wlen) {
-		ssize_t n = write(c->fd, c->w + c->woff, c->wlen - c->woff);
-		if (n > 0) {
-			c->woff += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		return false;
-	}
-	if (c->woff == c->wlen)
-		c->woff = c->wlen = 0;
-	return true;
-}
-
-static bool conn_wants_write(const conn *c)
-{
-	return c->wlen > c->woff;
-}
-
-/* TCP connect, CONNECT, CONNACK (blocking); then non-blocking. */
-static void conn_open(conn *c, int port, const char *id, const char *password)
-{
-	memset(c, 0, sizeof *c);
-	c->fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (c->fd < 0)
-		die("socket", strerror(errno));
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-		die("connect to the broker on 127.0.0.1 failed", strerror(errno));
-	uint8_t body[1024], pkt[1100];
-	size_t n = 0, idl = strlen(id), pwl = strlen(password);
-	n += put_str(body + n, "MQTT", 4);
-	body[n++] = 4;
-	body[n++] = 0x02 | 0x80 | 0x40;     /* clean session, username, password */
-	body[n++] = 0;
-	body[n++] = 0;                      /* no keepalive: runs are short */
-	n += put_str(body + n, id, idl);
-	n += put_str(body + n, id, idl);
-	n += put_str(body + n, password, pwl);
-	size_t h = 0;
-	pkt[h++] = 0x10;
-	h += put_varint(pkt + h, n);
-	memcpy(pkt + h, body, n);
-	for (size_t off = 0; off < h + n;) {
-		ssize_t k = write(c->fd, pkt + off, h + n - off);
-		if (k <= 0)
-			die("sending CONNECT failed", strerror(errno));
-		off += (size_t)k;
-	}
-	uint8_t ack[4];
-	for (size_t got = 0; got < 4;) {
-		ssize_t k = read(c->fd, ack + got, 4 - got);
-		if (k <= 0)
-			die("the broker closed the connection before CONNACK (is the ledger the benchmark's?)", id);
-		got += (size_t)k;
-	}
-	if (ack[0] != 0x20 || ack[1] != 2 || ack[3] != 0) {
-		fprintf(stderr, BENCH_NAME ": %s: CONNACK refused (return code %d); was the ledger made by "
-		                "'bench_scale mkledger' with enough devices and a monitor?\n", id, ack[3]);
-		exit(1);
-	}
-	int fl = fcntl(c->fd, F_GETFL);
-	if (fl < 0 || fcntl(c->fd, F_SETFL, fl | O_NONBLOCK) != 0)
-		die("fcntl O_NONBLOCK", strerror(errno));
-	c->rcap = 64 * 1024;
-	c->r = xrealloc(NULL, c->rcap);
-}
-
-static void conn_close(conn *c)
-{
-	if (c->fd >= 0) {
-		static const uint8_t disconnect[2] = {0xe0, 0};
-		if (write(c->fd, disconnect, 2) < 0) {
-			/* the broker may be gone already; closing is all that is left */
-		}
-		close(c->fd);
-	}
-	free(c->w);
-	free(c->r);
-	memset(c, 0, sizeof *c);
-	c->fd = -1;
-}
-
-/* Reads everything available and hands each complete packet to fn.
- * False when the broker closed the connection. */
-static bool conn_read(conn *c, packet_fn fn, void *ctx)
-{
-	for (;;) {
-		if (c->rlen == c->rcap) {
-			if (c->rcap >= RBUF_MAX)
-				die("a packet larger than 16 MiB arrived", NULL);
-			c->rcap *= 2;
-			c->r = xrealloc(c->r, c->rcap);
-		}
-		ssize_t n = read(c->fd, c->r + c->rlen, c->rcap - c->rlen);
-		if (n == 0)
-			return false;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return true;
-			return false;
-		}
-		c->rlen += (size_t)n;
-		size_t off = 0;
-		while (off + 2 <= c->rlen) {
-			size_t len = 0, mult = 1, h = 1;
-			bool complete = false;
-			for (; h < 5 && off + h < c->rlen; h++) {
-				uint8_t b = c->r[off + h];
-				len += (b & 127u) * mult;
-				mult *= 128;
-				if (!(b & 128)) {
-					complete = true;
-					h++;
-					break;
-				}
-			}
-			if (!complete || off + h + len > c->rlen)
-				break;
-			fn(ctx, c, c->r[off], c->r + off + h, len);
-			off += h + len;
-		}
-		memmove(c->r, c->r + off, c->rlen - off);
-		c->rlen -= off;
-	}
-}
-
-/* Splits a PUBLISH body; queues its PUBACK when QoS 1. */
-static bool publish_parts(conn *c, uint8_t type, const uint8_t *b, size_t len, const char **topic, size_t *tlen,
-                          const uint8_t **payload, size_t *plen)
-{
-	int qos = (type >> 1) & 3;
-	if (len < 2)
-		return false;
-	*tlen = ((size_t)b[0] << 8) | b[1];
-	size_t off = 2 + *tlen + (qos ? 2 : 0);
-	if (off > len)
-		return false;
-	*topic = (const char *)b + 2;
-	if (qos == 1)
-		conn_ack(c, 0x40, b + 2 + *tlen);
-	*payload = b + off;
-	*plen = len - off;
-	return true;
-}
 
 /* ---- the benchmark ---------------------------------------------------------- */
 
@@ -436,16 +101,6 @@ typedef struct bench {
 	uint64_t key_errors;
 	ig_suite suite;
 } bench;
-
-static void mint(char *tok, size_t cap, const char *cluster, const char *id)
-{
-	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
-	bench_keypair(id, pk, sk);
-	uint64_t now = ig_now_ms() / 1000;
-	if (ig_token_mint(tok, cap, sk, cluster, id, now, now + 600, NULL) < 0)
-		die("minting a token failed", id);
-	sodium_memzero(sk, sizeof sk);
-}
 
 /* A session_key inbox message, opened and checked as a device does. */
 static void on_key(bench *B, device *d, const cJSON *m)
@@ -797,6 +452,7 @@ static void crypto_cost(size_t payload_len, ig_suite in_use)
 
 int main(int argc, char **argv)
 {
+	lg_name = BENCH_NAME;
 	int port = 0, pid = 0, rounds = 3;
 	double duration = 2.0, warmup = 0.5, goal = 0.9, slice = 0.5;
 	uint64_t window = 2000;
@@ -852,7 +508,7 @@ int main(int argc, char **argv)
 	randombytes_buf(B.pt, sizeof B.pt);
 
 	char tok[IG_TOKEN_TEXT_MAX], topic[256];
-	mint(tok, sizeof tok, B.cluster, "mon-000");
+	bench_token(tok, sizeof tok, B.cluster, "mon-000");
 	conn_open(&B.mon, port, "mon-000", tok);
 	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
 	conn_subscribe(&B.mon, topic, 0);
@@ -862,7 +518,7 @@ int main(int argc, char **argv)
 		snprintf(d->id, sizeof d->id, "dev-%07d", i);
 		d->pair = i / 2;
 		d->is_sender = (i % 2) == 0;
-		mint(tok, sizeof tok, B.cluster, d->id);
+		bench_token(tok, sizeof tok, B.cluster, d->id);
 		conn_open(&d->c, port, d->id, tok);
 		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", B.cluster, d->id);
 		conn_subscribe(&d->c, topic, 1);

@@ -6,12 +6,13 @@
 # plain Mosquitto vs dynamic-security, in the same run, on the same machine),
 # so one script owns the brokers' configs, their CPU pinning and their
 # lifetimes, and nothing is left running afterwards. All load goes to
-# 127.0.0.1, bounded in time; the whole run takes about 3 minutes.
+# 127.0.0.1, bounded in time; the whole run takes about 4 minutes.
 #
-# Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys]
+# Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank]
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
-#   BENCH_IDENTITIES (scale benchmark, default 1000000).
+#   BENCH_IDENTITIES (scale benchmark, default 1000000),
+#   BENCH_COINS (coins in the bank's memory benchmark, default 10000000).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,16 +21,18 @@ port_base=${BENCH_PORT_BASE:-18900}
 rounds=${BENCH_ROUNDS:-5}
 seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
+coins=${BENCH_COINS:-10000000}
 do_build=1 do_ledger=1 do_scale=1
-do_keys=1
+do_keys=1 do_bank=1
 for a in "$@"; do
 	case $a in
-	--quick) rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} ;;
+	--quick) rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
 	--skip-build) do_build=0 ;;
 	--no-ledger) do_ledger=0 ;;
 	--no-scale) do_scale=0 ;;
 	--no-keys) do_keys=0 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys]" >&2; exit 2 ;;
+	--no-bank) do_bank=0 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank]" >&2; exit 2 ;;
 	esac
 done
 
@@ -62,6 +65,7 @@ if [ $do_build = 1 ]; then
 	targets=(bench_connect bench_publish bench_scale mosquitto_iotguard)
 	[ $do_ledger = 1 ] && [ -f "$repo/bench/bench_ledger.c" ] && targets+=(bench_ledger)
 	[ $do_keys = 1 ] && targets+=(bench_keys bench_m2m bench_entropy)
+	[ $do_bank = 1 ] && targets+=(bench_bank bench_coins)
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -280,6 +284,43 @@ if [ $do_keys = 1 ]; then
 	stop_broker $pid_ent
 fi
 
+# ---- 6. the bank (issue 4): coins end to end, sealed data, memory per coin ---
+coins_out=$work/coins-bench.txt
+if [ $do_bank = 1 ]; then
+	for f in bench_bank bench_coins; do
+		[ -x "$bin/$f" ] || { echo "run.sh: $bin/$f is missing; run without --skip-build" >&2; exit 1; }
+	done
+	bank_seconds=5 route_rounds=$rounds
+	[ "$rounds" -le 3 ] && bank_seconds=3
+	[ "$route_rounds" -gt 3 ] && route_rounds=3
+	"${pin_load[@]}" "$bin/bench_bank" mkledger --dir "$work/ledger-bank" --cluster $cluster --collectors 100 \
+		--analysts 4 --monitors 2
+	# Stats every second (the tool brackets its window with two), and the
+	# same inflight/queue settings as the publish benchmark: Mosquitto 2.0.11
+	# can leave the last QoS 1 messages behind its inflight quota until the
+	# next message arrives, which would stall the drain of redeems.
+	free_port; p_bank=$port
+	write_conf bank $p_bank "allow_anonymous false" "plugin $plugin_so" "plugin_opt_stats_interval 1" \
+		"plugin_opt_ledger $work/ledger-bank" "max_inflight_messages 0" "max_queued_messages 10000"
+	start_broker bank; pid_bank=$pid
+	echo
+	"${pin_load[@]}" "$bin/bench_bank" run --port $p_bank --cluster $cluster --collectors 100 --analysts 4 \
+		--duration $bank_seconds --warmup 1 --rounds "$route_rounds" --route-duration "$seconds" --slice 0.5 \
+		--pid $pid_bank --goal 10000 | tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_bank
+
+	echo
+	echo "== bench_coins (the coin index alone, 10M coins) =="
+	"${pin_load[@]}" "$bin/bench_coins" | tee "$coins_out"
+
+	# The broker itself with $coins outstanding coins in its ledger vs. an
+	# empty bank: ~11 s and ~1 GB of peak RSS at 10M (BENCH_COINS).
+	free_port
+	echo
+	"$bin/bench_bank" rss --plugin "$plugin_so" --work "$work/bank-rss" --coins "$coins" --port "$port" \
+		--broker-cpu $broker_cpu --client-cpu $load_cpu | tee -a "$results" | grep -v '^RESULT' || true
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -359,6 +400,37 @@ if [ $do_keys = 1 ]; then
 	row "entropy: broker CPU per contribution" "$(get entropy.cpu_us)" "us"
 	row "entropy: contributions refused" "$(get entropy.refused)" "" "<=" 0
 	row "entropy: device cost to seal one (load gen)" "$(get entropy.seal_us)" "us"
+fi
+if [ $do_bank = 1 ]; then
+	row "bank: durable mints + redeems end to end" "$(get bank.coins_per_s)" "coins/s" ">=" 10000
+	row "bank: durable mints (coins box opened)" "$(get bank.mints_per_s)" "coins/s"
+	row "bank: durable redeems (box opened, data decrypted)" "$(get bank.redeems_per_s)" "coins/s"
+	row "bank: broker CPU per coin, mixed (all threads)" "$(get bank.cpu_us_per_coin)" "us"
+	row "bank: broker CPU per redeem (mixed minus mints)" "$(get bank.redeem_cpu_us)" "us"
+	row "bank: broker CPU per minted coin (mint only)" "$(get bank.mint_cpu_us)" "us"
+	row "bank: mints alone, 2 requests in flight/collector" "$(get bank.mint_only_per_s)" "coins/s"
+	row "bank: data publish -> redeemed + decrypted, p50" "$(get bank.redeem_p50_ms)" "ms"
+	row "bank: ledger commit latency avg (plugin stats)" "$(get bank.commit_avg_us)" "us"
+	row "bank: ledger commit latency max (plugin stats)" "$(get bank.commit_max_us)" "us"
+	row "bank: errors, bad boxes/data, unmatched, unfinished" "$(get bank.failures)" "" "<=" 0
+	row "bank: collector seal per message (ig_data_seal)" "$(get bank.crypto.seal_us)" "us"
+	row "bank: analyst open per message (after redeem)" "$(get bank.crypto.open_us)" "us"
+	row "bank: client seal + open per message" "$(get bank.crypto.seal_open_us)" "us"
+	row "bank: bank's header open per redeem (tight loop)" "$(get bank.crypto.bank_open_us)" "us"
+	row "bank data: plaintext to a monitor, same broker" "$(get bank.route.plain_rate)" "msg/s"
+	row "bank data: coin-sealed to a monitor" "$(get bank.route.sealed_rate)" "msg/s"
+	row "bank data: ratio sealed/plaintext (msg/s)" "$(get bank.route.ratio)" ""
+	row "bank data: ratio sealed/plaintext of equal size" "$(get bank.route.ratio_padded)" ""
+	row "bank data: ratio (broker CPU per message)" "$(get bank.route.capacity)" ""
+	if [ -s "$coins_out" ]; then
+		row "coins: index RSS per coin, 10M (bench_coins)" \
+			"$(awk '/^coin index rss:/ {print $4}' "$coins_out")" "bytes" "<=" 48
+		row "coins: index rebuild, apply coin_mint per coin" \
+			"$(awk '/^apply coin_mint:/ {print $3}' "$coins_out")" "ns"
+	fi
+	row "coins: broker RSS per coin, $(get bank.rss_coins) coins" "$(get bank.rss_per_coin_bytes)" "bytes" "<=" 48
+	row "coins: broker peak RSS per coin (VmHWM, at load)" "$(get bank.hwm_per_coin_bytes)" "bytes"
+	row "coins: broker start with those coins" "$(get bank.rss_start_s)" "s"
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."
