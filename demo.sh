@@ -8,6 +8,10 @@
 # once and cannot come back). The key service shows too: two devices get a
 # session key and talk end to end (a second monitor sees only ciphertext),
 # devices contribute entropy, and a new device joins with a one-time code.
+# And the bank: a credited collector pays for each sealed reading with a
+# one-use coin, an analyst redeems the coins to read them and answers with a
+# sealed result; the monitors see coin_mint/coin_redeem ledger events and
+# only ciphertext on the data topics.
 # Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
@@ -63,10 +67,10 @@ say "1. a new ledger for cluster '$CLUSTER' in $DIR/ledger"
 CH_PK=$("$IG" init --ledger "$DIR/ledger" --cluster "$CLUSTER")
 say "   cluster-head public key: $CH_PK"
 
-say "2. keys, and offline enrolment of admin, two monitors and 3 devices (broker not running yet)"
+say "2. keys, and offline enrolment of admin, two monitors, 3 devices and an analyst (broker not running yet)"
 mkdir -p "$DIR/keys"
 declare -A PK
-for id in admin mon watch dev1 dev2 dev3 dev4; do
+for id in admin mon watch dev1 dev2 dev3 dev4 ana1; do
 	PK[$id]=$("$IG" keygen --out "$DIR/keys/$id.key")
 done
 "$IG" enroll --ledger "$DIR/ledger" --id admin --pubkey "${PK[admin]}" --role admin | prefix iotguard
@@ -76,6 +80,9 @@ done
 for id in dev1 dev2 dev3; do
 	"$IG" enroll --ledger "$DIR/ledger" --id "$id" --pubkey "${PK[$id]}" --role device | prefix iotguard
 done
+"$IG" enroll --ledger "$DIR/ledger" --id ana1 --pubkey "${PK[ana1]}" --role analyst | prefix iotguard
+say "   and credit for 100 coins to dev3, which will be a collector (iotguard credit also works online)"
+"$IG" credit --ledger "$DIR/ledger" --id dev3 --amount 100 | prefix iotguard
 
 say "3. mosquitto.conf with the iotguard plugin, on 127.0.0.1:$PORT"
 cat >"$DIR/mosquitto.conf" <<EOF
@@ -102,18 +109,21 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 
-say "4. a monitor: mosquitto_sub with a monitor token on status, ledger/# and stats"
+say "4. a monitor: mosquitto_sub with a monitor token on status, ledger/# (events such as enroll,"
+say "   coin_mint, coin_redeem) and stats; a mint event's list of coin hashes is shortened here"
 MON_TOKEN=$("$IG" token --id mon --key "$DIR/keys/mon.key" --cluster "$CLUSTER" --ttl 86400)
 mosquitto_sub -h 127.0.0.1 -p "$PORT" -i mon -u mon -P "$MON_TOKEN" -v \
 	-t "iotguard/$CLUSTER/dev/+/status" -t "iotguard/$CLUSTER/ledger/#" -t "iotguard/$CLUSTER/stats" \
-	> >(prefix monitor) 2>&1 &
+	> >(sed -u -E 's/"coin_hashes":\["([0-9a-f]{12})[^]]*\]/"coin_hashes":["\1...",...]/' | prefix monitor) 2>&1 &
 PIDS+=($!)
 unset MON_TOKEN
 
-say "   and a second monitor on iotguard/$CLUSTER/m2m/#: device-to-device traffic, which it sees only encrypted"
+say "   and a second monitor on iotguard/$CLUSTER/m2m/# and iotguard/$CLUSTER/dev/+/data/+: device-to-device"
+say "   messages and collectors' readings, which it sees only encrypted"
 WATCH_TOKEN=$("$IG" token --id watch --key "$DIR/keys/watch.key" --cluster "$CLUSTER" --ttl 86400)
 mosquitto_sub -h 127.0.0.1 -p "$PORT" -i watch -u watch -P "$WATCH_TOKEN" -t "iotguard/$CLUSTER/m2m/#" \
-	-F '%t %l bytes: %x' > >(sed -u -E 's/^(.* bytes: .{48}).*/\1... (ciphertext)/' | prefix m2m-monitor) 2>&1 &
+	-t "iotguard/$CLUSTER/dev/+/data/+" -F '%t %l bytes: %x' \
+	> >(sed -u -E 's/^(.* bytes: .{48}).*/\1... (ciphertext)/' | prefix watch) 2>&1 &
 PIDS+=($!)
 unset WATCH_TOKEN
 
@@ -128,7 +138,11 @@ start_agent() {
 }
 start_agent dev1 --ping --entropy-interval 5 --peer dev2 --send-interval 3
 start_agent dev2 --ping --entropy-interval 5 --peer dev1 --send-interval 3
-start_agent dev3 --ping
+say "   dev3 is a collector: every 2 s it sends a sensor reading sealed under one coin from the bank"
+say "   (minting coins from its credit as needed); ana1 is an analyst: it redeems each reading's coin at"
+say "   the bank, reads the data and sends dev3 a sealed result"
+start_agent dev3 --ping --collect-interval 2
+start_agent ana1 --role analyst
 sleep 5
 
 online=(--host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --user admin --key "$DIR/keys/admin.key")
