@@ -533,12 +533,37 @@ static bool suite_valid(int s)
 	return s == IG_SUITE_AES256GCM || s == IG_SUITE_XCHACHA20POLY1305;
 }
 
+/* Every coin nonce field is 24 bytes, but AES-256-GCM reads only the first
+ * 12, so the tag would not cover the rest: anyone could rewrite them and
+ * the message would still open. The canonical GCM nonce therefore ends in
+ * 12 zero bytes, sealing writes them and every parser refuses anything
+ * else, so each byte on the wire is either authenticated or fixed. */
+static size_t nonce_used(ig_suite suite)
+{
+	return suite == IG_SUITE_AES256GCM ? 12 : IG_COIN_NONCE_BYTES;
+}
+
+static void nonce_fresh(uint8_t nonce[IG_COIN_NONCE_BYTES], ig_suite suite)
+{
+	size_t used = nonce_used(suite);
+	randombytes_buf(nonce, used);
+	memset(nonce + used, 0, IG_COIN_NONCE_BYTES - used);
+}
+
+static bool nonce_canonical(const uint8_t nonce[IG_COIN_NONCE_BYTES], ig_suite suite)
+{
+	uint8_t spare = 0;
+	for (size_t i = nonce_used(suite); i < IG_COIN_NONCE_BYTES; i++)
+		spare |= nonce[i];
+	return spare == 0;
+}
+
 int ig_coin_header_encode(uint8_t *out, size_t cap, const ig_coin_header *h)
 {
 	if (!out || !h)
 		return IG_ERR_INVAL;
 	size_t clen = strnlen(h->collector, sizeof h->collector);
-	if (!ig_id_valid(h->collector, clen) || !suite_valid((int)h->suite))
+	if (!ig_id_valid(h->collector, clen) || !suite_valid((int)h->suite) || !nonce_canonical(h->nonce, h->suite))
 		return IG_ERR_INVAL;
 	size_t total = IG_COIN_HEADER_PLAIN_MIN - 1 + clen;
 	if (cap < total)
@@ -574,8 +599,8 @@ int ig_coin_header_decode(ig_coin_header *h, const uint8_t *pt, size_t len)
 	uint8_t suite = *p++;
 	uint8_t clen = *p++;
 	/* the length must be exactly what collector_len says: no slack bytes */
-	if (!suite_valid(suite) || len != (size_t)IG_COIN_HEADER_PLAIN_MIN - 1 + clen ||
-	    !ig_id_valid((const char *)p, clen))
+	if (!suite_valid(suite) || !nonce_canonical(nonce, (ig_suite)suite) ||
+	    len != (size_t)IG_COIN_HEADER_PLAIN_MIN - 1 + clen || !ig_id_valid((const char *)p, clen))
 		return IG_ERR_INVAL;
 	memcpy(h->coin, coin, IG_COIN_BYTES);
 	memcpy(h->nonce, nonce, IG_COIN_NONCE_BYTES);
@@ -689,7 +714,7 @@ int ig_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], c
 
 	memset(&h, 0, sizeof h);
 	memcpy(h.coin, coin, IG_COIN_BYTES);
-	randombytes_buf(h.nonce, sizeof h.nonce); /* a coin keys one payload, but never trust that alone */
+	nonce_fresh(h.nonce, suite); /* a coin keys one payload, but never trust that alone */
 	h.suite = suite;
 	memcpy(h.collector, collector, clen);
 	ig_coin_topic_hash(h.topic_hash, topic);
@@ -746,7 +771,7 @@ int ig_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t
 	if (len < fixed + IG_AEAD_TAG_BYTES || len - fixed - IG_AEAD_TAG_BYTES > IG_DATA_MAX_PAYLOAD)
 		return IG_ERR_INVAL;
 	uint8_t s = msg[6 + hlen];
-	if (!suite_valid(s))
+	if (!suite_valid(s) || !nonce_canonical(msg + 6 + hlen + 1, (ig_suite)s))
 		return IG_ERR_INVAL;
 	*header = msg + 6;
 	*header_len = hlen;
@@ -773,7 +798,8 @@ int ig_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const
 	aad_buf aad;
 	if ((rc = aad_build(&aad, DATA_AAD_DOMAIN, topic, header_hash)) < 0)
 		return rc;
-	/* GCM takes the first 12 of the 24 nonce bytes; XChaCha takes all. */
+	/* GCM takes the first 12 of the 24 nonce bytes (ig_data_parse made sure
+	 * the other 12 are zero); XChaCha takes all. */
 	rc = ig_aead_open(suite, out, cap, ct, ct_len, aad.p, aad.len, nonce, payload_key);
 	aad_free(&aad);
 	return rc;
@@ -790,8 +816,8 @@ int ig_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t l
 	int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &carried, &ct, &ct_len);
 	if (rc != IG_OK)
 		return rc;
-	/* The bank's nonce came out of the sealed header, which the AAD binds;
-	 * comparing all 24 bytes closes the gap GCM's 12-byte nonce leaves. */
+	/* The bank's nonce came out of the sealed header, which the AAD binds:
+	 * the message must carry exactly the nonce its header promised. */
 	if (memcmp(carried, nonce, IG_COIN_NONCE_BYTES) != 0)
 		return IG_ERR_CRYPTO;
 	return ig_data_open(out, cap, msg, len, topic, payload_key);
@@ -811,7 +837,7 @@ int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_su
 	memcpy(p + 4, header_hash, IG_HASH_BYTES);
 	p[4 + IG_HASH_BYTES] = (uint8_t)suite;
 	uint8_t *nonce = p + 4 + IG_HASH_BYTES + 1;
-	randombytes_buf(nonce, IG_COIN_NONCE_BYTES);
+	nonce_fresh(nonce, suite);
 	aad_buf aad;
 	int rc = aad_build(&aad, RESULT_AAD_DOMAIN, topic, header_hash);
 	if (rc < 0)
@@ -831,7 +857,8 @@ int ig_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_
 	if (!msg || !header_hash)
 		return IG_ERR_INVAL;
 	if (len < IG_RESULT_OVERHEAD || len - IG_RESULT_OVERHEAD > IG_DATA_MAX_PAYLOAD ||
-	    memcmp(msg, IG_RESULT_MAGIC, 4) != 0 || !suite_valid(msg[4 + IG_HASH_BYTES]))
+	    memcmp(msg, IG_RESULT_MAGIC, 4) != 0 || !suite_valid(msg[4 + IG_HASH_BYTES]) ||
+	    !nonce_canonical(msg + 4 + IG_HASH_BYTES + 1, (ig_suite)msg[4 + IG_HASH_BYTES]))
 		return IG_ERR_INVAL;
 	memcpy(header_hash, msg + 4, IG_HASH_BYTES);
 	return IG_OK;

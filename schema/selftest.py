@@ -60,8 +60,10 @@ will = {"id": "dev1", "state": "offline"}
 revoked = {"id": "dev1", "state": "revoked", "ts": TS}
 online_agent = with_(online, measurement=HEX64, entropy="ok")
 entropy_failed = with_(online_agent, entropy="failed: repetition count test: 21 identical samples (cutoff 21)")
+collector = with_(online_agent, wallet={"coins": 12, "outstanding": 3})
 STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will, revoked,
-             online_agent, entropy_failed, with_(online, measurement=HEX64B)]
+             online_agent, entropy_failed, with_(online, measurement=HEX64B), collector,
+             with_(online, wallet={"coins": 0, "outstanding": 0})]
 STATUS_BAD = [
     (without(online, "seq"), "online without seq"),
     (without(online, "ts"), "online without ts"),
@@ -88,6 +90,11 @@ STATUS_BAD = [
     (with_(offline_clean, measurement=HEX64), "measurement on an offline status"),
     (with_(will, entropy="ok"), "entropy in the will"),
     (with_(revoked, measurement=HEX64), "measurement on a revoked status"),
+    (with_(offline_clean, wallet={"coins": 1, "outstanding": 0}), "wallet on an offline status"),
+    (with_(online, wallet={"coins": 1}), "wallet without outstanding"),
+    (with_(online, wallet={"coins": -1, "outstanding": 0}), "negative coins"),
+    (with_(online, wallet={"coins": 1, "outstanding": 0, "coin": HEX64}), "a coin in the status"),
+    (with_(online, wallet=5), "wallet as a number"),
 ]
 
 # ---- ledger head ------------------------------------------------------------
@@ -118,7 +125,7 @@ enroll = {"index": 7, "ts": TS, "type": "enroll", "hash": HEX64, "prev": HEX64B,
           "id": "dev1", "role": "device", "pubkey": HEX64B, "by": "admin1"}
 revoke = {"index": 8, "ts": TS, "type": "revoke", "hash": HEX64B, "prev": HEX64,
           "id": "dev1", "reason": "lost in the field \u00e9", "by": "offline:root"}
-unknown = {"index": 9, "ts": TS, "type": "unknown", "type_code": 33, "hash": HEX64,
+unknown = {"index": 9, "ts": TS, "type": "unknown", "type_code": 36, "hash": HEX64,
            "prev": HEX64B, "body": "0100026869"}
 undecodable = {"index": 10, "ts": TS, "type": "enroll", "error": "body does not decode",
                "hash": HEX64, "prev": HEX64B, "body": ""}
@@ -135,7 +142,22 @@ key_issued = {"index": 13, "ts": TS, "type": "key_issued", "hash": HEX64, "prev"
               "expires_at": 1700003600, "suite": "xchacha20poly1305"}
 attest = {"index": 14, "ts": TS, "type": "attest", "hash": HEX64, "prev": HEX64B,
           "id": "a", "measurement": HEX64B, "allowed": "yes"}
-EVENT_OK = [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
+# bank records (values from the docs/PROTOCOL.md and docs/LEDGER.md coin vectors)
+COIN_HASH = "cb2f5160fc1f7e05a55ef49d340b48da2e5a78099d53393351cd579dd42503d6"
+COIN2_HASH = "441edc56cebc8e285d02267aa650819f15add7b06ef9b41b2690128dce655924"
+credit_ev = {"index": 15, "ts": TS, "type": "credit", "hash": HEX64, "prev": HEX64B,
+             "id": "sensor-1", "amount": 100, "by": "admin1"}
+mint_ev = {"index": 16, "ts": TS, "type": "coin_mint", "hash": HEX64, "prev": HEX64B,
+           "owner": "sensor-1", "expires_at": 1700086400, "count": 2, "coin_hashes": [COIN_HASH, COIN2_HASH]}
+redeem_ev = {"index": 17, "ts": TS, "type": "coin_redeem", "hash": HEX64, "prev": HEX64B,
+             "coin_hash": COIN_HASH, "analyst": "analyst-1", "collector": "sensor-1"}
+refund_ev = {"index": 18, "ts": TS, "type": "coin_refund", "hash": HEX64, "prev": HEX64B,
+             "coin_hash": COIN2_HASH, "collector": "sensor-1", "reason": "expired"}
+BANK_EVENTS = [credit_ev, with_(credit_ev, by="offline:root", amount=1), mint_ev,
+               with_(mint_ev, count=1, coin_hashes=[COIN_HASH]), redeem_ev, refund_ev,
+               with_(refund_ev, reason="cancelled"), with_(undecodable, type="coin_mint"),
+               with_(unknown, type_code=47)]
+EVENT_OK = BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
             with_(enroll, role="admin"), with_(unknown, body=""),
             join_code, with_(join_code, role="admin", expires_at=0), join_used, enroll_joined,
             key_issued, with_(key_issued, suite="aes256gcm"), attest, with_(attest, allowed="no"),
@@ -189,6 +211,27 @@ EVENT_BAD = [
     (without(attest, "measurement"), "attest without measurement"),
     (with_(unknown, type_code=18), "unknown form with the key_issued type code"),
     (with_(undecodable, type="coin"), "undecodable with an unknown type name"),
+    (with_(unknown, type_code=33), "unknown form with the coin_mint type code"),
+    (with_(credit_ev, amount=0), "credit of 0"),
+    (with_(credit_ev, amount="5"), "string amount"),
+    (without(credit_ev, "by"), "credit without by"),
+    (with_(credit_ev, id="sensor 1"), "credit with a bad id"),
+    (with_(mint_ev, coin_hashes=[]), "mint without coin hashes"),
+    (with_(mint_ev, coin_hashes=[COIN_HASH] * 2), "the same coin minted twice"),
+    (with_(mint_ev, coin_hashes=[HEX64[:2] + "%062x" % i for i in range(65)], count=65), "65 coins"),
+    (with_(mint_ev, count=0), "count 0"),
+    (with_(mint_ev, coins=["000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"]), "mint with the coins"),
+    (with_(mint_ev, coin_hashes=[COIN_HASH.upper(), COIN2_HASH]), "uppercase coin hash"),
+    (without(mint_ev, "expires_at"), "mint without expiry"),
+    (without(mint_ev, "owner"), "mint without owner"),
+    (with_(redeem_ev, coin_hash=COIN_HASH[:-2]), "short coin hash"),
+    (with_(redeem_ev, coin="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"), "redeem with the coin"),
+    (without(redeem_ev, "analyst"), "redeem without analyst"),
+    (without(redeem_ev, "collector"), "redeem without collector"),
+    (with_(refund_ev, reason="lost"), "unknown refund reason"),
+    (with_(refund_ev, reason="Expired"), "refund reason not lowercase"),
+    (without(refund_ev, "collector"), "refund without collector"),
+    (with_(refund_ev, analyst="an1"), "refund with a redeem field"),
 ]
 
 # ---- stats ----------------------------------------------------------------------
@@ -205,6 +248,9 @@ stats = {
     "attestation": {"reports": 4, "flagged": ["dev2"]},
     "keys": {"issued": 2, "refused": 1, "live": 2, "revocation_notices": 0, "suite": "aes256gcm"},
     "joins": {"completed": 1, "failed": 0, "codes_unused": 3},
+    "bank": {"minted": 80, "redeemed": 41, "refunded": 3, "outstanding": 36,
+             "refused": {"no_credit": 1, "unknown_coin": 0, "already_spent": 2, "expired": 0, "wrong_collector": 0,
+                         "wrong_topic": 1, "malformed": 0, "not_allowed": 4}},
 }
 STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
             nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
@@ -237,6 +283,12 @@ STATS_BAD = [
     (nested(stats, ["keys", "key"], "00" * 32), "key material in stats"),
     (nested(stats, ["joins", "codes"], ["igjc1-" + "0" * 48]), "join codes in stats"),
     (nested(stats, ["joins", "codes_unused"], 0.5), "fractional codes_unused"),
+    (without(stats, "bank"), "missing bank"),
+    (nested(stats, ["bank", "outstanding"], None, delete=True), "bank without outstanding"),
+    (nested(stats, ["bank", "refused", "no_credit"], None, delete=True), "bank refusal code missing"),
+    (nested(stats, ["bank", "refused", "over_limit"], 1), "unknown bank refusal code"),
+    (nested(stats, ["bank", "minted"], -1), "negative minted"),
+    (nested(stats, ["bank", "coin_hashes"], [HEX64]), "coin hashes in stats"),
 ]
 
 # ---- ch requests ------------------------------------------------------------------
@@ -245,7 +297,19 @@ join = {"type": "join"}
 session_key = {"type": "session_key", "peer": "dev2", "nonce": "a3f1c9e07b2d4c65a3f1c9e07b2d4c65"}
 SIG128 = HEX64 + HEX64B
 attest_req = {"type": "attest", "measurement": HEX64, "ts": TS, "sig": SIG128}
-CH_OK = [ping, {"type": "ping"}, with_(ping, nonce=""), with_(ping, nonce="n" * 128),
+HEADER_B64 = base64.b64encode(bytes(range(147))).decode()
+DATA_TOPIC = "iotguard/demo/dev/sensor-1/data/temp"
+COIN_HEX = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+mint_req = {"type": "mint", "count": 16, "nonce": "2f6c1e0a9b7d4e53"}
+redeem_req = {"type": "redeem", "topic": DATA_TOPIC, "header": HEADER_B64, "nonce": "r-17"}
+refund_req = {"type": "refund", "coins": [COIN_HEX, COIN_HEX.upper()[:-2] + "20"], "nonce": "f1"}
+balance_req = {"type": "balance", "nonce": "b1"}
+BANK_CH_OK = [mint_req, with_(mint_req, count=1), with_(mint_req, count=64),
+              redeem_req, with_(redeem_req, header=base64.b64encode(bytes(140)).decode()),
+              with_(redeem_req, header=base64.b64encode(bytes(203)).decode()),
+              with_(redeem_req, topic="iotguard/c1/dev/dev1/data/a.b-c d"),
+              refund_req, with_(refund_req, coins=[COIN_HEX]), balance_req, {"type": "balance"}]
+CH_OK = BANK_CH_OK + [ping, {"type": "ping"}, with_(ping, nonce=""), with_(ping, nonce="n" * 128),
          join, session_key, with_(session_key, nonce="!" * 64), with_(session_key, nonce="x"),
          attest_req, with_(attest_req, ts=0)]
 CH_BAD = [
@@ -271,6 +335,29 @@ CH_BAD = [
     (with_(attest_req, ts=-1), "negative ts"),
     (with_(attest_req, ts=str(TS)), "string ts"),
     (with_(attest_req, measurement="g" * 64), "non-hex measurement"),
+    (with_(mint_req, count=0), "mint of 0 coins"),
+    (with_(mint_req, count=65), "mint over the per-request limit"),
+    (with_(mint_req, count=2.5), "fractional count"),
+    (with_(mint_req, count="3"), "string count"),
+    (without(mint_req, "nonce"), "mint without nonce"),
+    (with_(mint_req, nonce="has space"), "space in mint nonce"),
+    (with_(mint_req, owner="dev2"), "mint for someone else"),
+    (without(redeem_req, "header"), "redeem without header"),
+    (without(redeem_req, "topic"), "redeem without topic"),
+    (with_(redeem_req, header=base64.b64encode(bytes(139)).decode()), "header of 139 bytes"),
+    (with_(redeem_req, header=base64.b64encode(bytes(204)).decode()), "header of 204 bytes"),
+    (with_(redeem_req, header=HEADER_B64.rstrip("=") + "A"), "header not base64 with padding"),
+    (with_(redeem_req, topic="iotguard/demo/dev/sensor-1/results/temp"), "redeem on a results topic"),
+    (with_(redeem_req, topic="iotguard/demo/dev/sensor-1/data/+"), "redeem with a wildcard topic"),
+    (with_(redeem_req, topic="iotguard/demo/dev/sensor-1/data/a/b"), "redeem with a deeper topic"),
+    (with_(redeem_req, coin=COIN_HEX), "redeem carrying a coin"),
+    (with_(refund_req, coins=[]), "refund of no coins"),
+    (with_(refund_req, coins=[COIN_HEX] * 2), "the same coin twice"),
+    (with_(refund_req, coins=["%064x" % i for i in range(65)]), "refund of 65 coins"),
+    (with_(refund_req, coins=[COIN_HEX[:-2]]), "coin of 31 bytes"),
+    (with_(refund_req, coins=COIN_HEX), "coins not a list"),
+    (with_(balance_req, id="dev2"), "balance of someone else"),
+    (with_(balance_req, nonce=""), "empty balance nonce"),
 ]
 
 # ---- inbox ---------------------------------------------------------------------------
@@ -288,7 +375,26 @@ key_revoked = {"type": "key_revoked", "key_id": "404142434445464748494a4b4c4d4e4
 NEW_CODES = ["peer_offline", "peer_unknown", "not_allowed", "revoked", "code_used", "code_expired",
              "code_unknown", "not_joining", "rate_limited", "bad_signature", "not_enrolled", "id_taken",
              "stale", "storage_failed", "internal", "malformed"]
-INBOX_OK = [pong, with_(pong, nonce=""), error, with_(error, error="too_large"),
+coins_msg = {"type": "coins", "nonce": mint_req["nonce"], "count": 2, "expires_at": 1700086400,
+             "box_nonce": "606162636465666768696a6b6c6d6e6f7071727374757677",
+             "box": base64.b64encode(bytes(2 * 32 + 16)).decode()}
+redeemed_msg = {"type": "redeemed", "nonce": "r-17", "header_hash": HEX64, "suite": "aes256gcm",
+                "box_nonce": "606162636465666768696a6b6c6d6e6f7071727374757677",
+                "box": base64.b64encode(bytes(range(136))).decode()}
+refunded_msg = {"type": "refunded", "nonce": "f1", "refunded": 1,
+                "refused": [{"coin_hash": COIN_HASH, "error": "already_spent"},
+                            {"coin_hash": ZERO64, "error": "malformed"}], "balance": 7}
+balance_msg = {"type": "balance", "nonce": "b1", "balance": 7, "outstanding": 3}
+BANK_CODES = ["no_credit", "unknown_coin", "already_spent", "expired", "wrong_collector", "wrong_topic",
+              "malformed", "not_allowed"]
+BANK_INBOX_OK = [coins_msg, with_(coins_msg, count=64, box=base64.b64encode(bytes(64 * 32 + 16)).decode()),
+                 with_(coins_msg, count=1, box=base64.b64encode(bytes(48)).decode()),
+                 redeemed_msg, with_(redeemed_msg, suite="xchacha20poly1305"),
+                 refunded_msg, with_(refunded_msg, refunded=0), with_(refunded_msg, refused=[]),
+                 balance_msg, without(balance_msg, "nonce"), with_(balance_msg, balance=0, outstanding=0),
+                 {"type": "error", "error": "storage_failed", "message": "the redeem could not be recorded; retry later"}]
+BANK_INBOX_OK += [{"type": "error", "error": c, "nonce": "r-17", "message": "refused"} for c in BANK_CODES]
+INBOX_OK = BANK_INBOX_OK + [pong, with_(pong, nonce=""), error, with_(error, error="too_large"),
             welcome, with_(welcome, role="admin", index=1),
             key_msg, with_(key_msg, direction=1, suite="xchacha20poly1305"),
             with_(key_msg, box=base64.b64encode(bytes(77)).decode()),
@@ -326,6 +432,29 @@ INBOX_BAD = [
     (without(key_revoked, "peer"), "key_revoked without peer"),
     (with_(key_revoked, reason="bored"), "unknown revocation reason"),
     (with_(key_revoked, key_id="XYZ"), "bad key_id"),
+    (without(coins_msg, "box"), "coins without box"),
+    (with_(coins_msg, coins=[COIN_HEX]), "coins in clear"),
+    (with_(coins_msg, count=0), "zero coins"),
+    (with_(coins_msg, count=65), "65 coins"),
+    (with_(coins_msg, box=base64.b64encode(bytes(47)).decode()), "coin box shorter than one coin"),
+    (with_(coins_msg, box=base64.b64encode(bytes(2065)).decode()), "coin box over 64 coins"),
+    (without(coins_msg, "nonce"), "coins without the request nonce"),
+    (without(coins_msg, "expires_at"), "coins without expiry"),
+    (with_(redeemed_msg, box=base64.b64encode(bytes(135)).decode()), "redeemed box of 135 bytes"),
+    (with_(redeemed_msg, box=base64.b64encode(bytes(137)).decode()), "redeemed box of 137 bytes"),
+    (with_(redeemed_msg, header_hash=HEX64.upper()), "uppercase header_hash"),
+    (with_(redeemed_msg, suite="aes128gcm"), "unknown suite"),
+    (with_(redeemed_msg, payload_key=HEX64), "payload key in clear"),
+    (without(redeemed_msg, "header_hash"), "redeemed without header_hash"),
+    (with_(refunded_msg, refunded=-1), "negative refunded"),
+    (with_(refunded_msg, refused=[{"coin_hash": COIN_HASH, "error": "expired"}]), "unknown refund refusal"),
+    (with_(refunded_msg, refused=[{"coin": COIN_HEX, "error": "already_spent"}]), "a coin in the refusals"),
+    (without(refunded_msg, "balance"), "refunded without balance"),
+    (without(balance_msg, "outstanding"), "balance without outstanding"),
+    (with_(balance_msg, balance=-1), "negative balance"),
+    ({"type": "error", "error": "over_limit", "nonce": "m1", "message": "x"}, "undocumented bank code"),
+    ({"type": "error", "error": "no_credit", "nonce": "has space", "message": "x"}, "bad nonce on an error"),
+    ({"type": "error", "error": "no_credit", "nonce": "", "message": "x"}, "empty nonce on an error"),
 ]
 
 # ---- entropy contributions --------------------------------------------------------------
@@ -349,9 +478,12 @@ ENTROPY_BAD = [
     ([contribution], "array"),
 ]
 
-# ---- admin API (the key-service command; the rest has its own tests) ----------------------
+# ---- admin API (the key-service and bank commands; the rest has its own tests) ----------------
 create_codes = {"command": "create_join_codes", "role": "device", "ttl": 3600, "count": 2, "correlation": "j1"}
-ADMIN_REQ_OK = [{"commands": [create_codes]}, {"commands": [{"command": "create_join_codes", "role": "admin"}]},
+credit_cmd = {"command": "credit", "id": "dev1", "amount": 100, "correlation": "k1"}
+ADMIN_REQ_OK = [{"commands": [credit_cmd]}, {"commands": [without(credit_cmd, "correlation"),
+                                                          with_(credit_cmd, amount=1), with_(credit_cmd, amount=10 ** 9)]},
+                {"commands": [create_codes]}, {"commands": [{"command": "create_join_codes", "role": "admin"}]},
                 {"commands": [with_(create_codes, ttl=60, count=1), with_(create_codes, ttl=2592000, count=100)]},
                 {"commands": [{"command": "get_identity", "id": "dev1"}, create_codes]}]
 ADMIN_REQ_BAD = [
@@ -363,12 +495,23 @@ ADMIN_REQ_BAD = [
     ({"commands": [with_(create_codes, count=101)]}, "count over 100"),
     ({"commands": [with_(create_codes, id="dev9")]}, "codes bound to an id"),
     ({"commands": [with_(create_codes, count="2")]}, "string count"),
+    ({"commands": [with_(credit_cmd, amount=0)]}, "credit of 0"),
+    ({"commands": [with_(credit_cmd, amount=10 ** 9 + 1)]}, "credit over 10^9"),
+    ({"commands": [with_(credit_cmd, amount=-5)]}, "negative credit"),
+    ({"commands": [with_(credit_cmd, amount="5")]}, "string amount"),
+    ({"commands": [without(credit_cmd, "id")]}, "credit without id"),
+    ({"commands": [without(credit_cmd, "amount")]}, "credit without amount"),
+    ({"commands": [with_(credit_cmd, id="dev 1")]}, "credit with a bad id"),
 ]
 CODE_A = "igjc1-0102030405060708" + "a1" * 16
 CODE_B = "igjc1-1112131415161718" + "b2" * 16
 codes_resp = {"command": "create_join_codes", "correlation": "j1", "ok": True, "role": "device",
               "expires_at": 1716203600, "codes": [CODE_A, CODE_B]}
-ADMIN_RESP_OK = [{"responses": [codes_resp]}, {"responses": [with_(codes_resp, codes=[CODE_A], correlation="")]},
+credit_resp = {"command": "credit", "correlation": "k1", "ok": True, "index": 9, "id": "dev1", "balance": 113}
+ADMIN_RESP_OK = [{"responses": [credit_resp]}, {"responses": [with_(credit_resp, correlation="", balance=1)]},
+                 {"responses": [{"command": "credit", "correlation": "", "ok": False, "error": "not_found",
+                                 "message": "nobody is not an active identity"}]},
+                 {"responses": [codes_resp]}, {"responses": [with_(codes_resp, codes=[CODE_A], correlation="")]},
                  {"responses": [{"command": "create_join_codes", "correlation": "", "ok": False,
                                  "error": "storage_failed", "message": "the ledger could not record the join codes"}]}]
 ADMIN_RESP_BAD = [
@@ -382,6 +525,11 @@ ADMIN_RESP_BAD = [
     ({"responses": [without(codes_resp, "role")]}, "no role"),
     ({"responses": [with_(codes_resp, code_hashes=[HEX64])]}, "unknown field"),
     ({"responses": [with_(codes_resp, ok=False)]}, "ok false with codes"),
+    ({"responses": [without(credit_resp, "balance")]}, "credit without balance"),
+    ({"responses": [without(credit_resp, "index")]}, "credit without index"),
+    ({"responses": [with_(credit_resp, balance=0)]}, "balance 0 after a grant"),
+    ({"responses": [with_(credit_resp, index=0)]}, "credit at index 0"),
+    ({"responses": [with_(credit_resp, amount=5)]}, "unknown field"),
 ]
 
 CASES = {
