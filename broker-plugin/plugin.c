@@ -269,7 +269,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 	ig_ledger_poll(pl->ledger);
 	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
 		publish_head(pl);
-	ig_plugin_keys_prune(pl, ig_now_ms() / 1000);
+	uint64_t now_s = ig_now_ms() / 1000;
+	ig_plugin_keys_prune(pl, now_s);
+	ig_plugin_bank_tick(pl, now_s);
 	if (pl->cfg.stats_interval_s) {
 		uint64_t now = ig_now_ms();
 		if (now >= pl->next_stats_ms) {
@@ -454,6 +456,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
+	/* Spent coins past expiry are dead weight: drop them before serving. */
+	ig_coins_prune(pl->coins, ig_now_ms() / 1000);
 	if (ig_plugin_entropy_init(pl) != 0) {
 		ig_plugin_log(MOSQ_LOG_ERR, "could not set up the key pool (out of memory or bad cluster-head key); "
 		                            "refusing to start");

@@ -82,6 +82,8 @@ typedef enum ig_bank_refusal {
 	IG_BANK_WRONG_TOPIC,
 	IG_BANK_MALFORMED,
 	IG_BANK_NOT_ALLOWED,
+	IG_BANK_OVER_LIMIT,
+	IG_BANK_STORAGE_FAILED,
 	IG_BANK_REFUSAL_COUNT
 } ig_bank_refusal;
 
@@ -158,6 +160,7 @@ typedef struct ig_plugin {
 	size_t keys_count, keys_cap;
 	uint64_t keys_pruned_at;
 	ig_coins *coins;                    /* the bank's coin index */
+	uint32_t coins_prune_cursor;        /* spent coins are dropped a slice per tick */
 	char topic_dev_prefix[IG_TOPIC_MAX]; /* "iotguard/C/dev/" */
 	size_t topic_dev_prefix_len;
 
@@ -238,5 +241,7 @@ int ig_plugin_bank_init(ig_plugin *pl);
 /* Handles mint, redeem, refund and balance; false for other types. */
 bool ig_plugin_bank_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
 void ig_plugin_bank_stats(ig_plugin *pl, struct cJSON *stats);
+/* Forgets a slice of spent, expired coins; cheap enough for every tick. */
+void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s);
 
 #endif

@@ -376,8 +376,9 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
 	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
-	if (!cur || cur->status != IG_ID_ACTIVE) {
-		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not an active identity; only enrolled collectors get credit");
+	if (!cur || cur->status != IG_ID_ACTIVE || cur->role != IG_ROLE_DEVICE) {
+		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id,
+		           "is not an active device; only collectors (devices) get credit");
 		return;
 	}
 	ig_credit_rec r = {.amount = cmd->amount};

@@ -30,12 +30,21 @@ static const char *const refusal_names[IG_BANK_REFUSAL_COUNT] = {
 	[IG_BANK_WRONG_TOPIC] = "wrong_topic",
 	[IG_BANK_MALFORMED] = "malformed",
 	[IG_BANK_NOT_ALLOWED] = "not_allowed",
+	[IG_BANK_OVER_LIMIT] = "over_limit",
+	[IG_BANK_STORAGE_FAILED] = "storage_failed",
 };
+
+#define PRUNE_SLOTS_PER_TICK 16384
 
 int ig_plugin_bank_init(ig_plugin *pl)
 {
 	pl->coins = ig_coins_new();
 	return pl->coins ? 0 : -1;
+}
+
+void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s)
+{
+	ig_coins_prune_step(pl->coins, now_s, &pl->coins_prune_cursor, PRUNE_SLOTS_PER_TICK);
 }
 
 /* Errors carry the request nonce back, so a client with several requests
@@ -109,7 +118,7 @@ static void on_mint_durable(void *ctx, int status, const ig_record *rec)
 	ig_coins_unreserve(pl->coins, mp->id, mp->count);
 	const ig_identity *who = active_with_role(pl, mp->id, IG_ROLE_DEVICE);
 	if (status != IG_OK) {
-		ig_plugin_reply_error(pl, mp->id, "storage_failed", "the mint could not be recorded; no coins were issued");
+		bank_error(pl, mp->id, IG_BANK_STORAGE_FAILED, mp->nonce, "the mint could not be recorded; no coins were issued");
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -147,7 +156,7 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 	}
 	int n = (int)count->valuedouble;
 	if (n < 1 || n > IG_COINS_PER_REQUEST) {
-		bank_error(pl, id, IG_BANK_NOT_ALLOWED, nonce, "a mint request may ask for 1 to 64 coins (over the per-request limit)");
+		bank_error(pl, id, IG_BANK_OVER_LIMIT, nonce, "a mint request may ask for 1 to 64 coins");
 		return;
 	}
 	if (ig_coins_reserve(pl->coins, id, (uint64_t)n) != IG_OK) {
@@ -181,7 +190,7 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 		if (mp)
 			sodium_memzero(mp, sizeof *mp);
 		free(mp);
-		ig_plugin_reply_error(pl, id, "storage_failed", "the ledger is not accepting records; try again later");
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "the ledger is not accepting records; try again later");
 	}
 }
 
@@ -202,7 +211,7 @@ static void on_redeem_durable(void *ctx, int status, const ig_record *rec)
 	ig_plugin *pl = rp->pl;
 	if (status != IG_OK) {
 		ig_coins_set_in_flight(pl->coins, rp->coin_hash, false);
-		ig_plugin_reply_error(pl, rp->analyst, "storage_failed", "the redeem could not be recorded; retry later");
+		bank_error(pl, rp->analyst, IG_BANK_STORAGE_FAILED, rp->nonce, "the redeem could not be recorded; retry later");
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -260,8 +269,10 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 		return;
 	}
 	redeem_pending *rp = calloc(1, sizeof *rp);
-	if (!rp)
+	if (!rp) {
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
 		return;
+	}
 	rp->pl = pl;
 	if (ig_coin_header_open(&rp->h, sealed, sealed_len, ig_ledger_ch_sk(pl->ledger)) != IG_OK) {
 		free(rp);
@@ -305,7 +316,7 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	if (blen < 0 || ig_ledger_submit(pl->ledger, IG_REC_COIN_REDEEM, body, (size_t)blen, on_redeem_durable, rp) != IG_OK) {
 		sodium_memzero(rp, sizeof *rp);
 		free(rp);
-		ig_plugin_reply_error(pl, id, "storage_failed", "the ledger is not accepting records; try again later");
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "the ledger is not accepting records; try again later");
 		return;
 	}
 	/* From here a second redeem of the same coin is "already spent". */
@@ -392,8 +403,10 @@ static void do_refund(ig_plugin *pl, const char *id, const cJSON *req)
 		return;
 	}
 	refund_pending *fp = calloc(1, sizeof *fp);
-	if (!fp)
+	if (!fp) {
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
 		return;
+	}
 	*fp = (refund_pending){.pl = pl, .remaining = 1, .refused = cJSON_CreateArray()};
 	snprintf(fp->id, sizeof fp->id, "%s", id);
 	snprintf(fp->nonce, sizeof fp->nonce, "%s", nonce);

@@ -493,6 +493,37 @@ size_t ig_coins_memory(const ig_coins *c)
 	       (size_t)c->n_owners * (sizeof(owner) + IDMAP_ENTRY_OVERHEAD);
 }
 
+/* Drops spent coins past their expiry from slots [from, to). */
+static size_t prune_range(ig_coins *c, uint64_t now, uint32_t from, uint32_t to)
+{
+	size_t dropped = 0;
+	for (uint32_t i = from; i < to && i < c->cap; i++) {
+		/* A deletion may shift another entry into slot i: look again. */
+		for (;;) {
+			slot *s = &c->slots[i];
+			unsigned st = slot_state(s);
+			if ((st != IG_COIN_REDEEMED && st != IG_COIN_REFUNDED) || (uint64_t)s->expires_at >= now)
+				break;
+			c->counts[st]--;
+			slot_delete(c, i);
+			dropped++;
+		}
+	}
+	return dropped;
+}
+
+size_t ig_coins_prune_step(ig_coins *c, uint64_t now, uint32_t *cursor, uint32_t max_slots)
+{
+	if (!c || !cursor)
+		return 0;
+	if (*cursor >= c->cap)
+		*cursor = 0;
+	uint32_t from = *cursor, to = max_slots > c->cap - from ? c->cap : from + max_slots;
+	size_t dropped = prune_range(c, now, from, to);
+	*cursor = to >= c->cap ? 0 : to;
+	return dropped;
+}
+
 size_t ig_coins_prune(ig_coins *c, uint64_t now)
 {
 	if (!c)

@@ -167,8 +167,8 @@ int ig_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t l
 /* Result message (analyst -> collector) and its opening. The collector
  * finds its request by ig_result_parse_hash, then opens with that request's
  * result key and header hash (a result for another request fails). With
- * AES-256-GCM the last 12 nonce bytes are not covered by the tag (they
- * cannot change the plaintext). */
+ * AES-256-GCM nonce bytes 12..23 must be zero; sealing writes them, parsers
+ * refuse anything else, so every transmitted nonce byte is authenticated. */
 int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_suite suite,
                    const uint8_t header_hash[IG_HASH_BYTES], const char *topic, const uint8_t *payload, size_t len);
 int ig_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_HASH_BYTES]);
@@ -234,5 +234,10 @@ size_t ig_coins_memory(const ig_coins *c);
  * record naming one is corrupt either way (reported as "not in the index"
  * instead of "already spent"). */
 size_t ig_coins_prune(ig_coins *c, uint64_t now);
+/* The same, a slice at a time, for an event loop that must not stall:
+ * scans at most max_slots slots from *cursor and advances it (wrapping).
+ * An entry moved past the cursor by a deletion or a rehash is simply
+ * pruned on a later sweep. Returns how many coins were dropped. */
+size_t ig_coins_prune_step(ig_coins *c, uint64_t now, uint32_t *cursor, uint32_t max_slots);
 
 #endif

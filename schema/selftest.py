@@ -250,7 +250,7 @@ stats = {
     "joins": {"completed": 1, "failed": 0, "codes_unused": 3},
     "bank": {"minted": 80, "redeemed": 41, "refunded": 3, "outstanding": 36,
              "refused": {"no_credit": 1, "unknown_coin": 0, "already_spent": 2, "expired": 0, "wrong_collector": 0,
-                         "wrong_topic": 1, "malformed": 0, "not_allowed": 4}},
+                         "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0}},
 }
 STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
             nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
@@ -286,7 +286,7 @@ STATS_BAD = [
     (without(stats, "bank"), "missing bank"),
     (nested(stats, ["bank", "outstanding"], None, delete=True), "bank without outstanding"),
     (nested(stats, ["bank", "refused", "no_credit"], None, delete=True), "bank refusal code missing"),
-    (nested(stats, ["bank", "refused", "over_limit"], 1), "unknown bank refusal code"),
+    (nested(stats, ["bank", "refused", "bankrupt"], 1), "unknown bank refusal code"),
     (nested(stats, ["bank", "minted"], -1), "negative minted"),
     (nested(stats, ["bank", "coin_hashes"], [HEX64]), "coin hashes in stats"),
 ]
@@ -386,7 +386,7 @@ refunded_msg = {"type": "refunded", "nonce": "f1", "refunded": 1,
                             {"coin_hash": ZERO64, "error": "malformed"}], "balance": 7}
 balance_msg = {"type": "balance", "nonce": "b1", "balance": 7, "outstanding": 3}
 BANK_CODES = ["no_credit", "unknown_coin", "already_spent", "expired", "wrong_collector", "wrong_topic",
-              "malformed", "not_allowed"]
+              "malformed", "not_allowed", "over_limit", "storage_failed"]
 BANK_INBOX_OK = [coins_msg, with_(coins_msg, count=64, box=base64.b64encode(bytes(64 * 32 + 16)).decode()),
                  with_(coins_msg, count=1, box=base64.b64encode(bytes(48)).decode()),
                  redeemed_msg, with_(redeemed_msg, suite="xchacha20poly1305"),
@@ -452,7 +452,7 @@ INBOX_BAD = [
     (without(refunded_msg, "balance"), "refunded without balance"),
     (without(balance_msg, "outstanding"), "balance without outstanding"),
     (with_(balance_msg, balance=-1), "negative balance"),
-    ({"type": "error", "error": "over_limit", "nonce": "m1", "message": "x"}, "undocumented bank code"),
+    ({"type": "error", "error": "bankrupt", "nonce": "m1", "message": "x"}, "undocumented bank code"),
     ({"type": "error", "error": "no_credit", "nonce": "has space", "message": "x"}, "bad nonce on an error"),
     ({"type": "error", "error": "no_credit", "nonce": "", "message": "x"}, "empty nonce on an error"),
 ]

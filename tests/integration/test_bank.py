@@ -28,7 +28,7 @@ import igkeys as K
 DOC = (H.ROOT / "docs" / "PROTOCOL.md").read_text()
 REC_CREDIT, REC_COIN_MINT, REC_COIN_REDEEM, REC_COIN_REFUND = 32, 33, 34, 35
 BANK_CODES = ("no_credit", "unknown_coin", "already_spent", "expired", "wrong_collector", "wrong_topic",
-              "malformed", "not_allowed")
+              "malformed", "not_allowed", "over_limit", "storage_failed")
 SUITES = ("aes256gcm", "xchacha20poly1305")
 
 
@@ -812,9 +812,9 @@ def test_refunds_and_credit_limits(cluster):
         assert not f["ok"] and f["error"] == code, f
     f = adm.one("credit", id="nobody", amount=5)
     assert not f["ok"] and f["error"] == "not_found", f
-    r = request(d1, cluster, "dev1", {"type": "mint", "count": 65, "nonce": rnonce("m")}, "not_allowed")
+    r = request(d1, cluster, "dev1", {"type": "mint", "count": 65, "nonce": rnonce("m")}, "over_limit")
     assert "64" in r["message"]
-    request(d1, cluster, "dev1", {"type": "mint", "count": 0, "nonce": rnonce("m")}, "not_allowed")
+    request(d1, cluster, "dev1", {"type": "mint", "count": 0, "nonce": rnonce("m")}, "over_limit")
     assert balance(d1, cluster, "dev1") == (100, 4), "refused mints take no credit"
     coins64, _ = mint(d1, cluster, "dev1", 64)
     assert len(coins64) == 64
@@ -833,7 +833,7 @@ def test_refunds_and_credit_limits(cluster):
 
     st = next_stats(mon, cluster, lambda s: s["bank"]["refunded"] == 66)
     assert st["bank"]["minted"] == 3 + 1 + 3 + 64 + 30
-    assert st["bank"]["refused"]["no_credit"] == 4 and st["bank"]["refused"]["not_allowed"] == 2
+    assert st["bank"]["refused"]["no_credit"] == 4 and st["bank"]["refused"]["over_limit"] == 2
     assert st["bank"]["outstanding"] == 34
     b.stop()
     recs = ledger_records(cluster)
