@@ -5,7 +5,9 @@
  * offline against a ledger directory or online through the broker's admin
  * API. Both paths produce the same response element the admin API defines
  * (ig_admin.h), so one printer renders both and the two modes cannot drift
- * apart in what they show the operator.
+ * apart in what they show the operator. Likewise every command declares its
+ * options as a table for one parser, so they all read and reject options
+ * the same way.
  */
 #ifndef IG_CLI_H
 #define IG_CLI_H
@@ -31,17 +33,48 @@ extern const char *cli_cmd;
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Option parsing helpers; they print the error themselves and return false. */
-bool cli_parse_u64(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out);
+/* ---- options (cli_options.c) --------------------------------------------- */
+
+/* One option. Set exactly one of text, flag, number or is_help. */
+typedef struct cli_option {
+	const char *name;      /* long name without the leading "--" */
+	/* getopt_long's value for it. It also shows in one complaint: for
+	 * "--name=x" on an option that takes no value getopt reports this
+	 * value, and cli_parse words a value below 256 as "-<letter>". */
+	int val;
+	const char **text;     /* takes a value, stored as given */
+	const char *required;  /* text only: must be given; names the value in the
+	                        * complaint ("DIR": "--ledger DIR is required") */
+	bool *flag;            /* takes no value, set to true */
+	uint64_t *number;      /* takes a whole number in [min, max] */
+	uint64_t min, max;
+	bool is_help;          /* --help: stop parsing, the command shows its help */
+} cli_option;
+
+#define CLI_TEXT(n, v, dest) { .name = (n), .val = (v), .text = (dest) }
+#define CLI_REQUIRED(n, v, dest, value_name) \
+	{ .name = (n), .val = (v), .text = (dest), .required = (value_name) }
+#define CLI_FLAG(n, v, dest) { .name = (n), .val = (v), .flag = (dest) }
+#define CLI_NUMBER(n, v, dest, lo, hi) \
+	{ .name = (n), .val = (v), .number = (dest), .min = (lo), .max = (hi) }
+#define CLI_HELP_OPTION(v) { .name = "help", .val = (v), .is_help = true }
+#define CLI_OPTIONS_END { .name = NULL }
+
+/* cli_parse's answers besides an exit code. */
+enum { CLI_PARSED = -1, CLI_HELP = -2 };
+
+/* Parses argv in order, storing each option where its table entry says.
+ * Stops at the first problem (printed, with the help hint; returns
+ * CLI_EXIT_ERR) or at --help (returns CLI_HELP, the caller prints its help
+ * and exits 0). Returns CLI_PARSED when every argument was an option and
+ * every required one was given. */
+int cli_parse(int argc, char **argv, const cli_option *opts);
+
+/* Prints "<what> is required" and the help hint; returns CLI_EXIT_ERR. */
+int cli_missing(const char *what);
+/* Checks an identity id or cluster name; prints the rule and returns false
+ * if it breaks it. */
 bool cli_check_id(const char *opt, const char *value);
-/* Complains about leftover positional arguments after getopt. */
-bool cli_no_extra_args(int argc, char **argv, int optind_now);
-/* Every command parses with getopt_long(argc, argv, CLI_OPTSTRING, ...):
- * the leading ':' keeps getopt quiet so errors carry our prefix. */
-#define CLI_OPTSTRING ":"
-/* For getopt's '?' / ':' results: prints the problem and the help hint,
- * returns CLI_EXIT_ERR. */
-int cli_bad_option(int c, char **argv);
 /* Prints "Try 'iotguard <cmd> --help'." and returns CLI_EXIT_ERR. */
 int cli_usage_hint(void);
 
@@ -51,6 +84,16 @@ int cli_exit_for(int ig_code);
 
 /* "2024-05-01T12:00:00.123Z" (UTC) for a Unix-milliseconds timestamp. */
 void cli_format_ts(char *out, size_t cap, uint64_t ts_ms);
+
+/* Prints a public key as one line of hex: the whole stdout of the commands
+ * meant for shell substitution. */
+void cli_print_pk(const uint8_t pk[IG_PK_BYTES]);
+
+/* Reads the key file and mints a connection token for id in cluster, valid
+ * from now for ttl_s seconds. The secret key is wiped before returning. On
+ * failure prints why ("cannot mint <what> ...") and returns false. */
+bool cli_mint_token(const char *key_path, const char *cluster, const char *id, uint64_t ttl_s,
+                    char *token, size_t cap, const char *what);
 
 /* Where online commands go. */
 typedef struct cli_online {
@@ -70,6 +113,8 @@ typedef struct cli_online {
  * A response with "ok":false is returned as success of the transport: the
  * caller prints it. */
 struct cJSON;
+/* A new response element {"command":..,"ok":ok}; NULL when out of memory. */
+struct cJSON *cli_response_new(const ig_admin_cmd *cmd, bool ok);
 int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_cmd *cmd,
                     struct cJSON **resp);
 int cli_online_run(const cli_online *on, const ig_admin_cmd *cmd, struct cJSON **resp);

@@ -10,7 +10,6 @@
  * checks.
  */
 #include <cJSON.h>
-#include <getopt.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -40,58 +39,43 @@ void cli_format_ts(char *out, size_t cap, uint64_t ts_ms)
 	snprintf(out + n, cap - n, ".%03uZ", (unsigned)(ts_ms % 1000));
 }
 
-static void print_pk_hex(const char *label, const uint8_t *pk)
-{
-	char hex[2 * IG_PK_BYTES + 1];
-	ig_hex_encode(hex, pk, IG_PK_BYTES);
-	printf("%s%s\n", label, hex);
-}
-
 /* ---- init ---------------------------------------------------------------- */
+
+static int init_help(void)
+{
+	printf("Usage: iotguard init --ledger DIR --cluster NAME\n"
+	       "Creates a ledger directory: a new cluster-head key (DIR/ch.key, mode 0600),\n"
+	       "the genesis record and a first signed checkpoint. Prints the cluster-head\n"
+	       "public key (64 hex); auditors use it to check checkpoints.\n\n"
+	       "  --ledger DIR     the directory to create (must not hold a ledger)\n"
+	       "  --cluster NAME   cluster name: 1..64 of A-Z a-z 0-9 _ . -\n"
+	       "  --help           show this help\n");
+	return CLI_EXIT_OK;
+}
 
 int cmd_init(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "ledger", required_argument, NULL, 'l' },
-		{ "cluster", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *dir = NULL, *cluster = NULL;
-	int c;
-	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
-		switch (c) {
-		case 'l': dir = optarg; break;
-		case 'c': cluster = optarg; break;
-		case 'h':
-			printf("Usage: iotguard init --ledger DIR --cluster NAME\n"
-			       "Creates a ledger directory: a new cluster-head key (DIR/ch.key, mode 0600),\n"
-			       "the genesis record and a first signed checkpoint. Prints the cluster-head\n"
-			       "public key (64 hex); auditors use it to check checkpoints.\n\n"
-			       "  --ledger DIR     the directory to create (must not hold a ledger)\n"
-			       "  --cluster NAME   cluster name: 1..64 of A-Z a-z 0-9 _ . -\n"
-			       "  --help           show this help\n");
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option(c, argv);
-		}
-	}
-	if (!cli_no_extra_args(argc, argv, optind))
-		return cli_usage_hint();
-	if (!dir || !cluster) {
-		cli_error("%s is required", !dir ? "--ledger DIR" : "--cluster NAME");
-		return cli_usage_hint();
-	}
+	const cli_option opts[] = {
+		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
+		CLI_REQUIRED("cluster", 'c', &cluster, "NAME"),
+		CLI_HELP_OPTION('h'),
+		CLI_OPTIONS_END,
+	};
+	int rc = cli_parse(argc, argv, opts);
+	if (rc != CLI_PARSED)
+		return rc == CLI_HELP ? init_help() : rc;
 	if (!cli_check_id("--cluster", cluster))
 		return CLI_EXIT_ERR;
+
 	uint8_t pk[IG_PK_BYTES];
 	ig_error err = { 0 };
-	int rc = ig_ledger_init(dir, cluster, pk, &err);
+	rc = ig_ledger_init(dir, cluster, pk, &err);
 	if (rc != IG_OK) {
 		cli_error("%s", err.msg);
 		return CLI_EXIT_ERR;
 	}
-	print_pk_hex("", pk);
+	cli_print_pk(pk);
 	return CLI_EXIT_OK;
 }
 
@@ -103,6 +87,15 @@ typedef struct progress_state {
 	bool printed;
 	uint64_t next;
 } progress_state;
+
+/* Long scans report progress only when someone watches a terminal, unless
+ * the operator asks for it (verify --progress). */
+static progress_state progress_start(void)
+{
+	progress_state ps = { .tty = isatty(STDERR_FILENO) == 1, .next = PROGRESS_EVERY_RECORDS };
+	ps.enabled = ps.tty;
+	return ps;
+}
 
 static void progress_report(void *ctx, uint64_t records, uint64_t bytes, uint64_t total_bytes)
 {
@@ -133,46 +126,37 @@ static int check_body(void *ctx, const ig_record *rec, ig_error *err)
 	return ig_record_body_check(rec, err);
 }
 
+static int verify_help(void)
+{
+	printf("Usage: iotguard verify --ledger DIR [--progress]\n"
+	       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
+	       "record, the checkpoint signature and the Merkle root. Needs no lock, so it\n"
+	       "can run while the broker writes. Exit status 0 if the ledger is intact,\n"
+	       "2 if it is not (the message names the first bad record), 1 on usage errors.\n\n"
+	       "  --ledger DIR   the ledger directory\n"
+	       "  --progress     report progress on stderr (default: only on a terminal)\n"
+	       "  --help         show this help\n");
+	return CLI_EXIT_OK;
+}
+
 int cmd_verify(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "ledger", required_argument, NULL, 'l' },
-		{ "progress", no_argument, NULL, 'p' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *dir = NULL;
-	progress_state ps = { .tty = isatty(STDERR_FILENO) == 1, .next = PROGRESS_EVERY_RECORDS };
-	ps.enabled = ps.tty;
-	int c;
-	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
-		switch (c) {
-		case 'l': dir = optarg; break;
-		case 'p': ps.enabled = true; break;
-		case 'h':
-			printf("Usage: iotguard verify --ledger DIR [--progress]\n"
-			       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
-			       "record, the checkpoint signature and the Merkle root. Needs no lock, so it\n"
-			       "can run while the broker writes. Exit status 0 if the ledger is intact,\n"
-			       "2 if it is not (the message names the first bad record), 1 on usage errors.\n\n"
-			       "  --ledger DIR   the ledger directory\n"
-			       "  --progress     report progress on stderr (default: only on a terminal)\n"
-			       "  --help         show this help\n");
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option(c, argv);
-		}
-	}
-	if (!cli_no_extra_args(argc, argv, optind))
-		return cli_usage_hint();
-	if (!dir) {
-		cli_error("--ledger DIR is required");
-		return cli_usage_hint();
-	}
+	progress_state ps = progress_start();
+	const cli_option opts[] = {
+		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
+		CLI_FLAG("progress", 'p', &ps.enabled),
+		CLI_HELP_OPTION('h'),
+		CLI_OPTIONS_END,
+	};
+	int rc = cli_parse(argc, argv, opts);
+	if (rc != CLI_PARSED)
+		return rc == CLI_HELP ? verify_help() : rc;
+
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	int rc = ig_ledger_verify(dir, check_body, NULL, progress_report, &ps, &res, &err);
+	rc = ig_ledger_verify(dir, check_body, NULL, progress_report, &ps, &res, &err);
 	progress_end(&ps);
 	if (rc != IG_OK) {
 		cli_error("%s", err.msg[0] ? err.msg : "verification failed");
@@ -283,55 +267,39 @@ static int show_record(void *ctx, const ig_record *rec, ig_error *err)
 	return IG_OK;
 }
 
+static int show_help(void)
+{
+	printf("Usage: iotguard show --ledger DIR [--json] [--from N] [--limit N]\n"
+	       "Prints ledger records, one per line, after checking each one. Needs no\n"
+	       "lock, so it works while the broker writes.\n\n"
+	       "  --ledger DIR   the ledger directory\n"
+	       "  --json         one JSON object per line (same shape as ledger events)\n"
+	       "  --from N       start at record index N (default 0, the genesis record)\n"
+	       "  --limit N      print at most N records\n"
+	       "  --help         show this help\n");
+	return CLI_EXIT_OK;
+}
+
 int cmd_show(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "ledger", required_argument, NULL, 'l' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "from", required_argument, NULL, 'f' },
-		{ "limit", required_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *dir = NULL;
 	show_state st = { 0 };
-	int c;
-	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
-		switch (c) {
-		case 'l': dir = optarg; break;
-		case 'j': st.as_json = true; break;
-		case 'f':
-			if (!cli_parse_u64("--from", optarg, 0, UINT64_MAX, &st.from))
-				return cli_usage_hint();
-			break;
-		case 'n':
-			if (!cli_parse_u64("--limit", optarg, 1, UINT64_MAX, &st.limit))
-				return cli_usage_hint();
-			break;
-		case 'h':
-			printf("Usage: iotguard show --ledger DIR [--json] [--from N] [--limit N]\n"
-			       "Prints ledger records, one per line, after checking each one. Needs no\n"
-			       "lock, so it works while the broker writes.\n\n"
-			       "  --ledger DIR   the ledger directory\n"
-			       "  --json         one JSON object per line (same shape as ledger events)\n"
-			       "  --from N       start at record index N (default 0, the genesis record)\n"
-			       "  --limit N      print at most N records\n"
-			       "  --help         show this help\n");
-			return CLI_EXIT_OK;
-		default:
-			return cli_bad_option(c, argv);
-		}
-	}
-	if (!cli_no_extra_args(argc, argv, optind))
-		return cli_usage_hint();
-	if (!dir) {
-		cli_error("--ledger DIR is required");
-		return cli_usage_hint();
-	}
+	const cli_option opts[] = {
+		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
+		CLI_FLAG("json", 'j', &st.as_json),
+		CLI_NUMBER("from", 'f', &st.from, 0, UINT64_MAX),
+		CLI_NUMBER("limit", 'n', &st.limit, 1, UINT64_MAX),
+		CLI_HELP_OPTION('h'),
+		CLI_OPTIONS_END,
+	};
+	int rc = cli_parse(argc, argv, opts);
+	if (rc != CLI_PARSED)
+		return rc == CLI_HELP ? show_help() : rc;
+
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	int rc = ig_ledger_verify(dir, show_record, &st, NULL, NULL, &res, &err);
+	rc = ig_ledger_verify(dir, show_record, &st, NULL, NULL, &res, &err);
 	if (fflush(stdout) != 0)
 		st.write_failed = true;
 	if (st.write_failed) {
@@ -355,7 +323,7 @@ static int apply_to_registry(void *ctx, const ig_record *rec, ig_error *err)
 	return ig_registry_apply(ctx, rec, err);
 }
 
-static cJSON *response_new(const ig_admin_cmd *cmd, bool ok)
+cJSON *cli_response_new(const ig_admin_cmd *cmd, bool ok)
 {
 	cJSON *resp = cJSON_CreateObject();
 	if (!resp)
@@ -374,7 +342,7 @@ static cJSON *response_fail(const ig_admin_cmd *cmd, const char *code, const cha
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	cJSON *resp = response_new(cmd, false);
+	cJSON *resp = cli_response_new(cmd, false);
 	if (resp) {
 		cJSON_AddStringToObject(resp, "error", code);
 		cJSON_AddStringToObject(resp, "message", msg);
@@ -462,14 +430,39 @@ static int check_cluster(const char *dir, const char *have, const char *want)
 	return CLI_EXIT_OK;
 }
 
-/* enroll/revoke: the only offline path that writes. */
+/* Opens the ledger as its one writer, for the offline changes, and checks
+ * it is the cluster the operator named, if any. On failure prints why and
+ * returns the exit code, with *out NULL. When the broker holds the lock,
+ * suggest_online also tells the operator how to make the change through it. */
+static int open_writer(const char *dir, const char *cluster, const ig_ledger_open_opts *opts,
+                       bool suggest_online, ig_ledger **out)
+{
+	ig_error err = { 0 };
+	*out = NULL;
+	int rc = ig_ledger_open(out, dir, opts, &err);
+	if (rc != IG_OK) {
+		cli_error("%s", err.msg);
+		if (rc == IG_ERR_LOCKED && suggest_online)
+			fprintf(stderr, "The broker (or another iotguard command) is using this ledger. While "
+			                "the broker runs, change identities through it instead:\n"
+			                "  iotguard %s --host HOST --port PORT --cluster NAME --user ADMIN_ID "
+			                "--key ADMIN_KEY ...\n", cli_cmd);
+		return cli_exit_for(rc);
+	}
+	int exit_code = check_cluster(dir, ig_ledger_cluster(*out), cluster);
+	if (exit_code != CLI_EXIT_OK) {
+		ig_ledger_close(*out);
+		*out = NULL;
+	}
+	return exit_code;
+}
+
+/* enroll/revoke/credit: the offline changes that need the identities (and
+ * balances) as the ledger has them. */
 typedef struct offline_state {
 	ig_registry *reg;
 	ig_coins *coins;
 } offline_state;
-
-static int offline_change_with(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
-                               offline_state *st, cJSON **resp);
 
 static int apply_to_state(void *ctx, const ig_record *rec, ig_error *err)
 {
@@ -478,45 +471,18 @@ static int apply_to_state(void *ctx, const ig_record *rec, ig_error *err)
 	return rc == IG_OK ? ig_coins_apply(st->coins, rec, err) : rc;
 }
 
-static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
-                          ig_registry *reg, cJSON **resp)
-{
-	offline_state st = { .reg = reg, .coins = ig_coins_new() };
-	if (!st.coins) {
-		cli_error("out of memory");
-		return CLI_EXIT_ERR;
-	}
-	int exit_code = offline_change_with(dir, cluster, cmd, &st, resp);
-	ig_coins_free(st.coins);
-	return exit_code;
-}
-
 static int offline_change_with(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
                                offline_state *st, cJSON **resp)
 {
 	ig_registry *reg = st->reg;
 	ig_ledger_open_opts opts = { .writer = true, .on_record = apply_to_state, .ctx = st };
-	ig_ledger *l = NULL;
-	ig_error err = { 0 };
-	int rc = ig_ledger_open(&l, dir, &opts, &err);
-	if (rc == IG_ERR_LOCKED) {
-		cli_error("%s", err.msg);
-		fprintf(stderr, "The broker (or another iotguard command) is using this ledger. While the "
-		                "broker runs, change identities through it instead:\n"
-		                "  iotguard %s --host HOST --port PORT --cluster NAME --user ADMIN_ID "
-		                "--key ADMIN_KEY ...\n", cmd->command);
-		return CLI_EXIT_ERR;
-	}
-	if (rc != IG_OK) {
-		cli_error("%s", err.msg);
-		return cli_exit_for(rc);
-	}
-	int exit_code = check_cluster(dir, ig_ledger_cluster(l), cluster);
-	if (exit_code != CLI_EXIT_OK) {
-		ig_ledger_close(l);
+	ig_ledger *l;
+	int exit_code = open_writer(dir, cluster, &opts, true, &l);
+	if (exit_code != CLI_EXIT_OK)
 		return exit_code;
-	}
 
+	ig_error err = { 0 };
+	int rc;
 	const ig_identity *idn = ig_registry_find(reg, cmd->id, strlen(cmd->id));
 	uint8_t body[1024];
 	int body_len;
@@ -539,8 +505,8 @@ static int offline_change_with(const char *dir, const char *cluster, const ig_ad
 		body_len = ig_enroll_encode(body, sizeof body, &e);
 		type = IG_REC_ENROLL;
 	} else if (cmd->kind == IG_ADMIN_CREDIT) {
-		if (!idn || idn->status != IG_ID_ACTIVE) {
-			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not an active identity", cmd->id);
+		if (!idn || idn->status != IG_ID_ACTIVE || idn->role != IG_ROLE_DEVICE) {
+			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not an active device; only collectors (devices) get credit", cmd->id);
 			goto out;
 		}
 		ig_credit_rec c;
@@ -582,7 +548,7 @@ static int offline_change_with(const char *dir, const char *cluster, const ig_ad
 		exit_code = CLI_EXIT_ERR;
 		goto out;
 	}
-	*resp = response_new(cmd, true);
+	*resp = cli_response_new(cmd, true);
 	if (*resp) {
 		cJSON_AddNumberToObject(*resp, "index", (double)rec.index);
 		cJSON_AddStringToObject(*resp, "id", cmd->id);
@@ -598,19 +564,30 @@ out:
 	return exit_code;
 }
 
+static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
+                          ig_registry *reg, cJSON **resp)
+{
+	offline_state st = { .reg = reg, .coins = ig_coins_new() };
+	if (!st.coins) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int exit_code = offline_change_with(dir, cluster, cmd, &st, resp);
+	ig_coins_free(st.coins);
+	return exit_code;
+}
+
 /* join-code: the codes derive from the cluster-head key, which only a
  * writer holds, so this needs the ledger unlocked like enroll. */
 static int offline_join_codes(const char *dir, const char *cluster, const ig_admin_cmd *cmd, cJSON **resp)
 {
-	ig_ledger *l = NULL;
-	ig_error err = { 0 };
 	ig_ledger_open_opts opts = { .writer = true };
-	int rc = ig_ledger_open(&l, dir, &opts, &err);
-	if (rc != IG_OK) {
-		cli_error("%s", err.msg);
-		return cli_exit_for(rc);
-	}
-	int exit_code = check_cluster(dir, ig_ledger_cluster(l), cluster);
+	ig_ledger *l;
+	int exit_code = open_writer(dir, cluster, &opts, false, &l);
+	if (exit_code != CLI_EXIT_OK)
+		return exit_code;
+
+	ig_error err = { 0 };
 	ig_join_key jk;
 	ig_join_key_derive(&jk, ig_ledger_ch_sk(l));
 	uint64_t expires = (uint64_t)time(NULL) + cmd->ttl;
@@ -638,7 +615,7 @@ static int offline_join_codes(const char *dir, const char *cluster, const ig_adm
 		cJSON_Delete(codes);
 		return exit_code;
 	}
-	*resp = response_new(cmd, true);
+	*resp = cli_response_new(cmd, true);
 	if (!*resp) {
 		cJSON_Delete(codes);
 		cli_error("out of memory");
@@ -657,8 +634,7 @@ static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	progress_state ps = { .tty = isatty(STDERR_FILENO) == 1, .next = PROGRESS_EVERY_RECORDS };
-	ps.enabled = ps.tty;
+	progress_state ps = progress_start();
 	int rc = ig_ledger_verify(dir, apply_to_registry, reg, progress_report, &ps, &res, &err);
 	progress_end(&ps);
 	if (rc != IG_OK) {
@@ -674,7 +650,7 @@ static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd
 		if (!idn) {
 			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
 		} else {
-			*resp = response_new(cmd, true);
+			*resp = cli_response_new(cmd, true);
 			cJSON *o = identity_to_json(idn);
 			if (!*resp || !o || !cJSON_AddItemToObject(*resp, "identity", o)) {
 				cJSON_Delete(o);
@@ -684,7 +660,7 @@ static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd
 		}
 	} else {
 		list_state ls = { .cmd = cmd, .array = cJSON_CreateArray() };
-		*resp = response_new(cmd, true);
+		*resp = cli_response_new(cmd, true);
 		if (ls.array && *resp)
 			ig_registry_foreach(reg, list_one, &ls);
 		if (!ls.array || !*resp || ls.nomem) {

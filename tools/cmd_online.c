@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "ig_keyfile.h"
 #include "ig_token.h"
 
 #define ADMIN_TOKEN_TTL 300
@@ -179,27 +178,6 @@ static bool wait_for(online_session *s, wait_done_fn done, const char *timeout_w
 
 /* ---- connect / request / close ----------------------------------------- */
 
-static bool mint_admin_token(const cli_online *on, char *token, size_t cap)
-{
-	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
-	ig_error err = { 0 };
-	int rc = ig_keyfile_read(on->key_path, sk, pk, &err);
-	if (rc != IG_OK) {
-		sodium_memzero(sk, sizeof sk);
-		cli_error("%s", err.msg);
-		return false;
-	}
-	uint64_t now = ig_now_ms() / 1000;
-	int len = ig_token_mint(token, cap, sk, on->cluster, on->user, now, now + ADMIN_TOKEN_TTL, NULL);
-	sodium_memzero(sk, sizeof sk);
-	if (len < 0) {
-		sodium_memzero(token, cap);
-		cli_error("cannot mint a token for %s (error %d)", on->user, len);
-		return false;
-	}
-	return true;
-}
-
 static bool connack_refused_is_auth(int rc)
 {
 	return rc == MQTT_RC_NOT_AUTHORIZED || rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD ||
@@ -231,7 +209,9 @@ static bool session_open(online_session *s)
 	}
 
 	char token[IG_TOKEN_TEXT_MAX];
-	if (!mint_admin_token(on, token, sizeof token))
+	char what[IG_ID_MAX + 16];
+	snprintf(what, sizeof what, "a token for %s", on->user);
+	if (!cli_mint_token(on->key_path, on->cluster, on->user, ADMIN_TOKEN_TTL, token, sizeof token, what))
 		return false;
 	int rc = mosquitto_username_pw_set(s->mosq, on->user, token);
 	sodium_memzero(token, sizeof token);
@@ -365,14 +345,12 @@ static cJSON *session_list_all(online_session *s, const ig_admin_cmd *cmd)
 		if (n == 0 || got >= want || cmd->offset + got >= total)
 			break;
 	}
-	cJSON *out = cJSON_CreateObject();
+	cJSON *out = cli_response_new(cmd, true);
 	if (!out) {
 		cJSON_Delete(all);
 		cli_error("out of memory");
 		return NULL;
 	}
-	cJSON_AddStringToObject(out, "command", cmd->command);
-	cJSON_AddBoolToObject(out, "ok", true);
 	cJSON_AddNumberToObject(out, "total", (double)total);
 	cJSON_AddNumberToObject(out, "offset", (double)cmd->offset);
 	cJSON_AddItemToObject(out, "identities", all);

@@ -8,14 +8,11 @@
  * the answer the same way whichever mode produced it.
  */
 #include <cJSON.h>
-#include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "ig_registry.h"
@@ -48,64 +45,6 @@ void cli_warn(const char *fmt, ...)
 	va_end(ap);
 }
 
-int cli_usage_hint(void)
-{
-	fprintf(stderr, "Try 'iotguard %s --help'.\n", cli_cmd[0] ? cli_cmd : "help");
-	return CLI_EXIT_ERR;
-}
-
-int cli_bad_option(int c, char **argv)
-{
-	const char *arg = optind > 0 ? argv[optind - 1] : "?";
-	if (c == ':')
-		cli_error("option '%s' needs a value", arg);
-	else if (optopt && optopt < 256)
-		cli_error("unknown option '-%c'", optopt);
-	else
-		cli_error("unknown option '%s'", arg);
-	return cli_usage_hint();
-}
-
-bool cli_parse_u64(const char *opt, const char *text, uint64_t min, uint64_t max, uint64_t *out)
-{
-	if (!text || !*text || *text == '-' || *text == '+') {
-		cli_error("%s needs a whole number, got '%s'", opt, text ? text : "");
-		return false;
-	}
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (errno != 0 || *end != '\0') {
-		cli_error("%s needs a whole number, got '%s'", opt, text);
-		return false;
-	}
-	if (v < min || v > max) {
-		cli_error("%s must be between %" PRIu64 " and %" PRIu64 ", got %llu", opt, min, max, v);
-		return false;
-	}
-	*out = (uint64_t)v;
-	return true;
-}
-
-bool cli_check_id(const char *opt, const char *value)
-{
-	if (!ig_id_valid(value, strlen(value))) {
-		cli_error("%s '%s' is not valid: use 1..%d characters of A-Z a-z 0-9 _ . -", opt, value,
-		          IG_ID_MAX);
-		return false;
-	}
-	return true;
-}
-
-bool cli_no_extra_args(int argc, char **argv, int optind_now)
-{
-	if (optind_now < argc) {
-		cli_error("unexpected argument '%s'", argv[optind_now]);
-		return false;
-	}
-	return true;
-}
-
 int cli_exit_for(int ig_code)
 {
 	if (ig_code == IG_ERR_CORRUPT || ig_code == IG_ERR_CRYPTO)
@@ -132,6 +71,7 @@ static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
 
 /* ---- identity commands: enroll, revoke, list, get ------------------------ */
 
+/* Option values from 256 up, so a misused option is named in full in errors. */
 enum {
 	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
 	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
@@ -141,33 +81,6 @@ enum {
 /* Which identity commands accept an option (bit per ig_admin_kind). */
 #define K(kind) (1u << (kind))
 #define K_ALL (K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_LIST) | K(IG_ADMIN_GET) | K(IG_ADMIN_JOIN_CODES) | K(IG_ADMIN_CREDIT))
-
-static const struct {
-	struct option opt;
-	unsigned kinds;
-} identity_options[] = {
-	{ { "ledger", required_argument, NULL, OPT_LEDGER }, K_ALL },
-	{ { "host", required_argument, NULL, OPT_HOST }, K_ALL },
-	{ { "port", required_argument, NULL, OPT_PORT }, K_ALL },
-	{ { "cluster", required_argument, NULL, OPT_CLUSTER }, K_ALL },
-	{ { "user", required_argument, NULL, OPT_USER }, K_ALL },
-	{ { "key", required_argument, NULL, OPT_KEY }, K_ALL },
-	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, K_ALL },
-	{ { "tls-ca", required_argument, NULL, OPT_TLS_CA }, K_ALL },
-	{ { "json", no_argument, NULL, OPT_JSON }, K_ALL },
-	{ { "help", no_argument, NULL, OPT_HELP }, K_ALL },
-	{ { "id", required_argument, NULL, OPT_ID }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) | K(IG_ADMIN_CREDIT) },
-	{ { "amount", required_argument, NULL, OPT_AMOUNT }, K(IG_ADMIN_CREDIT) },
-	{ { "pubkey", required_argument, NULL, OPT_PUBKEY }, K(IG_ADMIN_ENROLL) },
-	{ { "role", required_argument, NULL, OPT_ROLE }, K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
-	{ { "ttl", required_argument, NULL, OPT_TTL }, K(IG_ADMIN_JOIN_CODES) },
-	{ { "count", required_argument, NULL, OPT_COUNT }, K(IG_ADMIN_JOIN_CODES) },
-	{ { "reason", required_argument, NULL, OPT_REASON }, K(IG_ADMIN_REVOKE) },
-	{ { "status", required_argument, NULL, OPT_STATUS }, K(IG_ADMIN_LIST) },
-	{ { "offset", required_argument, NULL, OPT_OFFSET }, K(IG_ADMIN_LIST) },
-	{ { "limit", required_argument, NULL, OPT_LIMIT }, K(IG_ADMIN_LIST) },
-};
-#define N_IDENTITY_OPTIONS (sizeof identity_options / sizeof identity_options[0])
 
 static const char where_help[] =
 	"Where (exactly one of):\n"
@@ -185,7 +98,7 @@ static const char where_help[] =
 	"  --json               print the response as JSON instead of a summary\n"
 	"  --help               show this help\n";
 
-static void identity_help(ig_admin_kind kind)
+static int identity_help(ig_admin_kind kind)
 {
 	switch (kind) {
 	case IG_ADMIN_ENROLL:
@@ -232,6 +145,7 @@ static void identity_help(ig_admin_kind kind)
 		break;
 	}
 	printf("\n%s", where_help);
+	return CLI_EXIT_OK;
 }
 
 static int parse_status(const char *s)
@@ -393,81 +307,62 @@ static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_js
 
 static int identity_command(ig_admin_kind kind, int argc, char **argv)
 {
-	struct option longopts[N_IDENTITY_OPTIONS + 1];
-	size_t n = 0;
-	for (size_t i = 0; i < N_IDENTITY_OPTIONS; i++)
-		if (identity_options[i].kinds & K(kind))
-			longopts[n++] = identity_options[i].opt;
-	memset(&longopts[n], 0, sizeof longopts[n]);
+	const char *ledger = NULL, *pubkey = NULL, *role = NULL, *id = NULL;
+	const char *reason = NULL, *status = NULL;
+	cli_online on = { 0 };
+	bool as_json = false;
+	/* Numbers parse as uint64_t; the table's bounds make the narrowing
+	 * below safe. 0 means not given. */
+	uint64_t port = 1883, timeout_s = 10, offset = 0, limit = 0, amount = 0, ttl = 0, count = 0;
 
+	const struct {
+		cli_option opt;
+		unsigned kinds;
+	} all[] = {
+		{ CLI_TEXT("ledger", OPT_LEDGER, &ledger), K_ALL },
+		{ CLI_TEXT("host", OPT_HOST, &on.host), K_ALL },
+		{ CLI_NUMBER("port", OPT_PORT, &port, 1, 65535), K_ALL },
+		{ CLI_TEXT("cluster", OPT_CLUSTER, &on.cluster), K_ALL },
+		{ CLI_TEXT("user", OPT_USER, &on.user), K_ALL },
+		{ CLI_TEXT("key", OPT_KEY, &on.key_path), K_ALL },
+		{ CLI_NUMBER("timeout", OPT_TIMEOUT, &timeout_s, 1, 3600), K_ALL },
+		{ CLI_TEXT("tls-ca", OPT_TLS_CA, &on.tls_ca), K_ALL },
+		{ CLI_FLAG("json", OPT_JSON, &as_json), K_ALL },
+		{ CLI_HELP_OPTION(OPT_HELP), K_ALL },
+		{ CLI_TEXT("id", OPT_ID, &id), K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) | K(IG_ADMIN_CREDIT) },
+		{ CLI_NUMBER("amount", OPT_AMOUNT, &amount, 1, IG_CREDIT_MAX), K(IG_ADMIN_CREDIT) },
+		{ CLI_TEXT("pubkey", OPT_PUBKEY, &pubkey), K(IG_ADMIN_ENROLL) },
+		{ CLI_TEXT("role", OPT_ROLE, &role), K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
+		{ CLI_NUMBER("ttl", OPT_TTL, &ttl, 60, IG_JOIN_CODE_TTL_MAX), K(IG_ADMIN_JOIN_CODES) },
+		{ CLI_NUMBER("count", OPT_COUNT, &count, 1, IG_ADMIN_JOIN_CODES_MAX), K(IG_ADMIN_JOIN_CODES) },
+		{ CLI_TEXT("reason", OPT_REASON, &reason), K(IG_ADMIN_REVOKE) },
+		{ CLI_TEXT("status", OPT_STATUS, &status), K(IG_ADMIN_LIST) },
+		{ CLI_NUMBER("offset", OPT_OFFSET, &offset, 0, UINT32_MAX), K(IG_ADMIN_LIST) },
+		{ CLI_NUMBER("limit", OPT_LIMIT, &limit, 1, UINT32_MAX), K(IG_ADMIN_LIST) },
+	};
+	cli_option opts[sizeof all / sizeof all[0] + 1];
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+		if (all[i].kinds & K(kind))
+			opts[n++] = all[i].opt;
+	opts[n] = (cli_option)CLI_OPTIONS_END;
+
+	int parsed = cli_parse(argc, argv, opts);
+	if (parsed != CLI_PARSED)
+		return parsed == CLI_HELP ? identity_help(kind) : parsed;
+
+	on.port = (int)port;
+	on.timeout_s = (int)timeout_s;
 	ig_admin_cmd cmd;
 	memset(&cmd, 0, sizeof cmd);
 	cmd.kind = kind;
 	cmd.status_filter = -1;
 	snprintf(cmd.command, sizeof cmd.command, "%s", ig_admin_kind_name(kind));
-
-	const char *ledger = NULL, *pubkey = NULL, *role = NULL, *id = NULL;
-	const char *reason = NULL, *status = NULL;
-	cli_online on = { .port = 1883, .timeout_s = 10 };
-	bool as_json = false;
-	uint64_t v;
-	int c;
-	while ((c = getopt_long(argc, argv, CLI_OPTSTRING, longopts, NULL)) != -1) {
-		switch (c) {
-		case OPT_LEDGER: ledger = optarg; break;
-		case OPT_HOST: on.host = optarg; break;
-		case OPT_PORT:
-			if (!cli_parse_u64("--port", optarg, 1, 65535, &v))
-				return cli_usage_hint();
-			on.port = (int)v;
-			break;
-		case OPT_CLUSTER: on.cluster = optarg; break;
-		case OPT_USER: on.user = optarg; break;
-		case OPT_KEY: on.key_path = optarg; break;
-		case OPT_TIMEOUT:
-			if (!cli_parse_u64("--timeout", optarg, 1, 3600, &v))
-				return cli_usage_hint();
-			on.timeout_s = (int)v;
-			break;
-		case OPT_TLS_CA: on.tls_ca = optarg; break;
-		case OPT_JSON: as_json = true; break;
-		case OPT_HELP: identity_help(kind); return CLI_EXIT_OK;
-		case OPT_ID: id = optarg; break;
-		case OPT_PUBKEY: pubkey = optarg; break;
-		case OPT_ROLE: role = optarg; break;
-		case OPT_REASON: reason = optarg; break;
-		case OPT_STATUS: status = optarg; break;
-		case OPT_OFFSET:
-			if (!cli_parse_u64("--offset", optarg, 0, UINT32_MAX, &v))
-				return cli_usage_hint();
-			cmd.offset = (uint32_t)v;
-			break;
-		case OPT_LIMIT:
-			if (!cli_parse_u64("--limit", optarg, 1, UINT32_MAX, &v))
-				return cli_usage_hint();
-			cmd.limit = (uint32_t)v;  /* 0 (unset) means all, to both runners */
-			break;
-		case OPT_AMOUNT:
-			if (!cli_parse_u64("--amount", optarg, 1, IG_CREDIT_MAX, &v))
-				return cli_usage_hint();
-			cmd.amount = (uint32_t)v;
-			break;
-		case OPT_TTL:
-			if (!cli_parse_u64("--ttl", optarg, 60, IG_JOIN_CODE_TTL_MAX, &v))
-				return cli_usage_hint();
-			cmd.ttl = (uint32_t)v;
-			break;
-		case OPT_COUNT:
-			if (!cli_parse_u64("--count", optarg, 1, IG_ADMIN_JOIN_CODES_MAX, &v))
-				return cli_usage_hint();
-			cmd.count = (uint32_t)v;
-			break;
-		default:
-			return cli_bad_option(c, argv);
-		}
-	}
-	if (!cli_no_extra_args(argc, argv, optind))
-		return cli_usage_hint();
+	cmd.offset = (uint32_t)offset;
+	cmd.limit = (uint32_t)limit;  /* 0 (unset) means all, to both runners */
+	cmd.amount = (uint32_t)amount;
+	cmd.ttl = (uint32_t)ttl;
+	cmd.count = (uint32_t)count;
 
 	if (kind == IG_ADMIN_JOIN_CODES) {
 		if (!role) {
@@ -479,10 +374,8 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 		if (!cmd.count)
 			cmd.count = 1;
 	} else if (kind != IG_ADMIN_LIST) {
-		if (!id) {
-			cli_error("--id is required");
-			return cli_usage_hint();
-		}
+		if (!id)
+			return cli_missing("--id");
 		if (!cli_check_id("--id", id))
 			return CLI_EXIT_ERR;
 		snprintf(cmd.id, sizeof cmd.id, "%s", id);
@@ -492,10 +385,10 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 		return cli_usage_hint();
 	}
 	if (kind == IG_ADMIN_ENROLL) {
-		if (!pubkey || !role) {
-			cli_error("%s is required", !pubkey ? "--pubkey" : "--role");
-			return cli_usage_hint();
-		}
+		if (!pubkey)
+			return cli_missing("--pubkey");
+		if (!role)
+			return cli_missing("--role");
 		if (strlen(pubkey) != 2 * IG_PK_BYTES ||
 		    ig_hex_decode(cmd.pk, sizeof cmd.pk, pubkey, strlen(pubkey)) != IG_OK) {
 			cli_error("--pubkey must be %d hex characters (the output of 'iotguard keygen' "
