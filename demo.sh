@@ -101,7 +101,7 @@ plugin_opt_stats_interval 10
 EOF
 sed 's/^/      /' "$DIR/mosquitto.conf"
 
-mosquitto -c "$DIR/mosquitto.conf" > >(prefix broker) 2>&1 &
+"${IG_MOSQUITTO:-/usr/sbin/mosquitto}" -c "$DIR/mosquitto.conf" > >(prefix broker) 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
