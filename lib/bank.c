@@ -14,10 +14,11 @@
 
 #include "ig_hkdf.h"
 #include "ig_record.h"
+#include "ig_recspec.h"
 
 #include <cJSON.h>
 #include <sodium.h>
-#include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,473 +32,140 @@
 _Static_assert(crypto_box_SEALBYTES == IG_COIN_HEADER_SEALED_MIN - IG_COIN_HEADER_PLAIN_MIN,
                "the sealed-header sizes in ig_bank.h assume 48 bytes of crypto_box_seal overhead");
 
-/* ---- field rules ---------------------------------------------------------- */
+/* ---- records 32..35 ---------------------------------------------------------
+ *
+ * Described as tables for record.c's one TLV codec (ig_recspec.h), so the
+ * bank's bodies follow exactly the rules of every other record type. */
 
-/* "by" is shown in JSON and on terminals: valid shortest-form UTF-8 without
- * surrogates or control characters (C0, DEL, C1), as docs/LEDGER.md says for
- * every *by* string. */
-static bool text_valid(const uint8_t *s, size_t len)
+static const char *const refund_reasons[] = {"expired", "cancelled", NULL};
+
+static const ig_field_spec credit_fields[] = {
+	{.tag = IG_TAG_CREDIT_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_credit_rec, id)},
+	{.tag = IG_TAG_CREDIT_AMOUNT, .kind = IG_FIELD_U64, .name = "amount", IG_SPEC_AT(ig_credit_rec, amount),
+	 .min = 1, .why = "must be greater than 0"},
+	{.tag = IG_TAG_CREDIT_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_credit_rec, by), .min = 1,
+	 .max = BY_MAX},
+};
+
+/* Hashes only: the coins themselves never reach the ledger. */
+static const ig_field_spec mint_fields[] = {
+	{.tag = IG_TAG_MINT_OWNER, .kind = IG_FIELD_ID, .name = "owner", IG_SPEC_AT(ig_mint_rec, owner)},
+	{.tag = IG_TAG_MINT_EXPIRES, .kind = IG_FIELD_U64, .name = "expires_at", IG_SPEC_AT(ig_mint_rec, expires_at)},
+	{.tag = IG_TAG_MINT_HASHES, .kind = IG_FIELD_HASHES, .name = "coin_hashes", IG_SPEC_AT(ig_mint_rec, hashes),
+	 .min = 1, .max = IG_COINS_PER_REQUEST, .count_off = offsetof(ig_mint_rec, count)},
+};
+
+static const ig_field_spec redeem_fields[] = {
+	{.tag = IG_TAG_REDEEM_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
+	 IG_SPEC_AT(ig_redeem_rec, coin_hash)},
+	{.tag = IG_TAG_REDEEM_ANALYST, .kind = IG_FIELD_ID, .name = "analyst", IG_SPEC_AT(ig_redeem_rec, analyst)},
+	{.tag = IG_TAG_REDEEM_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
+	 IG_SPEC_AT(ig_redeem_rec, collector)},
+};
+
+static const ig_field_spec refund_fields[] = {
+	{.tag = IG_TAG_REFUND_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
+	 IG_SPEC_AT(ig_refund_rec, coin_hash)},
+	{.tag = IG_TAG_REFUND_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
+	 IG_SPEC_AT(ig_refund_rec, collector)},
+	{.tag = IG_TAG_REFUND_REASON, .kind = IG_FIELD_WORD, .name = "reason", IG_SPEC_AT(ig_refund_rec, reason),
+	 .why = "must be \"expired\" or \"cancelled\"", .value_names = refund_reasons},
+};
+
+static const ig_body_spec credit_body = IG_SPEC_BODY(IG_REC_CREDIT, "credit", credit_fields, ig_credit_rec);
+static const ig_body_spec mint_body = IG_SPEC_BODY(IG_REC_COIN_MINT, "coin_mint", mint_fields, ig_mint_rec);
+static const ig_body_spec redeem_body =
+	IG_SPEC_BODY(IG_REC_COIN_REDEEM, "coin_redeem", redeem_fields, ig_redeem_rec);
+static const ig_body_spec refund_body =
+	IG_SPEC_BODY(IG_REC_COIN_REFUND, "coin_refund", refund_fields, ig_refund_rec);
+
+static const ig_body_spec *const bank_bodies[] = {&credit_body, &mint_body, &redeem_body, &refund_body};
+
+/* ig_mint_rec is 2 KiB; static storage would not be re-entrant, so a
+ * decoded bank body lives on the caller's stack. */
+typedef union bank_body {
+	ig_credit_rec credit;
+	ig_mint_rec mint;
+	ig_redeem_rec redeem;
+	ig_refund_rec refund;
+} bank_body;
+
+static const ig_body_spec *bank_body_for(uint16_t type)
 {
-	size_t i = 0;
-	while (i < len) {
-		uint8_t c = s[i];
-		if (c < 0x20 || c == 0x7f)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		size_t n;
-		uint32_t cp, min;
-		if ((c & 0xe0) == 0xc0) { n = 2; cp = c & 0x1f; min = 0x80; }
-		else if ((c & 0xf0) == 0xe0) { n = 3; cp = c & 0x0f; min = 0x800; }
-		else if ((c & 0xf8) == 0xf0) { n = 4; cp = c & 0x07; min = 0x10000; }
-		else return false;
-		if (len - i < n)
-			return false;
-		for (size_t k = 1; k < n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-			return false;
-		i += n;
-	}
-	return true;
+	for (size_t i = 0; i < sizeof bank_bodies / sizeof bank_bodies[0]; i++)
+		if (bank_bodies[i]->type == type)
+			return bank_bodies[i];
+	return NULL;
 }
-
-static bool by_valid(const char *s, size_t len)
-{
-	return len >= 1 && len <= BY_MAX && text_valid((const uint8_t *)s, len);
-}
-
-static bool refund_reason_valid(const char *s, size_t len)
-{
-	return (len == 7 && memcmp(s, "expired", 7) == 0) || (len == 9 && memcmp(s, "cancelled", 9) == 0);
-}
-
-/* ---- decoder helpers: "required tags exactly once, unknown tags ignored" -- */
-
-typedef struct seen_set {
-	uint32_t bits;
-} seen_set;
-
-static int seen_mark(seen_set *s, uint8_t tag, const char *what, const char *field, ig_error *err)
-{
-	uint32_t bit = 1u << tag; /* only called for known tags, all < 32 */
-	if (s->bits & bit)
-		return ig_error_set(err, IG_ERR_CORRUPT, "%s record: field '%s' appears twice", what, field);
-	s->bits |= bit;
-	return IG_OK;
-}
-
-static int need(const seen_set *s, uint8_t tag, const char *what, const char *field, ig_error *err)
-{
-	if (s->bits & (1u << tag))
-		return IG_OK;
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: required field '%s' is missing", what, field);
-}
-
-static int bad_field(const char *what, const char *field, const char *why, ig_error *err)
-{
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: field '%s' is invalid (%s)", what, field, why);
-}
-
-static int truncated_tlv(const char *what, ig_error *err)
-{
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s record: body TLV runs past the end of the body", what);
-}
-
-/* An id-class string into dst[IG_ID_MAX + 1]. */
-static int id_field(const char *what, const char *field, const uint8_t *v, uint16_t vlen, char *dst, ig_error *err)
-{
-	if (vlen > IG_ID_MAX || !ig_id_valid((const char *)v, vlen))
-		return bad_field(what, field, "must be 1..64 chars of [A-Za-z0-9_.-]", err);
-	memcpy(dst, v, vlen);
-	dst[vlen] = '\0';
-	return IG_OK;
-}
-
-static int hash_field(const char *what, const char *field, const uint8_t *v, uint16_t vlen,
-                      uint8_t dst[IG_HASH_BYTES], ig_error *err)
-{
-	if (vlen != IG_HASH_BYTES)
-		return bad_field(what, field, "must be 32 bytes", err);
-	memcpy(dst, v, IG_HASH_BYTES);
-	return IG_OK;
-}
-
-static int u64_field(const char *what, const char *field, const uint8_t *v, uint16_t vlen, uint64_t *dst,
-                     ig_error *err)
-{
-	if (vlen != 8)
-		return bad_field(what, field, "must be 8 bytes", err);
-	*dst = ig_get_u64(v);
-	return IG_OK;
-}
-
-/* ---- credit (32) ------------------------------------------------------------ */
 
 int ig_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r)
 {
-	if (!r)
-		return IG_ERR_INVAL;
-	size_t idlen = strnlen(r->id, sizeof r->id);
-	size_t bylen = strnlen(r->by, sizeof r->by);
-	if (!ig_id_valid(r->id, idlen) || !by_valid(r->by, bylen) || r->amount == 0)
-		return IG_ERR_INVAL;
-	uint8_t amount[8];
-	ig_put_u64(amount, r->amount);
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_CREDIT_ID, r->id, idlen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_CREDIT_AMOUNT, amount, 8)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_CREDIT_BY, r->by, bylen)) < 0)
-		return rc;
-	return (int)pos;
+	return r ? ig_recspec_encode(&credit_body, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err)
 {
-	static const char what[] = "credit";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_CREDIT_ID:
-			if (seen_mark(&seen, tag, what, "id", err) < 0 || id_field(what, "id", v, vlen, r->id, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_CREDIT_AMOUNT:
-			if (seen_mark(&seen, tag, what, "amount", err) < 0 ||
-			    u64_field(what, "amount", v, vlen, &r->amount, err) < 0)
-				return IG_ERR_CORRUPT;
-			if (r->amount == 0)
-				return bad_field(what, "amount", "must be greater than 0", err);
-			break;
-		case IG_TAG_CREDIT_BY:
-			if (seen_mark(&seen, tag, what, "by", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!by_valid((const char *)v, vlen))
-				return bad_field(what, "by", "must be 1..80 bytes of UTF-8 without control characters", err);
-			memcpy(r->by, v, vlen);
-			r->by[vlen] = '\0';
-			break;
-		default:
-			break; /* a later version's field */
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_CREDIT_ID, what, "id", err) < 0 || need(&seen, IG_TAG_CREDIT_AMOUNT, what, "amount", err) < 0 ||
-	    need(&seen, IG_TAG_CREDIT_BY, what, "by", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return ig_recspec_decode(&credit_body, body, len, r, err);
 }
-
-/* ---- coin mint (33) ----------------------------------------------------------- */
 
 int ig_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r)
 {
-	if (!r)
-		return IG_ERR_INVAL;
-	size_t olen = strnlen(r->owner, sizeof r->owner);
-	if (!ig_id_valid(r->owner, olen) || r->count < 1 || r->count > IG_COINS_PER_REQUEST)
-		return IG_ERR_INVAL;
-	uint8_t exp[8];
-	ig_put_u64(exp, r->expires_at);
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_MINT_OWNER, r->owner, olen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_MINT_EXPIRES, exp, 8)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_MINT_HASHES, r->hashes, (size_t)r->count * IG_HASH_BYTES)) < 0)
-		return rc;
-	return (int)pos;
+	return r ? ig_recspec_encode(&mint_body, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err)
 {
-	static const char what[] = "coin_mint";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_MINT_OWNER:
-			if (seen_mark(&seen, tag, what, "owner", err) < 0 ||
-			    id_field(what, "owner", v, vlen, r->owner, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_MINT_EXPIRES:
-			if (seen_mark(&seen, tag, what, "expires_at", err) < 0 ||
-			    u64_field(what, "expires_at", v, vlen, &r->expires_at, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_MINT_HASHES:
-			if (seen_mark(&seen, tag, what, "coin_hashes", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (vlen == 0 || vlen % IG_HASH_BYTES != 0 || vlen / IG_HASH_BYTES > IG_COINS_PER_REQUEST)
-				return bad_field(what, "coin_hashes", "must be 1..64 hashes of 32 bytes", err);
-			r->count = vlen / IG_HASH_BYTES;
-			memcpy(r->hashes, v, vlen);
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_MINT_OWNER, what, "owner", err) < 0 ||
-	    need(&seen, IG_TAG_MINT_EXPIRES, what, "expires_at", err) < 0 ||
-	    need(&seen, IG_TAG_MINT_HASHES, what, "coin_hashes", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return ig_recspec_decode(&mint_body, body, len, r, err);
 }
-
-/* ---- coin redeem (34) --------------------------------------------------------- */
 
 int ig_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r)
 {
-	if (!r)
-		return IG_ERR_INVAL;
-	size_t alen = strnlen(r->analyst, sizeof r->analyst);
-	size_t clen = strnlen(r->collector, sizeof r->collector);
-	if (!ig_id_valid(r->analyst, alen) || !ig_id_valid(r->collector, clen))
-		return IG_ERR_INVAL;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_REDEEM_COIN_HASH, r->coin_hash, IG_HASH_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REDEEM_ANALYST, r->analyst, alen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REDEEM_COLLECTOR, r->collector, clen)) < 0)
-		return rc;
-	return (int)pos;
+	return r ? ig_recspec_encode(&redeem_body, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err)
 {
-	static const char what[] = "coin_redeem";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_REDEEM_COIN_HASH:
-			if (seen_mark(&seen, tag, what, "coin_hash", err) < 0 ||
-			    hash_field(what, "coin_hash", v, vlen, r->coin_hash, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_REDEEM_ANALYST:
-			if (seen_mark(&seen, tag, what, "analyst", err) < 0 ||
-			    id_field(what, "analyst", v, vlen, r->analyst, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_REDEEM_COLLECTOR:
-			if (seen_mark(&seen, tag, what, "collector", err) < 0 ||
-			    id_field(what, "collector", v, vlen, r->collector, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_REDEEM_COIN_HASH, what, "coin_hash", err) < 0 ||
-	    need(&seen, IG_TAG_REDEEM_ANALYST, what, "analyst", err) < 0 ||
-	    need(&seen, IG_TAG_REDEEM_COLLECTOR, what, "collector", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return ig_recspec_decode(&redeem_body, body, len, r, err);
 }
-
-/* ---- coin refund (35) --------------------------------------------------------- */
 
 int ig_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r)
 {
-	if (!r)
-		return IG_ERR_INVAL;
-	size_t clen = strnlen(r->collector, sizeof r->collector);
-	size_t rlen = strnlen(r->reason, sizeof r->reason);
-	if (!ig_id_valid(r->collector, clen) || !refund_reason_valid(r->reason, rlen))
-		return IG_ERR_INVAL;
-	size_t pos = 0;
-	int rc;
-	if ((rc = ig_tlv_put(out, cap, &pos, IG_TAG_REFUND_COIN_HASH, r->coin_hash, IG_HASH_BYTES)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REFUND_COLLECTOR, r->collector, clen)) < 0 ||
-	    (rc = ig_tlv_put(out, cap, &pos, IG_TAG_REFUND_REASON, r->reason, rlen)) < 0)
-		return rc;
-	return (int)pos;
+	return r ? ig_recspec_encode(&refund_body, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err)
 {
-	static const char what[] = "coin_refund";
-	seen_set seen = {0};
-	ig_tlv_iter it;
-	uint8_t tag;
-	const uint8_t *v;
-	uint16_t vlen;
-	int rc;
-
-	memset(r, 0, sizeof *r);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
-		switch (tag) {
-		case IG_TAG_REFUND_COIN_HASH:
-			if (seen_mark(&seen, tag, what, "coin_hash", err) < 0 ||
-			    hash_field(what, "coin_hash", v, vlen, r->coin_hash, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_REFUND_COLLECTOR:
-			if (seen_mark(&seen, tag, what, "collector", err) < 0 ||
-			    id_field(what, "collector", v, vlen, r->collector, err) < 0)
-				return IG_ERR_CORRUPT;
-			break;
-		case IG_TAG_REFUND_REASON:
-			if (seen_mark(&seen, tag, what, "reason", err) < 0)
-				return IG_ERR_CORRUPT;
-			if (!refund_reason_valid((const char *)v, vlen))
-				return bad_field(what, "reason", "must be \"expired\" or \"cancelled\"", err);
-			memcpy(r->reason, v, vlen);
-			r->reason[vlen] = '\0';
-			break;
-		default:
-			break;
-		}
-	}
-	if (rc < 0)
-		return truncated_tlv(what, err);
-	if (need(&seen, IG_TAG_REFUND_COIN_HASH, what, "coin_hash", err) < 0 ||
-	    need(&seen, IG_TAG_REFUND_COLLECTOR, what, "collector", err) < 0 ||
-	    need(&seen, IG_TAG_REFUND_REASON, what, "reason", err) < 0)
-		return IG_ERR_CORRUPT;
-	return IG_OK;
+	return ig_recspec_decode(&refund_body, body, len, r, err);
 }
 
 /* ---- hooks for record.c --------------------------------------------------------- */
 
 const char *ig_bank_record_type_name(uint16_t type)
 {
-	switch (type) {
-	case IG_REC_CREDIT: return "credit";
-	case IG_REC_COIN_MINT: return "coin_mint";
-	case IG_REC_COIN_REDEEM: return "coin_redeem";
-	case IG_REC_COIN_REFUND: return "coin_refund";
-	default: return NULL;
-	}
+	const ig_body_spec *b = bank_body_for(type);
+	return b ? b->what : NULL;
 }
 
 int ig_bank_record_check(const ig_record *rec, ig_error *err)
 {
 	if (!rec)
 		return IG_ERR_INVAL;
-	/* ig_mint_rec is 2 KiB; static storage would not be re-entrant, so
-	 * each type decodes into its own stack object. */
-	switch (rec->type) {
-	case IG_REC_CREDIT: {
-		ig_credit_rec r;
-		return ig_credit_decode(rec->body, rec->body_len, &r, err);
-	}
-	case IG_REC_COIN_MINT: {
-		ig_mint_rec r;
-		return ig_mint_decode(rec->body, rec->body_len, &r, err);
-	}
-	case IG_REC_COIN_REDEEM: {
-		ig_redeem_rec r;
-		return ig_redeem_decode(rec->body, rec->body_len, &r, err);
-	}
-	case IG_REC_COIN_REFUND: {
-		ig_refund_rec r;
-		return ig_refund_decode(rec->body, rec->body_len, &r, err);
-	}
-	default:
-		return IG_OK;
-	}
-}
-
-static bool add_hex(cJSON *obj, const char *name, const uint8_t *bin, size_t len)
-{
-	char hex[2 * IG_HASH_BYTES + 1];
-	if (len > IG_HASH_BYTES)
-		return false;
-	ig_hex_encode(hex, bin, len);
-	return cJSON_AddStringToObject(obj, name, hex) != NULL;
+	const ig_body_spec *b = bank_body_for(rec->type);
+	bank_body u;
+	return b ? ig_recspec_decode(b, rec->body, rec->body_len, &u, err) : IG_OK;
 }
 
 int ig_bank_record_json(cJSON *obj, const ig_record *rec)
 {
 	if (!obj || !rec)
 		return IG_ERR_INVAL;
-	bool ok;
-	switch (rec->type) {
-	case IG_REC_CREDIT: {
-		ig_credit_rec r;
-		if (ig_credit_decode(rec->body, rec->body_len, &r, NULL) != IG_OK)
-			return IG_ERR_CORRUPT;
-		ok = cJSON_AddStringToObject(obj, "id", r.id) && cJSON_AddNumberToObject(obj, "amount", (double)r.amount) &&
-		     cJSON_AddStringToObject(obj, "by", r.by);
-		break;
-	}
-	case IG_REC_COIN_MINT: {
-		ig_mint_rec r;
-		if (ig_mint_decode(rec->body, rec->body_len, &r, NULL) != IG_OK)
-			return IG_ERR_CORRUPT;
-		ok = cJSON_AddStringToObject(obj, "owner", r.owner) &&
-		     cJSON_AddNumberToObject(obj, "expires_at", (double)r.expires_at) &&
-		     cJSON_AddNumberToObject(obj, "count", r.count);
-		cJSON *list = ok ? cJSON_AddArrayToObject(obj, "coin_hashes") : NULL;
-		ok = list != NULL;
-		for (uint32_t i = 0; ok && i < r.count; i++) {
-			char hex[2 * IG_HASH_BYTES + 1];
-			ig_hex_encode(hex, r.hashes[i], IG_HASH_BYTES);
-			cJSON *s = cJSON_CreateString(hex);
-			ok = s && cJSON_AddItemToArray(list, s);
-			if (!ok)
-				cJSON_Delete(s);
-		}
-		break;
-	}
-	case IG_REC_COIN_REDEEM: {
-		ig_redeem_rec r;
-		if (ig_redeem_decode(rec->body, rec->body_len, &r, NULL) != IG_OK)
-			return IG_ERR_CORRUPT;
-		ok = add_hex(obj, "coin_hash", r.coin_hash, IG_HASH_BYTES) &&
-		     cJSON_AddStringToObject(obj, "analyst", r.analyst) &&
-		     cJSON_AddStringToObject(obj, "collector", r.collector);
-		break;
-	}
-	case IG_REC_COIN_REFUND: {
-		ig_refund_rec r;
-		if (ig_refund_decode(rec->body, rec->body_len, &r, NULL) != IG_OK)
-			return IG_ERR_CORRUPT;
-		ok = add_hex(obj, "coin_hash", r.coin_hash, IG_HASH_BYTES) &&
-		     cJSON_AddStringToObject(obj, "collector", r.collector) &&
-		     cJSON_AddStringToObject(obj, "reason", r.reason);
-		break;
-	}
-	default:
+	const ig_body_spec *b = bank_body_for(rec->type);
+	bank_body u;
+	if (!b)
 		return IG_ERR_NOTFOUND;
-	}
-	return ok ? IG_OK : IG_ERR_NOMEM;
+	if (ig_recspec_decode(b, rec->body, rec->body_len, &u, NULL) != IG_OK)
+		return IG_ERR_CORRUPT;
+	return ig_recspec_json(obj, b, &u) ? IG_OK : IG_ERR_NOMEM;
 }
 
 /* ---- coin crypto ------------------------------------------------------------------ */

@@ -1,0 +1,74 @@
+/*
+ * ig_recspec.h: the table-driven TLV body codec, shared inside lib/ only.
+ *
+ * Why this exists: every ledger record body follows the same TLV rules
+ * (each known tag at most once, required tags present, unknown tags
+ * ignored, one check per kind of value). record.c owns the one encoder,
+ * decoder and JSON renderer; record types defined elsewhere (the bank's,
+ * in bank.c) describe their bodies with these tables instead of repeating
+ * the loop. Not a public contract: only the C files in lib/ include it.
+ */
+#ifndef IG_RECSPEC_H
+#define IG_RECSPEC_H
+
+#include "ig_common.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+typedef enum ig_field_kind {
+	IG_FIELD_ID,       /* char[]: identity id or cluster name, 1..64 of [A-Za-z0-9_.-] */
+	IG_FIELD_TEXT,     /* char[]: printable UTF-8 of min..max bytes */
+	IG_FIELD_BYTES,    /* uint8_t[size]: exactly size bytes, any value */
+	IG_FIELD_U64,      /* uint64_t: 8 bytes; at least min (then why says so) */
+	IG_FIELD_ROLE,     /* ig_role: one byte, 1..4 */
+	IG_FIELD_U8,       /* uint8_t: one byte, min..max, shown in JSON by name */
+	IG_FIELD_VERSION,  /* uint16_t: ledger format version, 1..IG_FORMAT_VERSION */
+	IG_FIELD_WORD,     /* char[]: exactly one of the NULL-terminated value_names; why says which */
+	IG_FIELD_HASHES,   /* uint8_t[][IG_HASH_BYTES]: min..max hashes, their number in the
+	                    * uint32_t at count_off; JSON: "count" then an array of hex */
+} ig_field_kind;
+
+typedef struct ig_field_spec {
+	uint8_t tag;
+	ig_field_kind kind;
+	const char *name;                 /* named in error messages; the JSON key */
+	size_t off, size;                 /* the member in the record struct */
+	unsigned min, max;                /* TEXT: length bounds; U8: value bounds; HASHES: count bounds */
+	const char *why;                  /* U8, WORD, U64 with min: what a valid value is */
+	const char *const *value_names;   /* U8: JSON name of each value; WORD: the allowed words */
+	bool optional;                    /* may be absent (still at most once); */
+	size_t present_off;               /* then this bool member says if it was there */
+	size_t count_off;                 /* HASHES: the uint32_t count member */
+} ig_field_spec;
+
+typedef struct ig_body_spec {
+	uint16_t type;
+	const char *what;                 /* the type's name; opens every error message */
+	const ig_field_spec *fields;
+	size_t nfields;                   /* at most 32: the decoder keeps one bit per field */
+	size_t size;                      /* sizeof the record struct */
+} ig_body_spec;
+
+#define IG_SPEC_AT(rec_struct, member) \
+	.off = offsetof(rec_struct, member), .size = sizeof(((rec_struct *)0)->member)
+#define IG_SPEC_BODY(type_code, type_name, table, rec_struct)                                      \
+	{ .type = type_code, .what = type_name, .fields = table, .nfields = sizeof table / sizeof table[0], \
+	  .size = sizeof(rec_struct) }
+
+/* Table order is encoding order, JSON key order and the order in which
+ * missing fields are reported. */
+
+/* Encodes rec (the struct b describes); IG_ERR_INVAL if any field breaks
+ * its rule (nothing is written then), IG_ERR_RANGE if cap is too small,
+ * else the body length. */
+int ig_recspec_encode(const ig_body_spec *b, const void *rec, uint8_t *out, size_t cap);
+/* Decodes into rec (zeroed first); IG_ERR_CORRUPT naming the field. */
+int ig_recspec_decode(const ig_body_spec *b, const uint8_t *body, size_t len, void *rec, ig_error *err);
+/* Adds the fields of a decoded rec to obj; false only when out of memory. */
+bool ig_recspec_json(struct cJSON *obj, const ig_body_spec *b, const void *rec);
+
+#endif
