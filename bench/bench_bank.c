@@ -605,42 +605,23 @@ static void on_analyst_packet(void *ctx, conn *cn, uint8_t type, const uint8_t *
 static void on_monitor_packet(void *ctx, conn *cn, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
-	if ((type & 0xf0) == 0x90) {
-		if (len < 3 || body[2] == 0x80)
-			die("the broker refused the monitor's subscription (is mon-000 a monitor in the ledger?)", NULL);
-		B->mon_subacks++;
-		return;
-	}
-	if ((type & 0xf0) != 0x30)
-		return;
-	const char *topic;
-	const uint8_t *payload;
-	size_t tlen, plen;
-	if (!publish_parts(cn, type, body, len, &topic, &tlen, &payload, &plen))
-		return;
-	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+	cJSON *m = monitor_packet(cn, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk);
 	if (!m)
 		return;
-	if (tlen >= 5 && !memcmp(topic + tlen - 5, "/head", 5)) {
-		const char *pk = jstr(m, "ch_pubkey");
-		if (pk && ig_hex_decode(B->ch_pk, IG_PK_BYTES, pk, strlen(pk)) == IG_OK)
-			B->have_ch_pk = true;
-	} else {
-		stats_snap s = {.have = true, .received_at = now_s()};
-		s.ts_ms = jnum(m, "ts", NULL, NULL);
-		s.minted = jnum(m, "bank", "minted", NULL);
-		s.redeemed = jnum(m, "bank", "redeemed", NULL);
-		const cJSON *bank = cJSON_GetObjectItemCaseSensitive(m, "bank");
-		const cJSON *ref = cJSON_GetObjectItemCaseSensitive(bank, "refused"), *r;
-		cJSON_ArrayForEach(r, ref) if (cJSON_IsNumber(r)) s.refused_total += r->valuedouble;
-		s.height = jnum(m, "ledger", "height", NULL);
-		s.batches = jnum(m, "ledger", "batches", NULL);
-		s.commit_last = jnum(m, "ledger", "commit_latency_us", "last");
-		s.commit_avg = jnum(m, "ledger", "commit_latency_us", "avg");
-		s.commit_max = jnum(m, "ledger", "commit_latency_us", "max");
-		B->last_stats = s;
-		B->stats_seen++;
-	}
+	stats_snap s = {.have = true, .received_at = now_s()};
+	s.ts_ms = jnum(m, "ts", NULL, NULL);
+	s.minted = jnum(m, "bank", "minted", NULL);
+	s.redeemed = jnum(m, "bank", "redeemed", NULL);
+	const cJSON *bank = cJSON_GetObjectItemCaseSensitive(m, "bank");
+	const cJSON *ref = cJSON_GetObjectItemCaseSensitive(bank, "refused"), *r;
+	cJSON_ArrayForEach(r, ref) if (cJSON_IsNumber(r)) s.refused_total += r->valuedouble;
+	s.height = jnum(m, "ledger", "height", NULL);
+	s.batches = jnum(m, "ledger", "batches", NULL);
+	s.commit_last = jnum(m, "ledger", "commit_latency_us", "last");
+	s.commit_avg = jnum(m, "ledger", "commit_latency_us", "avg");
+	s.commit_max = jnum(m, "ledger", "commit_latency_us", "max");
+	B->last_stats = s;
+	B->stats_seen++;
 	cJSON_Delete(m);
 }
 

@@ -409,3 +409,28 @@ long proc_status_kb(int pid, const char *field)
 	fclose(f);
 	return v;
 }
+
+struct cJSON *monitor_packet(conn *c, uint8_t type, const uint8_t *body, size_t len, int *subacks,
+                             uint8_t ch_pk[IG_PK_BYTES], bool *have_ch_pk)
+{
+	if ((type & 0xf0) == 0x90) {
+		if (len < 3 || body[2] == 0x80)
+			die("the broker refused the monitor's subscription (is mon-000 a monitor in the ledger?)", NULL);
+		(*subacks)++;
+		return NULL;
+	}
+	const char *topic;
+	const uint8_t *payload;
+	size_t tlen, plen;
+	if ((type & 0xf0) != 0x30 || !publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
+		return NULL;
+	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+	if (m && tlen >= 5 && !memcmp(topic + tlen - 5, "/head", 5)) {
+		const cJSON *pk = cJSON_GetObjectItemCaseSensitive(m, "ch_pubkey");
+		if (cJSON_IsString(pk) && ig_hex_decode(ch_pk, IG_PK_BYTES, pk->valuestring, strlen(pk->valuestring)) == IG_OK)
+			*have_ch_pk = true;
+		cJSON_Delete(m);
+		return NULL;
+	}
+	return m;
+}

@@ -91,4 +91,10 @@ bool publish_parts(conn *c, uint8_t type, const uint8_t *b, size_t len, const ch
  * process encoded itself. */
 size_t packet_len(const uint8_t *p);
 
+/* A monitor connection's routine packets: counts its SUBACKs (dying if one
+ * was refused) and pins the cluster-head key from the retained ledger head.
+ * Returns any other PUBLISH as parsed JSON (the caller frees it), else NULL. */
+struct cJSON *monitor_packet(conn *c, uint8_t type, const uint8_t *body, size_t len, int *subacks,
+                             uint8_t ch_pk[IG_PK_BYTES], bool *have_ch_pk);
+
 #endif
