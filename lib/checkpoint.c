@@ -50,6 +50,23 @@ static bool key_name_valid(const char *s, size_t len)
 	return true;
 }
 
+/* A key name may hold any byte above space, but an error message must not
+ * carry raw bytes from a file an attacker may have written (they can be
+ * invalid UTF-8 or terminal escapes): anything outside printable ASCII is
+ * shown as \xNN. */
+static void printable(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+	for (; *s && o + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c > 0x20 && c < 0x7f && c != '\\')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+}
+
 static void key_id(uint8_t id[KEY_ID_BYTES], const char *name, size_t name_len, const uint8_t pk[IG_PK_BYTES])
 {
 	static const uint8_t sep_and_alg[2] = {0x0a, 0x01}; /* newline, Ed25519 signature type */
@@ -186,10 +203,15 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 		                    "checkpoint line 1 (origin) is empty, too long or has spaces/'+'/control characters");
 	memcpy(parsed.origin, line, n);
 	parsed.origin[n] = '\0';
-	if (expected_origin && strcmp(parsed.origin, expected_origin) != 0)
+	char shown[4 * sizeof parsed.origin];
+	printable(shown, sizeof shown, parsed.origin);
+	if (expected_origin && strcmp(parsed.origin, expected_origin) != 0) {
+		char want[4 * sizeof parsed.origin];
+		printable(want, sizeof want, expected_origin);
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "checkpoint origin is '%s' but this ledger's origin is '%s' (checkpoint of another cluster?)",
-		                    parsed.origin, expected_origin);
+		                    shown, want);
+	}
 	const char *body_start = text;
 
 	/* Line 2: tree size. */
@@ -269,7 +291,7 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 		ig_hex_encode(idhex, want_id, KEY_ID_BYTES);
 		return ig_error_set(err, IG_ERR_CRYPTO,
 		                    "checkpoint has no signature by the cluster-head key %s+%s (wrong key or replaced checkpoint)",
-		                    parsed.origin, idhex);
+		                    shown, idhex);
 	}
 	if (cp)
 		*cp = parsed;

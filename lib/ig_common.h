@@ -36,6 +36,8 @@ enum {
 	IG_ERR_RANGE = -9,      /* too large, too long, out of allowed range */
 	IG_ERR_STATE = -10,     /* operation not valid in the current state */
 	IG_ERR_CLOSED = -11,    /* the ledger is shutting down */
+	IG_ERR_NOSPACE = -12,   /* the disk is full (ENOSPC/EDQUOT); nothing was written, retry later */
+	IG_ERR_UNKNOWN = -13,   /* a write failed midway: the change may or may not be durable */
 };
 
 /* A failure report: a code plus one human sentence saying what failed and

@@ -11,15 +11,20 @@
  *   lock            flock()ed by the single writer
  *
  * Durability: appends are queued to one writer thread that writes every
- * queued record, then one fdatasync() for the whole batch (group commit), and
- * only then reports them durable. Callers on an event loop (the plugin) use
- * ig_ledger_submit() + ig_ledger_poll(); they never wait on the disk. Tools
- * use the blocking ig_ledger_append().
+ * queued record, makes them durable with one fdatasync() for the whole batch
+ * (group commit), writes a signed checkpoint covering them (temp file ->
+ * fsync -> rename -> fsync(dir)), and only then reports them durable. So
+ * every acknowledged record is covered by a durable signed checkpoint, and
+ * removing or altering one is always detected as tampering. Callers on an
+ * event loop (the plugin) use ig_ledger_submit() + ig_ledger_poll(); they
+ * never wait on the disk. Tools use the blocking ig_ledger_append().
  *
  * Recovery at open: the log is scanned and every frame, hash and chain link
  * is checked, the Merkle root is recomputed and compared with the signed
- * checkpoint. A bad frame after the last checkpointed record, with nothing
- * valid after it, is a torn tail from a crash: a writer cuts it off with a
+ * checkpoint. A log holding fewer records than its checkpoint, or a bad frame
+ * inside the checkpointed records, is tampering and fails the open. A bad
+ * frame after the last checkpointed record, with nothing valid after it, is
+ * a torn tail from a crash (never acknowledged): a writer cuts it off with a
  * warning. Anything else fails with an error naming the record.
  */
 #ifndef IG_LEDGER_H
@@ -28,6 +33,8 @@
 #include "ig_common.h"
 #include "ig_record.h"
 #include "ig_checkpoint.h"
+
+#include <sys/types.h>
 
 typedef struct ig_ledger ig_ledger;
 
@@ -48,23 +55,38 @@ typedef int (*ig_record_fn)(void *ctx, const ig_record *rec, ig_error *err);
 /* Progress while scanning large ledgers: records done, bytes done, bytes total. */
 typedef void (*ig_progress_fn)(void *ctx, uint64_t records, uint64_t bytes, uint64_t total_bytes);
 
+/* The writer's file I/O, replaceable so tests can inject faults (a full
+ * disk, a failing fsync) without a special build. Each hook behaves like the
+ * system call it replaces: it returns -1 with errno set on failure. `file`
+ * names what is being written: IG_LEDGER_LOG, IG_LEDGER_CHECKPOINT_TMP, or
+ * "." for the ledger directory. */
+typedef struct ig_ledger_io {
+	ssize_t (*pwrite)(void *ctx, const char *file, int fd, const void *buf, size_t len, off_t off);
+	/* fdatasync() for IG_LEDGER_LOG, fsync() for the others */
+	int (*sync)(void *ctx, const char *file, int fd);
+	void *ctx;
+} ig_ledger_io;
+
+#define IG_LEDGER_CHECKPOINT_TMP "checkpoint.tmp"
+
 typedef struct ig_ledger_open_opts {
 	bool writer;                 /* take the lock, cut a torn tail, start the writer thread */
 	ig_record_fn on_record;      /* may be NULL */
 	void *ctx;
 	ig_progress_fn progress;     /* may be NULL */
 	void *progress_ctx;
-	/* Writer tuning; 0 = defaults (batch up to 4096 records, checkpoint at
-	 * most every 250 ms while busy and as soon as the writer goes idle). */
+	/* Writer tuning: records per batch (and per checkpoint); 0 = 4096. */
 	uint32_t max_batch;
-	uint32_t checkpoint_interval_ms;
+	/* NULL: the real system calls. Copied at open. */
+	const ig_ledger_io *io;
 } ig_ledger_open_opts;
 
 int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *opts, ig_error *err);
 
 /* Waits for every submitted record to be durable (their completions are
  * still delivered by the next ig_ledger_poll if the caller wants them; close
- * runs them), writes a final checkpoint, stops the writer, drops the lock. */
+ * runs them), stops the writer, drops the lock. A batch held by a full disk
+ * is given up: its records complete as IG_ERR_UNKNOWN or IG_ERR_NOSPACE. */
 void ig_ledger_close(ig_ledger *l);
 
 /* ---- facts ---- */
@@ -84,20 +106,35 @@ int ig_ledger_checkpoint(ig_ledger *l, char *out, size_t cap, ig_checkpoint *cp)
 
 /* ---- appending ---- */
 
-/* Completion: status IG_OK once the record is durable (rec is the framed
- * record with index, ts, hash), or a negative IG_ERR_* if it never will be
- * (rec is NULL then). Runs on the thread that calls ig_ledger_poll. */
+/* Completion, run on the thread that calls ig_ledger_poll. status is:
+ *   IG_OK           the record and a signed checkpoint covering it are
+ *                   durable (rec is the framed record: index, ts, hash);
+ *   IG_ERR_UNKNOWN  a write or fsync failed after the record's bytes were
+ *                   handed to the kernel: it may or may not be in the log at
+ *                   the next open (rec holds the index and hash it has if it
+ *                   is). Callers must answer "outcome unknown", never "it did
+ *                   not happen";
+ *   IG_ERR_NOSPACE  the disk was full and the record was never written;
+ *   IG_ERR_IO, IG_ERR_NOMEM, IG_ERR_INVAL, IG_ERR_CLOSED
+ *                   the record was not written and never will be.
+ * rec is NULL for every status but IG_OK and IG_ERR_UNKNOWN. */
 typedef void (*ig_append_done_fn)(void *ctx, int status, const ig_record *rec);
 
 /* Queues a record; never blocks on disk. The body is copied. The writer
  * assigns index, timestamp and prev_hash. Returns IG_OK, IG_ERR_RANGE (body
- * too large), IG_ERR_CLOSED, IG_ERR_STATE (read-only open), IG_ERR_IO (an
+ * too large), IG_ERR_CLOSED, IG_ERR_STATE (read-only open), IG_ERR_NOSPACE
+ * (the disk is full: the writer holds the batch that hit ENOSPC and retries
+ * it by itself; new records are refused until it succeeds), IG_ERR_IO (an
  * earlier write or sync failed: the ledger takes no more records until it
  * is reopened), IG_ERR_NOMEM or IG_ERR_INVAL.
  *
- * A record whose completion reports failure was not acknowledged, but it is
- * not guaranteed absent: if its bytes reached the disk whole before the
- * failure, the next open keeps it. Acknowledged records are always there. */
+ * Disk full: a batch whose write of the log or of the checkpoint failed
+ * with ENOSPC (or EDQUOT) before any fsync failed is kept and rewritten,
+ * byte for byte at the same offset, every 10 ms to 1 s until it succeeds;
+ * its records are acknowledged then. Records queued behind it complete with
+ * IG_ERR_NOSPACE. A failed fsync/fdatasync is never retried (the kernel may
+ * have dropped the dirty pages): the ledger then refuses every record until
+ * it is reopened. Acknowledged records are always there at the next open. */
 int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_append_done_fn done, void *ctx);
 
@@ -118,7 +155,8 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
                      ig_record *rec_out, ig_error *err);
 
 /* Waits until everything submitted is durable and a checkpoint covers it.
- * IG_ERR_STATE on a read-only open. */
+ * IG_ERR_STATE on a read-only open, IG_ERR_NOSPACE while the disk is full,
+ * IG_ERR_IO once the writer has failed. */
 int ig_ledger_sync(ig_ledger *l, ig_error *err);
 
 /* ---- figures for stats ---- */
@@ -152,9 +190,9 @@ int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
                      ig_progress_fn progress, void *progress_ctx,
                      ig_verify_result *res, ig_error *err);
 
-/* ---- fault injection, for tests only ---- */
-/* When set, the writer fails with IG_ERR_IO after writing `after_bytes` of
- * the next batch (a torn write) and stops. -1 disables. */
+/* ---- fault injection, for tests only (prefer ig_ledger_open_opts.io) ---- */
+/* When set, the writer fails after writing `after_bytes` of the next batch
+ * (a torn write) and stops taking records. -1 disables. */
 void ig_ledger_test_fail_write(ig_ledger *l, long after_bytes);
 
 #endif

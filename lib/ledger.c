@@ -11,18 +11,29 @@
  *             signed checkpoint) for open() and for audits, and tells a torn
  *             tail left by a crash from tampering;
  *   writer    one thread that takes every queued append, writes them with one
- *             write() and makes them durable with one fdatasync() (group
- *             commit), then hands completions back to the caller's thread.
+ *             write(), makes them durable with one fdatasync() (group
+ *             commit), writes a signed checkpoint covering them, and only
+ *             then hands completions back to the caller's thread.
  *
- * Failure rule: once a write or fsync fails, nothing more is acknowledged.
- * A failed fdatasync() may have dropped dirty pages, so retrying it could
- * "succeed" without the data being on disk; the ledger refuses all further
- * appends (submit returns IG_ERR_IO) until it is reopened, which rescans and
- * cuts any torn tail. Acknowledged implies durable; the converse does not
- * hold: complete frames of a batch whose fsync failed or was cut short by a
- * crash may still be there at the next open, as with any write-ahead log.
- * The file is not truncated after a failed write because a concurrent
- * auditor may have it mapped (reading past a shrunken end is SIGBUS).
+ * Acknowledging only what a durable checkpoint covers is what makes loss
+ * detectable: a log cut at a record boundary, or a record altered, anywhere
+ * in what was ever acknowledged, contradicts the signed checkpoint. Records
+ * past the checkpoint were never acknowledged, so a bad frame there with
+ * nothing valid after it can only be a torn write and may be cut.
+ *
+ * Failure rule: once an fsync fails, nothing more is acknowledged. A failed
+ * fdatasync() may have dropped dirty pages, so retrying it could "succeed"
+ * without the data being on disk; the ledger refuses all further appends
+ * (submit returns IG_ERR_IO) until it is reopened, which rescans and cuts any
+ * torn tail. A write() that fails with ENOSPC before any fsync of its batch
+ * lost nothing the kernel had accepted, so the writer keeps that batch and
+ * rewrites the same bytes at the same offset until the disk has room.
+ * Acknowledged implies durable; the converse does not hold: complete frames
+ * of a batch whose fsync failed or was cut short by a crash may still be
+ * there at the next open, as with any write-ahead log, which is why such
+ * records complete as IG_ERR_UNKNOWN, never as "not written". The file is
+ * not truncated after a failed write because a concurrent auditor may have
+ * it mapped (reading past a shrunken end is SIGBUS).
  */
 #include "ig_ledger.h"
 
@@ -50,9 +61,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECKPOINT_TMP "checkpoint.tmp"
 #define DEFAULT_MAX_BATCH 4096
-#define DEFAULT_CHECKPOINT_MS 250
+/* While the disk is full the held batch is retried after 10 ms, doubling up
+ * to once a second: quick recovery when space comes back, little load while
+ * it does not. */
+#define NOSPACE_RETRY_MIN_US 10000
+#define NOSPACE_RETRY_MAX_US 1000000
 /* A batch's buffer is capped so a burst of large bodies cannot make one
  * write() allocate hundreds of megabytes. */
 #define MAX_BATCH_BYTES (8u << 20)
@@ -70,45 +84,92 @@
 
 /* ---- small I/O helpers ---------------------------------------------------- */
 
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+static ssize_t sys_pwrite(void *ctx, const char *file, int fd, const void *buf, size_t len, off_t off)
 {
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+	(void)ctx;
+	(void)file;
+	return pwrite(fd, buf, len, off);
+}
+
+static int sys_sync(void *ctx, const char *file, int fd)
+{
+	(void)ctx;
+	return strcmp(file, IG_LEDGER_LOG) == 0 ? fdatasync(fd) : fsync(fd);
+}
+
+static const ig_ledger_io sys_io = {.pwrite = sys_pwrite, .sync = sys_sync, .ctx = NULL};
+
+/* ledger.log and checkpoint hold nothing secret (they are what auditors
+ * verify), so they are created 0644 less the creating process's umask: the
+ * operator's umask decides whether others may read them. ch.key is always
+ * 0600 (ig_keyfile.h); a directory init creates is 0700 less the umask. */
+#define LEDGER_FILE_MODE 0644
+
+/* ENOSPC and EDQUOT both mean "no room now, nothing lost": worth a retry. */
+static bool errno_is_full(int e)
+{
+	return e == ENOSPC || e == EDQUOT;
+}
+
+/* Writes len bytes at off; *done gets how many were accepted before a
+ * failure (errno says why). */
+static int pwrite_all(const ig_ledger_io *io, const char *file, int fd, const uint8_t *buf, size_t len,
+                      uint64_t off, size_t *done)
+{
+	size_t got = 0;
+	int rc = 0;
+	while (got < len) {
+		ssize_t n = io->pwrite(io->ctx, file, fd, buf + got, len - got, (off_t)(off + got));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -1;
+			rc = -1;
+			break;
 		}
 		if (n == 0) {
 			errno = EIO;
-			return -1;
+			rc = -1;
+			break;
 		}
-		buf += n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
+		got += (size_t)n;
 	}
-	return 0;
+	if (done)
+		*done = got;
+	return rc;
 }
 
 /* Replaces the checkpoint atomically: a crash leaves either the old or the
- * new one, never a mix. */
-static int write_checkpoint_file(int dir_fd, const char *dir, const char *text, size_t len, ig_error *err)
+ * new one, never a mix. Returns IG_ERR_NOSPACE when the disk was full before
+ * any fsync (the old checkpoint is intact and a retry is safe), IG_ERR_IO for
+ * anything else. */
+static int write_checkpoint_file(const ig_ledger_io *io, int dir_fd, const char *dir, const char *text,
+                                 size_t len, ig_error *err)
 {
-	int fd = openat(dir_fd, CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int fd = openat(dir_fd, IG_LEDGER_CHECKPOINT_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, LEDGER_FILE_MODE);
 	if (fd < 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot create %s/%s: %s", dir, CHECKPOINT_TMP, strerror(errno));
-	if (pwrite_all(fd, (const uint8_t *)text, len, 0) != 0 || fsync(fd) != 0) {
+		return ig_error_set(err, errno_is_full(errno) ? IG_ERR_NOSPACE : IG_ERR_IO,
+		                    "cannot create %s/%s: %s", dir, IG_LEDGER_CHECKPOINT_TMP, strerror(errno));
+	if (pwrite_all(io, IG_LEDGER_CHECKPOINT_TMP, fd, (const uint8_t *)text, len, 0, NULL) != 0) {
 		int e = errno;
 		close(fd);
-		return ig_error_set(err, IG_ERR_IO, "cannot write %s/%s: %s", dir, CHECKPOINT_TMP, strerror(e));
+		return ig_error_set(err, errno_is_full(e) ? IG_ERR_NOSPACE : IG_ERR_IO, "cannot write %s/%s: %s", dir,
+		                    IG_LEDGER_CHECKPOINT_TMP, strerror(e));
+	}
+	if (io->sync(io->ctx, IG_LEDGER_CHECKPOINT_TMP, fd) != 0) {
+		int e = errno;
+		close(fd);
+		return ig_error_set(err, IG_ERR_IO, "fsync of %s/%s failed: %s", dir, IG_LEDGER_CHECKPOINT_TMP,
+		                    strerror(e));
 	}
 	if (close(fd) != 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot write %s/%s: %s", dir, CHECKPOINT_TMP, strerror(errno));
-	if (renameat(dir_fd, CHECKPOINT_TMP, dir_fd, IG_LEDGER_CHECKPOINT) != 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot rename %s/%s to %s: %s", dir, CHECKPOINT_TMP,
-		                    IG_LEDGER_CHECKPOINT, strerror(errno));
-	if (fsync(dir_fd) != 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot fsync directory %s: %s", dir, strerror(errno));
+		return ig_error_set(err, IG_ERR_IO, "cannot write %s/%s: %s", dir, IG_LEDGER_CHECKPOINT_TMP,
+		                    strerror(errno));
+	if (renameat(dir_fd, IG_LEDGER_CHECKPOINT_TMP, dir_fd, IG_LEDGER_CHECKPOINT) != 0)
+		return ig_error_set(err, errno_is_full(errno) ? IG_ERR_NOSPACE : IG_ERR_IO,
+		                    "cannot rename %s/%s to %s: %s", dir, IG_LEDGER_CHECKPOINT_TMP, IG_LEDGER_CHECKPOINT,
+		                    strerror(errno));
+	if (io->sync(io->ctx, ".", dir_fd) != 0)
+		return ig_error_set(err, IG_ERR_IO, "fsync of directory %s failed: %s", dir, strerror(errno));
 	return IG_OK;
 }
 
@@ -207,7 +268,6 @@ typedef struct scan_in {
 	const char *dir;
 	int dir_fd;
 	int log_fd;
-	const char *refusal;            /* appended to corruption messages */
 	const uint8_t *expect_pk;       /* writer: ch.key's public key; NULL otherwise */
 	ig_record_fn on_record;
 	void *ctx;
@@ -230,15 +290,15 @@ typedef struct scan_out {
 	uint64_t last_ts;
 } scan_out;
 
-static int corrupt(ig_error *err, const scan_in *in, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int corrupt(ig_error *err, const scan_in *in, const char *fmt, ...)
+static int corrupt(ig_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int corrupt(ig_error *err, const char *fmt, ...)
 {
 	char what[400];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof what, fmt, ap);
 	va_end(ap);
-	return ig_error_set(err, IG_ERR_CORRUPT, "%s — tampered or corrupt%s", what, in->refusal);
+	return ig_error_set(err, IG_ERR_CORRUPT, "%s — tampered or corrupt", what);
 }
 
 /* A frame whose checksum holds was written completely; a torn write cannot
@@ -417,28 +477,28 @@ static int check_genesis(const scan_in *in, scan_out *out, const uint8_t *map, s
 	ig_record g;
 	ig_frame_status st = ig_record_decode(map, size, &g);
 	if (st != IG_FRAME_OK)
-		return corrupt(err, in, "ledger record 0: the genesis record is unreadable (%s)", ig_frame_status_text(st));
+		return corrupt(err, "ledger record 0: the genesis record is unreadable (%s)", ig_frame_status_text(st));
 	if (g.index != 0 || g.type != IG_REC_GENESIS || memcmp(g.prev_hash, zero, IG_HASH_BYTES) != 0)
-		return corrupt(err, in, "ledger record 0: not a genesis record (type %s, index %" PRIu64 ")",
+		return corrupt(err, "ledger record 0: not a genesis record (type %s, index %" PRIu64 ")",
 		               ig_record_type_name(g.type), g.index);
 	ig_error e = {0};
 	if (ig_genesis_decode(g.body, g.body_len, &out->genesis, &e) != IG_OK)
-		return corrupt(err, in, "ledger record 0: bad genesis body: %s", e.msg);
+		return corrupt(err, "ledger record 0: bad genesis body: %s", e.msg);
 	if (out->genesis.version != IG_FORMAT_VERSION)
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "ledger format version %u is not supported by this iotguard (it reads version %d); "
 		                    "use a matching iotguard release",
 		                    out->genesis.version, IG_FORMAT_VERSION);
 	if (in->expect_pk && sodium_memcmp(in->expect_pk, out->genesis.ch_pk, IG_PK_BYTES) != 0)
-		return corrupt(err, in,
+		return corrupt(err,
 		               "ledger record 0: the genesis cluster-head key does not match %s/%s (wrong key file, "
 		               "or the genesis record was altered)",
 		               in->dir, IG_LEDGER_KEY);
 	if (ig_checkpoint_origin(out->origin, sizeof out->origin, out->genesis.cluster) < 0)
-		return corrupt(err, in, "ledger record 0: invalid cluster name in the genesis record");
+		return corrupt(err, "ledger record 0: invalid cluster name in the genesis record");
 	e.msg[0] = '\0';
 	if (ig_checkpoint_verify(out->cp_text, out->cp_len, out->origin, out->genesis.ch_pk, &out->cp, &e) != IG_OK)
-		return corrupt(err, in, "ledger checkpoint %s/%s: %s (it must be signed by the cluster-head key of "
+		return corrupt(err, "ledger checkpoint %s/%s: %s (it must be signed by the cluster-head key of "
 		               "genesis record 0)",
 		               in->dir, IG_LEDGER_CHECKPOINT, e.msg);
 	return IG_OK;
@@ -450,14 +510,14 @@ static int accept_record(const scan_in *in, scan_out *out, const ig_record *rec,
 {
 	uint64_t i = out->height;
 	if (rec->index != i)
-		return corrupt(err, in, "ledger record %" PRIu64 ": holds index %" PRIu64
+		return corrupt(err, "ledger record %" PRIu64 ": holds index %" PRIu64
 		               " (a record is missing, duplicated or out of order)",
 		               i, rec->index);
 	if (i > 0 && memcmp(rec->prev_hash, out->head, IG_HASH_BYTES) != 0)
-		return corrupt(err, in, "ledger record %" PRIu64 ": hash chain broken (prev_hash does not match record %" PRIu64 ")",
+		return corrupt(err, "ledger record %" PRIu64 ": hash chain broken (prev_hash does not match record %" PRIu64 ")",
 		               i, i - 1);
 	if (i > 0 && rec->type == IG_REC_GENESIS)
-		return corrupt(err, in, "ledger record %" PRIu64 ": a second genesis record", i);
+		return corrupt(err, "ledger record %" PRIu64 ": a second genesis record", i);
 	if (in->on_record) {
 		ig_error cb = {0};
 		int rc = in->on_record(in->ctx, rec, &cb);
@@ -527,7 +587,7 @@ static int scan_map(const scan_in *in, scan_out *out, const uint8_t *map, size_t
 
 		for (size_t k = 0; k < c->n; k++) {
 			if (c->status[k] == IG_FRAME_BAD_FLAGS) {
-				rc = corrupt(err, in, "ledger record %" PRIu64 ": %s", out->height,
+				rc = corrupt(err, "ledger record %" PRIu64 ": %s", out->height,
 				             ig_frame_status_text(IG_FRAME_BAD_FLAGS));
 				break;
 			}
@@ -571,22 +631,22 @@ static int scan_map(const scan_in *in, scan_out *out, const uint8_t *map, size_t
 	if (bad) {
 		size_t valid_at;
 		if (out->height < out->cp.size)
-			return corrupt(err, in, "ledger record %" PRIu64 ": %s at byte %zu, inside the signed checkpoint "
+			return corrupt(err, "ledger record %" PRIu64 ": %s at byte %zu, inside the signed checkpoint "
 			               "(size %" PRIu64 ")",
 			               out->height, ig_frame_status_text(bad_st), bad_off, out->cp.size);
 		if (find_valid_frame(map, size, bad_off + 1, &valid_at))
-			return corrupt(err, in, "ledger record %" PRIu64 ": %s at byte %zu, but a complete record follows "
+			return corrupt(err, "ledger record %" PRIu64 ": %s at byte %zu, but a complete record follows "
 			               "at byte %zu (not a torn tail)",
 			               out->height, ig_frame_status_text(bad_st), bad_off, valid_at);
 		out->torn_bytes = size - bad_off;
 		out->torn_index = out->height;
 	}
 	if (out->height < out->cp.size)
-		return corrupt(err, in, "ledger checkpoint covers %" PRIu64 " records but %s/%s holds only %" PRIu64
-		               " (records were removed)",
+		return corrupt(err, "ledger checkpoint covers %" PRIu64 " records but %s/%s holds only %" PRIu64
+		               ": the log is shorter than its signed checkpoint (acknowledged records were removed)",
 		               out->cp.size, in->dir, IG_LEDGER_LOG, out->height);
 	if (merkle_bad)
-		return corrupt(err, in, "ledger checkpoint (size %" PRIu64 "): the Merkle root of records 0..%" PRIu64
+		return corrupt(err, "ledger checkpoint (size %" PRIu64 "): the Merkle root of records 0..%" PRIu64
 		               " does not match the signed root (a record was altered)",
 		               out->cp.size, out->cp.size - 1);
 	if (in->progress)
@@ -608,7 +668,7 @@ static int scan_ledger(const scan_in *in, scan_out *out, ig_error *err)
 	if (fstat(in->log_fd, &sb) != 0)
 		return ig_error_set(err, IG_ERR_IO, "cannot stat %s/%s: %s", in->dir, IG_LEDGER_LOG, strerror(errno));
 	if (sb.st_size == 0)
-		return corrupt(err, in, "ledger record 0: %s/%s is empty (no genesis record)", in->dir, IG_LEDGER_LOG);
+		return corrupt(err, "ledger record 0: %s/%s is empty (no genesis record)", in->dir, IG_LEDGER_LOG);
 	if ((uint64_t)sb.st_size > SIZE_MAX)
 		return ig_error_set(err, IG_ERR_RANGE, "%s/%s is too large to map", in->dir, IG_LEDGER_LOG);
 	size_t size = (size_t)sb.st_size;
@@ -659,7 +719,7 @@ struct ig_ledger {
 	uint8_t ch_pk[IG_PK_BYTES];
 	uint8_t ch_sk[IG_SK_BYTES];
 	uint32_t max_batch;
-	uint32_t checkpoint_interval_ms;
+	ig_ledger_io io;
 
 	pthread_mutex_t mu;
 	pthread_cond_t work_cond;    /* the writer waits here for work */
@@ -672,9 +732,10 @@ struct ig_ledger {
 	append_node *done_head, *done_tail;
 	uint64_t queued;             /* nodes in queue_head..queue_tail */
 	size_t wake_writer_at;       /* 0: writer busy; else signal it at this queue length */
-	bool in_flight;
+	bool in_flight;              /* a batch is being written or waits for disk space */
 	bool stopping;
 	bool failed;
+	bool nospace;                /* the held batch waits for disk space */
 	bool event_pending;
 	/* Not guarded: the broker's loop checks these on every pass, so they
 	 * must cost no lock and no system call when nothing happened. */
@@ -690,21 +751,42 @@ struct ig_ledger {
 	uint64_t batches;
 	uint64_t records_committed;
 	uint64_t last_commit_us, max_commit_us, latency_sum_us;
+	uint64_t nospace_events;
 	_Atomic uint64_t height;     /* read lock-free by ig_ledger_height */
 
 	/* Owned by the writer thread (and by open before it starts). */
 	append_waiter **wake;        /* blocking appends to post once mu is released */
 	size_t wake_n, wake_cap;
-	ig_merkle_acc acc;
+	ig_merkle_acc acc;           /* every record in the log that is durable */
 	ig_merkle_acc acc_tmp;
 	uint64_t log_end;
 	uint64_t last_ts;
-	uint64_t last_cp_us;
 	uint64_t fsync_avg_us;       /* moving average of fdatasync time */
 	uint64_t gather_us;          /* see writer_main */
 	uint8_t *wbuf;
 	size_t wcap;
 };
+
+/* One group commit, from encoding to the checkpoint that covers it. It is
+ * kept across attempts while the disk is full, so a retry rewrites exactly
+ * the bytes (same indexes, timestamp and hashes) the failed attempt began. */
+typedef enum { STAGE_WRITE, STAGE_CHECKPOINT } batch_stage;
+
+typedef struct write_batch {
+	append_node *head;           /* NULL for a checkpoint-only batch */
+	size_t count;
+	size_t bytes;                /* encoded length in l->wbuf */
+	uint64_t ts;
+	size_t written;              /* most bytes of wbuf any attempt handed to the kernel */
+	long fail_after;
+	batch_stage stage;
+	ig_checkpoint cp;
+	char cp_text[IG_CHECKPOINT_MAX + 1];
+	size_t cp_len;
+} write_batch;
+
+/* How an attempt at a batch ended. */
+typedef enum { RUN_OK, RUN_NOSPACE, RUN_FAILED } run_result;
 
 static void notify_locked(ig_ledger *l)
 {
@@ -720,6 +802,13 @@ static void notify_locked(ig_ledger *l)
 	l->event_pending = false;
 }
 
+/* The record (index, hash) is reported for IG_OK and for IG_ERR_UNKNOWN: in
+ * the second case it is what the record is if the next open finds it. */
+static bool status_has_record(int status)
+{
+	return status == IG_OK || status == IG_ERR_UNKNOWN;
+}
+
 static void complete_locked(ig_ledger *l, append_node *n, int status)
 {
 	n->status = status;
@@ -727,7 +816,7 @@ static void complete_locked(ig_ledger *l, append_node *n, int status)
 	if (n->waiter) {
 		append_waiter *w = n->waiter;
 		w->status = status;
-		if (status == IG_OK) {
+		if (status_has_record(status)) {
 			w->rec = n->rec;
 			w->rec.body = NULL;
 		}
@@ -771,30 +860,56 @@ static void wake_waiters(ig_ledger *l)
 	sem_post(&l->wake[0]->done);
 }
 
-static void fail_list_locked(ig_ledger *l, append_node *n)
+static void fail_list_locked(ig_ledger *l, append_node *n, int status)
 {
 	while (n) {
 		append_node *next = n->next;
-		complete_locked(l, n, IG_ERR_IO);
+		complete_locked(l, n, status);
 		n = next;
 	}
+}
+
+/* Fails every queued record that was never written with `status`. */
+static void fail_queue_locked(ig_ledger *l, int status)
+{
+	append_node *q = l->queue_head;
+	l->queue_head = l->queue_tail = NULL;
+	l->queued = 0;
+	fail_list_locked(l, q, status);
 }
 
 static void enter_failed_locked(ig_ledger *l)
 {
 	l->failed = true;
-	append_node *q = l->queue_head;
-	l->queue_head = l->queue_tail = NULL;
-	l->queued = 0;
-	fail_list_locked(l, q);
+	l->nospace = false;
+	fail_queue_locked(l, IG_ERR_IO);
 }
 
-/* Encodes the batch into one buffer, writes it with one pwrite loop and makes
- * it durable with one fdatasync. Runs on the writer thread without mu. */
-static int commit_batch(ig_ledger *l, append_node *batch, long fail_after)
+/* Completes a batch that will not be acknowledged. Frames the kernel took
+ * whole may be in the log at the next open, so they are "unknown"; a frame
+ * cut short is a torn tail the next open removes, and frames never written
+ * are certainly absent: those get `absent_status`. Once the log was synced
+ * (STAGE_CHECKPOINT) every frame may be there. */
+static void give_up_batch_locked(ig_ledger *l, write_batch *b, int absent_status)
+{
+	size_t end = 0;
+	for (append_node *n = b->head; n;) {
+		append_node *next = n->next;
+		end += (size_t)n->body_len + IG_REC_OVERHEAD;
+		bool maybe = b->stage == STAGE_CHECKPOINT || end <= b->written;
+		complete_locked(l, n, maybe ? IG_ERR_UNKNOWN : absent_status);
+		n = next;
+	}
+	b->head = NULL;
+	b->count = 0;
+}
+
+/* Encodes the batch into one buffer and fixes its indexes, timestamp and
+ * hashes. Runs on the writer thread without mu. */
+static int encode_batch(ig_ledger *l, write_batch *b)
 {
 	size_t need = 0;
-	for (append_node *n = batch; n; n = n->next)
+	for (append_node *n = b->head; n; n = n->next)
 		need += (size_t)n->body_len + IG_REC_OVERHEAD;
 	if (need > l->wcap) {
 		size_t cap = l->wcap ? l->wcap : 65536;
@@ -817,7 +932,7 @@ static int commit_batch(ig_ledger *l, append_node *batch, long fail_after)
 	uint64_t index = l->acc.size;
 	const uint8_t *prev = l->head;
 	size_t pos = 0;
-	for (append_node *n = batch; n; n = n->next) {
+	for (append_node *n = b->head; n; n = n->next) {
 		ig_record *rec = &n->rec;
 		memset(rec, 0, sizeof *rec);
 		rec->index = index++;
@@ -836,43 +951,104 @@ static int commit_batch(ig_ledger *l, append_node *batch, long fail_after)
 		prev = rec->hash;
 		ig_merkle_push(&l->acc_tmp, rec->hash);
 	}
+	b->bytes = pos;
+	b->ts = ts;
+	b->written = 0;
+	b->stage = STAGE_WRITE;
+	return IG_OK;
+}
 
-	if (fail_after >= 0) {
-		size_t cut = (size_t)fail_after < pos ? (size_t)fail_after : pos;
-		(void)pwrite_all(l->log_fd, l->wbuf, cut, l->log_end);
+/* Writes the batch to the log and makes it durable with one fdatasync. */
+static run_result write_log(ig_ledger *l, write_batch *b)
+{
+	size_t done = 0;
+	if (b->fail_after >= 0) {
+		size_t cut = (size_t)b->fail_after < b->bytes ? (size_t)b->fail_after : b->bytes;
+		(void)pwrite_all(&l->io, IG_LEDGER_LOG, l->log_fd, l->wbuf, cut, l->log_end, &done);
+		if (done > b->written)
+			b->written = done;
 		ig_log(IG_LOG_ERR, "ledger %s: injected write failure after %zu of %zu bytes; appends are refused",
-		       l->dir, cut, pos);
-		return IG_ERR_IO;
+		       l->dir, cut, b->bytes);
+		return RUN_FAILED;
 	}
-	if (pwrite_all(l->log_fd, l->wbuf, pos, l->log_end) != 0) {
+	int rc = pwrite_all(&l->io, IG_LEDGER_LOG, l->log_fd, l->wbuf, b->bytes, l->log_end, &done);
+	int e = errno;
+	if (done > b->written)
+		b->written = done;
+	if (rc != 0) {
+		if (errno_is_full(e))
+			return RUN_NOSPACE;
 		ig_log(IG_LOG_ERR, "ledger %s: writing %s failed: %s; appends are refused until the disk is fixed "
 		       "and the ledger reopened",
-		       l->dir, IG_LEDGER_LOG, strerror(errno));
-		return IG_ERR_IO;
+		       l->dir, IG_LEDGER_LOG, strerror(e));
+		return RUN_FAILED;
 	}
 	/* Never retried: after a failed fdatasync the kernel may have dropped the
 	 * dirty pages, and a second call could report success for lost data. */
 	uint64_t sync_start = ig_mono_us();
-	if (fdatasync(l->log_fd) != 0) {
-		ig_log(IG_LOG_ERR, "ledger %s: fdatasync of %s failed: %s; appends are refused until the disk is "
-		       "fixed and the ledger reopened",
-		       l->dir, IG_LEDGER_LOG, strerror(errno));
-		return IG_ERR_IO;
+	if (l->io.sync(l->io.ctx, IG_LEDGER_LOG, l->log_fd) != 0) {
+		e = errno;
+		ig_log(IG_LOG_ERR, "ledger %s: fdatasync of %s failed: %s%s; appends are refused until the disk is "
+		       "fixed and the ledger reopened (a failed fsync is never retried)",
+		       l->dir, IG_LEDGER_LOG, strerror(e), errno_is_full(e) ? " (the disk is full)" : "");
+		return RUN_FAILED;
 	}
 	uint64_t took = ig_mono_us() - sync_start;
 	l->fsync_avg_us = l->fsync_avg_us ? (7 * l->fsync_avg_us + took) / 8 : took;
 	l->gather_us = l->fsync_avg_us / 2 < MAX_GATHER_US ? l->fsync_avg_us / 2 : MAX_GATHER_US;
 	l->acc = l->acc_tmp;
-	l->log_end += pos;
-	l->last_ts = ts;
-	return IG_OK;
+	l->log_end += b->bytes;
+	l->last_ts = b->ts;
+	b->stage = STAGE_CHECKPOINT;
+	return RUN_OK;
 }
 
-static void finish_batch_locked(ig_ledger *l, append_node *batch, size_t count)
+/* Signs and writes a checkpoint covering every durable record. */
+static run_result write_batch_checkpoint(ig_ledger *l, write_batch *b)
 {
+	memset(&b->cp, 0, sizeof b->cp);
+	memcpy(b->cp.origin, l->origin, sizeof b->cp.origin);
+	b->cp.size = l->acc.size;
+	ig_merkle_root(&l->acc, b->cp.root);
+	ig_error e = {0};
+	int len = ig_checkpoint_sign(b->cp_text, sizeof b->cp_text, &b->cp, l->ch_sk);
+	int rc = len < 0 ? ig_error_set(&e, len, "cannot sign the checkpoint (code %d)", len)
+	                 : write_checkpoint_file(&l->io, l->dir_fd, l->dir, b->cp_text, (size_t)len, &e);
+	if (rc == IG_ERR_NOSPACE)
+		return RUN_NOSPACE;
+	if (rc != IG_OK) {
+		ig_log(IG_LOG_ERR, "ledger %s: %s; appends are refused until the disk is fixed and the ledger reopened",
+		       l->dir, e.msg);
+		return RUN_FAILED;
+	}
+	b->cp_len = (size_t)len;
+	return RUN_OK;
+}
+
+/* Runs (or resumes) a batch: log write + fdatasync, then the checkpoint.
+ * On the writer thread without mu. */
+static run_result run_batch(ig_ledger *l, write_batch *b)
+{
+	if (b->stage == STAGE_WRITE) {
+		run_result r = write_log(l, b);
+		if (r != RUN_OK)
+			return r;
+	}
+	return write_batch_checkpoint(l, b);
+}
+
+/* The batch and a checkpoint covering it are durable: publish both. */
+static void finish_batch_locked(ig_ledger *l, write_batch *b)
+{
+	memcpy(l->cp_text, b->cp_text, b->cp_len + 1);
+	l->cp_len = b->cp_len;
+	l->cp = b->cp;
+	atomic_store(&l->checkpoint_changed, true);
+	l->event_pending = true;
+
 	uint64_t now = ig_mono_us();
 	bool first = true;
-	for (append_node *n = batch; n;) {
+	for (append_node *n = b->head; n;) {
 		append_node *next = n->next;
 		uint64_t lat = now >= n->submit_us ? now - n->submit_us : 0;
 		if (first) {
@@ -882,48 +1058,18 @@ static void finish_batch_locked(ig_ledger *l, append_node *batch, size_t count)
 		if (lat > l->max_commit_us)
 			l->max_commit_us = lat;
 		l->latency_sum_us += lat;
-		if (!next) {
+		if (!next)
 			memcpy(l->head, n->rec.hash, IG_HASH_BYTES);
-			atomic_store(&l->height, n->rec.index + 1);
-		}
 		complete_locked(l, n, IG_OK);
 		n = next;
 	}
-	l->batches++;
-	l->records_committed += count;
-}
-
-/* Writes a checkpoint covering every durable record. Called by the writer
- * with mu held; drops it during the I/O so submitters are not held up. */
-static void writer_checkpoint_locked(ig_ledger *l)
-{
-	ig_checkpoint cp;
-	memset(&cp, 0, sizeof cp);
-	memcpy(cp.origin, l->origin, sizeof cp.origin);
-	cp.size = l->acc.size;
-	ig_merkle_root(&l->acc, cp.root);
-	pthread_mutex_unlock(&l->mu);
-
-	char text[IG_CHECKPOINT_MAX + 1];
-	ig_error e = {0};
-	int len = ig_checkpoint_sign(text, sizeof text, &cp, l->ch_sk);
-	int rc = len < 0 ? ig_error_set(&e, len, "cannot sign the checkpoint (code %d)", len)
-	                 : write_checkpoint_file(l->dir_fd, l->dir, text, (size_t)len, &e);
-
-	pthread_mutex_lock(&l->mu);
-	l->last_cp_us = ig_mono_us();
-	if (rc != IG_OK) {
-		ig_log(IG_LOG_ERR, "ledger %s: %s; appends are refused until the disk is fixed and the ledger reopened",
-		       l->dir, e.msg);
-		enter_failed_locked(l);
-	} else {
-		memcpy(l->cp_text, text, (size_t)len + 1);
-		l->cp_len = (size_t)len;
-		l->cp = cp;
-		atomic_store(&l->checkpoint_changed, true);
-		l->event_pending = true;
+	atomic_store(&l->height, l->acc.size);
+	if (b->head) {
+		l->batches++;
+		l->records_committed += b->count;
 	}
-	notify_locked(l);
+	b->head = NULL;
+	b->count = 0;
 }
 
 static void wait_until_locked(ig_ledger *l, uint64_t deadline_us)
@@ -933,23 +1079,97 @@ static void wait_until_locked(ig_ledger *l, uint64_t deadline_us)
 	pthread_cond_timedwait(&l->work_cond, &l->mu, &ts);
 }
 
+/* Runs one attempt at *b without mu and settles it. Returns true when the
+ * batch is finished (acknowledged or failed), false while it waits for
+ * disk space. */
+static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_us, uint64_t *retry_at)
+{
+	l->in_flight = true;
+	pthread_mutex_unlock(&l->mu);
+	run_result r = run_batch(l, b);
+	pthread_mutex_lock(&l->mu);
+	if (r == RUN_NOSPACE) {
+		if (!l->nospace) {
+			l->nospace_events++;
+			ig_log(IG_LOG_ERR,
+			       "ledger %s: the disk is full (ENOSPC) writing %s; %zu records wait and are retried until "
+			       "there is room, new records are refused meanwhile: free space on the filesystem holding "
+			       "%s (no restart is needed)",
+			       l->dir, b->stage == STAGE_WRITE ? IG_LEDGER_LOG : IG_LEDGER_CHECKPOINT, b->count, l->dir);
+		}
+		l->nospace = true;
+		/* Records behind the held batch were never written: say so now
+		 * rather than keep their senders waiting on the disk. */
+		fail_queue_locked(l, IG_ERR_NOSPACE);
+		*retry_at = ig_mono_us() + *retry_us;
+		*retry_us = *retry_us * 2 > NOSPACE_RETRY_MAX_US ? NOSPACE_RETRY_MAX_US : *retry_us * 2;
+		notify_locked(l);
+		return false;
+	}
+	if (l->nospace) {
+		l->nospace = false;
+		if (r == RUN_OK)
+			ig_log(IG_LOG_WARN, "ledger %s: there is room on the disk again; the held records are durable and "
+			       "new records are accepted",
+			       l->dir);
+	}
+	*retry_us = NOSPACE_RETRY_MIN_US;
+	l->in_flight = false;
+	if (r == RUN_OK) {
+		finish_batch_locked(l, b);
+	} else {
+		give_up_batch_locked(l, b, IG_ERR_IO);
+		enter_failed_locked(l);
+	}
+	notify_locked(l);
+	return true;
+}
+
 static void *writer_main(void *arg)
 {
 	ig_ledger *l = arg;
 	uint64_t idle_deadline = 0;   /* checkpoint if still idle at this time */
 	uint64_t gather_until = 0;    /* wait for returning submitters until this */
 	size_t last_batch = 0;
+	write_batch *b = calloc(1, sizeof *b);
+	bool held = false;            /* *b waits for disk space */
+	uint64_t retry_us = NOSPACE_RETRY_MIN_US, retry_at = 0;
 
 	pthread_mutex_lock(&l->mu);
+	if (!b) {
+		ig_log(IG_LOG_ERR, "ledger %s: out of memory starting the writer; appends are refused", l->dir);
+		enter_failed_locked(l);
+		notify_locked(l);
+	}
 	for (;;) {
 		if (l->wake_n) {
 			pthread_mutex_unlock(&l->mu);
 			wake_waiters(l);
 			pthread_mutex_lock(&l->mu);
 		}
+		if (held) {
+			if (l->stopping) {
+				ig_log(IG_LOG_ERR, "ledger %s: closing while the disk is full; %zu records were not "
+				       "acknowledged (any written whole are kept by the next open)",
+				       l->dir, b->count);
+				give_up_batch_locked(l, b, IG_ERR_NOSPACE);
+				held = false;
+				l->in_flight = false;
+				l->nospace = false;
+				l->failed = true;
+				notify_locked(l);
+				continue;
+			}
+			if (ig_mono_us() < retry_at) {
+				wait_until_locked(l, retry_at);
+				continue;
+			}
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
+			continue;
+		}
 		if (l->queue_head) {
 			idle_deadline = 0;
-			if (l->failed) {
+			if (l->failed || !b) {
 				enter_failed_locked(l);
 				notify_locked(l);
 				continue;
@@ -968,9 +1188,9 @@ static void *writer_main(void *arg)
 			}
 			gather_until = 0;
 			/* Group commit: everything queued (up to the limits) goes in one
-			 * write and one fdatasync. */
-			append_node *batch = l->queue_head, *tail = batch;
-			size_t count = 1, bytes = (size_t)batch->body_len + IG_REC_OVERHEAD;
+			 * write, one fdatasync and one checkpoint. */
+			append_node *head = l->queue_head, *tail = head;
+			size_t count = 1, bytes = (size_t)head->body_len + IG_REC_OVERHEAD;
 			while (tail->next && count < l->max_batch &&
 			       bytes + tail->next->body_len + IG_REC_OVERHEAD <= MAX_BATCH_BYTES) {
 				tail = tail->next;
@@ -982,51 +1202,51 @@ static void *writer_main(void *arg)
 				l->queue_tail = NULL;
 			tail->next = NULL;
 			l->queued -= count;
-			long fail_after = l->fail_after;
+			memset(b, 0, offsetof(write_batch, cp_text));
+			b->head = head;
+			b->count = count;
+			b->fail_after = l->fail_after;
 			l->in_flight = true;
 			pthread_mutex_unlock(&l->mu);
-
-			int rc = commit_batch(l, batch, fail_after);
-
+			int rc = encode_batch(l, b);
 			pthread_mutex_lock(&l->mu);
-			l->in_flight = false;
-			if (rc == IG_OK) {
-				finish_batch_locked(l, batch, count);
+			if (rc != IG_OK) {
+				l->in_flight = false;
+				fail_list_locked(l, b->head, rc);
+				b->head = NULL;
+				enter_failed_locked(l);
+				notify_locked(l);
+				continue;
+			}
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
+			if (!held && !l->failed) {
 				last_batch = count;
 				gather_until = ig_mono_us() + l->gather_us;
-			} else {
-				fail_list_locked(l, batch);
-				enter_failed_locked(l);
 			}
-			notify_locked(l);
-			pthread_mutex_unlock(&l->mu);
-			wake_waiters(l);
-			pthread_mutex_lock(&l->mu);
-			if (rc == IG_OK &&
-			    ig_mono_us() - l->last_cp_us >= (uint64_t)l->checkpoint_interval_ms * 1000u)
-				writer_checkpoint_locked(l);
 			continue;
 		}
-		/* gather_until stays: the first returning submitter wakes us and
-		 * the gather above then waits for the rest. */
+		/* Records in the log beyond the checkpoint (a crash between a batch's
+		 * fdatasync and its checkpoint) were never acknowledged; once idle,
+		 * sign them so a later cut of the log is detected. gather_until
+		 * stays: the first returning submitter wakes us and the gather
+		 * above then waits for the rest. */
 		l->wake_writer_at = 1;
-		if (!l->failed && l->acc.size > l->cp.size) {
+		if (!l->failed && b && l->acc.size > l->cp.size) {
 			uint64_t now = ig_mono_us();
-			if (l->stopping || l->sync_waiters > 0) {
-				l->wake_writer_at = 0;
-				writer_checkpoint_locked(l);
-				continue;
+			if (!l->stopping && l->sync_waiters == 0) {
+				if (idle_deadline == 0)
+					idle_deadline = now + IDLE_GRACE_US;
+				if (now < idle_deadline) {
+					wait_until_locked(l, idle_deadline);
+					l->wake_writer_at = 0;
+					continue;
+				}
 			}
-			if (idle_deadline == 0)
-				idle_deadline = now + IDLE_GRACE_US;
-			if (now >= idle_deadline) {
-				idle_deadline = 0;
-				l->wake_writer_at = 0;
-				writer_checkpoint_locked(l);
-				continue;
-			}
-			wait_until_locked(l, idle_deadline);
+			idle_deadline = 0;
 			l->wake_writer_at = 0;
+			memset(b, 0, offsetof(write_batch, cp_text));
+			b->stage = STAGE_CHECKPOINT;
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
 			continue;
 		}
 		idle_deadline = 0;
@@ -1036,6 +1256,7 @@ static void *writer_main(void *arg)
 		l->wake_writer_at = 0;
 	}
 	pthread_mutex_unlock(&l->mu);
+	free(b);
 	return NULL;
 }
 
@@ -1103,9 +1324,14 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		return ig_error_set(err, IG_ERR_NOMEM, "out of memory opening ledger %s", dir);
 	l->writer = opts->writer;
 	l->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
-	l->checkpoint_interval_ms = opts->checkpoint_interval_ms ? opts->checkpoint_interval_ms : DEFAULT_CHECKPOINT_MS;
+	l->io = opts->io ? *opts->io : sys_io;
+	int rc;
+	if (!l->io.pwrite || !l->io.sync) {
+		rc = ig_error_set(err, IG_ERR_INVAL, "ig_ledger_open: an I/O hook table needs both pwrite and sync");
+		goto fail;
+	}
 
-	int rc = open_dir(dir, err);
+	rc = open_dir(dir, err);
 	if (rc < 0)
 		goto fail;
 	l->dir_fd = rc;
@@ -1138,7 +1364,6 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		.dir = dir,
 		.dir_fd = l->dir_fd,
 		.log_fd = l->log_fd,
-		.refusal = l->writer ? "; refusing to start" : "",
 		.expect_pk = l->writer ? key_pk : NULL,
 		.on_record = opts->on_record,
 		.ctx = opts->ctx,
@@ -1182,7 +1407,6 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 	free(so);
 
 	if (l->writer) {
-		l->last_cp_us = ig_mono_us();
 		l->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (l->event_fd < 0) {
 			rc = ig_error_set(err, IG_ERR_IO, "cannot create an eventfd: %s", strerror(errno));
@@ -1277,6 +1501,10 @@ static int enqueue(ig_ledger *l, append_node *n)
 		pthread_mutex_unlock(&l->mu);
 		return IG_ERR_IO;
 	}
+	if (l->nospace) {
+		pthread_mutex_unlock(&l->mu);
+		return IG_ERR_NOSPACE;
+	}
 	if (l->stopping) {
 		pthread_mutex_unlock(&l->mu);
 		return IG_ERR_CLOSED;
@@ -1342,7 +1570,7 @@ int ig_ledger_poll(ig_ledger *l)
 	while (n) {
 		append_node *next = n->next;
 		if (n->done)
-			n->done(n->ctx, n->status, n->status == IG_OK ? &n->rec : NULL);
+			n->done(n->ctx, n->status, status_has_record(n->status) ? &n->rec : NULL);
 		free(n);
 		ran++;
 		n = next;
@@ -1355,6 +1583,26 @@ int ig_ledger_event_fd(const ig_ledger *l) { return l->event_fd; }
 bool ig_ledger_checkpoint_changed(ig_ledger *l)
 {
 	return atomic_exchange(&l->checkpoint_changed, false);
+}
+
+/* Says why a record was refused or not written, and what to do. */
+static int refusal_error(const ig_ledger *l, int rc, ig_error *err)
+{
+	switch (rc) {
+	case IG_ERR_CLOSED:
+		return ig_error_set(err, rc, "ledger %s is closing; the record was not appended", l->dir);
+	case IG_ERR_NOSPACE:
+		return ig_error_set(err, rc, "ledger %s: the disk is full (ENOSPC); the record was not written: free space "
+		                    "on the filesystem holding %s and retry (the ledger resumes by itself, no restart "
+		                    "needed)",
+		                    l->dir, l->dir);
+	case IG_ERR_NOMEM:
+		return ig_error_set(err, rc, "ledger %s: out of memory; the record was not written", l->dir);
+	default:
+		return ig_error_set(err, rc, "ledger %s: an earlier write or fsync failed, so it refuses appends and "
+		                    "this record was not written; fix the disk (see the log) and reopen the ledger",
+		                    l->dir);
+	}
 }
 
 int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
@@ -1381,11 +1629,7 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	if (rc != IG_OK) {
 		free(n);
 		sem_destroy(&w.done);
-		if (rc == IG_ERR_CLOSED)
-			return ig_error_set(err, rc, "ledger %s is closing; the record was not appended", l->dir);
-		return ig_error_set(err, rc, "ledger %s: an earlier write failed, so it refuses appends; fix the disk "
-		                    "and reopen it",
-		                    l->dir);
+		return refusal_error(l, rc, err);
 	}
 	while (sem_wait(&w.done) != 0 && errno == EINTR)
 		;
@@ -1398,10 +1642,13 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	if (rc == IG_OK) {
 		if (rec_out)
 			*rec_out = w.rec;
+	} else if (rc == IG_ERR_UNKNOWN) {
+		ig_error_set(err, rc, "ledger %s: a write or fsync failed after record %" PRIu64 " was handed to the disk, "
+		             "so it may or may not be in the ledger (check with `iotguard verify` after fixing the disk "
+		             "and reopening); the ledger refuses appends until reopened",
+		             l->dir, w.rec.index);
 	} else {
-		ig_error_set(err, rc, "ledger %s: the record was not written (a write or fsync failed; the ledger "
-		             "refuses appends until reopened)",
-		             l->dir);
+		refusal_error(l, rc, err);
 	}
 	return rc;
 }
@@ -1413,11 +1660,15 @@ int ig_ledger_sync(ig_ledger *l, ig_error *err)
 	pthread_mutex_lock(&l->mu);
 	l->sync_waiters++;
 	pthread_cond_signal(&l->work_cond);
-	while (!l->failed && (l->queue_head || l->in_flight || atomic_load(&l->height) > l->cp.size))
+	while (!l->failed && !l->nospace && (l->queue_head || l->in_flight || atomic_load(&l->height) > l->cp.size))
 		pthread_cond_wait(&l->done_cond, &l->mu);
 	l->sync_waiters--;
-	bool failed = l->failed;
+	bool failed = l->failed, nospace = l->nospace;
 	pthread_mutex_unlock(&l->mu);
+	if (nospace)
+		return ig_error_set(err, IG_ERR_NOSPACE, "ledger %s: the disk is full (ENOSPC); records wait to be written: "
+		                    "free space on the filesystem holding %s (no restart needed)",
+		                    l->dir, l->dir);
 	if (failed)
 		return ig_error_set(err, IG_ERR_IO, "ledger %s: a write or fsync failed; records may not be durable, "
 		                    "fix the disk and reopen it",
@@ -1473,7 +1724,6 @@ int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
 			.dir = dir,
 			.dir_fd = dir_fd,
 			.log_fd = log_fd,
-			.refusal = "",
 			.on_record = on_record,
 			.ctx = ctx,
 			.progress = progress,
@@ -1575,7 +1825,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 		goto out;
 	}
 
-	log_fd = openat(dir_fd, IG_LEDGER_LOG, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	log_fd = openat(dir_fd, IG_LEDGER_LOG, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, LEDGER_FILE_MODE);
 	if (log_fd < 0) {
 		rc = ig_error_set(err, errno == EEXIST ? IG_ERR_EXISTS : IG_ERR_IO, "cannot create %s/%s: %s", dir,
 		                  IG_LEDGER_LOG, strerror(errno));
@@ -1604,7 +1854,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 		rc = ig_error_set(err, flen, "cannot encode the genesis record");
 		goto out;
 	}
-	if (pwrite_all(log_fd, frame, (size_t)flen, 0) != 0 || fdatasync(log_fd) != 0) {
+	if (pwrite_all(&sys_io, IG_LEDGER_LOG, log_fd, frame, (size_t)flen, 0, NULL) != 0 || fdatasync(log_fd) != 0) {
 		rc = ig_error_set(err, IG_ERR_IO, "cannot write %s/%s: %s", dir, IG_LEDGER_LOG, strerror(errno));
 		goto out;
 	}
@@ -1626,7 +1876,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 		rc = ig_error_set(err, tlen, "cannot sign the first checkpoint");
 		goto out;
 	}
-	rc = write_checkpoint_file(dir_fd, dir, text, (size_t)tlen, err);
+	rc = write_checkpoint_file(&sys_io, dir_fd, dir, text, (size_t)tlen, err);
 	if (rc != IG_OK)
 		goto out;
 	if (fsync(dir_fd) != 0) {
