@@ -4,8 +4,10 @@
  * Why this exists: Mosquitto hands us a username, a password (or MQTT v5
  * authentication data) and a client id; lib/auth.c decides. This file adds
  * what only the broker side knows: which clients are connected (for stats,
- * the admin API and revocation) and which addresses keep failing (so brute
- * force gets cheap refusals instead of an Ed25519 verify each).
+ * the admin API and revocation), which addresses and identities keep failing
+ * (so brute force gets cheap refusals instead of an Ed25519 verify each;
+ * lib/ban.c holds the tables) and which single-use tokens were already used
+ * (lib/nonces.c).
  */
 #include "plugin.h"
 
@@ -115,57 +117,116 @@ static void sessions_remove(ig_sessions *s, const struct mosquitto *client, cons
 	}
 }
 
-/* ---- per-address failure limit --------------------------------------- */
+/* ---- brute force and replays ------------------------------------------ */
 
-static ig_ban_entry *ban_slot(ig_plugin *pl, const char *addr)
+#define BAN_TABLE_ENTRIES 65536        /* addresses tracked at once (~3 MB) */
+#define BUDGET_TABLE_ENTRIES 65536     /* identities with failed checks tracked at once (~1.5 MB) */
+#define REPLAY_SWEEP_PER_TICK 4096     /* replay-cache slots examined per broker tick */
+#define RATE_LIMITED_LOG_PER_S 10      /* refusal lines for banned addresses, then a summary */
+
+int ig_plugin_auth_init(ig_plugin *pl)
 {
-	size_t n = sizeof pl->bans / sizeof pl->bans[0];
-	return &pl->bans[id_hash(addr) % n];
+	bool budget_ok = !pl->cfg.auth_id_budget ||
+	                 ig_ban_ids_new(&pl->id_budget, BUDGET_TABLE_ENTRIES, pl->cfg.auth_id_budget) == IG_OK;
+	if (!budget_ok || ig_ban_new(&pl->bans, BAN_TABLE_ENTRIES) != IG_OK ||
+	    ig_nonces_new(&pl->replay, pl->cfg.replay_cache_max) != IG_OK) {
+		ig_plugin_log(MOSQ_LOG_ERR, "could not allocate the login-failure and replay tables (out of memory); "
+		                            "refusing to start");
+		ig_plugin_auth_free(pl);
+		return -1;
+	}
+	return 0;
 }
 
-static bool addr_banned(ig_plugin *pl, const char *addr, uint64_t now_ms)
+void ig_plugin_auth_free(ig_plugin *pl)
 {
-	if (!pl->cfg.auth_fail_limit || !addr)
-		return false;
-	ig_ban_entry *b = ban_slot(pl, addr);
-	return strcmp(b->addr, addr) == 0 && b->banned_until_ms > now_ms;
+	ig_ban_free(pl->bans);
+	ig_ban_ids_free(pl->id_budget);
+	ig_nonces_free(pl->replay);
+	pl->bans = NULL;
+	pl->id_budget = NULL;
+	pl->replay = NULL;
 }
 
-static void addr_failed(ig_plugin *pl, const char *addr, uint64_t now_ms)
+void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms)
 {
-	if (!pl->cfg.auth_fail_limit || !addr)
-		return;
-	ig_ban_entry *b = ban_slot(pl, addr);
-	if (strcmp(b->addr, addr) != 0 || now_ms - b->window_start_ms > 60000) {
-		/* New address in this slot, or the minute is over: start counting again. */
-		if (strcmp(b->addr, addr) != 0 || b->banned_until_ms <= now_ms) {
-			snprintf(b->addr, sizeof b->addr, "%s", addr);
-			b->banned_until_ms = 0;
-		}
-		b->failures = 0;
-		b->window_start_ms = now_ms;
+	if (pl->replay)
+		ig_nonces_sweep(pl->replay, now_ms / 1000, REPLAY_SWEEP_PER_TICK);
+}
+
+static ig_ban_rules ban_rules(const ig_plugin *pl)
+{
+	return (ig_ban_rules){.limit = pl->cfg.auth_fail_limit, .window_ms = 60000,
+	                      .ban_ms = pl->cfg.auth_ban_s * 1000u};
+}
+
+/* A flood from banned addresses must not turn into a flood of log lines
+ * (each one is a write on the broker's thread): a few per second, then a
+ * count of what was left out. */
+static bool log_rate_limited(void)
+{
+	static uint64_t second, lines, suppressed;
+	uint64_t now = ig_now_ms() / 1000;
+	if (now != second) {
+		if (suppressed)
+			ig_plugin_log(MOSQ_LOG_NOTICE, "refused %llu more connections from banned addresses as rate_limited "
+			              "(not logged one by one)", (unsigned long long)suppressed);
+		second = now;
+		lines = 0;
+		suppressed = 0;
 	}
-	if (++b->failures >= pl->cfg.auth_fail_limit && b->banned_until_ms <= now_ms) {
-		b->banned_until_ms = now_ms + (uint64_t)pl->cfg.auth_ban_s * 1000u;
-		ig_plugin_log(MOSQ_LOG_WARNING, "address %s: %u failed logins within a minute; refusing it for %u s",
-		              addr, b->failures, pl->cfg.auth_ban_s);
+	if (lines < RATE_LIMITED_LOG_PER_S) {
+		lines++;
+		return true;
 	}
+	suppressed++;
+	return false;
 }
 
 /* ---- the decision --------------------------------------------------- */
 
+/* On IG_AUTH_OK, accepted_id holds the id the session was opened for. */
 static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, const char *username,
-                                   const char *token, size_t token_len, const ig_identity **who)
+                                   const char *token, size_t token_len, char accepted_id[IG_ID_MAX + 1])
 {
 	const char *client_id = mosquitto_client_id(client);
 	const char *addr = mosquitto_client_address(client);
 	uint64_t now_ms = ig_now_ms();
 	ig_auth_result res;
+	const ig_identity *who = NULL;
+	ig_ban_addr key;
+	ig_ban_addr_parse(&key, addr);
+	ig_ban_rules rules = ban_rules(pl);
+	accepted_id[0] = '\0';
+
+	/* Mosquitto 2.0 re-runs the password check of every connected client on
+	 * SIGHUP. That is not a new connection: the token's time window and
+	 * single use held at connect and are not checked again, and a session
+	 * opened with a join code has used its code already. */
+	const ig_session *live = client_id ? ig_sessions_find(&pl->sessions, client_id) : NULL;
+	bool recheck = live && live->client == client;
+	if (recheck && live->joining) {
+		snprintf(accepted_id, IG_ID_MAX + 1, "%s", live->id);
+		return IG_AUTH_OK;
+	}
+	if (recheck && (!token || token_len == 0)) {
+		/* Admitted by v5 enhanced authentication: Mosquitto kept no token to
+		 * re-check, so the identity itself must still be active. */
+		const ig_identity *idn = ig_registry_find(pl->reg, live->id, strlen(live->id));
+		if (idn && idn->status == IG_ID_ACTIVE) {
+			snprintf(accepted_id, IG_ID_MAX + 1, "%s", live->id);
+			return IG_AUTH_OK;
+		}
+		ig_plugin_log(MOSQ_LOG_NOTICE, "%s: re-checked live session is no longer active; the broker disconnects it",
+		              live->id);
+		return IG_AUTH_REVOKED;
+	}
 
 	ig_session joining;
-	bool is_join = token && token_len > strlen(IG_JOIN_TOKEN_PREFIX) &&
+	bool is_join = !recheck && token && token_len > strlen(IG_JOIN_TOKEN_PREFIX) &&
 	               memcmp(token, IG_JOIN_TOKEN_PREFIX, strlen(IG_JOIN_TOKEN_PREFIX)) == 0;
-	if (addr_banned(pl, addr, now_ms)) {
+	bool banned = !recheck && rules.limit && ig_ban_banned(pl->bans, &key, now_ms);
+	if (banned) {
 		res = IG_AUTH_RATE_LIMITED;
 	} else if (is_join) {
 		res = ig_plugin_join_auth(pl, client, username, token, token_len, &joining);
@@ -177,26 +238,56 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 			s->joining = true;
 			memcpy(s->join_pk, joining.join_pk, IG_PK_BYTES);
 			memcpy(s->join_code_id, joining.join_code_id, IG_JOIN_CODE_ID_BYTES);
+			snprintf(accepted_id, IG_ID_MAX + 1, "%s", joining.id);
 			ig_plugin_log(MOSQ_LOG_NOTICE, "%s connected with a join code; waiting for its join request", joining.id);
 			return res;
 		}
 	} else {
-		ig_auth_params params = {.cluster = pl->cluster, .now_s = now_ms / 1000, .skew_s = pl->cfg.clock_skew_s};
+		ig_auth_params params = {
+			.cluster = pl->cluster, .now_s = now_ms / 1000, .skew_s = pl->cfg.clock_skew_s,
+			.budget = pl->id_budget, .addr_failed = ig_ban_has_failed(pl->bans, &key, &rules, now_ms),
+			.now_ms = now_ms, .replay = pl->replay, .recheck = recheck,
+		};
 		memcpy(params.max_ttl_s, pl->max_ttl_s, sizeof params.max_ttl_s);
+		for (int r = 0; r < IG_ROLE_COUNT; r++)
+			params.single_use[r] = ig_policy_single_use(pl->policy, (ig_role)r);
 		ig_token_claims claims;
-		res = ig_auth_check(pl->reg, &params, username, client_id ? client_id : "", token, token_len, who, &claims);
+		res = ig_auth_check(pl->reg, &params, username, client_id ? client_id : "", token, token_len, &who, &claims);
 		sodium_memzero(&claims, sizeof claims);
+		static uint64_t full_logged_s;
+		if (res == IG_AUTH_RATE_LIMITED && ig_nonces_count(pl->replay) >= pl->cfg.replay_cache_max &&
+		    full_logged_s != now_ms / 1000) {
+			full_logged_s = now_ms / 1000;
+			ig_plugin_log(MOSQ_LOG_WARNING, "the single-use token cache holds %u unexpired nonces, its maximum: "
+			              "single-use logins are refused as rate_limited until some expire (raise "
+			              "plugin_opt_replay_cache_max, or shorten token lifetimes)", pl->cfg.replay_cache_max);
+		}
 	}
 
+	if (res == IG_AUTH_OK && recheck) {
+		snprintf(accepted_id, IG_ID_MAX + 1, "%s", who->id);
+		return res;
+	}
 	if (res == IG_AUTH_OK) {
-		if (!sessions_put(&pl->sessions, client, (*who)->id, (*who)->role))
+		if (!sessions_put(&pl->sessions, client, who->id, who->role))
 			return IG_AUTH_RESULT_COUNT;   /* out of memory: refuse rather than lose track */
 		pl->auth_accepted++;
+		snprintf(accepted_id, IG_ID_MAX + 1, "%s", who->id);
+		return res;
+	}
+	if (recheck) {
+		ig_plugin_log(MOSQ_LOG_NOTICE, "%s: the broker re-checked the live session's token and it no longer "
+		              "passes (%s); the broker disconnects it", live->id, ig_auth_result_name(res));
 		return res;
 	}
 	pl->auth_refused[res]++;
-	if (res != IG_AUTH_RATE_LIMITED)
-		addr_failed(pl, addr, now_ms);
+	/* Every failure counts against the address except a refusal because it
+	 * is banned already (that would stretch a ban forever). */
+	if (!banned && ig_ban_failed(pl->bans, &key, &rules, now_ms, NULL) == IG_BAN_NOW_BANNED)
+		ig_plugin_log(MOSQ_LOG_WARNING, "address %s: %u failed logins within a minute; refusing it for %u s",
+		              addr ? addr : "?", rules.limit, pl->cfg.auth_ban_s);
+	if (banned && !log_rate_limited())
+		return res;
 	/* One line, with the reason and never the token. The claimed names are
 	 * attacker-controlled, so they are printed only when they are valid ids. */
 	const char *uname = username && ig_id_valid(username, strlen(username)) ? username : "-";
@@ -206,15 +297,27 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 	return res;
 }
 
+/* Mosquitto 2.0 answers MOSQ_ERR_AUTH from this callback with CONNACK 5
+ * (3.1.1) or 0x87 (v5); any other error closes the connection without a
+ * CONNACK, so every refusal is MOSQ_ERR_AUTH. The password arrives as a C
+ * string: bytes after a NUL are invisible here (docs/PROTOCOL.md). */
 int ig_plugin_on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	ig_plugin *pl = userdata;
 	struct mosquitto_evt_basic_auth *ed = event_data;
-	const ig_identity *who = NULL;
 	const char *pw = ed->password;
-	ig_auth_result res = authenticate(pl, ed->client, ed->username, pw, pw ? strlen(pw) : 0, &who);
-	return res == IG_AUTH_OK ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+	char id[IG_ID_MAX + 1];
+	ig_auth_result res = authenticate(pl, ed->client, ed->username, pw, pw ? strlen(pw) : 0, id);
+	if (res != IG_AUTH_OK)
+		return MOSQ_ERR_AUTH;
+	/* MQTT v5 allows a password without a username. ACLs and revocation
+	 * work by username, so such a session gets its verified id as one. */
+	if (!ed->username && mosquitto_set_username(ed->client, id) != MOSQ_ERR_SUCCESS) {
+		ig_plugin_log(MOSQ_LOG_WARNING, "%s: could not set the username (out of memory); refusing the connection", id);
+		return MOSQ_ERR_AUTH;
+	}
+	return MOSQ_ERR_SUCCESS;
 }
 
 int ig_plugin_on_ext_auth_start(int event, void *event_data, void *userdata)
@@ -225,14 +328,14 @@ int ig_plugin_on_ext_auth_start(int event, void *event_data, void *userdata)
 	if (!ed->auth_method || strcmp(ed->auth_method, IG_AUTH_METHOD) != 0)
 		return MOSQ_ERR_PLUGIN_DEFER;
 
-	const ig_identity *who = NULL;
 	const char *username = mosquitto_client_username(ed->client);
-	ig_auth_result res = authenticate(pl, ed->client, username, (const char *)ed->data_in, ed->data_in_len, &who);
+	char id[IG_ID_MAX + 1];
+	ig_auth_result res = authenticate(pl, ed->client, username, (const char *)ed->data_in, ed->data_in_len, id);
 	if (res != IG_AUTH_OK)
 		return MOSQ_ERR_AUTH;
 	/* ACLs and revocation work by username; a v5 client that authenticated
 	 * by method alone gets its verified id as username. */
-	if (!username && mosquitto_set_username(ed->client, mosquitto_client_id(ed->client)) != MOSQ_ERR_SUCCESS)
+	if (!username && mosquitto_set_username(ed->client, id) != MOSQ_ERR_SUCCESS)
 		return MOSQ_ERR_AUTH;
 	return MOSQ_ERR_SUCCESS;
 }

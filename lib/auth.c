@@ -31,6 +31,7 @@ static const char *const result_names[IG_AUTH_RESULT_COUNT] = {
 	[IG_AUTH_CODE_USED] = "code_used",
 	[IG_AUTH_CODE_EXPIRED] = "code_expired",
 	[IG_AUTH_ID_TAKEN] = "id_taken",
+	[IG_AUTH_REPLAYED] = "replayed",
 };
 
 const char *ig_auth_result_name(ig_auth_result r)
@@ -71,19 +72,36 @@ ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *param
 		return IG_AUTH_NOT_ACTIVE;
 	if (idn->status != IG_ID_ACTIVE)
 		return IG_AUTH_REVOKED;
-	if (ig_token_verify(token, token_len, idn->pk, c) != IG_OK)
+	uint64_t now_ms = params->now_ms ? params->now_ms : params->now_s * 1000u;
+	if (params->budget && params->addr_failed && !params->recheck && !ig_ban_ids_allow(params->budget, idn->id, now_ms))
+		return IG_AUTH_RATE_LIMITED;
+	if (ig_token_verify(token, token_len, idn->pk, c) != IG_OK) {
+		ig_ban_ids_charge(params->budget, idn->id, now_ms);
 		return IG_AUTH_BAD_SIGNATURE;
+	}
 	if (strcmp(c->cluster, params->cluster) != 0)
 		return IG_AUTH_WRONG_CLUSTER;
 
 	uint32_t max_ttl = idn->role < IG_ROLE_COUNT ? params->max_ttl_s[idn->role] : 0;
 	if (c->expires_at <= c->issued_at || c->expires_at - c->issued_at > max_ttl)
 		return IG_AUTH_TTL_TOO_LONG;
+	if (params->recheck) {
+		if (who)
+			*who = idn;
+		return IG_AUTH_OK;
+	}
 	/* Written so that huge issued_at values cannot wrap around. */
 	if (c->issued_at > params->now_s && c->issued_at - params->now_s > params->skew_s)
 		return IG_AUTH_NOT_YET_VALID;
 	if (params->now_s >= c->expires_at)
 		return IG_AUTH_EXPIRED;
+	if (params->replay && idn->role < IG_ROLE_COUNT && params->single_use[idn->role]) {
+		ig_nonces_result r = ig_nonces_check_add(params->replay, c->nonce, c->expires_at, params->now_s);
+		if (r == IG_NONCES_SEEN)
+			return IG_AUTH_REPLAYED;
+		if (r != IG_NONCES_FRESH)
+			return IG_AUTH_RATE_LIMITED;   /* cannot remember it: refusing keeps the promise */
+	}
 
 	if (who)
 		*who = idn;

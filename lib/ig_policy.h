@@ -45,6 +45,10 @@ extern const char ig_policy_default_json[];
 #define IG_POLICY_MAX_TTL (7u * 86400u)
 uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role);
 
+/* A role's "single_use" (default false): the broker accepts each of the
+ * role's tokens for one connection only and refuses a second as "replayed". */
+bool ig_policy_single_use(const ig_policy *p, ig_role role);
+
 bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
                       const char *cluster, const char *id, const char *topic);
 

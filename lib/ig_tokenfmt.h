@@ -24,8 +24,10 @@ int ig_tokenfmt_text_encode(char *out, size_t cap, const char *prefix, const uin
 
 /* The strict inverse: text[0..len) must be at most text_max characters,
  * start with prefix, and continue with canonical base64url without padding up
- * to its very end (libsodium refuses stray characters and non-zero leftover
- * bits, so an accepted token has exactly one text form). Returns the binary
+ * to its very end: only the characters A-Z a-z 0-9 - _ (checked here, since
+ * libsodium 1.0.18 reads bytes 0x80-0xff as '_'), and libsodium refuses
+ * non-zero leftover bits, so an accepted token has exactly one text form.
+ * Anything keyed on a token must still key on the decoded bytes. Returns the binary
  * length written to bin, or IG_ERR_INVAL. */
 int ig_tokenfmt_text_decode(const char *text, size_t len, const char *prefix, size_t text_max, uint8_t *bin,
                             size_t bin_cap);

@@ -21,6 +21,7 @@
  * role may run), compiled to a bit mask and byte arrays at load time.
  */
 #include "ig_policy.h"
+#include "ig_json.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -74,6 +75,7 @@ struct ig_policy {
 	uint8_t m2m[IG_ROLE_COUNT];                 /* bit r: this role lists role r */
 	measurement_list attestation[IG_ROLE_COUNT];
 	uint32_t max_token_ttl[IG_ROLE_COUNT];      /* 0: not set, the plugin option applies */
+	bool single_use[IG_ROLE_COUNT];             /* a token connects once (docs/PROTOCOL.md) */
 };
 
 /* ---- reading levels ------------------------------------------------------
@@ -366,6 +368,13 @@ uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role)
 	return p->max_token_ttl[role];
 }
 
+bool ig_policy_single_use(const ig_policy *p, ig_role role)
+{
+	if (!p || (int)role <= IG_ROLE_NONE || (int)role >= IG_ROLE_COUNT)
+		return false;
+	return p->single_use[role];
+}
+
 bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b)
 {
 	if (!p || !role_valid(a) || !role_valid(b))
@@ -520,11 +529,17 @@ static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *er
 		return rc;
 	for (const cJSON *item = obj->child; item; item = item->next) {
 		if (strcmp(item->string, "max_token_ttl") == 0) {
-			double v = cJSON_IsNumber(item) ? item->valuedouble : -1;
-			if (!(v >= 1 && v <= IG_POLICY_MAX_TTL) || (double)(uint32_t)v != v)
+			uint64_t v;
+			if (ig_json_uint(&v, item, 1, IG_POLICY_MAX_TTL) != IG_OK)
 				return ig_error_set(err, IG_ERR_INVAL, "%s.max_token_ttl: must be a whole number of seconds "
 				                    "from 1 to %u", where, (unsigned)IG_POLICY_MAX_TTL);
 			p->max_token_ttl[role] = (uint32_t)v;
+			continue;
+		}
+		if (strcmp(item->string, "single_use") == 0) {
+			if (!cJSON_IsBool(item))
+				return ig_error_set(err, IG_ERR_INVAL, "%s.single_use: must be true or false", where);
+			p->single_use[role] = cJSON_IsTrue(item);
 			continue;
 		}
 		int list = -1;
@@ -533,7 +548,8 @@ static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *er
 				list = l;
 		if (list < 0)
 			return ig_error_set(err, IG_ERR_INVAL, "%s: unknown key \"%.64s\"; allowed keys are "
-			                    "\"publish\", \"subscribe\", \"retain\" and \"max_token_ttl\"", where, item->string);
+			                    "\"publish\", \"subscribe\", \"retain\", \"max_token_ttl\" and \"single_use\"", where,
+			                    item->string);
 		rc = parse_list(item, role, list, &p->lists[role][list], err);
 		if (rc != IG_OK)
 			return rc;

@@ -32,6 +32,16 @@ int ig_tokenfmt_text_decode(const char *text, size_t len, const char *prefix, si
 		return IG_ERR_INVAL;
 	if (memcmp(text, prefix, prefix_len) != 0)
 		return IG_ERR_INVAL;
+	/* libsodium 1.0.18 decodes every byte from 0x80 to 0xff as the value of
+	 * '_', so its own checks would let one token have many spellings. Only
+	 * the 64 characters of the alphabet are accepted. */
+	for (size_t i = prefix_len; i < len; i++) {
+		unsigned char ch = (unsigned char)text[i];
+		bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+		          ch == '_';
+		if (!ok)
+			return IG_ERR_INVAL;
+	}
 	size_t bin_len = 0;
 	const char *end = NULL;
 	if (sodium_base642bin(bin, bin_cap, text + prefix_len, len - prefix_len, NULL, &bin_len, &end, B64_VARIANT) != 0)

@@ -224,6 +224,9 @@ class Broker:
             else:
                 self.opts[k] = str(v)
         self.extra_lines = list(extra_lines)
+        # The listener block; a test may replace it (e.g. a TLS listener on
+        # self.port: wait_ready only needs the TCP port to accept).
+        self.listener_lines = ["listener %d 127.0.0.1" % self.port]
         self.extra_env = {}   # e.g. {"IOTGUARD_FORCE_XCHACHA": "1"}, applied at start()
         self.proc = None
         self.finished = False
@@ -235,7 +238,7 @@ class Broker:
         lines = [
             "per_listener_settings false",
             "allow_anonymous false",
-            "listener %d 127.0.0.1" % self.port,
+            *self.listener_lines,
             "persistence false",
             "log_dest file %s" % self.logfile,
             "log_type all",
@@ -418,8 +421,9 @@ class Mqtt:
     """A paho client with blocking helpers. Never reconnects on its own."""
 
     def __init__(self, broker, client_id, username="__same__", password=None, v5=True,
-                 auth_method=None, auth_data=None, will=None, keepalive=30):
+                 auth_method=None, auth_data=None, will=None, keepalive=30, bind_address=""):
         self.broker = broker
+        self.bind_address = bind_address   # a loopback source address, e.g. "127.0.0.2"
         self.client_id = client_id
         self.v5 = v5
         self.c = mqtt.Client(client_id=client_id, protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
@@ -495,9 +499,10 @@ class Mqtt:
         On success the network loop keeps running in a thread."""
         timeout = timeout or T(10)
         if self.v5:
-            self.c.connect("127.0.0.1", self.broker.port, self.keepalive, clean_start=True, properties=self.props)
+            self.c.connect("127.0.0.1", self.broker.port, self.keepalive, clean_start=True, properties=self.props,
+                           bind_address=self.bind_address)
         else:
-            self.c.connect("127.0.0.1", self.broker.port, self.keepalive)
+            self.c.connect("127.0.0.1", self.broker.port, self.keepalive, bind_address=self.bind_address)
         deadline = time.monotonic() + timeout
         while self.connack is None and self.disconnected_at is None:
             if time.monotonic() > deadline:

@@ -106,7 +106,8 @@ Test(auth, names)
 {
 	const char *want[] = {"ok", "no_credentials", "malformed", "unknown_id", "not_active", "revoked",
 	                      "bad_signature", "wrong_cluster", "not_yet_valid", "expired", "ttl_too_long",
-	                      "id_mismatch", "rate_limited", "code_unknown", "code_used", "code_expired", "id_taken"};
+	                      "id_mismatch", "rate_limited", "code_unknown", "code_used", "code_expired", "id_taken",
+	                      "replayed"};
 	cr_assert_eq(sizeof want / sizeof want[0], IG_AUTH_RESULT_COUNT);
 	for (int i = 0; i < IG_AUTH_RESULT_COUNT; i++)
 		cr_assert_str_eq(ig_auth_result_name((ig_auth_result)i), want[i]);
@@ -284,4 +285,60 @@ Test(auth, fuzz_never_accepts_garbage)
 			memcpy(buf, "igt1.", 5);
 		cr_assert_neq(ig_auth_check(reg, &params, "dev1", "dev1", buf, len, NULL, NULL), IG_AUTH_OK);
 	}
+}
+
+/* ---- single-use tokens and the per-identity budget (issue 7) ---------- */
+
+Test(auth, single_use_token_connects_once)
+{
+	ig_nonces *cache;
+	cr_assert_eq(ig_nonces_new(&cache, 1000), IG_OK);
+	params.replay = cache;
+	params.single_use[IG_ROLE_DEVICE] = true;
+	char first[sizeof tok];
+	snprintf(first, sizeof first, "%s", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	EXPECT(IG_AUTH_OK, "dev1", "dev1", first);
+	EXPECT(IG_AUTH_REPLAYED, "dev1", "dev1", first);
+	EXPECT(IG_AUTH_REPLAYED, NULL, "dev1", first);
+	/* A fresh token is fine; a refused token is never remembered. */
+	EXPECT(IG_AUTH_OK, "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	char bad[sizeof tok];
+	snprintf(bad, sizeof bad, "%s", mint(dev_sk, "other", "dev1", NOW, NOW + 300));
+	EXPECT(IG_AUTH_WRONG_CLUSTER, "dev1", "dev1", bad);
+	cr_assert_eq(ig_nonces_count(cache), 2);
+	/* Roles without single_use may reuse a token. */
+	char adm[sizeof tok];
+	snprintf(adm, sizeof adm, "%s", mint(adm_sk, "demo", "adm1", NOW, NOW + 300));
+	EXPECT(IG_AUTH_OK, "adm1", "adm1", adm);
+	EXPECT(IG_AUTH_OK, "adm1", "adm1", adm);
+	/* After expiry the token is refused as expired, not as replayed. */
+	params.now_s = NOW + 300;
+	EXPECT(IG_AUTH_EXPIRED, "dev1", "dev1", first);
+	params.replay = NULL;
+	ig_nonces_free(cache);
+}
+
+Test(auth, id_budget_limits_checks_from_failing_addresses_only)
+{
+	ig_ban_ids *budget;
+	cr_assert_eq(ig_ban_ids_new(&budget, 64, 3), IG_OK);
+	params.budget = budget;
+	params.addr_failed = true;
+	char forged[sizeof tok];
+	snprintf(forged, sizeof forged, "%s", mint(other_sk, "demo", "dev1", NOW, NOW + 300));
+	for (int i = 0; i < 3; i++)
+		EXPECT(IG_AUTH_BAD_SIGNATURE, "dev1", "dev1", forged);
+	/* Over budget: no signature check for an address that failed before. */
+	EXPECT(IG_AUTH_RATE_LIMITED, "dev1", "dev1", forged);
+	EXPECT(IG_AUTH_RATE_LIMITED, "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	/* The real device from an address with no failure still gets in. */
+	params.addr_failed = false;
+	EXPECT(IG_AUTH_OK, "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	/* Other ids are unaffected, and the budget comes back with time. */
+	params.addr_failed = true;
+	EXPECT(IG_AUTH_OK, "adm1", "adm1", mint(adm_sk, "demo", "adm1", NOW, NOW + 300));
+	params.now_ms = NOW * 1000 + 20000;   /* 3 per minute: one every 20 s */
+	EXPECT(IG_AUTH_OK, "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	params.budget = NULL;
+	ig_ban_ids_free(budget);
 }

@@ -878,3 +878,38 @@ Test(policy, malformed_key_service_sections_are_rejected)
 	ig_policy *p = parse_ok("{\"version\":1,\"roles\":{},\"m2m\":{},\"attestation\":{}}");
 	ig_policy_free(p);
 }
+
+/* ---- single_use (issue 7) ------------------------------------------------ */
+
+Test(policy, single_use_defaults_and_parse)
+{
+	ig_policy *p = default_policy();
+	cr_assert(ig_policy_single_use(p, IG_ROLE_DEVICE), "devices' tokens are single-use by default");
+	cr_assert(ig_policy_single_use(p, IG_ROLE_ADMIN), "admins' tokens are single-use by default");
+	cr_assert_not(ig_policy_single_use(p, IG_ROLE_ANALYST));
+	cr_assert_not(ig_policy_single_use(p, IG_ROLE_MONITOR));
+	cr_assert_not(ig_policy_single_use(p, IG_ROLE_NONE));
+	cr_assert_not(ig_policy_single_use(p, (ig_role)99));
+	cr_assert_not(ig_policy_single_use(NULL, IG_ROLE_DEVICE));
+	ig_policy_free(p);
+
+	p = parse_ok("{\"version\":1,\"roles\":{\"monitor\":{\"single_use\":true},\"device\":{\"single_use\":false}}}");
+	cr_assert(ig_policy_single_use(p, IG_ROLE_MONITOR));
+	cr_assert_not(ig_policy_single_use(p, IG_ROLE_DEVICE));
+	cr_assert_not(ig_policy_single_use(p, IG_ROLE_ADMIN), "absent means off");
+	ig_policy_free(p);
+
+	const char *bad[] = {
+		"{\"version\":1,\"roles\":{\"device\":{\"single_use\":1}}}",
+		"{\"version\":1,\"roles\":{\"device\":{\"single_use\":\"true\"}}}",
+		"{\"version\":1,\"roles\":{\"device\":{\"single_use\":null}}}",
+		"{\"version\":1,\"roles\":{\"device\":{\"single_use\":true,\"single_use\":true}}}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ig_policy *q = NULL;
+		ig_error err = {0};
+		cr_assert_neq(ig_policy_parse(bad[i], strlen(bad[i]), &q, &err), IG_OK, "%s", bad[i]);
+		cr_assert_null(q);
+		cr_assert(strstr(err.msg, "single_use") != NULL, "message names the key: %s", err.msg);
+	}
+}

@@ -274,3 +274,61 @@ Test(tokenfmt, both_tokens_use_the_shared_parts)
 	cr_assert_eq(ig_token_parse(jt, strlen(jt), &tc), IG_ERR_INVAL);
 	cr_assert_eq(ig_join_token_parse(tok, strlen(tok), &jc), IG_ERR_INVAL);
 }
+
+static bool in_alphabet(int ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+	       ch == '_';
+}
+
+/* libsodium 1.0.18 decodes bytes 0x80-0xff as the value of '_'. A token with
+ * its '_' replaced by such a byte must not be a second spelling of it, for
+ * either token; neither may any other byte outside the alphabet. */
+Test(tokenfmt, bytes_outside_the_alphabet_are_refused)
+{
+	char tok[IG_TOKEN_TEXT_MAX + 1], jt[IG_JOIN_TOKEN_TEXT_MAX + 1];
+	int n = 0, jn = 0;
+	size_t at = 0, jat = 0;
+	uint8_t nonce[16] = {0};
+	/* Find tokens whose text has a '_' after the prefix. */
+	for (int i = 0; i < 256 && !at; i++) {
+		nonce[0] = (uint8_t)i;
+		n = ig_token_mint(tok, sizeof tok, sk, "demo", "sensor-1", 100, 400, nonce);
+		cr_assert_gt(n, 0);
+		const char *u = strchr(tok + strlen(IG_TOKEN_PREFIX), '_');
+		at = u ? (size_t)(u - tok) : 0;
+	}
+	cr_assert_gt(at, 0);
+	ig_join_key jk;
+	uint8_t code_id[8], hash[32];
+	char code[IG_JOIN_CODE_TEXT_LEN + 1];
+	ig_join_key_derive(&jk, sk);
+	ig_join_code_new(&jk, code_id, hash, code);
+	for (int i = 0; i < 256 && !jat; i++) {
+		nonce[0] = (uint8_t)i;
+		jn = ig_join_token_mint(jt, sizeof jt, sk, "demo", "dev9", code, 100, 400, nonce);
+		cr_assert_gt(jn, 0);
+		const char *u = strchr(jt + strlen(IG_JOIN_TOKEN_PREFIX), '_');
+		jat = u ? (size_t)(u - jt) : 0;
+	}
+	cr_assert_gt(jat, 0);
+
+	ig_token_claims tc;
+	ig_join_claims jc;
+	cr_assert_eq(ig_token_verify(tok, (size_t)n, pk, &tc), IG_OK);
+	cr_assert_eq(ig_join_token_parse(jt, (size_t)jn, &jc), IG_OK);
+	for (int ch = 0; ch < 256; ch++) {
+		if (in_alphabet(ch))
+			continue;
+		char t2[sizeof tok], j2[sizeof jt];
+		memcpy(t2, tok, sizeof tok);
+		memcpy(j2, jt, sizeof jt);
+		t2[at] = (char)ch;
+		j2[jat] = (char)ch;
+		cr_assert_lt(ig_token_parse(t2, (size_t)n, &tc), 0, "byte 0x%02x accepted in a connection token", ch);
+		cr_assert_lt(ig_token_verify(t2, (size_t)n, pk, &tc), 0, "byte 0x%02x verified in a connection token", ch);
+		cr_assert_lt(ig_join_token_parse(j2, (size_t)jn, &jc), 0, "byte 0x%02x accepted in a join token", ch);
+		uint8_t bin[512];
+		cr_assert_lt(ig_tokenfmt_text_decode(t2, (size_t)n, IG_TOKEN_PREFIX, IG_TOKEN_TEXT_MAX, bin, sizeof bin), 0);
+	}
+}
