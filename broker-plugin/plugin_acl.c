@@ -33,6 +33,9 @@ static bool joining_allows(ig_plugin *pl, const struct mosquitto_evt_acl_check *
 		snprintf(topic, sizeof topic, "%s%s", pl->topic_ch_prefix, id);
 		return !ed->retain && strcmp(ed->topic, topic) == 0;
 	case MOSQ_ACL_SUBSCRIBE:
+		/* As on the normal path, "$share/<group>/<inbox>" is the inbox. */
+		snprintf(topic, sizeof topic, "%s%s/inbox", pl->topic_dev_prefix, id);
+		return strcmp(strip_shared(ed->topic), topic) == 0;
 	case MOSQ_ACL_READ:
 		snprintf(topic, sizeof topic, "%s%s/inbox", pl->topic_dev_prefix, id);
 		return strcmp(ed->topic, topic) == 0;

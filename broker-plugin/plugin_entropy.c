@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ig_hkdf.h"
+#include "ig_json.h"
 
 #define ATTEST_DOMAIN "iotguard-attest-v1"
 #define ATTEST_MAX_AGE_MS (10u * 60u * 1000u)
@@ -59,6 +60,13 @@ ig_device_state *ig_plugin_device(ig_plugin *pl, const char *id)
 	return ig_idmap_put(pl->devices, id);
 }
 
+void ig_plugin_device_forget(ig_plugin *pl, const char *id)
+{
+	ig_device_state *d = ig_idmap_get(pl->devices, id);
+	if (d)
+		sodium_memzero(d, sizeof *d);   /* holds a cached box key */
+}
+
 static void refuse(ig_plugin *pl, ig_device_state *d, ig_entropy_refusal why)
 {
 	pl->entropy_refused[why]++;
@@ -80,12 +88,11 @@ void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payloa
 	const cJSON *sealed = msg ? cJSON_GetObjectItemCaseSensitive(msg, "sealed") : NULL;
 	uint8_t box[crypto_box_SEALBYTES + 8 + IG_ENTROPY_BLOCK_BYTES], plain[8 + IG_ENTROPY_BLOCK_BYTES];
 	size_t box_len = 0;
-	bool ok = cJSON_IsNumber(seq) && seq->valuedouble >= 1 && seq->valuedouble <= 9007199254740991.0 &&
-	          cJSON_IsString(sealed) &&
+	uint64_t outer_seq = 0;
+	bool ok = ig_json_uint(&outer_seq, seq, 1, IG_JSON_UINT_MAX) == IG_OK && cJSON_IsString(sealed) &&
 	          sodium_base642bin(box, sizeof box, sealed->valuestring, strlen(sealed->valuestring), NULL, &box_len,
 	                            NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
 	          box_len == sizeof box && crypto_box_seal_open(plain, box, box_len, pl->ch_x_pk, pl->ch_x_sk) == 0;
-	uint64_t outer_seq = ok ? (uint64_t)seq->valuedouble : 0;
 	cJSON_Delete(msg);
 	if (!ok || ig_get_u64(plain) != outer_seq) {
 		sodium_memzero(plain, sizeof plain);
@@ -117,11 +124,29 @@ typedef struct attest_pending {
 static void on_attest_durable(void *ctx, int status, const ig_record *rec)
 {
 	attest_pending *ap = ctx;
-	ig_device_state *d = ig_idmap_get(ap->pl->devices, ap->id);
+	ig_plugin *pl = ap->pl;
+	ig_device_state *d = ig_idmap_get(pl->devices, ap->id);
 	if (d)
 		d->attest_in_flight = false;
-	if (status == IG_OK)
-		ig_plugin_publish_event(ap->pl, rec);
+	if (status == IG_OK) {
+		ig_plugin_publish_event(pl, rec);
+	} else if (status == IG_ERR_UNKNOWN) {
+		/* An accepted report gets no reply, so a silent loss would look
+		 * like success; the agent reports again at its next connect, which
+		 * after the restart is a first report and recorded. */
+		ig_plugin_reply_error(pl, ap->id, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		                      "a disk write failed after the attest record was written, so it may or may not be "
+		                      "durable; report the measurement again once the broker is back");
+	} else {
+		/* Certainly not recorded: forget the measurement, so that the same
+		 * report again counts as a change and is written. The verdict
+		 * stays, so a disallowed device stays refused. */
+		if (d)
+			sodium_memzero(d->measurement, sizeof d->measurement);
+		char msg[300];
+		snprintf(msg, sizeof msg, "the measurement was not recorded: %s", ig_plugin_ledger_refusal(status));
+		ig_plugin_reply_error(pl, ap->id, "storage_failed", msg);
+	}
 	free(ap);
 }
 
@@ -154,12 +179,13 @@ void ig_plugin_attest_request(ig_plugin *pl, const char *id, const cJSON *req)
 	const cJSON *tsj = cJSON_GetObjectItemCaseSensitive(req, "ts");
 	const cJSON *sj = cJSON_GetObjectItemCaseSensitive(req, "sig");
 	uint8_t m[IG_HASH_BYTES];
+	uint64_t ts = 0, now = ig_now_ms();
 	if (!cJSON_IsString(mj) || ig_hex_decode(m, sizeof m, mj->valuestring, strlen(mj->valuestring)) != IG_OK ||
-	    !cJSON_IsNumber(tsj) || tsj->valuedouble < 0 || !cJSON_IsString(sj)) {
-		ig_plugin_reply_error(pl, id, "malformed", "attest needs \"measurement\" (64 hex), \"ts\" (ms) and \"sig\" (128 hex)");
+	    ig_json_uint(&ts, tsj, 0, IG_JSON_UINT_MAX) != IG_OK || !cJSON_IsString(sj)) {
+		ig_plugin_reply_error(pl, id, "malformed", "attest needs \"measurement\" (64 hex), \"ts\" (Unix ms, a "
+		                      "whole number up to 2^53-1) and \"sig\" (128 hex)");
 		return;
 	}
-	uint64_t ts = (uint64_t)tsj->valuedouble, now = ig_now_ms();
 	if ((ts > now ? ts - now : now - ts) > ATTEST_MAX_AGE_MS) {
 		ig_plugin_reply_error(pl, id, "stale", "attestation timestamp is more than 10 minutes off; check the clock");
 		return;
@@ -172,13 +198,27 @@ void ig_plugin_attest_request(ig_plugin *pl, const char *id, const cJSON *req)
 	int verdict = ig_policy_measurement_allowed(pl->policy, (ig_role)who->role, m);
 	uint8_t state = verdict == 1 ? IG_ATTEST_ALLOWED : verdict == 0 ? IG_ATTEST_DISALLOWED : IG_ATTEST_UNLISTED;
 	bool changed = d->attest != state || sodium_memcmp(d->measurement, m, IG_HASH_BYTES) != 0;
+	/* Every accepted change is a ledger record, so changes are rationed
+	 * (lib/entropy.c); a refused one leaves the last recorded state. */
+	ig_attest_decision dec = ig_attest_admit(&d->attest_rate, changed, d->attest_in_flight, now,
+	                                         pl->cfg.attest_max_per_hour);
+	if (dec == IG_ATTEST_REFUSED_RATE) {
+		pl->attest_over_rate++;
+		char msg[200];
+		snprintf(msg, sizeof msg, d->attest_in_flight
+		         ? "the previous measurement is still being recorded; report the new one again in a moment"
+		         : "more than %u measurement changes this hour; the last recorded measurement stands",
+		         pl->cfg.attest_max_per_hour);
+		ig_plugin_reply_error(pl, id, "over_rate", msg);
+		return;
+	}
 	if (state == IG_ATTEST_DISALLOWED && changed) {
 		pl->attest_disallowed++;
 		ig_plugin_log(MOSQ_LOG_WARNING, "%s reports a measurement the policy does not allow; its entropy is refused", id);
 	}
 	memcpy(d->measurement, m, IG_HASH_BYTES);
 	d->attest = state;
-	if (!changed || d->attest_in_flight)
+	if (dec != IG_ATTEST_RECORD)
 		return;
 	/* First report, or a change: that is worth an audit record. */
 	ig_attest a = {.allowed = verdict == 1 ? 1 : verdict == 0 ? 0 : 2};
@@ -239,5 +279,6 @@ void ig_plugin_entropy_stats(ig_plugin *pl, cJSON *stats)
 
 	cJSON *a = cJSON_AddObjectToObject(stats, "attestation");
 	cJSON_AddNumberToObject(a, "reports", (double)pl->attest_reports);
+	cJSON_AddNumberToObject(a, "over_rate", (double)pl->attest_over_rate);
 	cJSON_AddItemToObject(a, "flagged", sc.flagged);
 }

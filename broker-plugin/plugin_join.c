@@ -29,8 +29,9 @@ ig_auth_result ig_plugin_join_auth(ig_plugin *pl, struct mosquitto *client, cons
 	if (strcmp(c.cluster, pl->cluster) != 0)
 		return IG_AUTH_WRONG_CLUSTER;
 
-	const ig_identity *cur = ig_registry_find(pl->reg, c.id, strlen(c.id));
-	if (cur && cur->status != IG_ID_REVOKED)
+	/* Any id the ledger ever enrolled, revoked ones included: a code must
+	 * not inherit what an earlier key of the id held. */
+	if (!ig_join_id_claimable(pl->reg, c.id, strlen(c.id)))
 		return IG_AUTH_ID_TAKEN;
 
 	ig_join_code_entry *code = ig_joincodes_find(pl->codes, c.code_id);
@@ -76,6 +77,7 @@ typedef struct join_pending {
 	uint8_t role;
 	int remaining;
 	bool enrolled;           /* the ENROLL record is durable: the join happened */
+	bool enroll_unknown;     /* its batch failed after it was written: may have happened */
 	uint64_t enroll_index;
 } join_pending;
 
@@ -94,8 +96,14 @@ static void join_finish(join_pending *jp)
 	if (!jp->enrolled) {
 		pl->joins_failed++;
 		ig_registry_release(pl->reg, jp->id);
-		ig_plugin_reply_error(pl, jp->id, "storage_failed",
-		                      "the cluster head could not record the join; try again later");
+		if (jp->enroll_unknown)
+			ig_plugin_reply_error(pl, jp->id, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+			                      "a disk write failed after the enrolment was written, so it may or may not be "
+			                      "durable: once the broker is back, connect with your key; if that is refused, "
+			                      "ask for a new join code");
+		else
+			ig_plugin_reply_error(pl, jp->id, "storage_failed",
+			                      "the cluster head could not record the join; try again later");
 	} else {
 		pl->joins_completed++;
 		char pk[2 * IG_PK_BYTES + 1];
@@ -129,6 +137,8 @@ static void on_join_record(void *ctx, int status, const ig_record *rec)
 			jp->enroll_index = rec->index;
 		}
 		ig_plugin_publish_event(pl, rec);
+	} else if (status == IG_ERR_UNKNOWN && rec && rec->type == IG_REC_ENROLL) {
+		jp->enroll_unknown = true;
 	}
 	if (--jp->remaining == 0)
 		join_finish(jp);
@@ -152,8 +162,10 @@ void ig_plugin_join_request(ig_plugin *pl, const char *id)
 		ig_plugin_reply_error(pl, id, "code_expired", "this join code has expired; ask an admin for a new one");
 		return;
 	}
-	if (ig_registry_reserve(pl->reg, id, (ig_role)code->role, s->join_pk) != IG_OK) {
-		ig_plugin_reply_error(pl, id, "id_taken", "this id is already enrolled or being enrolled");
+	if (!ig_join_id_claimable(pl->reg, id, strlen(id)) ||
+	    ig_registry_reserve(pl->reg, id, (ig_role)code->role, s->join_pk) != IG_OK) {
+		ig_plugin_reply_error(pl, id, "id_taken", "this id is enrolled, being enrolled or was enrolled before; "
+		                      "join with a new id, or ask an admin to re-enrol it (iotguard enroll --reenroll)");
 		return;
 	}
 

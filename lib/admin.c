@@ -8,10 +8,10 @@
  * in an admin command ("reson") should be reported, not silently ignored.
  */
 #include "ig_admin.h"
+#include "ig_json.h"
 #include "ig_registry.h"
 
 #include <cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,7 +28,7 @@ static const char *const kind_names[] = {
 
 /* Fields each command accepts besides "command" and "correlation". */
 static const char *const kind_fields[][5] = {
-	[IG_ADMIN_ENROLL] = {"id", "role", "pubkey", NULL},
+	[IG_ADMIN_ENROLL] = {"id", "role", "pubkey", "reenroll", NULL},
 	[IG_ADMIN_REVOKE] = {"id", "reason", NULL},
 	[IG_ADMIN_LIST] = {"role", "status", "offset", "limit", NULL},
 	[IG_ADMIN_GET] = {"id", NULL},
@@ -121,16 +121,16 @@ static int parse_role(const cJSON *obj, const char *cmd_name, bool required, ig_
 	return IG_OK;
 }
 
-/* A JSON number that is a whole number in [min, max]. */
-static int parse_uint(const cJSON *obj, const char *name, const char *cmd_name, double min, double max,
+/* A JSON number that is a whole number in [min, max] (max <= UINT32_MAX). */
+static int parse_uint(const cJSON *obj, const char *name, const char *cmd_name, uint32_t min, uint32_t max,
                       uint32_t *out, ig_error *err)
 {
 	const cJSON *f = field(obj, name);
 	if (!f)
 		return IG_OK;
-	double v = cJSON_IsNumber(f) ? f->valuedouble : NAN;
-	if (!(v >= min && v <= max) || floor(v) != v)
-		return ig_error_set(err, IG_ERR_INVAL, "%s: \"%s\" must be a whole number from %.0f to %.0f",
+	uint64_t v;
+	if (ig_json_uint(&v, f, min, max) != IG_OK)
+		return ig_error_set(err, IG_ERR_INVAL, "%s: \"%s\" must be a whole number from %u to %u",
 		                    cmd_name, name, min, max);
 	*out = (uint32_t)v;
 	return IG_OK;
@@ -153,6 +153,10 @@ static int parse_enroll(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	if (ig_hex_decode(cmd->pk, IG_PK_BYTES, hex, strlen(hex)) != IG_OK)
 		return ig_error_set(err, IG_ERR_INVAL, "enroll: \"pubkey\" must be exactly 64 hex characters (an "
 		                    "Ed25519 public key as printed by `iotguard keygen`)");
+	const cJSON *re = field(obj, "reenroll");
+	if (re && !cJSON_IsBool(re))
+		return ig_error_set(err, IG_ERR_INVAL, "enroll: \"reenroll\" must be true or false");
+	cmd->reenroll = cJSON_IsTrue(re);
 	return IG_OK;
 }
 
@@ -198,7 +202,7 @@ static int parse_list(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 			return ig_error_set(err, IG_ERR_INVAL, "%s: \"status\" must be \"active\", \"revoked\" or "
 			                    "\"pending\"", name);
 	}
-	rc = parse_uint(obj, "offset", name, 0, (double)UINT32_MAX, &cmd->offset, err);
+	rc = parse_uint(obj, "offset", name, 0, UINT32_MAX, &cmd->offset, err);
 	if (rc == IG_OK)
 		rc = parse_uint(obj, "limit", name, 1, IG_ADMIN_LIST_MAX, &cmd->limit, err);
 	return rc;
@@ -305,7 +309,8 @@ static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 		char hex[2 * IG_PK_BYTES + 1];
 		ig_hex_encode(hex, cmd->pk, IG_PK_BYTES);
 		return cJSON_AddStringToObject(o, "role", ig_role_name(cmd->role)) &&
-		       cJSON_AddStringToObject(o, "pubkey", hex);
+		       cJSON_AddStringToObject(o, "pubkey", hex) &&
+		       (!cmd->reenroll || cJSON_AddTrueToObject(o, "reenroll"));
 	}
 	case IG_ADMIN_REVOKE:
 		return !cmd->reason[0] || cJSON_AddStringToObject(o, "reason", cmd->reason);

@@ -14,7 +14,11 @@
  *                    "index":7}, ...]}
  *   failures carry "ok":false,"error":"<code>","message":"<sentence>".
  *
- * Commands: enroll {id, role, pubkey}; revoke {id, reason?};
+ * Commands: enroll {id, role, pubkey, reenroll?} (a revoked id is enrolled
+ * again only with "reenroll":true, and starts with nothing of the old key's:
+ * no credit, no coins, no session keys); revoke {id, reason?}, whose
+ * response also says what the revocation cancelled at the bank
+ * ("cancelled_credit", "cancelled_coins");
  * list_identities {role?, status?, offset?, limit?}; get_identity {id};
  * create_join_codes {role, ttl? (s, default 86400), count? (1..100)} whose
  * response carries "codes":[...] and "expires_at" (Unix s), to the
@@ -65,6 +69,7 @@ typedef struct ig_admin_cmd {
 	uint32_t offset, limit;                         /* list */
 	uint32_t ttl, count;                            /* create_join_codes */
 	uint32_t amount;                                /* credit */
+	bool reenroll;                                  /* enroll: a revoked id may be enrolled again */
 } ig_admin_cmd;
 
 /* Error codes sent in "error". */

@@ -70,6 +70,13 @@ int ig_join_token_parse(const char *text, size_t len, ig_join_claims *c);
 int ig_join_token_verify(const char *text, size_t len, const uint8_t secret[IG_JOIN_SECRET_BYTES],
                          ig_join_claims *c);
 
+/* Admission of the id a join token names: a join code only claims an id
+ * the registry has never seen (not active, not pending, not revoked).
+ * Re-enrolling a revoked id is an admin's explicit act (enroll with
+ * "reenroll"), never a code's. */
+struct ig_registry;
+bool ig_join_id_claimable(const struct ig_registry *reg, const char *id, size_t id_len);
+
 /* ---- join-code state rebuilt from the ledger ---- */
 typedef enum ig_code_status { IG_CODE_UNUSED = 0, IG_CODE_USED = 1 } ig_code_status;
 typedef struct ig_join_code_entry {

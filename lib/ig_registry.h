@@ -40,9 +40,12 @@ void ig_registry_free(ig_registry *r);
 
 const ig_identity *ig_registry_find(const ig_registry *r, const char *id, size_t id_len);
 
-/* Applies a durable record. Enroll of an id that is active or pending, or
- * revoke of an unknown or already-revoked id, is IG_ERR_CORRUPT (the ledger
- * never holds such records); unknown record types are ignored. */
+/* Applies a durable record. Enroll of an id that is active or pending, an
+ * enroll through a join code of an id that was ever enrolled, or revoke of
+ * an unknown or already-revoked id, is IG_ERR_CORRUPT (the ledger never
+ * holds such records); unknown record types are ignored. A revoked entry
+ * stays in the registry for good, so "was this id ever enrolled" is
+ * ig_registry_find(...) != NULL once records are durable. */
 int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err);
 
 /* For the plugin's not-yet-durable changes (so a second enroll of the same id

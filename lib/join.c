@@ -15,6 +15,7 @@
 
 #include "ig_hkdf.h"
 #include "ig_record.h"
+#include "ig_registry.h"
 #include "ig_tokenfmt.h"
 
 #include <sodium.h>
@@ -245,6 +246,17 @@ int ig_join_token_verify(const char *text, size_t len, const uint8_t secret[IG_J
 		return IG_ERR_CRYPTO;
 	}
 	return IG_OK;
+}
+
+/* ---- admission -------------------------------------------------------------- */
+
+bool ig_join_id_claimable(const ig_registry *reg, const char *id, size_t id_len)
+{
+	if (!reg || !id || !ig_id_valid(id, id_len))
+		return false;
+	/* A revoked id stays in the registry; a code must not inherit anything
+	 * an earlier key of that id held, so any entry at all refuses. */
+	return ig_registry_find(reg, id, id_len) == NULL;
 }
 
 /* ---- join-code table ------------------------------------------------------

@@ -392,6 +392,14 @@ static int apply_enroll(ig_registry *r, const ig_record *rec, ig_error *err)
 	ig_identity *e = find_mut(r, en.id, len);
 	if (e && e->status == IG_ID_ACTIVE)
 		return ig_error_set(err, IG_ERR_CORRUPT, "enroll of \"%s\", which is already active", en.id);
+	/* Only an admin may give a revoked id a new key (docs/LEDGER.md "State
+	 * rules"); a join code claims only ids the ledger has never enrolled. */
+	if (en.has_join_code && e &&
+	    (e->status == IG_ID_REVOKED || (*entry_flags(e) & F_SHADOWS_REVOKED)))
+		return ig_error_set(err, IG_ERR_CORRUPT,
+		                    "enroll record %llu: a join code claims \"%s\", which was enrolled before "
+		                    "(ledger index %llu); only an admin may re-enrol a revoked id",
+		                    (unsigned long long)rec->index, en.id, (unsigned long long)e->enrolled_index);
 	if (e && e->status == IG_ID_REVOKED && (*entry_flags(e) & F_REVOKE_INFLIGHT))
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "enroll of \"%s\" while its revocation is not yet durable", en.id);

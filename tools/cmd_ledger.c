@@ -13,6 +13,8 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <inttypes.h>
+#include <pwd.h>
+#include <sys/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +134,9 @@ static int verify_help(void)
 	       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
 	       "record, the checkpoint signature and the Merkle root. Needs no lock, so it\n"
 	       "can run while the broker writes. Exit status 0 if the ledger is intact,\n"
-	       "2 if it is not (the message names the first bad record), 1 on usage errors.\n\n"
+	       "printing 'ledger OK: cluster C, height N, head H, checkpoint size M';\n"
+	       "2 if it is not (the message names the first bad record; a log shorter\n"
+	       "than its signed checkpoint is tampering), 1 on usage errors.\n\n"
 	       "  --ledger DIR   the ledger directory\n"
 	       "  --progress     report progress on stderr (default: only on a terminal)\n"
 	       "  --help         show this help\n");
@@ -368,14 +372,18 @@ static cJSON *identity_to_json(const ig_identity *idn)
 	return o;
 }
 
-/* Who made an offline change, for the record's "by" field. */
+/* Who made an offline change, for the record's "by" field: the name of the
+ * process's real uid as the system knows it ("offline:root"), never $USER,
+ * which any caller can set; "offline:uid<N>" when the uid has no name (or
+ * one outside the identity alphabet), as in a bare container. */
 static void offline_by(char *out, size_t cap)
 {
-	const char *user = getenv("USER");
-	if (user && ig_id_valid(user, strlen(user)))
-		snprintf(out, cap, "offline:%s", user);
+	uid_t uid = getuid();
+	const struct passwd *pw = getpwuid(uid);
+	if (pw && pw->pw_name && ig_id_valid(pw->pw_name, strlen(pw->pw_name)))
+		snprintf(out, cap, "offline:%s", pw->pw_name);
 	else
-		snprintf(out, cap, "offline:uid%u", (unsigned)getuid());
+		snprintf(out, cap, "offline:uid%u", (unsigned)uid);
 }
 
 typedef struct list_state {
@@ -494,6 +502,13 @@ static int offline_change_with(const char *dir, const char *cluster, const ig_ad
 			                      cmd->id, idn->enrolled_index);
 			goto out;
 		}
+		if (idn && !cmd->reenroll) {
+			*resp = response_fail(cmd, IG_ADMIN_E_ALREADY_REVOKED,
+			                      "%s was revoked (index %" PRIu64 "); to give this id a new key, enroll it "
+			                      "again with --reenroll. It starts with no credit, coins or session keys",
+			                      cmd->id, idn->revoked_index);
+			goto out;
+		}
 		same_key_state sk = { .pk = cmd->pk, .id = cmd->id };
 		ig_registry_foreach(reg, warn_same_key, &sk);
 		ig_enroll e;
@@ -548,12 +563,20 @@ static int offline_change_with(const char *dir, const char *cluster, const ig_ad
 		exit_code = CLI_EXIT_ERR;
 		goto out;
 	}
+	/* What the revoke record's state rule cancels (lib/coins.c): the same
+	 * figures the broker reports, read before the rule is applied. */
+	uint64_t cancelled_credit = ig_coins_balance(st->coins, cmd->id);
+	uint64_t cancelled_coins = ig_coins_outstanding(st->coins, cmd->id);
 	*resp = cli_response_new(cmd, true);
 	if (*resp) {
 		cJSON_AddNumberToObject(*resp, "index", (double)rec.index);
 		cJSON_AddStringToObject(*resp, "id", cmd->id);
 		if (cmd->kind == IG_ADMIN_CREDIT)
-			cJSON_AddNumberToObject(*resp, "balance", (double)(ig_coins_balance(st->coins, cmd->id) + cmd->amount));
+			cJSON_AddNumberToObject(*resp, "balance", (double)(cancelled_credit + cmd->amount));
+		if (cmd->kind == IG_ADMIN_REVOKE) {
+			cJSON_AddNumberToObject(*resp, "cancelled_credit", (double)cancelled_credit);
+			cJSON_AddNumberToObject(*resp, "cancelled_coins", (double)cancelled_coins);
+		}
 	}
 out:
 	ig_ledger_close(l);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ig_json.h"
 #include "ig_token.h"
 
 #define ADMIN_TOKEN_TTL 300
@@ -334,8 +335,9 @@ static cJSON *session_list_all(online_session *s, const ig_admin_cmd *cmd)
 			cJSON_Delete(all);
 			return resp;
 		}
-		const cJSON *t = cJSON_GetObjectItemCaseSensitive(resp, "total");
-		total = cJSON_IsNumber(t) && t->valuedouble > 0 ? (uint64_t)t->valuedouble : 0;
+		/* A broker's number, but still a double: checked, never cast blindly. */
+		if (ig_json_uint_field(&total, resp, "total", 0, IG_JSON_UINT_MAX) != IG_OK)
+			total = 0;
 		cJSON *ids = cJSON_GetObjectItemCaseSensitive(resp, "identities");
 		int n = cJSON_GetArraySize(ids);
 		while (cJSON_GetArraySize(ids) > 0)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ig_json.h"
 #include "ig_registry.h"
 
 const char *cli_cmd = "";
@@ -75,7 +76,7 @@ static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
 enum {
 	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
 	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
-	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT, OPT_AMOUNT,
+	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT, OPT_AMOUNT, OPT_REENROLL,
 };
 
 /* Which identity commands accept an option (bit per ig_admin_kind). */
@@ -102,11 +103,14 @@ static int identity_help(ig_admin_kind kind)
 {
 	switch (kind) {
 	case IG_ADMIN_ENROLL:
-		printf("Usage: iotguard enroll --id ID --pubkey HEX --role ROLE (--ledger DIR | --host HOST ...)\n"
+		printf("Usage: iotguard enroll --id ID --pubkey HEX --role ROLE [--reenroll] (--ledger DIR | --host HOST ...)\n"
 		       "Records a new identity in the ledger so it can connect.\n\n"
 		       "  --id ID              identity id: 1..64 of A-Z a-z 0-9 _ . -\n"
 		       "  --pubkey HEX         its Ed25519 public key, 64 hex (from 'iotguard keygen')\n"
-		       "  --role ROLE          device, analyst, monitor or admin\n");
+		       "  --role ROLE          device, analyst, monitor or admin\n"
+		       "  --reenroll           allow ID to be a revoked identity: it gets the new key and\n"
+		       "                       starts clean (no credit, coins or session keys). Without\n"
+		       "                       it, enrolling a revoked id is refused\n");
 		break;
 	case IG_ADMIN_REVOKE:
 		printf("Usage: iotguard revoke --id ID [--reason TEXT] (--ledger DIR | --host HOST ...)\n"
@@ -164,11 +168,7 @@ static const char *json_str(const cJSON *obj, const char *name)
 
 static bool json_u64(const cJSON *obj, const char *name, uint64_t *out)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
-	if (!cJSON_IsNumber(it) || it->valuedouble < 0)
-		return false;
-	*out = (uint64_t)it->valuedouble;
-	return true;
+	return ig_json_uint_field(out, obj, name, 0, IG_JSON_UINT_MAX) == IG_OK;
 }
 
 
@@ -261,8 +261,14 @@ static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_js
 	case IG_ADMIN_REVOKE: {
 		json_u64(resp, "index", &index);
 		const cJSON *disc = cJSON_GetObjectItemCaseSensitive(resp, "disconnected");
+		uint64_t credit = 0, coins = 0;
+		json_u64(resp, "cancelled_credit", &credit);
+		json_u64(resp, "cancelled_coins", &coins);
 		printf("revoked %s at ledger index %" PRIu64 "%s\n", id ? id : cmd->id, index,
 		       cJSON_IsTrue(disc) ? "; its live session was disconnected" : "");
+		if (credit || coins)
+			printf("cancelled %s's credit of %" PRIu64 " coin(s) and %" PRIu64 " unspent coin(s)\n",
+			       id ? id : cmd->id, credit, coins);
 		break;
 	}
 	case IG_ADMIN_GET: {
@@ -310,7 +316,7 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 	const char *ledger = NULL, *pubkey = NULL, *role = NULL, *id = NULL;
 	const char *reason = NULL, *status = NULL;
 	cli_online on = { 0 };
-	bool as_json = false;
+	bool as_json = false, reenroll = false;
 	/* Numbers parse as uint64_t; the table's bounds make the narrowing
 	 * below safe. 0 means not given. */
 	uint64_t port = 1883, timeout_s = 10, offset = 0, limit = 0, amount = 0, ttl = 0, count = 0;
@@ -332,6 +338,7 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 		{ CLI_TEXT("id", OPT_ID, &id), K(IG_ADMIN_ENROLL) | K(IG_ADMIN_REVOKE) | K(IG_ADMIN_GET) | K(IG_ADMIN_CREDIT) },
 		{ CLI_NUMBER("amount", OPT_AMOUNT, &amount, 1, IG_CREDIT_MAX), K(IG_ADMIN_CREDIT) },
 		{ CLI_TEXT("pubkey", OPT_PUBKEY, &pubkey), K(IG_ADMIN_ENROLL) },
+		{ CLI_FLAG("reenroll", OPT_REENROLL, &reenroll), K(IG_ADMIN_ENROLL) },
 		{ CLI_TEXT("role", OPT_ROLE, &role), K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
 		{ CLI_NUMBER("ttl", OPT_TTL, &ttl, 60, IG_JOIN_CODE_TTL_MAX), K(IG_ADMIN_JOIN_CODES) },
 		{ CLI_NUMBER("count", OPT_COUNT, &count, 1, IG_ADMIN_JOIN_CODES_MAX), K(IG_ADMIN_JOIN_CODES) },
@@ -363,6 +370,7 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 	cmd.amount = (uint32_t)amount;
 	cmd.ttl = (uint32_t)ttl;
 	cmd.count = (uint32_t)count;
+	cmd.reenroll = reenroll;
 
 	if (kind == IG_ADMIN_JOIN_CODES) {
 		if (!role) {

@@ -174,7 +174,11 @@ def test_revoked_then_reenrolled_with_new_key(broker, cluster):
     old_tok = cluster.token("dev1")
     assert admin.one("revoke", id="dev1")["ok"] is True
     fresh = cluster.new_key("dev1")
+    # A revoked id comes back only when the admin says so (issue 7).
     r = admin.one("enroll", id="dev1", role="device", pubkey=fresh.pubkey)
+    assert r["ok"] is False and r["error"] == "already_revoked" and "reenroll" in r["message"], r
+    assert H.try_connect(broker, "dev1", cluster.token("dev1")) in H.NOT_AUTHORISED_V5
+    r = admin.one("enroll", id="dev1", role="device", pubkey=fresh.pubkey, reenroll=True)
     assert r["ok"] is True
     assert H.try_connect(broker, "dev1", cluster.token("dev1")) == 0
     since = broker.mark()

@@ -273,6 +273,7 @@ static void round_trip(const ig_admin_cmd *in)
 	case IG_ADMIN_ENROLL:
 		cr_expect_str_eq(out.id, in->id);
 		cr_expect_eq(out.role, in->role);
+		cr_expect_eq(out.reenroll, in->reenroll);
 		cr_expect_eq(memcmp(out.pk, in->pk, IG_PK_BYTES), 0);
 		break;
 	case IG_ADMIN_REVOKE:
@@ -478,4 +479,54 @@ Test(admin, fuzz_mutated_requests_never_crash)
 	}
 	cr_expect_gt(parsed, 100);
 	cr_expect_gt(accepted, 10);
+}
+
+/* Issue 7: re-enrolling a revoked id is explicit, and numbers are checked
+ * before they are converted. */
+Test(admin, reenroll_flag)
+{
+	ig_admin_cmd c;
+	parse_ok("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\"}", &c);
+	cr_expect_not(c.reenroll, "absent means no");
+	parse_ok("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\","
+	         "\"reenroll\":true}", &c);
+	cr_expect(c.reenroll);
+	parse_ok("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\","
+	         "\"reenroll\":false}", &c);
+	cr_expect_not(c.reenroll);
+	ig_error err = {0};
+	cr_expect_eq(parse_text("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\","
+	                        "\"reenroll\":1}", &c, &err), IG_ERR_INVAL);
+	cr_expect(strstr(err.msg, "reenroll"), "%s", err.msg);
+	cr_expect_eq(parse_text("{\"command\":\"revoke\",\"id\":\"dev1\",\"reenroll\":true}", &c, &err), IG_ERR_INVAL,
+	             "only enroll takes the flag");
+
+	ig_admin_cmd in = {.kind = IG_ADMIN_ENROLL, .role = IG_ROLE_DEVICE, .reenroll = true};
+	snprintf(in.id, sizeof in.id, "dev1");
+	round_trip(&in);
+	char *json = ig_admin_build_request(&in);
+	cr_assert(strstr(json, "\"reenroll\":true"), "%s", json);
+	free(json);
+	in.reenroll = false;
+	json = ig_admin_build_request(&in);
+	cr_assert_null(strstr(json, "reenroll"), "not sent unless set: %s", json);
+	free(json);
+}
+
+Test(admin, huge_numbers_are_refused_not_cast)
+{
+	ig_admin_cmd c;
+	ig_error err = {0};
+	cr_expect_eq(parse_text("{\"command\":\"credit\",\"id\":\"d\",\"amount\":1e10}", &c, &err), IG_ERR_INVAL);
+	cr_expect(strstr(err.msg, "amount"), "%s", err.msg);
+	cr_expect_eq(parse_text("{\"command\":\"credit\",\"id\":\"d\",\"amount\":1e308}", &c, &err), IG_ERR_INVAL);
+	cr_expect_eq(parse_text("{\"command\":\"credit\",\"id\":\"d\",\"amount\":1e400}", &c, &err), IG_ERR_INVAL);
+	cr_expect_eq(parse_text("{\"command\":\"list_identities\",\"offset\":1e300}", &c, &err), IG_ERR_INVAL);
+	cr_expect_eq(parse_text("{\"command\":\"list_identities\",\"offset\":-1e300}", &c, &err), IG_ERR_INVAL);
+	cr_expect_eq(parse_text("{\"command\":\"create_join_codes\",\"role\":\"device\",\"count\":1e19}", &c, &err),
+	             IG_ERR_INVAL);
+	parse_ok("{\"command\":\"list_identities\",\"offset\":4294967295}", &c);
+	cr_expect_eq(c.offset, UINT32_MAX);
+	parse_ok("{\"command\":\"credit\",\"id\":\"d\",\"amount\":1e9}", &c);
+	cr_expect_eq(c.amount, 1000000000u);
 }

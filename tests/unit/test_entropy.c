@@ -558,3 +558,39 @@ Test(entropy, protocol_doc_table_matches_computed_cutoffs)
 		cr_expect_not_null(strstr(section, row), "the cutoff table should contain '%s'", row);
 	}
 }
+
+/* ---- attestation rate (issue 7: one device wrote 100+ records in 8 s) ---- */
+
+Test(attest_rate, only_changes_count_and_at_most_n_per_hour)
+{
+	ig_attest_rate r = {0};
+	uint64_t t = 1700000000000ull;
+	cr_assert_eq(ig_attest_admit(&r, false, false, t, 3), IG_ATTEST_UNCHANGED);
+	cr_assert_eq(r.recorded, 0u, "an unchanged report costs nothing");
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(ig_attest_admit(&r, true, false, t + (uint64_t)i * 1000, 3), IG_ATTEST_RECORD, "change %d", i);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(ig_attest_admit(&r, true, false, t + 5000 + (uint64_t)i * 80, 3), IG_ATTEST_REFUSED_RATE);
+	cr_assert_eq(r.recorded, 3u, "refusals do not count");
+	cr_assert_eq(ig_attest_admit(&r, false, false, t + 60000, 3), IG_ATTEST_UNCHANGED,
+	             "the same measurement is still accepted while over the rate");
+	cr_assert_eq(ig_attest_admit(&r, true, false, t + IG_ATTEST_WINDOW_MS - 1, 3), IG_ATTEST_REFUSED_RATE);
+	cr_assert_eq(ig_attest_admit(&r, true, false, t + IG_ATTEST_WINDOW_MS, 3), IG_ATTEST_RECORD,
+	             "a new hour opens a new window");
+	cr_assert_eq(r.recorded, 1u);
+}
+
+Test(attest_rate, one_record_in_flight_at_a_time_and_clock_steps)
+{
+	ig_attest_rate r = {0};
+	uint64_t t = 1700000000000ull;
+	cr_assert_eq(ig_attest_admit(&r, true, true, t, 12), IG_ATTEST_REFUSED_RATE);
+	cr_assert_eq(r.recorded, 0u);
+	cr_assert_eq(ig_attest_admit(&r, false, true, t, 12), IG_ATTEST_UNCHANGED);
+	cr_assert_eq(ig_attest_admit(&r, true, false, t, 1), IG_ATTEST_RECORD);
+	cr_assert_eq(ig_attest_admit(&r, true, false, t + 10, 1), IG_ATTEST_REFUSED_RATE);
+	cr_assert_eq(ig_attest_admit(&r, true, false, t - 5000, 1), IG_ATTEST_RECORD,
+	             "a clock stepped back opens a new window instead of stretching the old one");
+	cr_assert_eq(ig_attest_admit(&r, true, false, t, 0), IG_ATTEST_REFUSED_RATE, "0 allows nothing");
+	cr_assert_eq(ig_attest_admit(NULL, true, false, t, 5), IG_ATTEST_UNCHANGED);
+}

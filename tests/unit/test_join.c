@@ -14,6 +14,7 @@
 
 #include "ig_join.h"
 #include "ig_record.h"
+#include "ig_registry.h"
 
 #define VEC_JOIN_KEY "47b4302c4420826cd4232feacdc2ea9f8ec06fa664ecdd29d10c585af52f8337"
 #define VEC_SECRET "7bb48d06c7b9b1d0c36847ee7e7196bd"
@@ -665,4 +666,50 @@ Test(join, protocol_doc_prints_the_vector)
 	                      "## Joining the cluster"};
 	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
 		cr_expect_not_null(strstr(doc, want[i]), "docs/PROTOCOL.md should contain %s", want[i]);
+}
+
+/* ---- admission of the claimed id (issue 7) ---- */
+
+static void reg_enroll(ig_registry *r, const char *id, uint64_t index)
+{
+	ig_enroll e = {0};
+	snprintf(e.id, sizeof e.id, "%s", id);
+	snprintf(e.by, sizeof e.by, "admin1");
+	e.role = IG_ROLE_DEVICE;
+	memcpy(e.pk, dev_pk, 32);
+	uint8_t body[512];
+	int n = ig_enroll_encode(body, sizeof body, &e);
+	cr_assert_gt(n, 0);
+	ig_record rec = {.index = index, .ts_ms = 1, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)n};
+	cr_assert_eq(ig_registry_apply(r, &rec, NULL), IG_OK);
+}
+
+static void reg_revoke(ig_registry *r, const char *id, uint64_t index)
+{
+	ig_revoke v = {0};
+	snprintf(v.id, sizeof v.id, "%s", id);
+	snprintf(v.by, sizeof v.by, "admin1");
+	uint8_t body[512];
+	int n = ig_revoke_encode(body, sizeof body, &v);
+	cr_assert_gt(n, 0);
+	ig_record rec = {.index = index, .ts_ms = 2, .type = IG_REC_REVOKE, .body = body, .body_len = (uint32_t)n};
+	cr_assert_eq(ig_registry_apply(r, &rec, NULL), IG_OK);
+}
+
+Test(join, a_code_claims_only_ids_never_enrolled)
+{
+	ig_registry *r = ig_registry_new();
+	cr_assert(ig_join_id_claimable(r, "new-dev", 7));
+	reg_enroll(r, "active", 2);
+	cr_assert_not(ig_join_id_claimable(r, "active", 6));
+	reg_enroll(r, "gone", 3);
+	reg_revoke(r, "gone", 4);
+	cr_assert_not(ig_join_id_claimable(r, "gone", 4), "a revoked id is never claimable by a code");
+	cr_assert_eq(ig_registry_reserve(r, "pending", IG_ROLE_DEVICE, dev_pk), IG_OK);
+	cr_assert_not(ig_join_id_claimable(r, "pending", 7));
+	ig_registry_release(r, "pending");
+	cr_assert(ig_join_id_claimable(r, "pending", 7), "a reservation that never became durable leaves no trace");
+	cr_assert_not(ig_join_id_claimable(r, "bad id", 6));
+	cr_assert_not(ig_join_id_claimable(NULL, "x", 1));
+	ig_registry_free(r);
 }

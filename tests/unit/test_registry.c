@@ -541,3 +541,39 @@ Test(registry, random_ops_match_model)
 		cr_assert_eq(ig_registry_count(r, (ig_id_status)st, IG_ROLE_NONE), want[st], "count status %d", st);
 	ig_registry_free(r);
 }
+
+/* Issue 7: a join code never claims an id the ledger ever enrolled. */
+static int apply_join_enroll(ig_registry *r, const char *id, uint32_t keyno, ig_error *err)
+{
+	ig_enroll e = {0};
+	snprintf(e.id, sizeof e.id, "%s", id);
+	snprintf(e.by, sizeof e.by, "join:1011121314151617");
+	e.role = IG_ROLE_DEVICE;
+	e.has_join_code = true;
+	for (int i = 0; i < 8; i++)
+		e.join_code[i] = (uint8_t)(0x10 + i);
+	fake_pk(e.pk, keyno);
+	uint8_t body[512];
+	int n = ig_enroll_encode(body, sizeof body, &e);
+	cr_assert_gt(n, 0);
+	ig_record rec = {.index = next_index++, .ts_ms = 7, .type = IG_REC_ENROLL, .body = body,
+	                 .body_len = (uint32_t)n};
+	return ig_registry_apply(r, &rec, err);
+}
+
+Test(registry, join_enroll_of_a_revoked_id_is_corrupt)
+{
+	ig_registry *r = ig_registry_new();
+	ig_error err = {0};
+	cr_assert_eq(apply_join_enroll(r, "fresh", 1, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(apply_enroll(r, "old", IG_ROLE_DEVICE, 2, &err), IG_OK);
+	cr_assert_eq(apply_revoke(r, "old", &err), IG_OK);
+	cr_assert_eq(apply_join_enroll(r, "old", 3, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "join code") && strstr(err.msg, "old"), "%s", err.msg);
+	const ig_identity *idn = ig_registry_find(r, "old", 3);
+	cr_assert_eq(idn->status, IG_ID_REVOKED, "the refused record changes nothing");
+	/* an admin's enroll (no code) of the revoked id is still allowed */
+	cr_assert_eq(apply_enroll(r, "old", IG_ROLE_DEVICE, 4, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_registry_find(r, "old", 3)->status, IG_ID_ACTIVE);
+	ig_registry_free(r);
+}
