@@ -191,6 +191,10 @@ int main(int argc, char **argv)
 		coin_hash(r.coin_hash, coin);
 		strcpy(r.analyst, "analyst-1");
 		owner_id(r.collector, sizeof r.collector, coin / IG_COINS_PER_REQUEST);
+		/* As the plugin writes them: with the header hash, which the index
+		 * turns into the redeemer's tag (any 32 bytes will do here). */
+		r.has_header_hash = true;
+		memcpy(r.header_hash, r.coin_hash, IG_HASH_BYTES);
 		apply(c, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), index++);
 	}
 	double redeem_s = (double)(ig_mono_us() - t0) / 1e6, redeem_cpu = cpu_seconds() - c0;

@@ -6,7 +6,10 @@
  * the payload and result keys back, once. Every state change (mint, redeem,
  * refund) is answered only after its record is durable, and a coin that is
  * being redeemed is marked at once, so of two racing redeems exactly one
- * wins, and after a crash no acknowledged redeem can happen twice.
+ * wins, and after a crash no acknowledged redeem can happen twice. The same
+ * analyst repeating the same redeem (its answer was lost, or of unknown
+ * outcome) gets the same keys again without a new record, so a durable
+ * redeem never burns a coin for nothing.
  */
 #include "plugin.h"
 
@@ -17,6 +20,7 @@
 #include <string.h>
 
 #include "ig_bank.h"
+#include "ig_json.h"
 
 #define HEADER_MAX 512
 #define NONCE_MAX 64
@@ -32,6 +36,7 @@ static const char *const refusal_names[IG_BANK_REFUSAL_COUNT] = {
 	[IG_BANK_NOT_ALLOWED] = "not_allowed",
 	[IG_BANK_OVER_LIMIT] = "over_limit",
 	[IG_BANK_STORAGE_FAILED] = "storage_failed",
+	[IG_BANK_OUTCOME_UNKNOWN] = IG_PLUGIN_E_OUTCOME_UNKNOWN,
 };
 
 #define PRUNE_SLOTS_PER_TICK 16384
@@ -111,14 +116,54 @@ typedef struct mint_pending {
 	uint8_t coins[IG_COINS_PER_REQUEST][IG_COIN_BYTES];
 } mint_pending;
 
+/* The mint record reached the kernel but its batch failed, so it may be
+ * replayed at the next start, debiting the collector for these coins. The
+ * coins are therefore delivered anyway, marked as of unknown outcome: once
+ * the broker is back, the collector spends or refunds them (a refund of a
+ * coin whose mint was lost answers unknown_coin and costs nothing), so a
+ * durable mint's credit is never lost. The index is the mint record's if it
+ * exists, for the operator's `iotguard show`. */
+static void mint_outcome_unknown(ig_plugin *pl, const mint_pending *mp, const ig_identity *who, const ig_record *rec)
+{
+	pl->bank_refused[IG_BANK_OUTCOME_UNKNOWN]++;
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "error");
+	cJSON_AddStringToObject(o, "error", IG_PLUGIN_E_OUTCOME_UNKNOWN);
+	cJSON_AddStringToObject(o, "nonce", mp->nonce);
+	if (rec)
+		cJSON_AddNumberToObject(o, "index", (double)rec->index);
+	cJSON_AddNumberToObject(o, "count", mp->count);
+	cJSON_AddNumberToObject(o, "expires_at", (double)mp->expires_at);
+	if (who && add_box(pl, o, who, &mp->coins[0][0], (size_t)mp->count * IG_COIN_BYTES)) {
+		cJSON_AddStringToObject(o, "message",
+		                        "a disk write failed after the mint record was written, so it may or may not be "
+		                        "durable: keep the boxed coins; once the broker is back, spend or refund them (a "
+		                        "refund answers unknown_coin if the mint was lost)");
+	} else {
+		/* Revoked meanwhile: nobody may have the coins; if the mint was
+		 * durable they die with the revoked identity. */
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "count");
+		cJSON_DeleteItemFromObjectCaseSensitive(o, "expires_at");
+		cJSON_AddStringToObject(o, "message",
+		                        "a disk write failed after the mint record was written, so it may or may not be "
+		                        "durable; the coins cannot be delivered to an identity that is no longer active");
+	}
+	ig_plugin_reply(pl, mp->id, o);
+}
+
 static void on_mint_durable(void *ctx, int status, const ig_record *rec)
 {
 	mint_pending *mp = ctx;
 	ig_plugin *pl = mp->pl;
 	ig_coins_unreserve(pl->coins, mp->id, mp->count);
 	const ig_identity *who = active_with_role(pl, mp->id, IG_ROLE_DEVICE);
-	if (status != IG_OK) {
-		bank_error(pl, mp->id, IG_BANK_STORAGE_FAILED, mp->nonce, "the mint could not be recorded; no coins were issued");
+	if (status == IG_ERR_UNKNOWN) {
+		mint_outcome_unknown(pl, mp, who, rec);
+	} else if (status != IG_OK) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "the mint was not recorded and no coins were issued: %s",
+		         ig_plugin_ledger_refusal(status));
+		bank_error(pl, mp->id, IG_BANK_STORAGE_FAILED, mp->nonce, msg);
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -150,15 +195,17 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 		bank_error(pl, id, IG_BANK_NOT_ALLOWED, nonce, "only active devices (collectors) may mint coins");
 		return;
 	}
-	if (!nonce || !cJSON_IsNumber(count) || count->valuedouble != (double)(int)count->valuedouble) {
+	uint64_t asked = 0;
+	int crc = ig_json_uint(&asked, count, 1, IG_COINS_PER_REQUEST);
+	if (!nonce || crc == IG_ERR_INVAL) {
 		bank_error(pl, id, IG_BANK_MALFORMED, nonce, "mint needs \"count\" (a whole number) and \"nonce\" (1..64 printable)");
 		return;
 	}
-	int n = (int)count->valuedouble;
-	if (n < 1 || n > IG_COINS_PER_REQUEST) {
+	if (crc != IG_OK) {
 		bank_error(pl, id, IG_BANK_OVER_LIMIT, nonce, "a mint request may ask for 1 to 64 coins");
 		return;
 	}
+	int n = (int)asked;
 	if (ig_coins_reserve(pl->coins, id, (uint64_t)n) != IG_OK) {
 		bank_error(pl, id, IG_BANK_NO_CREDIT, nonce, "not enough credit; ask an admin for 'iotguard credit'");
 		return;
@@ -185,12 +232,14 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 	uint8_t body[IG_COINS_PER_REQUEST * (IG_HASH_BYTES + 4) + 256];
 	int blen = ok ? ig_mint_encode(body, sizeof body, rec) : IG_ERR_NOMEM;
 	free(rec);
-	if (blen < 0 || ig_ledger_submit(pl->ledger, IG_REC_COIN_MINT, body, (size_t)blen, on_mint_durable, mp) != IG_OK) {
+	int src = blen < 0 ? blen : ig_ledger_submit(pl->ledger, IG_REC_COIN_MINT, body, (size_t)blen, on_mint_durable, mp);
+	if (src != IG_OK) {
 		ig_coins_unreserve(pl->coins, id, (uint64_t)n);
 		if (mp)
 			sodium_memzero(mp, sizeof *mp);
 		free(mp);
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "the ledger is not accepting records; try again later");
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce,
+		           blen < 0 ? "could not build the mint record; no coins were issued" : ig_plugin_ledger_refusal(src));
 	}
 }
 
@@ -205,13 +254,45 @@ typedef struct redeem_pending {
 	ig_coin_header h;
 } redeem_pending;
 
+/* The keys of the coin in rp->h, boxed for the analyst. Computed from the
+ * coin and the header alone, so a repeat for the same redeemer (its answer
+ * was lost) is the same answer and needs no new record. */
+static void send_redeemed(ig_plugin *pl, const redeem_pending *rp)
+{
+	const ig_identity *who = active_with_role(pl, rp->analyst, IG_ROLE_ANALYST);
+	uint8_t plain[32 + 32 + IG_COIN_NONCE_BYTES + IG_HASH_BYTES];
+	ig_coin_keys(rp->h.coin, plain, plain + 32);
+	memcpy(plain + 64, rp->h.nonce, IG_COIN_NONCE_BYTES);
+	memcpy(plain + 64 + IG_COIN_NONCE_BYTES, rp->header_hash, IG_HASH_BYTES);
+	char hh[2 * IG_HASH_BYTES + 1];
+	ig_hex_encode(hh, rp->header_hash, IG_HASH_BYTES);
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "redeemed");
+	cJSON_AddStringToObject(o, "nonce", rp->nonce);
+	cJSON_AddStringToObject(o, "header_hash", hh);
+	cJSON_AddStringToObject(o, "suite", ig_suite_name(rp->h.suite));
+	if (who && add_box(pl, o, who, plain, sizeof plain))
+		ig_plugin_reply(pl, rp->analyst, o);
+	else
+		cJSON_Delete(o);
+	sodium_memzero(plain, sizeof plain);
+}
+
 static void on_redeem_durable(void *ctx, int status, const ig_record *rec)
 {
 	redeem_pending *rp = ctx;
 	ig_plugin *pl = rp->pl;
-	if (status != IG_OK) {
+	if (status == IG_ERR_UNKNOWN) {
+		/* Stays in flight until the restart tells: meanwhile this
+		 * analyst's retry is outcome_unknown again, anyone else's
+		 * already_spent. */
+		bank_error(pl, rp->analyst, IG_BANK_OUTCOME_UNKNOWN, rp->nonce,
+		           "a disk write failed after the redeem record was written, so it may or may not be durable; "
+		           "retry the same redeem once the broker is back: if it was recorded, the retry answers with the "
+		           "same keys, if not it redeems the coin");
+	} else if (status != IG_OK) {
 		ig_coins_set_in_flight(pl->coins, rp->coin_hash, false);
-		bank_error(pl, rp->analyst, IG_BANK_STORAGE_FAILED, rp->nonce, "the redeem could not be recorded; retry later");
+		bank_error(pl, rp->analyst, IG_BANK_STORAGE_FAILED, rp->nonce, ig_plugin_ledger_refusal(status));
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -220,35 +301,23 @@ static void on_redeem_durable(void *ctx, int status, const ig_record *rec)
 		ig_coins_set_in_flight(pl->coins, rp->coin_hash, false);
 		ig_plugin_publish_event(pl, rec);
 		pl->coins_redeemed++;
-		const ig_identity *who = active_with_role(pl, rp->analyst, IG_ROLE_ANALYST);
-		uint8_t plain[32 + 32 + IG_COIN_NONCE_BYTES + IG_HASH_BYTES];
-		ig_coin_keys(rp->h.coin, plain, plain + 32);
-		memcpy(plain + 64, rp->h.nonce, IG_COIN_NONCE_BYTES);
-		memcpy(plain + 64 + IG_COIN_NONCE_BYTES, rp->header_hash, IG_HASH_BYTES);
-		char hh[2 * IG_HASH_BYTES + 1];
-		ig_hex_encode(hh, rp->header_hash, IG_HASH_BYTES);
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "type", "redeemed");
-		cJSON_AddStringToObject(o, "nonce", rp->nonce);
-		cJSON_AddStringToObject(o, "header_hash", hh);
-		cJSON_AddStringToObject(o, "suite", ig_suite_name(rp->h.suite));
-		if (who && add_box(pl, o, who, plain, sizeof plain))
-			ig_plugin_reply(pl, rp->analyst, o);
-		else
-			cJSON_Delete(o);
-		sodium_memzero(plain, sizeof plain);
+		send_redeemed(pl, rp);
 	}
 	sodium_memzero(rp, sizeof *rp);
 	free(rp);
 }
 
-/* "iotguard/<cluster>/dev/<collector>/data/<stream>" for this collector. */
+/* "iotguard/<cluster>/dev/<collector>/data/<stream>" for this collector,
+ * where <stream> is 1..64 characters of the id alphabet [A-Za-z0-9_.-]
+ * (docs/PROTOCOL.md "Data message"), as the agents require too. */
 static bool data_topic_of(ig_plugin *pl, const char *topic, const char *collector)
 {
 	size_t plen = pl->topic_dev_prefix_len, clen = strlen(collector);
-	return strncmp(topic, pl->topic_dev_prefix, plen) == 0 && strncmp(topic + plen, collector, clen) == 0 &&
-	       strncmp(topic + plen + clen, "/data/", 6) == 0 && topic[plen + clen + 6] != '\0' &&
-	       !strchr(topic + plen + clen + 6, '/') && ig_topic_valid(topic);
+	if (strncmp(topic, pl->topic_dev_prefix, plen) != 0 || strncmp(topic + plen, collector, clen) != 0 ||
+	    strncmp(topic + plen + clen, "/data/", 6) != 0)
+		return false;
+	const char *stream = topic + plen + clen + 6;
+	return ig_id_valid(stream, strlen(stream)) && ig_topic_valid(topic);
 }
 
 static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
@@ -288,16 +357,47 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	ig_coin_info info;
 	ig_bank_refusal why = IG_BANK_REFUSAL_COUNT;
 	const char *msg = NULL;
-	if (ig_coins_find(pl->coins, rp->coin_hash, &info) != IG_OK || info.state == IG_COIN_REFUNDED)
-		why = IG_BANK_UNKNOWN_COIN, msg = "this coin was never minted or has been refunded";
+	const ig_identity *owner = NULL;
+	bool found = ig_coins_find(pl->coins, rp->coin_hash, &info) == IG_OK;
+	/* This analyst already redeemed (or is redeeming) this very header. */
+	bool mine = found && ig_coins_redeemed_by(pl->coins, rp->coin_hash, id, rp->header_hash);
+	bool topic_ok = data_topic_of(pl, topic->valuestring, rp->h.collector) &&
+	                sodium_memcmp(topic_hash, rp->h.topic_hash, IG_HASH_BYTES) == 0;
+	if (found)
+		owner = ig_registry_find(pl->reg, info.owner, strlen(info.owner));
+	if (!found || info.state == IG_COIN_REFUNDED)
+		why = IG_BANK_UNKNOWN_COIN, msg = "this coin was never minted, has been refunded, or was cancelled when its "
+		                                  "collector was revoked";
+	/* A repeat by the redeemer, whose answer was lost or of unknown outcome:
+	 * the same keys again, with no new record, until the coin expires (then
+	 * the spent coin is forgotten). Before any check of the collector: the
+	 * coin was paid for before a later revocation could cancel it. */
+	else if (mine && info.state == IG_COIN_REDEEMED && ig_now_ms() / 1000 < info.expires_at) {
+		if (!topic_ok) {
+			why = IG_BANK_WRONG_TOPIC, msg = "the header is bound to another topic";
+		} else {
+			snprintf(rp->analyst, sizeof rp->analyst, "%s", id);
+			snprintf(rp->nonce, sizeof rp->nonce, "%s", nonce);
+			send_redeemed(pl, rp);
+			sodium_memzero(rp, sizeof *rp);
+			free(rp);
+			return;
+		}
+	} else if (mine && info.in_flight)
+		why = IG_BANK_OUTCOME_UNKNOWN, msg = "your redeem of this header is still being recorded, or a disk write "
+		                                     "failed and its outcome is unknown until the broker restarts; retry "
+		                                     "the same redeem in a moment";
+	/* Revoked (the record may still be on its way to the disk): the revoke
+	 * cancels its coins, so no redeem may be ordered after it. */
+	else if (!owner || owner->status != IG_ID_ACTIVE)
+		why = IG_BANK_UNKNOWN_COIN, msg = "this coin was cancelled: its collector has been revoked";
 	else if (info.state == IG_COIN_REDEEMED || info.in_flight)
 		why = IG_BANK_ALREADY_SPENT, msg = "this coin has already been spent";
 	else if (ig_now_ms() / 1000 >= info.expires_at)
 		why = IG_BANK_EXPIRED, msg = "this coin has expired";
 	else if (strcmp(info.owner, rp->h.collector) != 0)
 		why = IG_BANK_WRONG_COLLECTOR, msg = "the header names a collector that does not own this coin";
-	else if (!data_topic_of(pl, topic->valuestring, rp->h.collector) ||
-	         sodium_memcmp(topic_hash, rp->h.topic_hash, IG_HASH_BYTES) != 0)
+	else if (!topic_ok)
 		why = IG_BANK_WRONG_TOPIC, msg = "the header is bound to another topic";
 	if (msg) {
 		sodium_memzero(rp, sizeof *rp);
@@ -311,16 +411,21 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	memcpy(r.coin_hash, rp->coin_hash, IG_HASH_BYTES);
 	snprintf(r.analyst, sizeof r.analyst, "%s", id);
 	snprintf(r.collector, sizeof r.collector, "%s", rp->h.collector);
+	r.has_header_hash = true;
+	memcpy(r.header_hash, rp->header_hash, IG_HASH_BYTES);
 	uint8_t body[256];
 	int blen = ig_redeem_encode(body, sizeof body, &r);
-	if (blen < 0 || ig_ledger_submit(pl->ledger, IG_REC_COIN_REDEEM, body, (size_t)blen, on_redeem_durable, rp) != IG_OK) {
+	int src = blen < 0 ? blen : ig_ledger_submit(pl->ledger, IG_REC_COIN_REDEEM, body, (size_t)blen, on_redeem_durable, rp);
+	if (src != IG_OK) {
 		sodium_memzero(rp, sizeof *rp);
 		free(rp);
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "the ledger is not accepting records; try again later");
+		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce,
+		           blen < 0 ? "could not build the redeem record; retry" : ig_plugin_ledger_refusal(src));
 		return;
 	}
-	/* From here a second redeem of the same coin is "already spent". */
-	ig_coins_set_in_flight(pl->coins, r.coin_hash, true);
+	/* From here a second redeem of the same coin is "already spent", or
+	 * outcome_unknown for this analyst and header. */
+	ig_coins_set_redeeming(pl->coins, r.coin_hash, id, rp->header_hash);
 }
 
 /* ---- refund ---- */
@@ -372,7 +477,9 @@ static void on_refund_durable(void *ctx, int status, const ig_record *rec)
 		ig_hex_encode(hex, one->coin_hash, IG_HASH_BYTES);
 		cJSON *r = cJSON_CreateObject();
 		cJSON_AddStringToObject(r, "coin_hash", hex);
-		cJSON_AddStringToObject(r, "error", "storage_failed");
+		/* Unknown: retrying after a restart is safe (already_refunded if it
+		 * was recorded, a refund if not). */
+		cJSON_AddStringToObject(r, "error", status == IG_ERR_UNKNOWN ? IG_PLUGIN_E_OUTCOME_UNKNOWN : "storage_failed");
 		cJSON_AddItemToArray(fp->refused, r);
 	}
 	free(one);

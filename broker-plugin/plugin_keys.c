@@ -91,10 +91,24 @@ static void on_key_durable(void *ctx, int status, const ig_record *rec)
 	key_pending *kp = ctx;
 	ig_plugin *pl = kp->pl;
 	const ig_identity *a = active(pl, kp->a), *b = active(pl, kp->key.peer);
-	if (status != IG_OK) {
+	if (status == IG_ERR_UNKNOWN) {
+		/* The key_issued record may be replayed, but no holder got the
+		 * key: an unused key in the audit trail is harmless, so a new
+		 * request once the broker is back is the whole recovery. */
 		pl->keys_refused++;
 		if (a)
-			ig_plugin_reply_error(pl, kp->a, "storage_failed", "the key could not be recorded; try again later");
+			ig_plugin_reply_error(pl, kp->a, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+			                      "a disk write failed after the key_issued record was written, so it may or may "
+			                      "not be durable; the key was given to neither device: ask for a new session key "
+			                      "once the broker is back");
+	} else if (status != IG_OK) {
+		pl->keys_refused++;
+		if (a) {
+			char msg[300];
+			snprintf(msg, sizeof msg, "the key was not recorded and given to neither device: %s",
+			         ig_plugin_ledger_refusal(status));
+			ig_plugin_reply_error(pl, kp->a, "storage_failed", msg);
+		}
 	} else {
 		ig_plugin_publish_event(pl, rec);
 		if (!a || !b) {

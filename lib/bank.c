@@ -61,6 +61,11 @@ static const ig_field_spec redeem_fields[] = {
 	{.tag = IG_TAG_REDEEM_ANALYST, .kind = IG_FIELD_ID, .name = "analyst", IG_SPEC_AT(ig_redeem_rec, analyst)},
 	{.tag = IG_TAG_REDEEM_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
 	 IG_SPEC_AT(ig_redeem_rec, collector)},
+	/* Optional so that records written before it keep their bytes; with it
+	 * the coin index knows the redeemer after a restart, and the same
+	 * analyst's retry with the same header gets the keys again. */
+	{.tag = IG_TAG_REDEEM_HEADER_HASH, .kind = IG_FIELD_BYTES, .name = "header_hash",
+	 IG_SPEC_AT(ig_redeem_rec, header_hash), .optional = true, .present_off = offsetof(ig_redeem_rec, has_header_hash)},
 };
 
 static const ig_field_spec refund_fields[] = {

@@ -8,8 +8,13 @@
  * would need three times that, so the coins sit by value in one flat
  * linear-probing table of 24-byte slots:
  *
- *   16  first half of BLAKE2b-256(coin): a prefix of a hash of a secret
- *       random value, which nobody can steer into a collision
+ *   12  first 96 bits of BLAKE2b-256(coin): a prefix of a hash of a secret
+ *       random value, which nobody can steer into a collision (10M coins
+ *       collide by chance with probability ~10^-15)
+ *    4  redeemer tag: 32-bit SipHash, under a key drawn per index, of the
+ *       analyst and header hash of the coin's redeem (0 = none), so that
+ *       the redeemer's retry of an answer it lost gets the keys again
+ *       while anyone else's gets "already spent"
  *    4  expires_at, u32 Unix seconds (clamped at 2^32-1, year 2106)
  *    4  owner index << 4 | in_flight << 2 | state (0 = empty slot)
  *
@@ -25,11 +30,12 @@
 #include "ig_record.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#define PREFIX_BYTES 16
+#define PREFIX_BYTES 12
 #define MIN_CAP 1024u
 #define MAX_LOAD_NUM 4 /* grow beyond 4/5 full */
 #define MAX_LOAD_DEN 5
@@ -47,6 +53,7 @@
 
 typedef struct slot {
 	uint8_t prefix[PREFIX_BYTES];
+	uint32_t tag;          /* redeemer tag while a redeem is in flight or done; else 0 */
 	uint32_t expires_at;
 	uint32_t meta;
 } slot;
@@ -67,6 +74,7 @@ struct ig_coins {
 	owner **by_index;      /* owner index -> owner (stable idmap addresses) */
 	uint32_t n_owners, by_index_cap;
 	uint64_t counts[4];    /* per ig_coin_state */
+	uint8_t tag_key[crypto_shorthash_KEYBYTES];
 };
 
 /* ---- slots ------------------------------------------------------------------ */
@@ -78,9 +86,10 @@ static inline uint32_t home_of(const uint8_t *prefix, uint32_t cap)
 {
 	/* The prefix is already uniform when it comes from BLAKE2b; the mix
 	 * keeps the table well spread for any input a test feeds it. */
-	uint64_t a, b;
+	uint64_t a;
+	uint32_t b;
 	memcpy(&a, prefix, 8);
-	memcpy(&b, prefix + 8, 8);
+	memcpy(&b, prefix + 8, 4);
 	uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xbf58476d1ce4e5b9ull;
 	return (uint32_t)(((h >> 32) * (uint64_t)cap) >> 32);
 }
@@ -223,6 +232,23 @@ static owner *owner_put(ig_coins *c, const char *id)
 	return o;
 }
 
+/* ---- redeemer tags ----------------------------------------------------------- */
+
+/* Keyed, so nobody can pick an (analyst, header) whose tag matches another
+ * redeemer's; 0 is reserved for "no tag". The header hash comes first and is
+ * fixed-length, so the encoding is unambiguous. */
+static uint32_t redeemer_tag(const ig_coins *c, const char *analyst, const uint8_t header_hash[IG_HASH_BYTES])
+{
+	uint8_t in[IG_HASH_BYTES + IG_ID_MAX], out[crypto_shorthash_BYTES];
+	size_t alen = strnlen(analyst, IG_ID_MAX);
+	memcpy(in, header_hash, IG_HASH_BYTES);
+	memcpy(in + IG_HASH_BYTES, analyst, alen);
+	crypto_shorthash(out, in, IG_HASH_BYTES + alen, c->tag_key);
+	uint32_t t;
+	memcpy(&t, out, sizeof t);
+	return t ? t : 1;
+}
+
 /* ---- lifecycle ----------------------------------------------------------------- */
 
 ig_coins *ig_coins_new(void)
@@ -238,6 +264,9 @@ ig_coins *ig_coins_new(void)
 		return NULL;
 	}
 	c->grow_at = MIN_CAP * MAX_LOAD_NUM / MAX_LOAD_DEN;
+	/* Tags are rebuilt from the ledger at every start, so the key need not
+	 * outlive the process. */
+	randombytes_buf(c->tag_key, sizeof c->tag_key);
 	return c;
 }
 
@@ -249,6 +278,7 @@ void ig_coins_free(ig_coins *c)
 	free(c->by_index);
 	if (c->owners)
 		ig_idmap_free(c->owners, false);
+	sodium_memzero(c->tag_key, sizeof c->tag_key);
 	free(c);
 }
 
@@ -333,6 +363,7 @@ static int apply_mint(ig_coins *c, const ig_record *rec, ig_error *err)
 		uint32_t j = probe(c->slots, c->cap, r->hashes[i], &found);
 		slot *s = &c->slots[j];
 		memcpy(s->prefix, r->hashes[i], PREFIX_BYTES);
+		s->tag = 0;
 		s->expires_at = expires;
 		s->meta = (o->index << OWNER_SHIFT) | IG_COIN_MINTED;
 		c->count++;
@@ -347,9 +378,9 @@ done:
 }
 
 /* Shared by redeem and refund: the coin must be MINTED and owned by the
- * collector the record names. */
+ * collector the record names. tag: the redeemer's, or 0. */
 static int spend(ig_coins *c, const ig_record *rec, const uint8_t *hash, const char *collector,
-                 ig_coin_state to, ig_error *err)
+                 ig_coin_state to, uint32_t tag, ig_error *err)
 {
 	bool found;
 	uint32_t j = probe(c->slots, c->cap, hash, &found);
@@ -367,11 +398,44 @@ static int spend(ig_coins *c, const ig_record *rec, const uint8_t *hash, const c
 	if (to == IG_COIN_REFUNDED && o->balance == UINT64_MAX)
 		return corrupt(err, rec, hash, "the refund overflows the balance");
 	s->meta = (s->meta & ~(STATE_MASK | IN_FLIGHT_BIT)) | (uint32_t)to;
+	s->tag = tag;
 	o->outstanding--;
 	c->counts[IG_COIN_MINTED]--;
 	c->counts[to]++;
 	if (to == IG_COIN_REFUNDED)
 		o->balance++;
+	return IG_OK;
+}
+
+/* A REVOKE ends everything the id held at the bank (docs/LEDGER.md, "State
+ * rules"): its balance goes to zero and each of its MINTED coins becomes
+ * REFUNDED without returning credit, so nothing survives into a later
+ * re-enrolment of the same id. A pure function of the ledger, so the plugin,
+ * the CLI and an auditor replaying the records all derive the same state.
+ * The scan over the table runs only when the id has coins outstanding and
+ * stops once they are all found. */
+static int apply_revoke(ig_coins *c, const ig_record *rec, ig_error *err)
+{
+	ig_revoke rv;
+	int rc = ig_revoke_decode(rec->body, rec->body_len, &rv, err);
+	if (rc != IG_OK)
+		return decode_failed(err, rec, rc);
+	owner *o = owner_get(c, rv.id);
+	if (!o)
+		return IG_OK;   /* never credited: nothing to cancel */
+	o->balance = 0;
+	for (uint32_t i = 0; o->outstanding > 0 && i < c->cap; i++) {
+		slot *s = &c->slots[i];
+		if (slot_state(s) != IG_COIN_MINTED || slot_owner(s) != o->index)
+			continue;
+		s->meta = (s->meta & ~(STATE_MASK | IN_FLIGHT_BIT)) | (uint32_t)IG_COIN_REFUNDED;
+		s->tag = 0;
+		o->outstanding--;
+		c->counts[IG_COIN_MINTED]--;
+		c->counts[IG_COIN_REFUNDED]++;
+	}
+	if (o->outstanding != 0)
+		return corrupt(err, rec, NULL, "the coin index lost track of the revoked id's coins");
 	return IG_OK;
 }
 
@@ -384,19 +448,24 @@ int ig_coins_apply(ig_coins *c, const ig_record *rec, ig_error *err)
 		return apply_credit(c, rec, err);
 	case IG_REC_COIN_MINT:
 		return apply_mint(c, rec, err);
+	case IG_REC_REVOKE:
+		return apply_revoke(c, rec, err);
 	case IG_REC_COIN_REDEEM: {
 		ig_redeem_rec r;
 		int rc = ig_redeem_decode(rec->body, rec->body_len, &r, err);
 		if (rc != IG_OK)
 			return decode_failed(err, rec, rc);
-		return spend(c, rec, r.coin_hash, r.collector, IG_COIN_REDEEMED, err);
+		/* A record without the header hash (written before redeems were
+		 * repeatable) leaves no tag: its analyst's retry is already_spent. */
+		uint32_t tag = r.has_header_hash ? redeemer_tag(c, r.analyst, r.header_hash) : 0;
+		return spend(c, rec, r.coin_hash, r.collector, IG_COIN_REDEEMED, tag, err);
 	}
 	case IG_REC_COIN_REFUND: {
 		ig_refund_rec r;
 		int rc = ig_refund_decode(rec->body, rec->body_len, &r, err);
 		if (rc != IG_OK)
 			return decode_failed(err, rec, rc);
-		return spend(c, rec, r.coin_hash, r.collector, IG_COIN_REFUNDED, err);
+		return spend(c, rec, r.coin_hash, r.collector, IG_COIN_REFUNDED, 0, err);
 	}
 	default:
 		return IG_OK;
@@ -423,7 +492,7 @@ int ig_coins_find(const ig_coins *c, const uint8_t hash[IG_HASH_BYTES], ig_coin_
 	return IG_OK;
 }
 
-int ig_coins_set_in_flight(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], bool on)
+static int mark_in_flight(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], bool on, uint32_t tag)
 {
 	if (!c || !hash)
 		return IG_ERR_INVAL;
@@ -433,13 +502,46 @@ int ig_coins_set_in_flight(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], bool 
 		return IG_ERR_NOTFOUND;
 	slot *s = &c->slots[j];
 	if (!on) {
+		/* A spent coin keeps its redeemer's tag; a MINTED one forgets the
+		 * redeem that failed. */
+		if (slot_state(s) == IG_COIN_MINTED)
+			s->tag = 0;
 		s->meta &= ~IN_FLIGHT_BIT;
 		return IG_OK;
 	}
 	if (slot_state(s) != IG_COIN_MINTED || (s->meta & IN_FLIGHT_BIT))
 		return IG_ERR_STATE;
 	s->meta |= IN_FLIGHT_BIT;
+	s->tag = tag;
 	return IG_OK;
+}
+
+int ig_coins_set_in_flight(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], bool on)
+{
+	return mark_in_flight(c, hash, on, 0);
+}
+
+int ig_coins_set_redeeming(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], const char *analyst,
+                           const uint8_t header_hash[IG_HASH_BYTES])
+{
+	if (!c || !analyst || !header_hash)
+		return IG_ERR_INVAL;
+	return mark_in_flight(c, hash, true, redeemer_tag(c, analyst, header_hash));
+}
+
+bool ig_coins_redeemed_by(const ig_coins *c, const uint8_t hash[IG_HASH_BYTES], const char *analyst,
+                          const uint8_t header_hash[IG_HASH_BYTES])
+{
+	if (!c || !hash || !analyst || !header_hash)
+		return false;
+	bool found;
+	uint32_t j = probe(c->slots, c->cap, hash, &found);
+	if (!found)
+		return false;
+	const slot *s = &c->slots[j];
+	unsigned st = slot_state(s);
+	bool redeeming = st == IG_COIN_REDEEMED || (st == IG_COIN_MINTED && (s->meta & IN_FLIGHT_BIT));
+	return redeeming && s->tag != 0 && s->tag == redeemer_tag(c, analyst, header_hash);
 }
 
 uint64_t ig_coins_balance(const ig_coins *c, const char *id)

@@ -41,6 +41,7 @@
 #define IG_TAG_REDEEM_COIN_HASH 1     /* 32 bytes */
 #define IG_TAG_REDEEM_ANALYST 2       /* id string */
 #define IG_TAG_REDEEM_COLLECTOR 3     /* id string: the coin's owner */
+#define IG_TAG_REDEEM_HEADER_HASH 4   /* 32 bytes, optional: BLAKE2b-256 of the sealed header redeemed */
 /* Coin-refund tags */
 #define IG_TAG_REFUND_COIN_HASH 1     /* 32 bytes */
 #define IG_TAG_REFUND_COLLECTOR 2     /* id string: the coin's owner */
@@ -62,6 +63,10 @@ typedef struct ig_redeem_rec {
 	uint8_t coin_hash[IG_HASH_BYTES];
 	char analyst[IG_ID_MAX + 1];
 	char collector[IG_ID_MAX + 1];
+	/* Absent in records written before redeems were repeatable; then the
+	 * coin index cannot tell a retry from its redeemer (docs/LEDGER.md 7.10). */
+	bool has_header_hash;
+	uint8_t header_hash[IG_HASH_BYTES];
 } ig_redeem_rec;
 
 typedef struct ig_refund_rec {
@@ -92,7 +97,7 @@ int ig_bank_record_check(const struct ig_record *rec, ig_error *err);
 /* JSON fields for ig_record_to_json (adds to obj); never a coin:
  *   credit      "id","amount","by"
  *   coin_mint   "owner","expires_at","count","coin_hashes":["<64 hex>",...]
- *   coin_redeem "coin_hash","analyst","collector"
+ *   coin_redeem "coin_hash","analyst","collector"[,"header_hash"]
  *   coin_refund "coin_hash","collector","reason"
  * Returns IG_OK; IG_ERR_NOTFOUND if rec is not a bank type; IG_ERR_CORRUPT
  * if the body does not decode (obj untouched); IG_ERR_NOMEM. */
@@ -178,21 +183,27 @@ int ig_result_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, con
 /* ---- coin index (the bank's memory) ---- */
 typedef enum ig_coin_state {
 	IG_COIN_MINTED = 1,
-	IG_COIN_REDEEMED = 2,     /* spent; kept only until expiry so a replay says "already spent" */
+	IG_COIN_REDEEMED = 2,     /* spent; kept until expiry: "already spent", or the keys again for its redeemer */
 	IG_COIN_REFUNDED = 3,
 } ig_coin_state;
 
-/* Memory: a 24-byte slot per coin (16-byte hash prefix, u32 expiry, u32
- * owner index + state + in-flight bit) in a linear-probing table kept between
- * 53% and 80% full, so 30..45 bytes per coin plus ~150 bytes per owner (see
- * bench/bench_coins.c). Expiry is stored as u32 Unix seconds (clamped to
+/* Memory: a 24-byte slot per coin (12-byte hash prefix, u32 redeemer tag,
+ * u32 expiry, u32 owner index + state + in-flight bit) in a linear-probing
+ * table kept between 53% and 80% full, so 30..45 bytes per coin plus ~150
+ * bytes per owner (see bench/bench_coins.c). Expiry is stored as u32 Unix seconds (clamped to
  * 2^32-1, i.e. year 2106). Not thread-safe: the plugin calls it from the
  * broker's thread only. */
 typedef struct ig_coins ig_coins;
 ig_coins *ig_coins_new(void);
 void ig_coins_free(ig_coins *c);
-/* Applies CREDIT/MINT/REDEEM/REFUND records (others ignored); inconsistent
- * ones (redeem of an unknown or spent coin, overdraft) are IG_ERR_CORRUPT. */
+/* Applies CREDIT/MINT/REDEEM/REFUND records and the state rule of REVOKE
+ * (others ignored); inconsistent ones (redeem of an unknown or spent coin,
+ * overdraft) are IG_ERR_CORRUPT. A REVOKE of id sets id's balance to zero
+ * and turns each of id's MINTED coins into REFUNDED without giving credit
+ * back (docs/LEDGER.md "State rules"): a later enrolment of the same id
+ * starts with nothing, and a later redeem or refund of such a coin is
+ * corrupt. Read ig_coins_balance/ig_coins_outstanding before applying to
+ * learn what a revocation cancels. */
 struct ig_record;
 int ig_coins_apply(ig_coins *c, const struct ig_record *rec, ig_error *err);
 
@@ -212,6 +223,21 @@ int ig_coins_find(const ig_coins *c, const uint8_t hash[IG_HASH_BYTES], ig_coin_
  * gets IG_OK). off: IG_OK unless unknown. Applying the coin's REDEEM or
  * REFUND record clears the mark too. */
 int ig_coins_set_in_flight(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], bool on);
+/* ig_coins_set_in_flight(on) for a redeem, remembering who asks: the
+ * analyst and the sealed header's hash, as the REDEEM record will carry
+ * them. Same return values. */
+int ig_coins_set_redeeming(ig_coins *c, const uint8_t hash[IG_HASH_BYTES], const char *analyst,
+                           const uint8_t header_hash[IG_HASH_BYTES]);
+/* True iff the coin is REDEEMED, or MINTED with a redeem in flight, by this
+ * analyst for this header: the one redeemer whose retry may be answered
+ * with the keys again (docs/PROTOCOL.md "Unknown outcomes"). False for
+ * anyone else, for refunds, and for a coin whose REDEEM record predates
+ * the header_hash tag. The index keeps only a 32-bit keyed hash of
+ * (analyst, header_hash) under a key drawn at ig_coins_new, so a stranger
+ * matches with probability 2^-32 per (analyst id, header), and the tag
+ * says nothing outside this process. */
+bool ig_coins_redeemed_by(const ig_coins *c, const uint8_t hash[IG_HASH_BYTES], const char *analyst,
+                          const uint8_t header_hash[IG_HASH_BYTES]);
 /* Credit per the records applied (reservations are not subtracted). */
 uint64_t ig_coins_balance(const ig_coins *c, const char *id);
 /* Credit promised to in-flight mints, so two quick mints cannot overdraw:

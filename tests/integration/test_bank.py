@@ -13,7 +13,9 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import struct
+import subprocess
 import time
 
 import jsonschema
@@ -28,7 +30,7 @@ import igkeys as K
 DOC = (H.ROOT / "docs" / "PROTOCOL.md").read_text()
 REC_CREDIT, REC_COIN_MINT, REC_COIN_REDEEM, REC_COIN_REFUND = 32, 33, 34, 35
 BANK_CODES = ("no_credit", "unknown_coin", "already_spent", "expired", "wrong_collector", "wrong_topic",
-              "malformed", "not_allowed", "over_limit", "storage_failed")
+              "malformed", "not_allowed", "over_limit", "storage_failed", "outcome_unknown")
 SUITES = ("aes256gcm", "xchacha20poly1305")
 
 
@@ -540,12 +542,13 @@ def test_double_spend_and_racing_analysts(cluster):
     topic = cluster.topic("dev", "dev1", "data", "x")
     coins, _ = mint(d, cluster, "dev1", 9)
 
-    # The same header twice, one after the other.
+    # The same header twice, one after the other: the redeemer gets the same keys again
+    # (its answer may have been lost), anyone else already_spent.
     s = Sealed(pk, coins[0], "dev1", topic, b"once")
-    redeem(a1, cluster, "an1", s)
-    r = redeem(a1, cluster, "an1", s, "already_spent")
+    k1 = redeem(a1, cluster, "an1", s)
+    assert redeem(a1, cluster, "an1", s) == k1
+    r = redeem(a2, cluster, "an2", s, "already_spent")
     assert r["nonce"] and "spent" in r["message"]
-    redeem(a2, cluster, "an2", s, "already_spent")
 
     # Two analysts, both requests on the wire before either answer: exactly one wins, every time.
     winners = []
@@ -566,13 +569,215 @@ def test_double_spend_and_racing_analysts(cluster):
         winners.append((coin_hash(coin).hex(), won[0]))
 
     s = next_stats(mon, cluster, lambda s: s["bank"]["redeemed"] == 9)
-    assert s["bank"]["refused"]["already_spent"] == 2 + 8
+    assert s["bank"]["refused"]["already_spent"] == 1 + 8
     b.stop()
     recs = ledger_records(cluster, "coin_redeem")
     assert len(recs) == 9 and len({r["coin_hash"] for r in recs}) == 9, "one redeem record per coin"
     by_hash = {r["coin_hash"]: r["analyst"] for r in recs}
     assert all(by_hash[h] == who for h, who in winners), "the ledger names the analyst that got the keys"
     validate_captured(mon, d, a1, a2, cluster=cluster)
+
+
+@pytest.mark.vg
+def test_redeem_is_repeatable_by_its_redeemer_only(cluster):
+    """Issue 7 section 4: a redeem whose answer was lost, or answered outcome_unknown although its record
+    was durable, must not burn the coin for nothing. The same analyst repeating the same redeem (same
+    header) gets the same keys, before and after a restart (the coin index learns the redeemer from the
+    ledger's coin_redeem record); another analyst, or another header sealing the same coin, gets
+    already_spent; nothing is written twice."""
+    credit_offline(cluster, "dev1", 4)
+    cluster.enroll("an2", "analyst")
+    b = cluster.broker().start()
+    d = client(b, cluster, "dev1")
+    a1 = client(b, cluster, "an1")
+    a2 = client(b, cluster, "an2")
+    pk = ch_pk(cluster)
+    topic = cluster.topic("dev", "dev1", "data", "again")
+    coins, _ = mint(d, cluster, "dev1", 2)
+    s = Sealed(pk, coins[0], "dev1", topic, b"twice", "xchacha20poly1305")
+    first = redeem(a1, cluster, "an1", s)
+    assert open_data(s.msg, topic, first) == b"twice"
+    again = redeem(a1, cluster, "an1", s)
+    assert again == first, "the repeat answers with the same keys"
+    redeem(a2, cluster, "an2", s, "already_spent")
+    # The same coin sealed into another header (another nonce): not the redeem that was paid for.
+    other = Sealed(pk, coins[0], "dev1", topic, b"other")
+    redeem(a1, cluster, "an1", other, "already_spent")
+    # The repeat is checked like a first redeem: the header is still bound to its topic.
+    redeem(a1, cluster, "an1", s, "wrong_topic", topic=cluster.topic("dev", "dev1", "data", "elsewhere"))
+    b.stop()
+
+    recs = ledger_records(cluster, "coin_redeem")
+    assert len(recs) == 1, "a repeat writes no record: %r" % recs
+    assert recs[0]["analyst"] == "an1" and recs[0]["header_hash"] == s.header_hash.hex()
+
+    # After a restart the index is rebuilt from the ledger and still knows the redeemer.
+    b = cluster.broker().start()
+    a1 = client(b, cluster, "an1")
+    a2 = client(b, cluster, "an2")
+    assert redeem(a1, cluster, "an1", s) == first
+    redeem(a2, cluster, "an2", s, "already_spent")
+    redeem(a1, cluster, "an1", other, "already_spent")
+    # The other coin is untouched: an2 redeems it, then an1 may not.
+    s2 = Sealed(pk, coins[1], "dev1", topic, b"second")
+    k2 = redeem(a2, cluster, "an2", s2)
+    assert redeem(a2, cluster, "an2", s2) == k2
+    redeem(a1, cluster, "an1", s2, "already_spent")
+    b.stop()
+    assert len(ledger_records(cluster, "coin_redeem")) == 2
+    validate_captured(d, a1, a2, cluster=cluster)
+
+
+# ---- unknown outcomes through the real broker (issue 7 section 4) -------------------------------------------
+#
+# A shim preloaded into the broker makes fdatasync fail (EIO) while a trigger file exists: the ledger
+# has then written the batch's frames but cannot say they are durable, completes them as "unknown"
+# and takes no records until the broker restarts, exactly as after a real disk error.
+
+FAIL_FDATASYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int fdatasync(int fd)
+{
+	const char *trigger = getenv("IG_TEST_FAIL_FDATASYNC");
+	if (trigger && access(trigger, F_OK) == 0) {
+		errno = EIO;
+		return -1;
+	}
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+	return real(fd);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def fail_fdatasync(tmp_path_factory):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("no C compiler to build the fdatasync fault shim")
+    d = tmp_path_factory.mktemp("shim")
+    (d / "fail_fdatasync.c").write_text(FAIL_FDATASYNC_C)
+    lib = d / "fail_fdatasync.so"
+    p = subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), str(d / "fail_fdatasync.c"), "-ldl"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return lib
+
+
+def faulty_broker(cluster, lib, trigger, monkeypatch, **opts):
+    """A broker whose ledger fdatasync fails while `trigger` exists."""
+    b = cluster.broker(**opts)
+    b.extra_env["IG_TEST_FAIL_FDATASYNC"] = str(trigger)
+    if H.PRELOAD:   # sanitizer runs: the harness sets LD_PRELOAD itself; the runtime must come first
+        monkeypatch.setattr(H, "PRELOAD", H.PRELOAD + " " + str(lib))
+    else:
+        b.extra_env["LD_PRELOAD"] = str(lib)
+    return b.start()
+
+
+@pytest.mark.vg
+def test_unknown_redeem_retried_after_restart_gets_the_keys(cluster, fail_fdatasync, monkeypatch, tmp_path):
+    """The case of issue 7 section 4: a redeem answered outcome_unknown whose record the next start
+    replays. The retry by the same analyst must get the keys (before: already_spent, coin burned for
+    nothing); another analyst's already_spent; one record."""
+    trigger = tmp_path / "fail-now"
+    credit_offline(cluster, "dev1", 2)
+    cluster.enroll("an2", "analyst")
+    b = faulty_broker(cluster, fail_fdatasync, trigger, monkeypatch)
+    d = client(b, cluster, "dev1")
+    a1 = client(b, cluster, "an1")
+    a2 = client(b, cluster, "an2")
+    pk = ch_pk(cluster)
+    topic = cluster.topic("dev", "dev1", "data", "u")
+    coins, _ = mint(d, cluster, "dev1", 1)
+    s = Sealed(pk, coins[0], "dev1", topic, b"unknown")
+    trigger.touch()
+    r = redeem(a1, cluster, "an1", s, "outcome_unknown")
+    assert "may or may not" in r["message"], r
+    b.wait_log(r"fdatasync of ledger\.log failed")
+    # Until the restart tells: the redeemer hears "unknown" again, anyone else "spent".
+    redeem(a1, cluster, "an1", s, "outcome_unknown")
+    redeem(a2, cluster, "an2", s, "already_spent")
+    trigger.unlink()
+    b.stop()
+
+    # The frame reached the file before the failed fdatasync, so this start replays it.
+    recs = ledger_records(cluster, "coin_redeem")
+    assert [(r["analyst"], r["header_hash"]) for r in recs] == [("an1", s.header_hash.hex())], recs
+    b = cluster.broker().start()
+    a1 = client(b, cluster, "an1")
+    a2 = client(b, cluster, "an2")
+    keys = redeem(a1, cluster, "an1", s)
+    assert keys["payload_key"] == s.payload_key and keys["nonce"] == s.nonce
+    assert open_data(s.msg, topic, keys) == b"unknown"
+    redeem(a2, cluster, "an2", s, "already_spent")
+    b.stop()
+    assert len(ledger_records(cluster, "coin_redeem")) == 1, "the retry wrote nothing"
+
+
+# session_key, attest and create_join_codes whose record may or may not be durable answer
+# outcome_unknown (before: storage_failed, or nothing at all for attest), like join, mint and redeem.
+
+def test_unknown_session_key_is_outcome_unknown(cluster, fail_fdatasync, monkeypatch, tmp_path):
+    trigger = tmp_path / "fail-now"
+    b = faulty_broker(cluster, fail_fdatasync, trigger, monkeypatch)
+    d1 = client(b, cluster, "dev1")
+    client(b, cluster, "dev2")
+    trigger.touch()
+    start = len(d1.messages)
+    d1.publish(cluster.topic("ch", "dev1"), {"type": "session_key", "peer": "dev2", "nonce": "k-unknown"})
+    r = inbox_reply_any(d1, cluster, "dev1", start)
+    assert r["type"] == "error" and r["error"] == "outcome_unknown", r
+    assert "neither device" in r["message"], r
+    assert not [m for m in d1.messages[start:] if m.json().get("type") == "session_key"], "no key delivered"
+    # The ledger is stopped now: a new request is certainly not recorded.
+    start = len(d1.messages)
+    d1.publish(cluster.topic("ch", "dev1"), {"type": "session_key", "peer": "dev2", "nonce": "k-after"})
+    r = inbox_reply_any(d1, cluster, "dev1", start)
+    assert r["error"] == "storage_failed", r
+    trigger.unlink()
+    b.stop()
+
+
+def test_unknown_attestation_is_outcome_unknown(cluster, fail_fdatasync, monkeypatch, tmp_path):
+    # A first report is recorded, so its failure is reported (an accepted report gets no reply).
+    trigger = tmp_path / "fail-now"
+    b = faulty_broker(cluster, fail_fdatasync, trigger, monkeypatch)
+    d1 = client(b, cluster, "dev1")
+    trigger.touch()
+    start = len(d1.messages)
+    d1.publish(cluster.topic("ch", "dev1"), K.attest_request(seed(cluster, "dev1"), "dev1", os.urandom(32)))
+    r = inbox_reply_any(d1, cluster, "dev1", start)
+    assert r["type"] == "error" and r["error"] == "outcome_unknown", r
+    assert "report the measurement again" in r["message"], r
+    trigger.unlink()
+    b.stop()
+
+
+def test_unknown_join_codes_are_outcome_unknown(cluster, fail_fdatasync, monkeypatch, tmp_path):
+    # No code is handed out either way; a recorded one nobody saw is unusable and expires.
+    trigger = tmp_path / "fail-now"
+    b = faulty_broker(cluster, fail_fdatasync, trigger, monkeypatch)
+    admin = H.Admin(b, "admin1")
+    trigger.touch()
+    r = admin.one("create_join_codes", role="device", count=2, ttl=600)
+    assert r["ok"] is False and r["error"] == "outcome_unknown", r
+    assert "codes" not in r
+    H.schema_validate("admin-response", {"responses": [r]})
+    admin.close()
+    trigger.unlink()
+    b.stop()
+
+
+def inbox_reply_any(c, cluster, ident, start, timeout=None):
+    """The first inbox message after `start` (schema-checked), for replies that carry no nonce."""
+    m = c.wait_message(cluster.topic("dev", ident, "inbox"), start=start, timeout=timeout or H.T(8)).json()
+    H.schema_validate("inbox", m)
+    return m
 
 
 # ---- refusals ---------------------------------------------------------------------------------------------
@@ -915,7 +1120,9 @@ def test_redeem_storm_survives_kill9(cluster):
     credits = sum(r["amount"] for r in recs if r["type"] == "credit")
     minted_count = sum(r["count"] for r in recs if r["type"] == "coin_mint")
 
-    # After a restart: what the ledger says is spent stays spent, everything else redeems exactly once.
+    # After a restart: what the ledger says is spent stays spent (one record per coin), but its
+    # redeemer's retry of the same header gets the same keys again, whether or not the first answer
+    # made it out before the kill; everything else redeems exactly once.
     b2 = cluster.broker().start()
     mon = watcher(b2, cluster, topics=("stats",))
     a = client(b2, cluster, "an1")
@@ -930,13 +1137,117 @@ def test_redeem_storm_survives_kill9(cluster):
     second = replies(a, cluster, "an1", again, start)
     for n, s in zip(again, sealed):
         h = coin_hash(s.coin).hex()
-        want = "already_spent" if h in spent else "redeemed"
         r = second[n]
-        assert r.get("error", r["type"]) == want, "coin %s (acknowledged: %s, in the ledger: %s): %r" % (
+        assert r["type"] == "redeemed", "coin %s (acknowledged: %s, in the ledger: %s): %r" % (
             h[:16], h in acked, h in spent, r)
+        keys = open_redeemed(r, seed(cluster, "an1"), pk)
+        assert keys["payload_key"] == s.payload_key and keys["nonce"] == s.nonce
+        if h in acked:
+            assert keys == open_redeemed(acked[h][1], seed(cluster, "an1"), pk), "the same keys as before the kill"
     s = next_stats(mon, cluster, lambda s: s["bank"]["redeemed"] == len(sealed) - len(spent))
-    assert s["bank"]["refused"]["already_spent"] == len(spent)
+    assert s["bank"]["refused"]["already_spent"] == 0
     assert s["bank"]["outstanding"] == minted_count - len(sealed)
     b2.stop()
     final = [r["coin_hash"] for r in ledger_records(cluster, "coin_redeem")]
     assert sorted(final) == sorted(coin_hash(c).hex() for c in coins), "every coin redeemed exactly once"
+
+
+# ---- credit the agents must not lose (issue 7, section 5), and their payloads --------------------------
+
+def test_collector_hands_its_coins_back_on_a_clean_exit(cluster):
+    """SIGTERM: the collector refunds every coin it holds (ready ones and those
+    paid for readings still unanswered) before it leaves, so its balance
+    comes back whole but for the coins actually redeemed. Its readings'
+    plaintexts match schema/agent-reading."""
+    credit_offline(cluster, "dev1", 40)
+    b = cluster.broker().start()
+    a = client(b, cluster, "an1", "dev/+/data/+")
+    collector = start_agent(b, cluster, "dev1", "--collect-interval", "1", "--result-timeout", "300")
+    try:
+        msgs = receive_data(a, cluster, "dev1", count=3, timeout=H.T(20))
+        # An analyst written from the document redeems one reading and reads it.
+        keys = redeem(a, cluster, "an1", Received(msgs[0]))
+        reading = H.json.loads(open_data(msgs[0].payload, msgs[0].topic, keys))
+        H.schema_validate("agent-reading", reading)
+        assert reading["seq"] >= 1 and abs(reading["t"] / 1000 - time.time()) < 60, reading
+    finally:
+        t0 = time.monotonic()
+        text = agent_stopped(collector)
+    took = time.monotonic() - t0
+    assert took < H.T(4), "a clean stop took %.1f s\n%s" % (took, text[-3000:])
+    assert re.search(r"stopping: handing \d+ unused coins back to the bank, and the \d+ paid for readings", text), \
+        text[-3000:]
+    assert "their credit is lost" not in text, text[-3000:]
+    d = client(b, cluster, "dev1")
+    assert balance(d, cluster, "dev1") == (40 - 1, 0), "every coin but the redeemed one came back"
+    refunds = ledger_records(cluster, "coin_refund")
+    mints = [e for e in ledger_records(cluster, "coin_mint") if e["owner"] == "dev1"]
+    assert len(refunds) == sum(m["count"] for m in mints) - 1
+    assert all((e["collector"], e["reason"]) == ("dev1", "cancelled") for e in refunds)
+    m = re.findall(r"refunded: (\d+) of (\d+) coins credited back, (\d+) refused", text)
+    assert sum(int(x[0]) for x in m) == len(refunds) and sum(int(x[2]) for x in m) == 1, m
+
+
+def test_collector_stop_is_bounded_when_the_bank_is_silent(cluster):
+    """A broker that stops answering cannot make SIGTERM hang: the collector
+    waits for its refund a bounded time, says the credit of what is left is
+    lost, and exits 0."""
+    credit_offline(cluster, "dev1", 20)
+    b = cluster.broker().start()
+    collector = start_agent(b, cluster, "dev1", "--collect-interval", "1", "--result-timeout", "300")
+    try:
+        collector.wait_line(r"received \d+ coins from the bank", timeout=H.T(15))
+        os.kill(b.proc.pid, H.signal.SIGSTOP)
+        t0 = time.monotonic()
+        rc = collector.stop(timeout=H.T(20))
+        took = time.monotonic() - t0
+    finally:
+        os.kill(b.proc.pid, H.signal.SIGCONT)
+    text = collector.text()
+    assert rc == 0, text[-3000:]
+    assert took < 12, "stop took %.1f s with a silent broker" % took
+    assert "stopping without every answer from the cluster head" in text, text[-3000:]
+    assert re.search(r"wiping \d+ coins the bank did not take back .*their credit is lost", text), text[-3000:]
+
+
+def test_analyst_answers_every_redeemed_reading(cluster):
+    """The analyst agent burns a coin for each reading, so it answers each:
+    statistics for a JSON reading, an error result for a payload that is not
+    a JSON object or does not open with its coin's keys. Every answer is
+    sealed to the collector and bound to the reading's header, and matches
+    schema/agent-result."""
+    credit_offline(cluster, "dev1", 10)
+    b = cluster.broker().start()
+    mon = watcher(b, cluster, topics=("ledger/events",))
+    d = client(b, cluster, "dev1", "dev/dev1/results/+")
+    analyst = start_agent(b, cluster, "an1", "--role", "analyst", "--verbose")
+    try:
+        analyst.wait_line(r"subscribed to %s" % re.escape(cluster.topic("dev", "+", "data", "+")))
+        coins, _ = mint(d, cluster, "dev1", 4)
+        pk = ch_pk(cluster)
+        topic = cluster.topic("dev", "dev1", "data", "readings")
+        rtopic = cluster.topic("dev", "dev1", "results", "readings")
+        cases = [
+            (Sealed(pk, coins[0], "dev1", topic, b'{"seq":7,"t":1716200000123,"load":0.5}'), None),
+            (Sealed(pk, coins[1], "dev1", topic, b"21.5 degrees, not JSON"), "not_json"),
+            (Sealed(pk, coins[2], "dev1", topic, b'[1,2,3]', "xchacha20poly1305"), "not_json"),
+        ]
+        broken = Sealed(pk, coins[3], "dev1", topic, b'{"seq":9,"t":1}')
+        broken.msg = broken.msg[:-1] + bytes([broken.msg[-1] ^ 1])   # the payload's tag no longer verifies
+        cases.append((broken, "undecryptable"))
+        for s, want in cases:
+            start = len(d.messages)
+            d.publish(topic, s.msg)
+            r = d.wait_message(rtopic, start=start, timeout=H.T(10),
+                               pred=lambda m, h=s.header_hash: m.payload[4:36] == h)
+            answer = H.json.loads(open_result(r.payload, rtopic, s.result_key, s.header_hash))
+            H.schema_validate("agent-result", answer)
+            if want is None:
+                assert answer["seq"] == 7 and answer["stats"]["load"] == {"count": 1, "mean": 0.5, "min": 0.5,
+                                                                          "max": 0.5}, answer
+            else:
+                assert answer["error"] == want, answer
+        wait_event(mon, cluster, lambda e: e["type"] == "coin_redeem" and e["coin_hash"] == coin_hash(coins[3]).hex())
+    finally:
+        text = agent_stopped(analyst)
+    assert re.search(r"results sent 1, error results sent 3, dropped 0", text), text[-3000:]

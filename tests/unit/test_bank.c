@@ -129,6 +129,9 @@ static const suite_vec vecs[] = {
 #define V_REDEEM_BODY                                                                                                  \
 	"010020cb2f5160fc1f7e05a55ef49d340b48da2e5a78099d53393351cd579dd42503d6020009616e616c7973742d3103000873656e736f" \
 	"722d31"
+/* The same with tag 4, header_hash = bytes 40 41 .. 5f (docs/LEDGER.md 7.10). */
+#define V_REDEEM_HH_TAIL "040020404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+#define V_REDEEM_HH_BODY V_REDEEM_BODY V_REDEEM_HH_TAIL
 #define V_REFUND_BODY                                                                                                  \
 	"010020441edc56cebc8e285d02267aa650819f15add7b06ef9b41b2690128dce65592402000873656e736f722d3103000765787069726564"
 
@@ -336,6 +339,25 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	assert_hex(buf, (size_t)n, V_REDEEM_BODY);
 	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
+	cr_assert_not(r2.has_header_hash, "a redeem record without tag 4 has no header hash");
+
+	/* With the redeemer's header hash (tag 4, optional). */
+	r.has_header_hash = true;
+	seq_bytes(r.header_hash, 32, 0x40);
+	n = ig_redeem_encode(buf, sizeof buf, &r);
+	cr_assert_eq(n, 93);
+	assert_hex(buf, (size_t)n, V_REDEEM_HH_BODY);
+	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
+	cr_assert(r2.has_header_hash);
+	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
+	{
+		/* At most once, and exactly 32 bytes. */
+		uint8_t twice[256];
+		memcpy(twice, buf, (size_t)n);
+		memcpy(twice + n, buf + 58, 35);
+		cr_assert_eq(ig_redeem_decode(twice, (size_t)n + 35, &r2, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_redeem_decode(buf, (size_t)n - 1, &r2, &err), IG_ERR_CORRUPT);
+	}
 
 	ig_refund_rec f, f2;
 	memset(&f, 0, sizeof f);
@@ -1501,7 +1523,7 @@ Test(bank_vectors, documented, .init = setup)
 		 "9cad519cd0199adfd953dc8e560a9f69720f96", "494a4b0000000000000000000000006d300e22ba6c7d503ade84313e233691b0df66bc",
 		 "60616263000000000000000000000000ab887f418c5adc079304e4951c226f7a79001d3a08e987103e"},
 		{V_CREDIT_BODY, "cb2f5160fc1f7e05a55ef49d340b48da2e5a78099d53393351cd579dd42", "020009616e616c7973742d31",
-		 "02000873656e736f722d3103000765787069726564", NULL},
+		 "02000873656e736f722d3103000765787069726564", V_REDEEM_HH_TAIL, NULL},
 	};
 	for (int f = 0; f < 2; f++) {
 		FILE *fp = fopen(files[f], "rb");
@@ -1513,4 +1535,247 @@ Test(bank_vectors, documented, .init = setup)
 		for (int i = 0; need[f][i]; i++)
 			cr_assert_not_null(strstr(text, need[f][i]), "%s does not print %s", files[f], need[f][i]);
 	}
+}
+
+/* ---- revocation ends what the id held (issue 7) ----------------------------- */
+
+static int revoke_rec(ig_coins *c, const char *id, ig_error *err)
+{
+	uint8_t body[512];
+	ig_revoke v;
+	memset(&v, 0, sizeof v);
+	snprintf(v.id, sizeof v.id, "%s", id);
+	snprintf(v.reason, sizeof v.reason, "lost");
+	snprintf(v.by, sizeof v.by, "admin1");
+	return apply_body(c, IG_REC_REVOKE, body, ig_revoke_encode(body, sizeof body, &v), err);
+}
+
+Test(bank_index, revoke_cancels_balance_and_unspent_coins, .init = setup)
+{
+	ig_coins *c = ig_coins_new();
+	cr_assert_not_null(c);
+	ig_error err = {0};
+	uint8_t h[6][32], other[2][32], fresh[1][32];
+	rnd_bytes(&h[0][0], sizeof h);
+	rnd_bytes(&other[0][0], sizeof other);
+	rnd_bytes(&fresh[0][0], sizeof fresh);
+
+	cr_assert_eq(credit(c, "col1", 10), IG_OK);
+	cr_assert_eq(credit(c, "col2", 3), IG_OK);
+	cr_assert_eq(mint(c, "col1", 5000, h, 6, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(mint(c, "col2", 5000, other, 2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(redeem(c, h[0], "col1", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(refund(c, h[1], "col1", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_coins_balance(c, "col1"), 5u);
+	cr_assert_eq(ig_coins_outstanding(c, "col1"), 4u);
+
+	cr_assert_eq(revoke_rec(c, "col1", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_coins_balance(c, "col1"), 0u, "the revoked id's credit is gone");
+	cr_assert_eq(ig_coins_outstanding(c, "col1"), 0u, "and its unspent coins");
+	ig_coin_info info;
+	for (int i = 2; i < 6; i++) {
+		cr_assert_eq(ig_coins_find(c, h[i], &info), IG_OK);
+		cr_assert_eq(info.state, IG_COIN_REFUNDED, "coin %d is cancelled", i);
+	}
+	cr_assert_eq(ig_coins_find(c, h[0], &info), IG_OK);
+	cr_assert_eq(info.state, IG_COIN_REDEEMED, "a spent coin stays spent");
+	cr_assert_eq(ig_coins_count(c, IG_COIN_MINTED), 2u, "only col2's coins remain");
+
+	/* a cancelled coin can be neither redeemed nor refunded afterwards */
+	cr_assert_eq(redeem(c, h[3], "col1", &err), IG_ERR_CORRUPT);
+	cr_assert_eq(refund(c, h[4], "col1", &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_coins_balance(c, "col1"), 0u, "a refused refund gives nothing back");
+
+	/* others are untouched */
+	cr_assert_eq(ig_coins_balance(c, "col2"), 1u);
+	cr_assert_eq(ig_coins_outstanding(c, "col2"), 2u);
+
+	/* a re-enrolment of col1 starts from zero: minting is an overdraft */
+	cr_assert_eq(mint(c, "col1", 5000, fresh, 1, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "overdraft"), "%s", err.msg);
+	cr_assert_eq(ig_coins_reserve(c, "col1", 1), IG_ERR_RANGE, "no credit to reserve");
+	cr_assert_eq(credit(c, "col1", 1), IG_OK);
+	cr_assert_eq(ig_coins_balance(c, "col1"), 1u, "new credit counts from zero");
+
+	/* revoking an id the bank never saw, or one with nothing left, is fine */
+	cr_assert_eq(revoke_rec(c, "stranger", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(revoke_rec(c, "col1", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_coins_balance(c, "col1"), 0u);
+
+	/* a broken revoke body is corrupt, as for any record */
+	ig_record bad = make_rec(IG_REC_REVOKE, (const uint8_t *)"junk", 4, 77);
+	cr_assert_eq(ig_coins_apply(c, &bad, &err), IG_ERR_CORRUPT);
+	ig_coins_free(c);
+}
+
+Test(bank_index, revoke_with_many_coins_after_growth, .init = setup)
+{
+	/* The cancellation scans the table: it must find coins in any slot,
+	 * after rehashes, and leave every other owner's coins reachable. */
+	ig_coins *c = ig_coins_new();
+	ig_error err = {0};
+	static uint8_t a[64][32], b[64][32];
+	cr_assert_eq(credit(c, "a", 64 * 40), IG_OK);
+	cr_assert_eq(credit(c, "b", 64 * 40), IG_OK);
+	for (int round = 0; round < 40; round++) {
+		rnd_bytes(&a[0][0], sizeof a);
+		rnd_bytes(&b[0][0], sizeof b);
+		cr_assert_eq(mint(c, "a", 9000, a, 64, &err), IG_OK, "%s", err.msg);
+		cr_assert_eq(mint(c, "b", 9000, b, 64, &err), IG_OK, "%s", err.msg);
+	}
+	cr_assert_eq(revoke_rec(c, "a", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_coins_outstanding(c, "a"), 0u);
+	cr_assert_eq(ig_coins_count(c, IG_COIN_MINTED), 64u * 40u);
+	cr_assert_eq(ig_coins_count(c, IG_COIN_REFUNDED), 64u * 40u);
+	ig_coin_info info;
+	for (int i = 0; i < 64; i++) {
+		cr_assert_eq(ig_coins_find(c, b[i], &info), IG_OK);
+		cr_assert_eq(info.state, IG_COIN_MINTED);
+		cr_assert_eq(ig_coins_find(c, a[i], &info), IG_OK);
+		cr_assert_eq(info.state, IG_COIN_REFUNDED);
+	}
+	ig_coins_free(c);
+}
+
+/* ---- a redeem is repeatable by its redeemer (issue 7 section 4) -------------- */
+
+/* The records of one test, kept so that a second index can replay them as
+ * the plugin does at its next start. */
+typedef struct rec_log {
+	uint16_t type[16];
+	uint8_t body[16][256];
+	int len[16];
+	int n;
+} rec_log;
+
+static int logged(ig_coins *c, rec_log *log, uint16_t type, const uint8_t *body, int len, ig_error *err)
+{
+	cr_assert_lt(log->n, 16);
+	cr_assert_gt(len, 0);
+	log->type[log->n] = type;
+	memcpy(log->body[log->n], body, (size_t)len);
+	log->len[log->n++] = len;
+	return apply_body(c, type, body, len, err);
+}
+
+static int redeem_as(ig_coins *c, rec_log *log, const uint8_t hash[32], const char *analyst, const uint8_t *header_hash,
+                     ig_error *err)
+{
+	uint8_t body[256];
+	ig_redeem_rec r;
+	memset(&r, 0, sizeof r);
+	memcpy(r.coin_hash, hash, 32);
+	strcpy(r.analyst, analyst);
+	strcpy(r.collector, "dev1");
+	if (header_hash) {
+		r.has_header_hash = true;
+		memcpy(r.header_hash, header_hash, 32);
+	}
+	return logged(c, log, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), err);
+}
+
+static void check_redeemers(const ig_coins *c, uint8_t (*h)[32], uint8_t (*hh)[32])
+{
+	/* h0: redeemed by analyst-1 for header hh0 */
+	cr_assert(ig_coins_redeemed_by(c, h[0], "analyst-1", hh[0]), "the redeemer's retry gets the keys again");
+	cr_assert_not(ig_coins_redeemed_by(c, h[0], "analyst-2", hh[0]), "another analyst: already_spent");
+	cr_assert_not(ig_coins_redeemed_by(c, h[0], "analyst-1", hh[1]), "another header: already_spent");
+	cr_assert_not(ig_coins_redeemed_by(c, h[0], "analyst-", hh[0]));
+	/* h1: redeemed by a record without a header hash (an older writer) */
+	cr_assert_not(ig_coins_redeemed_by(c, h[1], "analyst-1", hh[1]));
+	/* h2: refunded; h3: still minted; h5: never minted */
+	cr_assert_not(ig_coins_redeemed_by(c, h[2], "analyst-1", hh[2]));
+	cr_assert_not(ig_coins_redeemed_by(c, h[3], "analyst-1", hh[3]));
+	cr_assert_not(ig_coins_redeemed_by(c, h[5], "analyst-1", hh[5]));
+	ig_coin_info info;
+	cr_assert_eq(ig_coins_find(c, h[0], &info), IG_OK);
+	cr_assert_eq(info.state, IG_COIN_REDEEMED);
+	cr_assert_not(info.in_flight);
+}
+
+Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
+{
+	ig_coins *c = ig_coins_new();
+	rec_log *log = calloc(1, sizeof *log);
+	cr_assert(c && log);
+	ig_error err;
+	uint8_t h[6][32], hh[6][32];
+	rnd_bytes(&h[0][0], sizeof h);
+	rnd_bytes(&hh[0][0], sizeof hh);
+
+	{
+		uint8_t body[256];
+		ig_credit_rec r = {.amount = 4};
+		strcpy(r.id, "dev1");
+		strcpy(r.by, "admin1");
+		cr_assert_eq(logged(c, log, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &r), &err), IG_OK);
+		static ig_mint_rec m;
+		static uint8_t mbody[4096];
+		memset(&m, 0, sizeof m);
+		strcpy(m.owner, "dev1");
+		m.expires_at = 2000000000u;
+		m.count = 4;
+		memcpy(m.hashes, h, 4 * 32);
+		int n = ig_mint_encode(mbody, sizeof mbody, &m);
+		cr_assert_lt(n, 256);
+		cr_assert_eq(logged(c, log, IG_REC_COIN_MINT, mbody, n, &err), IG_OK, "%s", err.msg);
+	}
+
+	/* In flight: the redeemer's repeat is recognised (outcome not known
+	 * yet), anyone else's is not. */
+	cr_assert_eq(ig_coins_set_redeeming(c, h[0], "analyst-1", hh[0]), IG_OK);
+	cr_assert_eq(ig_coins_set_redeeming(c, h[0], "analyst-1", hh[0]), IG_ERR_STATE, "one redeem at a time");
+	cr_assert(ig_coins_redeemed_by(c, h[0], "analyst-1", hh[0]));
+	cr_assert_not(ig_coins_redeemed_by(c, h[0], "analyst-2", hh[0]));
+	/* A write that certainly failed forgets the redeemer. */
+	cr_assert_eq(ig_coins_set_redeeming(c, h[3], "analyst-1", hh[3]), IG_OK);
+	cr_assert_eq(ig_coins_set_in_flight(c, h[3], false), IG_OK);
+	cr_assert_not(ig_coins_redeemed_by(c, h[3], "analyst-1", hh[3]));
+	/* A refund in flight has no redeemer. */
+	cr_assert_eq(ig_coins_set_in_flight(c, h[2], true), IG_OK);
+	cr_assert_not(ig_coins_redeemed_by(c, h[2], "analyst-1", hh[2]));
+
+	cr_assert_eq(redeem_as(c, log, h[0], "analyst-1", hh[0], &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(redeem_as(c, log, h[1], "analyst-1", NULL, &err), IG_OK, "%s", err.msg);
+	{
+		uint8_t body[256];
+		ig_refund_rec r;
+		memset(&r, 0, sizeof r);
+		memcpy(r.coin_hash, h[2], 32);
+		strcpy(r.collector, "dev1");
+		strcpy(r.reason, "cancelled");
+		cr_assert_eq(logged(c, log, IG_REC_COIN_REFUND, body, ig_refund_encode(body, sizeof body, &r), &err), IG_OK);
+	}
+	check_redeemers(c, h, hh);
+	/* Clearing in-flight after the record (as the plugin does) keeps the tag. */
+	cr_assert_eq(ig_coins_set_in_flight(c, h[0], false), IG_OK);
+	cr_assert(ig_coins_redeemed_by(c, h[0], "analyst-1", hh[0]));
+	/* Still spent for the ledger: a second redeem record is corrupt. */
+	cr_assert_eq(redeem_as(c, log, h[0], "analyst-1", hh[0], &err), IG_ERR_CORRUPT);
+	log->n--;
+
+	/* The next start: a new index (a new tag key) replays the same records
+	 * and knows the same redeemers. */
+	ig_coins *again = ig_coins_new();
+	cr_assert_not_null(again);
+	for (int i = 0; i < log->n; i++)
+		cr_assert_eq(apply_body(again, log->type[i], log->body[i], log->len[i], &err), IG_OK, "%s", err.msg);
+	check_redeemers(again, h, hh);
+	cr_assert_eq(ig_coins_count(again, IG_COIN_REDEEMED), 2u);
+
+	/* Growth and pruning move slots: the tag moves with its coin. */
+	uint8_t (*more)[32] = malloc(64 * 32);
+	cr_assert_not_null(more);
+	for (int round = 0; round < 40; round++) {
+		rnd_bytes(&more[0][0], 64 * 32);
+		cr_assert_eq(credit(again, "dev1", 64), IG_OK);
+		cr_assert_eq(mint(again, "dev1", 2000000000u, more, 64, &err), IG_OK, "%s", err.msg);
+	}
+	check_redeemers(again, h, hh);
+	cr_assert_eq(ig_coins_prune(again, 2000000001u), 2u + 1u, "the spent coins expire");
+	cr_assert_not(ig_coins_redeemed_by(again, h[0], "analyst-1", hh[0]), "pruned: forgotten");
+	free(more);
+	ig_coins_free(again);
+	ig_coins_free(c);
+	free(log);
 }
