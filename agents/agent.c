@@ -614,10 +614,42 @@ static void loop_until(ig_agent *a, uint64_t deadline, bool (*done)(const ig_age
 static bool offline_done(const ig_agent *a) { return a->offline_acked; }
 static bool socket_closed(const ig_agent *a) { return mosquitto_socket(a->mosq) < 0; }
 
-/* Says goodbye properly: offline status (normal sessions), DISCONNECT. */
-static void leave(ig_agent *a)
+/* Lets duties settle their business with the cluster head before a final
+ * goodbye (on_leave), serving the connection meanwhile, for a bounded time. */
+static void settle_duties(ig_agent *a)
+{
+	uint64_t deadline = ig_mono_us() + IG_AGENT_LEAVE_WAIT_US;
+	for (;;) {
+		uint64_t now = ig_mono_us();
+		bool busy = false;
+		for (size_t i = 0; i < a->nduties; i++)
+			if (a->duties[i].ops->on_leave && a->duties[i].ops->on_leave(a, a->duties[i].state, now))
+				busy = true;
+		if (!busy)
+			return;
+		if (now >= deadline) {
+			ig_log(IG_LOG_WARN, "stopping without every answer from the cluster head (waited %u s)",
+			       IG_AGENT_LEAVE_WAIT_US / 1000000u);
+			return;
+		}
+		int rc = mosquitto_loop(a->mosq, 100, 1);
+		if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(a->mosq) < 0) {
+			char text[128];
+			ig_log(IG_LOG_WARN, "connection lost while stopping: %s",
+			       rc != MOSQ_ERR_SUCCESS ? mosq_error_text(text, sizeof text, rc) : "the socket closed");
+			a->link = LINK_DOWN;
+			return;
+		}
+	}
+}
+
+/* Says goodbye properly: offline status (normal sessions), DISCONNECT.
+ * final: the agent stops (not a reconnect), so duties may settle first. */
+static void leave(ig_agent *a, bool final)
 {
 	int reason = MQTT_RC_NORMAL_DISCONNECTION;
+	if (final && a->link == LINK_UP && a->owner < 0 && a->duties_started)
+		settle_duties(a);
 	a->stopping = true;
 	if (a->link == LINK_UP && a->owner < 0) {
 		if (publish_status(a, "offline", &a->offline_mid) == IG_OK)
@@ -644,7 +676,7 @@ int ig_agent_run(ig_agent *a, volatile sig_atomic_t *stop)
 		if (a->reconnect_requested) {
 			a->reconnect_requested = false;
 			ig_log(IG_LOG_INFO, "reconnecting with fresh credentials");
-			leave(a);
+			leave(a, false);
 			a->failures = 0;
 			a->next_attempt_us = ig_mono_us();
 			continue;
@@ -678,7 +710,7 @@ int ig_agent_run(ig_agent *a, volatile sig_atomic_t *stop)
 		ig_log(IG_LOG_INFO, "stopping (signal %d)", (int)*stop);
 	else
 		ig_log(IG_LOG_INFO, "stopping (exit status %d)", a->exit_status);
-	leave(a);
+	leave(a, true);
 	ig_log(IG_LOG_INFO, "disconnected; stopped");
 	return IG_OK;
 }

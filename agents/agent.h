@@ -67,10 +67,21 @@ typedef struct ig_duty_ops {
 	/* The broker refused a CONNECT (MQTT reason code). Called for the
 	 * owning duty of a private session, else for every duty. */
 	void (*on_refused)(ig_agent *a, void *state, int reason);
+	/* The agent is stopping for good while a normal session is up. Called
+	 * about every 100 ms, before the offline status goes out, for at most
+	 * IG_AGENT_LEAVE_WAIT_US; inbox and other messages are still delivered
+	 * meanwhile. A duty with business to settle first (the collector handing
+	 * its unspent coins back) sends its requests here and returns true
+	 * while it waits for the answers; false when it has nothing (left) to do. */
+	bool (*on_leave)(ig_agent *a, void *state, uint64_t now_us);
 } ig_duty_ops;
 
 #define IG_AGENT_MAX_DUTIES 8
 #define IG_AGENT_STATUS_MAX 1024      /* bytes of one status message, duty fields included */
+/* How long a clean stop waits for duties' on_leave business: bounded, so a
+ * silent broker cannot make SIGTERM hang (the offline status and DISCONNECT
+ * that follow wait at most 4 s more). */
+#define IG_AGENT_LEAVE_WAIT_US 5000000u
 
 /* Reads the key (it stays in guarded memory until ig_agent_free), sets up
  * the MQTT client and the will. Errors say what to fix. */

@@ -10,11 +10,14 @@
  * the clear and inside the box), decrypts, keeps running statistics per
  * collector and stream, and publishes them sealed under the coin's result
  * key, so only the collector can read them and only as the answer to that
- * message. A refused redeem is logged here and told to nobody: the
- * collector learns of a failure only by getting no result. Keys are wiped
- * as soon as the result is out.
+ * message. A payload it cannot use (not a JSON object, or not opening
+ * with the coin's keys) still gets an answer, an error result, since the
+ * coin is burned either way. A refused redeem is logged here and told to
+ * nobody (the coin was not burned; the collector refunds it when no result
+ * comes). Keys are wiped as soon as the result is out.
  */
 #include "wallet.h"
+#include "ig_json.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
@@ -306,8 +309,9 @@ static void report(const ig_analyst_state *an)
 		series += an->stats.s[i].used;
 	ig_log(IG_LOG_INFO,
 	       "analyst: data messages %" PRIu64 ", redeemed %" PRIu64 ", refused %" PRIu64 ", results sent %" PRIu64
-	       ", dropped %" PRIu64 "; %zu redeems pending; %zu series",
-	       k->messages, k->redeemed, k->refused, k->results, k->dropped, ig_redeem_count(&an->redeems), series);
+	       ", error results sent %" PRIu64 ", dropped %" PRIu64 "; %zu redeems pending; %zu series",
+	       k->messages, k->redeemed, k->refused, k->results, k->error_results, k->dropped,
+	       ig_redeem_count(&an->redeems), series);
 }
 
 static void analyst_on_connect(ig_agent *a, void *state)
@@ -357,56 +361,85 @@ static bool analyst_on_message(ig_agent *a, void *state, const char *topic, cons
 	return true;
 }
 
+int ig_analyst_error_result(char *out, size_t cap, const char *code, const char *message)
+{
+	/* code and message are our own constants: no escaping needed. */
+	int n = snprintf(out, cap, "{\"error\":\"%s\",\"message\":\"%s\"}", code, message);
+	if (n < 0 || (size_t)n >= cap)
+		return IG_ERR_RANGE;
+	return n;
+}
+
+/* Seals text under r's result key and publishes it on r's results topic. */
+static int publish_result(ig_agent *a, const ig_redeem *r, const uint8_t result_key[32], const char *text, size_t len)
+{
+	char results_topic[IG_BANK_TOPIC_MAX];
+	uint8_t sealed[RESULT_MAX + 128];
+	snprintf(results_topic, sizeof results_topic, "iotguard/%s/dev/%s/results/%s", ig_agent_cluster(a), r->collector,
+	         r->stream);
+	int slen = ig_result_seal(sealed, sizeof sealed, result_key, r->suite, r->header_hash, results_topic,
+	                          (const uint8_t *)text, len);
+	if (slen < 0)
+		return slen;
+	return ig_agent_publish(a, results_topic, sealed, (size_t)slen, 1);
+}
+
+/* The coin is burned whatever the payload holds, so a payload we cannot
+ * use still gets an answer: the collector learns why, instead of waiting
+ * for a result that never comes. */
+static void answer_error(ig_agent *a, ig_analyst_state *an, const ig_redeem *r, const uint8_t result_key[32],
+                         const char *code, const char *message)
+{
+	char result[256];
+	int n = ig_analyst_error_result(result, sizeof result, code, message);
+	if (n < 0 || publish_result(a, r, result_key, result, (size_t)n) != IG_OK) {
+		an->counters.dropped++;
+		ig_log(IG_LOG_ERR, "cannot send the %s error result to %s/%s", code, r->collector, r->stream);
+		return;
+	}
+	an->counters.error_results++;
+	ig_log(IG_LOG_WARN, "data from %s/%s: %s; error result %s sent", r->collector, r->stream, message, code);
+}
+
 /* Decrypts r's message, updates its series, publishes the sealed result. */
 static void answer(ig_agent *a, ig_analyst_state *an, const ig_redeem *r, const uint8_t payload_key[32],
                    const uint8_t result_key[32])
 {
 	uint8_t *pt = malloc(IG_DATA_MAX_PAYLOAD + 1);
-	char result[RESULT_MAX], results_topic[IG_BANK_TOPIC_MAX], line[512];
-	uint8_t sealed[RESULT_MAX + 128];
+	char result[RESULT_MAX], line[512];
 	if (!pt) {
 		an->counters.dropped++;
 		return;
 	}
 	int n = ig_data_open(pt, IG_DATA_MAX_PAYLOAD, r->msg, r->len, r->topic, payload_key);
 	if (n < 0) {
-		an->counters.dropped++;
-		ig_log(IG_LOG_WARN, "data from %s/%s does not open with the bank's keys (tampered, or sealed for another "
-		                    "topic); no result", r->collector, r->stream);
 		free(pt);
+		answer_error(a, an, r, result_key, IG_RESULT_ERR_UNDECRYPTABLE,
+		             "the payload does not open with the keys of its coin");
 		return;
 	}
 	cJSON *json = cJSON_ParseWithLength((const char *)pt, (size_t)n);
 	sodium_memzero(pt, (size_t)n);
 	free(pt);
 	if (!cJSON_IsObject(json)) {
-		an->counters.dropped++;
-		ig_log(IG_LOG_WARN, "data from %s/%s is not a JSON object (%d bytes); no result", r->collector, r->stream, n);
 		cJSON_Delete(json);
+		answer_error(a, an, r, result_key, IG_RESULT_ERR_NOT_JSON, "the payload is not a JSON object");
 		return;
 	}
 	const cJSON *seq_item = cJSON_GetObjectItemCaseSensitive(json, "seq");
-	uint64_t seq = cJSON_IsNumber(seq_item) && seq_item->valuedouble >= 0 && seq_item->valuedouble < 9007199254740992.0
-	                   ? (uint64_t)seq_item->valuedouble
-	                   : 0;
+	uint64_t seq = 0;
+	if (ig_json_uint(&seq, seq_item, 0, IG_JSON_UINT_MAX) != IG_OK)
+		seq = 0;   /* no usable seq: the result says 0 */
 	ig_stat_series *s = ig_stats_series(&an->stats, r->collector, r->stream);
 	ig_stats_feed(s, json);
 	cJSON_Delete(json);
 
 	int rlen = ig_stats_result(result, sizeof result, s, seq);
-	snprintf(results_topic, sizeof results_topic, "iotguard/%s/dev/%s/results/%s", ig_agent_cluster(a), r->collector,
-	         r->stream);
-	int slen = rlen < 0 ? rlen
-	                    : ig_result_seal(sealed, sizeof sealed, result_key, r->suite, r->header_hash, results_topic,
-	                                     (const uint8_t *)result, (size_t)rlen);
-	if (slen < 0) {
+	int rc = rlen < 0 ? rlen : publish_result(a, r, result_key, result, (size_t)rlen);
+	if (rc != IG_OK) {
 		an->counters.dropped++;
-		ig_log(IG_LOG_ERR, "cannot build the result for %s/%s seq %" PRIu64 " (error %d)", r->collector, r->stream,
-		       seq, slen);
-		return;
-	}
-	if (ig_agent_publish(a, results_topic, sealed, (size_t)slen, 1) != IG_OK) {
-		an->counters.dropped++;
+		ig_log(IG_LOG_ERR, "cannot send the result for %s/%s seq %" PRIu64 " (error %d)", r->collector, r->stream,
+		       seq, rc);
 		return;
 	}
 	an->counters.results++;

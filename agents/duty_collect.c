@@ -8,10 +8,15 @@
  * and that analyst know. This duty keeps a wallet topped up ahead of need
  * (mint), spends one coin per reading, opens the results, and hands back
  * (refund) coins that went unanswered or are about to expire, so credit is
- * not lost. It logs sequence numbers, sizes and the result text, never a
- * coin or a key.
+ * not lost. On a clean stop it hands back every coin it still holds
+ * (on_leave, a bounded wait for the bank's answer), because a coin wiped
+ * from memory is credit gone for good. When the bank cannot tell whether a
+ * mint or a refund was recorded (outcome_unknown), the coins are kept and
+ * refunded (again) later, which is right whichever way it went. It logs
+ * sequence numbers, sizes and the result text, never a coin or a key.
  */
 #include "wallet.h"
+#include "ig_json.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -31,7 +36,7 @@
 #define PAYLOAD_MAX 256
 #define DATA_MAX (4 + 2 + 512 + 1 + IG_COIN_NONCE_BYTES + PAYLOAD_MAX + IG_AEAD_TAG_BYTES)
 #define RESULT_TEXT_MAX 4096
-#define REFUND_REQUEST_MAX (64 + IG_COINS_PER_REQUEST * (2 * IG_COIN_BYTES + 3) + IG_BANK_NONCE_HEX)
+#define LEAVE_RESULT_GRACE_US 2000000u   /* at stop, how long a paid reading may still be answered */
 
 int ig_collect_init(ig_collect_state *c, unsigned interval_s, const char *stream, unsigned result_timeout_s,
                     const ig_pin_state *pin)
@@ -158,13 +163,16 @@ static void report(const ig_collect_state *c)
 {
 	const ig_collect_counters *k = &c->counters;
 	ig_log(IG_LOG_INFO,
-	       "collector: sent %" PRIu64 ", results %" PRIu64 ", dropped results %" PRIu64 ", skipped (no coin) %" PRIu64
-	       "; wallet: ready %zu, outstanding %zu, to refund %zu; minted %" PRIu64 ", refunded %" PRIu64
-	       ", refunds refused %" PRIu64,
-	       k->sent, k->results, k->dropped_results, k->skipped_no_coin, ig_wallet_count(&c->wallet, IG_WSLOT_READY),
+	       "collector: sent %" PRIu64 ", results %" PRIu64 ", dropped results %" PRIu64 ", error results %" PRIu64
+	       ", skipped (no coin) %" PRIu64 "; wallet: ready %zu, outstanding %zu, to refund %zu, uncertain %zu; minted %"
+	       PRIu64 ", refunded %" PRIu64 ", refunds refused %" PRIu64 ", refunds retried %" PRIu64
+	       "; kept from mints of unknown outcome %" PRIu64 " (of which never recorded %" PRIu64 ")",
+	       k->sent, k->results, k->dropped_results, k->error_results, k->skipped_no_coin,
+	       ig_wallet_count(&c->wallet, IG_WSLOT_READY),
 	       ig_wallet_count(&c->wallet, IG_WSLOT_OUTSTANDING),
 	       ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE) + ig_wallet_count(&c->wallet, IG_WSLOT_REFUNDING),
-	       k->minted, k->refunded, k->refund_refused);
+	       ig_wallet_count(&c->wallet, IG_WSLOT_UNCERTAIN), k->minted, k->refunded, k->refund_refused,
+	       k->refund_retried, k->uncertain_minted, k->mint_lost);
 }
 
 /* ---- mint and refund --------------------------------------------------------------- */
@@ -199,32 +207,59 @@ static void maybe_mint(ig_agent *a, ig_collect_state *c, uint64_t now_us)
 	       ig_wallet_count(&c->wallet, IG_WSLOT_READY));
 }
 
+int ig_collect_refund_prepare(ig_collect_state *c, char *out, size_t cap, uint64_t now_us)
+{
+	if (c->refund_nonce[0] || now_us < c->next_refund_us || ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE) == 0)
+		return 0;
+	ig_wallet_coin *batch[IG_COINS_PER_REQUEST];
+	size_t n = ig_wallet_refund_batch(&c->wallet, batch, IG_COINS_PER_REQUEST);
+	char nonce[IG_BANK_NONCE_HEX + 1];
+	ig_bank_nonce(nonce);
+	int len = ig_wallet_refund_request(out, cap, batch, n, nonce);
+	if (len < 0) {
+		ig_wallet_refund_retry(&c->wallet);
+		return len;
+	}
+	memcpy(c->refund_nonce, nonce, sizeof nonce);
+	c->refund_sent_us = now_us;
+	return len;
+}
+
+void ig_collect_refund_unsent(ig_collect_state *c)
+{
+	ig_wallet_refund_retry(&c->wallet);
+	c->refund_nonce[0] = '\0';
+}
+
 static void maybe_refund(ig_agent *a, ig_collect_state *c, uint64_t now_us)
 {
 	if (c->refund_nonce[0] || now_us < c->next_refund_us || ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE) == 0)
 		return;
-	ig_wallet_coin *batch[IG_COINS_PER_REQUEST];
-	size_t n = ig_wallet_refund_batch(&c->wallet, batch, IG_COINS_PER_REQUEST);
-	char *request = sodium_malloc(REFUND_REQUEST_MAX);
-	if (!request) {
-		ig_wallet_refund_retry(&c->wallet);
+	char *request = sodium_malloc(IG_COLLECT_REFUND_REQUEST_MAX);
+	if (!request)
 		return;
-	}
-	ig_bank_nonce(c->refund_nonce);
-	int len = ig_wallet_refund_request(request, REFUND_REQUEST_MAX, batch, n, c->refund_nonce);
-	int rc = len < 0 ? len : ig_agent_request(a, request, (size_t)len);
+	int len = ig_collect_refund_prepare(c, request, IG_COLLECT_REFUND_REQUEST_MAX, now_us);
+	int rc = len <= 0 ? IG_ERR_RANGE : ig_agent_request(a, request, (size_t)len);
 	sodium_free(request);   /* wipes the coins in it */
+	if (len <= 0)
+		return;
 	if (rc != IG_OK) {
-		ig_wallet_refund_retry(&c->wallet);
-		c->refund_nonce[0] = '\0';
+		ig_collect_refund_unsent(c);
 		return;
 	}
-	c->refund_sent_us = now_us;
-	size_t answered_late = 0;
-	for (size_t i = 0; i < n; i++)
-		answered_late += batch[i]->sealed;
-	ig_log(IG_LOG_INFO, "asked the bank to refund %zu coins (%zu paid for messages without a result, %zu unused "
-	                    "near expiry)", n, answered_late, n - answered_late);
+	size_t n = 0, answered_late = 0, uncertain = 0, again = 0;
+	for (size_t i = 0; i < IG_WALLET_CAP; i++) {
+		const ig_wallet_coin *w = &c->wallet.slot[i];
+		if (w->state != IG_WSLOT_REFUNDING)
+			continue;
+		n++;
+		answered_late += w->sealed;
+		uncertain += w->uncertain_mint;
+		again += w->refund_unknown;
+	}
+	ig_log(IG_LOG_INFO, "asked the bank to refund %zu coins (%zu paid for messages without a result, %zu from mints "
+	                    "of unknown outcome, %zu whose earlier refund had an unknown outcome, %zu unused%s)",
+	       n, answered_late, uncertain, again, n - answered_late - uncertain, c->leaving ? "; stopping" : "");
 }
 
 static void expire_requests(ig_collect_state *c, uint64_t now_us)
@@ -242,41 +277,60 @@ static void expire_requests(ig_collect_state *c, uint64_t now_us)
 	}
 }
 
+/* Opens the coins boxed in a reply to our mint (a coins answer, or an
+ * outcome_unknown error) and puts them in the wallet, READY or UNCERTAIN.
+ * The caller has matched the nonce. Returns how many coins were added, 0
+ * if they were rejected or lost, or IG_ERR_INVAL if the reply was ignored
+ * unopened (a genuine one may still come). */
+static int take_coins(ig_agent *a, ig_collect_state *c, const cJSON *msg, bool uncertain, uint64_t *expires_out)
+{
+	const char *what = uncertain ? "coins of a mint of unknown outcome" : "coins";
+	uint64_t expires_at = 0;
+	if (ig_json_uint(&expires_at, cJSON_GetObjectItemCaseSensitive(msg, "expires_at"), 1, 1000000000000000ull) !=
+	    IG_OK) {
+		ig_log(IG_LOG_WARN, "%s ignored: the reply has no valid \"expires_at\"", what);
+		return IG_ERR_INVAL;
+	}
+	if (!ig_ch_box_ensure(a, &c->box, c->pin)) {
+		ig_log(IG_LOG_WARN, "%s ignored: no cluster-head key pinned to open them with", what);
+		return IG_ERR_INVAL;
+	}
+	uint8_t coins[IG_COINS_PER_REQUEST * IG_COIN_BYTES];
+	int n = ig_ch_box_open(coins, sizeof coins, msg, &c->box.bk);
+	if (n < 0 || n == 0 || n % IG_COIN_BYTES != 0 || (unsigned)n / IG_COIN_BYTES > c->mint_count) {
+		sodium_memzero(coins, sizeof coins);
+		ig_log(IG_LOG_ERR, "%s rejected: %s", what,
+		       n == IG_ERR_CRYPTO ? "the box is not from the pinned cluster head or was altered"
+		                          : "the box is malformed or holds the wrong number of coins");
+		return 0;
+	}
+	int count = n / IG_COIN_BYTES;
+	int rc = uncertain ? ig_wallet_add_uncertain(&c->wallet, coins, (size_t)count, expires_at)
+	                   : ig_wallet_add(&c->wallet, coins, (size_t)count, expires_at);
+	sodium_memzero(coins, sizeof coins);
+	if (rc != IG_OK) {
+		ig_log(IG_LOG_ERR, "%d %s received but the wallet has no room for them; they are lost", count, what);
+		return 0;
+	}
+	*expires_out = expires_at;
+	return count;
+}
+
 static bool handle_coins(ig_agent *a, ig_collect_state *c, const cJSON *msg)
 {
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(msg, "nonce");
-	const cJSON *expires = cJSON_GetObjectItemCaseSensitive(msg, "expires_at");
 	if (!c->mint_nonce[0] || !cJSON_IsString(nonce) || strcmp(nonce->valuestring, c->mint_nonce) != 0) {
 		ig_log(IG_LOG_WARN, "coins ignored: their nonce does not match an outstanding mint request of ours");
 		return true;
 	}
-	if (!cJSON_IsNumber(expires) || expires->valuedouble < 1 || expires->valuedouble > 1e15) {
-		ig_log(IG_LOG_WARN, "coins ignored: the reply has no valid \"expires_at\"");
+	uint64_t expires_at = 0;
+	int taken = take_coins(a, c, msg, false, &expires_at);
+	if (taken < 0)
 		return true;
-	}
-	if (!ig_ch_box_ensure(a, &c->box, c->pin)) {
-		ig_log(IG_LOG_WARN, "coins ignored: no cluster-head key pinned to open them with");
-		return true;
-	}
-	uint8_t coins[IG_COINS_PER_REQUEST * IG_COIN_BYTES];
-	int n = ig_ch_box_open(coins, sizeof coins, msg, &c->box.bk);
 	c->mint_nonce[0] = '\0';
-	if (n < 0 || n == 0 || n % IG_COIN_BYTES != 0 || (unsigned)n / IG_COIN_BYTES > c->mint_count) {
-		sodium_memzero(coins, sizeof coins);
-		ig_log(IG_LOG_ERR, "coins rejected: %s", n == IG_ERR_CRYPTO ? "the box is not from the pinned cluster head "
-		                                                             "or was altered"
-		                                                           : "the box is malformed or holds the wrong number "
-		                                                             "of coins");
+	if (taken == 0)
 		return true;
-	}
-	size_t count = (size_t)n / IG_COIN_BYTES;
-	uint64_t expires_at = (uint64_t)expires->valuedouble;
-	int rc = ig_wallet_add(&c->wallet, coins, count, expires_at);
-	sodium_memzero(coins, sizeof coins);
-	if (rc != IG_OK) {
-		ig_log(IG_LOG_ERR, "%zu coins received but the wallet has no room for them; they are lost", count);
-		return true;
-	}
+	size_t count = (size_t)taken;
 	c->counters.minted += count;
 	c->mint_failures = 0;
 	c->mint_want = IG_WALLET_MINT_BATCH;
@@ -298,30 +352,69 @@ static bool handle_refunded(ig_collect_state *c, const cJSON *msg)
 		return true;
 	}
 	c->refund_nonce[0] = '\0';
-	size_t wiped = ig_wallet_refund_settle(&c->wallet);
-	uint64_t ok = cJSON_IsNumber(refunded) && refunded->valuedouble >= 0 ? (uint64_t)refunded->valuedouble : 0;
-	int nrefused = cJSON_IsArray(refused) ? cJSON_GetArraySize(refused) : 0;
-	c->counters.refunded += ok;
-	c->counters.refund_refused += (uint64_t)nrefused;
+	size_t asked = ig_wallet_count(&c->wallet, IG_WSLOT_REFUNDING);
+	/* Each refused coin by its hash: those the bank could not record, or
+	 * may have recorded, stay to be offered again; the rest are done. */
+	ig_refund_tally t = {0};
 	char why[256] = "";
 	size_t used = 0;
 	const cJSON *item;
 	cJSON_ArrayForEach(item, refused) {
 		const cJSON *code = cJSON_GetObjectItemCaseSensitive(item, "error");
+		const cJSON *hash_hex = cJSON_GetObjectItemCaseSensitive(item, "coin_hash");
+		uint8_t hash[IG_HASH_BYTES];
+		size_t refused_before = t.refused;
+		if (!cJSON_IsString(code))
+			continue;
+		if (!cJSON_IsString(hash_hex) ||
+		    ig_hex_decode(hash, sizeof hash, hash_hex->valuestring, strlen(hash_hex->valuestring)) != IG_OK ||
+		    !ig_wallet_refund_refused(&c->wallet, hash, code->valuestring, &t))
+			continue;   /* not one of ours: the rest below settles it */
 		char safe[40];
-		if (!cJSON_IsString(code) || used + 48 >= sizeof why)
+		if (t.refused == refused_before || used + 48 >= sizeof why)
 			continue;
 		printable(safe, sizeof safe, code->valuestring, strlen(code->valuestring));
 		used += (size_t)snprintf(why + used, sizeof why - used, "%s%s", used ? ", " : " (", safe);
 	}
 	if (used)
 		snprintf(why + used, sizeof why - used, ")");
-	if (cJSON_IsNumber(balance))
-		ig_log(IG_LOG_INFO, "refunded: %" PRIu64 " of %zu coins credited back, %d refused%s; balance %.0f", ok, wiped,
-		       nrefused, why, balance->valuedouble);
-	else
-		ig_log(IG_LOG_INFO, "refunded: %" PRIu64 " of %zu coins credited back, %d refused%s", ok, wiped, nrefused,
-		       why);
+	/* A refused coin whose hash we cannot match is counted as refused
+	 * and wiped with the rest: the bank said no to it. */
+	int nrefused = cJSON_IsArray(refused) ? cJSON_GetArraySize(refused) : 0;
+	size_t matched = t.refunded_before + t.mint_lost + t.retry + t.refused;
+	if ((size_t)nrefused > matched)
+		t.refused += (size_t)nrefused - matched;
+	ig_wallet_refund_settle(&c->wallet, &t);
+	uint64_t ok = 0, bal = 0;
+	if (ig_json_uint(&ok, refunded, 0, IG_JSON_UINT_MAX) != IG_OK)
+		ok = 0;
+	c->counters.refunded += ok + t.refunded_before;
+	c->counters.refund_refused += t.refused;
+	c->counters.refund_retried += t.retry;
+	c->counters.mint_lost += t.mint_lost;
+	if (t.retry)
+		c->next_refund_us = ig_mono_us() + REFUND_ERROR_BACKOFF_US;
+	/* "refunded: N of M coins credited back, K refused" first: operators
+	 * and tests read that part. */
+	char more[512] = "";
+	size_t m = 0;
+	if (t.refunded_before)
+		m += (size_t)snprintf(more + m, sizeof more - m, "; %zu credited back by an earlier refund of unknown "
+		                                                 "outcome", t.refunded_before);
+	if (t.uncertain_back && m < sizeof more)
+		m += (size_t)snprintf(more + m, sizeof more - m, "; %zu of the coins credited back came from mints "
+		                                                 "of unknown outcome (they were recorded after all)", t.uncertain_back);
+	if (t.mint_lost && m < sizeof more)
+		m += (size_t)snprintf(more + m, sizeof more - m, "; %zu from mints that were never recorded (nothing was "
+		                                                 "debited)", t.mint_lost);
+	if (t.retry && m < sizeof more)
+		m += (size_t)snprintf(more + m, sizeof more - m, "; %zu to offer again in %u s (the bank did not record "
+		                                                 "the refund, or does not know whether it did)",
+		                      t.retry, REFUND_ERROR_BACKOFF_US / 1000000u);
+	if (ig_json_uint(&bal, balance, 0, IG_JSON_UINT_MAX) == IG_OK && m < sizeof more)
+		snprintf(more + m, sizeof more - m, "; balance %" PRIu64, bal);
+	ig_log(IG_LOG_INFO, "refunded: %" PRIu64 " of %zu coins credited back, %zu refused%s%s",
+	       ok, asked, t.refused, why, more);
 	return true;
 }
 
@@ -347,6 +440,24 @@ static bool handle_error(ig_agent *a, ig_collect_state *c, const cJSON *msg)
 	char safe[48];
 	printable(safe, sizeof safe, code->valuestring, strlen(code->valuestring));
 	uint64_t now = ig_mono_us();
+	bool unknown = strcmp(code->valuestring, "outcome_unknown") == 0;
+	if (mint && unknown) {
+		/* The mint may be durable, so its credit may be gone into these
+		 * coins: keep them, unspent, and refund them once connected again
+		 * (the bank's ledger takes no records until it restarts). */
+		uint64_t expires_at = 0;
+		int kept = cJSON_GetObjectItemCaseSensitive(msg, "box") ? take_coins(a, c, msg, true, &expires_at) : 0;
+		if (kept > 0) {
+			c->counters.uncertain_minted += (uint64_t)kept;
+			ig_log(IG_LOG_WARN, "the bank cannot tell whether our mint of %u coins was recorded (outcome_unknown): "
+			                    "keeping the %d coins it sent, unspent, to refund them once we are connected again "
+			                    "(a refund restores the credit if the mint was recorded, and costs nothing if not)",
+			       c->mint_count, kept);
+		} else {
+			ig_log(IG_LOG_WARN, "the bank cannot tell whether our mint of %u coins was recorded (outcome_unknown), "
+			                    "and no usable coins came with the answer", c->mint_count);
+		}
+	}
 	if (mint) {
 		c->mint_nonce[0] = '\0';
 		uint64_t delay;
@@ -369,8 +480,11 @@ static bool handle_error(ig_agent *a, ig_collect_state *c, const cJSON *msg)
 				delay = 5000000u;
 			if (c->mint_failures < 16)
 				c->mint_failures++;
-			ig_log(IG_LOG_WARN, "the bank refused to mint %u coins (%s); asking again in %.1f s", c->mint_count, safe,
-			       (double)delay / 1e6);
+			if (unknown)
+				ig_log(IG_LOG_INFO, "asking the bank for fresh coins in %.1f s", (double)delay / 1e6);
+			else
+				ig_log(IG_LOG_WARN, "the bank refused to mint %u coins (%s); asking again in %.1f s", c->mint_count,
+				       safe, (double)delay / 1e6);
 		}
 		c->next_mint_us = now + delay;
 		return true;
@@ -452,6 +566,15 @@ static void collect_on_connect(ig_agent *a, void *state)
 	c->connected_us = now;
 	snprintf(filter, sizeof filter, "iotguard/%s/dev/%s/results/+", ig_agent_cluster(a), ig_agent_id(a));
 	ig_agent_subscribe(a, filter, 1);
+	/* Coins of a mint of unknown outcome wait for this: the broker may have
+	 * restarted with its ledger back, so refund them now. If it has not,
+	 * the refund is answered storage_failed and offered again later. */
+	size_t released = ig_wallet_release_uncertain(&c->wallet);
+	if (released)
+		ig_log(IG_LOG_INFO, "connected again: offering the bank a refund of %zu coins from mints of unknown outcome",
+		       released);
+	if (ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE) > 0)
+		c->next_refund_us = 0;
 	if (!c->next_reading_us)
 		c->next_reading_us = now + reading_delay_us(c->interval_s);
 	if (!c->next_report_us)
@@ -472,8 +595,18 @@ static bool collect_on_message(ig_agent *a, void *state, const char *topic, cons
 	if (text && safe_text && strcmp(stream, c->stream) == 0 &&
 	    ig_collect_result(c, topic, payload, len, text, RESULT_TEXT_MAX, &n, &seq)) {
 		c->counters.results++;
-		ig_log(IG_LOG_INFO, "result for seq %" PRIu64 ": %zu bytes: %s", seq, n,
-		       printable(safe_text, RESULT_TEXT_MAX, text, n));
+		cJSON *json = cJSON_ParseWithLength(text, n);
+		const cJSON *code = cJSON_IsObject(json) ? cJSON_GetObjectItemCaseSensitive(json, "error") : NULL;
+		if (cJSON_IsString(code)) {
+			/* The analyst burned the coin but could not use the reading. */
+			c->counters.error_results++;
+			ig_log(IG_LOG_WARN, "error result for seq %" PRIu64 ": %zu bytes: %s", seq, n,
+			       printable(safe_text, RESULT_TEXT_MAX, text, n));
+		} else {
+			ig_log(IG_LOG_INFO, "result for seq %" PRIu64 ": %zu bytes: %s", seq, n,
+			       printable(safe_text, RESULT_TEXT_MAX, text, n));
+		}
+		cJSON_Delete(json);
 	} else {
 		c->counters.dropped_results++;
 		ig_log(IG_LOG_WARN, "dropped result (unknown/tampered): %zu bytes on %s", len,
@@ -525,6 +658,41 @@ static size_t collect_status(ig_agent *a, void *state, char *out, size_t cap)
 	return n < 0 ? 0 : (size_t)n;
 }
 
+/* Stopping: hand back every coin still held. Unused coins go back at once.
+ * A reading already paid for gets a short grace to be answered (an analyst
+ * may be redeeming its coin right now; refunding it would waste that
+ * work), then its coin goes back too. A mint in flight is waited for,
+ * since its coins would otherwise arrive after we left. All of it within
+ * the core's bounded IG_AGENT_LEAVE_WAIT_US. */
+static bool collect_on_leave(ig_agent *a, void *state, uint64_t now_us)
+{
+	ig_collect_state *c = state;
+	if (!c->leaving) {
+		c->leaving = true;
+		c->leave_us = now_us;
+		c->next_refund_us = 0;
+		size_t ready = ig_wallet_count(&c->wallet, IG_WSLOT_READY) + ig_wallet_count(&c->wallet, IG_WSLOT_UNCERTAIN);
+		size_t paid = ig_wallet_count(&c->wallet, IG_WSLOT_OUTSTANDING);
+		if (ready || paid)
+			ig_log(IG_LOG_INFO, "stopping: handing %zu unused coins back to the bank, and the %zu paid for readings "
+			                    "that get no result within %u ms",
+			       ready, paid, LEAVE_RESULT_GRACE_US / 1000u);
+	}
+	bool grace = now_us - c->leave_us < LEAVE_RESULT_GRACE_US;
+	ig_wallet_cancel(&c->wallet, !grace);
+	if (c->mint_nonce[0] || c->refund_nonce[0])
+		return true;
+	if (ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE) > 0 && now_us >= c->next_refund_us) {
+		maybe_refund(a, c, now_us);
+		if (c->refund_nonce[0])
+			return true;
+	}
+	/* Nothing in flight: done, unless readings may still be answered. (A
+	 * refund refused, or left to offer again later, is not retried within
+	 * the stop: the stop report says what is left.) */
+	return grace && ig_wallet_count(&c->wallet, IG_WSLOT_OUTSTANDING) > 0;
+}
+
 static void collect_on_stop(ig_agent *a, void *state)
 {
 	ig_collect_state *c = state;
@@ -532,7 +700,9 @@ static void collect_on_stop(ig_agent *a, void *state)
 	report(c);
 	size_t held = IG_WALLET_CAP - ig_wallet_count(&c->wallet, IG_WSLOT_EMPTY);
 	if (held)
-		ig_log(IG_LOG_INFO, "wiping %zu coins still held (their credit is not refunded)", held);
+		ig_log(IG_LOG_WARN, "wiping %zu coins the bank did not take back (no connection, or no answer within %u s "
+		                    "at stop): their credit is lost",
+		       held, IG_AGENT_LEAVE_WAIT_US / 1000000u);
 	ig_wallet_wipe(&c->wallet);
 	ig_ch_box_wipe(&c->box);
 }
@@ -545,4 +715,5 @@ const ig_duty_ops ig_duty_collect = {
 	.on_stop = collect_on_stop,
 	.on_message = collect_on_message,
 	.status_fields = collect_status,
+	.on_leave = collect_on_leave,
 };

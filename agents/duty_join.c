@@ -12,12 +12,14 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "ig_keyfile.h"
+#include "ig_json.h"
 
 #define JOIN_TOKEN_TTL_S 300
 #define WELCOME_TIMEOUT_US 60000000u
@@ -166,8 +168,9 @@ static bool handle_welcome(ig_agent *a, ig_join_state *j, const cJSON *msg)
 		ig_log(IG_LOG_WARN, "welcome ignored: it names another cluster or id");
 		return true;
 	}
+	uint64_t enroll_index = 0;
 	if (!cJSON_IsString(pk_hex) || ig_hex_decode(pk, sizeof pk, pk_hex->valuestring, strlen(pk_hex->valuestring)) != IG_OK ||
-	    !cJSON_IsNumber(index) || index->valuedouble < 0) {
+	    ig_json_uint(&enroll_index, index, 1, IG_JSON_UINT_MAX) != IG_OK) {
 		ig_log(IG_LOG_WARN, "welcome ignored: it lacks a valid ch_pubkey or index");
 		return true;
 	}
@@ -176,8 +179,8 @@ static bool handle_welcome(ig_agent *a, ig_join_state *j, const cJSON *msg)
 		 * work until the ledger head supplies it; say so and go on. */
 		ig_log(IG_LOG_ERR, "joined, but cannot save the cluster-head key: %s", err.msg);
 	}
-	ig_log(IG_LOG_INFO, "joined cluster %s as %s (ledger index %.0f%s%s)", ig_agent_cluster(a), ig_agent_id(a),
-	       index->valuedouble, cJSON_IsString(role) && ig_role_parse(role->valuestring) ? ", role " : "",
+	ig_log(IG_LOG_INFO, "joined cluster %s as %s (ledger index %" PRIu64 "%s%s)", ig_agent_cluster(a), ig_agent_id(a),
+	       enroll_index, cJSON_IsString(role) && ig_role_parse(role->valuestring) ? ", role " : "",
 	       cJSON_IsString(role) && ig_role_parse(role->valuestring) ? role->valuestring : "");
 	ig_log(IG_LOG_INFO, "cluster-head key %s saved to %s", pk_hex->valuestring, j->pin->path);
 	join_done(j);

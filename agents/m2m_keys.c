@@ -8,6 +8,7 @@
  * forged message can neither be accepted nor push genuine ones out.
  */
 #include "m2m_keys.h"
+#include "ig_json.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
@@ -319,12 +320,7 @@ static const char *get_string(const cJSON *msg, const char *name)
 
 static bool get_u64(const cJSON *msg, const char *name, uint64_t *out)
 {
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(msg, name);
-	if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740991.0 ||
-	    v->valuedouble != (double)(uint64_t)v->valuedouble)
-		return false;
-	*out = (uint64_t)v->valuedouble;
-	return true;
+	return ig_json_uint_field(out, msg, name, 0, IG_JSON_UINT_MAX) == IG_OK;
 }
 
 ig_m2m_key *ig_m2m_accept_key(ig_keytable *t, ig_nonce_set *nonces, const cJSON *msg, const ig_box_key *bk,

@@ -8,15 +8,19 @@
  * bank's keys for another message. These tests drive the bookkeeping
  * through its states, build real coin messages and bank boxes with the
  * library, and try to get wrong ones past both sides: every byte flipped,
- * wrong topics, wrong requests, wrong boxes.
+ * wrong topics, wrong requests, wrong boxes. The collector duty itself is
+ * driven with the bank's inbox answers through a real, never connected
+ * agent, where no credit may be lost: mints and refunds of unknown outcome.
  */
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <math.h>
+#include <mosquitto.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "wallet.h"
 
@@ -180,12 +184,57 @@ Test(refund, batch_settle_and_retry)
 	cr_assert_eq(ig_wallet_refund_retry(&w), IG_COINS_PER_REQUEST);
 	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_REFUND_DUE), 100);
 	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), IG_COINS_PER_REQUEST);
-	cr_assert_eq(ig_wallet_refund_settle(&w), IG_COINS_PER_REQUEST);
+	cr_assert_eq(ig_wallet_refund_settle(&w, NULL), IG_COINS_PER_REQUEST);
 	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_REFUNDING), 0);
 	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_EMPTY), IG_WALLET_CAP - (100 - IG_COINS_PER_REQUEST));
 	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), 100 - IG_COINS_PER_REQUEST);
-	cr_assert_eq(ig_wallet_refund_settle(&w), 100 - IG_COINS_PER_REQUEST);
+	cr_assert_eq(ig_wallet_refund_settle(&w, NULL), 100 - IG_COINS_PER_REQUEST);
 	cr_assert(all_zero(&w, sizeof w), "settled coins must be wiped");
+}
+
+Test(refund, stopping_cancels_ready_coins_then_outstanding_ones)
+{
+	static ig_wallet w;
+	ig_wallet_init(&w);
+	uint8_t coins[6 * IG_COIN_BYTES], hash[IG_HASH_BYTES] = {1};
+	randombytes_buf(coins, sizeof coins);
+	cr_assert_eq(ig_wallet_add(&w, coins, 6, NOW_S + 3600), IG_OK);
+	ig_wallet_coin *sent = ig_wallet_take(&w, NOW_S);
+	ig_wallet_mark_sent(sent, hash, 1, NOW_MS);
+	ig_wallet_coin *batch[IG_COINS_PER_REQUEST];
+	cr_assert_eq(ig_wallet_refund_batch(&w, batch, 0), 0);
+	/* One coin already in a refund request stays there. */
+	ig_wallet_sweep(&w, NOW_MS, 60000);
+	ig_wallet_coin *other = ig_wallet_take(&w, NOW_S);
+	other->state = IG_WSLOT_REFUNDING;
+
+	cr_assert_eq(ig_wallet_cancel(&w, false), 4, "ready coins first");
+	cr_assert_eq(sent->state, IG_WSLOT_OUTSTANDING, "a paid reading may still be answered");
+	cr_assert_eq(ig_wallet_find(&w, hash), sent);
+	cr_assert_eq(ig_wallet_cancel(&w, true), 1, "then the outstanding one");
+	cr_assert_eq(sent->state, IG_WSLOT_REFUND_DUE);
+	cr_assert_eq(ig_wallet_find(&w, hash), sent, "a late result still finds its coin");
+	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_REFUND_DUE), 5);
+	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_REFUNDING), 1);
+	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_READY) + ig_wallet_count(&w, IG_WSLOT_OUTSTANDING), 0);
+	cr_assert_eq(ig_wallet_cancel(&w, true), 0, "idempotent");
+	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), 5);
+}
+
+Test(analyst, error_result_is_json_matching_its_schema_shape)
+{
+	char out[256];
+	int n = ig_analyst_error_result(out, sizeof out, IG_RESULT_ERR_NOT_JSON, "the payload is not a JSON object");
+	cr_assert_gt(n, 0);
+	cr_assert_eq((size_t)n, strlen(out));
+	cJSON *j = cJSON_Parse(out);
+	cr_assert(cJSON_IsObject(j));
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "error")->valuestring, "not_json");
+	cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "message")->valuestring, "the payload is not a JSON object");
+	cr_assert_eq(cJSON_GetArraySize(j), 2);
+	cJSON_Delete(j);
+	cr_assert_eq(ig_analyst_error_result(out, 20, IG_RESULT_ERR_UNDECRYPTABLE, "too long for the buffer"),
+	             IG_ERR_RANGE);
 }
 
 Test(refund, request_json)
@@ -750,4 +799,325 @@ Test(redeem, collector_to_analyst_to_collector)
 	cr_assert_eq(seq, 1);
 	cr_assert_str_eq(text, result);
 	cr_assert_eq(ig_wallet_count(&c.wallet, IG_WSLOT_EMPTY), IG_WALLET_CAP, "the spent coin is gone");
+}
+
+/* ---- outcomes the bank does not know ---------------------------------------------- */
+
+static void coin_hash_hex(char out[2 * IG_HASH_BYTES + 1], const uint8_t coin[IG_COIN_BYTES])
+{
+	uint8_t h[IG_HASH_BYTES];
+	ig_coin_hash(h, coin);
+	ig_hex_encode(out, h, sizeof h);
+}
+
+static size_t held(const ig_wallet *w) { return IG_WALLET_CAP - ig_wallet_count(w, IG_WSLOT_EMPTY); }
+
+Test(refund, refused_coins_are_settled_by_hash_and_code)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	static ig_wallet w;
+	ig_wallet_init(&w);
+	uint8_t coins[6 * IG_COIN_BYTES], h[IG_HASH_BYTES];
+	coin_bytes(coins, 6, 1);
+	cr_assert_eq(ig_wallet_add(&w, coins, 4, NOW_S + 3600), IG_OK);
+	cr_assert_eq(ig_wallet_add_uncertain(&w, coins + 4 * IG_COIN_BYTES, 2, NOW_S + 3600), IG_OK);
+	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_UNCERTAIN), 2);
+	cr_assert_eq(ig_wallet_sweep(&w, (NOW_S + 7200) * 1000ull, 60000), 4, "uncertain coins wait for a reconnect");
+	cr_assert_eq(ig_wallet_release_uncertain(&w), 2);
+	cr_assert_eq(ig_wallet_release_uncertain(&w), 0);
+	ig_wallet_coin *batch[IG_COINS_PER_REQUEST];
+	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), 6);
+
+	ig_refund_tally t = {0};
+	uint8_t other[IG_COIN_BYTES];
+	memset(other, 0x77, sizeof other);
+	ig_coin_hash(h, other);
+	cr_assert(!ig_wallet_refund_refused(&w, h, "unknown_coin", &t), "not a coin of ours");
+	ig_coin_hash(h, coins);                         /* coin 1: may be recorded */
+	cr_assert(ig_wallet_refund_refused(&w, h, "outcome_unknown", &t));
+	ig_coin_hash(h, coins + IG_COIN_BYTES);         /* coin 2: certainly not recorded */
+	cr_assert(ig_wallet_refund_refused(&w, h, "storage_failed", &t));
+	ig_coin_hash(h, coins + 2 * IG_COIN_BYTES);     /* coin 3: the bank says no */
+	cr_assert(ig_wallet_refund_refused(&w, h, "already_spent", &t));
+	ig_coin_hash(h, coins + 4 * IG_COIN_BYTES);     /* coin 5: its mint was lost */
+	cr_assert(ig_wallet_refund_refused(&w, h, "unknown_coin", &t));
+	cr_assert(!ig_wallet_refund_refused(&w, h, "unknown_coin", &t), "settled once");
+	cr_assert_eq(t.retry, 2);
+	cr_assert_eq(t.refused, 1);
+	cr_assert_eq(t.mint_lost, 1);
+	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_REFUND_DUE), 2);
+	/* Coins 4 and 6 were credited back. */
+	cr_assert_eq(ig_wallet_refund_settle(&w, &t), 2);
+	cr_assert_eq(t.refunded, 2);
+	cr_assert_eq(t.uncertain_back, 1, "coin 6's mint was durable after all");
+	cr_assert_eq(held(&w), 2);
+
+	/* Offered again: the one that may have been recorded was. */
+	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), 2);
+	ig_refund_tally t2 = {0};
+	ig_coin_hash(h, coins);
+	cr_assert(ig_wallet_refund_refused(&w, h, "already_refunded", &t2));
+	ig_coin_hash(h, coins + IG_COIN_BYTES);
+	cr_assert(ig_wallet_refund_refused(&w, h, "already_refunded", &t2));
+	cr_assert_eq(t2.refunded_before, 1);
+	cr_assert_eq(t2.refused, 1, "already_refunded without an unknown refund before is a refusal");
+	cr_assert_eq(ig_wallet_refund_settle(&w, &t2), 0);
+	cr_assert(all_zero(&w, sizeof w), "every settled coin is wiped");
+}
+
+/* A collector duty on a real agent that never connects: requests cannot be
+ * sent, so the test takes them from ig_collect_refund_prepare and answers
+ * as the bank would. */
+struct collect_fixture {
+	char dir[64], key[128];
+	uint8_t ch_pk[IG_PK_BYTES], ch_sk[IG_SK_BYTES];
+	ig_box_key ch_side;
+	ig_pin_state pin;
+	ig_collect_state c;
+	ig_agent *a;
+};
+
+static void collect_setup(struct collect_fixture *f)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	mosquitto_lib_init();
+	snprintf(f->dir, sizeof f->dir, "/tmp/test_agent_bank.XXXXXX");
+	cr_assert_not_null(mkdtemp(f->dir));
+	snprintf(f->key, sizeof f->key, "%s/dev1.key", f->dir);
+	char pk_hex[65];
+	ig_error err = {0};
+	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
+	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = CLUSTER, .id = "dev1", .key_path = f->key,
+	                       .heartbeat_s = 30, .ttl_s = 300};
+	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	crypto_sign_keypair(f->ch_pk, f->ch_sk);
+	cr_assert_eq(ig_box_key_for_device(&f->ch_side, f->ch_sk, ig_agent_public_key(f->a)), IG_OK);
+	memset(&f->pin, 0, sizeof f->pin);
+	f->pin.known = true;
+	memcpy(f->pin.pk, f->ch_pk, IG_PK_BYTES);
+	cr_assert_eq(ig_collect_init(&f->c, 5, "readings", 60, &f->pin), IG_OK);
+}
+
+static void collect_teardown(struct collect_fixture *f)
+{
+	ig_duty_collect.on_stop(f->a, &f->c);
+	ig_agent_free(f->a);
+	unlink(f->key);
+	rmdir(f->dir);
+	sodium_memzero(f->ch_sk, sizeof f->ch_sk);
+}
+
+/* Takes the due refund request, checks it is one, and returns its coins. */
+static size_t take_refund_request(struct collect_fixture *f, uint64_t now_us, uint8_t coins[][IG_COIN_BYTES],
+                                  size_t max)
+{
+	static char req[IG_COLLECT_REFUND_REQUEST_MAX];
+	int n = ig_collect_refund_prepare(&f->c, req, sizeof req, now_us);
+	cr_assert_gt(n, 0, "a refund request is due");
+	cJSON *j = cJSON_ParseWithLength(req, (size_t)n);
+	cr_assert_not_null(j);
+	cr_assert_str_eq(cJSON_GetObjectItem(j, "type")->valuestring, "refund");
+	cr_assert_str_eq(cJSON_GetObjectItem(j, "nonce")->valuestring, f->c.refund_nonce);
+	const cJSON *arr = cJSON_GetObjectItem(j, "coins");
+	size_t k = 0;
+	const cJSON *item;
+	cJSON_ArrayForEach(item, arr) {
+		cr_assert_lt(k, max);
+		cr_assert_eq(ig_hex_decode(coins[k], IG_COIN_BYTES, item->valuestring, strlen(item->valuestring)), IG_OK);
+		k++;
+	}
+	cJSON_Delete(j);
+	sodium_memzero(req, sizeof req);
+	return k;
+}
+
+static bool listed(uint8_t coins[][IG_COIN_BYTES], size_t n, const uint8_t *coin)
+{
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(coins[i], coin, IG_COIN_BYTES) == 0)
+			return true;
+	return false;
+}
+
+/* {"type":"refunded",...}: refused[i] gets codes[i] for coins[i]. */
+static cJSON *refunded_reply(const char *nonce, unsigned refunded, const uint8_t *coins, const char *const *codes,
+                             size_t n)
+{
+	cJSON *j = cJSON_CreateObject();
+	cJSON_AddStringToObject(j, "type", "refunded");
+	cJSON_AddStringToObject(j, "nonce", nonce);
+	cJSON_AddNumberToObject(j, "refunded", refunded);
+	cJSON *arr = cJSON_AddArrayToObject(j, "refused");
+	for (size_t i = 0; i < n; i++) {
+		char hex[2 * IG_HASH_BYTES + 1];
+		coin_hash_hex(hex, coins + i * IG_COIN_BYTES);
+		cJSON *r = cJSON_CreateObject();
+		cJSON_AddStringToObject(r, "coin_hash", hex);
+		cJSON_AddStringToObject(r, "error", codes[i]);
+		cJSON_AddItemToArray(arr, r);
+	}
+	cJSON_AddNumberToObject(j, "balance", 40);
+	return j;
+}
+
+Test(unknown_outcome, mint_coins_are_kept_unspent_then_refunded_after_a_reconnect)
+{
+	static struct collect_fixture f;
+	collect_setup(&f);
+	ig_collect_state *c = &f.c;
+	/* Our mint of 4 is in flight... */
+	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "00112233445566778899aabbccddeeff");
+	c->mint_count = 4;
+	/* ... and is answered as plugin_bank.c does when the record's batch failed. */
+	uint8_t coins[4 * IG_COIN_BYTES];
+	randombytes_buf(coins, sizeof coins);
+	uint64_t now_s = ig_now_ms() / 1000u;
+	cJSON *msg = make_box_msg("error", coins, sizeof coins, &f.ch_side);
+	cJSON_AddStringToObject(msg, "error", "outcome_unknown");
+	cJSON_AddStringToObject(msg, "nonce", c->mint_nonce);
+	cJSON_AddNumberToObject(msg, "index", 12);
+	cJSON_AddNumberToObject(msg, "count", 4);
+	cJSON_AddNumberToObject(msg, "expires_at", (double)(now_s + 3600));
+	cJSON_AddStringToObject(msg, "message", "a disk write failed after the mint record was written");
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "error", msg));
+	cJSON_Delete(msg);
+
+	cr_assert_eq(held(&c->wallet), 4, "the coins of a possibly durable mint must be kept");
+	cr_assert_eq(ig_wallet_count(&c->wallet, IG_WSLOT_UNCERTAIN), 4);
+	cr_assert_eq(c->counters.uncertain_minted, 4);
+	cr_assert_eq(c->counters.minted, 0);
+	cr_assert_null(ig_wallet_take(&c->wallet, now_s), "they are not spent on readings");
+	cr_assert_eq(c->mint_nonce[0], '\0', "the mint is over: fresh coins are asked for as usual");
+	cr_assert_gt(c->next_mint_us, 0);
+	uint64_t later = ig_mono_us() + 3600ull * 1000000u;
+	char req[IG_COLLECT_REFUND_REQUEST_MAX];
+	cr_assert_eq(ig_collect_refund_prepare(c, req, sizeof req, later), 0, "not refunded before a reconnect");
+
+	/* Connected again (the broker restarted): they are offered for refund. */
+	ig_duty_collect.on_connect(f.a, c);
+	cr_assert_eq(ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE), 4);
+	uint8_t asked[IG_COINS_PER_REQUEST][IG_COIN_BYTES];
+	cr_assert_eq(take_refund_request(&f, ig_mono_us(), asked, IG_COINS_PER_REQUEST), 4);
+	for (size_t i = 0; i < 4; i++)
+		cr_assert(listed(asked, 4, coins + i * IG_COIN_BYTES), "coin %zu is in the refund request", i);
+
+	/* The mint was lost: the bank knows none of them. Nothing was debited. */
+	const char *codes[4] = {"unknown_coin", "unknown_coin", "unknown_coin", "unknown_coin"};
+	cJSON *reply = refunded_reply(c->refund_nonce, 0, coins, codes, 4);
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
+	cJSON_Delete(reply);
+	cr_assert_eq(held(&c->wallet), 0);
+	cr_assert(all_zero(&c->wallet, sizeof c->wallet), "settled coins are wiped");
+	cr_assert_eq(c->counters.mint_lost, 4);
+	cr_assert_eq(c->counters.refund_refused, 0, "a lost mint is not a refused refund");
+	cr_assert_eq(c->counters.refunded, 0);
+	cr_assert_eq(c->refund_nonce[0], '\0');
+	sodium_memzero(coins, sizeof coins);
+	collect_teardown(&f);
+}
+
+Test(unknown_outcome, durable_mint_coins_are_credited_back)
+{
+	static struct collect_fixture f;
+	collect_setup(&f);
+	ig_collect_state *c = &f.c;
+	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "m2");
+	c->mint_count = 2;
+	uint8_t coins[2 * IG_COIN_BYTES];
+	randombytes_buf(coins, sizeof coins);
+	cJSON *msg = make_box_msg("error", coins, sizeof coins, &f.ch_side);
+	cJSON_AddStringToObject(msg, "error", "outcome_unknown");
+	cJSON_AddStringToObject(msg, "nonce", "m2");
+	cJSON_AddNumberToObject(msg, "count", 2);
+	cJSON_AddNumberToObject(msg, "expires_at", (double)(ig_now_ms() / 1000u + 600));
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "error", msg));
+	cJSON_Delete(msg);
+	cr_assert_eq(ig_wallet_count(&c->wallet, IG_WSLOT_UNCERTAIN), 2);
+	ig_duty_collect.on_connect(f.a, c);
+	uint8_t asked[IG_COINS_PER_REQUEST][IG_COIN_BYTES];
+	cr_assert_eq(take_refund_request(&f, ig_mono_us(), asked, IG_COINS_PER_REQUEST), 2);
+	cJSON *reply = refunded_reply(c->refund_nonce, 2, coins, NULL, 0);
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
+	cJSON_Delete(reply);
+	cr_assert_eq(held(&c->wallet), 0);
+	cr_assert_eq(c->counters.refunded, 2);
+	cr_assert_eq(c->counters.mint_lost, 0);
+	sodium_memzero(coins, sizeof coins);
+	collect_teardown(&f);
+}
+
+Test(unknown_outcome, mint_answer_without_coins_keeps_nothing)
+{
+	static struct collect_fixture f;
+	collect_setup(&f);
+	ig_collect_state *c = &f.c;
+	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "m3");
+	c->mint_count = 2;
+	/* A collector revoked meanwhile gets no box. */
+	cJSON *msg = cJSON_Parse("{\"type\":\"error\",\"error\":\"outcome_unknown\",\"nonce\":\"m3\",\"message\":\"x\"}");
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "error", msg));
+	cJSON_Delete(msg);
+	cr_assert_eq(held(&c->wallet), 0);
+	cr_assert_eq(c->mint_nonce[0], '\0');
+	/* A box that is not from the cluster head is refused. */
+	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "m4");
+	keys other;
+	make_keys(&other);
+	uint8_t coins[2 * IG_COIN_BYTES];
+	randombytes_buf(coins, sizeof coins);
+	msg = make_box_msg("error", coins, sizeof coins, &other.ch_side);
+	cJSON_AddStringToObject(msg, "error", "outcome_unknown");
+	cJSON_AddStringToObject(msg, "nonce", "m4");
+	cJSON_AddNumberToObject(msg, "count", 2);
+	cJSON_AddNumberToObject(msg, "expires_at", (double)(ig_now_ms() / 1000u + 600));
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "error", msg));
+	cJSON_Delete(msg);
+	cr_assert_eq(held(&c->wallet), 0);
+	cr_assert_eq(c->counters.uncertain_minted, 0);
+	collect_teardown(&f);
+}
+
+Test(unknown_outcome, refunds_of_unknown_outcome_are_offered_again_and_settle)
+{
+	static struct collect_fixture f;
+	collect_setup(&f);
+	ig_collect_state *c = &f.c;
+	uint8_t coins[3 * IG_COIN_BYTES];
+	randombytes_buf(coins, sizeof coins);
+	cr_assert_eq(ig_wallet_add(&c->wallet, coins, 3, ig_now_ms() / 1000u + 3600), IG_OK);
+	cr_assert_eq(ig_wallet_cancel(&c->wallet, false), 3);
+	uint64_t now = ig_mono_us();
+	uint8_t asked[IG_COINS_PER_REQUEST][IG_COIN_BYTES];
+	cr_assert_eq(take_refund_request(&f, now, asked, IG_COINS_PER_REQUEST), 3);
+
+	/* Coin 0 refunded; coin 1's record may or may not be durable; coin 2's
+	 * was certainly not written. */
+	const char *codes[2] = {"outcome_unknown", "storage_failed"};
+	cJSON *reply = refunded_reply(c->refund_nonce, 1, coins + IG_COIN_BYTES, codes, 2);
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
+	cJSON_Delete(reply);
+	cr_assert_eq(held(&c->wallet), 2, "coins whose refund is not known to be recorded must be kept");
+	cr_assert_eq(ig_wallet_count(&c->wallet, IG_WSLOT_REFUND_DUE), 2);
+	cr_assert_eq(c->counters.refunded, 1);
+	cr_assert_eq(c->counters.refund_retried, 2);
+	cr_assert_eq(c->counters.refund_refused, 0);
+	char req[IG_COLLECT_REFUND_REQUEST_MAX];
+	cr_assert_eq(ig_collect_refund_prepare(c, req, sizeof req, now), 0, "not at once: the ledger needs time");
+
+	/* Later, once the broker is back, offered again: exactly those two. */
+	cr_assert_eq(take_refund_request(&f, c->next_refund_us, asked, IG_COINS_PER_REQUEST), 2);
+	cr_assert(listed(asked, 2, coins + IG_COIN_BYTES));
+	cr_assert(listed(asked, 2, coins + 2 * IG_COIN_BYTES));
+	/* The first refund of coin 1 was recorded after all; coin 2 now is. */
+	const char *codes2[1] = {"already_refunded"};
+	reply = refunded_reply(c->refund_nonce, 1, coins + IG_COIN_BYTES, codes2, 1);
+	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
+	cJSON_Delete(reply);
+	cr_assert_eq(held(&c->wallet), 0);
+	cr_assert(all_zero(&c->wallet, sizeof c->wallet));
+	cr_assert_eq(c->counters.refunded, 3, "every coin's credit came back");
+	cr_assert_eq(c->counters.refund_refused, 0);
+	cr_assert_eq(c->refund_nonce[0], '\0');
+	sodium_memzero(coins, sizeof coins);
+	collect_teardown(&f);
 }

@@ -26,7 +26,7 @@ size_t ig_wallet_count(const ig_wallet *w, ig_wallet_slot_state st)
 	return n;
 }
 
-int ig_wallet_add(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at)
+static int add_as(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at, ig_wallet_slot_state st)
 {
 	if (n > ig_wallet_count(w, IG_WSLOT_EMPTY))
 		return IG_ERR_RANGE;
@@ -38,10 +38,36 @@ int ig_wallet_add(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires
 		memset(c, 0, sizeof *c);
 		memcpy(c->coin, coins + added * IG_COIN_BYTES, IG_COIN_BYTES);
 		c->expires_at = expires_at;
-		c->state = IG_WSLOT_READY;
+		c->state = st;
+		c->uncertain_mint = st == IG_WSLOT_UNCERTAIN;
 		added++;
 	}
 	return IG_OK;
+}
+
+int ig_wallet_add(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at)
+{
+	return add_as(w, coins, n, expires_at, IG_WSLOT_READY);
+}
+
+/* Never spent: if the mint was lost, the bank knows no such coin, and a
+ * reading paid with one would go out and never be answered. A refund is
+ * the one use that is right whichever way the mint went. */
+int ig_wallet_add_uncertain(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at)
+{
+	return add_as(w, coins, n, expires_at, IG_WSLOT_UNCERTAIN);
+}
+
+size_t ig_wallet_release_uncertain(ig_wallet *w)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < IG_WALLET_CAP; i++) {
+		if (w->slot[i].state == IG_WSLOT_UNCERTAIN) {
+			w->slot[i].state = IG_WSLOT_REFUND_DUE;
+			n++;
+		}
+	}
+	return n;
 }
 
 ig_wallet_coin *ig_wallet_take(ig_wallet *w, uint64_t now_s)
@@ -99,6 +125,20 @@ size_t ig_wallet_sweep(ig_wallet *w, uint64_t now_ms, uint64_t result_timeout_ms
 	return marked;
 }
 
+size_t ig_wallet_cancel(ig_wallet *w, bool outstanding)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < IG_WALLET_CAP; i++) {
+		ig_wallet_coin *c = &w->slot[i];
+		if (c->state == IG_WSLOT_READY || c->state == IG_WSLOT_UNCERTAIN ||
+		    (outstanding && c->state == IG_WSLOT_OUTSTANDING)) {
+			c->state = IG_WSLOT_REFUND_DUE;
+			n++;
+		}
+	}
+	return n;
+}
+
 size_t ig_wallet_refund_batch(ig_wallet *w, ig_wallet_coin **out, size_t max)
 {
 	size_t n = 0;
@@ -111,11 +151,55 @@ size_t ig_wallet_refund_batch(ig_wallet *w, ig_wallet_coin **out, size_t max)
 	return n;
 }
 
-size_t ig_wallet_refund_settle(ig_wallet *w)
+bool ig_wallet_refund_refused(ig_wallet *w, const uint8_t coin_hash[IG_HASH_BYTES], const char *code,
+                              ig_refund_tally *t)
+{
+	ig_wallet_coin *c = NULL;
+	for (size_t i = 0; i < IG_WALLET_CAP && !c; i++) {
+		uint8_t h[IG_HASH_BYTES];
+		if (w->slot[i].state != IG_WSLOT_REFUNDING)
+			continue;
+		ig_coin_hash(h, w->slot[i].coin);
+		if (sodium_memcmp(h, coin_hash, IG_HASH_BYTES) == 0)
+			c = &w->slot[i];
+	}
+	if (!c)
+		return false;
+	bool unknown = strcmp(code, "outcome_unknown") == 0;
+	if (unknown || strcmp(code, "storage_failed") == 0) {
+		/* Not recorded, or maybe recorded: offering it again is safe
+		 * either way (a recorded refund then answers already_refunded). */
+		c->refund_unknown |= unknown;
+		c->state = IG_WSLOT_REFUND_DUE;
+		t->retry++;
+		return true;
+	}
+	bool already = strcmp(code, "already_refunded") == 0, unknown_coin = strcmp(code, "unknown_coin") == 0;
+	if (c->refund_unknown && (already || unknown_coin)) {
+		/* Our earlier refund was recorded (a coin the bank has since
+		 * pruned is unknown to it). That refund was of a known coin, so
+		 * even an uncertain mint was durable: the credit came back. */
+		t->refunded_before++;
+		t->uncertain_back += c->uncertain_mint;
+	} else if (unknown_coin && c->uncertain_mint) {
+		/* The mint was never recorded: nothing was debited. */
+		t->mint_lost++;
+	} else {
+		t->refused++;
+	}
+	ig_wallet_forget(c);
+	return true;
+}
+
+size_t ig_wallet_refund_settle(ig_wallet *w, ig_refund_tally *t)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < IG_WALLET_CAP; i++) {
 		if (w->slot[i].state == IG_WSLOT_REFUNDING) {
+			if (t) {
+				t->refunded++;
+				t->uncertain_back += w->slot[i].uncertain_mint;
+			}
 			ig_wallet_forget(&w->slot[i]);
 			n++;
 		}

@@ -27,7 +27,12 @@ struct cJSON;
  * One table of coin slots. A coin moves READY -> OUTSTANDING (it paid for a
  * message) -> wiped (its result came), or to REFUND_DUE -> REFUNDING ->
  * wiped (handed back to the bank). A coin never goes back to READY once it
- * went out in a message: it is one-use. */
+ * went out in a message: it is one-use. Coins from a mint whose outcome the
+ * bank does not know start UNCERTAIN and are never spent: they wait for the
+ * next connection and are then refunded (REFUND_DUE), which restores the
+ * credit if the mint was durable and costs nothing if it was lost. A refund
+ * the bank could not record, or whose outcome it does not know, goes back
+ * to REFUND_DUE and is offered again later. */
 #define IG_WALLET_CAP 256
 #define IG_WALLET_LOW 8            /* mint when fewer ready coins than this */
 #define IG_WALLET_MINT_BATCH 16    /* coins per mint request */
@@ -39,6 +44,7 @@ typedef enum ig_wallet_slot_state {
 	IG_WSLOT_OUTSTANDING,    /* paid for a data message; waiting for its result */
 	IG_WSLOT_REFUND_DUE,     /* to be handed back to the bank */
 	IG_WSLOT_REFUNDING,      /* in the refund request awaiting its reply */
+	IG_WSLOT_UNCERTAIN,      /* from a mint of unknown outcome: never spent, refunded after a reconnect */
 } ig_wallet_slot_state;
 
 typedef struct ig_wallet_coin {
@@ -49,6 +55,8 @@ typedef struct ig_wallet_coin {
 	uint8_t header_hash[IG_HASH_BYTES];
 	uint64_t seq;
 	uint64_t sent_ms;
+	bool uncertain_mint;                  /* its mint may have been lost (outcome_unknown) */
+	bool refund_unknown;                  /* an earlier refund of it may have been recorded */
 } ig_wallet_coin;
 
 typedef struct ig_wallet {
@@ -60,6 +68,12 @@ size_t ig_wallet_count(const ig_wallet *w, ig_wallet_slot_state st);
 /* Adds n coins (n * 32 bytes) expiring at expires_at as READY. All or
  * nothing: IG_ERR_RANGE if fewer than n slots are free. */
 int ig_wallet_add(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at);
+/* As ig_wallet_add, for coins that came with an outcome_unknown answer to a
+ * mint: they are added UNCERTAIN (never spent; see above). */
+int ig_wallet_add_uncertain(ig_wallet *w, const uint8_t *coins, size_t n, uint64_t expires_at);
+/* Connected again (the broker may have restarted with its ledger back):
+ * every UNCERTAIN coin becomes REFUND_DUE. Returns how many. */
+size_t ig_wallet_release_uncertain(ig_wallet *w);
 /* The READY coin to spend next: the one expiring soonest among those with
  * more than IG_WALLET_MIN_LIFE_S left. NULL if none. It stays READY until
  * ig_wallet_mark_sent. */
@@ -72,12 +86,36 @@ ig_wallet_coin *ig_wallet_find(ig_wallet *w, const uint8_t header_hash[IG_HASH_B
 void ig_wallet_forget(ig_wallet_coin *c);
 /* Marks REFUND_DUE: outstanding coins without a result after
  * result_timeout_ms or past their expiry, and ready coins within
- * IG_WALLET_MIN_LIFE_S of it. Returns how many it marked. */
+ * IG_WALLET_MIN_LIFE_S of it. UNCERTAIN coins wait for a reconnect (an
+ * expired coin can still be refunded). Returns how many it marked. */
 size_t ig_wallet_sweep(ig_wallet *w, uint64_t now_ms, uint64_t result_timeout_ms);
+/* The collector is stopping: every READY and UNCERTAIN coin, and with
+ * outstanding also every OUTSTANDING one, becomes REFUND_DUE (a result that
+ * comes for one still counts). Returns how many. */
+size_t ig_wallet_cancel(ig_wallet *w, bool outstanding);
 /* Moves up to max REFUND_DUE coins to REFUNDING and points out[] at them. */
 size_t ig_wallet_refund_batch(ig_wallet *w, ig_wallet_coin **out, size_t max);
-/* The refund was answered: wipes every REFUNDING coin. Returns how many. */
-size_t ig_wallet_refund_settle(ig_wallet *w);
+/* What one refund reply did to the coins it named. */
+typedef struct ig_refund_tally {
+	size_t refunded;         /* credited back now (not in "refused") */
+	size_t refunded_before;  /* already_refunded after a refund of unknown outcome: credited then */
+	size_t mint_lost;        /* unknown_coin for a coin of a mint of unknown outcome: never debited */
+	size_t retry;            /* storage_failed or outcome_unknown: REFUND_DUE again, offered later */
+	size_t refused;          /* any other refusal: dropped, their credit is not coming back */
+	size_t uncertain_back;   /* of refunded and refunded_before, coins of a mint of unknown outcome */
+} ig_refund_tally;
+/* Applies one "refused" entry of a refund reply (coin_hash is BLAKE2b-256
+ * of the coin, code the bank's error) to the REFUNDING coin it names:
+ * storage_failed and outcome_unknown put it back to REFUND_DUE (the latter
+ * remembering that this refund may have been recorded); anything else
+ * wipes it. Returns false, changing nothing, if no REFUNDING coin has that
+ * hash. */
+bool ig_wallet_refund_refused(ig_wallet *w, const uint8_t coin_hash[IG_HASH_BYTES], const char *code,
+                              ig_refund_tally *t);
+/* The refund was answered (after ig_wallet_refund_refused for each refused
+ * coin): wipes every REFUNDING coin left, which the bank credited back.
+ * Returns how many; t, if not NULL, counts them. */
+size_t ig_wallet_refund_settle(ig_wallet *w, ig_refund_tally *t);
 /* The refund went unanswered: REFUNDING goes back to REFUND_DUE. */
 size_t ig_wallet_refund_retry(ig_wallet *w);
 void ig_wallet_wipe(ig_wallet *w);
@@ -215,7 +253,10 @@ int ig_stats_result(char *out, size_t cap, const ig_stat_series *s, uint64_t seq
 
 /* collect: a sensor reading every interval (+-10%), paid with one coin. */
 typedef struct ig_collect_counters {
-	uint64_t sent, results, dropped_results, skipped_no_coin, minted, refunded, refund_refused;
+	uint64_t sent, results, dropped_results, error_results, skipped_no_coin, minted, refunded, refund_refused;
+	uint64_t uncertain_minted;   /* coins kept from mints answered outcome_unknown */
+	uint64_t mint_lost;          /* of those, refunds answered unknown_coin: the mint was never recorded */
+	uint64_t refund_retried;     /* coin refunds answered storage_failed or outcome_unknown, offered again */
 } ig_collect_counters;
 
 typedef struct ig_collect_state {
@@ -239,6 +280,8 @@ typedef struct ig_collect_state {
 	uint64_t seq;
 	ig_collect_counters counters;
 	bool warned_no_pin, warned_no_coin;
+	bool leaving;                               /* stopping: every coin goes back to the bank */
+	uint64_t leave_us;                          /* when the stop began (monotonic) */
 } ig_collect_state;
 int ig_collect_init(ig_collect_state *c, unsigned interval_s, const char *stream, unsigned result_timeout_s,
                     const ig_pin_state *pin);
@@ -246,11 +289,20 @@ int ig_collect_init(ig_collect_state *c, unsigned interval_s, const char *stream
  * if a matching result was opened. Exposed for the unit test. */
 bool ig_collect_result(ig_collect_state *c, const char *topic, const uint8_t *msg, size_t len, char *out,
                        size_t cap, size_t *out_len, uint64_t *seq);
+#define IG_COLLECT_REFUND_REQUEST_MAX (64 + IG_COINS_PER_REQUEST * (2 * IG_COIN_BYTES + 3) + IG_BANK_NONCE_HEX)
+/* The refund request due at now_us, if any (none while one is in flight or
+ * before next_refund_us): moves up to 64 REFUND_DUE coins to REFUNDING,
+ * sets refund_nonce and refund_sent_us and writes the request into out (it
+ * holds coins: wipe it). Returns its length, 0 if none is due, or IG_ERR_*
+ * with nothing changed. If the request cannot be sent, call
+ * ig_collect_refund_unsent. Exposed for the unit test. */
+int ig_collect_refund_prepare(ig_collect_state *c, char *out, size_t cap, uint64_t now_us);
+void ig_collect_refund_unsent(ig_collect_state *c);
 extern const ig_duty_ops ig_duty_collect;
 
 /* analyst: redeems every data message it sees and answers with statistics. */
 typedef struct ig_analyst_counters {
-	uint64_t messages, redeemed, refused, results, dropped;
+	uint64_t messages, redeemed, refused, results, error_results, dropped;
 } ig_analyst_counters;
 
 typedef struct ig_analyst_state {
@@ -263,6 +315,12 @@ typedef struct ig_analyst_state {
 	bool warned_no_pin;
 } ig_analyst_state;
 int ig_analyst_init(ig_analyst_state *an, const ig_pin_state *pin);
+/* The error result for a redeemed payload the analyst cannot use:
+ * {"error":code,"message":message} (both plain ASCII without quotes or
+ * backslashes). Returns the length or IG_ERR_RANGE. */
+#define IG_RESULT_ERR_NOT_JSON "not_json"              /* the payload is not a JSON object */
+#define IG_RESULT_ERR_UNDECRYPTABLE "undecryptable"    /* it does not open with the coin's payload key */
+int ig_analyst_error_result(char *out, size_t cap, const char *code, const char *message);
 extern const ig_duty_ops ig_duty_analyst;
 
 #endif
