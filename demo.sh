@@ -11,7 +11,11 @@
 # And the bank: a credited collector pays for each sealed reading with a
 # one-use coin, an analyst redeems the coins to read them and answers with a
 # sealed result; the monitors see coin_mint/coin_redeem ledger events and
-# only ciphertext on the data topics.
+# only ciphertext on the data topics. Everything goes over TLS: the broker's
+# one listener uses a CA and server certificate made by tools/mkcerts.sh,
+# which every client trusts (--tls-ca, --cafile); tokens never cross in
+# plaintext. And when the demo ends, the collector hands its unspent coins
+# back to the bank before it exits.
 # Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
@@ -43,7 +47,7 @@ BROKER_PID=
 
 cleanup() {
 	trap - EXIT INT TERM
-	say "stopping agents and the monitor"
+	say "stopping agents and the monitor (the collector dev3 hands its unspent coins back to the bank first)"
 	local p
 	for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -84,12 +88,19 @@ done
 say "   and credit for 100 coins to dev3, which will be a collector (iotguard credit also works online)"
 "$IG" credit --ledger "$DIR/ledger" --id dev3 --amount 100 | prefix iotguard
 
-say "3. mosquitto.conf with the iotguard plugin, on 127.0.0.1:$PORT"
+say "3. a CA and a server certificate for 127.0.0.1 (tools/mkcerts.sh; keys mode 0600), and mosquitto.conf"
+say "   with the iotguard plugin and one TLS listener on 127.0.0.1:$PORT (tokens are bearer credentials:"
+say "   they never cross in plaintext); message_size_limit 131072, twice iotguard's largest message"
+tools/mkcerts.sh "$DIR/certs" >/dev/null 2> >(prefix mkcerts >&2)
+CA="$DIR/certs/ca.crt"
 cat >"$DIR/mosquitto.conf" <<EOF
 user $(id -un)
 per_listener_settings false
 allow_anonymous false
 listener $PORT 127.0.0.1
+certfile $DIR/certs/server.crt
+keyfile $DIR/certs/server.key
+message_size_limit 131072
 log_dest stderr
 log_type error
 log_type warning
@@ -103,8 +114,11 @@ sed 's/^/      /' "$DIR/mosquitto.conf"
 
 "${IG_MOSQUITTO:-/usr/sbin/mosquitto}" -c "$DIR/mosquitto.conf" > >(prefix broker) 2>&1 &
 BROKER_PID=$!
+# Ready once the port is listening (/proc/net/tcp, state 0A): a bare TCP
+# probe would make the TLS listener log a failed handshake.
+LISTEN=$(printf '0100007F:%04X' "$PORT")
 for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+	grep -q " $LISTEN 00000000:0000 0A " /proc/net/tcp && break
 	kill -0 "$BROKER_PID" 2>/dev/null || { say "the broker did not start"; exit 1; }
 	sleep 0.1
 done
@@ -112,7 +126,7 @@ done
 say "4. a monitor: mosquitto_sub with a monitor token on status, ledger/# (events such as enroll,"
 say "   coin_mint, coin_redeem) and stats; a mint event's list of coin hashes is shortened here"
 MON_TOKEN=$("$IG" token --id mon --key "$DIR/keys/mon.key" --cluster "$CLUSTER" --ttl 86400)
-mosquitto_sub -h 127.0.0.1 -p "$PORT" -i mon -u mon -P "$MON_TOKEN" -v \
+mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile "$CA" -i mon -u mon -P "$MON_TOKEN" -v \
 	-t "iotguard/$CLUSTER/dev/+/status" -t "iotguard/$CLUSTER/ledger/#" -t "iotguard/$CLUSTER/stats" \
 	> >(sed -u -E 's/"coin_hashes":\["([0-9a-f]{12})[^]]*\]/"coin_hashes":["\1...",...]/' | prefix monitor) 2>&1 &
 PIDS+=($!)
@@ -121,7 +135,7 @@ unset MON_TOKEN
 say "   and a second monitor on iotguard/$CLUSTER/m2m/# and iotguard/$CLUSTER/dev/+/data/+: device-to-device"
 say "   messages and collectors' readings, which it sees only encrypted"
 WATCH_TOKEN=$("$IG" token --id watch --key "$DIR/keys/watch.key" --cluster "$CLUSTER" --ttl 86400)
-mosquitto_sub -h 127.0.0.1 -p "$PORT" -i watch -u watch -P "$WATCH_TOKEN" -t "iotguard/$CLUSTER/m2m/#" \
+mosquitto_sub -h 127.0.0.1 -p "$PORT" --cafile "$CA" -i watch -u watch -P "$WATCH_TOKEN" -t "iotguard/$CLUSTER/m2m/#" \
 	-t "iotguard/$CLUSTER/dev/+/data/+" -F '%t %l bytes: %x' \
 	> >(sed -u -E 's/^(.* bytes: .{48}).*/\1... (ciphertext)/' | prefix watch) 2>&1 &
 PIDS+=($!)
@@ -132,8 +146,8 @@ say "   entropy every 5 s and ask the cluster head for a session key to talk to 
 start_agent() {
 	local id=$1
 	shift
-	"$AGENT" --host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --id "$id" --key "$DIR/keys/$id.key" \
-		--heartbeat 5 "$@" > >(prefix "$id") 2>&1 &
+	"$AGENT" --host 127.0.0.1 --port "$PORT" --tls-ca "$CA" --cluster "$CLUSTER" --id "$id" \
+		--key "$DIR/keys/$id.key" --heartbeat 5 "$@" > >(prefix "$id") 2>&1 &
 	PIDS+=($!)
 }
 start_agent dev1 --ping --entropy-interval 5 --peer dev2 --send-interval 3
@@ -145,7 +159,7 @@ start_agent dev3 --ping --collect-interval 2
 start_agent ana1 --role analyst
 sleep 5
 
-online=(--host 127.0.0.1 --port "$PORT" --cluster "$CLUSTER" --user admin --key "$DIR/keys/admin.key")
+online=(--host 127.0.0.1 --port "$PORT" --tls-ca "$CA" --cluster "$CLUSTER" --user admin --key "$DIR/keys/admin.key")
 say "6. enrolling dev4 online, through the broker's admin API"
 "$IG" enroll "${online[@]}" --id dev4 --pubkey "${PK[dev4]}" --role device 2>&1 | prefix iotguard
 start_agent dev4 --ping

@@ -24,7 +24,7 @@ PY=/usr/bin/python3
 
 PACKAGES=(build-essential meson ninja-build pkg-config mosquitto mosquitto-clients mosquitto-dev
           libmosquitto-dev libcjson-dev libsodium-dev libcriterion-dev python3-paho-mqtt
-          python3-jsonschema python3-pytest python3-nacl valgrind)
+          python3-jsonschema python3-pytest python3-nacl valgrind openssl)
 
 install_deps() {
 	local missing=() p
