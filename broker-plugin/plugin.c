@@ -58,6 +58,20 @@ void ig_plugin_publish(const char *topic, const char *json, bool retain)
 		ig_plugin_log(MOSQ_LOG_WARNING, "could not publish on %s (error %d)", topic, rc);
 }
 
+const char *ig_plugin_ledger_refusal(int rc)
+{
+	switch (rc) {
+	case IG_ERR_NOSPACE:
+		return "the cluster head's disk is full (ENOSPC), so nothing was recorded; retry later (the operator "
+		       "must free disk space; the broker resumes by itself)";
+	case IG_ERR_CLOSED:
+		return "the broker is shutting down, so nothing was recorded; retry once it is back";
+	default:
+		return "the ledger is not accepting records (a disk write failed; see the broker log), so nothing was "
+		       "recorded; retry after the operator has fixed the disk and restarted the broker";
+	}
+}
+
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 {
 	char *json = ig_record_to_json(rec);
@@ -73,7 +87,7 @@ void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 /* ---- configuration ---------------------------------------------------- */
 
 static const uint32_t default_ttl[IG_ROLE_COUNT] = {
-	[IG_ROLE_DEVICE] = 600, [IG_ROLE_ANALYST] = 3600, [IG_ROLE_MONITOR] = 86400, [IG_ROLE_ADMIN] = 86400,
+	[IG_ROLE_DEVICE] = 600, [IG_ROLE_ANALYST] = 3600, [IG_ROLE_MONITOR] = 86400, [IG_ROLE_ADMIN] = 300,
 };
 
 static int parse_u32(const char *name, const char *value, uint32_t min, uint32_t max, uint32_t *out)
@@ -98,10 +112,13 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 	cfg->stats_interval_s = 10;
 	cfg->auth_fail_limit = 20;
 	cfg->auth_ban_s = 60;
+	cfg->auth_id_budget = 60;
+	cfg->replay_cache_max = 4000000;
 	cfg->entropy_min_interval_ms = 1000;
 	cfg->session_key_ttl_s = 3600;
 	cfg->key_requests_per_minute = 600;
 	cfg->coin_ttl_s = 86400;
+	cfg->attest_max_per_hour = 12;
 
 	for (int i = 0; i < count; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
@@ -131,6 +148,10 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 0, 1000000, &cfg->auth_fail_limit);
 		} else if (!strcmp(k, "auth_ban_seconds")) {
 			rc = parse_u32(k, v, 1, 86400, &cfg->auth_ban_s);
+		} else if (!strcmp(k, "auth_id_budget")) {
+			rc = parse_u32(k, v, 0, 1000000, &cfg->auth_id_budget);
+		} else if (!strcmp(k, "replay_cache_max")) {
+			rc = parse_u32(k, v, 1000, 100000000, &cfg->replay_cache_max);
 		} else if (!strcmp(k, "entropy_min_interval_ms")) {
 			rc = parse_u32(k, v, 0, 3600000, &cfg->entropy_min_interval_ms);
 		} else if (!strcmp(k, "session_key_ttl")) {
@@ -139,11 +160,14 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 60, 365 * 86400, &cfg->coin_ttl_s);
 		} else if (!strcmp(k, "key_requests_per_minute")) {
 			rc = parse_u32(k, v, 1, 10000000, &cfg->key_requests_per_minute);
+		} else if (!strcmp(k, "attest_max_per_hour")) {
+			rc = parse_u32(k, v, 1, 3600, &cfg->attest_max_per_hour);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
 			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
-			              "stats_interval, auth_fail_limit, auth_ban_seconds, entropy_min_interval_ms, session_key_ttl, "
-			              "key_requests_per_minute, coin_ttl", k);
+			              "stats_interval, auth_fail_limit, auth_ban_seconds, auth_id_budget, replay_cache_max, "
+			              "entropy_min_interval_ms, session_key_ttl, key_requests_per_minute, coin_ttl, "
+			              "attest_max_per_hour", k);
 			return -1;
 		}
 		if (rc)
@@ -272,6 +296,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	uint64_t now_s = ig_now_ms() / 1000;
 	ig_plugin_keys_prune(pl, now_s);
 	ig_plugin_bank_tick(pl, now_s);
+	ig_plugin_auth_tick(pl, now_s * 1000);
 	if (pl->cfg.stats_interval_s) {
 		uint64_t now = ig_now_ms();
 		if (now >= pl->next_stats_ms) {
@@ -350,6 +375,7 @@ static void plugin_free(ig_plugin *pl)
 	ig_coins_free(pl->coins);
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
+	ig_plugin_auth_free(pl);
 	if (pl->devices)
 		ig_idmap_free(pl->devices, true);
 	free(pl->keys);
@@ -429,7 +455,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	apply_ttls(pl);
 	pl->reg = ig_registry_new();
 	pl->codes = ig_joincodes_new();
-	if (!pl->reg || !pl->codes || ig_plugin_bank_init(pl) != 0 || !ig_sessions_init(&pl->sessions)) {
+	if (!pl->reg || !pl->codes || ig_plugin_bank_init(pl) != 0 || !ig_sessions_init(&pl->sessions) ||
+	    ig_plugin_auth_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
@@ -476,6 +503,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		}
 	}
 
+	ig_plugin_tls_warn();
 	ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': ledger %s open, height %llu, %llu active identities, loaded in %llu ms",
 	              pl->cluster, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
 	              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),

@@ -52,13 +52,6 @@ typedef struct ig_sessions {
 	uint64_t by_role[IG_ROLE_COUNT];
 } ig_sessions;
 
-/* Per-address failure counter that turns brute force into cheap refusals. */
-typedef struct ig_ban_entry {
-	char addr[48];
-	uint32_t failures;
-	uint64_t window_start_ms;
-	uint64_t banned_until_ms;
-} ig_ban_entry;
 
 /* What the cluster head remembers per identity beyond the ledger. */
 typedef enum ig_entropy_refusal {
@@ -84,6 +77,7 @@ typedef enum ig_bank_refusal {
 	IG_BANK_NOT_ALLOWED,
 	IG_BANK_OVER_LIMIT,
 	IG_BANK_STORAGE_FAILED,
+	IG_BANK_OUTCOME_UNKNOWN,     /* the record may or may not be durable */
 	IG_BANK_REFUSAL_COUNT
 } ig_bank_refusal;
 
@@ -95,6 +89,7 @@ typedef struct ig_device_state {
 	uint8_t measurement[IG_HASH_BYTES];
 	uint8_t attest;                  /* ig_attest_state */
 	bool attest_in_flight;
+	ig_attest_rate attest_rate;      /* attest records this hour (lib/entropy.c) */
 	/* crypto_box key shared with this device, for key delivery; cached
 	 * because X25519 costs more than everything else in issuing a key. */
 	bool box_ready;
@@ -121,10 +116,13 @@ typedef struct ig_plugin_config {
 	uint32_t stats_interval_s;       /* 0 = no stats */
 	uint32_t auth_fail_limit;        /* failures per address per minute before a ban; 0 = off */
 	uint32_t auth_ban_s;
+	uint32_t auth_id_budget;         /* failed signature checks per id per minute from failing addresses; 0 = off */
+	uint32_t replay_cache_max;       /* single-use nonces remembered at most */
 	uint32_t entropy_min_interval_ms;
 	uint32_t session_key_ttl_s;
 	uint32_t key_requests_per_minute;
 	uint32_t coin_ttl_s;
+	uint32_t attest_max_per_hour;    /* attest records per device per hour */
 } ig_plugin_config;
 
 typedef struct ig_plugin {
@@ -145,7 +143,10 @@ typedef struct ig_plugin {
 	size_t topic_ch_prefix_len;
 
 	ig_sessions sessions;
-	ig_ban_entry bans[256];
+	/* Brute force and replays (plugin_auth.c, lib/ban.c, lib/nonces.c). */
+	ig_ban *bans;
+	ig_ban_ids *id_budget;
+	ig_nonces *replay;
 #define IG_KICKS_MAX 64
 	char kicks[IG_KICKS_MAX][IG_ID_MAX + 1];   /* disconnects deferred to the next tick */
 	uint32_t kicks_pending;
@@ -177,7 +178,7 @@ typedef struct ig_plugin {
 	uint64_t entropy_accepted, entropy_refused[IG_ENT_REFUSAL_COUNT];
 	uint64_t keys_issued, keys_refused, keys_revoked_notices;
 	uint64_t joins_completed, joins_failed;
-	uint64_t attest_reports, attest_disallowed;
+	uint64_t attest_reports, attest_disallowed, attest_over_rate;
 	uint64_t coins_minted, coins_redeemed, coins_refunded, bank_refused[IG_BANK_REFUSAL_COUNT];
 } ig_plugin;
 
@@ -188,11 +189,28 @@ void ig_plugin_send_to(const char *client_id, const char *topic, const char *jso
 /* Publishes to every subscriber allowed to read topic. */
 void ig_plugin_publish(const char *topic, const char *json, bool retain);
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec);
+/* What to tell a client whose change the ledger did not record: rc is what
+ * ig_ledger_submit returned, or a completion status other than IG_OK and
+ * IG_ERR_UNKNOWN (those are "certainly not written"). One sentence saying
+ * why (a full disk is named as such) and what to do. */
+const char *ig_plugin_ledger_refusal(int rc);
+/* Error code and sentence for IG_ERR_UNKNOWN: the record may or may not be
+ * durable; never answer such a request as if it did not happen. */
+#define IG_PLUGIN_E_OUTCOME_UNKNOWN "outcome_unknown"
+
+/* plugin_tls_warn.c: at init, warns about plaintext listeners and a
+ * missing message_size_limit in the broker's configuration. */
+void ig_plugin_tls_warn(void);
 
 /* plugin_auth.c */
 int ig_plugin_on_basic_auth(int event, void *event_data, void *userdata);
 int ig_plugin_on_ext_auth_start(int event, void *event_data, void *userdata);
 int ig_plugin_on_disconnect(int event, void *event_data, void *userdata);
+/* The brute-force tables and the replay cache: made at start, swept a
+ * slice per tick, freed at cleanup. init logs what failed. */
+int ig_plugin_auth_init(ig_plugin *pl);
+void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms);
+void ig_plugin_auth_free(ig_plugin *pl);
 bool ig_sessions_init(ig_sessions *s);
 void ig_sessions_free(ig_sessions *s);
 const ig_session *ig_sessions_find(const ig_sessions *s, const char *id);
@@ -227,6 +245,10 @@ void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payloa
 void ig_plugin_attest_request(ig_plugin *pl, const char *id, const struct cJSON *req);
 void ig_plugin_entropy_stats(ig_plugin *pl, struct cJSON *stats);
 ig_device_state *ig_plugin_device(ig_plugin *pl, const char *id);
+/* Wipes what the cluster head remembers about id beyond the ledger (entropy
+ * sequence, attestation, cached box key, rate windows), at revocation and
+ * at a new enrolment, so a new key inherits nothing from an old one. */
+void ig_plugin_device_forget(ig_plugin *pl, const char *id);
 
 /* plugin_keys.c */
 void ig_plugin_key_request(ig_plugin *pl, const char *id, const struct cJSON *req);

@@ -138,17 +138,31 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 	ig_plugin *pl = b->pl;
 	pl->admin_inflight--;
 
-	if (status != IG_OK) {
+	if (status == IG_ERR_UNKNOWN) {
+		/* The record reached the kernel before its batch failed: the next
+		 * start may or may not replay it, so say exactly that. */
+		if (p->kind == IG_ADMIN_ENROLL)
+			ig_registry_release(pl->reg, p->id);
+		fail(p->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		     p->kind == IG_ADMIN_REVOKE
+		         ? "a disk write failed after the revocation was written, so it may or may not be durable; it "
+		           "is in force until the broker restarts: fix the disk (see the broker log), restart the "
+		           "broker, check with 'iotguard get' and revoke again if it is still active"
+		         : "a disk write failed after the enrolment was written, so it may or may not be durable: fix "
+		           "the disk (see the broker log), restart the broker and check with 'iotguard get' before "
+		           "retrying");
+	} else if (status != IG_OK) {
 		if (p->kind == IG_ADMIN_ENROLL)
 			ig_registry_release(pl->reg, p->id);
 		/* A revoke that failed to reach the disk stays in force in memory:
 		 * failing closed is safer, and the admin is told to retry. */
-		fail(p->slot, IG_ADMIN_E_STORAGE,
-		     p->kind == IG_ADMIN_REVOKE
-		         ? "the ledger could not make this revocation durable; it is in force until the broker "
-		           "restarts: fix the disk (see the broker log), restart the broker and revoke again"
-		         : "the ledger could not make this enrolment durable; nothing was enrolled: fix the disk "
-		           "(see the broker log), restart the broker and retry");
+		char msg[400];
+		snprintf(msg, sizeof msg, "%s: %s",
+		         p->kind == IG_ADMIN_REVOKE ? "the revocation was not recorded (it is in force until the broker "
+		                                      "restarts; revoke again)"
+		                                    : "nothing was enrolled",
+		         ig_plugin_ledger_refusal(status));
+		fail(p->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
 		ig_error err = {0};
 		int rc = p->kind == IG_ADMIN_ENROLL ? ig_registry_apply(pl->reg, rec, &err)
@@ -156,12 +170,24 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		if (rc != IG_OK)
 			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the index refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
+		/* The revoke record's state rule (lib/coins.c, docs/LEDGER.md):
+		 * the id's credit and unspent coins end here, as on replay. */
+		uint64_t cancelled_credit = ig_coins_balance(pl->coins, p->id);
+		uint64_t cancelled_coins = ig_coins_outstanding(pl->coins, p->id);
+		if (p->kind == IG_ADMIN_REVOKE && ig_coins_apply(pl->coins, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the coin index refused it: %s",
+			              (unsigned long long)rec->index, err.msg);
+		/* A new key for the id starts with none of the old one's state. */
+		ig_plugin_device_forget(pl, p->id);
 		ig_plugin_publish_event(pl, rec);
 		cJSON_AddTrueToObject(p->slot, "ok");
 		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
 		cJSON_AddStringToObject(p->slot, "id", p->id);
-		if (p->kind == IG_ADMIN_REVOKE)
+		if (p->kind == IG_ADMIN_REVOKE) {
 			cJSON_AddBoolToObject(p->slot, "disconnected", p->disconnected);
+			cJSON_AddNumberToObject(p->slot, "cancelled_credit", (double)cancelled_credit);
+			cJSON_AddNumberToObject(p->slot, "cancelled_coins", (double)cancelled_coins);
+		}
 		ig_plugin_log(MOSQ_LOG_NOTICE, "%s %s by %s (ledger index %llu)",
 		              p->kind == IG_ADMIN_ENROLL ? "enrolled" : "revoked", p->id, b->client_id,
 		              (unsigned long long)rec->index);
@@ -191,7 +217,7 @@ static void submit(admin_batch *b, cJSON *slot, ig_admin_kind kind, const char *
 		free(p);
 		if (kind == IG_ADMIN_ENROLL)
 			ig_registry_release(pl->reg, id);
-		fail(slot, IG_ADMIN_E_STORAGE, "the ledger is not accepting records (shut down or failed); check the broker log");
+		fail(slot, IG_ADMIN_E_STORAGE, ig_plugin_ledger_refusal(rc));
 		return;
 	}
 	b->outstanding++;
@@ -207,6 +233,12 @@ static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		snprintf(msg, sizeof msg, "%s is already enrolled (%s); revoke it first to enroll a new key", cmd->id,
 		         ig_id_status_name((ig_id_status)cur->status));
 		fail(slot, IG_ADMIN_E_EXISTS, msg);
+		return;
+	}
+	if (cur && !cmd->reenroll) {
+		fail_about(slot, IG_ADMIN_E_ALREADY_REVOKED, cmd->id,
+		           "was revoked; to give this id a new key, enroll it again with --reenroll (admin API: "
+		           "\"reenroll\":true). It starts with no credit, coins or session keys");
 		return;
 	}
 	if (ig_registry_reserve(pl->reg, cmd->id, cmd->role, cmd->pk) != IG_OK) {
@@ -248,6 +280,7 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
 	publish_revoked_status(pl, cmd->id);
 	ig_plugin_keys_on_revoke(pl, cmd->id);
+	ig_plugin_device_forget(pl, cmd->id);
 	ig_revoke r = {0};
 	snprintf(r.id, sizeof r.id, "%s", cmd->id);
 	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
@@ -261,7 +294,7 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 typedef struct codes_pending {
 	admin_batch *batch;
 	cJSON *slot;
-	uint32_t count, remaining, failed;
+	uint32_t count, remaining, failed, unknown;   /* unknown: of the failed, how many may be durable */
 	uint64_t expires_at;
 	ig_role role;
 	char text[IG_ADMIN_JOIN_CODES_MAX][IG_JOIN_CODE_TEXT_LEN + 1];
@@ -282,6 +315,8 @@ static void on_code_durable(void *ctx, int status, const ig_record *rec)
 		ig_plugin_publish_event(pl, rec);
 	} else {
 		cp->failed++;
+		if (status == IG_ERR_UNKNOWN)
+			cp->unknown++;
 	}
 	codes_step(cp);
 }
@@ -294,7 +329,15 @@ static void codes_step(codes_pending *cp)
 	if (--cp->remaining > 0)
 		return;
 	pl->admin_inflight--;
-	if (cp->failed) {
+	if (cp->unknown) {
+		/* Some codes may be replayed at the next start, but none is handed
+		 * out: nobody can use a code whose text was never shown, and it
+		 * expires unused; so creating new codes later is always safe. */
+		fail(cp->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		     "a disk write failed after join code records were written, so some may or may not be durable; none "
+		     "were handed out (any that were recorded stay unusable and expire): create new codes once the "
+		     "broker is back");
+	} else if (cp->failed) {
 		/* Some codes may exist in the ledger, but none is handed out: an
 		 * admin cannot tell which, and unknown codes are harmless. */
 		fail(cp->slot, IG_ADMIN_E_STORAGE, "the ledger could not record the join codes; none were issued");
@@ -354,8 +397,15 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 	admin_batch *b = cp->batch;
 	ig_plugin *pl = b->pl;
 	pl->admin_inflight--;
-	if (status != IG_OK) {
-		fail(cp->slot, IG_ADMIN_E_STORAGE, "the ledger could not record the credit; nothing was granted");
+	if (status == IG_ERR_UNKNOWN) {
+		fail(cp->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		     "a disk write failed after the credit was written, so it may or may not be durable: fix the disk "
+		     "(see the broker log), restart the broker and check the balance with 'iotguard get' before "
+		     "crediting again");
+	} else if (status != IG_OK) {
+		char msg[400];
+		snprintf(msg, sizeof msg, "nothing was granted: %s", ig_plugin_ledger_refusal(status));
+		fail(cp->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -392,9 +442,11 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		cp->slot = slot;
 		snprintf(cp->id, sizeof cp->id, "%s", cmd->id);
 	}
-	if (!cp || n < 0 || ig_ledger_submit(pl->ledger, IG_REC_CREDIT, body, (size_t)n, on_credit_durable, cp) != IG_OK) {
+	int rc = !cp ? IG_ERR_NOMEM : n < 0 ? n : ig_ledger_submit(pl->ledger, IG_REC_CREDIT, body, (size_t)n, on_credit_durable, cp);
+	if (rc != IG_OK) {
 		free(cp);
-		fail(slot, IG_ADMIN_E_STORAGE, "the ledger is not accepting records; check the broker log");
+		fail(slot, IG_ADMIN_E_STORAGE, !cp || n < 0 ? "could not build the credit record; nothing was granted"
+		                                            : ig_plugin_ledger_refusal(rc));
 		return;
 	}
 	b->outstanding++;

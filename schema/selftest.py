@@ -154,7 +154,9 @@ redeem_ev = {"index": 17, "ts": TS, "type": "coin_redeem", "hash": HEX64, "prev"
 refund_ev = {"index": 18, "ts": TS, "type": "coin_refund", "hash": HEX64, "prev": HEX64B,
              "coin_hash": COIN2_HASH, "collector": "sensor-1", "reason": "expired"}
 BANK_EVENTS = [credit_ev, with_(credit_ev, by="offline:root", amount=1), mint_ev,
-               with_(mint_ev, count=1, coin_hashes=[COIN_HASH]), redeem_ev, refund_ev,
+               with_(mint_ev, count=1, coin_hashes=[COIN_HASH]), redeem_ev,
+               with_(redeem_ev, header_hash="404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"),
+               refund_ev,
                with_(refund_ev, reason="cancelled"), with_(undecodable, type="coin_mint"),
                with_(unknown, type_code=47)]
 EVENT_OK = BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
@@ -228,6 +230,7 @@ EVENT_BAD = [
     (with_(redeem_ev, coin="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"), "redeem with the coin"),
     (without(redeem_ev, "analyst"), "redeem without analyst"),
     (without(redeem_ev, "collector"), "redeem without collector"),
+    (with_(redeem_ev, header_hash=COIN_HASH[:-2]), "short header hash"),
     (with_(refund_ev, reason="lost"), "unknown refund reason"),
     (with_(refund_ev, reason="Expired"), "refund reason not lowercase"),
     (without(refund_ev, "collector"), "refund without collector"),
@@ -245,12 +248,13 @@ stats = {
                "commit_latency_us": {"last": 900, "avg": 1200, "max": 5000}},
     "entropy": {"accepted": 7, "refused": {"malformed": 1, "replayed": 2, "over_rate": 0, "attestation": 3},
                 "pool_inputs": 8, "devices": {"dev1": {"accepted": 7, "refused": 0}, "dev2": {"accepted": 0, "refused": 6}}},
-    "attestation": {"reports": 4, "flagged": ["dev2"]},
+    "attestation": {"reports": 4, "over_rate": 0, "flagged": ["dev2"]},
     "keys": {"issued": 2, "refused": 1, "live": 2, "revocation_notices": 0, "suite": "aes256gcm"},
     "joins": {"completed": 1, "failed": 0, "codes_unused": 3},
     "bank": {"minted": 80, "redeemed": 41, "refunded": 3, "outstanding": 36,
              "refused": {"no_credit": 1, "unknown_coin": 0, "already_spent": 2, "expired": 0, "wrong_collector": 0,
-                         "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0}},
+                         "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0,
+                         "outcome_unknown": 0}},
 }
 STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
             nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
@@ -374,7 +378,7 @@ key_revoked = {"type": "key_revoked", "key_id": "404142434445464748494a4b4c4d4e4
                "reason": "peer_revoked"}
 NEW_CODES = ["peer_offline", "peer_unknown", "not_allowed", "revoked", "code_used", "code_expired",
              "code_unknown", "not_joining", "rate_limited", "bad_signature", "not_enrolled", "id_taken",
-             "stale", "storage_failed", "internal", "malformed"]
+             "stale", "storage_failed", "internal", "malformed", "outcome_unknown"]
 coins_msg = {"type": "coins", "nonce": mint_req["nonce"], "count": 2, "expires_at": 1700086400,
              "box_nonce": "606162636465666768696a6b6c6d6e6f7071727374757677",
              "box": base64.b64encode(bytes(2 * 32 + 16)).decode()}
@@ -386,13 +390,19 @@ refunded_msg = {"type": "refunded", "nonce": "f1", "refunded": 1,
                             {"coin_hash": ZERO64, "error": "malformed"}], "balance": 7}
 balance_msg = {"type": "balance", "nonce": "b1", "balance": 7, "outstanding": 3}
 BANK_CODES = ["no_credit", "unknown_coin", "already_spent", "expired", "wrong_collector", "wrong_topic",
-              "malformed", "not_allowed", "over_limit", "storage_failed"]
+              "malformed", "not_allowed", "over_limit", "storage_failed", "outcome_unknown"]
+# a mint whose record may or may not be durable: the coins come along (docs/PROTOCOL.md "Unknown outcomes")
+mint_unknown = {"type": "error", "error": "outcome_unknown", "nonce": mint_req["nonce"], "index": 41,
+                "count": 2, "expires_at": 1700086400, "box_nonce": coins_msg["box_nonce"], "box": coins_msg["box"],
+                "message": "a disk write failed after the mint record was written, so it may or may not be durable"}
 BANK_INBOX_OK = [coins_msg, with_(coins_msg, count=64, box=base64.b64encode(bytes(64 * 32 + 16)).decode()),
                  with_(coins_msg, count=1, box=base64.b64encode(bytes(48)).decode()),
                  redeemed_msg, with_(redeemed_msg, suite="xchacha20poly1305"),
                  refunded_msg, with_(refunded_msg, refunded=0), with_(refunded_msg, refused=[]),
                  balance_msg, without(balance_msg, "nonce"), with_(balance_msg, balance=0, outstanding=0),
-                 {"type": "error", "error": "storage_failed", "message": "the redeem could not be recorded; retry later"}]
+                 {"type": "error", "error": "storage_failed", "message": "the redeem could not be recorded; retry later"},
+                 mint_unknown, without(mint_unknown, "count", "expires_at", "box_nonce", "box"),
+                 with_(refunded_msg, refused=[{"coin_hash": COIN_HASH, "error": "outcome_unknown"}])]
 BANK_INBOX_OK += [{"type": "error", "error": c, "nonce": "r-17", "message": "refused"} for c in BANK_CODES]
 INBOX_OK = BANK_INBOX_OK + [pong, with_(pong, nonce=""), error, with_(error, error="too_large"),
             welcome, with_(welcome, role="admin", index=1),
@@ -411,6 +421,8 @@ INBOX_BAD = [
     ({"type": "ping", "nonce": "x"}, "a request is not an inbox message"),
     ({"type": "pong", "nonce": "x", "ts": TS, "extra": True}, "unknown field"),
     (with_(error, error="no_such_code"), "undocumented error code"),
+    (with_(mint_unknown, index=-1), "negative outcome_unknown index"),
+    (with_(mint_unknown, count=65), "outcome_unknown carrying more coins than a mint may"),
     (without(welcome, "ch_pubkey"), "welcome without ch_pubkey"),
     (with_(welcome, ch_pubkey=HEX64.upper()), "uppercase ch_pubkey"),
     (with_(welcome, index=0), "welcome pointing at genesis"),
@@ -486,7 +498,11 @@ ADMIN_REQ_OK = [{"commands": [credit_cmd]}, {"commands": [without(credit_cmd, "c
                 {"commands": [create_codes]}, {"commands": [{"command": "create_join_codes", "role": "admin"}]},
                 {"commands": [with_(create_codes, ttl=60, count=1), with_(create_codes, ttl=2592000, count=100)]},
                 {"commands": [{"command": "get_identity", "id": "dev1"}, create_codes]}]
+enroll_cmd = {"command": "enroll", "id": "dev1", "role": "device", "pubkey": HEX64, "correlation": "e1"}
+ADMIN_REQ_OK += [{"commands": [enroll_cmd, with_(enroll_cmd, reenroll=True), with_(enroll_cmd, reenroll=False)]}]
 ADMIN_REQ_BAD = [
+    ({"commands": [with_(enroll_cmd, reenroll="yes")]}, "reenroll not a boolean"),
+    ({"commands": [with_(enroll_cmd, reenroll=1)]}, "reenroll as a number"),
     ({"commands": [without(create_codes, "role")]}, "create_join_codes without role"),
     ({"commands": [with_(create_codes, role="root")]}, "unknown role"),
     ({"commands": [with_(create_codes, ttl=59)]}, "ttl under a minute"),
@@ -513,8 +529,22 @@ ADMIN_RESP_OK = [{"responses": [credit_resp]}, {"responses": [with_(credit_resp,
                                  "message": "nobody is not an active identity"}]},
                  {"responses": [codes_resp]}, {"responses": [with_(codes_resp, codes=[CODE_A], correlation="")]},
                  {"responses": [{"command": "create_join_codes", "correlation": "", "ok": False,
-                                 "error": "storage_failed", "message": "the ledger could not record the join codes"}]}]
+                                 "error": "storage_failed", "message": "the ledger could not record the join codes"}]},
+                 {"responses": [{"command": "credit", "correlation": "c2", "ok": False, "error": "outcome_unknown",
+                                 "message": "a disk write failed after the credit was written"}]},
+                 {"responses": [{"command": "create_join_codes", "correlation": "j2", "ok": False,
+                                 "error": "outcome_unknown",
+                                 "message": "a disk write failed after join code records were written; none were "
+                                            "handed out: create new codes once the broker is back"}]}]
+revoke_resp = {"command": "revoke", "correlation": "r1", "ok": True, "index": 12, "id": "dev1",
+               "disconnected": True, "cancelled_credit": 15, "cancelled_coins": 5}
+ADMIN_RESP_OK += [{"responses": [revoke_resp]},
+                  {"responses": [with_(revoke_resp, cancelled_credit=0, cancelled_coins=0, disconnected=False)]},
+                  {"responses": [{"command": "enroll", "correlation": "", "ok": False, "error": "already_revoked",
+                                  "message": "dev1 was revoked; enroll it again with --reenroll"}]}]
 ADMIN_RESP_BAD = [
+    ({"responses": [without(revoke_resp, "cancelled_credit")]}, "revoke without cancelled_credit"),
+    ({"responses": [with_(revoke_resp, cancelled_coins=-1)]}, "negative cancelled_coins"),
     ({"responses": [without(codes_resp, "codes")]}, "no codes"),
     ({"responses": [with_(codes_resp, codes=[])]}, "empty codes"),
     ({"responses": [with_(codes_resp, codes=[CODE_A, CODE_A])]}, "the same code twice"),
@@ -532,6 +562,50 @@ ADMIN_RESP_BAD = [
     ({"responses": [with_(credit_resp, amount=5)]}, "unknown field"),
 ]
 
+# ---- agent payloads (plaintexts inside data, result and m2m messages) ----
+reading = {"seq": 1, "t": TS, "load": 0.52, "mem_kb": 812344, "temp_c": 41.5}
+READING_OK = [reading, {"seq": 2, "t": TS}, without(reading, "temp_c", "mem_kb"), with_(reading, load=0),
+              with_(reading, humidity=55.5), with_(reading, temp_c=-40.0)]
+READING_BAD = [
+    (without(reading, "seq"), "no seq"),
+    (without(reading, "t"), "no t"),
+    (with_(reading, seq=0), "seq 0"),
+    (with_(reading, t=1.5), "fractional t"),
+    (with_(reading, load=-1), "negative load"),
+    (with_(reading, mem_kb="812344"), "mem_kb as a string"),
+    (with_(reading, temp_c=250), "temp beyond the thermal zone's range"),
+    (with_(reading, note="hot"), "a non-numeric measurement"),
+    (with_(reading, **{"bad name": 1}), "measurement name with a space"),
+    ([reading], "not an object"),
+]
+stat = {"count": 3, "mean": 0.5, "min": 0.1, "max": 0.9}
+result = {"seq": 3, "stats": {"load": stat, "temp_c": with_(stat, mean=41.3, min=40, max=43)}}
+err_result = {"error": "not_json", "message": "the payload is not a JSON object"}
+RESULT_OK = [result, {"seq": 0, "stats": {}}, err_result,
+             with_(err_result, error="undecryptable", message="the payload does not open with the keys of its coin")]
+RESULT_BAD = [
+    (without(result, "seq"), "no seq"),
+    (without(result, "stats"), "no stats"),
+    (nested(result, ["stats", "load", "count"], 0), "count 0"),
+    (nested(result, ["stats", "load", "mean"], None, delete=True), "field without mean"),
+    (nested(result, ["stats", "load", "median"], 1), "unknown stat"),
+    (nested(result, ["stats"], {"f%d" % i: stat for i in range(9)}), "9 fields"),
+    (with_(result, error="not_json"), "stats and error at once"),
+    (with_(err_result, error="bad_json"), "unknown error code"),
+    (without(err_result, "message"), "error without message"),
+    (with_(err_result, message=""), "empty message"),
+    (with_(err_result, seq=3), "unknown field in an error"),
+]
+m2m_pt = {"n": 1, "t": TS}
+M2M_PT_OK = [m2m_pt, with_(m2m_pt, n=2 ** 53 - 1)]
+M2M_PT_BAD = [
+    (without(m2m_pt, "n"), "no n"),
+    (without(m2m_pt, "t"), "no t"),
+    (with_(m2m_pt, n=0), "n 0"),
+    (with_(m2m_pt, t=-1), "negative t"),
+    (with_(m2m_pt, text="hi"), "unknown field"),
+]
+
 CASES = {
     "status": (STATUS_OK, STATUS_BAD),
     "ledger-head": (HEAD_OK, HEAD_BAD),
@@ -542,6 +616,9 @@ CASES = {
     "entropy": (ENTROPY_OK, ENTROPY_BAD),
     "admin-request": (ADMIN_REQ_OK, ADMIN_REQ_BAD),
     "admin-response": (ADMIN_RESP_OK, ADMIN_RESP_BAD),
+    "agent-reading": (READING_OK, READING_BAD),
+    "agent-result": (RESULT_OK, RESULT_BAD),
+    "m2m-plaintext": (M2M_PT_OK, M2M_PT_BAD),
 }
 
 EXPECTED_ID = "https://iotguard.invalid/schema/{}.schema.json"

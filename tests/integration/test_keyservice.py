@@ -578,6 +578,7 @@ def test_session_keys_reach_exactly_the_pair(cluster, force_xchacha):
         H.wait_for(lambda: h["key_id"] in collect(), H.T(5), what="the key of the agent's message")
         k, ours = keys_a[h["key_id"]]
         pt = json.loads(K.m2m_open(k, 1 - ours, back.topic, back.payload))
+        H.schema_validate("m2m-plaintext", pt)   # docs/PROTOCOL.md, "Agent payloads"
         assert pt["n"] >= 1 and h["suite"] == suite
     finally:
         text = agent_stopped(ag)
