@@ -226,8 +226,12 @@ void ig_plugin_run_pending_kicks(ig_plugin *pl);
 
 /* plugin_requests.c */
 int ig_plugin_on_message(int event, void *event_data, void *userdata);
-/* Sends {"type":"error",...} to id's inbox. */
-void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *code, const char *message);
+/* Sends {"type":"error","error":code,"request":request,"nonce":nonce,
+ * "message":message} to id's inbox. request names the type of the request
+ * answered and nonce is its nonce (each omitted when NULL), so a client with
+ * several requests in flight knows which one was refused. */
+void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, const char *nonce, const char *code,
+                           const char *message);
 /* Sends a JSON object (consumed) to id's inbox. */
 struct cJSON;
 void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);

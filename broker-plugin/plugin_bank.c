@@ -52,14 +52,16 @@ void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s)
 	ig_coins_prune_step(pl->coins, now_s, &pl->coins_prune_cursor, PRUNE_SLOTS_PER_TICK);
 }
 
-/* Errors carry the request nonce back, so a client with several requests
- * in flight knows which one failed. */
-static void bank_error(ig_plugin *pl, const char *id, ig_bank_refusal why, const char *nonce, const char *message)
+/* Errors carry the request's type and nonce back, so a client with several
+ * requests in flight knows which one failed. */
+static void bank_error(ig_plugin *pl, const char *id, const char *request, ig_bank_refusal why, const char *nonce,
+                       const char *message)
 {
 	pl->bank_refused[why]++;
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "error");
 	cJSON_AddStringToObject(o, "error", refusal_names[why]);
+	cJSON_AddStringToObject(o, "request", request);
 	if (nonce)
 		cJSON_AddStringToObject(o, "nonce", nonce);
 	cJSON_AddStringToObject(o, "message", message);
@@ -129,6 +131,7 @@ static void mint_outcome_unknown(ig_plugin *pl, const mint_pending *mp, const ig
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "error");
 	cJSON_AddStringToObject(o, "error", IG_PLUGIN_E_OUTCOME_UNKNOWN);
+	cJSON_AddStringToObject(o, "request", "mint");
 	cJSON_AddStringToObject(o, "nonce", mp->nonce);
 	if (rec)
 		cJSON_AddNumberToObject(o, "index", (double)rec->index);
@@ -163,7 +166,7 @@ static void on_mint_durable(void *ctx, int status, const ig_record *rec)
 		char msg[300];
 		snprintf(msg, sizeof msg, "the mint was not recorded and no coins were issued: %s",
 		         ig_plugin_ledger_refusal(status));
-		bank_error(pl, mp->id, IG_BANK_STORAGE_FAILED, mp->nonce, msg);
+		bank_error(pl, mp->id, "mint", IG_BANK_STORAGE_FAILED, mp->nonce, msg);
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -192,22 +195,22 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 	const char *nonce = request_nonce(req);
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(req, "count");
 	if (!active_with_role(pl, id, IG_ROLE_DEVICE)) {
-		bank_error(pl, id, IG_BANK_NOT_ALLOWED, nonce, "only active devices (collectors) may mint coins");
+		bank_error(pl, id, "mint", IG_BANK_NOT_ALLOWED, nonce, "only active devices (collectors) may mint coins");
 		return;
 	}
 	uint64_t asked = 0;
 	int crc = ig_json_uint(&asked, count, 1, IG_COINS_PER_REQUEST);
 	if (!nonce || crc == IG_ERR_INVAL) {
-		bank_error(pl, id, IG_BANK_MALFORMED, nonce, "mint needs \"count\" (a whole number) and \"nonce\" (1..64 printable)");
+		bank_error(pl, id, "mint", IG_BANK_MALFORMED, nonce, "mint needs \"count\" (a whole number) and \"nonce\" (1..64 printable)");
 		return;
 	}
 	if (crc != IG_OK) {
-		bank_error(pl, id, IG_BANK_OVER_LIMIT, nonce, "a mint request may ask for 1 to 64 coins");
+		bank_error(pl, id, "mint", IG_BANK_OVER_LIMIT, nonce, "a mint request may ask for 1 to 64 coins");
 		return;
 	}
 	int n = (int)asked;
 	if (ig_coins_reserve(pl->coins, id, (uint64_t)n) != IG_OK) {
-		bank_error(pl, id, IG_BANK_NO_CREDIT, nonce, "not enough credit; ask an admin for 'iotguard credit'");
+		bank_error(pl, id, "mint", IG_BANK_NO_CREDIT, nonce, "not enough credit; ask an admin for 'iotguard credit'");
 		return;
 	}
 	mint_pending *mp = calloc(1, sizeof *mp);
@@ -238,7 +241,7 @@ static void do_mint(ig_plugin *pl, const char *id, const cJSON *req)
 		if (mp)
 			sodium_memzero(mp, sizeof *mp);
 		free(mp);
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce,
+		bank_error(pl, id, "mint", IG_BANK_STORAGE_FAILED, nonce,
 		           blen < 0 ? "could not build the mint record; no coins were issued" : ig_plugin_ledger_refusal(src));
 	}
 }
@@ -286,13 +289,13 @@ static void on_redeem_durable(void *ctx, int status, const ig_record *rec)
 		/* Stays in flight until the restart tells: meanwhile this
 		 * analyst's retry is outcome_unknown again, anyone else's
 		 * already_spent. */
-		bank_error(pl, rp->analyst, IG_BANK_OUTCOME_UNKNOWN, rp->nonce,
+		bank_error(pl, rp->analyst, "redeem", IG_BANK_OUTCOME_UNKNOWN, rp->nonce,
 		           "a disk write failed after the redeem record was written, so it may or may not be durable; "
 		           "retry the same redeem once the broker is back: if it was recorded, the retry answers with the "
 		           "same keys, if not it redeems the coin");
 	} else if (status != IG_OK) {
 		ig_coins_set_in_flight(pl->coins, rp->coin_hash, false);
-		bank_error(pl, rp->analyst, IG_BANK_STORAGE_FAILED, rp->nonce, ig_plugin_ledger_refusal(status));
+		bank_error(pl, rp->analyst, "redeem", IG_BANK_STORAGE_FAILED, rp->nonce, ig_plugin_ledger_refusal(status));
 	} else {
 		ig_error err = {0};
 		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
@@ -326,7 +329,7 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	const cJSON *topic = cJSON_GetObjectItemCaseSensitive(req, "topic");
 	const cJSON *header = cJSON_GetObjectItemCaseSensitive(req, "header");
 	if (!active_with_role(pl, id, IG_ROLE_ANALYST)) {
-		bank_error(pl, id, IG_BANK_NOT_ALLOWED, nonce, "only active analysts may redeem coins");
+		bank_error(pl, id, "redeem", IG_BANK_NOT_ALLOWED, nonce, "only active analysts may redeem coins");
 		return;
 	}
 	uint8_t sealed[HEADER_MAX];
@@ -334,18 +337,18 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	if (!nonce || !cJSON_IsString(topic) || !cJSON_IsString(header) ||
 	    sodium_base642bin(sealed, sizeof sealed, header->valuestring, strlen(header->valuestring), NULL, &sealed_len,
 	                      NULL, sodium_base64_VARIANT_ORIGINAL) != 0) {
-		bank_error(pl, id, IG_BANK_MALFORMED, nonce, "redeem needs \"topic\", \"header\" (base64) and \"nonce\"");
+		bank_error(pl, id, "redeem", IG_BANK_MALFORMED, nonce, "redeem needs \"topic\", \"header\" (base64) and \"nonce\"");
 		return;
 	}
 	redeem_pending *rp = calloc(1, sizeof *rp);
 	if (!rp) {
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
+		bank_error(pl, id, "redeem", IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
 		return;
 	}
 	rp->pl = pl;
 	if (ig_coin_header_open(&rp->h, sealed, sealed_len, ig_ledger_ch_sk(pl->ledger)) != IG_OK) {
 		free(rp);
-		bank_error(pl, id, IG_BANK_MALFORMED, nonce, "the header does not open with the bank's key (tampered or not ours)");
+		bank_error(pl, id, "redeem", IG_BANK_MALFORMED, nonce, "the header does not open with the bank's key (tampered or not ours)");
 		return;
 	}
 	ig_coin_hash(rp->coin_hash, rp->h.coin);
@@ -402,7 +405,7 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	if (msg) {
 		sodium_memzero(rp, sizeof *rp);
 		free(rp);
-		bank_error(pl, id, why, nonce, msg);
+		bank_error(pl, id, "redeem", why, nonce, msg);
 		return;
 	}
 	snprintf(rp->analyst, sizeof rp->analyst, "%s", id);
@@ -419,7 +422,7 @@ static void do_redeem(ig_plugin *pl, const char *id, const cJSON *req)
 	if (src != IG_OK) {
 		sodium_memzero(rp, sizeof *rp);
 		free(rp);
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce,
+		bank_error(pl, id, "redeem", IG_BANK_STORAGE_FAILED, nonce,
 		           blen < 0 ? "could not build the redeem record; retry" : ig_plugin_ledger_refusal(src));
 		return;
 	}
@@ -502,16 +505,16 @@ static void do_refund(ig_plugin *pl, const char *id, const cJSON *req)
 	const cJSON *coins = cJSON_GetObjectItemCaseSensitive(req, "coins");
 	int n = cJSON_IsArray(coins) ? cJSON_GetArraySize(coins) : 0;
 	if (!active_with_role(pl, id, IG_ROLE_DEVICE)) {
-		bank_error(pl, id, IG_BANK_NOT_ALLOWED, nonce, "only active devices (collectors) may ask for refunds");
+		bank_error(pl, id, "refund", IG_BANK_NOT_ALLOWED, nonce, "only active devices (collectors) may ask for refunds");
 		return;
 	}
 	if (!nonce || n < 1 || n > IG_COINS_PER_REQUEST) {
-		bank_error(pl, id, IG_BANK_MALFORMED, nonce, "refund needs \"coins\" (1..64 coins as 64 hex) and \"nonce\"");
+		bank_error(pl, id, "refund", IG_BANK_MALFORMED, nonce, "refund needs \"coins\" (1..64 coins as 64 hex) and \"nonce\"");
 		return;
 	}
 	refund_pending *fp = calloc(1, sizeof *fp);
 	if (!fp) {
-		bank_error(pl, id, IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
+		bank_error(pl, id, "refund", IG_BANK_STORAGE_FAILED, nonce, "out of memory; retry later");
 		return;
 	}
 	*fp = (refund_pending){.pl = pl, .remaining = 1, .refused = cJSON_CreateArray()};

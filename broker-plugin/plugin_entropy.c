@@ -134,7 +134,7 @@ static void on_attest_durable(void *ctx, int status, const ig_record *rec)
 		/* An accepted report gets no reply, so a silent loss would look
 		 * like success; the agent reports again at its next connect, which
 		 * after the restart is a first report and recorded. */
-		ig_plugin_reply_error(pl, ap->id, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		ig_plugin_reply_error(pl, ap->id, "attest", NULL, IG_PLUGIN_E_OUTCOME_UNKNOWN,
 		                      "a disk write failed after the attest record was written, so it may or may not be "
 		                      "durable; report the measurement again once the broker is back");
 	} else {
@@ -145,7 +145,7 @@ static void on_attest_durable(void *ctx, int status, const ig_record *rec)
 			sodium_memzero(d->measurement, sizeof d->measurement);
 		char msg[300];
 		snprintf(msg, sizeof msg, "the measurement was not recorded: %s", ig_plugin_ledger_refusal(status));
-		ig_plugin_reply_error(pl, ap->id, "storage_failed", msg);
+		ig_plugin_reply_error(pl, ap->id, "attest", NULL, "storage_failed", msg);
 	}
 	free(ap);
 }
@@ -182,16 +182,16 @@ void ig_plugin_attest_request(ig_plugin *pl, const char *id, const cJSON *req)
 	uint64_t ts = 0, now = ig_now_ms();
 	if (!cJSON_IsString(mj) || ig_hex_decode(m, sizeof m, mj->valuestring, strlen(mj->valuestring)) != IG_OK ||
 	    ig_json_uint(&ts, tsj, 0, IG_JSON_UINT_MAX) != IG_OK || !cJSON_IsString(sj)) {
-		ig_plugin_reply_error(pl, id, "malformed", "attest needs \"measurement\" (64 hex), \"ts\" (Unix ms, a "
+		ig_plugin_reply_error(pl, id, "attest", NULL, "malformed", "attest needs \"measurement\" (64 hex), \"ts\" (Unix ms, a "
 		                      "whole number up to 2^53-1) and \"sig\" (128 hex)");
 		return;
 	}
 	if ((ts > now ? ts - now : now - ts) > ATTEST_MAX_AGE_MS) {
-		ig_plugin_reply_error(pl, id, "stale", "attestation timestamp is more than 10 minutes off; check the clock");
+		ig_plugin_reply_error(pl, id, "attest", NULL, "stale", "attestation timestamp is more than 10 minutes off; check the clock");
 		return;
 	}
 	if (!verify_attest(who, m, ts, sj->valuestring)) {
-		ig_plugin_reply_error(pl, id, "bad_signature", "attestation signature does not verify with the enrolled key");
+		ig_plugin_reply_error(pl, id, "attest", NULL, "bad_signature", "attestation signature does not verify with the enrolled key");
 		return;
 	}
 	pl->attest_reports++;
@@ -209,7 +209,7 @@ void ig_plugin_attest_request(ig_plugin *pl, const char *id, const cJSON *req)
 		         ? "the previous measurement is still being recorded; report the new one again in a moment"
 		         : "more than %u measurement changes this hour; the last recorded measurement stands",
 		         pl->cfg.attest_max_per_hour);
-		ig_plugin_reply_error(pl, id, "over_rate", msg);
+		ig_plugin_reply_error(pl, id, "attest", NULL, "over_rate", msg);
 		return;
 	}
 	if (state == IG_ATTEST_DISALLOWED && changed) {

@@ -97,12 +97,12 @@ static void join_finish(join_pending *jp)
 		pl->joins_failed++;
 		ig_registry_release(pl->reg, jp->id);
 		if (jp->enroll_unknown)
-			ig_plugin_reply_error(pl, jp->id, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+			ig_plugin_reply_error(pl, jp->id, "join", NULL, IG_PLUGIN_E_OUTCOME_UNKNOWN,
 			                      "a disk write failed after the enrolment was written, so it may or may not be "
 			                      "durable: once the broker is back, connect with your key; if that is refused, "
 			                      "ask for a new join code");
 		else
-			ig_plugin_reply_error(pl, jp->id, "storage_failed",
+			ig_plugin_reply_error(pl, jp->id, "join", NULL, "storage_failed",
 			                      "the cluster head could not record the join; try again later");
 	} else {
 		pl->joins_completed++;
@@ -148,23 +148,23 @@ void ig_plugin_join_request(ig_plugin *pl, const char *id)
 {
 	ig_session *s = ig_sessions_find_mut(&pl->sessions, id);
 	if (!s || !s->joining) {
-		ig_plugin_reply_error(pl, id, "not_joining", "connect with a join token to join; this identity is enrolled");
+		ig_plugin_reply_error(pl, id, "join", NULL, "not_joining", "connect with a join token to join; this identity is enrolled");
 		return;
 	}
 	if (s->join_in_flight)
 		return;   /* a repeated request while the first is being written */
 	ig_join_code_entry *code = ig_joincodes_find(pl->codes, s->join_code_id);
 	if (!code || code->status == IG_CODE_USED || code->in_flight) {
-		ig_plugin_reply_error(pl, id, "code_used", "this join code has already been used");
+		ig_plugin_reply_error(pl, id, "join", NULL, "code_used", "this join code has already been used");
 		return;
 	}
 	if (ig_now_ms() / 1000 >= code->expires_at) {
-		ig_plugin_reply_error(pl, id, "code_expired", "this join code has expired; ask an admin for a new one");
+		ig_plugin_reply_error(pl, id, "join", NULL, "code_expired", "this join code has expired; ask an admin for a new one");
 		return;
 	}
 	if (!ig_join_id_claimable(pl->reg, id, strlen(id)) ||
 	    ig_registry_reserve(pl->reg, id, (ig_role)code->role, s->join_pk) != IG_OK) {
-		ig_plugin_reply_error(pl, id, "id_taken", "this id is enrolled, being enrolled or was enrolled before; "
+		ig_plugin_reply_error(pl, id, "join", NULL, "id_taken", "this id is enrolled, being enrolled or was enrolled before; "
 		                      "join with a new id, or ask an admin to re-enrol it (iotguard enroll --reenroll)");
 		return;
 	}
@@ -187,7 +187,7 @@ void ig_plugin_join_request(ig_plugin *pl, const char *id)
 	if (elen < 0 || ulen < 0 || !jp) {
 		free(jp);
 		ig_registry_release(pl->reg, id);
-		ig_plugin_reply_error(pl, id, "internal", "could not build the join records");
+		ig_plugin_reply_error(pl, id, "join", NULL, "internal", "could not build the join records");
 		return;
 	}
 	*jp = (join_pending){.pl = pl, .role = code->role, .remaining = 2};
@@ -199,7 +199,7 @@ void ig_plugin_join_request(ig_plugin *pl, const char *id)
 	if (ig_ledger_submit(pl->ledger, IG_REC_ENROLL, enroll_body, (size_t)elen, on_join_record, jp) != IG_OK) {
 		free(jp);
 		ig_registry_release(pl->reg, id);
-		ig_plugin_reply_error(pl, id, "storage_failed", "the ledger is not accepting records; try again later");
+		ig_plugin_reply_error(pl, id, "join", NULL, "storage_failed", "the ledger is not accepting records; try again later");
 		return;
 	}
 	code->in_flight = true;

@@ -97,7 +97,7 @@ static void on_key_durable(void *ctx, int status, const ig_record *rec)
 		 * request once the broker is back is the whole recovery. */
 		pl->keys_refused++;
 		if (a)
-			ig_plugin_reply_error(pl, kp->a, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+			ig_plugin_reply_error(pl, kp->a, "session_key", kp->key.request_nonce, IG_PLUGIN_E_OUTCOME_UNKNOWN,
 			                      "a disk write failed after the key_issued record was written, so it may or may "
 			                      "not be durable; the key was given to neither device: ask for a new session key "
 			                      "once the broker is back");
@@ -107,7 +107,7 @@ static void on_key_durable(void *ctx, int status, const ig_record *rec)
 			char msg[300];
 			snprintf(msg, sizeof msg, "the key was not recorded and given to neither device: %s",
 			         ig_plugin_ledger_refusal(status));
-			ig_plugin_reply_error(pl, kp->a, "storage_failed", msg);
+			ig_plugin_reply_error(pl, kp->a, "session_key", kp->key.request_nonce, "storage_failed", msg);
 		}
 	} else {
 		ig_plugin_publish_event(pl, rec);
@@ -115,7 +115,7 @@ static void on_key_durable(void *ctx, int status, const ig_record *rec)
 			/* Revoked while the record was written: neither gets the key. */
 			pl->keys_refused++;
 			if (a)
-				ig_plugin_reply_error(pl, kp->a, "revoked", "the peer was revoked; no key was issued");
+				ig_plugin_reply_error(pl, kp->a, "session_key", kp->key.request_nonce, "revoked", "the peer was revoked; no key was issued");
 		} else {
 			ig_session_key for_b = kp->key;
 			for_b.direction = 1;
@@ -164,6 +164,9 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const cJSON *req)
 	ig_device_state *d = ig_plugin_device(pl, id);
 	const char *err = NULL, *msg = NULL;
 	const ig_identity *b = NULL;
+	/* Every answer names the request it answers: a device may have an
+	 * attest and a key request in flight at once. */
+	const char *echo = cJSON_IsString(nonce) && nonce_ok(nonce->valuestring) ? nonce->valuestring : NULL;
 
 	if (!a || !d) {
 		err = "revoked", msg = "this identity is not active";
@@ -187,7 +190,7 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const cJSON *req)
 	}
 	if (err) {
 		pl->keys_refused++;
-		ig_plugin_reply_error(pl, id, err, msg);
+		ig_plugin_reply_error(pl, id, "session_key", echo, err, msg);
 		return;
 	}
 
@@ -206,7 +209,7 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const cJSON *req)
 	if (ig_pool_derive(&pl->pool, sk->key, sizeof sk->key, "session-key", sk->key_id, IG_KEY_ID_BYTES) != IG_OK) {
 		sodium_memzero(kp, sizeof *kp);
 		free(kp);
-		ig_plugin_reply_error(pl, id, "internal", "key derivation failed");
+		ig_plugin_reply_error(pl, id, "session_key", echo, "internal", "key derivation failed");
 		return;
 	}
 	ig_key_issued rec = {.expires_at = sk->expires_at, .suite = (uint8_t)sk->suite};
@@ -219,7 +222,7 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const cJSON *req)
 		sodium_memzero(kp, sizeof *kp);
 		free(kp);
 		pl->keys_refused++;
-		ig_plugin_reply_error(pl, id, "storage_failed", "the ledger is not accepting records; try again later");
+		ig_plugin_reply_error(pl, id, "session_key", echo, "storage_failed", "the ledger is not accepting records; try again later");
 	}
 }
 

@@ -27,34 +27,51 @@ void ig_plugin_reply(ig_plugin *pl, const char *id, cJSON *o)
 	free(json);
 }
 
-void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *code, const char *message)
+void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, const char *nonce, const char *code,
+                           const char *message)
 {
 	cJSON *o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "type", "error");
 	cJSON_AddStringToObject(o, "error", code);
+	if (request)
+		cJSON_AddStringToObject(o, "request", request);
+	if (nonce)
+		cJSON_AddStringToObject(o, "nonce", nonce);
 	cJSON_AddStringToObject(o, "message", message);
 	ig_plugin_reply(pl, id, o);
+}
+
+/* The request types this cluster head knows, as static strings: an error
+ * names the request it answers only with a type it knows, never by echoing
+ * whatever a client sent. */
+static const char *known_type(const char *type)
+{
+	static const char *const types[] = {"ping", "join", "session_key", "attest", "mint", "redeem", "refund", "balance"};
+	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+		if (strcmp(type, types[i]) == 0)
+			return types[i];
+	return NULL;
 }
 
 static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
 	pl->ch_requests++;
 	if (len > IG_REQUEST_MAX) {
-		ig_plugin_reply_error(pl, id, "too_large", "requests are limited to 8 KiB");
+		ig_plugin_reply_error(pl, id, NULL, NULL, "too_large", "requests are limited to 8 KiB");
 		return;
 	}
 	cJSON *req = cJSON_ParseWithLength(payload, len);
 	const cJSON *type = req ? cJSON_GetObjectItemCaseSensitive(req, "type") : NULL;
 	if (!cJSON_IsString(type)) {
 		cJSON_Delete(req);
-		ig_plugin_reply_error(pl, id, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
+		ig_plugin_reply_error(pl, id, NULL, NULL, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
 		return;
 	}
 	if (strcmp(type->valuestring, "ping") == 0) {
 		const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req, "nonce");
 		if (nonce && (!cJSON_IsString(nonce) || strlen(nonce->valuestring) > IG_NONCE_MAX)) {
 			cJSON_Delete(req);
-			ig_plugin_reply_error(pl, id, "malformed", "\"nonce\" must be a string of at most 128 characters");
+			ig_plugin_reply_error(pl, id, "ping", NULL, "malformed", "\"nonce\" must be a string of at most 128 characters");
 			return;
 		}
 		cJSON *o = cJSON_CreateObject();
@@ -70,7 +87,7 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 	if (strcmp(type->valuestring, "join") == 0)
 		ig_plugin_join_request(pl, id);
 	else if (joining)
-		ig_plugin_reply_error(pl, id, "not_enrolled", "this session may only ask to join");
+		ig_plugin_reply_error(pl, id, known_type(type->valuestring), NULL, "not_enrolled", "this session may only ask to join");
 	else if (strcmp(type->valuestring, "session_key") == 0)
 		ig_plugin_key_request(pl, id, req);
 	else if (strcmp(type->valuestring, "attest") == 0)
@@ -78,7 +95,7 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 	else if (ig_plugin_bank_request(pl, id, type->valuestring, req))
 		;
 	else
-		ig_plugin_reply_error(pl, id, "unknown_type",
+		ig_plugin_reply_error(pl, id, NULL, NULL, "unknown_type",
 		                      "unknown request type; this cluster head understands: ping, join, session_key, attest, "
 		                      "mint, redeem, refund, balance");
 	cJSON_Delete(req);

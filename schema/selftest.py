@@ -404,12 +404,27 @@ BANK_INBOX_OK = [coins_msg, with_(coins_msg, count=64, box=base64.b64encode(byte
                  mint_unknown, without(mint_unknown, "count", "expires_at", "box_nonce", "box"),
                  with_(refunded_msg, refused=[{"coin_hash": COIN_HASH, "error": "outcome_unknown"}])]
 BANK_INBOX_OK += [{"type": "error", "error": c, "nonce": "r-17", "message": "refused"} for c in BANK_CODES]
+# every error names the request it answers (docs/PROTOCOL.md "Which request an error answers")
+BANK_INBOX_OK += [{"type": "error", "error": c, "request": r, "nonce": "r-17", "message": "refused"}
+                  for c, r in [("no_credit", "mint"), ("already_spent", "redeem"), ("outcome_unknown", "redeem"),
+                               ("malformed", "refund")]]
+BANK_INBOX_OK += [with_(mint_unknown, request="mint")]
 INBOX_OK = BANK_INBOX_OK + [pong, with_(pong, nonce=""), error, with_(error, error="too_large"),
             welcome, with_(welcome, role="admin", index=1),
             key_msg, with_(key_msg, direction=1, suite="xchacha20poly1305"),
             with_(key_msg, box=base64.b64encode(bytes(77)).decode()),
             with_(key_msg, box=base64.b64encode(bytes(204)).decode()),
             key_revoked] + [with_(error, error=c) for c in NEW_CODES]
+INBOX_OK += [
+    {"type": "error", "error": "malformed", "request": "attest", "message": "attest needs \"measurement\""},
+    {"type": "error", "error": "storage_failed", "request": "attest", "message": "not recorded"},
+    {"type": "error", "error": "outcome_unknown", "request": "session_key", "nonce": "00ff" * 8,
+     "message": "ask for a new session key once the broker is back"},
+    {"type": "error", "error": "peer_offline", "request": "session_key", "nonce": "k-1", "message": "retry"},
+    {"type": "error", "error": "outcome_unknown", "request": "join", "message": "connect with your key"},
+    {"type": "error", "error": "not_enrolled", "request": "session_key", "message": "only join"},
+    {"type": "error", "error": "malformed", "request": "ping", "message": "nonce too long"},
+]
 INBOX_BAD = [
     (without(pong, "ts"), "pong without ts"),
     (without(pong, "nonce"), "pong without nonce"),
@@ -421,6 +436,9 @@ INBOX_BAD = [
     ({"type": "ping", "nonce": "x"}, "a request is not an inbox message"),
     ({"type": "pong", "nonce": "x", "ts": TS, "extra": True}, "unknown field"),
     (with_(error, error="no_such_code"), "undocumented error code"),
+    (with_(error, request="frobnicate"), "error naming a request type the cluster head does not know"),
+    (with_(error, request=""), "error naming an empty request type"),
+    (with_(error, request=7), "error with a non-string request"),
     (with_(mint_unknown, index=-1), "negative outcome_unknown index"),
     (with_(mint_unknown, count=65), "outcome_unknown carrying more coins than a mint may"),
     (without(welcome, "ch_pubkey"), "welcome without ch_pubkey"),

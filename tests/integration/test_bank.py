@@ -698,6 +698,8 @@ def test_unknown_redeem_retried_after_restart_gets_the_keys(cluster, fail_fdatas
     trigger.touch()
     r = redeem(a1, cluster, "an1", s, "outcome_unknown")
     assert "may or may not" in r["message"], r
+    assert r["request"] == "redeem", r
+    H.schema_validate("inbox", r)
     b.wait_log(r"fdatasync of ledger\.log failed")
     # Until the restart tells: the redeemer hears "unknown" again, anyone else "spent".
     redeem(a1, cluster, "an1", s, "outcome_unknown")
@@ -733,12 +735,16 @@ def test_unknown_session_key_is_outcome_unknown(cluster, fail_fdatasync, monkeyp
     r = inbox_reply_any(d1, cluster, "dev1", start)
     assert r["type"] == "error" and r["error"] == "outcome_unknown", r
     assert "neither device" in r["message"], r
+    # the answer, sent from the ledger's callback, still names its request
+    assert r["request"] == "session_key" and r["nonce"] == "k-unknown", r
+    H.schema_validate("inbox", r)
     assert not [m for m in d1.messages[start:] if m.json().get("type") == "session_key"], "no key delivered"
     # The ledger is stopped now: a new request is certainly not recorded.
     start = len(d1.messages)
     d1.publish(cluster.topic("ch", "dev1"), {"type": "session_key", "peer": "dev2", "nonce": "k-after"})
     r = inbox_reply_any(d1, cluster, "dev1", start)
     assert r["error"] == "storage_failed", r
+    assert r["request"] == "session_key" and r["nonce"] == "k-after", r
     trigger.unlink()
     b.stop()
 
@@ -754,6 +760,8 @@ def test_unknown_attestation_is_outcome_unknown(cluster, fail_fdatasync, monkeyp
     r = inbox_reply_any(d1, cluster, "dev1", start)
     assert r["type"] == "error" and r["error"] == "outcome_unknown", r
     assert "report the measurement again" in r["message"], r
+    assert r["request"] == "attest" and "nonce" not in r, r
+    H.schema_validate("inbox", r)
     trigger.unlink()
     b.stop()
 

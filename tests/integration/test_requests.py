@@ -52,6 +52,38 @@ def test_bad_requests_get_an_error(mbroker, mcluster, payload, code):
     assert d.connected
 
 
+def test_errors_name_the_request_they_answer(mbroker, mcluster):
+    """A device with an attest and a session_key in flight must tell their
+    errors apart: each error names its request's type, and its nonce when
+    the request had one (docs/PROTOCOL.md "Which request an error answers")."""
+    d = mbroker.connect("dev1")
+    inbox = mcluster.topic("dev", "dev1", "inbox")
+    d.subscribe_ok(inbox)
+    ch = mcluster.topic("ch", "dev1")
+    cases = [
+        ({"type": "attest", "measurement": "zz"}, "malformed", "attest", None),
+        ({"type": "session_key", "peer": "nobody", "nonce": "k-1"}, "peer_unknown", "session_key", "k-1"),
+        ({"type": "session_key", "peer": "dev1", "nonce": "k-2"}, "malformed", "session_key", "k-2"),
+        ({"type": "session_key", "peer": "dev2", "nonce": "bad nonce"}, "malformed", "session_key", None),
+        ({"type": "mint", "count": 0, "nonce": "m-1"}, "over_limit", "mint", "m-1"),
+        ({"type": "redeem", "nonce": "r-1"}, "not_allowed", "redeem", "r-1"),
+        ({"type": "refund", "coins": [], "nonce": "f-1"}, "malformed", "refund", "f-1"),
+        ({"type": "ping", "nonce": 5}, "malformed", "ping", None),
+        ({"type": "join"}, "not_joining", "join", None),
+        ({"type": "teleport"}, "unknown_type", None, None),
+        (b"not json", "malformed", None, None),
+    ]
+    for req, code, request, nonce in cases:
+        d.clear()
+        d.publish(ch, req)
+        err = d.wait_message(inbox).json()
+        assert err["type"] == "error" and err["error"] == code, (req, err)
+        assert err.get("request") == request, (req, err)
+        assert err.get("nonce") == nonce, (req, err)
+        H.schema_validate("inbox", err)
+    assert d.connected
+
+
 def test_oversized_request(mbroker, mcluster):
     d = mbroker.connect("dev2")
     d.subscribe_ok(mcluster.topic("dev", "dev2", "inbox"))
@@ -59,6 +91,7 @@ def test_oversized_request(mbroker, mcluster):
     d.publish(mcluster.topic("ch", "dev2"), big)
     err = d.wait_message(mcluster.topic("dev", "dev2", "inbox")).json()
     assert err["type"] == "error" and err["error"] == "too_large"
+    assert "request" not in err, "an unread request names no type"
     H.schema_validate("inbox", err)
 
 
