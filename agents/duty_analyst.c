@@ -14,7 +14,11 @@
  * with the coin's keys) still gets an answer, an error result, since the
  * coin is burned either way. A refused redeem is logged here and told to
  * nobody (the coin was not burned; the collector refunds it when no result
- * comes). Keys are wiped as soon as the result is out.
+ * comes). A redeem of unknown outcome (the bank's disk failed after its
+ * record was handed over) is not a refusal: the coin may be burned, so the
+ * same redeem is sent again with back-off until the bank answers it either
+ * way, since the bank gives its redeemer the same keys again. Keys are
+ * wiped as soon as the result is out.
  */
 #include "wallet.h"
 #include "ig_json.h"
@@ -30,6 +34,7 @@
 #define REPORT_PERIOD_US 60000000u
 #define RESULT_MAX 2048
 #define REDEEM_REQUEST_MAX (IG_BANK_TOPIC_MAX + 512)
+#define RETRY_UNSENT_US 1000000u      /* a due resend that could not go out is tried again this much later */
 
 int ig_analyst_init(ig_analyst_state *an, const ig_pin_state *pin)
 {
@@ -96,7 +101,9 @@ size_t ig_redeem_expire(ig_redeem_table *t, uint64_t now_ms, uint64_t timeout_ms
 {
 	size_t n = 0;
 	for (size_t i = 0; i < IG_REDEEM_MAX_PENDING; i++) {
-		if (t->r[i].used && now_ms - t->r[i].sent_ms >= timeout_ms) {
+		/* A redeem waiting to be resent is not unanswered: its own
+		 * retry budget bounds it. */
+		if (t->r[i].used && !t->r[i].retry_at_us && now_ms - t->r[i].sent_ms >= timeout_ms) {
 			ig_redeem_drop(&t->r[i]);
 			n++;
 		}
@@ -309,8 +316,9 @@ static void report(const ig_analyst_state *an)
 		series += an->stats.s[i].used;
 	ig_log(IG_LOG_INFO,
 	       "analyst: data messages %" PRIu64 ", redeemed %" PRIu64 ", refused %" PRIu64 ", results sent %" PRIu64
-	       ", error results sent %" PRIu64 ", dropped %" PRIu64 "; %zu redeems pending; %zu series",
-	       k->messages, k->redeemed, k->refused, k->results, k->error_results, k->dropped,
+	       ", error results sent %" PRIu64 ", dropped %" PRIu64 ", resent after unknown outcome %" PRIu64
+	       ", given up %" PRIu64 "; %zu redeems pending; %zu series",
+	       k->messages, k->redeemed, k->refused, k->results, k->error_results, k->dropped, k->retried, k->gave_up,
 	       ig_redeem_count(&an->redeems), series);
 }
 
@@ -320,8 +328,14 @@ static void analyst_on_connect(ig_agent *a, void *state)
 	char filter[IG_BANK_TOPIC_MAX];
 	snprintf(filter, sizeof filter, "iotguard/%s/dev/+/data/+", ig_agent_cluster(a));
 	ig_agent_subscribe(a, filter, 1);
+	uint64_t now = ig_mono_us();
 	if (!an->next_report_us)
-		an->next_report_us = ig_mono_us() + REPORT_PERIOD_US;
+		an->next_report_us = now + REPORT_PERIOD_US;
+	/* The broker may be back after the failure that left these redeems
+	 * unknown: resend them at once (the next tick). */
+	for (size_t i = 0; i < IG_REDEEM_MAX_PENDING; i++)
+		if (an->redeems.r[i].used && an->redeems.r[i].retry_at_us > now)
+			an->redeems.r[i].retry_at_us = now;
 }
 
 static bool analyst_on_message(ig_agent *a, void *state, const char *topic, const uint8_t *payload, size_t len)
@@ -487,11 +501,78 @@ static bool handle_error(ig_analyst_state *an, const cJSON *msg)
 			safe[k++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
 		safe[k] = '\0';
 	}
+	if (strcmp(safe, "outcome_unknown") == 0) {
+		/* The coin may be burned: giving up now could waste it, and
+		 * repeating the redeem is safe (docs/PROTOCOL.md, "Unknown
+		 * outcomes"). */
+		if (r->retries < IG_REDEEM_MAX_RETRIES) {
+			uint64_t delay = ig_agent_backoff_us(r->retries);
+			r->retry_at_us = ig_mono_us() + delay;
+			ig_log(IG_LOG_WARN, "the redeem of the message from %s/%s has an unknown outcome (the bank's disk "
+			                    "failed); sending it again in %.1f s (retry %u of %u)", r->collector, r->stream,
+			       (double)delay / 1e6, r->retries + 1, IG_REDEEM_MAX_RETRIES);
+			return true;
+		}
+		an->counters.gave_up++;
+		ig_log(IG_LOG_ERR, "the redeem of the message from %s/%s still has an unknown outcome after %u retries; "
+		                   "given up, no result (the collector refunds the coin if it was not burned)",
+		       r->collector, r->stream, r->retries);
+		ig_redeem_drop(r);
+		return true;
+	}
 	an->counters.refused++;
 	ig_log(IG_LOG_INFO, "the bank refused to redeem the message from %s/%s: %s; no result", r->collector, r->stream,
 	       safe);
 	ig_redeem_drop(r);
 	return true;
+}
+
+int ig_analyst_retry_prepare(ig_analyst_state *an, char *out, size_t cap, uint64_t now_us, ig_redeem **r)
+{
+	*r = NULL;
+	for (size_t i = 0; i < IG_REDEEM_MAX_PENDING; i++) {
+		ig_redeem *x = &an->redeems.r[i];
+		if (!x->used || !x->retry_at_us || x->retry_at_us > now_us)
+			continue;
+		*r = x;
+		return ig_redeem_request(out, cap, x);
+	}
+	return 0;
+}
+
+void ig_analyst_retry_sent(ig_analyst_state *an, ig_redeem *r, uint64_t now_ms)
+{
+	r->retry_at_us = 0;
+	r->retries++;
+	r->sent_ms = now_ms;   /* unanswered from now on: the usual timeout applies */
+	an->counters.retried++;
+}
+
+/* Sends every resend that is due; one that cannot go out (no connection)
+ * waits, and a reconnect makes it due at once. */
+static void send_retries(ig_agent *a, ig_analyst_state *an, uint64_t now_us)
+{
+	char request[REDEEM_REQUEST_MAX];
+	ig_redeem *r;
+	int n;
+	while ((n = ig_analyst_retry_prepare(an, request, sizeof request, now_us, &r)) != 0) {
+		if (n < 0) {
+			/* ig_redeem_add parsed this message, so it always rebuilds;
+			 * never loop on one that does not. */
+			an->counters.dropped++;
+			ig_log(IG_LOG_ERR, "cannot rebuild the redeem of the message from %s/%s (error %d); dropped",
+			       r->collector, r->stream, n);
+			ig_redeem_drop(r);
+			continue;
+		}
+		if (ig_agent_request(a, request, (size_t)n) != IG_OK) {
+			r->retry_at_us = now_us + RETRY_UNSENT_US;
+			continue;
+		}
+		ig_analyst_retry_sent(an, r, ig_now_ms());
+		ig_log(IG_LOG_INFO, "redeem of the message from %s/%s sent again (retry %u of %u)", r->collector, r->stream,
+		       r->retries, IG_REDEEM_MAX_RETRIES);
+	}
 }
 
 static bool analyst_on_inbox(ig_agent *a, void *state, const char *type, const cJSON *msg)
@@ -507,7 +588,7 @@ static bool analyst_on_inbox(ig_agent *a, void *state, const char *type, const c
 static void analyst_on_tick(ig_agent *a, void *state, uint64_t now_us)
 {
 	ig_analyst_state *an = state;
-	(void)a;
+	send_retries(a, an, now_us);
 	size_t expired = ig_redeem_expire(&an->redeems, ig_now_ms(), IG_REDEEM_TIMEOUT_MS);
 	if (expired) {
 		an->counters.dropped += expired;

@@ -24,6 +24,7 @@
 #define REPORT_PERIOD_US 60000000u
 #define M2M_TOPIC_MAX (32 + IG_CLUSTER_MAX + 2 * IG_ID_MAX)
 #define M2M_PLAINTEXT_MAX 128
+#define IG_M2M_MAX_FAILURES 16        /* ig_agent_backoff_us is at its 60 s ceiling long before */
 
 int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin)
 {
@@ -116,36 +117,41 @@ static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 		                    " messages sent with it)", m->peer, k->k.expires_at - now_s, k->sent);
 }
 
-static bool is_request_error(const char *code)
+/* Codes that need an operator (docs/PROTOCOL.md, "Asking for a session
+ * key: retry policy"): waiting the longest delay at once. Every other
+ * refusal (peer_offline, peer_unknown, rate_limited, storage_failed,
+ * outcome_unknown, internal, and codes this agent does not know) backs off
+ * from 1 s, doubling up to 60 s. An unknown peer may still join by itself,
+ * so it backs off normally. */
+static bool needs_operator(const char *code)
 {
-	static const char *const codes[] = {"peer_offline", "peer_unknown", "not_allowed", "revoked",
-	                                    "rate_limited", "unknown_type", "malformed", "storage_failed", "internal"};
-	for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-		if (strcmp(code, codes[i]) == 0)
-			return true;
-	return false;
+	return strcmp(code, "not_allowed") == 0 || strcmp(code, "revoked") == 0;
 }
 
 static bool handle_error(ig_m2m_state *m, const cJSON *msg)
 {
 	const cJSON *code = cJSON_GetObjectItemCaseSensitive(msg, "error");
-	if (!m->peer[0] || ig_nonces_count(&m->nonces) == 0 || !cJSON_IsString(code) || !is_request_error(code->valuestring))
+	/* Only an error naming one of our session_key requests is a refusal
+	 * of it: an attest's or a bank request's error is someone else's. */
+	if (!m->peer[0] || !cJSON_IsString(code) || !ig_nonces_take_error(&m->nonces, msg))
 		return false;
-	/* Errors do not quote the nonce; requests go one at a time, so the
-	 * oldest outstanding one is the one refused. */
-	ig_nonces_forget_oldest(&m->nonces);
-	/* These need an operator, not a quick retry: go straight to the longest
-	 * delay. (An unknown peer may still join by itself, so it backs off
-	 * normally.) */
-	if (strcmp(code->valuestring, "not_allowed") == 0 || strcmp(code->valuestring, "revoked") == 0)
-		m->request_failures = 16;
+	char safe[48];
+	size_t k = 0;
+	for (const char *p = code->valuestring; *p && k + 1 < sizeof safe; p++)
+		safe[k++] = (*p >= 0x20 && *p < 0x7f) ? *p : '?';
+	safe[k] = '\0';
+	if (needs_operator(safe))
+		m->request_failures = IG_M2M_MAX_FAILURES;
 	uint64_t delay = ig_agent_backoff_us(m->request_failures);
-	if (m->request_failures < 16)
+	if (m->request_failures < IG_M2M_MAX_FAILURES)
 		m->request_failures++;
 	m->next_request_us = ig_mono_us() + delay;
-	ig_log(strcmp(code->valuestring, "peer_offline") == 0 ? IG_LOG_INFO : IG_LOG_WARN,
-	       "session key request for %s refused (%s); asking again in %.1f s", m->peer, code->valuestring,
-	       (double)delay / 1e6);
+	if (strcmp(safe, "outcome_unknown") == 0)
+		ig_log(IG_LOG_WARN, "session key request for %s has an unknown outcome (a disk write failed at the cluster "
+		                    "head; neither device got the key); asking again in %.1f s", m->peer, (double)delay / 1e6);
+	else
+		ig_log(strcmp(safe, "peer_offline") == 0 ? IG_LOG_INFO : IG_LOG_WARN,
+		       "session key request for %s refused (%s); asking again in %.1f s", m->peer, safe, (double)delay / 1e6);
 	return true;
 }
 

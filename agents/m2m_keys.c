@@ -225,6 +225,21 @@ uint64_t ig_nonces_newest_ms(const ig_nonce_set *s)
 	return newest;
 }
 
+bool ig_nonces_take_error(ig_nonce_set *s, const cJSON *msg)
+{
+	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(msg, "nonce");
+	const cJSON *request = cJSON_GetObjectItemCaseSensitive(msg, "request");
+	if (cJSON_IsString(nonce))
+		return ig_nonces_take(s, nonce->valuestring);
+	if (!cJSON_IsString(request) || strcmp(request->valuestring, "session_key") != 0 || ig_nonces_count(s) == 0)
+		return false;
+	/* Our requests always carry a valid nonce, which the cluster head
+	 * echoes; without one, requests go one at a time per peer, so the
+	 * oldest outstanding one is the one answered. */
+	ig_nonces_forget_oldest(s);
+	return true;
+}
+
 /* ---- counters -------------------------------------------------------------- */
 
 const char *ig_m2m_drop_name(ig_m2m_drop d)

@@ -94,6 +94,16 @@ void ig_nonces_expire(ig_nonce_set *s, uint64_t now_ms);
 size_t ig_nonces_count(const ig_nonce_set *s);
 /* Time the newest outstanding request went out (0 if none). */
 uint64_t ig_nonces_newest_ms(const ig_nonce_set *s);
+/* Decides whether an inbox {"type":"error"} answers one of our session_key
+ * requests, and forgets that request if so. The cluster head names the
+ * request an error answers ("request", and "nonce" when the request had a
+ * valid one): an error whose nonce is one of ours is ours; one that names
+ * "session_key" without a nonce answers the oldest outstanding request; one
+ * that names another request (an attest's "malformed", a bank request's
+ * "storage_failed") or names none (a cluster head older than this field)
+ * answers none of ours, and the unanswered request is retried after its
+ * wait instead. */
+bool ig_nonces_take_error(ig_nonce_set *s, const struct cJSON *msg);
 
 /* Why a received message or key was not accepted. */
 typedef enum ig_m2m_drop {

@@ -10,7 +10,8 @@
  * library, and try to get wrong ones past both sides: every byte flipped,
  * wrong topics, wrong requests, wrong boxes. The collector duty itself is
  * driven with the bank's inbox answers through a real, never connected
- * agent, where no credit may be lost: mints and refunds of unknown outcome.
+ * agent, where no credit may be lost: mints and refunds of unknown outcome,
+ * and the analyst's redeems of unknown outcome, which are sent again.
  */
 #include <cJSON.h>
 #include <criterion/criterion.h>
@@ -1119,5 +1120,99 @@ Test(unknown_outcome, refunds_of_unknown_outcome_are_offered_again_and_settle)
 	cr_assert_eq(c->counters.refund_refused, 0);
 	cr_assert_eq(c->refund_nonce[0], '\0');
 	sodium_memzero(coins, sizeof coins);
+	collect_teardown(&f);
+}
+
+/* An analyst duty on a real agent that never connects: the redeem is put in
+ * its table as analyst_on_message does, and the bank's answers are fed to
+ * its inbox handler. */
+Test(unknown_outcome, analyst_resends_the_identical_redeem_with_back_off)
+{
+	static struct collect_fixture f;
+	collect_setup(&f);
+	static ig_analyst_state an;
+	cr_assert_eq(ig_analyst_init(&an, &f.pin), IG_OK);
+	keys bank;
+	memcpy(bank.ch_pk, f.ch_pk, IG_PK_BYTES);
+	memcpy(bank.ch_sk, f.ch_sk, IG_SK_BYTES);
+	bank.ch_side = f.ch_side;
+	uint8_t coin[IG_COIN_BYTES], data[512], hh[IG_HASH_BYTES];
+	randombytes_buf(coin, sizeof coin);
+	int n = seal_data(data, sizeof data, &bank, coin, "{\"seq\":3,\"load\":0.25}", hh);
+	int err = 0;
+	ig_redeem *r = ig_redeem_add(&an.redeems, DATA_TOPIC, "dev1", "readings", data, (size_t)n, ig_now_ms(), &err);
+	cr_assert_not_null(r);
+	char first[1024], again[1024];
+	int first_len = ig_redeem_request(first, sizeof first, r);
+	cr_assert_gt(first_len, 0);
+
+	/* The bank's disk failed after the redeem record was handed over. */
+	char msg_text[256];
+	snprintf(msg_text, sizeof msg_text,
+	         "{\"type\":\"error\",\"error\":\"outcome_unknown\",\"request\":\"redeem\",\"nonce\":\"%s\","
+	         "\"message\":\"a disk write failed\"}", r->nonce);
+	cJSON *msg = cJSON_Parse(msg_text);
+	uint64_t before = ig_mono_us();
+	cr_assert(ig_duty_analyst.on_inbox(f.a, &an, "error", msg));
+	uint64_t after = ig_mono_us();
+	cr_assert_eq(ig_redeem_count(&an.redeems), 1, "a redeem of unknown outcome is kept, not given up");
+	cr_assert_eq(an.counters.refused, 0, "an unknown outcome is not a refusal");
+	cr_assert_geq(r->retry_at_us, before + 800000u, "first retry after 1 s (-20%%)");
+	cr_assert_leq(r->retry_at_us, after + 1200000u, "first retry after 1 s (+20%%)");
+	ig_redeem *due = NULL;
+	cr_assert_eq(ig_analyst_retry_prepare(&an, again, sizeof again, before, &due), 0, "not resent at once");
+	cr_assert_eq(ig_redeem_expire(&an.redeems, ig_now_ms() + IG_REDEEM_TIMEOUT_MS, IG_REDEEM_TIMEOUT_MS), 0,
+	             "a redeem waiting for its retry does not time out");
+
+	/* Due: the very same request goes out again (same topic, header, nonce). */
+	int again_len = ig_analyst_retry_prepare(&an, again, sizeof again, r->retry_at_us, &due);
+	cr_assert_eq(due, r);
+	cr_assert_eq(again_len, first_len);
+	cr_assert_str_eq(again, first, "the retry is the identical redeem");
+	ig_analyst_retry_sent(&an, r, ig_now_ms());
+	cr_assert_eq(an.counters.retried, 1);
+	cr_assert_eq(r->retry_at_us, 0);
+	cr_assert_eq(ig_analyst_retry_prepare(&an, again, sizeof again, UINT64_MAX, &due), 0, "sent once per answer");
+
+	/* Still unknown (the broker has not restarted): the back-off doubles... */
+	before = ig_mono_us();
+	cr_assert(ig_duty_analyst.on_inbox(f.a, &an, "error", msg));
+	after = ig_mono_us();
+	cr_assert_geq(r->retry_at_us, before + 1600000u);
+	cr_assert_leq(r->retry_at_us, after + 2400000u);
+	/* ... and a reconnect (the broker is back) makes it due at once. */
+	ig_duty_analyst.on_connect(f.a, &an);
+	cr_assert_leq(r->retry_at_us, ig_mono_us());
+	cr_assert_gt(ig_analyst_retry_prepare(&an, again, sizeof again, ig_mono_us(), &due), 0);
+	cr_assert_str_eq(again, first);
+	ig_analyst_retry_sent(&an, r, ig_now_ms());
+
+	/* The first redeem had been recorded: the retry gets the keys. */
+	cJSON *reply = bank_redeem(&bank, data, (size_t)n, r->nonce);
+	cr_assert(ig_duty_analyst.on_inbox(f.a, &an, "redeemed", reply));
+	cJSON_Delete(reply);
+	cr_assert_eq(an.counters.redeemed, 1, "the coin's keys arrived for the retried redeem");
+	cr_assert_eq(ig_redeem_count(&an.redeems), 0);
+
+	/* Bounded: after the last retry, an unknown outcome gives up. */
+	r = ig_redeem_add(&an.redeems, DATA_TOPIC, "dev1", "readings", data, (size_t)n, ig_now_ms(), &err);
+	cr_assert_not_null(r);
+	r->retries = IG_REDEEM_MAX_RETRIES;
+	cJSON_ReplaceItemInObject(msg, "nonce", cJSON_CreateString(r->nonce));
+	cr_assert(ig_duty_analyst.on_inbox(f.a, &an, "error", msg));
+	cr_assert_eq(ig_redeem_count(&an.redeems), 0);
+	cr_assert_eq(an.counters.gave_up, 1);
+	/* Any other refusal drops the redeem at once, as before. */
+	r = ig_redeem_add(&an.redeems, DATA_TOPIC, "dev1", "readings", data, (size_t)n, ig_now_ms(), &err);
+	cr_assert_not_null(r);
+	cJSON_ReplaceItemInObject(msg, "nonce", cJSON_CreateString(r->nonce));
+	cJSON_ReplaceItemInObject(msg, "error", cJSON_CreateString("already_spent"));
+	cr_assert(ig_duty_analyst.on_inbox(f.a, &an, "error", msg));
+	cr_assert_eq(ig_redeem_count(&an.redeems), 0);
+	cr_assert_eq(an.counters.refused, 1);
+	cJSON_Delete(msg);
+
+	ig_duty_analyst.on_stop(f.a, &an);
+	sodium_memzero(&bank, sizeof bank);
 	collect_teardown(&f);
 }

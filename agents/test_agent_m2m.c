@@ -6,15 +6,21 @@
  * window on a forged message all fail quietly in production. These tests
  * build real key boxes and real sealed messages with the library and try
  * to get bad ones past the agent: every field mismatch, every byte flipped,
- * replays, wrong topics, wrong senders, expired and revoked keys.
+ * replays, wrong topics, wrong senders, expired and revoked keys. The m2m
+ * duty itself is fed the cluster head's error answers through a real,
+ * never connected agent: only an error naming its key request may refuse
+ * it, and each refusal is retried on the documented back-off.
  */
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include <mosquitto.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "duties.h"
 #include "ig_keyfile.h"
 #include "m2m_keys.h"
 
@@ -562,4 +568,151 @@ Test(m2m_accept, expired_or_self_keys_are_refused)
 	k = make_key("a", 1, NOW_S + 3600, 0x42);   /* "a" is ourselves */
 	cr_assert_null(accept(&f, key_message(&k, &f.ch_side), &err));
 	cr_assert_eq(ig_keytable_live(&f.t), 0);
+}
+
+/* ---- the m2m duty's answers from the cluster head --------------------------------- */
+
+/* An m2m duty on a real agent that never connects: its key requests cannot
+ * be sent, so the test makes one as maybe_request does and feeds the
+ * cluster head's inbox answers to the duty. */
+struct duty_fixture {
+	char dir[64], key[128];
+	ig_pin_state pin;
+	ig_m2m_state m;
+	ig_agent *a;
+	char nonce[IG_M2M_NONCE_HEX + 1];
+};
+
+static void duty_setup(struct duty_fixture *f)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	mosquitto_lib_init();
+	snprintf(f->dir, sizeof f->dir, "/tmp/test_agent_m2m.XXXXXX");
+	cr_assert_not_null(mkdtemp(f->dir));
+	snprintf(f->key, sizeof f->key, "%s/a.key", f->dir);
+	char pk_hex[65];
+	ig_error err = {0};
+	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
+	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = "c1", .id = "a", .key_path = f->key,
+	                       .heartbeat_s = 30, .ttl_s = 300};
+	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	memset(&f->pin, 0, sizeof f->pin);
+	cr_assert_eq(ig_m2m_init(&f->m, "b", 0, &f->pin), IG_OK);
+}
+
+/* A session_key request for peer b is outstanding, unanswered for 30 s. */
+static void duty_request(struct duty_fixture *f)
+{
+	ig_nonces_new(&f->m.nonces, f->nonce, ig_now_ms());
+	f->m.next_request_us = ig_mono_us() + 30000000u;
+}
+
+static void duty_teardown(struct duty_fixture *f)
+{
+	ig_duty_m2m.on_stop(f->a, &f->m);
+	ig_agent_free(f->a);
+	unlink(f->key);
+	rmdir(f->dir);
+}
+
+static bool feed_error(struct duty_fixture *f, const char *code, const char *request, const char *nonce)
+{
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", "error");
+	cJSON_AddStringToObject(o, "error", code);
+	if (request)
+		cJSON_AddStringToObject(o, "request", request);
+	if (nonce)
+		cJSON_AddStringToObject(o, "nonce", nonce);
+	cJSON_AddStringToObject(o, "message", "test");
+	bool handled = ig_duty_m2m.on_inbox(f->a, &f->m, "error", o);
+	cJSON_Delete(o);
+	return handled;
+}
+
+Test(m2m_duty, errors_answering_other_requests_leave_the_key_request_alone)
+{
+	static struct duty_fixture f;
+	duty_setup(&f);
+	duty_request(&f);
+	uint64_t wait = f.m.next_request_us;
+	/* An attest refused while our key request is in flight... */
+	cr_assert(!feed_error(&f, "malformed", "attest", NULL), "an attest's malformed is not ours");
+	cr_assert(!feed_error(&f, "storage_failed", "attest", NULL));
+	cr_assert(!feed_error(&f, "outcome_unknown", "attest", NULL));
+	/* ... a bank request's error, with its own nonce ... */
+	cr_assert(!feed_error(&f, "storage_failed", "mint", "0123456789abcdef0123456789abcdef"));
+	/* ... a session_key error quoting a nonce that is not ours ... */
+	cr_assert(!feed_error(&f, "peer_offline", "session_key", "fedcba9876543210fedcba9876543210"));
+	/* ... and an error that names no request (an older cluster head). */
+	cr_assert(!feed_error(&f, "internal", NULL, NULL));
+	cr_assert_eq(ig_nonces_count(&f.m.nonces), 1, "the key request is still outstanding");
+	cr_assert_eq(f.m.next_request_us, wait, "its retry is not moved");
+	cr_assert_eq(f.m.request_failures, 0);
+
+	/* The refusal of our request, by its nonce, is ours. */
+	uint64_t before = ig_mono_us();
+	cr_assert(feed_error(&f, "peer_offline", "session_key", f.nonce));
+	uint64_t after = ig_mono_us();
+	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	cr_assert_geq(f.m.next_request_us, before + 800000u);
+	cr_assert_leq(f.m.next_request_us, after + 1200000u);
+	cr_assert_eq(f.m.request_failures, 1);
+
+	/* A session_key error without a nonce answers the oldest request. */
+	duty_request(&f);
+	cr_assert(feed_error(&f, "rate_limited", "session_key", NULL));
+	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	duty_teardown(&f);
+}
+
+Test(m2m_duty, outcome_unknown_follows_the_retry_policy)
+{
+	static struct duty_fixture f;
+	duty_setup(&f);
+	duty_request(&f);
+	/* Not the 30 s wait of an unanswered request: 1 s, +-20 %. */
+	uint64_t before = ig_mono_us();
+	cr_assert(feed_error(&f, "outcome_unknown", "session_key", f.nonce), "outcome_unknown answers our request");
+	uint64_t after = ig_mono_us();
+	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	cr_assert_geq(f.m.next_request_us, before + 800000u);
+	cr_assert_leq(f.m.next_request_us, after + 1200000u);
+	/* Doubling after each further refusal... */
+	duty_request(&f);
+	before = ig_mono_us();
+	cr_assert(feed_error(&f, "outcome_unknown", "session_key", f.nonce));
+	after = ig_mono_us();
+	cr_assert_geq(f.m.next_request_us, before + 1600000u);
+	cr_assert_leq(f.m.next_request_us, after + 2400000u);
+	duty_request(&f);
+	before = ig_mono_us();
+	cr_assert(feed_error(&f, "storage_failed", "session_key", f.nonce));
+	after = ig_mono_us();
+	cr_assert_geq(f.m.next_request_us, before + 3200000u);
+	cr_assert_leq(f.m.next_request_us, after + 4800000u);
+	/* ... up to 60 s. */
+	for (int i = 0; i < 10; i++) {
+		duty_request(&f);
+		cr_assert(feed_error(&f, "outcome_unknown", "session_key", f.nonce));
+	}
+	cr_assert_leq(f.m.next_request_us, ig_mono_us() + 72000000u);
+	cr_assert_geq(f.m.next_request_us, ig_mono_us() + 47000000u);
+	/* A new connection (the broker is back) ends a wait longer than 2 s. */
+	ig_duty_m2m.on_connect(f.a, &f.m);
+	cr_assert_leq(f.m.next_request_us, ig_mono_us());
+	duty_teardown(&f);
+}
+
+Test(m2m_duty, operator_refusals_wait_the_longest_delay_at_once)
+{
+	static struct duty_fixture f;
+	duty_setup(&f);
+	duty_request(&f);
+	uint64_t before = ig_mono_us();
+	cr_assert(feed_error(&f, "not_allowed", "session_key", f.nonce));
+	uint64_t after = ig_mono_us();
+	cr_assert_geq(f.m.next_request_us, before + 48000000u);
+	cr_assert_leq(f.m.next_request_us, after + 72000000u);
+	duty_teardown(&f);
 }

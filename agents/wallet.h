@@ -167,6 +167,7 @@ int ig_bank_topic_split(const char *topic, const char *cluster, const char *kind
 /* ---- the analyst's pending redeems --------------------------------------------- */
 #define IG_REDEEM_MAX_PENDING 32
 #define IG_REDEEM_TIMEOUT_MS 30000
+#define IG_REDEEM_MAX_RETRIES 10         /* resends after outcome_unknown: ~5 min of back-off, for a restart */
 #define IG_REDEEM_BOX_BYTES (32 + 32 + IG_COIN_NONCE_BYTES + IG_HASH_BYTES)
 
 typedef struct ig_redeem {
@@ -181,6 +182,8 @@ typedef struct ig_redeem {
 	uint8_t *msg;                     /* a copy of the data message */
 	size_t len;
 	uint64_t sent_ms;
+	unsigned retries;                 /* resends after outcome_unknown answers */
+	uint64_t retry_at_us;             /* 0 = awaiting an answer; else resend it then (monotonic) */
 } ig_redeem;
 
 typedef struct ig_redeem_table {
@@ -303,6 +306,7 @@ extern const ig_duty_ops ig_duty_collect;
 /* analyst: redeems every data message it sees and answers with statistics. */
 typedef struct ig_analyst_counters {
 	uint64_t messages, redeemed, refused, results, error_results, dropped;
+	uint64_t retried, gave_up;        /* redeems resent after outcome_unknown; given up after the last retry */
 } ig_analyst_counters;
 
 typedef struct ig_analyst_state {
@@ -321,6 +325,15 @@ int ig_analyst_init(ig_analyst_state *an, const ig_pin_state *pin);
 #define IG_RESULT_ERR_NOT_JSON "not_json"              /* the payload is not a JSON object */
 #define IG_RESULT_ERR_UNDECRYPTABLE "undecryptable"    /* it does not open with the coin's payload key */
 int ig_analyst_error_result(char *out, size_t cap, const char *code, const char *message);
+/* A redeem answered outcome_unknown is resent, identical (same topic,
+ * header and nonce), after a back-off of 1 s doubling per retry (at once
+ * after a reconnect), at most IG_REDEEM_MAX_RETRIES times: the bank answers
+ * its redeemer's repeat with the same keys if the first was recorded.
+ * ig_analyst_retry_prepare writes the first redeem due at now_us into out
+ * and returns its length (*r set), 0 if none is due, or IG_ERR_*; after
+ * sending it, call ig_analyst_retry_sent. Exposed for the unit test. */
+int ig_analyst_retry_prepare(ig_analyst_state *an, char *out, size_t cap, uint64_t now_us, ig_redeem **r);
+void ig_analyst_retry_sent(ig_analyst_state *an, ig_redeem *r, uint64_t now_ms);
 extern const ig_duty_ops ig_duty_analyst;
 
 #endif
