@@ -54,7 +54,7 @@ int ig_aead_seal(ig_suite s, uint8_t *out, size_t cap, const uint8_t *pt, size_t
                  size_t aad_len, const uint8_t *nonce, const uint8_t key[IG_AEAD_KEY_BYTES]);
 /* Returns plaintext length, or IG_ERR_CRYPTO on a bad tag. */
 int ig_aead_open(ig_suite s, uint8_t *out, size_t cap, const uint8_t *ct, size_t len, const uint8_t *aad,
-                 size_t aad_len, const uint8_t *nonce, const uint8_t key[IG_AEAD_KEY_BYTES]);
+                 size_t aad_len, const uint8_t *nonce, const uint8_t key[IG_AEAD_KEY_BYTES]) IG_NODISCARD;
 size_t ig_suite_nonce_bytes(ig_suite s);
 
 /* m2m envelope. */
@@ -74,7 +74,7 @@ int ig_m2m_parse_header(const uint8_t *msg, size_t len, ig_m2m_header *h);
 /* Decrypts with the key found for h->key_id. Returns plaintext length or
  * IG_ERR_INVAL (malformed) / IG_ERR_CRYPTO (tampered, wrong topic, wrong key). */
 int ig_m2m_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const uint8_t key[IG_AEAD_KEY_BYTES],
-                uint8_t direction, const char *topic, ig_m2m_header *h);
+                uint8_t direction, const char *topic, ig_m2m_header *h) IG_NODISCARD;
 
 /* Sliding replay window over 64-bit counters (RFC 4303 style, 1024 wide). */
 #define IG_REPLAY_WINDOW 1024

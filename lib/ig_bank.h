@@ -143,7 +143,7 @@ int ig_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], c
                  uint8_t header_hash[IG_HASH_BYTES]);
 /* Anyone: splits a data message; header points into msg. */
 int ig_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t *header_len, ig_suite *suite,
-                  const uint8_t **nonce, const uint8_t **ct, size_t *ct_len);
+                  const uint8_t **nonce, const uint8_t **ct, size_t *ct_len) IG_NODISCARD;
 /* Header plaintext codec (the layout above), exposed for test vectors.
  * encode returns the length or IG_ERR_INVAL/IG_ERR_RANGE; decode is strict
  * (exact length, version 1, suite 1|2, valid collector id) and returns
@@ -155,7 +155,8 @@ int ig_coin_header_decode(ig_coin_header *h, const uint8_t *pt, size_t len);
  * length outside 140..203 or a malformed plaintext; IG_ERR_CRYPTO if it
  * was not sealed to this bank or was tampered with. On failure h is wiped.
  * The caller wipes h->coin when done. */
-int ig_coin_header_open(ig_coin_header *h, const uint8_t *sealed, size_t len, const uint8_t bank_sk[IG_SK_BYTES]);
+int ig_coin_header_open(ig_coin_header *h, const uint8_t *sealed, size_t len, const uint8_t bank_sk[IG_SK_BYTES])
+	IG_NODISCARD;
 /* Bank side: true iff h->topic_hash is the hash of topic (the topic the
  * analyst says the data came from). */
 bool ig_coin_header_matches_topic(const ig_coin_header *h, const char *topic);
@@ -166,9 +167,9 @@ bool ig_coin_header_matches_topic(const ig_coin_header *h, const char *topic);
  * message's nonce to be the one the bank returned (from the sealed header),
  * so that every byte of the message is authenticated. */
 int ig_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                 const uint8_t payload_key[32]);
+                 const uint8_t payload_key[32]) IG_NODISCARD;
 int ig_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                          const uint8_t payload_key[32], const uint8_t nonce[IG_COIN_NONCE_BYTES]);
+                          const uint8_t payload_key[32], const uint8_t nonce[IG_COIN_NONCE_BYTES]) IG_NODISCARD;
 /* Result message (analyst -> collector) and its opening. The collector
  * finds its request by ig_result_parse_hash, then opens with that request's
  * result key and header hash (a result for another request fails). With
@@ -178,7 +179,7 @@ int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_su
                    const uint8_t header_hash[IG_HASH_BYTES], const char *topic, const uint8_t *payload, size_t len);
 int ig_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_HASH_BYTES]);
 int ig_result_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                   const uint8_t result_key[32], const uint8_t header_hash[IG_HASH_BYTES]);
+                   const uint8_t result_key[32], const uint8_t header_hash[IG_HASH_BYTES]) IG_NODISCARD;
 
 /* ---- coin index (the bank's memory) ---- */
 typedef enum ig_coin_state {

@@ -38,6 +38,6 @@ int ig_checkpoint_sign(char *out, size_t cap, const ig_checkpoint *cp, const uin
 /* Parses and verifies text against pk and the expected origin. On success
  * fills cp. Errors say which line is bad or that the signature fails. */
 int ig_checkpoint_verify(const char *text, size_t len, const char *expected_origin,
-                         const uint8_t pk[IG_PK_BYTES], ig_checkpoint *cp, ig_error *err);
+                         const uint8_t pk[IG_PK_BYTES], ig_checkpoint *cp, ig_error *err) IG_NODISCARD;
 
 #endif

@@ -40,6 +40,11 @@ enum {
 	IG_ERR_UNKNOWN = -13,   /* a write failed midway: the change may or may not be durable */
 };
 
+/* On every verify, open and parse function: ignoring its result would treat
+ * unchecked (possibly forged or corrupt) input as checked, so the compiler
+ * refuses it (-Werror). */
+#define IG_NODISCARD __attribute__((warn_unused_result))
+
 /* A failure report: a code plus one human sentence saying what failed and
  * what to do. Every function that can fail for reasons a user must act on
  * takes an optional `ig_error *` (NULL is allowed). */

@@ -48,7 +48,7 @@ void ig_join_code_hash(uint8_t hash[IG_HASH_BYTES], const uint8_t code_id[IG_JOI
                        const uint8_t secret[IG_JOIN_SECRET_BYTES]);
 /* Parses "igjc1-<48 hex>" (case-insensitive, surrounding spaces ignored). */
 int ig_join_code_parse(const char *text, uint8_t code_id[IG_JOIN_CODE_ID_BYTES],
-                       uint8_t secret[IG_JOIN_SECRET_BYTES]);
+                       uint8_t secret[IG_JOIN_SECRET_BYTES]) IG_NODISCARD;
 
 typedef struct ig_join_claims {
 	char cluster[IG_CLUSTER_MAX + 1];
@@ -63,12 +63,12 @@ typedef struct ig_join_claims {
 int ig_join_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], const char *cluster, const char *id,
                        const char *code_text, uint64_t issued_at, uint64_t expires_at, const uint8_t nonce[16]);
 /* Cluster-head side, step 1: parse (to find code_id) without any check. */
-int ig_join_token_parse(const char *text, size_t len, ig_join_claims *c);
+int ig_join_token_parse(const char *text, size_t len, ig_join_claims *c) IG_NODISCARD;
 /* Step 2: verify mac with the re-derived secret and sig with the embedded
  * key. IG_ERR_CRYPTO if either fails. Times and code state are the
  * caller's (ig_joincodes). */
 int ig_join_token_verify(const char *text, size_t len, const uint8_t secret[IG_JOIN_SECRET_BYTES],
-                         ig_join_claims *c);
+                         ig_join_claims *c) IG_NODISCARD;
 
 /* Admission of the id a join token names: a join code only claims an id
  * the registry has never seen (not active, not pending, not revoked).

@@ -24,6 +24,6 @@ int ig_keyfile_write(const char *path, const uint8_t sk[IG_SK_BYTES], bool overw
 
 /* Reads a key file, derives pk. Refuses files readable by group or others
  * ("chmod 600 FILE"). sk must be wiped by the caller with sodium_memzero. */
-int ig_keyfile_read(const char *path, uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], ig_error *err);
+int ig_keyfile_read(const char *path, uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], ig_error *err) IG_NODISCARD;
 
 #endif

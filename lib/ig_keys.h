@@ -46,6 +46,6 @@ int ig_keybox_seal(uint8_t *out, size_t cap, uint8_t nonce[IG_KEYBOX_NONCE_BYTES
                    const ig_box_key *bk);
 /* Opens a box; IG_ERR_CRYPTO if not from the cluster head or tampered. */
 int ig_keybox_open(ig_session_key *sk, const uint8_t *box, size_t len, const uint8_t nonce[IG_KEYBOX_NONCE_BYTES],
-                   const ig_box_key *bk);
+                   const ig_box_key *bk) IG_NODISCARD;
 
 #endif

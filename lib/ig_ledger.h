@@ -81,7 +81,7 @@ typedef struct ig_ledger_open_opts {
 	const ig_ledger_io *io;
 } ig_ledger_open_opts;
 
-int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *opts, ig_error *err);
+int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *opts, ig_error *err) IG_NODISCARD;
 
 /* Waits for every submitted record to be durable (their completions are
  * still delivered by the next ig_ledger_poll if the caller wants them; close
@@ -188,11 +188,6 @@ typedef struct ig_verify_result {
  * record: "ledger record 812: hash mismatch (tampered or corrupt)". */
 int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
                      ig_progress_fn progress, void *progress_ctx,
-                     ig_verify_result *res, ig_error *err);
-
-/* ---- fault injection, for tests only (prefer ig_ledger_open_opts.io) ---- */
-/* When set, the writer fails after writing `after_bytes` of the next batch
- * (a torn write) and stops taking records. -1 disables. */
-void ig_ledger_test_fail_write(ig_ledger *l, long after_bytes);
+                     ig_verify_result *res, ig_error *err) IG_NODISCARD;
 
 #endif

@@ -55,6 +55,6 @@ int ig_tokenfmt_head_get(const uint8_t *bin, size_t len, uint8_t version, size_t
 int ig_tokenfmt_sign(uint8_t sig[IG_TOKENFMT_SIG_BYTES], const char *domain, const uint8_t *msg, size_t len,
                      const uint8_t sk[IG_SK_BYTES]);
 int ig_tokenfmt_verify(const uint8_t sig[IG_TOKENFMT_SIG_BYTES], const char *domain, const uint8_t *msg, size_t len,
-                       const uint8_t pk[IG_PK_BYTES]);
+                       const uint8_t pk[IG_PK_BYTES]) IG_NODISCARD;
 
 #endif

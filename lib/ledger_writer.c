@@ -1,0 +1,817 @@
+/*
+ * ledger_writer.c: the group-commit writer thread and the append API.
+ *
+ * Why this exists: the broker's event loop must never wait on the disk, yet
+ * a state change may be acknowledged only once it is durable. Appends are
+ * queued to one writer thread (as Redis's bio.c hands fsync to a background
+ * thread) that takes every queued record, writes them with one write(),
+ * makes them durable with one fdatasync() (group commit), writes a signed
+ * checkpoint covering them, and only then hands completions back to the
+ * caller's thread (ig_ledger_poll, or the blocking ig_ledger_append).
+ *
+ * Acknowledging only what a durable checkpoint covers is what makes loss
+ * detectable: a log cut at a record boundary, or a record altered, anywhere
+ * in what was ever acknowledged, contradicts the signed checkpoint. Records
+ * past the checkpoint were never acknowledged, so the next open may cut a
+ * torn frame there (ledger_scan.c).
+ *
+ * Failure rule: once an fsync fails, nothing more is acknowledged. A failed
+ * fdatasync() may have dropped dirty pages, so retrying it could "succeed"
+ * without the data being on disk; the ledger refuses all further appends
+ * (submit returns IG_ERR_IO) until it is reopened, which rescans and cuts any
+ * torn tail. A write() that fails with ENOSPC before any fsync of its batch
+ * lost nothing the kernel had accepted, so the writer keeps that batch and
+ * rewrites the same bytes at the same offset until the disk has room.
+ * Acknowledged implies durable; the converse does not hold: complete frames
+ * of a batch whose fsync failed or was cut short by a crash may still be
+ * there at the next open, as with any write-ahead log, which is why such
+ * records complete as IG_ERR_UNKNOWN, never as "not written". The file is
+ * not truncated after a failed write because a concurrent auditor may have
+ * it mapped (reading past a shrunken end is SIGBUS).
+ *
+ * All file I/O goes through the ig_ledger_io hooks given at open, so tests
+ * inject a full disk, a torn write or a failing fsync without a special
+ * build.
+ */
+#include "ig_checkpoint.h"
+#include "ig_merkle.h"
+#include "ig_record.h"
+#include "ledger_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* While the disk is full the held batch is retried after 10 ms, doubling up
+ * to once a second: quick recovery when space comes back, little load while
+ * it does not. */
+#define NOSPACE_RETRY_MIN_US 10000
+#define NOSPACE_RETRY_MAX_US 1000000
+/* A batch's buffer is capped so a burst of large bodies cannot make one
+ * write() allocate hundreds of megabytes. */
+#define MAX_BATCH_BYTES (8u << 20)
+/* Blocking submitters resubmit within microseconds of being woken; if the
+ * writer checkpointed in that gap it would add two fsyncs to every batch.
+ * "Idle" therefore means the queue stayed empty this long. */
+#define IDLE_GRACE_US 1000
+/* Upper bound on how long the writer waits for returning submitters before
+ * an fdatasync (see writer_main); normally half an fdatasync. */
+#define MAX_GATHER_US 2000
+
+/* ---- queued appends --------------------------------------------------------- */
+
+/* A blocking append sleeps on its own semaphore, so a finished batch wakes
+ * exactly the threads whose records it holds, never every waiter, and
+ * never while the writer holds mu. A wakeup costs several microseconds on
+ * a VM, so the writer posts only the first waiter of a batch and each woken
+ * waiter posts two more (a binary tree): the writer is back at its next
+ * fdatasync after one post, and 64 waiters are awake after 6 rounds. */
+struct append_waiter {
+	sem_t done;
+	int status;
+	ig_record rec;
+	struct append_waiter *wake_a, *wake_b;  /* posted by this waiter once it wakes */
+};
+
+struct append_node {
+	struct append_node *next;
+	ig_append_done_fn done;
+	void *ctx;
+	append_waiter *waiter; /* blocking append; NULL for submit */
+	uint64_t submit_us;
+	int status;
+	uint16_t type;
+	uint32_t body_len;
+	ig_record rec;
+	uint8_t body[];
+};
+
+/* One group commit, from encoding to the checkpoint that covers it. It is
+ * kept across attempts while the disk is full, so a retry rewrites exactly
+ * the bytes (same indexes, timestamp and hashes) the failed attempt began. */
+typedef enum { STAGE_WRITE, STAGE_CHECKPOINT } batch_stage;
+
+typedef struct write_batch {
+	append_node *head;           /* NULL for a checkpoint-only batch */
+	size_t count;
+	size_t bytes;                /* encoded length in l->wbuf */
+	uint64_t ts;
+	size_t written;              /* most bytes of wbuf any attempt handed to the kernel */
+	batch_stage stage;
+	ig_checkpoint cp;
+	char cp_text[IG_CHECKPOINT_MAX + 1];
+	size_t cp_len;
+} write_batch;
+
+/* How an attempt at a batch ended. */
+typedef enum { RUN_OK, RUN_NOSPACE, RUN_FAILED } run_result;
+
+static void notify_locked(ig_ledger *l)
+{
+	if (l->sync_waiters > 0)
+		pthread_cond_broadcast(&l->done_cond);
+	if (l->event_pending)
+		atomic_store(&l->poll_work, true);
+	if (l->event_pending && l->event_fd >= 0) {
+		uint64_t one = 1;
+		ssize_t n = write(l->event_fd, &one, sizeof one);
+		(void)n; /* EAGAIN means the counter is already non-zero: still readable */
+	}
+	l->event_pending = false;
+}
+
+/* The record (index, hash) is reported for IG_OK and for IG_ERR_UNKNOWN: in
+ * the second case it is what the record is if the next open finds it. */
+static bool status_has_record(int status)
+{
+	return status == IG_OK || status == IG_ERR_UNKNOWN;
+}
+
+static void complete_locked(ig_ledger *l, append_node *n, int status)
+{
+	n->status = status;
+	l->pending--;
+	if (n->waiter) {
+		append_waiter *w = n->waiter;
+		w->status = status;
+		if (status_has_record(status)) {
+			w->rec = n->rec;
+			w->rec.body = NULL;
+		}
+		free(n);
+		if (l->wake_n == l->wake_cap) {
+			size_t cap = l->wake_cap ? 2 * l->wake_cap : 256;
+			append_waiter **nw = realloc(l->wake, cap * sizeof *nw);
+			if (!nw) {
+				sem_post(&w->done); /* slower under mu, but correct */
+				return;
+			}
+			l->wake = nw;
+			l->wake_cap = cap;
+		}
+		l->wake[l->wake_n++] = w;
+		return;
+	}
+	n->next = NULL;
+	if (l->done_tail)
+		l->done_tail->next = n;
+	else
+		l->done_head = n;
+	l->done_tail = n;
+	l->event_pending = true;
+}
+
+/* Wakes the blocking appenders completed since the last call, as a tree
+ * (see append_waiter). Called by the writer without mu; a waiter may return
+ * and drop its stack frame as soon as it is posted, so each one's links are
+ * set before the first post. */
+static void wake_waiters(ig_ledger *l)
+{
+	size_t n = l->wake_n;
+	if (n == 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		l->wake[i]->wake_a = 2 * i + 1 < n ? l->wake[2 * i + 1] : NULL;
+		l->wake[i]->wake_b = 2 * i + 2 < n ? l->wake[2 * i + 2] : NULL;
+	}
+	l->wake_n = 0;
+	sem_post(&l->wake[0]->done);
+}
+
+static void fail_list_locked(ig_ledger *l, append_node *n, int status)
+{
+	while (n) {
+		append_node *next = n->next;
+		complete_locked(l, n, status);
+		n = next;
+	}
+}
+
+/* Fails every queued record that was never written with `status`. */
+static void fail_queue_locked(ig_ledger *l, int status)
+{
+	append_node *q = l->queue_head;
+	l->queue_head = l->queue_tail = NULL;
+	l->queued = 0;
+	fail_list_locked(l, q, status);
+}
+
+static void enter_failed_locked(ig_ledger *l)
+{
+	l->failed = true;
+	l->nospace = false;
+	fail_queue_locked(l, IG_ERR_IO);
+}
+
+/* Completes a batch that will not be acknowledged. Frames the kernel took
+ * whole may be in the log at the next open, so they are "unknown"; a frame
+ * cut short is a torn tail the next open removes, and frames never written
+ * are certainly absent: those get `absent_status`. Once the log was synced
+ * (STAGE_CHECKPOINT) every frame may be there. */
+static void give_up_batch_locked(ig_ledger *l, write_batch *b, int absent_status)
+{
+	size_t end = 0;
+	for (append_node *n = b->head; n;) {
+		append_node *next = n->next;
+		end += (size_t)n->body_len + IG_REC_OVERHEAD;
+		bool maybe = b->stage == STAGE_CHECKPOINT || end <= b->written;
+		complete_locked(l, n, maybe ? IG_ERR_UNKNOWN : absent_status);
+		n = next;
+	}
+	b->head = NULL;
+	b->count = 0;
+}
+
+/* Encodes the batch into one buffer and fixes its indexes, timestamp and
+ * hashes. Runs on the writer thread without mu. */
+static int encode_batch(ig_ledger *l, write_batch *b)
+{
+	size_t need = 0;
+	for (append_node *n = b->head; n; n = n->next)
+		need += (size_t)n->body_len + IG_REC_OVERHEAD;
+	if (need > l->wcap) {
+		size_t cap = l->wcap ? l->wcap : 65536;
+		while (cap < need)
+			cap *= 2;
+		uint8_t *nb = realloc(l->wbuf, cap);
+		if (!nb) {
+			ig_log(IG_LOG_ERR, "ledger %s: out of memory for a write batch of %zu bytes; appends are refused",
+			       l->dir, need);
+			return IG_ERR_NOMEM;
+		}
+		l->wbuf = nb;
+		l->wcap = cap;
+	}
+
+	uint64_t ts = ig_now_ms();
+	if (ts < l->last_ts)
+		ts = l->last_ts; /* timestamps never go backwards in the log, even if the clock does */
+	l->acc_tmp = l->acc;
+	uint64_t index = l->acc.size;
+	const uint8_t *prev = l->head;
+	size_t pos = 0;
+	for (append_node *n = b->head; n; n = n->next) {
+		ig_record *rec = &n->rec;
+		memset(rec, 0, sizeof *rec);
+		rec->index = index++;
+		rec->ts_ms = ts;
+		rec->type = n->type;
+		memcpy(rec->prev_hash, prev, IG_HASH_BYTES);
+		rec->body = n->body;
+		rec->body_len = n->body_len;
+		int len = ig_record_encode(l->wbuf + pos, l->wcap - pos, rec);
+		if (len < 0) {
+			ig_log(IG_LOG_ERR, "ledger %s: cannot encode record %" PRIu64 " (code %d); appends are refused",
+			       l->dir, rec->index, len);
+			return IG_ERR_INVAL;
+		}
+		pos += (size_t)len;
+		prev = rec->hash;
+		ig_merkle_push(&l->acc_tmp, rec->hash);
+	}
+	b->bytes = pos;
+	b->ts = ts;
+	b->written = 0;
+	b->stage = STAGE_WRITE;
+	return IG_OK;
+}
+
+/* Writes the batch to the log and makes it durable with one fdatasync. */
+static run_result write_log(ig_ledger *l, write_batch *b)
+{
+	size_t done = 0;
+	int rc = ledger_pwrite_all(&l->io, IG_LEDGER_LOG, l->log_fd, l->wbuf, b->bytes, l->log_end, &done);
+	int e = errno;
+	if (done > b->written)
+		b->written = done;
+	if (rc != 0) {
+		if (ledger_errno_is_full(e))
+			return RUN_NOSPACE;
+		ig_log(IG_LOG_ERR, "ledger %s: writing %s failed: %s; appends are refused until the disk is fixed "
+		       "and the ledger reopened",
+		       l->dir, IG_LEDGER_LOG, strerror(e));
+		return RUN_FAILED;
+	}
+	/* Never retried: after a failed fdatasync the kernel may have dropped the
+	 * dirty pages, and a second call could report success for lost data. */
+	uint64_t sync_start = ig_mono_us();
+	if (l->io.sync(l->io.ctx, IG_LEDGER_LOG, l->log_fd) != 0) {
+		e = errno;
+		ig_log(IG_LOG_ERR, "ledger %s: fdatasync of %s failed: %s%s; appends are refused until the disk is "
+		       "fixed and the ledger reopened (a failed fsync is never retried)",
+		       l->dir, IG_LEDGER_LOG, strerror(e), ledger_errno_is_full(e) ? " (the disk is full)" : "");
+		return RUN_FAILED;
+	}
+	uint64_t took = ig_mono_us() - sync_start;
+	l->fsync_avg_us = l->fsync_avg_us ? (7 * l->fsync_avg_us + took) / 8 : took;
+	l->gather_us = l->fsync_avg_us / 2 < MAX_GATHER_US ? l->fsync_avg_us / 2 : MAX_GATHER_US;
+	l->acc = l->acc_tmp;
+	l->log_end += b->bytes;
+	l->last_ts = b->ts;
+	b->stage = STAGE_CHECKPOINT;
+	return RUN_OK;
+}
+
+/* Signs and writes a checkpoint covering every durable record. */
+static run_result write_batch_checkpoint(ig_ledger *l, write_batch *b)
+{
+	memset(&b->cp, 0, sizeof b->cp);
+	memcpy(b->cp.origin, l->origin, sizeof b->cp.origin);
+	b->cp.size = l->acc.size;
+	ig_merkle_root(&l->acc, b->cp.root);
+	ig_error e = {0};
+	int len = ig_checkpoint_sign(b->cp_text, sizeof b->cp_text, &b->cp, l->ch_sk);
+	int rc = len < 0 ? ig_error_set(&e, len, "cannot sign the checkpoint (code %d)", len)
+	                 : ledger_write_checkpoint_file(&l->io, l->dir_fd, l->dir, b->cp_text, (size_t)len, &e);
+	if (rc == IG_ERR_NOSPACE)
+		return RUN_NOSPACE;
+	if (rc != IG_OK) {
+		ig_log(IG_LOG_ERR, "ledger %s: %s; appends are refused until the disk is fixed and the ledger reopened",
+		       l->dir, e.msg);
+		return RUN_FAILED;
+	}
+	b->cp_len = (size_t)len;
+	return RUN_OK;
+}
+
+/* Runs (or resumes) a batch: log write + fdatasync, then the checkpoint.
+ * On the writer thread without mu. */
+static run_result run_batch(ig_ledger *l, write_batch *b)
+{
+	if (b->stage == STAGE_WRITE) {
+		run_result r = write_log(l, b);
+		if (r != RUN_OK)
+			return r;
+	}
+	return write_batch_checkpoint(l, b);
+}
+
+/* The batch and a checkpoint covering it are durable: publish both. */
+static void finish_batch_locked(ig_ledger *l, write_batch *b)
+{
+	memcpy(l->cp_text, b->cp_text, b->cp_len + 1);
+	l->cp_len = b->cp_len;
+	l->cp = b->cp;
+	atomic_store(&l->checkpoint_changed, true);
+	l->event_pending = true;
+
+	uint64_t now = ig_mono_us();
+	bool first = true;
+	for (append_node *n = b->head; n;) {
+		append_node *next = n->next;
+		uint64_t lat = now >= n->submit_us ? now - n->submit_us : 0;
+		if (first) {
+			l->last_commit_us = lat;
+			first = false;
+		}
+		if (lat > l->max_commit_us)
+			l->max_commit_us = lat;
+		l->latency_sum_us += lat;
+		if (!next)
+			memcpy(l->head, n->rec.hash, IG_HASH_BYTES);
+		complete_locked(l, n, IG_OK);
+		n = next;
+	}
+	atomic_store(&l->height, l->acc.size);
+	if (b->head) {
+		l->batches++;
+		l->records_committed += b->count;
+	}
+	b->head = NULL;
+	b->count = 0;
+}
+
+static void wait_until_locked(ig_ledger *l, uint64_t deadline_us)
+{
+	struct timespec ts = {.tv_sec = (time_t)(deadline_us / 1000000u),
+	                      .tv_nsec = (long)(deadline_us % 1000000u) * 1000};
+	pthread_cond_timedwait(&l->work_cond, &l->mu, &ts);
+}
+
+/* Runs one attempt at *b without mu and settles it. Returns true when the
+ * batch is finished (acknowledged or failed), false while it waits for
+ * disk space. */
+static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_us, uint64_t *retry_at)
+{
+	l->in_flight = true;
+	pthread_mutex_unlock(&l->mu);
+	run_result r = run_batch(l, b);
+	pthread_mutex_lock(&l->mu);
+	if (r == RUN_NOSPACE) {
+		if (!l->nospace) {
+			l->nospace_events++;
+			ig_log(IG_LOG_ERR,
+			       "ledger %s: the disk is full (ENOSPC) writing %s; %zu records wait and are retried until "
+			       "there is room, new records are refused meanwhile: free space on the filesystem holding "
+			       "%s (no restart is needed)",
+			       l->dir, b->stage == STAGE_WRITE ? IG_LEDGER_LOG : IG_LEDGER_CHECKPOINT, b->count, l->dir);
+		}
+		l->nospace = true;
+		/* Records behind the held batch were never written: say so now
+		 * rather than keep their senders waiting on the disk. */
+		fail_queue_locked(l, IG_ERR_NOSPACE);
+		*retry_at = ig_mono_us() + *retry_us;
+		*retry_us = *retry_us * 2 > NOSPACE_RETRY_MAX_US ? NOSPACE_RETRY_MAX_US : *retry_us * 2;
+		notify_locked(l);
+		return false;
+	}
+	if (l->nospace) {
+		l->nospace = false;
+		if (r == RUN_OK)
+			ig_log(IG_LOG_WARN, "ledger %s: there is room on the disk again; the held records are durable and "
+			       "new records are accepted",
+			       l->dir);
+	}
+	*retry_us = NOSPACE_RETRY_MIN_US;
+	l->in_flight = false;
+	if (r == RUN_OK) {
+		finish_batch_locked(l, b);
+	} else {
+		give_up_batch_locked(l, b, IG_ERR_IO);
+		enter_failed_locked(l);
+	}
+	notify_locked(l);
+	return true;
+}
+
+static void *writer_main(void *arg)
+{
+	ig_ledger *l = arg;
+	uint64_t idle_deadline = 0;   /* checkpoint if still idle at this time */
+	uint64_t gather_until = 0;    /* wait for returning submitters until this */
+	size_t last_batch = 0;
+	write_batch *b = calloc(1, sizeof *b);
+	bool held = false;            /* *b waits for disk space */
+	uint64_t retry_us = NOSPACE_RETRY_MIN_US, retry_at = 0;
+
+	pthread_mutex_lock(&l->mu);
+	if (!b) {
+		ig_log(IG_LOG_ERR, "ledger %s: out of memory starting the writer; appends are refused", l->dir);
+		enter_failed_locked(l);
+		notify_locked(l);
+	}
+	for (;;) {
+		if (l->wake_n) {
+			pthread_mutex_unlock(&l->mu);
+			wake_waiters(l);
+			pthread_mutex_lock(&l->mu);
+		}
+		if (held) {
+			if (l->stopping) {
+				ig_log(IG_LOG_ERR, "ledger %s: closing while the disk is full; %zu records were not "
+				       "acknowledged (any written whole are kept by the next open)",
+				       l->dir, b->count);
+				give_up_batch_locked(l, b, IG_ERR_NOSPACE);
+				held = false;
+				l->in_flight = false;
+				l->nospace = false;
+				l->failed = true;
+				notify_locked(l);
+				continue;
+			}
+			if (ig_mono_us() < retry_at) {
+				wait_until_locked(l, retry_at);
+				continue;
+			}
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
+			continue;
+		}
+		if (l->queue_head) {
+			idle_deadline = 0;
+			if (l->failed || !b) {
+				enter_failed_locked(l);
+				notify_locked(l);
+				continue;
+			}
+			/* The submitters of the batch just committed are usually about to
+			 * submit again; starting the next fdatasync with half of them
+			 * would split them into two alternating half-size batches. So
+			 * wait a fraction of an fdatasync for the queue to reach the last
+			 * batch's size. A lone or sporadic submitter never waits. */
+			if (gather_until && l->queued < last_batch && !l->stopping && l->sync_waiters == 0 &&
+			    ig_mono_us() < gather_until) {
+				l->wake_writer_at = last_batch;
+				wait_until_locked(l, gather_until);
+				l->wake_writer_at = 0;
+				continue;
+			}
+			gather_until = 0;
+			/* Group commit: everything queued (up to the limits) goes in one
+			 * write, one fdatasync and one checkpoint. */
+			append_node *head = l->queue_head, *tail = head;
+			size_t count = 1, bytes = (size_t)head->body_len + IG_REC_OVERHEAD;
+			while (tail->next && count < l->max_batch &&
+			       bytes + tail->next->body_len + IG_REC_OVERHEAD <= MAX_BATCH_BYTES) {
+				tail = tail->next;
+				bytes += (size_t)tail->body_len + IG_REC_OVERHEAD;
+				count++;
+			}
+			l->queue_head = tail->next;
+			if (!l->queue_head)
+				l->queue_tail = NULL;
+			tail->next = NULL;
+			l->queued -= count;
+			memset(b, 0, offsetof(write_batch, cp_text));
+			b->head = head;
+			b->count = count;
+			l->in_flight = true;
+			pthread_mutex_unlock(&l->mu);
+			int rc = encode_batch(l, b);
+			pthread_mutex_lock(&l->mu);
+			if (rc != IG_OK) {
+				l->in_flight = false;
+				fail_list_locked(l, b->head, rc);
+				b->head = NULL;
+				enter_failed_locked(l);
+				notify_locked(l);
+				continue;
+			}
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
+			if (!held && !l->failed) {
+				last_batch = count;
+				gather_until = ig_mono_us() + l->gather_us;
+			}
+			continue;
+		}
+		/* Records in the log beyond the checkpoint (a crash between a batch's
+		 * fdatasync and its checkpoint) were never acknowledged; once idle,
+		 * sign them so a later cut of the log is detected. gather_until
+		 * stays: the first returning submitter wakes us and the gather
+		 * above then waits for the rest. */
+		l->wake_writer_at = 1;
+		if (!l->failed && b && l->acc.size > l->cp.size) {
+			uint64_t now = ig_mono_us();
+			if (!l->stopping && l->sync_waiters == 0) {
+				if (idle_deadline == 0)
+					idle_deadline = now + IDLE_GRACE_US;
+				if (now < idle_deadline) {
+					wait_until_locked(l, idle_deadline);
+					l->wake_writer_at = 0;
+					continue;
+				}
+			}
+			idle_deadline = 0;
+			l->wake_writer_at = 0;
+			memset(b, 0, offsetof(write_batch, cp_text));
+			b->stage = STAGE_CHECKPOINT;
+			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
+			continue;
+		}
+		idle_deadline = 0;
+		if (l->stopping)
+			break;
+		pthread_cond_wait(&l->work_cond, &l->mu);
+		l->wake_writer_at = 0;
+	}
+	pthread_mutex_unlock(&l->mu);
+	free(b);
+	return NULL;
+}
+
+/* ---- starting and stopping -------------------------------------------------- */
+
+int ledger_writer_start(ig_ledger *l, ig_error *err)
+{
+	l->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->event_fd < 0)
+		return ig_error_set(err, IG_ERR_IO, "cannot create an eventfd: %s", strerror(errno));
+	if (pthread_create(&l->thread, NULL, writer_main, l) != 0)
+		return ig_error_set(err, IG_ERR_IO, "cannot start the ledger writer thread");
+	l->thread_started = true;
+	return IG_OK;
+}
+
+void ledger_writer_stop(ig_ledger *l)
+{
+	if (!l->thread_started)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->stopping = true;
+	pthread_cond_signal(&l->work_cond);
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	l->thread_started = false;
+	(void)ig_ledger_poll(l);
+}
+
+/* ---- appending ----------------------------------------------------------------- */
+
+static append_node *node_new(uint16_t type, const uint8_t *body, size_t len)
+{
+	append_node *n = malloc(sizeof *n + len);
+	if (!n)
+		return NULL;
+	memset(n, 0, sizeof *n);
+	n->type = type;
+	n->body_len = (uint32_t)len;
+	if (len)
+		memcpy(n->body, body, len);
+	n->submit_us = ig_mono_us();
+	return n;
+}
+
+/* Queues n; returns IG_OK or why not (n is then still the caller's). */
+static int enqueue(ig_ledger *l, append_node *n)
+{
+	pthread_mutex_lock(&l->mu);
+	if (l->failed) {
+		pthread_mutex_unlock(&l->mu);
+		return IG_ERR_IO;
+	}
+	if (l->nospace) {
+		pthread_mutex_unlock(&l->mu);
+		return IG_ERR_NOSPACE;
+	}
+	if (l->stopping) {
+		pthread_mutex_unlock(&l->mu);
+		return IG_ERR_CLOSED;
+	}
+	if (l->queue_tail)
+		l->queue_tail->next = n;
+	else
+		l->queue_head = n;
+	l->queue_tail = n;
+	l->pending++;
+	l->queued++;
+	/* Only wake the writer when it waits for work, or for this many records. */
+	if (l->wake_writer_at && l->queued >= l->wake_writer_at)
+		pthread_cond_signal(&l->work_cond);
+	pthread_mutex_unlock(&l->mu);
+	return IG_OK;
+}
+
+static int check_submit(const ig_ledger *l, const uint8_t *body, size_t len)
+{
+	if (!l->writer)
+		return IG_ERR_STATE;
+	if (len > IG_REC_MAX_BODY)
+		return IG_ERR_RANGE;
+	if (len > 0 && !body)
+		return IG_ERR_INVAL;
+	return IG_OK;
+}
+
+int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                     ig_append_done_fn done, void *ctx)
+{
+	int rc = check_submit(l, body, len);
+	if (rc != IG_OK)
+		return rc;
+	append_node *n = node_new(type, body, len);
+	if (!n)
+		return IG_ERR_NOMEM;
+	n->done = done;
+	n->ctx = ctx;
+	rc = enqueue(l, n);
+	if (rc != IG_OK)
+		free(n);
+	return rc;
+}
+
+int ig_ledger_poll(ig_ledger *l)
+{
+	if (!l->writer)
+		return 0;
+	if (!atomic_exchange(&l->poll_work, false))
+		return 0;
+	uint64_t count;
+	/* Drain before taking the list: a completion added after the take
+	 * re-arms the fd, so no wakeup is lost. */
+	ssize_t r = read(l->event_fd, &count, sizeof count);
+	(void)r;
+	pthread_mutex_lock(&l->mu);
+	append_node *n = l->done_head;
+	l->done_head = l->done_tail = NULL;
+	pthread_mutex_unlock(&l->mu);
+	int ran = 0;
+	while (n) {
+		append_node *next = n->next;
+		if (n->done)
+			n->done(n->ctx, n->status, status_has_record(n->status) ? &n->rec : NULL);
+		free(n);
+		ran++;
+		n = next;
+	}
+	return ran;
+}
+
+int ig_ledger_event_fd(const ig_ledger *l) { return l->event_fd; }
+
+bool ig_ledger_checkpoint_changed(ig_ledger *l)
+{
+	return atomic_exchange(&l->checkpoint_changed, false);
+}
+
+/* Says why a record was refused or not written, and what to do. */
+static int refusal_error(const ig_ledger *l, int rc, ig_error *err)
+{
+	switch (rc) {
+	case IG_ERR_CLOSED:
+		return ig_error_set(err, rc, "ledger %s is closing; the record was not appended", l->dir);
+	case IG_ERR_NOSPACE:
+		return ig_error_set(err, rc, "ledger %s: the disk is full (ENOSPC); the record was not written: free space "
+		                    "on the filesystem holding %s and retry (the ledger resumes by itself, no restart "
+		                    "needed)",
+		                    l->dir, l->dir);
+	case IG_ERR_NOMEM:
+		return ig_error_set(err, rc, "ledger %s: out of memory; the record was not written", l->dir);
+	default:
+		return ig_error_set(err, rc, "ledger %s: an earlier write or fsync failed, so it refuses appends and "
+		                    "this record was not written; fix the disk (see the log) and reopen the ledger",
+		                    l->dir);
+	}
+}
+
+int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                     ig_record *rec_out, ig_error *err)
+{
+	int rc = check_submit(l, body, len);
+	if (rc == IG_ERR_STATE)
+		return ig_error_set(err, rc, "ledger %s is open read-only; appends need a writer open", l->dir);
+	if (rc == IG_ERR_RANGE)
+		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %d-byte limit", len, IG_REC_MAX_BODY);
+	if (rc != IG_OK)
+		return ig_error_set(err, rc, "ig_ledger_append: missing body");
+	append_node *n = node_new(type, body, len);
+	if (!n)
+		return ig_error_set(err, IG_ERR_NOMEM, "out of memory appending to ledger %s", l->dir);
+	append_waiter w;
+	memset(&w, 0, sizeof w);
+	if (sem_init(&w.done, 0, 0) != 0) {
+		free(n);
+		return ig_error_set(err, IG_ERR_NOMEM, "cannot create a semaphore: %s", strerror(errno));
+	}
+	n->waiter = &w;
+	rc = enqueue(l, n); /* from here on the writer owns (and frees) n */
+	if (rc != IG_OK) {
+		free(n);
+		sem_destroy(&w.done);
+		return refusal_error(l, rc, err);
+	}
+	while (sem_wait(&w.done) != 0 && errno == EINTR)
+		;
+	if (w.wake_a)
+		sem_post(&w.wake_a->done);
+	if (w.wake_b)
+		sem_post(&w.wake_b->done);
+	sem_destroy(&w.done);
+	rc = w.status;
+	if (rc == IG_OK) {
+		if (rec_out)
+			*rec_out = w.rec;
+	} else if (rc == IG_ERR_UNKNOWN) {
+		ig_error_set(err, rc, "ledger %s: a write or fsync failed after record %" PRIu64 " was handed to the disk, "
+		             "so it may or may not be in the ledger (check with `iotguard verify` after fixing the disk "
+		             "and reopening); the ledger refuses appends until reopened",
+		             l->dir, w.rec.index);
+	} else {
+		refusal_error(l, rc, err);
+	}
+	return rc;
+}
+
+int ig_ledger_sync(ig_ledger *l, ig_error *err)
+{
+	if (!l->writer)
+		return ig_error_set(err, IG_ERR_STATE, "ledger %s is open read-only; nothing to sync", l->dir);
+	pthread_mutex_lock(&l->mu);
+	l->sync_waiters++;
+	pthread_cond_signal(&l->work_cond);
+	while (!l->failed && !l->nospace && (l->queue_head || l->in_flight || atomic_load(&l->height) > l->cp.size))
+		pthread_cond_wait(&l->done_cond, &l->mu);
+	l->sync_waiters--;
+	bool failed = l->failed, nospace = l->nospace;
+	pthread_mutex_unlock(&l->mu);
+	if (nospace)
+		return ig_error_set(err, IG_ERR_NOSPACE, "ledger %s: the disk is full (ENOSPC); records wait to be written: "
+		                    "free space on the filesystem holding %s (no restart needed)",
+		                    l->dir, l->dir);
+	if (failed)
+		return ig_error_set(err, IG_ERR_IO, "ledger %s: a write or fsync failed; records may not be durable, "
+		                    "fix the disk and reopen it",
+		                    l->dir);
+	return IG_OK;
+}
+
+void ig_ledger_get_stats(ig_ledger *l, ig_ledger_stats *st)
+{
+	pthread_mutex_lock(&l->mu);
+	st->height = atomic_load(&l->height);
+	st->pending = l->pending;
+	st->batches = l->batches;
+	st->records_committed = l->records_committed;
+	st->last_commit_us = l->last_commit_us;
+	st->max_commit_us = l->max_commit_us;
+	st->avg_commit_us = l->records_committed ? l->latency_sum_us / l->records_committed : 0;
+	st->checkpoint_size = l->cp.size;
+	pthread_mutex_unlock(&l->mu);
+}
