@@ -749,3 +749,83 @@ def drain(q):
             out.append(q.get_nowait())
         except queue.Empty:
             return out
+
+
+# ---- helpers the test modules share ---------------------------------------------------------
+
+POLICY = ROOT / "config" / "policy.json"
+
+
+def write_policy(path, mutate=None):
+    """Writes config/policy.json to path, after mutate(policy) if given."""
+    pol = json.loads(POLICY.read_text())
+    if mutate:
+        mutate(pol)
+    path.write_text(json.dumps(pol, indent=2))
+    return path
+
+
+def watcher(broker, cluster, ident="mon1", topics=("stats", "ledger/events")):
+    """A monitor subscribed to the given topics (relative to iotguard/C/)."""
+    m = broker.connect(ident)
+    for t in topics:
+        m.subscribe_ok(cluster.topic(*t.split("/")))
+    return m
+
+
+def next_stats(mon, cluster, pred=lambda s: True, timeout=None):
+    """The next stats message (after now) for which pred holds, schema-checked."""
+    start = len(mon.messages)
+    s = mon.wait_message(cluster.topic("stats"), start=start, pred=lambda m: pred(m.json()),
+                         timeout=timeout or T(8)).json()
+    schema_validate("stats", s)
+    return s
+
+
+def events(mon, cluster, rtype=None):
+    """The ledger events mon captured (and takes them), of type rtype if given."""
+    out = [m.json() for m in mon.take(cluster.topic("ledger", "events"))]
+    return [e for e in out if rtype is None or e["type"] == rtype]
+
+
+def wait_event(mon, cluster, pred, timeout=None):
+    """The first captured ledger event for which pred holds, schema-checked."""
+    e = mon.wait_message(cluster.topic("ledger", "events"), pred=lambda m: pred(m.json()),
+                         timeout=timeout or T(5)).json()
+    schema_validate("ledger-event", e)
+    return e
+
+
+def validate_captured(*clients, cluster):
+    """Every JSON message the clients captured, against its schema; returns
+    how many messages of each schema:type (:error code) were among them."""
+    names = [("stats", "stats"), ("ledger/events", "ledger-event"), ("ledger/head", "ledger-head"),
+             ("dev/+/status", "status"), ("dev/+/inbox", "inbox")]
+    seen = {}
+    for c in clients:
+        for m in c.take():
+            for rel, schema in names:
+                if mqtt.topic_matches_sub(cluster.topic(*rel.split("/")), m.topic):
+                    j = m.json()
+                    schema_validate(schema, j)
+                    key = "%s:%s" % (schema, j.get("type", j.get("state", "")))
+                    if j.get("type") == "error":
+                        key += ":" + j["error"]
+                    seen[key] = seen.get(key, 0) + 1
+    return seen
+
+
+def start_agent(broker, cluster, ident, *extra, key=None):
+    """The real iotguard-agent for ident (its enrolled key unless key is
+    given), heartbeat 1 s, with extra arguments appended."""
+    key = cluster.ids[ident].key if key is None else key
+    return Proc([AGENT, "--host", "127.0.0.1", "--port", broker.port, "--cluster", cluster.name,
+                 "--id", ident, "--key", key, "--heartbeat", "1"] + [str(e) for e in extra],
+                name="agent-" + ident)
+
+
+def agent_stopped(proc):
+    """Stops an agent, asserts it exited 0, and returns its output."""
+    rc = proc.stop()
+    assert rc == 0, "%s exited %s\n%s" % (proc.name, rc, proc.text()[-3000:])
+    return proc.text()

@@ -260,6 +260,23 @@ def parse_tlvs(body):
     return out
 
 
+def frame_offsets(ledger_dir, whole=True):
+    """(offset, length) of every frame of ledger.log, from the headers alone
+    (so a tampered body or crc still counts). whole: the file must end on a
+    frame boundary."""
+    data = (Path(ledger_dir) / "ledger.log").read_bytes()
+    out = []
+    pos = 0
+    while pos + 8 <= len(data):
+        assert data[pos:pos + 4] == b"IGR1"
+        n = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        out.append((pos, n))
+        pos += n
+    if whole:
+        assert pos == len(data), "ledger.log does not end on a frame boundary"
+    return out
+
+
 def read_frames(ledger_dir):
     """Every complete frame of ledger.log, checked (magic, crc, index)."""
     data = (Path(ledger_dir) / "ledger.log").read_bytes()

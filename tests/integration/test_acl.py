@@ -168,3 +168,27 @@ def test_acl_denials_in_stats(mbroker, mcluster):
                        x.json()["acl"]["denied_publish"] > 0).json()
     H.schema_validate("stats", s)
     assert "igt1." not in json.dumps(s)
+
+
+def test_revoke_drops_a_publish_right_already_used(broker, cluster):
+    # The ACL remembers recent decisions per client (lib/aclcache.c); a
+    # revocation must end them at once. An admin revoking itself stays
+    # connected until the broker's next tick, so a status message it sends
+    # right behind its own revoke must not pass, though the same publish
+    # passed a moment earlier.
+    mon = broker.connect("mon1")
+    status_topic = cluster.topic("dev", "admin2", "status")
+    mon.subscribe_ok(status_topic)
+    a = broker.connect("admin2")
+    a.subscribe_ok(H.ADMIN_RESPONSE)
+    for seq in (1, 2):
+        a.publish(status_topic, {"id": "admin2", "state": "online", "ts": 1, "seq": seq, "uptime_s": 0})
+        assert mon.wait_message(status_topic, pred=lambda m, s=seq: m.json()["seq"] == s)
+    a.publish_async(H.ADMIN_TOPIC, {"commands": [{"command": "revoke", "id": "admin2", "correlation": "self"}]}, qos=0)
+    for seq in range(3, 40):
+        a.publish_async(status_topic, {"id": "admin2", "state": "online", "ts": 1, "seq": seq, "uptime_s": 0}, qos=0)
+    a.wait_disconnect(timeout=H.T(3))
+    late = [m.json()["seq"] for m in mon.take(status_topic) if m.json().get("seq", 0) >= 3]
+    assert late == [], "a revoked client still published %r" % late
+    admin = H.Admin(broker, "admin1")
+    assert admin.one("get_identity", id="admin2")["identity"]["status"] == "revoked"

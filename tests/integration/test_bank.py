@@ -10,6 +10,7 @@ plugin or the agents through it also shows the document is enough to
 interoperate.
 """
 import base64
+import functools
 import hashlib
 import os
 import re
@@ -26,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import igharness as H
 import igkeys as K
+from igharness import agent_stopped, events, next_stats, start_agent, validate_captured, wait_event
 
 DOC = (H.ROOT / "docs" / "PROTOCOL.md").read_text()
 REC_CREDIT, REC_COIN_MINT, REC_COIN_REDEEM, REC_COIN_REFUND = 32, 33, 34, 35
@@ -194,23 +196,7 @@ def seed(cluster, ident):
     return K.seed_of(cluster.ids[ident].key)
 
 
-def start_agent(broker, cluster, ident, *extra):
-    return H.Proc([H.AGENT, "--host", "127.0.0.1", "--port", broker.port, "--cluster", cluster.name,
-                   "--id", ident, "--key", cluster.ids[ident].key, "--heartbeat", "1"] + [str(e) for e in extra],
-                  name="agent-" + ident)
-
-
-def agent_stopped(proc):
-    rc = proc.stop()
-    assert rc == 0, "%s exited %s\n%s" % (proc.name, rc, proc.text()[-3000:])
-    return proc.text()
-
-
-def watcher(broker, cluster, ident="mon1", topics=("stats", "ledger/events", "dev/+/status", "dev/+/data/+")):
-    m = broker.connect(ident)
-    for t in topics:
-        m.subscribe_ok(cluster.topic(*t.split("/")))
-    return m
+watcher = functools.partial(H.watcher, topics=("stats", "ledger/events", "dev/+/status", "dev/+/data/+"))
 
 
 def client(broker, cluster, ident, *subs):
@@ -293,45 +279,6 @@ def credit_online(broker, cluster, ident, amount, admin="admin1"):
     m = re.search(r"credited %s with %d coin\(s\) at ledger index (\d+); balance (\d+)" % (ident, amount), out)
     assert m, "unexpected credit output: %r" % out
     return int(m.group(1)), int(m.group(2))
-
-
-def events(mon, cluster, rtype=None):
-    out = [m.json() for m in mon.take(cluster.topic("ledger", "events"))]
-    return [e for e in out if rtype is None or e["type"] == rtype]
-
-
-def wait_event(mon, cluster, pred, timeout=None):
-    e = mon.wait_message(cluster.topic("ledger", "events"), pred=lambda m: pred(m.json()),
-                         timeout=timeout or H.T(5)).json()
-    H.schema_validate("ledger-event", e)
-    return e
-
-
-def next_stats(mon, cluster, pred=lambda s: True, timeout=None):
-    start = len(mon.messages)
-    s = mon.wait_message(cluster.topic("stats"), start=start, pred=lambda m: pred(m.json()),
-                         timeout=timeout or H.T(8)).json()
-    H.schema_validate("stats", s)
-    return s
-
-
-def validate_captured(*clients, cluster):
-    """Every JSON message the clients captured, against its schema; returns
-    how many bank messages (by type) were among them."""
-    names = [("stats", "stats"), ("ledger/events", "ledger-event"), ("ledger/head", "ledger-head"),
-             ("dev/+/status", "status"), ("dev/+/inbox", "inbox")]
-    seen = {}
-    for c in clients:
-        for m in c.take():
-            for rel, schema in names:
-                if H.mqtt.topic_matches_sub(cluster.topic(*rel.split("/")), m.topic):
-                    j = m.json()
-                    H.schema_validate(schema, j)
-                    key = "%s:%s" % (schema, j.get("type", j.get("state", "")))
-                    if j.get("type") == "error":
-                        key += ":" + j["error"]
-                    seen[key] = seen.get(key, 0) + 1
-    return seen
 
 
 def ledger_records(cluster, rtype=None):
@@ -657,8 +604,7 @@ int fdatasync(int fd)
 @pytest.fixture(scope="module")
 def fail_fdatasync(tmp_path_factory):
     cc = shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        pytest.skip("no C compiler to build the fdatasync fault shim")
+    assert cc, "no C compiler (cc or gcc) on PATH to build the fdatasync fault shim: install one"
     d = tmp_path_factory.mktemp("shim")
     (d / "fail_fdatasync.c").write_text(FAIL_FDATASYNC_C)
     lib = d / "fail_fdatasync.so"

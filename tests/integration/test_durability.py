@@ -20,20 +20,6 @@ import igharness as H
 import igkeys
 
 
-def frames(ledger):
-    """(offset, length) of every frame of ledger.log."""
-    data = (ledger / "ledger.log").read_bytes()
-    out = []
-    pos = 0
-    while pos + 8 <= len(data):
-        assert data[pos:pos + 4] == b"IGR1"
-        n = struct.unpack(">I", data[pos + 4:pos + 8])[0]
-        out.append((pos, n))
-        pos += n
-    assert pos == len(data), "ledger.log does not end on a frame boundary"
-    return out
-
-
 def checkpoint_size(ledger):
     return int((ledger / "checkpoint").read_text().split("\n")[1])
 
@@ -105,7 +91,7 @@ def test_acknowledged_enrolls_are_covered_by_the_checkpoint(cluster):
 
 def test_log_cut_at_a_record_boundary_is_refused(cluster):
     last = max(acked_under_load_then_killed(cluster).values())
-    offs = frames(cluster.ledger)
+    offs = igkeys.frame_offsets(cluster.ledger)
     # Drop the last acknowledged record (and anything after it), cutting
     # exactly at its start: every remaining frame is intact, so only the
     # checkpoint can tell.
@@ -127,7 +113,7 @@ def test_log_cut_at_a_record_boundary_is_refused(cluster):
 @pytest.mark.parametrize("fix_crc", [False, True])
 def test_bit_flip_in_the_last_acknowledged_record_is_refused(cluster, fix_crc):
     last = max(acked_under_load_then_killed(cluster).values())
-    start, n = frames(cluster.ledger)[last]
+    start, n = igkeys.frame_offsets(cluster.ledger)[last]
     path = cluster.ledger / "ledger.log"
     # Make it the last record in the log (as if nothing later was written),
     # then alter it: an acknowledged record must never pass as a torn tail.
@@ -149,7 +135,7 @@ def test_verify_success_output_is_as_documented(cluster):
     out = cluster.verify()
     m = re.fullmatch(r"ledger OK: cluster c1, height (\d+), head [0-9a-f]{64}, checkpoint size (\d+)\n", out)
     assert m, out
-    assert m.group(1) == m.group(2) == str(len(frames(cluster.ledger)))
+    assert m.group(1) == m.group(2) == str(len(igkeys.frame_offsets(cluster.ledger)))
 
 
 # ---- a full disk ----------------------------------------------------------

@@ -20,26 +20,12 @@ import pytest
 
 import igharness as H
 import igkeys as K
+from igharness import next_stats, watcher
 
 REFUSED = H.NOT_AUTHORISED_V5
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-def watcher(broker, cluster, ident="mon1", topics=("stats", "ledger/events")):
-    m = broker.connect(ident)
-    for t in topics:
-        m.subscribe_ok(cluster.topic(*t.split("/")))
-    return m
-
-
-def next_stats(mon, cluster, pred=lambda s: True, timeout=None):
-    start = len(mon.messages)
-    s = mon.wait_message(cluster.topic("stats"), start=start, pred=lambda m: pred(m.json()),
-                         timeout=timeout or H.T(8)).json()
-    H.schema_validate("stats", s)
-    return s
-
 
 def client(broker, cluster, ident, token=None):
     c = broker.connect(ident, token=token)

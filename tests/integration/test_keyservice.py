@@ -8,6 +8,7 @@ test that talks to the plugin or the agent through it also shows the
 documents are enough to interoperate.
 """
 import base64
+import functools
 import json
 import os
 import re
@@ -19,62 +20,19 @@ import pytest
 import igharness as H
 import igkeys as K
 import igtoken
+from igharness import agent_stopped, events, next_stats, validate_captured, wait_event, write_policy
 
-POLICY = H.ROOT / "config" / "policy.json"
 DOC = (H.ROOT / "docs" / "PROTOCOL.md").read_text()
 REFUSED = H.NOT_AUTHORISED_V5
 
 
 # ---- helpers -------------------------------------------------------------------------------
 
+watcher = functools.partial(H.watcher, topics=("stats", "ledger/events", "dev/+/status"))
+
+
 def start_agent(broker, cluster, ident, key, *extra):
-    return H.Proc([H.AGENT, "--host", "127.0.0.1", "--port", broker.port, "--cluster", cluster.name,
-                   "--id", ident, "--key", key, "--heartbeat", "1"] + [str(e) for e in extra],
-                  name="agent-" + ident)
-
-
-def watcher(broker, cluster, ident="mon1", topics=("stats", "ledger/events", "dev/+/status")):
-    """A monitor subscribed to the given topics (relative to iotguard/C/)."""
-    m = broker.connect(ident)
-    for t in topics:
-        m.subscribe_ok(cluster.topic(*t.split("/")))
-    return m
-
-
-def next_stats(mon, cluster, pred=lambda s: True, timeout=None):
-    """The next stats message (after now) for which pred holds, schema-checked."""
-    start = len(mon.messages)
-
-    def ok(m):
-        return pred(m.json())
-    s = mon.wait_message(cluster.topic("stats"), start=start, pred=ok, timeout=timeout or H.T(8)).json()
-    H.schema_validate("stats", s)
-    return s
-
-
-def events(mon, cluster, rtype=None):
-    out = [m.json() for m in mon.take(cluster.topic("ledger", "events"))]
-    return [e for e in out if rtype is None or e["type"] == rtype]
-
-
-def wait_event(mon, cluster, pred, timeout=None):
-    e = mon.wait_message(cluster.topic("ledger", "events"), pred=lambda m: pred(m.json()),
-                         timeout=timeout or H.T(5)).json()
-    H.schema_validate("ledger-event", e)
-    return e
-
-
-def validate_captured(client, cluster):
-    """Every JSON message a client captured, against its schema."""
-    names = [("stats", "stats"), ("ledger/events", "ledger-event"), ("ledger/head", "ledger-head"),
-             ("dev/+/status", "status"), ("dev/+/inbox", "inbox")]
-    n = 0
-    for m in client.take():
-        for rel, schema in names:
-            if H.mqtt.topic_matches_sub(cluster.topic(*rel.split("/")), m.topic):
-                H.schema_validate(schema, m.json())
-                n += 1
-    return n
+    return H.start_agent(broker, cluster, ident, *extra, key=key)
 
 
 def inbox(client, cluster, ident, pred=None, start=0, timeout=None):
@@ -109,12 +67,6 @@ def seed(cluster, ident):
     return K.seed_of(cluster.ids[ident].key)
 
 
-def agent_stopped(proc):
-    rc = proc.stop()
-    assert rc == 0, "agent exited %s\n%s" % (rc, proc.text()[-3000:])
-    return proc.text()
-
-
 def m2m_report(text):
     """The counters of the agent's last 'm2m: sent ..' line."""
     lines = re.findall(r"m2m: sent (\d+), received (\d+), dropped (\d+) \(([^)]*)\)", text)
@@ -123,13 +75,6 @@ def m2m_report(text):
     out = {"sent": int(sent), "received": int(received), "dropped": int(dropped)}
     out.update({k: int(v) for k, v in (p.split("=") for p in reasons.split())})
     return out
-
-
-def write_policy(path, mutate):
-    pol = json.loads(POLICY.read_text())
-    mutate(pol)
-    path.write_text(json.dumps(pol, indent=2))
-    return path
 
 
 def record_fields(rec):
@@ -248,7 +193,7 @@ def test_join_codes_offline_and_online_keep_only_hashes(cluster):
     assert len(events(mon, cluster, "join_code")) == 4
     for c in all_codes:
         assert c not in b.log()
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 def test_agent_joins_with_a_code_then_the_code_is_spent(cluster):
@@ -316,7 +261,7 @@ def test_agent_joins_with_a_code_then_the_code_is_spent(cluster):
         agent_stopped(a)
     s = next_stats(mon, cluster)
     assert s["joins"]["codes_unused"] == 1, "an ignored code must stay unused"
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 @pytest.mark.vg
@@ -389,8 +334,8 @@ def test_joining_session_is_confined_and_welcomed(cluster):
         assert b.refusal_reason(cid, since) == reason
     s = next_stats(mon, cluster)
     assert s["joins"] == {"completed": 1, "failed": 0, "codes_unused": 1}, s["joins"]
-    validate_captured(mon, cluster)
-    validate_captured(n, cluster)
+    validate_captured(mon, cluster=cluster)
+    validate_captured(n, cluster=cluster)
 
 
 def test_expired_and_hand_made_codes(cluster):
@@ -427,7 +372,7 @@ def test_expired_and_hand_made_codes(cluster):
     s = next_stats(mon, cluster, lambda s: s["joins"]["completed"] == 1)
     assert s["joins"]["codes_unused"] == 1   # the expired one
     assert s["auth"]["refused"]["code_expired"] == 1
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 def test_join_crash_safety(cluster):
@@ -616,8 +561,8 @@ def test_session_keys_reach_exactly_the_pair(cluster, force_xchacha):
     s = next_stats(mon, cluster)
     assert s["keys"]["issued"] >= 3 and s["keys"]["revocation_notices"] >= 1
     assert s["keys"]["refused"] >= 9
-    validate_captured(mon, cluster)
-    validate_captured(A, cluster)
+    validate_captured(mon, cluster=cluster)
+    validate_captured(A, cluster=cluster)
 
 
 def test_agents_talk_pairwise_and_drop_replays(cluster):
@@ -672,7 +617,7 @@ def test_agents_talk_pairwise_and_drop_replays(cluster):
     print("dev2 m2m counters:", r)
     assert r["replayed"] == 1 and r["tampered"] == 2, r
     assert r["received"] >= 1 and r["sent"] >= 1
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 def test_revocation_tells_the_surviving_peer(cluster):
@@ -700,7 +645,7 @@ def test_revocation_tells_the_surviving_peer(cluster):
         agent_stopped(a1)
         if a2:
             a2.stop()
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 # ---- access rules -------------------------------------------------------------------------------
@@ -782,7 +727,7 @@ def test_entropy_accepted_and_forgeries_refused(cluster):
     assert e["pool_inputs"] >= e["accepted"] + 1
     sent = re.findall(r"entropy block (\d+) sent \(seq (\d+)", text)
     assert len(sent) >= 2 and [int(x[1]) for x in sent] == sorted(int(x[1]) for x in sent)
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)
 
 
 def test_attestation_flags_and_refuses_entropy(cluster):
@@ -826,4 +771,4 @@ def test_attestation_flags_and_refuses_entropy(cluster):
             agent_stopped(a)
     recs = [r for r in cluster.show_json() if r["type"] == "attest"]
     assert {(r["id"], r["allowed"]) for r in recs} == {("dev1", "no"), ("dev2", "yes")}, recs
-    validate_captured(mon, cluster)
+    validate_captured(mon, cluster=cluster)

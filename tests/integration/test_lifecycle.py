@@ -1,6 +1,4 @@
 """The plugin's lifecycle: reload on SIGHUP, refusing to start, crash durability."""
-import json
-import struct
 import threading
 import time
 
@@ -8,15 +6,8 @@ import nacl.signing
 import pytest
 
 import igharness as H
-
-POLICY = H.ROOT / "config" / "policy.json"
-
-
-def write_policy(path, mutate=None):
-    pol = json.loads(POLICY.read_text())
-    if mutate:
-        mutate(pol)
-    path.write_text(json.dumps(pol, indent=2))
+import igkeys as K
+from igharness import write_policy
 
 
 # ---- reload -----------------------------------------------------------------
@@ -122,21 +113,9 @@ def test_sighup_read_rule_applies_to_existing_subscriptions(cluster):
 
 # ---- refusing to start ------------------------------------------------------
 
-def record_offsets(ledger):
-    data = (ledger / "ledger.log").read_bytes()
-    offs = []
-    pos = 0
-    while pos + 8 <= len(data):
-        assert data[pos:pos + 4] == b"IGR1"
-        n = struct.unpack(">I", data[pos + 4:pos + 8])[0]
-        offs.append((pos, n))
-        pos += n
-    return offs
-
-
 @pytest.mark.parametrize("where", ["body", "header-index", "crc"])
 def test_refuses_tampered_ledger(cluster, where):
-    offs = record_offsets(cluster.ledger)
+    offs = K.frame_offsets(cluster.ledger, whole=False)
     assert len(offs) == 8
     start, n = offs[3]          # a checkpointed enroll record
     at = {"body": start + 64, "header-index": start + 15, "crc": start + n - 1}[where]

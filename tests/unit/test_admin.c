@@ -12,6 +12,7 @@
 
 #include "ig_admin.h"
 #include "ig_registry.h"
+#include "testutil.h"
 
 #define PK_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
@@ -427,15 +428,6 @@ Test(admin, build_refuses_invalid_commands)
 
 /* ---- fuzz ---------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x243f6a8885a308d3ull;
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 16);
-}
-
 Test(admin, fuzz_mutated_requests_never_crash)
 {
 	static const char *const seeds[] = {
@@ -448,14 +440,14 @@ Test(admin, fuzz_mutated_requests_never_crash)
 	char buf[256];
 	int parsed = 0, accepted = 0;
 	for (int i = 0; i < 20000; i++) {
-		const char *seed = seeds[rnd() % 4];
+		const char *seed = seeds[tu_rand32() % 4];
 		size_t len = strlen(seed);
 		memcpy(buf, seed, len + 1);
-		int flips = 1 + (int)(rnd() % 3);
+		int flips = 1 + (int)(tu_rand32() % 3);
 		for (int f = 0; f < flips; f++)
-			buf[rnd() % len] = junk[rnd() % (sizeof junk - 1)];
-		if (rnd() % 8 == 0)
-			buf[rnd() % len] = '\0';
+			buf[tu_rand32() % len] = junk[tu_rand32() % (sizeof junk - 1)];
+		if (tu_rand32() % 8 == 0)
+			buf[tu_rand32() % len] = '\0';
 		cJSON *obj = cJSON_Parse(buf);
 		if (!obj)
 			continue;

@@ -16,37 +16,13 @@
 #include <string.h>
 
 #include "ig_aead.h"
+#include "testutil.h"
 
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
 	ig_suite_force_fallback(false);
 	unsetenv("IOTGUARD_FORCE_XCHACHA");
-}
-
-static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-	cr_assert_leq(n, cap);
-	cr_assert_eq(ig_hex_decode(out, n, hex, 2 * n), IG_OK);
-	return n;
-}
-
-static void assert_hex(const uint8_t *bin, size_t len, const char *expect)
-{
-	char buf[2 * 512 + 1];
-	cr_assert_leq(len, 512u);
-	ig_hex_encode(buf, bin, len);
-	cr_assert_str_eq(buf, expect);
 }
 
 static const ig_suite both[] = {IG_SUITE_AES256GCM, IG_SUITE_XCHACHA20POLY1305};
@@ -72,10 +48,8 @@ static bool usable(ig_suite s)
 
 static void vec_key(uint8_t key[32], uint8_t key_id[16])
 {
-	for (int i = 0; i < 32; i++)
-		key[i] = (uint8_t)i;
-	for (int i = 0; i < 16; i++)
-		key_id[i] = (uint8_t)(0x40 + i);
+	tu_seq_bytes(key, 32, 0);
+	tu_seq_bytes(key_id, 16, 0x40);
 }
 
 Test(m2m, pinned_vectors, .init = setup)
@@ -90,10 +64,10 @@ Test(m2m, pinned_vectors, .init = setup)
 		}
 		int n = ig_m2m_seal(msg, sizeof msg, both[i], key, kid, 0, 1, VEC_TOPIC, (const uint8_t *)"hello", 5);
 		cr_assert_eq(n, 47);
-		assert_hex(msg, (size_t)n, vecs[i]);
+		tu_assert_hex(msg, (size_t)n, vecs[i]);
 
 		uint8_t in[128];
-		size_t len = unhex(in, sizeof in, vecs[i]);
+		size_t len = tu_unhex(in, sizeof in, vecs[i]);
 		ig_m2m_header h;
 		int m = ig_m2m_open(pt, sizeof pt, in, len, key, 0, VEC_TOPIC, &h);
 		cr_assert_eq(m, 5);
@@ -111,36 +85,25 @@ Test(m2m, vector_via_generic_aead, .init = setup)
 	 * the generic AEAD: rebuild it from the pieces. */
 	uint8_t key[32], kid[16], aad[128], ct[64], nonce[24] = {0};
 	vec_key(key, kid);
-	size_t aad_len = unhex(aad, sizeof aad, VEC_AAD);
+	size_t aad_len = tu_unhex(aad, sizeof aad, VEC_AAD);
 	cr_assert_eq(aad_len, 16 + strlen(VEC_TOPIC) + 1 + 16 + 8);
 	nonce[23] = 1;
 	int n = ig_aead_seal(IG_SUITE_XCHACHA20POLY1305, ct, sizeof ct, (const uint8_t *)"hello", 5, aad, aad_len,
 	                     nonce, key);
 	cr_assert_eq(n, 21);
-	assert_hex(ct, 21, VEC_M2M_XCHACHA + 2 * IG_M2M_HEADER_BYTES);
+	tu_assert_hex(ct, 21, VEC_M2M_XCHACHA + 2 * IG_M2M_HEADER_BYTES);
 	if (usable(IG_SUITE_AES256GCM)) {
 		uint8_t n12[12] = {0};
 		n12[11] = 1;
 		n = ig_aead_seal(IG_SUITE_AES256GCM, ct, sizeof ct, (const uint8_t *)"hello", 5, aad, aad_len, n12, key);
 		cr_assert_eq(n, 21);
-		assert_hex(ct, 21, VEC_M2M_AES + 2 * IG_M2M_HEADER_BYTES);
+		tu_assert_hex(ct, 21, VEC_M2M_AES + 2 * IG_M2M_HEADER_BYTES);
 	}
-}
-
-static char *read_protocol_doc(void)
-{
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/PROTOCOL.md", "rb");
-	cr_assert_not_null(f, "cannot open docs/PROTOCOL.md");
-	static char buf[1 << 18];
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
 }
 
 Test(m2m, doc_prints_the_vectors)
 {
-	const char *doc = read_protocol_doc();
+	const char *doc = tu_read_doc("PROTOCOL.md");
 	const char *vecs[] = {VEC_AAD, VEC_M2M_AES, VEC_M2M_XCHACHA};
 	for (size_t i = 0; i < 3; i++)
 		cr_assert_not_null(strstr(doc, vecs[i]), "docs/PROTOCOL.md lacks m2m vector %zu", i);
@@ -515,12 +478,12 @@ Test(m2m, fuzz_random_messages_never_open, .init = setup)
 	uint8_t key[32], msg[200], pt[200];
 	randombytes_buf(key, sizeof key);
 	for (int iter = 0; iter < 3000; iter++) {
-		size_t len = (size_t)(rnd() % sizeof msg);
+		size_t len = (size_t)(tu_rand() % sizeof msg);
 		for (size_t i = 0; i < len; i++)
-			msg[i] = (uint8_t)rnd();
+			msg[i] = (uint8_t)tu_rand();
 		if (len >= 2 && (iter & 1)) {
 			msg[0] = 1;
-			msg[1] = (uint8_t)(1 + rnd() % 2);
+			msg[1] = (uint8_t)(1 + tu_rand() % 2);
 		}
 		uint8_t *p = malloc(len ? len : 1);
 		cr_assert_not_null(p);
@@ -626,11 +589,11 @@ Test(replay, shifts_keep_the_right_bits)
 		uint64_t highest = 0;
 		for (int i = 0; i < 2000; i++) {
 			uint64_t c;
-			switch (rnd() % 4) {
-			case 0: c = highest + 1 + rnd() % 3; break;
-			case 1: c = highest + 1 + rnd() % 200; break;
-			case 2: c = highest > 1100 ? highest - rnd() % 1100 : 1 + rnd() % 1100; break;
-			default: c = highest + (rnd() % 2 ? 64 : 63); break;
+			switch (tu_rand() % 4) {
+			case 0: c = highest + 1 + tu_rand() % 3; break;
+			case 1: c = highest + 1 + tu_rand() % 200; break;
+			case 2: c = highest > 1100 ? highest - tu_rand() % 1100 : 1 + tu_rand() % 1100; break;
+			default: c = highest + (tu_rand() % 2 ? 64 : 63); break;
 			}
 			if (c == 0 || c >= sizeof seen)
 				continue;
@@ -643,7 +606,7 @@ Test(replay, shifts_keep_the_right_bits)
 				expect = seen[c] ? IG_REPLAY_DUPLICATE : IG_REPLAY_OK;
 			cr_assert_eq(ig_replay_check(&w, c), expect, "round %d step %d counter %llu highest %llu", round,
 			             i, (unsigned long long)c, (unsigned long long)highest);
-			if (expect == IG_REPLAY_OK && rnd() % 8 != 0) { /* some fail authentication: never committed */
+			if (expect == IG_REPLAY_OK && tu_rand() % 8 != 0) { /* some fail authentication: never committed */
 				ig_replay_commit(&w, c);
 				seen[c] = 1;
 				if (c > highest)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ig_auth.h"
+#include "testutil.h"
 
 #define NOW 1767225600ull
 
@@ -20,14 +21,8 @@ static uint64_t next_index = 1;
 
 static void enroll(const char *id, ig_role role, const uint8_t pk[32])
 {
-	ig_enroll e = {0};
-	snprintf(e.id, sizeof e.id, "%s", id);
-	snprintf(e.by, sizeof e.by, "test");
-	e.role = role;
-	memcpy(e.pk, pk, 32);
 	uint8_t body[256];
-	int n = ig_enroll_encode(body, sizeof body, &e);
-	cr_assert_gt(n, 0);
+	size_t n = tu_enroll_body(body, sizeof body, id, role, pk, "test");
 	ig_record rec = {.index = next_index++, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)n};
 	ig_error err = {0};
 	cr_assert_eq(ig_registry_apply(reg, &rec, &err), IG_OK, "%s", err.msg);
@@ -35,12 +30,8 @@ static void enroll(const char *id, ig_role role, const uint8_t pk[32])
 
 static void revoke(const char *id)
 {
-	ig_revoke v = {0};
-	snprintf(v.id, sizeof v.id, "%s", id);
-	snprintf(v.by, sizeof v.by, "test");
 	uint8_t body[512];
-	int n = ig_revoke_encode(body, sizeof body, &v);
-	cr_assert_gt(n, 0);
+	size_t n = tu_revoke_body(body, sizeof body, id, "test");
 	ig_record rec = {.index = next_index++, .type = IG_REC_REVOKE, .body = body, .body_len = (uint32_t)n};
 	cr_assert_eq(ig_registry_apply(reg, &rec, NULL), IG_OK);
 }

@@ -21,49 +21,11 @@
 
 #include "ig_bank.h"
 #include "ig_record.h"
+#include "testutil.h"
 
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-}
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
-}
-
-static void rnd_bytes(uint8_t *out, size_t len)
-{
-	for (size_t i = 0; i < len; i += 8) {
-		uint64_t v = rnd();
-		memcpy(out + i, &v, len - i < 8 ? len - i : 8);
-	}
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-	cr_assert_leq(n, cap);
-	cr_assert_eq(ig_hex_decode(out, n, hex, 2 * n), IG_OK);
-	return n;
-}
-
-static void assert_hex(const uint8_t *bin, size_t len, const char *expect)
-{
-	char buf[2 * 1024 + 1];
-	cr_assert_leq(len, 1024u);
-	ig_hex_encode(buf, bin, len);
-	cr_assert_str_eq(buf, expect);
-}
-
-static void seq_bytes(uint8_t *out, size_t len, uint8_t first)
-{
-	for (size_t i = 0; i < len; i++)
-		out[i] = (uint8_t)(first + i);
 }
 
 static ig_record make_rec(uint16_t type, const uint8_t *body, size_t len, uint64_t index)
@@ -138,20 +100,20 @@ static const suite_vec vecs[] = {
 static void bank_keys(uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
 {
 	uint8_t seed[32];
-	seq_bytes(seed, sizeof seed, 0x20);
+	tu_seq_bytes(seed, sizeof seed, 0x20);
 	cr_assert_eq(crypto_sign_seed_keypair(pk, sk, seed), 0);
 }
 
 static void vec_coin(uint8_t coin[IG_COIN_BYTES])
 {
-	seq_bytes(coin, IG_COIN_BYTES, 0x00);
+	tu_seq_bytes(coin, IG_COIN_BYTES, 0x00);
 }
 
 /* The vector nonces count up from first; AES-256-GCM reads 12 bytes, so
  * its canonical 24-byte nonce field ends in 12 zero bytes. */
 static void vec_nonce(uint8_t nonce[IG_COIN_NONCE_BYTES], ig_suite suite, uint8_t first)
 {
-	seq_bytes(nonce, IG_COIN_NONCE_BYTES, first);
+	tu_seq_bytes(nonce, IG_COIN_NONCE_BYTES, first);
 	if (suite == IG_SUITE_AES256GCM)
 		memset(nonce + 12, 0, IG_COIN_NONCE_BYTES - 12);
 }
@@ -161,21 +123,21 @@ Test(bank_vectors, coin_hash_and_keys, .init = setup)
 	uint8_t coin[IG_COIN_BYTES], h[IG_HASH_BYTES], pk[32], rk[32];
 	vec_coin(coin);
 	ig_coin_hash(h, coin);
-	assert_hex(h, sizeof h, V_COIN_HASH);
+	tu_assert_hex(h, sizeof h, V_COIN_HASH);
 	ig_coin_keys(coin, pk, rk);
-	assert_hex(pk, 32, V_PAYLOAD_KEY);
-	assert_hex(rk, 32, V_RESULT_KEY);
+	tu_assert_hex(pk, 32, V_PAYLOAD_KEY);
+	tu_assert_hex(rk, 32, V_RESULT_KEY);
 	ig_coin_topic_hash(h, V_TOPIC);
-	assert_hex(h, sizeof h, V_TOPIC_HASH);
+	tu_assert_hex(h, sizeof h, V_TOPIC_HASH);
 }
 
 Test(bank_vectors, bank_key, .init = setup)
 {
 	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES], x[32];
 	bank_keys(pk, sk);
-	assert_hex(pk, sizeof pk, V_BANK_PK);
+	tu_assert_hex(pk, sizeof pk, V_BANK_PK);
 	cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(x, pk), 0);
-	assert_hex(x, sizeof x, V_BANK_X25519);
+	tu_assert_hex(x, sizeof x, V_BANK_X25519);
 }
 
 Test(bank_vectors, header_plaintext, .init = setup)
@@ -191,7 +153,7 @@ Test(bank_vectors, header_plaintext, .init = setup)
 		uint8_t pt[IG_COIN_HEADER_PLAIN_MAX];
 		int n = ig_coin_header_encode(pt, sizeof pt, &h);
 		cr_assert_eq(n, 99);
-		assert_hex(pt, (size_t)n, vecs[v].header_plain);
+		tu_assert_hex(pt, (size_t)n, vecs[v].header_plain);
 		cr_assert_eq(ig_coin_header_decode(&back, pt, (size_t)n), IG_OK);
 		cr_assert_eq(memcmp(&back, &h, sizeof h), 0);
 	}
@@ -205,8 +167,8 @@ Test(bank_vectors, pinned_messages_open, .init = setup)
 	bank_keys(bpk, bsk);
 	for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++) {
 		uint8_t msg[512], rmsg[256], out[64], pk[32], rk[32], hh[32];
-		size_t len = unhex(msg, sizeof msg, vecs[v].data_msg);
-		size_t rlen = unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
+		size_t len = tu_unhex(msg, sizeof msg, vecs[v].data_msg);
+		size_t rlen = tu_unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
 		cr_assert_eq(len, 198u);
 		cr_assert_eq(rlen, 86u);
 
@@ -219,7 +181,7 @@ Test(bank_vectors, pinned_messages_open, .init = setup)
 		cr_assert_eq(nonce[0], 0x40);
 		cr_assert_eq(ct_len, 20u);
 		ig_coin_header_hash(hh, header, header_len);
-		assert_hex(hh, 32, vecs[v].header_hash);
+		tu_assert_hex(hh, 32, vecs[v].header_hash);
 
 		ig_coin_header h;
 		cr_assert_eq(ig_coin_header_open(&h, header, header_len, bsk), IG_OK);
@@ -266,11 +228,11 @@ Test(bank_vectors, data_and_result_ciphertext, .init = setup)
 		vec_coin(coin);
 		ig_coin_keys(coin, pk, rk);
 		vec_nonce(nonce, vecs[v].suite, 0x40);
-		unhex(hh, sizeof hh, vecs[v].header_hash);
-		size_t aad_len = unhex(aad, sizeof aad, vecs[v].data_aad);
+		tu_unhex(hh, sizeof hh, vecs[v].header_hash);
+		size_t aad_len = tu_unhex(aad, sizeof aad, vecs[v].data_aad);
 		int n = ig_aead_seal(vecs[v].suite, ct, sizeof ct, (const uint8_t *)"21.5", 4, aad, aad_len, nonce, pk);
 		cr_assert_eq(n, 20);
-		size_t len = unhex(msg, sizeof msg, vecs[v].data_msg);
+		size_t len = tu_unhex(msg, sizeof msg, vecs[v].data_msg);
 		cr_assert_eq(memcmp(msg + len - 20, ct, 20), 0);
 		cr_assert_eq(memcmp(msg + 6 + 147 + 1, nonce, 24), 0, "the message carries the canonical nonce");
 
@@ -287,7 +249,7 @@ Test(bank_vectors, data_and_result_ciphertext, .init = setup)
 		raad_len += 32;
 		n = ig_aead_seal(vecs[v].suite, rct, sizeof rct, (const uint8_t *)"mean=21.5", 9, raad, raad_len, rnonce, rk);
 		cr_assert_eq(n, 25);
-		size_t rlen = unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
+		size_t rlen = tu_unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
 		cr_assert_eq(memcmp(rmsg + 37, rnonce, 24), 0);
 		cr_assert_eq(memcmp(rmsg + rlen - 25, rct, 25), 0);
 	}
@@ -306,7 +268,7 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	strcpy(c.by, "admin1");
 	n = ig_credit_encode(buf, sizeof buf, &c);
 	cr_assert_gt(n, 0);
-	assert_hex(buf, (size_t)n, V_CREDIT_BODY);
+	tu_assert_hex(buf, (size_t)n, V_CREDIT_BODY);
 	cr_assert_eq(ig_credit_decode(buf, (size_t)n, &c2, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(c2.id, "sensor-1");
 	cr_assert_eq(c2.amount, 100u);
@@ -320,33 +282,33 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	uint8_t coin[32];
 	vec_coin(coin);
 	ig_coin_hash(m.hashes[0], coin);
-	seq_bytes(coin, 32, 0x01);
+	tu_seq_bytes(coin, 32, 0x01);
 	ig_coin_hash(m.hashes[1], coin);
-	assert_hex(m.hashes[1], 32, V_COIN2_HASH);
+	tu_assert_hex(m.hashes[1], 32, V_COIN2_HASH);
 	n = ig_mint_encode(buf, sizeof buf, &m);
 	cr_assert_gt(n, 0);
-	assert_hex(buf, (size_t)n, V_MINT_BODY);
+	tu_assert_hex(buf, (size_t)n, V_MINT_BODY);
 	cr_assert_eq(ig_mint_decode(buf, (size_t)n, &m2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&m, &m2, sizeof m), 0);
 
 	ig_redeem_rec r, r2;
 	memset(&r, 0, sizeof r);
-	unhex(r.coin_hash, 32, V_COIN_HASH);
+	tu_unhex(r.coin_hash, 32, V_COIN_HASH);
 	strcpy(r.analyst, "analyst-1");
 	strcpy(r.collector, "sensor-1");
 	n = ig_redeem_encode(buf, sizeof buf, &r);
 	cr_assert_gt(n, 0);
-	assert_hex(buf, (size_t)n, V_REDEEM_BODY);
+	tu_assert_hex(buf, (size_t)n, V_REDEEM_BODY);
 	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
 	cr_assert_not(r2.has_header_hash, "a redeem record without tag 4 has no header hash");
 
 	/* With the redeemer's header hash (tag 4, optional). */
 	r.has_header_hash = true;
-	seq_bytes(r.header_hash, 32, 0x40);
+	tu_seq_bytes(r.header_hash, 32, 0x40);
 	n = ig_redeem_encode(buf, sizeof buf, &r);
 	cr_assert_eq(n, 93);
-	assert_hex(buf, (size_t)n, V_REDEEM_HH_BODY);
+	tu_assert_hex(buf, (size_t)n, V_REDEEM_HH_BODY);
 	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
 	cr_assert(r2.has_header_hash);
 	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
@@ -361,12 +323,12 @@ Test(bank_records, vectors_round_trip, .init = setup)
 
 	ig_refund_rec f, f2;
 	memset(&f, 0, sizeof f);
-	unhex(f.coin_hash, 32, V_COIN2_HASH);
+	tu_unhex(f.coin_hash, 32, V_COIN2_HASH);
 	strcpy(f.collector, "sensor-1");
 	strcpy(f.reason, "expired");
 	n = ig_refund_encode(buf, sizeof buf, &f);
 	cr_assert_gt(n, 0);
-	assert_hex(buf, (size_t)n, V_REFUND_BODY);
+	tu_assert_hex(buf, (size_t)n, V_REFUND_BODY);
 	cr_assert_eq(ig_refund_decode(buf, (size_t)n, &f2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&f, &f2, sizeof f), 0);
 	strcpy(f.reason, "cancelled");
@@ -455,8 +417,8 @@ static int decode_type(uint16_t type, const uint8_t *body, size_t len, ig_error 
 Test(bank_records, missing_duplicate_unknown_tags, .init = setup)
 {
 	uint8_t hash[32], amount[8], exp[8], hashes[64];
-	rnd_bytes(hash, sizeof hash);
-	rnd_bytes(hashes, sizeof hashes);
+	tu_rand_bytes(hash, sizeof hash);
+	tu_rand_bytes(hashes, sizeof hashes);
 	ig_put_u64(amount, 5);
 	ig_put_u64(exp, 1700000000);
 	const part credit[] = {{1, (const uint8_t *)"dev1", 4}, {2, amount, 8}, {3, (const uint8_t *)"admin", 5}};
@@ -507,7 +469,7 @@ Test(bank_records, bad_values, .init = setup)
 	uint8_t body[4096], v8[8], hashes[65 * 32];
 	size_t pos;
 	ig_error err;
-	rnd_bytes(hashes, sizeof hashes);
+	tu_rand_bytes(hashes, sizeof hashes);
 
 	/* credit amount 0, amount of 7 bytes, bad id, control char in by, 81-byte by */
 	ig_put_u64(v8, 0);
@@ -588,26 +550,26 @@ Test(bank_records, fuzz, .init = setup)
 	static ig_mint_rec m, m2;
 	uint8_t seedbody[4][512];
 	size_t seedlen[4];
-	seedlen[0] = unhex(seedbody[0], 512, V_CREDIT_BODY);
-	seedlen[1] = unhex(seedbody[1], 512, V_MINT_BODY);
-	seedlen[2] = unhex(seedbody[2], 512, V_REDEEM_BODY);
-	seedlen[3] = unhex(seedbody[3], 512, V_REFUND_BODY);
+	seedlen[0] = tu_unhex(seedbody[0], 512, V_CREDIT_BODY);
+	seedlen[1] = tu_unhex(seedbody[1], 512, V_MINT_BODY);
+	seedlen[2] = tu_unhex(seedbody[2], 512, V_REDEEM_BODY);
+	seedlen[3] = tu_unhex(seedbody[3], 512, V_REFUND_BODY);
 	const uint16_t types[4] = {IG_REC_CREDIT, IG_REC_COIN_MINT, IG_REC_COIN_REDEEM, IG_REC_COIN_REFUND};
 	int ok = 0;
 
 	for (int iter = 0; iter < 20000; iter++) {
-		int k = (int)(rnd() % 4);
+		int k = (int)(tu_rand() % 4);
 		size_t len;
 		if (iter % 2 == 0) {
 			/* random TLVs with known tags */
 			size_t pos = 0;
-			int n = (int)(rnd() % 6);
+			int n = (int)(tu_rand() % 6);
 			for (int i = 0; i < n; i++) {
-				uint8_t tag = (uint8_t)(rnd() % 5);
-				size_t vlen = rnd() % 4 == 0 ? 32 * (1 + rnd() % 3) : rnd() % 12;
+				uint8_t tag = (uint8_t)(tu_rand() % 5);
+				size_t vlen = tu_rand() % 4 == 0 ? 32 * (1 + tu_rand() % 3) : tu_rand() % 12;
 				uint8_t val[96];
-				rnd_bytes(val, vlen);
-				if (rnd() % 2)
+				tu_rand_bytes(val, vlen);
+				if (tu_rand() % 2)
 					for (size_t j = 0; j < vlen; j++)
 						val[j] = (uint8_t)("abcdefgh-1"[val[j] % 10]);
 				if (ig_tlv_put(body, sizeof body, &pos, tag, val, vlen) != IG_OK)
@@ -617,11 +579,11 @@ Test(bank_records, fuzz, .init = setup)
 		} else {
 			len = seedlen[k];
 			memcpy(body, seedbody[k], len);
-			int flips = 1 + (int)(rnd() % 3);
+			int flips = 1 + (int)(tu_rand() % 3);
 			for (int f = 0; f < flips; f++)
-				body[rnd() % len] ^= (uint8_t)(1u << (rnd() % 8));
-			if (rnd() % 4 == 0)
-				len -= rnd() % len;
+				body[tu_rand() % len] ^= (uint8_t)(1u << (tu_rand() % 8));
+			if (tu_rand() % 4 == 0)
+				len -= tu_rand() % len;
 		}
 		ig_error err;
 		switch (types[k]) {
@@ -694,7 +656,7 @@ Test(bank_records, json_and_names, .init = setup)
 	cr_assert_null(ig_bank_record_type_name(IG_REC_ENROLL));
 	cr_assert_null(ig_bank_record_type_name(36));
 
-	len = unhex(body, sizeof body, V_CREDIT_BODY);
+	len = tu_unhex(body, sizeof body, V_CREDIT_BODY);
 	rec = make_rec(IG_REC_CREDIT, body, len, 3);
 	obj = cJSON_CreateObject();
 	cr_assert_eq(ig_bank_record_json(obj, &rec), IG_OK);
@@ -703,7 +665,7 @@ Test(bank_records, json_and_names, .init = setup)
 	cr_assert_str_eq(cJSON_GetObjectItem(obj, "by")->valuestring, "admin1");
 	cJSON_Delete(obj);
 
-	len = unhex(body, sizeof body, V_MINT_BODY);
+	len = tu_unhex(body, sizeof body, V_MINT_BODY);
 	rec = make_rec(IG_REC_COIN_MINT, body, len, 4);
 	obj = cJSON_CreateObject();
 	cr_assert_eq(ig_bank_record_json(obj, &rec), IG_OK);
@@ -721,7 +683,7 @@ Test(bank_records, json_and_names, .init = setup)
 	free(text);
 	cJSON_Delete(obj);
 
-	len = unhex(body, sizeof body, V_REDEEM_BODY);
+	len = tu_unhex(body, sizeof body, V_REDEEM_BODY);
 	rec = make_rec(IG_REC_COIN_REDEEM, body, len, 5);
 	obj = cJSON_CreateObject();
 	cr_assert_eq(ig_bank_record_json(obj, &rec), IG_OK);
@@ -730,7 +692,7 @@ Test(bank_records, json_and_names, .init = setup)
 	cr_assert_str_eq(cJSON_GetObjectItem(obj, "collector")->valuestring, "sensor-1");
 	cJSON_Delete(obj);
 
-	len = unhex(body, sizeof body, V_REFUND_BODY);
+	len = tu_unhex(body, sizeof body, V_REFUND_BODY);
 	rec = make_rec(IG_REC_COIN_REFUND, body, len, 6);
 	obj = cJSON_CreateObject();
 	cr_assert_eq(ig_bank_record_json(obj, &rec), IG_OK);
@@ -766,7 +728,7 @@ Test(bank_crypto, round_trip_both_suites, .init = setup)
 			uint8_t *payload = malloc(plen + 1), *out = malloc(plen + 1);
 			uint8_t *msg = malloc(plen + IG_DATA_OVERHEAD_MAX);
 			uint8_t coin[32], hh[32], hh2[32];
-			rnd_bytes(payload, plen);
+			tu_rand_bytes(payload, plen);
 			randombytes_buf(coin, sizeof coin);
 			int n = ig_data_seal(msg, plen + IG_DATA_OVERHEAD_MAX, bpk, coin, both[s], V_COLLECTOR, V_TOPIC,
 			                     payload, plen, hh);
@@ -820,7 +782,7 @@ Test(bank_crypto, seal_argument_checks, .init = setup)
 	uint8_t bpk[IG_PK_BYTES], bsk[IG_SK_BYTES], coin[32], hh[32], msg[512];
 	uint8_t *big = calloc(1, IG_DATA_MAX_PAYLOAD + 1);
 	bank_keys(bpk, bsk);
-	rnd_bytes(coin, 32);
+	tu_rand_bytes(coin, 32);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
 	cr_assert_eq(ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, big, IG_DATA_MAX_PAYLOAD + 1, hh),
 	             IG_ERR_RANGE);
@@ -865,7 +827,7 @@ Test(bank_crypto, every_byte_tamper_and_truncation, .init = setup)
 {
 	uint8_t bpk[IG_PK_BYTES], bsk[IG_SK_BYTES], coin[32], hh[32], msg[512], out[64], pk[32], rk[32];
 	bank_keys(bpk, bsk);
-	rnd_bytes(coin, 32);
+	tu_rand_bytes(coin, 32);
 	ig_coin_keys(coin, pk, rk);
 	for (size_t s = 0; s < 2; s++) {
 		if (!ig_suite_available(both[s]))
@@ -930,9 +892,9 @@ Test(bank_crypto, every_nonce_bit_is_covered, .init = setup)
 	const size_t data_nonce = 6 + 147 + 1, result_nonce = 4 + 32 + 1;
 	for (size_t v = 0; v < sizeof vecs / sizeof vecs[0]; v++) {
 		uint8_t msg[512], rmsg[256], out[64], pk[32], rk[32], coin[32], hh[32], carried[32];
-		size_t len = unhex(msg, sizeof msg, vecs[v].data_msg);
-		size_t rlen = unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
-		unhex(hh, sizeof hh, vecs[v].header_hash);
+		size_t len = tu_unhex(msg, sizeof msg, vecs[v].data_msg);
+		size_t rlen = tu_unhex(rmsg, sizeof rmsg, vecs[v].result_msg);
+		tu_unhex(hh, sizeof hh, vecs[v].header_hash);
 		vec_coin(coin);
 		ig_coin_keys(coin, pk, rk);
 		bool gcm = vecs[v].suite == IG_SUITE_AES256GCM;
@@ -1000,7 +962,7 @@ Test(bank_crypto, every_nonce_bit_is_covered, .init = setup)
 	 * first 12 bytes), in the data message and inside its header. */
 	if (ig_suite_available(IG_SUITE_AES256GCM)) {
 		uint8_t coin[32], hh[32], msg[512], first[12], res[128], rk[32], pk[32];
-		rnd_bytes(coin, sizeof coin);
+		tu_rand_bytes(coin, sizeof coin);
 		ig_coin_keys(coin, pk, rk);
 		for (int k = 0; k < 8; k++) {
 			int m = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_AES256GCM, V_COLLECTOR, V_TOPIC,
@@ -1034,8 +996,8 @@ Test(bank_crypto, header_moved_to_another_topic, .init = setup)
 	uint8_t msg[512], msg2[512], out[64], pk[32], rk[32];
 	const char *other = "iotguard/demo/dev/sensor-2/data/temp";
 	bank_keys(bpk, bsk);
-	rnd_bytes(coin, 32);
-	rnd_bytes(coin2, 32);
+	tu_rand_bytes(coin, 32);
+	tu_rand_bytes(coin2, 32);
 	ig_coin_keys(coin, pk, rk);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
 	int n = ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh);
@@ -1069,8 +1031,8 @@ Test(bank_crypto, result_bound_to_header_hash, .init = setup)
 	uint8_t bpk[IG_PK_BYTES], bsk[IG_SK_BYTES], coinx[32], coiny[32], hx[32], hy[32], msg[512], res[128], out[64];
 	uint8_t pkx[32], rkx[32], pky[32], rky[32];
 	bank_keys(bpk, bsk);
-	rnd_bytes(coinx, 32);
-	rnd_bytes(coiny, 32);
+	tu_rand_bytes(coinx, 32);
+	tu_rand_bytes(coiny, 32);
 	ig_coin_keys(coinx, pkx, rkx);
 	ig_coin_keys(coiny, pky, rky);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
@@ -1104,8 +1066,8 @@ Test(bank_crypto, wrong_keys, .init = setup)
 	uint8_t coin[32], hh[32], msg[512], out[64], pk[32], rk[32], random_key[32];
 	bank_keys(bpk, bsk);
 	crypto_sign_keypair(opk, osk);
-	rnd_bytes(coin, 32);
-	rnd_bytes(random_key, 32);
+	tu_rand_bytes(coin, 32);
+	tu_rand_bytes(random_key, 32);
 	ig_coin_keys(coin, pk, rk);
 	int n = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
 	                     (const uint8_t *)"21.5", 4, hh);
@@ -1141,8 +1103,8 @@ Test(bank_crypto, strict_header_plaintext, .init = setup)
 	cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(x_pk, bpk), 0);
 	ig_coin_header h, back;
 	memset(&h, 0, sizeof h);
-	rnd_bytes(h.coin, 32);
-	rnd_bytes(h.nonce, 24);
+	tu_rand_bytes(h.coin, 32);
+	tu_rand_bytes(h.nonce, 24);
 	h.suite = IG_SUITE_XCHACHA20POLY1305;
 	strcpy(h.collector, "dev1");
 	int n = ig_coin_header_encode(pt, sizeof pt, &h);
@@ -1184,7 +1146,7 @@ Test(bank_crypto, parse_rejects_malformed, .init = setup)
 	size_t header_len, ct_len;
 	ig_suite suite;
 	bank_keys(bpk, bsk);
-	rnd_bytes(coin, 32);
+	tu_rand_bytes(coin, 32);
 	int n = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
 	                     (const uint8_t *)"21.5", 4, hh);
 	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
@@ -1208,11 +1170,11 @@ Test(bank_crypto, parse_rejects_malformed, .init = setup)
 	             IG_ERR_INVAL);
 	/* random garbage never parses into something out of bounds */
 	for (int i = 0; i < 5000; i++) {
-		size_t len = rnd() % sizeof msg;
-		rnd_bytes(msg, len);
-		if (rnd() % 2 && len >= 6) {
+		size_t len = tu_rand() % sizeof msg;
+		tu_rand_bytes(msg, len);
+		if (tu_rand() % 2 && len >= 6) {
 			memcpy(msg, "IGD1", 4);
-			ig_put_u16(msg + 4, (uint16_t)(140 + rnd() % 64));
+			ig_put_u16(msg + 4, (uint16_t)(140 + tu_rand() % 64));
 		}
 		if (ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len) == IG_OK) {
 			cr_assert_leq((size_t)(ct - msg) + ct_len, len);
@@ -1287,7 +1249,7 @@ Test(bank_index, mint_redeem_refund, .init = setup)
 	cr_assert_not_null(c);
 	ig_error err;
 	uint8_t h[8][32];
-	rnd_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&h[0][0], sizeof h);
 
 	cr_assert_eq(credit(c, "dev1", 5), IG_OK);
 	cr_assert_eq(credit(c, "dev1", 2), IG_OK);
@@ -1365,7 +1327,7 @@ Test(bank_index, overdraft_and_duplicates_are_atomic, .init = setup)
 	ig_coins *c = ig_coins_new();
 	ig_error err;
 	uint8_t h[64][32];
-	rnd_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&h[0][0], sizeof h);
 
 	cr_assert_eq(mint(c, "dev1", 100, h, 1, &err), IG_ERR_CORRUPT, "no credit at all");
 	cr_assert(strstr(err.msg, "overdraft"), "%s", err.msg);
@@ -1405,7 +1367,7 @@ Test(bank_index, reservations, .init = setup)
 	/* the first mint becomes durable */
 	ig_error err;
 	uint8_t h[6][32];
-	rnd_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&h[0][0], sizeof h);
 	cr_assert_eq(mint(c, "dev1", 100, h, 6, &err), IG_OK, "%s", err.msg);
 	ig_coins_unreserve(c, "dev1", 6);
 	cr_assert_eq(ig_coins_balance(c, "dev1"), 4u);
@@ -1427,10 +1389,10 @@ Test(bank_index, prune_keeps_survivors_reachable, .init = setup)
 	static uint8_t h[N][32];
 	static uint8_t state[N];
 	static uint32_t exp[N];
-	rnd_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&h[0][0], sizeof h);
 	cr_assert_eq(credit(c, "dev1", N), IG_OK);
 	for (int i = 0; i < N; i += 50) {
-		uint32_t e = 1000 + (uint32_t)(rnd() % 1000);
+		uint32_t e = 1000 + (uint32_t)(tu_rand() % 1000);
 		cr_assert_eq(mint(c, "dev1", e, &h[i], 50, &err), IG_OK, "%s", err.msg);
 		for (int k = 0; k < 50; k++) {
 			exp[i + k] = e;
@@ -1439,7 +1401,7 @@ Test(bank_index, prune_keeps_survivors_reachable, .init = setup)
 	}
 	size_t mem_full = ig_coins_memory(c);
 	for (int i = 0; i < N; i++) {
-		unsigned r = (unsigned)(rnd() % 10);
+		unsigned r = (unsigned)(tu_rand() % 10);
 		if (r < 8) {
 			cr_assert_eq(redeem(c, h[i], "dev1", &err), IG_OK, "%s", err.msg);
 			state[i] = IG_COIN_REDEEMED;
@@ -1497,7 +1459,7 @@ Test(bank_index, memory_per_coin, .init = setup, .timeout = 60)
 	static uint8_t h[64][32];
 	uint64_t t0 = ig_mono_us();
 	for (int i = 0; i < N; i += 64) {
-		rnd_bytes(&h[0][0], sizeof h);
+		tu_rand_bytes(&h[0][0], sizeof h);
 		snprintf(id, sizeof id, "dev%d", (i / 64) % OWNERS);
 		uint32_t n = N - i < 64 ? (uint32_t)(N - i) : 64;
 		cr_assert_eq(mint(c, id, 4000000000u, h, n, &err), IG_OK, "%s", err.msg);
@@ -1517,7 +1479,7 @@ Test(bank_index, memory_per_coin, .init = setup, .timeout = 60)
 /* The document prints the vectors this file pins. */
 Test(bank_vectors, documented, .init = setup)
 {
-	const char *files[] = {IG_SOURCE_ROOT "/docs/PROTOCOL.md", IG_SOURCE_ROOT "/docs/LEDGER.md"};
+	const char *files[] = {"PROTOCOL.md", "LEDGER.md"};
 	const char *need[2][9] = {
 		{V_COIN_HASH, V_PAYLOAD_KEY, V_RESULT_KEY, V_TOPIC_HASH, "0d1b471463336f1513ee63befb16cc7b659a3f91b15c0b44",
 		 "9cad519cd0199adfd953dc8e560a9f69720f96", "494a4b0000000000000000000000006d300e22ba6c7d503ade84313e233691b0df66bc",
@@ -1526,12 +1488,7 @@ Test(bank_vectors, documented, .init = setup)
 		 "02000873656e736f722d3103000765787069726564", V_REDEEM_HH_TAIL, NULL},
 	};
 	for (int f = 0; f < 2; f++) {
-		FILE *fp = fopen(files[f], "rb");
-		cr_assert_not_null(fp, "%s", files[f]);
-		static char text[1 << 20];
-		size_t n = fread(text, 1, sizeof text - 1, fp);
-		fclose(fp);
-		text[n] = '\0';
+		const char *text = tu_read_doc(files[f]);
 		for (int i = 0; need[f][i]; i++)
 			cr_assert_not_null(strstr(text, need[f][i]), "%s does not print %s", files[f], need[f][i]);
 	}
@@ -1556,9 +1513,9 @@ Test(bank_index, revoke_cancels_balance_and_unspent_coins, .init = setup)
 	cr_assert_not_null(c);
 	ig_error err = {0};
 	uint8_t h[6][32], other[2][32], fresh[1][32];
-	rnd_bytes(&h[0][0], sizeof h);
-	rnd_bytes(&other[0][0], sizeof other);
-	rnd_bytes(&fresh[0][0], sizeof fresh);
+	tu_rand_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&other[0][0], sizeof other);
+	tu_rand_bytes(&fresh[0][0], sizeof fresh);
 
 	cr_assert_eq(credit(c, "col1", 10), IG_OK);
 	cr_assert_eq(credit(c, "col2", 3), IG_OK);
@@ -1618,8 +1575,8 @@ Test(bank_index, revoke_with_many_coins_after_growth, .init = setup)
 	cr_assert_eq(credit(c, "a", 64 * 40), IG_OK);
 	cr_assert_eq(credit(c, "b", 64 * 40), IG_OK);
 	for (int round = 0; round < 40; round++) {
-		rnd_bytes(&a[0][0], sizeof a);
-		rnd_bytes(&b[0][0], sizeof b);
+		tu_rand_bytes(&a[0][0], sizeof a);
+		tu_rand_bytes(&b[0][0], sizeof b);
 		cr_assert_eq(mint(c, "a", 9000, a, 64, &err), IG_OK, "%s", err.msg);
 		cr_assert_eq(mint(c, "b", 9000, b, 64, &err), IG_OK, "%s", err.msg);
 	}
@@ -1700,8 +1657,8 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 	cr_assert(c && log);
 	ig_error err;
 	uint8_t h[6][32], hh[6][32];
-	rnd_bytes(&h[0][0], sizeof h);
-	rnd_bytes(&hh[0][0], sizeof hh);
+	tu_rand_bytes(&h[0][0], sizeof h);
+	tu_rand_bytes(&hh[0][0], sizeof hh);
 
 	{
 		uint8_t body[256];
@@ -1767,7 +1724,7 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 	uint8_t (*more)[32] = malloc(64 * 32);
 	cr_assert_not_null(more);
 	for (int round = 0; round < 40; round++) {
-		rnd_bytes(&more[0][0], 64 * 32);
+		tu_rand_bytes(&more[0][0], 64 * 32);
 		cr_assert_eq(credit(again, "dev1", 64), IG_OK);
 		cr_assert_eq(mint(again, "dev1", 2000000000u, more, 64, &err), IG_OK, "%s", err.msg);
 	}

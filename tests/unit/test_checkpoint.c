@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ig_checkpoint.h"
+#include "testutil.h"
 
 #define VEC_ROOT_HEX "84706b1b7a1fbbf31865f7949f0b440d814e99bc77c200c9aa4e850f10ab7fcd"
 #define VEC_TEXT                                                                                   \
@@ -28,10 +29,7 @@ static uint8_t pk[32], sk[64];
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	uint8_t seed[32];
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	cr_assert_eq(crypto_sign_seed_keypair(pk, sk, seed), 0);
+	tu_seed_keypair(pk, sk, 0x00);
 }
 
 static ig_checkpoint vec_cp(void)
@@ -116,12 +114,7 @@ Test(checkpoint, key_id_is_sha256_of_name_newline_type_pubkey, .init = setup)
 
 Test(checkpoint, doc_prints_the_pinned_note, .init = setup)
 {
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/LEDGER.md", "rb");
-	cr_assert_not_null(f, "cannot open docs/LEDGER.md");
-	static char doc[1 << 17];
-	size_t n = fread(doc, 1, sizeof doc - 1, f);
-	fclose(f);
-	doc[n] = '\0';
+	const char *doc = tu_read_doc("LEDGER.md");
 	cr_assert_not_null(strstr(doc, "```\n" VEC_TEXT "```"), "docs/LEDGER.md lacks the exact checkpoint text");
 	cr_assert_not_null(strstr(doc, VEC_ROOT_HEX));
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ig_common.h"
+#include "testutil.h"
 
 Test(common, init_is_idempotent)
 {
@@ -78,8 +79,7 @@ Test(common, hex_round_trip)
 {
 	uint8_t in[256], out[256];
 	char hex[513];
-	for (int i = 0; i < 256; i++)
-		in[i] = (uint8_t)i;
+	tu_seq_bytes(in, 256, 0);
 	ig_hex_encode(hex, in, sizeof in);
 	cr_assert_eq(strlen(hex), 512);
 	cr_assert_eq(strncmp(hex, "000102", 6), 0);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ig_crc32c.h"
+#include "testutil.h"
 
 /* The definition, one bit at a time: slow but obviously right. */
 static uint32_t crc_bitwise(const uint8_t *p, size_t len)
@@ -42,8 +43,7 @@ Test(crc32c, rfc3720_vectors)
 	cr_assert_eq(ig_crc32c(0, buf, 32), 0x8A9136AAu);
 	memset(buf, 0xff, sizeof buf);
 	cr_assert_eq(ig_crc32c(0, buf, 32), 0x62A8AB43u);
-	for (int i = 0; i < 32; i++)
-		buf[i] = (uint8_t)i;
+	tu_seq_bytes(buf, 32, 0);
 	cr_assert_eq(ig_crc32c(0, buf, 32), 0x46DD794Eu);
 	for (int i = 0; i < 32; i++)
 		buf[i] = (uint8_t)(31 - i);
@@ -81,8 +81,7 @@ Test(crc32c, chaining_equals_one_shot)
 Test(crc32c, detects_every_single_bit_flip)
 {
 	uint8_t buf[64];
-	for (size_t i = 0; i < sizeof buf; i++)
-		buf[i] = (uint8_t)i;
+	tu_seq_bytes(buf, sizeof buf, 0);
 	uint32_t good = ig_crc32c(0, buf, sizeof buf);
 	for (size_t i = 0; i < sizeof buf; i++)
 		for (int b = 0; b < 8; b++) {

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ig_entropy.h"
+#include "testutil.h"
 
 static void setup(void)
 {
@@ -114,15 +115,6 @@ Test(entropy, rct_run_is_reset_by_a_different_sample)
 
 /* ---- adaptive proportion test --------------------------------------------- */
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-static uint32_t rnd(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng >> 16);
-}
-
 Test(entropy, biased_source_trips_apt)
 {
 	/* Every third sample is 0x00 and no two neighbours are equal, so the
@@ -136,7 +128,7 @@ Test(entropy, biased_source_trips_apt)
 	bool tripped = false;
 	uint64_t at = 0;
 	for (int i = 0; i < 512 && !tripped; i++) {
-		uint8_t s = (i % 3 == 0) ? 0x00 : (uint8_t)(1 + rnd() % 255);
+		uint8_t s = (i % 3 == 0) ? 0x00 : (uint8_t)(1 + tu_rand32() % 255);
 		if (s == last)
 			s = (uint8_t)(s == 0xff ? 1 : s + 1);
 		last = s;
@@ -157,7 +149,7 @@ Test(entropy, ninety_percent_source_trips_at_h4)
 	cr_assert_eq(ig_health_init(&t, 4, false), IG_OK);
 	bool ok = true;
 	for (int i = 0; i < 100000 && ok; i++)
-		ok = ig_health_feed(&t, rnd() % 10 ? 0x7e : (uint8_t)rnd());
+		ok = ig_health_feed(&t, tu_rand32() % 10 ? 0x7e : (uint8_t)tu_rand32());
 	cr_expect_not(ok);
 	cr_expect(t.failed);
 	cr_expect_neq(t.failure[0], '\0');
@@ -302,9 +294,9 @@ Test(entropy, vn_matches_reference_on_random_input)
 {
 	uint8_t in[512], a[512], b[512];
 	for (int round = 0; round < 500; round++) {
-		size_t len = rnd() % sizeof in, cap = rnd() % 300;
+		size_t len = tu_rand32() % sizeof in, cap = tu_rand32() % 300;
 		for (size_t i = 0; i < len; i++)
-			in[i] = (uint8_t)rnd();
+			in[i] = (uint8_t)tu_rand32();
 		memset(a, 0, sizeof a);
 		memset(b, 0, sizeof b);
 		size_t na = ig_vn_debias(a, cap, in, len);
@@ -322,7 +314,7 @@ Test(entropy, vn_output_is_unbiased_for_biased_input)
 	for (size_t i = 0; i < sizeof in; i++) {
 		uint8_t v = 0;
 		for (int b = 0; b < 8; b++)
-			v |= (uint8_t)((rnd() % 10 < 8) << b);
+			v |= (uint8_t)((tu_rand32() % 10 < 8) << b);
 		in[i] = v;
 	}
 	size_t bits = ig_vn_debias(out, sizeof out, in, sizeof in);
@@ -341,8 +333,7 @@ Test(entropy, vn_output_is_unbiased_for_biased_input)
 Test(entropy, condition_is_blake2b_256)
 {
 	uint8_t block[32], want[32], in[100];
-	for (size_t i = 0; i < sizeof in; i++)
-		in[i] = (uint8_t)i;
+	tu_seq_bytes(in, sizeof in, 0);
 	ig_entropy_condition(block, in, sizeof in);
 	crypto_generichash(want, 32, in, sizeof in, NULL, 0);
 	cr_expect_eq(memcmp(block, want, 32), 0);
@@ -398,8 +389,7 @@ static void mixed_pool(ig_pool *p, const char *id, uint64_t seq, const uint8_t *
 Test(entropy, pool_is_deterministic_and_keyed)
 {
 	uint8_t block[33];
-	for (int i = 0; i < 33; i++)
-		block[i] = (uint8_t)(0x30 + i);
+	tu_seq_bytes(block, 33, 0x30);
 	ig_pool a, b;
 	mixed_pool(&a, "dev1", 1, block, 32);
 	mixed_pool(&b, "dev1", 1, block, 32);
@@ -441,8 +431,7 @@ Test(entropy, pool_is_deterministic_and_keyed)
 Test(entropy, pool_framing_has_no_ambiguity)
 {
 	uint8_t block[40];
-	for (int i = 0; i < 40; i++)
-		block[i] = (uint8_t)i;
+	tu_seq_bytes(block, 40, 0);
 	uint8_t shifted[41];
 	shifted[0] = 'b';
 	memcpy(shifted + 1, block, 40);
@@ -542,12 +531,7 @@ Test(entropy, derive_rejects_bad_arguments)
 
 Test(entropy, protocol_doc_table_matches_computed_cutoffs)
 {
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/PROTOCOL.md", "rb");
-	cr_assert_not_null(f);
-	static char doc[1 << 20];
-	size_t n = fread(doc, 1, sizeof doc - 1, f);
-	fclose(f);
-	doc[n] = '\0';
+	const char *doc = tu_read_doc("PROTOCOL.md");
 	const char *section = strstr(doc, "## Entropy contributions");
 	cr_assert_not_null(section);
 	double hs[] = {0.25, 0.5, 1, 2, 4, 8};

@@ -12,26 +12,11 @@
 #include <string.h>
 
 #include "ig_hkdf.h"
+#include "testutil.h"
 
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-	cr_assert_leq(n, cap);
-	cr_assert_eq(ig_hex_decode(out, n, hex, 2 * n), IG_OK, "bad hex in test: %s", hex);
-	return n;
-}
-
-static void assert_hex(const uint8_t *bin, size_t len, const char *expect)
-{
-	char buf[2 * 256 + 1];
-	cr_assert_leq(len, 256u);
-	ig_hex_encode(buf, bin, len);
-	cr_assert_str_eq(buf, expect);
 }
 
 typedef struct rfc_case {
@@ -83,19 +68,19 @@ Test(hkdf, rfc5869_sha256_vectors, .init = setup)
 	for (size_t c = 0; c < sizeof rfc_cases / sizeof rfc_cases[0]; c++) {
 		const rfc_case *t = &rfc_cases[c];
 		uint8_t ikm[128], salt[128], info[128], prk[32], okm[128], okm2[128];
-		size_t ikm_len = unhex(ikm, sizeof ikm, t->ikm);
-		size_t salt_len = unhex(salt, sizeof salt, t->salt);
-		size_t info_len = unhex(info, sizeof info, t->info);
+		size_t ikm_len = tu_unhex(ikm, sizeof ikm, t->ikm);
+		size_t salt_len = tu_unhex(salt, sizeof salt, t->salt);
+		size_t info_len = tu_unhex(info, sizeof info, t->info);
 		cr_assert_eq(t->len, strlen(t->okm) / 2);
 
 		ig_hkdf_extract(prk, salt, salt_len, ikm, ikm_len);
-		assert_hex(prk, 32, t->prk);
+		tu_assert_hex(prk, 32, t->prk);
 		cr_assert_eq(ig_hkdf_expand(okm, t->len, prk, info, info_len), IG_OK, "%s", t->name);
-		assert_hex(okm, t->len, t->okm);
+		tu_assert_hex(okm, t->len, t->okm);
 		/* One-shot gives the same bytes. */
 		memset(okm2, 0xee, sizeof okm2);
 		cr_assert_eq(ig_hkdf(okm2, t->len, salt, salt_len, ikm, ikm_len, info, info_len), IG_OK);
-		assert_hex(okm2, t->len, t->okm);
+		tu_assert_hex(okm2, t->len, t->okm);
 		cr_assert_eq(okm2[t->len], 0xee, "%s: wrote past out_len", t->name);
 	}
 }
@@ -111,7 +96,7 @@ Test(hkdf, absent_salt_equals_zero_salt, .init = setup)
 	ig_hkdf_extract(c, zeros, 0, ikm, sizeof ikm);
 	cr_assert_arr_eq(a, b, 32);
 	cr_assert_arr_eq(a, c, 32);
-	assert_hex(a, 32, rfc_cases[2].prk);
+	tu_assert_hex(a, 32, rfc_cases[2].prk);
 	/* A different salt changes the PRK. */
 	zeros[31] = 1;
 	ig_hkdf_extract(b, zeros, sizeof zeros, ikm, sizeof ikm);
@@ -122,8 +107,7 @@ Test(hkdf, first_block_is_hmac_of_info_and_one, .init = setup)
 {
 	/* Cross-check T(1) against a plain HMAC computed without ig_hkdf. */
 	uint8_t prk[32], msg[64], expect[32], out[32];
-	for (int i = 0; i < 32; i++)
-		prk[i] = (uint8_t)(0xa0 + i);
+	tu_seq_bytes(prk, 32, 0xa0);
 	memcpy(msg, "iotguard test info", 18);
 	msg[18] = 0x01;
 	cr_assert_eq(crypto_auth_hmacsha256(expect, msg, 19, prk), 0);
@@ -135,8 +119,7 @@ Test(hkdf, output_lengths_and_bounds, .init = setup)
 {
 	static uint8_t big[IG_HKDF_MAX_OUT + 64], big2[IG_HKDF_MAX_OUT + 64];
 	uint8_t prk[32];
-	for (int i = 0; i < 32; i++)
-		prk[i] = (uint8_t)i;
+	tu_seq_bytes(prk, 32, 0);
 	const uint8_t info[] = "bounds";
 
 	/* 0 bytes: success, nothing written. */

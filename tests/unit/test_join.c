@@ -15,6 +15,7 @@
 #include "ig_join.h"
 #include "ig_record.h"
 #include "ig_registry.h"
+#include "testutil.h"
 
 #define VEC_JOIN_KEY "47b4302c4420826cd4232feacdc2ea9f8ec06fa664ecdd29d10c585af52f8337"
 #define VEC_SECRET "7bb48d06c7b9b1d0c36847ee7e7196bd"
@@ -36,21 +37,12 @@ static const int b64 = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
 
 static void setup(void)
 {
-	uint8_t seed[32];
 	cr_assert_eq(ig_init(), IG_OK);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	crypto_sign_seed_keypair(ch_pk, ch_sk, seed);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)(0x20 + i);
-	crypto_sign_seed_keypair(dev_pk, dev_sk, seed);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)(0x80 + i);
-	crypto_sign_seed_keypair(other_pk, other_sk, seed);
-	for (int i = 0; i < 8; i++)
-		code_id[i] = (uint8_t)(0x10 + i);
-	for (int i = 0; i < 16; i++)
-		nonce[i] = (uint8_t)(0xa0 + i);
+	tu_seed_keypair(ch_pk, ch_sk, 0x00);
+	tu_seed_keypair(dev_pk, dev_sk, 0x20);
+	tu_seed_keypair(other_pk, other_sk, 0x80);
+	tu_seq_bytes(code_id, sizeof code_id, 0x10);
+	tu_seq_bytes(nonce, 16, 0xa0);
 	ig_join_key_derive(&jk, ch_sk);
 }
 
@@ -656,12 +648,7 @@ Test(join, table_scales)
 
 Test(join, protocol_doc_prints_the_vector)
 {
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/PROTOCOL.md", "rb");
-	cr_assert_not_null(f);
-	static char doc[1 << 20];
-	size_t n = fread(doc, 1, sizeof doc - 1, f);
-	fclose(f);
-	doc[n] = '\0';
+	const char *doc = tu_read_doc("PROTOCOL.md");
 	const char *want[] = {VEC_TOKEN, VEC_CODE, VEC_MAC, VEC_HASH, VEC_JOIN_KEY, VEC_SECRET, VEC_DEV_PK,
 	                      "## Joining the cluster"};
 	for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
@@ -672,26 +659,16 @@ Test(join, protocol_doc_prints_the_vector)
 
 static void reg_enroll(ig_registry *r, const char *id, uint64_t index)
 {
-	ig_enroll e = {0};
-	snprintf(e.id, sizeof e.id, "%s", id);
-	snprintf(e.by, sizeof e.by, "admin1");
-	e.role = IG_ROLE_DEVICE;
-	memcpy(e.pk, dev_pk, 32);
 	uint8_t body[512];
-	int n = ig_enroll_encode(body, sizeof body, &e);
-	cr_assert_gt(n, 0);
+	size_t n = tu_enroll_body(body, sizeof body, id, IG_ROLE_DEVICE, dev_pk, "admin1");
 	ig_record rec = {.index = index, .ts_ms = 1, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)n};
 	cr_assert_eq(ig_registry_apply(r, &rec, NULL), IG_OK);
 }
 
 static void reg_revoke(ig_registry *r, const char *id, uint64_t index)
 {
-	ig_revoke v = {0};
-	snprintf(v.id, sizeof v.id, "%s", id);
-	snprintf(v.by, sizeof v.by, "admin1");
 	uint8_t body[512];
-	int n = ig_revoke_encode(body, sizeof body, &v);
-	cr_assert_gt(n, 0);
+	size_t n = tu_revoke_body(body, sizeof body, id, "admin1");
 	ig_record rec = {.index = index, .ts_ms = 2, .type = IG_REC_REVOKE, .body = body, .body_len = (uint32_t)n};
 	cr_assert_eq(ig_registry_apply(r, &rec, NULL), IG_OK);
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ig_keyfile.h"
+#include "testutil.h"
 
 static char dir[256];
 static char path[300];
@@ -21,16 +22,13 @@ static char path[300];
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	snprintf(dir, sizeof dir, "/tmp/ig-test-keyfile-XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
+	tu_tempdir(dir, sizeof dir, "keyfile", 0);
 	snprintf(path, sizeof path, "%s/id.key", dir);
 }
 
 static void teardown(void)
 {
-	char cmd[400];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	cr_assert_eq(system(cmd), 0);
+	cr_assert_eq(tu_rmtree(dir), 0, "cannot remove %s", dir);
 }
 
 TestSuite(keyfile, .init = setup, .fini = teardown);
@@ -59,10 +57,8 @@ Test(keyfile, round_trip)
 
 Test(keyfile, exact_format)
 {
-	uint8_t seed[32], pk[32], sk[64];
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	crypto_sign_seed_keypair(pk, sk, seed);
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, 0x00);
 	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
 	char buf[200] = {0};
 	FILE *f = fopen(path, "r");

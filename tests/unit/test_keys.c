@@ -15,26 +15,11 @@
 #include <string.h>
 
 #include "ig_keys.h"
+#include "testutil.h"
 
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-	cr_assert_leq(n, cap);
-	cr_assert_eq(ig_hex_decode(out, n, hex, 2 * n), IG_OK);
-	return n;
-}
-
-static void assert_hex(const uint8_t *bin, size_t len, const char *expect)
-{
-	char buf[2 * 512 + 1];
-	cr_assert_leq(len, 512u);
-	ig_hex_encode(buf, bin, len);
-	cr_assert_str_eq(buf, expect);
 }
 
 typedef struct party {
@@ -43,10 +28,7 @@ typedef struct party {
 
 static void seeded(party *p, uint8_t first)
 {
-	uint8_t seed[32];
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)(first + i);
-	cr_assert_eq(crypto_sign_seed_keypair(p->pk, p->sk, seed), 0);
+	tu_seed_keypair(p->pk, p->sk, first);
 }
 
 static void fresh(party *p)
@@ -101,24 +83,24 @@ Test(keybox, pinned_vector, .init = setup)
 	party ch, dev;
 	seeded(&ch, 0x00);
 	seeded(&dev, 0x20);
-	assert_hex(ch.pk, 32, VEC_CH_PK);
-	assert_hex(dev.pk, 32, VEC_DEV_PK);
+	tu_assert_hex(ch.pk, 32, VEC_CH_PK);
+	tu_assert_hex(dev.pk, 32, VEC_DEV_PK);
 	uint8_t x[32];
 	cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(x, ch.pk), 0);
-	assert_hex(x, 32, VEC_CH_X25519_PK);
+	tu_assert_hex(x, 32, VEC_CH_X25519_PK);
 	cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(x, dev.pk), 0);
-	assert_hex(x, 32, VEC_DEV_X25519_PK);
+	tu_assert_hex(x, 32, VEC_DEV_X25519_PK);
 
 	ig_box_key at_ch, at_dev;
 	cr_assert_eq(ig_box_key_for_device(&at_ch, ch.sk, dev.pk), IG_OK);
 	cr_assert_eq(ig_box_key_for_ch(&at_dev, dev.sk, ch.pk), IG_OK);
-	assert_hex(at_ch.k, 32, VEC_BOX_KEY);
-	assert_hex(at_dev.k, 32, VEC_BOX_KEY);
+	tu_assert_hex(at_ch.k, 32, VEC_BOX_KEY);
+	tu_assert_hex(at_dev.k, 32, VEC_BOX_KEY);
 
 	uint8_t nonce[24], box[256], pt[256];
-	unhex(nonce, sizeof nonce, VEC_BOX_NONCE);
-	size_t box_len = unhex(box, sizeof box, VEC_BOX);
-	size_t pt_len = unhex(pt, sizeof pt, VEC_PLAINTEXT);
+	tu_unhex(nonce, sizeof nonce, VEC_BOX_NONCE);
+	size_t box_len = tu_unhex(box, sizeof box, VEC_BOX);
+	size_t pt_len = tu_unhex(pt, sizeof pt, VEC_PLAINTEXT);
 	cr_assert_eq(box_len, pt_len + 16);
 
 	/* The vector box is crypto_box_easy of the vector plaintext. */
@@ -149,12 +131,7 @@ Test(keybox, pinned_vector, .init = setup)
 
 Test(keybox, doc_prints_the_vector)
 {
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/PROTOCOL.md", "rb");
-	cr_assert_not_null(f, "cannot open docs/PROTOCOL.md");
-	static char doc[1 << 18];
-	size_t n = fread(doc, 1, sizeof doc - 1, f);
-	fclose(f);
-	doc[n] = '\0';
+	const char *doc = tu_read_doc("PROTOCOL.md");
 	const char *vecs[] = {VEC_CH_X25519_PK, VEC_DEV_X25519_PK, VEC_BOX_KEY, VEC_PLAINTEXT, VEC_BOX_NONCE, VEC_BOX};
 	for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
 		cr_assert_not_null(strstr(doc, vecs[i]), "docs/PROTOCOL.md lacks keybox vector %zu", i);
@@ -321,7 +298,7 @@ static int open_raw(const uint8_t *pt, size_t len, ig_session_key *out)
 Test(keybox, strict_parse_of_authenticated_contents, .init = setup)
 {
 	uint8_t good[256];
-	size_t glen = unhex(good, sizeof good, VEC_PLAINTEXT);
+	size_t glen = tu_unhex(good, sizeof good, VEC_PLAINTEXT);
 	ig_session_key got;
 	cr_assert_eq(open_raw(good, glen, &got), IG_OK);
 

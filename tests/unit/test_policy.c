@@ -10,25 +10,9 @@
 #include <string.h>
 
 #include "ig_policy.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	cr_assert_not_null(f, "cannot open %s", path);
-	cr_assert_eq(fseek(f, 0, SEEK_END), 0);
-	long n = ftell(f);
-	cr_assert_geq(n, 0);
-	rewind(f);
-	char *buf = malloc((size_t)n + 1);
-	cr_assert_not_null(buf);
-	cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = '\0';
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
 
 static ig_policy *parse_ok(const char *json)
 {
@@ -223,7 +207,7 @@ Test(policy, containment_truth_table)
 Test(policy, default_equals_config_file_byte_for_byte)
 {
 	size_t len;
-	char *file = read_file(IG_SOURCE_ROOT "/config/policy.json", &len);
+	char *file = tu_read_file(IG_SOURCE_ROOT "/config/policy.json", &len);
 	size_t embedded = strlen(ig_policy_default_json);
 	cr_assert_eq(embedded, len, "embedded policy is %zu bytes, config/policy.json %zu", embedded, len);
 	cr_assert_eq(memcmp(file, ig_policy_default_json, len), 0,
@@ -607,20 +591,11 @@ Test(policy, every_byte_mutation_never_crashes)
 
 /* ---- fuzz ---------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint32_t rnd(void)
-{
-	rng_state ^= rng_state << 13;
-	rng_state ^= rng_state >> 7;
-	rng_state ^= rng_state << 17;
-	return (uint32_t)(rng_state >> 16);
-}
-
 static void random_string(char *out, size_t max, const char *alphabet)
 {
-	size_t n = rnd() % (max + 1), k = strlen(alphabet);
+	size_t n = tu_rand32() % (max + 1), k = strlen(alphabet);
 	for (size_t i = 0; i < n; i++)
-		out[i] = alphabet[rnd() % k];
+		out[i] = alphabet[tu_rand32() % k];
 	out[n] = '\0';
 }
 

@@ -19,38 +19,13 @@
 #include "ig_crc32c.h"
 #include "ig_ledger.h"
 #include "ig_record.h"
+#include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void)
-{
-	/* xorshift64*: reproducible, so a failing fuzz case can be replayed. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545F4914F6CDD1Dull;
-}
 
 static void setup(void)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-}
-
-static size_t unhex(uint8_t *out, size_t cap, const char *hex)
-{
-	size_t n = strlen(hex) / 2;
-	cr_assert_leq(n, cap);
-	cr_assert_eq(ig_hex_decode(out, n, hex, 2 * n), IG_OK);
-	return n;
-}
-
-static void assert_hex(const uint8_t *bin, size_t len, const char *expect)
-{
-	char buf[2 * 1024 + 1];
-	cr_assert_leq(len, 1024u);
-	ig_hex_encode(buf, bin, len);
-	cr_assert_str_eq(buf, expect);
 }
 
 /* Builds a frame with an arbitrary body. Returns its length. */
@@ -98,13 +73,9 @@ static void refresh_crc(uint8_t *frame, size_t frame_len)
 
 static void vec_keys(uint8_t ch_pk[32], uint8_t dev_pk[32])
 {
-	uint8_t seed[32], sk[64];
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	cr_assert_eq(crypto_sign_seed_keypair(ch_pk, sk, seed), 0);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)(32 + i);
-	cr_assert_eq(crypto_sign_seed_keypair(dev_pk, sk, seed), 0);
+	uint8_t sk[64];
+	tu_seed_keypair(ch_pk, sk, 0x00);
+	tu_seed_keypair(dev_pk, sk, 0x20);
 	sodium_memzero(sk, sizeof sk);
 }
 
@@ -112,8 +83,8 @@ Test(record, vector_keys, .init = setup)
 {
 	uint8_t ch_pk[32], dev_pk[32];
 	vec_keys(ch_pk, dev_pk);
-	assert_hex(ch_pk, 32, VEC_CH_PK);
-	assert_hex(dev_pk, 32, VEC_DEV_PK);
+	tu_assert_hex(ch_pk, 32, VEC_CH_PK);
+	tu_assert_hex(dev_pk, 32, VEC_DEV_PK);
 }
 
 Test(record, vector_chain_encodes_exactly, .init = setup)
@@ -130,8 +101,8 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	               .body_len = (uint32_t)bl};
 	int n = ig_record_encode(frame, sizeof frame, &r);
 	cr_assert_eq(n, 111);
-	assert_hex(frame, (size_t)n, VEC_GENESIS_FRAME);
-	assert_hex(r.hash, 32, VEC_GENESIS_HASH);
+	tu_assert_hex(frame, (size_t)n, VEC_GENESIS_FRAME);
+	tu_assert_hex(r.hash, 32, VEC_GENESIS_HASH);
 	uint8_t prev[32];
 	memcpy(prev, r.hash, 32);
 
@@ -145,8 +116,8 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	                .body_len = (uint32_t)bl};
 	memcpy(r.prev_hash, prev, 32);
 	n = ig_record_encode(frame, sizeof frame, &r);
-	assert_hex(frame, (size_t)n, VEC_ENROLL_FRAME);
-	assert_hex(r.hash, 32, VEC_ENROLL_HASH);
+	tu_assert_hex(frame, (size_t)n, VEC_ENROLL_FRAME);
+	tu_assert_hex(r.hash, 32, VEC_ENROLL_HASH);
 	memcpy(prev, r.hash, 32);
 
 	ig_revoke rv = {0};
@@ -159,8 +130,8 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	                .body_len = (uint32_t)bl};
 	memcpy(r.prev_hash, prev, 32);
 	n = ig_record_encode(frame, sizeof frame, &r);
-	assert_hex(frame, (size_t)n, VEC_REVOKE_FRAME);
-	assert_hex(r.hash, 32, VEC_REVOKE_HASH);
+	tu_assert_hex(frame, (size_t)n, VEC_REVOKE_FRAME);
+	tu_assert_hex(r.hash, 32, VEC_REVOKE_HASH);
 }
 
 Test(record, vector_frames_decode, .init = setup)
@@ -169,53 +140,42 @@ Test(record, vector_frames_decode, .init = setup)
 	ig_record r;
 	ig_error err = {0};
 
-	size_t n = unhex(frame, sizeof frame, VEC_GENESIS_FRAME);
+	size_t n = tu_unhex(frame, sizeof frame, VEC_GENESIS_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
 	cr_assert_eq(r.index, 0u);
 	cr_assert_eq(r.type, IG_REC_GENESIS);
-	assert_hex(r.hash, 32, VEC_GENESIS_HASH);
+	tu_assert_hex(r.hash, 32, VEC_GENESIS_HASH);
 	ig_genesis g;
 	cr_assert_eq(ig_genesis_decode(r.body, r.body_len, &g, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(g.cluster, "demo");
 	cr_assert_eq(g.version, 1);
-	assert_hex(g.ch_pk, 32, VEC_CH_PK);
+	tu_assert_hex(g.ch_pk, 32, VEC_CH_PK);
 
-	n = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	n = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
 	cr_assert_eq(r.index, 1u);
 	cr_assert_eq(r.ts_ms, 1700000000001ull);
-	assert_hex(r.prev_hash, 32, VEC_GENESIS_HASH);
-	assert_hex(r.hash, 32, VEC_ENROLL_HASH);
+	tu_assert_hex(r.prev_hash, 32, VEC_GENESIS_HASH);
+	tu_assert_hex(r.hash, 32, VEC_ENROLL_HASH);
 	ig_enroll e;
 	cr_assert_eq(ig_enroll_decode(r.body, r.body_len, &e, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(e.id, "dev1");
 	cr_assert_eq(e.role, IG_ROLE_DEVICE);
 	cr_assert_str_eq(e.by, "offline:root");
-	assert_hex(e.pk, 32, VEC_DEV_PK);
+	tu_assert_hex(e.pk, 32, VEC_DEV_PK);
 
-	n = unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
+	n = tu_unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
-	assert_hex(r.prev_hash, 32, VEC_ENROLL_HASH);
-	assert_hex(r.hash, 32, VEC_REVOKE_HASH);
+	tu_assert_hex(r.prev_hash, 32, VEC_ENROLL_HASH);
+	tu_assert_hex(r.hash, 32, VEC_REVOKE_HASH);
 	ig_revoke rv;
 	cr_assert_eq(ig_revoke_decode(r.body, r.body_len, &rv, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(rv.reason, "lost");
 }
 
-static char *read_doc(void)
-{
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/LEDGER.md", "rb");
-	cr_assert_not_null(f, "cannot open docs/LEDGER.md");
-	static char buf[1 << 17];
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
-
 Test(record, doc_prints_the_pinned_vectors)
 {
-	const char *doc = read_doc();
+	const char *doc = tu_read_doc("LEDGER.md");
 	const char *vecs[] = {VEC_CH_PK,       VEC_DEV_PK,       VEC_GENESIS_FRAME, VEC_GENESIS_HASH,
 	                      VEC_ENROLL_FRAME, VEC_ENROLL_HASH, VEC_REVOKE_FRAME,  VEC_REVOKE_HASH};
 	for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
@@ -226,8 +186,8 @@ Test(record, doc_prints_the_pinned_vectors)
  * real verifier accepts: the document describes a working format. */
 Test(record, doc_vectors_form_a_verifiable_ledger, .init = setup)
 {
-	char dir[] = "/tmp/ig-test-record-XXXXXX";
-	cr_assert_not_null(mkdtemp(dir));
+	char dir[200];
+	tu_tempdir(dir, sizeof dir, "record", 1);
 	char path[256];
 	uint8_t frame[512];
 	snprintf(path, sizeof path, "%s/ledger.log", dir);
@@ -235,13 +195,13 @@ Test(record, doc_vectors_form_a_verifiable_ledger, .init = setup)
 	cr_assert_not_null(f);
 	const char *vecs[] = {VEC_GENESIS_FRAME, VEC_ENROLL_FRAME, VEC_REVOKE_FRAME};
 	for (int i = 0; i < 3; i++) {
-		size_t n = unhex(frame, sizeof frame, vecs[i]);
+		size_t n = tu_unhex(frame, sizeof frame, vecs[i]);
 		cr_assert_eq(fwrite(frame, 1, n, f), n);
 	}
 	cr_assert_eq(fclose(f), 0);
 
 	/* The checkpoint is taken from the document itself. */
-	const char *doc = read_doc();
+	const char *doc = tu_read_doc("LEDGER.md");
 	const char *cp = strstr(doc, "```\niotguard/demo\n");
 	cr_assert_not_null(cp);
 	cp += 4;
@@ -260,12 +220,8 @@ Test(record, doc_vectors_form_a_verifiable_ledger, .init = setup)
 	cr_assert_eq(res.height, 3u);
 	cr_assert_eq(res.checkpoint_size, 3u);
 	cr_assert_str_eq(res.cluster, "demo");
-	assert_hex(res.head, 32, VEC_REVOKE_HASH);
+	tu_assert_hex(res.head, 32, VEC_REVOKE_HASH);
 
-	unlink(path);
-	snprintf(path, sizeof path, "%s/ledger.log", dir);
-	unlink(path);
-	rmdir(dir);
 }
 
 /* ---- frames -------------------------------------------------------------- */
@@ -273,8 +229,7 @@ Test(record, doc_vectors_form_a_verifiable_ledger, .init = setup)
 Test(record, hash_is_leaf_hash_of_frame_without_crc, .init = setup)
 {
 	uint8_t body[40], frame[200], expect[32];
-	for (size_t i = 0; i < sizeof body; i++)
-		body[i] = (uint8_t)i;
+	tu_seq_bytes(body, sizeof body, 0);
 	ig_record r;
 	size_t n = make_frame(frame, sizeof frame, 9, 77, body, sizeof body, &r);
 
@@ -296,7 +251,7 @@ Test(record, round_trip_all_body_sizes, .init = setup)
 {
 	static uint8_t body[IG_REC_MAX_BODY], frame[IG_REC_MAX_BODY + IG_REC_OVERHEAD + 16];
 	for (size_t i = 0; i < sizeof body; i++)
-		body[i] = (uint8_t)rnd();
+		body[i] = (uint8_t)tu_rand();
 	const uint32_t sizes[] = {0, 1, 3, 59, 60, 61, 255, 256, 4096, IG_REC_MAX_BODY - 1, IG_REC_MAX_BODY};
 	for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
 		ig_record w, r;
@@ -354,7 +309,7 @@ Test(record, encode_body_in_place, .init = setup)
 Test(record, every_byte_tamper_is_detected, .init = setup)
 {
 	uint8_t frame[512];
-	size_t n = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	size_t n = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	ig_record good, r;
 	cr_assert_eq(ig_record_decode(frame, n, &good), IG_FRAME_OK);
 	const uint8_t flips[] = {0x01, 0x80, 0xff, 0x5a};
@@ -377,7 +332,7 @@ Test(record, tamper_with_fixed_crc_changes_hash, .init = setup)
 	/* An attacker who recomputes the crc passes framing, but every byte the
 	 * hash covers changes the record hash (and so breaks the chain). */
 	uint8_t frame[512];
-	size_t n = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	size_t n = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	ig_record good, r;
 	cr_assert_eq(ig_record_decode(frame, n, &good), IG_FRAME_OK);
 	for (size_t i = 0; i < n - 4; i++) {
@@ -395,7 +350,7 @@ Test(record, truncation_at_every_length_is_short, .init = setup)
 	uint8_t frame[512];
 	const char *vecs[] = {VEC_GENESIS_FRAME, VEC_ENROLL_FRAME, VEC_REVOKE_FRAME};
 	for (size_t v = 0; v < 3; v++) {
-		size_t n = unhex(frame, sizeof frame, vecs[v]);
+		size_t n = tu_unhex(frame, sizeof frame, vecs[v]);
 		ig_record r;
 		for (size_t len = 0; len < n; len++) {
 			/* Copy to an exact-size heap block so ASan catches any over-read. */
@@ -412,7 +367,7 @@ Test(record, truncation_at_every_length_is_short, .init = setup)
 Test(record, bad_magic_length_flags, .init = setup)
 {
 	uint8_t frame[512];
-	size_t n = unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
+	size_t n = tu_unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
 	ig_record r;
 
 	frame[0] = 'X';
@@ -474,13 +429,13 @@ Test(record, fuzz_random_bytes_never_crash, .init = setup)
 	ig_record r;
 	int ok = 0;
 	for (int iter = 0; iter < 20000; iter++) {
-		size_t len = (size_t)(rnd() % sizeof buf);
+		size_t len = (size_t)(tu_rand() % sizeof buf);
 		for (size_t i = 0; i < len; i++)
-			buf[i] = (uint8_t)rnd();
+			buf[i] = (uint8_t)tu_rand();
 		/* Half the time make it look like a frame so the deeper checks run. */
 		if ((iter & 1) && len >= 8) {
 			memcpy(buf, IG_REC_MAGIC, 4);
-			ig_put_u32(buf + 4, (uint32_t)(64 + rnd() % 340));
+			ig_put_u32(buf + 4, (uint32_t)(64 + tu_rand() % 340));
 			if ((iter & 3) == 1 && ig_get_u32(buf + 4) <= len) {
 				ig_put_u16(buf + 26, 0);
 				refresh_crc(buf, ig_get_u32(buf + 4));
@@ -502,7 +457,7 @@ Test(record, fuzz_random_bytes_never_crash, .init = setup)
 			(void)ig_genesis_decode(r.body, r.body_len, &g, NULL);
 			(void)ig_enroll_decode(r.body, r.body_len, &e, NULL);
 			(void)ig_revoke_decode(r.body, r.body_len, &rv, NULL);
-			r.type = (uint16_t)(1 + rnd() % 4);
+			r.type = (uint16_t)(1 + tu_rand() % 4);
 			char *j = ig_record_to_json(&r);
 			cr_assert_not_null(j);
 			cJSON *o = cJSON_Parse(j);
@@ -627,8 +582,7 @@ Test(body, genesis_round_trip, .init = setup)
 {
 	ig_genesis g = {.version = IG_FORMAT_VERSION}, d;
 	memset(g.cluster, 'c', IG_CLUSTER_MAX); /* longest allowed name */
-	for (int i = 0; i < 32; i++)
-		g.ch_pk[i] = (uint8_t)i;
+	tu_seq_bytes(g.ch_pk, 32, 0);
 	uint8_t body[256];
 	int n = ig_genesis_encode(body, sizeof body, &g);
 	cr_assert_gt(n, 0);
@@ -907,16 +861,16 @@ Test(body, fuzz_typed_decoders, .init = setup)
 	int accepted = 0;
 	for (int iter = 0; iter < 5000; iter++) {
 		size_t pos = 0;
-		int count = (int)(rnd() % 7);
+		int count = (int)(tu_rand() % 7);
 		for (int k = 0; k < count; k++) {
-			uint8_t tag = (uint8_t)(rnd() % 6);
-			size_t len = (size_t)(rnd() % 3 == 0 ? 32 : rnd() % 8);
+			uint8_t tag = (uint8_t)(tu_rand() % 6);
+			size_t len = (size_t)(tu_rand() % 3 == 0 ? 32 : tu_rand() % 8);
 			for (size_t i = 0; i < len; i++)
-				val[i] = (uint8_t)("abc1-_.\x01\x02\x03"[rnd() % 10]);
+				val[i] = (uint8_t)("abc1-_.\x01\x02\x03"[tu_rand() % 10]);
 			(void)ig_tlv_put(body, sizeof body, &pos, tag, val, len);
 		}
-		if (rnd() % 4 == 0 && pos > 0)
-			pos -= (size_t)(rnd() % pos); /* truncate */
+		if (tu_rand() % 4 == 0 && pos > 0)
+			pos -= (size_t)(tu_rand() % pos); /* truncate */
 		uint8_t *p = malloc(pos ? pos : 1);
 		cr_assert_not_null(p);
 		memcpy(p, body, pos);
@@ -970,7 +924,7 @@ Test(json, typed_records, .init = setup)
 	uint8_t frame[512];
 	ig_record r;
 
-	size_t n = unhex(frame, sizeof frame, VEC_GENESIS_FRAME);
+	size_t n = tu_unhex(frame, sizeof frame, VEC_GENESIS_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
 	cJSON *o = json_of(&r);
 	cr_assert_eq(jnum(o, "index"), 0);
@@ -983,7 +937,7 @@ Test(json, typed_records, .init = setup)
 	cr_assert_eq(jnum(o, "version"), 1);
 	cJSON_Delete(o);
 
-	n = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	n = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
 	char *text = ig_record_to_json(&r);
 	cr_assert_str_eq(text,
@@ -992,7 +946,7 @@ Test(json, typed_records, .init = setup)
 	                 "\",\"by\":\"offline:root\"}");
 	free(text);
 
-	n = unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
+	n = tu_unhex(frame, sizeof frame, VEC_REVOKE_FRAME);
 	cr_assert_eq(ig_record_decode(frame, n, &r), IG_FRAME_OK);
 	o = json_of(&r);
 	cr_assert_str_eq(jstr(o, "type"), "revoke");
@@ -1067,8 +1021,7 @@ static ig_join_code_rec sample_join_code(void)
 {
 	ig_join_code_rec j;
 	memset(&j, 0, sizeof j);
-	for (int i = 0; i < 8; i++)
-		j.code_id[i] = (uint8_t)(1 + i);
+	tu_seq_bytes(j.code_id, 8, 1);
 	cr_assert_eq(ig_hex_decode(j.hash, 32, VEC_CODE_HASH, 64), IG_OK);
 	j.role = IG_ROLE_DEVICE;
 	j.expires_at = 1700086400;
@@ -1080,8 +1033,7 @@ static ig_join_used sample_join_used(void)
 {
 	ig_join_used j;
 	memset(&j, 0, sizeof j);
-	for (int i = 0; i < 8; i++)
-		j.code_id[i] = (uint8_t)(1 + i);
+	tu_seq_bytes(j.code_id, 8, 1);
 	strcpy(j.id, "dev9");
 	return j;
 }
@@ -1095,8 +1047,7 @@ static ig_enroll sample_join_enroll(void)
 	cr_assert_eq(ig_hex_decode(e.pk, 32, VEC_DEV_PK, 64), IG_OK);
 	strcpy(e.by, "join:0102030405060708");
 	e.has_join_code = true;
-	for (int i = 0; i < 8; i++)
-		e.join_code[i] = (uint8_t)(1 + i);
+	tu_seq_bytes(e.join_code, 8, 1);
 	return e;
 }
 
@@ -1104,8 +1055,7 @@ static ig_key_issued sample_key_issued(void)
 {
 	ig_key_issued k;
 	memset(&k, 0, sizeof k);
-	for (int i = 0; i < 16; i++)
-		k.key_id[i] = (uint8_t)(0x40 + i);
+	tu_seq_bytes(k.key_id, 16, 0x40);
 	strcpy(k.a, "a");
 	strcpy(k.b, "b");
 	k.expires_at = 1700003600;
@@ -1132,7 +1082,7 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 	ig_join_code_rec jc = sample_join_code(), jc2;
 	n = ig_join_code_encode(body, sizeof body, &jc);
 	cr_assert_eq(n, 70);
-	assert_hex(body, (size_t)n, VEC_JOIN_CODE_BODY);
+	tu_assert_hex(body, (size_t)n, VEC_JOIN_CODE_BODY);
 	cr_assert_eq(ig_join_code_decode(body, (size_t)n, &jc2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(jc2.code_id, jc.code_id, 8);
 	cr_assert_arr_eq(jc2.hash, jc.hash, 32);
@@ -1142,14 +1092,14 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 
 	ig_join_used ju = sample_join_used(), ju2;
 	n = ig_join_used_encode(body, sizeof body, &ju);
-	assert_hex(body, (size_t)n, VEC_JOIN_USED_BODY);
+	tu_assert_hex(body, (size_t)n, VEC_JOIN_USED_BODY);
 	cr_assert_eq(ig_join_used_decode(body, (size_t)n, &ju2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(ju2.code_id, ju.code_id, 8);
 	cr_assert_str_eq(ju2.id, "dev9");
 
 	ig_enroll en = sample_join_enroll(), en2;
 	n = ig_enroll_encode(body, sizeof body, &en);
-	assert_hex(body, (size_t)n, VEC_ENROLL_JOIN_BODY);
+	tu_assert_hex(body, (size_t)n, VEC_ENROLL_JOIN_BODY);
 	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &en2, &err), IG_OK, "%s", err.msg);
 	cr_assert(en2.has_join_code);
 	cr_assert_arr_eq(en2.join_code, en.join_code, 8);
@@ -1157,7 +1107,7 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 
 	ig_key_issued ki = sample_key_issued(), ki2;
 	n = ig_key_issued_encode(body, sizeof body, &ki);
-	assert_hex(body, (size_t)n, VEC_KEY_ISSUED_BODY);
+	tu_assert_hex(body, (size_t)n, VEC_KEY_ISSUED_BODY);
 	cr_assert_eq(ig_key_issued_decode(body, (size_t)n, &ki2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(ki2.key_id, ki.key_id, 16);
 	cr_assert_str_eq(ki2.a, "a");
@@ -1167,7 +1117,7 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 
 	ig_attest at = sample_attest(), at2;
 	n = ig_attest_encode(body, sizeof body, &at);
-	assert_hex(body, (size_t)n, VEC_ATTEST_BODY);
+	tu_assert_hex(body, (size_t)n, VEC_ATTEST_BODY);
 	cr_assert_eq(ig_attest_decode(body, (size_t)n, &at2, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(at2.id, "a");
 	cr_assert_arr_eq(at2.measurement, at.measurement, 32);
@@ -1176,7 +1126,7 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 
 Test(keyservice, doc_prints_the_bodies)
 {
-	const char *doc = read_doc();
+	const char *doc = tu_read_doc("LEDGER.md");
 	const char *vecs[] = {VEC_CODE_HASH,       VEC_JOIN_CODE_BODY, VEC_JOIN_USED_BODY, VEC_ENROLL_JOIN_BODY,
 	                      VEC_KEY_ISSUED_BODY, VEC_MEASUREMENT,    VEC_ATTEST_BODY};
 	for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
@@ -1198,7 +1148,7 @@ Test(keyservice, enroll_without_code_keeps_old_bytes, .init = setup)
 	int n = ig_enroll_encode(body, sizeof body, &e);
 	cr_assert_eq(n, 61);
 	uint8_t frame[512];
-	size_t fl = unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
+	size_t fl = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	cr_assert_arr_eq(body, frame + 60, fl - 64);
 	ig_enroll d;
 	ig_error err = {0};
@@ -1541,17 +1491,17 @@ Test(keyservice, fuzz_decoders, .init = setup)
 	int accepted = 0;
 	for (int iter = 0; iter < 4000; iter++) {
 		size_t pos = 0;
-		int count = (int)(rnd() % 8);
+		int count = (int)(tu_rand() % 8);
 		for (int k = 0; k < count; k++) {
-			uint8_t tag = (uint8_t)(1 + rnd() % 5);
+			uint8_t tag = (uint8_t)(1 + tu_rand() % 5);
 			static const size_t lens[] = {1, 8, 16, 32, 4, 0, 2};
-			size_t len = lens[rnd() % 7];
+			size_t len = lens[tu_rand() % 7];
 			for (size_t i = 0; i < len; i++)
-				val[i] = (uint8_t)("ab1\x01\x02\x00-"[rnd() % 7]);
+				val[i] = (uint8_t)("ab1\x01\x02\x00-"[tu_rand() % 7]);
 			(void)ig_tlv_put(body, sizeof body, &pos, tag, val, len);
 		}
-		if (rnd() % 4 == 0 && pos > 0)
-			pos -= (size_t)(rnd() % pos);
+		if (tu_rand() % 4 == 0 && pos > 0)
+			pos -= (size_t)(tu_rand() % pos);
 		uint8_t *p = malloc(pos ? pos : 1);
 		cr_assert_not_null(p);
 		memcpy(p, body, pos);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ig_registry.h"
+#include "testutil.h"
 
 static uint64_t next_index;
 
@@ -550,8 +551,7 @@ static int apply_join_enroll(ig_registry *r, const char *id, uint32_t keyno, ig_
 	snprintf(e.by, sizeof e.by, "join:1011121314151617");
 	e.role = IG_ROLE_DEVICE;
 	e.has_join_code = true;
-	for (int i = 0; i < 8; i++)
-		e.join_code[i] = (uint8_t)(0x10 + i);
+	tu_seq_bytes(e.join_code, 8, 0x10);
 	fake_pk(e.pk, keyno);
 	uint8_t body[512];
 	int n = ig_enroll_encode(body, sizeof body, &e);

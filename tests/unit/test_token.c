@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "ig_token.h"
+#include "testutil.h"
 
 #define VEC_ISSUED 1767225600ull
 #define VEC_EXPIRES 1767225900ull
@@ -27,13 +28,9 @@ static uint8_t pk[32], sk[64], nonce[16];
 
 static void setup(void)
 {
-	uint8_t seed[32];
 	cr_assert_eq(ig_init(), IG_OK);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	for (int i = 0; i < 16; i++)
-		nonce[i] = (uint8_t)(0xa0 + i);
-	crypto_sign_seed_keypair(pk, sk, seed);
+	tu_seq_bytes(nonce, 16, 0xa0);
+	tu_seed_keypair(pk, sk, 0x00);
 }
 
 TestSuite(token, .init = setup);
@@ -97,12 +94,7 @@ Test(token, pinned_vector)
 
 Test(token, pinned_vector_in_protocol_doc)
 {
-	FILE *f = fopen(IG_SOURCE_ROOT "/docs/PROTOCOL.md", "r");
-	cr_assert_not_null(f, "docs/PROTOCOL.md is missing");
-	static char doc[200000];
-	size_t n = fread(doc, 1, sizeof doc - 1, f);
-	fclose(f);
-	doc[n] = '\0';
+	const char *doc = tu_read_doc("PROTOCOL.md");
 	cr_assert_not_null(strstr(doc, VEC_TOKEN), "PROTOCOL.md must print the pinned token");
 	cr_assert_not_null(strstr(doc, VEC_SIGNED), "PROTOCOL.md must print the signed bytes");
 	cr_assert_not_null(strstr(doc, VEC_PK), "PROTOCOL.md must print the public key");
@@ -419,4 +411,42 @@ Test(token, structured_fuzz_valid_layout)
 		cr_assert_eq(c.issued_at, ia);
 		cr_assert_eq(c.expires_at, ea);
 	}
+}
+
+/* The CONNECT path decodes once and verifies the decoded bytes
+ * (ig_token_decode + ig_token_verify_decoded); it must agree with
+ * ig_token_verify on every tampered byte, and refuse what the parser refuses. */
+Test(token, decoded_verify_agrees_with_text_verify)
+{
+	ig_token_decoded d;
+	cr_assert_eq(ig_token_decode(&d, VEC_TOKEN, strlen(VEC_TOKEN)), IG_OK);
+	cr_assert_str_eq(d.claims.id, "sensor-1");
+	cr_assert_str_eq(d.claims.cluster, "demo");
+	cr_assert_eq(d.claims.issued_at, VEC_ISSUED);
+	cr_assert_eq(d.claims.expires_at, VEC_EXPIRES);
+	cr_assert_eq(ig_token_verify_decoded(&d, pk), IG_OK);
+	uint8_t pk2[32], sk2[64];
+	crypto_sign_keypair(pk2, sk2);
+	cr_assert_eq(ig_token_verify_decoded(&d, pk2), IG_ERR_CRYPTO);
+
+	uint8_t bin[IG_TOKEN_BIN_MAX], t[IG_TOKEN_BIN_MAX];
+	size_t len = to_bin(VEC_TOKEN, bin, sizeof bin);
+	for (size_t i = 0; i < len; i++) {
+		memcpy(t, bin, len);
+		t[i] ^= 0x01;
+		char txt[IG_TOKEN_TEXT_MAX + 1];
+		to_text(txt, sizeof txt, t, len);
+		ig_token_claims c;
+		int whole = ig_token_verify(txt, strlen(txt), pk, &c);
+		int split = ig_token_decode(&d, txt, strlen(txt));
+		if (split == IG_OK)
+			split = ig_token_verify_decoded(&d, pk);
+		cr_assert_neq(split, IG_OK, "byte %zu tampered accepted", i);
+		cr_assert_eq(split, whole, "byte %zu: decode+verify %d, verify %d", i, split, whole);
+	}
+	/* Malformed input leaves nothing behind. */
+	cr_assert_eq(ig_token_decode(&d, "igt1.AAAA", 9), IG_ERR_INVAL);
+	cr_assert(tu_all_zero(&d, sizeof d));
+	cr_assert_eq(ig_token_verify_decoded(&d, pk), IG_ERR_INVAL);
+	cr_assert_eq(ig_token_decode(NULL, VEC_TOKEN, strlen(VEC_TOKEN)), IG_ERR_INVAL);
 }

@@ -13,16 +13,14 @@
 #include "ig_join.h"
 #include "ig_token.h"
 #include "ig_tokenfmt.h"
+#include "testutil.h"
 
 static uint8_t pk[32], sk[64];
 
 static void setup(void)
 {
-	uint8_t seed[32];
 	cr_assert_eq(ig_init(), IG_OK);
-	for (int i = 0; i < 32; i++)
-		seed[i] = (uint8_t)i;
-	crypto_sign_seed_keypair(pk, sk, seed);
+	tu_seed_keypair(pk, sk, 0x00);
 }
 
 TestSuite(tokenfmt, .init = setup);

@@ -12,7 +12,6 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <mosquitto.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -24,6 +23,8 @@
 #include "duties.h"
 #include "ig_checkpoint.h"
 #include "ig_keyfile.h"
+#include "agent_testutil.h"
+#include "testutil.h"
 
 Test(agent_backoff, doubles_from_one_second_to_sixty_with_jitter)
 {
@@ -74,44 +75,6 @@ Test(agent_config, rejects_bad_identity_before_touching_the_key)
 
 /* ---- attestation ----------------------------------------------------------- */
 
-static char made_dirs[4][64];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* Each test runs in its own process: tidy its directories when it ends. */
-static void remove_made_dirs(void)
-{
-	for (size_t i = 0; i < sizeof made_dirs / sizeof made_dirs[0]; i++)
-		if (made_dirs[i][0])
-			nftw(made_dirs[i], remove_entry, 8, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *temp_dir(void)
-{
-	static size_t used;
-	cr_assert_lt(used, sizeof made_dirs / sizeof made_dirs[0]);
-	char *dir = made_dirs[used++];
-	snprintf(dir, sizeof made_dirs[0], "/tmp/test_agent.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	if (used == 1)
-		atexit(remove_made_dirs);
-	return dir;
-}
-
-static void write_file(const char *path, const void *data, size_t len)
-{
-	FILE *f = fopen(path, "wb");
-	cr_assert_not_null(f);
-	cr_assert_eq(fwrite(data, 1, len, f), len);
-	fclose(f);
-}
-
 Test(agent_attest, config_string_is_exact)
 {
 	char out[256];
@@ -125,12 +88,13 @@ Test(agent_attest, config_string_is_exact)
 Test(agent_attest, measurement_is_blake2b_of_file_then_config)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	char *dir = temp_dir(), path[128];
+	const char *dir = tu_scratch_dir("agent");
+	char path[128];
 	snprintf(path, sizeof path, "%s/exe", dir);
 	uint8_t body[40000];
 	for (size_t i = 0; i < sizeof body; i++)
 		body[i] = (uint8_t)(i * 7 + 3);
-	write_file(path, body, sizeof body);
+	tu_write_file(path, body, sizeof body);
 	const char *config = "cluster=c1\nid=dev1\nentropy_interval=0\npeer=\n";
 
 	uint8_t want[32], got[32], other[32];
@@ -146,7 +110,7 @@ Test(agent_attest, measurement_is_blake2b_of_file_then_config)
 	cr_assert_eq(ig_attest_measure(other, path, "cluster=c1\nid=dev1\nentropy_interval=5\npeer=\n", NULL), IG_OK);
 	cr_assert_neq(memcmp(other, want, 32), 0);
 	body[12345] ^= 1;
-	write_file(path, body, sizeof body);
+	tu_write_file(path, body, sizeof body);
 	cr_assert_eq(ig_attest_measure(other, path, config, NULL), IG_OK);
 	cr_assert_neq(memcmp(other, want, 32), 0);
 
@@ -170,8 +134,7 @@ Test(agent_attest, request_is_signed_over_the_documented_bytes)
 	uint8_t pk[32], sk[64], m[32], other_pk[32], other_sk[64];
 	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
 	cr_assert_eq(ig_key_generate(other_pk, other_sk), IG_OK);
-	for (int i = 0; i < 32; i++)
-		m[i] = (uint8_t)(0xa0 + i);
+	tu_seq_bytes(m, 32, 0xa0);
 	uint64_t ts = 1700000000123ull;
 
 	uint8_t bytes[256];
@@ -394,7 +357,8 @@ static int head_json(char *out, size_t cap, const char *cluster, const uint8_t p
 Test(agent_pin, file_round_trip_mode_and_corruption)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	char *dir = temp_dir(), key[128];
+	const char *dir = tu_scratch_dir("agent");
+	char key[128];
 	snprintf(key, sizeof key, "%s/dev.key", dir);
 	ig_pin_state p;
 	ig_error err = {0};
@@ -415,13 +379,13 @@ Test(agent_pin, file_round_trip_mode_and_corruption)
 	cr_assert(q.known);
 	cr_assert_arr_eq(q.pk, pk, 32);
 
-	write_file(p.path, "zz\n", 3);
+	tu_write_file(p.path, "zz\n", 3);
 	cr_assert_eq(ig_pin_init(&q, key, &err), IG_ERR_CORRUPT);
 	cr_assert(strstr(err.msg, "delete it") != NULL, "message: %s", err.msg);
 	char hex[66];
 	ig_hex_encode(hex, pk, 32);
 	hex[63] = '\0';   /* one digit short */
-	write_file(p.path, hex, 63);
+	tu_write_file(p.path, hex, 63);
 	cr_assert_eq(ig_pin_init(&q, key, &err), IG_ERR_CORRUPT);
 	sodium_memzero(sk, sizeof sk);
 }
@@ -429,7 +393,8 @@ Test(agent_pin, file_round_trip_mode_and_corruption)
 Test(agent_pin, ledger_head_pins_once_then_must_agree)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	char *dir = temp_dir(), key[128], head[2048];
+	const char *dir = tu_scratch_dir("agent");
+	char key[128], head[2048];
 	snprintf(key, sizeof key, "%s/dev.key", dir);
 	uint8_t pk[32], sk[64], pk2[32], sk2[64];
 	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
@@ -471,7 +436,8 @@ Test(agent_pin, ledger_head_pins_once_then_must_agree)
 Test(agent_join, code_is_validated_and_key_created_once)
 {
 	cr_assert_eq(ig_init(), IG_OK);
-	char *dir = temp_dir(), key[128], pk_hex[65];
+	const char *dir = tu_scratch_dir("agent");
+	char key[128], pk_hex[65];
 	snprintf(key, sizeof key, "%s/new.key", dir);
 	ig_pin_state pin;
 	ig_join_state j;
@@ -521,18 +487,11 @@ struct join_fixture {
 
 static void join_setup(struct join_fixture *f)
 {
-	cr_assert_eq(ig_init(), IG_OK);
-	mosquitto_lib_init();
-	snprintf(f->dir, sizeof f->dir, "%s", temp_dir());
-	snprintf(f->key, sizeof f->key, "%s/dev9.key", f->dir);
-	char pk_hex[65];
+	tu_agent_key(f->dir, sizeof f->dir, f->key, sizeof f->key, "dev9");
 	ig_error err = {0};
-	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(ig_pin_init(&f->pin, f->key, &err), IG_OK);
 	cr_assert_eq(ig_join_init(&f->j, "igjc1-000102030405060708090a0b0c0d0e0f1011121314151617", &f->pin, &err), IG_OK);
-	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = "c1", .id = "dev9", .key_path = f->key,
-	                       .heartbeat_s = 30, .ttl_s = 300};
-	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	f->a = tu_agent_offline("c1", "dev9", f->key);
 	cr_assert_eq(ig_agent_add_duty(f->a, &ig_duty_join, &f->j), IG_OK);
 }
 

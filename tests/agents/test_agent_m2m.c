@@ -23,6 +23,8 @@
 #include "duties.h"
 #include "ig_keyfile.h"
 #include "m2m_keys.h"
+#include "agent_testutil.h"
+#include "testutil.h"
 
 #define NOW_S 1700000000ull
 #define NOW_MS (NOW_S * 1000ull)
@@ -38,14 +40,6 @@ static ig_session_key make_key(const char *peer, uint8_t direction, uint64_t exp
 	k.direction = direction;
 	snprintf(k.peer, sizeof k.peer, "%s", peer);
 	return k;
-}
-
-static bool all_zero(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 /* ---- key table ------------------------------------------------------------ */
@@ -106,7 +100,7 @@ Test(m2m_keytable, newest_is_the_same_choice_at_both_ends)
 	cr_assert_eq(ig_keytable_newest(&a, "b", NOW_S)->k.key_id[0], 0x10);
 	ig_keytable_wipe_all(&a);
 	ig_keytable_wipe_all(&b);
-	cr_assert(all_zero((const uint8_t *)&a, sizeof a));
+	cr_assert(tu_all_zero((const uint8_t *)&a, sizeof a));
 }
 
 Test(m2m_keytable, rekey_when_close_to_expiry_or_worn_out)
@@ -169,12 +163,12 @@ Test(m2m_keytable, first_use_of_a_new_key_retires_the_old_after_a_grace)
 	cr_assert_eq(so->state, IG_SLOT_LIVE);
 	cr_assert_eq(ig_keytable_sweep(&t, NOW_MS + 5 + IG_M2M_RETIRE_GRACE_MS, count_report, NULL), 1);
 	cr_assert_eq(so->state, IG_SLOT_RETIRED);
-	cr_assert(all_zero(so->k.key, 32), "a retired key must be wiped");
+	cr_assert(tu_all_zero(so->k.key, 32), "a retired key must be wiped");
 	cr_assert_eq(wiped_reports, 1);
 	/* Expiry wipes too, and leaves a tombstone naming the reason. */
 	cr_assert_eq(ig_keytable_sweep(&t, (NOW_S + 50) * 1000, count_report, NULL), 1);
 	cr_assert_eq(sc->state, IG_SLOT_EXPIRED);
-	cr_assert(all_zero(sc->k.key, 32));
+	cr_assert(tu_all_zero(sc->k.key, 32));
 	cr_assert_eq(ig_keytable_find(&t, other.key_id), sc);
 	cr_assert_eq(ig_keytable_live(&t), 1);
 }
@@ -585,17 +579,8 @@ struct duty_fixture {
 
 static void duty_setup(struct duty_fixture *f)
 {
-	cr_assert_eq(ig_init(), IG_OK);
-	mosquitto_lib_init();
-	snprintf(f->dir, sizeof f->dir, "/tmp/test_agent_m2m.XXXXXX");
-	cr_assert_not_null(mkdtemp(f->dir));
-	snprintf(f->key, sizeof f->key, "%s/a.key", f->dir);
-	char pk_hex[65];
-	ig_error err = {0};
-	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
-	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = "c1", .id = "a", .key_path = f->key,
-	                       .heartbeat_s = 30, .ttl_s = 300};
-	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	tu_agent_key(f->dir, sizeof f->dir, f->key, sizeof f->key, "a");
+	f->a = tu_agent_offline("c1", "a", f->key);
 	memset(&f->pin, 0, sizeof f->pin);
 	cr_assert_eq(ig_m2m_init(&f->m, "b", 0, &f->pin), IG_OK);
 }
@@ -611,8 +596,6 @@ static void duty_teardown(struct duty_fixture *f)
 {
 	ig_duty_m2m.on_stop(f->a, &f->m);
 	ig_agent_free(f->a);
-	unlink(f->key);
-	rmdir(f->dir);
 }
 
 static bool feed_error(struct duty_fixture *f, const char *code, const char *request, const char *nonce)

@@ -24,21 +24,14 @@
 #include <unistd.h>
 
 #include "wallet.h"
+#include "agent_testutil.h"
+#include "testutil.h"
 
 #define NOW_S 1700000000ull
 #define NOW_MS (NOW_S * 1000ull)
 #define CLUSTER "c1"
 #define DATA_TOPIC "iotguard/c1/dev/dev1/data/readings"
 #define RESULTS_TOPIC "iotguard/c1/dev/dev1/results/readings"
-
-static bool all_zero(const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	for (size_t i = 0; i < n; i++)
-		if (b[i])
-			return false;
-	return true;
-}
 
 static void coin_bytes(uint8_t *out, size_t n, uint8_t first)
 {
@@ -87,11 +80,11 @@ Test(wallet, add_take_send_find_forget)
 	cr_assert_null(ig_wallet_find(&w, (uint8_t[IG_HASH_BYTES]){0}), "a ready coin has no header hash to match");
 	cr_assert_eq(c->seq, 7);
 	ig_wallet_forget(c);
-	cr_assert(all_zero(c, sizeof *c), "a forgotten coin must be wiped");
+	cr_assert(tu_all_zero(c, sizeof *c), "a forgotten coin must be wiped");
 	cr_assert_null(ig_wallet_find(&w, hh));
 	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_OUTSTANDING), 0);
 	ig_wallet_wipe(&w);
-	cr_assert(all_zero(&w, sizeof w));
+	cr_assert(tu_all_zero(&w, sizeof w));
 }
 
 Test(wallet, add_is_all_or_nothing)
@@ -190,7 +183,7 @@ Test(refund, batch_settle_and_retry)
 	cr_assert_eq(ig_wallet_count(&w, IG_WSLOT_EMPTY), IG_WALLET_CAP - (100 - IG_COINS_PER_REQUEST));
 	cr_assert_eq(ig_wallet_refund_batch(&w, batch, IG_COINS_PER_REQUEST), 100 - IG_COINS_PER_REQUEST);
 	cr_assert_eq(ig_wallet_refund_settle(&w, NULL), 100 - IG_COINS_PER_REQUEST);
-	cr_assert(all_zero(&w, sizeof w), "settled coins must be wiped");
+	cr_assert(tu_all_zero(&w, sizeof w), "settled coins must be wiped");
 }
 
 Test(refund, stopping_cancels_ready_coins_then_outstanding_ones)
@@ -863,7 +856,7 @@ Test(refund, refused_coins_are_settled_by_hash_and_code)
 	cr_assert_eq(t2.refunded_before, 1);
 	cr_assert_eq(t2.refused, 1, "already_refunded without an unknown refund before is a refusal");
 	cr_assert_eq(ig_wallet_refund_settle(&w, &t2), 0);
-	cr_assert(all_zero(&w, sizeof w), "every settled coin is wiped");
+	cr_assert(tu_all_zero(&w, sizeof w), "every settled coin is wiped");
 }
 
 /* A collector duty on a real agent that never connects: requests cannot be
@@ -880,17 +873,8 @@ struct collect_fixture {
 
 static void collect_setup(struct collect_fixture *f)
 {
-	cr_assert_eq(ig_init(), IG_OK);
-	mosquitto_lib_init();
-	snprintf(f->dir, sizeof f->dir, "/tmp/test_agent_bank.XXXXXX");
-	cr_assert_not_null(mkdtemp(f->dir));
-	snprintf(f->key, sizeof f->key, "%s/dev1.key", f->dir);
-	char pk_hex[65];
-	ig_error err = {0};
-	cr_assert_eq(ig_join_prepare_key(f->key, pk_hex, &err), IG_OK, "%s", err.msg);
-	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1, .cluster = CLUSTER, .id = "dev1", .key_path = f->key,
-	                       .heartbeat_s = 30, .ttl_s = 300};
-	cr_assert_eq(ig_agent_new(&f->a, &cfg, &err), IG_OK, "%s", err.msg);
+	tu_agent_key(f->dir, sizeof f->dir, f->key, sizeof f->key, "dev1");
+	f->a = tu_agent_offline(CLUSTER, "dev1", f->key);
 	crypto_sign_keypair(f->ch_pk, f->ch_sk);
 	cr_assert_eq(ig_box_key_for_device(&f->ch_side, f->ch_sk, ig_agent_public_key(f->a)), IG_OK);
 	memset(&f->pin, 0, sizeof f->pin);
@@ -903,8 +887,6 @@ static void collect_teardown(struct collect_fixture *f)
 {
 	ig_duty_collect.on_stop(f->a, &f->c);
 	ig_agent_free(f->a);
-	unlink(f->key);
-	rmdir(f->dir);
 	sodium_memzero(f->ch_sk, sizeof f->ch_sk);
 }
 
@@ -1008,7 +990,7 @@ Test(unknown_outcome, mint_coins_are_kept_unspent_then_refunded_after_a_reconnec
 	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
 	cJSON_Delete(reply);
 	cr_assert_eq(held(&c->wallet), 0);
-	cr_assert(all_zero(&c->wallet, sizeof c->wallet), "settled coins are wiped");
+	cr_assert(tu_all_zero(&c->wallet, sizeof c->wallet), "settled coins are wiped");
 	cr_assert_eq(c->counters.mint_lost, 4);
 	cr_assert_eq(c->counters.refund_refused, 0, "a lost mint is not a refused refund");
 	cr_assert_eq(c->counters.refunded, 0);
@@ -1115,7 +1097,7 @@ Test(unknown_outcome, refunds_of_unknown_outcome_are_offered_again_and_settle)
 	cr_assert(ig_duty_collect.on_inbox(f.a, c, "refunded", reply));
 	cJSON_Delete(reply);
 	cr_assert_eq(held(&c->wallet), 0);
-	cr_assert(all_zero(&c->wallet, sizeof c->wallet));
+	cr_assert(tu_all_zero(&c->wallet, sizeof c->wallet));
 	cr_assert_eq(c->counters.refunded, 3, "every coin's credit came back");
 	cr_assert_eq(c->counters.refund_refused, 0);
 	cr_assert_eq(c->refund_nonce[0], '\0');

@@ -1,0 +1,236 @@
+/*
+ * test_aclcache.c: the per-client ACL decision cache (lib/aclcache.c).
+ *
+ * Why this exists: a stale cached "allow" is a security bug that no
+ * throughput figure would reveal. These tests pin that a decision comes back
+ * only for the exact question it answered (client, identity, role, policy
+ * generation, access, topic), that a new policy generation, another identity
+ * on the same client handle, a role change and a disconnect all drop it,
+ * and that memory stays bounded per client and in the number of clients.
+ */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "ig_aclcache.h"
+#include "ig_policy.h"
+
+static ig_aclcache_key key_for(const void *client, const char *id, uint64_t gen, uint8_t access, const char *topic)
+{
+	return (ig_aclcache_key){.client = client, .id = id, .role = IG_ROLE_DEVICE, .generation = gen,
+	                         .access = access, .topic = topic, .topic_len = strlen(topic)};
+}
+
+static ig_aclcache *new_cache(size_t max_clients)
+{
+	ig_aclcache *c = NULL;
+	cr_assert_eq(ig_aclcache_new(&c, max_clients), IG_OK);
+	cr_assert_not_null(c);
+	return c;
+}
+
+static int client_a, client_b;   /* distinct addresses stand in for connections */
+
+Test(aclcache, miss_then_hit_for_allow_and_deny)
+{
+	ig_aclcache *c = new_cache(16);
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, "iotguard/C/dev/dev-1/status");
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_MISS);
+	ig_aclcache_put(c, &k, true);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_ALLOW);
+
+	ig_aclcache_key d = key_for(&client_a, "dev-1", 1, 2, "iotguard/C/dev/dev-2/status");
+	cr_assert_eq(ig_aclcache_get(c, &d), IG_ACLCACHE_MISS);
+	ig_aclcache_put(c, &d, false);
+	cr_assert_eq(ig_aclcache_get(c, &d), IG_ACLCACHE_DENY);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_ALLOW, "a second entry must not displace the first");
+	cr_assert_eq(ig_aclcache_clients(c), 1);
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, answers_only_the_exact_question)
+{
+	ig_aclcache *c = new_cache(16);
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, "a/b/c");
+	ig_aclcache_put(c, &k, true);
+
+	ig_aclcache_key other = k;
+	other.access = 3;   /* e.g. a retained publish of the same topic */
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS, "another access code must not hit");
+	other = k;
+	other.topic = "a/b/c/";
+	other.topic_len = 6;
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS, "a longer topic must not hit");
+	other = k;
+	other.topic = "a/b/cX";
+	other.topic_len = 5;   /* same bytes as k's topic: this is the same question */
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_ALLOW);
+	other = k;
+	other.topic = "a/b/d";
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS, "a different topic of the same length must not hit");
+	other = k;
+	other.client = &client_b;
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS, "another client must not hit");
+
+	/* Re-deciding the same question replaces the answer, never adds a second. */
+	ig_aclcache_put(c, &k, false);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_DENY);
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, new_policy_generation_invalidates)
+{
+	ig_aclcache *c = new_cache(16);
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 7, 2, "t/1");
+	ig_aclcache_put(c, &k, true);
+	ig_aclcache_key later = k;
+	later.generation = 8;
+	cr_assert_eq(ig_aclcache_get(c, &later), IG_ACLCACHE_MISS, "a reload must drop every remembered decision");
+	ig_aclcache_put(c, &later, false);
+	cr_assert_eq(ig_aclcache_get(c, &later), IG_ACLCACHE_DENY);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_MISS, "the old generation's answers are gone, not kept");
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, policy_generation_is_unique_per_load)
+{
+	ig_policy *p1 = NULL, *p2 = NULL;
+	ig_error err;
+	size_t len = strlen(ig_policy_default_json);
+	cr_assert_eq(ig_policy_parse(ig_policy_default_json, len, &p1, &err), IG_OK);
+	uint64_t g1 = ig_policy_generation(p1);
+	ig_policy_free(p1);
+	/* The next policy may well land at the freed address: its generation
+	 * still differs, which is what the cache relies on. */
+	cr_assert_eq(ig_policy_parse(ig_policy_default_json, len, &p2, &err), IG_OK);
+	uint64_t g2 = ig_policy_generation(p2);
+	ig_policy_free(p2);
+	cr_assert_neq(g1, 0);
+	cr_assert_neq(g2, 0);
+	cr_assert_neq(g1, g2);
+	cr_assert_eq(ig_policy_generation(NULL), 0);
+}
+
+Test(aclcache, identity_or_role_change_on_same_client_invalidates)
+{
+	ig_aclcache *c = new_cache(16);
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, "t/1");
+	ig_aclcache_put(c, &k, true);
+
+	/* A freed connection's address reused by another identity. */
+	ig_aclcache_key other = k;
+	other.id = "dev-2";
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS);
+	other = k;
+	other.role = IG_ROLE_MONITOR;
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS);
+	/* An id that only shares a prefix. */
+	other = k;
+	other.id = "dev-10";
+	cr_assert_eq(ig_aclcache_get(c, &other), IG_ACLCACHE_MISS);
+	ig_aclcache_put(c, &other, false);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_MISS, "dev-10's slot must not answer for dev-1");
+	cr_assert_eq(ig_aclcache_clients(c), 1);
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, disconnect_forgets_the_client)
+{
+	ig_aclcache *c = new_cache(16);
+	ig_aclcache_key ka = key_for(&client_a, "dev-1", 1, 2, "t/1");
+	ig_aclcache_key kb = key_for(&client_b, "dev-2", 1, 2, "t/2");
+	ig_aclcache_put(c, &ka, true);
+	ig_aclcache_put(c, &kb, true);
+	cr_assert_eq(ig_aclcache_clients(c), 2);
+	ig_aclcache_forget(c, &client_a);
+	cr_assert_eq(ig_aclcache_clients(c), 1);
+	cr_assert_eq(ig_aclcache_get(c, &ka), IG_ACLCACHE_MISS);
+	cr_assert_eq(ig_aclcache_get(c, &kb), IG_ACLCACHE_ALLOW, "forgetting one client must not touch another");
+	ig_aclcache_forget(c, &client_a);   /* twice, and unknown clients, are harmless */
+	ig_aclcache_forget(c, NULL);
+	cr_assert_eq(ig_aclcache_clients(c), 1);
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, bounded_entries_per_client)
+{
+	ig_aclcache *c = new_cache(16);
+	char topics[3 * IG_ACLCACHE_WAYS][32];
+	for (int i = 0; i < 3 * IG_ACLCACHE_WAYS; i++) {
+		snprintf(topics[i], sizeof topics[i], "t/%d", i);
+		ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topics[i]);
+		ig_aclcache_put(c, &k, true);
+	}
+	int hits = 0;
+	for (int i = 0; i < 3 * IG_ACLCACHE_WAYS; i++) {
+		ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topics[i]);
+		if (ig_aclcache_get(c, &k) == IG_ACLCACHE_ALLOW)
+			hits++;
+	}
+	cr_assert_eq(hits, IG_ACLCACHE_WAYS, "a client keeps exactly its last %d decisions, got %d hits",
+	             IG_ACLCACHE_WAYS, hits);
+	ig_aclcache_key newest = key_for(&client_a, "dev-1", 1, 2, topics[3 * IG_ACLCACHE_WAYS - 1]);
+	cr_assert_eq(ig_aclcache_get(c, &newest), IG_ACLCACHE_ALLOW);
+	cr_assert_lt(ig_aclcache_client_bytes(), 2048, "per-client memory grew to %zu bytes", ig_aclcache_client_bytes());
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, long_topics_are_not_cached)
+{
+	ig_aclcache *c = new_cache(16);
+	char topic[IG_ACLCACHE_TOPIC_MAX + 2];
+	memset(topic, 'a', sizeof topic - 1);
+	topic[sizeof topic - 1] = '\0';
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topic);
+	ig_aclcache_put(c, &k, true);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_MISS);
+	topic[IG_ACLCACHE_TOPIC_MAX] = '\0';   /* exactly the maximum: cached */
+	k.topic_len = IG_ACLCACHE_TOPIC_MAX;
+	ig_aclcache_put(c, &k, true);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_ALLOW);
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, bounded_clients_and_growth)
+{
+	enum { N = 5000, MAX = 3000 };
+	static char clients[N];
+	ig_aclcache *c = new_cache(MAX);
+	for (int i = 0; i < N; i++) {
+		ig_aclcache_key k = key_for(&clients[i], "dev-1", 1, 2, "t/1");
+		ig_aclcache_put(c, &k, i % 2 == 0);
+	}
+	cr_assert_eq(ig_aclcache_clients(c), MAX, "the number of cached clients must stop at the maximum");
+	for (int i = 0; i < N; i++) {
+		ig_aclcache_key k = key_for(&clients[i], "dev-1", 1, 2, "t/1");
+		ig_aclcache_result want = i >= MAX ? IG_ACLCACHE_MISS : (i % 2 == 0 ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY);
+		cr_assert_eq(ig_aclcache_get(c, &k), want, "client %d", i);
+	}
+	/* Churn: forgetting every other client keeps every remaining one findable
+	 * (backward-shift deletion must not cut a probe chain). */
+	for (int i = 0; i < MAX; i += 2)
+		ig_aclcache_forget(c, &clients[i]);
+	cr_assert_eq(ig_aclcache_clients(c), MAX / 2);
+	for (int i = 1; i < MAX; i += 2) {
+		ig_aclcache_key k = key_for(&clients[i], "dev-1", 1, 2, "t/1");
+		cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_DENY, "client %d lost after deletions", i);
+	}
+	ig_aclcache_free(c);
+}
+
+Test(aclcache, bad_arguments)
+{
+	ig_aclcache *c = NULL;
+	cr_assert_eq(ig_aclcache_new(&c, 0), IG_ERR_INVAL);
+	cr_assert_eq(ig_aclcache_new(NULL, 1), IG_ERR_INVAL);
+	c = new_cache(4);
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, "");
+	ig_aclcache_put(c, &k, true);
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_MISS, "an empty topic is never cached");
+	cr_assert_eq(ig_aclcache_get(NULL, &k), IG_ACLCACHE_MISS);
+	cr_assert_eq(ig_aclcache_get(c, NULL), IG_ACLCACHE_MISS);
+	ig_aclcache_put(NULL, &k, true);
+	ig_aclcache_free(NULL);
+	ig_aclcache_free(c);
+}
