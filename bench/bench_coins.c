@@ -19,57 +19,23 @@
 
 #include "ig_bank.h"
 #include "ig_record.h"
+#include "bench.h"
+#include "bench_proc.h"
 
 #define OWNERS 1000u
 #define EXPIRES 2000000000u /* far in the future: nothing expires during the run */
 
 static void die(const char *what, const ig_error *err)
 {
-	fprintf(stderr, "bench_coins: %s: %s\n", what, err ? err->msg : "failed");
-	exit(1);
-}
-
-/* Process CPU time: on a shared machine it varies less than wall time. */
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-/* kB of a /proc/self/status field ("VmRSS", "VmHWM"), or 0. */
-static long status_kb(const char *field)
-{
-	FILE *fp = fopen("/proc/self/status", "r");
-	if (!fp)
-		return 0;
-	char line[256];
-	long kb = 0;
-	size_t flen = strlen(field);
-	while (fgets(line, sizeof line, fp))
-		if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
-			kb = strtol(line + flen + 1, NULL, 10);
-			break;
-		}
-	fclose(fp);
-	return kb;
+	bench_die(what, err ? err->msg : "failed");
 }
 
 /* Coin hash number i, reproducible so lookups need not keep 320 MB of
  * hashes around (which would distort the RSS figure). */
-static uint64_t splitmix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 static void coin_hash(uint8_t out[IG_HASH_BYTES], uint64_t i)
 {
 	for (int k = 0; k < 4; k++) {
-		uint64_t v = splitmix(i * 4 + (uint64_t)k);
+		uint64_t v = bench_splitmix64(i * 4 + (uint64_t)k);
 		memcpy(out + 8 * k, &v, 8);
 	}
 }
@@ -96,6 +62,7 @@ static void apply(ig_coins *c, uint16_t type, const uint8_t *body, int len, uint
 
 int main(int argc, char **argv)
 {
+	bench_name = "bench_coins";
 	uint64_t coins = argc > 1 ? strtoull(argv[1], NULL, 10) : 10000000ull;
 	if (coins < 64 || ig_init() != IG_OK) {
 		fprintf(stderr, "usage: bench_coins [COINS >= 64]\n");
@@ -105,7 +72,7 @@ int main(int argc, char **argv)
 	static ig_mint_rec mint;
 	uint64_t index = 1;
 
-	long rss0 = status_kb("VmRSS");
+	long rss0 = bench_proc_status_kb(0, "VmRSS");
 	ig_coins *c = ig_coins_new();
 	if (!c)
 		die("ig_coins_new", NULL);
@@ -119,7 +86,7 @@ int main(int argc, char **argv)
 
 	/* mint: 64 coins per record, owners in turn */
 	uint64_t t0 = ig_mono_us();
-	double c0 = cpu_seconds();
+	double c0 = bench_proc_self_cpu_s();
 	for (uint64_t i = 0; i < coins; i += IG_COINS_PER_REQUEST) {
 		memset(&mint, 0, sizeof mint);
 		owner_id(mint.owner, sizeof mint.owner, i / IG_COINS_PER_REQUEST);
@@ -129,15 +96,15 @@ int main(int argc, char **argv)
 			coin_hash(mint.hashes[k], i + k);
 		apply(c, IG_REC_COIN_MINT, body, ig_mint_encode(body, sizeof body, &mint), index++);
 	}
-	double mint_s = (double)(ig_mono_us() - t0) / 1e6, mint_cpu = cpu_seconds() - c0;
-	long rss1 = status_kb("VmRSS");
+	double mint_s = (double)(ig_mono_us() - t0) / 1e6, mint_cpu = bench_proc_self_cpu_s() - c0;
+	long rss1 = bench_proc_status_kb(0, "VmRSS");
 	size_t mem = ig_coins_memory(c);
 
 	printf("coin index: %" PRIu64 " outstanding coins, %u owners\n", coins, OWNERS);
 	printf("coin index memory: %.1f bytes/coin (ig_coins_memory %.1f MB)\n", (double)mem / (double)coins,
 	       (double)mem / 1e6);
 	printf("coin index rss: %.1f bytes/coin (VmRSS %ld -> %ld kB, peak VmHWM %ld kB during growth)\n",
-	       (double)(rss1 - rss0) * 1024.0 / (double)coins, rss0, rss1, status_kb("VmHWM"));
+	       (double)(rss1 - rss0) * 1024.0 / (double)coins, rss0, rss1, bench_proc_status_kb(0, "VmHWM"));
 	printf("apply coin_mint: %.0f ns/coin wall, %.0f ns/coin cpu (decode + insert, 64 coins per record; %.2f s)\n",
 	       mint_s * 1e9 / (double)coins, mint_cpu * 1e9 / (double)coins, mint_s);
 
@@ -147,33 +114,33 @@ int main(int argc, char **argv)
 	ig_coin_info info;
 	uint64_t hits = 0;
 	t0 = ig_mono_us();
-	c0 = cpu_seconds();
+	c0 = bench_proc_self_cpu_s();
 	for (uint64_t n = 0; n < lookups; n++) {
-		coin_hash(h, splitmix(n ^ 0x5555) % coins);
+		coin_hash(h, bench_splitmix64(n ^ 0x5555) % coins);
 		hits += ig_coins_find(c, h, &info) == IG_OK;
 	}
-	double find_s = (double)(ig_mono_us() - t0) / 1e6, find_cpu = cpu_seconds() - c0;
+	double find_s = (double)(ig_mono_us() - t0) / 1e6, find_cpu = bench_proc_self_cpu_s() - c0;
 	if (hits != lookups)
 		die("a minted coin was not found", NULL);
 	uint64_t misses = 0;
 	t0 = ig_mono_us();
-	c0 = cpu_seconds();
+	c0 = bench_proc_self_cpu_s();
 	for (uint64_t n = 0; n < lookups; n++) {
 		coin_hash(h, coins + n); /* never minted */
 		misses += ig_coins_find(c, h, NULL) == IG_ERR_NOTFOUND;
 	}
-	double miss_s = (double)(ig_mono_us() - t0) / 1e6, miss_cpu = cpu_seconds() - c0;
+	double miss_s = (double)(ig_mono_us() - t0) / 1e6, miss_cpu = bench_proc_self_cpu_s() - c0;
 	if (misses != lookups)
 		die("an unminted coin was found", NULL);
 	/* the cost of making a hash is in both figures; measure it alone */
 	volatile uint8_t sink = 0;
 	t0 = ig_mono_us();
-	c0 = cpu_seconds();
+	c0 = bench_proc_self_cpu_s();
 	for (uint64_t n = 0; n < lookups; n++) {
-		coin_hash(h, splitmix(n ^ 0x5555) % coins);
+		coin_hash(h, bench_splitmix64(n ^ 0x5555) % coins);
 		sink ^= h[0];
 	}
-	double gen_s = (double)(ig_mono_us() - t0) / 1e6, gen_cpu = cpu_seconds() - c0;
+	double gen_s = (double)(ig_mono_us() - t0) / 1e6, gen_cpu = bench_proc_self_cpu_s() - c0;
 	(void)sink;
 	printf("find (present, random order): %.0f ns/op wall, %.0f ns/op cpu\n", (find_s - gen_s) * 1e9 / (double)lookups,
 	       (find_cpu - gen_cpu) * 1e9 / (double)lookups);
@@ -183,7 +150,7 @@ int main(int argc, char **argv)
 	/* redeem a tenth of the coins through coin_redeem records */
 	uint64_t redeems = coins / 10;
 	t0 = ig_mono_us();
-	c0 = cpu_seconds();
+	c0 = bench_proc_self_cpu_s();
 	for (uint64_t i = 0; i < redeems; i++) {
 		ig_redeem_rec r;
 		memset(&r, 0, sizeof r);
@@ -197,7 +164,7 @@ int main(int argc, char **argv)
 		memcpy(r.header_hash, r.coin_hash, IG_HASH_BYTES);
 		apply(c, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), index++);
 	}
-	double redeem_s = (double)(ig_mono_us() - t0) / 1e6, redeem_cpu = cpu_seconds() - c0;
+	double redeem_s = (double)(ig_mono_us() - t0) / 1e6, redeem_cpu = bench_proc_self_cpu_s() - c0;
 	printf("apply coin_redeem: %.0f ns/coin wall, %.0f ns/coin cpu (%" PRIu64 " records, encode included)\n",
 	       redeem_s * 1e9 / (double)redeems, redeem_cpu * 1e9 / (double)redeems, redeems);
 

@@ -25,6 +25,11 @@
  *                 --target NAME:PORT:anon[:N] | NAME:PORT:file:PATH  (repeatable)
  *                 [--pid NAME=PID] ...   (broker pid: adds broker CPU per connection)
  *                 [--ratio A/B:GOAL] ...
+ *
+ * A ratio against an anonymous target also prints its ceiling: anonymous
+ * broker CPU per connection / (that + one Ed25519 verify, timed here in a
+ * tight loop, CPU time), i.e. the best a token-checking broker could do on
+ * this CPU.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +44,11 @@
 #include <time.h>
 
 #include <mosquitto.h>
+#include <sodium.h>
+
+#include "bench.h"
+#include "bench_proc.h"
+#include "bench_stats.h"
 
 #define MAX_TARGETS 8
 #define MAX_ROUNDS 16
@@ -82,63 +92,6 @@ typedef struct slot {
 	uint64_t conn_no;          /* how many this slot has started in this target */
 } slot;
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *msg, const char *detail)
-{
-	fprintf(stderr, "bench_connect: %s%s%s\n", msg, detail ? ": " : "", detail ? detail : "");
-	exit(1);
-}
-
-/* CPU time this process has used, in ns: the load generator's own cost per
- * operation shows whether it, rather than the broker, limits the rate. */
-static uint64_t self_cpu_ns(void)
-{
-	struct rusage ru;
-	if (getrusage(RUSAGE_SELF, &ru) != 0)
-		return 0;
-	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
-}
-
-/* On-CPU time of every thread of a process, in ns (from schedstat), so a
- * figure can be given per connection that does not depend on how much of
- * its core the broker got from other processes on a shared machine. */
-static uint64_t process_cpu_ns(int pid)
-{
-	char path[64];
-	snprintf(path, sizeof path, "/proc/%d/task", pid);
-	DIR *d = opendir(path);
-	if (!d)
-		return 0;
-	uint64_t total = 0;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		char p2[320];
-		snprintf(p2, sizeof p2, "/proc/%d/task/%s/schedstat", pid, de->d_name);
-		FILE *f = fopen(p2, "r");
-		unsigned long long ns = 0;
-		if (f) {
-			if (fscanf(f, "%llu", &ns) == 1)
-				total += ns;
-			fclose(f);
-		}
-	}
-	closedir(d);
-	return total;
-}
-
-/* ---- credentials -------------------------------------------------------- */
-
-/* Benchmark passwords are throwaway tokens, but wipe them anyway: the same
- * habit as everywhere else in the project. */
 static void wipe_and_free(char *pw)
 {
 	volatile char *p = pw;
@@ -151,7 +104,7 @@ static void load_creds(target *t, const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (!f)
-		die("cannot open the credentials file", path);
+		bench_die("cannot open the credentials file", path);
 	size_t cap = 1024;
 	t->creds = calloc(cap, sizeof *t->creds);
 	char line[2048];
@@ -167,31 +120,56 @@ static void load_creds(target *t, const char *path)
 			cap *= 2;
 			cred *bigger = realloc(t->creds, cap * sizeof *bigger);
 			if (!bigger)
-				die("out of memory", NULL);
+				bench_die("out of memory", NULL);
 			t->creds = bigger;
 		}
 		t->creds[t->ncreds].id = strdup(line);
 		t->creds[t->ncreds].password = strdup(sp + 1);
 		if (!t->creds[t->ncreds].id || !t->creds[t->ncreds].password)
-			die("out of memory", NULL);
+			bench_die("out of memory", NULL);
 		t->ncreds++;
 	}
 	fclose(f);
 	if (!t->creds || !t->ncreds)
-		die("no 'id password' lines in", path);
+		bench_die("no 'id password' lines in", path);
+}
+
+/* Median microseconds of one crypto_sign_verify_detached over a
+ * token-sized message, the one crypto step an authenticated connect needs. */
+static double ed25519_verify_us(void)
+{
+	uint8_t pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES], sig[crypto_sign_BYTES], msg[130];
+	if (sodium_init() < 0)
+		bench_die("libsodium failed to initialise", NULL);
+	crypto_sign_keypair(pk, sk);
+	randombytes_buf(msg, sizeof msg);
+	crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+	double us[5];
+	for (int b = 0; b < 5; b++) {
+		struct timespec t0, t1;
+		/* CPU time, not wall time: the machine may be shared. */
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+		for (int i = 0; i < 100; i++)
+			if (crypto_sign_verify_detached(sig, msg, sizeof msg, pk) != 0)
+				bench_die("Ed25519 self-check failed", NULL);
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+		us[b] = ((double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3) / 100;
+	}
+	sodium_memzero(sk, sizeof sk);
+	return bench_stats_median(us, 5);
 }
 
 static void anon_creds(target *t, size_t n)
 {
 	t->creds = calloc(n, sizeof *t->creds);
 	if (!t->creds)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	for (size_t i = 0; i < n; i++) {
 		char id[32];
 		snprintf(id, sizeof id, "dev-%07zu", i);
 		t->creds[i].id = strdup(id);
 		if (!t->creds[i].id)
-			die("out of memory", NULL);
+			bench_die("out of memory", NULL);
 	}
 	t->ncreds = n;
 }
@@ -208,7 +186,7 @@ static void index_ids(target *t)
 	size_t *table = malloc(cap * sizeof *table);
 	t->ids = calloc(t->ncreds, sizeof *t->ids);
 	if (!table || !t->ids)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	for (size_t i = 0; i < cap; i++)
 		table[i] = SIZE_MAX;
 	for (size_t i = 0; i < t->ncreds; i++) {
@@ -281,9 +259,9 @@ static void slot_start(phase *ph, slot *s)
 	ph->busy[c->handle] = true;
 	mosquitto_user_data_set(s->mosq, s);
 	if (c->password && mosquitto_username_pw_set(s->mosq, c->id, c->password) != MOSQ_ERR_SUCCESS)
-		die("mosquitto_username_pw_set failed", NULL);
+		bench_die("mosquitto_username_pw_set failed", NULL);
 	s->connack = false;
-	s->t_start = now_s();
+	s->t_start = bench_now_s();
 	/* On a used handle this first closes the previous socket, if any. */
 	int rc = mosquitto_connect_async(s->mosq, "127.0.0.1", t->port, 60);
 	if (rc != MOSQ_ERR_SUCCESS) {
@@ -330,7 +308,7 @@ static void slot_advance(phase *ph, slot *s, int io_rc)
 		if (s->connack_rc == 0) {
 			if (ph->counting) {
 				ph->ok++;
-				record_latency(ph, now_s() - s->t_start);
+				record_latency(ph, bench_now_s() - s->t_start);
 			}
 			/* Outside a callback, so libmosquitto writes the DISCONNECT now
 			 * and closes the socket once it is out. */
@@ -359,16 +337,16 @@ static void run_phase(phase *ph, slot *slots, double warmup, double duration, in
 	struct pollfd *pfd = calloc((size_t)k, sizeof *pfd);
 	int *who = calloc((size_t)k, sizeof *who);
 	if (!pfd || !who)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	target *t = ph->t;
 	ph->handles = calloc(t->nids, sizeof *ph->handles);
 	ph->busy = calloc(t->nids, sizeof *ph->busy);
 	if (!ph->handles || !ph->busy)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	for (size_t i = 0; i < t->nids; i++) {
 		ph->handles[i] = mosquitto_new(t->ids[i], true, NULL);
 		if (!ph->handles[i])
-			die("mosquitto_new failed (too few file descriptors? each handle holds a socketpair)", t->ids[i]);
+			bench_die("mosquitto_new failed (too few file descriptors? each handle holds a socketpair)", t->ids[i]);
 		mosquitto_connect_callback_set(ph->handles[i], on_connect);
 	}
 	for (int i = 0; i < k; i++) {
@@ -376,18 +354,18 @@ static void run_phase(phase *ph, slot *slots, double warmup, double duration, in
 		slots[i].mosq = NULL;
 		slots[i].conn_no = 0;
 	}
-	double t0 = now_s(), t_count = t0 + warmup, t_end = t_count + duration, last_misc = t0;
+	double t0 = bench_now_s(), t_count = t0 + warmup, t_end = t_count + duration, last_misc = t0;
 	ph->counting = false;
 	for (;;) {
-		double now = now_s();
+		double now = bench_now_s();
 		if (!ph->counting && now >= t_count) {
 			ph->counting = true;
-			ph->cpu_ns_start = pid ? process_cpu_ns(pid) : 0;
-			ph->self_ns_start = self_cpu_ns();
+			ph->cpu_ns_start = pid ? bench_proc_cpu_ns(pid) : 0;
+			ph->self_ns_start = bench_proc_self_cpu_ns();
 		}
 		if (now >= t_end) {
-			ph->cpu_ns = pid ? process_cpu_ns(pid) - ph->cpu_ns_start : 0;
-			ph->self_ns = self_cpu_ns() - ph->self_ns_start;
+			ph->cpu_ns = pid ? bench_proc_cpu_ns(pid) - ph->cpu_ns_start : 0;
+			ph->self_ns = bench_proc_self_cpu_ns() - ph->self_ns_start;
 			break;
 		}
 		int n = 0;
@@ -410,7 +388,7 @@ static void run_phase(phase *ph, slot *slots, double warmup, double duration, in
 			continue;
 		int pr = poll(pfd, (nfds_t)n, 100);
 		if (pr < 0 && errno != EINTR)
-			die("poll failed", strerror(errno));
+			bench_die("poll failed", strerror(errno));
 		for (int j = 0; j < n && pr > 0; j++) {
 			if (!pfd[j].revents)
 				continue;
@@ -441,20 +419,6 @@ static void run_phase(phase *ph, slot *slots, double warmup, double duration, in
 
 /* ---- main ------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-	double tmp[MAX_ROUNDS];
-	memcpy(tmp, v, (size_t)n * sizeof *v);
-	qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
-	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
-}
-
 static target *find_target(target *ts, int nt, const char *name)
 {
 	for (int i = 0; i < nt; i++)
@@ -466,75 +430,64 @@ static target *find_target(target *ts, int nt, const char *name)
 int main(int argc, char **argv)
 {
 	target targets[MAX_TARGETS];
-	int nt = 0, k = 64, rounds = 3;
+	int nt = 0;
+	uint64_t k_o = 64, rounds_o = 3;
 	double duration = 3.0, warmup = 0.5;
-	const char *ratios[MAX_RATIOS];
-	int nratios = 0;
+	const char *ratios[MAX_RATIOS], *specs[MAX_TARGETS], *pids[MAX_TARGETS];
+	size_t nratios = 0, nspecs = 0, npids = 0;
 	memset(targets, 0, sizeof targets);
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!strcmp(a, "--concurrency") && v) {
-			k = atoi(v);
-			i++;
-		} else if (!strcmp(a, "--duration") && v) {
-			duration = atof(v);
-			i++;
-		} else if (!strcmp(a, "--warmup") && v) {
-			warmup = atof(v);
-			i++;
-		} else if (!strcmp(a, "--rounds") && v) {
-			rounds = atoi(v);
-			i++;
-		} else if (!strcmp(a, "--pid") && v) {
-			/* NAME=PID, after the --target it names */
-			char spec[128];
-			snprintf(spec, sizeof spec, "%s", v);
-			char *eq = strchr(spec, '=');
-			target *t = NULL;
-			if (eq) {
-				*eq = '\0';
-				t = find_target(targets, nt, spec);
-			}
-			if (!t)
-				die("--pid needs NAME=PID for a target given before it", v);
-			t->pid = atoi(eq + 1);
-			i++;
-		} else if (!strcmp(a, "--ratio") && v) {
-			if (nratios == MAX_RATIOS)
-				die("too many --ratio options", NULL);
-			ratios[nratios++] = v;
-			i++;
-		} else if (!strcmp(a, "--target") && v) {
-			if (nt == MAX_TARGETS)
-				die("too many --target options", NULL);
-			target *t = &targets[nt++];
-			char spec[4096];
-			snprintf(spec, sizeof spec, "%s", v);
-			char *name = strtok(spec, ":"), *port = strtok(NULL, ":"), *mode = strtok(NULL, ":"),
-			     *rest = strtok(NULL, "");
-			if (!name || !port || !mode)
-				die("--target needs NAME:PORT:anon[:N] or NAME:PORT:file:PATH, got", v);
-			snprintf(t->name, sizeof t->name, "%s", name);
-			t->port = atoi(port);
-			if (!strcmp(mode, "anon"))
-				anon_creds(t, rest ? (size_t)atol(rest) : 1024);
-			else if (!strcmp(mode, "file") && rest)
-				load_creds(t, rest);
-			else
-				die("unknown --target mode (anon or file:PATH)", mode);
-			index_ids(t);
-			i++;
-		} else {
-			fprintf(stderr,
-			        "usage: bench_connect [--concurrency K] [--duration S] [--warmup S] [--rounds R]\n"
-			        "         --target NAME:PORT:anon[:N] | --target NAME:PORT:file:PATH ... [--ratio A/B:TARGET]\n");
-			return 2;
-		}
+	bench_name = "bench_connect";
+	const cli_option opts[] = {
+		CLI_NUMBER("concurrency", 0, &k_o, 1, 10000),
+		CLI_REAL("duration", 0, &duration, 0.001, 3600),
+		CLI_REAL("warmup", 0, &warmup, 0, 3600),
+		CLI_NUMBER("rounds", 0, &rounds_o, 1, MAX_ROUNDS),
+		CLI_LIST("target", 0, specs, &nspecs, MAX_TARGETS),
+		CLI_LIST("pid", 0, pids, &npids, MAX_TARGETS),
+		CLI_LIST("ratio", 0, ratios, &nratios, MAX_RATIOS),
+		CLI_HELP_OPTION(0),
+		CLI_OPTIONS_END,
+	};
+	bench_parse(argc, argv, NULL, opts,
+	            "usage: bench_connect [--concurrency K] [--duration S] [--warmup S] [--rounds R]\n"
+	            "         --target NAME:PORT:anon[:N] | --target NAME:PORT:file:PATH ... [--pid NAME=PID]\n"
+	            "         [--ratio A/B:TARGET]\n");
+	int k = (int)k_o, rounds = (int)rounds_o;
+	if (!nspecs || nspecs > MAX_TARGETS)   /* the parser caps nspecs; saying so lets the compiler see it */
+		bench_die("need at least one --target", NULL);
+	for (size_t i = 0; i < nspecs; i++) {
+		const char *v = specs[i];
+		target *t = &targets[nt++];
+		char spec[4096];
+		snprintf(spec, sizeof spec, "%s", v);
+		char *name = strtok(spec, ":"), *port = strtok(NULL, ":"), *mode = strtok(NULL, ":"),
+		     *rest = strtok(NULL, "");
+		if (!name || !port || !mode)
+			bench_die("--target needs NAME:PORT:anon[:N] or NAME:PORT:file:PATH, got", v);
+		snprintf(t->name, sizeof t->name, "%s", name);
+		t->port = atoi(port);
+		if (!strcmp(mode, "anon"))
+			anon_creds(t, rest ? (size_t)atol(rest) : 1024);
+		else if (!strcmp(mode, "file") && rest)
+			load_creds(t, rest);
+		else
+			bench_die("unknown --target mode (anon or file:PATH)", mode);
+		index_ids(t);
 	}
-	if (!nt || k < 1 || k > 10000 || rounds < 1 || rounds > MAX_ROUNDS || duration <= 0)
-		die("need at least one --target, 1 <= concurrency <= 10000, 1 <= rounds <= 16, duration > 0", NULL);
+	for (size_t i = 0; i < npids; i++) {
+		/* NAME=PID naming a --target */
+		char spec[128];
+		snprintf(spec, sizeof spec, "%s", pids[i]);
+		char *eq = strchr(spec, '=');
+		target *t = NULL;
+		if (eq) {
+			*eq = '\0';
+			t = find_target(targets, nt, spec);
+		}
+		if (!t)
+			bench_die("--pid needs NAME=PID naming a --target", pids[i]);
+		t->pid = atoi(eq + 1);
+	}
 
 	/* Each handle holds a socketpair: 2 fds per distinct id. */
 	struct rlimit rl;
@@ -545,7 +498,7 @@ int main(int argc, char **argv)
 	mosquitto_lib_init();
 	slot *slots = calloc((size_t)k, sizeof *slots);
 	if (!slots)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	for (int i = 0; i < k; i++)
 		slots[i].index = i;
 
@@ -557,7 +510,7 @@ int main(int argc, char **argv)
 			target *t = &targets[i];
 			phase *ph = calloc(1, sizeof *ph);
 			if (!ph)
-				die("out of memory", NULL);
+				bench_die("out of memory", NULL);
 			ph->t = t;
 			ph->k = k;
 			ph->round_base = t->next_line_round;
@@ -590,35 +543,44 @@ int main(int argc, char **argv)
 			refused += t->refused[r];
 			errors += t->errors[r];
 		}
-		double m = median(t->rate, rounds);
+		double m = bench_stats_median(t->rate, (size_t)rounds);
 		printf("%-10s %9.0f conn/s  CPU us/conn: broker %6.1f, load gen %5.1f  p50 %.2f ms  p99 %.2f ms  refused %" PRIu64
 		       " errors %" PRIu64 "%s\n",
-		       t->name, m, median(t->cpu_us, rounds), median(t->self_us, rounds), median(t->p50_ms, rounds),
-		       median(t->p99_ms, rounds), refused, errors, t->reused ? "  (credential lines reused)" : "");
+		       t->name, m, bench_stats_median(t->cpu_us, (size_t)rounds), bench_stats_median(t->self_us, (size_t)rounds),
+		       bench_stats_median(t->p50_ms, (size_t)rounds), bench_stats_median(t->p99_ms, (size_t)rounds), refused, errors,
+		       t->reused ? "  (credential lines reused)" : "");
 		printf("RESULT connect.%s.rate %.0f\n", t->name, m);
 		if (t->pid)
-			printf("RESULT connect.%s.cpu_us %.1f\n", t->name, median(t->cpu_us, rounds));
+			printf("RESULT connect.%s.cpu_us %.1f\n", t->name, bench_stats_median(t->cpu_us, (size_t)rounds));
 		printf("RESULT connect.%s.refused %" PRIu64 "\n", t->name, refused);
 	}
-	for (int i = 0; i < nratios; i++) {
+	for (size_t i = 0; i < nratios; i++) {
 		char spec[256];
 		snprintf(spec, sizeof spec, "%s", ratios[i]);
 		char *a = strtok(spec, "/"), *b = strtok(NULL, ":"), *goal = strtok(NULL, "");
 		target *ta = a ? find_target(targets, nt, a) : NULL, *tb = b ? find_target(targets, nt, b) : NULL;
 		if (!ta || !tb)
-			die("--ratio names an unknown target", ratios[i]);
-		double ra = median(ta->rate, rounds), rb = median(tb->rate, rounds);
+			bench_die("--ratio names an unknown target", ratios[i]);
+		double ra = bench_stats_median(ta->rate, (size_t)rounds), rb = bench_stats_median(tb->rate, (size_t)rounds);
 		double q = rb > 0 ? ra / rb : 0;
 		printf("ratio %s/%s = %.3f", a, b, q);
 		if (goal)
 			printf("  (target >= %s)", goal);
 		printf("\n");
 		printf("RESULT connect.ratio.%s_%s %.3f\n", a, b, q);
-		double ca = median(ta->cpu_us, rounds), cb = median(tb->cpu_us, rounds);
+		double ca = bench_stats_median(ta->cpu_us, (size_t)rounds), cb = bench_stats_median(tb->cpu_us, (size_t)rounds);
 		if (ca > 0 && cb > 0) {
 			/* what the ratio would be on a dedicated broker core */
 			printf("capacity ratio %s/%s = %.3f (broker CPU per connection %.1f vs %.1f us)\n", a, b, cb / ca, ca, cb);
 			printf("RESULT connect.capacity.%s_%s %.3f\n", a, b, cb / ca);
+			bool b_anonymous = tb->ncreds && !tb->creds[0].password;
+			if (b_anonymous && ta != tb) {
+				double v = ed25519_verify_us();
+				printf("ceiling %s/%s = %.3f (anonymous connect %.1f us + one Ed25519 verify %.1f us on this CPU)\n",
+				       a, b, cb / (cb + v), cb, v);
+				printf("RESULT connect.ceiling.%s_%s %.3f\n", a, b, cb / (cb + v));
+				printf("RESULT connect.verify_us %.1f\n", v);
+			}
 		}
 	}
 	free(slots);

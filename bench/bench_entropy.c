@@ -53,7 +53,12 @@
 #include "ig_common.h"
 #include "ig_entropy.h"
 #include "ig_token.h"
-#include "loadgen.h"
+#include "bench.h"
+#include "bench_conn.h"
+#include "bench_id.h"
+#include "bench_mqtt.h"
+#include "bench_proc.h"
+#include "bench_stats.h"
 
 #define BENCH_NAME "bench_entropy"
 #define MAX_DEVICES 4096
@@ -63,7 +68,7 @@
 /* ---- the benchmark ---------------------------------------------------------- */
 
 typedef struct device {
-	conn c;
+	bench_conn c;
 	char id[IG_ID_MAX + 1];
 	uint8_t *pkts;          /* pre-encoded PUBLISH packets, back to back */
 	size_t pkts_cap, pkts_len, pkts_off;
@@ -71,8 +76,7 @@ typedef struct device {
 } device;
 
 typedef struct stats_snap {
-	bool have;
-	double ts_ms, received_at;
+	bench_stats_ledger l;   /* only have, ts_ms and received_at are used */
 	double accepted, refused[REFUSAL_KINDS], pool_inputs;
 } stats_snap;
 
@@ -82,16 +86,17 @@ typedef struct bench {
 	const char *cluster;
 	int ndev, qos;
 	device *dev;
-	conn mon;
+	bench_conn mon;
 	bool have_ch_pk;
 	uint8_t ch_pk[IG_PK_BYTES];
 	int mon_subacks;
 	uint64_t acked;
 	stats_snap last;
 	uint64_t stats_seen;
+	bench_conn_set set;
 } bench;
 
-static void on_device_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_device_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
 	device *d = (device *)((char *)c - offsetof(device, c));
@@ -103,52 +108,22 @@ static void on_device_packet(void *ctx, conn *c, uint8_t type, const uint8_t *bo
 	}
 }
 
-static void on_monitor_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_monitor_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
-	cJSON *m = monitor_packet(c, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk);
+	stats_snap s = {0};
+	cJSON *m = bench_conn_monitor_stats(c, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk, &s.l);
 	if (!m)
 		return;
-	stats_snap s = {.have = true, .received_at = now_s()};
-	s.ts_ms = jnum(m, "ts", NULL, NULL);
-	s.accepted = jnum(m, "entropy", "accepted", NULL);
-	s.pool_inputs = jnum(m, "entropy", "pool_inputs", NULL);
+	s.accepted = bench_jnum(m, "entropy", "accepted", NULL);
+	s.pool_inputs = bench_jnum(m, "entropy", "pool_inputs", NULL);
 	for (int i = 0; i < REFUSAL_KINDS; i++)
-		s.refused[i] = jnum(m, "entropy", "refused", refusal_names[i]);
+		s.refused[i] = bench_jnum(m, "entropy", "refused", refusal_names[i]);
 	if (s.accepted >= 0) {
 		B->last = s;
 		B->stats_seen++;
 	}
 	cJSON_Delete(m);
-}
-
-static void pump(bench *B, struct pollfd *pfd, int timeout_ms)
-{
-	int nf = 0;
-	pfd[nf].fd = B->mon.fd;
-	pfd[nf].events = POLLIN | (conn_wants_write(&B->mon) ? POLLOUT : 0);
-	nf++;
-	for (int i = 0; i < B->ndev; i++) {
-		pfd[nf].fd = B->dev[i].c.fd;
-		pfd[nf].events = POLLIN | (conn_wants_write(&B->dev[i].c) ? POLLOUT : 0);
-		nf++;
-	}
-	int pr = poll(pfd, (nfds_t)nf, timeout_ms);
-	if (pr < 0 && errno != EINTR)
-		die("poll", strerror(errno));
-	if (pr <= 0)
-		return;
-	if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->mon, on_monitor_packet, B))
-		die("the broker closed the monitor's connection", NULL);
-	for (int i = 0; i < B->ndev; i++) {
-		short re = pfd[i + 1].revents;
-		if ((re & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->dev[i].c, on_device_packet, B))
-			die("the broker closed a device's connection (entropy topic refused by the ACL?)", B->dev[i].id);
-		if ((re & POLLOUT) && !conn_flush(&B->dev[i].c))
-			die("a device's connection broke", B->dev[i].id);
-	}
-	if (conn_wants_write(&B->mon) && !conn_flush(&B->mon))
-		die("the monitor's connection broke", NULL);
 }
 
 /* Seals contributions round-robin over the devices until `messages` are
@@ -157,25 +132,25 @@ static double preseal(bench *B, uint64_t messages, double budget_s, uint64_t *ma
 {
 	uint8_t x_pk[crypto_box_PUBLICKEYBYTES];
 	if (crypto_sign_ed25519_pk_to_curve25519(x_pk, B->ch_pk) != 0)
-		die("the cluster-head key from the ledger head is not a valid Ed25519 key", NULL);
+		bench_die("the cluster-head key from the ledger head is not a valid Ed25519 key", NULL);
 	uint64_t base = ig_now_ms() * 1000u;   /* above any earlier run's sequence numbers */
 	char topic[IG_ID_MAX + IG_CLUSTER_MAX + 32], json[256];
 	char b64[sodium_base64_ENCODED_LEN(SEALED_BYTES, sodium_base64_VARIANT_ORIGINAL)];
 	uint8_t raw[64], m[8 + IG_ENTROPY_BLOCK_BYTES], sealed[SEALED_BYTES];
 	uint16_t *pid = calloc((size_t)B->ndev, sizeof *pid);
 	if (!pid)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
 	size_t per_device = (size_t)(messages / (uint64_t)B->ndev + 1) * 256;
 	for (int i = 0; i < B->ndev; i++) {
 		B->dev[i].pkts_cap = per_device;
 		B->dev[i].pkts = malloc(per_device);
 		if (!B->dev[i].pkts)
-			die("out of memory", NULL);
+			bench_die("out of memory", NULL);
 	}
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	uint64_t n = 0;
 	for (; n < messages; n++) {
-		if ((n & 255) == 0 && now_s() - t0 > budget_s)
+		if ((n & 255) == 0 && bench_now_s() - t0 > budget_s)
 			break;
 		int di = (int)(n % (uint64_t)B->ndev);
 		device *d = &B->dev[di];
@@ -184,14 +159,14 @@ static double preseal(bench *B, uint64_t messages, double budget_s, uint64_t *ma
 		ig_put_u64(m, seq);
 		ig_entropy_condition(m + 8, raw, sizeof raw);
 		if (crypto_box_seal(sealed, m, sizeof m, x_pk) != 0)
-			die("crypto_box_seal failed", NULL);
+			bench_die("crypto_box_seal failed", NULL);
 		sodium_bin2base64(b64, sizeof b64, sealed, sizeof sealed, sodium_base64_VARIANT_ORIGINAL);
 		int jl = snprintf(json, sizeof json, "{\"seq\":%" PRIu64 ",\"sealed\":\"%s\"}", seq, b64);
 		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/entropy", B->cluster, d->id);
 		/* Encoded with the connection writer into the device's own packet
 		 * store, which was sized up front (no copying while sealing). */
-		conn store = {.w = d->pkts, .wcap = d->pkts_cap, .wlen = d->pkts_len, .next_pid = pid[di]};
-		conn_publish(&store, topic, json, (size_t)jl, B->qos);
+		bench_conn store = {.w = d->pkts, .wcap = d->pkts_cap, .wlen = d->pkts_len, .next_pid = pid[di]};
+		bench_conn_publish(&store, topic, json, (size_t)jl, B->qos);
 		d->pkts = store.w;
 		d->pkts_cap = store.wcap;
 		d->pkts_len = store.wlen;
@@ -202,75 +177,62 @@ static double preseal(bench *B, uint64_t messages, double budget_s, uint64_t *ma
 	sodium_memzero(raw, sizeof raw);
 	free(pid);
 	*made = n;
-	return now_s() - t0;
+	return bench_now_s() - t0;
 }
 
 int main(int argc, char **argv)
 {
-	lg_name = BENCH_NAME;
-	int port = 0, pid = 0;
-	uint64_t messages = 120000, window = 2000;
+	bench_name = BENCH_NAME;
+	uint64_t port = 0, pid = 0, devices = 200, messages = 120000, window = 2000;
 	double seal_budget = 10.0, duration = 3.0, warmup = 0.5;
-	bench B = {.cluster = "bench", .ndev = 200, .qos = 1};   /* QoS 1, as the agent sends */
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!v)
-			die("option needs a value", a);
-		if (!strcmp(a, "--port"))
-			port = atoi(v);
-		else if (!strcmp(a, "--cluster"))
-			B.cluster = v;
-		else if (!strcmp(a, "--devices"))
-			B.ndev = atoi(v);
-		else if (!strcmp(a, "--messages"))
-			messages = strtoull(v, NULL, 10);
-		else if (!strcmp(a, "--seal-seconds"))
-			seal_budget = atof(v);
-		else if (!strcmp(a, "--window"))
-			window = strtoull(v, NULL, 10);
-		else if (!strcmp(a, "--duration"))
-			duration = atof(v);
-		else if (!strcmp(a, "--warmup"))
-			warmup = atof(v);
-		else if (!strcmp(a, "--pid"))
-			pid = atoi(v);
-		else {
-			fprintf(stderr, "usage: bench_entropy --port P [--cluster C] [--devices N] [--messages M] [--seal-seconds S]\n"
-			                "                     [--window W] [--duration S] [--warmup S] [--pid BROKER_PID]\n");
-			return 2;
-		}
-		i++;
-	}
-	if (port <= 0 || B.ndev < 1 || B.ndev > MAX_DEVICES || messages < (uint64_t)B.ndev || window < 1 ||
-	    seal_budget <= 0 || seal_budget > 30 || duration <= 0 || duration > 30 || warmup < 0)
-		die("need --port; 1 <= devices <= 4096, messages >= devices, window >= 1, 0 < seal-seconds <= 30, "
-		    "0 < duration <= 30", NULL);
+	bench B = {.cluster = "bench", .qos = 1};   /* QoS 1, as the agent sends */
+	const cli_option opts[] = {
+		BENCH_CONN_CLI_OPTIONS(&port, &B.cluster, &pid),
+		CLI_NUMBER("devices", 0, &devices, 1, MAX_DEVICES),
+		CLI_NUMBER("messages", 0, &messages, 1, UINT32_MAX),
+		CLI_REAL("seal-seconds", 0, &seal_budget, 0.001, 30),
+		CLI_NUMBER("window", 0, &window, 1, UINT32_MAX),
+		CLI_REAL("duration", 0, &duration, 0.001, 30),
+		CLI_REAL("warmup", 0, &warmup, 0, 60),
+		CLI_HELP_OPTION(0),
+		CLI_OPTIONS_END,
+	};
+	bench_parse(argc, argv, NULL, opts,
+	            "usage: bench_entropy --port P [--cluster C] [--devices N] [--messages M] [--seal-seconds S]\n"
+	            "                     [--window W] [--duration S] [--warmup S] [--pid BROKER_PID]\n");
+	B.ndev = (int)devices;
+	if (!port || messages < devices)
+		bench_die("need --port, and --messages at least --devices", NULL);
 	if (ig_init() != IG_OK)
-		die("libsodium failed to initialise", NULL);
+		bench_die("libsodium failed to initialise", NULL);
 	B.dev = calloc((size_t)B.ndev, sizeof *B.dev);
 	struct pollfd *pfd = calloc((size_t)B.ndev + 1, sizeof *pfd);
 	if (!B.dev || !pfd)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
+	B.set = (bench_conn_set){.n = B.ndev + 1, .mon = &B.mon, .mon_id = "mon-000", .on_mon = on_monitor_packet,
+	                         BENCH_CONN_ARRAY(B.dev, device), .on_dev = on_device_packet,
+	                         .closed_why = "(entropy topic refused by the ACL?)",
+	                         .ctx = &B, .pfd = pfd};
 	uint64_t wdev = window / (uint64_t)B.ndev ? window / (uint64_t)B.ndev : 1;
 
 	char tok[IG_TOKEN_TEXT_MAX], topic[256];
-	bench_token(tok, sizeof tok, B.cluster, "mon-000");
-	conn_open(&B.mon, port, "mon-000", tok);
+	bench_id_token(tok, sizeof tok, B.cluster, "mon-000", 600);
+	bench_conn_open(&B.mon, (int)port, "mon-000", tok);
 	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
-	conn_subscribe(&B.mon, topic, 0);
+	bench_conn_subscribe(&B.mon, topic, 0);
 	snprintf(topic, sizeof topic, "iotguard/%s/stats", B.cluster);
-	conn_subscribe(&B.mon, topic, 0);
+	bench_conn_subscribe(&B.mon, topic, 0);
 	for (int i = 0; i < B.ndev; i++) {
 		device *d = &B.dev[i];
 		snprintf(d->id, sizeof d->id, "dev-%07d", i);
-		bench_token(tok, sizeof tok, B.cluster, d->id);
-		conn_open(&d->c, port, d->id, tok);
+		bench_id_token(tok, sizeof tok, B.cluster, d->id, 600);
+		bench_conn_open(&d->c, (int)port, d->id, tok);
 	}
-	double t_setup = now_s();
-	while ((!B.have_ch_pk || B.mon_subacks < 2) && now_s() - t_setup < 10)
-		pump(&B, pfd, 50);
+	double t_setup = bench_now_s();
+	while ((!B.have_ch_pk || B.mon_subacks < 2) && bench_now_s() - t_setup < 10)
+		bench_conn_pump(&B.set, 50);
 	if (!B.have_ch_pk)
-		die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
+		bench_die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
 
 	uint64_t made = 0;
 	double seal_s = preseal(&B, messages, seal_budget, &made);
@@ -284,24 +246,24 @@ int main(int argc, char **argv)
 
 	/* Baseline: a stats message before any contribution. */
 	uint64_t seen0 = B.stats_seen;
-	double wait_until = now_s() + 2.5;
-	while (B.stats_seen == seen0 && now_s() < wait_until)
-		pump(&B, pfd, 50);
+	double wait_until = bench_now_s() + 2.5;
+	while (B.stats_seen == seen0 && bench_now_s() < wait_until)
+		bench_conn_pump(&B.set, 50);
 	if (B.stats_seen == seen0)
-		die("no iotguard/<cluster>/stats message within 2.5 s: run the broker with plugin_opt_stats_interval 1", NULL);
+		bench_die("no iotguard/<cluster>/stats message within 2.5 s: run the broker with plugin_opt_stats_interval 1", NULL);
 	stats_snap s_base = B.last, s0 = {0}, s1 = {0};
 	uint64_t acked_s0 = 0, acked_s1 = 0, cpu_s0 = 0, cpu_s1 = 0, self_s0 = 0, self_s1 = 0;
 	uint64_t sent = 0, seen_mark = B.stats_seen;
-	double t0 = now_s(), t_count = t0 + warmup, exhausted_at = 0;
+	double t0 = bench_now_s(), t_count = t0 + warmup, exhausted_at = 0;
 	for (;;) {
-		double now = now_s();
+		double now = bench_now_s();
 		bool left = false;
 		for (int i = 0; i < B.ndev; i++) {
 			device *d = &B.dev[i];
 			uint64_t inflight = d->sent - d->acked;
 			while (d->pkts_off < d->pkts_len && inflight < wdev && d->c.wlen < 64 * 1024) {
-				size_t n = packet_len(d->pkts + d->pkts_off);
-				conn_reserve(&d->c, n);
+				size_t n = bench_mqtt_packet_len(d->pkts + d->pkts_off);
+				bench_conn_reserve(&d->c, n);
 				memcpy(d->c.w + d->c.wlen, d->pkts + d->pkts_off, n);
 				d->c.wlen += n;
 				d->pkts_off += n;
@@ -309,9 +271,9 @@ int main(int argc, char **argv)
 				sent++;
 				inflight++;
 			}
-			if (conn_wants_write(&d->c) && !conn_flush(&d->c))
-				die("a device's connection broke", d->id);
-			left = left || d->pkts_off < d->pkts_len || conn_wants_write(&d->c);
+			if (bench_conn_wants_write(&d->c) && !bench_conn_flush(&d->c))
+				bench_die("a device's connection broke", d->id);
+			left = left || d->pkts_off < d->pkts_len || bench_conn_wants_write(&d->c);
 		}
 		if (!left && !exhausted_at)
 			exhausted_at = now;
@@ -319,66 +281,66 @@ int main(int argc, char **argv)
 		 * cover a fully loaded interval. */
 		if (B.stats_seen != seen_mark) {
 			seen_mark = B.stats_seen;
-			if (!exhausted_at && B.last.received_at >= t_count) {
-				if (!s0.have) {
+			if (!exhausted_at && B.last.l.received_at >= t_count) {
+				if (!s0.l.have) {
 					s0 = B.last;
 					acked_s0 = B.acked;
-					cpu_s0 = pid ? process_cpu_ns(pid) : 0;
-					self_s0 = self_cpu_ns();
+					cpu_s0 = pid ? bench_proc_cpu_ns(pid) : 0;
+					self_s0 = bench_proc_self_cpu_ns();
 				} else {
 					s1 = B.last;
 					acked_s1 = B.acked;
-					cpu_s1 = pid ? process_cpu_ns(pid) : 0;
-					self_s1 = self_cpu_ns();
+					cpu_s1 = pid ? bench_proc_cpu_ns(pid) : 0;
+					self_s1 = bench_proc_self_cpu_ns();
 				}
 			}
 		}
-		if (s1.have && s1.ts_ms - s0.ts_ms >= duration * 1000.0)
+		if (s1.l.have && s1.l.ts_ms - s0.l.ts_ms >= duration * 1000.0)
 			break;
 		if (exhausted_at)
 			break;
-		pump(&B, pfd, 5);
+		bench_conn_pump(&B.set, 5);
 	}
-	if (exhausted_at && !(s1.have && s1.ts_ms - s0.ts_ms >= duration * 1000.0))
+	if (exhausted_at && !(s1.l.have && s1.l.ts_ms - s0.l.ts_ms >= duration * 1000.0))
 		fprintf(stderr, BENCH_NAME ": the %" PRIu64 " pre-sealed contributions ran out before %.1f s of stats had "
 		                "passed; the figure covers less (raise --messages or --seal-seconds)\n", made, duration);
 	/* Let the rest drain, then take a final stats message for the totals. */
-	double drain_until = now_s() + 10.0;
+	double drain_until = bench_now_s() + 10.0;
 	for (;;) {
 		bool left = false;
 		for (int i = 0; i < B.ndev; i++) {
 			device *d = &B.dev[i];
-			left = left || conn_wants_write(&d->c) || d->acked < d->sent;
+			left = left || bench_conn_wants_write(&d->c) || d->acked < d->sent;
 		}
-		if (!left || now_s() > drain_until)
+		if (!left || bench_now_s() > drain_until)
 			break;
-		pump(&B, pfd, 20);
+		bench_conn_pump(&B.set, 20);
 	}
-	double final_from = now_s();
+	double final_from = bench_now_s();
 	uint64_t seen_final = B.stats_seen;
-	while (now_s() - final_from < 2.5) {
-		pump(&B, pfd, 50);
-		if (B.stats_seen != seen_final && B.last.received_at > final_from)
+	while (bench_now_s() - final_from < 2.5) {
+		bench_conn_pump(&B.set, 50);
+		if (B.stats_seen != seen_final && B.last.l.received_at > final_from)
 			break;
 	}
 	stats_snap s_fin = B.last;
 
-	if (!s0.have || !s1.have) {
+	if (!s0.l.have || !s1.l.have) {
 		printf("accepted/s: n/a (fewer than two stats messages under load; raise --messages)\n");
 	} else {
-		double dt = (s1.ts_ms - s0.ts_ms) / 1000.0, acc = s1.accepted - s0.accepted;
+		double dt = (s1.l.ts_ms - s0.l.ts_ms) / 1000.0, acc = s1.accepted - s0.accepted;
 		double refused = 0;
 		for (int i = 0; i < REFUSAL_KINDS; i++)
 			refused += s1.refused[i] - s0.refused[i];
 		printf("plugin stats over %.2f s under load: %.0f contributions accepted = %.0f accepted/s, %.0f refused\n", dt,
 		       acc, acc / dt, refused);
 		printf("client side over the same stats window: %.0f PUBACKs/s\n",
-		       (double)(acked_s1 - acked_s0) / (s1.received_at - s0.received_at));
+		       (double)(acked_s1 - acked_s0) / (s1.l.received_at - s0.l.received_at));
 		printf("RESULT entropy.accepted_per_s %.0f\n", acc / dt);
 		if (pid && acc > 0) {
 			double us = (double)(cpu_s1 - cpu_s0) / 1e3 / acc;
 			printf("broker CPU per accepted contribution: %.1f us (broker busy %.0f%% of one core)\n", us,
-			       (double)(cpu_s1 - cpu_s0) / 1e9 / (s1.received_at - s0.received_at) * 100);
+			       (double)(cpu_s1 - cpu_s0) / 1e9 / (s1.l.received_at - s0.l.received_at) * 100);
 			printf("RESULT entropy.cpu_us %.1f\n", us);
 		}
 		if (acc > 0)
@@ -400,10 +362,10 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	for (int i = 0; i < B.ndev; i++) {
-		conn_close(&B.dev[i].c);
+		bench_conn_close(&B.dev[i].c);
 		free(B.dev[i].pkts);
 	}
-	conn_close(&B.mon);
+	bench_conn_close(&B.mon);
 	free(B.dev);
 	free(pfd);
 	return total_refused > 0 ? 1 : 0;

@@ -42,7 +42,12 @@
 #include <sodium.h>
 
 #include "ig_token.h"
-#include "loadgen.h"
+#include "bench.h"
+#include "bench_conn.h"
+#include "bench_id.h"
+#include "bench_mqtt.h"
+#include "bench_proc.h"
+#include "bench_stats.h"
 
 #define MAX_INFLIGHT 4096
 #define FLOOD_TIMEOUT_S 2.0
@@ -64,44 +69,6 @@ typedef struct fconn {
 	size_t sent;
 	double t0;
 } fconn;
-
-static size_t put_str(uint8_t *p, const char *s, size_t len)
-{
-	p[0] = (uint8_t)(len >> 8);
-	p[1] = (uint8_t)len;
-	memcpy(p + 2, s, len);
-	return len + 2;
-}
-
-/* A CONNECT (MQTT 3.1.1) with client id = username = id and password tok. */
-static size_t encode_connect(uint8_t *pkt, const char *id, const char *tok)
-{
-	uint8_t body[1024];
-	size_t n = 0, idl = strlen(id), tl = strlen(tok);
-	n += put_str(body + n, "MQTT", 4);
-	body[n++] = 4;
-	body[n++] = 0x02 | 0x80 | 0x40;
-	body[n++] = 0;
-	body[n++] = 0;
-	n += put_str(body + n, id, idl);
-	n += put_str(body + n, id, idl);
-	n += put_str(body + n, tok, tl);
-	size_t h = 0;
-	pkt[h++] = 0x10;
-	size_t v = n;
-	do {
-		uint8_t d = v % 128;
-		v /= 128;
-		pkt[h++] = (uint8_t)(d | (v ? 0x80 : 0));
-	} while (v);
-	memcpy(pkt + h, body, n);
-	return h + n;
-}
-
-static void dev_id(char *out, size_t cap, unsigned i)
-{
-	snprintf(out, cap, "dev-%07u", i);
-}
 
 static int open_flood_socket(const flood *f, unsigned n)
 {
@@ -132,9 +99,9 @@ static void *flood_main(void *arg)
 	setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
 	int ep = epoll_create1(0);
 	if (ep < 0)
-		die("epoll_create1", strerror(errno));
-	fconn *c = xrealloc(NULL, MAX_INFLIGHT * sizeof *c);
-	size_t *free_slots = xrealloc(NULL, MAX_INFLIGHT * sizeof *free_slots);
+		bench_die("epoll_create1", strerror(errno));
+	fconn *c = bench_xrealloc(NULL, MAX_INFLIGHT * sizeof *c);
+	size_t *free_slots = bench_xrealloc(NULL, MAX_INFLIGHT * sizeof *free_slots);
 	size_t nfree = MAX_INFLIGHT;
 	for (size_t i = 0; i < MAX_INFLIGHT; i++) {
 		free_slots[i] = MAX_INFLIGHT - 1 - i;
@@ -142,12 +109,12 @@ static void *flood_main(void *arg)
 	}
 	struct epoll_event evs[256];
 	unsigned next = 0;
-	double phase_t0 = 0, last_sweep = now_s();
+	double phase_t0 = 0, last_sweep = bench_now_s();
 	unsigned long long phase_started = 0;
 	bool was_on = false;
 	while (!atomic_load(&f->quit)) {
 		bool on = atomic_load(&f->on);
-		double now = now_s();
+		double now = bench_now_s();
 		if (on && !was_on) {
 			phase_t0 = now;
 			phase_started = 0;
@@ -173,12 +140,12 @@ static void *flood_main(void *arg)
 				c[slot] = (fconn){.fd = fd, .dev = dev, .sent = 0, .t0 = now};
 				struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.u64 = slot};
 				if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0)
-					die("epoll_ctl", strerror(errno));
+					bench_die("epoll_ctl", strerror(errno));
 			}
 		}
 		int n = epoll_wait(ep, evs, 256, 1);
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait", strerror(errno));
+			bench_die("epoll_wait", strerror(errno));
 		for (int e = 0; e < n; e++) {
 			size_t slot = (size_t)evs[e].data.u64;
 			fconn *x = &c[slot];
@@ -233,12 +200,6 @@ static void *flood_main(void *arg)
 	return NULL;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 typedef struct samples {
 	double *v;
 	size_t n, cap;
@@ -249,80 +210,76 @@ static void add(samples *s, double v)
 {
 	if (s->n == s->cap) {
 		s->cap = s->cap ? 2 * s->cap : 1024;
-		s->v = xrealloc(s->v, s->cap * sizeof *s->v);
+		s->v = bench_xrealloc(s->v, s->cap * sizeof *s->v);
 	}
 	s->v[s->n++] = v;
 }
 
 static double pct(samples *s, double p)
 {
-	if (!s->n)
-		return 0;
-	qsort(s->v, s->n, sizeof *s->v, cmp_double);
-	size_t i = (size_t)(p * (double)(s->n - 1) + 0.5);
-	return s->v[i];
+	return bench_stats_percentile(s->v, s->n, p);
 }
 
 /* Good clients: one at a time from 127.0.0.1, a fresh valid token each. */
 static void good_phase(int port, const char *cluster, unsigned devices, double seconds, unsigned good_rate,
                        samples *out, unsigned *next_id)
 {
-	double end = now_s() + seconds, gap = 1.0 / good_rate, next = now_s();
+	double end = bench_now_s() + seconds, gap = 1.0 / good_rate, next = bench_now_s();
 	char id[32], tok[IG_TOKEN_TEXT_MAX + 1];
-	while (now_s() < end) {
-		dev_id(id, sizeof id, (*next_id)++ % (devices < 64 ? devices : 64));
-		bench_token(tok, sizeof tok, cluster, id);
-		double wait = next - now_s();
+	while (bench_now_s() < end) {
+		bench_id_format(id, sizeof id, "dev", (*next_id)++ % (devices < 64 ? devices : 64));
+		bench_id_token(tok, sizeof tok, cluster, id, 600);
+		double wait = next - bench_now_s();
 		if (wait > 0) {
 			struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wait * 1e9)};
 			nanosleep(&ts, NULL);
 		}
 		next += gap;
-		conn c;
+		bench_conn c;
 		int rc_ack;
-		double t0 = now_s();
-		int rc = conn_try_open(&c, port, id, tok, &rc_ack);
-		double t1 = now_s();
+		double t0 = bench_now_s();
+		int rc = bench_conn_try_open(&c, port, id, tok, &rc_ack);
+		double t1 = bench_now_s();
 		if (rc == 0) {
 			add(out, (t1 - t0) * 1e3);
-			conn_close(&c);
+			bench_conn_close(&c);
 		} else {
 			out->refused++;
 		}
 	}
 }
 
-static const char *arg(int argc, char **argv, const char *name, const char *def)
-{
-	for (int i = 1; i + 1 < argc; i++)
-		if (!strcmp(argv[i], name))
-			return argv[i + 1];
-	return def;
-}
-
 int main(int argc, char **argv)
 {
-	lg_name = "bench_flood";
-	const char *port_s = arg(argc, argv, "--port", NULL), *cluster = arg(argc, argv, "--cluster", NULL);
-	if (!port_s || !cluster) {
-		fprintf(stderr, "usage: bench_flood --port P --cluster C [--devices N] [--rate R] [--addrs A] [--rounds K]\n"
-		                "                   [--quiet S] [--flood S] [--good-rate G] [--pid BROKER_PID]\n");
-		return 2;
-	}
+	bench_name = "bench_flood";
+	const char *cluster = NULL;
+	uint64_t port = 0, pid = 0, devices = 1024, nrounds = 3, ngood = 200, rate = 10000, addrs = 256;
+	double quiet_s = 2, flood_s = 3;
+	const cli_option opts[] = {
+		CLI_NUMBER("port", 0, &port, 1, 65535),
+		CLI_REQUIRED("cluster", 0, &cluster, "C"),
+		CLI_NUMBER("devices", 0, &devices, 1, 10000000),
+		CLI_NUMBER("rate", 0, &rate, 1, 1000000),
+		CLI_NUMBER("addrs", 0, &addrs, 1, 256),
+		CLI_NUMBER("rounds", 0, &nrounds, 1, 1000),
+		CLI_REAL("quiet", 0, &quiet_s, 0.001, 600),
+		CLI_REAL("flood", 0, &flood_s, 0.001, 600),
+		CLI_NUMBER("good-rate", 0, &ngood, 1, 1000000),
+		CLI_NUMBER("pid", 0, &pid, 0, INT32_MAX),
+		CLI_HELP_OPTION(0),
+		CLI_OPTIONS_END,
+	};
+	bench_parse(argc, argv, NULL, opts,
+	            "usage: bench_flood --port P --cluster C [--devices N] [--rate R] [--addrs A] [--rounds K]\n"
+	            "                   [--quiet S] [--flood S] [--good-rate G] [--pid BROKER_PID]\n");
+	if (!port)
+		bench_die("--port is required", NULL);
+	unsigned rounds = (unsigned)nrounds, good_rate = (unsigned)ngood;
+	if ((double)rounds * (quiet_s + flood_s) > 600)
+		bench_die("bad arguments", "at most 600 s in all");
 	if (ig_init() != IG_OK)
-		die("libsodium failed to initialise", "");
-	int port = atoi(port_s), pid = atoi(arg(argc, argv, "--pid", "0"));
-	unsigned devices = (unsigned)atoi(arg(argc, argv, "--devices", "1024"));
-	unsigned rounds = (unsigned)atoi(arg(argc, argv, "--rounds", "3"));
-	unsigned good_rate = (unsigned)atoi(arg(argc, argv, "--good-rate", "200"));
-	double quiet_s = atof(arg(argc, argv, "--quiet", "2")), flood_s = atof(arg(argc, argv, "--flood", "3"));
-	flood f = {.port = port};
-	f.rate = (unsigned)atoi(arg(argc, argv, "--rate", "10000"));
-	f.addrs = (unsigned)atoi(arg(argc, argv, "--addrs", "256"));
-	f.devices = devices;
-	if (port <= 0 || !devices || !rounds || !good_rate || !f.rate || f.addrs < 1 || f.addrs > 256 || quiet_s <= 0 ||
-	    flood_s <= 0 || rounds * (quiet_s + flood_s) > 600)
-		die("bad arguments", "ports, counts and durations must be positive; addrs 1..256; at most 600 s in all");
+		bench_die("libsodium failed to initialise", "");
+	flood f = {.port = (int)port, .rate = (unsigned)rate, .addrs = (unsigned)addrs, .devices = (unsigned)devices};
 
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -330,28 +287,28 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < MAX_INFLIGHT + 64)
-		die("too few file descriptors for the flood's connections in flight", "raise 'ulimit -n' to 5000 or more");
+		bench_die("too few file descriptors for the flood's connections in flight", "raise 'ulimit -n' to 5000 or more");
 
 	/* The flood's CONNECTs: enrolled ids, well-formed tokens, signed with a
 	 * key that is not theirs. */
 	uint8_t apk[IG_PK_BYTES], ask[IG_SK_BYTES];
-	bench_keypair("flood-attacker", apk, ask);
-	f.pkts = xrealloc(NULL, devices * sizeof *f.pkts);
-	f.pkt_len = xrealloc(NULL, devices * sizeof *f.pkt_len);
+	bench_id_keypair("flood-attacker", apk, ask);
+	f.pkts = bench_xrealloc(NULL, devices * sizeof *f.pkts);
+	f.pkt_len = bench_xrealloc(NULL, devices * sizeof *f.pkt_len);
 	uint64_t now = ig_now_ms() / 1000;
 	for (unsigned i = 0; i < devices; i++) {
 		char id[32], tok[IG_TOKEN_TEXT_MAX + 1];
-		dev_id(id, sizeof id, i);
+		bench_id_format(id, sizeof id, "dev", i);
 		if (ig_token_mint(tok, sizeof tok, ask, cluster, id, now, now + 600, NULL) < 0)
-			die("minting a flood token failed", id);
-		f.pkts[i] = xrealloc(NULL, 1200);
-		f.pkt_len[i] = encode_connect(f.pkts[i], id, tok);
+			bench_die("minting a flood token failed", id);
+		f.pkts[i] = bench_xrealloc(NULL, 1200);
+		f.pkt_len[i] = bench_mqtt_connect(f.pkts[i], 1200, id, id, tok);
 	}
 	sodium_memzero(ask, sizeof ask);
 
 	pthread_t th;
 	if (pthread_create(&th, NULL, flood_main, &f) != 0)
-		die("pthread_create", strerror(errno));
+		bench_die("pthread_create", strerror(errno));
 
 	samples quiet = {0}, flooded = {0};
 	unsigned next_id = 0;
@@ -359,16 +316,16 @@ int main(int argc, char **argv)
 	uint64_t flood_cpu = 0, quiet_cpu = 0;
 	double quiet_wall = 0;
 	for (unsigned r = 0; r < rounds; r++) {
-		uint64_t c0 = pid ? process_cpu_ns(pid) : 0;
-		double t0 = now_s();
-		good_phase(port, cluster, devices, quiet_s, good_rate, &quiet, &next_id);
-		uint64_t c1 = pid ? process_cpu_ns(pid) : 0;
-		double t1 = now_s();
+		uint64_t c0 = pid ? bench_proc_cpu_ns(pid) : 0;
+		double t0 = bench_now_s();
+		good_phase((int)port, cluster, (unsigned)devices, quiet_s, good_rate, &quiet, &next_id);
+		uint64_t c1 = pid ? bench_proc_cpu_ns(pid) : 0;
+		double t1 = bench_now_s();
 		atomic_store(&f.on, true);
-		good_phase(port, cluster, devices, flood_s, good_rate, &flooded, &next_id);
+		good_phase((int)port, cluster, (unsigned)devices, flood_s, good_rate, &flooded, &next_id);
 		atomic_store(&f.on, false);
-		uint64_t c2 = pid ? process_cpu_ns(pid) : 0;
-		double t2 = now_s();
+		uint64_t c2 = pid ? bench_proc_cpu_ns(pid) : 0;
+		double t2 = bench_now_s();
 		quiet_wall += t1 - t0;
 		flood_wall += t2 - t1;
 		quiet_cpu += c1 - c0;

@@ -54,7 +54,11 @@
 #include "ig_common.h"
 #include "ig_keys.h"
 #include "ig_token.h"
-#include "loadgen.h"
+#include "bench.h"
+#include "bench_conn.h"
+#include "bench_id.h"
+#include "bench_proc.h"
+#include "bench_stats.h"
 
 #define BENCH_NAME "bench_keys"
 #define MAX_PAIRS 2048
@@ -89,20 +93,17 @@ typedef struct pair {
 } pair;
 
 typedef struct device {
-	conn c;
+	bench_conn c;
 	char id[IG_ID_MAX + 1];
 	char ch_topic[160];
 	int pair;
 	bool is_a;
-	bool subscribed;
 	ig_box_key bk;
 } device;
 
 typedef struct stats_snap {
-	bool have;
-	double ts_ms, received_at;
-	double issued, refused, height, batches, pending;
-	double commit_last, commit_avg, commit_max;
+	bench_stats_ledger l;
+	double issued, refused;
 } stats_snap;
 
 typedef struct bench {
@@ -110,36 +111,20 @@ typedef struct bench {
 	int qos, window, npairs, ndev;
 	device *dev;
 	pair *pairs;
-	conn mon;
+	bench_conn mon;
 	int mon_subacks;
 	bool have_ch_pk;
 	uint8_t ch_pk[IG_PK_BYTES];
 	int subacks;
 	/* counters */
 	bool counting;
-	uint64_t completed, key_msgs, errors, timeouts, bad, mismatched, early_overflow;
-	uint64_t error_codes_n;
-	char error_codes[8][40];
-	uint64_t error_code_count[8];
-	float *lat_ms;
-	size_t nlat;
+	uint64_t completed, key_msgs, timeouts, bad, mismatched, early_overflow;
+	bench_stats_codes errors;
+	bench_stats_lat lat;
+	bench_conn_set set;
 	stats_snap last_stats;
 	int stats_seen;
 } bench;
-
-static void count_error(bench *B, const char *code)
-{
-	B->errors++;
-	for (uint64_t i = 0; i < B->error_codes_n; i++)
-		if (!strcmp(B->error_codes[i], code)) {
-			B->error_code_count[i]++;
-			return;
-		}
-	if (B->error_codes_n < 8) {
-		snprintf(B->error_codes[B->error_codes_n], sizeof B->error_codes[0], "%s", code);
-		B->error_code_count[B->error_codes_n++] = 1;
-	}
-}
 
 static void send_request(bench *B, pair *p, int s)
 {
@@ -148,11 +133,11 @@ static void send_request(bench *B, pair *p, int s)
 	memset(sl, 0, sizeof *sl);
 	sl->busy = true;
 	sl->seq = ++p->next_seq;
-	sl->sent_at = now_s();
+	sl->sent_at = bench_now_s();
 	char json[256];
 	int n = snprintf(json, sizeof json, "{\"type\":\"session_key\",\"peer\":\"%s\",\"nonce\":\"p%d.s%d.%" PRIu64 "\"}",
 	                 B->dev[p->b].id, (int)(p - B->pairs), s, sl->seq);
-	conn_publish(&a->c, a->ch_topic, json, (size_t)n, B->qos);
+	bench_conn_publish(&a->c, a->ch_topic, json, (size_t)n, B->qos);
 	p->outstanding++;
 }
 
@@ -160,8 +145,7 @@ static void finish(bench *B, pair *p, slot *sl, double now)
 {
 	B->completed++;
 	if (B->counting) {
-		if (B->nlat < MAX_LATENCIES)
-			B->lat_ms[B->nlat++] = (float)((now - sl->sent_at) * 1000.0);
+		bench_stats_lat_add_ms(&B->lat, (now - sl->sent_at) * 1000.0);
 	}
 	sodium_memzero(sl, sizeof *sl);
 	p->outstanding--;
@@ -200,12 +184,12 @@ static void on_inbox(bench *B, device *d, const uint8_t *payload, size_t plen)
 	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
 	const cJSON *type = m ? cJSON_GetObjectItemCaseSensitive(m, "type") : NULL;
 	pair *p = &B->pairs[d->pair];
-	double now = now_s();
+	double now = bench_now_s();
 	if (!cJSON_IsString(type)) {
 		B->bad++;
 	} else if (!strcmp(type->valuestring, "error")) {
 		const cJSON *code = cJSON_GetObjectItemCaseSensitive(m, "error");
-		count_error(B, cJSON_IsString(code) ? code->valuestring : "?");
+		bench_stats_codes_add(&B->errors, cJSON_IsString(code) ? code->valuestring : "?");
 		/* Errors carry no nonce: retire the oldest request still waiting. */
 		slot *oldest = NULL;
 		for (int s = 0; s < B->window; s++)
@@ -277,89 +261,29 @@ static void on_inbox(bench *B, device *d, const uint8_t *payload, size_t plen)
 	cJSON_Delete(m);
 }
 
-static void on_device_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_device_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
 	device *d = (device *)((char *)c - offsetof(device, c));
-	switch (type & 0xf0) {
-	case 0x90:
-		if (len < 3 || body[2] == 0x80)
-			die("the broker refused a device's inbox subscription", d->id);
-		d->subscribed = true;
-		B->subacks++;
-		break;
-	case 0x30: {
-		const char *topic;
-		const uint8_t *payload;
-		size_t tlen, plen;
-		if (publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
-			on_inbox(B, d, payload, plen);
-		else
-			B->bad++;
-		break;
-	}
-	default:
-		break;   /* PUBACKs for our QoS 1 requests */
-	}
+	bench_conn_msg msg;
+	if (bench_conn_take_publish(c, type, body, len, d->id, &B->subacks, &msg))
+		on_inbox(B, d, msg.payload, msg.plen);
+	else if ((type & 0xf0) == 0x30)
+		B->bad++;
 }
 
-static void on_monitor_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_monitor_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
-	cJSON *m = monitor_packet(c, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk);
+	stats_snap s = {0};
+	cJSON *m = bench_conn_monitor_stats(c, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk, &s.l);
 	if (!m)
 		return;
-	stats_snap s = {.have = true, .received_at = now_s()};
-	s.ts_ms = jnum(m, "ts", NULL, NULL);
-	s.issued = jnum(m, "keys", "issued", NULL);
-	s.refused = jnum(m, "keys", "refused", NULL);
-	s.height = jnum(m, "ledger", "height", NULL);
-	s.batches = jnum(m, "ledger", "batches", NULL);
-	s.pending = jnum(m, "ledger", "pending", NULL);
-	s.commit_last = jnum(m, "ledger", "commit_latency_us", "last");
-	s.commit_avg = jnum(m, "ledger", "commit_latency_us", "avg");
-	s.commit_max = jnum(m, "ledger", "commit_latency_us", "max");
+	s.issued = bench_jnum(m, "keys", "issued", NULL);
+	s.refused = bench_jnum(m, "keys", "refused", NULL);
 	B->last_stats = s;
 	B->stats_seen++;
 	cJSON_Delete(m);
-}
-
-/* One pass over every socket: write, poll, read. */
-static void pump(bench *B, struct pollfd *pfd, int timeout_ms)
-{
-	int nf = 0;
-	pfd[nf].fd = B->mon.fd;
-	pfd[nf].events = POLLIN | (conn_wants_write(&B->mon) ? POLLOUT : 0);
-	nf++;
-	for (int i = 0; i < B->ndev; i++) {
-		pfd[nf].fd = B->dev[i].c.fd;
-		pfd[nf].events = POLLIN | (conn_wants_write(&B->dev[i].c) ? POLLOUT : 0);
-		nf++;
-	}
-	int pr = poll(pfd, (nfds_t)nf, timeout_ms);
-	if (pr < 0 && errno != EINTR)
-		die("poll", strerror(errno));
-	if (pr <= 0)
-		return;
-	if (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))
-		if (!conn_read(&B->mon, on_monitor_packet, B))
-			die("the broker closed the monitor's connection", NULL);
-	for (int i = 0; i < B->ndev; i++) {
-		if (pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR))
-			if (!conn_read(&B->dev[i].c, on_device_packet, B))
-				die("the broker closed a device's connection (ACL refusal, or a takeover?)", B->dev[i].id);
-	}
-	if (conn_wants_write(&B->mon) && !conn_flush(&B->mon))
-		die("the monitor's connection broke", NULL);
-	for (int i = 0; i < B->ndev; i++)
-		if (conn_wants_write(&B->dev[i].c) && !conn_flush(&B->dev[i].c))
-			die("a device's connection broke", B->dev[i].id);
-}
-
-static int cmp_float(const void *a, const void *b)
-{
-	float x = *(const float *)a, y = *(const float *)b;
-	return x < y ? -1 : x > y;
 }
 
 typedef struct phase_result {
@@ -373,23 +297,23 @@ typedef struct phase_result {
  * taken after it arrives, so two stats messages bracket a loaded interval.
  * Ends with a drain, so nothing is left half-delivered. */
 static phase_result run_load(bench *B, int active, int window, double warmup, double duration, bool want_stats,
-                             int pid, struct pollfd *pfd)
+                             int pid)
 {
 	phase_result res = {0};
-	double t0 = now_s(), t_count = t0 + warmup, t_end = t_count + duration, t_counted = 0, t_stopped = 0;
+	double t0 = bench_now_s(), t_count = t0 + warmup, t_end = t_count + duration, t_counted = 0, t_stopped = 0;
 	uint64_t cpu0 = 0, cpu_used = 0, self0 = 0, self_used = 0, done0 = 0;
 	int stats_at_count = 0;
 	bool ended = false;
 	double stop_sending_at = t_end + (want_stats ? 2.5 : 0);
 	B->window = window;
-	B->nlat = 0;
+	B->lat.n = 0;
 	for (;;) {
-		double now = now_s();
+		double now = bench_now_s();
 		if (!B->counting && !ended && now >= t_count) {
 			B->counting = true;
 			t_counted = now;
-			cpu0 = pid ? process_cpu_ns(pid) : 0;
-			self0 = self_cpu_ns();
+			cpu0 = pid ? bench_proc_cpu_ns(pid) : 0;
+			self0 = bench_proc_self_cpu_ns();
 			done0 = B->completed;
 			stats_at_count = B->stats_seen;
 		}
@@ -398,15 +322,15 @@ static phase_result run_load(bench *B, int active, int window, double warmup, do
 			ended = true;
 			t_stopped = now;
 			res.counted = B->completed - done0;
-			cpu_used = pid ? process_cpu_ns(pid) - cpu0 : 0;
-			self_used = self_cpu_ns() - self0;
+			cpu_used = pid ? bench_proc_cpu_ns(pid) - cpu0 : 0;
+			self_used = bench_proc_self_cpu_ns() - self0;
 		}
 		/* The first stats taken after counting began, and the first after
 		 * the window: their difference is the plugin's view of the load. */
-		if (want_stats && B->stats_seen > stats_at_count && B->counting && !res.s_begin.have)
+		if (want_stats && B->stats_seen > stats_at_count && B->counting && !res.s_begin.l.have)
 			res.s_begin = B->last_stats;
-		if (ended && want_stats && B->last_stats.have && B->last_stats.received_at > t_end && res.s_begin.have &&
-		    B->last_stats.ts_ms > res.s_begin.ts_ms) {
+		if (ended && want_stats && B->last_stats.l.have && B->last_stats.l.received_at > t_end && res.s_begin.l.have &&
+		    B->last_stats.l.ts_ms > res.s_begin.l.ts_ms) {
 			res.s_end = B->last_stats;
 			break;
 		}
@@ -427,16 +351,16 @@ static phase_result run_load(bench *B, int active, int window, double warmup, do
 				}
 			}
 		}
-		pump(B, pfd, 20);
+		bench_conn_pump(&B->set, 20);
 	}
-	double drain_until = now_s() + 3.0;
+	double drain_until = bench_now_s() + 3.0;
 	for (;;) {
 		res.unfinished = 0;
 		for (int pi = 0; pi < active; pi++)
 			res.unfinished += (uint64_t)B->pairs[pi].outstanding;
-		if (!res.unfinished || now_s() > drain_until)
+		if (!res.unfinished || bench_now_s() > drain_until)
 			break;
-		pump(B, pfd, 20);
+		bench_conn_pump(&B->set, 20);
 	}
 	res.secs = t_stopped - t_counted;
 	res.rate = res.secs > 0 ? (double)res.counted / res.secs : 0;
@@ -445,102 +369,87 @@ static phase_result run_load(bench *B, int active, int window, double warmup, do
 		res.self_us = (double)self_used / 1e3 / (double)res.counted;
 		res.busy = (double)cpu_used / 1e9 / res.secs;
 	}
-	if (B->nlat) {
-		qsort(B->lat_ms, B->nlat, sizeof *B->lat_ms, cmp_float);
-		res.p50 = B->lat_ms[B->nlat / 2];
-		res.p99 = B->lat_ms[(size_t)((double)B->nlat * 0.99)];
-		res.max = B->lat_ms[B->nlat - 1];
-	}
+	bench_stats_lat_summary(&B->lat, &res.p50, &res.p99, &res.max);
 	return res;
 }
 
 int main(int argc, char **argv)
 {
-	lg_name = BENCH_NAME;
-	int port = 0, pid = 0;
+	bench_name = BENCH_NAME;
+	uint64_t port = 0, pid = 0, pairs = 100, window = 4, qos = 1;
 	double duration = 5.0, warmup = 1.0, goal = 5000, probe = 1.5;
-	bench B = {.cluster = "bench", .qos = 1, .window = 4, .npairs = 100};
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!v)
-			die("option needs a value", a);
-		if (!strcmp(a, "--port"))
-			port = atoi(v);
-		else if (!strcmp(a, "--cluster"))
-			B.cluster = v;
-		else if (!strcmp(a, "--pairs"))
-			B.npairs = atoi(v);
-		else if (!strcmp(a, "--window"))
-			B.window = atoi(v);
-		else if (!strcmp(a, "--duration"))
-			duration = atof(v);
-		else if (!strcmp(a, "--warmup"))
-			warmup = atof(v);
-		else if (!strcmp(a, "--pid"))
-			pid = atoi(v);
-		else if (!strcmp(a, "--qos"))
-			B.qos = atoi(v);
-		else if (!strcmp(a, "--goal"))
-			goal = atof(v);
-		else if (!strcmp(a, "--probe"))
-			probe = atof(v);
-		else {
-			fprintf(stderr, "usage: bench_keys --port P [--cluster C] [--pairs N] [--window W] [--duration S]\n"
-			                "                  [--warmup S] [--pid BROKER_PID] [--qos 0|1] [--goal PAIRS_PER_S] [--probe S]\n");
-			return 2;
-		}
-		i++;
-	}
-	if (port <= 0 || B.npairs < 1 || B.npairs > MAX_PAIRS || B.window < 1 || B.window > MAX_WINDOW ||
-	    duration <= 0 || duration > 50 || warmup < 0 || probe < 0 || probe > 10 || (B.qos != 0 && B.qos != 1))
-		die("need --port; 1 <= pairs <= 2048, 1 <= window <= 64, 0 < duration <= 50, qos 0 or 1", NULL);
+	bench B = {.cluster = "bench"};
+	const cli_option opts[] = {
+		BENCH_CONN_CLI_OPTIONS(&port, &B.cluster, &pid),
+		CLI_NUMBER("pairs", 0, &pairs, 1, MAX_PAIRS),
+		CLI_NUMBER("window", 0, &window, 1, MAX_WINDOW),
+		CLI_REAL("duration", 0, &duration, 0.001, 50),
+		CLI_REAL("warmup", 0, &warmup, 0, 60),
+		CLI_NUMBER("qos", 0, &qos, 0, 1),
+		CLI_REAL("goal", 0, &goal, 0, 1e9),
+		CLI_REAL("probe", 0, &probe, 0, 10),
+		CLI_HELP_OPTION(0),
+		CLI_OPTIONS_END,
+	};
+	bench_parse(argc, argv, NULL, opts,
+	            "usage: bench_keys --port P [--cluster C] [--pairs N] [--window W] [--duration S]\n"
+	            "                  [--warmup S] [--pid BROKER_PID] [--qos 0|1] [--goal PAIRS_PER_S] [--probe S]\n");
+	if (!port)
+		bench_die("--port is required", NULL);
+	B.npairs = (int)pairs;
+	B.window = (int)window;
+	B.qos = (int)qos;
 	if (ig_init() != IG_OK)
-		die("libsodium failed to initialise", NULL);
+		bench_die("libsodium failed to initialise", NULL);
 
 	B.ndev = 2 * B.npairs;
 	B.dev = calloc((size_t)B.ndev, sizeof *B.dev);
 	B.pairs = calloc((size_t)B.npairs, sizeof *B.pairs);
-	B.lat_ms = malloc(MAX_LATENCIES * sizeof *B.lat_ms);
+	bench_stats_lat_init(&B.lat, MAX_LATENCIES);
 	struct pollfd *pfd = calloc((size_t)B.ndev + 1, sizeof *pfd);
-	if (!B.dev || !B.pairs || !B.lat_ms || !pfd)
-		die("out of memory", NULL);
+	if (!B.dev || !B.pairs || !pfd)
+		bench_die("out of memory", NULL);
+	B.set = (bench_conn_set){.n = B.ndev + 1, .mon = &B.mon, .mon_id = "mon-000", .on_mon = on_monitor_packet,
+	                         BENCH_CONN_ARRAY(B.dev, device), .on_dev = on_device_packet,
+	                         .closed_why = "(ACL refusal, or a takeover?)", .ctx = &B,
+	                         .pfd = pfd};
 
 	/* The monitor learns the cluster-head key the way a device does (the
 	 * retained ledger head) and reads the plugin's stats. */
 	char tok[IG_TOKEN_TEXT_MAX], topic[256];
-	bench_token(tok, sizeof tok, B.cluster, "mon-000");
-	conn_open(&B.mon, port, "mon-000", tok);
+	bench_id_token(tok, sizeof tok, B.cluster, "mon-000", 600);
+	bench_conn_open(&B.mon, (int)port, "mon-000", tok);
 	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
-	conn_subscribe(&B.mon, topic, 0);
+	bench_conn_subscribe(&B.mon, topic, 0);
 	snprintf(topic, sizeof topic, "iotguard/%s/stats", B.cluster);
-	conn_subscribe(&B.mon, topic, 0);
-	double t_setup = now_s();
+	bench_conn_subscribe(&B.mon, topic, 0);
+	double t_setup = bench_now_s();
 	for (int i = 0; i < B.ndev; i++) {
 		device *d = &B.dev[i];
 		snprintf(d->id, sizeof d->id, "dev-%07d", i);
 		snprintf(d->ch_topic, sizeof d->ch_topic, "iotguard/%s/ch/%s", B.cluster, d->id);
 		d->pair = i / 2;
 		d->is_a = (i % 2) == 0;
-		bench_token(tok, sizeof tok, B.cluster, d->id);
-		conn_open(&d->c, port, d->id, tok);
+		bench_id_token(tok, sizeof tok, B.cluster, d->id, 600);
+		bench_conn_open(&d->c, (int)port, d->id, tok);
 		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", B.cluster, d->id);
-		conn_subscribe(&d->c, topic, 1);
+		bench_conn_subscribe(&d->c, topic, 1);
 		if (d->is_a)
 			B.pairs[d->pair].a = i;
 		else
 			B.pairs[d->pair].b = i;
 	}
-	while ((B.subacks < B.ndev || !B.have_ch_pk || B.mon_subacks < 2) && now_s() - t_setup < 10)
-		pump(&B, pfd, 50);
+	while ((B.subacks < B.ndev || !B.have_ch_pk || B.mon_subacks < 2) && bench_now_s() - t_setup < 10)
+		bench_conn_pump(&B.set, 50);
 	if (!B.have_ch_pk)
-		die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
+		bench_die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
 	if (B.subacks < B.ndev)
-		die("not every device's inbox subscription was acknowledged within 10 s", NULL);
+		bench_die("not every device's inbox subscription was acknowledged within 10 s", NULL);
 	for (int i = 0; i < B.ndev; i++) {
 		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
-		bench_keypair(B.dev[i].id, pk, sk);
+		bench_id_keypair(B.dev[i].id, pk, sk);
 		if (ig_box_key_for_ch(&B.dev[i].bk, sk, B.ch_pk) != IG_OK)
-			die("X25519 box key for a device failed", B.dev[i].id);
+			bench_die("X25519 box key for a device failed", B.dev[i].id);
 		sodium_memzero(sk, sizeof sk);
 	}
 	printf("== bench_keys: session keys issued end to end: %d pairs (%d devices, one poll() loop), %d requests in "
@@ -551,7 +460,7 @@ int main(int argc, char **argv)
 	       "is a durable audit record.\n");
 	fflush(stdout);
 
-	phase_result main_run = run_load(&B, B.npairs, B.window, warmup, duration, true, pid, pfd);
+	phase_result main_run = run_load(&B, B.npairs, B.window, warmup, duration, true, (int)pid);
 	double rate = main_run.rate;
 	printf("pairs done in the timed window: %" PRIu64 " in %.2f s = %.0f pairs/s   (target >= %.0f: %s)\n",
 	       main_run.counted, main_run.secs, rate, goal, rate >= goal ? "PASS" : "MISS");
@@ -568,25 +477,24 @@ int main(int argc, char **argv)
 		printf("load generator CPU per pair: %.1f us (two box opens, JSON, the request)\n", main_run.self_us);
 	}
 	const stats_snap *sb = &main_run.s_begin, *se = &main_run.s_end;
-	if (sb->have && se->have && se->ts_ms > sb->ts_ms) {
-		double dt = (se->ts_ms - sb->ts_ms) / 1000.0;
+	if (sb->l.have && se->l.have && se->l.ts_ms > sb->l.ts_ms) {
+		double dt = (se->l.ts_ms - sb->l.ts_ms) / 1000.0;
 		double issued = se->issued - sb->issued;
-		double recs = se->height - sb->height, batches = se->batches - sb->batches;
+		double recs = se->l.height - sb->l.height, batches = se->l.batches - sb->l.batches;
 		printf("plugin stats over %.1f s under load: keys issued %.0f/s, refused %.0f, ledger +%.0f records in "
 		       "%.0f fdatasyncs (%.1f records/fsync)\n",
 		       dt, issued / dt, se->refused - sb->refused, recs, batches, batches > 0 ? recs / batches : 0);
-		printf("ledger commit latency (submit -> durable, plugin stats): last %.0f us, avg %.0f us, max %.0f us\n",
-		       se->commit_last, se->commit_avg, se->commit_max);
+		bench_stats_ledger_print_commit(NULL, &se->l);
 		printf("RESULT keys.plugin_issued_per_s %.0f\n", issued / dt);
 		printf("RESULT keys.commit_avg_us %.0f\nRESULT keys.commit_max_us %.0f\nRESULT keys.commit_last_us %.0f\n",
-		       se->commit_avg, se->commit_max, se->commit_last);
+		       se->l.commit_avg, se->l.commit_max, se->l.commit_last);
 	} else {
 		printf("plugin stats: none received (run the broker with plugin_opt_stats_interval 1)\n");
 	}
 	uint64_t inflight = main_run.unfinished;
 	if (probe > 0) {
 		/* One request at a time from one pair: what a single device waits. */
-		phase_result light = run_load(&B, 1, 1, 0.2, probe, false, 0, pfd);
+		phase_result light = run_load(&B, 1, 1, 0.2, probe, false, 0);
 		inflight += light.unfinished;
 		if (light.counted) {
 			printf("light load (1 pair, 1 request in flight, %.1f s): %" PRIu64 " keys, request -> both copies "
@@ -596,22 +504,22 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("total: %" PRIu64 " pairs, %" PRIu64 " key messages opened; errors %" PRIu64, B.completed, B.key_msgs,
-	       B.errors);
-	for (uint64_t i = 0; i < B.error_codes_n; i++)
-		printf("%s%s=%" PRIu64, i ? ", " : " (", B.error_codes[i], B.error_code_count[i]);
+	       B.errors.total);
+	for (int i = 0; i < B.errors.n; i++)
+		printf("%s%s=%" PRIu64, i ? ", " : " (", B.errors.code[i], B.errors.count[i]);
 	printf("%s; bad/unopenable %" PRIu64 ", key mismatches %" PRIu64 ", timeouts %" PRIu64 ", unfinished %" PRIu64 "\n",
-	       B.error_codes_n ? ")" : "", B.bad, B.mismatched, B.timeouts, inflight);
-	printf("RESULT keys.failures %" PRIu64 "\n", B.errors + B.bad + B.mismatched + B.timeouts + B.early_overflow);
+	       B.errors.n ? ")" : "", B.bad, B.mismatched, B.timeouts, inflight);
+	printf("RESULT keys.failures %" PRIu64 "\n", B.errors.total + B.bad + B.mismatched + B.timeouts + B.early_overflow);
 	fflush(stdout);
 
 	for (int i = 0; i < B.ndev; i++)
-		conn_close(&B.dev[i].c);
-	conn_close(&B.mon);
+		bench_conn_close(&B.dev[i].c);
+	bench_conn_close(&B.mon);
 	sodium_memzero(B.dev, (size_t)B.ndev * sizeof *B.dev);
 	sodium_memzero(B.pairs, (size_t)B.npairs * sizeof *B.pairs);
 	free(B.dev);
 	free(B.pairs);
-	free(B.lat_ms);
+	bench_stats_lat_free(&B.lat);
 	free(pfd);
 	return B.mismatched || B.bad ? 1 : 0;
 }

@@ -28,18 +28,12 @@
 #include <unistd.h>
 
 #include "ig_ledger.h"
+#include "bench.h"
+#include "bench_proc.h"
 
 #define BLOCKING_THREADS 64
 #define ASYNC_IN_FLIGHT 4096
 #define BIG_RECORDS 1000000u
-
-static double cpu_seconds(void)
-{
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	       (double)ru.ru_stime.tv_usec / 1e6;
-}
 
 static double seconds_since(uint64_t start_us)
 {
@@ -48,8 +42,7 @@ static double seconds_since(uint64_t start_us)
 
 static void die(const char *what, const ig_error *err)
 {
-	fprintf(stderr, "bench_ledger: %s: %s\n", what, err ? err->msg : "");
-	exit(1);
+	bench_die(what, err ? err->msg : "failed");
 }
 
 /* An enroll body of about 190 bytes: 64-char id, 80-char "by". */
@@ -134,7 +127,7 @@ static void bench_blocking(const char *dir, unsigned threads, uint32_t max_batch
 	pthread_t *th = calloc(threads, sizeof *th);
 	blocking_thread *ts = calloc(threads, sizeof *ts);
 	uint64_t start = ig_mono_us();
-	double cpu0 = cpu_seconds();
+	double cpu0 = bench_proc_self_cpu_s();
 	for (unsigned i = 0; i < threads; i++) {
 		ts[i] = (blocking_thread){.run = &run, .id = i};
 		if (pthread_create(&th[i], NULL, blocking_main, &ts[i]) != 0) {
@@ -147,7 +140,7 @@ static void bench_blocking(const char *dir, unsigned threads, uint32_t max_batch
 	for (unsigned i = 0; i < threads; i++)
 		pthread_join(th[i], NULL);
 	double secs = seconds_since(start);
-	double cpu = cpu_seconds() - cpu0;
+	double cpu = bench_proc_self_cpu_s() - cpu0;
 	ig_ledger_stats st;
 	ig_ledger_get_stats(run.l, &st);
 	uint64_t n = atomic_load(&run.appended);
@@ -190,7 +183,7 @@ static double run_async(ig_ledger *l, double seconds, uint64_t limit, uint64_t *
 	uint64_t start = ig_mono_us();
 	uint64_t deadline = start + (uint64_t)(seconds * 1e6);
 	int efd = ig_ledger_event_fd(l);
-	double cpu0 = cpu_seconds();
+	double cpu0 = bench_proc_self_cpu_s();
 	for (;;) {
 		bool more = ig_mono_us() < deadline && submitted < limit;
 		while (more && a.in_flight < ASYNC_IN_FLIGHT && submitted < limit) {
@@ -214,7 +207,7 @@ static double run_async(ig_ledger *l, double seconds, uint64_t limit, uint64_t *
 	double secs = seconds_since(start);
 	*out_done = a.done;
 	if (cpu_us_per_record)
-		*cpu_us_per_record = a.done ? (cpu_seconds() - cpu0) * 1e6 / (double)a.done : 0.0;
+		*cpu_us_per_record = a.done ? (bench_proc_self_cpu_s() - cpu0) * 1e6 / (double)a.done : 0.0;
 	return (double)a.done / secs;
 }
 
@@ -269,7 +262,7 @@ static void bench_big(const char *dir)
 	for (int run = 0; run < 3; run++) {
 		ig_verify_result res;
 		start = ig_mono_us();
-		double cpu0 = cpu_seconds();
+		double cpu0 = bench_proc_self_cpu_s();
 		if (ig_ledger_verify(dir, NULL, NULL, NULL, NULL, &res, &err) != IG_OK)
 			die("verify", &err);
 		double secs = seconds_since(start);
@@ -277,7 +270,7 @@ static void bench_big(const char *dir)
 		if (r > best)
 			best = r;
 		printf("  verify run %d: %.0f records/s (%" PRIu64 " records, %.0f MB/s, %.2f s, %.2f s CPU)\n",
-		       run + 1, r, res.height, mb / secs, secs, cpu_seconds() - cpu0);
+		       run + 1, r, res.height, mb / secs, secs, bench_proc_self_cpu_s() - cpu0);
 		fflush(stdout);
 	}
 	printf("verify: %.0f records/s (best of 3 runs)\n", best);
@@ -303,6 +296,7 @@ static void bench_big(const char *dir)
 
 int main(int argc, char **argv)
 {
+	bench_name = "bench_ledger";
 	if (ig_init() != IG_OK) {
 		fprintf(stderr, "bench_ledger: libsodium failed to initialise\n");
 		return 1;

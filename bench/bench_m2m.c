@@ -50,7 +50,11 @@
 #include "ig_common.h"
 #include "ig_keys.h"
 #include "ig_token.h"
-#include "loadgen.h"
+#include "bench.h"
+#include "bench_conn.h"
+#include "bench_id.h"
+#include "bench_proc.h"
+#include "bench_stats.h"
 
 #define BENCH_NAME "bench_m2m"
 #define MAX_PAIRS 256
@@ -63,7 +67,7 @@
 typedef enum mode { MODE_PLAIN = 0, MODE_SEALED = 1 } mode;
 
 typedef struct device {
-	conn c;
+	bench_conn c;
 	char id[IG_ID_MAX + 1];
 	int pair;
 	bool is_sender;
@@ -90,8 +94,9 @@ typedef struct bench {
 	uint64_t wpair;
 	device *dev;
 	pair *pairs;
-	conn mon;
+	bench_conn mon;
 	bool have_ch_pk;
+	int mon_subacks;
 	uint8_t ch_pk[IG_PK_BYTES];
 	int subacks;
 	mode send_mode;                     /* what senders produce right now */
@@ -100,6 +105,7 @@ typedef struct bench {
 	uint64_t received, received_mode[2], bad_len, dropped[4];   /* replayed/too_old, tampered, unknown key, malformed */
 	uint64_t key_errors;
 	ig_suite suite;
+	bench_conn_set set;
 } bench;
 
 /* A session_key inbox message, opened and checked as a device does. */
@@ -172,25 +178,15 @@ static void on_m2m(bench *B, pair *p, const char *topic, size_t tlen, const uint
 	B->received_mode[MODE_SEALED]++;
 }
 
-static void on_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
 	device *d = (device *)((char *)c - offsetof(device, c));
-	if ((type & 0xf0) == 0x90) {
-		if (len < 3 || body[2] == 0x80)
-			die("the broker refused a subscription", d->id);
-		B->subacks++;
+	bench_conn_msg msg;
+	if (!bench_conn_take_publish(c, type, body, len, d->id, &B->subacks, &msg))
 		return;
-	}
-	if ((type & 0xf0) != 0x30)
-		return;
-	const char *topic;
-	const uint8_t *payload;
-	size_t tlen, plen;
-	if (!publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
-		return;
-	if (tlen > 6 && memcmp(topic + tlen - 6, "/inbox", 6) == 0) {
-		cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
+	if (msg.tlen > 6 && memcmp(msg.topic + msg.tlen - 6, "/inbox", 6) == 0) {
+		cJSON *m = cJSON_ParseWithLength((const char *)msg.payload, msg.plen);
 		const cJSON *t = m ? cJSON_GetObjectItemCaseSensitive(m, "type") : NULL;
 		if (cJSON_IsString(t) && !strcmp(t->valuestring, "session_key"))
 			on_key(B, d, m);
@@ -204,53 +200,13 @@ static void on_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, siz
 		return;
 	}
 	if (!d->is_sender)
-		on_m2m(B, &B->pairs[d->pair], topic, tlen, payload, plen);
+		on_m2m(B, &B->pairs[d->pair], msg.topic, msg.tlen, msg.payload, msg.plen);
 }
 
-static void on_monitor_packet(void *ctx, conn *c, uint8_t type, const uint8_t *body, size_t len)
+static void on_monitor_packet(void *ctx, bench_conn *c, uint8_t type, const uint8_t *body, size_t len)
 {
 	bench *B = ctx;
-	if ((type & 0xf0) != 0x30)
-		return;
-	const char *topic;
-	const uint8_t *payload;
-	size_t tlen, plen;
-	if (!publish_parts(c, type, body, len, &topic, &tlen, &payload, &plen))
-		return;
-	cJSON *m = cJSON_ParseWithLength((const char *)payload, plen);
-	const cJSON *pk = m ? cJSON_GetObjectItemCaseSensitive(m, "ch_pubkey") : NULL;
-	if (cJSON_IsString(pk) && ig_hex_decode(B->ch_pk, IG_PK_BYTES, pk->valuestring, strlen(pk->valuestring)) == IG_OK)
-		B->have_ch_pk = true;
-	cJSON_Delete(m);
-}
-
-static void pump(bench *B, struct pollfd *pfd, int timeout_ms)
-{
-	int nf = 0;
-	pfd[nf].fd = B->mon.fd;
-	pfd[nf].events = POLLIN | (conn_wants_write(&B->mon) ? POLLOUT : 0);
-	nf++;
-	for (int i = 0; i < B->ndev; i++) {
-		pfd[nf].fd = B->dev[i].c.fd;
-		pfd[nf].events = POLLIN | (conn_wants_write(&B->dev[i].c) ? POLLOUT : 0);
-		nf++;
-	}
-	int pr = poll(pfd, (nfds_t)nf, timeout_ms);
-	if (pr < 0 && errno != EINTR)
-		die("poll", strerror(errno));
-	if (pr <= 0)
-		return;
-	if ((pfd[0].revents & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->mon, on_monitor_packet, B))
-		die("the broker closed the monitor's connection", NULL);
-	for (int i = 0; i < B->ndev; i++) {
-		short re = pfd[i + 1].revents;
-		if ((re & (POLLIN | POLLHUP | POLLERR)) && !conn_read(&B->dev[i].c, on_packet, B))
-			die("the broker closed a device's connection (ACL refusal?)", B->dev[i].id);
-		if ((re & POLLOUT) && !conn_flush(&B->dev[i].c))
-			die("a device's connection broke", B->dev[i].id);
-	}
-	if (conn_wants_write(&B->mon) && !conn_flush(&B->mon))
-		die("the monitor's connection broke", NULL);
+	cJSON_Delete(bench_conn_monitor_packet(c, type, body, len, &B->mon_subacks, B->ch_pk, &B->have_ch_pk));
 }
 
 static uint64_t outstanding(const pair *p)
@@ -261,18 +217,18 @@ static uint64_t outstanding(const pair *p)
 /* Appends up to n messages from p's sender in the current mode. */
 static void fill(bench *B, pair *p, uint64_t n)
 {
-	conn *c = &B->dev[p->s].c;
+	bench_conn *c = &B->dev[p->s].c;
 	size_t wire = B->send_mode == MODE_SEALED ? IG_M2M_HEADER_BYTES + B->payload_len + IG_AEAD_TAG_BYTES
 	                                           : B->payload_len;
 	for (uint64_t k = 0; k < n; k++) {
-		uint8_t *dst = conn_publish_begin(c, p->topic, p->topic_len, wire, 0);
+		uint8_t *dst = bench_conn_publish_begin(c, p->topic, p->topic_len, wire, 0);
 		if (B->send_mode == MODE_SEALED) {
 			p->counter++;
 			ig_put_u64(B->pt, p->counter);    /* a little variety in the plaintext */
 			int rc = ig_m2m_seal(dst, wire, p->s_key.suite, p->s_key.key, p->s_key.key_id, 0, p->counter, p->topic,
 			                     B->pt, B->payload_len);
 			if (rc != (int)wire)
-				die("ig_m2m_seal failed", NULL);
+				bench_die("ig_m2m_seal failed", NULL);
 		} else {
 			memcpy(dst, B->pt, B->payload_len);
 		}
@@ -285,30 +241,6 @@ typedef struct result {
 	uint64_t sent, received, lost, dropped;
 } result;
 
-/* Wall time and CPU (broker's and ours) charged to each mode. */
-typedef struct meter {
-	int pid;
-	double time[2];
-	uint64_t cpu[2], self[2];
-	double mark_t;
-	uint64_t mark_cpu, mark_self;
-} meter;
-
-/* Charges what passed since the last mark to mode md (md < 0: only sets
- * the mark). */
-static void meter_charge(meter *m, int md, double now)
-{
-	uint64_t cpu = m->pid ? process_cpu_ns(m->pid) : 0, self = self_cpu_ns();
-	if (md >= 0) {
-		m->time[md] += now - m->mark_t;
-		m->cpu[md] += cpu - m->mark_cpu;
-		m->self[md] += self - m->mark_self;
-	}
-	m->mark_t = now;
-	m->mark_cpu = cpu;
-	m->mark_self = self;
-}
-
 /* One round: 2 x duration of timed load (after a warm-up) in which the
  * senders switch between plaintext and sealed every `slice` seconds, so a
  * burst of load from elsewhere on the machine hits both modes alike.
@@ -316,43 +248,27 @@ static void meter_charge(meter *m, int md, double now)
  * by the slice they fall in. The broker works on the previous slice's
  * messages for the first window/rate seconds of a slice (about 50 ms), which
  * dilutes a difference between the modes by that fraction of a slice. */
-static result run_round(bench *B, double warmup, double duration, double slice, mode first, int broker_pid,
-                        struct pollfd *pfd)
+static result run_round(bench *B, double warmup, double duration, double slice, mode first, int broker_pid)
 {
 	B->received = 0;
 	memset(B->received_mode, 0, sizeof B->received_mode);
 	memset(B->dropped, 0, sizeof B->dropped);
 	for (int i = 0; i < B->npairs; i++)
 		B->pairs[i].sent = B->pairs[i].received = B->pairs[i].written_off = 0;
-	double t0 = now_s(), t_count = t0 + warmup, t_end = t_count + 2 * duration;
-	double last_progress = t0, stop_deadline = 0, slice_start = t0;
-	bool counting = false, stopping = false;
-	meter mt = {.pid = broker_pid};
+	double t0 = bench_now_s(), last_progress = t0;
+	bench_proc_rotation rot;
+	bench_proc_rotation_start(&rot, broker_pid, 2, (int)first, warmup, duration, slice);
 	uint64_t recv_start[2] = {0, 0}, recv_end[2] = {0, 0}, last_received = 0;
-	B->send_mode = first;
 	for (;;) {
-		double now = now_s();
-		if (!counting && !stopping && now >= t_count) {
-			counting = true;
+		double now = bench_now_s();
+		if (bench_proc_rotation_tick(&rot, now))
 			memcpy(recv_start, B->received_mode, sizeof recv_start);
-			meter_charge(&mt, -1, now);
-		}
-		if (!stopping && now >= t_end) {
-			meter_charge(&mt, (int)B->send_mode, now);
-			counting = false;
-			stopping = true;
-			stop_deadline = now + 2.0;
-		}
-		if (!stopping && now - slice_start >= slice) {
-			if (counting)
-				meter_charge(&mt, (int)B->send_mode, now);
-			B->send_mode = B->send_mode == MODE_PLAIN ? MODE_SEALED : MODE_PLAIN;
-			slice_start = now;
-		}
+		B->send_mode = (mode)rot.mode;
+		bool stopping = rot.stopping;
 		bool all_in = true;
 		for (int i = 0; i < B->npairs; i++)
 			all_in = all_in && outstanding(&B->pairs[i]) == 0;
-		if (stopping && (all_in || now >= stop_deadline))
+		if (stopping && (all_in || now >= rot.stop_deadline))
 			break;
 		if (B->received != last_received) {
 			last_received = B->received;
@@ -372,12 +288,12 @@ static result run_round(bench *B, double warmup, double duration, double slice, 
 					continue;
 				uint64_t room = B->wpair - outstanding(p);
 				fill(B, p, room < BATCH ? room : BATCH);
-				if (!conn_flush(&B->dev[p->s].c))
-					die("a sender's connection broke (refused by the ACL?)", B->dev[p->s].id);
+				if (!bench_conn_flush(&B->dev[p->s].c))
+					bench_die("a sender's connection broke (refused by the ACL?)", B->dev[p->s].id);
 				can_send = can_send || outstanding(p) < B->wpair;
 			}
 		}
-		pump(B, pfd, can_send ? 0 : 20);
+		bench_conn_pump(&B->set, can_send ? 0 : 20);
 	}
 	/* Messages of both kinds sent during the timed window arrive up to the
 	 * end of the drain; count those sent while counting. */
@@ -391,28 +307,9 @@ static result run_round(bench *B, double warmup, double duration, double slice, 
 	for (int i = 0; i < 4; i++)
 		r.dropped += B->dropped[i];
 	for (int m = 0; m < 2; m++) {
-		uint64_t counted = recv_end[m] - recv_start[m];
-		r.rate[m] = mt.time[m] > 0 ? (double)counted / mt.time[m] : 0;
-		if (counted) {
-			r.cpu_us[m] = (double)mt.cpu[m] / 1e3 / (double)counted;
-			r.self_us[m] = (double)mt.self[m] / 1e3 / (double)counted;
-		}
+		bench_proc_meter_rates(&rot.mt, m, recv_end[m] - recv_start[m], &r.rate[m], &r.cpu_us[m], &r.self_us[m]);
 	}
 	return r;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-	double tmp[MAX_ROUNDS];
-	memcpy(tmp, v, (size_t)n * sizeof *v);
-	qsort(tmp, (size_t)n, sizeof *tmp, cmp_double);
-	return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2;
 }
 
 /* Seal + open + replay check of one message in a tight loop, per suite:
@@ -431,17 +328,17 @@ static void crypto_cost(size_t payload_len, ig_suite in_use)
 		ig_replay_window w;
 		ig_replay_init(&w);
 		const int n = 100000;
-		double t0 = now_s();
+		double t0 = bench_now_s();
 		for (int i = 1; i <= n; i++) {
 			int len = ig_m2m_seal(msg, sizeof msg, suites[s], key, key_id, 0, (uint64_t)i, topic, pt, payload_len);
 			ig_m2m_header h;
 			if (len < 0 || ig_m2m_parse_header(msg, (size_t)len, &h) != IG_OK ||
 			    ig_replay_check(&w, h.counter) != IG_REPLAY_OK ||
 			    ig_m2m_open(out, sizeof out, msg, (size_t)len, key, 0, topic, &h) != (int)payload_len)
-				die("seal/open self-check failed", ig_suite_name(suites[s]));
+				bench_die("seal/open self-check failed", ig_suite_name(suites[s]));
 			ig_replay_commit(&w, h.counter);
 		}
-		double us = (now_s() - t0) / n * 1e6;
+		double us = (bench_now_s() - t0) / n * 1e6;
 		printf("crypto alone, %s: %.2f us per %zu-byte message (seal + parse + replay check + open)\n",
 		       ig_suite_name(suites[s]), us, payload_len);
 		if (suites[s] == in_use)
@@ -452,80 +349,65 @@ static void crypto_cost(size_t payload_len, ig_suite in_use)
 
 int main(int argc, char **argv)
 {
-	lg_name = BENCH_NAME;
-	int port = 0, pid = 0, rounds = 3;
+	bench_name = BENCH_NAME;
+	uint64_t port = 0, pid = 0, nrounds = 3, pairs = 8, payload = 64, window = 2000;
 	double duration = 2.0, warmup = 0.5, goal = 0.9, slice = 0.5;
-	uint64_t window = 2000;
-	bench B = {.cluster = "bench", .npairs = 8, .payload_len = 64};
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (!v)
-			die("option needs a value", a);
-		if (!strcmp(a, "--port"))
-			port = atoi(v);
-		else if (!strcmp(a, "--cluster"))
-			B.cluster = v;
-		else if (!strcmp(a, "--pairs"))
-			B.npairs = atoi(v);
-		else if (!strcmp(a, "--payload"))
-			B.payload_len = (size_t)atol(v);
-		else if (!strcmp(a, "--window"))
-			window = strtoull(v, NULL, 10);
-		else if (!strcmp(a, "--duration"))
-			duration = atof(v);
-		else if (!strcmp(a, "--warmup"))
-			warmup = atof(v);
-		else if (!strcmp(a, "--rounds"))
-			rounds = atoi(v);
-		else if (!strcmp(a, "--pid"))
-			pid = atoi(v);
-		else if (!strcmp(a, "--goal"))
-			goal = atof(v);
-		else if (!strcmp(a, "--slice"))
-			slice = atof(v);
-		else {
-			fprintf(stderr, "usage: bench_m2m --port P [--cluster C] [--pairs N] [--payload BYTES] [--window W]\n"
-			                "                 [--duration S] [--warmup S] [--rounds R] [--slice S] [--pid BROKER_PID]\n"
-			                "                 [--goal RATIO]\n");
-			return 2;
-		}
-		i++;
-	}
-	if (port <= 0 || B.npairs < 1 || B.npairs > MAX_PAIRS || B.payload_len < 1 || B.payload_len > MAX_PAYLOAD ||
-	    window < (uint64_t)B.npairs || rounds < 1 || rounds > MAX_ROUNDS || duration <= 0 || duration > 20 ||
-	    warmup < 0 || slice < 0.05 || slice > duration)
-		die("need --port; 1 <= pairs <= 256, 1 <= payload <= 1024, window >= pairs, 1 <= rounds <= 16, "
-		    "0 < duration <= 20", NULL);
+	bench B = {.cluster = "bench"};
+	const cli_option opts[] = {
+		BENCH_CONN_CLI_OPTIONS(&port, &B.cluster, &pid),
+		CLI_NUMBER("pairs", 0, &pairs, 1, MAX_PAIRS),
+		CLI_NUMBER("payload", 0, &payload, 1, MAX_PAYLOAD),
+		CLI_NUMBER("window", 0, &window, 1, UINT32_MAX),
+		CLI_REAL("duration", 0, &duration, 0.001, 20),
+		CLI_REAL("warmup", 0, &warmup, 0, 60),
+		CLI_NUMBER("rounds", 0, &nrounds, 1, MAX_ROUNDS),
+		CLI_REAL("goal", 0, &goal, 0, 1e9),
+		CLI_REAL("slice", 0, &slice, 0.05, 20),
+		CLI_HELP_OPTION(0),
+		CLI_OPTIONS_END,
+	};
+	bench_parse(argc, argv, NULL, opts,
+	            "usage: bench_m2m --port P [--cluster C] [--pairs N] [--payload BYTES] [--window W]\n"
+	            "                 [--duration S] [--warmup S] [--rounds R] [--slice S] [--pid BROKER_PID]\n"
+	            "                 [--goal RATIO]\n");
+	B.npairs = (int)pairs;
+	B.payload_len = (size_t)payload;
+	int rounds = (int)nrounds;
+	if (!port || window < pairs || slice > duration)
+		bench_die("need --port; window >= pairs, slice <= duration", NULL);
 	if (ig_init() != IG_OK)
-		die("libsodium failed to initialise", NULL);
+		bench_die("libsodium failed to initialise", NULL);
 	B.wpair = window / (uint64_t)B.npairs;
 	B.ndev = 2 * B.npairs;
 	B.dev = calloc((size_t)B.ndev, sizeof *B.dev);
 	B.pairs = calloc((size_t)B.npairs, sizeof *B.pairs);
 	struct pollfd *pfd = calloc((size_t)B.ndev + 1, sizeof *pfd);
 	if (!B.dev || !B.pairs || !pfd)
-		die("out of memory", NULL);
+		bench_die("out of memory", NULL);
+	B.set = (bench_conn_set){.n = B.ndev + 1, .mon = &B.mon, .mon_id = "mon-000", .on_mon = on_monitor_packet,
+	                         BENCH_CONN_ARRAY(B.dev, device), .on_dev = on_packet, .closed_why = "(ACL refusal?)",
+	                         .ctx = &B, .pfd = pfd};
 	randombytes_buf(B.pt, sizeof B.pt);
 
 	char tok[IG_TOKEN_TEXT_MAX], topic[256];
-	bench_token(tok, sizeof tok, B.cluster, "mon-000");
-	conn_open(&B.mon, port, "mon-000", tok);
+	bench_id_token(tok, sizeof tok, B.cluster, "mon-000", 600);
+	bench_conn_open(&B.mon, (int)port, "mon-000", tok);
 	snprintf(topic, sizeof topic, "iotguard/%s/ledger/head", B.cluster);
-	conn_subscribe(&B.mon, topic, 0);
+	bench_conn_subscribe(&B.mon, topic, 0);
 	int want_subacks = 0;
 	for (int i = 0; i < B.ndev; i++) {
 		device *d = &B.dev[i];
 		snprintf(d->id, sizeof d->id, "dev-%07d", i);
 		d->pair = i / 2;
 		d->is_sender = (i % 2) == 0;
-		bench_token(tok, sizeof tok, B.cluster, d->id);
-		conn_open(&d->c, port, d->id, tok);
+		bench_id_token(tok, sizeof tok, B.cluster, d->id, 600);
+		bench_conn_open(&d->c, (int)port, d->id, tok);
 		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", B.cluster, d->id);
-		conn_subscribe(&d->c, topic, 1);
+		bench_conn_subscribe(&d->c, topic, 1);
 		want_subacks++;
 		if (!d->is_sender) {
 			snprintf(topic, sizeof topic, "iotguard/%s/m2m/%s/+", B.cluster, d->id);
-			conn_subscribe(&d->c, topic, 0);
+			bench_conn_subscribe(&d->c, topic, 0);
 			want_subacks++;
 		}
 	}
@@ -537,16 +419,16 @@ int main(int argc, char **argv)
 		p->topic_len = (size_t)n;
 		ig_replay_init(&p->rx);
 	}
-	double t_setup = now_s();
-	while ((B.subacks < want_subacks || !B.have_ch_pk) && now_s() - t_setup < 10)
-		pump(&B, pfd, 50);
+	double t_setup = bench_now_s();
+	while ((B.subacks < want_subacks || !B.have_ch_pk) && bench_now_s() - t_setup < 10)
+		bench_conn_pump(&B.set, 50);
 	if (!B.have_ch_pk || B.subacks < want_subacks)
-		die("subscriptions or the retained ledger head (ch_pubkey) did not arrive within 10 s", NULL);
+		bench_die("subscriptions or the retained ledger head (ch_pubkey) did not arrive within 10 s", NULL);
 	for (int i = 0; i < B.ndev; i++) {
 		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
-		bench_keypair(B.dev[i].id, pk, sk);
+		bench_id_keypair(B.dev[i].id, pk, sk);
 		if (ig_box_key_for_ch(&B.dev[i].bk, sk, B.ch_pk) != IG_OK)
-			die("X25519 box key for a device failed", B.dev[i].id);
+			bench_die("X25519 box key for a device failed", B.dev[i].id);
 		sodium_memzero(sk, sizeof sk);
 	}
 	/* Real session keys from the cluster head, one per pair. */
@@ -556,21 +438,21 @@ int main(int argc, char **argv)
 		int n = snprintf(json, sizeof json, "{\"type\":\"session_key\",\"peer\":\"%s\",\"nonce\":\"m2m-bench-%d\"}",
 		                 B.dev[p->r].id, i);
 		snprintf(topic, sizeof topic, "iotguard/%s/ch/%s", B.cluster, B.dev[p->s].id);
-		conn_publish(&B.dev[p->s].c, topic, json, (size_t)n, 1);
+		bench_conn_publish(&B.dev[p->s].c, topic, json, (size_t)n, 1);
 	}
 	bool all_keys = false;
-	while (!all_keys && !B.key_errors && now_s() - t_setup < 15) {
-		pump(&B, pfd, 20);
+	while (!all_keys && !B.key_errors && bench_now_s() - t_setup < 15) {
+		bench_conn_pump(&B.set, 20);
 		all_keys = true;
 		for (int i = 0; i < B.npairs; i++)
 			all_keys = all_keys && B.pairs[i].s_has_key && B.pairs[i].r_has_key;
 	}
 	if (!all_keys)
-		die("not every pair got its session key (see above; is the key-request rate limit too low?)", NULL);
+		bench_die("not every pair got its session key (see above; is the key-request rate limit too low?)", NULL);
 	B.suite = B.pairs[0].s_key.suite;
 	for (int i = 0; i < B.npairs; i++)
 		if (sodium_memcmp(B.pairs[i].s_key.key, B.pairs[i].r_key.key, IG_AEAD_KEY_BYTES) != 0)
-			die("a pair's two copies of its session key differ", NULL);
+			bench_die("a pair's two copies of its session key differ", NULL);
 	const char *force = getenv("IOTGUARD_FORCE_XCHACHA");
 	if (force && !strcmp(force, "1") && B.suite != IG_SUITE_XCHACHA20POLY1305)
 		fprintf(stderr, BENCH_NAME ": warning: IOTGUARD_FORCE_XCHACHA=1 is set here, but the cluster head issued %s "
@@ -586,7 +468,7 @@ int main(int argc, char **argv)
 	double rate[2][MAX_ROUNDS], cpu[2][MAX_ROUNDS], self[2][MAX_ROUNDS], round_ratio[MAX_ROUNDS];
 	uint64_t lost = 0, dropped = 0;
 	for (int r = 0; r < rounds; r++) {
-		result res = run_round(&B, warmup, duration, slice, (mode)(r % 2), pid, pfd);
+		result res = run_round(&B, warmup, duration, slice, (mode)(r % 2), (int)pid);
 		for (int m = 0; m < 2; m++) {
 			rate[m][r] = res.rate[m];
 			cpu[m][r] = res.cpu_us[m];
@@ -602,16 +484,17 @@ int main(int argc, char **argv)
 		       res.lost, res.dropped);
 		fflush(stdout);
 	}
-	double mp = median(rate[MODE_PLAIN], rounds), ms = median(rate[MODE_SEALED], rounds);
-	double cp = median(cpu[MODE_PLAIN], rounds), cs = median(cpu[MODE_SEALED], rounds);
+	size_t nr = (size_t)rounds;
+	double mp = bench_stats_median(rate[MODE_PLAIN], nr), ms = bench_stats_median(rate[MODE_SEALED], nr);
+	double cp = bench_stats_median(cpu[MODE_PLAIN], nr), cs = bench_stats_median(cpu[MODE_SEALED], nr);
 	/* Both modes share each round's machine conditions, so the per-round
 	 * ratio is a paired comparison; its median is the headline. */
-	double ratio = median(round_ratio, rounds);
+	double ratio = bench_stats_median(round_ratio, nr);
 	printf("-- median of %d rounds, suite %s --\n", rounds, sn);
 	printf("plaintext %8.0f msg/s  broker CPU %5.2f us/msg  load gen %5.2f us/msg\n", mp, cp,
-	       median(self[MODE_PLAIN], rounds));
+	       bench_stats_median(self[MODE_PLAIN], nr));
 	printf("encrypted %8.0f msg/s  broker CPU %5.2f us/msg  load gen %5.2f us/msg\n", ms, cs,
-	       median(self[MODE_SEALED], rounds));
+	       bench_stats_median(self[MODE_SEALED], nr));
 	printf("lost (QoS 0, both modes) %" PRIu64 "; dropped by receivers %" PRIu64 " (replayed/tampered/unknown key: "
 	       "must be 0)\n", lost, dropped);
 	printf("ratio encrypted/plaintext = %.3f (median of the per-round ratios; ratio of the medians %.3f)  "
@@ -625,8 +508,8 @@ int main(int argc, char **argv)
 	printf("RESULT m2m.%s.dropped %" PRIu64 "\n", sn, dropped + B.bad_len);
 
 	for (int i = 0; i < B.ndev; i++)
-		conn_close(&B.dev[i].c);
-	conn_close(&B.mon);
+		bench_conn_close(&B.dev[i].c);
+	bench_conn_close(&B.mon);
 	sodium_memzero(B.pairs, (size_t)B.npairs * sizeof *B.pairs);
 	sodium_memzero(B.dev, (size_t)B.ndev * sizeof *B.dev);
 	free(B.pairs);

@@ -29,13 +29,18 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_ERR = 1, CLI_EXIT_BAD_LEDGER = 2 };
 /* Name of the running command ("enroll"), used to prefix every message. */
 extern const char *cli_cmd;
 
+/* The program the help hint names, and whether it has commands: "iotguard"
+ * and true unless another program (the bench tools) reuses the parser. */
+extern const char *cli_program;
+extern bool cli_commands;
+
 /* "iotguard <cmd>: <message>\n" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- options (cli_options.c) --------------------------------------------- */
 
-/* One option. Set exactly one of text, flag, number or is_help. */
+/* One option. Set exactly one of text, flag, number, real, list or is_help. */
 typedef struct cli_option {
 	const char *name;      /* long name without the leading "--" */
 	/* getopt_long's value for it. It also shows in one complaint: for
@@ -48,6 +53,11 @@ typedef struct cli_option {
 	bool *flag;            /* takes no value, set to true */
 	uint64_t *number;      /* takes a whole number in [min, max] */
 	uint64_t min, max;
+	double *real;          /* takes a decimal number in [rmin, rmax] */
+	double rmin, rmax;
+	const char **list;     /* may be given up to list_max times; each value is
+	                        * appended, *list_n counts them */
+	size_t *list_n, list_max;
 	bool is_help;          /* --help: stop parsing, the command shows its help */
 } cli_option;
 
@@ -57,6 +67,10 @@ typedef struct cli_option {
 #define CLI_FLAG(n, v, dest) { .name = (n), .val = (v), .flag = (dest) }
 #define CLI_NUMBER(n, v, dest, lo, hi) \
 	{ .name = (n), .val = (v), .number = (dest), .min = (lo), .max = (hi) }
+#define CLI_REAL(n, v, dest, lo, hi) \
+	{ .name = (n), .val = (v), .real = (dest), .rmin = (lo), .rmax = (hi) }
+#define CLI_LIST(n, v, dest, count, most) \
+	{ .name = (n), .val = (v), .list = (dest), .list_n = (count), .list_max = (most) }
 #define CLI_HELP_OPTION(v) { .name = "help", .val = (v), .is_help = true }
 #define CLI_OPTIONS_END { .name = NULL }
 

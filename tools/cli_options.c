@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +21,41 @@
 /* The most options one command takes (the identity commands have 14). */
 #define CLI_OPTIONS_MAX 32
 
+const char *cli_program = "iotguard";
+bool cli_commands = true;
+const char *cli_cmd = "";
+
+/* "iotguard enroll: ..." or "bench_bank run: warning: ...": the program and
+ * the command name every message, so a script's log says who complained. */
+static void vmessage(const char *kind, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "%s%s%s: %s", cli_program, cli_cmd[0] ? " " : "", cli_cmd, kind);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+void cli_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage("", fmt, ap);
+	va_end(ap);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vmessage("warning: ", fmt, ap);
+	va_end(ap);
+}
+
 int cli_usage_hint(void)
 {
-	fprintf(stderr, "Try 'iotguard %s --help'.\n", cli_cmd[0] ? cli_cmd : "help");
+	if (cli_commands)
+		fprintf(stderr, "Try '%s %s --help'.\n", cli_program, cli_cmd[0] ? cli_cmd : "help");
+	else
+		fprintf(stderr, "Try '%s --help'.\n", cli_program);
 	return CLI_EXIT_ERR;
 }
 
@@ -66,6 +100,23 @@ static bool parse_u64(const char *opt, const char *text, uint64_t min, uint64_t 
 	return true;
 }
 
+static bool parse_real(const char *opt, const char *text, double min, double max, double *out)
+{
+	char *end = NULL;
+	errno = 0;
+	double v = text && *text ? strtod(text, &end) : 0;
+	if (!text || !*text || errno != 0 || *end != '\0' || !isfinite(v)) {
+		cli_error("%s needs a number, got '%s'", opt, text ? text : "");
+		return false;
+	}
+	if (v < min || v > max) {
+		cli_error("%s must be between %g and %g, got %s", opt, min, max, text);
+		return false;
+	}
+	*out = v;
+	return true;
+}
+
 bool cli_check_id(const char *opt, const char *value)
 {
 	if (!ig_id_valid(value, strlen(value))) {
@@ -81,13 +132,22 @@ static int take_option(const cli_option *o, const char *arg)
 {
 	if (o->is_help)
 		return CLI_HELP;
+	char spelt[64];
+	snprintf(spelt, sizeof spelt, "--%s", o->name);
 	if (o->flag) {
 		*o->flag = true;
 	} else if (o->number) {
-		char spelt[64];
-		snprintf(spelt, sizeof spelt, "--%s", o->name);
 		if (!parse_u64(spelt, arg, o->min, o->max, o->number))
 			return cli_usage_hint();
+	} else if (o->real) {
+		if (!parse_real(spelt, arg, o->rmin, o->rmax, o->real))
+			return cli_usage_hint();
+	} else if (o->list) {
+		if (*o->list_n >= o->list_max) {
+			cli_error("%s may be given at most %zu times", spelt, o->list_max);
+			return cli_usage_hint();
+		}
+		o->list[(*o->list_n)++] = arg;
 	} else {
 		*o->text = arg;
 	}
@@ -103,7 +163,7 @@ int cli_parse(int argc, char **argv, const cli_option *opts)
 			cli_error("internal error: more than %d options", CLI_OPTIONS_MAX);
 			return CLI_EXIT_ERR;
 		}
-		bool takes_value = opts[n].text || opts[n].number;
+		bool takes_value = opts[n].text || opts[n].number || opts[n].real || opts[n].list;
 		longopts[n] = (struct option){ opts[n].name, takes_value ? required_argument : no_argument,
 		                               NULL, opts[n].val };
 	}

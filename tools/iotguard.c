@@ -18,34 +18,6 @@
 #include "ig_json.h"
 #include "ig_registry.h"
 
-const char *cli_cmd = "";
-
-static void vmessage(const char *kind, const char *fmt, va_list ap)
-{
-	if (cli_cmd[0])
-		fprintf(stderr, "iotguard %s: %s", cli_cmd, kind);
-	else
-		fprintf(stderr, "iotguard: %s", kind);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-}
-
-void cli_error(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vmessage("", fmt, ap);
-	va_end(ap);
-}
-
-void cli_warn(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vmessage("warning: ", fmt, ap);
-	va_end(ap);
-}
-
 int cli_exit_for(int ig_code)
 {
 	if (ig_code == IG_ERR_CORRUPT || ig_code == IG_ERR_CRYPTO)
