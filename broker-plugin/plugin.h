@@ -17,6 +17,7 @@
 #include <mosquitto_plugin.h>
 
 #include "ig_admin.h"
+#include "ig_aclcache.h"
 #include "ig_aead.h"
 #include "ig_auth.h"
 #include "ig_bank.h"
@@ -147,6 +148,9 @@ typedef struct ig_plugin {
 	ig_ban *bans;
 	ig_ban_ids *id_budget;
 	ig_nonces *replay;
+	uint64_t replay_swept_ms;   /* last sweep of the replay cache (plugin_auth.c) */
+	/* Recent ACL decisions per client (plugin_acl.c, lib/aclcache.c). */
+	ig_aclcache *aclcache;
 #define IG_KICKS_MAX 64
 	char kicks[IG_KICKS_MAX][IG_ID_MAX + 1];   /* disconnects deferred to the next tick */
 	uint32_t kicks_pending;
@@ -161,7 +165,8 @@ typedef struct ig_plugin {
 	size_t keys_count, keys_cap;
 	uint64_t keys_pruned_at;
 	ig_coins *coins;                    /* the bank's coin index */
-	uint32_t coins_prune_cursor;        /* spent coins are dropped a slice per tick */
+	uint32_t coins_prune_cursor;        /* spent coins are dropped a slice at a time */
+	uint64_t coins_pruned_ms;           /* when the last slice ran (ig_plugin_bank_tick) */
 	char topic_dev_prefix[IG_TOPIC_MAX]; /* "iotguard/C/dev/" */
 	size_t topic_dev_prefix_len;
 

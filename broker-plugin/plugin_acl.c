@@ -5,6 +5,14 @@
  * The answer comes from the role policy (lib/policy.c) for the identity the
  * registry knows under the client's username; a revoked or unknown identity
  * gets nothing, even in the instant before its connection is cut.
+ *
+ * The registry is read on every check, so revocation needs no cache
+ * invalidation; only an active identity's policy decisions are remembered
+ * (lib/aclcache.c), keyed by its id, role and the policy's generation, so a
+ * SIGHUP reload replaces them all at once. Decisions for joining devices
+ * are never cached: they depend on the session table, which changes as
+ * connections come and go. A client's decisions are dropped at its
+ * DISCONNECT (plugin_auth.c).
  */
 #include "plugin.h"
 
@@ -61,24 +69,53 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	const char *id = who ? who->id : "";
 	ig_role role = who ? (ig_role)who->role : IG_ROLE_NONE;
 
+	const char *topic = !ed->topic ? "" : ed->access == MOSQ_ACL_SUBSCRIBE ? strip_shared(ed->topic) : ed->topic;
+	/* The cache's access code: Mosquitto's access, and for a publish whether
+	 * it is retained (which also needs a "retain" pattern). */
+	uint8_t code = (uint8_t)(ed->access * 2 + (ed->access == MOSQ_ACL_WRITE && ed->retain ? 1 : 0));
+	ig_aclcache_key key = {.client = ed->client, .id = id, .role = (uint8_t)role,
+	                       .generation = ig_policy_generation(pl->policy), .access = code,
+	                       .topic = topic, .topic_len = strlen(topic)};
+	ig_aclcache_result cached = active ? ig_aclcache_get(pl->aclcache, &key) : IG_ACLCACHE_DENY;
+	bool allowed;
+	if (cached != IG_ACLCACHE_MISS) {
+		allowed = cached == IG_ACLCACHE_ALLOW;
+	} else {
+		switch (ed->access) {
+		case MOSQ_ACL_WRITE:
+			allowed = ig_policy_allows(pl->policy, role, IG_ACCESS_PUBLISH, pl->cluster, id, topic) &&
+			          (!ed->retain || ig_policy_allows(pl->policy, role, IG_ACCESS_RETAIN, pl->cluster, id, topic));
+			break;
+		case MOSQ_ACL_SUBSCRIBE:
+			allowed = ig_policy_allows(pl->policy, role, IG_ACCESS_SUBSCRIBE, pl->cluster, id, topic);
+			break;
+		case MOSQ_ACL_READ:
+			allowed = ig_policy_allows(pl->policy, role, IG_ACCESS_READ, pl->cluster, id, topic);
+			break;
+		default:
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		/* Only for a connected client: Mosquitto also checks deliveries to
+		 * offline persistent sessions, and sends no second DISCONNECT when
+		 * it frees those, so their slots would never be released. */
+		const ig_session *live = ig_sessions_find(&pl->sessions, id);
+		if (live && live->client == ed->client)
+			ig_aclcache_put(pl->aclcache, &key, allowed);
+	}
+	if (allowed)
+		return MOSQ_ERR_SUCCESS;
 	switch (ed->access) {
 	case MOSQ_ACL_WRITE:
-		if (active && ig_policy_allows(pl->policy, role, IG_ACCESS_PUBLISH, pl->cluster, id, ed->topic) &&
-		    (!ed->retain || ig_policy_allows(pl->policy, role, IG_ACCESS_RETAIN, pl->cluster, id, ed->topic)))
-			return MOSQ_ERR_SUCCESS;
 		pl->acl_denied_publish++;
-		return MOSQ_ERR_ACL_DENIED;
+		break;
 	case MOSQ_ACL_SUBSCRIBE:
-		if (active && ig_policy_allows(pl->policy, role, IG_ACCESS_SUBSCRIBE, pl->cluster, id, strip_shared(ed->topic)))
-			return MOSQ_ERR_SUCCESS;
 		pl->acl_denied_subscribe++;
-		return MOSQ_ERR_ACL_DENIED;
+		break;
 	case MOSQ_ACL_READ:
-		if (active && ig_policy_allows(pl->policy, role, IG_ACCESS_READ, pl->cluster, id, ed->topic))
-			return MOSQ_ERR_SUCCESS;
 		pl->acl_denied_read++;
-		return MOSQ_ERR_ACL_DENIED;
+		break;
 	default:
-		return MOSQ_ERR_ACL_DENIED;
+		break;
 	}
+	return MOSQ_ERR_ACL_DENIED;
 }

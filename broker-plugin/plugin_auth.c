@@ -7,7 +7,9 @@
  * the admin API and revocation), which addresses and identities keep failing
  * (so brute force gets cheap refusals instead of an Ed25519 verify each;
  * lib/ban.c holds the tables) and which single-use tokens were already used
- * (lib/nonces.c).
+ * (lib/nonces.c). It also owns the lifetime of the per-client ACL
+ * decision cache (lib/aclcache.c): made at start, a client's entries
+ * released at its DISCONNECT.
  */
 #include "plugin.h"
 
@@ -121,17 +123,22 @@ static void sessions_remove(ig_sessions *s, const struct mosquitto *client, cons
 
 #define BAN_TABLE_ENTRIES 65536        /* addresses tracked at once (~3 MB) */
 #define BUDGET_TABLE_ENTRIES 65536     /* identities with failed checks tracked at once (~1.5 MB) */
-#define REPLAY_SWEEP_PER_TICK 4096     /* replay-cache slots examined per broker tick */
+#define REPLAY_SWEEP_PER_TICK 4096     /* replay-cache slots examined per sweep on a broker tick */
 #define RATE_LIMITED_LOG_PER_S 10      /* refusal lines for banned addresses, then a summary */
+#define REPLAY_SWEEP_EVERY_MS 10       /* Mosquitto ticks once per event-loop pass, thousands of times a
+                                          second under load; a sweep at each one cost ~1 us per login.
+                                          Inserts sweep too, and a full table looks harder itself. */
+#define ACL_CACHE_CLIENTS 65536        /* clients whose ACL decisions are remembered (~1.2 KB each) */
 
 int ig_plugin_auth_init(ig_plugin *pl)
 {
 	bool budget_ok = !pl->cfg.auth_id_budget ||
 	                 ig_ban_ids_new(&pl->id_budget, BUDGET_TABLE_ENTRIES, pl->cfg.auth_id_budget) == IG_OK;
 	if (!budget_ok || ig_ban_new(&pl->bans, BAN_TABLE_ENTRIES) != IG_OK ||
-	    ig_nonces_new(&pl->replay, pl->cfg.replay_cache_max) != IG_OK) {
-		ig_plugin_log(MOSQ_LOG_ERR, "could not allocate the login-failure and replay tables (out of memory); "
-		                            "refusing to start");
+	    ig_nonces_new(&pl->replay, pl->cfg.replay_cache_max) != IG_OK ||
+	    ig_aclcache_new(&pl->aclcache, ACL_CACHE_CLIENTS) != IG_OK) {
+		ig_plugin_log(MOSQ_LOG_ERR, "could not allocate the login-failure, replay and ACL-decision tables (out of "
+		              "memory); refusing to start");
 		ig_plugin_auth_free(pl);
 		return -1;
 	}
@@ -143,6 +150,8 @@ void ig_plugin_auth_free(ig_plugin *pl)
 	ig_ban_free(pl->bans);
 	ig_ban_ids_free(pl->id_budget);
 	ig_nonces_free(pl->replay);
+	ig_aclcache_free(pl->aclcache);
+	pl->aclcache = NULL;
 	pl->bans = NULL;
 	pl->id_budget = NULL;
 	pl->replay = NULL;
@@ -150,8 +159,12 @@ void ig_plugin_auth_free(ig_plugin *pl)
 
 void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms)
 {
-	if (pl->replay)
+	/* now_ms comes in whole seconds; the sweep's pace needs the real clock. */
+	uint64_t clock_ms = ig_mono_us() / 1000;
+	if (pl->replay && clock_ms - pl->replay_swept_ms >= REPLAY_SWEEP_EVERY_MS) {
+		pl->replay_swept_ms = clock_ms;
 		ig_nonces_sweep(pl->replay, now_ms / 1000, REPLAY_SWEEP_PER_TICK);
+	}
 }
 
 static ig_ban_rules ban_rules(const ig_plugin *pl)
@@ -348,5 +361,6 @@ int ig_plugin_on_disconnect(int event, void *event_data, void *userdata)
 	const char *id = mosquitto_client_id(ed->client);
 	if (id)
 		sessions_remove(&pl->sessions, ed->client, id);
+	ig_aclcache_forget(pl->aclcache, ed->client);
 	return MOSQ_ERR_SUCCESS;
 }

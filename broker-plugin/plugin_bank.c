@@ -39,7 +39,12 @@ static const char *const refusal_names[IG_BANK_REFUSAL_COUNT] = {
 	[IG_BANK_OUTCOME_UNKNOWN] = IG_PLUGIN_E_OUTCOME_UNKNOWN,
 };
 
-#define PRUNE_SLOTS_PER_TICK 16384
+/* Spent and expired coins are pruned a slice at a time, at most every 10 ms:
+ * the tick fires on every loop pass under load, and a slice per pass cost
+ * about 3% of publish throughput (bench_publish) for no benefit, since a
+ * slice per 10 ms still sweeps 1.6M slots a second. */
+#define PRUNE_SLOTS_PER_STEP 16384
+#define PRUNE_INTERVAL_MS 10
 
 int ig_plugin_bank_init(ig_plugin *pl)
 {
@@ -49,7 +54,11 @@ int ig_plugin_bank_init(ig_plugin *pl)
 
 void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s)
 {
-	ig_coins_prune_step(pl->coins, now_s, &pl->coins_prune_cursor, PRUNE_SLOTS_PER_TICK);
+	uint64_t now_ms = ig_now_ms();
+	if (now_ms - pl->coins_pruned_ms < PRUNE_INTERVAL_MS)
+		return;
+	pl->coins_pruned_ms = now_ms;
+	ig_coins_prune_step(pl->coins, now_s, &pl->coins_prune_cursor, PRUNE_SLOTS_PER_STEP);
 }
 
 /* Errors carry the request's type and nonce back, so a client with several

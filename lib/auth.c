@@ -7,10 +7,13 @@
  * signature check runs only for an id the registry knows as active, so a
  * flood of junk costs a parse, not an Ed25519 verify. The order is part of
  * the protocol (docs/PROTOCOL.md, "Acceptance rules"): tests pin which
- * reason wins when several apply.
+ * reason wins when several apply. The token text is decoded once: the id
+ * it names picks the key, and the signature is checked over the bytes
+ * already decoded.
  */
 #include "ig_auth.h"
 
+#include <sodium.h>
 #include <string.h>
 
 static const char *const result_names[IG_AUTH_RESULT_COUNT] = {
@@ -41,23 +44,12 @@ const char *ig_auth_result_name(ig_auth_result r)
 	return result_names[r];
 }
 
-ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *params,
-                             const char *username, const char *client_id,
-                             const char *token, size_t token_len,
-                             const ig_identity **who, ig_token_claims *claims)
+/* tok is decoded already; on return the caller copies its claims out. */
+static ig_auth_result check_decoded(const ig_registry *reg, const ig_auth_params *params,
+                                    const char *username, const char *client_id,
+                                    const ig_token_decoded *tok, const ig_identity **who)
 {
-	ig_token_claims local;
-	ig_token_claims *c = claims ? claims : &local;
-	if (who)
-		*who = NULL;
-	memset(c, 0, sizeof *c);
-
-	/* A username without a password is as anonymous as no username: only
-	 * the token proves anything. */
-	if (!token || token_len == 0)
-		return IG_AUTH_NO_CREDENTIALS;
-	if (ig_token_parse(token, token_len, c) != IG_OK)
-		return IG_AUTH_MALFORMED;
+	const ig_token_claims *c = &tok->claims;
 	if (!client_id || strcmp(client_id, c->id) != 0)
 		return IG_AUTH_ID_MISMATCH;
 	if (username && strcmp(username, c->id) != 0)
@@ -75,7 +67,7 @@ ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *param
 	uint64_t now_ms = params->now_ms ? params->now_ms : params->now_s * 1000u;
 	if (params->budget && params->addr_failed && !params->recheck && !ig_ban_ids_allow(params->budget, idn->id, now_ms))
 		return IG_AUTH_RATE_LIMITED;
-	if (ig_token_verify(token, token_len, idn->pk, c) != IG_OK) {
+	if (ig_token_verify_decoded(tok, idn->pk) != IG_OK) {
 		ig_ban_ids_charge(params->budget, idn->id, now_ms);
 		return IG_AUTH_BAD_SIGNATURE;
 	}
@@ -106,4 +98,27 @@ ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *param
 	if (who)
 		*who = idn;
 	return IG_AUTH_OK;
+}
+
+ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *params,
+                             const char *username, const char *client_id,
+                             const char *token, size_t token_len,
+                             const ig_identity **who, ig_token_claims *claims)
+{
+	if (who)
+		*who = NULL;
+	if (claims)
+		memset(claims, 0, sizeof *claims);
+	/* A username without a password is as anonymous as no username: only
+	 * the token proves anything. */
+	if (!token || token_len == 0)
+		return IG_AUTH_NO_CREDENTIALS;
+	ig_token_decoded tok;
+	if (ig_token_decode(&tok, token, token_len) != IG_OK)
+		return IG_AUTH_MALFORMED;
+	ig_auth_result res = check_decoded(reg, params, username, client_id, &tok, who);
+	if (claims)
+		*claims = tok.claims;   /* whatever the answer, once the token parses */
+	sodium_memzero(&tok, sizeof tok);
+	return res;
 }

@@ -31,8 +31,8 @@ typedef enum ig_access {
 } ig_access;
 
 /* Loads and validates a policy; errors name the role, list and entry. */
-int ig_policy_load(const char *path, ig_policy **out, ig_error *err);
-int ig_policy_parse(const char *json, size_t len, ig_policy **out, ig_error *err);
+int ig_policy_load(const char *path, ig_policy **out, ig_error *err) IG_NODISCARD;
+int ig_policy_parse(const char *json, size_t len, ig_policy **out, ig_error *err) IG_NODISCARD;
 void ig_policy_free(ig_policy *p);
 
 /* The policy compiled into the library, identical to config/policy.json. */
@@ -48,6 +48,10 @@ uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role);
 /* A role's "single_use" (default false): the broker accepts each of the
  * role's tokens for one connection only and refuses a second as "replayed". */
 bool ig_policy_single_use(const ig_policy *p, ig_role role);
+
+/* A number no other policy loaded by this process has (never 0): decisions
+ * remembered for one policy are recognised as stale under the next. */
+uint64_t ig_policy_generation(const ig_policy *p);
 
 bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
                       const char *cluster, const char *id, const char *topic);

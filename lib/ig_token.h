@@ -47,11 +47,25 @@ int ig_token_mint(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], const ch
 
 /* Parses the text form without checking the signature (the verifier needs
  * the id first, to look up the key). Use ig_token_verify for the full check. */
-int ig_token_parse(const char *text, size_t len, ig_token_claims *claims);
+int ig_token_parse(const char *text, size_t len, ig_token_claims *claims) IG_NODISCARD;
 
 /* Parses and verifies the signature against pk. IG_ERR_INVAL for malformed
  * input, IG_ERR_CRYPTO for a bad signature. Time and cluster are policy and
  * are checked by ig_auth_check. */
-int ig_token_verify(const char *text, size_t len, const uint8_t pk[IG_PK_BYTES], ig_token_claims *claims);
+int ig_token_verify(const char *text, size_t len, const uint8_t pk[IG_PK_BYTES], ig_token_claims *claims) IG_NODISCARD;
+
+/* The same two steps with one decode, for the CONNECT path: decode, look up
+ * the key by claims.id, then verify the bytes already decoded. The struct
+ * holds a bearer credential's bytes: sodium_memzero it after use. */
+typedef struct ig_token_decoded {
+	ig_token_claims claims;
+	size_t len;                       /* binary length, signature included */
+	uint8_t bin[IG_TOKEN_BIN_MAX];
+} ig_token_decoded;
+
+/* As ig_token_parse (IG_ERR_INVAL, and *out wiped, for anything malformed). */
+int ig_token_decode(ig_token_decoded *out, const char *text, size_t len) IG_NODISCARD;
+/* As ig_token_verify, on a token ig_token_decode accepted. */
+int ig_token_verify_decoded(const ig_token_decoded *t, const uint8_t pk[IG_PK_BYTES]) IG_NODISCARD;
 
 #endif

@@ -25,6 +25,7 @@
 
 #include <cJSON.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,7 @@ struct ig_policy {
 	measurement_list attestation[IG_ROLE_COUNT];
 	uint32_t max_token_ttl[IG_ROLE_COUNT];      /* 0: not set, the plugin option applies */
 	bool single_use[IG_ROLE_COUNT];             /* a token connects once (docs/PROTOCOL.md) */
+	uint64_t generation;                        /* unique per loaded policy (ig_policy_generation) */
 };
 
 /* ---- reading levels ------------------------------------------------------
@@ -765,8 +767,17 @@ static int parse_named(const char *json, size_t len, const char *name, ig_policy
 		ig_error_prefix(err, "%s: ", name);
 		return rc;
 	}
+	/* Never reused, even if a reload's policy lands at the freed address of
+	 * the old one: caches keyed by it (ig_aclcache.h) must not survive. */
+	static atomic_uint_fast64_t generations;
+	p->generation = (uint64_t)atomic_fetch_add(&generations, 1) + 1;
 	*out = p;
 	return IG_OK;
+}
+
+uint64_t ig_policy_generation(const ig_policy *p)
+{
+	return p ? p->generation : 0;
 }
 
 int ig_policy_parse(const char *json, size_t len, ig_policy **out, ig_error *err)

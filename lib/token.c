@@ -104,3 +104,26 @@ int ig_token_verify(const char *text, size_t len, const uint8_t pk[IG_PK_BYTES],
 	sodium_memzero(bin, sizeof bin);
 	return rc;
 }
+
+int ig_token_decode(ig_token_decoded *out, const char *text, size_t len)
+{
+	if (!out)
+		return IG_ERR_INVAL;
+	int n = decode(text, len, out->bin, &out->claims);
+	if (n < 0) {
+		sodium_memzero(out, sizeof *out);
+		return IG_ERR_INVAL;
+	}
+	out->len = (size_t)n;
+	return IG_OK;
+}
+
+int ig_token_verify_decoded(const ig_token_decoded *t, const uint8_t pk[IG_PK_BYTES])
+{
+	if (!t || !pk || t->len <= IG_TOKEN_SIG_BYTES || t->len > IG_TOKEN_BIN_MAX)
+		return IG_ERR_INVAL;
+	if (ig_init() != IG_OK)
+		return IG_ERR_CRYPTO;
+	size_t payload_len = t->len - IG_TOKEN_SIG_BYTES;
+	return ig_tokenfmt_verify(t->bin + payload_len, IG_TOKEN_DOMAIN, t->bin, payload_len, pk);
+}
