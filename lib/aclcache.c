@@ -123,6 +123,17 @@ static bool grow(ig_aclcache *c)
 	return true;
 }
 
+/* A client's entries start over when it is new or its identity, role or
+ * policy generation changed: none of its old decisions can apply. */
+static void cc_reset(client_cache *cc, const ig_aclcache_key *k, size_t id_len)
+{
+	memset(cc->e, 0, sizeof cc->e);
+	memcpy(cc->id, k->id, id_len + 1);
+	cc->role = k->role;
+	cc->next = 0;
+	cc->generation = k->generation;
+}
+
 /* The client's cache, valid for (id, role, generation); emptied if it was
  * filled for anything else. NULL when there is none and create is false,
  * or when it cannot be made. */
@@ -143,11 +154,7 @@ static client_cache *client_for(ig_aclcache *c, const ig_aclcache_key *k, bool c
 		client_cache *cc = malloc(sizeof *cc);
 		if (!cc)
 			return NULL;
-		memset(cc->e, 0, sizeof cc->e);
-		memcpy(cc->id, k->id, id_len + 1);
-		cc->role = k->role;
-		cc->next = 0;
-		cc->generation = k->generation;
+		cc_reset(cc, k, id_len);
 		s->client = k->client;
 		s->cc = cc;
 		c->count++;
@@ -157,11 +164,7 @@ static client_cache *client_for(ig_aclcache *c, const ig_aclcache_key *k, bool c
 	if (cc->generation != k->generation || cc->role != k->role || strcmp(cc->id, k->id) != 0) {
 		if (!create)
 			return NULL;
-		memset(cc->e, 0, sizeof cc->e);
-		memcpy(cc->id, k->id, id_len + 1);
-		cc->role = k->role;
-		cc->next = 0;
-		cc->generation = k->generation;
+		cc_reset(cc, k, id_len);
 	}
 	return cc;
 }
