@@ -8,11 +8,13 @@
 # self-test, integration tests against a real mosquitto; (b) an ASan+UBSan
 # build: unit tests and integration tests with the sanitized plugin loaded
 # into mosquitto; (c) the broker under valgrind memcheck for a representative
-# integration subset (auth, ACL, admin revoke, reload, requests, monitoring).
+# integration subset (auth, ACL, admin revoke, reload, requests, monitoring);
+# (d) every libFuzzer target in tests/fuzz for a few seconds (clang build).
 #
 # Usage: tests/run.sh [--install-deps] [--quick]
 #   --install-deps  only install missing Debian packages (used by demo.sh)
 #   --quick         stage (a) only
+#   IG_FUZZ_SECONDS how long stage (d) fuzzes each target (default 5)
 # Installs missing Debian packages itself when run as root. The last line of
 # output is exactly "N passed, N failed"; the exit status is non-zero if
 # anything failed.
@@ -24,7 +26,7 @@ PY=/usr/bin/python3
 
 PACKAGES=(build-essential meson ninja-build pkg-config mosquitto mosquitto-clients mosquitto-dev
           libmosquitto-dev libcjson-dev libsodium-dev libcriterion-dev python3-paho-mqtt
-          python3-jsonschema python3-pytest python3-nacl valgrind openssl)
+          python3-jsonschema python3-pytest python3-nacl valgrind openssl clang libclang-rt-14-dev)
 
 install_deps() {
 	local missing=() p
@@ -222,6 +224,25 @@ integration() {
 	record "$label" "$1" "$2" $((SECONDS - t)) "$3 skipped"
 }
 
+# One fuzz target after another (tests/fuzz/run.sh builds build-fuzz with
+# clang first); passed = targets that ran clean, failed = targets that
+# crashed or broke an invariant, or 1 if the targets could not be built.
+fuzz_stage() {
+	local t=$SECONDS ok=0 bad=0 tg rc targets
+	banner "fuzz"
+	targets=$(tests/fuzz/run.sh --list)
+	for tg in $targets; do
+		rc=0
+		tests/fuzz/run.sh -B "$ROOT/build-fuzz" "$tg" "${IG_FUZZ_SECONDS:-5}" || rc=$?
+		case $rc in
+		0) ok=$((ok + 1)) ;;
+		1) bad=$((bad + 1)) ;;
+		*) record "fuzz" "$ok" $((bad + 1)) $((SECONDS - t)) "fuzz targets not built"; return ;;
+		esac
+	done
+	record "fuzz" "$ok" "$bad" $((SECONDS - t))
+}
+
 # ---- (a) normal build -------------------------------------------------------
 rc=0; build build || rc=$?
 if [ $rc -eq 0 ]; then unit build "unit"; else record "unit" 0 1 0 "not built"; fi
@@ -260,6 +281,11 @@ if [ "$QUICK" -eq 0 ]; then
 	else
 		record "integration-valgrind" 0 1 0 "not built"
 	fi
+
+	# ---- (d) fuzz smoke test ------------------------------------------------
+	# A few seconds per target catches a parser change that crashes on the
+	# docs' vectors or their near neighbours; long runs are tests/fuzz/run.sh.
+	fuzz_stage
 fi
 
 banner "summary ($(( $(date +%s) - T0 ))s total)"
