@@ -16,6 +16,7 @@
 
 #include "duties.h"
 #include "ig_bank.h"
+#include "ig_coin.h"
 #include "ig_keys.h"
 
 struct cJSON;

@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 
 #include "ig_bank.h"
+#include "ig_coins.h"
 #include "ig_record.h"
 #include "bench.h"
 #include "bench_proc.h"

@@ -21,6 +21,8 @@
 #include "ig_aead.h"
 #include "ig_auth.h"
 #include "ig_bank.h"
+#include "ig_coin.h"
+#include "ig_coins.h"
 #include "ig_common.h"
 #include "ig_entropy.h"
 #include "ig_idmap.h"

@@ -375,7 +375,7 @@ static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		ig_join_code_new(&pl->join_key, r.code_id, r.hash, cp->text[i]);
 		snprintf(r.by, sizeof r.by, "%s", b->client_id);
 		uint8_t body[256];
-		int n = ig_join_code_encode(body, sizeof body, &r);
+		int n = ig_rec_join_code_encode(body, sizeof body, &r);
 		if (n < 0 || ig_ledger_submit(pl->ledger, IG_REC_JOIN_CODE, body, (size_t)n, on_code_durable, cp) != IG_OK) {
 			cp->failed++;
 			break;

@@ -20,7 +20,10 @@
 #include <string.h>
 
 #include "ig_bank.h"
+#include "ig_coin.h"
+#include "ig_coins.h"
 #include "ig_json.h"
+#include "ig_topic.h"
 
 #define HEADER_MAX 512
 #define NONCE_MAX 64

@@ -182,7 +182,7 @@ void ig_plugin_join_request(ig_plugin *pl, const char *id)
 
 	uint8_t enroll_body[512], used_body[256];
 	int elen = ig_enroll_encode(enroll_body, sizeof enroll_body, &e);
-	int ulen = ig_join_used_encode(used_body, sizeof used_body, &u);
+	int ulen = ig_rec_join_used_encode(used_body, sizeof used_body, &u);
 	join_pending *jp = calloc(1, sizeof *jp);
 	if (elen < 0 || ulen < 0 || !jp) {
 		free(jp);

@@ -1,149 +1,78 @@
 /*
- * bank.c: the bank's ledger records and the coin crypto (seed 001).
+ * bank.c: the typed entry points of the bank's ledger records (32..35).
  *
- * Why this exists: a coin is one secret that does three jobs. Sealed to the
- * bank in a data message's header it authorises one redeem; through HKDF it
- * is the key of that one payload and of the one result that answers it.
- * Every byte layout those jobs depend on (records 32..35, the header, the
- * data and result messages, their AAD) lives here and nowhere else, so the
- * collector, the bank and the analyst cannot drift apart. The ledger sees
- * only BLAKE2b-256(coin). Layouts: ig_bank.h, docs/PROTOCOL.md "Coins",
- * docs/LEDGER.md 7.8-7.11. The coin index is coins.c.
+ * Why this exists: the bank, the CLI and the coin index read and write
+ * credit, mint, redeem and refund bodies; their layouts (docs/LEDGER.md
+ * 7.8-7.11) are tables in recspecs.c read by the one body codec
+ * (recspec.c), and this file gives them their ig_bank.h names. The coin
+ * crypto is coin.c, the coin index coins.c.
  */
 #include "ig_bank.h"
 
-#include "ig_hkdf.h"
 #include "ig_record.h"
 #include "ig_recspec.h"
 
 #include <cJSON.h>
-#include <sodium.h>
 #include <stddef.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define PAYLOAD_INFO "iotguard coin payload v1"
-#define RESULT_INFO "iotguard coin result v1"
-#define DATA_AAD_DOMAIN "iotguard-data-v1"
-#define RESULT_AAD_DOMAIN "iotguard-result-v1"
-#define TOPIC_MAX 65535 /* the MQTT limit for a topic name */
-#define BY_MAX 80       /* ig_credit_rec.by holds 80 bytes + NUL, as IG_BY_MAX */
-
-_Static_assert(crypto_box_SEALBYTES == IG_COIN_HEADER_SEALED_MIN - IG_COIN_HEADER_PLAIN_MIN,
-               "the sealed-header sizes in ig_bank.h assume 48 bytes of crypto_box_seal overhead");
 
 /* ---- records 32..35 ---------------------------------------------------------
  *
- * Described as tables for record.c's one TLV codec (ig_recspec.h), so the
- * bank's bodies follow exactly the rules of every other record type. */
-
-static const char *const refund_reasons[] = {"expired", "cancelled", NULL};
-
-static const ig_field_spec credit_fields[] = {
-	{.tag = IG_TAG_CREDIT_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_credit_rec, id)},
-	{.tag = IG_TAG_CREDIT_AMOUNT, .kind = IG_FIELD_U64, .name = "amount", IG_SPEC_AT(ig_credit_rec, amount),
-	 .min = 1, .why = "must be greater than 0"},
-	{.tag = IG_TAG_CREDIT_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_credit_rec, by), .min = 1,
-	 .max = BY_MAX},
-};
-
-/* Hashes only: the coins themselves never reach the ledger. */
-static const ig_field_spec mint_fields[] = {
-	{.tag = IG_TAG_MINT_OWNER, .kind = IG_FIELD_ID, .name = "owner", IG_SPEC_AT(ig_mint_rec, owner)},
-	{.tag = IG_TAG_MINT_EXPIRES, .kind = IG_FIELD_U64, .name = "expires_at", IG_SPEC_AT(ig_mint_rec, expires_at)},
-	{.tag = IG_TAG_MINT_HASHES, .kind = IG_FIELD_HASHES, .name = "coin_hashes", IG_SPEC_AT(ig_mint_rec, hashes),
-	 .min = 1, .max = IG_COINS_PER_REQUEST, .count_off = offsetof(ig_mint_rec, count)},
-};
-
-static const ig_field_spec redeem_fields[] = {
-	{.tag = IG_TAG_REDEEM_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
-	 IG_SPEC_AT(ig_redeem_rec, coin_hash)},
-	{.tag = IG_TAG_REDEEM_ANALYST, .kind = IG_FIELD_ID, .name = "analyst", IG_SPEC_AT(ig_redeem_rec, analyst)},
-	{.tag = IG_TAG_REDEEM_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
-	 IG_SPEC_AT(ig_redeem_rec, collector)},
-	/* Optional so that records written before it keep their bytes; with it
-	 * the coin index knows the redeemer after a restart, and the same
-	 * analyst's retry with the same header gets the keys again. */
-	{.tag = IG_TAG_REDEEM_HEADER_HASH, .kind = IG_FIELD_BYTES, .name = "header_hash",
-	 IG_SPEC_AT(ig_redeem_rec, header_hash), .optional = true, .present_off = offsetof(ig_redeem_rec, has_header_hash)},
-};
-
-static const ig_field_spec refund_fields[] = {
-	{.tag = IG_TAG_REFUND_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
-	 IG_SPEC_AT(ig_refund_rec, coin_hash)},
-	{.tag = IG_TAG_REFUND_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
-	 IG_SPEC_AT(ig_refund_rec, collector)},
-	{.tag = IG_TAG_REFUND_REASON, .kind = IG_FIELD_WORD, .name = "reason", IG_SPEC_AT(ig_refund_rec, reason),
-	 .why = "must be \"expired\" or \"cancelled\"", .value_names = refund_reasons},
-};
-
-static const ig_body_spec credit_body = IG_SPEC_BODY(IG_REC_CREDIT, "credit", credit_fields, ig_credit_rec);
-static const ig_body_spec mint_body = IG_SPEC_BODY(IG_REC_COIN_MINT, "coin_mint", mint_fields, ig_mint_rec);
-static const ig_body_spec redeem_body =
-	IG_SPEC_BODY(IG_REC_COIN_REDEEM, "coin_redeem", redeem_fields, ig_redeem_rec);
-static const ig_body_spec refund_body =
-	IG_SPEC_BODY(IG_REC_COIN_REFUND, "coin_refund", refund_fields, ig_refund_rec);
-
-static const ig_body_spec *const bank_bodies[] = {&credit_body, &mint_body, &redeem_body, &refund_body};
-
-/* ig_mint_rec is 2 KiB; static storage would not be re-entrant, so a
- * decoded bank body lives on the caller's stack. */
-typedef union bank_body {
-	ig_credit_rec credit;
-	ig_mint_rec mint;
-	ig_redeem_rec redeem;
-	ig_refund_rec refund;
-} bank_body;
+ * Their layouts are tables in recspecs.c, read by the one TLV codec
+ * (recspec.c), so the bank's bodies follow exactly the rules of every other
+ * record type. */
 
 static const ig_body_spec *bank_body_for(uint16_t type)
 {
-	for (size_t i = 0; i < sizeof bank_bodies / sizeof bank_bodies[0]; i++)
-		if (bank_bodies[i]->type == type)
-			return bank_bodies[i];
+	switch (type) {
+	case IG_REC_CREDIT: return &ig_recspec_credit;
+	case IG_REC_COIN_MINT: return &ig_recspec_mint;
+	case IG_REC_COIN_REDEEM: return &ig_recspec_redeem;
+	case IG_REC_COIN_REFUND: return &ig_recspec_refund;
+	}
 	return NULL;
 }
 
 int ig_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r)
 {
-	return r ? ig_recspec_encode(&credit_body, r, out, cap) : IG_ERR_INVAL;
+	return r ? ig_recspec_encode(&ig_recspec_credit, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err)
 {
-	return ig_recspec_decode(&credit_body, body, len, r, err);
+	return ig_recspec_decode(&ig_recspec_credit, body, len, r, err);
 }
 
 int ig_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r)
 {
-	return r ? ig_recspec_encode(&mint_body, r, out, cap) : IG_ERR_INVAL;
+	return r ? ig_recspec_encode(&ig_recspec_mint, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err)
 {
-	return ig_recspec_decode(&mint_body, body, len, r, err);
+	return ig_recspec_decode(&ig_recspec_mint, body, len, r, err);
 }
 
 int ig_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r)
 {
-	return r ? ig_recspec_encode(&redeem_body, r, out, cap) : IG_ERR_INVAL;
+	return r ? ig_recspec_encode(&ig_recspec_redeem, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err)
 {
-	return ig_recspec_decode(&redeem_body, body, len, r, err);
+	return ig_recspec_decode(&ig_recspec_redeem, body, len, r, err);
 }
 
 int ig_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r)
 {
-	return r ? ig_recspec_encode(&refund_body, r, out, cap) : IG_ERR_INVAL;
+	return r ? ig_recspec_encode(&ig_recspec_refund, r, out, cap) : IG_ERR_INVAL;
 }
 
 int ig_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err)
 {
-	return ig_recspec_decode(&refund_body, body, len, r, err);
+	return ig_recspec_decode(&ig_recspec_refund, body, len, r, err);
 }
 
-/* ---- hooks for record.c --------------------------------------------------------- */
+/* ---- bank record queries ----------------------------------------------------- */
 
 const char *ig_bank_record_type_name(uint16_t type)
 {
@@ -156,8 +85,7 @@ int ig_bank_record_check(const ig_record *rec, ig_error *err)
 	if (!rec)
 		return IG_ERR_INVAL;
 	const ig_body_spec *b = bank_body_for(rec->type);
-	bank_body u;
-	return b ? ig_recspec_decode(b, rec->body, rec->body_len, &u, err) : IG_OK;
+	return b ? ig_recspec_check(b, rec->body, rec->body_len, err) : IG_OK;
 }
 
 int ig_bank_record_json(cJSON *obj, const ig_record *rec)
@@ -165,400 +93,7 @@ int ig_bank_record_json(cJSON *obj, const ig_record *rec)
 	if (!obj || !rec)
 		return IG_ERR_INVAL;
 	const ig_body_spec *b = bank_body_for(rec->type);
-	bank_body u;
 	if (!b)
 		return IG_ERR_NOTFOUND;
-	if (ig_recspec_decode(b, rec->body, rec->body_len, &u, NULL) != IG_OK)
-		return IG_ERR_CORRUPT;
-	return ig_recspec_json(obj, b, &u) ? IG_OK : IG_ERR_NOMEM;
-}
-
-/* ---- coin crypto ------------------------------------------------------------------ */
-
-void ig_coin_hash(uint8_t out[IG_HASH_BYTES], const uint8_t coin[IG_COIN_BYTES])
-{
-	crypto_generichash(out, IG_HASH_BYTES, coin, IG_COIN_BYTES, NULL, 0);
-}
-
-void ig_coin_topic_hash(uint8_t out[IG_HASH_BYTES], const char *topic)
-{
-	crypto_generichash(out, IG_HASH_BYTES, (const uint8_t *)topic, strlen(topic), NULL, 0);
-}
-
-void ig_coin_header_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *sealed, size_t len)
-{
-	crypto_generichash(out, IG_HASH_BYTES, sealed, len, NULL, 0);
-}
-
-void ig_coin_keys(const uint8_t coin[IG_COIN_BYTES], uint8_t payload_key[32], uint8_t result_key[32])
-{
-	/* Two infos, one coin: the payload key and the result key are
-	 * independent, so a result can never be mistaken for the payload. Only
-	 * a 32-byte output is asked for, which ig_hkdf cannot refuse. */
-	(void)ig_hkdf(payload_key, 32, NULL, 0, coin, IG_COIN_BYTES, (const uint8_t *)PAYLOAD_INFO,
-	              sizeof PAYLOAD_INFO - 1);
-	(void)ig_hkdf(result_key, 32, NULL, 0, coin, IG_COIN_BYTES, (const uint8_t *)RESULT_INFO,
-	              sizeof RESULT_INFO - 1);
-}
-
-static bool suite_valid(int s)
-{
-	return s == IG_SUITE_AES256GCM || s == IG_SUITE_XCHACHA20POLY1305;
-}
-
-/* Every coin nonce field is 24 bytes, but AES-256-GCM reads only the first
- * 12, so the tag would not cover the rest: anyone could rewrite them and
- * the message would still open. The canonical GCM nonce therefore ends in
- * 12 zero bytes, sealing writes them and every parser refuses anything
- * else, so each byte on the wire is either authenticated or fixed. */
-static size_t nonce_used(ig_suite suite)
-{
-	return suite == IG_SUITE_AES256GCM ? 12 : IG_COIN_NONCE_BYTES;
-}
-
-static void nonce_fresh(uint8_t nonce[IG_COIN_NONCE_BYTES], ig_suite suite)
-{
-	size_t used = nonce_used(suite);
-	randombytes_buf(nonce, used);
-	memset(nonce + used, 0, IG_COIN_NONCE_BYTES - used);
-}
-
-static bool nonce_canonical(const uint8_t nonce[IG_COIN_NONCE_BYTES], ig_suite suite)
-{
-	uint8_t spare = 0;
-	for (size_t i = nonce_used(suite); i < IG_COIN_NONCE_BYTES; i++)
-		spare |= nonce[i];
-	return spare == 0;
-}
-
-int ig_coin_header_encode(uint8_t *out, size_t cap, const ig_coin_header *h)
-{
-	if (!out || !h)
-		return IG_ERR_INVAL;
-	size_t clen = strnlen(h->collector, sizeof h->collector);
-	if (!ig_id_valid(h->collector, clen) || !suite_valid((int)h->suite) || !nonce_canonical(h->nonce, h->suite))
-		return IG_ERR_INVAL;
-	size_t total = IG_COIN_HEADER_PLAIN_MIN - 1 + clen;
-	if (cap < total)
-		return IG_ERR_RANGE;
-	uint8_t *p = out;
-	*p++ = IG_COIN_HEADER_VERSION;
-	memcpy(p, h->coin, IG_COIN_BYTES);
-	p += IG_COIN_BYTES;
-	memcpy(p, h->nonce, IG_COIN_NONCE_BYTES);
-	p += IG_COIN_NONCE_BYTES;
-	*p++ = (uint8_t)h->suite;
-	*p++ = (uint8_t)clen;
-	memcpy(p, h->collector, clen);
-	p += clen;
-	memcpy(p, h->topic_hash, IG_HASH_BYTES);
-	return (int)total;
-}
-
-int ig_coin_header_decode(ig_coin_header *h, const uint8_t *pt, size_t len)
-{
-	if (!h || !pt)
-		return IG_ERR_INVAL;
-	memset(h, 0, sizeof *h);
-	if (len < IG_COIN_HEADER_PLAIN_MIN || len > IG_COIN_HEADER_PLAIN_MAX)
-		return IG_ERR_INVAL;
-	const uint8_t *p = pt;
-	if (*p++ != IG_COIN_HEADER_VERSION)
-		return IG_ERR_INVAL;
-	const uint8_t *coin = p;
-	p += IG_COIN_BYTES;
-	const uint8_t *nonce = p;
-	p += IG_COIN_NONCE_BYTES;
-	uint8_t suite = *p++;
-	uint8_t clen = *p++;
-	/* the length must be exactly what collector_len says: no slack bytes */
-	if (!suite_valid(suite) || !nonce_canonical(nonce, (ig_suite)suite) ||
-	    len != (size_t)IG_COIN_HEADER_PLAIN_MIN - 1 + clen || !ig_id_valid((const char *)p, clen))
-		return IG_ERR_INVAL;
-	memcpy(h->coin, coin, IG_COIN_BYTES);
-	memcpy(h->nonce, nonce, IG_COIN_NONCE_BYTES);
-	h->suite = (ig_suite)suite;
-	memcpy(h->collector, p, clen);
-	h->collector[clen] = '\0';
-	p += clen;
-	memcpy(h->topic_hash, p, IG_HASH_BYTES);
-	return IG_OK;
-}
-
-int ig_coin_header_open(ig_coin_header *h, const uint8_t *sealed, size_t len, const uint8_t bank_sk[IG_SK_BYTES])
-{
-	if (!h || !sealed || !bank_sk)
-		return IG_ERR_INVAL;
-	sodium_memzero(h, sizeof *h);
-	if (len < IG_COIN_HEADER_SEALED_MIN || len > IG_COIN_HEADER_SEALED_MAX)
-		return IG_ERR_INVAL;
-	if (ig_init() != IG_OK)
-		return IG_ERR_CRYPTO;
-
-	uint8_t x_sk[crypto_box_SECRETKEYBYTES], x_pk[crypto_box_PUBLICKEYBYTES];
-	uint8_t pt[IG_COIN_HEADER_PLAIN_MAX];
-	int rc = IG_OK;
-	/* The public half is recomputed from the secret one rather than taken
-	 * from bank_sk's trailing 32 bytes, so the two cannot disagree. */
-	if (crypto_sign_ed25519_sk_to_curve25519(x_sk, bank_sk) != 0 || crypto_scalarmult_base(x_pk, x_sk) != 0)
-		rc = IG_ERR_CRYPTO;
-	else if (crypto_box_seal_open(pt, sealed, len, x_pk, x_sk) != 0)
-		rc = IG_ERR_CRYPTO;
-	else
-		rc = ig_coin_header_decode(h, pt, len - crypto_box_SEALBYTES);
-	sodium_memzero(x_sk, sizeof x_sk);
-	sodium_memzero(pt, sizeof pt);
-	if (rc != IG_OK)
-		sodium_memzero(h, sizeof *h);
-	return rc;
-}
-
-bool ig_coin_header_matches_topic(const ig_coin_header *h, const char *topic)
-{
-	if (!h || !topic)
-		return false;
-	uint8_t th[IG_HASH_BYTES];
-	ig_coin_topic_hash(th, topic);
-	return sodium_memcmp(th, h->topic_hash, IG_HASH_BYTES) == 0;
-}
-
-/* AAD = domain || 0x00 || topic || 0x00 || hash. Topics are short in
- * practice, so the buffer lives on the stack unless one is not. */
-typedef struct aad_buf {
-	uint8_t small[512];
-	uint8_t *p;
-	size_t len;
-} aad_buf;
-
-static int aad_build(aad_buf *a, const char *domain, const char *topic, const uint8_t hash[IG_HASH_BYTES])
-{
-	size_t dlen = strlen(domain), tlen = strlen(topic);
-	if (tlen == 0 || tlen > TOPIC_MAX)
-		return IG_ERR_INVAL;
-	a->len = dlen + 1 + tlen + 1 + IG_HASH_BYTES;
-	a->p = a->len <= sizeof a->small ? a->small : malloc(a->len);
-	if (!a->p)
-		return IG_ERR_NOMEM;
-	uint8_t *p = a->p;
-	memcpy(p, domain, dlen);
-	p += dlen;
-	*p++ = 0x00;
-	memcpy(p, topic, tlen);
-	p += tlen;
-	*p++ = 0x00;
-	memcpy(p, hash, IG_HASH_BYTES);
-	return IG_OK;
-}
-
-static void aad_free(aad_buf *a)
-{
-	if (a->p && a->p != a->small)
-		free(a->p);
-	a->p = NULL;
-}
-
-int ig_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], const uint8_t coin[IG_COIN_BYTES],
-                 ig_suite suite, const char *collector, const char *topic, const uint8_t *payload, size_t len,
-                 uint8_t header_hash[IG_HASH_BYTES])
-{
-	if (!out || !bank_pk || !coin || !collector || !topic || (len > 0 && !payload) || !header_hash)
-		return IG_ERR_INVAL;
-	if (!suite_valid((int)suite))
-		return IG_ERR_INVAL;
-	if (len > IG_DATA_MAX_PAYLOAD)
-		return IG_ERR_RANGE;
-	size_t clen = strnlen(collector, IG_ID_MAX + 1);
-	size_t tlen = strlen(topic);
-	if (!ig_id_valid(collector, clen) || tlen == 0 || tlen > TOPIC_MAX)
-		return IG_ERR_INVAL;
-	if (!ig_suite_available(suite))
-		return IG_ERR_STATE;
-	size_t pt_len = IG_COIN_HEADER_PLAIN_MIN - 1 + clen;
-	size_t sealed_len = pt_len + crypto_box_SEALBYTES;
-	size_t total = 4 + 2 + sealed_len + 1 + IG_COIN_NONCE_BYTES + len + IG_AEAD_TAG_BYTES;
-	if (cap < total)
-		return IG_ERR_RANGE;
-
-	ig_coin_header h;
-	uint8_t x_pk[crypto_box_PUBLICKEYBYTES];
-	uint8_t pt[IG_COIN_HEADER_PLAIN_MAX];
-	uint8_t payload_key[32], result_key[32];
-	int rc;
-
-	memset(&h, 0, sizeof h);
-	memcpy(h.coin, coin, IG_COIN_BYTES);
-	nonce_fresh(h.nonce, suite); /* a coin keys one payload, but never trust that alone */
-	h.suite = suite;
-	memcpy(h.collector, collector, clen);
-	ig_coin_topic_hash(h.topic_hash, topic);
-
-	uint8_t *p = out;
-	memcpy(p, IG_DATA_MAGIC, 4);
-	ig_put_u16(p + 4, (uint16_t)sealed_len);
-	uint8_t *sealed = p + 6;
-	uint8_t *tail = sealed + sealed_len;
-	if (crypto_sign_ed25519_pk_to_curve25519(x_pk, bank_pk) != 0) {
-		rc = IG_ERR_CRYPTO; /* not a usable public key (small order, off curve) */
-		goto done;
-	}
-	if ((rc = ig_coin_header_encode(pt, sizeof pt, &h)) < 0)
-		goto done;
-	if (crypto_box_seal(sealed, pt, pt_len, x_pk) != 0) {
-		rc = IG_ERR_CRYPTO;
-		goto done;
-	}
-	ig_coin_header_hash(header_hash, sealed, sealed_len);
-	tail[0] = (uint8_t)suite;
-	memcpy(tail + 1, h.nonce, IG_COIN_NONCE_BYTES);
-
-	aad_buf aad;
-	if ((rc = aad_build(&aad, DATA_AAD_DOMAIN, topic, header_hash)) < 0)
-		goto done;
-	ig_coin_keys(coin, payload_key, result_key);
-	rc = ig_aead_seal(suite, tail + 1 + IG_COIN_NONCE_BYTES, len + IG_AEAD_TAG_BYTES, payload, len, aad.p, aad.len,
-	                  h.nonce, payload_key);
-	aad_free(&aad);
-	if (rc >= 0)
-		rc = (int)total;
-done:
-	sodium_memzero(&h, sizeof h);
-	sodium_memzero(pt, sizeof pt);
-	sodium_memzero(payload_key, sizeof payload_key);
-	sodium_memzero(result_key, sizeof result_key);
-	if (rc < 0)
-		sodium_memzero(out, total); /* never leave half a message behind */
-	return rc;
-}
-
-int ig_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t *header_len, ig_suite *suite,
-                  const uint8_t **nonce, const uint8_t **ct, size_t *ct_len)
-{
-	if (!msg || !header || !header_len || !suite || !nonce || !ct || !ct_len)
-		return IG_ERR_INVAL;
-	if (len < 6 || memcmp(msg, IG_DATA_MAGIC, 4) != 0)
-		return IG_ERR_INVAL;
-	size_t hlen = ig_get_u16(msg + 4);
-	if (hlen < IG_COIN_HEADER_SEALED_MIN || hlen > IG_COIN_HEADER_SEALED_MAX)
-		return IG_ERR_INVAL;
-	size_t fixed = 6 + hlen + 1 + IG_COIN_NONCE_BYTES;
-	if (len < fixed + IG_AEAD_TAG_BYTES || len - fixed - IG_AEAD_TAG_BYTES > IG_DATA_MAX_PAYLOAD)
-		return IG_ERR_INVAL;
-	uint8_t s = msg[6 + hlen];
-	if (!suite_valid(s) || !nonce_canonical(msg + 6 + hlen + 1, (ig_suite)s))
-		return IG_ERR_INVAL;
-	*header = msg + 6;
-	*header_len = hlen;
-	*suite = (ig_suite)s;
-	*nonce = msg + 6 + hlen + 1;
-	*ct = msg + fixed;
-	*ct_len = len - fixed;
-	return IG_OK;
-}
-
-int ig_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                 const uint8_t payload_key[32])
-{
-	const uint8_t *header, *nonce, *ct;
-	size_t header_len, ct_len;
-	ig_suite suite;
-	if (!topic || !payload_key)
-		return IG_ERR_INVAL;
-	int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len);
-	if (rc != IG_OK)
-		return rc;
-	uint8_t header_hash[IG_HASH_BYTES];
-	ig_coin_header_hash(header_hash, header, header_len);
-	aad_buf aad;
-	if ((rc = aad_build(&aad, DATA_AAD_DOMAIN, topic, header_hash)) < 0)
-		return rc;
-	/* GCM takes the first 12 of the 24 nonce bytes (ig_data_parse made sure
-	 * the other 12 are zero); XChaCha takes all. */
-	rc = ig_aead_open(suite, out, cap, ct, ct_len, aad.p, aad.len, nonce, payload_key);
-	aad_free(&aad);
-	return rc;
-}
-
-int ig_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                          const uint8_t payload_key[32], const uint8_t nonce[IG_COIN_NONCE_BYTES])
-{
-	const uint8_t *header, *carried, *ct;
-	size_t header_len, ct_len;
-	ig_suite suite;
-	if (!nonce)
-		return IG_ERR_INVAL;
-	int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &carried, &ct, &ct_len);
-	if (rc != IG_OK)
-		return rc;
-	/* The bank's nonce came out of the sealed header, which the AAD binds:
-	 * the message must carry exactly the nonce its header promised. */
-	if (memcmp(carried, nonce, IG_COIN_NONCE_BYTES) != 0)
-		return IG_ERR_CRYPTO;
-	return ig_data_open(out, cap, msg, len, topic, payload_key);
-}
-
-int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_suite suite,
-                   const uint8_t header_hash[IG_HASH_BYTES], const char *topic, const uint8_t *payload, size_t len)
-{
-	if (!out || !result_key || !header_hash || !topic || (len > 0 && !payload) || !suite_valid((int)suite))
-		return IG_ERR_INVAL;
-	if (len > IG_DATA_MAX_PAYLOAD)
-		return IG_ERR_RANGE;
-	if (cap < IG_RESULT_OVERHEAD + len)
-		return IG_ERR_RANGE;
-	uint8_t *p = out;
-	memcpy(p, IG_RESULT_MAGIC, 4);
-	memcpy(p + 4, header_hash, IG_HASH_BYTES);
-	p[4 + IG_HASH_BYTES] = (uint8_t)suite;
-	uint8_t *nonce = p + 4 + IG_HASH_BYTES + 1;
-	nonce_fresh(nonce, suite);
-	aad_buf aad;
-	int rc = aad_build(&aad, RESULT_AAD_DOMAIN, topic, header_hash);
-	if (rc < 0)
-		return rc;
-	rc = ig_aead_seal(suite, nonce + IG_COIN_NONCE_BYTES, len + IG_AEAD_TAG_BYTES, payload, len, aad.p, aad.len,
-	                  nonce, result_key);
-	aad_free(&aad);
-	if (rc < 0) {
-		sodium_memzero(out, IG_RESULT_OVERHEAD + len);
-		return rc;
-	}
-	return (int)(IG_RESULT_OVERHEAD + len);
-}
-
-int ig_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_HASH_BYTES])
-{
-	if (!msg || !header_hash)
-		return IG_ERR_INVAL;
-	if (len < IG_RESULT_OVERHEAD || len - IG_RESULT_OVERHEAD > IG_DATA_MAX_PAYLOAD ||
-	    memcmp(msg, IG_RESULT_MAGIC, 4) != 0 || !suite_valid(msg[4 + IG_HASH_BYTES]) ||
-	    !nonce_canonical(msg + 4 + IG_HASH_BYTES + 1, (ig_suite)msg[4 + IG_HASH_BYTES]))
-		return IG_ERR_INVAL;
-	memcpy(header_hash, msg + 4, IG_HASH_BYTES);
-	return IG_OK;
-}
-
-int ig_result_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                   const uint8_t result_key[32], const uint8_t header_hash[IG_HASH_BYTES])
-{
-	uint8_t carried[IG_HASH_BYTES];
-	if (!topic || !result_key || !header_hash)
-		return IG_ERR_INVAL;
-	int rc = ig_result_parse_hash(msg, len, carried);
-	if (rc != IG_OK)
-		return rc;
-	/* The AAD takes the hash the caller expects, not the one carried, so a
-	 * result for another request fails the tag even if the lookup was
-	 * skipped; the early check only gives the clearer answer. */
-	if (memcmp(carried, header_hash, IG_HASH_BYTES) != 0)
-		return IG_ERR_CRYPTO;
-	ig_suite suite = (ig_suite)msg[4 + IG_HASH_BYTES];
-	const uint8_t *nonce = msg + 4 + IG_HASH_BYTES + 1;
-	const uint8_t *ct = nonce + IG_COIN_NONCE_BYTES;
-	size_t ct_len = len - (size_t)(ct - msg);
-	aad_buf aad;
-	if ((rc = aad_build(&aad, RESULT_AAD_DOMAIN, topic, header_hash)) < 0)
-		return rc;
-	rc = ig_aead_open(suite, out, cap, ct, ct_len, aad.p, aad.len, nonce, result_key);
-	aad_free(&aad);
-	return rc;
+	return ig_recspec_body_json(obj, b, rec->body, rec->body_len);
 }

@@ -25,6 +25,7 @@
  * down with age. Owners (collectors) are few and are kept in an ig_idmap.
  */
 #include "ig_bank.h"
+#include "ig_coins.h"
 
 #include "ig_idmap.h"
 #include "ig_record.h"

@@ -1,5 +1,5 @@
 /*
- * ig_policy.h: per-role topic access rules and MQTT topic/filter matching.
+ * ig_policy.h: per-role topic access rules (matching itself: ig_topic.h).
  *
  * Why this exists: the broker asks on every SUBSCRIBE and every delivered
  * message whether an identity may touch a topic. Rules live in a JSON file
@@ -71,16 +71,5 @@ bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
 bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b);
 /* 1 = listed, 0 = not listed (or bad arguments), 2 = no list for the role. */
 int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_t m[32]);
-
-/* ---- MQTT matching primitives (exposed for tests) ---- */
-
-/* Topic name matches filter (MQTT 3.1.1 section 4.7; $-topics are not matched
- * by a leading wildcard). */
-bool ig_topic_matches(const char *filter, const char *topic);
-/* Every topic matched by `inner` is also matched by `outer`. */
-bool ig_filter_contains(const char *outer, const char *inner);
-/* Valid topic name (no wildcards) / valid filter. */
-bool ig_topic_valid(const char *topic);
-bool ig_filter_valid(const char *filter);
 
 #endif

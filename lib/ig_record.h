@@ -185,10 +185,11 @@ int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
 int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
 int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
 int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
-int ig_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
-int ig_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);
-int ig_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j);
-int ig_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err);
+/* ig_rec_: the join-code records, not the secret code itself (ig_join_*). */
+int ig_rec_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
+int ig_rec_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);
+int ig_rec_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j);
+int ig_rec_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err);
 int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k);
 int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err);
 int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
@@ -199,7 +200,8 @@ int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *er
  * IG_ERR_CORRUPT naming the bad field. */
 int ig_record_body_check(const ig_record *rec, ig_error *err);
 
-/* Generic TLV walking, for later record types and for `show`. */
+/* Generic TLV walking, for later record types and for `show`. Implemented
+ * in recspec.c, next to the table-driven body codec that is built on it. */
 typedef struct ig_tlv_iter {
 	const uint8_t *p, *end;
 } ig_tlv_iter;

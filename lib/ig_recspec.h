@@ -3,10 +3,11 @@
  *
  * Why this exists: every ledger record body follows the same TLV rules
  * (each known tag at most once, required tags present, unknown tags
- * ignored, one check per kind of value). record.c owns the one encoder,
- * decoder and JSON renderer; record types defined elsewhere (the bank's,
- * in bank.c) describe their bodies with these tables instead of repeating
- * the loop. Not a public contract: only the C files in lib/ include it.
+ * ignored, one check per kind of value). recspec.c is the one encoder,
+ * decoder and JSON renderer; recspecs.c holds every body's table, in the
+ * order of docs/LEDGER.md section 7. record.c and bank.c only call in, so
+ * neither needs the other. Not a public contract: only the C files in lib/
+ * include it, and the unit test that holds the tables to the document.
  */
 #ifndef IG_RECSPEC_H
 #define IG_RECSPEC_H
@@ -70,5 +71,35 @@ int ig_recspec_encode(const ig_body_spec *b, const void *rec, uint8_t *out, size
 int ig_recspec_decode(const ig_body_spec *b, const uint8_t *body, size_t len, void *rec, ig_error *err);
 /* Adds the fields of a decoded rec to obj; false only when out of memory. */
 bool ig_recspec_json(struct cJSON *obj, const ig_body_spec *b, const void *rec);
+
+/* Every record struct is at most this many bytes (recspecs.c asserts it), so
+ * a body can be checked or rendered with no allocation. */
+#define IG_RECSPEC_REC_MAX 2304
+
+/* Decodes a body into scratch space only to check it: IG_OK, or
+ * IG_ERR_CORRUPT naming the field. */
+int ig_recspec_check(const ig_body_spec *b, const uint8_t *body, size_t len, ig_error *err);
+/* Decodes a body and adds its fields to obj: IG_OK, IG_ERR_CORRUPT (body
+ * does not decode; obj untouched) or IG_ERR_NOMEM. */
+int ig_recspec_body_json(struct cJSON *obj, const ig_body_spec *b, const uint8_t *body, size_t len);
+/* Adds "name": hex of bin[0..len) to obj; false only when out of memory. */
+bool ig_recspec_json_hex(struct cJSON *obj, const char *name, const uint8_t *bin, size_t len);
+
+/* ---- the tables (recspecs.c), docs/LEDGER.md section 7 -------------------- */
+
+extern const ig_body_spec ig_recspec_genesis;     /* 7.1 */
+extern const ig_body_spec ig_recspec_enroll;      /* 7.2 */
+extern const ig_body_spec ig_recspec_revoke;      /* 7.3 */
+extern const ig_body_spec ig_recspec_join_code;   /* 7.4 */
+extern const ig_body_spec ig_recspec_join_used;   /* 7.5 */
+extern const ig_body_spec ig_recspec_key_issued;  /* 7.6 */
+extern const ig_body_spec ig_recspec_attest;      /* 7.7 */
+extern const ig_body_spec ig_recspec_credit;      /* 7.8 */
+extern const ig_body_spec ig_recspec_mint;        /* 7.9 */
+extern const ig_body_spec ig_recspec_redeem;      /* 7.10 */
+extern const ig_body_spec ig_recspec_refund;      /* 7.11 */
+
+/* The table for a record type, or NULL for a type with no typed body. */
+const ig_body_spec *ig_recspec_for(uint16_t type);
 
 #endif

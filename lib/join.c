@@ -385,7 +385,7 @@ static int grow(ig_joincodes *jc)
 static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 {
 	ig_join_code_rec j;
-	if (ig_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
+	if (ig_rec_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
 		return IG_ERR_CORRUPT;   /* the decoder set err, naming the field */
 	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
 	ig_hex_encode(hex, j.code_id, IG_JOIN_CODE_ID_BYTES);
@@ -459,7 +459,7 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 		return apply_code(jc, rec, err);
 	case IG_REC_JOIN_USED: {
 		ig_join_used u;
-		if (ig_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
+		if (ig_rec_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
 			return IG_ERR_CORRUPT;
 		if (!ig_id_valid(u.id, strnlen(u.id, sizeof u.id)))
 			return ig_error_set(err, IG_ERR_CORRUPT, "join-used record %llu: id is not a valid identity id",

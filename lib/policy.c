@@ -1,20 +1,11 @@
 /*
- * policy.c: role policy loading and MQTT topic/filter matching.
+ * policy.c: role policy loading and the per-role access decision.
  *
  * Why this exists: the broker asks "may this identity touch this topic" for
  * every SUBSCRIBE and every delivered message. So all the expensive work
  * (JSON parsing, validation, splitting patterns into levels) happens once at
- * load time, and a check is only a walk over the topic with memchr and short
- * memcmp calls: no allocation, no copies, no repeated strlen.
- *
- * Matching rules (MQTT 3.1.1 section 4.7, MQTT 5 section 4.7):
- *   - '+' matches exactly one level, '#' matches the parent level and any
- *     number of levels below it ("a/#" matches "a", "a/", "a/b/c");
- *   - a filter starting with a wildcard never matches a topic starting with
- *     '$', so $CONTROL and $SYS rights must always be granted explicitly.
- * Containment ("every topic inner matches, outer matches too") is decided
- * level by level and errs on the side of "no": it only answers yes when the
- * structure proves it, which is what an access check needs.
+ * load time, and a check is only the topic matcher (topic.c) walking the
+ * compiled levels: no allocation, no copies, no repeated strlen.
  *
  * The same file carries the key service's two role rules ("m2m": who may
  * share a session key with whom; "attestation": which agent measurements a
@@ -22,6 +13,7 @@
  */
 #include "ig_policy.h"
 #include "ig_json.h"
+#include "ig_topic.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -30,27 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOPIC_MAX 65535u       /* MQTT strings carry a 16-bit length */
 #define POLICY_FILE_MAX (1u << 20)
 
-/* One level of a compiled pattern, or one level read from a topic/filter. */
-enum level_kind {
-	LEVEL_LITERAL = 0,
-	LEVEL_PLUS,
-	LEVEL_HASH,
-	LEVEL_CLUSTER,   /* "{cluster}", only in compiled patterns */
-	LEVEL_ID,        /* "{id}", only in compiled patterns */
-	LEVEL_NEVER,     /* placeholder whose value is invalid: matches nothing */
-};
-
-typedef struct level {
-	const char *text;
-	uint32_t len;
-	uint8_t kind;
-} level;
+/* The two placeholder slots a compiled pattern level may name. */
+enum { SLOT_CLUSTER, SLOT_ID };
 
 typedef struct pattern {
-	level *levels;
+	ig_topic_level *levels;
 	uint32_t count;
 	char *text;           /* owns the bytes level.text points into */
 } pattern;
@@ -80,243 +58,16 @@ struct ig_policy {
 	uint64_t generation;                        /* unique per loaded policy (ig_policy_generation) */
 };
 
-/* ---- reading levels ------------------------------------------------------
- *
- * Both the subject (a topic or filter from a client) and the rule (a compiled
- * pattern, or a filter string for the public primitives) are walked with the
- * same cursor, so there is one matching algorithm for both representations.
- */
-
-typedef struct placeholders {
-	const char *cluster, *id;
-	uint32_t cluster_len, id_len;
-	bool cluster_ok, id_ok;
-} placeholders;
-
-typedef struct cursor {
-	/* text mode */
-	const char *p, *end;
-	/* compiled mode (pat != NULL) */
-	const pattern *pat;
-	const placeholders *ph;
-	uint32_t next;
-	bool done;
-} cursor;
-
-static void cursor_text(cursor *c, const char *s, size_t len)
-{
-	memset(c, 0, sizeof *c);
-	c->p = s;
-	c->end = s + len;
-}
-
-static void cursor_pattern(cursor *c, const pattern *pat, const placeholders *ph)
-{
-	memset(c, 0, sizeof *c);
-	c->pat = pat;
-	c->ph = ph;
-}
-
-static level classify(const char *s, uint32_t len)
-{
-	level l = {s, len, LEVEL_LITERAL};
-	if (len == 1 && s[0] == '+')
-		l.kind = LEVEL_PLUS;
-	else if (len == 1 && s[0] == '#')
-		l.kind = LEVEL_HASH;
-	return l;
-}
-
-/* Returns false when there are no more levels. Placeholders come back as
- * literals holding the substituted value, or LEVEL_NEVER. */
-static bool cursor_next(cursor *c, level *out)
-{
-	if (c->done)
-		return false;
-	if (c->pat) {
-		if (c->next >= c->pat->count) {
-			c->done = true;
-			return false;
-		}
-		*out = c->pat->levels[c->next++];
-		if (out->kind == LEVEL_CLUSTER) {
-			*out = (level){c->ph->cluster, c->ph->cluster_len,
-			               c->ph->cluster_ok ? LEVEL_LITERAL : LEVEL_NEVER};
-		} else if (out->kind == LEVEL_ID) {
-			*out = (level){c->ph->id, c->ph->id_len,
-			               c->ph->id_ok ? LEVEL_LITERAL : LEVEL_NEVER};
-		}
-		return true;
-	}
-	const char *slash = memchr(c->p, '/', (size_t)(c->end - c->p));
-	const char *stop = slash ? slash : c->end;
-	*out = classify(c->p, (uint32_t)(stop - c->p));
-	if (slash)
-		c->p = slash + 1;
-	else
-		c->done = true;
-	return true;
-}
-
-static bool literal_equal(const level *a, const level *b)
-{
-	return a->len == b->len && memcmp(a->text, b->text, a->len) == 0;
-}
-
-static bool dollar_level(const level *l)
-{
-	return l->kind == LEVEL_LITERAL && l->len > 0 && l->text[0] == '$';
-}
-
-/* Does the rule (a filter) match the topic? Both must already be valid. */
-static bool match_cursor(cursor *rule, cursor *topic)
-{
-	bool first = true;
-	for (;;) {
-		level r = {0}, t = {0};
-		bool have_r = cursor_next(rule, &r);
-		bool have_t = cursor_next(topic, &t);
-		if (have_r && r.kind == LEVEL_HASH)
-			return !(first && dollar_level(&t));
-		if (!have_r || !have_t)
-			return have_r == have_t;
-		switch (r.kind) {
-		case LEVEL_PLUS:
-			if (first && dollar_level(&t))
-				return false;
-			break;
-		case LEVEL_LITERAL:
-			if (!literal_equal(&r, &t))
-				return false;
-			break;
-		default:
-			return false;
-		}
-		first = false;
-	}
-}
-
-/* Is every topic the inner filter matches also matched by the outer one?
- * Both must already be valid filters. */
-static bool contains_cursor(cursor *outer, cursor *inner)
-{
-	bool first = true;
-	for (;;) {
-		level o = {0}, i = {0};
-		bool have_o = cursor_next(outer, &o);
-		bool have_i = cursor_next(inner, &i);
-		/* An outer '#' covers everything below here, including the parent
-		 * level, except that at the top it never covers $-topics. */
-		if (have_o && o.kind == LEVEL_HASH)
-			return !(first && dollar_level(&i));
-		if (!have_o || !have_i)
-			return have_o == have_i;
-		/* An inner '#' needs an outer '#' at this level or above. */
-		if (i.kind == LEVEL_HASH)
-			return false;
-		switch (o.kind) {
-		case LEVEL_PLUS:
-			if (first && dollar_level(&i))
-				return false;
-			break;
-		case LEVEL_LITERAL:
-			if (i.kind != LEVEL_LITERAL || !literal_equal(&o, &i))
-				return false;
-			break;
-		default:
-			return false;
-		}
-		first = false;
-	}
-}
-
-/* ---- validation ---------------------------------------------------------- */
-
-/* Length of s if it is a valid topic name, else 0. One pass. */
-static size_t topic_length(const char *topic)
-{
-	if (!topic)
-		return 0;
-	size_t n = 0;
-	for (; topic[n]; n++) {
-		if (topic[n] == '+' || topic[n] == '#' || n >= TOPIC_MAX)
-			return 0;
-	}
-	return n;
-}
-
-/* Length of s if it is a valid filter, else 0. One pass. */
-static size_t filter_length(const char *filter)
-{
-	if (!filter)
-		return 0;
-	size_t n = 0, level_start = 0;
-	bool wildcard_in_level = false, hash_seen = false;
-	for (; filter[n]; n++) {
-		char c = filter[n];
-		if (n >= TOPIC_MAX || hash_seen)
-			return 0;          /* too long, or something follows '#' */
-		if (c == '/') {
-			level_start = n + 1;
-			wildcard_in_level = false;
-		} else if (c == '+' || c == '#') {
-			if (n != level_start)
-				return 0;      /* wildcard shares its level */
-			wildcard_in_level = true;
-			hash_seen = c == '#';
-		} else if (wildcard_in_level) {
-			return 0;          /* "+x" */
-		}
-	}
-	return n;
-}
-
-bool ig_topic_valid(const char *topic)
-{
-	return topic_length(topic) > 0;
-}
-
-bool ig_filter_valid(const char *filter)
-{
-	return filter_length(filter) > 0;
-}
-
-bool ig_topic_matches(const char *filter, const char *topic)
-{
-	size_t flen = filter_length(filter);
-	size_t tlen = topic_length(topic);
-	if (flen == 0 || tlen == 0)
-		return false;
-	cursor rule, subject;
-	cursor_text(&rule, filter, flen);
-	cursor_text(&subject, topic, tlen);
-	return match_cursor(&rule, &subject);
-}
-
-bool ig_filter_contains(const char *outer, const char *inner)
-{
-	size_t olen = filter_length(outer);
-	size_t ilen = filter_length(inner);
-	if (olen == 0 || ilen == 0)
-		return false;
-	cursor o, i;
-	cursor_text(&o, outer, olen);
-	cursor_text(&i, inner, ilen);
-	return contains_cursor(&o, &i);
-}
-
 /* ---- the access decision (hot path) -------------------------------------- */
 
-static void placeholders_init(placeholders *ph, const char *cluster, const char *id)
+static void placeholders_init(ig_topic_slot ph[IG_TOPIC_SLOTS], const char *cluster, const char *id)
 {
 	size_t clen = cluster ? strnlen(cluster, IG_CLUSTER_MAX + 1) : 0;
 	size_t ilen = id ? strnlen(id, IG_ID_MAX + 1) : 0;
-	ph->cluster = cluster ? cluster : "";
-	ph->id = id ? id : "";
-	ph->cluster_len = (uint32_t)clen;
-	ph->id_len = (uint32_t)ilen;
-	ph->cluster_ok = clen <= IG_CLUSTER_MAX && ig_id_valid(cluster, clen);
-	ph->id_ok = ilen <= IG_ID_MAX && ig_id_valid(id, ilen);
+	ph[SLOT_CLUSTER] = (ig_topic_slot){cluster ? cluster : "", (uint32_t)clen,
+	                                   clen <= IG_CLUSTER_MAX && ig_id_valid(cluster, clen)};
+	ph[SLOT_ID] = (ig_topic_slot){id ? id : "", (uint32_t)ilen,
+	                              ilen <= IG_ID_MAX && ig_id_valid(id, ilen)};
 }
 
 bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
@@ -338,17 +89,18 @@ bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
 	if (pl->count == 0)
 		return false;
 
-	size_t len = subscribe ? filter_length(topic) : topic_length(topic);
+	size_t len = subscribe ? ig_topic_filter_length(topic) : ig_topic_length(topic);
 	if (len == 0)
 		return false;
 
-	placeholders ph;
-	placeholders_init(&ph, cluster, id);
+	ig_topic_slot ph[IG_TOPIC_SLOTS];
+	placeholders_init(ph, cluster, id);
 	for (size_t k = 0; k < pl->count; k++) {
-		cursor rule, subject;
-		cursor_pattern(&rule, &pl->items[k], &ph);
-		cursor_text(&subject, topic, len);
-		if (subscribe ? contains_cursor(&rule, &subject) : match_cursor(&rule, &subject))
+		ig_topic_cursor rule, subject;
+		ig_topic_cursor_levels(&rule, pl->items[k].levels, pl->items[k].count, ph);
+		ig_topic_cursor_text(&subject, topic, len);
+		if (subscribe ? ig_topic_cursor_contains(&rule, &subject)
+		              : ig_topic_cursor_matches(&rule, &subject))
 			return true;
 	}
 	return false;
@@ -430,10 +182,10 @@ static int pattern_compile(const char *src, const char *where, pattern *out, ig_
 	if (len == 0)
 		return ig_error_set(err, IG_ERR_INVAL, "%s: empty pattern; write an MQTT topic filter such as "
 		                    "\"iotguard/{cluster}/dev/{id}/status\"", where);
-	if (len > TOPIC_MAX)
+	if (len > IG_TOPIC_LEN_MAX)
 		return ig_error_set(err, IG_ERR_INVAL, "%s: pattern is %zu bytes; MQTT filters are at most %u bytes",
-		                    where, len, TOPIC_MAX);
-	if (filter_length(src) != len)
+		                    where, len, IG_TOPIC_LEN_MAX);
+	if (ig_topic_filter_length(src) != len)
 		return ig_error_set(err, IG_ERR_INVAL, "%s: '%.80s' is not a valid MQTT filter; '+' and '#' must "
 		                    "each fill a whole level and '#' must be the last level", where, src);
 
@@ -452,15 +204,17 @@ static int pattern_compile(const char *src, const char *where, pattern *out, ig_
 	}
 	memcpy(out->text, src, len + 1);
 
-	cursor c;
-	cursor_text(&c, out->text, len);
-	level l;
-	for (uint32_t n = 0; cursor_next(&c, &l); n++) {
-		if (l.kind == LEVEL_LITERAL && l.len == 9 && memcmp(l.text, "{cluster}", 9) == 0) {
-			l.kind = LEVEL_CLUSTER;
-		} else if (l.kind == LEVEL_LITERAL && l.len == 4 && memcmp(l.text, "{id}", 4) == 0) {
-			l.kind = LEVEL_ID;
-		} else if (l.kind == LEVEL_LITERAL && (memchr(l.text, '{', l.len) || memchr(l.text, '}', l.len))) {
+	ig_topic_cursor c;
+	ig_topic_cursor_text(&c, out->text, len);
+	ig_topic_level l;
+	for (uint32_t n = 0; ig_topic_cursor_next(&c, &l); n++) {
+		if (l.kind == IG_TOPIC_LEVEL_LITERAL && l.len == 9 && memcmp(l.text, "{cluster}", 9) == 0) {
+			l.kind = IG_TOPIC_LEVEL_SLOT;
+			l.slot = SLOT_CLUSTER;
+		} else if (l.kind == IG_TOPIC_LEVEL_LITERAL && l.len == 4 && memcmp(l.text, "{id}", 4) == 0) {
+			l.kind = IG_TOPIC_LEVEL_SLOT;
+			l.slot = SLOT_ID;
+		} else if (l.kind == IG_TOPIC_LEVEL_LITERAL && (memchr(l.text, '{', l.len) || memchr(l.text, '}', l.len))) {
 			const char *name = memmem(l.text, l.len, "{cluster}", 9) ? "{cluster}"
 			                 : memmem(l.text, l.len, "{id}", 4) ? "{id}" : NULL;
 			int lvl_len = l.len > 80 ? 80 : (int)l.len;

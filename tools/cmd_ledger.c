@@ -23,6 +23,7 @@
 
 #include "cli.h"
 #include "ig_bank.h"
+#include "ig_coins.h"
 #include "ig_join.h"
 #include "ig_ledger.h"
 #include "ig_registry.h"
@@ -623,7 +624,7 @@ static int offline_join_codes(const char *dir, const char *cluster, const ig_adm
 		ig_join_code_new(&jk, r.code_id, r.hash, text);
 		snprintf(r.by, sizeof r.by, "%s", by);
 		uint8_t body[256];
-		int n = ig_join_code_encode(body, sizeof body, &r);
+		int n = ig_rec_join_code_encode(body, sizeof body, &r);
 		if (n < 0 || ig_ledger_append(l, IG_REC_JOIN_CODE, body, (size_t)n, NULL, &err) != IG_OK) {
 			cli_error("cannot record join code %u: %s", i + 1, n < 0 ? "encoding failed" : err.msg);
 			exit_code = CLI_EXIT_ERR;

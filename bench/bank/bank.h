@@ -26,6 +26,7 @@
 #include "bench_stats.h"
 #include "ig_aead.h"
 #include "ig_bank.h"
+#include "ig_coin.h"
 #include "ig_common.h"
 #include "ig_keys.h"
 

@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "ig_bank.h"
+#include "ig_coin.h"
+#include "ig_coins.h"
 #include "ig_record.h"
 #include "testutil.h"
 

@@ -20,8 +20,8 @@
 #include <string.h>
 
 #include "ig_aead.h"
-#include "ig_bank.h"
 #include "ig_checkpoint.h"
+#include "ig_coin.h"
 #include "ig_join.h"
 #include "ig_keyfile.h"
 #include "ig_keys.h"

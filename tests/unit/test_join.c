@@ -480,7 +480,7 @@ static ig_record code_rec(const uint8_t id[8], ig_role role, uint64_t index)
 	j.expires_at = 2000000000;
 	strcpy(j.by, "admin1");
 	uint8_t *b = bodies[body_next++ % 64];
-	return rec_of(IG_REC_JOIN_CODE, b, ig_join_code_encode(b, 1024, &j), index);
+	return rec_of(IG_REC_JOIN_CODE, b, ig_rec_join_code_encode(b, 1024, &j), index);
 }
 
 static ig_record used_rec(const uint8_t id[8], const char *who, uint64_t index)
@@ -490,7 +490,7 @@ static ig_record used_rec(const uint8_t id[8], const char *who, uint64_t index)
 	memcpy(u.code_id, id, 8);
 	strcpy(u.id, who);
 	uint8_t *b = bodies[body_next++ % 64];
-	return rec_of(IG_REC_JOIN_USED, b, ig_join_used_encode(b, 1024, &u), index);
+	return rec_of(IG_REC_JOIN_USED, b, ig_rec_join_used_encode(b, 1024, &u), index);
 }
 
 static ig_record enroll_rec(const char *who, ig_role role, const uint8_t *code, uint64_t index)

@@ -74,6 +74,14 @@ void tu_rand_bytes(uint8_t *out, size_t len)
 	}
 }
 
+void tu_rand_string(char *out, size_t max, const char *alphabet)
+{
+	size_t n = tu_rand32() % (max + 1), k = strlen(alphabet);
+	for (size_t i = 0; i < n; i++)
+		out[i] = alphabet[tu_rand32() % k];
+	out[n] = '\0';
+}
+
 /* The runner process sees every result; the seed is the same in every test
  * process (it comes from the environment), so it can be named here. */
 ReportHook(POST_TEST)(struct criterion_test_stats *stats)

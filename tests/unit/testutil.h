@@ -32,6 +32,9 @@ void tu_rng_seed(uint64_t seed);
 uint64_t tu_rand(void);
 uint32_t tu_rand32(void);
 void tu_rand_bytes(uint8_t *out, size_t len);
+/* A NUL-terminated string of 0..max characters drawn from alphabet; out
+ * holds at least max + 1 bytes. */
+void tu_rand_string(char *out, size_t max, const char *alphabet);
 
 /* True if all n bytes at p are zero (a wiped secret). */
 bool tu_all_zero(const void *p, size_t n);

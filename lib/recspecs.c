@@ -1,0 +1,167 @@
+/*
+ * recspecs.c: the body layout of every ledger record type, as tables.
+ *
+ * Why this exists: docs/LEDGER.md section 7 specifies each record body; this
+ * file is that section in C, in the same order, and nothing else. One
+ * codec (recspec.c) reads these tables for every record type, so the core
+ * records (record.c) and the bank's (bank.c) follow exactly the same rules,
+ * and comparing a body against the document means reading one file.
+ */
+#include "ig_recspec.h"
+#include "ig_bank.h"
+#include "ig_record.h"
+
+#include <stddef.h>
+
+/* ---- 7.1-7.7: identities, join codes, keys, attestation ------------------- */
+
+static const ig_field_spec genesis_fields[] = {
+	{.tag = IG_TAG_GENESIS_CLUSTER, .kind = IG_FIELD_ID, .name = "cluster", IG_SPEC_AT(ig_genesis, cluster)},
+	{.tag = IG_TAG_GENESIS_CH_PK, .kind = IG_FIELD_BYTES, .name = "ch_pubkey", IG_SPEC_AT(ig_genesis, ch_pk)},
+	{.tag = IG_TAG_GENESIS_VERSION, .kind = IG_FIELD_VERSION, .name = "version", IG_SPEC_AT(ig_genesis, version)},
+};
+
+static const ig_field_spec enroll_fields[] = {
+	{.tag = IG_TAG_ENROLL_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_enroll, id)},
+	{.tag = IG_TAG_ENROLL_ROLE, .kind = IG_FIELD_ROLE, .name = "role", IG_SPEC_AT(ig_enroll, role)},
+	{.tag = IG_TAG_ENROLL_PK, .kind = IG_FIELD_BYTES, .name = "pubkey", IG_SPEC_AT(ig_enroll, pk)},
+	{.tag = IG_TAG_ENROLL_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_enroll, by), .min = 1, .max = IG_BY_MAX},
+	/* Only enrolments made through a join code carry this tag, so records
+	 * written before join codes existed keep their exact bytes. At most
+	 * once: a second code would make "which code did this consume"
+	 * ambiguous. */
+	{.tag = IG_TAG_ENROLL_JOIN_CODE, .kind = IG_FIELD_BYTES, .name = "join_code", IG_SPEC_AT(ig_enroll, join_code),
+	 .optional = true, .present_off = offsetof(ig_enroll, has_join_code)},
+};
+
+static const ig_field_spec revoke_fields[] = {
+	{.tag = IG_TAG_REVOKE_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_revoke, id)},
+	{.tag = IG_TAG_REVOKE_REASON, .kind = IG_FIELD_TEXT, .name = "reason", IG_SPEC_AT(ig_revoke, reason), .min = 0,
+	 .max = IG_REASON_MAX},
+	{.tag = IG_TAG_REVOKE_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_revoke, by), .min = 1, .max = IG_BY_MAX},
+};
+
+/* The key-service records hold no secrets (the code hash, never the code;
+ * the key id, never the key), so every field is shown in JSON. */
+static const ig_field_spec join_code_fields[] = {
+	{.tag = IG_TAG_JOIN_CODE_ID, .kind = IG_FIELD_BYTES, .name = "code_id", IG_SPEC_AT(ig_join_code_rec, code_id)},
+	{.tag = IG_TAG_JOIN_CODE_HASH, .kind = IG_FIELD_BYTES, .name = "code_hash", IG_SPEC_AT(ig_join_code_rec, hash)},
+	{.tag = IG_TAG_JOIN_CODE_ROLE, .kind = IG_FIELD_ROLE, .name = "role", IG_SPEC_AT(ig_join_code_rec, role)},
+	{.tag = IG_TAG_JOIN_CODE_EXPIRES, .kind = IG_FIELD_U64, .name = "expires_at", IG_SPEC_AT(ig_join_code_rec, expires_at)},
+	{.tag = IG_TAG_JOIN_CODE_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_join_code_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
+static const ig_field_spec join_used_fields[] = {
+	{.tag = IG_TAG_JOIN_USED_CODE_ID, .kind = IG_FIELD_BYTES, .name = "code_id", IG_SPEC_AT(ig_join_used, code_id)},
+	{.tag = IG_TAG_JOIN_USED_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_join_used, id)},
+};
+
+/* Values 1 and 2 are IG_SUITE_AES256GCM and IG_SUITE_XCHACHA20POLY1305 (ig_aead.h). */
+static const char *const suite_names[] = {"none", "aes256gcm", "xchacha20poly1305"};
+
+static const ig_field_spec key_issued_fields[] = {
+	{.tag = IG_TAG_KEY_ID, .kind = IG_FIELD_BYTES, .name = "key_id", IG_SPEC_AT(ig_key_issued, key_id)},
+	{.tag = IG_TAG_KEY_A, .kind = IG_FIELD_ID, .name = "a", IG_SPEC_AT(ig_key_issued, a)},
+	{.tag = IG_TAG_KEY_B, .kind = IG_FIELD_ID, .name = "b", IG_SPEC_AT(ig_key_issued, b)},
+	{.tag = IG_TAG_KEY_EXPIRES, .kind = IG_FIELD_U64, .name = "expires_at", IG_SPEC_AT(ig_key_issued, expires_at)},
+	{.tag = IG_TAG_KEY_SUITE, .kind = IG_FIELD_U8, .name = "suite", IG_SPEC_AT(ig_key_issued, suite), .min = 1, .max = 2,
+	 .why = "must be one byte, 1 (aes256gcm) or 2 (xchacha20poly1305)", .value_names = suite_names},
+};
+
+static const char *const allowed_names[] = {"no", "yes", "unlisted"};
+
+static const ig_field_spec attest_fields[] = {
+	{.tag = IG_TAG_ATTEST_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_attest, id)},
+	{.tag = IG_TAG_ATTEST_MEASUREMENT, .kind = IG_FIELD_BYTES, .name = "measurement", IG_SPEC_AT(ig_attest, measurement)},
+	{.tag = IG_TAG_ATTEST_ALLOWED, .kind = IG_FIELD_U8, .name = "allowed", IG_SPEC_AT(ig_attest, allowed), .min = 0, .max = 2,
+	 .why = "must be one byte, 0 (no), 1 (yes) or 2 (no list)", .value_names = allowed_names},
+};
+
+/* ---- 7.8-7.11: the bank (credit and coins) -------------------------------- */
+
+static const char *const refund_reasons[] = {"expired", "cancelled", NULL};
+
+static const ig_field_spec credit_fields[] = {
+	{.tag = IG_TAG_CREDIT_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_credit_rec, id)},
+	{.tag = IG_TAG_CREDIT_AMOUNT, .kind = IG_FIELD_U64, .name = "amount", IG_SPEC_AT(ig_credit_rec, amount),
+	 .min = 1, .why = "must be greater than 0"},
+	{.tag = IG_TAG_CREDIT_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_credit_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
+/* Hashes only: the coins themselves never reach the ledger. */
+static const ig_field_spec mint_fields[] = {
+	{.tag = IG_TAG_MINT_OWNER, .kind = IG_FIELD_ID, .name = "owner", IG_SPEC_AT(ig_mint_rec, owner)},
+	{.tag = IG_TAG_MINT_EXPIRES, .kind = IG_FIELD_U64, .name = "expires_at", IG_SPEC_AT(ig_mint_rec, expires_at)},
+	{.tag = IG_TAG_MINT_HASHES, .kind = IG_FIELD_HASHES, .name = "coin_hashes", IG_SPEC_AT(ig_mint_rec, hashes),
+	 .min = 1, .max = IG_COINS_PER_REQUEST, .count_off = offsetof(ig_mint_rec, count)},
+};
+
+static const ig_field_spec redeem_fields[] = {
+	{.tag = IG_TAG_REDEEM_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
+	 IG_SPEC_AT(ig_redeem_rec, coin_hash)},
+	{.tag = IG_TAG_REDEEM_ANALYST, .kind = IG_FIELD_ID, .name = "analyst", IG_SPEC_AT(ig_redeem_rec, analyst)},
+	{.tag = IG_TAG_REDEEM_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
+	 IG_SPEC_AT(ig_redeem_rec, collector)},
+	/* Optional so that records written before it keep their bytes; with it
+	 * the coin index knows the redeemer after a restart, and the same
+	 * analyst's retry with the same header gets the keys again. */
+	{.tag = IG_TAG_REDEEM_HEADER_HASH, .kind = IG_FIELD_BYTES, .name = "header_hash",
+	 IG_SPEC_AT(ig_redeem_rec, header_hash), .optional = true, .present_off = offsetof(ig_redeem_rec, has_header_hash)},
+};
+
+static const ig_field_spec refund_fields[] = {
+	{.tag = IG_TAG_REFUND_COIN_HASH, .kind = IG_FIELD_BYTES, .name = "coin_hash",
+	 IG_SPEC_AT(ig_refund_rec, coin_hash)},
+	{.tag = IG_TAG_REFUND_COLLECTOR, .kind = IG_FIELD_ID, .name = "collector",
+	 IG_SPEC_AT(ig_refund_rec, collector)},
+	{.tag = IG_TAG_REFUND_REASON, .kind = IG_FIELD_WORD, .name = "reason", IG_SPEC_AT(ig_refund_rec, reason),
+	 .why = "must be \"expired\" or \"cancelled\"", .value_names = refund_reasons},
+};
+
+/* ---- the bodies ----------------------------------------------------------- */
+
+const ig_body_spec ig_recspec_genesis = IG_SPEC_BODY(IG_REC_GENESIS, "genesis", genesis_fields, ig_genesis);
+const ig_body_spec ig_recspec_enroll = IG_SPEC_BODY(IG_REC_ENROLL, "enroll", enroll_fields, ig_enroll);
+const ig_body_spec ig_recspec_revoke = IG_SPEC_BODY(IG_REC_REVOKE, "revoke", revoke_fields, ig_revoke);
+const ig_body_spec ig_recspec_join_code =
+	IG_SPEC_BODY(IG_REC_JOIN_CODE, "join_code", join_code_fields, ig_join_code_rec);
+const ig_body_spec ig_recspec_join_used =
+	IG_SPEC_BODY(IG_REC_JOIN_USED, "join_used", join_used_fields, ig_join_used);
+const ig_body_spec ig_recspec_key_issued =
+	IG_SPEC_BODY(IG_REC_KEY_ISSUED, "key_issued", key_issued_fields, ig_key_issued);
+const ig_body_spec ig_recspec_attest = IG_SPEC_BODY(IG_REC_ATTEST, "attest", attest_fields, ig_attest);
+const ig_body_spec ig_recspec_credit = IG_SPEC_BODY(IG_REC_CREDIT, "credit", credit_fields, ig_credit_rec);
+const ig_body_spec ig_recspec_mint = IG_SPEC_BODY(IG_REC_COIN_MINT, "coin_mint", mint_fields, ig_mint_rec);
+const ig_body_spec ig_recspec_redeem =
+	IG_SPEC_BODY(IG_REC_COIN_REDEEM, "coin_redeem", redeem_fields, ig_redeem_rec);
+const ig_body_spec ig_recspec_refund =
+	IG_SPEC_BODY(IG_REC_COIN_REFUND, "coin_refund", refund_fields, ig_refund_rec);
+
+/* ig_recspec_check decodes into a buffer of this size on the stack. */
+_Static_assert(sizeof(ig_genesis) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_enroll) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_revoke) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_join_code_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_join_used) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_key_issued) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_attest) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_credit_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_mint_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_redeem_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_refund_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+
+static const ig_body_spec *const bodies[] = {
+	&ig_recspec_genesis, &ig_recspec_enroll, &ig_recspec_revoke, &ig_recspec_join_code, &ig_recspec_join_used,
+	&ig_recspec_key_issued, &ig_recspec_attest, &ig_recspec_credit, &ig_recspec_mint, &ig_recspec_redeem,
+	&ig_recspec_refund,
+};
+
+const ig_body_spec *ig_recspec_for(uint16_t type)
+{
+	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+		if (bodies[i]->type == type)
+			return bodies[i];
+	return NULL;
+}
