@@ -102,11 +102,11 @@ static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 		return;
 	}
 	char nonce[IG_M2M_NONCE_HEX + 1], request[160];
-	ig_nonces_new(&m->nonces, nonce, now_ms);
+	ig_nonce_set_new(&m->nonces, nonce, now_ms);
 	int n = snprintf(request, sizeof request, "{\"type\":\"session_key\",\"peer\":\"%s\",\"nonce\":\"%s\"}", m->peer,
 	                 nonce);
 	if (n < 0 || (size_t)n >= sizeof request || ig_agent_request(a, request, (size_t)n) != IG_OK) {
-		ig_nonces_take(&m->nonces, nonce);
+		ig_nonce_set_take(&m->nonces, nonce);
 		return;
 	}
 	m->next_request_us = now_us + REQUEST_WAIT_US;
@@ -133,7 +133,7 @@ static bool handle_error(ig_m2m_state *m, const cJSON *msg)
 	const cJSON *code = cJSON_GetObjectItemCaseSensitive(msg, "error");
 	/* Only an error naming one of our session_key requests is a refusal
 	 * of it: an attest's or a bank request's error is someone else's. */
-	if (!m->peer[0] || !cJSON_IsString(code) || !ig_nonces_take_error(&m->nonces, msg))
+	if (!m->peer[0] || !cJSON_IsString(code) || !ig_nonce_set_take_error(&m->nonces, msg))
 		return false;
 	char safe[48];
 	size_t k = 0;
@@ -315,7 +315,7 @@ static void m2m_on_tick(ig_agent *a, void *state, uint64_t now_us)
 	ig_m2m_state *m = state;
 	uint64_t now_ms = ig_now_ms();
 	ig_keytable_sweep(&m->keys, now_ms, log_wiped, NULL);
-	ig_nonces_expire(&m->nonces, now_ms);
+	ig_nonce_set_expire(&m->nonces, now_ms);
 	if (now_us >= m->next_report_us) {
 		m->next_report_us = now_us + REPORT_PERIOD_US;
 		report(m);

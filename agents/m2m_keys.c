@@ -154,7 +154,7 @@ void ig_key_id_prefix(char out[9], const uint8_t key_id[IG_KEY_ID_BYTES])
 
 /* ---- request nonces -------------------------------------------------------- */
 
-void ig_nonces_new(ig_nonce_set *s, char out[IG_M2M_NONCE_HEX + 1], uint64_t now_ms)
+void ig_nonce_set_new(ig_nonce_set *s, char out[IG_M2M_NONCE_HEX + 1], uint64_t now_ms)
 {
 	uint8_t raw[IG_M2M_NONCE_HEX / 2];
 	size_t slot = 0;
@@ -172,7 +172,7 @@ void ig_nonces_new(ig_nonce_set *s, char out[IG_M2M_NONCE_HEX + 1], uint64_t now
 	memcpy(out, s->nonce[slot], IG_M2M_NONCE_HEX + 1);
 }
 
-bool ig_nonces_take(ig_nonce_set *s, const char *nonce)
+bool ig_nonce_set_take(ig_nonce_set *s, const char *nonce)
 {
 	if (!nonce || strlen(nonce) != IG_M2M_NONCE_HEX)
 		return false;
@@ -186,7 +186,7 @@ bool ig_nonces_take(ig_nonce_set *s, const char *nonce)
 	return false;
 }
 
-void ig_nonces_forget_oldest(ig_nonce_set *s)
+void ig_nonce_set_forget_oldest(ig_nonce_set *s)
 {
 	size_t oldest = IG_M2M_MAX_NONCES;
 	for (size_t i = 0; i < IG_M2M_MAX_NONCES; i++)
@@ -198,7 +198,7 @@ void ig_nonces_forget_oldest(ig_nonce_set *s)
 	}
 }
 
-void ig_nonces_expire(ig_nonce_set *s, uint64_t now_ms)
+void ig_nonce_set_expire(ig_nonce_set *s, uint64_t now_ms)
 {
 	for (size_t i = 0; i < IG_M2M_MAX_NONCES; i++) {
 		if (s->nonce[i][0] && s->sent_ms[i] + IG_M2M_NONCE_TTL_MS <= now_ms) {
@@ -208,7 +208,7 @@ void ig_nonces_expire(ig_nonce_set *s, uint64_t now_ms)
 	}
 }
 
-size_t ig_nonces_count(const ig_nonce_set *s)
+size_t ig_nonce_set_count(const ig_nonce_set *s)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < IG_M2M_MAX_NONCES; i++)
@@ -216,7 +216,7 @@ size_t ig_nonces_count(const ig_nonce_set *s)
 	return n;
 }
 
-uint64_t ig_nonces_newest_ms(const ig_nonce_set *s)
+uint64_t ig_nonce_set_newest_ms(const ig_nonce_set *s)
 {
 	uint64_t newest = 0;
 	for (size_t i = 0; i < IG_M2M_MAX_NONCES; i++)
@@ -225,18 +225,18 @@ uint64_t ig_nonces_newest_ms(const ig_nonce_set *s)
 	return newest;
 }
 
-bool ig_nonces_take_error(ig_nonce_set *s, const cJSON *msg)
+bool ig_nonce_set_take_error(ig_nonce_set *s, const cJSON *msg)
 {
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(msg, "nonce");
 	const cJSON *request = cJSON_GetObjectItemCaseSensitive(msg, "request");
 	if (cJSON_IsString(nonce))
-		return ig_nonces_take(s, nonce->valuestring);
-	if (!cJSON_IsString(request) || strcmp(request->valuestring, "session_key") != 0 || ig_nonces_count(s) == 0)
+		return ig_nonce_set_take(s, nonce->valuestring);
+	if (!cJSON_IsString(request) || strcmp(request->valuestring, "session_key") != 0 || ig_nonce_set_count(s) == 0)
 		return false;
 	/* Our requests always carry a valid nonce, which the cluster head
 	 * echoes; without one, requests go one at a time per peer, so the
 	 * oldest outstanding one is the one answered. */
-	ig_nonces_forget_oldest(s);
+	ig_nonce_set_forget_oldest(s);
 	return true;
 }
 
@@ -407,7 +407,7 @@ ig_m2m_key *ig_m2m_accept_key(ig_keytable *t, ig_nonce_set *nonces, const cJSON 
 		ig_error_set(err, IG_ERR_EXISTS, "session key already known (duplicate delivery)");
 		return NULL;
 	}
-	if (sk.direction == 0 && !ig_nonces_take(nonces, sk.request_nonce)) {
+	if (sk.direction == 0 && !ig_nonce_set_take(nonces, sk.request_nonce)) {
 		sodium_memzero(&sk, sizeof sk);
 		ig_error_set(err, IG_ERR_STATE, "session key answers no request of ours (unknown or reused nonce): "
 		                                "refusing it");

@@ -86,14 +86,14 @@ typedef struct ig_nonce_set {
 } ig_nonce_set;
 /* Fills out with a fresh random nonce and remembers it (forgetting the
  * oldest if full). */
-void ig_nonces_new(ig_nonce_set *s, char out[IG_M2M_NONCE_HEX + 1], uint64_t now_ms);
+void ig_nonce_set_new(ig_nonce_set *s, char out[IG_M2M_NONCE_HEX + 1], uint64_t now_ms);
 /* True if nonce was outstanding; it is forgotten either way afterwards. */
-bool ig_nonces_take(ig_nonce_set *s, const char *nonce);
-void ig_nonces_forget_oldest(ig_nonce_set *s);
-void ig_nonces_expire(ig_nonce_set *s, uint64_t now_ms);
-size_t ig_nonces_count(const ig_nonce_set *s);
+bool ig_nonce_set_take(ig_nonce_set *s, const char *nonce);
+void ig_nonce_set_forget_oldest(ig_nonce_set *s);
+void ig_nonce_set_expire(ig_nonce_set *s, uint64_t now_ms);
+size_t ig_nonce_set_count(const ig_nonce_set *s);
 /* Time the newest outstanding request went out (0 if none). */
-uint64_t ig_nonces_newest_ms(const ig_nonce_set *s);
+uint64_t ig_nonce_set_newest_ms(const ig_nonce_set *s);
 /* Decides whether an inbox {"type":"error"} answers one of our session_key
  * requests, and forgets that request if so. The cluster head names the
  * request an error answers ("request", and "nonce" when the request had a
@@ -103,7 +103,7 @@ uint64_t ig_nonces_newest_ms(const ig_nonce_set *s);
  * "storage_failed") or names none (a cluster head older than this field)
  * answers none of ours, and the unanswered request is retried after its
  * wait instead. */
-bool ig_nonces_take_error(ig_nonce_set *s, const struct cJSON *msg);
+bool ig_nonce_set_take_error(ig_nonce_set *s, const struct cJSON *msg);
 
 /* Why a received message or key was not accepted. */
 typedef enum ig_m2m_drop {

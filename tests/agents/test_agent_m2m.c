@@ -205,25 +205,25 @@ Test(m2m_nonces, each_nonce_matches_once)
 	ig_nonce_set s;
 	memset(&s, 0, sizeof s);
 	char n1[33], n2[33];
-	ig_nonces_new(&s, n1, 1000);
-	ig_nonces_new(&s, n2, 2000);
+	ig_nonce_set_new(&s, n1, 1000);
+	ig_nonce_set_new(&s, n2, 2000);
 	cr_assert_eq(strlen(n1), 32);
 	cr_assert_str_neq(n1, n2);
-	cr_assert_eq(ig_nonces_count(&s), 2);
-	cr_assert_eq(ig_nonces_newest_ms(&s), 2000);
-	cr_assert(!ig_nonces_take(&s, "short"));
-	cr_assert(!ig_nonces_take(&s, NULL));
+	cr_assert_eq(ig_nonce_set_count(&s), 2);
+	cr_assert_eq(ig_nonce_set_newest_ms(&s), 2000);
+	cr_assert(!ig_nonce_set_take(&s, "short"));
+	cr_assert(!ig_nonce_set_take(&s, NULL));
 	char wrong[33];
 	memcpy(wrong, n1, 33);
 	wrong[31] = wrong[31] == '0' ? '1' : '0';
-	cr_assert(!ig_nonces_take(&s, wrong));
-	cr_assert(ig_nonces_take(&s, n1));
-	cr_assert(!ig_nonces_take(&s, n1), "a nonce must not match twice");
-	cr_assert_eq(ig_nonces_count(&s), 1);
-	ig_nonces_forget_oldest(&s);
-	cr_assert(!ig_nonces_take(&s, n2));
-	cr_assert_eq(ig_nonces_count(&s), 0);
-	cr_assert_eq(ig_nonces_newest_ms(&s), 0);
+	cr_assert(!ig_nonce_set_take(&s, wrong));
+	cr_assert(ig_nonce_set_take(&s, n1));
+	cr_assert(!ig_nonce_set_take(&s, n1), "a nonce must not match twice");
+	cr_assert_eq(ig_nonce_set_count(&s), 1);
+	ig_nonce_set_forget_oldest(&s);
+	cr_assert(!ig_nonce_set_take(&s, n2));
+	cr_assert_eq(ig_nonce_set_count(&s), 0);
+	cr_assert_eq(ig_nonce_set_newest_ms(&s), 0);
 }
 
 Test(m2m_nonces, full_set_forgets_the_oldest_and_old_ones_expire)
@@ -233,13 +233,13 @@ Test(m2m_nonces, full_set_forgets_the_oldest_and_old_ones_expire)
 	memset(&s, 0, sizeof s);
 	char n[IG_M2M_MAX_NONCES + 1][33];
 	for (int i = 0; i <= IG_M2M_MAX_NONCES; i++)
-		ig_nonces_new(&s, n[i], 1000 + (uint64_t)i);
-	cr_assert_eq(ig_nonces_count(&s), IG_M2M_MAX_NONCES);
-	cr_assert(!ig_nonces_take(&s, n[0]), "the oldest must have been forgotten");
-	cr_assert(ig_nonces_take(&s, n[IG_M2M_MAX_NONCES]));
-	ig_nonces_expire(&s, 1001 + IG_M2M_NONCE_TTL_MS);   /* n[1] is exactly TTL old */
-	cr_assert(!ig_nonces_take(&s, n[1]));
-	cr_assert(ig_nonces_take(&s, n[2]));
+		ig_nonce_set_new(&s, n[i], 1000 + (uint64_t)i);
+	cr_assert_eq(ig_nonce_set_count(&s), IG_M2M_MAX_NONCES);
+	cr_assert(!ig_nonce_set_take(&s, n[0]), "the oldest must have been forgotten");
+	cr_assert(ig_nonce_set_take(&s, n[IG_M2M_MAX_NONCES]));
+	ig_nonce_set_expire(&s, 1001 + IG_M2M_NONCE_TTL_MS);   /* n[1] is exactly TTL old */
+	cr_assert(!ig_nonce_set_take(&s, n[1]));
+	cr_assert(ig_nonce_set_take(&s, n[2]));
 }
 
 /* ---- counters ----------------------------------------------------------------- */
@@ -462,13 +462,13 @@ Test(m2m_accept, requested_key_with_our_nonce_once)
 	struct ch_fixture f;
 	setup_ch(&f);
 	ig_session_key k = make_key("b", 0, NOW_S + 3600, 0x11);
-	ig_nonces_new(&f.nonces, k.request_nonce, NOW_MS);
+	ig_nonce_set_new(&f.nonces, k.request_nonce, NOW_MS);
 	ig_error err = {0};
 	ig_m2m_key *s = accept(&f, key_message(&k, &f.ch_side), &err);
 	cr_assert_not_null(s, "%s", err.msg);
 	cr_assert_arr_eq(s->k.key, k.key, 32);
 	cr_assert_eq(s->k.direction, 0);
-	cr_assert_eq(ig_nonces_count(&f.nonces), 0, "the nonce is forgotten once used");
+	cr_assert_eq(ig_nonce_set_count(&f.nonces), 0, "the nonce is forgotten once used");
 	/* The same delivery again: a duplicate, not a second key. */
 	cr_assert_null(accept(&f, key_message(&k, &f.ch_side), &err));
 	cr_assert_eq(err.code, IG_ERR_EXISTS);
@@ -588,7 +588,7 @@ static void duty_setup(struct duty_fixture *f)
 /* A session_key request for peer b is outstanding, unanswered for 30 s. */
 static void duty_request(struct duty_fixture *f)
 {
-	ig_nonces_new(&f->m.nonces, f->nonce, ig_now_ms());
+	ig_nonce_set_new(&f->m.nonces, f->nonce, ig_now_ms());
 	f->m.next_request_us = ig_mono_us() + 30000000u;
 }
 
@@ -629,7 +629,7 @@ Test(m2m_duty, errors_answering_other_requests_leave_the_key_request_alone)
 	cr_assert(!feed_error(&f, "peer_offline", "session_key", "fedcba9876543210fedcba9876543210"));
 	/* ... and an error that names no request (an older cluster head). */
 	cr_assert(!feed_error(&f, "internal", NULL, NULL));
-	cr_assert_eq(ig_nonces_count(&f.m.nonces), 1, "the key request is still outstanding");
+	cr_assert_eq(ig_nonce_set_count(&f.m.nonces), 1, "the key request is still outstanding");
 	cr_assert_eq(f.m.next_request_us, wait, "its retry is not moved");
 	cr_assert_eq(f.m.request_failures, 0);
 
@@ -637,7 +637,7 @@ Test(m2m_duty, errors_answering_other_requests_leave_the_key_request_alone)
 	uint64_t before = ig_mono_us();
 	cr_assert(feed_error(&f, "peer_offline", "session_key", f.nonce));
 	uint64_t after = ig_mono_us();
-	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	cr_assert_eq(ig_nonce_set_count(&f.m.nonces), 0);
 	cr_assert_geq(f.m.next_request_us, before + 800000u);
 	cr_assert_leq(f.m.next_request_us, after + 1200000u);
 	cr_assert_eq(f.m.request_failures, 1);
@@ -645,7 +645,7 @@ Test(m2m_duty, errors_answering_other_requests_leave_the_key_request_alone)
 	/* A session_key error without a nonce answers the oldest request. */
 	duty_request(&f);
 	cr_assert(feed_error(&f, "rate_limited", "session_key", NULL));
-	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	cr_assert_eq(ig_nonce_set_count(&f.m.nonces), 0);
 	duty_teardown(&f);
 }
 
@@ -658,7 +658,7 @@ Test(m2m_duty, outcome_unknown_follows_the_retry_policy)
 	uint64_t before = ig_mono_us();
 	cr_assert(feed_error(&f, "outcome_unknown", "session_key", f.nonce), "outcome_unknown answers our request");
 	uint64_t after = ig_mono_us();
-	cr_assert_eq(ig_nonces_count(&f.m.nonces), 0);
+	cr_assert_eq(ig_nonce_set_count(&f.m.nonces), 0);
 	cr_assert_geq(f.m.next_request_us, before + 800000u);
 	cr_assert_leq(f.m.next_request_us, after + 1200000u);
 	/* Doubling after each further refusal... */
