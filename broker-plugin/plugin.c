@@ -7,6 +7,7 @@
  * ledger's writer thread syncs, and each tick collects what became durable.
  */
 #include "plugin.h"
+#include "plugin_service.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -60,16 +61,7 @@ void ig_plugin_publish(const char *topic, const char *json, bool retain)
 
 const char *ig_plugin_ledger_refusal(int rc)
 {
-	switch (rc) {
-	case IG_ERR_NOSPACE:
-		return "the cluster head's disk is full (ENOSPC), so nothing was recorded; retry later (the operator "
-		       "must free disk space; the broker resumes by itself)";
-	case IG_ERR_CLOSED:
-		return "the broker is shutting down, so nothing was recorded; retry once it is back";
-	default:
-		return "the ledger is not accepting records (a disk write failed; see the broker log), so nothing was "
-		       "recorded; retry after the operator has fixed the disk and restarted the broker";
-	}
+	return ig_decision_ledger_refusal(rc);
 }
 
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
@@ -276,6 +268,7 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	ig_plugin_entropy_stats(pl, o);
 	ig_plugin_keys_stats(pl, o);
 	ig_plugin_bank_stats(pl, o);
+	ig_plugin_services_stats(pl, o);
 
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -297,6 +290,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	ig_plugin_keys_prune(pl, now_s);
 	ig_plugin_bank_tick(pl, now_s);
 	ig_plugin_auth_tick(pl, now_s * 1000);
+	ig_plugin_services_tick(pl, ig_now_ms());
 	if (pl->cfg.stats_interval_s) {
 		uint64_t now = ig_now_ms();
 		if (now >= pl->next_stats_ms) {
@@ -346,17 +340,6 @@ static int on_reload(int event, void *event_data, void *userdata)
 
 /* ---- lifecycle --------------------------------------------------------- */
 
-static int replay_record(void *ctx, const ig_record *rec, ig_error *err)
-{
-	ig_plugin *pl = ctx;
-	int rc = ig_record_body_check(rec, err);
-	if (rc == IG_OK)
-		rc = ig_registry_apply(pl->reg, rec, err);
-	if (rc == IG_OK)
-		rc = ig_joincodes_apply(pl->codes, rec, err);
-	return rc == IG_OK ? ig_coins_apply(pl->coins, rec, err) : rc;
-}
-
 static void replay_progress(void *ctx, uint64_t records, uint64_t bytes, uint64_t total)
 {
 	(void)ctx;
@@ -370,14 +353,11 @@ static void plugin_free(ig_plugin *pl)
 		return;
 	if (pl->ledger)
 		ig_ledger_close(pl->ledger);
-	ig_registry_free(pl->reg);
-	ig_joincodes_free(pl->codes);
-	ig_coins_free(pl->coins);
+	ig_plugin_services_free(pl);
+	ig_state_free(pl->state);
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
 	ig_plugin_auth_free(pl);
-	if (pl->devices)
-		ig_idmap_free(pl->devices, true);
 	free(pl->keys);
 	ig_pool_wipe(&pl->pool);
 	sodium_memzero(pl, sizeof *pl);
@@ -453,10 +433,13 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	apply_ttls(pl);
-	pl->reg = ig_registry_new();
-	pl->codes = ig_joincodes_new();
-	if (!pl->reg || !pl->codes || ig_plugin_bank_init(pl) != 0 || !ig_sessions_init(&pl->sessions) ||
-	    ig_plugin_auth_init(pl) != 0) {
+	pl->state = ig_state_new();
+	if (pl->state) {
+		pl->reg = ig_state_registry(pl->state);
+		pl->codes = ig_state_joincodes(pl->state);
+		pl->coins = ig_state_coins(pl->state);
+	}
+	if (!pl->state || !ig_sessions_init(&pl->sessions) || ig_plugin_auth_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_NOMEM;
 	}
@@ -464,7 +447,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	uint64_t t0 = ig_mono_us();
 	ig_error err = {0};
 	ig_ledger_open_opts lo = {
-		.writer = true, .on_record = replay_record, .ctx = pl, .progress = replay_progress, .progress_ctx = pl,
+		.writer = true, .on_record = ig_state_on_record, .ctx = pl->state, .progress = replay_progress, .progress_ctx = pl,
 	};
 	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
 		struct stat st;
@@ -488,6 +471,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	if (ig_plugin_entropy_init(pl) != 0) {
 		ig_plugin_log(MOSQ_LOG_ERR, "could not set up the key pool (out of memory or bad cluster-head key); "
 		                            "refusing to start");
+		plugin_free(pl);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	if (ig_plugin_services_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
 	}

@@ -31,6 +31,7 @@
 #include "ig_ledger.h"
 #include "ig_policy.h"
 #include "ig_registry.h"
+#include "ig_state.h"
 
 #define IG_TOPIC_MAX 256
 
@@ -56,19 +57,6 @@ typedef struct ig_sessions {
 } ig_sessions;
 
 
-/* What the cluster head remembers per identity beyond the ledger. */
-typedef enum ig_entropy_refusal {
-	IG_ENT_MALFORMED = 0,   /* not our JSON, bad base64, box does not open, seq mismatch */
-	IG_ENT_REPLAYED,        /* seq not above the last accepted one */
-	IG_ENT_OVER_RATE,
-	IG_ENT_ATTESTATION,     /* the device's measurement is not allowed */
-	IG_ENT_REFUSAL_COUNT
-} ig_entropy_refusal;
-
-typedef enum ig_attest_state {
-	IG_ATTEST_NONE = 0, IG_ATTEST_ALLOWED, IG_ATTEST_DISALLOWED, IG_ATTEST_UNLISTED,
-} ig_attest_state;
-
 typedef enum ig_bank_refusal {
 	IG_BANK_NO_CREDIT = 0,
 	IG_BANK_UNKNOWN_COIN,
@@ -83,24 +71,6 @@ typedef enum ig_bank_refusal {
 	IG_BANK_OUTCOME_UNKNOWN,     /* the record may or may not be durable */
 	IG_BANK_REFUSAL_COUNT
 } ig_bank_refusal;
-
-typedef struct ig_device_state {
-	uint64_t entropy_last_seq;
-	uint64_t entropy_last_ms;
-	uint64_t entropy_accepted;
-	uint64_t entropy_refused[IG_ENT_REFUSAL_COUNT];
-	uint8_t measurement[IG_HASH_BYTES];
-	uint8_t attest;                  /* ig_attest_state */
-	bool attest_in_flight;
-	ig_attest_rate attest_rate;      /* attest records this hour (lib/entropy.c) */
-	/* crypto_box key shared with this device, for key delivery; cached
-	 * because X25519 costs more than everything else in issuing a key. */
-	bool box_ready;
-	uint8_t box_pk[IG_PK_BYTES];     /* the device key box was derived for */
-	ig_box_key box;
-	uint64_t key_window_ms;
-	uint32_t key_requests;
-} ig_device_state;
 
 /* A session key the cluster head handed out, remembered (without the key)
  * until it expires so revocation can tell the surviving peer. */
@@ -133,6 +103,9 @@ typedef struct ig_plugin {
 	ig_plugin_config cfg;
 	uint32_t max_ttl_s[IG_ROLE_COUNT];   /* in force: policy file's max_token_ttl, else cfg */
 	ig_ledger *ledger;
+	/* The cluster state (lib/state.c); reg, codes and coins are its parts,
+	 * kept as shortcuts for the glue that reads them. */
+	ig_state *state;
 	ig_registry *reg;
 	ig_policy *policy;
 	char cluster[IG_CLUSTER_MAX + 1];
@@ -162,7 +135,6 @@ typedef struct ig_plugin {
 	ig_join_key join_key;
 	ig_pool pool;
 	uint8_t ch_x_pk[32], ch_x_sk[32];   /* X25519 form of the cluster-head key */
-	ig_idmap *devices;                  /* id -> ig_device_state */
 	ig_issued_key *keys;
 	size_t keys_count, keys_cap;
 	uint64_t keys_pruned_at;
@@ -255,22 +227,14 @@ int ig_plugin_entropy_init(ig_plugin *pl);
 void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payload, uint32_t len);
 void ig_plugin_attest_request(ig_plugin *pl, const char *id, const struct cJSON *req);
 void ig_plugin_entropy_stats(ig_plugin *pl, struct cJSON *stats);
-ig_device_state *ig_plugin_device(ig_plugin *pl, const char *id);
-/* Wipes what the cluster head remembers about id beyond the ledger (entropy
- * sequence, attestation, cached box key, rate windows), at revocation and
- * at a new enrolment, so a new key inherits nothing from an old one. */
-void ig_plugin_device_forget(ig_plugin *pl, const char *id);
 
 /* plugin_keys.c */
 void ig_plugin_key_request(ig_plugin *pl, const char *id, const struct cJSON *req);
 void ig_plugin_keys_on_revoke(ig_plugin *pl, const char *id);
 void ig_plugin_keys_prune(ig_plugin *pl, uint64_t now_s);
 void ig_plugin_keys_stats(ig_plugin *pl, struct cJSON *stats);
-/* The crypto_box key shared with this identity (cached; NULL on failure). */
-const ig_box_key *ig_plugin_box_key(ig_plugin *pl, const ig_identity *who);
 
 /* plugin_bank.c */
-int ig_plugin_bank_init(ig_plugin *pl);
 /* Handles mint, redeem, refund and balance; false for other types. */
 bool ig_plugin_bank_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
 void ig_plugin_bank_stats(ig_plugin *pl, struct cJSON *stats);

@@ -178,7 +178,7 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the coin index refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		/* A new key for the id starts with none of the old one's state. */
-		ig_plugin_device_forget(pl, p->id);
+		ig_state_device_forget(pl->state, p->id);
 		ig_plugin_publish_event(pl, rec);
 		cJSON_AddTrueToObject(p->slot, "ok");
 		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
@@ -280,7 +280,7 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
 	publish_revoked_status(pl, cmd->id);
 	ig_plugin_keys_on_revoke(pl, cmd->id);
-	ig_plugin_device_forget(pl, cmd->id);
+	ig_state_device_forget(pl->state, cmd->id);
 	ig_revoke r = {0};
 	snprintf(r.id, sizeof r.id, "%s", cmd->id);
 	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);

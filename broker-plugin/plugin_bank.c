@@ -49,12 +49,6 @@ static const char *const refusal_names[IG_BANK_REFUSAL_COUNT] = {
 #define PRUNE_SLOTS_PER_STEP 16384
 #define PRUNE_INTERVAL_MS 10
 
-int ig_plugin_bank_init(ig_plugin *pl)
-{
-	pl->coins = ig_coins_new();
-	return pl->coins ? 0 : -1;
-}
-
 void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s)
 {
 	uint64_t now_ms = ig_now_ms();
@@ -103,7 +97,7 @@ static const ig_identity *active_with_role(ig_plugin *pl, const char *id, ig_rol
 /* Boxes plain for `to` from the cluster head and adds box_nonce/box to o. */
 static bool add_box(ig_plugin *pl, cJSON *o, const ig_identity *to, const uint8_t *plain, size_t len)
 {
-	const ig_box_key *bk = ig_plugin_box_key(pl, to);
+	const ig_box_key *bk = ig_state_box_key(pl->state, to, ig_ledger_ch_sk(pl->ledger));
 	uint8_t box[IG_COINS_PER_REQUEST * IG_COIN_BYTES + crypto_box_MACBYTES], nonce[crypto_box_NONCEBYTES];
 	if (!bk || len + crypto_box_MACBYTES > sizeof box)
 		return false;

@@ -51,23 +51,10 @@ int ig_plugin_entropy_init(ig_plugin *pl)
 	if (crypto_sign_ed25519_pk_to_curve25519(pl->ch_x_pk, pl->ch_pk) != 0 ||
 	    crypto_sign_ed25519_sk_to_curve25519(pl->ch_x_sk, sk) != 0)
 		return -1;
-	pl->devices = ig_idmap_new(sizeof(ig_device_state));
-	return pl->devices ? 0 : -1;
+	return 0;
 }
 
-ig_device_state *ig_plugin_device(ig_plugin *pl, const char *id)
-{
-	return ig_idmap_put(pl->devices, id);
-}
-
-void ig_plugin_device_forget(ig_plugin *pl, const char *id)
-{
-	ig_device_state *d = ig_idmap_get(pl->devices, id);
-	if (d)
-		sodium_memzero(d, sizeof *d);   /* holds a cached box key */
-}
-
-static void refuse(ig_plugin *pl, ig_device_state *d, ig_entropy_refusal why)
+static void refuse(ig_plugin *pl, ig_device *d, ig_entropy_refusal why)
 {
 	pl->entropy_refused[why]++;
 	if (d)
@@ -76,7 +63,7 @@ static void refuse(ig_plugin *pl, ig_device_state *d, ig_entropy_refusal why)
 
 void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
-	ig_device_state *d = ig_plugin_device(pl, id);
+	ig_device *d = ig_state_device(pl->state, id);
 	if (!d)
 		return;
 	if (d->attest == IG_ATTEST_DISALLOWED) {
@@ -125,7 +112,7 @@ static void on_attest_durable(void *ctx, int status, const ig_record *rec)
 {
 	attest_pending *ap = ctx;
 	ig_plugin *pl = ap->pl;
-	ig_device_state *d = ig_idmap_get(pl->devices, ap->id);
+	ig_device *d = ig_state_device(pl->state, ap->id);
 	if (d)
 		d->attest_in_flight = false;
 	if (status == IG_OK) {
@@ -172,7 +159,7 @@ static bool verify_attest(const ig_identity *who, const uint8_t m[IG_HASH_BYTES]
 void ig_plugin_attest_request(ig_plugin *pl, const char *id, const cJSON *req)
 {
 	const ig_identity *who = ig_registry_find(pl->reg, id, strlen(id));
-	ig_device_state *d = ig_plugin_device(pl, id);
+	ig_device *d = ig_state_device(pl->state, id);
 	if (!who || who->status != IG_ID_ACTIVE || !d)
 		return;
 	const cJSON *mj = cJSON_GetObjectItemCaseSensitive(req, "measurement");
@@ -248,10 +235,9 @@ typedef struct stats_ctx {
 	size_t listed;
 } stats_ctx;
 
-static bool device_stats(void *ctx, const char *id, void *value)
+static bool device_stats(void *ctx, const char *id, ig_device *d)
 {
 	stats_ctx *sc = ctx;
-	const ig_device_state *d = value;
 	if (d->attest == IG_ATTEST_DISALLOWED)
 		cJSON_AddItemToArray(sc->flagged, cJSON_CreateString(id));
 	uint64_t refused = 0;
@@ -275,7 +261,7 @@ void ig_plugin_entropy_stats(ig_plugin *pl, cJSON *stats)
 		cJSON_AddNumberToObject(r, refusal_names[i], (double)pl->entropy_refused[i]);
 	cJSON_AddNumberToObject(e, "pool_inputs", (double)pl->pool.inputs);
 	stats_ctx sc = {.devices = cJSON_AddObjectToObject(e, "devices"), .flagged = cJSON_CreateArray()};
-	ig_idmap_foreach(pl->devices, device_stats, &sc);
+	ig_state_device_foreach(pl->state, device_stats, &sc);
 
 	cJSON *a = cJSON_AddObjectToObject(stats, "attestation");
 	cJSON_AddNumberToObject(a, "reports", (double)pl->attest_reports);

@@ -30,23 +30,9 @@ static const ig_identity *active(ig_plugin *pl, const char *id)
 	return i && i->status == IG_ID_ACTIVE ? i : NULL;
 }
 
-const ig_box_key *ig_plugin_box_key(ig_plugin *pl, const ig_identity *who)
-{
-	ig_device_state *d = ig_plugin_device(pl, who->id);
-	if (!d)
-		return NULL;
-	if (!d->box_ready || sodium_memcmp(d->box_pk, who->pk, IG_PK_BYTES) != 0) {
-		if (ig_box_key_for_device(&d->box, ig_ledger_ch_sk(pl->ledger), who->pk) != IG_OK)
-			return NULL;
-		memcpy(d->box_pk, who->pk, IG_PK_BYTES);
-		d->box_ready = true;
-	}
-	return &d->box;
-}
-
 static bool deliver(ig_plugin *pl, const ig_identity *to, const ig_session_key *sk)
 {
-	const ig_box_key *bk = ig_plugin_box_key(pl, to);
+	const ig_box_key *bk = ig_state_box_key(pl->state, to, ig_ledger_ch_sk(pl->ledger));
 	uint8_t box[512], nonce[IG_KEYBOX_NONCE_BYTES];
 	int n = bk ? ig_keybox_seal(box, sizeof box, nonce, sk, bk) : IG_ERR_CRYPTO;
 	if (n < 0)
@@ -135,7 +121,7 @@ static void on_key_durable(void *ctx, int status, const ig_record *rec)
 	free(kp);
 }
 
-static bool rate_ok(ig_plugin *pl, ig_device_state *d)
+static bool rate_ok(ig_plugin *pl, ig_device *d)
 {
 	uint64_t now = ig_now_ms();
 	if (now - d->key_window_ms >= 60000) {
@@ -161,7 +147,7 @@ void ig_plugin_key_request(ig_plugin *pl, const char *id, const cJSON *req)
 	const cJSON *peer = cJSON_GetObjectItemCaseSensitive(req, "peer");
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req, "nonce");
 	const ig_identity *a = active(pl, id);
-	ig_device_state *d = ig_plugin_device(pl, id);
+	ig_device *d = ig_state_device(pl->state, id);
 	const char *err = NULL, *msg = NULL;
 	const ig_identity *b = NULL;
 	/* Every answer names the request it answers: a device may have an

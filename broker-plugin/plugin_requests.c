@@ -8,6 +8,7 @@
  * with one prefix comparison, so ordinary traffic pays nearly nothing.
  */
 #include "plugin.h"
+#include "plugin_service.h"
 
 #include <cJSON.h>
 #include <stdio.h>
@@ -15,7 +16,6 @@
 #include <string.h>
 
 #define IG_REQUEST_MAX 8192
-#define IG_NONCE_MAX 128
 
 void ig_plugin_reply(ig_plugin *pl, const char *id, cJSON *o)
 {
@@ -67,24 +67,15 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 		ig_plugin_reply_error(pl, id, NULL, NULL, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
 		return;
 	}
-	if (strcmp(type->valuestring, "ping") == 0) {
-		const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(req, "nonce");
-		if (nonce && (!cJSON_IsString(nonce) || strlen(nonce->valuestring) > IG_NONCE_MAX)) {
-			cJSON_Delete(req);
-			ig_plugin_reply_error(pl, id, "ping", NULL, "malformed", "\"nonce\" must be a string of at most 128 characters");
-			return;
-		}
-		cJSON *o = cJSON_CreateObject();
-		cJSON_AddStringToObject(o, "type", "pong");
-		cJSON_AddStringToObject(o, "nonce", nonce ? nonce->valuestring : "");
-		cJSON_AddNumberToObject(o, "ts", (double)ig_now_ms());
-		cJSON_Delete(req);
-		ig_plugin_reply(pl, id, o);
-		return;
-	}
 	const ig_session *s = ig_sessions_find(&pl->sessions, id);
 	bool joining = s && s->joining && !ig_registry_find(pl->reg, id, strlen(id));
-	if (strcmp(type->valuestring, "join") == 0)
+	const ig_service *svc = ig_plugin_service_for(type->valuestring, NULL);
+	if (svc && joining && !svc->open_to_joining)
+		ig_plugin_reply_error(pl, id, ig_plugin_service_request_name(type->valuestring), NULL, "not_enrolled",
+		                      "this session may only ask to join");
+	else if (svc)
+		ig_plugin_services_request(pl, id, type->valuestring, req);
+	else if (strcmp(type->valuestring, "join") == 0)
 		ig_plugin_join_request(pl, id);
 	else if (joining)
 		ig_plugin_reply_error(pl, id, known_type(type->valuestring), NULL, "not_enrolled", "this session may only ask to join");

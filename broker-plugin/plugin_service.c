@@ -1,0 +1,245 @@
+/*
+ * plugin_service.c: the service table, its dispatcher, and the one function
+ * that carries out every service's decisions (plugin_service.h).
+ *
+ * Why this exists: routing a request, ticking, revoking and reporting stats
+ * loop over one table, so no file of the plugin names every feature; and a
+ * decision is carried out in one place, so "answer only once the record is
+ * durable" is written once, not once per service.
+ */
+#include "plugin_service.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ig_svc_ping.h"
+
+/* ---- ping: the smallest service ------------------------------------------ */
+
+static void ping_request(void *svc, ig_plugin *pl, const char *id, const char *type, const cJSON *req,
+                         ig_decision *out)
+{
+	(void)svc;
+	(void)pl;
+	(void)type;
+	ig_svc_ping_request(out, id, req, ig_now_ms());
+}
+
+static void *no_state(ig_plugin *pl)
+{
+	(void)pl;
+	static int none;
+	return &none;
+}
+
+static const char *const ping_requests[] = {"ping", NULL};
+static const ig_service ig_service_ping = {
+	.name = "ping", .requests = ping_requests, .open_to_joining = true,
+	.init = no_state, .request = ping_request,
+};
+
+/* ---- the table ------------------------------------------------------------ */
+
+/* In dispatch order; a request type belongs to exactly one row. */
+static const ig_service *const services[] = {
+	&ig_service_ping,
+};
+#define N_SERVICES (sizeof services / sizeof services[0])
+
+/* Each row's state, made by its init. Module-level because the broker loads
+ * the plugin once per process. */
+static void *states[N_SERVICES];
+
+int ig_plugin_services_init(ig_plugin *pl)
+{
+	for (size_t i = 0; i < N_SERVICES; i++) {
+		states[i] = services[i]->init ? services[i]->init(pl) : NULL;
+		if (services[i]->init && !states[i]) {
+			ig_plugin_log(MOSQ_LOG_ERR, "service %s could not start (see above); refusing to start",
+			              services[i]->name);
+			for (size_t j = 0; j < i; j++)
+				if (services[j]->free)
+					services[j]->free(states[j]);
+			memset(states, 0, sizeof states);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void ig_plugin_services_free(ig_plugin *pl)
+{
+	(void)pl;
+	for (size_t i = N_SERVICES; i-- > 0;)
+		if (services[i]->free && states[i])
+			services[i]->free(states[i]);
+	memset(states, 0, sizeof states);
+}
+
+static const ig_service *find(const char *type, size_t *row, const char **name)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		for (const char *const *t = services[i]->requests; t && *t; t++)
+			if (strcmp(*t, type) == 0) {
+				*row = i;
+				*name = *t;
+				return services[i];
+			}
+	return NULL;
+}
+
+const ig_service *ig_plugin_service_for(const char *type, void **svc)
+{
+	size_t row;
+	const char *name;
+	const ig_service *s = find(type, &row, &name);
+	if (s && svc)
+		*svc = states[row];
+	return s;
+}
+
+const char *ig_plugin_service_request_name(const char *type)
+{
+	size_t row;
+	const char *name = NULL;
+	return find(type, &row, &name) ? name : NULL;
+}
+
+const char *ig_plugin_services_request_list(void)
+{
+	static char list[512];
+	if (!list[0]) {
+		size_t n = 0;
+		for (size_t i = 0; i < N_SERVICES; i++)
+			for (const char *const *t = services[i]->requests; t && *t; t++)
+				n += (size_t)snprintf(list + n, n < sizeof list ? sizeof list - n : 0, "%s%s", n ? ", " : "", *t);
+	}
+	return list;
+}
+
+bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type, const cJSON *req)
+{
+	size_t row;
+	const char *name;
+	const ig_service *s = find(type, &row, &name);
+	if (!s || !s->request)
+		return false;
+	ig_decision d;
+	memset(&d, 0, sizeof d);
+	s->request(states[row], pl, id, name, req, &d);
+	ig_plugin_carry_out(pl, id, &d);
+	return true;
+}
+
+bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *suffix, const void *payload,
+                                    uint32_t len)
+{
+	for (size_t i = 0; i < N_SERVICES; i++) {
+		if (!services[i]->dev_topic || strcmp(services[i]->dev_topic, suffix) != 0)
+			continue;
+		ig_decision d;
+		memset(&d, 0, sizeof d);
+		services[i]->dev_message(states[i], pl, id, payload, len, &d);
+		ig_plugin_carry_out(pl, id, &d);
+		return true;
+	}
+	return false;
+}
+
+void ig_plugin_services_tick(ig_plugin *pl, uint64_t now_ms)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (services[i]->tick)
+			services[i]->tick(states[i], pl, now_ms);
+}
+
+void ig_plugin_services_on_revoke(ig_plugin *pl, const char *id)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (services[i]->on_revoke)
+			services[i]->on_revoke(states[i], pl, id);
+}
+
+void ig_plugin_services_stats(ig_plugin *pl, cJSON *stats)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (services[i]->stats)
+			services[i]->stats(states[i], pl, stats);
+}
+
+/* ---- carrying out --------------------------------------------------------- */
+
+typedef struct pending_append {
+	ig_plugin *pl;
+	char requester[IG_ID_MAX + 1];
+	ig_decision_done_fn done;
+	void *done_ctx;
+} pending_append;
+
+static void on_append_done(void *ctx, int status, const ig_record *rec)
+{
+	pending_append *pa = ctx;
+	ig_plugin *pl = pa->pl;
+	if (status == IG_OK && rec) {
+		ig_error err = {0};
+		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
+			              (unsigned long long)rec->index, err.msg);
+		ig_plugin_publish_event(pl, rec);
+	}
+	ig_decision out;
+	memset(&out, 0, sizeof out);
+	pa->done(pa->done_ctx, status, rec, &out);
+	ig_plugin_carry_out(pl, pa->requester, &out);
+	free(pa);
+}
+
+static void send_reply(ig_plugin *pl, const char *to, cJSON *o)
+{
+	ig_plugin_reply(pl, to, o);   /* consumes o */
+}
+
+void ig_plugin_carry_out(ig_plugin *pl, const char *requester, ig_decision *d)
+{
+	switch (d->kind) {
+	case IG_DECISION_NONE:
+		break;
+	case IG_DECISION_REFUSE: {
+		cJSON *o = ig_decision_error_json(d);
+		if (o)
+			send_reply(pl, requester, o);
+		break;
+	}
+	case IG_DECISION_REPLY:
+		for (size_t i = 0; i < d->n_replies; i++) {
+			send_reply(pl, d->replies[i].to, d->replies[i].body);
+			d->replies[i].body = NULL;
+		}
+		d->n_replies = 0;
+		break;
+	case IG_DECISION_APPEND: {
+		pending_append *pa = calloc(1, sizeof *pa);
+		int rc = IG_ERR_NOMEM;
+		if (pa) {
+			pa->pl = pl;
+			snprintf(pa->requester, sizeof pa->requester, "%s", requester);
+			pa->done = d->done;
+			pa->done_ctx = d->done_ctx;
+			rc = ig_ledger_submit(pl->ledger, d->rec_type, d->body, d->body_len, on_append_done, pa);
+		}
+		if (rc != IG_OK) {
+			/* Not queued: certainly not written. The service answers. */
+			free(pa);
+			ig_decision out;
+			memset(&out, 0, sizeof out);
+			d->done(d->done_ctx, rc, NULL, &out);
+			ig_plugin_carry_out(pl, requester, &out);
+		}
+		d->done = NULL;   /* handed over: clearing must not complete it again */
+		break;
+	}
+	}
+	ig_decision_clear(d);
+}

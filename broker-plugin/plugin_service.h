@@ -1,0 +1,81 @@
+/*
+ * plugin_service.h: the table of services the plugin carries.
+ *
+ * Why this exists: the plugin must not be a switchboard that knows every
+ * feature. A service (bank, keys, entropy, attestation, join, ...) decides
+ * in lib/ and registers here with one descriptor: its name, the request
+ * types it answers on iotguard/<cluster>/ch/<id>, the device topic it
+ * consumes, and its hooks. Like Redis's command table or the agent's
+ * ig_duty_ops, adding a service is adding a row, and the dispatcher, the
+ * tick, revocation and the stats loop over rows.
+ *
+ * A service keeps its own state (made by init) and reads the cluster state
+ * through pl->state. It never sends anything itself: it fills an
+ * ig_decision and ig_plugin_carry_out sends it, or appends its record and
+ * sends the replies once the record is durable.
+ */
+#ifndef IG_PLUGIN_SERVICE_H
+#define IG_PLUGIN_SERVICE_H
+
+#include "plugin.h"
+
+#include "ig_decision.h"
+
+struct cJSON;
+
+typedef struct ig_service {
+	const char *name;
+	/* Request types answered on the ch topic, NULL-terminated; NULL = none. */
+	const char *const *requests;
+	/* True when a session authenticated by a join token (not enrolled yet)
+	 * may send these requests; every other request needs an enrolled id. */
+	bool open_to_joining;
+	/* Consumes messages published on iotguard/<cluster>/dev/<id>/<dev_topic>
+	 * by <id> itself; NULL = none. */
+	const char *dev_topic;
+
+	/* Makes the service's state; NULL (after logging why) refuses to start. */
+	void *(*init)(ig_plugin *pl);
+	void (*free)(void *svc);
+	/* One request of a listed type from id. req is the parsed JSON object. */
+	void (*request)(void *svc, ig_plugin *pl, const char *id, const char *type, const struct cJSON *req,
+	                ig_decision *out);
+	/* One message on the dev topic from id. */
+	void (*dev_message)(void *svc, ig_plugin *pl, const char *id, const void *payload, uint32_t len,
+	                    ig_decision *out);
+	/* Every broker tick; keep it cheap (it runs on every loop pass under load). */
+	void (*tick)(void *svc, ig_plugin *pl, uint64_t now_ms);
+	/* id's revoke record is durable and applied to pl->state. */
+	void (*on_revoke)(void *svc, ig_plugin *pl, const char *id);
+	/* Adds the service's figures to the stats object. */
+	void (*stats)(void *svc, ig_plugin *pl, struct cJSON *stats);
+} ig_service;
+
+/* plugin_service.c */
+/* Starts every service in table order; on failure frees those started. */
+int ig_plugin_services_init(ig_plugin *pl);
+void ig_plugin_services_free(ig_plugin *pl);
+/* The service answering request type, or NULL. */
+const ig_service *ig_plugin_service_for(const char *type, void **svc);
+/* The static copy of type if some service answers it, else NULL (errors
+ * name a request only with a type the cluster head knows). */
+const char *ig_plugin_service_request_name(const char *type);
+/* Dispatches a ch request; false when no service answers type. */
+bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
+/* Dispatches a dev-topic message; false when no service consumes suffix. */
+bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *suffix, const void *payload,
+                                    uint32_t len);
+void ig_plugin_services_tick(ig_plugin *pl, uint64_t now_ms);
+void ig_plugin_services_on_revoke(ig_plugin *pl, const char *id);
+void ig_plugin_services_stats(ig_plugin *pl, struct cJSON *stats);
+/* "ping, join, ..." : every request type, for the unknown_type message. */
+const char *ig_plugin_services_request_list(void);
+
+/* Carries out d for the request of requester, and clears d. A refusal goes
+ * to requester's inbox, replies to their addressees, and an append is
+ * submitted to the ledger; when its fate is known, a durable record is
+ * applied to pl->state and published as an event, then the decision's done
+ * runs and its output is carried out in turn. */
+void ig_plugin_carry_out(ig_plugin *pl, const char *requester, ig_decision *d);
+
+#endif

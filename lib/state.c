@@ -1,0 +1,155 @@
+/*
+ * state.c: the cluster state (ig_state.h), one ig_state_apply for everyone.
+ *
+ * Why this exists: see ig_state.h. The rules themselves stay in the files of
+ * their concepts (registry.c, join.c, coins.c, recspecs.c); this file fixes
+ * the order they run in and owns the per-identity memory that is not a
+ * ledger fact.
+ */
+#include "ig_state.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ig_idmap.h"
+
+struct ig_state {
+	ig_registry *reg;
+	ig_joincodes *codes;
+	ig_coins *coins;
+	ig_idmap *devices;   /* id -> ig_device */
+};
+
+ig_state *ig_state_new(void)
+{
+	ig_state *st = calloc(1, sizeof *st);
+	if (!st)
+		return NULL;
+	st->reg = ig_registry_new();
+	st->codes = ig_joincodes_new();
+	st->coins = ig_coins_new();
+	st->devices = ig_idmap_new(sizeof(ig_device));
+	if (!st->reg || !st->codes || !st->coins || !st->devices) {
+		ig_state_free(st);
+		return NULL;
+	}
+	return st;
+}
+
+void ig_state_free(ig_state *st)
+{
+	if (!st)
+		return;
+	ig_registry_free(st->reg);
+	ig_joincodes_free(st->codes);
+	ig_coins_free(st->coins);
+	if (st->devices)
+		ig_idmap_free(st->devices, true);   /* cached box keys */
+	free(st);
+}
+
+/* The id an enrol or revoke record names, or "" for other records. */
+static void changed_identity(const ig_record *rec, char id[IG_ID_MAX + 1])
+{
+	id[0] = '\0';
+	ig_error ignored = {0};
+	if (rec->type == IG_REC_ENROLL) {
+		ig_enroll e;
+		if (ig_enroll_decode(rec->body, rec->body_len, &e, &ignored) == IG_OK)
+			memcpy(id, e.id, IG_ID_MAX + 1);
+	} else if (rec->type == IG_REC_REVOKE) {
+		ig_revoke r;
+		if (ig_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
+			memcpy(id, r.id, IG_ID_MAX + 1);
+	}
+}
+
+int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)
+{
+	int rc = ig_record_body_check(rec, err);
+	if (rc == IG_OK)
+		rc = ig_registry_apply(st->reg, rec, err);
+	if (rc == IG_OK)
+		rc = ig_joincodes_apply(st->codes, rec, err);
+	if (rc == IG_OK)
+		rc = ig_coins_apply(st->coins, rec, err);
+	if (rc == IG_OK && (rec->type == IG_REC_ENROLL || rec->type == IG_REC_REVOKE) &&
+	    ig_idmap_count(st->devices) > 0) {
+		char id[IG_ID_MAX + 1];
+		changed_identity(rec, id);
+		if (id[0])
+			ig_state_device_forget(st, id);
+	}
+	return rc;
+}
+
+int ig_state_on_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	return ig_state_apply(ctx, rec, err);
+}
+
+ig_registry *ig_state_registry(ig_state *st) { return st->reg; }
+ig_joincodes *ig_state_joincodes(ig_state *st) { return st->codes; }
+ig_coins *ig_state_coins(ig_state *st) { return st->coins; }
+
+const ig_identity *ig_state_active(const ig_state *st, const char *id, ig_role role)
+{
+	const ig_identity *who = ig_registry_find(st->reg, id, strlen(id));
+	if (!who || who->status != IG_ID_ACTIVE)
+		return NULL;
+	return role == IG_ROLE_NONE || who->role == role ? who : NULL;
+}
+
+ig_device *ig_state_device(ig_state *st, const char *id)
+{
+	return ig_idmap_put(st->devices, id);
+}
+
+const ig_device *ig_state_device_find(const ig_state *st, const char *id)
+{
+	return ig_idmap_get(st->devices, id);
+}
+
+void ig_state_device_forget(ig_state *st, const char *id)
+{
+	ig_device *d = ig_idmap_get(st->devices, id);
+	if (d)
+		sodium_memzero(d, sizeof *d);   /* holds a cached box key */
+}
+
+size_t ig_state_device_count(const ig_state *st)
+{
+	return ig_idmap_count(st->devices);
+}
+
+typedef struct foreach_ctx {
+	ig_state_device_fn fn;
+	void *ctx;
+} foreach_ctx;
+
+static bool visit(void *ctx, const char *id, void *value)
+{
+	foreach_ctx *fc = ctx;
+	return fc->fn(fc->ctx, id, value);
+}
+
+void ig_state_device_foreach(ig_state *st, ig_state_device_fn fn, void *ctx)
+{
+	foreach_ctx fc = {fn, ctx};
+	ig_idmap_foreach(st->devices, visit, &fc);
+}
+
+const ig_box_key *ig_state_box_key(ig_state *st, const ig_identity *who, const uint8_t ch_sk[IG_SK_BYTES])
+{
+	ig_device *d = ig_state_device(st, who->id);
+	if (!d)
+		return NULL;
+	if (!d->box_ready || sodium_memcmp(d->box_pk, who->pk, IG_PK_BYTES) != 0) {
+		if (ig_box_key_for_device(&d->box, ch_sk, who->pk) != IG_OK)
+			return NULL;
+		memcpy(d->box_pk, who->pk, IG_PK_BYTES);
+		d->box_ready = true;
+	}
+	return &d->box;
+}
