@@ -26,4 +26,13 @@ int ig_keyfile_write(const char *path, const uint8_t sk[IG_SK_BYTES], bool overw
  * ("chmod 600 FILE"). sk must be wiped by the caller with sodium_memzero. */
 int ig_keyfile_read(const char *path, uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], ig_error *err) IG_NODISCARD;
 
+/* The format check and key derivation of ig_keyfile_read, on len bytes
+ * already in memory (the path loader calls it on what it read). Exactly the
+ * prefix, 64 lowercase hex characters and at most one trailing newline;
+ * anything else is IG_ERR_INVAL. name labels the error messages ("key file
+ * NAME ..."; NULL = "(buffer)"), which never quote the bytes. On failure sk
+ * and pk are wiped; on success the caller wipes sk. */
+int ig_keyfile_parse(uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], const void *buf, size_t len, const char *name,
+                     ig_error *err) IG_NODISCARD;
+
 #endif

@@ -153,6 +153,47 @@ static bool all_lower_hex(const char *s, size_t len)
 	return true;
 }
 
+/* The file's bytes, wherever they came from (a file, the fuzzer, a test),
+ * go through this one parser, so a buffer and a path are held to the same
+ * rules. name only labels the messages. */
+int ig_keyfile_parse(uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], const void *buf, size_t len, const char *name,
+                     ig_error *err)
+{
+	if (!sk || !pk || (!buf && len))
+		return ig_error_set(err, IG_ERR_INVAL, "key file parse: missing input or output buffer");
+	if (!name)
+		name = "(buffer)";
+	if (ig_init() != IG_OK)
+		return ig_error_set(err, IG_ERR_CRYPTO, "libsodium failed to initialise");
+	const char *text = buf;
+	int rc = IG_OK;
+	size_t body = len;
+	if (body > 0 && text[body - 1] == '\n')
+		body--;
+	if (body < PREFIX_LEN || memcmp(text, IG_KEYFILE_PREFIX, PREFIX_LEN) != 0)
+		rc = ig_error_set(err, IG_ERR_INVAL,
+		                  "key file %s does not start with \"%s\"; it is not an iotguard key (create one with iotguard keygen)",
+		                  name, IG_KEYFILE_PREFIX);
+	else if (body != PREFIX_LEN + HEX_LEN)
+		rc = ig_error_set(err, IG_ERR_INVAL,
+		                  "key file %s has the wrong length; expected the prefix, 64 lowercase hex characters and a newline",
+		                  name);
+	else if (!all_lower_hex(text + PREFIX_LEN, HEX_LEN))
+		rc = ig_error_set(err, IG_ERR_INVAL, "key file %s: the seed must be 64 lowercase hex characters", name);
+
+	uint8_t seed[IG_SEED_BYTES];
+	if (rc == IG_OK && ig_hex_decode(seed, sizeof seed, text + PREFIX_LEN, HEX_LEN) != IG_OK)
+		rc = ig_error_set(err, IG_ERR_INVAL, "key file %s: the seed is not valid hex", name);
+	if (rc == IG_OK && crypto_sign_seed_keypair(pk, sk, seed) != 0)
+		rc = ig_error_set(err, IG_ERR_CRYPTO, "key file %s: deriving the key pair failed", name);
+	sodium_memzero(seed, sizeof seed);
+	if (rc != IG_OK) {
+		sodium_memzero(sk, IG_SK_BYTES);
+		sodium_memzero(pk, IG_PK_BYTES);
+	}
+	return rc;
+}
+
 int ig_keyfile_read(const char *path, uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_BYTES], ig_error *err)
 {
 	if (!path || !*path || !sk || !pk)
@@ -200,28 +241,8 @@ int ig_keyfile_read(const char *path, uint8_t sk[IG_SK_BYTES], uint8_t pk[IG_PK_
 	}
 	close(fd);
 
-	if (rc == IG_OK) {
-		size_t body = len;
-		if (body > 0 && buf[body - 1] == '\n')
-			body--;
-		if (body < PREFIX_LEN || memcmp(buf, IG_KEYFILE_PREFIX, PREFIX_LEN) != 0)
-			rc = ig_error_set(err, IG_ERR_INVAL,
-			                  "key file %s does not start with \"%s\"; it is not an iotguard key (create one with iotguard keygen)",
-			                  path, IG_KEYFILE_PREFIX);
-		else if (body != PREFIX_LEN + HEX_LEN)
-			rc = ig_error_set(err, IG_ERR_INVAL,
-			                  "key file %s has the wrong length; expected the prefix, 64 lowercase hex characters and a newline",
-			                  path);
-		else if (!all_lower_hex(buf + PREFIX_LEN, HEX_LEN))
-			rc = ig_error_set(err, IG_ERR_INVAL, "key file %s: the seed must be 64 lowercase hex characters", path);
-	}
-
-	uint8_t seed[IG_SEED_BYTES];
-	if (rc == IG_OK && ig_hex_decode(seed, sizeof seed, buf + PREFIX_LEN, HEX_LEN) != IG_OK)
-		rc = ig_error_set(err, IG_ERR_INVAL, "key file %s: the seed is not valid hex", path);
-	if (rc == IG_OK && crypto_sign_seed_keypair(pk, sk, seed) != 0)
-		rc = ig_error_set(err, IG_ERR_CRYPTO, "key file %s: deriving the key pair failed", path);
-	sodium_memzero(seed, sizeof seed);
+	if (rc == IG_OK)
+		rc = ig_keyfile_parse(sk, pk, buf, len, path, err);
 	sodium_memzero(buf, sizeof buf);
 	if (rc != IG_OK) {
 		sodium_memzero(sk, IG_SK_BYTES);

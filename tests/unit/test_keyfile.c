@@ -229,3 +229,94 @@ Test(keyfile, bad_arguments)
 	cr_assert_eq(ig_keyfile_read(NULL, sk, pk, NULL), IG_ERR_INVAL);
 	cr_assert_neq(ig_keyfile_write("/nonexistent-dir-ig/x.key", sk, false, NULL), IG_OK);
 }
+
+/* ---- ig_keyfile_parse: the same rules on bytes in memory ---------------- */
+
+#define DOC_LINE "iotguard-ed25519-secret-v1 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+/* docs/PROTOCOL.md, "Key file format" and the token vectors: seed 00..1f. */
+Test(keyfile, parse_doc_vector)
+{
+	const char *doc = tu_read_doc("PROTOCOL.md");
+	cr_assert_not_null(strstr(doc, DOC_LINE), "PROTOCOL.md no longer shows the example key file");
+	uint8_t pk[32], sk[64];
+	ig_error err = {0};
+	cr_assert_eq(ig_keyfile_parse(sk, pk, DOC_LINE "\n", sizeof DOC_LINE, "doc", &err), IG_OK, "%s", err.msg);
+	tu_assert_hex(pk, sizeof pk, "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
+	uint8_t seed[32];
+	tu_seq_bytes(seed, sizeof seed, 0);
+	cr_assert_eq(memcmp(sk, seed, 32), 0, "sk must be seed || pk");
+	cr_assert_eq(memcmp(sk + 32, pk, 32), 0);
+	/* without the newline too */
+	cr_assert_eq(ig_keyfile_parse(sk, pk, DOC_LINE, sizeof DOC_LINE - 1, "doc", &err), IG_OK, "%s", err.msg);
+	tu_assert_hex(pk, sizeof pk, "03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8");
+}
+
+/* The buffer is not a C string: the length decides, a NUL inside is just a
+ * bad byte, and nothing past len is read (ASan watches the heap copy). */
+Test(keyfile, parse_uses_length_not_nul)
+{
+	uint8_t pk[32], sk[64];
+	size_t n = sizeof DOC_LINE - 1;
+	char *exact = malloc(n);
+	cr_assert_not_null(exact);
+	memcpy(exact, DOC_LINE, n);
+	cr_assert_eq(ig_keyfile_parse(sk, pk, exact, n, NULL, NULL), IG_OK);
+	exact[n - 5] = '\0';
+	memset(sk, 0xaa, sizeof sk);
+	ig_error err = {0};
+	cr_assert_eq(ig_keyfile_parse(sk, pk, exact, n, NULL, &err), IG_ERR_INVAL);
+	cr_assert(tu_all_zero(sk, sizeof sk) && tu_all_zero(pk, sizeof pk), "outputs not wiped on failure");
+	cr_assert_not_null(strstr(err.msg, "(buffer)"), "%s", err.msg);
+	/* one byte short of the whole line */
+	cr_assert_eq(ig_keyfile_parse(sk, pk, DOC_LINE, n - 1, NULL, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_parse(sk, pk, NULL, 0, NULL, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_parse(NULL, pk, DOC_LINE, n, NULL, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_parse(sk, NULL, DOC_LINE, n, NULL, NULL), IG_ERR_INVAL);
+	free(exact);
+}
+
+/* Each malformation gets its own sentence, naming the source and never
+ * quoting the secret hex. */
+Test(keyfile, parse_refusals_name_the_source)
+{
+	static const struct {
+		const char *text;
+		const char *says;
+	} cases[] = {
+		{"", "does not start with"},
+		{"iotguard-ed25519-secret-v2 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", "does not start with"},
+		{DOC_LINE "0", "wrong length"},
+		{DOC_LINE "\n\n", "wrong length"},
+		{DOC_LINE "\r\n", "wrong length"},
+		{"iotguard-ed25519-secret-v1 000102030405060708090A0B0C0D0E0F101112131415161718191a1b1c1d1e1f", "lowercase hex"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		uint8_t pk[32], sk[64];
+		memset(sk, 0x55, sizeof sk);
+		ig_error err = {0};
+		cr_assert_eq(ig_keyfile_parse(sk, pk, cases[i].text, strlen(cases[i].text), "agent.key", &err), IG_ERR_INVAL,
+		             "case %zu accepted", i);
+		cr_assert_not_null(strstr(err.msg, "key file agent.key"), "case %zu: %s", i, err.msg);
+		cr_assert_not_null(strstr(err.msg, cases[i].says), "case %zu: %s", i, err.msg);
+		cr_assert_null(strstr(err.msg, "0a0b0c0d"), "case %zu quotes the seed: %s", i, err.msg);
+		cr_assert(tu_all_zero(sk, sizeof sk), "case %zu: sk not wiped", i);
+	}
+}
+
+/* The path loader is the buffer parser plus the file rules: a file and its
+ * bytes give the same key, and the same refusal. */
+Test(keyfile, read_agrees_with_parse)
+{
+	uint8_t pk1[32], sk1[64], pk2[32], sk2[64];
+	write_raw(path, DOC_LINE "\n", 0600);
+	cr_assert_eq(ig_keyfile_read(path, sk1, pk1, NULL), IG_OK);
+	cr_assert_eq(ig_keyfile_parse(sk2, pk2, DOC_LINE "\n", sizeof DOC_LINE, path, NULL), IG_OK);
+	cr_assert_eq(memcmp(sk1, sk2, sizeof sk1), 0);
+	cr_assert_eq(memcmp(pk1, pk2, sizeof pk1), 0);
+	ig_error e1 = {0}, e2 = {0};
+	write_raw(path, DOC_LINE "x\n", 0600);
+	cr_assert_eq(ig_keyfile_read(path, sk1, pk1, &e1), IG_ERR_INVAL);
+	cr_assert_eq(ig_keyfile_parse(sk2, pk2, DOC_LINE "x\n", sizeof DOC_LINE + 1, path, &e2), IG_ERR_INVAL);
+	cr_assert_str_eq(e1.msg, e2.msg);
+}
