@@ -208,15 +208,18 @@ static int parse_list(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	return rc;
 }
 
+bool ig_admin_join_role_allowed(ig_role role)
+{
+	return role == IG_ROLE_DEVICE || role == IG_ROLE_ANALYST;
+}
+
 static int parse_join_codes(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 {
 	const char *name = cmd->command;
 	cmd->ttl = IG_JOIN_CODE_TTL_DEFAULT;
 	cmd->count = 1;
 	int rc = parse_role(obj, name, true, &cmd->role, err);
-	/* A code anyone holding it can use must not mint an admin or a monitor;
-	 * those are enrolled by key, on purpose. */
-	if (rc == IG_OK && cmd->role != IG_ROLE_DEVICE && cmd->role != IG_ROLE_ANALYST)
+	if (rc == IG_OK && !ig_admin_join_role_allowed(cmd->role))
 		rc = ig_error_set(err, IG_ERR_INVAL, "%s: join codes are only for roles device and analyst; "
 		                  "enroll %ss by public key", name, ig_role_name(cmd->role));
 	if (rc == IG_OK)

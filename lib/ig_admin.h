@@ -25,12 +25,22 @@
  * requesting admin only: the codes are secrets, printed once;
  * credit {id, amount (1..1e9)} grants a collector coins, answered with
  * "index", "id" and the new "balance".
+ *
+ * What a command means is here too (lib/admin_rules.c), once for the broker
+ * and the CLI's offline writer: the admission rule of every change against
+ * the cluster state (ig_admin_admit), the record it appends
+ * (ig_admin_record), and the JSON views of identities and list pages
+ * (ig_admin_read). Two copies of these had drifted apart in their messages
+ * and paging.
  */
 #ifndef IG_ADMIN_H
 #define IG_ADMIN_H
 
 #include "ig_common.h"
 #include "ig_record.h"
+#include "ig_registry.h"
+
+typedef struct ig_state ig_state;
 
 #define IG_ADMIN_TOPIC "$CONTROL/iotguard/v1"
 #define IG_ADMIN_RESPONSE_TOPIC "$CONTROL/iotguard/v1/response"
@@ -89,5 +99,51 @@ int ig_admin_parse_command(const struct cJSON *obj, ig_admin_cmd *cmd, ig_error 
 
 /* Builds a request payload with one command (for the CLI). Caller frees. */
 char *ig_admin_build_request(const ig_admin_cmd *cmd);
+
+/* True for the roles a join code may enrol (device, analyst): anyone holding
+ * a code can use it, so monitors and admins are enrolled by key. */
+bool ig_admin_join_role_allowed(ig_role role);
+
+/* ---- what commands mean (lib/admin_rules.c) ---------------------------- */
+
+/* Why a command was refused: an error code above and a sentence that says
+ * what to do. */
+typedef struct ig_admin_refusal {
+	const char *code;
+	char message[320];
+} ig_admin_refusal;
+
+/* The admission rule of a parsed command against the cluster state as it
+ * stands (docs/PROTOCOL.md "Admin API", Semantics): enroll (already_enrolled,
+ * already_revoked without reenroll), revoke (not_found, already_revoked,
+ * already_enrolled while the enrolment is not durable), credit (not_found
+ * unless an active device, amount 1..IG_CREDIT_MAX) and create_join_codes
+ * (malformed role, ttl or count); get_identity refuses an id never enrolled
+ * (not_found); list_identities is always admitted. True when the command
+ * may go ahead; else why says why. */
+bool ig_admin_admit(ig_admin_refusal *why, const ig_state *st, const ig_admin_cmd *cmd);
+
+/* The body of the record an admitted enroll, revoke or credit appends, with
+ * "by" naming who made the change; *type gets its record type. Returns the
+ * body length, or a negative IG_ERR_* (another command, or cap too small). */
+int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cmd *cmd, const char *by);
+
+/* Whether id has a live connection, for the identity view's "connected". */
+typedef bool (*ig_admin_connected_fn)(void *ctx, const char *id);
+
+/* The identity object of docs/PROTOCOL.md "Admin API": id, role, status,
+ * pubkey, enrolled_index, enrolled_ts, revoked_index when revoked, and
+ * connected when connected is not NULL (the offline CLI cannot know). NULL
+ * when out of memory. */
+struct cJSON *ig_admin_identity_json(const ig_identity *idn, ig_admin_connected_fn connected, void *ctx);
+
+/* Answers an admitted get_identity ("identity") or list_identities
+ * ("total", "offset", "identities": the identities matching the role and
+ * status filters, in enrolment order, from offset on, at most limit of
+ * them; limit 0 means all) by adding its fields to resp. IG_OK, IG_ERR_INVAL
+ * for another command, IG_ERR_NOTFOUND for an id never enrolled, or
+ * IG_ERR_NOMEM (resp may then hold some of the fields). */
+int ig_admin_read(struct cJSON *resp, const ig_state *st, const ig_admin_cmd *cmd,
+                  ig_admin_connected_fn connected, void *ctx);
 
 #endif

@@ -2,6 +2,9 @@
  * test_admin.c: the admin API parser is the gate between a network message
  * and a ledger write, so every field is tried missing, mistyped, too long
  * and out of range, and what the CLI builds must parse back unchanged.
+ * Then what a command means, the same for the broker and the offline CLI:
+ * every admission rule's refusal code against a state built from records,
+ * the record an admitted change appends, and the identity and list views.
  */
 #include <criterion/criterion.h>
 
@@ -11,7 +14,10 @@
 #include <string.h>
 
 #include "ig_admin.h"
+#include "ig_bank.h"
 #include "ig_registry.h"
+#include "ig_state.h"
+#include "svc_fixture.h"
 #include "testutil.h"
 
 #define PK_HEX "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -521,4 +527,369 @@ Test(admin, huge_numbers_are_refused_not_cast)
 	cr_expect_eq(c.offset, UINT32_MAX);
 	parse_ok("{\"command\":\"credit\",\"id\":\"d\",\"amount\":1e9}", &c);
 	cr_expect_eq(c.amount, 1000000000u);
+}
+
+/* ---- admission rules and views (lib/admin_rules.c) ---------------------- */
+
+/* A state built from records, as a replay builds it (svc_fixture.h); each
+ * test runs in its own process, so record indexes start at 1. */
+static ig_state *st;
+
+static void state_setup(void)
+{
+	cr_assert_eq(ig_init(), IG_OK);
+	st = ig_state_new();
+	cr_assert_not_null(st);
+}
+
+static void state_teardown(void)
+{
+	ig_state_free(st);
+}
+
+static void enroll(const char *id, ig_role role, uint8_t key_first)
+{
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, key_first);
+	fx_enroll(st, id, role, pk);
+}
+
+static void revoke_id(const char *id)
+{
+	fx_revoke(st, id);
+}
+
+static ig_admin_cmd command(ig_admin_kind kind, const char *id)
+{
+	ig_admin_cmd c;
+	memset(&c, 0, sizeof c);
+	c.kind = kind;
+	snprintf(c.command, sizeof c.command, "%s", ig_admin_kind_name(kind));
+	snprintf(c.id, sizeof c.id, "%s", id ? id : "");
+	c.role = IG_ROLE_NONE;
+	c.status_filter = -1;
+	return c;
+}
+
+/* Refused with code, and the message holds every one of the words. */
+static void expect_refused(const ig_admin_cmd *c, const char *code, const char *w1, const char *w2)
+{
+	ig_admin_refusal why;
+	cr_assert_not(ig_admin_admit(&why, st, c), "%s %s should be refused", c->command, c->id);
+	cr_expect_str_eq(why.code, code, "%s %s: %s", c->command, c->id, why.message);
+	cr_expect(strstr(why.message, w1), "'%s' should be in: %s", w1, why.message);
+	if (w2)
+		cr_expect(strstr(why.message, w2), "'%s' should be in: %s", w2, why.message);
+}
+
+static void expect_admitted(const ig_admin_cmd *c)
+{
+	ig_admin_refusal why;
+	cr_expect(ig_admin_admit(&why, st, c), "%s %s should go ahead: %s", c->command, c->id, why.message);
+}
+
+Test(admin_rules, enroll, .init = state_setup, .fini = state_teardown)
+{
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	enroll("dev2", IG_ROLE_DEVICE, 2);
+	revoke_id("dev2");
+
+	ig_admin_cmd c = command(IG_ADMIN_ENROLL, "new1");
+	c.role = IG_ROLE_DEVICE;
+	expect_admitted(&c);
+	c.reenroll = true;
+	expect_admitted(&c);   /* on an id never enrolled it changes nothing */
+
+	c = command(IG_ADMIN_ENROLL, "dev1");
+	c.role = IG_ROLE_DEVICE;
+	expect_refused(&c, IG_ADMIN_E_EXISTS, "dev1 is already enrolled", "revoke it first");
+	c.reenroll = true;
+	expect_refused(&c, IG_ADMIN_E_EXISTS, "already enrolled", NULL);
+
+	c = command(IG_ADMIN_ENROLL, "dev2");
+	c.role = IG_ROLE_DEVICE;
+	expect_refused(&c, IG_ADMIN_E_ALREADY_REVOKED, "--reenroll", "\"reenroll\":true");
+	expect_refused(&c, IG_ADMIN_E_ALREADY_REVOKED, "was revoked (ledger index 3)", NULL);
+	c.reenroll = true;
+	expect_admitted(&c);
+
+	c = command(IG_ADMIN_ENROLL, "x");
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "role", NULL);
+	c = command(IG_ADMIN_ENROLL, "bad id");
+	c.role = IG_ROLE_DEVICE;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "\"id\"", NULL);
+}
+
+Test(admin_rules, in_flight_changes, .init = state_setup, .fini = state_teardown)
+{
+	/* What the broker holds while a record is on its way to the disk. */
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, 5);
+	cr_assert_eq(ig_registry_reserve(ig_state_registry(st), "dev5", IG_ROLE_DEVICE, pk), IG_OK);
+	cr_assert_eq(ig_registry_mark_revoked(ig_state_registry(st), "dev1", 0), IG_OK);
+
+	ig_admin_cmd c = command(IG_ADMIN_ENROLL, "dev5");
+	c.role = IG_ROLE_DEVICE;
+	expect_refused(&c, IG_ADMIN_E_EXISTS, "pending", NULL);
+	c = command(IG_ADMIN_REVOKE, "dev5");
+	expect_refused(&c, IG_ADMIN_E_EXISTS, "still being enrolled", "retry");
+
+	c = command(IG_ADMIN_REVOKE, "dev1");
+	expect_refused(&c, IG_ADMIN_E_ALREADY_REVOKED, "dev1 is already revoked", NULL);
+	c = command(IG_ADMIN_ENROLL, "dev1");
+	c.role = IG_ROLE_DEVICE;
+	expect_refused(&c, IG_ADMIN_E_ALREADY_REVOKED, "--reenroll", NULL);
+	c.reenroll = true;
+	expect_refused(&c, IG_ADMIN_E_EXISTS, "revocation in flight", "retry");
+}
+
+Test(admin_rules, revoke, .init = state_setup, .fini = state_teardown)
+{
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	enroll("dev2", IG_ROLE_DEVICE, 2);
+	revoke_id("dev2");
+	ig_admin_cmd c = command(IG_ADMIN_REVOKE, "dev1");
+	expect_admitted(&c);
+	c = command(IG_ADMIN_REVOKE, "nobody");
+	expect_refused(&c, IG_ADMIN_E_NOT_FOUND, "nobody is not enrolled", "nothing to revoke");
+	c = command(IG_ADMIN_REVOKE, "dev2");
+	expect_refused(&c, IG_ADMIN_E_ALREADY_REVOKED, "dev2 is already revoked (ledger index 3)", NULL);
+}
+
+Test(admin_rules, credit, .init = state_setup, .fini = state_teardown)
+{
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	enroll("an1", IG_ROLE_ANALYST, 2);
+	enroll("dev2", IG_ROLE_DEVICE, 3);
+	revoke_id("dev2");
+	ig_admin_cmd c = command(IG_ADMIN_CREDIT, "dev1");
+	c.amount = 5;
+	expect_admitted(&c);
+	c.amount = IG_CREDIT_MAX;
+	expect_admitted(&c);
+	c.amount = 0;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "amount", NULL);
+	c.amount = IG_CREDIT_MAX + 1;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "amount", NULL);
+	const char *others[] = {"an1", "dev2", "nobody"};
+	for (size_t i = 0; i < 3; i++) {
+		c = command(IG_ADMIN_CREDIT, others[i]);
+		c.amount = 5;
+		expect_refused(&c, IG_ADMIN_E_NOT_FOUND, "is not an active device", "only collectors (devices) get credit");
+	}
+}
+
+Test(admin_rules, join_codes, .init = state_setup, .fini = state_teardown)
+{
+	ig_admin_cmd c = command(IG_ADMIN_JOIN_CODES, NULL);
+	c.ttl = IG_JOIN_CODE_TTL_DEFAULT;
+	c.count = 1;
+	c.role = IG_ROLE_DEVICE;
+	expect_admitted(&c);
+	c.role = IG_ROLE_ANALYST;
+	c.count = IG_ADMIN_JOIN_CODES_MAX;
+	expect_admitted(&c);
+	c.role = IG_ROLE_ADMIN;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "only for roles device and analyst", "enroll admins by public key");
+	c.role = IG_ROLE_MONITOR;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "monitors", NULL);
+	c.role = IG_ROLE_DEVICE;
+	c.count = 0;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "count", NULL);
+	c.count = IG_ADMIN_JOIN_CODES_MAX + 1;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "count", NULL);
+	c.count = 1;
+	c.ttl = 59;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "ttl", NULL);
+	c.ttl = IG_JOIN_CODE_TTL_MAX + 1;
+	expect_refused(&c, IG_ADMIN_E_MALFORMED, "ttl", NULL);
+	/* The parser applies the same role rule. */
+	ig_admin_cmd p;
+	ig_error err = {0};
+	cr_expect_eq(parse_text("{\"command\":\"create_join_codes\",\"role\":\"monitor\"}", &p, &err), IG_ERR_INVAL);
+	cr_expect(strstr(err.msg, "only for roles device and analyst"), "%s", err.msg);
+	cr_expect(ig_admin_join_role_allowed(IG_ROLE_DEVICE) && ig_admin_join_role_allowed(IG_ROLE_ANALYST));
+	cr_expect_not(ig_admin_join_role_allowed(IG_ROLE_NONE));
+}
+
+Test(admin_rules, reads, .init = state_setup, .fini = state_teardown)
+{
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	ig_admin_cmd c = command(IG_ADMIN_GET, "dev1");
+	expect_admitted(&c);
+	c = command(IG_ADMIN_GET, "nobody");
+	expect_refused(&c, IG_ADMIN_E_NOT_FOUND, "nobody is not enrolled", NULL);
+	cJSON *resp = cJSON_CreateObject();
+	cr_expect_eq(ig_admin_read(resp, st, &c, NULL, NULL), IG_ERR_NOTFOUND);
+	c = command(IG_ADMIN_LIST, NULL);
+	expect_admitted(&c);
+	c = command(IG_ADMIN_REVOKE, "dev1");
+	cr_expect_eq(ig_admin_read(resp, st, &c, NULL, NULL), IG_ERR_INVAL, "a change is not a read");
+	cJSON_Delete(resp);
+}
+
+Test(admin_rules, records_decode_back, .init = state_setup, .fini = state_teardown)
+{
+	uint8_t body[1024];
+	uint16_t type = 0;
+	ig_error err = {0};
+
+	ig_admin_cmd c = command(IG_ADMIN_ENROLL, "dev1");
+	c.role = IG_ROLE_ANALYST;
+	tu_seq_bytes(c.pk, 32, 7);
+	int n = ig_admin_record(body, sizeof body, &type, &c, "admin1");
+	cr_assert_gt(n, 0);
+	cr_expect_eq(type, IG_REC_ENROLL);
+	ig_enroll e;
+	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &e, &err), IG_OK, "%s", err.msg);
+	cr_expect_str_eq(e.id, "dev1");
+	cr_expect_eq(e.role, IG_ROLE_ANALYST);
+	cr_expect_eq(memcmp(e.pk, c.pk, 32), 0);
+	cr_expect_str_eq(e.by, "admin1");
+	cr_expect_not(e.has_join_code);
+
+	c = command(IG_ADMIN_REVOKE, "dev1");
+	snprintf(c.reason, sizeof c.reason, "stolen");
+	n = ig_admin_record(body, sizeof body, &type, &c, "offline:root");
+	cr_assert_gt(n, 0);
+	cr_expect_eq(type, IG_REC_REVOKE);
+	ig_revoke r;
+	cr_assert_eq(ig_revoke_decode(body, (size_t)n, &r, &err), IG_OK, "%s", err.msg);
+	cr_expect_str_eq(r.reason, "stolen");
+	cr_expect_str_eq(r.by, "offline:root");
+
+	c = command(IG_ADMIN_CREDIT, "dev1");
+	c.amount = 42;
+	n = ig_admin_record(body, sizeof body, &type, &c, "admin1");
+	cr_assert_gt(n, 0);
+	cr_expect_eq(type, IG_REC_CREDIT);
+	ig_credit_rec cr;
+	cr_assert_eq(ig_credit_decode(body, (size_t)n, &cr, &err), IG_OK, "%s", err.msg);
+	cr_expect_eq(cr.amount, 42);
+	cr_expect_str_eq(cr.id, "dev1");
+
+	c = command(IG_ADMIN_LIST, NULL);
+	cr_expect_lt(ig_admin_record(body, sizeof body, &type, &c, "admin1"), 0, "a read appends nothing");
+	c = command(IG_ADMIN_ENROLL, "dev1");
+	c.role = IG_ROLE_DEVICE;
+	cr_expect_lt(ig_admin_record(body, 8, &type, &c, "admin1"), 0, "too small a buffer");
+}
+
+static bool connected_if_dev(void *ctx, const char *id)
+{
+	int *calls = ctx;
+	(*calls)++;
+	return strncmp(id, "dev", 3) == 0;
+}
+
+Test(admin_views, identity_object, .init = state_setup, .fini = state_teardown)
+{
+	enroll("dev1", IG_ROLE_DEVICE, 1);
+	enroll("mon1", IG_ROLE_MONITOR, 2);
+	revoke_id("mon1");
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, 1);
+	char hex[65];
+	ig_hex_encode(hex, pk, 32);
+
+	int calls = 0;
+	cJSON *o = ig_admin_identity_json(ig_state_identity(st, "dev1"), connected_if_dev, &calls);
+	cr_assert_not_null(o);
+	cr_expect_str_eq(tu_json_str(o, "id"), "dev1");
+	cr_expect_str_eq(tu_json_str(o, "role"), "device");
+	cr_expect_str_eq(tu_json_str(o, "status"), "active");
+	cr_expect_str_eq(tu_json_str(o, "pubkey"), hex);
+	cr_expect_eq(tu_json_num(o, "enrolled_index"), 1);
+	cr_expect_eq(tu_json_num(o, "enrolled_ts"), 1767225600000.0);
+	cr_expect_null(cJSON_GetObjectItemCaseSensitive(o, "revoked_index"), "only when revoked");
+	cr_expect(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "connected")));
+	cr_expect_eq(calls, 1);
+	cJSON_Delete(o);
+
+	o = ig_admin_identity_json(ig_state_identity(st, "mon1"), connected_if_dev, &calls);
+	cr_expect_str_eq(tu_json_str(o, "status"), "revoked");
+	cr_expect_eq(tu_json_num(o, "revoked_index"), 3);
+	cr_expect(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "connected")));
+	cJSON_Delete(o);
+
+	/* Offline nobody knows: no "connected" at all, rather than a guess. */
+	o = ig_admin_identity_json(ig_state_identity(st, "dev1"), NULL, NULL);
+	cr_expect_null(cJSON_GetObjectItemCaseSensitive(o, "connected"));
+	cr_expect_eq(cJSON_GetArraySize(o), 6);
+	cJSON_Delete(o);
+
+	ig_admin_cmd c = command(IG_ADMIN_GET, "mon1");
+	cJSON *resp = cJSON_CreateObject();
+	cr_assert_eq(ig_admin_read(resp, st, &c, NULL, NULL), IG_OK);
+	cr_expect_str_eq(tu_json_str(cJSON_GetObjectItemCaseSensitive(resp, "identity"), "id"), "mon1");
+	cJSON_Delete(resp);
+}
+
+/* The ids of a list page, "a,b,", and its total. */
+static void list_page(char *ids, size_t cap, double *total, const ig_admin_cmd *c)
+{
+	cJSON *resp = cJSON_CreateObject();
+	cr_assert_eq(ig_admin_read(resp, st, c, NULL, NULL), IG_OK);
+	*total = tu_json_num(resp, "total");
+	cr_expect_eq(tu_json_num(resp, "offset"), c->offset);
+	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(resp, "identities"), *it;
+	cr_assert(cJSON_IsArray(arr));
+	ids[0] = '\0';
+	cJSON_ArrayForEach(it, arr) {
+		strncat(ids, tu_json_str(it, "id"), cap - strlen(ids) - 1);
+		strncat(ids, ",", cap - strlen(ids) - 1);
+	}
+	cJSON_Delete(resp);
+}
+
+Test(admin_views, list_filters_and_pages, .init = state_setup, .fini = state_teardown)
+{
+	enroll("d1", IG_ROLE_DEVICE, 1);
+	enroll("a1", IG_ROLE_ANALYST, 2);
+	enroll("d2", IG_ROLE_DEVICE, 3);
+	enroll("d3", IG_ROLE_DEVICE, 4);
+	enroll("d4", IG_ROLE_DEVICE, 5);
+	revoke_id("d2");
+	char ids[256];
+	double total;
+
+	ig_admin_cmd c = command(IG_ADMIN_LIST, NULL);
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "d1,a1,d2,d3,d4,", "limit 0 is all, in enrolment order");
+	cr_expect_eq(total, 5);
+
+	c.role = IG_ROLE_DEVICE;
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "d1,d2,d3,d4,");
+	cr_expect_eq(total, 4);
+
+	c.status_filter = IG_ID_ACTIVE;
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "d1,d3,d4,");
+	cr_expect_eq(total, 3);
+
+	c.offset = 1;
+	c.limit = 1;
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "d3,", "one page of one, after the first match");
+	cr_expect_eq(total, 3, "total counts every match, not the page");
+
+	c.offset = 3;
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "", "past the end: an empty page");
+	cr_expect_eq(total, 3);
+
+	c = command(IG_ADMIN_LIST, NULL);
+	c.status_filter = IG_ID_REVOKED;
+	c.limit = 100;
+	list_page(ids, sizeof ids, &total, &c);
+	cr_expect_str_eq(ids, "d2,");
+	cr_expect_eq(total, 1);
+
+	/* The parser's default page is what the broker uses. */
+	ig_admin_cmd p;
+	parse_ok("{\"command\":\"list_identities\",\"role\":\"analyst\"}", &p);
+	list_page(ids, sizeof ids, &total, &p);
+	cr_expect_str_eq(ids, "a1,");
 }

@@ -6,6 +6,7 @@
  */
 #include "testutil.h"
 
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <criterion/hooks.h>
 #include <errno.h>
@@ -282,4 +283,20 @@ const char *tu_read_doc(const char *name)
 	}
 	cr_assert_fail("tu_read_doc caches at most 4 documents per test");
 	return NULL;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+double tu_json_num(const cJSON *o, const char *name)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+	cr_assert(cJSON_IsNumber(f), "no number \"%s\"", name);
+	return f->valuedouble;
+}
+
+const char *tu_json_str(const cJSON *o, const char *name)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+	cr_assert(cJSON_IsString(f) && f->valuestring, "no string \"%s\"", name);
+	return f->valuestring;
 }

@@ -76,4 +76,10 @@ char *tu_read_file(const char *path, size_t *len);
 /* The text of docs/<name> in the source tree, read once per process. */
 const char *tu_read_doc(const char *name);
 
+/* Field name of JSON object o as a number / a string; fails the test when
+ * it is missing or of another type. */
+struct cJSON;
+double tu_json_num(const struct cJSON *o, const char *name);
+const char *tu_json_str(const struct cJSON *o, const char *name);
+
 #endif
