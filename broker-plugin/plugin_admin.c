@@ -6,8 +6,15 @@
  * dynamic-security API. A request may hold several commands; the reply goes
  * to the requesting client only, in one message, and is sent only when every
  * state change in it is durable. Reads answer at once.
+ *
+ * What a command means (its admission rule, its record, the identity and
+ * list views) is lib's (ig_admin_admit, ig_admin_record, ig_admin_read), the
+ * same for the CLI's offline writer; a durable record is applied with
+ * ig_state_apply, exactly as a replay applies it. This file is the glue:
+ * batching, the disk's answer, kicks and events.
  */
 #include "plugin.h"
+#include "plugin_service.h"
 
 #include <cJSON.h>
 #include <sodium.h>
@@ -47,11 +54,9 @@ static void fail(cJSON *r, const char *code, const char *message)
 	cJSON_AddStringToObject(r, "message", message);
 }
 
-static void fail_about(cJSON *slot, const char *code, const char *id, const char *what)
+static void fail_refused(cJSON *slot, const ig_admin_refusal *why)
 {
-	char msg[256];
-	snprintf(msg, sizeof msg, "%s %s", id, what);
-	fail(slot, code, msg);
+	fail(slot, why->code, why->message);
 }
 
 static void batch_send_if_done(admin_batch *b)
@@ -67,21 +72,11 @@ static void batch_send_if_done(admin_batch *b)
 	free(b);
 }
 
-static cJSON *identity_json(ig_plugin *pl, const ig_identity *idn)
+/* The identity view's "connected" (ig_admin_connected_fn). */
+static bool is_connected(void *ctx, const char *id)
 {
-	char pk[2 * IG_PK_BYTES + 1];
-	ig_hex_encode(pk, idn->pk, IG_PK_BYTES);
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "id", idn->id);
-	cJSON_AddStringToObject(o, "role", ig_role_name((ig_role)idn->role));
-	cJSON_AddStringToObject(o, "status", ig_id_status_name((ig_id_status)idn->status));
-	cJSON_AddStringToObject(o, "pubkey", pk);
-	cJSON_AddNumberToObject(o, "enrolled_index", (double)idn->enrolled_index);
-	cJSON_AddNumberToObject(o, "enrolled_ts", (double)idn->enrolled_ts_ms);
-	if (idn->status == IG_ID_REVOKED)
-		cJSON_AddNumberToObject(o, "revoked_index", (double)idn->revoked_index);
-	cJSON_AddBoolToObject(o, "connected", ig_sessions_find(&pl->sessions, idn->id) != NULL);
-	return o;
+	ig_plugin *pl = ctx;
+	return ig_sessions_find(&pl->sessions, id) != NULL;
 }
 
 /* Retained, so a monitor that subscribes later still sees why the device is
@@ -164,21 +159,23 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		         ig_plugin_ledger_refusal(status));
 		fail(p->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
-		ig_error err = {0};
-		int rc = p->kind == IG_ADMIN_ENROLL ? ig_registry_apply(pl->reg, rec, &err)
-		                                    : ig_registry_mark_revoked(pl->reg, p->id, rec->index);
-		if (rc != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the index refused it: %s",
-			              (unsigned long long)rec->index, err.msg);
-		/* The revoke record's state rule (lib/coins.c, docs/LEDGER.md):
-		 * the id's credit and unspent coins end here, as on replay. */
+		/* What the revoke record's state rule (lib/coins.c, docs/LEDGER.md)
+		 * ends: the id's credit and unspent coins, read before it runs. */
 		uint64_t cancelled_credit = ig_coins_balance(pl->coins, p->id);
 		uint64_t cancelled_coins = ig_coins_outstanding(pl->coins, p->id);
-		if (p->kind == IG_ADMIN_REVOKE && ig_coins_apply(pl->coins, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the coin index refused it: %s",
+		/* As on replay: the registry (the revocation in force since the
+		 * command becomes the durable one), the coins, and a wiped
+		 * ig_device, so a new key starts with none of the old one's state. */
+		ig_error err = {0};
+		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
-		/* A new key for the id starts with none of the old one's state. */
-		ig_state_device_forget(pl->state, p->id);
+		/* The services' hooks ran when the revocation took effect; they
+		 * run again now that its record is durable and applied (what a
+		 * broker applying another broker's revoke record does), so a hook
+		 * must be harmless to repeat. */
+		if (p->kind == IG_ADMIN_REVOKE)
+			ig_plugin_services_on_revoke(pl, p->id);
 		ig_plugin_publish_event(pl, rec);
 		cJSON_AddTrueToObject(p->slot, "ok");
 		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
@@ -227,46 +224,34 @@ static void submit(admin_batch *b, cJSON *slot, ig_admin_kind kind, const char *
 static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
-	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
-	if (cur && cur->status != IG_ID_REVOKED) {
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, pl->state, cmd)) {
+		fail_refused(slot, &why);
+		return;
+	}
+	/* Holds the id while the record is in flight, so a second enroll of it
+	 * is refused by the rule above. */
+	int rc = ig_registry_reserve(pl->reg, cmd->id, cmd->role, cmd->pk);
+	if (rc != IG_OK) {
 		char msg[200];
-		snprintf(msg, sizeof msg, "%s is already enrolled (%s); revoke it first to enroll a new key", cmd->id,
-		         ig_id_status_name((ig_id_status)cur->status));
-		fail(slot, IG_ADMIN_E_EXISTS, msg);
+		snprintf(msg, sizeof msg, rc == IG_ERR_NOMEM ? "out of memory holding %s; nothing was enrolled, retry later"
+		                                             : "%s has an enrolment or revocation in flight; retry in a moment",
+		         cmd->id);
+		fail(slot, rc == IG_ERR_NOMEM ? IG_ADMIN_E_STORAGE : IG_ADMIN_E_EXISTS, msg);
 		return;
 	}
-	if (cur && !cmd->reenroll) {
-		fail_about(slot, IG_ADMIN_E_ALREADY_REVOKED, cmd->id,
-		           "was revoked; to give this id a new key, enroll it again with --reenroll (admin API: "
-		           "\"reenroll\":true). It starts with no credit, coins or session keys");
-		return;
-	}
-	if (ig_registry_reserve(pl->reg, cmd->id, cmd->role, cmd->pk) != IG_OK) {
-		fail_about(slot, IG_ADMIN_E_EXISTS, cmd->id, "has an enrolment or revocation in flight; retry in a moment");
-		return;
-	}
-	ig_enroll e = {.role = cmd->role};
-	snprintf(e.id, sizeof e.id, "%s", cmd->id);
-	memcpy(e.pk, cmd->pk, IG_PK_BYTES);
-	snprintf(e.by, sizeof e.by, "%s", b->client_id);
 	uint8_t body[512];
-	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_enroll_encode(body, sizeof body, &e), false);
+	uint16_t type;
+	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->client_id),
+	       false);
 }
 
 static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
-	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
-	if (!cur) {
-		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not enrolled; nothing to revoke");
-		return;
-	}
-	if (cur->status == IG_ID_REVOKED) {
-		fail_about(slot, IG_ADMIN_E_ALREADY_REVOKED, cmd->id, "is already revoked");
-		return;
-	}
-	if (cur->status == IG_ID_PENDING) {
-		fail_about(slot, IG_ADMIN_E_EXISTS, cmd->id, "is still being enrolled; retry in a moment");
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, pl->state, cmd)) {
+		fail_refused(slot, &why);
 		return;
 	}
 	/* The identity is cut off and unusable now; only the reply waits for
@@ -279,14 +264,12 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		disconnect_later(pl, cmd->id);
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
 	publish_revoked_status(pl, cmd->id);
-	ig_plugin_keys_on_revoke(pl, cmd->id);
+	ig_plugin_services_on_revoke(pl, cmd->id);
 	ig_state_device_forget(pl->state, cmd->id);
-	ig_revoke r = {0};
-	snprintf(r.id, sizeof r.id, "%s", cmd->id);
-	snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
-	snprintf(r.by, sizeof r.by, "%s", b->client_id);
 	uint8_t body[1024];
-	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_revoke_encode(body, sizeof body, &r), disconnected);
+	uint16_t type;
+	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->client_id),
+	       disconnected);
 }
 
 /* The codes of one create_join_codes command; they are secrets, held only
@@ -309,8 +292,8 @@ static void on_code_durable(void *ctx, int status, const ig_record *rec)
 	ig_plugin *pl = b->pl;
 	if (status == IG_OK) {
 		ig_error err = {0};
-		if (ig_joincodes_apply(pl->codes, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the index refused it: %s",
+		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		ig_plugin_publish_event(pl, rec);
 	} else {
@@ -360,6 +343,11 @@ static void codes_step(codes_pending *cp)
 static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, pl->state, cmd)) {
+		fail_refused(slot, &why);
+		return;
+	}
 	codes_pending *cp = calloc(1, sizeof *cp);
 	if (!cp) {
 		fail(slot, IG_ADMIN_E_STORAGE, "out of memory");
@@ -408,8 +396,8 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 		fail(cp->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
 		ig_error err = {0};
-		if (ig_coins_apply(pl->coins, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the coin index refused it: %s",
+		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
+			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		ig_plugin_publish_event(pl, rec);
 		cJSON_AddTrueToObject(cp->slot, "ok");
@@ -425,17 +413,14 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
 	ig_plugin *pl = b->pl;
-	const ig_identity *cur = ig_registry_find(pl->reg, cmd->id, strlen(cmd->id));
-	if (!cur || cur->status != IG_ID_ACTIVE || cur->role != IG_ROLE_DEVICE) {
-		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id,
-		           "is not an active device; only collectors (devices) get credit");
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, pl->state, cmd)) {
+		fail_refused(slot, &why);
 		return;
 	}
-	ig_credit_rec r = {.amount = cmd->amount};
-	snprintf(r.id, sizeof r.id, "%s", cmd->id);
-	snprintf(r.by, sizeof r.by, "%s", b->client_id);
 	uint8_t body[256];
-	int n = ig_credit_encode(body, sizeof body, &r);
+	uint16_t type;
+	int n = ig_admin_record(body, sizeof body, &type, cmd, b->client_id);
 	credit_pending *cp = calloc(1, sizeof *cp);
 	if (cp) {
 		cp->batch = b;
@@ -453,45 +438,24 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	pl->admin_inflight++;
 }
 
-static void do_get(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
+/* get_identity and list_identities answer at once, from the state as it
+ * stands. */
+static void do_read(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 {
-	const ig_identity *cur = ig_registry_find(b->pl->reg, cmd->id, strlen(cmd->id));
-	if (!cur) {
-		fail_about(slot, IG_ADMIN_E_NOT_FOUND, cmd->id, "is not enrolled");
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, b->pl->state, cmd)) {
+		fail_refused(slot, &why);
 		return;
 	}
 	cJSON_AddTrueToObject(slot, "ok");
-	cJSON_AddItemToObject(slot, "identity", identity_json(b->pl, cur));
-}
-
-typedef struct list_ctx {
-	ig_plugin *pl;
-	const ig_admin_cmd *cmd;
-	cJSON *items;
-	uint64_t matched;
-} list_ctx;
-
-static bool list_one(void *ctx, const ig_identity *idn)
-{
-	list_ctx *lc = ctx;
-	if (lc->cmd->role != IG_ROLE_NONE && idn->role != lc->cmd->role)
-		return true;
-	if (lc->cmd->status_filter >= 0 && idn->status != lc->cmd->status_filter)
-		return true;
-	if (lc->matched >= lc->cmd->offset && lc->matched - lc->cmd->offset < lc->cmd->limit)
-		cJSON_AddItemToArray(lc->items, identity_json(lc->pl, idn));
-	lc->matched++;
-	return true;
-}
-
-static void do_list(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
-{
-	list_ctx lc = {.pl = b->pl, .cmd = cmd, .items = cJSON_CreateArray()};
-	ig_registry_foreach(b->pl->reg, list_one, &lc);
-	cJSON_AddTrueToObject(slot, "ok");
-	cJSON_AddNumberToObject(slot, "total", (double)lc.matched);
-	cJSON_AddNumberToObject(slot, "offset", (double)cmd->offset);
-	cJSON_AddItemToObject(slot, "identities", lc.items);
+	if (ig_admin_read(slot, b->pl->state, cmd, is_connected, b->pl) != IG_OK) {
+		/* Out of memory: the slot says so instead of a partial answer. */
+		cJSON *fresh = new_response(cmd);
+		if (fresh) {
+			fail(fresh, IG_ADMIN_E_STORAGE, "the broker ran out of memory building the answer; retry later");
+			cJSON_ReplaceItemViaPointer(b->responses, slot, fresh);
+		}
+	}
 }
 
 static void reply_error(const char *client_id, const char *code, const char *message)
@@ -565,8 +529,8 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 		switch (cmd.kind) {
 		case IG_ADMIN_ENROLL: do_enroll(b, slot, &cmd); break;
 		case IG_ADMIN_REVOKE: do_revoke(b, slot, &cmd); break;
-		case IG_ADMIN_GET: do_get(b, slot, &cmd); break;
-		case IG_ADMIN_LIST: do_list(b, slot, &cmd); break;
+		case IG_ADMIN_GET:
+		case IG_ADMIN_LIST: do_read(b, slot, &cmd); break;
 		case IG_ADMIN_JOIN_CODES: do_join_codes(b, slot, &cmd); break;
 		case IG_ADMIN_CREDIT: do_credit(b, slot, &cmd); break;
 		}
