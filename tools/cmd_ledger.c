@@ -8,10 +8,14 @@
  * through the full verifier, which needs no lock, so they are safe while the
  * broker writes and they never show state from a ledger that fails its
  * checks.
+ *
+ * Every one of them rebuilds the cluster state through ig_state_apply, as
+ * the broker does on start, so they refuse the same ledgers; and the
+ * offline changes use lib's admission rules and views (ig_admin_admit,
+ * ig_admin_record, ig_admin_read), so they answer as the broker would.
  */
 #include <cJSON.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <pwd.h>
 #include <sys/types.h>
@@ -22,11 +26,11 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "ig_bank.h"
 #include "ig_coins.h"
 #include "ig_join.h"
 #include "ig_ledger.h"
 #include "ig_registry.h"
+#include "ig_state.h"
 
 #define PROGRESS_EVERY_RECORDS 1000000u
 
@@ -122,19 +126,14 @@ static void progress_end(progress_state *ps)
 
 /* ---- verify -------------------------------------------------------------- */
 
-/* verify also checks that every record of a known type decodes. */
-static int check_body(void *ctx, const ig_record *rec, ig_error *err)
-{
-	(void)ctx;
-	return ig_record_body_check(rec, err);
-}
-
 static int verify_help(void)
 {
 	printf("Usage: iotguard verify --ledger DIR [--progress]\n"
 	       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
-	       "record, the checkpoint signature and the Merkle root. Needs no lock, so it\n"
-	       "can run while the broker writes. Exit status 0 if the ledger is intact,\n"
+	       "record, the checkpoint signature and the Merkle root, and replays the\n"
+	       "records' bodies and state rules (identities, join codes, coins) as the\n"
+	       "broker does on start. Needs no lock, so it can run while the broker\n"
+	       "writes. Exit status 0 if the ledger is intact,\n"
 	       "printing 'ledger OK: cluster C, height N, head H, checkpoint size M';\n"
 	       "2 if it is not (the message names the first bad record; a log shorter\n"
 	       "than its signed checkpoint is tampering), 1 on usage errors.\n\n"
@@ -158,11 +157,24 @@ int cmd_verify(int argc, char **argv)
 	if (rc != CLI_PARSED)
 		return rc == CLI_HELP ? verify_help() : rc;
 
+	/* The whole state, so a ledger the broker would refuse to start on
+	 * (a revoke of an id never enrolled, a redeem of an unknown coin) is
+	 * refused here too, by the same rules. */
+	ig_state *st = ig_state_new();
+	if (!st) {
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	rc = ig_ledger_verify(dir, check_body, NULL, progress_report, &ps, &res, &err);
+	rc = ig_ledger_verify(dir, ig_state_on_record, st, progress_report, &ps, &res, &err);
 	progress_end(&ps);
+	ig_state_free(st);
+	if (rc == IG_ERR_NOMEM) {
+		cli_error("%s", err.msg[0] ? err.msg : "out of memory");
+		return CLI_EXIT_ERR;
+	}
 	if (rc != IG_OK) {
 		cli_error("%s", err.msg[0] ? err.msg : "verification failed");
 		return CLI_EXIT_BAD_LEDGER;
@@ -323,11 +335,6 @@ int cmd_show(int argc, char **argv)
 
 /* ---- offline identity commands ------------------------------------------ */
 
-static int apply_to_registry(void *ctx, const ig_record *rec, ig_error *err)
-{
-	return ig_registry_apply(ctx, rec, err);
-}
-
 cJSON *cli_response_new(const ig_admin_cmd *cmd, bool ok)
 {
 	cJSON *resp = cJSON_CreateObject();
@@ -338,39 +345,16 @@ cJSON *cli_response_new(const ig_admin_cmd *cmd, bool ok)
 	return resp;
 }
 
-static cJSON *response_fail(const ig_admin_cmd *cmd, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static cJSON *response_fail(const ig_admin_cmd *cmd, const char *code, const char *fmt, ...)
+/* The answer to a command lib's admission rule refused. */
+static cJSON *response_refused(const ig_admin_cmd *cmd, const ig_admin_refusal *why)
 {
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 	cJSON *resp = cli_response_new(cmd, false);
-	if (resp) {
-		cJSON_AddStringToObject(resp, "error", code);
-		cJSON_AddStringToObject(resp, "message", msg);
+	if (resp && (!cJSON_AddStringToObject(resp, "error", why->code) ||
+	             !cJSON_AddStringToObject(resp, "message", why->message))) {
+		cJSON_Delete(resp);
+		return NULL;
 	}
 	return resp;
-}
-
-static cJSON *identity_to_json(const ig_identity *idn)
-{
-	char pk[2 * IG_PK_BYTES + 1];
-	ig_hex_encode(pk, idn->pk, IG_PK_BYTES);
-	cJSON *o = cJSON_CreateObject();
-	if (!o)
-		return NULL;
-	cJSON_AddStringToObject(o, "id", idn->id);
-	cJSON_AddStringToObject(o, "role", ig_role_name((ig_role)idn->role));
-	cJSON_AddStringToObject(o, "status", ig_id_status_name((ig_id_status)idn->status));
-	cJSON_AddStringToObject(o, "pubkey", pk);
-	cJSON_AddNumberToObject(o, "enrolled_index", (double)idn->enrolled_index);
-	cJSON_AddNumberToObject(o, "enrolled_ts", (double)idn->enrolled_ts_ms);
-	if (idn->status == IG_ID_REVOKED)
-		cJSON_AddNumberToObject(o, "revoked_index", (double)idn->revoked_index);
-	return o;
 }
 
 /* Who made an offline change, for the record's "by" field: the name of the
@@ -385,34 +369,6 @@ static void offline_by(char *out, size_t cap)
 		snprintf(out, cap, "offline:%s", pw->pw_name);
 	else
 		snprintf(out, cap, "offline:uid%u", (unsigned)uid);
-}
-
-typedef struct list_state {
-	const ig_admin_cmd *cmd;
-	cJSON *array;
-	uint64_t matched;
-	bool nomem;
-} list_state;
-
-static bool list_one(void *ctx, const ig_identity *idn)
-{
-	list_state *ls = ctx;
-	if (ls->cmd->role != IG_ROLE_NONE && idn->role != ls->cmd->role)
-		return true;
-	if (ls->cmd->status_filter >= 0 && idn->status != ls->cmd->status_filter)
-		return true;
-	uint64_t pos = ls->matched++;
-	if (pos < ls->cmd->offset)
-		return true;
-	if (ls->cmd->limit && pos - ls->cmd->offset >= ls->cmd->limit)
-		return true;  /* keep counting for "total" */
-	cJSON *o = identity_to_json(idn);
-	if (!o || !cJSON_AddItemToArray(ls->array, o)) {
-		cJSON_Delete(o);
-		ls->nomem = true;
-		return false;
-	}
-	return true;
 }
 
 typedef struct same_key_state {
@@ -466,114 +422,77 @@ static int open_writer(const char *dir, const char *cluster, const ig_ledger_ope
 	return exit_code;
 }
 
-/* enroll/revoke/credit: the offline changes that need the identities (and
- * balances) as the ledger has them. */
-typedef struct offline_state {
-	ig_registry *reg;
-	ig_coins *coins;
-} offline_state;
-
-static int apply_to_state(void *ctx, const ig_record *rec, ig_error *err)
+/* Applies a record this writer just appended, so the answer reads the state
+ * after it, as the broker's does. body is the appended body (the ledger's
+ * copy is gone once ig_ledger_append returns). */
+static int apply_appended(ig_state *st, const ig_record *appended, uint16_t type, const uint8_t *body,
+                          size_t body_len)
 {
-	offline_state *st = ctx;
-	int rc = ig_registry_apply(st->reg, rec, err);
-	return rc == IG_OK ? ig_coins_apply(st->coins, rec, err) : rc;
+	ig_record rec = *appended;
+	rec.type = type;
+	rec.body = body;
+	rec.body_len = (uint32_t)body_len;
+	ig_error err = { 0 };
+	if (ig_state_apply(st, &rec, &err) != IG_OK) {
+		cli_error("ledger record %" PRIu64 " was written, but the cluster state refuses it: %s; run "
+		          "'iotguard verify' on the ledger", rec.index, err.msg);
+		return CLI_EXIT_ERR;
+	}
+	return CLI_EXIT_OK;
 }
 
-static int offline_change_with(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
-                               offline_state *st, cJSON **resp)
+/* enroll/revoke/credit: the offline changes, admitted against the state the
+ * whole ledger builds (identities, join codes, coins). */
+static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd, ig_state *st,
+                          cJSON **resp)
 {
-	ig_registry *reg = st->reg;
-	ig_ledger_open_opts opts = { .writer = true, .on_record = apply_to_state, .ctx = st };
+	ig_ledger_open_opts opts = { .writer = true, .on_record = ig_state_on_record, .ctx = st };
 	ig_ledger *l;
 	int exit_code = open_writer(dir, cluster, &opts, true, &l);
 	if (exit_code != CLI_EXIT_OK)
 		return exit_code;
 
-	ig_error err = { 0 };
-	int rc;
-	const ig_identity *idn = ig_registry_find(reg, cmd->id, strlen(cmd->id));
-	uint8_t body[1024];
-	int body_len;
-	uint16_t type;
-	if (cmd->kind == IG_ADMIN_ENROLL) {
-		if (idn && idn->status != IG_ID_REVOKED) {
-			*resp = response_fail(cmd, IG_ADMIN_E_EXISTS,
-			                      "%s is already enrolled (index %" PRIu64 "); revoke it first",
-			                      cmd->id, idn->enrolled_index);
-			goto out;
-		}
-		if (idn && !cmd->reenroll) {
-			*resp = response_fail(cmd, IG_ADMIN_E_ALREADY_REVOKED,
-			                      "%s was revoked (index %" PRIu64 "); to give this id a new key, enroll it "
-			                      "again with --reenroll. It starts with no credit, coins or session keys",
-			                      cmd->id, idn->revoked_index);
-			goto out;
-		}
-		same_key_state sk = { .pk = cmd->pk, .id = cmd->id };
-		ig_registry_foreach(reg, warn_same_key, &sk);
-		ig_enroll e;
-		memset(&e, 0, sizeof e);
-		snprintf(e.id, sizeof e.id, "%s", cmd->id);
-		e.role = cmd->role;
-		memcpy(e.pk, cmd->pk, IG_PK_BYTES);
-		offline_by(e.by, sizeof e.by);
-		body_len = ig_enroll_encode(body, sizeof body, &e);
-		type = IG_REC_ENROLL;
-	} else if (cmd->kind == IG_ADMIN_CREDIT) {
-		if (!idn || idn->status != IG_ID_ACTIVE || idn->role != IG_ROLE_DEVICE) {
-			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not an active device; only collectors (devices) get credit", cmd->id);
-			goto out;
-		}
-		ig_credit_rec c;
-		memset(&c, 0, sizeof c);
-		snprintf(c.id, sizeof c.id, "%s", cmd->id);
-		c.amount = cmd->amount;
-		offline_by(c.by, sizeof c.by);
-		body_len = ig_credit_encode(body, sizeof body, &c);
-		type = IG_REC_CREDIT;
-	} else {
-		if (!idn) {
-			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
-			goto out;
-		}
-		if (idn->status == IG_ID_REVOKED) {
-			*resp = response_fail(cmd, IG_ADMIN_E_ALREADY_REVOKED,
-			                      "%s is already revoked (index %" PRIu64 ")", cmd->id,
-			                      idn->revoked_index);
-			goto out;
-		}
-		ig_revoke r;
-		memset(&r, 0, sizeof r);
-		snprintf(r.id, sizeof r.id, "%s", cmd->id);
-		snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
-		offline_by(r.by, sizeof r.by);
-		body_len = ig_revoke_encode(body, sizeof body, &r);
-		type = IG_REC_REVOKE;
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, st, cmd)) {
+		*resp = response_refused(cmd, &why);
+		goto out;
 	}
+	if (cmd->kind == IG_ADMIN_ENROLL) {
+		same_key_state sk = { .pk = cmd->pk, .id = cmd->id };
+		ig_state_identity_foreach(st, warn_same_key, &sk);
+	}
+	char by[IG_BY_MAX + 1];
+	offline_by(by, sizeof by);
+	uint8_t body[1024];
+	uint16_t type;
+	int body_len = ig_admin_record(body, sizeof body, &type, cmd, by);
 	if (body_len < 0) {
 		cli_error("cannot encode the %s record (error %d)", cmd->command, body_len);
 		exit_code = CLI_EXIT_ERR;
 		goto out;
 	}
+	ig_error err = { 0 };
 	ig_record rec;
 	memset(&rec, 0, sizeof rec);
-	rc = ig_ledger_append(l, type, body, (size_t)body_len, &rec, &err);
-	if (rc != IG_OK) {
+	if (ig_ledger_append(l, type, body, (size_t)body_len, &rec, &err) != IG_OK) {
 		cli_error("%s", err.msg);
 		exit_code = CLI_EXIT_ERR;
 		goto out;
 	}
-	/* What the revoke record's state rule cancels (lib/coins.c): the same
-	 * figures the broker reports, read before the rule is applied. */
-	uint64_t cancelled_credit = ig_coins_balance(st->coins, cmd->id);
-	uint64_t cancelled_coins = ig_coins_outstanding(st->coins, cmd->id);
+	/* What the revoke record's state rule (lib/coins.c) cancels: the same
+	 * figures the broker reports, read before the rule runs. */
+	ig_coins *coins = ig_state_coins(st);
+	uint64_t cancelled_credit = ig_coins_balance(coins, cmd->id);
+	uint64_t cancelled_coins = ig_coins_outstanding(coins, cmd->id);
+	exit_code = apply_appended(st, &rec, type, body, (size_t)body_len);
+	if (exit_code != CLI_EXIT_OK)
+		goto out;
 	*resp = cli_response_new(cmd, true);
 	if (*resp) {
 		cJSON_AddNumberToObject(*resp, "index", (double)rec.index);
 		cJSON_AddStringToObject(*resp, "id", cmd->id);
 		if (cmd->kind == IG_ADMIN_CREDIT)
-			cJSON_AddNumberToObject(*resp, "balance", (double)(cancelled_credit + cmd->amount));
+			cJSON_AddNumberToObject(*resp, "balance", (double)ig_coins_balance(coins, cmd->id));
 		if (cmd->kind == IG_ADMIN_REVOKE) {
 			cJSON_AddNumberToObject(*resp, "cancelled_credit", (double)cancelled_credit);
 			cJSON_AddNumberToObject(*resp, "cancelled_coins", (double)cancelled_coins);
@@ -588,28 +507,26 @@ out:
 	return exit_code;
 }
 
-static int offline_change(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
-                          ig_registry *reg, cJSON **resp)
-{
-	offline_state st = { .reg = reg, .coins = ig_coins_new() };
-	if (!st.coins) {
-		cli_error("out of memory");
-		return CLI_EXIT_ERR;
-	}
-	int exit_code = offline_change_with(dir, cluster, cmd, &st, resp);
-	ig_coins_free(st.coins);
-	return exit_code;
-}
-
 /* join-code: the codes derive from the cluster-head key, which only a
  * writer holds, so this needs the ledger unlocked like enroll. */
-static int offline_join_codes(const char *dir, const char *cluster, const ig_admin_cmd *cmd, cJSON **resp)
+static int offline_join_codes(const char *dir, const char *cluster, const ig_admin_cmd *cmd, ig_state *st,
+                              cJSON **resp)
 {
-	ig_ledger_open_opts opts = { .writer = true };
+	ig_ledger_open_opts opts = { .writer = true, .on_record = ig_state_on_record, .ctx = st };
 	ig_ledger *l;
 	int exit_code = open_writer(dir, cluster, &opts, false, &l);
 	if (exit_code != CLI_EXIT_OK)
 		return exit_code;
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, st, cmd)) {
+		ig_ledger_close(l);
+		*resp = response_refused(cmd, &why);
+		if (!*resp) {
+			cli_error("out of memory");
+			return CLI_EXIT_ERR;
+		}
+		return CLI_EXIT_OK;
+	}
 
 	ig_error err = { 0 };
 	ig_join_key jk;
@@ -624,12 +541,16 @@ static int offline_join_codes(const char *dir, const char *cluster, const ig_adm
 		ig_join_code_new(&jk, r.code_id, r.hash, text);
 		snprintf(r.by, sizeof r.by, "%s", by);
 		uint8_t body[256];
+		ig_record rec;
+		memset(&rec, 0, sizeof rec);
 		int n = ig_rec_join_code_encode(body, sizeof body, &r);
-		if (n < 0 || ig_ledger_append(l, IG_REC_JOIN_CODE, body, (size_t)n, NULL, &err) != IG_OK) {
+		if (n < 0 || ig_ledger_append(l, IG_REC_JOIN_CODE, body, (size_t)n, &rec, &err) != IG_OK) {
 			cli_error("cannot record join code %u: %s", i + 1, n < 0 ? "encoding failed" : err.msg);
 			exit_code = CLI_EXIT_ERR;
 		} else {
-			cJSON_AddItemToArray(codes, cJSON_CreateString(text));
+			exit_code = apply_appended(st, &rec, IG_REC_JOIN_CODE, body, (size_t)n);
+			if (exit_code == CLI_EXIT_OK)
+				cJSON_AddItemToArray(codes, cJSON_CreateString(text));
 		}
 		sodium_memzero(text, sizeof text);
 	}
@@ -651,15 +572,16 @@ static int offline_join_codes(const char *dir, const char *cluster, const ig_adm
 	return CLI_EXIT_OK;
 }
 
-/* list/get: read through the verifier, so no lock is needed. */
-static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd *cmd,
-                        ig_registry *reg, cJSON **resp)
+/* list/get: read through the verifier, so no lock is needed. Offline
+ * nobody knows who is connected, so the views carry no "connected". */
+static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd *cmd, ig_state *st,
+                        cJSON **resp)
 {
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
 	progress_state ps = progress_start();
-	int rc = ig_ledger_verify(dir, apply_to_registry, reg, progress_report, &ps, &res, &err);
+	int rc = ig_ledger_verify(dir, ig_state_on_record, st, progress_report, &ps, &res, &err);
 	progress_end(&ps);
 	if (rc != IG_OK) {
 		cli_error("%s", err.msg[0] ? err.msg : "cannot read the ledger");
@@ -669,32 +591,14 @@ static int offline_read(const char *dir, const char *cluster, const ig_admin_cmd
 	if (exit_code != CLI_EXIT_OK)
 		return exit_code;
 
-	if (cmd->kind == IG_ADMIN_GET) {
-		const ig_identity *idn = ig_registry_find(reg, cmd->id, strlen(cmd->id));
-		if (!idn) {
-			*resp = response_fail(cmd, IG_ADMIN_E_NOT_FOUND, "%s is not enrolled", cmd->id);
-		} else {
-			*resp = cli_response_new(cmd, true);
-			cJSON *o = identity_to_json(idn);
-			if (!*resp || !o || !cJSON_AddItemToObject(*resp, "identity", o)) {
-				cJSON_Delete(o);
-				cJSON_Delete(*resp);
-				*resp = NULL;
-			}
-		}
+	ig_admin_refusal why;
+	if (!ig_admin_admit(&why, st, cmd)) {
+		*resp = response_refused(cmd, &why);
 	} else {
-		list_state ls = { .cmd = cmd, .array = cJSON_CreateArray() };
 		*resp = cli_response_new(cmd, true);
-		if (ls.array && *resp)
-			ig_registry_foreach(reg, list_one, &ls);
-		if (!ls.array || !*resp || ls.nomem) {
-			cJSON_Delete(ls.array);
+		if (*resp && ig_admin_read(*resp, st, cmd, NULL, NULL) != IG_OK) {
 			cJSON_Delete(*resp);
 			*resp = NULL;
-		} else {
-			cJSON_AddNumberToObject(*resp, "total", (double)ls.matched);
-			cJSON_AddNumberToObject(*resp, "offset", (double)cmd->offset);
-			cJSON_AddItemToObject(*resp, "identities", ls.array);
 		}
 	}
 	if (!*resp) {
@@ -708,18 +612,18 @@ int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_
                     cJSON **resp)
 {
 	*resp = NULL;
-	ig_registry *reg = ig_registry_new();
-	if (!reg) {
+	ig_state *st = ig_state_new();
+	if (!st) {
 		cli_error("out of memory");
 		return CLI_EXIT_ERR;
 	}
 	int rc;
 	if (cmd->kind == IG_ADMIN_JOIN_CODES)
-		rc = offline_join_codes(ledger_dir, cluster, cmd, resp);
+		rc = offline_join_codes(ledger_dir, cluster, cmd, st, resp);
 	else if (cmd->kind == IG_ADMIN_ENROLL || cmd->kind == IG_ADMIN_REVOKE || cmd->kind == IG_ADMIN_CREDIT)
-		rc = offline_change(ledger_dir, cluster, cmd, reg, resp);
+		rc = offline_change(ledger_dir, cluster, cmd, st, resp);
 	else
-		rc = offline_read(ledger_dir, cluster, cmd, reg, resp);
-	ig_registry_free(reg);
+		rc = offline_read(ledger_dir, cluster, cmd, st, resp);
+	ig_state_free(st);
 	return rc;
 }
