@@ -62,6 +62,14 @@ bool ig_decision_append(ig_decision *d, uint16_t type, const uint8_t *body, size
 	return true;
 }
 
+ig_decision *ig_decision_then(ig_decision *d)
+{
+	while (d->next)
+		d = d->next;
+	d->next = calloc(1, sizeof *d->next);
+	return d->next;
+}
+
 cJSON *ig_decision_error_json(const ig_decision *d)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -90,7 +98,15 @@ void ig_decision_clear(ig_decision *d)
 	for (size_t i = 0; i < d->n_replies; i++)
 		cJSON_Delete(d->replies[i].body);
 	free(d->body);
+	ig_decision *next = d->next;
 	memset(d, 0, sizeof *d);
+	while (next) {
+		ig_decision *after = next->next;
+		next->next = NULL;
+		ig_decision_clear(next);
+		free(next);
+		next = after;
+	}
 }
 
 const char *ig_decision_ledger_refusal(int status)

@@ -75,6 +75,13 @@ struct ig_decision {
 	size_t body_len;
 	ig_decision_done_fn done;
 	void *done_ctx;
+
+	/* Further decisions, carried out after this one in order (NULL: none),
+	 * owned by it: a request that writes several records (a refund of
+	 * several coins, one record each) hands them to the ledger in one pass,
+	 * so they share a group commit instead of each waiting for the last one
+	 * to be durable. Each record has its own done. */
+	ig_decision *next;
 };
 
 /* Makes d a refusal. Returns d's kind for chaining. */
@@ -87,6 +94,9 @@ bool ig_decision_reply(ig_decision *d, const char *to, struct cJSON *body);
  * called) when out of memory. */
 bool ig_decision_append(ig_decision *d, uint16_t type, const uint8_t *body, size_t len, ig_decision_done_fn done,
                         void *done_ctx);
+/* A new, cleared decision at the end of d's chain (d->next...); NULL when
+ * out of memory. */
+ig_decision *ig_decision_then(ig_decision *d);
 /* One sentence for a requester whose record the ledger did not take or did
  * not certainly write: status is what ig_ledger_submit returned, or a
  * completion status other than IG_OK and IG_ERR_UNKNOWN. Says why (a full
