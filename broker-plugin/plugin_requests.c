@@ -75,16 +75,8 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 		                      "this session may only ask to join");
 	else if (svc)
 		ig_plugin_services_request(pl, id, type->valuestring, req);
-	else if (strcmp(type->valuestring, "join") == 0)
-		ig_plugin_join_request(pl, id);
 	else if (joining)
 		ig_plugin_reply_error(pl, id, known_type(type->valuestring), NULL, "not_enrolled", "this session may only ask to join");
-	else if (strcmp(type->valuestring, "session_key") == 0)
-		ig_plugin_key_request(pl, id, req);
-	else if (strcmp(type->valuestring, "attest") == 0)
-		ig_plugin_attest_request(pl, id, req);
-	else if (ig_plugin_bank_request(pl, id, type->valuestring, req))
-		;
 	else
 		ig_plugin_reply_error(pl, id, NULL, NULL, "unknown_type",
 		                      "unknown request type; this cluster head understands: ping, join, session_key, attest, "
@@ -104,7 +96,7 @@ static void consume_entropy(ig_plugin *pl, const struct mosquitto_evt_message *e
 	const char *username = mosquitto_client_username(ed->client);
 	if (!username || strlen(username) != id_len || strncmp(username, id, id_len) != 0)
 		return;
-	ig_plugin_entropy_message(pl, username, ed->payload, ed->payloadlen);
+	ig_plugin_services_dev_message(pl, username, "entropy", ed->payload, ed->payloadlen);
 }
 
 int ig_plugin_on_message(int event, void *event_data, void *userdata)

@@ -45,6 +45,11 @@ static const ig_service ig_service_ping = {
 /* In dispatch order; a request type belongs to exactly one row. */
 static const ig_service *const services[] = {
 	&ig_service_ping,
+	&ig_service_entropy,
+	&ig_service_attest,
+	&ig_service_keys,
+	&ig_service_bank,
+	&ig_service_join,
 };
 #define N_SERVICES (sizeof services / sizeof services[0])
 
@@ -203,6 +208,8 @@ static void send_reply(ig_plugin *pl, const char *to, cJSON *o)
 
 void ig_plugin_carry_out(ig_plugin *pl, const char *requester, ig_decision *d)
 {
+	ig_decision *then = d->next;   /* carried out after d, in order */
+	d->next = NULL;
 	switch (d->kind) {
 	case IG_DECISION_NONE:
 		break;
@@ -242,4 +249,11 @@ void ig_plugin_carry_out(ig_plugin *pl, const char *requester, ig_decision *d)
 	}
 	}
 	ig_decision_clear(d);
+	while (then) {
+		ig_decision *after = then->next;
+		then->next = NULL;
+		ig_plugin_carry_out(pl, requester, then);
+		free(then);
+		then = after;
+	}
 }

@@ -45,11 +45,22 @@ typedef struct ig_service {
 	                    ig_decision *out);
 	/* Every broker tick; keep it cheap (it runs on every loop pass under load). */
 	void (*tick)(void *svc, ig_plugin *pl, uint64_t now_ms);
-	/* id's revoke record is durable and applied to pl->state. */
+	/* id is revoked. Called when the revocation takes effect (the admin
+	 * command, before its record is durable: cutting off early is the safe
+	 * side) and again once the revoke record is durable and applied, which
+	 * is all a broker applying another broker's record will see. So a hook
+	 * must be harmless to repeat. */
 	void (*on_revoke)(void *svc, ig_plugin *pl, const char *id);
 	/* Adds the service's figures to the stats object. */
 	void (*stats)(void *svc, ig_plugin *pl, struct cJSON *stats);
 } ig_service;
+
+/* The rows, each in its feature's glue file. */
+extern const ig_service ig_service_entropy;   /* plugin_entropy.c; before keys: it keys the pool */
+extern const ig_service ig_service_attest;    /* plugin_entropy.c */
+extern const ig_service ig_service_keys;      /* plugin_keys.c */
+extern const ig_service ig_service_bank;      /* plugin_bank.c; after entropy: coins come from the pool */
+extern const ig_service ig_service_join;      /* plugin_join.c */
 
 /* plugin_service.c */
 /* Starts every service in table order; on failure frees those started. */
@@ -75,7 +86,8 @@ const char *ig_plugin_services_request_list(void);
  * to requester's inbox, replies to their addressees, and an append is
  * submitted to the ledger; when its fate is known, a durable record is
  * applied to pl->state and published as an event, then the decision's done
- * runs and its output is carried out in turn. */
+ * runs and its output is carried out in turn. Decisions chained on d
+ * (d->next, ig_decision_then) are carried out after it, in order. */
 void ig_plugin_carry_out(ig_plugin *pl, const char *requester, ig_decision *d);
 
 #endif
