@@ -41,18 +41,6 @@ void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, c
 	ig_plugin_reply(pl, id, o);
 }
 
-/* The request types this cluster head knows, as static strings: an error
- * names the request it answers only with a type it knows, never by echoing
- * whatever a client sent. */
-static const char *known_type(const char *type)
-{
-	static const char *const types[] = {"ping", "join", "session_key", "attest", "mint", "redeem", "refund", "balance"};
-	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-		if (strcmp(type, types[i]) == 0)
-			return types[i];
-	return NULL;
-}
-
 static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
 	pl->ch_requests++;
@@ -70,33 +58,36 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 	const ig_session *s = ig_sessions_find(&pl->sessions, id);
 	bool joining = s && s->joining && !ig_registry_find(pl->reg, id, strlen(id));
 	const ig_service *svc = ig_plugin_service_for(type->valuestring, NULL);
-	if (svc && joining && !svc->open_to_joining)
+	/* An error names the request it answers only with a type some service
+	 * knows (a static string), never by echoing whatever a client sent. */
+	if (joining && !(svc && svc->open_to_joining)) {
 		ig_plugin_reply_error(pl, id, ig_plugin_service_request_name(type->valuestring), NULL, "not_enrolled",
 		                      "this session may only ask to join");
-	else if (svc)
+	} else if (svc) {
 		ig_plugin_services_request(pl, id, type->valuestring, req);
-	else if (joining)
-		ig_plugin_reply_error(pl, id, known_type(type->valuestring), NULL, "not_enrolled", "this session may only ask to join");
-	else
-		ig_plugin_reply_error(pl, id, NULL, NULL, "unknown_type",
-		                      "unknown request type; this cluster head understands: ping, join, session_key, attest, "
-		                      "mint, redeem, refund, balance");
+	} else {
+		char msg[600];
+		snprintf(msg, sizeof msg, "unknown request type; this cluster head understands: %s",
+		         ig_plugin_services_request_list());
+		ig_plugin_reply_error(pl, id, NULL, NULL, "unknown_type", msg);
+	}
 	cJSON_Delete(req);
 }
 
-/* iotguard/C/dev/<id>/entropy, from <id> (the ACL ensures it; checked
- * again here). */
-static void consume_entropy(ig_plugin *pl, const struct mosquitto_evt_message *ed)
+/* iotguard/C/dev/<id>/<topic> for a service's dev_topic (entropy), from
+ * <id> itself (the ACL ensures it; checked again here). Every other device
+ * message (status, data) passes after one table lookup. */
+static void consume_dev_message(ig_plugin *pl, const struct mosquitto_evt_message *ed)
 {
 	const char *id = ed->topic + pl->topic_dev_prefix_len;
 	const char *slash = strchr(id, '/');
-	if (!slash || strcmp(slash, "/entropy") != 0)
+	if (!slash || !ig_plugin_services_consume(slash + 1))
 		return;
 	size_t id_len = (size_t)(slash - id);
 	const char *username = mosquitto_client_username(ed->client);
 	if (!username || strlen(username) != id_len || strncmp(username, id, id_len) != 0)
 		return;
-	ig_plugin_services_dev_message(pl, username, "entropy", ed->payload, ed->payloadlen);
+	ig_plugin_services_dev_message(pl, username, slash + 1, ed->payload, ed->payloadlen);
 }
 
 int ig_plugin_on_message(int event, void *event_data, void *userdata)
@@ -106,7 +97,7 @@ int ig_plugin_on_message(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_message *ed = event_data;
 	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0) {
 		if (strncmp(ed->topic, pl->topic_dev_prefix, pl->topic_dev_prefix_len) == 0)
-			consume_entropy(pl, ed);
+			consume_dev_message(pl, ed);
 		return MOSQ_ERR_SUCCESS;
 	}
 	const char *id = ed->topic + pl->topic_ch_prefix_len;

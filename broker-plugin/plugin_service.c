@@ -138,6 +138,14 @@ bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type,
 	return true;
 }
 
+bool ig_plugin_services_consume(const char *suffix)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (services[i]->dev_topic && strcmp(services[i]->dev_topic, suffix) == 0)
+			return true;
+	return false;
+}
+
 bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *suffix, const void *payload,
                                     uint32_t len)
 {

@@ -73,6 +73,8 @@ const ig_service *ig_plugin_service_for(const char *type, void **svc);
 const char *ig_plugin_service_request_name(const char *type);
 /* Dispatches a ch request; false when no service answers type. */
 bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
+/* True when some service consumes dev-topic messages named suffix. */
+bool ig_plugin_services_consume(const char *suffix);
 /* Dispatches a dev-topic message; false when no service consumes suffix. */
 bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *suffix, const void *payload,
                                     uint32_t len);
