@@ -4,11 +4,15 @@
  * Why this exists: see ig_ban.h. The earlier design kept one entry per hash
  * slot, so two addresses that shared a slot wiped each other's count and an
  * attacker alternating between them was never banned. Here every key is
- * compared exactly, each bucket holds IG_BAN_WAYS entries, and eviction
- * skips live bans. Bucket choice uses SipHash under a key drawn at start, so
- * an attacker cannot aim many addresses at one bucket.
+ * compared exactly (both tables are ig_idtables, allocated whole at
+ * creation), and at the budget a newcomer may displace only one of the few
+ * entries near its home slot, never a live ban. Slots are chosen by SipHash
+ * under a key drawn at start, so an attacker cannot aim many addresses at
+ * one neighbourhood.
  */
 #include "ig_ban.h"
+
+#include "ig_idtable.h"
 
 #include <arpa/inet.h>
 #include <sodium.h>
@@ -43,28 +47,21 @@ void ig_ban_addr_parse(ig_ban_addr *key, const char *text)
 	crypto_generichash(key->bytes, sizeof key->bytes, (const uint8_t *)text, strlen(text), NULL, 0);
 }
 
-static uint64_t siphash(const uint8_t hkey[crypto_shorthash_KEYBYTES], const void *data, size_t len)
+/* Entries for `capacity`: a whole number of IG_BAN_WAYS, the smallest
+ * neighbourhood an eviction looks at. */
+static size_t entries_for(size_t capacity)
 {
-	uint8_t h[crypto_shorthash_BYTES];
-	crypto_shorthash(h, data, len, hkey);
-	uint64_t v;
-	memcpy(&v, h, sizeof v);
-	return v;
+	return (capacity + IG_BAN_WAYS - 1) / IG_BAN_WAYS * IG_BAN_WAYS;
 }
 
-static size_t buckets_for(size_t capacity)
-{
-	size_t want = (capacity + IG_BAN_WAYS - 1) / IG_BAN_WAYS, n = 1;
-	while (n < want)
-		n <<= 1;
-	return n;
-}
-
-/* ---- per-address table ---- */
+/* ---- per-address table ----
+ *
+ * Entries live in an ig_idtable allocated whole at creation. At the budget,
+ * a newcomer displaces one of the entries near its home slot (the table
+ * offers up to IG_IDTABLE_EVICT_WAYS): a forgotten one first, else the
+ * unbanned one whose last failure is oldest; a live ban is never a victim. */
 
 typedef struct ban_entry {
-	ig_ban_addr key;
-	bool used;
 	uint32_t failures;
 	uint64_t window_start_ms;
 	uint64_t last_fail_ms;
@@ -72,9 +69,7 @@ typedef struct ban_entry {
 } ban_entry;
 
 struct ig_ban {
-	ban_entry *e;
-	size_t buckets;
-	uint8_t hkey[crypto_shorthash_KEYBYTES];
+	ig_idtable *t;
 };
 
 int ig_ban_new(ig_ban **out, size_t capacity)
@@ -82,18 +77,15 @@ int ig_ban_new(ig_ban **out, size_t capacity)
 	*out = NULL;
 	if (capacity == 0 || capacity > ((size_t)1 << 28))
 		return IG_ERR_INVAL;
-	if (ig_init() != IG_OK)
-		return IG_ERR_CRYPTO;
 	ig_ban *b = calloc(1, sizeof *b);
 	if (!b)
 		return IG_ERR_NOMEM;
-	b->buckets = buckets_for(capacity);
-	b->e = calloc(b->buckets * IG_BAN_WAYS, sizeof *b->e);
-	if (!b->e) {
+	size_t n = entries_for(capacity);
+	int rc = ig_idtable_new(&b->t, sizeof(ig_ban_addr), sizeof(ban_entry), n, n);
+	if (rc != IG_OK) {
 		free(b);
-		return IG_ERR_NOMEM;
+		return rc;
 	}
-	crypto_shorthash_keygen(b->hkey);
 	*out = b;
 	return IG_OK;
 }
@@ -102,28 +94,18 @@ void ig_ban_free(ig_ban *b)
 {
 	if (!b)
 		return;
-	free(b->e);
+	ig_idtable_free(b->t);
 	free(b);
 }
 
 size_t ig_ban_capacity(const ig_ban *b)
 {
-	return b->buckets * IG_BAN_WAYS;
-}
-
-static ban_entry *bucket_of(const ig_ban *b, const ig_ban_addr *key)
-{
-	size_t i = (size_t)(siphash(b->hkey, key, sizeof *key) & (b->buckets - 1));
-	return &b->e[i * IG_BAN_WAYS];
+	return ig_idtable_max(b->t);
 }
 
 static ban_entry *find(const ig_ban *b, const ig_ban_addr *key)
 {
-	ban_entry *e = bucket_of(b, key);
-	for (int w = 0; w < IG_BAN_WAYS; w++)
-		if (e[w].used && e[w].key.kind == key->kind && memcmp(e[w].key.bytes, key->bytes, 16) == 0)
-			return &e[w];
-	return NULL;
+	return ig_idtable_find(b->t, key, sizeof *key);
 }
 
 bool ig_ban_banned(const ig_ban *b, const ig_ban_addr *key, uint64_t now_ms)
@@ -143,36 +125,41 @@ bool ig_ban_has_failed(const ig_ban *b, const ig_ban_addr *key, const ig_ban_rul
 	return e && recent(e, rules->window_ms, now_ms);
 }
 
+typedef struct ban_pick {
+	const ig_ban_rules *rules;
+	uint64_t now_ms;
+} ban_pick;
+
+static int pick_victim(void *ctx, void *const values[], size_t n)
+{
+	const ban_pick *p = ctx;
+	for (size_t i = 0; i < n; i++)
+		if (!recent(values[i], p->rules->window_ms, p->now_ms))
+			return (int)i;
+	int victim = -1;
+	for (size_t i = 0; i < n; i++) {
+		const ban_entry *c = values[i];
+		if (c->banned_until_ms > p->now_ms)
+			continue;
+		if (victim < 0 || c->last_fail_ms < ((const ban_entry *)values[victim])->last_fail_ms)
+			victim = (int)i;
+	}
+	return victim;
+}
+
 ig_ban_outcome ig_ban_failed(ig_ban *b, const ig_ban_addr *key, const ig_ban_rules *rules, uint64_t now_ms,
                              uint32_t *failures)
 {
 	if (failures)
 		*failures = 0;
-	ban_entry *e = find(b, key);
-	if (!e) {
-		/* A free or forgotten entry first; else the non-banned one whose
-		 * last failure is oldest. A live ban is never the victim. */
-		ban_entry *bucket = bucket_of(b, key), *victim = NULL;
-		for (int w = 0; w < IG_BAN_WAYS && !victim; w++)
-			if (!bucket[w].used || !recent(&bucket[w], rules->window_ms, now_ms))
-				victim = &bucket[w];
-		for (int w = 0; w < IG_BAN_WAYS && !victim; w++) {
-			ban_entry *c = &bucket[w];
-			if (c->banned_until_ms <= now_ms) {
-				for (int v = w + 1; v < IG_BAN_WAYS; v++)
-					if (bucket[v].banned_until_ms <= now_ms && bucket[v].last_fail_ms < c->last_fail_ms)
-						c = &bucket[v];
-				victim = c;
-			}
-		}
-		if (!victim)
-			return IG_BAN_UNTRACKED;
-		memset(victim, 0, sizeof *victim);
-		victim->used = true;
-		victim->key = *key;
-		victim->window_start_ms = now_ms;
-		e = victim;
-	}
+	ban_pick pick = {.rules = rules, .now_ms = now_ms};
+	void *v;
+	bool added;
+	if (ig_idtable_put_evict(b->t, key, sizeof *key, pick_victim, &pick, &v, &added) != IG_OK)
+		return IG_BAN_UNTRACKED;
+	ban_entry *e = v;
+	if (added)
+		e->window_start_ms = now_ms;
 	if (now_ms < e->window_start_ms || now_ms - e->window_start_ms >= rules->window_ms) {
 		e->failures = 0;
 		e->window_start_ms = now_ms;
@@ -191,9 +178,10 @@ ig_ban_outcome ig_ban_failed(ig_ban *b, const ig_ban_addr *key, const ig_ban_rul
 
 size_t ig_ban_count_banned(const ig_ban *b, uint64_t now_ms)
 {
-	size_t n = 0;
-	for (size_t i = 0; b && i < b->buckets * IG_BAN_WAYS; i++)
-		if (b->e[i].used && b->e[i].banned_until_ms > now_ms)
+	size_t n = 0, cur = 0;
+	const ban_entry *e;
+	while (b && (e = ig_idtable_next(b->t, &cur)))
+		if (e->banned_until_ms > now_ms)
 			n++;
 	return n;
 }
@@ -201,19 +189,20 @@ size_t ig_ban_count_banned(const ig_ban *b, uint64_t now_ms)
 /* ---- per-identity budget ----
  *
  * A token bucket in units of 1/60000 of a check, so that a budget of N per
- * minute refills exactly N units per millisecond with integer arithmetic. */
+ * minute refills exactly N units per millisecond with integer arithmetic.
+ * Keyed by the id's SipHash under a key drawn at start (8 bytes, not the
+ * id itself): a collision between two ids is a 2^-64 event, and the entry
+ * stays small. */
 
 #define UNIT 60000ull
 
 typedef struct id_entry {
-	uint64_t hash;        /* SipHash of the id; 0 = free */
 	uint64_t balance;     /* units, at most per_minute * UNIT */
 	uint64_t at_ms;       /* when balance was computed */
 } id_entry;
 
 struct ig_ban_ids {
-	id_entry *e;
-	size_t buckets;
+	ig_idtable *t;
 	uint64_t full;        /* per_minute * UNIT */
 	uint64_t per_ms;      /* refill, units per millisecond (= per_minute) */
 	uint8_t hkey[crypto_shorthash_KEYBYTES];
@@ -229,11 +218,11 @@ int ig_ban_ids_new(ig_ban_ids **out, size_t capacity, uint32_t per_minute)
 	ig_ban_ids *t = calloc(1, sizeof *t);
 	if (!t)
 		return IG_ERR_NOMEM;
-	t->buckets = buckets_for(capacity);
-	t->e = calloc(t->buckets * IG_BAN_WAYS, sizeof *t->e);
-	if (!t->e) {
+	size_t n = entries_for(capacity);
+	int rc = ig_idtable_new(&t->t, sizeof(uint64_t), sizeof(id_entry), n, n);
+	if (rc != IG_OK) {
 		free(t);
-		return IG_ERR_NOMEM;
+		return rc;
 	}
 	crypto_shorthash_keygen(t->hkey);
 	ig_ban_ids_set_budget(t, per_minute);
@@ -245,7 +234,8 @@ void ig_ban_ids_free(ig_ban_ids *t)
 {
 	if (!t)
 		return;
-	free(t->e);
+	ig_idtable_free(t->t);
+	sodium_memzero(t->hkey, sizeof t->hkey);
 	free(t);
 }
 
@@ -253,15 +243,20 @@ void ig_ban_ids_set_budget(ig_ban_ids *t, uint32_t per_minute)
 {
 	t->full = (uint64_t)per_minute * UNIT;
 	t->per_ms = per_minute;
-	for (size_t i = 0; i < t->buckets * IG_BAN_WAYS; i++)
-		if (t->e[i].balance > t->full)
-			t->e[i].balance = t->full;
+	size_t cur = 0;
+	id_entry *e;
+	while ((e = ig_idtable_next(t->t, &cur)))
+		if (e->balance > t->full)
+			e->balance = t->full;
 }
 
-static uint64_t id_hash(const ig_ban_ids *t, const char *id)
+static uint64_t id_key(const ig_ban_ids *t, const char *id)
 {
-	uint64_t h = siphash(t->hkey, id, strlen(id));
-	return h ? h : 1;
+	uint8_t h[crypto_shorthash_BYTES];
+	crypto_shorthash(h, (const uint8_t *)id, strlen(id), t->hkey);
+	uint64_t v;
+	memcpy(&v, h, sizeof v);
+	return v;
 }
 
 static uint64_t balance_now(const ig_ban_ids *t, const id_entry *e, uint64_t now_ms)
@@ -278,40 +273,52 @@ bool ig_ban_ids_allow(const ig_ban_ids *t, const char *id, uint64_t now_ms)
 {
 	if (!t || !id)
 		return true;
-	uint64_t h = id_hash(t, id);
-	const id_entry *b = &t->e[(h & (t->buckets - 1)) * IG_BAN_WAYS];
-	for (int w = 0; w < IG_BAN_WAYS; w++)
-		if (b[w].hash == h)
-			return balance_now(t, &b[w], now_ms) >= UNIT;
+	uint64_t k = id_key(t, id);
+	const id_entry *e = ig_idtable_find(t->t, &k, sizeof k);
+	if (e)
+		return balance_now(t, e, now_ms) >= UNIT;
 	return t->full >= UNIT;
+}
+
+typedef struct ids_pick {
+	const ig_ban_ids *t;
+	uint64_t now_ms;
+} ids_pick;
+
+/* The victim is the entry with the most budget left: a full bucket is the
+ * same as no entry, so nothing an attacker built is lost unless every
+ * candidate is in debt, and then the least indebted goes. */
+static int pick_richest(void *ctx, void *const values[], size_t n)
+{
+	const ids_pick *p = ctx;
+	size_t best = 0;
+	uint64_t most = balance_now(p->t, values[0], p->now_ms);
+	for (size_t i = 1; i < n; i++) {
+		uint64_t v = balance_now(p->t, values[i], p->now_ms);
+		if (v > most) {
+			most = v;
+			best = i;
+		}
+	}
+	return (int)best;
 }
 
 void ig_ban_ids_charge(ig_ban_ids *t, const char *id, uint64_t now_ms)
 {
 	if (!t || !id)
 		return;
-	uint64_t h = id_hash(t, id);
-	id_entry *b = &t->e[(h & (t->buckets - 1)) * IG_BAN_WAYS], *e = NULL;
-	for (int w = 0; w < IG_BAN_WAYS && !e; w++)
-		if (b[w].hash == h)
-			e = &b[w];
-	if (!e) {
-		/* The victim is the entry with the most budget left: a full bucket
-		 * is the same as no entry, so nothing an attacker built is lost
-		 * unless every way is in debt, and then the least indebted goes. */
-		uint64_t best = 0;
-		for (int w = 0; w < IG_BAN_WAYS; w++) {
-			uint64_t v = b[w].hash ? balance_now(t, &b[w], now_ms) : UINT64_MAX;
-			if (!e || v > best) {
-				e = &b[w];
-				best = v;
-			}
-		}
-		e->hash = h;
+	uint64_t k = id_key(t, id);
+	ids_pick pick = {.t = t, .now_ms = now_ms};
+	void *v;
+	bool added;
+	if (ig_idtable_put_evict(t->t, &k, sizeof k, pick_richest, &pick, &v, &added) != IG_OK)
+		return;
+	id_entry *e = v;
+	if (added) {
 		e->balance = t->full;
 		e->at_ms = now_ms;
 	}
-	uint64_t v = balance_now(t, e, now_ms);
-	e->balance = v >= UNIT ? v - UNIT : 0;
+	uint64_t b = balance_now(t, e, now_ms);
+	e->balance = b >= UNIT ? b - UNIT : 0;
 	e->at_ms = now_ms;
 }

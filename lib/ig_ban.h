@@ -16,15 +16,16 @@
  *    signature check; the id's real owner, connecting from its own address,
  *    is therefore never locked out by someone else's guesses.
  *
- * Neither table allocates after creation; every operation touches one
- * bucket of IG_BAN_WAYS entries.
+ * Both are ig_idtables (ig_idtable.h) allocated whole at creation: neither
+ * allocates afterwards, and at its budget an insert displaces one of the
+ * few entries near its home slot or is not recorded.
  */
 #ifndef IG_BAN_H
 #define IG_BAN_H
 
 #include "ig_common.h"
 
-#define IG_BAN_WAYS 8   /* entries per bucket; a lookup reads one bucket */
+#define IG_BAN_WAYS 8   /* capacities are rounded up to a multiple of this */
 
 /* A source address as a table key: IPv4 (also IPv4-mapped IPv6) exactly,
  * IPv6 by its /64 (one host usually owns a whole /64), anything else by a
@@ -45,8 +46,8 @@ typedef struct ig_ban_rules {
 	uint32_t ban_ms;       /* how long a ban lasts */
 } ig_ban_rules;
 
-/* capacity is rounded up to a power-of-two number of buckets of
- * IG_BAN_WAYS entries. IG_OK, IG_ERR_INVAL (capacity 0) or IG_ERR_NOMEM. */
+/* capacity is rounded up to a multiple of IG_BAN_WAYS entries; the table
+ * takes about 75 bytes per entry, allocated at once. IG_OK, IG_ERR_INVAL (capacity 0) or IG_ERR_NOMEM. */
 int ig_ban_new(ig_ban **out, size_t capacity) __attribute__((warn_unused_result));
 void ig_ban_free(ig_ban *b);
 size_t ig_ban_capacity(const ig_ban *b);
@@ -60,12 +61,14 @@ bool ig_ban_has_failed(const ig_ban *b, const ig_ban_addr *key, const ig_ban_rul
 typedef enum ig_ban_outcome {
 	IG_BAN_COUNTED = 0,    /* failure recorded, no ban (yet) */
 	IG_BAN_NOW_BANNED,     /* this failure started a ban */
-	IG_BAN_UNTRACKED,      /* the address's bucket holds only live bans: not recorded */
+	IG_BAN_UNTRACKED,      /* the table is full and the entries near the address's slot are all
+	                          live bans: not recorded */
 } ig_ban_outcome;
 
 /* Records one failure. *failures (may be NULL) gets the count within the
- * current window. An entry is replaced only if it is not banned: first a
- * free or forgotten one, else the one whose last failure is oldest. */
+ * current window. When the table is full, one of the entries near the
+ * address's slot is replaced, never a banned one: first a forgotten one,
+ * else the one whose last failure is oldest. */
 ig_ban_outcome ig_ban_failed(ig_ban *b, const ig_ban_addr *key, const ig_ban_rules *rules, uint64_t now_ms,
                              uint32_t *failures);
 

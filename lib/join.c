@@ -8,12 +8,13 @@
  * attacker-controlled input that arrives before any authentication, so the
  * parser shares token.c's strict text form, head and signature
  * (tokenfmt.c): exactly one accepted encoding, exact length, all layout
- * checks before any crypto. The code table is rebuilt from the
- * ledger and answers "is this code usable" in O(1).
+ * checks before any crypto. The code table (an ig_idtable) is rebuilt
+ * from the ledger and answers "is this code usable" in O(1).
  */
 #include "ig_join.h"
 
 #include "ig_hkdf.h"
+#include "ig_idtable.h"
 #include "ig_record.h"
 #include "ig_registry.h"
 #include "ig_tokenfmt.h"
@@ -261,13 +262,13 @@ bool ig_join_id_claimable(const ig_registry *reg, const char *id, size_t id_len)
 
 /* ---- join-code table ------------------------------------------------------
  *
- * Entries live in one growing array (codes are never deleted: a used or
- * expired code stays known, so it can be refused by name); an
- * open-addressing table of indexes finds them. The hash is SipHash with a
- * random key, like the registry's, so chosen code ids cannot pile up.
+ * An ig_idtable keyed by the 16-byte code id. Codes are never deleted (a
+ * used or expired code stays known, so it can be refused by name), so the
+ * table only grows, doubling up to its budget of JOINCODES_MAX codes.
  */
 
-#define MIN_SLOTS 64
+#define INITIAL_CODES 48
+#define JOINCODES_MAX ((size_t)1 << 22)
 #define CONSUMED_BY_ENROLL 0x01
 #define CONSUMED_BY_JOIN_USED 0x02
 
@@ -278,35 +279,19 @@ typedef struct code_entry {
 } code_entry;
 
 struct ig_joincodes {
-	uint8_t hash_key[crypto_shorthash_KEYBYTES];
-	code_entry *entries;
-	size_t len, cap;
-	uint32_t *slots;              /* entry index + 1; 0 = empty */
-	size_t slot_cap;              /* power of two */
+	ig_idtable *t;
 	uint64_t counts[2];           /* by ig_code_status */
 };
 
-static size_t code_hash(const ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
-{
-	uint8_t h[crypto_shorthash_BYTES];
-	crypto_shorthash(h, code_id, IG_JOIN_CODE_ID_BYTES, jc->hash_key);
-	return (size_t)ig_get_u64(h);
-}
-
 ig_joincodes *ig_joincodes_new(void)
 {
-	if (ig_init() != IG_OK)
-		return NULL;
 	ig_joincodes *jc = calloc(1, sizeof *jc);
 	if (!jc)
 		return NULL;
-	jc->slots = calloc(MIN_SLOTS, sizeof *jc->slots);
-	if (!jc->slots) {
+	if (ig_idtable_new(&jc->t, IG_JOIN_CODE_ID_BYTES, sizeof(code_entry), INITIAL_CODES, JOINCODES_MAX) != IG_OK) {
 		free(jc);
 		return NULL;
 	}
-	jc->slot_cap = MIN_SLOTS;
-	crypto_shorthash_keygen(jc->hash_key);
 	return jc;
 }
 
@@ -314,22 +299,13 @@ void ig_joincodes_free(ig_joincodes *jc)
 {
 	if (!jc)
 		return;
-	free(jc->entries);
-	free(jc->slots);
+	ig_idtable_free(jc->t);
 	free(jc);
 }
 
 static code_entry *find(const ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
 {
-	size_t mask = jc->slot_cap - 1;
-	for (size_t i = code_hash(jc, code_id) & mask;; i = (i + 1) & mask) {
-		uint32_t s = jc->slots[i];
-		if (s == 0)
-			return NULL;
-		code_entry *e = &jc->entries[s - 1];
-		if (memcmp(e->pub.code_id, code_id, IG_JOIN_CODE_ID_BYTES) == 0)
-			return e;
-	}
+	return ig_idtable_find(jc->t, code_id, IG_JOIN_CODE_ID_BYTES);
 }
 
 ig_join_code_entry *ig_joincodes_find(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES])
@@ -347,41 +323,6 @@ uint64_t ig_joincodes_count(const ig_joincodes *jc, ig_code_status st)
 	return jc->counts[st];
 }
 
-static void slot_place(uint32_t *slots, size_t cap, size_t hash, uint32_t value)
-{
-	size_t mask = cap - 1;
-	size_t i = hash & mask;
-	while (slots[i] != 0)
-		i = (i + 1) & mask;
-	slots[i] = value;
-}
-
-static int grow(ig_joincodes *jc)
-{
-	if (jc->len == jc->cap) {
-		if (jc->cap >= UINT32_MAX / 2)
-			return IG_ERR_RANGE;
-		size_t cap = jc->cap ? jc->cap * 2 : 64;
-		code_entry *ne = realloc(jc->entries, cap * sizeof *ne);
-		if (!ne)
-			return IG_ERR_NOMEM;
-		jc->entries = ne;
-		jc->cap = cap;
-	}
-	if ((jc->len + 1) * 4 > jc->slot_cap * 3) {
-		size_t cap = jc->slot_cap * 2;
-		uint32_t *ns = calloc(cap, sizeof *ns);
-		if (!ns)
-			return IG_ERR_NOMEM;
-		for (size_t i = 0; i < jc->len; i++)
-			slot_place(ns, cap, code_hash(jc, jc->entries[i].pub.code_id), (uint32_t)(i + 1));
-		free(jc->slots);
-		jc->slots = ns;
-		jc->slot_cap = cap;
-	}
-	return IG_OK;
-}
-
 static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 {
 	ig_join_code_rec j;
@@ -394,19 +335,20 @@ static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 	if (find(jc, j.code_id))
 		return ig_error_set(err, IG_ERR_CORRUPT, "join code %s is created twice (record %llu)", hex,
 		                    (unsigned long long)rec->index);
-	int rc = grow(jc);
+	void *v;
+	int rc = ig_idtable_put(jc->t, j.code_id, IG_JOIN_CODE_ID_BYTES, &v, NULL);
+	if (rc == IG_ERR_RANGE)
+		return ig_error_set(err, rc, "join code %s: the code table holds %zu codes, its most; the ledger has "
+		                    "more join codes than this build supports", hex, ig_idtable_max(jc->t));
 	if (rc != IG_OK)
 		return ig_error_set(err, rc, "join code %s: out of memory for the code table", hex);
-	code_entry *e = &jc->entries[jc->len];
-	memset(e, 0, sizeof *e);
+	code_entry *e = v;
 	memcpy(e->pub.code_id, j.code_id, IG_JOIN_CODE_ID_BYTES);
 	memcpy(e->pub.hash, j.hash, IG_HASH_BYTES);
 	e->pub.expires_at = j.expires_at;
 	e->pub.created_index = rec->index;
 	e->pub.role = (uint8_t)j.role;
 	e->pub.status = IG_CODE_UNUSED;
-	jc->len++;
-	slot_place(jc->slots, jc->slot_cap, code_hash(jc, j.code_id), (uint32_t)jc->len);
 	jc->counts[IG_CODE_UNUSED]++;
 	return IG_OK;
 }
