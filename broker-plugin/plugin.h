@@ -31,55 +31,10 @@
 #include "ig_ledger.h"
 #include "ig_policy.h"
 #include "ig_registry.h"
+#include "ig_sessions.h"
 #include "ig_state.h"
 
 #define IG_TOPIC_MAX 256
-
-/* One connected, authenticated client. Keyed by id: Mosquitto keeps client
- * ids unique, and a takeover replaces the entry before the old connection's
- * DISCONNECT arrives, which is why the client pointer is compared there. */
-typedef struct ig_session {
-	const struct mosquitto *client;
-	uint8_t role;
-	bool used;
-	/* Authenticated by a join token: not enrolled yet, may only ask to join. */
-	bool joining;
-	bool join_in_flight;
-	uint8_t join_pk[IG_PK_BYTES];
-	uint8_t join_code_id[IG_JOIN_CODE_ID_BYTES];
-	char id[IG_ID_MAX + 1];
-} ig_session;
-
-typedef struct ig_sessions {
-	ig_session *slots;
-	size_t cap, count;
-	uint64_t by_role[IG_ROLE_COUNT];
-} ig_sessions;
-
-
-typedef enum ig_bank_refusal {
-	IG_BANK_NO_CREDIT = 0,
-	IG_BANK_UNKNOWN_COIN,
-	IG_BANK_ALREADY_SPENT,
-	IG_BANK_EXPIRED,
-	IG_BANK_WRONG_COLLECTOR,
-	IG_BANK_WRONG_TOPIC,
-	IG_BANK_MALFORMED,
-	IG_BANK_NOT_ALLOWED,
-	IG_BANK_OVER_LIMIT,
-	IG_BANK_STORAGE_FAILED,
-	IG_BANK_OUTCOME_UNKNOWN,     /* the record may or may not be durable */
-	IG_BANK_REFUSAL_COUNT
-} ig_bank_refusal;
-
-/* A session key the cluster head handed out, remembered (without the key)
- * until it expires so revocation can tell the surviving peer. */
-typedef struct ig_issued_key {
-	uint8_t key_id[IG_KEY_ID_BYTES];
-	uint64_t expires_at;
-	char a[IG_ID_MAX + 1];
-	char b[IG_ID_MAX + 1];
-} ig_issued_key;
 
 typedef struct ig_plugin_config {
 	char ledger_dir[4096];
@@ -133,14 +88,10 @@ typedef struct ig_plugin {
 	/* Key service (issue 3). */
 	ig_joincodes *codes;
 	ig_join_key join_key;
+	/* Keyed and seeded by the entropy service (lib/svc_entropy.c), which
+	 * mixes device entropy in; session keys and coins are drawn from it. */
 	ig_pool pool;
-	uint8_t ch_x_pk[32], ch_x_sk[32];   /* X25519 form of the cluster-head key */
-	ig_issued_key *keys;
-	size_t keys_count, keys_cap;
-	uint64_t keys_pruned_at;
 	ig_coins *coins;                    /* the bank's coin index */
-	uint32_t coins_prune_cursor;        /* spent coins are dropped a slice at a time */
-	uint64_t coins_pruned_ms;           /* when the last slice ran (ig_plugin_bank_tick) */
 	char topic_dev_prefix[IG_TOPIC_MAX]; /* "iotguard/C/dev/" */
 	size_t topic_dev_prefix_len;
 
@@ -154,11 +105,6 @@ typedef struct ig_plugin {
 	uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
 	uint64_t admin_commands, ch_requests;
 	uint32_t admin_inflight;              /* durable admin commands awaiting the disk */
-	uint64_t entropy_accepted, entropy_refused[IG_ENT_REFUSAL_COUNT];
-	uint64_t keys_issued, keys_refused, keys_revoked_notices;
-	uint64_t joins_completed, joins_failed;
-	uint64_t attest_reports, attest_disallowed, attest_over_rate;
-	uint64_t coins_minted, coins_redeemed, coins_refunded, bank_refused[IG_BANK_REFUSAL_COUNT];
 } ig_plugin;
 
 /* plugin.c */
@@ -190,9 +136,6 @@ int ig_plugin_on_disconnect(int event, void *event_data, void *userdata);
 int ig_plugin_auth_init(ig_plugin *pl);
 void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms);
 void ig_plugin_auth_free(ig_plugin *pl);
-bool ig_sessions_init(ig_sessions *s);
-void ig_sessions_free(ig_sessions *s);
-const ig_session *ig_sessions_find(const ig_sessions *s, const char *id);
 
 /* plugin_acl.c */
 int ig_plugin_on_acl_check(int event, void *event_data, void *userdata);
@@ -219,26 +162,5 @@ void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);
 /* Checks a join token; on IG_AUTH_OK fills out (id, role, joining fields). */
 ig_auth_result ig_plugin_join_auth(ig_plugin *pl, struct mosquitto *client, const char *username,
                                    const char *token, size_t token_len, ig_session *out);
-void ig_plugin_join_request(ig_plugin *pl, const char *id);
-ig_session *ig_sessions_find_mut(ig_sessions *s, const char *id);
-
-/* plugin_entropy.c */
-int ig_plugin_entropy_init(ig_plugin *pl);
-void ig_plugin_entropy_message(ig_plugin *pl, const char *id, const void *payload, uint32_t len);
-void ig_plugin_attest_request(ig_plugin *pl, const char *id, const struct cJSON *req);
-void ig_plugin_entropy_stats(ig_plugin *pl, struct cJSON *stats);
-
-/* plugin_keys.c */
-void ig_plugin_key_request(ig_plugin *pl, const char *id, const struct cJSON *req);
-void ig_plugin_keys_on_revoke(ig_plugin *pl, const char *id);
-void ig_plugin_keys_prune(ig_plugin *pl, uint64_t now_s);
-void ig_plugin_keys_stats(ig_plugin *pl, struct cJSON *stats);
-
-/* plugin_bank.c */
-/* Handles mint, redeem, refund and balance; false for other types. */
-bool ig_plugin_bank_request(ig_plugin *pl, const char *id, const char *type, const struct cJSON *req);
-void ig_plugin_bank_stats(ig_plugin *pl, struct cJSON *stats);
-/* Forgets a slice of spent, expired coins; cheap enough for every tick. */
-void ig_plugin_bank_tick(ig_plugin *pl, uint64_t now_s);
 
 #endif

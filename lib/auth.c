@@ -10,10 +10,18 @@
  * reason wins when several apply. The token text is decoded once: the id
  * it names picks the key, and the signature is checked over the bytes
  * already decoded.
+ *
+ * ig_auth_connect wraps that check in the rest of the CONNECT decision
+ * (bans, join tokens, sessions, re-checks), so the plugin only translates
+ * Mosquitto's callback into a call and the answer back.
  */
 #include "ig_auth.h"
 
+#include "ig_join.h"
+
 #include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const result_names[IG_AUTH_RESULT_COUNT] = {
@@ -121,4 +129,180 @@ ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *param
 		*claims = tok.claims;   /* whatever the answer, once the token parses */
 	sodium_memzero(&tok, sizeof tok);
 	return res;
+}
+
+/* ---- the whole CONNECT decision ---------------------------------------- */
+
+
+static void say(ig_auth_outcome *out, ig_auth_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void say(ig_auth_outcome *out, ig_auth_level level, const char *fmt, ...)
+{
+	if (out->lines >= IG_AUTH_LINES_MAX)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(out->line[out->lines].text, IG_AUTH_LINE_MAX, fmt, ap);
+	va_end(ap);
+	out->line[out->lines++].level = level;
+}
+
+/* A flood from banned addresses must not turn into a flood of log lines
+ * (each one is a write on the broker's thread): a few per second, then a
+ * count of what was left out. */
+static bool quiet_allows(ig_auth_quiet *q, ig_auth_outcome *out, uint64_t now_ms)
+{
+	if (!q)
+		return true;
+	uint64_t now = now_ms / 1000;
+	if (now != q->second) {
+		if (q->suppressed)
+			say(out, IG_AUTH_LOG_NOTICE, "refused %llu more connections from banned addresses as rate_limited "
+			    "(not logged one by one)", (unsigned long long)q->suppressed);
+		q->second = now;
+		q->lines = 0;
+		q->suppressed = 0;
+	}
+	if (q->lines < IG_AUTH_QUIET_LINES_PER_S) {
+		q->lines++;
+		return true;
+	}
+	q->suppressed++;
+	return false;
+}
+
+static void accept_id(ig_auth_outcome *out, const char *id)
+{
+	out->result = IG_AUTH_OK;
+	snprintf(out->id, sizeof out->id, "%s", id);
+}
+
+/* A session Mosquitto re-checks (SIGHUP) is not a new connection: the
+ * token's time window and single use held at connect and are not checked
+ * again, and a session opened with a join code has used its code already. */
+static void recheck_live(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn *conn, const ig_session *live)
+{
+	if (live->joining) {
+		accept_id(out, live->id);
+		return;
+	}
+	if (!conn->token || conn->token_len == 0) {
+		/* Admitted by v5 enhanced authentication: Mosquitto kept no token to
+		 * re-check, so the identity itself must still be active. */
+		const ig_identity *idn = ig_registry_find(env->reg, live->id, strlen(live->id));
+		if (idn && idn->status == IG_ID_ACTIVE) {
+			accept_id(out, live->id);
+			return;
+		}
+		out->result = IG_AUTH_REVOKED;
+		say(out, IG_AUTH_LOG_NOTICE, "%s: re-checked live session is no longer active; the broker disconnects it",
+		    live->id);
+		return;
+	}
+	ig_auth_params params = env->params;
+	params.now_s = conn->now_ms / 1000;
+	params.now_ms = conn->now_ms;
+	params.addr_failed = false;
+	params.recheck = true;
+	const ig_identity *who = NULL;
+	ig_auth_result res = ig_auth_check(env->reg, &params, conn->username, conn->client_id ? conn->client_id : "",
+	                                   conn->token, conn->token_len, &who, NULL);
+	if (res == IG_AUTH_OK) {
+		accept_id(out, who->id);
+		return;
+	}
+	out->result = res;
+	say(out, IG_AUTH_LOG_NOTICE, "%s: the broker re-checked the live session's token and it no longer passes (%s); "
+	    "the broker disconnects it", live->id, ig_auth_result_name(res));
+}
+
+static bool is_join_token(const ig_auth_conn *conn)
+{
+	size_t n = strlen(IG_JOIN_TOKEN_PREFIX);
+	return conn->token && conn->token_len > n && memcmp(conn->token, IG_JOIN_TOKEN_PREFIX, n) == 0;
+}
+
+void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn *conn)
+{
+	out->result = IG_AUTH_RESULT_COUNT;
+	out->recheck = false;
+	out->counted = false;
+	out->id[0] = '\0';
+	out->lines = 0;
+	uint64_t now_ms = conn->now_ms;
+
+	const ig_session *live = conn->client_id ? ig_sessions_find(env->sessions, conn->client_id) : NULL;
+	if (live && live->client == conn->client) {
+		out->recheck = true;
+		recheck_live(out, env, conn, live);
+		return;
+	}
+
+	ig_ban_addr key;
+	ig_ban_addr_parse(&key, conn->addr);
+	const ig_ban_rules *rules = &env->ban_rules;
+	bool banned = rules->limit && ig_ban_banned(env->bans, &key, now_ms);
+	ig_auth_result res;
+	if (banned) {
+		res = IG_AUTH_RATE_LIMITED;
+	} else if (is_join_token(conn)) {
+		ig_session joining;
+		memset(&joining, 0, sizeof joining);
+		res = env->join ? env->join(env->join_ctx, conn->username, conn->token, conn->token_len, &joining)
+		                : IG_AUTH_MALFORMED;
+		if (res == IG_AUTH_OK) {
+			ig_session *s = ig_sessions_open(env->sessions, conn->client, joining.id, joining.role);
+			if (!s)
+				return;   /* IG_AUTH_RESULT_COUNT: refuse rather than lose track */
+			s->joining = true;
+			memcpy(s->join_pk, joining.join_pk, IG_PK_BYTES);
+			memcpy(s->join_code_id, joining.join_code_id, IG_JOIN_CODE_ID_BYTES);
+			accept_id(out, s->id);
+			out->counted = true;
+			say(out, IG_AUTH_LOG_NOTICE, "%s connected with a join code; waiting for its join request", s->id);
+			return;
+		}
+	} else {
+		ig_auth_params params = env->params;
+		params.now_s = now_ms / 1000;
+		params.now_ms = now_ms;
+		params.addr_failed = ig_ban_has_failed(env->bans, &key, rules, now_ms);
+		params.recheck = false;
+		const ig_identity *who = NULL;
+		res = ig_auth_check(env->reg, &params, conn->username, conn->client_id ? conn->client_id : "",
+		                    conn->token, conn->token_len, &who, NULL);
+		if (res == IG_AUTH_OK) {
+			if (!ig_sessions_open(env->sessions, conn->client, who->id, who->role))
+				return;   /* IG_AUTH_RESULT_COUNT: refuse rather than lose track */
+			accept_id(out, who->id);
+			out->counted = true;
+			return;
+		}
+		if (res == IG_AUTH_RATE_LIMITED && params.replay &&
+		    ig_nonces_count(params.replay) >= env->replay_cache_max &&
+		    (!env->quiet || env->quiet->replay_full_logged_s != now_ms / 1000)) {
+			if (env->quiet)
+				env->quiet->replay_full_logged_s = now_ms / 1000;
+			say(out, IG_AUTH_LOG_WARNING, "the single-use token cache holds %u unexpired nonces, its maximum: "
+			    "single-use logins are refused as rate_limited until some expire (raise "
+			    "plugin_opt_replay_cache_max, or shorten token lifetimes)", env->replay_cache_max);
+		}
+	}
+
+	out->result = res;
+	out->counted = true;
+	const char *addr = conn->addr ? conn->addr : "?";
+	/* Every failure counts against the address except a refusal because it
+	 * is banned already (that would stretch a ban forever). */
+	if (!banned && env->bans && ig_ban_failed(env->bans, &key, rules, now_ms, NULL) == IG_BAN_NOW_BANNED)
+		say(out, IG_AUTH_LOG_WARNING, "address %s: %u failed logins within a minute; refusing it for %u s", addr,
+		    rules->limit, rules->ban_ms / 1000);
+	if (banned && !quiet_allows(env->quiet, out, now_ms))
+		return;
+	/* One line, with the reason and never the token. The claimed names are
+	 * attacker-controlled, so they are printed only when they are valid ids. */
+	const char *uname = conn->username && ig_id_valid(conn->username, strlen(conn->username)) ? conn->username : "-";
+	const char *cid = conn->client_id && ig_id_valid(conn->client_id, strlen(conn->client_id)) ? conn->client_id : "-";
+	say(out, IG_AUTH_LOG_NOTICE, "refused connection from %s (client id %s, username %s): %s", addr, cid, uname,
+	    ig_auth_result_name(res));
 }

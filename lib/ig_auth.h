@@ -12,6 +12,7 @@
 #include "ig_common.h"
 #include "ig_registry.h"
 #include "ig_nonces.h"
+#include "ig_sessions.h"
 #include "ig_token.h"
 
 typedef enum ig_auth_result {
@@ -74,5 +75,78 @@ ig_auth_result ig_auth_check(const ig_registry *reg, const ig_auth_params *param
                              const char *username, const char *client_id,
                              const char *token, size_t token_len,
                              const ig_identity **who, ig_token_claims *claims);
+
+/* ---- the whole CONNECT decision -------------------------------------------
+ *
+ * Everything the plugin used to decide inline at CONNECT: the re-check of a
+ * live session (Mosquitto 2.0 re-runs the password check of every client
+ * on SIGHUP), the address ban, the join-token path, the token check above
+ * with the id budget and the replay cache, session admission or takeover,
+ * and the count of failures that bans an address. The plugin reads
+ * Mosquitto's client data into an ig_auth_conn, calls ig_auth_connect, logs
+ * the lines it returns and answers the broker. Nothing here allocates.
+ */
+
+#define IG_AUTH_LINES_MAX 3
+#define IG_AUTH_LINE_MAX 320
+#define IG_AUTH_QUIET_LINES_PER_S 10   /* refusal lines for banned addresses, then a summary */
+
+typedef enum ig_auth_level { IG_AUTH_LOG_NOTICE = 0, IG_AUTH_LOG_WARNING } ig_auth_level;
+
+/* Checks a join token (ig_join.h); on IG_AUTH_OK fills out's id, role and
+ * joining fields. The plugin's join service provides it. */
+typedef ig_auth_result (*ig_auth_join_fn)(void *ctx, const char *username, const char *token, size_t token_len,
+                                          ig_session *out);
+
+/* Which log lines were written lately, so a flood of refusals from banned
+ * addresses, or of a full replay cache, costs a few lines a second. Zeroed
+ * at start; owned by the caller and passed to every ig_auth_connect. */
+typedef struct ig_auth_quiet {
+	uint64_t second, lines, suppressed;
+	uint64_t replay_full_logged_s;
+} ig_auth_quiet;
+
+typedef struct ig_auth_env {
+	const ig_registry *reg;
+	ig_sessions *sessions;
+	ig_ban *bans;                     /* may be NULL: no per-address counting */
+	ig_ban_rules ban_rules;           /* limit 0 = never ban */
+	uint32_t replay_cache_max;        /* for the "replay cache full" warning */
+	/* The token checks: cluster, skew, max_ttl_s, budget, replay and
+	 * single_use are the caller's; now_s, now_ms, addr_failed and recheck
+	 * are set by ig_auth_connect. */
+	ig_auth_params params;
+	ig_auth_join_fn join;             /* NULL: join tokens are refused as malformed */
+	void *join_ctx;
+	ig_auth_quiet *quiet;
+} ig_auth_env;
+
+/* One CONNECT (or re-check) as Mosquitto reports it. client is the
+ * connection's opaque handle; any pointer may be NULL. */
+typedef struct ig_auth_conn {
+	const void *client;
+	const char *client_id;
+	const char *addr;
+	const char *username;
+	const char *token;                /* the password, or v5 authentication data */
+	size_t token_len;
+	uint64_t now_ms;                  /* wall clock */
+} ig_auth_conn;
+
+typedef struct ig_auth_outcome {
+	/* IG_AUTH_OK, a refusal, or IG_AUTH_RESULT_COUNT when the session
+	 * table could not take the session (refuse rather than lose track). */
+	ig_auth_result result;
+	bool recheck;                     /* a re-check of a live session, not a new connection */
+	bool counted;                     /* counts in the stats: accepted (OK) or refused[result] */
+	char id[IG_ID_MAX + 1];           /* on IG_AUTH_OK: the id the session is open for */
+	size_t lines;                     /* log lines to write, in order (never a token) */
+	struct {
+		ig_auth_level level;
+		char text[IG_AUTH_LINE_MAX];
+	} line[IG_AUTH_LINES_MAX];
+} ig_auth_outcome;
+
+void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn *conn);
 
 #endif

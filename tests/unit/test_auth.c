@@ -333,3 +333,261 @@ Test(auth, id_budget_limits_checks_from_failing_addresses_only)
 	params.budget = NULL;
 	ig_ban_ids_free(budget);
 }
+
+/* ---- the whole CONNECT decision (ig_auth_connect) ----
+ *
+ * What the plugin used to decide inline, reachable only through a broker:
+ * bans, the join path, session admission and takeover, SIGHUP re-checks,
+ * what is counted and what is logged. */
+
+static int conn_a, conn_b, conn_c;   /* stand-ins for Mosquitto's client handles */
+
+typedef struct fixture {
+	ig_sessions sessions;
+	ig_ban *bans;
+	ig_nonces *replay;
+	ig_auth_quiet quiet;
+	ig_auth_env env;
+	int join_calls;
+	ig_auth_result join_answer;
+} fixture;
+
+static ig_auth_result fake_join(void *ctx, const char *username, const char *token, size_t token_len,
+                                ig_session *out)
+{
+	fixture *f = ctx;
+	(void)username;
+	(void)token;
+	(void)token_len;
+	f->join_calls++;
+	if (f->join_answer != IG_AUTH_OK)
+		return f->join_answer;
+	out->joining = true;
+	out->role = IG_ROLE_DEVICE;
+	snprintf(out->id, sizeof out->id, "newdev");
+	memset(out->join_pk, 0x11, sizeof out->join_pk);
+	memset(out->join_code_id, 0x22, sizeof out->join_code_id);
+	return IG_AUTH_OK;
+}
+
+static void fixture_init(fixture *f)
+{
+	memset(f, 0, sizeof *f);
+	cr_assert(ig_sessions_init(&f->sessions));
+	cr_assert_eq(ig_ban_new(&f->bans, 64), IG_OK);
+	cr_assert_eq(ig_nonces_new(&f->replay, 100), IG_OK);
+	f->env = (ig_auth_env){
+		.reg = reg, .sessions = &f->sessions, .bans = f->bans,
+		.ban_rules = {.limit = 3, .window_ms = 60000, .ban_ms = 30000},
+		.replay_cache_max = 100, .params = params,
+		.join = fake_join, .join_ctx = f, .quiet = &f->quiet,
+	};
+	f->env.params.replay = f->replay;
+	f->env.params.single_use[IG_ROLE_DEVICE] = true;
+	f->join_answer = IG_AUTH_OK;
+}
+
+static void fixture_free(fixture *f)
+{
+	ig_sessions_free(&f->sessions);
+	ig_ban_free(f->bans);
+	ig_nonces_free(f->replay);
+}
+
+static ig_auth_outcome out;
+
+static ig_auth_result connect_as(fixture *f, const void *client, const char *addr, const char *user,
+                                 const char *client_id, const char *t, uint64_t now_s)
+{
+	ig_auth_conn c = {.client = client, .client_id = client_id, .addr = addr, .username = user, .token = t,
+	                  .token_len = t ? strlen(t) : 0, .now_ms = now_s * 1000};
+	memset(&out, 0xa5, sizeof out);   /* nothing may be read that connect did not write */
+	ig_auth_connect(&out, &f->env, &c);
+	cr_assert_leq(out.lines, IG_AUTH_LINES_MAX);
+	return out.result;
+}
+
+static bool said(const char *needle, ig_auth_level level)
+{
+	for (size_t i = 0; i < out.lines; i++)
+		if (out.line[i].level == level && strstr(out.line[i].text, needle))
+			return true;
+	return false;
+}
+
+Test(auth, connect_accepts_opens_a_session_and_takes_over)
+{
+	fixture f;
+	fixture_init(&f);
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW), IG_AUTH_OK);
+	cr_assert(out.counted);
+	cr_assert_not(out.recheck);
+	cr_assert_str_eq(out.id, "dev1");
+	cr_assert_eq(out.lines, 0, "an accepted login is not logged here");
+	const ig_session *s = ig_sessions_find(&f.sessions, "dev1");
+	cr_assert_not_null(s);
+	cr_assert_eq(s->client, &conn_a);
+	cr_assert_eq(s->role, IG_ROLE_DEVICE);
+	/* A second connection for the same id takes the session over. */
+	cr_assert_eq(connect_as(&f, &conn_b, "10.0.0.2", NULL, "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW), IG_AUTH_OK);
+	cr_assert_eq(ig_sessions_find(&f.sessions, "dev1")->client, &conn_b);
+	cr_assert_eq(f.sessions.count, 1);
+	cr_assert_eq(f.sessions.by_role[IG_ROLE_DEVICE], 1);
+	fixture_free(&f);
+}
+
+Test(auth, connect_refusals_count_against_the_address_and_ban_it)
+{
+	fixture f;
+	fixture_init(&f);
+	char forged[sizeof tok];
+	snprintf(forged, sizeof forged, "%s", mint(other_sk, "demo", "dev1", NOW, NOW + 300));
+	for (int i = 0; i < 2; i++) {
+		cr_assert_eq(connect_as(&f, &conn_a, "192.0.2.9", "dev1", "dev1", forged, NOW), IG_AUTH_BAD_SIGNATURE);
+		cr_assert(out.counted);
+		cr_assert_str_eq(out.id, "");
+		cr_assert(said("refused connection from 192.0.2.9 (client id dev1, username dev1): bad_signature",
+		               IG_AUTH_LOG_NOTICE));
+		cr_assert_not(said(forged, IG_AUTH_LOG_NOTICE), "a token is never logged");
+	}
+	cr_assert_null(ig_sessions_find(&f.sessions, "dev1"));
+	/* Attacker-chosen names that are not ids are not printed. */
+	cr_assert_eq(connect_as(&f, &conn_a, "192.0.2.9", "bad name\n", "x y", "junk", NOW), IG_AUTH_MALFORMED);
+	cr_assert(said("(client id -, username -): malformed", IG_AUTH_LOG_NOTICE));
+	cr_assert(said("address 192.0.2.9: 3 failed logins within a minute; refusing it for 30 s", IG_AUTH_LOG_WARNING),
+	          "the third failure bans the address");
+	/* Banned: even a good token is refused, at no signature cost, and the
+	 * refusal does not stretch the ban. */
+	cr_assert_eq(connect_as(&f, &conn_a, "192.0.2.9", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW + 1), IG_AUTH_RATE_LIMITED);
+	cr_assert(out.counted);
+	cr_assert_not(said("failed logins", IG_AUTH_LOG_WARNING));
+	cr_assert_eq(connect_as(&f, &conn_a, "192.0.2.9", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW + 30), IG_AUTH_OK, "the ban ends 30 s after it began");
+	/* Another address was never affected. */
+	cr_assert_eq(connect_as(&f, &conn_b, "192.0.2.10", "adm1", "adm1", mint(adm_sk, "demo", "adm1", NOW, NOW + 300),
+	                        NOW + 1), IG_AUTH_OK);
+	fixture_free(&f);
+}
+
+Test(auth, connect_refusals_from_banned_addresses_are_logged_sparingly)
+{
+	fixture f;
+	fixture_init(&f);
+	for (int i = 0; i < 3; i++)
+		connect_as(&f, &conn_a, "198.51.100.4", "dev1", "dev1", "junk", NOW);
+	size_t logged = 0;
+	for (int i = 0; i < 50; i++) {
+		cr_assert_eq(connect_as(&f, &conn_a, "198.51.100.4", "dev1", "dev1", "junk", NOW + 1), IG_AUTH_RATE_LIMITED);
+		cr_assert(out.counted, "every refusal is counted, logged or not");
+		logged += out.lines;
+	}
+	cr_assert_eq(logged, IG_AUTH_QUIET_LINES_PER_S);
+	cr_assert_eq(connect_as(&f, &conn_a, "198.51.100.4", "dev1", "dev1", "junk", NOW + 2), IG_AUTH_RATE_LIMITED);
+	cr_assert(said("refused 40 more connections from banned addresses as rate_limited", IG_AUTH_LOG_NOTICE));
+	cr_assert(said("rate_limited", IG_AUTH_LOG_NOTICE));
+	fixture_free(&f);
+}
+
+/* Mosquitto 2.0 re-runs the password check of every client on SIGHUP. */
+Test(auth, connect_recheck_of_a_live_session)
+{
+	fixture f;
+	fixture_init(&f);
+	char first[sizeof tok];
+	snprintf(first, sizeof first, "%s", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", first, NOW), IG_AUTH_OK);
+	/* The same connection, the same single-use token, after it expired:
+	 * not a new connection, so neither replay nor time window apply. */
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", first, NOW + 1000), IG_AUTH_OK);
+	cr_assert(out.recheck);
+	cr_assert_not(out.counted, "a re-check is not a login");
+	cr_assert_str_eq(out.id, "dev1");
+	/* Another connection with that token is a replay. */
+	cr_assert_eq(connect_as(&f, &conn_b, "10.0.0.5", "dev1", "dev1", first, NOW + 1), IG_AUTH_REPLAYED);
+	cr_assert_not(out.recheck);
+	/* v5 enhanced authentication leaves no token to re-check: the identity
+	 * must still be active. */
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", NULL, "dev1", NULL, NOW + 2), IG_AUTH_OK);
+	cr_assert(out.recheck);
+	revoke("dev1");
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", NULL, "dev1", NULL, NOW + 3), IG_AUTH_REVOKED);
+	cr_assert(said("dev1: re-checked live session is no longer active", IG_AUTH_LOG_NOTICE));
+	cr_assert_not(out.counted);
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", first, NOW + 3), IG_AUTH_REVOKED);
+	cr_assert(said("re-checked the live session's token and it no longer passes (revoked)", IG_AUTH_LOG_NOTICE));
+	cr_assert_not(out.counted);
+	ig_ban_addr k;
+	ig_ban_addr_parse(&k, "10.0.0.1");
+	cr_assert_not(ig_ban_has_failed(f.bans, &k, &f.env.ban_rules, NOW * 1000 + 3000),
+	              "a failed re-check is not a failed login of the address");
+	fixture_free(&f);
+}
+
+Test(auth, connect_with_a_join_token)
+{
+	fixture f;
+	fixture_init(&f);
+	const char *jt = IG_JOIN_TOKEN_PREFIX "anything";
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.7", NULL, "newdev", jt, NOW), IG_AUTH_OK);
+	cr_assert_eq(f.join_calls, 1);
+	cr_assert(out.counted);
+	cr_assert_str_eq(out.id, "newdev");
+	cr_assert(said("newdev connected with a join code; waiting for its join request", IG_AUTH_LOG_NOTICE));
+	const ig_session *s = ig_sessions_find(&f.sessions, "newdev");
+	cr_assert_not_null(s);
+	cr_assert(s->joining);
+	cr_assert_eq(s->join_pk[0], 0x11);
+	cr_assert_eq(s->join_code_id[IG_JOIN_CODE_ID_BYTES - 1], 0x22);
+	/* Its re-check passes without looking at the code again. */
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.7", NULL, "newdev", jt, NOW + 5), IG_AUTH_OK);
+	cr_assert(out.recheck);
+	cr_assert_eq(f.join_calls, 1);
+	/* A refused join counts against the address like any failure. */
+	f.join_answer = IG_AUTH_CODE_USED;
+	cr_assert_eq(connect_as(&f, &conn_b, "10.0.0.8", NULL, "other", jt, NOW), IG_AUTH_CODE_USED);
+	cr_assert(out.counted);
+	cr_assert(said("code_used", IG_AUTH_LOG_NOTICE));
+	ig_ban_addr k;
+	ig_ban_addr_parse(&k, "10.0.0.8");
+	cr_assert(ig_ban_has_failed(f.bans, &k, &f.env.ban_rules, NOW * 1000));
+	/* Without a join service, a join token is malformed. */
+	f.env.join = NULL;
+	cr_assert_eq(connect_as(&f, &conn_c, "10.0.0.9", NULL, "x", jt, NOW), IG_AUTH_MALFORMED);
+	fixture_free(&f);
+}
+
+Test(auth, connect_refuses_what_it_cannot_track)
+{
+	fixture f;
+	fixture_init(&f);
+	ig_sessions_free(&f.sessions);   /* a session table that takes nothing */
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW), IG_AUTH_RESULT_COUNT);
+	cr_assert_not(out.counted);
+	cr_assert_str_eq(out.id, "");
+	fixture_free(&f);
+}
+
+Test(auth, connect_warns_once_a_second_when_the_replay_cache_is_full)
+{
+	fixture f;
+	fixture_init(&f);
+	ig_nonces_free(f.replay);
+	cr_assert_eq(ig_nonces_new(&f.replay, 16), IG_OK);
+	f.env.params.replay = f.replay;
+	f.env.replay_cache_max = 16;
+	static int conns[18];
+	for (int i = 0; i < 16; i++)
+		cr_assert_eq(connect_as(&f, &conns[i], "10.0.0.1", "dev1", "dev1",
+		                        mint(dev_sk, "demo", "dev1", NOW, NOW + 300), NOW), IG_AUTH_OK);
+	cr_assert_eq(connect_as(&f, &conns[16], "10.0.0.2", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW), IG_AUTH_RATE_LIMITED);
+	cr_assert(said("the single-use token cache holds 16 unexpired nonces, its maximum", IG_AUTH_LOG_WARNING));
+	cr_assert_eq(connect_as(&f, &conns[17], "10.0.0.3", "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 300),
+	                        NOW), IG_AUTH_RATE_LIMITED);
+	cr_assert_not(said("single-use token cache", IG_AUTH_LOG_WARNING), "once a second, not per refusal");
+	fixture_free(&f);
+}
