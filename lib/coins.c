@@ -23,6 +23,8 @@
  * between 53% and 80% full: 30..45 bytes per coin. Deletion (prune) shifts
  * later entries back instead of leaving tombstones, so lookups never slow
  * down with age. Owners (collectors) are few and are kept in an ig_idmap.
+ * A replay that knows how many coins are coming sizes the table once
+ * (ig_coins_expect), so it never holds an old and a new table at once.
  */
 #include "ig_bank.h"
 #include "ig_coins.h"
@@ -269,6 +271,18 @@ ig_coins *ig_coins_new(void)
 	 * outlive the process. */
 	randombytes_buf(c->tag_key, sizeof c->tag_key);
 	return c;
+}
+
+int ig_coins_expect(ig_coins *c, uint64_t more)
+{
+	if (!c)
+		return IG_ERR_INVAL;
+	/* The slot count is a u32 and the table stays at most 4/5 full. */
+	uint64_t most = (uint64_t)UINT32_MAX * MAX_LOAD_NUM / MAX_LOAD_DEN - 1;
+	if (c->count >= most)
+		return IG_OK;
+	uint64_t limit = most - c->count;
+	return reserve_slots(c, (uint32_t)(more < limit ? more : limit));
 }
 
 void ig_coins_free(ig_coins *c)

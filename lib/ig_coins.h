@@ -27,6 +27,10 @@ typedef enum ig_coin_state {
 typedef struct ig_coins ig_coins;
 ig_coins *ig_coins_new(void);
 void ig_coins_free(ig_coins *c);
+/* Sizes the table for `more` coins beyond those present (a replay passes an
+ * upper bound taken from the ledger's coin_mint records), so adding them
+ * never grows it. Only makes room; IG_ERR_NOMEM leaves the index as it was. */
+int ig_coins_expect(ig_coins *c, uint64_t more);
 /* Applies CREDIT/MINT/REDEEM/REFUND records and the state rule of REVOKE
  * (others ignored); inconsistent ones (redeem of an unknown or spent coin,
  * overdraft) are IG_ERR_CORRUPT. A REVOKE of id sets id's balance to zero

@@ -40,6 +40,18 @@ void ig_registry_free(ig_registry *r);
 
 const ig_identity *ig_registry_find(const ig_registry *r, const char *id, size_t id_len);
 
+/* Sizes the tables for `more` ids beyond those present (a replay passes the
+ * ledger's count of enroll records), so adding them never grows a table:
+ * no rehash, and no moment with an old and a new table both in memory.
+ * Only makes room; IG_ERR_NOMEM leaves the registry as it was (it then
+ * grows as ids arrive, as without the call). */
+int ig_registry_expect(ig_registry *r, uint64_t more);
+
+/* Starts loading the slot where id would be, so that a find or apply of id
+ * a little later does not wait for memory (a replay calls it a few records
+ * ahead). Changes nothing. */
+void ig_registry_prefetch(const ig_registry *r, const char *id, size_t id_len);
+
 /* Applies a durable record. Enroll of an id that is active or pending, an
  * enroll through a join code of an id that was ever enrolled, or revoke of
  * an unknown or already-revoked id, is IG_ERR_CORRUPT (the ledger never

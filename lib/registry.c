@@ -8,7 +8,8 @@
  *
  *   entries  compact ig_identity records (id stored inline), bump-allocated
  *            from large arena chunks: no per-entry malloc header, and a
- *            released entry goes on a per-size free list for reuse;
+ *            released entry goes on a per-size free list for reuse; past
+ *            the first few chunks they are bigger and asked for huge pages;
  *   order    array of entry pointers in insertion order (for listing);
  *   slots    open-addressing table (linear probing, backward-shift delete,
  *            so no tombstones), each slot = index into order + 32 bits of
@@ -19,14 +20,29 @@
  *
  * Each entry carries one private byte after the id's NUL for in-flight
  * state the public struct has no room for.
+ *
+ * Growing the slot table means holding the old and the new one at once and
+ * rehashing every entry; a replay that knows how many ids are coming
+ * (ig_registry_expect) sizes it once instead. Big tables and chunks are
+ * mapped directly and asked for huge pages: at ten million ids each random
+ * probe would otherwise cost a TLB miss, and filling the arena a page fault
+ * per 4 kB.
  */
 #include "ig_registry.h"
 
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define ARENA_CHUNK (256 * 1024)
+/* After this many chunks the registry is big: later chunks are this size,
+ * mapped, with huge pages (a partly used last chunk costs at most one huge
+ * page of resident memory, since untouched pages are never backed). */
+#define ARENA_SMALL_CHUNKS 16
+#define ARENA_BIG_CHUNK (8u << 20)
+/* Slot tables from this size on are mapped directly (see above). */
+#define MAP_THRESHOLD (4u << 20)
 #define ENTRY_ALIGN 8
 #define MIN_SLOTS 64
 #define SIZE_CLASSES 32
@@ -43,6 +59,7 @@ typedef struct slot {
 typedef struct arena_chunk {
 	struct arena_chunk *next;
 	size_t used;
+	size_t size;             /* of the whole chunk, header included */
 	_Alignas(ENTRY_ALIGN) unsigned char data[];
 } arena_chunk;
 
@@ -68,6 +85,7 @@ struct ig_registry {
 
 	arena_chunk *chunks;     /* newest first */
 	size_t chunk_count;
+	size_t arena_bytes;      /* sum of the chunks' sizes */
 	void *free_list[SIZE_CLASSES];
 
 	saved_state *saved;
@@ -84,6 +102,33 @@ const char *ig_id_status_name(ig_id_status st)
 	case IG_ID_REVOKED: return "revoked";
 	}
 	return "unknown";
+}
+
+/* ---- big blocks ---------------------------------------------------------- */
+
+/* Zeroed memory: calloc below MAP_THRESHOLD, else an anonymous mapping
+ * (zero pages for free) with a huge-page hint. */
+static void *big_alloc(size_t bytes)
+{
+	if (bytes < MAP_THRESHOLD)
+		return calloc(1, bytes);
+	void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint: without it everything still works */
+#endif
+	return p;
+}
+
+static void big_free(void *p, size_t bytes)
+{
+	if (!p)
+		return;
+	if (bytes < MAP_THRESHOLD)
+		free(p);
+	else
+		(void)munmap(p, bytes);
 }
 
 /* ---- entries ------------------------------------------------------------- */
@@ -108,14 +153,17 @@ static ig_identity *entry_alloc(ig_registry *r, size_t id_len)
 		memcpy(&r->free_list[cls], p, sizeof(void *));
 		return p;
 	}
-	if (!r->chunks || r->chunks->used + size > ARENA_CHUNK - sizeof(arena_chunk)) {
-		arena_chunk *c = malloc(ARENA_CHUNK);
+	if (!r->chunks || r->chunks->used + size > r->chunks->size - sizeof(arena_chunk)) {
+		size_t csize = r->chunk_count < ARENA_SMALL_CHUNKS ? ARENA_CHUNK : ARENA_BIG_CHUNK;
+		arena_chunk *c = big_alloc(csize);
 		if (!c)
 			return NULL;
 		c->next = r->chunks;
 		c->used = 0;
+		c->size = csize;
 		r->chunks = c;
 		r->chunk_count++;
+		r->arena_bytes += csize;
 	}
 	void *p = r->chunks->data + r->chunks->used;
 	r->chunks->used += size;
@@ -185,13 +233,13 @@ static void slot_place(slot *slots, size_t cap, uint32_t pos_plus1, uint32_t h)
 
 static int slots_resize(ig_registry *r, size_t cap)
 {
-	slot *ns = calloc(cap, sizeof *ns);
+	slot *ns = big_alloc(cap * sizeof *ns);
 	if (!ns)
 		return IG_ERR_NOMEM;
 	for (size_t i = 0; i < r->slot_cap; i++)
 		if (r->slots[i].pos_plus1)
 			slot_place(ns, cap, r->slots[i].pos_plus1, r->slots[i].hash);
-	free(r->slots);
+	big_free(r->slots, r->slot_cap * sizeof *r->slots);
 	r->slots = ns;
 	r->slot_cap = cap;
 	return IG_OK;
@@ -298,7 +346,7 @@ ig_registry *ig_registry_new(void)
 	if (!r)
 		return NULL;
 	crypto_shorthash_keygen(r->hash_key);
-	r->slots = calloc(MIN_SLOTS, sizeof *r->slots);
+	r->slots = big_alloc(MIN_SLOTS * sizeof *r->slots);
 	if (!r->slots) {
 		free(r);
 		return NULL;
@@ -313,9 +361,9 @@ void ig_registry_free(ig_registry *r)
 		return;
 	for (arena_chunk *c = r->chunks, *next; c; c = next) {
 		next = c->next;
-		free(c);
+		big_free(c, c->size);
 	}
-	free(r->slots);
+	big_free(r->slots, r->slot_cap * sizeof *r->slots);
 	free(r->order);
 	free(r->saved);
 	free(r);
@@ -332,6 +380,38 @@ static ig_identity *find_mut(const ig_registry *r, const char *id, size_t len)
 const ig_identity *ig_registry_find(const ig_registry *r, const char *id, size_t id_len)
 {
 	return find_mut(r, id, id_len);
+}
+
+void ig_registry_prefetch(const ig_registry *r, const char *id, size_t len)
+{
+	if (!r || !id || len == 0 || len > IG_ID_MAX)
+		return;
+	__builtin_prefetch(&r->slots[hash_id(r, id, len) & (r->slot_cap - 1)], 1);
+}
+
+int ig_registry_expect(ig_registry *r, uint64_t more)
+{
+	if (!r)
+		return IG_ERR_INVAL;
+	uint64_t want = more > UINT32_MAX ? UINT32_MAX : (uint64_t)r->live + more;
+	if (want > UINT32_MAX - 1)
+		want = UINT32_MAX - 1; /* the most order[] can index */
+	size_t cap = r->slot_cap;
+	while (want * 4 > (uint64_t)cap * 3)
+		cap *= 2;
+	if (cap > r->slot_cap && slots_resize(r, cap) != IG_OK)
+		return IG_ERR_NOMEM;
+	/* Untouched pages of a big array cost nothing, so order[] may be sized
+	 * for every id the caller expects. */
+	size_t order_want = r->order_len + (size_t)(want - r->live);
+	if (order_want > r->order_cap) {
+		ig_identity **no = realloc(r->order, order_want * sizeof *no);
+		if (!no)
+			return IG_ERR_NOMEM;
+		r->order = no;
+		r->order_cap = order_want;
+	}
+	return IG_OK;
 }
 
 static saved_state *saved_find(ig_registry *r, const ig_identity *e)
@@ -566,7 +646,7 @@ size_t ig_registry_memory(const ig_registry *r)
 	size_t total = sizeof *r + overhead;
 	total += r->slot_cap * sizeof(slot) + overhead;
 	total += r->order_cap * sizeof(ig_identity *) + overhead;
-	total += r->chunk_count * (ARENA_CHUNK + overhead);
+	total += r->arena_bytes + r->chunk_count * overhead;
 	total += r->saved_cap * sizeof(saved_state) + (r->saved_cap ? overhead : 0);
 	return total;
 }

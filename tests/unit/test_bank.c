@@ -1738,3 +1738,33 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 	ig_coins_free(c);
 	free(log);
 }
+
+/* ---- sizing from a ledger's census (issue 8) ---------------------------------- */
+
+/* A replay sizes the coin table once for the coins it will read: minting
+ * them then never grows (rehashes) it. */
+Test(bank_index, expect_sizes_the_table_once, .init = setup, .timeout = 60)
+{
+	enum { N = 200000 };
+	ig_coins *c = ig_coins_new();
+	cr_assert_eq(credit(c, "dev1", N), IG_OK);
+	cr_assert_eq(ig_coins_expect(c, N), IG_OK);
+	size_t sized = ig_coins_memory(c);
+	cr_assert_geq(sized, (size_t)N * 24 * 5 / 4, "the table must hold N coins at <= 4/5 load");
+	cr_assert_leq(sized, (size_t)N * 48);
+	static uint8_t h[64][32];
+	ig_error err;
+	for (int i = 0; i < N; i += 64) {
+		tu_rand_bytes(&h[0][0], sizeof h);
+		uint32_t n = N - i < 64 ? (uint32_t)(N - i) : 64;
+		cr_assert_eq(mint(c, "dev1", 4000000000u, h, n, &err), IG_OK, "%s", err.msg);
+	}
+	cr_assert_eq(ig_coins_count(c, IG_COIN_MINTED), (uint64_t)N);
+	cr_assert_eq(ig_coins_memory(c), sized, "minting the expected coins grew the table");
+	ig_coin_info info;
+	cr_assert_eq(ig_coins_find(c, h[0], &info), IG_OK);
+	cr_assert_eq(ig_coins_expect(c, 0), IG_OK);
+	cr_assert_eq(ig_coins_memory(c), sized);
+	cr_assert_eq(ig_coins_expect(NULL, 1), IG_ERR_INVAL);
+	ig_coins_free(c);
+}

@@ -577,3 +577,44 @@ Test(registry, join_enroll_of_a_revoked_id_is_corrupt)
 	cr_assert_eq(ig_registry_find(r, "old", 3)->status, IG_ID_ACTIVE);
 	ig_registry_free(r);
 }
+
+/* A replay that knows how many enrolls are coming sizes the tables once:
+ * adding that many ids then grows no table (no rehash, no moment with two
+ * slot tables), and the layout stays within its budget. */
+Test(registry, expect_sizes_the_tables_once)
+{
+	const int n = 100000;
+	ig_registry *r = ig_registry_new();
+	cr_assert_eq(ig_registry_expect(r, (uint64_t)n), IG_OK);
+	size_t sized = ig_registry_memory(r);
+	/* slots for n at <= 3/4 load (a power of two) and order[] for n */
+	cr_assert_geq(sized, (size_t)n * 4 / 3 * 8 + (size_t)n * sizeof(void *));
+	cr_assert_eq(ig_registry_expect(r, (uint64_t)n), IG_OK);
+	cr_assert_eq(ig_registry_memory(r), sized, "a second expect of the same ids must not grow anything");
+	char id[40];
+	size_t arena_before_ids = sized;
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "sensor-%09d", i);
+		cr_assert_eq(apply_enroll(r, id, IG_ROLE_DEVICE, (uint32_t)i, NULL), IG_OK);
+	}
+	size_t mem = ig_registry_memory(r);
+	/* Only the entry arena grew: 16-char ids take 80-byte entries. */
+	size_t arena = mem - arena_before_ids;
+	cr_assert_leq(arena, (size_t)n * 80 + (8u << 20), "%zu bytes beyond the sized tables", arena);
+	cr_assert_lt((double)mem / n, 300.0);
+	for (int i = 0; i < n; i += 997) {
+		snprintf(id, sizeof id, "sensor-%09d", i);
+		const ig_identity *e = ig_registry_find(r, id, strlen(id));
+		cr_assert_not_null(e);
+		cr_assert_eq(ig_get_u32(e->pk), (uint32_t)i);
+		ig_registry_prefetch(r, id, strlen(id));   /* a hint: changes nothing */
+	}
+	ig_registry_prefetch(r, "", 0);
+	ig_registry_prefetch(NULL, "x", 1);
+	cr_assert_eq(ig_registry_count(r, IG_ID_ACTIVE, IG_ROLE_NONE), (uint64_t)n);
+	/* expect(0) and an absurd count are harmless */
+	cr_assert_eq(ig_registry_expect(r, 0), IG_OK);
+	cr_assert_eq(ig_registry_memory(r), mem);
+	cr_assert_eq(ig_registry_expect(NULL, 5), IG_ERR_INVAL);
+	ig_registry_free(r);
+}
