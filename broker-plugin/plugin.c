@@ -265,9 +265,6 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	cJSON_AddNumberToObject(lat, "avg", (double)st.avg_commit_us);
 	cJSON_AddNumberToObject(lat, "max", (double)st.max_commit_us);
 
-	ig_plugin_entropy_stats(pl, o);
-	ig_plugin_keys_stats(pl, o);
-	ig_plugin_bank_stats(pl, o);
 	ig_plugin_services_stats(pl, o);
 
 	char *json = cJSON_PrintUnformatted(o);
@@ -286,13 +283,11 @@ static int on_tick(int event, void *event_data, void *userdata)
 	ig_ledger_poll(pl->ledger);
 	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
 		publish_head(pl);
-	uint64_t now_s = ig_now_ms() / 1000;
-	ig_plugin_keys_prune(pl, now_s);
-	ig_plugin_bank_tick(pl, now_s);
-	ig_plugin_auth_tick(pl, now_s * 1000);
-	ig_plugin_services_tick(pl, ig_now_ms());
+	/* One clock read per loop pass: this runs between every few messages. */
+	uint64_t now = ig_now_ms();
+	ig_plugin_auth_tick(pl, now / 1000 * 1000);
+	ig_plugin_services_tick(pl, now);
 	if (pl->cfg.stats_interval_s) {
-		uint64_t now = ig_now_ms();
 		if (now >= pl->next_stats_ms) {
 			publish_stats(pl, now);
 			pl->next_stats_ms = now + (uint64_t)pl->cfg.stats_interval_s * 1000u;
@@ -358,7 +353,6 @@ static void plugin_free(ig_plugin *pl)
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
 	ig_plugin_auth_free(pl);
-	free(pl->keys);
 	ig_pool_wipe(&pl->pool);
 	sodium_memzero(pl, sizeof *pl);
 	free(pl);
@@ -446,9 +440,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 
 	uint64_t t0 = ig_mono_us();
 	ig_error err = {0};
-	ig_ledger_open_opts lo = {
-		.writer = true, .on_record = ig_state_on_record, .ctx = pl->state, .progress = replay_progress, .progress_ctx = pl,
-	};
+	ig_ledger_open_opts lo = {.writer = true, .progress = replay_progress, .progress_ctx = pl};
+	ig_state_replay_opts(pl->state, &lo);   /* tables sized from the ledger's census */
 	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
 		struct stat st;
 		char hint[160] = "";
@@ -468,12 +461,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	/* Spent coins past expiry are dead weight: drop them before serving. */
 	ig_coins_prune(pl->coins, ig_now_ms() / 1000);
-	if (ig_plugin_entropy_init(pl) != 0) {
-		ig_plugin_log(MOSQ_LOG_ERR, "could not set up the key pool (out of memory or bad cluster-head key); "
-		                            "refusing to start");
+	if (!ig_ledger_ch_sk(pl->ledger)) {
+		ig_plugin_log(MOSQ_LOG_ERR, "the ledger holds no cluster-head key (ch.key); refusing to start");
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
 	}
+	ig_join_key_derive(&pl->join_key, ig_ledger_ch_sk(pl->ledger));
 	if (ig_plugin_services_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;

@@ -19,8 +19,8 @@
  * event loop (the plugin) use ig_ledger_submit() + ig_ledger_poll(); they
  * never wait on the disk. Tools use the blocking ig_ledger_append().
  *
- * Recovery at open: the log is scanned and every frame, hash and chain link
- * is checked, the Merkle root is recomputed and compared with the signed
+ * Recovery at open: the log is scanned (ledger_scan.c: on a large log, on
+ * two threads) and every frame, hash and chain link is checked, the Merkle root is recomputed and compared with the signed
  * checkpoint. A log holding fewer records than its checkpoint, or a bad frame
  * inside the checkpointed records, is tampering and fails the open. A bad
  * frame after the last checkpointed record, with nothing valid after it, is
@@ -55,6 +55,27 @@ typedef int (*ig_record_fn)(void *ctx, const ig_record *rec, ig_error *err);
 /* Progress while scanning large ledgers: records done, bytes done, bytes total. */
 typedef void (*ig_progress_fn)(void *ctx, uint64_t records, uint64_t bytes, uint64_t total_bytes);
 
+/* What the log holds, counted from the frame headers before anything is
+ * checked, so a replay can size its tables once instead of doubling them
+ * (and briefly holding both copies) as records arrive. Only a hint: the
+ * frames are checked afterwards, and the count stops at the first header
+ * that does not parse, so a damaged log can only make it smaller than what
+ * the file's size allows. */
+#define IG_LEDGER_CENSUS_TYPES 64
+typedef struct ig_ledger_census {
+	uint64_t records;                                  /* frames whose header parses */
+	uint64_t bytes;                                    /* size of the log */
+	uint64_t of_type[IG_LEDGER_CENSUS_TYPES];          /* frames per record type (types >= 64: only in records) */
+	uint64_t body_bytes[IG_LEDGER_CENSUS_TYPES];       /* their body bytes, per type */
+} ig_ledger_census;
+typedef void (*ig_census_fn)(void *ctx, const ig_ledger_census *census);
+
+/* Told about a record a few records before on_record gets it, on the same
+ * thread, so the handler can start loading the memory it will touch (a
+ * hash table slot far away in a big table): a hint, which must change
+ * nothing. */
+typedef void (*ig_record_hint_fn)(void *ctx, const ig_record *rec);
+
 /* The writer's file I/O, replaceable so tests can inject faults (a full
  * disk, a failing fsync) without a special build. Each hook behaves like the
  * system call it replaces: it returns -1 with errno set on failure. `file`
@@ -73,6 +94,9 @@ typedef struct ig_ledger_open_opts {
 	bool writer;                 /* take the lock, cut a torn tail, start the writer thread */
 	ig_record_fn on_record;      /* may be NULL */
 	void *ctx;
+	ig_census_fn on_census;      /* may be NULL; called once with ctx, after the genesis record and the
+	                                checkpoint are verified and before the first on_record */
+	ig_record_hint_fn ahead;     /* may be NULL; see ig_record_hint_fn */
 	ig_progress_fn progress;     /* may be NULL */
 	void *progress_ctx;
 	/* Writer tuning: records per batch (and per checkpoint); 0 = 4096. */
@@ -189,5 +213,14 @@ typedef struct ig_verify_result {
 int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
                      ig_progress_fn progress, void *progress_ctx,
                      ig_verify_result *res, ig_error *err) IG_NODISCARD;
+
+/* The same full check on memory: log holds the bytes of a ledger.log,
+ * checkpoint the text of its checkpoint file. Uses opts' on_record, ctx,
+ * on_census, ahead and progress (the rest is ignored; opts may be NULL) and
+ * answers as a read-only open would (a torn tail is reported in
+ * res->torn_bytes and is not an error). Error messages name the ledger
+ * "(memory)". For fuzzing and for tools that hold a ledger in memory. */
+int ig_ledger_scan_buffer(const uint8_t *log, size_t log_len, const char *checkpoint, size_t checkpoint_len,
+                          const ig_ledger_open_opts *opts, ig_verify_result *res, ig_error *err) IG_NODISCARD;
 
 #endif

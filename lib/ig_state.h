@@ -25,6 +25,7 @@
 #include "ig_entropy.h"
 #include "ig_join.h"
 #include "ig_keys.h"
+#include "ig_ledger.h"
 #include "ig_record.h"
 #include "ig_registry.h"
 
@@ -77,6 +78,16 @@ void ig_state_free(ig_state *st);
 int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err) IG_NODISCARD;
 /* ig_state_apply with the on_record signature (ctx is the ig_state). */
 int ig_state_on_record(void *ctx, const ig_record *rec, ig_error *err);
+/* Sets opts' on_record (ig_state_on_record), on_census, ahead and ctx so
+ * that ig_ledger_open (or ig_ledger_scan_buffer) rebuilds st from a ledger:
+ * the tables are sized from the ledger's census before the first record,
+ * and each enroll's registry slot is loaded a few records ahead. */
+void ig_state_replay_opts(ig_state *st, ig_ledger_open_opts *opts);
+/* Sizes the identity and coin tables for what a ledger holds (enroll
+ * records, coin hashes in coin_mint bodies), so a replay never grows them.
+ * IG_ERR_NOMEM if room could not be made (the tables then grow as records
+ * arrive). */
+int ig_state_reserve(ig_state *st, const ig_ledger_census *census);
 
 ig_registry *ig_state_registry(ig_state *st);
 ig_joincodes *ig_state_joincodes(ig_state *st);
@@ -85,6 +96,11 @@ ig_coins *ig_state_coins(ig_state *st);
 /* The identity id if it is active and has role (IG_ROLE_NONE: any role),
  * else NULL. */
 const ig_identity *ig_state_active(const ig_state *st, const char *id, ig_role role);
+/* The identity id whatever its status (pending, active or revoked), or NULL
+ * if the ledger never enrolled it. */
+const ig_identity *ig_state_identity(const ig_state *st, const char *id);
+/* Visits every identity in enrolment order; return false to stop. */
+void ig_state_identity_foreach(const ig_state *st, ig_identity_fn fn, void *ctx);
 
 /* id's ig_device, created zeroed; NULL only when out of memory. */
 ig_device *ig_state_device(ig_state *st, const char *id);

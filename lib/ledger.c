@@ -320,6 +320,8 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		.expect_pk = l->writer ? key_pk : NULL,
 		.on_record = opts->on_record,
 		.ctx = opts->ctx,
+		.on_census = opts->on_census,
+		.ahead = opts->ahead,
 		.progress = opts->progress,
 		.progress_ctx = opts->progress_ctx,
 	};
@@ -417,6 +419,17 @@ int ig_ledger_checkpoint(ig_ledger *l, char *out, size_t cap, ig_checkpoint *cp)
 
 /* ---- auditing ------------------------------------------------------------------- */
 
+void ledger_scan_result(const ledger_scan_out *so, ig_verify_result *res)
+{
+	memset(res, 0, sizeof *res);
+	res->height = so->height;
+	memcpy(res->head, so->head, IG_HASH_BYTES);
+	ig_merkle_root(&so->acc, res->root);
+	res->checkpoint_size = so->cp.size;
+	res->torn_bytes = so->torn_bytes;
+	memcpy(res->cluster, so->genesis.cluster, sizeof res->cluster);
+}
+
 int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
                      ig_progress_fn progress, void *progress_ctx,
                      ig_verify_result *res, ig_error *err)
@@ -448,15 +461,8 @@ int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,
 			.progress_ctx = progress_ctx,
 		};
 		rc = ledger_scan(&in, so, err);
-		if (rc == IG_OK && res) {
-			memset(res, 0, sizeof *res);
-			res->height = so->height;
-			memcpy(res->head, so->head, IG_HASH_BYTES);
-			ig_merkle_root(&so->acc, res->root);
-			res->checkpoint_size = so->cp.size;
-			res->torn_bytes = so->torn_bytes;
-			memcpy(res->cluster, so->genesis.cluster, sizeof res->cluster);
-		}
+		if (rc == IG_OK && res)
+			ledger_scan_result(so, res);
 		free(so);
 	}
 	close(log_fd);

@@ -9,7 +9,8 @@
  *                    checkpoint replacement), ig_ledger_open/close, init,
  *                    verify and the facts of an open ledger;
  *   ledger_scan.c    the full check of a log: frames, chain, genesis, the
- *                    Merkle root against the signed checkpoint, torn tails;
+ *                    Merkle root against the signed checkpoint, torn tails,
+ *                    on a file's mapping or on a buffer;
  *   ledger_writer.c  the group-commit writer thread and the append API.
  *
  * They must agree byte for byte on the object and on the file helpers, so
@@ -64,12 +65,19 @@ LEDGER_INTERNAL int ledger_read_checkpoint_file(int dir_fd, const char *dir, cha
 /* ---- scan (ledger_scan.c) ---- */
 
 typedef struct ledger_scan_in {
-	const char *dir;
+	const char *dir;                /* names the ledger in messages */
 	int dir_fd;
 	int log_fd;
+	/* Set: scan these bytes and this checkpoint text instead of the files. */
+	const uint8_t *buf;
+	size_t buf_len;
+	const char *cp_text;
+	size_t cp_len;
 	const uint8_t *expect_pk;       /* writer: ch.key's public key; NULL otherwise */
 	ig_record_fn on_record;
 	void *ctx;
+	ig_census_fn on_census;
+	ig_record_hint_fn ahead;
 	ig_progress_fn progress;
 	void *progress_ctx;
 } ledger_scan_in;
@@ -89,10 +97,14 @@ typedef struct ledger_scan_out {
 	uint64_t last_ts;
 } ledger_scan_out;
 
-/* The full check shared by open() and verify(): reads the checkpoint, then
- * maps the log and checks every record. A torn tail is reported in
+/* The full check shared by open(), verify() and ig_ledger_scan_buffer():
+ * reads the checkpoint, then maps the log (or takes in->buf) and checks
+ * every record. A torn tail is reported in
  * out->torn_bytes (IG_OK); tampering fails naming the record. */
 LEDGER_INTERNAL int ledger_scan(const ledger_scan_in *in, ledger_scan_out *out, ig_error *err);
+
+/* Fills what an audit reports from a successful scan (ledger.c). */
+LEDGER_INTERNAL void ledger_scan_result(const ledger_scan_out *so, ig_verify_result *res);
 
 /* ---- the ledger object ---- */
 
@@ -115,7 +127,8 @@ struct ig_ledger {
 	pthread_cond_t work_cond;    /* the writer waits here for work */
 	pthread_cond_t done_cond;    /* ig_ledger_sync waits here */
 	pthread_t thread;
-	bool thread_started;
+	bool thread_started;         /* guarded by mu: thread is joinable */
+	bool thread_running;         /* guarded by mu: it has not decided to exit */
 
 	/* Guarded by mu. */
 	append_node *queue_head, *queue_tail;
@@ -159,7 +172,8 @@ struct ig_ledger {
 /* ---- writer (ledger_writer.c) ---- */
 
 /* Creates the completion eventfd and starts the writer thread; open calls it
- * last, once the scan has filled the object. */
+ * last, once the scan has filled the object. The thread exits when idle and
+ * the next append starts it again (ledger_writer.c). */
 LEDGER_INTERNAL int ledger_writer_start(ig_ledger *l, ig_error *err);
 
 /* Lets the writer finish what was submitted (or give up a batch held by a

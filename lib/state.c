@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ig_bank.h"
 #include "ig_idmap.h"
 
 struct ig_state {
@@ -89,6 +90,49 @@ int ig_state_on_record(void *ctx, const ig_record *rec, ig_error *err)
 	return ig_state_apply(ctx, rec, err);
 }
 
+int ig_state_reserve(ig_state *st, const ig_ledger_census *census)
+{
+	/* Every enroll adds at most one id; a mint of N coins carries N 32-byte
+	 * hashes in its body. */
+	int rc = ig_registry_expect(st->reg, census->of_type[IG_REC_ENROLL]);
+	int rc2 = ig_coins_expect(st->coins, census->body_bytes[IG_REC_COIN_MINT] / IG_HASH_BYTES);
+	return rc != IG_OK ? rc : rc2;
+}
+
+/* An enroll or revoke names its id in tag 1 (LEDGER.md §7.2, §7.3): start
+ * loading its registry slot. A body that does not parse is left to the
+ * checks. */
+static void ahead(void *ctx, const ig_record *rec)
+{
+	ig_state *st = ctx;
+	if (rec->type != IG_REC_ENROLL && rec->type != IG_REC_REVOKE)
+		return;
+	ig_tlv_iter it;
+	uint8_t tag;
+	const uint8_t *val;
+	uint16_t vlen;
+	ig_tlv_iter_init(&it, rec->body, rec->body_len);
+	while (ig_tlv_next(&it, &tag, &val, &vlen) == 1) {
+		if (tag == 1) {
+			ig_registry_prefetch(st->reg, (const char *)val, vlen);
+			return;
+		}
+	}
+}
+
+static void on_census(void *ctx, const ig_ledger_census *census)
+{
+	(void)ig_state_reserve(ctx, census); /* without room the tables grow as records arrive */
+}
+
+void ig_state_replay_opts(ig_state *st, ig_ledger_open_opts *opts)
+{
+	opts->on_record = ig_state_on_record;
+	opts->on_census = on_census;
+	opts->ahead = ahead;
+	opts->ctx = st;
+}
+
 ig_registry *ig_state_registry(ig_state *st) { return st->reg; }
 ig_joincodes *ig_state_joincodes(ig_state *st) { return st->codes; }
 ig_coins *ig_state_coins(ig_state *st) { return st->coins; }
@@ -99,6 +143,16 @@ const ig_identity *ig_state_active(const ig_state *st, const char *id, ig_role r
 	if (!who || who->status != IG_ID_ACTIVE)
 		return NULL;
 	return role == IG_ROLE_NONE || who->role == role ? who : NULL;
+}
+
+const ig_identity *ig_state_identity(const ig_state *st, const char *id)
+{
+	return ig_registry_find(st->reg, id, strlen(id));
+}
+
+void ig_state_identity_foreach(const ig_state *st, ig_identity_fn fn, void *ctx)
+{
+	ig_registry_foreach(st->reg, fn, ctx);
 }
 
 ig_device *ig_state_device(ig_state *st, const char *id)

@@ -63,6 +63,7 @@ Test(headers, every_verify_open_and_parse_function_is_nodiscard)
 		FN(ig_keybox_open),
 		FN(ig_ledger_open),
 		FN(ig_ledger_verify),
+		FN(ig_ledger_scan_buffer),
 		FN(ig_policy_load),
 		FN(ig_policy_parse),
 		FN(ig_token_parse),

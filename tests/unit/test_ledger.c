@@ -23,6 +23,7 @@
 #include "ig_keyfile.h"
 #include "ig_ledger.h"
 #include "ig_merkle.h"
+#include "ig_state.h"
 #include "testutil.h"
 
 static char root[256];
@@ -1758,4 +1759,399 @@ Test(ledger, file_sizes_and_modes_are_as_documented)
 	cr_assert_eq(mode_of(log_path), 0600, "ledger.log keeps the mode init gave it");
 	cr_assert_eq(mode_of(key_file), 0600);
 	umask(old);
+}
+
+/* ---- replay: census, stateless checks, memory (issue 8) ---- */
+
+/* genesis + n enrolls with long ids, written through the async path: a log
+ * of about n * 190 bytes, fully checkpointed. */
+static void make_big_ledger(unsigned n)
+{
+	make_ledger(0);
+	ig_ledger *l = open_ledger(true);
+	uint8_t body[512];
+	async_ctx a = {.ordered = true};
+	for (unsigned i = 0; i < n; i++) {
+		char id[IG_ID_MAX + 1];
+		snprintf(id, sizeof id, "big-%07u-padding-padding-padding-padding-padding-padding", i);
+		size_t len = enroll_body(body, sizeof body, id);
+		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
+	}
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	cr_assert_eq(a.done, (int)n);
+}
+
+typedef struct census_seen {
+	int calls;
+	uint64_t records_before;     /* records on_record had seen when the census came */
+	ig_ledger_census c;
+	uint64_t records;
+} census_seen;
+
+static void take_census_cb(void *ctx, const ig_ledger_census *c)
+{
+	census_seen *s = ctx;
+	s->calls++;
+	s->records_before = s->records;
+	s->c = *c;
+}
+
+static int census_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	(void)rec;
+	(void)err;
+	((census_seen *)ctx)->records++;
+	return IG_OK;
+}
+
+Test(ledger, census_counts_frames_by_type_before_the_first_record)
+{
+	make_ledger(5);
+	ig_ledger *l = open_ledger(true);
+	ig_error err = {0};
+	const uint8_t odd[7] = {1, 2, 3, 4, 5, 6, 7};
+	cr_assert_eq(ig_ledger_append(l, 40, odd, sizeof odd, NULL, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_ledger_append(l, 40, odd, 3, NULL, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	/* the last record stays past the checkpoint, so it may be torn below */
+	size_t cplen;
+	uint8_t *old_cp = read_file(cp_path, &cplen);
+	l = open_ledger(true);
+	cr_assert_eq(ig_ledger_append(l, 100, odd, 5, NULL, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	write_file(cp_path, old_cp, cplen);
+	free(old_cp);
+	size_t len;
+	uint8_t *buf = read_file(log_path, &len);
+	size_t offs[16];
+	cr_assert_eq(frame_offsets(buf, len, offs, 16), 9);
+	uint64_t enroll_bytes = 0;
+	for (int i = 1; i <= 5; i++)
+		enroll_bytes += ig_get_u32(buf + offs[i] + 4) - IG_REC_OVERHEAD;
+
+	census_seen s = {0};
+	ig_ledger_open_opts opts = {.on_record = census_record, .on_census = take_census_cb, .ctx = &s};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	cr_assert_eq(s.calls, 1);
+	cr_assert_eq(s.records_before, 0, "the census came after %llu records", (unsigned long long)s.records_before);
+	cr_assert_eq(s.records, 9);
+	cr_assert_eq(s.c.records, 9);
+	cr_assert_eq(s.c.bytes, len);
+	cr_assert_eq(s.c.of_type[IG_REC_GENESIS], 1);
+	cr_assert_eq(s.c.of_type[IG_REC_ENROLL], 5);
+	cr_assert_eq(s.c.body_bytes[IG_REC_ENROLL], enroll_bytes);
+	cr_assert_eq(s.c.of_type[40], 2);
+	cr_assert_eq(s.c.body_bytes[40], 10);
+	uint64_t typed = 0;
+	for (int t = 0; t < IG_LEDGER_CENSUS_TYPES; t++)
+		typed += s.c.of_type[t];
+	cr_assert_eq(typed, 8, "type 100 is counted only in records");
+
+	/* A torn tail is counted as far as its header parses; the open then
+	 * cuts it. A header cut short ends the count. */
+	write_file(log_path, buf, len - 2);
+	s = (census_seen){0};
+	opts.writer = true;
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	cr_assert_eq(s.c.records, 8);
+	cr_assert_eq(s.records, 8);
+	free(buf);
+}
+
+typedef struct refuse_ctx {
+	uint64_t refuse_at;
+	bool silent;                 /* refuse without a message */
+	uint64_t applied;
+	uint64_t last_applied;
+} refuse_ctx;
+
+static int refuse_one(void *ctx, const ig_record *rec, ig_error *err)
+{
+	refuse_ctx *c = ctx;
+	if (rec->index == c->refuse_at) {
+		if (c->silent)
+			return IG_ERR_RANGE;
+		return ig_error_set(err, IG_ERR_CORRUPT, "enroll record: field role (9) is not a known role");
+	}
+	c->applied++;
+	c->last_applied = rec->index;
+	return IG_OK;
+}
+
+/* A refusal by on_record names that record in the words open() has always
+ * used, after every record before it was applied, whether the scan ran on
+ * one thread (small log) or checked ahead on a second one (big log). */
+static void refusal_case(uint64_t at, bool silent)
+{
+	refuse_ctx c = {.refuse_at = at, .silent = silent};
+	ig_ledger *l = NULL;
+	ig_error err = {0};
+	ig_ledger_open_opts opts = {.writer = true, .on_record = refuse_one, .ctx = &c};
+	int rc = ig_ledger_open(&l, ldir, &opts, &err);
+	cr_assert_null(l);
+	cr_assert_eq(rc, silent ? IG_ERR_RANGE : IG_ERR_CORRUPT);
+	cr_assert_eq(err.code, rc);
+	char want[200];
+	if (silent)
+		snprintf(want, sizeof want, "ledger record %llu: rejected by the record handler (code %d)",
+		         (unsigned long long)at, IG_ERR_RANGE);
+	else
+		snprintf(want, sizeof want, "ledger record %llu: enroll record: field role (9) is not a known role",
+		         (unsigned long long)at);
+	cr_assert_str_eq(err.msg, want);
+	cr_assert_eq(c.applied, at, "applied %llu records before the refused one", (unsigned long long)c.applied);
+	cr_assert_eq(c.last_applied, at - 1);
+}
+
+Test(ledger, refusal_on_a_big_log_reads_as_on_a_small_one)
+{
+	make_ledger(8);
+	refusal_case(3, false);
+	refusal_case(8, true);
+	ig_error err = {0};
+	cr_assert_eq(try_open_writer(&err), IG_OK, "%s", err.msg);   /* the lock was released each time */
+	tu_rmtree(ldir);
+	make_big_ledger(30000);
+	cr_assert_gt(file_size(log_path), 5 << 20);
+	refusal_case(1, false);
+	refusal_case(1024, false);
+	refusal_case(1025, true);
+	refusal_case(29999, true);
+	refusal_case(30000, false);
+	cr_assert_eq(try_open_writer(&err), IG_OK, "%s", err.msg);
+}
+
+/* Bytes of file-backed memory this process has resident. */
+static long rss_file_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	cr_assert_not_null(f);
+	char line[256];
+	long kb = -1;
+	while (fgets(line, sizeof line, f))
+		if (sscanf(line, "RssFile: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	cr_assert_geq(kb, 0, "no RssFile in /proc/self/status");
+	return kb;
+}
+
+typedef struct rss_probe {
+	uint64_t last_index;
+	long at_end_kb;
+} rss_probe;
+
+static int probe_rss(void *ctx, const ig_record *rec, ig_error *err)
+{
+	(void)err;
+	rss_probe *p = ctx;
+	if (rec->index == p->last_index)
+		p->at_end_kb = rss_file_kb();
+	return IG_OK;
+}
+
+/* The scan maps the log; pages it has checked and applied must not stay
+ * resident, or replaying a 1 GB log adds 1 GB to the broker's peak memory. */
+Test(ledger, replay_gives_the_mapped_log_back_as_it_goes, .timeout = 120)
+{
+	const unsigned n = 200000;
+	make_big_ledger(n);
+	off_t log_bytes = file_size(log_path);
+	cr_assert_gt(log_bytes, 32 << 20);
+	ig_error err = {0};
+	for (int writer = 0; writer < 2; writer++) {
+		rss_probe p = {.last_index = n};
+		long before = rss_file_kb();
+		ig_ledger *l = NULL;
+		ig_ledger_open_opts opts = {.writer = writer, .on_record = probe_rss, .ctx = &p};
+		cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+		ig_ledger_close(l);
+		long grown = p.at_end_kb - before;
+		cr_assert_lt(grown * 1024, log_bytes / 3,
+		             "%ld kB of a %lld-byte log were still mapped at the last record", grown,
+		             (long long)log_bytes);
+	}
+}
+
+Test(ledger, scan_buffer_checks_a_ledger_in_memory)
+{
+	size_t len, last_off;
+	uint8_t *buf = make_uncovered_tail(&len, &last_off);
+	size_t cp_len;
+	char *cp = (char *)read_file(cp_path, &cp_len);
+	ig_error err = {0};
+	ig_verify_result want, got;
+	cr_assert_eq(verify(&want, &err), IG_OK, "%s", err.msg);
+
+	replay r = {.order_ok = true};
+	census_seen s = {0};
+	ig_ledger_open_opts opts = {.on_record = count_record, .ctx = &r};
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len, cp, cp_len, &opts, &got, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(memcmp(&got, &want, sizeof got), 0, "scan_buffer and verify disagree");
+	cr_assert_eq(got.height, 7);
+	cr_assert_eq(r.count, 7);
+	cr_assert(r.order_ok);
+	opts = (ig_ledger_open_opts){.on_census = take_census_cb, .ctx = &s};
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len, cp, cp_len, &opts, NULL, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(s.c.records, 7);
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len, cp, cp_len, NULL, &got, &err), IG_OK, "%s", err.msg);
+
+	/* A torn tail past the checkpoint is reported, not an error. */
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len - 5, cp, cp_len, NULL, &got, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(got.height, 6);
+	cr_assert_eq(got.torn_bytes, len - 5 - last_off);
+	/* The caller's buffer is only read. */
+	uint8_t *copy = malloc(len);
+	memcpy(copy, buf, len);
+	/* Damage inside the checkpoint fails with the message verify gives. */
+	copy[last_off - 10] ^= 0x01;
+	write_file(log_path, copy, len);
+	ig_error file_err = {0};
+	cr_assert_eq(verify(&got, &file_err), IG_ERR_CORRUPT);
+	uint8_t *before = malloc(len);
+	memcpy(before, copy, len);
+	cr_assert_eq(ig_ledger_scan_buffer(copy, len, cp, cp_len, NULL, &got, &err), IG_ERR_CORRUPT);
+	cr_assert_str_eq(err.msg, file_err.msg);
+	cr_assert(names_record(err.msg, 5), "%s", err.msg);
+	cr_assert_eq(memcmp(copy, before, len), 0);
+
+	/* Nothing, or no checkpoint, or a checkpoint too big to be one. */
+	cr_assert_eq(ig_ledger_scan_buffer(buf, 0, cp, cp_len, NULL, &got, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger record 0: (memory)/ledger.log is empty"), "%s", err.msg);
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len, NULL, 0, NULL, &got, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "ledger checkpoint (memory)/checkpoint"), "%s", err.msg);
+	char *huge = calloc(1, IG_CHECKPOINT_MAX + 2);
+	memset(huge, 'a', IG_CHECKPOINT_MAX + 1);
+	cr_assert_eq(ig_ledger_scan_buffer(buf, len, huge, IG_CHECKPOINT_MAX + 1, NULL, &got, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "is larger than"), "%s", err.msg);
+	cr_assert_eq(ig_ledger_scan_buffer(NULL, 5, cp, cp_len, NULL, &got, &err), IG_ERR_INVAL);
+	free(huge);
+	free(before);
+	free(copy);
+	free(cp);
+	free(buf);
+}
+
+/* ig_state_replay_opts (tables sized from the census, slots prefetched)
+ * must rebuild the same state and fail with the same code and words as
+ * ig_state_apply on every record. */
+static int replay_with(bool replay_opts, uint64_t *active, ig_error *err)
+{
+	ig_state *st = ig_state_new();
+	cr_assert_not_null(st);
+	ig_ledger_open_opts opts = {.writer = true};
+	if (replay_opts) {
+		ig_state_replay_opts(st, &opts);
+		cr_assert_not_null(opts.on_census);
+		cr_assert_not_null(opts.ahead);
+	} else {
+		opts.on_record = ig_state_on_record;
+		opts.ctx = st;
+	}
+	ig_ledger *l = NULL;
+	memset(err, 0, sizeof *err);
+	int rc = ig_ledger_open(&l, ldir, &opts, err);
+	*active = ig_registry_count(ig_state_registry(st), IG_ID_ACTIVE, IG_ROLE_NONE);
+	ig_ledger_close(l);
+	ig_state_free(st);
+	return rc;
+}
+
+static void same_replay(int want_rc, uint64_t want_active)
+{
+	ig_error a, b;
+	uint64_t na, nb;
+	int ra = replay_with(false, &na, &a);
+	int rb = replay_with(true, &nb, &b);
+	cr_assert_eq(ra, want_rc, "ig_state_on_record: %d %s", ra, a.msg);
+	cr_assert_eq(rb, ra, "replay opts: %d %s", rb, b.msg);
+	cr_assert_str_eq(b.msg, a.msg);
+	if (want_rc == IG_OK) {
+		cr_assert_eq(na, want_active);
+		cr_assert_eq(nb, want_active);
+	}
+}
+
+Test(ledger, state_replay_opts_match_ig_state_apply)
+{
+	make_ledger(20);
+	same_replay(IG_OK, 20);
+	/* a body the spec refuses (role 9), then a state rule break */
+	ig_ledger *l = open_ledger(true);
+	uint8_t body[256], pk[IG_PK_BYTES] = {0};
+	size_t pos = 0;
+	const uint8_t role = 9;
+	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 1, "dev-x", 5), IG_OK);
+	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 2, &role, 1), IG_OK);
+	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 3, pk, sizeof pk), IG_OK);
+	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 4, "admin1", 6), IG_OK);
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, pos, NULL, &err), IG_OK, "%s", err.msg);
+	ig_ledger_close(l);
+	same_replay(IG_ERR_CORRUPT, 0);
+	ig_error e1;
+	uint64_t n;
+	replay_with(true, &n, &e1);
+	cr_assert(strstr(e1.msg, "ledger record 21: "), "%s", e1.msg);
+
+	tu_rmtree(ldir);
+	make_ledger(3);
+	l = open_ledger(true);
+	append_enroll(l, "dev1");   /* already active */
+	ig_ledger_close(l);
+	same_replay(IG_ERR_CORRUPT, 0);
+
+	/* and on a log big enough for the second thread */
+	tu_rmtree(ldir);
+	make_big_ledger(30000);
+	same_replay(IG_OK, 30000);
+}
+
+/* The ledger of LEDGER.md §12 (three frames and the checkpoint signed with
+ * the vector key) passes the scan on memory and rebuilds its state: the
+ * same bytes fuzz_ledger_scan starts from. */
+Test(ledger, scan_buffer_accepts_the_documented_ledger)
+{
+	const char *doc = tu_read_doc("LEDGER.md");
+	const char *sec = strstr(doc, "\n## 12");
+	cr_assert_not_null(sec);
+	uint8_t log[512];
+	size_t log_len = 0;
+	const char *p = sec;
+	for (int i = 0; i < 3; i++) {
+		p = strstr(p, "```\n49475231");
+		cr_assert_not_null(p, "frame %d not found in LEDGER.md §12", i);
+		p += 4;
+		const char *end = strchr(p, '\n');
+		size_t bin;
+		cr_assert_eq(sodium_hex2bin(log + log_len, sizeof log - log_len, p, (size_t)(end - p), NULL, &bin, NULL),
+		             0);
+		log_len += bin;
+		p = end;
+	}
+	const char *cp = strstr(p, "```\niotguard/demo\n");
+	cr_assert_not_null(cp);
+	cp += 4;
+	const char *cp_end = strstr(cp, "```");
+	cr_assert_not_null(cp_end);
+
+	ig_state *st = ig_state_new();
+	ig_ledger_open_opts opts = {0};
+	ig_state_replay_opts(st, &opts);
+	ig_verify_result res;
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_scan_buffer(log, log_len, cp, (size_t)(cp_end - cp), &opts, &res, &err), IG_OK, "%s",
+	             err.msg);
+	cr_assert_eq(res.height, 3);
+	cr_assert_eq(res.checkpoint_size, 3);
+	cr_assert_eq(res.torn_bytes, 0);
+	cr_assert_str_eq(res.cluster, "demo");
+	const ig_identity *dev1 = ig_registry_find(ig_state_registry(st), "dev1", 4);
+	cr_assert_not_null(dev1);
+	cr_assert_eq(dev1->status, IG_ID_REVOKED);
+	ig_state_free(st);
 }
