@@ -8,6 +8,9 @@ docs (not committed copies) keeps the seeds in step with the documented
 formats; a vector that can no longer be found is an error, not a silent
 empty corpus.
 """
+import base64
+import json
+import base64
 import os
 import re
 import sys
@@ -50,6 +53,11 @@ def main():
     cps = [b for b in blocks(ledger) if b.startswith("iotguard/") and "\n\u2014 " in b]
     seeds["fuzz_checkpoint"] = [c.encode() for c in need("checkpoint text", cps)]
 
+    # The three frames of LEDGER.md §12 are a whole ledger, and its
+    # checkpoint covers them: fuzz_ledger_scan reads a 2-byte checkpoint
+    # length, the checkpoint, then the log.
+    seeds["fuzz_ledger_scan"] = [len(c.encode()).to_bytes(2, "big") + c.encode() + b"".join(frames) for c in cps]
+
     m2m = [bytes.fromhex(b.strip()) for b in blocks(proto) if re.fullmatch(r"010[12]4041[0-9a-f]+\s*", b)]
     seeds["fuzz_m2m"] = need("m2m message (0101/0102...)", m2m)
 
@@ -69,6 +77,58 @@ def main():
 
     seeds["fuzz_json"] = [bytes([i]) + n for i, n in enumerate(
         [b"0", b"42", b"255", b"65536", b"1e10", b"9007199254740991", b"9007199254740992", b"-1", b"1.5", b"1e300"])]
+
+    # Coins (PROTOCOL.md "Coin test vectors"): the header plaintexts, the
+    # data messages, the sealed headers inside them (bytes 6..6+h) and the
+    # result; every kind goes to every parser in fuzz_coin.
+    coin_blocks = [bytes.fromhex(b.strip()) for b in blocks(proto) if re.fullmatch(r"(01000102|49474431|49475331)[0-9a-f]+\s*", b)]
+    plains = need("coin header plaintext (01000102...)", [b for b in coin_blocks if b[:4] == bytes.fromhex("01000102")])
+    datas = need("coin data message (IGD1...)", [b for b in coin_blocks if b[:4] == b"IGD1"])
+    results = need("coin result message (IGS1...)", [b for b in coin_blocks if b[:4] == b"IGS1"])
+    sealed = [d[6:6 + int.from_bytes(d[4:6], "big")] for d in datas]
+    seeds["fuzz_coin"] = plains + datas + sealed + results
+
+    keyline = need("key file example (iotguard-ed25519-secret-v1 ...)",
+                   re.findall(r"^iotguard-ed25519-secret-v1 [0-9a-f]{64}$", proto, re.M))
+    seeds["fuzz_keyfile"] = [k.encode() + b"\n" for k in keyline] + [k.encode() for k in keyline]
+
+    # Bank requests (PROTOCOL.md "Requests to the cluster head"), their
+    # placeholders filled from "Coin test vectors": coin 00..1f, collector
+    # sensor-1, and the sealed header of the first data message (bytes
+    # 6..6+h), which opens with the vectors' bank key as fuzz_svc_bank uses.
+    rows = need("bank request ({\"type\":\"mint\"...)",
+                re.findall(r'`(\{"type":"(?:mint|redeem|refund|balance)".*?\})`', proto))
+    data = need("coin data message (49474431...)",
+                [bytes.fromhex(b.strip()) for b in blocks(proto) if re.fullmatch(r"49474431[0-9a-f]+\s*", b)])[0]
+    header = base64.b64encode(data[6:6 + int.from_bytes(data[4:6], "big")]).decode()
+    fill = [("<1..64>", "16"), ("<1..64 chars, optional>", "b-1"), ("<1..64 chars>", "n-1"),
+            ("iotguard/C/dev/<collector>/data/<stream>", "iotguard/demo/dev/sensor-1/data/temp"),
+            ("<base64 of the sealed header>", header),
+            ('"<64 hex coin>", ...1..64', '"' + bytes(range(32)).hex() + '"')]
+    bank, seen = [], set()
+    for row in rows:
+        kind = re.match(r'\{"type":"(\w+)"', row).group(1)
+        if kind in seen:
+            continue   # the first of each type is the request; a later one is its reply
+        seen.add(kind)
+        for old, new in fill:
+            row = row.replace(old, new)
+        json.loads(row)   # every placeholder filled
+        bank.append(row.encode())
+    seeds["fuzz_svc_bank"] = bank
+
+    # The key, attest and entropy requests (PROTOCOL.md) are templates: their
+    # placeholders become values of the documented shape.
+    sk_req = need("session_key request", re.search(r'\{"type":"session_key","peer":"<id>","nonce":"[^"]*"\}', proto))
+    at_req = need("attest request", re.search(r'\{"type":"attest","measurement":"<64 hex>","ts":<ms>,"sig":"<128 hex>"\}', proto))
+    en_msg = need("entropy message", re.search(r'\{"seq": <u64 >= 1>, "sealed": "<[^"]*>"\}', proto))
+    seeds["fuzz_svc_keys"] = [
+        re.sub(r'"nonce":"[^"]*"', '"nonce":"k-1"', sk_req.group(0).replace("<id>", "sensor-2")).encode(),
+        at_req.group(0).replace("<64 hex>", "11" * 32).replace("<ms>", "1767225600000")
+        .replace("<128 hex>", "00" * 64).encode(),
+        re.sub(r'"<[^"]*>"', '"' + base64.b64encode(bytes(88)).decode() + '"',
+               en_msg.group(0).replace("<u64 >= 1>", "1")).encode(),
+    ]
 
     for target, items in seeds.items():
         d = os.path.join(out, target)

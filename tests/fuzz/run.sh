@@ -20,7 +20,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=$ROOT/build-fuzz
-TARGETS=(fuzz_token fuzz_join fuzz_record fuzz_checkpoint fuzz_admin fuzz_m2m fuzz_keybox fuzz_policy fuzz_json)
+TARGETS=(fuzz_token fuzz_join fuzz_record fuzz_checkpoint fuzz_admin fuzz_m2m fuzz_keybox fuzz_policy fuzz_json fuzz_coin fuzz_keyfile fuzz_svc_keys fuzz_svc_bank fuzz_ledger_scan)
 
 while [ $# -gt 0 ]; do
 	case "$1" in
