@@ -10,7 +10,6 @@ empty corpus.
 """
 import base64
 import json
-import base64
 import os
 import re
 import sys

@@ -20,7 +20,13 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BUILD=$ROOT/build-fuzz
-TARGETS=(fuzz_token fuzz_join fuzz_record fuzz_checkpoint fuzz_admin fuzz_m2m fuzz_keybox fuzz_policy fuzz_json fuzz_coin fuzz_keyfile fuzz_svc_keys fuzz_svc_bank fuzz_ledger_scan)
+# The targets are the fuzz_targets list of meson.build, read from it so the
+# two can never disagree (a target missing here would never be smoke-run).
+mapfile -t TARGETS < <(sed -n '/^fuzz_targets = \[/,/^\]/p' "$HERE/meson.build" | grep -o "'fuzz_[a-z0-9_]*'" | tr -d "'")
+if [ ${#TARGETS[@]} -eq 0 ]; then
+	echo "fuzz/run.sh: found no fuzz_targets list in $HERE/meson.build" >&2
+	exit 2
+fi
 
 while [ $# -gt 0 ]; do
 	case "$1" in
