@@ -5,6 +5,10 @@
  * the client handle, one short id compare and a scan of eight small entries
  * with a 32-bit topic hash in front of each memcmp: less work than walking
  * a role's patterns, and no allocation except when a client first appears.
+ * A client's generation, role, id and the eight entries' hashes, lengths
+ * and access codes sit together at the front of its cache, apart from the
+ * topics, so a hit reads two cache lines there and one topic: this runs
+ * twice for every relayed message (the publish and each delivery).
  * Clients are located by an open-addressing table with backward-shift
  * deletion (no tombstones to pile up as clients come and go).
  */
@@ -13,20 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct entry {
-	uint32_t hash;
-	uint8_t access;
-	uint8_t allowed;
-	uint8_t len;                 /* 0 = empty; topics are never empty */
-	char topic[IG_ACLCACHE_TOPIC_MAX];
-} entry;
-
+/* Entry i is hash[i], len[i], access[i], bit i of allowed and topic[i]. */
+_Static_assert(IG_ACLCACHE_WAYS <= 8, "client_cache.allowed has one bit per entry");
+_Static_assert(IG_ACLCACHE_TOPIC_MAX <= 255, "client_cache.len is a byte");
 typedef struct client_cache {
-	char id[IG_ID_MAX + 1];
-	uint8_t role;
-	uint8_t next;                /* round-robin victim */
 	uint64_t generation;
-	entry e[IG_ACLCACHE_WAYS];
+	uint32_t hash[IG_ACLCACHE_WAYS];
+	uint8_t len[IG_ACLCACHE_WAYS];      /* 0 = empty; topics are never empty */
+	uint8_t access[IG_ACLCACHE_WAYS];
+	uint8_t allowed;                    /* one bit per entry */
+	uint8_t role;
+	uint8_t next;                       /* round-robin victim */
+	char id[IG_ID_MAX + 1];
+	char topic[IG_ACLCACHE_WAYS][IG_ACLCACHE_TOPIC_MAX];
 } client_cache;
 
 typedef struct slot {
@@ -127,11 +130,38 @@ static bool grow(ig_aclcache *c)
  * policy generation changed: none of its old decisions can apply. */
 static void cc_reset(client_cache *cc, const ig_aclcache_key *k, size_t id_len)
 {
-	memset(cc->e, 0, sizeof cc->e);
+	/* The tags are compared on every lookup, so all are defined; topics
+	 * are read only behind a matching length. */
+	memset(cc->hash, 0, sizeof cc->hash);
+	memset(cc->len, 0, sizeof cc->len);
+	memset(cc->access, 0, sizeof cc->access);
+	cc->allowed = 0;
 	memcpy(cc->id, k->id, id_len + 1);
 	cc->role = k->role;
 	cc->next = 0;
 	cc->generation = k->generation;
+}
+
+/* strcmp(a, b) == 0, inlined: ids are a few bytes, and this runs on every
+ * hit. */
+static bool same_id(const char *a, const char *b)
+{
+	for (;; a++, b++) {
+		if (*a != *b)
+			return false;
+		if (*a == '\0')
+			return true;
+	}
+}
+
+/* The entry holding exactly k's question, or -1. */
+static int entry_find(const client_cache *cc, const ig_aclcache_key *k, uint32_t h)
+{
+	for (int i = 0; i < IG_ACLCACHE_WAYS; i++)
+		if (cc->len[i] == k->topic_len && cc->hash[i] == h && cc->access[i] == k->access &&
+		    memcmp(cc->topic[i], k->topic, k->topic_len) == 0)
+			return i;
+	return -1;
 }
 
 /* The client's cache, valid for (id, role, generation); emptied if it was
@@ -139,12 +169,16 @@ static void cc_reset(client_cache *cc, const ig_aclcache_key *k, size_t id_len)
  * or when it cannot be made. */
 static client_cache *client_for(ig_aclcache *c, const ig_aclcache_key *k, bool create)
 {
-	size_t id_len = strnlen(k->id, IG_ID_MAX + 1);
+	slot *s = &c->slots[find_index(c, k->client)];
+	if (!s->client && !create)
+		return NULL;
+	/* A lookup only compares the id with one that fitted (strcmp stops at
+	 * the shorter); its length matters only for storing it. */
+	size_t id_len = create ? strnlen(k->id, IG_ID_MAX + 1) : 0;
 	if (id_len > IG_ID_MAX)
 		return NULL;
-	slot *s = &c->slots[find_index(c, k->client)];
 	if (!s->client) {
-		if (!create || c->count >= c->max_clients)
+		if (c->count >= c->max_clients)
 			return NULL;
 		if ((c->count + 1) * 4 > c->cap * 3) {
 			if (!grow(c))
@@ -161,7 +195,7 @@ static client_cache *client_for(ig_aclcache *c, const ig_aclcache_key *k, bool c
 		return cc;
 	}
 	client_cache *cc = s->cc;
-	if (cc->generation != k->generation || cc->role != k->role || strcmp(cc->id, k->id) != 0) {
+	if (cc->generation != k->generation || cc->role != k->role || !same_id(cc->id, k->id)) {
 		if (!create)
 			return NULL;
 		cc_reset(cc, k, id_len);
@@ -176,14 +210,10 @@ ig_aclcache_result ig_aclcache_get(ig_aclcache *c, const ig_aclcache_key *k)
 	client_cache *cc = client_for(c, k, false);
 	if (!cc)
 		return IG_ACLCACHE_MISS;
-	uint32_t h = topic_hash(k->topic, k->topic_len);
-	for (size_t i = 0; i < IG_ACLCACHE_WAYS; i++) {
-		const entry *e = &cc->e[i];
-		if (e->hash == h && e->len == k->topic_len && e->access == k->access &&
-		    memcmp(e->topic, k->topic, k->topic_len) == 0)
-			return e->allowed ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY;
-	}
-	return IG_ACLCACHE_MISS;
+	int i = entry_find(cc, k, topic_hash(k->topic, k->topic_len));
+	if (i < 0)
+		return IG_ACLCACHE_MISS;
+	return (cc->allowed >> i) & 1 ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY;
 }
 
 void ig_aclcache_put(ig_aclcache *c, const ig_aclcache_key *k, bool allowed)
@@ -194,20 +224,16 @@ void ig_aclcache_put(ig_aclcache *c, const ig_aclcache_key *k, bool allowed)
 	if (!cc)
 		return;
 	uint32_t h = topic_hash(k->topic, k->topic_len);
-	entry *e = NULL;
-	for (size_t i = 0; i < IG_ACLCACHE_WAYS && !e; i++)
-		if (cc->e[i].len == k->topic_len && cc->e[i].hash == h && cc->e[i].access == k->access &&
-		    memcmp(cc->e[i].topic, k->topic, k->topic_len) == 0)
-			e = &cc->e[i];   /* the same question again: overwrite, never hold two answers */
-	if (!e) {
-		e = &cc->e[cc->next];
+	int i = entry_find(cc, k, h);   /* the same question again: overwrite, never hold two answers */
+	if (i < 0) {
+		i = cc->next;
 		cc->next = (uint8_t)((cc->next + 1) % IG_ACLCACHE_WAYS);
 	}
-	e->hash = h;
-	e->access = k->access;
-	e->allowed = allowed ? 1 : 0;
-	e->len = (uint8_t)k->topic_len;
-	memcpy(e->topic, k->topic, k->topic_len);
+	cc->hash[i] = h;
+	cc->access[i] = k->access;
+	cc->allowed = (uint8_t)((cc->allowed & ~(1u << i)) | (allowed ? 1u << i : 0u));
+	cc->len[i] = (uint8_t)k->topic_len;
+	memcpy(cc->topic[i], k->topic, k->topic_len);
 }
 
 void ig_aclcache_forget(ig_aclcache *c, const void *client)

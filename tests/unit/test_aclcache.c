@@ -176,6 +176,41 @@ Test(aclcache, bounded_entries_per_client)
 	ig_aclcache_free(c);
 }
 
+/* Every slot keeps its own answer: filling all of them with alternating
+ * allow/deny, then changing one answer and replacing another entry, must
+ * leave every other answer as it was (the answers share one word). */
+Test(aclcache, each_entry_keeps_its_own_answer)
+{
+	ig_aclcache *c = new_cache(16);
+	char topics[IG_ACLCACHE_WAYS + 1][32];
+	for (int i = 0; i <= IG_ACLCACHE_WAYS; i++)
+		snprintf(topics[i], sizeof topics[i], "t/%d", i);
+	for (int i = 0; i < IG_ACLCACHE_WAYS; i++) {
+		ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topics[i]);
+		ig_aclcache_put(c, &k, i % 2 == 0);
+	}
+	for (int i = 0; i < IG_ACLCACHE_WAYS; i++) {
+		ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topics[i]);
+		cr_assert_eq(ig_aclcache_get(c, &k), i % 2 == 0 ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY, "entry %d", i);
+	}
+	/* The same question answered again overwrites in place: 3 becomes allow. */
+	ig_aclcache_key k3 = key_for(&client_a, "dev-1", 1, 2, topics[3]);
+	ig_aclcache_put(c, &k3, true);
+	cr_assert_eq(ig_aclcache_get(c, &k3), IG_ACLCACHE_ALLOW);
+	/* A new question replaces the oldest entry (0, an allow) with a deny. */
+	ig_aclcache_key extra = key_for(&client_a, "dev-1", 1, 2, topics[IG_ACLCACHE_WAYS]);
+	ig_aclcache_put(c, &extra, false);
+	cr_assert_eq(ig_aclcache_get(c, &extra), IG_ACLCACHE_DENY);
+	ig_aclcache_key k0 = key_for(&client_a, "dev-1", 1, 2, topics[0]);
+	cr_assert_eq(ig_aclcache_get(c, &k0), IG_ACLCACHE_MISS, "the oldest entry was replaced");
+	for (int i = 1; i < IG_ACLCACHE_WAYS; i++) {
+		ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, topics[i]);
+		bool allow = i == 3 || i % 2 == 0;
+		cr_assert_eq(ig_aclcache_get(c, &k), allow ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY, "entry %d changed", i);
+	}
+	ig_aclcache_free(c);
+}
+
 Test(aclcache, long_topics_are_not_cached)
 {
 	ig_aclcache *c = new_cache(16);
