@@ -233,16 +233,7 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 		cJSON_AddNumberToObject(conn, ig_role_name((ig_role)r), (double)pl->sessions.by_role[r]);
 	cJSON_AddNumberToObject(conn, "total", (double)pl->sessions.count);
 
-	cJSON *auth = cJSON_AddObjectToObject(o, "auth");
-	cJSON_AddNumberToObject(auth, "accepted", (double)pl->auth_accepted);
-	uint64_t refused_total = 0;
-	cJSON *refused = cJSON_CreateObject();
-	for (int r = 1; r < IG_AUTH_RESULT_COUNT; r++) {
-		cJSON_AddNumberToObject(refused, ig_auth_result_name((ig_auth_result)r), (double)pl->auth_refused[r]);
-		refused_total += pl->auth_refused[r];
-	}
-	cJSON_AddNumberToObject(auth, "refused_total", (double)refused_total);
-	cJSON_AddItemToObject(auth, "refused", refused);
+	ig_plugin_auth_stats(o);
 
 	cJSON *acl = cJSON_AddObjectToObject(o, "acl");
 	cJSON_AddNumberToObject(acl, "denied_publish", (double)pl->acl_denied_publish);
@@ -278,8 +269,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)event_data;
 	ig_plugin *pl = userdata;
-	if (pl->kicks_pending)
-		ig_plugin_run_pending_kicks(pl);
+	ig_plugin_run_pending_kicks(pl);
 	ig_ledger_poll(pl->ledger);
 	if (ig_ledger_checkpoint_changed(pl->ledger) || !pl->head_published)
 		publish_head(pl);

@@ -74,16 +74,8 @@ typedef struct ig_plugin {
 	size_t topic_ch_prefix_len;
 
 	ig_sessions sessions;
-	/* Brute force and replays (plugin_auth.c, lib/ban.c, lib/nonces.c). */
-	ig_ban *bans;
-	ig_ban_ids *id_budget;
-	ig_nonces *replay;
-	uint64_t replay_swept_ms;   /* last sweep of the replay cache (plugin_auth.c) */
 	/* Recent ACL decisions per client (plugin_acl.c, lib/aclcache.c). */
 	ig_aclcache *aclcache;
-#define IG_KICKS_MAX 64
-	char kicks[IG_KICKS_MAX][IG_ID_MAX + 1];   /* disconnects deferred to the next tick */
-	uint32_t kicks_pending;
 
 	/* Key service (issue 3). */
 	ig_joincodes *codes;
@@ -100,11 +92,7 @@ typedef struct ig_plugin {
 	bool head_published;
 
 	/* Counters for stats. */
-	uint64_t auth_accepted;
-	uint64_t auth_refused[IG_AUTH_RESULT_COUNT];
 	uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
-	uint64_t admin_commands, ch_requests;
-	uint32_t admin_inflight;              /* durable admin commands awaiting the disk */
 } ig_plugin;
 
 /* plugin.c */
@@ -136,6 +124,9 @@ int ig_plugin_on_disconnect(int event, void *event_data, void *userdata);
 int ig_plugin_auth_init(ig_plugin *pl);
 void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms);
 void ig_plugin_auth_free(ig_plugin *pl);
+/* Adds the "auth" object (accepted, refused by reason) to the stats. */
+struct cJSON;
+void ig_plugin_auth_stats(struct cJSON *stats);
 
 /* plugin_acl.c */
 int ig_plugin_on_acl_check(int event, void *event_data, void *userdata);
@@ -144,6 +135,8 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata);
 int ig_plugin_on_control(int event, void *event_data, void *userdata);
 /* Cuts every live connection of id (revocation). Returns true if one was cut. */
 bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id);
+/* Runs the disconnects deferred to the next tick (an admin revoking
+ * itself); cheap when there are none. */
 void ig_plugin_run_pending_kicks(ig_plugin *pl);
 
 /* plugin_requests.c */

@@ -108,20 +108,26 @@ bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id)
  * connection under Mosquitto's feet loses the PUBACK and the reply, so that
  * one kick waits for the next tick. (It can no longer authenticate or pass
  * an ACL check meanwhile.) */
+#define KICKS_MAX 64
+static char kicks[KICKS_MAX][IG_ID_MAX + 1];
+static uint32_t kicks_pending;
+
 static void disconnect_later(ig_plugin *pl, const char *id)
 {
-	if (pl->kicks_pending == IG_KICKS_MAX) {
+	(void)pl;
+	if (kicks_pending == KICKS_MAX) {
 		mosquitto_kick_client_by_clientid(id, true);
 		return;
 	}
-	snprintf(pl->kicks[pl->kicks_pending++], IG_ID_MAX + 1, "%s", id);
+	snprintf(kicks[kicks_pending++], IG_ID_MAX + 1, "%s", id);
 }
 
 void ig_plugin_run_pending_kicks(ig_plugin *pl)
 {
-	for (uint32_t i = 0; i < pl->kicks_pending; i++)
-		mosquitto_kick_client_by_clientid(pl->kicks[i], false);
-	pl->kicks_pending = 0;
+	(void)pl;
+	for (uint32_t i = 0; i < kicks_pending; i++)
+		mosquitto_kick_client_by_clientid(kicks[i], false);
+	kicks_pending = 0;
 }
 
 /* ---- durable commands ---- */
@@ -131,7 +137,6 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 	admin_pending *p = ctx;
 	admin_batch *b = p->batch;
 	ig_plugin *pl = b->pl;
-	pl->admin_inflight--;
 
 	if (status == IG_ERR_UNKNOWN) {
 		/* The record reached the kernel before its batch failed: the next
@@ -218,7 +223,6 @@ static void submit(admin_batch *b, cJSON *slot, ig_admin_kind kind, const char *
 		return;
 	}
 	b->outstanding++;
-	pl->admin_inflight++;
 }
 
 static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
@@ -308,10 +312,8 @@ static void on_code_durable(void *ctx, int status, const ig_record *rec)
 static void codes_step(codes_pending *cp)
 {
 	admin_batch *b = cp->batch;
-	ig_plugin *pl = b->pl;
 	if (--cp->remaining > 0)
 		return;
-	pl->admin_inflight--;
 	if (cp->unknown) {
 		/* Some codes may be replayed at the next start, but none is handed
 		 * out: nobody can use a code whose text was never shown, and it
@@ -356,7 +358,6 @@ static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	*cp = (codes_pending){.batch = b, .slot = slot, .count = cmd->count, .role = cmd->role,
 	                      .expires_at = ig_now_ms() / 1000 + cmd->ttl};
 	b->outstanding++;
-	pl->admin_inflight++;
 	cp->remaining = 1;   /* held until all are submitted */
 	for (uint32_t i = 0; i < cmd->count; i++) {
 		ig_join_code_rec r = {.role = cmd->role, .expires_at = cp->expires_at};
@@ -384,7 +385,6 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 	credit_pending *cp = ctx;
 	admin_batch *b = cp->batch;
 	ig_plugin *pl = b->pl;
-	pl->admin_inflight--;
 	if (status == IG_ERR_UNKNOWN) {
 		fail(cp->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
 		     "a disk write failed after the credit was written, so it may or may not be durable: fix the disk "
@@ -435,7 +435,6 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		return;
 	}
 	b->outstanding++;
-	pl->admin_inflight++;
 }
 
 /* get_identity and list_identities answer at once, from the state as it
@@ -482,7 +481,6 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 	const char *username = mosquitto_client_username(ed->client);
 	if (!client_id)
 		return MOSQ_ERR_SUCCESS;
-	pl->admin_commands++;
 
 	/* The write ACL already limits this topic to admins; checking the role
 	 * again here keeps a permissive custom policy from opening the API. */

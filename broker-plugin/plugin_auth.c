@@ -14,6 +14,7 @@
  */
 #include "plugin.h"
 
+#include <cJSON.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,12 +32,24 @@
                                           Inserts sweep too, and a full table looks harder itself. */
 #define ACL_CACHE_CLIENTS 65536        /* clients whose ACL decisions are remembered (~1.2 KB each) */
 
+/* What only authentication needs, kept here rather than in ig_plugin. One
+ * per process: the broker loads the plugin once. */
+static struct {
+	ig_ban *bans;                  /* failing addresses (lib/ban.c) */
+	ig_ban_ids *id_budget;         /* failed signature checks per id */
+	ig_nonces *replay;             /* single-use token nonces (lib/nonces.c) */
+	uint64_t replay_swept_ms;      /* last sweep of the replay cache */
+	uint64_t accepted;
+	uint64_t refused[IG_AUTH_RESULT_COUNT];
+} g_auth;
+
 int ig_plugin_auth_init(ig_plugin *pl)
 {
+	memset(&g_auth, 0, sizeof g_auth);
 	bool budget_ok = !pl->cfg.auth_id_budget ||
-	                 ig_ban_ids_new(&pl->id_budget, BUDGET_TABLE_ENTRIES, pl->cfg.auth_id_budget) == IG_OK;
-	if (!budget_ok || ig_ban_new(&pl->bans, BAN_TABLE_ENTRIES) != IG_OK ||
-	    ig_nonces_new(&pl->replay, pl->cfg.replay_cache_max) != IG_OK ||
+	                 ig_ban_ids_new(&g_auth.id_budget, BUDGET_TABLE_ENTRIES, pl->cfg.auth_id_budget) == IG_OK;
+	if (!budget_ok || ig_ban_new(&g_auth.bans, BAN_TABLE_ENTRIES) != IG_OK ||
+	    ig_nonces_new(&g_auth.replay, pl->cfg.replay_cache_max) != IG_OK ||
 	    ig_aclcache_new(&pl->aclcache, ACL_CACHE_CLIENTS) != IG_OK) {
 		ig_plugin_log(MOSQ_LOG_ERR, "could not allocate the login-failure, replay and ACL-decision tables (out of "
 		              "memory); refusing to start");
@@ -48,23 +61,36 @@ int ig_plugin_auth_init(ig_plugin *pl)
 
 void ig_plugin_auth_free(ig_plugin *pl)
 {
-	ig_ban_free(pl->bans);
-	ig_ban_ids_free(pl->id_budget);
-	ig_nonces_free(pl->replay);
+	ig_ban_free(g_auth.bans);
+	ig_ban_ids_free(g_auth.id_budget);
+	ig_nonces_free(g_auth.replay);
 	ig_aclcache_free(pl->aclcache);
 	pl->aclcache = NULL;
-	pl->bans = NULL;
-	pl->id_budget = NULL;
-	pl->replay = NULL;
+	memset(&g_auth, 0, sizeof g_auth);
+}
+
+void ig_plugin_auth_stats(cJSON *stats)
+{
+	cJSON *auth = cJSON_AddObjectToObject(stats, "auth");
+	cJSON_AddNumberToObject(auth, "accepted", (double)g_auth.accepted);
+	uint64_t refused_total = 0;
+	cJSON *refused = cJSON_CreateObject();
+	for (int r = 1; r < IG_AUTH_RESULT_COUNT; r++) {
+		cJSON_AddNumberToObject(refused, ig_auth_result_name((ig_auth_result)r), (double)g_auth.refused[r]);
+		refused_total += g_auth.refused[r];
+	}
+	cJSON_AddNumberToObject(auth, "refused_total", (double)refused_total);
+	cJSON_AddItemToObject(auth, "refused", refused);
 }
 
 void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms)
 {
 	/* now_ms comes in whole seconds; the sweep's pace needs the real clock. */
 	uint64_t clock_ms = ig_mono_us() / 1000;
-	if (pl->replay && clock_ms - pl->replay_swept_ms >= REPLAY_SWEEP_EVERY_MS) {
-		pl->replay_swept_ms = clock_ms;
-		ig_nonces_sweep(pl->replay, now_ms / 1000, REPLAY_SWEEP_PER_TICK);
+	(void)pl;
+	if (g_auth.replay && clock_ms - g_auth.replay_swept_ms >= REPLAY_SWEEP_EVERY_MS) {
+		g_auth.replay_swept_ms = clock_ms;
+		ig_nonces_sweep(g_auth.replay, now_ms / 1000, REPLAY_SWEEP_PER_TICK);
 	}
 }
 
@@ -89,11 +115,11 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 {
 	join_ctx jctx = {.pl = pl, .client = client};
 	ig_auth_env env = {
-		.reg = pl->reg, .sessions = &pl->sessions, .bans = pl->bans,
+		.reg = pl->reg, .sessions = &pl->sessions, .bans = g_auth.bans,
 		.ban_rules = {.limit = pl->cfg.auth_fail_limit, .window_ms = 60000, .ban_ms = pl->cfg.auth_ban_s * 1000u},
 		.replay_cache_max = pl->cfg.replay_cache_max,
-		.params = {.cluster = pl->cluster, .skew_s = pl->cfg.clock_skew_s, .budget = pl->id_budget,
-		           .replay = pl->replay},
+		.params = {.cluster = pl->cluster, .skew_s = pl->cfg.clock_skew_s, .budget = g_auth.id_budget,
+		           .replay = g_auth.replay},
 		.join = join_check, .join_ctx = &jctx, .quiet = &quiet,
 	};
 	memcpy(env.params.max_ttl_s, pl->max_ttl_s, sizeof env.params.max_ttl_s);
@@ -110,9 +136,9 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 		              out.line[i].text);
 	if (out.counted) {
 		if (out.result == IG_AUTH_OK)
-			pl->auth_accepted++;
+			g_auth.accepted++;
 		else if (out.result < IG_AUTH_RESULT_COUNT)
-			pl->auth_refused[out.result]++;
+			g_auth.refused[out.result]++;
 	}
 	snprintf(accepted_id, IG_ID_MAX + 1, "%s", out.id);
 	return out.result;

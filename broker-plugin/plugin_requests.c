@@ -43,7 +43,6 @@ void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, c
 
 static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
-	pl->ch_requests++;
 	if (len > IG_REQUEST_MAX) {
 		ig_plugin_reply_error(pl, id, NULL, NULL, "too_large", "requests are limited to 8 KiB");
 		return;
