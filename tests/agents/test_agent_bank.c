@@ -951,7 +951,7 @@ Test(unknown_outcome, mint_coins_are_kept_unspent_then_refunded_after_a_reconnec
 	/* Our mint of 4 is in flight... */
 	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "00112233445566778899aabbccddeeff");
 	c->mint_count = 4;
-	/* ... and is answered as plugin_bank.c does when the record's batch failed. */
+	/* ... and is answered as the bank service (lib/svc_bank.c) does when the record's batch failed. */
 	uint8_t coins[4 * IG_COIN_BYTES];
 	randombytes_buf(coins, sizeof coins);
 	uint64_t now_s = ig_now_ms() / 1000u;
