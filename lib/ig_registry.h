@@ -60,6 +60,12 @@ void ig_registry_prefetch(const ig_registry *r, const char *id, size_t id_len);
  * ig_registry_find(...) != NULL once records are durable. */
 int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err);
 
+/* ig_registry_apply for an enroll record whose body the caller has already
+ * decoded into *en (ig_enroll_decode of rec->body), so a replay decodes each
+ * enroll once: the same rules, results and messages as ig_registry_apply on
+ * rec. rec->type must be IG_REC_ENROLL (IG_ERR_INVAL otherwise). */
+int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err);
+
 /* For the plugin's not-yet-durable changes (so a second enroll of the same id
  * is refused while the first is in flight):
  *   reserve: adds or replaces (if revoked) id as PENDING; IG_ERR_EXISTS if active/pending.

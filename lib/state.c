@@ -50,24 +50,38 @@ void ig_state_free(ig_state *st)
 	free(st);
 }
 
-/* The id an enrol or revoke record names, or "" for other records. */
-static void changed_identity(const ig_record *rec, char id[IG_ID_MAX + 1])
+/* The id a revoke record names, or "" if its body does not decode. (An
+ * enroll's id comes from its one decode in apply_enroll.) */
+static void revoked_identity(const ig_record *rec, char id[IG_ID_MAX + 1])
 {
 	id[0] = '\0';
 	ig_error ignored = {0};
-	if (rec->type == IG_REC_ENROLL) {
-		ig_enroll e;
-		if (ig_enroll_decode(rec->body, rec->body_len, &e, &ignored) == IG_OK)
-			memcpy(id, e.id, IG_ID_MAX + 1);
-	} else if (rec->type == IG_REC_REVOKE) {
-		ig_revoke r;
-		if (ig_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
-			memcpy(id, r.id, IG_ID_MAX + 1);
-	}
+	ig_revoke r;
+	if (ig_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
+		memcpy(id, r.id, IG_ID_MAX + 1);
+}
+
+/* An enroll, most of every big ledger, decoded once: ig_enroll_decode is the
+ * body check ig_record_body_check would run (the same spec, the same
+ * messages), and its result goes to the registry. Join codes only look at an
+ * enroll that carries one, and the coin index not at all. */
+static int apply_enroll(ig_state *st, const ig_record *rec, ig_error *err)
+{
+	ig_enroll en;
+	int rc = ig_enroll_decode(rec->body, rec->body_len, &en, err);
+	if (rc == IG_OK)
+		rc = ig_registry_apply_enroll(st->reg, rec, &en, err);
+	if (rc == IG_OK && en.has_join_code)
+		rc = ig_joincodes_apply(st->codes, rec, err);
+	if (rc == IG_OK && ig_idmap_count(st->devices) > 0)
+		ig_state_device_forget(st, en.id);
+	return rc;
 }
 
 int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)
 {
+	if (rec->type == IG_REC_ENROLL)
+		return apply_enroll(st, rec, err);
 	int rc = ig_record_body_check(rec, err);
 	if (rc == IG_OK)
 		rc = ig_registry_apply(st->reg, rec, err);
@@ -75,10 +89,9 @@ int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)
 		rc = ig_joincodes_apply(st->codes, rec, err);
 	if (rc == IG_OK)
 		rc = ig_coins_apply(st->coins, rec, err);
-	if (rc == IG_OK && (rec->type == IG_REC_ENROLL || rec->type == IG_REC_REVOKE) &&
-	    ig_idmap_count(st->devices) > 0) {
+	if (rc == IG_OK && rec->type == IG_REC_REVOKE && ig_idmap_count(st->devices) > 0) {
 		char id[IG_ID_MAX + 1];
-		changed_identity(rec, id);
+		revoked_identity(rec, id);
 		if (id[0])
 			ig_state_device_forget(st, id);
 	}

@@ -618,3 +618,56 @@ Test(registry, expect_sizes_the_tables_once)
 	cr_assert_eq(ig_registry_expect(NULL, 5), IG_ERR_INVAL);
 	ig_registry_free(r);
 }
+
+/* ig_registry_apply_enroll takes a body already decoded (the state's replay
+ * decodes each enroll once): it keeps every rule of ig_registry_apply,
+ * including the field rules for a struct its caller filled in by hand. */
+Test(registry, apply_enroll_of_a_decoded_body_keeps_every_rule)
+{
+	ig_registry *r = ig_registry_new();
+	ig_error err = {0};
+	ig_enroll e = {0};
+	snprintf(e.id, sizeof e.id, "dev1");
+	snprintf(e.by, sizeof e.by, "admin1");
+	e.role = IG_ROLE_DEVICE;
+	fake_pk(e.pk, 1);
+	ig_record rec = {.index = 5, .ts_ms = 77, .type = IG_REC_ENROLL};
+
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, &e, &err), IG_OK, "%s", err.msg);
+	const ig_identity *idn = ig_registry_find(r, "dev1", 4);
+	cr_assert_not_null(idn);
+	cr_assert_eq(idn->status, IG_ID_ACTIVE);
+	cr_assert_eq(idn->enrolled_index, 5);
+	cr_assert_eq(idn->enrolled_ts_ms, 77);
+	cr_assert_eq(memcmp(idn->pk, e.pk, 32), 0);
+
+	rec.index = 6;
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, &e, &err), IG_ERR_CORRUPT);
+	cr_assert_str_eq(err.msg, "enroll of \"dev1\", which is already active");
+
+	ig_enroll bad = e;
+	snprintf(bad.id, sizeof bad.id, "de v2");
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, &bad, &err), IG_ERR_CORRUPT);
+	cr_assert_str_eq(err.msg, "enroll record: field id is not a valid identity id");
+	bad = e;
+	snprintf(bad.id, sizeof bad.id, "dev2");
+	bad.role = IG_ROLE_COUNT;
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, &bad, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "is not a known role"), "%s", err.msg);
+	cr_assert_null(ig_registry_find(r, "dev2", 4), "a refused enroll adds nothing");
+
+	ig_record other = rec;
+	other.type = IG_REC_REVOKE;
+	cr_assert_eq(ig_registry_apply_enroll(r, &other, &e, &err), IG_ERR_INVAL);
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, NULL, &err), IG_ERR_INVAL);
+
+	/* The join-code rule: a code never claims an id enrolled before. */
+	cr_assert_eq(apply_revoke(r, "dev1", &err), IG_OK, "%s", err.msg);
+	ig_enroll join = e;
+	join.has_join_code = true;
+	tu_seq_bytes(join.join_code, 8, 0x10);
+	cr_assert_eq(ig_registry_apply_enroll(r, &rec, &join, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "join code") && strstr(err.msg, "dev1"), "%s", err.msg);
+	cr_assert_eq(ig_registry_count(r, IG_ID_ACTIVE, IG_ROLE_NONE), 0);
+	ig_registry_free(r);
+}

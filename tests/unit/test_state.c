@@ -364,3 +364,137 @@ Test(state_cli, verify_refuses_a_redeem_of_an_unknown_coin, .init = setup, .fini
 	cr_expect_neq(run_cli(err, sizeof err, args), 0, "credit must refuse to write on it");
 	cr_expect(strstr(err, "ledger record 1"), "%s", err);
 }
+
+/* The rules as separate passes: body check, registry, join codes, coins.
+ * ig_state_apply decodes an enroll once and hands the decoded body on; it
+ * must still give every record the verdict and the message of these passes
+ * (run here on the parts of a second state). */
+static int apply_in_passes(ig_state *ref, const ig_record *rec, ig_error *err)
+{
+	int rc = ig_record_body_check(rec, err);
+	if (rc == IG_OK)
+		rc = ig_registry_apply(ig_state_registry(ref), rec, err);
+	if (rc == IG_OK)
+		rc = ig_joincodes_apply(ig_state_joincodes(ref), rec, err);
+	if (rc == IG_OK)
+		rc = ig_coins_apply(ig_state_coins(ref), rec, err);
+	return rc;
+}
+
+Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .init = setup, .fini = teardown)
+{
+	ig_state *ref = ig_state_new();
+	cr_assert_not_null(ref);
+	uint8_t bodies[16][512];
+	size_t lens[16];
+	uint16_t types[16];
+	size_t n = 0;
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, 1);
+
+	types[n] = IG_REC_ENROLL; /* applies */
+	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev1", IG_ROLE_DEVICE, pk, "admin1");
+	n++;
+	types[n] = IG_REC_ENROLL; /* already active */
+	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev1", IG_ROLE_DEVICE, pk, "admin1");
+	n++;
+	types[n] = IG_REC_ENROLL; /* cut inside a field */
+	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev2", IG_ROLE_DEVICE, pk, "admin1") - 3;
+	n++;
+	types[n] = IG_REC_ENROLL; /* a field twice */
+	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev3", IG_ROLE_DEVICE, pk, "admin1");
+	{
+		size_t pos = lens[n];
+		cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, 1, "dev3", 4), IG_OK);
+		lens[n] = pos;
+	}
+	n++;
+	{
+		/* Role byte out of range, id with a bad character, no id at all,
+		 * and a join code nobody issued (the join-code pass refuses it). */
+		ig_enroll e = {0};
+		snprintf(e.id, sizeof e.id, "dev4");
+		snprintf(e.by, sizeof e.by, "admin1");
+		e.role = IG_ROLE_DEVICE;
+		memcpy(e.pk, pk, 32);
+		uint8_t raw[512];
+		int len = ig_enroll_encode(raw, sizeof raw, &e);
+		cr_assert_gt(len, 0);
+		ig_tlv_iter it;
+		uint8_t tag;
+		const uint8_t *v;
+		uint16_t vlen;
+		for (int variant = 0; variant < 3; variant++) {
+			size_t pos = 0;
+			ig_tlv_iter_init(&it, raw, (size_t)len);
+			while (ig_tlv_next(&it, &tag, &v, &vlen) == 1) {
+				if (variant == 0 && tag == 2) {
+					uint8_t bad_role = 9;
+					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, &bad_role, 1), IG_OK);
+				} else if (variant == 1 && tag == 1) {
+					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, "de v4", 5), IG_OK);
+				} else if (!(variant == 2 && tag == 1)) {
+					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, v, vlen), IG_OK);
+				}
+			}
+			types[n] = IG_REC_ENROLL;
+			lens[n++] = pos;
+		}
+		e.has_join_code = true;
+		tu_seq_bytes(e.join_code, 8, 0x40);
+		snprintf(e.id, sizeof e.id, "dev5");
+		len = ig_enroll_encode(bodies[n], sizeof bodies[n], &e);
+		cr_assert_gt(len, 0);
+		types[n] = IG_REC_ENROLL;
+		lens[n++] = (size_t)len;
+	}
+	types[n] = IG_REC_REVOKE; /* dev1 revoked, then a join code claims it */
+	lens[n] = tu_revoke_body(bodies[n], sizeof bodies[n], "dev1", "admin1");
+	n++;
+	{
+		ig_enroll e = {0};
+		snprintf(e.id, sizeof e.id, "dev1");
+		snprintf(e.by, sizeof e.by, "join:4041424344454647");
+		e.role = IG_ROLE_DEVICE;
+		memcpy(e.pk, pk, 32);
+		e.has_join_code = true;
+		tu_seq_bytes(e.join_code, 8, 0x40);
+		int len = ig_enroll_encode(bodies[n], sizeof bodies[n], &e);
+		cr_assert_gt(len, 0);
+		types[n] = IG_REC_ENROLL;
+		lens[n++] = (size_t)len;
+	}
+	types[n] = IG_REC_ENROLL; /* an admin re-enrols the revoked id */
+	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev1", IG_ROLE_DEVICE, pk, "admin1");
+	n++;
+
+	int refused = 0;
+	uint64_t index = 1;
+	for (size_t i = 0; i < n; i++) {
+		ig_record rec = {.index = index, .ts_ms = 1767225600000ull, .type = types[i], .body = bodies[i],
+		                 .body_len = (uint32_t)lens[i]};
+		ig_error got = {0}, want = {0};
+		int rc_want = apply_in_passes(ref, &rec, &want);
+		int rc_got = ig_state_apply(st, &rec, &got);
+		cr_assert_eq(rc_got, rc_want, "record %zu: %d, the passes say %d (%s)", i, rc_got, rc_want, want.msg);
+		cr_assert_eq(got.code, want.code, "record %zu", i);
+		cr_assert_str_eq(got.msg, want.msg, "record %zu", i);
+		if (rc_want == IG_OK)
+			index++;
+		else
+			refused++;
+	}
+	cr_assert_eq(refused, 8, "the list holds 8 bad records, %d refused", refused);
+	const ig_identity *a = ig_state_identity(st, "dev1"), *b = ig_state_identity(ref, "dev1");
+	cr_assert(a && b);
+	cr_assert_eq(a->status, IG_ID_ACTIVE);
+	cr_assert_eq(a->enrolled_index, b->enrolled_index);
+	cr_assert_eq(a->revoked_index, b->revoked_index);
+	/* A refusal by a later pass leaves what earlier passes did, both ways. */
+	const ig_identity *c = ig_state_identity(st, "dev5"), *d = ig_state_identity(ref, "dev5");
+	cr_assert_eq(c != NULL, d != NULL);
+	cr_assert(!c || c->status == d->status);
+	for (const char *const *id = (const char *const[]){"dev2", "dev3", "dev4", NULL}; *id; id++)
+		cr_assert_null(ig_state_identity(st, *id), "%s was refused by the body check", *id);
+	ig_state_free(ref);
+}
