@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "ig_entropy.h"
+#include "ig_health.h"
 #include "ig_join.h"
 #include "m2m_keys.h"
 

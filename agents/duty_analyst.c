@@ -52,7 +52,7 @@ ig_redeem *ig_redeem_add(ig_redeem_table *t, const char *topic, const char *coll
 	size_t header_len, ct_len;
 	ig_suite suite;
 	*err = IG_ERR_INVAL;
-	if (ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK ||
+	if (ig_coin_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK ||
 	    strlen(topic) >= IG_BANK_TOPIC_MAX || strlen(collector) > IG_ID_MAX || strlen(stream) > IG_ID_MAX)
 		return NULL;
 	ig_redeem *r = NULL;
@@ -131,7 +131,7 @@ int ig_redeem_request(char *out, size_t cap, const ig_redeem *r)
 	const uint8_t *header, *nonce, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
-	if (ig_data_parse(r->msg, r->len, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK)
+	if (ig_coin_data_parse(r->msg, r->len, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK)
 		return IG_ERR_INVAL;
 	size_t b64_cap = sodium_base64_ENCODED_LEN(header_len, sodium_base64_VARIANT_ORIGINAL);
 	char *b64 = malloc(b64_cap);
@@ -391,8 +391,8 @@ static int publish_result(ig_agent *a, const ig_redeem *r, const uint8_t result_
 	uint8_t sealed[RESULT_MAX + 128];
 	snprintf(results_topic, sizeof results_topic, "iotguard/%s/dev/%s/results/%s", ig_agent_cluster(a), r->collector,
 	         r->stream);
-	int slen = ig_result_seal(sealed, sizeof sealed, result_key, r->suite, r->header_hash, results_topic,
-	                          (const uint8_t *)text, len);
+	int slen = ig_coin_result_seal(sealed, sizeof sealed, result_key, r->suite, r->header_hash, results_topic,
+	                               (const uint8_t *)text, len);
 	if (slen < 0)
 		return slen;
 	return ig_agent_publish(a, results_topic, sealed, (size_t)slen, 1);
@@ -419,13 +419,13 @@ static void answer_error(ig_agent *a, ig_analyst_state *an, const ig_redeem *r, 
 static void answer(ig_agent *a, ig_analyst_state *an, const ig_redeem *r, const uint8_t payload_key[32],
                    const uint8_t result_key[32])
 {
-	uint8_t *pt = malloc(IG_DATA_MAX_PAYLOAD + 1);
+	uint8_t *pt = malloc(IG_COIN_DATA_MAX_PAYLOAD + 1);
 	char result[RESULT_MAX], line[512];
 	if (!pt) {
 		an->counters.dropped++;
 		return;
 	}
-	int n = ig_data_open(pt, IG_DATA_MAX_PAYLOAD, r->msg, r->len, r->topic, payload_key);
+	int n = ig_coin_data_open(pt, IG_COIN_DATA_MAX_PAYLOAD, r->msg, r->len, r->topic, payload_key);
 	if (n < 0) {
 		free(pt);
 		answer_error(a, an, r, result_key, IG_RESULT_ERR_UNDECRYPTABLE,

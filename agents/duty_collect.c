@@ -3,7 +3,7 @@
  *
  * Why this exists: a device's readings are worth something only to whoever
  * pays the bank to read them, so each reading goes out sealed under the
- * keys of one coin (ig_data_seal), and the analyst who redeems that coin
+ * keys of one coin (ig_coin_data_seal), and the analyst who redeems that coin
  * answers on our results topic under the coin's result key, which only we
  * and that analyst know. This duty keeps a wallet topped up ahead of need
  * (mint), spends one coin per reading, opens the results, and hands back
@@ -122,13 +122,13 @@ bool ig_collect_result(ig_collect_state *c, const char *topic, const uint8_t *ms
                        size_t cap, size_t *out_len, uint64_t *seq)
 {
 	uint8_t header_hash[IG_HASH_BYTES], payload_key[32], result_key[32];
-	if (cap == 0 || ig_result_parse_hash(msg, len, header_hash) != IG_OK)
+	if (cap == 0 || ig_coin_result_parse_hash(msg, len, header_hash) != IG_OK)
 		return false;
 	ig_wallet_coin *coin = ig_wallet_find(&c->wallet, header_hash);
 	if (!coin)
 		return false;
 	ig_coin_keys(coin->coin, payload_key, result_key);
-	int n = ig_result_open((uint8_t *)out, cap - 1, msg, len, topic, result_key, header_hash);
+	int n = ig_coin_result_open((uint8_t *)out, cap - 1, msg, len, topic, result_key, header_hash);
 	sodium_memzero(payload_key, sizeof payload_key);
 	sodium_memzero(result_key, sizeof result_key);
 	if (n < 0)
@@ -536,8 +536,8 @@ static void collect_once(ig_agent *a, ig_collect_state *c)
 	snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/data/%s", ig_agent_cluster(a), ig_agent_id(a), c->stream);
 	if (plen < 0)
 		return;
-	int n = ig_data_seal(out, sizeof out, c->pin->pk, coin->coin, ig_suite_preferred(), ig_agent_id(a), topic,
-	                     (const uint8_t *)payload, (size_t)plen, header_hash);
+	int n = ig_coin_data_seal(out, sizeof out, c->pin->pk, coin->coin, ig_suite_preferred(), ig_agent_id(a), topic,
+	                          (const uint8_t *)payload, (size_t)plen, header_hash);
 	if (n < 0) {
 		ig_log(IG_LOG_ERR, "cannot seal reading %" PRIu64 " (error %d); the coin stays in the wallet", seq, n);
 		return;

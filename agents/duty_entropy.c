@@ -83,7 +83,7 @@ int ig_entropy_block_from(ig_entropy_state *e, const uint8_t *const raw[IG_ENTRO
 	for (size_t i = 0; i < IG_ENTROPY_SOURCES; i++) {
 		if (n[i] == 0)
 			continue;
-		size_t bits = ig_vn_debias(debiased + used, sizeof debiased - used, raw[i], n[i]);
+		size_t bits = ig_entropy_debias(debiased + used, sizeof debiased - used, raw[i], n[i]);
 		counts->debiased_bits += bits;
 		used += bits / 8;
 	}

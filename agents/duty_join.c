@@ -34,7 +34,7 @@ int ig_join_prepare_key(const char *key_path, char pk_hex[2 * IG_PK_BYTES + 1], 
 		return IG_OK;
 	if (errno != ENOENT)
 		return ig_error_set(err, IG_ERR_IO, "cannot check key file %s: %s", key_path, strerror(errno));
-	int rc = ig_key_generate(pk, sk);
+	int rc = ig_keyfile_generate(pk, sk);
 	if (rc == IG_OK)
 		rc = ig_keyfile_write(key_path, sk, false, err);
 	else

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 		ig_credit_rec cr = {.amount = coins};
 		owner_id(cr.id, sizeof cr.id, o);
 		strcpy(cr.by, "bench");
-		apply(c, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &cr), index++);
+		apply(c, IG_REC_CREDIT, body, ig_bank_credit_encode(body, sizeof body, &cr), index++);
 	}
 
 	/* mint: 64 coins per record, owners in turn */
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
 		mint.count = (uint32_t)(coins - i < IG_COINS_PER_REQUEST ? coins - i : IG_COINS_PER_REQUEST);
 		for (uint32_t k = 0; k < mint.count; k++)
 			coin_hash(mint.hashes[k], i + k);
-		apply(c, IG_REC_COIN_MINT, body, ig_mint_encode(body, sizeof body, &mint), index++);
+		apply(c, IG_REC_COIN_MINT, body, ig_bank_mint_encode(body, sizeof body, &mint), index++);
 	}
 	double mint_s = (double)(ig_mono_us() - t0) / 1e6, mint_cpu = bench_proc_self_cpu_s() - c0;
 	long rss1 = bench_proc_status_kb(0, "VmRSS");
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
 		 * turns into the redeemer's tag (any 32 bytes will do here). */
 		r.has_header_hash = true;
 		memcpy(r.header_hash, r.coin_hash, IG_HASH_BYTES);
-		apply(c, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), index++);
+		apply(c, IG_REC_COIN_REDEEM, body, ig_bank_redeem_encode(body, sizeof body, &r), index++);
 	}
 	double redeem_s = (double)(ig_mono_us() - t0) / 1e6, redeem_cpu = bench_proc_self_cpu_s() - c0;
 	printf("apply coin_redeem: %.0f ns/coin wall, %.0f ns/coin cpu (%" PRIu64 " records, encode included)\n",

@@ -3,7 +3,7 @@
  * the same broker with the plugin, in the same run.
  *
  * Why this exists: m2m messages are sealed end to end with a session key
- * (ig_aead.h), so the broker only routes them; what encryption costs is the
+ * (ig_m2m.h), so the broker only routes them; what encryption costs is the
  * sender's seal, the receiver's open and replay check, and 42 more bytes
  * per message (26-byte header, 16-byte tag). The question is whether that
  * costs throughput, so this measures both modes against the same broker:
@@ -47,6 +47,8 @@
 #include <sodium.h>
 
 #include "ig_aead.h"
+#include "ig_m2m.h"
+#include "ig_replay.h"
 #include "ig_common.h"
 #include "ig_keys.h"
 #include "ig_token.h"

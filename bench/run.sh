@@ -464,7 +464,7 @@ if [ $do_bank = 1 ]; then
 	row "bank: ledger commit latency avg (plugin stats)" "$(get bank.commit_avg_us)" "us"
 	row "bank: ledger commit latency max (plugin stats)" "$(get bank.commit_max_us)" "us"
 	row "bank: errors, bad boxes/data, unmatched, unfinished" "$(get bank.failures)" "" "<=" 0
-	row "bank: collector seal per message (ig_data_seal)" "$(get bank.crypto.seal_us)" "us"
+	row "bank: collector seal per message (ig_coin_data_seal)" "$(get bank.crypto.seal_us)" "us"
 	row "bank: analyst open per message (after redeem)" "$(get bank.crypto.open_us)" "us"
 	row "bank: client seal + open per message" "$(get bank.crypto.seal_open_us)" "us"
 	row "bank: bank's header open per redeem (tight loop)" "$(get bank.crypto.bank_open_us)" "us"

@@ -175,7 +175,7 @@ void ig_plugin_tls_warn(void)
 		if (l->port == 0)
 			continue;   /* a Unix socket: local, guarded by its file mode */
 		describe(what, sizeof what, l);
-		if (ig_listener_tls(l)) {
+		if (ig_listeners_tls(l)) {
 			tls++;
 			continue;
 		}

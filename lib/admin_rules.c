@@ -158,7 +158,7 @@ int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cm
 		c.amount = cmd->amount;
 		snprintf(c.by, sizeof c.by, "%s", by);
 		*type = IG_REC_CREDIT;
-		return ig_credit_encode(body, cap, &c);
+		return ig_bank_credit_encode(body, cap, &c);
 	}
 	default:
 		return IG_ERR_INVAL;
@@ -174,7 +174,7 @@ cJSON *ig_admin_identity_json(const ig_identity *idn, ig_admin_connected_fn conn
 		return NULL;
 	bool ok = cJSON_AddStringToObject(o, "id", idn->id) &&
 	          cJSON_AddStringToObject(o, "role", ig_role_name((ig_role)idn->role)) &&
-	          cJSON_AddStringToObject(o, "status", ig_id_status_name((ig_id_status)idn->status)) &&
+	          cJSON_AddStringToObject(o, "status", ig_registry_status_name((ig_id_status)idn->status)) &&
 	          cJSON_AddStringToObject(o, "pubkey", pk) &&
 	          cJSON_AddNumberToObject(o, "enrolled_index", (double)idn->enrolled_index) &&
 	          cJSON_AddNumberToObject(o, "enrolled_ts", (double)idn->enrolled_ts_ms) &&

@@ -32,42 +32,42 @@ static const ig_body_spec *bank_body_for(uint16_t type)
 	return NULL;
 }
 
-int ig_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r)
+int ig_bank_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r)
 {
 	return r ? ig_recspec_encode(&ig_recspec_credit, r, out, cap) : IG_ERR_INVAL;
 }
 
-int ig_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err)
+int ig_bank_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_credit, body, len, r, err);
 }
 
-int ig_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r)
+int ig_bank_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r)
 {
 	return r ? ig_recspec_encode(&ig_recspec_mint, r, out, cap) : IG_ERR_INVAL;
 }
 
-int ig_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err)
+int ig_bank_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_mint, body, len, r, err);
 }
 
-int ig_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r)
+int ig_bank_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r)
 {
 	return r ? ig_recspec_encode(&ig_recspec_redeem, r, out, cap) : IG_ERR_INVAL;
 }
 
-int ig_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err)
+int ig_bank_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_redeem, body, len, r, err);
 }
 
-int ig_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r)
+int ig_bank_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r)
 {
 	return r ? ig_recspec_encode(&ig_recspec_refund, r, out, cap) : IG_ERR_INVAL;
 }
 
-int ig_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err)
+int ig_bank_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_refund, body, len, r, err);
 }

@@ -11,6 +11,7 @@
  * BLAKE2b-256(coin). Layouts: ig_coin.h, docs/PROTOCOL.md "Coins".
  */
 #include "ig_coin.h"
+#include "ig_aead.h"
 
 #include "ig_hkdf.h"
 
@@ -209,15 +210,15 @@ static void aad_free(aad_buf *a)
 	a->p = NULL;
 }
 
-int ig_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], const uint8_t coin[IG_COIN_BYTES],
-                 ig_suite suite, const char *collector, const char *topic, const uint8_t *payload, size_t len,
-                 uint8_t header_hash[IG_HASH_BYTES])
+int ig_coin_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], const uint8_t coin[IG_COIN_BYTES],
+                      ig_suite suite, const char *collector, const char *topic, const uint8_t *payload, size_t len,
+                      uint8_t header_hash[IG_HASH_BYTES])
 {
 	if (!out || !bank_pk || !coin || !collector || !topic || (len > 0 && !payload) || !header_hash)
 		return IG_ERR_INVAL;
 	if (!suite_valid((int)suite))
 		return IG_ERR_INVAL;
-	if (len > IG_DATA_MAX_PAYLOAD)
+	if (len > IG_COIN_DATA_MAX_PAYLOAD)
 		return IG_ERR_RANGE;
 	size_t clen = strnlen(collector, IG_ID_MAX + 1);
 	size_t tlen = strlen(topic);
@@ -245,7 +246,7 @@ int ig_data_seal(uint8_t *out, size_t cap, const uint8_t bank_pk[IG_PK_BYTES], c
 	ig_coin_topic_hash(h.topic_hash, topic);
 
 	uint8_t *p = out;
-	memcpy(p, IG_DATA_MAGIC, 4);
+	memcpy(p, IG_COIN_DATA_MAGIC, 4);
 	ig_put_u16(p + 4, (uint16_t)sealed_len);
 	uint8_t *sealed = p + 6;
 	uint8_t *tail = sealed + sealed_len;
@@ -282,18 +283,18 @@ done:
 	return rc;
 }
 
-int ig_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t *header_len, ig_suite *suite,
-                  const uint8_t **nonce, const uint8_t **ct, size_t *ct_len)
+int ig_coin_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t *header_len, ig_suite *suite,
+                       const uint8_t **nonce, const uint8_t **ct, size_t *ct_len)
 {
 	if (!msg || !header || !header_len || !suite || !nonce || !ct || !ct_len)
 		return IG_ERR_INVAL;
-	if (len < 6 || memcmp(msg, IG_DATA_MAGIC, 4) != 0)
+	if (len < 6 || memcmp(msg, IG_COIN_DATA_MAGIC, 4) != 0)
 		return IG_ERR_INVAL;
 	size_t hlen = ig_get_u16(msg + 4);
 	if (hlen < IG_COIN_HEADER_SEALED_MIN || hlen > IG_COIN_HEADER_SEALED_MAX)
 		return IG_ERR_INVAL;
 	size_t fixed = 6 + hlen + 1 + IG_COIN_NONCE_BYTES;
-	if (len < fixed + IG_AEAD_TAG_BYTES || len - fixed - IG_AEAD_TAG_BYTES > IG_DATA_MAX_PAYLOAD)
+	if (len < fixed + IG_AEAD_TAG_BYTES || len - fixed - IG_AEAD_TAG_BYTES > IG_COIN_DATA_MAX_PAYLOAD)
 		return IG_ERR_INVAL;
 	uint8_t s = msg[6 + hlen];
 	if (!suite_valid(s) || !nonce_canonical(msg + 6 + hlen + 1, (ig_suite)s))
@@ -307,15 +308,15 @@ int ig_data_parse(const uint8_t *msg, size_t len, const uint8_t **header, size_t
 	return IG_OK;
 }
 
-int ig_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                 const uint8_t payload_key[32])
+int ig_coin_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
+                      const uint8_t payload_key[32])
 {
 	const uint8_t *header, *nonce, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
 	if (!topic || !payload_key)
 		return IG_ERR_INVAL;
-	int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len);
+	int rc = ig_coin_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len);
 	if (rc != IG_OK)
 		return rc;
 	uint8_t header_hash[IG_HASH_BYTES];
@@ -323,42 +324,42 @@ int ig_data_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const
 	aad_buf aad;
 	if ((rc = aad_build(&aad, DATA_AAD_DOMAIN, topic, header_hash)) < 0)
 		return rc;
-	/* GCM takes the first 12 of the 24 nonce bytes (ig_data_parse made sure
-	 * the other 12 are zero); XChaCha takes all. */
+	/* GCM takes the first 12 of the 24 nonce bytes (ig_coin_data_parse made
+	 * sure the other 12 are zero); XChaCha takes all. */
 	rc = ig_aead_open(suite, out, cap, ct, ct_len, aad.p, aad.len, nonce, payload_key);
 	aad_free(&aad);
 	return rc;
 }
 
-int ig_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                          const uint8_t payload_key[32], const uint8_t nonce[IG_COIN_NONCE_BYTES])
+int ig_coin_data_open_redeemed(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
+                               const uint8_t payload_key[32], const uint8_t nonce[IG_COIN_NONCE_BYTES])
 {
 	const uint8_t *header, *carried, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
 	if (!nonce)
 		return IG_ERR_INVAL;
-	int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &carried, &ct, &ct_len);
+	int rc = ig_coin_data_parse(msg, len, &header, &header_len, &suite, &carried, &ct, &ct_len);
 	if (rc != IG_OK)
 		return rc;
 	/* The bank's nonce came out of the sealed header, which the AAD binds:
 	 * the message must carry exactly the nonce its header promised. */
 	if (memcmp(carried, nonce, IG_COIN_NONCE_BYTES) != 0)
 		return IG_ERR_CRYPTO;
-	return ig_data_open(out, cap, msg, len, topic, payload_key);
+	return ig_coin_data_open(out, cap, msg, len, topic, payload_key);
 }
 
-int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_suite suite,
-                   const uint8_t header_hash[IG_HASH_BYTES], const char *topic, const uint8_t *payload, size_t len)
+int ig_coin_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_suite suite,
+                        const uint8_t header_hash[IG_HASH_BYTES], const char *topic, const uint8_t *payload, size_t len)
 {
 	if (!out || !result_key || !header_hash || !topic || (len > 0 && !payload) || !suite_valid((int)suite))
 		return IG_ERR_INVAL;
-	if (len > IG_DATA_MAX_PAYLOAD)
+	if (len > IG_COIN_DATA_MAX_PAYLOAD)
 		return IG_ERR_RANGE;
-	if (cap < IG_RESULT_OVERHEAD + len)
+	if (cap < IG_COIN_RESULT_OVERHEAD + len)
 		return IG_ERR_RANGE;
 	uint8_t *p = out;
-	memcpy(p, IG_RESULT_MAGIC, 4);
+	memcpy(p, IG_COIN_RESULT_MAGIC, 4);
 	memcpy(p + 4, header_hash, IG_HASH_BYTES);
 	p[4 + IG_HASH_BYTES] = (uint8_t)suite;
 	uint8_t *nonce = p + 4 + IG_HASH_BYTES + 1;
@@ -371,31 +372,31 @@ int ig_result_seal(uint8_t *out, size_t cap, const uint8_t result_key[32], ig_su
 	                  nonce, result_key);
 	aad_free(&aad);
 	if (rc < 0) {
-		sodium_memzero(out, IG_RESULT_OVERHEAD + len);
+		sodium_memzero(out, IG_COIN_RESULT_OVERHEAD + len);
 		return rc;
 	}
-	return (int)(IG_RESULT_OVERHEAD + len);
+	return (int)(IG_COIN_RESULT_OVERHEAD + len);
 }
 
-int ig_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_HASH_BYTES])
+int ig_coin_result_parse_hash(const uint8_t *msg, size_t len, uint8_t header_hash[IG_HASH_BYTES])
 {
 	if (!msg || !header_hash)
 		return IG_ERR_INVAL;
-	if (len < IG_RESULT_OVERHEAD || len - IG_RESULT_OVERHEAD > IG_DATA_MAX_PAYLOAD ||
-	    memcmp(msg, IG_RESULT_MAGIC, 4) != 0 || !suite_valid(msg[4 + IG_HASH_BYTES]) ||
+	if (len < IG_COIN_RESULT_OVERHEAD || len - IG_COIN_RESULT_OVERHEAD > IG_COIN_DATA_MAX_PAYLOAD ||
+	    memcmp(msg, IG_COIN_RESULT_MAGIC, 4) != 0 || !suite_valid(msg[4 + IG_HASH_BYTES]) ||
 	    !nonce_canonical(msg + 4 + IG_HASH_BYTES + 1, (ig_suite)msg[4 + IG_HASH_BYTES]))
 		return IG_ERR_INVAL;
 	memcpy(header_hash, msg + 4, IG_HASH_BYTES);
 	return IG_OK;
 }
 
-int ig_result_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
-                   const uint8_t result_key[32], const uint8_t header_hash[IG_HASH_BYTES])
+int ig_coin_result_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const char *topic,
+                        const uint8_t result_key[32], const uint8_t header_hash[IG_HASH_BYTES])
 {
 	uint8_t carried[IG_HASH_BYTES];
 	if (!topic || !result_key || !header_hash)
 		return IG_ERR_INVAL;
-	int rc = ig_result_parse_hash(msg, len, carried);
+	int rc = ig_coin_result_parse_hash(msg, len, carried);
 	if (rc != IG_OK)
 		return rc;
 	/* The AAD takes the hash the caller expects, not the one carried, so a

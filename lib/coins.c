@@ -322,7 +322,7 @@ static int decode_failed(ig_error *err, const ig_record *rec, int rc)
 static int apply_credit(ig_coins *c, const ig_record *rec, ig_error *err)
 {
 	ig_credit_rec r;
-	int rc = ig_credit_decode(rec->body, rec->body_len, &r, err);
+	int rc = ig_bank_credit_decode(rec->body, rec->body_len, &r, err);
 	if (rc != IG_OK)
 		return decode_failed(err, rec, rc);
 	owner *o = owner_put(c, r.id);
@@ -342,7 +342,7 @@ static int apply_mint(ig_coins *c, const ig_record *rec, ig_error *err)
 	ig_mint_rec *r = malloc(sizeof *r);
 	if (!r)
 		return ig_error_set(err, IG_ERR_NOMEM, "ledger record %" PRIu64 ": out of memory", rec->index);
-	int rc = ig_mint_decode(rec->body, rec->body_len, r, err);
+	int rc = ig_bank_mint_decode(rec->body, rec->body_len, r, err);
 	if (rc != IG_OK) {
 		rc = decode_failed(err, rec, rc);
 		goto done;
@@ -467,7 +467,7 @@ int ig_coins_apply(ig_coins *c, const ig_record *rec, ig_error *err)
 		return apply_revoke(c, rec, err);
 	case IG_REC_COIN_REDEEM: {
 		ig_redeem_rec r;
-		int rc = ig_redeem_decode(rec->body, rec->body_len, &r, err);
+		int rc = ig_bank_redeem_decode(rec->body, rec->body_len, &r, err);
 		if (rc != IG_OK)
 			return decode_failed(err, rec, rc);
 		/* A record without the header hash (written before redeems were
@@ -477,7 +477,7 @@ int ig_coins_apply(ig_coins *c, const ig_record *rec, ig_error *err)
 	}
 	case IG_REC_COIN_REFUND: {
 		ig_refund_rec r;
-		int rc = ig_refund_decode(rec->body, rec->body_len, &r, err);
+		int rc = ig_bank_refund_decode(rec->body, rec->body_len, &r, err);
 		if (rc != IG_OK)
 			return decode_failed(err, rec, rc);
 		return spend(c, rec, r.coin_hash, r.collector, IG_COIN_REFUNDED, 0, err);

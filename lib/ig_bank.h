@@ -67,14 +67,14 @@ typedef struct ig_refund_rec {
 	char reason[16];                                    /* "expired" | "cancelled" */
 } ig_refund_rec;
 
-int ig_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r);
-int ig_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err);
-int ig_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r);
-int ig_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err);
-int ig_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r);
-int ig_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err);
-int ig_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r);
-int ig_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err);
+int ig_bank_credit_encode(uint8_t *out, size_t cap, const ig_credit_rec *r);
+int ig_bank_credit_decode(const uint8_t *body, size_t len, ig_credit_rec *r, ig_error *err);
+int ig_bank_mint_encode(uint8_t *out, size_t cap, const ig_mint_rec *r);
+int ig_bank_mint_decode(const uint8_t *body, size_t len, ig_mint_rec *r, ig_error *err);
+int ig_bank_redeem_encode(uint8_t *out, size_t cap, const ig_redeem_rec *r);
+int ig_bank_redeem_decode(const uint8_t *body, size_t len, ig_redeem_rec *r, ig_error *err);
+int ig_bank_refund_encode(uint8_t *out, size_t cap, const ig_refund_rec *r);
+int ig_bank_refund_decode(const uint8_t *body, size_t len, ig_refund_rec *r, ig_error *err);
 /* Encoders return the body length or IG_ERR_INVAL (a field its decoder
  * would refuse) / IG_ERR_RANGE (cap too small). Decoders return IG_OK or
  * IG_ERR_CORRUPT naming the field. */

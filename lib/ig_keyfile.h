@@ -16,7 +16,7 @@
 #define IG_KEYFILE_PREFIX "iotguard-ed25519-secret-v1 "
 
 /* Generates a new key pair. */
-int ig_key_generate(uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES]);
+int ig_keyfile_generate(uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES]);
 
 /* Writes sk to path with mode 0600 (O_CREAT|O_EXCL unless overwrite), fsyncs
  * file and directory. Refuses to replace an existing file unless overwrite. */

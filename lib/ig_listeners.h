@@ -56,6 +56,6 @@ int ig_listeners_line(ig_listener_set *s, const char *line, int level, char *inc
 void ig_listeners_finish(ig_listener_set *s, const unsigned *cmd_ports, size_t ncmd_ports);
 
 /* True if the listener encrypts: certfile and keyfile, or psk_hint. */
-bool ig_listener_tls(const ig_listener_info *l);
+bool ig_listeners_tls(const ig_listener_info *l);
 
 #endif

@@ -20,7 +20,7 @@ typedef enum ig_id_status {
 	IG_ID_ACTIVE = 1,
 	IG_ID_REVOKED = 2,
 } ig_id_status;
-const char *ig_id_status_name(ig_id_status st);
+const char *ig_registry_status_name(ig_id_status st);
 
 typedef struct ig_identity {
 	uint8_t pk[IG_PK_BYTES];

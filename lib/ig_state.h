@@ -22,8 +22,9 @@
 
 #include "ig_coins.h"
 #include "ig_common.h"
-#include "ig_entropy.h"
+#include "ig_attest.h"
 #include "ig_join.h"
+#include "ig_joincodes.h"
 #include "ig_keys.h"
 #include "ig_ledger.h"
 #include "ig_record.h"
@@ -53,7 +54,7 @@ typedef struct ig_device {
 	uint8_t measurement[IG_HASH_BYTES];
 	uint8_t attest;                  /* ig_attest_state */
 	bool attest_in_flight;
-	ig_attest_rate attest_rate;      /* attest records this hour (lib/entropy.c) */
+	ig_attest_rate attest_rate;      /* attest records this hour (lib/attest.c) */
 	/* crypto_box key shared with this device, for key and coin delivery;
 	 * cached because X25519 costs more than everything else in issuing a
 	 * key. */

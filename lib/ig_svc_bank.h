@@ -32,7 +32,7 @@
 #include "ig_bank.h"
 #include "ig_common.h"
 #include "ig_decision.h"
-#include "ig_entropy.h"
+#include "ig_pool.h"
 #include "ig_state.h"
 
 struct cJSON;

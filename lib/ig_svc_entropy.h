@@ -16,6 +16,7 @@
 
 #include "ig_decision.h"
 #include "ig_entropy.h"
+#include "ig_pool.h"
 #include "ig_state.h"
 
 struct cJSON;

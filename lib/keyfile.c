@@ -23,7 +23,7 @@
 #define HEX_LEN (2 * IG_SEED_BYTES)
 #define LINE_LEN (PREFIX_LEN + HEX_LEN + 1) /* with the trailing newline */
 
-int ig_key_generate(uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
+int ig_keyfile_generate(uint8_t pk[IG_PK_BYTES], uint8_t sk[IG_SK_BYTES])
 {
 	if (ig_init() != IG_OK)
 		return IG_ERR_CRYPTO;

@@ -535,7 +535,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 	rc = key_path(path, sizeof path, dir, err);
 	if (rc != IG_OK)
 		goto out;
-	rc = ig_key_generate(pk, sk);
+	rc = ig_keyfile_generate(pk, sk);
 	if (rc != IG_OK) {
 		rc = ig_error_set(err, rc, "cannot generate the cluster-head key");
 		goto out;

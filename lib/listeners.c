@@ -26,7 +26,7 @@ static const char *const default_listener_options[] = {
 
 void ig_listeners_init(ig_listener_set *s) { memset(s, 0, sizeof *s); }
 
-bool ig_listener_tls(const ig_listener_info *l) { return (l->has_cert && l->has_key) || l->has_psk; }
+bool ig_listeners_tls(const ig_listener_info *l) { return (l->has_cert && l->has_key) || l->has_psk; }
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 

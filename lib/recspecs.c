@@ -57,7 +57,7 @@ static const ig_field_spec join_used_fields[] = {
 	{.tag = IG_TAG_JOIN_USED_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_join_used, id)},
 };
 
-/* Values 1 and 2 are IG_SUITE_AES256GCM and IG_SUITE_XCHACHA20POLY1305 (ig_aead.h). */
+/* Values 1 and 2 are IG_SUITE_AES256GCM and IG_SUITE_XCHACHA20POLY1305 (ig_suite.h). */
 static const char *const suite_names[] = {"none", "aes256gcm", "xchacha20poly1305"};
 
 static const ig_field_spec key_issued_fields[] = {

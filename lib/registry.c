@@ -94,7 +94,7 @@ struct ig_registry {
 	uint64_t counts[3][IG_ROLE_COUNT]; /* [status][role]; [status][0] = all roles */
 };
 
-const char *ig_id_status_name(ig_id_status st)
+const char *ig_registry_status_name(ig_id_status st)
 {
 	switch (st) {
 	case IG_ID_PENDING: return "pending";

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ig_entropy.h"
+#include "ig_attest.h"
 #include "ig_json.h"
 
 #define ATTEST_DOMAIN "iotguard-attest-v1"
@@ -135,7 +135,7 @@ bool ig_svc_attest_request(ig_decision *out, ig_svc_attest *a, const ig_policy *
 	uint8_t state = verdict == 1 ? IG_ATTEST_ALLOWED : verdict == 0 ? IG_ATTEST_DISALLOWED : IG_ATTEST_UNLISTED;
 	bool changed = d->attest != state || sodium_memcmp(d->measurement, r.measurement, IG_HASH_BYTES) != 0;
 	/* Every accepted change is a ledger record, so changes are rationed
-	 * (lib/entropy.c); a refused one leaves the last recorded state. */
+	 * (lib/attest.c); a refused one leaves the last recorded state. */
 	ig_attest_decision dec = ig_attest_admit(&d->attest_rate, changed, d->attest_in_flight, now_ms,
 	                                         a->cfg.max_per_hour);
 	if (dec == IG_ATTEST_REFUSED_RATE) {

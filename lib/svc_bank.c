@@ -321,7 +321,7 @@ static void do_mint(ig_svc_bank *b, const ig_svc_bank_env *env, const char *id, 
 		}
 	}
 	uint8_t body[IG_COINS_PER_REQUEST * (IG_HASH_BYTES + 4) + 256];
-	int blen = ok ? ig_mint_encode(body, sizeof body, rec) : IG_ERR_NOMEM;
+	int blen = ok ? ig_bank_mint_encode(body, sizeof body, rec) : IG_ERR_NOMEM;
 	free(rec);
 	if (blen < 0 || !ig_decision_append(out, IG_REC_COIN_MINT, body, (size_t)blen, on_mint_done, mp)) {
 		ig_coins_unreserve(coins, id, m.count);
@@ -509,7 +509,7 @@ static void do_redeem(ig_svc_bank *b, const ig_svc_bank_env *env, const char *id
 	rr.has_header_hash = true;
 	memcpy(rr.header_hash, rp->header_hash, IG_HASH_BYTES);
 	uint8_t body[256];
-	int blen = ig_redeem_encode(body, sizeof body, &rr);
+	int blen = ig_bank_redeem_encode(body, sizeof body, &rr);
 	if (blen < 0 || !ig_decision_append(out, IG_REC_COIN_REDEEM, body, (size_t)blen, on_redeem_done, rp)) {
 		refuse(b, out, "redeem", IG_SVC_BANK_STORAGE_FAILED, r->nonce, "could not build the redeem record; retry");
 		goto done;
@@ -603,7 +603,7 @@ static bool refund_append(refund_pending *fp, ig_decision *out, const uint8_t ha
 	snprintf(r.collector, sizeof r.collector, "%s", fp->id);
 	snprintf(r.reason, sizeof r.reason, "%s", expired ? "expired" : "cancelled");
 	uint8_t body[256];
-	int blen = ig_refund_encode(body, sizeof body, &r);
+	int blen = ig_bank_refund_encode(body, sizeof body, &r);
 	refund_one *one = calloc(1, sizeof *one);
 	ig_decision *d = fp->remaining == 0 ? out : ig_decision_then(out);
 	if (blen < 0 || !one || !d) {

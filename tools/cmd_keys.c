@@ -75,7 +75,7 @@ int cmd_keygen(int argc, char **argv)
 
 	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
 	ig_error err = { 0 };
-	rc = ig_key_generate(pk, sk);
+	rc = ig_keyfile_generate(pk, sk);
 	if (rc != IG_OK) {
 		sodium_memzero(sk, sizeof sk);
 		cli_error("cannot generate a key pair (error %d)", rc);

@@ -127,7 +127,7 @@ static int identity_help(ig_admin_kind kind)
 static int parse_status(const char *s)
 {
 	for (int st = IG_ID_PENDING; st <= IG_ID_REVOKED; st++)
-		if (strcmp(s, ig_id_status_name((ig_id_status)st)) == 0)
+		if (strcmp(s, ig_registry_status_name((ig_id_status)st)) == 0)
 			return st;
 	return -2;
 }

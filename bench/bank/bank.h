@@ -34,7 +34,7 @@
 #define MAX_COLLECTORS 1000
 #define MAX_ANALYSTS 64
 #define MAX_PAYLOAD 1024
-#define MSG_MAX (MAX_PAYLOAD + IG_DATA_OVERHEAD_MAX)
+#define MSG_MAX (MAX_PAYLOAD + IG_COIN_DATA_OVERHEAD_MAX)
 #define MINT_RING 8                  /* mint requests in flight per collector, at most */
 #define ROUTE_POOL 64                /* sealed messages per routing collector, sent in turn */
 #define MAX_ROUNDS 16

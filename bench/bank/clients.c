@@ -137,7 +137,8 @@ static void on_data(bench *B, analyst *a, const char *topic, size_t tlen, const 
 	const uint8_t *hdr, *nonce, *ct;
 	size_t hlen, ctlen;
 	ig_suite suite;
-	if (ci < 0 || len > MSG_MAX || ig_data_parse(msg, len, &hdr, &hlen, &suite, &nonce, &ct, &ctlen) != IG_OK) {
+	if (ci < 0 || len > MSG_MAX ||
+	    ig_coin_data_parse(msg, len, &hdr, &hlen, &suite, &nonce, &ct, &ctlen) != IG_OK) {
 		B->bad_data++;
 		return;
 	}
@@ -210,7 +211,7 @@ static void on_redeem_reply(bench *B, analyst *a, const uint8_t *payload, size_t
 	if (!ok) {
 		B->bad_boxes++;
 	} else {
-		int k = ig_data_open_redeemed(out, sizeof out, p->msg, p->len, c->topic, plain, plain + 64);
+		int k = ig_coin_data_open_redeemed(out, sizeof out, p->msg, p->len, c->topic, plain, plain + 64);
 		/* The payload says which collector and message it is. */
 		if (k != (int)B->payload_len || ig_get_u32(out) != (uint32_t)c->idx || ig_get_u32(out + 4) >= c->nmsgs) {
 			B->bad_data++;
@@ -272,7 +273,7 @@ static void on_router_packet(void *ctx, bench_conn *cn, uint8_t type, const uint
 	if (msg.plen == B->payload_len)
 		md = MODE_PLAIN;
 	else if (msg.plen == B->msg_len)
-		md = memcmp(msg.payload, IG_DATA_MAGIC, 4) == 0 ? MODE_SEALED : MODE_PADDED;
+		md = memcmp(msg.payload, IG_COIN_DATA_MAGIC, 4) == 0 ? MODE_SEALED : MODE_PADDED;
 	else
 		md = MODES;
 	if (ci < 0 || md == MODES) {
@@ -406,10 +407,10 @@ void bank_clients_open(bench *B)
 		sodium_memzero(sk, sizeof sk);
 	}
 	uint8_t probe[MSG_MAX], hh[IG_HASH_BYTES], coin[IG_COIN_BYTES] = {0}, pt[MAX_PAYLOAD] = {0};
-	int ml = ig_data_seal(probe, sizeof probe, B->ch_pk, coin, B->suite, B->col[0].id, B->col[0].topic, pt,
-	                      B->payload_len, hh);
+	int ml = ig_coin_data_seal(probe, sizeof probe, B->ch_pk, coin, B->suite, B->col[0].id, B->col[0].topic, pt,
+	                           B->payload_len, hh);
 	if (ml <= 0)
-		bench_die("ig_data_seal failed (suite or cluster-head key unusable?)", NULL);
+		bench_die("ig_coin_data_seal failed (suite or cluster-head key unusable?)", NULL);
 	B->msg_len = (size_t)ml;
 }
 

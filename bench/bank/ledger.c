@@ -20,7 +20,7 @@ static void build_credit(bench_id_builder *b, const char *id, uint64_t amount)
 	uint8_t body[512];
 	snprintf(cr.id, sizeof cr.id, "%s", id);
 	snprintf(cr.by, sizeof cr.by, "offline:bench");
-	bench_id_build_submit(b, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &cr));
+	bench_id_build_submit(b, IG_REC_CREDIT, body, ig_bank_credit_encode(body, sizeof body, &cr));
 }
 
 void bank_collector_id(char *out, size_t cap, int i)
@@ -74,7 +74,7 @@ double bank_build_coin_ledger(const char *dir, const char *cluster, uint64_t coi
 				uint64_t v = bench_splitmix64(seed + i * 4 + (uint64_t)w);
 				memcpy(mint.hashes[k] + 8 * w, &v, 8);
 			}
-		bench_id_build_submit(&b, IG_REC_COIN_MINT, body, ig_mint_encode(body, sizeof body, &mint));
+		bench_id_build_submit(&b, IG_REC_COIN_MINT, body, ig_bank_mint_encode(body, sizeof body, &mint));
 	}
 	bench_id_build_end(&b);
 	return bench_now_s() - t0;

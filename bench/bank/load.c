@@ -83,10 +83,11 @@ static double stock_seal(bench *B, double budget_s)
 		collector *c = &B->col[i];
 		for (size_t k = 0; k < ROUTE_POOL; k++) {
 			make_payload(pt, B->payload_len, (uint32_t)c->idx, (uint32_t)k);
-			int n = ig_data_seal(c->route_msgs + k * B->msg_len, B->msg_len, B->ch_pk, c->coins[c->ncoins - 1 - k],
-			                     B->suite, c->id, c->route_topic, pt, B->payload_len, hh);
+			int n = ig_coin_data_seal(c->route_msgs + k * B->msg_len, B->msg_len, B->ch_pk,
+			                          c->coins[c->ncoins - 1 - k], B->suite, c->id, c->route_topic, pt,
+			                          B->payload_len, hh);
 			if (n != (int)B->msg_len)
-				bench_die("ig_data_seal failed (routing pool)", NULL);
+				bench_die("ig_coin_data_seal failed (routing pool)", NULL);
 			sealed++;
 		}
 		c->nroute = ROUTE_POOL;
@@ -99,10 +100,10 @@ static double stock_seal(bench *B, double budget_s)
 			if (k >= c->ncoins - reserve)
 				continue;
 			make_payload(pt, B->payload_len, (uint32_t)c->idx, (uint32_t)k);
-			int n = ig_data_seal(c->msgs + k * B->msg_len, B->msg_len, B->ch_pk, c->coins[k], B->suite, c->id,
-			                     c->topic, pt, B->payload_len, hh);
+			int n = ig_coin_data_seal(c->msgs + k * B->msg_len, B->msg_len, B->ch_pk, c->coins[k], B->suite,
+			                          c->id, c->topic, pt, B->payload_len, hh);
 			if (n != (int)B->msg_len)
-				bench_die("ig_data_seal failed", NULL);
+				bench_die("ig_coin_data_seal failed", NULL);
 			c->nmsgs = k + 1;
 			sealed++;
 		}

@@ -26,8 +26,8 @@
  * run, in order (one poll() loop drives every client, MQTT spoken by
  * lib/bench_conn.c; bank.h says which file holds which part):
  *  1. Stock (not timed): every collector mints --stock coins (requests of
- *     64) and seals one data message per coin with ig_data_seal. Sealing is
- *     crypto_box_seal to the bank (an X25519 key generation plus a scalar
+ *     64) and seals one data message per coin with ig_coin_data_seal.
+ *     Sealing is crypto_box_seal to the bank (an X25519 key generation plus a scalar
  *     multiplication, ~70-100 us here), which on the one load-generator core
  *     would cap the run below the broker's rate, so it happens before timing
  *     and its cost is printed.
@@ -42,8 +42,8 @@
  *     Analysts (ana-NNN, collectors split between them) subscribe to their
  *     collectors' data topics, send {"type":"redeem",...} for every header,
  *     open the redeemed box and decrypt the message with
- *     ig_data_open_redeemed. Printed: mints/s, redeems/s, their sum (target
- *     --goal), latencies, broker CPU per coin, and from the plugin's stats
+ *     ig_coin_data_open_redeemed. Printed: mints/s, redeems/s, their sum
+ *     (target --goal), latencies, broker CPU per coin, and from the plugin's stats
  *     (run the broker with plugin_opt_stats_interval 1) its coin counts and
  *     ledger commit latency.
  *  3. Mint only (--mint-probe seconds): what minting alone costs the broker

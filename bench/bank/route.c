@@ -127,17 +127,18 @@ static void crypto_cost(const bench *B)
 	double t0 = bench_now_s();
 	for (int i = 0; i < nseal; i++) {
 		randombytes_buf(coin, sizeof coin);
-		len = ig_data_seal(msg, sizeof msg, bank_pk, coin, B->suite, "dev-0000000", topic, pt, B->payload_len, hh);
+		len = ig_coin_data_seal(msg, sizeof msg, bank_pk, coin, B->suite, "dev-0000000", topic, pt,
+		                        B->payload_len, hh);
 		if (len <= 0)
-			bench_die("ig_data_seal failed", NULL);
+			bench_die("ig_coin_data_seal failed", NULL);
 	}
 	double seal_us = (bench_now_s() - t0) / nseal * 1e6;
 	/* The bank's side of a redeem: open the header (X25519), derive the keys. */
 	const uint8_t *hdr, *nonce, *ct;
 	size_t hlen, ctlen;
 	ig_suite suite;
-	if (ig_data_parse(msg, (size_t)len, &hdr, &hlen, &suite, &nonce, &ct, &ctlen) != IG_OK)
-		bench_die("ig_data_parse failed on our own message", NULL);
+	if (ig_coin_data_parse(msg, (size_t)len, &hdr, &hlen, &suite, &nonce, &ct, &ctlen) != IG_OK)
+		bench_die("ig_coin_data_parse failed on our own message", NULL);
 	ig_coin_header h;
 	t0 = bench_now_s();
 	for (int i = 0; i < nseal; i++) {
@@ -149,11 +150,12 @@ static void crypto_cost(const bench *B)
 	/* The analyst's side once the bank answered: open the message. */
 	t0 = bench_now_s();
 	for (int i = 0; i < nopen; i++)
-		if (ig_data_open_redeemed(out, sizeof out, msg, (size_t)len, topic, keys, h.nonce) != (int)B->payload_len)
-			bench_die("ig_data_open_redeemed failed on our own message", NULL);
+		if (ig_coin_data_open_redeemed(out, sizeof out, msg, (size_t)len, topic, keys, h.nonce) !=
+		    (int)B->payload_len)
+			bench_die("ig_coin_data_open_redeemed failed on our own message", NULL);
 	double open_us = (bench_now_s() - t0) / nopen * 1e6;
 	printf("client crypto per message (%zu-byte payload, %s, tight loop on the load generator): collector seal "
-	       "(ig_data_seal) %.1f us, analyst open (ig_data_open_redeemed) %.2f us, seal + open %.1f us; "
+	       "(ig_coin_data_seal) %.1f us, analyst open (ig_coin_data_open_redeemed) %.2f us, seal + open %.1f us; "
 	       "the bank's header open + key derivation %.1f us (broker side, per redeem)\n",
 	       B->payload_len, ig_suite_name(B->suite), seal_us, open_us, seal_us + open_us, bank_us);
 	printf("RESULT bank.crypto.seal_us %.1f\nRESULT bank.crypto.open_us %.2f\nRESULT bank.crypto.seal_open_us %.1f\n"

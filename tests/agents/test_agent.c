@@ -132,8 +132,8 @@ Test(agent_attest, request_is_signed_over_the_documented_bytes)
 {
 	cr_assert_eq(ig_init(), IG_OK);
 	uint8_t pk[32], sk[64], m[32], other_pk[32], other_sk[64];
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
-	cr_assert_eq(ig_key_generate(other_pk, other_sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(other_pk, other_sk), IG_OK);
 	tu_seq_bytes(m, 32, 0xa0);
 	uint64_t ts = 1700000000123ull;
 
@@ -185,7 +185,7 @@ Test(agent_entropy, sealed_block_opens_only_with_the_cluster_head_key)
 {
 	cr_assert_eq(ig_init(), IG_OK);
 	uint8_t ch_pk[32], ch_sk[64], x_pk[32], x_sk[32], block[32], sealed[IG_ENTROPY_SEALED_BYTES], opened[40];
-	cr_assert_eq(ig_key_generate(ch_pk, ch_sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(ch_pk, ch_sk), IG_OK);
 	cr_assert_eq(crypto_sign_ed25519_pk_to_curve25519(x_pk, ch_pk), 0);
 	cr_assert_eq(crypto_sign_ed25519_sk_to_curve25519(x_sk, ch_sk), 0);
 	randombytes_buf(block, sizeof block);
@@ -367,7 +367,7 @@ Test(agent_pin, file_round_trip_mode_and_corruption)
 	cr_assert(strstr(p.path, "/dev.key.ch") != NULL);
 
 	uint8_t pk[32], sk[64];
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
 	cr_assert_eq(ig_pin_store(&p, pk, &err), IG_OK, "%s", err.msg);
 	struct stat st;
 	cr_assert_eq(stat(p.path, &st), 0);
@@ -397,8 +397,8 @@ Test(agent_pin, ledger_head_pins_once_then_must_agree)
 	char key[128], head[2048];
 	snprintf(key, sizeof key, "%s/dev.key", dir);
 	uint8_t pk[32], sk[64], pk2[32], sk2[64];
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
-	cr_assert_eq(ig_key_generate(pk2, sk2), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk2, sk2), IG_OK);
 	ig_pin_state p;
 	ig_error err = {0};
 	cr_assert_eq(ig_pin_init(&p, key, &err), IG_OK);
@@ -520,7 +520,7 @@ Test(agent_join, welcome_pins_the_key_and_ends_joining)
 	join_setup(&f);
 	uint8_t ch_pk[32], ch_sk[64];
 	char hex[65];
-	cr_assert_eq(ig_key_generate(ch_pk, ch_sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(ch_pk, ch_sk), IG_OK);
 	ig_hex_encode(hex, ch_pk, 32);
 	char msg[512];
 	/* For someone else: ignored. */

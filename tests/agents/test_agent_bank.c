@@ -533,9 +533,9 @@ Test(stats, fields_and_series_are_bounded)
 static int seal_data(uint8_t *out, size_t cap, const keys *k, const uint8_t coin[IG_COIN_BYTES], const char *payload,
                      uint8_t hh[IG_HASH_BYTES])
 {
-	int n = ig_data_seal(out, cap, k->ch_pk, coin, ig_suite_preferred(), "dev1", DATA_TOPIC, (const uint8_t *)payload,
-	                     strlen(payload), hh);
-	cr_assert_gt(n, 0, "ig_data_seal: %d", n);
+	int n = ig_coin_data_seal(out, cap, k->ch_pk, coin, ig_suite_preferred(), "dev1", DATA_TOPIC, (const uint8_t *)payload,
+	                          strlen(payload), hh);
+	cr_assert_gt(n, 0, "ig_coin_data_seal: %d", n);
 	return n;
 }
 
@@ -544,8 +544,8 @@ static int seal_result(uint8_t *out, size_t cap, const uint8_t coin[IG_COIN_BYTE
 {
 	uint8_t pk[32], rk[32];
 	ig_coin_keys(coin, pk, rk);
-	int n = ig_result_seal(out, cap, rk, ig_suite_preferred(), hh, topic, (const uint8_t *)text, strlen(text));
-	cr_assert_gt(n, 0, "ig_result_seal: %d", n);
+	int n = ig_coin_result_seal(out, cap, rk, ig_suite_preferred(), hh, topic, (const uint8_t *)text, strlen(text));
+	cr_assert_gt(n, 0, "ig_coin_result_seal: %d", n);
 	return n;
 }
 
@@ -625,7 +625,7 @@ static cJSON *bank_redeem(const keys *bank_and_analyst, const uint8_t *data, siz
 	const uint8_t *header, *pnonce, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
-	cr_assert_eq(ig_data_parse(data, len, &header, &header_len, &suite, &pnonce, &ct, &ct_len), IG_OK);
+	cr_assert_eq(ig_coin_data_parse(data, len, &header, &header_len, &suite, &pnonce, &ct, &ct_len), IG_OK);
 	ig_coin_header h;
 	cr_assert_eq(ig_coin_header_open(&h, header, header_len, bank_and_analyst->ch_sk), IG_OK);
 	uint8_t pt[IG_REDEEM_BOX_BYTES], hh[IG_HASH_BYTES];
@@ -763,13 +763,13 @@ Test(redeem, collector_to_analyst_to_collector)
 	ig_error e = {0};
 	cr_assert_eq(ig_redeem_accept(r, reply, &k.dev_side, pk, rk, &e), IG_OK, "%s", e.msg);
 	cJSON_Delete(reply);
-	uint8_t pt[IG_DATA_MAX_PAYLOAD];
-	int ptn = ig_data_open(pt, sizeof pt, r->msg, r->len, r->topic, pk);
+	uint8_t pt[IG_COIN_DATA_MAX_PAYLOAD];
+	int ptn = ig_coin_data_open(pt, sizeof pt, r->msg, r->len, r->topic, pk);
 	cr_assert_eq(ptn, (int)strlen(payload));
 	cr_assert_arr_eq(pt, payload, (size_t)ptn);
 	cJSON *pj = cJSON_ParseWithLength((const char *)pt, (size_t)ptn);
-	uint8_t scratch[IG_DATA_MAX_PAYLOAD];
-	cr_assert_lt(ig_data_open(scratch, sizeof scratch, r->msg, r->len, "iotguard/c1/dev/dev1/data/other", pk), 0,
+	uint8_t scratch[IG_COIN_DATA_MAX_PAYLOAD];
+	cr_assert_lt(ig_coin_data_open(scratch, sizeof scratch, r->msg, r->len, "iotguard/c1/dev/dev1/data/other", pk), 0,
 	             "a message moved to another topic must not open");
 	ig_stat_series *s = ig_stats_series(&st, r->collector, r->stream);
 	cr_assert_eq(ig_stats_feed(s, pj), 2);
@@ -778,8 +778,8 @@ Test(redeem, collector_to_analyst_to_collector)
 	int rl = ig_stats_result(result, sizeof result, s, 1);
 	cr_assert_gt(rl, 0);
 	uint8_t sealed[2048];
-	int sl = ig_result_seal(sealed, sizeof sealed, rk, r->suite, r->header_hash, RESULTS_TOPIC, (const uint8_t *)result,
-	                        (size_t)rl);
+	int sl = ig_coin_result_seal(sealed, sizeof sealed, rk, r->suite, r->header_hash, RESULTS_TOPIC, (const uint8_t *)result,
+	                             (size_t)rl);
 	cr_assert_gt(sl, 0);
 	sodium_memzero(pk, sizeof pk);
 	sodium_memzero(rk, sizeof rk);

@@ -83,12 +83,12 @@ static void data_message(const uint8_t *data, size_t size)
 	const uint8_t *header, *nonce, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
-	if (ig_data_parse(data, size, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK)
+	if (ig_coin_data_parse(data, size, &header, &header_len, &suite, &nonce, &ct, &ct_len) != IG_OK)
 		return;
 	FUZZ_ASSERT(header == data + 6 && header_len >= IG_COIN_HEADER_SEALED_MIN &&
 	            header_len <= IG_COIN_HEADER_SEALED_MAX);
 	FUZZ_ASSERT(nonce == header + header_len + 1 && ct == nonce + IG_COIN_NONCE_BYTES);
-	FUZZ_ASSERT(ct + ct_len == data + size && ct_len >= 16 && ct_len - 16 <= IG_DATA_MAX_PAYLOAD);
+	FUZZ_ASSERT(ct + ct_len == data + size && ct_len >= 16 && ct_len - 16 <= IG_COIN_DATA_MAX_PAYLOAD);
 	FUZZ_ASSERT(suite == IG_SUITE_AES256GCM || suite == IG_SUITE_XCHACHA20POLY1305);
 
 	uint8_t *out = malloc(ct_len);
@@ -96,18 +96,18 @@ static void data_message(const uint8_t *data, size_t size)
 		abort();
 	/* The analyst before redeeming cannot open anything; with the docs'
 	 * payload key only the docs' message opens. */
-	int n = ig_data_open(out, ct_len, data, size, DATA_TOPIC, doc_payload_key);
+	int n = ig_coin_data_open(out, ct_len, data, size, DATA_TOPIC, doc_payload_key);
 	if (n >= 0)
 		FUZZ_ASSERT(n == 4 && memcmp(out, "21.5", 4) == 0);
 	else
 		FUZZ_ASSERT(n == IG_ERR_INVAL || n == IG_ERR_CRYPTO);
-	FUZZ_ASSERT(ig_data_open(out, ct_len, data, size, RESULTS_TOPIC, doc_payload_key) < 0);
+	FUZZ_ASSERT(ig_coin_data_open(out, ct_len, data, size, RESULTS_TOPIC, doc_payload_key) < 0);
 
 	ig_coin_header h;
 	if (open_header(&h, header, header_len)) {
 		uint8_t payload_key[32], result_key[32];
 		ig_coin_keys(h.coin, payload_key, result_key);
-		n = ig_data_open_redeemed(out, ct_len, data, size, DATA_TOPIC, payload_key, h.nonce);
+		n = ig_coin_data_open_redeemed(out, ct_len, data, size, DATA_TOPIC, payload_key, h.nonce);
 		if (n >= 0)
 			FUZZ_ASSERT(n == 4 && memcmp(out, "21.5", 4) == 0);
 		sodium_memzero(payload_key, sizeof payload_key);
@@ -120,17 +120,17 @@ static void data_message(const uint8_t *data, size_t size)
 static void result_message(const uint8_t *data, size_t size)
 {
 	uint8_t header_hash[IG_HASH_BYTES];
-	if (ig_result_parse_hash(data, size, header_hash) != IG_OK)
+	if (ig_coin_result_parse_hash(data, size, header_hash) != IG_OK)
 		return;
-	FUZZ_ASSERT(size >= IG_RESULT_OVERHEAD && memcmp(header_hash, data + 4, IG_HASH_BYTES) == 0);
-	size_t cap = size - IG_RESULT_OVERHEAD;
+	FUZZ_ASSERT(size >= IG_COIN_RESULT_OVERHEAD && memcmp(header_hash, data + 4, IG_HASH_BYTES) == 0);
+	size_t cap = size - IG_COIN_RESULT_OVERHEAD;
 	uint8_t *out = malloc(cap + 1);
 	if (!out)
 		abort();
-	int n = ig_result_open(out, cap + 1, data, size, RESULTS_TOPIC, doc_result_key, header_hash);
+	int n = ig_coin_result_open(out, cap + 1, data, size, RESULTS_TOPIC, doc_result_key, header_hash);
 	if (n >= 0)
 		FUZZ_ASSERT((size_t)n == cap && n == 9 && memcmp(out, "mean=21.5", 9) == 0);
-	FUZZ_ASSERT(ig_result_open(out, cap + 1, data, size, DATA_TOPIC, doc_result_key, header_hash) < 0);
+	FUZZ_ASSERT(ig_coin_result_open(out, cap + 1, data, size, DATA_TOPIC, doc_result_key, header_hash) < 0);
 	free(out);
 }
 

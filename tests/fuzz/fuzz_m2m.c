@@ -7,6 +7,7 @@
  * key only opens messages sealed with it (whose plaintext is "hello"). */
 #include "fuzz_common.h"
 #include "ig_aead.h"
+#include "ig_m2m.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -36,10 +36,10 @@ static void bodies(const uint8_t *body, size_t len)
 	BODY_ROUNDTRIP(ig_join_used, ig_rec_join_used_decode, ig_rec_join_used_encode, body, len);
 	BODY_ROUNDTRIP(ig_key_issued, ig_key_issued_decode, ig_key_issued_encode, body, len);
 	BODY_ROUNDTRIP(ig_attest, ig_attest_decode, ig_attest_encode, body, len);
-	BODY_ROUNDTRIP(ig_credit_rec, ig_credit_decode, ig_credit_encode, body, len);
-	BODY_ROUNDTRIP(ig_mint_rec, ig_mint_decode, ig_mint_encode, body, len);
-	BODY_ROUNDTRIP(ig_redeem_rec, ig_redeem_decode, ig_redeem_encode, body, len);
-	BODY_ROUNDTRIP(ig_refund_rec, ig_refund_decode, ig_refund_encode, body, len);
+	BODY_ROUNDTRIP(ig_credit_rec, ig_bank_credit_decode, ig_bank_credit_encode, body, len);
+	BODY_ROUNDTRIP(ig_mint_rec, ig_bank_mint_decode, ig_bank_mint_encode, body, len);
+	BODY_ROUNDTRIP(ig_redeem_rec, ig_bank_redeem_decode, ig_bank_redeem_encode, body, len);
+	BODY_ROUNDTRIP(ig_refund_rec, ig_bank_refund_decode, ig_bank_refund_encode, body, len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -73,7 +73,7 @@ static void setup(void)
 	snprintf(c.id, sizeof c.id, COLLECTOR);
 	snprintf(c.by, sizeof c.by, "admin");
 	uint8_t body[4096];
-	apply(3, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &c));
+	apply(3, IG_REC_CREDIT, body, ig_bank_credit_encode(body, sizeof body, &c));
 	/* The coin 00..1f, minted to the collector, never expiring. */
 	ig_mint_rec m;
 	memset(&m, 0, sizeof m);
@@ -85,7 +85,7 @@ static void setup(void)
 		coin[i] = (uint8_t)i;
 	ig_coin_hash(coin_hash, coin);
 	memcpy(m.hashes[0], coin_hash, sizeof coin_hash);
-	apply(4, IG_REC_COIN_MINT, body, ig_mint_encode(body, sizeof body, &m));
+	apply(4, IG_REC_COIN_MINT, body, ig_bank_mint_encode(body, sizeof body, &m));
 }
 
 static void check_nonce(const char *nonce)

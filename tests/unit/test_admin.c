@@ -765,7 +765,7 @@ Test(admin_rules, records_decode_back, .init = state_setup, .fini = state_teardo
 	cr_assert_gt(n, 0);
 	cr_expect_eq(type, IG_REC_CREDIT);
 	ig_credit_rec cr;
-	cr_assert_eq(ig_credit_decode(body, (size_t)n, &cr, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_credit_decode(body, (size_t)n, &cr, &err), IG_OK, "%s", err.msg);
 	cr_expect_eq(cr.amount, 42);
 	cr_expect_str_eq(cr.id, "dev1");
 

@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "ig_aead.h"
+#include "ig_m2m.h"
+#include "ig_replay.h"
 #include "testutil.h"
 
 static void setup(void)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ig_aead.h"
 #include "ig_bank.h"
 #include "ig_coin.h"
 #include "ig_coins.h"
@@ -177,7 +178,7 @@ Test(bank_vectors, pinned_messages_open, .init = setup)
 		const uint8_t *header, *nonce, *ct;
 		size_t header_len, ct_len;
 		ig_suite suite;
-		cr_assert_eq(ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
+		cr_assert_eq(ig_coin_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
 		cr_assert_eq(header_len, 147u);
 		cr_assert_eq(suite, vecs[v].suite);
 		cr_assert_eq(nonce[0], 0x40);
@@ -199,21 +200,21 @@ Test(bank_vectors, pinned_messages_open, .init = setup)
 		if (!ig_suite_available(vecs[v].suite))
 			continue; /* AES-GCM needs AES-NI */
 		ig_coin_keys(h.coin, pk, rk);
-		int n = ig_data_open(out, sizeof out, msg, len, V_TOPIC, pk);
+		int n = ig_coin_data_open(out, sizeof out, msg, len, V_TOPIC, pk);
 		cr_assert_eq(n, 4);
 		cr_assert_eq(memcmp(out, "21.5", 4), 0);
 		memset(out, 0, sizeof out);
-		cr_assert_eq(ig_data_open_redeemed(out, sizeof out, msg, len, V_TOPIC, pk, h.nonce), 4);
+		cr_assert_eq(ig_coin_data_open_redeemed(out, sizeof out, msg, len, V_TOPIC, pk, h.nonce), 4);
 		cr_assert_eq(memcmp(out, "21.5", 4), 0);
 		uint8_t other_nonce[24];
 		memcpy(other_nonce, h.nonce, 24);
 		other_nonce[23] ^= 1;
-		cr_assert_eq(ig_data_open_redeemed(out, sizeof out, msg, len, V_TOPIC, pk, other_nonce), IG_ERR_CRYPTO);
+		cr_assert_eq(ig_coin_data_open_redeemed(out, sizeof out, msg, len, V_TOPIC, pk, other_nonce), IG_ERR_CRYPTO);
 
 		uint8_t carried[32];
-		cr_assert_eq(ig_result_parse_hash(rmsg, rlen, carried), IG_OK);
+		cr_assert_eq(ig_coin_result_parse_hash(rmsg, rlen, carried), IG_OK);
 		cr_assert_eq(memcmp(carried, hh, 32), 0);
-		n = ig_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh);
+		n = ig_coin_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh);
 		cr_assert_eq(n, 9);
 		cr_assert_eq(memcmp(out, "mean=21.5", 9), 0);
 	}
@@ -268,10 +269,10 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	ig_credit_rec c = {.amount = 100}, c2;
 	strcpy(c.id, "sensor-1");
 	strcpy(c.by, "admin1");
-	n = ig_credit_encode(buf, sizeof buf, &c);
+	n = ig_bank_credit_encode(buf, sizeof buf, &c);
 	cr_assert_gt(n, 0);
 	tu_assert_hex(buf, (size_t)n, V_CREDIT_BODY);
-	cr_assert_eq(ig_credit_decode(buf, (size_t)n, &c2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_credit_decode(buf, (size_t)n, &c2, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(c2.id, "sensor-1");
 	cr_assert_eq(c2.amount, 100u);
 	cr_assert_str_eq(c2.by, "admin1");
@@ -287,10 +288,10 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	tu_seq_bytes(coin, 32, 0x01);
 	ig_coin_hash(m.hashes[1], coin);
 	tu_assert_hex(m.hashes[1], 32, V_COIN2_HASH);
-	n = ig_mint_encode(buf, sizeof buf, &m);
+	n = ig_bank_mint_encode(buf, sizeof buf, &m);
 	cr_assert_gt(n, 0);
 	tu_assert_hex(buf, (size_t)n, V_MINT_BODY);
-	cr_assert_eq(ig_mint_decode(buf, (size_t)n, &m2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_mint_decode(buf, (size_t)n, &m2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&m, &m2, sizeof m), 0);
 
 	ig_redeem_rec r, r2;
@@ -298,20 +299,20 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	tu_unhex(r.coin_hash, 32, V_COIN_HASH);
 	strcpy(r.analyst, "analyst-1");
 	strcpy(r.collector, "sensor-1");
-	n = ig_redeem_encode(buf, sizeof buf, &r);
+	n = ig_bank_redeem_encode(buf, sizeof buf, &r);
 	cr_assert_gt(n, 0);
 	tu_assert_hex(buf, (size_t)n, V_REDEEM_BODY);
-	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
 	cr_assert_not(r2.has_header_hash, "a redeem record without tag 4 has no header hash");
 
 	/* With the redeemer's header hash (tag 4, optional). */
 	r.has_header_hash = true;
 	tu_seq_bytes(r.header_hash, 32, 0x40);
-	n = ig_redeem_encode(buf, sizeof buf, &r);
+	n = ig_bank_redeem_encode(buf, sizeof buf, &r);
 	cr_assert_eq(n, 93);
 	tu_assert_hex(buf, (size_t)n, V_REDEEM_HH_BODY);
-	cr_assert_eq(ig_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_redeem_decode(buf, (size_t)n, &r2, &err), IG_OK, "%s", err.msg);
 	cr_assert(r2.has_header_hash);
 	cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
 	{
@@ -319,8 +320,8 @@ Test(bank_records, vectors_round_trip, .init = setup)
 		uint8_t twice[256];
 		memcpy(twice, buf, (size_t)n);
 		memcpy(twice + n, buf + 58, 35);
-		cr_assert_eq(ig_redeem_decode(twice, (size_t)n + 35, &r2, &err), IG_ERR_CORRUPT);
-		cr_assert_eq(ig_redeem_decode(buf, (size_t)n - 1, &r2, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_bank_redeem_decode(twice, (size_t)n + 35, &r2, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_bank_redeem_decode(buf, (size_t)n - 1, &r2, &err), IG_ERR_CORRUPT);
 	}
 
 	ig_refund_rec f, f2;
@@ -328,19 +329,19 @@ Test(bank_records, vectors_round_trip, .init = setup)
 	tu_unhex(f.coin_hash, 32, V_COIN2_HASH);
 	strcpy(f.collector, "sensor-1");
 	strcpy(f.reason, "expired");
-	n = ig_refund_encode(buf, sizeof buf, &f);
+	n = ig_bank_refund_encode(buf, sizeof buf, &f);
 	cr_assert_gt(n, 0);
 	tu_assert_hex(buf, (size_t)n, V_REFUND_BODY);
-	cr_assert_eq(ig_refund_decode(buf, (size_t)n, &f2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_bank_refund_decode(buf, (size_t)n, &f2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(&f, &f2, sizeof f), 0);
 	strcpy(f.reason, "cancelled");
-	n = ig_refund_encode(buf, sizeof buf, &f);
+	n = ig_bank_refund_encode(buf, sizeof buf, &f);
 	cr_assert_gt(n, 0);
-	cr_assert_eq(ig_refund_decode(buf, (size_t)n, &f2, &err), IG_OK);
+	cr_assert_eq(ig_bank_refund_decode(buf, (size_t)n, &f2, &err), IG_OK);
 	cr_assert_str_eq(f2.reason, "cancelled");
 
 	/* cap too small */
-	n = ig_credit_encode(buf, 10, &c);
+	n = ig_bank_credit_encode(buf, 10, &c);
 	cr_assert_eq(n, IG_ERR_RANGE);
 	(void)expect;
 }
@@ -351,42 +352,42 @@ Test(bank_records, encoders_refuse_what_decoders_refuse, .init = setup)
 	ig_credit_rec c = {.amount = 0};
 	strcpy(c.id, "sensor-1");
 	strcpy(c.by, "admin1");
-	cr_assert_eq(ig_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
 	c.amount = 1;
 	strcpy(c.id, "bad id");
-	cr_assert_eq(ig_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
 	strcpy(c.id, "ok");
 	c.by[0] = '\0';
-	cr_assert_eq(ig_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
 	strcpy(c.by, "tab\there");
-	cr_assert_eq(ig_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
 	strcpy(c.by, "caf\xc3\xa9");
-	cr_assert_gt(ig_credit_encode(buf, sizeof buf, &c), 0);
+	cr_assert_gt(ig_bank_credit_encode(buf, sizeof buf, &c), 0);
 	strcpy(c.by, "bad\xc3");
-	cr_assert_eq(ig_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_credit_encode(buf, sizeof buf, &c), IG_ERR_INVAL);
 
 	static ig_mint_rec m;
 	memset(&m, 0, sizeof m);
 	strcpy(m.owner, "sensor-1");
 	m.count = 0;
-	cr_assert_eq(ig_mint_encode(buf, sizeof buf, &m), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_mint_encode(buf, sizeof buf, &m), IG_ERR_INVAL);
 	m.count = 65;
-	cr_assert_eq(ig_mint_encode(buf, sizeof buf, &m), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_mint_encode(buf, sizeof buf, &m), IG_ERR_INVAL);
 	m.count = 64;
-	cr_assert_gt(ig_mint_encode(buf, sizeof buf, &m), 0);
+	cr_assert_gt(ig_bank_mint_encode(buf, sizeof buf, &m), 0);
 
 	ig_redeem_rec r;
 	memset(&r, 0, sizeof r);
 	strcpy(r.analyst, "a");
-	cr_assert_eq(ig_redeem_encode(buf, sizeof buf, &r), IG_ERR_INVAL); /* no collector */
+	cr_assert_eq(ig_bank_redeem_encode(buf, sizeof buf, &r), IG_ERR_INVAL); /* no collector */
 
 	ig_refund_rec f;
 	memset(&f, 0, sizeof f);
 	strcpy(f.collector, "c");
 	strcpy(f.reason, "lost");
-	cr_assert_eq(ig_refund_encode(buf, sizeof buf, &f), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_refund_encode(buf, sizeof buf, &f), IG_ERR_INVAL);
 	strcpy(f.reason, "Expired");
-	cr_assert_eq(ig_refund_encode(buf, sizeof buf, &f), IG_ERR_INVAL);
+	cr_assert_eq(ig_bank_refund_encode(buf, sizeof buf, &f), IG_ERR_INVAL);
 }
 
 /* A body built from (tag, value) parts, so each test can drop, repeat or
@@ -591,42 +592,42 @@ Test(bank_records, fuzz, .init = setup)
 		switch (types[k]) {
 		case IG_REC_CREDIT: {
 			ig_credit_rec c, c2;
-			if (ig_credit_decode(body, len, &c, &err) == IG_OK) {
+			if (ig_bank_credit_decode(body, len, &c, &err) == IG_OK) {
 				ok++;
-				int n = ig_credit_encode(again, sizeof again, &c);
+				int n = ig_bank_credit_encode(again, sizeof again, &c);
 				cr_assert_gt(n, 0);
-				cr_assert_eq(ig_credit_decode(again, (size_t)n, &c2, &err), IG_OK);
+				cr_assert_eq(ig_bank_credit_decode(again, (size_t)n, &c2, &err), IG_OK);
 				cr_assert_eq(memcmp(&c, &c2, sizeof c), 0);
 			}
 			break;
 		}
 		case IG_REC_COIN_MINT:
-			if (ig_mint_decode(body, len, &m, &err) == IG_OK) {
+			if (ig_bank_mint_decode(body, len, &m, &err) == IG_OK) {
 				ok++;
-				int n = ig_mint_encode(again, sizeof again, &m);
+				int n = ig_bank_mint_encode(again, sizeof again, &m);
 				cr_assert_gt(n, 0);
-				cr_assert_eq(ig_mint_decode(again, (size_t)n, &m2, &err), IG_OK);
+				cr_assert_eq(ig_bank_mint_decode(again, (size_t)n, &m2, &err), IG_OK);
 				cr_assert_eq(memcmp(&m, &m2, sizeof m), 0);
 			}
 			break;
 		case IG_REC_COIN_REDEEM: {
 			ig_redeem_rec r, r2;
-			if (ig_redeem_decode(body, len, &r, &err) == IG_OK) {
+			if (ig_bank_redeem_decode(body, len, &r, &err) == IG_OK) {
 				ok++;
-				int n = ig_redeem_encode(again, sizeof again, &r);
+				int n = ig_bank_redeem_encode(again, sizeof again, &r);
 				cr_assert_gt(n, 0);
-				cr_assert_eq(ig_redeem_decode(again, (size_t)n, &r2, &err), IG_OK);
+				cr_assert_eq(ig_bank_redeem_decode(again, (size_t)n, &r2, &err), IG_OK);
 				cr_assert_eq(memcmp(&r, &r2, sizeof r), 0);
 			}
 			break;
 		}
 		default: {
 			ig_refund_rec f, f2;
-			if (ig_refund_decode(body, len, &f, &err) == IG_OK) {
+			if (ig_bank_refund_decode(body, len, &f, &err) == IG_OK) {
 				ok++;
-				int n = ig_refund_encode(again, sizeof again, &f);
+				int n = ig_bank_refund_encode(again, sizeof again, &f);
 				cr_assert_gt(n, 0);
-				cr_assert_eq(ig_refund_decode(again, (size_t)n, &f2, &err), IG_OK);
+				cr_assert_eq(ig_bank_refund_decode(again, (size_t)n, &f2, &err), IG_OK);
 				cr_assert_eq(memcmp(&f, &f2, sizeof f), 0);
 			}
 			break;
@@ -724,22 +725,22 @@ Test(bank_crypto, round_trip_both_suites, .init = setup)
 	for (size_t s = 0; s < 2; s++) {
 		if (!ig_suite_available(both[s]))
 			continue;
-		const size_t sizes[] = {0, 1, 4, 1000, IG_DATA_MAX_PAYLOAD};
+		const size_t sizes[] = {0, 1, 4, 1000, IG_COIN_DATA_MAX_PAYLOAD};
 		for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
 			size_t plen = sizes[z];
 			uint8_t *payload = malloc(plen + 1), *out = malloc(plen + 1);
-			uint8_t *msg = malloc(plen + IG_DATA_OVERHEAD_MAX);
+			uint8_t *msg = malloc(plen + IG_COIN_DATA_OVERHEAD_MAX);
 			uint8_t coin[32], hh[32], hh2[32];
 			tu_rand_bytes(payload, plen);
 			randombytes_buf(coin, sizeof coin);
-			int n = ig_data_seal(msg, plen + IG_DATA_OVERHEAD_MAX, bpk, coin, both[s], V_COLLECTOR, V_TOPIC,
-			                     payload, plen, hh);
+			int n = ig_coin_data_seal(msg, plen + IG_COIN_DATA_OVERHEAD_MAX, bpk, coin, both[s], V_COLLECTOR, V_TOPIC,
+			                          payload, plen, hh);
 			cr_assert_eq(n, (int)(plen + 4 + 2 + 147 + 1 + 24 + 16), "suite %d len %zu: %d", both[s], plen, n);
 
 			const uint8_t *header, *nonce, *ct;
 			size_t header_len, ct_len;
 			ig_suite suite;
-			cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
+			cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
 			cr_assert_eq(suite, both[s]);
 			cr_assert_eq(ct_len, plen + 16);
 			ig_coin_header_hash(hh2, header, header_len);
@@ -755,21 +756,21 @@ Test(bank_crypto, round_trip_both_suites, .init = setup)
 
 			uint8_t pk[32], rk[32];
 			ig_coin_keys(h.coin, pk, rk);
-			int m = ig_data_open(out, plen, msg, (size_t)n, V_TOPIC, pk);
+			int m = ig_coin_data_open(out, plen, msg, (size_t)n, V_TOPIC, pk);
 			cr_assert_eq(m, (int)plen);
 			cr_assert_eq(memcmp(out, payload, plen), 0);
 			if (plen > 0)
-				cr_assert_eq(ig_data_open(out, plen - 1, msg, (size_t)n, V_TOPIC, pk), IG_ERR_RANGE);
+				cr_assert_eq(ig_coin_data_open(out, plen - 1, msg, (size_t)n, V_TOPIC, pk), IG_ERR_RANGE);
 
 			/* result back */
-			uint8_t *res = malloc(plen + IG_RESULT_OVERHEAD);
-			int r = ig_result_seal(res, plen + IG_RESULT_OVERHEAD, rk, both[s], hh, V_RTOPIC, payload, plen);
-			cr_assert_eq(r, (int)(plen + IG_RESULT_OVERHEAD));
+			uint8_t *res = malloc(plen + IG_COIN_RESULT_OVERHEAD);
+			int r = ig_coin_result_seal(res, plen + IG_COIN_RESULT_OVERHEAD, rk, both[s], hh, V_RTOPIC, payload, plen);
+			cr_assert_eq(r, (int)(plen + IG_COIN_RESULT_OVERHEAD));
 			uint8_t carried[32];
-			cr_assert_eq(ig_result_parse_hash(res, (size_t)r, carried), IG_OK);
+			cr_assert_eq(ig_coin_result_parse_hash(res, (size_t)r, carried), IG_OK);
 			cr_assert_eq(memcmp(carried, hh, 32), 0);
 			memset(out, 0, plen + 1);
-			cr_assert_eq(ig_result_open(out, plen, res, (size_t)r, V_RTOPIC, rk, hh), (int)plen);
+			cr_assert_eq(ig_coin_result_open(out, plen, res, (size_t)r, V_RTOPIC, rk, hh), (int)plen);
 			cr_assert_eq(memcmp(out, payload, plen), 0);
 			free(res);
 			free(payload);
@@ -782,31 +783,31 @@ Test(bank_crypto, round_trip_both_suites, .init = setup)
 Test(bank_crypto, seal_argument_checks, .init = setup)
 {
 	uint8_t bpk[IG_PK_BYTES], bsk[IG_SK_BYTES], coin[32], hh[32], msg[512];
-	uint8_t *big = calloc(1, IG_DATA_MAX_PAYLOAD + 1);
+	uint8_t *big = calloc(1, IG_COIN_DATA_MAX_PAYLOAD + 1);
 	bank_keys(bpk, bsk);
 	tu_rand_bytes(coin, 32);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
-	cr_assert_eq(ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, big, IG_DATA_MAX_PAYLOAD + 1, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, big, IG_COIN_DATA_MAX_PAYLOAD + 1, hh),
 	             IG_ERR_RANGE);
-	cr_assert_eq(ig_data_seal(msg, 197, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, 197, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh),
 	             IG_ERR_RANGE);
-	cr_assert_eq(ig_data_seal(msg, 198, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh), 198);
-	cr_assert_eq(ig_data_seal(msg, sizeof msg, bpk, coin, s, "sensor 1", V_TOPIC, (const uint8_t *)"x", 1, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, 198, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh), 198);
+	cr_assert_eq(ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, "sensor 1", V_TOPIC, (const uint8_t *)"x", 1, hh),
 	             IG_ERR_INVAL);
-	cr_assert_eq(ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, "", (const uint8_t *)"x", 1, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, "", (const uint8_t *)"x", 1, hh),
 	             IG_ERR_INVAL);
-	cr_assert_eq(ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_NONE, V_COLLECTOR, V_TOPIC,
-	                          (const uint8_t *)"x", 1, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_NONE, V_COLLECTOR, V_TOPIC,
+	                               (const uint8_t *)"x", 1, hh),
 	             IG_ERR_INVAL);
 	uint8_t zero_pk[32] = {0}; /* small order: no usable X25519 key */
-	cr_assert_eq(ig_data_seal(msg, sizeof msg, zero_pk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"x", 1, hh),
+	cr_assert_eq(ig_coin_data_seal(msg, sizeof msg, zero_pk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"x", 1, hh),
 	             IG_ERR_CRYPTO);
 	/* the longest collector id makes the longest header */
 	char id64[65];
 	memset(id64, 'c', 64);
 	id64[64] = '\0';
-	int n = ig_data_seal(msg, sizeof msg, bpk, coin, s, id64, V_TOPIC, (const uint8_t *)"x", 1, hh);
-	cr_assert_eq(n, (int)(IG_DATA_OVERHEAD_MAX + 1));
+	int n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, id64, V_TOPIC, (const uint8_t *)"x", 1, hh);
+	cr_assert_eq(n, (int)(IG_COIN_DATA_OVERHEAD_MAX + 1));
 	ig_coin_header h;
 	cr_assert_eq(ig_coin_header_open(&h, msg + 6, IG_COIN_HEADER_SEALED_MAX, bsk), IG_OK);
 	cr_assert_str_eq(h.collector, id64);
@@ -815,12 +816,12 @@ Test(bank_crypto, seal_argument_checks, .init = setup)
 	memset(topic, 't', 2999);
 	topic[2999] = '\0';
 	uint8_t pk[32], rk[32], out[8];
-	n = ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, topic, (const uint8_t *)"abc", 3, hh);
+	n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, topic, (const uint8_t *)"abc", 3, hh);
 	cr_assert_gt(n, 0);
 	ig_coin_keys(coin, pk, rk);
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, topic, pk), 3);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, topic, pk), 3);
 	topic[5] = 'u';
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, topic, pk), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, topic, pk), IG_ERR_CRYPTO);
 	free(topic);
 	free(big);
 }
@@ -834,22 +835,22 @@ Test(bank_crypto, every_byte_tamper_and_truncation, .init = setup)
 	for (size_t s = 0; s < 2; s++) {
 		if (!ig_suite_available(both[s]))
 			continue;
-		int n = ig_data_seal(msg, sizeof msg, bpk, coin, both[s], V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4,
-		                     hh);
+		int n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, both[s], V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4,
+		                          hh);
 		cr_assert_gt(n, 0);
 		/* what the bank returns to the analyst: the nonce from the header */
 		ig_coin_header bank_view;
 		cr_assert_eq(ig_coin_header_open(&bank_view, msg + 6, 147, bsk), IG_OK);
 		const uint8_t *nonce = bank_view.nonce;
-		cr_assert_eq(ig_data_open_redeemed(out, sizeof out, msg, (size_t)n, V_TOPIC, pk, nonce), 4);
+		cr_assert_eq(ig_coin_data_open_redeemed(out, sizeof out, msg, (size_t)n, V_TOPIC, pk, nonce), 4);
 		for (int i = 0; i < n; i++) {
 			for (int bit = 0; bit < 8; bit += 3) {
 				msg[i] ^= (uint8_t)(1u << bit);
-				cr_assert_lt(ig_data_open_redeemed(out, sizeof out, msg, (size_t)n, V_TOPIC, pk, nonce), 0,
+				cr_assert_lt(ig_coin_data_open_redeemed(out, sizeof out, msg, (size_t)n, V_TOPIC, pk, nonce), 0,
 				             "byte %d", i);
 				/* even without the bank's nonce: GCM's unused nonce bytes
 				 * must be zero, so they cannot be rewritten either */
-				cr_assert_lt(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), 0, "byte %d", i);
+				cr_assert_lt(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), 0, "byte %d", i);
 				/* the header itself refuses tampering too */
 				if (i >= 6 && i < 6 + 147) {
 					ig_coin_header h;
@@ -859,27 +860,27 @@ Test(bank_crypto, every_byte_tamper_and_truncation, .init = setup)
 			}
 		}
 		for (int cut = 1; cut <= n; cut++) {
-			cr_assert_lt(ig_data_open(out, sizeof out, msg, (size_t)(n - cut), V_TOPIC, pk), 0);
-			cr_assert_lt(ig_data_open_redeemed(out, sizeof out, msg, (size_t)(n - cut), V_TOPIC, pk, nonce), 0);
+			cr_assert_lt(ig_coin_data_open(out, sizeof out, msg, (size_t)(n - cut), V_TOPIC, pk), 0);
+			cr_assert_lt(ig_coin_data_open_redeemed(out, sizeof out, msg, (size_t)(n - cut), V_TOPIC, pk, nonce), 0);
 		}
 		uint8_t longer[600];
 		memcpy(longer, msg, (size_t)n);
 		longer[n] = 0;
-		cr_assert_lt(ig_data_open(out, sizeof out, longer, (size_t)n + 1, V_TOPIC, pk), 0);
+		cr_assert_lt(ig_coin_data_open(out, sizeof out, longer, (size_t)n + 1, V_TOPIC, pk), 0);
 		sodium_memzero(&bank_view, sizeof bank_view);
 
 		/* results too */
 		uint8_t res[128];
-		int r = ig_result_seal(res, sizeof res, rk, both[s], hh, V_RTOPIC, (const uint8_t *)"ok", 2);
-		cr_assert_eq(r, IG_RESULT_OVERHEAD + 2);
+		int r = ig_coin_result_seal(res, sizeof res, rk, both[s], hh, V_RTOPIC, (const uint8_t *)"ok", 2);
+		cr_assert_eq(r, IG_COIN_RESULT_OVERHEAD + 2);
 		for (int i = 0; i < r; i++) {
 			res[i] ^= 0x01;
-			cr_assert_lt(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 0, "byte %d", i);
+			cr_assert_lt(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 0, "byte %d", i);
 			res[i] ^= 0x01;
 		}
 		for (int cut = 1; cut <= r; cut++)
-			cr_assert_lt(ig_result_open(out, sizeof out, res, (size_t)(r - cut), V_RTOPIC, rk, hh), 0);
-		cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 2);
+			cr_assert_lt(ig_coin_result_open(out, sizeof out, res, (size_t)(r - cut), V_RTOPIC, rk, hh), 0);
+		cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 2);
 	}
 }
 
@@ -908,26 +909,26 @@ Test(bank_crypto, every_nonce_bit_is_covered, .init = setup)
 				size_t header_len, ct_len;
 				ig_suite suite;
 				msg[data_nonce + i] ^= (uint8_t)(1u << bit);
-				int rc = ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len);
+				int rc = ig_coin_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len);
 				cr_assert_eq(rc, spare ? IG_ERR_INVAL : IG_OK, "suite %d data nonce byte %zu bit %d", suite, i, bit);
 				if (can_open)
-					cr_assert_lt(ig_data_open(out, sizeof out, msg, len, V_TOPIC, pk), 0, "byte %zu bit %d", i,
+					cr_assert_lt(ig_coin_data_open(out, sizeof out, msg, len, V_TOPIC, pk), 0, "byte %zu bit %d", i,
 					             bit);
 				msg[data_nonce + i] ^= (uint8_t)(1u << bit);
 
 				rmsg[result_nonce + i] ^= (uint8_t)(1u << bit);
-				rc = ig_result_parse_hash(rmsg, rlen, carried);
+				rc = ig_coin_result_parse_hash(rmsg, rlen, carried);
 				cr_assert_eq(rc, spare ? IG_ERR_INVAL : IG_OK, "result nonce byte %zu bit %d", i, bit);
 				if (can_open)
-					cr_assert_lt(ig_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh), 0,
+					cr_assert_lt(ig_coin_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh), 0,
 					             "byte %zu bit %d", i, bit);
 				rmsg[result_nonce + i] ^= (uint8_t)(1u << bit);
 			}
 		}
 		/* untouched, both still open */
 		if (can_open) {
-			cr_assert_eq(ig_data_open(out, sizeof out, msg, len, V_TOPIC, pk), 4);
-			cr_assert_eq(ig_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh), 9);
+			cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, len, V_TOPIC, pk), 4);
+			cr_assert_eq(ig_coin_result_open(out, sizeof out, rmsg, rlen, V_RTOPIC, rk, hh), 9);
 		}
 	}
 
@@ -967,8 +968,8 @@ Test(bank_crypto, every_nonce_bit_is_covered, .init = setup)
 		tu_rand_bytes(coin, sizeof coin);
 		ig_coin_keys(coin, pk, rk);
 		for (int k = 0; k < 8; k++) {
-			int m = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_AES256GCM, V_COLLECTOR, V_TOPIC,
-			                     (const uint8_t *)"21.5", 4, hh);
+			int m = ig_coin_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_AES256GCM, V_COLLECTOR, V_TOPIC,
+			                          (const uint8_t *)"21.5", 4, hh);
 			cr_assert_eq(m, 198);
 			const uint8_t *nonce = msg + data_nonce;
 			for (size_t i = 12; i < 24; i++)
@@ -979,13 +980,13 @@ Test(bank_crypto, every_nonce_bit_is_covered, .init = setup)
 			cr_assert_eq(ig_coin_header_open(&back, msg + 6, 147, bsk), IG_OK);
 			cr_assert_eq(memcmp(back.nonce, nonce, 24), 0);
 			uint8_t out[8];
-			cr_assert_eq(ig_data_open_redeemed(out, sizeof out, msg, 198, V_TOPIC, pk, back.nonce), 4);
+			cr_assert_eq(ig_coin_data_open_redeemed(out, sizeof out, msg, 198, V_TOPIC, pk, back.nonce), 4);
 
-			int r = ig_result_seal(res, sizeof res, rk, IG_SUITE_AES256GCM, hh, V_RTOPIC, (const uint8_t *)"ok", 2);
-			cr_assert_eq(r, IG_RESULT_OVERHEAD + 2);
+			int r = ig_coin_result_seal(res, sizeof res, rk, IG_SUITE_AES256GCM, hh, V_RTOPIC, (const uint8_t *)"ok", 2);
+			cr_assert_eq(r, IG_COIN_RESULT_OVERHEAD + 2);
 			for (size_t i = 12; i < 24; i++)
 				cr_assert_eq(res[result_nonce + i], 0, "result seal %d byte %zu", k, i);
-			cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 2);
+			cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rk, hh), 2);
 		}
 		sodium_memzero(&back, sizeof back);
 	}
@@ -1002,12 +1003,12 @@ Test(bank_crypto, header_moved_to_another_topic, .init = setup)
 	tu_rand_bytes(coin2, 32);
 	ig_coin_keys(coin, pk, rk);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
-	int n = ig_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh);
+	int n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"21.5", 4, hh);
 	cr_assert_gt(n, 0);
 
 	/* the whole message republished on another topic: the analyst refuses it */
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, other, pk), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC "x", pk), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, other, pk), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC "x", pk), IG_ERR_CRYPTO);
 	/* and the bank refuses to redeem its header for that topic */
 	ig_coin_header h;
 	cr_assert_eq(ig_coin_header_open(&h, msg + 6, 147, bsk), IG_OK);
@@ -1016,15 +1017,15 @@ Test(bank_crypto, header_moved_to_another_topic, .init = setup)
 	cr_assert_not(ig_coin_header_matches_topic(&h, ""));
 
 	/* the header grafted onto another message (another coin's ciphertext) */
-	int n2 = ig_data_seal(msg2, sizeof msg2, bpk, coin2, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"99.9", 4, hh2);
+	int n2 = ig_coin_data_seal(msg2, sizeof msg2, bpk, coin2, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"99.9", 4, hh2);
 	cr_assert_eq(n2, n);
 	uint8_t graft[512];
 	memcpy(graft, msg, 6 + 147);                      /* header of coin 1 */
 	memcpy(graft + 6 + 147, msg2 + 6 + 147, (size_t)n - 6 - 147); /* payload of coin 2 */
 	uint8_t pk2[32], rk2[32];
 	ig_coin_keys(coin2, pk2, rk2);
-	cr_assert_eq(ig_data_open(out, sizeof out, graft, (size_t)n, V_TOPIC, pk), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_data_open(out, sizeof out, graft, (size_t)n, V_TOPIC, pk2), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, graft, (size_t)n, V_TOPIC, pk), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, graft, (size_t)n, V_TOPIC, pk2), IG_ERR_CRYPTO);
 }
 
 /* A result for request X cannot be opened as the result for request Y. */
@@ -1038,26 +1039,26 @@ Test(bank_crypto, result_bound_to_header_hash, .init = setup)
 	ig_coin_keys(coinx, pkx, rkx);
 	ig_coin_keys(coiny, pky, rky);
 	ig_suite s = IG_SUITE_XCHACHA20POLY1305;
-	cr_assert_gt(ig_data_seal(msg, sizeof msg, bpk, coinx, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"1", 1, hx), 0);
-	cr_assert_gt(ig_data_seal(msg, sizeof msg, bpk, coiny, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"2", 1, hy), 0);
+	cr_assert_gt(ig_coin_data_seal(msg, sizeof msg, bpk, coinx, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"1", 1, hx), 0);
+	cr_assert_gt(ig_coin_data_seal(msg, sizeof msg, bpk, coiny, s, V_COLLECTOR, V_TOPIC, (const uint8_t *)"2", 1, hy), 0);
 
-	int r = ig_result_seal(res, sizeof res, rkx, s, hx, V_RTOPIC, (const uint8_t *)"for-x", 5);
+	int r = ig_coin_result_seal(res, sizeof res, rkx, s, hx, V_RTOPIC, (const uint8_t *)"for-x", 5);
 	cr_assert_gt(r, 0);
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hx), 5);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hx), 5);
 	/* the collector looks up the carried hash: it is X's, so Y cannot match */
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rky, hy), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hy), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rky, hy), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hy), IG_ERR_CRYPTO);
 	/* rewriting the carried hash to Y's: the tag (AAD) still says X */
 	memcpy(res + 4, hy, 32);
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rky, hy), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hy), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rky, hy), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hy), IG_ERR_CRYPTO);
 	memcpy(res + 4, hx, 32);
 	/* another results topic */
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, "iotguard/demo/dev/sensor-1/results/hum", rkx, hx),
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, "iotguard/demo/dev/sensor-1/results/hum", rkx, hx),
 	             IG_ERR_CRYPTO);
 	/* the payload key is not the result key */
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, pkx, hx), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hx), 5);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, pkx, hx), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_result_open(out, sizeof out, res, (size_t)r, V_RTOPIC, rkx, hx), 5);
 	cr_assert_eq(memcmp(out, "for-x", 5), 0);
 	(void)pky;
 }
@@ -1071,12 +1072,12 @@ Test(bank_crypto, wrong_keys, .init = setup)
 	tu_rand_bytes(coin, 32);
 	tu_rand_bytes(random_key, 32);
 	ig_coin_keys(coin, pk, rk);
-	int n = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
-	                     (const uint8_t *)"21.5", 4, hh);
+	int n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
+	                          (const uint8_t *)"21.5", 4, hh);
 	cr_assert_gt(n, 0);
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, rk), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, random_key), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), 4);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, rk), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, random_key), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), 4);
 	/* another bank cannot open the header */
 	ig_coin_header h;
 	memset(&h, 0xAA, sizeof h);
@@ -1090,10 +1091,10 @@ Test(bank_crypto, wrong_keys, .init = setup)
 	/* the suite byte selects another algorithm: an XChaCha nonce is not a
 	 * canonical GCM nonce (malformed); with one that is, the tag fails */
 	msg[6 + 147] = IG_SUITE_AES256GCM;
-	cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), IG_ERR_INVAL);
 	if (ig_suite_available(IG_SUITE_AES256GCM)) {
 		memset(msg + 6 + 147 + 1 + 12, 0, 12);
-		cr_assert_eq(ig_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), IG_ERR_CRYPTO);
+		cr_assert_eq(ig_coin_data_open(out, sizeof out, msg, (size_t)n, V_TOPIC, pk), IG_ERR_CRYPTO);
 	}
 }
 
@@ -1149,26 +1150,26 @@ Test(bank_crypto, parse_rejects_malformed, .init = setup)
 	ig_suite suite;
 	bank_keys(bpk, bsk);
 	tu_rand_bytes(coin, 32);
-	int n = ig_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
-	                     (const uint8_t *)"21.5", 4, hh);
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
+	int n = ig_coin_data_seal(msg, sizeof msg, bpk, coin, IG_SUITE_XCHACHA20POLY1305, V_COLLECTOR, V_TOPIC,
+	                          (const uint8_t *)"21.5", 4, hh);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_OK);
 	msg[0] = 'X';
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
 	msg[0] = 'I';
 	ig_put_u16(msg + 4, 139);
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
 	ig_put_u16(msg + 4, 204);
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
 	ig_put_u16(msg + 4, 147);
 	msg[6 + 147] = 0;
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
 	msg[6 + 147] = 3;
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &nonce, &ct, &ct_len), IG_ERR_INVAL);
 	msg[6 + 147] = 2;
 	/* an empty payload is 16 bytes of tag; less is malformed */
-	cr_assert_eq(ig_data_parse(msg, 6 + 147 + 1 + 24 + 16, &header, &header_len, &suite, &nonce, &ct, &ct_len),
+	cr_assert_eq(ig_coin_data_parse(msg, 6 + 147 + 1 + 24 + 16, &header, &header_len, &suite, &nonce, &ct, &ct_len),
 	             IG_OK);
-	cr_assert_eq(ig_data_parse(msg, 6 + 147 + 1 + 24 + 15, &header, &header_len, &suite, &nonce, &ct, &ct_len),
+	cr_assert_eq(ig_coin_data_parse(msg, 6 + 147 + 1 + 24 + 15, &header, &header_len, &suite, &nonce, &ct, &ct_len),
 	             IG_ERR_INVAL);
 	/* random garbage never parses into something out of bounds */
 	for (int i = 0; i < 5000; i++) {
@@ -1178,13 +1179,13 @@ Test(bank_crypto, parse_rejects_malformed, .init = setup)
 			memcpy(msg, "IGD1", 4);
 			ig_put_u16(msg + 4, (uint16_t)(140 + tu_rand() % 64));
 		}
-		if (ig_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len) == IG_OK) {
+		if (ig_coin_data_parse(msg, len, &header, &header_len, &suite, &nonce, &ct, &ct_len) == IG_OK) {
 			cr_assert_leq((size_t)(ct - msg) + ct_len, len);
 			cr_assert_geq(ct_len, 16u);
 		}
 		uint8_t carried[32];
-		if (ig_result_parse_hash(msg, len, carried) == IG_OK)
-			cr_assert_geq(len, (size_t)IG_RESULT_OVERHEAD);
+		if (ig_coin_result_parse_hash(msg, len, carried) == IG_OK)
+			cr_assert_geq(len, (size_t)IG_COIN_RESULT_OVERHEAD);
 	}
 }
 
@@ -1206,7 +1207,7 @@ static int credit(ig_coins *c, const char *id, uint64_t amount)
 	strcpy(r.id, id);
 	strcpy(r.by, "admin1");
 	ig_error err;
-	int rc = apply_body(c, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &r), &err);
+	int rc = apply_body(c, IG_REC_CREDIT, body, ig_bank_credit_encode(body, sizeof body, &r), &err);
 	return rc;
 }
 
@@ -1220,7 +1221,7 @@ static int mint(ig_coins *c, const char *owner, uint64_t expires, uint8_t (*hash
 	r.expires_at = expires;
 	r.count = count;
 	memcpy(r.hashes, hashes, (size_t)count * 32);
-	return apply_body(c, IG_REC_COIN_MINT, body, ig_mint_encode(body, sizeof body, &r), err);
+	return apply_body(c, IG_REC_COIN_MINT, body, ig_bank_mint_encode(body, sizeof body, &r), err);
 }
 
 static int redeem(ig_coins *c, const uint8_t hash[32], const char *collector, ig_error *err)
@@ -1231,7 +1232,7 @@ static int redeem(ig_coins *c, const uint8_t hash[32], const char *collector, ig
 	memcpy(r.coin_hash, hash, 32);
 	strcpy(r.analyst, "analyst-1");
 	strcpy(r.collector, collector);
-	return apply_body(c, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), err);
+	return apply_body(c, IG_REC_COIN_REDEEM, body, ig_bank_redeem_encode(body, sizeof body, &r), err);
 }
 
 static int refund(ig_coins *c, const uint8_t hash[32], const char *collector, ig_error *err)
@@ -1242,7 +1243,7 @@ static int refund(ig_coins *c, const uint8_t hash[32], const char *collector, ig
 	memcpy(r.coin_hash, hash, 32);
 	strcpy(r.collector, collector);
 	strcpy(r.reason, "cancelled");
-	return apply_body(c, IG_REC_COIN_REFUND, body, ig_refund_encode(body, sizeof body, &r), err);
+	return apply_body(c, IG_REC_COIN_REFUND, body, ig_bank_refund_encode(body, sizeof body, &r), err);
 }
 
 Test(bank_index, mint_redeem_refund, .init = setup)
@@ -1630,7 +1631,7 @@ static int redeem_as(ig_coins *c, rec_log *log, const uint8_t hash[32], const ch
 		r.has_header_hash = true;
 		memcpy(r.header_hash, header_hash, 32);
 	}
-	return logged(c, log, IG_REC_COIN_REDEEM, body, ig_redeem_encode(body, sizeof body, &r), err);
+	return logged(c, log, IG_REC_COIN_REDEEM, body, ig_bank_redeem_encode(body, sizeof body, &r), err);
 }
 
 static void check_redeemers(const ig_coins *c, uint8_t (*h)[32], uint8_t (*hh)[32])
@@ -1667,7 +1668,7 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 		ig_credit_rec r = {.amount = 4};
 		strcpy(r.id, "dev1");
 		strcpy(r.by, "admin1");
-		cr_assert_eq(logged(c, log, IG_REC_CREDIT, body, ig_credit_encode(body, sizeof body, &r), &err), IG_OK);
+		cr_assert_eq(logged(c, log, IG_REC_CREDIT, body, ig_bank_credit_encode(body, sizeof body, &r), &err), IG_OK);
 		static ig_mint_rec m;
 		static uint8_t mbody[4096];
 		memset(&m, 0, sizeof m);
@@ -1675,7 +1676,7 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 		m.expires_at = 2000000000u;
 		m.count = 4;
 		memcpy(m.hashes, h, 4 * 32);
-		int n = ig_mint_encode(mbody, sizeof mbody, &m);
+		int n = ig_bank_mint_encode(mbody, sizeof mbody, &m);
 		cr_assert_lt(n, 256);
 		cr_assert_eq(logged(c, log, IG_REC_COIN_MINT, mbody, n, &err), IG_OK, "%s", err.msg);
 	}
@@ -1703,7 +1704,7 @@ Test(bank_index, redeem_repeatable_by_its_redeemer, .init = setup)
 		memcpy(r.coin_hash, h[2], 32);
 		strcpy(r.collector, "dev1");
 		strcpy(r.reason, "cancelled");
-		cr_assert_eq(logged(c, log, IG_REC_COIN_REFUND, body, ig_refund_encode(body, sizeof body, &r), &err), IG_OK);
+		cr_assert_eq(logged(c, log, IG_REC_COIN_REFUND, body, ig_bank_refund_encode(body, sizeof body, &r), &err), IG_OK);
 	}
 	check_redeemers(c, h, hh);
 	/* Clearing in-flight after the record (as the plugin does) keeps the tag. */

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ig_attest.h"
 #include "ig_entropy.h"
+#include "ig_health.h"
+#include "ig_pool.h"
 #include "testutil.h"
 
 static void setup(void)
@@ -222,52 +225,52 @@ Test(entropy, vn_hand_vectors)
 	/* bits (LSB first) 01 10 00 11 01 -> 0 1 0: three bits, no whole byte */
 	const uint8_t three[] = {0xc6, 0x02};
 	memset(out, 0xee, sizeof out);
-	cr_expect_eq(ig_vn_debias(out, sizeof out, three, sizeof three), 0);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, three, sizeof three), 0);
 	cr_expect_eq(out[0], 0xee, "a partial byte is not written");
 
 	/* 0x66 = 0 1 1 0 0 1 1 0 -> 0 1 0 1; 0x99 = 1 0 0 1 1 0 0 1 -> 1 0 1 0;
 	 * output bits 0 1 0 1 1 0 1 0 LSB first = 0x5a */
 	const uint8_t full[] = {0x66, 0x99};
-	cr_expect_eq(ig_vn_debias(out, sizeof out, full, sizeof full), 8);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, full, sizeof full), 8);
 	cr_expect_eq(out[0], 0x5a, "got 0x%02x", out[0]);
 
 	/* 0x01: pair (1,0) -> 1 then three 00 pairs; 0x02: (0,1) -> 0 */
 	const uint8_t ones[] = {1, 1, 1, 1, 1, 1, 1, 1};
 	const uint8_t zeros[] = {2, 2, 2, 2, 2, 2, 2, 2};
-	cr_expect_eq(ig_vn_debias(out, sizeof out, ones, sizeof ones), 8);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, ones, sizeof ones), 8);
 	cr_expect_eq(out[0], 0xff);
-	cr_expect_eq(ig_vn_debias(out, sizeof out, zeros, sizeof zeros), 8);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, zeros, sizeof zeros), 8);
 	cr_expect_eq(out[0], 0x00);
 
 	/* 0x40: bits 6,7 = (1,0) -> 1 only; 0x80: (0,1) -> 0 */
 	const uint8_t mixed[] = {0x40, 0x80, 0x40, 0x40, 0x80, 0x80, 0x80, 0x40};
-	cr_expect_eq(ig_vn_debias(out, sizeof out, mixed, sizeof mixed), 8);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, mixed, sizeof mixed), 8);
 	cr_expect_eq(out[0], 0x8d, "1 0 1 1 0 0 0 1 LSB first; got 0x%02x", out[0]);
 
 	/* only 00 and 11 pairs: nothing */
 	const uint8_t none[] = {0x00, 0xff, 0x33, 0xcc, 0x0f, 0xf0, 0xc3, 0x3c};
-	cr_expect_eq(ig_vn_debias(out, sizeof out, none, sizeof none), 0);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, none, sizeof none), 0);
 }
 
 Test(entropy, vn_edges)
 {
 	uint8_t out[4] = {0xee, 0xee, 0xee, 0xee};
 	const uint8_t in[] = {0x66, 0x66, 0x66, 0x66, 0x66, 0x66};
-	cr_expect_eq(ig_vn_debias(out, sizeof out, in, 0), 0, "empty input");
-	cr_expect_eq(ig_vn_debias(out, 0, in, sizeof in), 0, "no room");
-	cr_expect_eq(ig_vn_debias(NULL, 4, in, sizeof in), 0);
-	cr_expect_eq(ig_vn_debias(out, 4, NULL, 4), 0);
+	cr_expect_eq(ig_entropy_debias(out, sizeof out, in, 0), 0, "empty input");
+	cr_expect_eq(ig_entropy_debias(out, 0, in, sizeof in), 0, "no room");
+	cr_expect_eq(ig_entropy_debias(NULL, 4, in, sizeof in), 0);
+	cr_expect_eq(ig_entropy_debias(out, 4, NULL, 4), 0);
 	cr_expect_eq(out[0], 0xee);
 	/* 6 bytes -> 24 bits -> 3 bytes, capacity limits to 1 */
-	cr_expect_eq(ig_vn_debias(out, 1, in, sizeof in), 8);
+	cr_expect_eq(ig_entropy_debias(out, 1, in, sizeof in), 8);
 	cr_expect_eq(out[0], 0xaa, "0 1 0 1 0 1 0 1 LSB first");
 	cr_expect_eq(out[1], 0xee, "nothing beyond out_cap");
-	cr_expect_eq(ig_vn_debias(out, 4, in, sizeof in), 24);
+	cr_expect_eq(ig_entropy_debias(out, 4, in, sizeof in), 24);
 	cr_expect_eq(out[2], 0xaa);
 	cr_expect_eq(out[3], 0xee);
 	/* odd leftover: 0x66 gives 4 bits, 0x01 one more: 5 bits dropped */
 	const uint8_t odd[] = {0x66, 0x01};
-	cr_expect_eq(ig_vn_debias(out, 4, odd, sizeof odd), 0);
+	cr_expect_eq(ig_entropy_debias(out, 4, odd, sizeof odd), 0);
 }
 
 /* Bit-array reference: no shifting tricks. */
@@ -299,7 +302,7 @@ Test(entropy, vn_matches_reference_on_random_input)
 			in[i] = (uint8_t)tu_rand32();
 		memset(a, 0, sizeof a);
 		memset(b, 0, sizeof b);
-		size_t na = ig_vn_debias(a, cap, in, len);
+		size_t na = ig_entropy_debias(a, cap, in, len);
 		size_t nb = vn_reference(b, cap, in, len);
 		cr_assert_eq(na, nb, "round %d", round);
 		cr_assert_eq(na % 8, 0);
@@ -317,7 +320,7 @@ Test(entropy, vn_output_is_unbiased_for_biased_input)
 			v |= (uint8_t)((tu_rand32() % 10 < 8) << b);
 		in[i] = v;
 	}
-	size_t bits = ig_vn_debias(out, sizeof out, in, sizeof in);
+	size_t bits = ig_entropy_debias(out, sizeof out, in, sizeof in);
 	/* expected 2 * 0.8 * 0.2 = 0.32 output bits per pair, 80000 pairs */
 	cr_assert_gt(bits, 24000);
 	cr_assert_lt(bits, 27200);

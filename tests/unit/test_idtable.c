@@ -13,6 +13,7 @@
 
 #include "ig_idtable.h"
 #include "ig_join.h"
+#include "ig_joincodes.h"
 #include "ig_sessions.h"
 #include "testutil.h"
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ig_join.h"
+#include "ig_joincodes.h"
 #include "ig_record.h"
 #include "ig_registry.h"
 #include "testutil.h"

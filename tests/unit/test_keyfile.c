@@ -48,7 +48,7 @@ Test(keyfile, round_trip)
 {
 	uint8_t pk[32], sk[64], pk2[32], sk2[64];
 	ig_error err = {0};
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
 	cr_assert_eq(ig_keyfile_write(path, sk, false, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(ig_keyfile_read(path, sk2, pk2, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(pk, pk2, 32), 0);
@@ -73,7 +73,7 @@ Test(keyfile, exact_format)
 Test(keyfile, mode_0600_despite_umask)
 {
 	uint8_t pk[32], sk[64];
-	ig_key_generate(pk, sk);
+	ig_keyfile_generate(pk, sk);
 	mode_t old = umask(0);
 	int rc = ig_keyfile_write(path, sk, false, NULL);
 	umask(old);
@@ -95,8 +95,8 @@ Test(keyfile, refuses_to_replace_without_overwrite)
 {
 	uint8_t pk[32], sk[64], pk2[32], sk2[64], rpk[32], rsk[64];
 	ig_error err = {0};
-	ig_key_generate(pk, sk);
-	ig_key_generate(pk2, sk2);
+	ig_keyfile_generate(pk, sk);
+	ig_keyfile_generate(pk2, sk2);
 	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
 	cr_assert_eq(ig_keyfile_write(path, sk2, false, &err), IG_ERR_EXISTS);
 	cr_assert_not_null(strstr(err.msg, "already exists"), "%s", err.msg);
@@ -117,7 +117,7 @@ Test(keyfile, does_not_follow_symlink)
 {
 	uint8_t pk[32], sk[64];
 	char target[320];
-	ig_key_generate(pk, sk);
+	ig_keyfile_generate(pk, sk);
 	snprintf(target, sizeof target, "%s/target", dir);
 	cr_assert_eq(symlink(target, path), 0);
 	cr_assert_neq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
@@ -128,7 +128,7 @@ Test(keyfile, refuses_loose_mode)
 {
 	uint8_t pk[32], sk[64];
 	ig_error err = {0};
-	ig_key_generate(pk, sk);
+	ig_keyfile_generate(pk, sk);
 	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
 	cr_assert_eq(chmod(path, 0644), 0);
 	cr_assert_neq(ig_keyfile_read(path, sk, pk, &err), IG_OK);
@@ -213,7 +213,7 @@ Test(keyfile, derived_key_signs)
 {
 	uint8_t pk[32], sk[64], rpk[32], rsk[64], sig[64];
 	const uint8_t msg[] = "hello";
-	ig_key_generate(pk, sk);
+	ig_keyfile_generate(pk, sk);
 	cr_assert_eq(ig_keyfile_write(path, sk, false, NULL), IG_OK);
 	cr_assert_eq(ig_keyfile_read(path, rsk, rpk, NULL), IG_OK);
 	crypto_sign_detached(sig, NULL, msg, sizeof msg, rsk);
@@ -223,7 +223,7 @@ Test(keyfile, derived_key_signs)
 Test(keyfile, bad_arguments)
 {
 	uint8_t pk[32], sk[64];
-	ig_key_generate(pk, sk);
+	ig_keyfile_generate(pk, sk);
 	cr_assert_eq(ig_keyfile_write(NULL, sk, false, NULL), IG_ERR_INVAL);
 	cr_assert_eq(ig_keyfile_write("", sk, false, NULL), IG_ERR_INVAL);
 	cr_assert_eq(ig_keyfile_read(NULL, sk, pk, NULL), IG_ERR_INVAL);

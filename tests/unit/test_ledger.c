@@ -962,7 +962,7 @@ Test(ledger, bad_checkpoint_signature_fails)
 
 	/* A well-formed checkpoint signed by some other key. */
 	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES], rootv[IG_HASH_BYTES];
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
 	size_t len;
 	uint8_t *log = read_file(log_path, &len);
 	prefix_root(log, len, 4, rootv);
@@ -1039,7 +1039,7 @@ Test(ledger, wrong_or_loose_key_file_refuses_writer)
 	make_ledger(1);
 	ig_error err;
 	uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
-	cr_assert_eq(ig_key_generate(pk, sk), IG_OK);
+	cr_assert_eq(ig_keyfile_generate(pk, sk), IG_OK);
 	cr_assert_eq(ig_keyfile_write(key_file, sk, true, &err), IG_OK, "%s", err.msg);
 	sodium_memzero(sk, sizeof sk);
 	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
@@ -2154,4 +2154,153 @@ Test(ledger, scan_buffer_accepts_the_documented_ledger)
 	cr_assert_not_null(dev1);
 	cr_assert_eq(dev1->status, IG_ID_REVOKED);
 	ig_state_free(st);
+}
+
+/* ---- the Merkle hashing split between the scan's two threads ---- */
+
+/* A run of 2^h leaves folded as one subtree root leaves the accumulator
+ * exactly as pushing the leaves one by one: same size, same compact range,
+ * same roots from then on. The scan's verifier thread hashes such runs and
+ * the applier folds them in. */
+Test(ledger, merkle_subtree_push_equals_leaf_pushes)
+{
+	enum { N = 3000 };
+	uint8_t(*leaves)[IG_HASH_BYTES] = malloc(N * sizeof *leaves);
+	cr_assert_not_null(leaves);
+	for (unsigned i = 0; i < N; i++)
+		crypto_generichash(leaves[i], IG_HASH_BYTES, (const uint8_t *)&i, sizeof i, NULL, 0);
+	for (unsigned h = 0; h <= 10; h++) {
+		uint64_t run = UINT64_C(1) << h;
+		const uint64_t starts[] = {0, run, 2 * run, 3 * run, 5 * run, 1024, 2048};
+		for (size_t s = 0; s < sizeof starts / sizeof starts[0]; s++) {
+			uint64_t start = starts[s];
+			if (start % run != 0 || start + run + 3 > N)
+				continue;
+			ig_merkle_acc one, folded, sub;
+			ig_merkle_init(&one);
+			ig_merkle_init(&folded);
+			ig_merkle_init(&sub);
+			for (uint64_t i = 0; i < start; i++) {
+				ig_merkle_push(&one, leaves[i]);
+				ig_merkle_push(&folded, leaves[i]);
+			}
+			for (uint64_t i = start; i < start + run; i++) {
+				ig_merkle_push(&one, leaves[i]);
+				ig_merkle_push(&sub, leaves[i]);
+			}
+			cr_assert_eq(sub.depth, 1);
+			ig_merkle_push_subtree(&folded, sub.stack[0], h);
+			cr_assert_eq(folded.size, one.size, "h %u start %llu", h, (unsigned long long)start);
+			cr_assert_eq(folded.depth, one.depth, "h %u start %llu", h, (unsigned long long)start);
+			for (int d = 0; d < one.depth; d++)
+				cr_assert_eq(memcmp(folded.stack[d], one.stack[d], IG_HASH_BYTES), 0, "h %u start %llu level %d",
+				             h, (unsigned long long)start, d);
+			for (uint64_t i = start + run; i < start + run + 3; i++) {
+				ig_merkle_push(&folded, leaves[i]);
+				uint8_t got[IG_HASH_BYTES], want[IG_HASH_BYTES];
+				ig_merkle_root(&folded, got);
+				ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])leaves, i + 1, want);
+				cr_assert_eq(memcmp(got, want, IG_HASH_BYTES), 0, "h %u start %llu size %llu", h,
+				             (unsigned long long)start, (unsigned long long)(i + 1));
+			}
+		}
+	}
+	free(leaves);
+}
+
+/* An applier slower than the verifier: the ring fills up and the verifier
+ * takes over Merkle runs (the balancing in ledger_scan.c). */
+static int slow_record(void *ctx, const ig_record *rec, ig_error *err)
+{
+	(void)err;
+	uint8_t h[IG_HASH_BYTES];
+	crypto_generichash(h, sizeof h, rec->hash, IG_HASH_BYTES, NULL, 0);
+	for (int i = 0; i < 6; i++)
+		crypto_generichash(h, sizeof h, h, sizeof h, NULL, 0);
+	(*(uint64_t *)ctx)++;
+	return IG_OK;
+}
+
+/* Wherever the signed checkpoint ends (inside a chunk, on a chunk or run
+ * boundary, at the last record), and whichever thread hashed which part of
+ * the tree, a big log's root is checked at exactly the checkpoint's size
+ * with the same verdict and message, and the accumulator handed to the
+ * writer continues the tree correctly. */
+Test(ledger, merkle_root_checked_at_every_checkpoint_size_on_a_big_log, .timeout = 240)
+{
+	const unsigned n = 30000;
+	make_big_ledger(n);
+	cr_assert_gt(file_size(log_path), 5 << 20);
+	size_t len;
+	uint8_t *orig = read_file(log_path, &len);
+	uint8_t(*hashes)[IG_HASH_BYTES] = malloc((n + 2) * sizeof *hashes);
+	cr_assert_not_null(hashes);
+	size_t off = 0;
+	for (unsigned i = 0; i <= n; i++) {
+		ig_record rec;
+		cr_assert_eq(ig_record_decode(orig + off, len - off, &rec), IG_FRAME_OK);
+		memcpy(hashes[i], rec.hash, IG_HASH_BYTES);
+		off += rec.frame_len;
+	}
+	cr_assert_eq(off, len);
+	uint8_t all[IG_HASH_BYTES];
+	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, n + 1, all);
+
+	const uint64_t sizes[] = {1, 2, 1023, 1024, 1025, 2047, 2048, 2051, 4096, 8192, 12345, 16384, 29999, 30000, 30001};
+	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+		uint64_t size = sizes[s];
+		uint8_t rootv[IG_HASH_BYTES];
+		ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, size, rootv);
+		for (int slow = 0; slow < 2; slow++) {
+			uint64_t applied = 0;
+			ig_verify_result res;
+			ig_error err = {0};
+			sign_checkpoint(size, rootv, NULL);
+			int rc = ig_ledger_verify(ldir, slow ? slow_record : NULL, &applied, NULL, NULL, &res, &err);
+			cr_assert_eq(rc, IG_OK, "size %llu slow %d: %s", (unsigned long long)size, slow, err.msg);
+			cr_assert_eq(res.height, n + 1);
+			cr_assert_eq(res.checkpoint_size, size);
+			cr_assert_eq(memcmp(res.root, all, IG_HASH_BYTES), 0, "size %llu slow %d", (unsigned long long)size,
+			             slow);
+			cr_assert_eq(applied, slow ? n + 1 : 0);
+
+			uint8_t wrong[IG_HASH_BYTES];
+			memcpy(wrong, rootv, sizeof wrong);
+			wrong[7] ^= 0x01;
+			sign_checkpoint(size, wrong, NULL);
+			memset(&err, 0, sizeof err);
+			rc = ig_ledger_verify(ldir, slow ? slow_record : NULL, &applied, NULL, NULL, &res, &err);
+			cr_assert_eq(rc, IG_ERR_CORRUPT, "size %llu slow %d", (unsigned long long)size, slow);
+			char want[300];
+			snprintf(want, sizeof want,
+			         "ledger checkpoint (size %llu): the Merkle root of records 0..%llu does not match the signed "
+			         "root (a record was altered) — tampered or corrupt",
+			         (unsigned long long)size, (unsigned long long)(size - 1));
+			cr_assert_str_eq(err.msg, want);
+		}
+	}
+
+	/* The writer goes on from the accumulator the scan built. */
+	sign_checkpoint(n + 1, all, NULL);
+	uint64_t applied = 0;
+	ig_ledger *l = NULL;
+	ig_error err = {0};
+	ig_ledger_open_opts opts = {.writer = true, .on_record = slow_record, .ctx = &applied};
+	cr_assert_eq(ig_ledger_open(&l, ldir, &opts, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(applied, n + 1);
+	cr_assert_eq(append_enroll(l, "after-the-scan"), n + 1);
+	ig_ledger_close(l);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, n + 2);
+	cr_assert_eq(res.checkpoint_size, n + 2);
+	free(orig);
+	orig = read_file(log_path, &len);
+	ig_record rec;
+	cr_assert_eq(ig_record_decode(orig + off, len - off, &rec), IG_FRAME_OK);
+	memcpy(hashes[n + 1], rec.hash, IG_HASH_BYTES);
+	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, n + 2, all);
+	cr_assert_eq(memcmp(res.root, all, IG_HASH_BYTES), 0);
+	free(hashes);
+	free(orig);
 }

@@ -57,14 +57,14 @@ Test(listeners, tls_and_plaintext_listeners_are_told_apart)
 	cr_assert_eq(set.n, 3);
 	cr_assert_eq(set.l[0].port, 8883);
 	cr_assert_str_eq(set.l[0].bind, "0.0.0.0");
-	cr_assert(ig_listener_tls(&set.l[0]));
+	cr_assert(ig_listeners_tls(&set.l[0]));
 	cr_assert_eq(set.l[1].port, 1883);
 	cr_assert_str_eq(set.l[1].bind, "127.0.0.1");
-	cr_assert_not(ig_listener_tls(&set.l[1]));
+	cr_assert_not(ig_listeners_tls(&set.l[1]));
 	cr_assert_eq(set.l[2].port, 9001);
 	cr_assert_str_eq(set.l[2].bind, "");
 	cr_assert(set.l[2].websockets);
-	cr_assert_not(ig_listener_tls(&set.l[2]));
+	cr_assert_not(ig_listeners_tls(&set.l[2]));
 	cr_assert_eq(set.message_size_limit, 131072);
 }
 
@@ -72,9 +72,9 @@ Test(listeners, a_certificate_without_key_or_a_cafile_alone_is_not_tls)
 {
 	feed("listener 8883\ncertfile /c.crt\nlistener 8884\ncafile /ca.crt\nlistener 8885\npsk_hint hint\n", NULL);
 	cr_assert_eq(set.n, 3);
-	cr_assert_not(ig_listener_tls(&set.l[0]));
-	cr_assert_not(ig_listener_tls(&set.l[1]));
-	cr_assert(ig_listener_tls(&set.l[2]), "PSK encrypts too");
+	cr_assert_not(ig_listeners_tls(&set.l[0]));
+	cr_assert_not(ig_listeners_tls(&set.l[1]));
+	cr_assert(ig_listeners_tls(&set.l[2]), "PSK encrypts too");
 	cr_assert_eq(set.message_size_limit, 0);
 }
 
@@ -83,18 +83,18 @@ Test(listeners, options_before_any_listener_make_the_default_listener)
 	feed("certfile /s.crt\nkeyfile /s.key\nlistener 1884\n", NULL);
 	cr_assert_eq(set.n, 2);
 	cr_assert_eq(set.l[0].port, 1884);
-	cr_assert_not(ig_listener_tls(&set.l[0]));
+	cr_assert_not(ig_listeners_tls(&set.l[0]));
 	cr_assert(set.l[1].is_default);
 	cr_assert_eq(set.l[1].port, 1883, "the default listener's port defaults to 1883");
-	cr_assert(ig_listener_tls(&set.l[1]));
+	cr_assert(ig_listeners_tls(&set.l[1]));
 
 	/* "port" and "bind_address" set the default listener wherever they stand. */
 	feed("listener 8883\ncertfile /s.crt\nkeyfile /s.key\nport 1999\nbind_address 10.0.0.1\n", NULL);
 	cr_assert_eq(set.n, 2);
-	cr_assert(ig_listener_tls(&set.l[0]));
+	cr_assert(ig_listeners_tls(&set.l[0]));
 	cr_assert_eq(set.l[1].port, 1999);
 	cr_assert_str_eq(set.l[1].bind, "10.0.0.1");
-	cr_assert_not(ig_listener_tls(&set.l[1]));
+	cr_assert_not(ig_listeners_tls(&set.l[1]));
 }
 
 Test(listeners, no_listener_means_localhost_1883_in_plaintext)
@@ -104,7 +104,7 @@ Test(listeners, no_listener_means_localhost_1883_in_plaintext)
 	cr_assert_str_eq(set.l[0].bind, "127.0.0.1");
 	cr_assert_str_eq(set.l[1].bind, "::1");
 	cr_assert_eq(set.l[0].port, 1883);
-	cr_assert_not(ig_listener_tls(&set.l[0]));
+	cr_assert_not(ig_listeners_tls(&set.l[0]));
 
 	unsigned ports[] = {2000};
 	ig_listeners_init(&set);
@@ -118,8 +118,8 @@ Test(listeners, include_dir_files_continue_the_current_listener)
 	feed("listener 8883\ninclude_dir /etc/mosquitto/conf.d\n", "certfile /s.crt\nkeyfile /s.key\nlistener 1883\n"
 	                                                           "include_dir /ignored/at/level/1\n");
 	cr_assert_eq(set.n, 2);
-	cr_assert(ig_listener_tls(&set.l[0]));
-	cr_assert_not(ig_listener_tls(&set.l[1]));
+	cr_assert(ig_listeners_tls(&set.l[0]));
+	cr_assert_not(ig_listeners_tls(&set.l[1]));
 	char dir[8];
 	ig_listeners_init(&set);
 	cr_assert_eq(ig_listeners_line(&set, "include_dir /a/path/that/does/not/fit", 0, dir, sizeof dir), IG_ERR_RANGE);

@@ -61,10 +61,10 @@ static int apply_revoke(ig_registry *r, const char *id, ig_error *err)
 
 Test(registry, status_names)
 {
-	cr_assert_str_eq(ig_id_status_name(IG_ID_PENDING), "pending");
-	cr_assert_str_eq(ig_id_status_name(IG_ID_ACTIVE), "active");
-	cr_assert_str_eq(ig_id_status_name(IG_ID_REVOKED), "revoked");
-	cr_assert_str_eq(ig_id_status_name((ig_id_status)9), "unknown");
+	cr_assert_str_eq(ig_registry_status_name(IG_ID_PENDING), "pending");
+	cr_assert_str_eq(ig_registry_status_name(IG_ID_ACTIVE), "active");
+	cr_assert_str_eq(ig_registry_status_name(IG_ID_REVOKED), "revoked");
+	cr_assert_str_eq(ig_registry_status_name((ig_id_status)9), "unknown");
 }
 
 Test(registry, enroll_revoke_reenroll)

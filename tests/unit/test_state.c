@@ -66,7 +66,7 @@ static int credit(const char *id, uint64_t amount, ig_error *err)
 	ig_credit_rec r = {.amount = amount};
 	snprintf(r.id, sizeof r.id, "%s", id);
 	snprintf(r.by, sizeof r.by, "admin1");
-	int n = ig_credit_encode(body, sizeof body, &r);
+	int n = ig_bank_credit_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
 	return apply(IG_REC_CREDIT, body, (size_t)n, err);
 }
@@ -81,7 +81,7 @@ static int mint(const char *owner, uint32_t count, uint8_t first, ig_error *err)
 	r.count = count;
 	for (uint32_t i = 0; i < count; i++)
 		tu_seq_bytes(r.hashes[i], 32, (uint8_t)(first + i));
-	int n = ig_mint_encode(body, sizeof body, &r);
+	int n = ig_bank_mint_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
 	return apply(IG_REC_COIN_MINT, body, (size_t)n, err);
 }
@@ -94,7 +94,7 @@ static int redeem(uint8_t first, const char *collector, ig_error *err)
 	tu_seq_bytes(r.coin_hash, 32, first);
 	snprintf(r.analyst, sizeof r.analyst, "an1");
 	snprintf(r.collector, sizeof r.collector, "%s", collector);
-	int n = ig_redeem_encode(body, sizeof body, &r);
+	int n = ig_bank_redeem_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
 	return apply(IG_REC_COIN_REDEEM, body, (size_t)n, err);
 }
@@ -351,7 +351,7 @@ Test(state_cli, verify_refuses_a_redeem_of_an_unknown_coin, .init = setup, .fini
 	tu_seq_bytes(r.coin_hash, 32, 0x55);
 	snprintf(r.analyst, sizeof r.analyst, "an1");
 	snprintf(r.collector, sizeof r.collector, "dev1");
-	int n = ig_redeem_encode(body, sizeof body, &r);
+	int n = ig_bank_redeem_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
 	const char *dir = ledger_with("redeem", IG_REC_COIN_REDEEM, body, (size_t)n);
 	char args[700], err[4096];

@@ -52,7 +52,7 @@ static void credit(const char *id, uint64_t amount)
 	snprintf(c.id, sizeof c.id, "%s", id);
 	snprintf(c.by, sizeof c.by, "admin");
 	uint8_t body[256];
-	int n = ig_credit_encode(body, sizeof body, &c);
+	int n = ig_bank_credit_encode(body, sizeof body, &c);
 	cr_assert_gt(n, 0);
 	apply(IG_REC_CREDIT, body, (size_t)n);
 }
@@ -267,13 +267,13 @@ static void redeem_json(char *out, size_t cap, const uint8_t coin[IG_COIN_BYTES]
                         const char *sealed_topic, const char *topic, const char *nonce, uint8_t header_hash[32])
 {
 	uint8_t msg[1024], hh[32];
-	int n = ig_data_seal(msg, sizeof msg, ch_pk, coin, IG_SUITE_AES256GCM, collector, sealed_topic,
-	                     (const uint8_t *)"reading", 7, hh);
+	int n = ig_coin_data_seal(msg, sizeof msg, ch_pk, coin, IG_SUITE_AES256GCM, collector, sealed_topic,
+	                          (const uint8_t *)"reading", 7, hh);
 	cr_assert_gt(n, 0);
 	const uint8_t *header, *dnonce, *ct;
 	size_t header_len, ct_len;
 	ig_suite suite;
-	cr_assert_eq(ig_data_parse(msg, (size_t)n, &header, &header_len, &suite, &dnonce, &ct, &ct_len), IG_OK);
+	cr_assert_eq(ig_coin_data_parse(msg, (size_t)n, &header, &header_len, &suite, &dnonce, &ct, &ct_len), IG_OK);
 	char b64[512];
 	sodium_bin2base64(b64, sizeof b64, header, header_len, sodium_base64_VARIANT_ORIGINAL);
 	snprintf(out, cap, "{\"type\":\"redeem\",\"topic\":\"%s\",\"header\":\"%s\",\"nonce\":\"%s\"}", topic, b64, nonce);
@@ -356,7 +356,7 @@ Test(svc_bank, durable_mint_debits_credit_and_boxes_the_recorded_coins)
 	carry(&d, IG_OK, body, &len);
 	ig_mint_rec rec;
 	ig_error err = {0};
-	cr_assert_eq(ig_mint_decode(body, len, &rec, &err), IG_OK);
+	cr_assert_eq(ig_bank_mint_decode(body, len, &rec, &err), IG_OK);
 	cr_assert_str_eq(rec.owner, "dev1");
 	cr_assert_eq(rec.count, 3);
 	cr_assert_eq(rec.expires_at, NOW + TTL);
@@ -527,7 +527,7 @@ Test(svc_bank, redeem_races_and_repeats)
 	carry(&first, IG_OK, body, &len);
 	ig_redeem_rec rr;
 	ig_error err = {0};
-	cr_assert_eq(ig_redeem_decode(body, len, &rr, &err), IG_OK);
+	cr_assert_eq(ig_bank_redeem_decode(body, len, &rr, &err), IG_OK);
 	cr_assert_str_eq(rr.analyst, "an1");
 	cr_assert_str_eq(rr.collector, "dev1");
 	cr_assert(rr.has_header_hash);
@@ -702,7 +702,7 @@ static void check_refund_record(size_t i, const uint8_t *body, size_t len)
 	ig_refund_rec rec;
 	ig_error err = {0};
 	uint8_t h[32];
-	cr_assert_eq(ig_refund_decode(body, len, &rec, &err), IG_OK);
+	cr_assert_eq(ig_bank_refund_decode(body, len, &rec, &err), IG_OK);
 	ig_coin_hash(h, several[i]);
 	cr_assert_eq(memcmp(rec.coin_hash, h, 32), 0, "record %zu is for coin %zu", i, i);
 	cr_assert_str_eq(rec.collector, "dev1");
