@@ -97,41 +97,64 @@ static bool is_test_hook(const char *id, size_t len)
 	return false;
 }
 
-Test(headers, no_test_hooks_in_public_headers)
+/* Calls fn for every public header (ig_*.h) under dir, in lib/'s
+ * subfolders too; returns how many. */
+typedef void (*header_fn)(const char *path, const char *name, void *ctx);
+static int walk_public_headers(const char *dir, header_fn fn, void *ctx)
 {
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s/lib", IG_SOURCE_ROOT);
 	DIR *d = opendir(dir);
 	cr_assert_not_null(d, "cannot open %s", dir);
 	int headers = 0;
 	struct dirent *de;
 	while ((de = readdir(d)) != NULL) {
-		size_t n = strlen(de->d_name);
-		if (strncmp(de->d_name, "ig_", 3) != 0 || n < 3 || strcmp(de->d_name + n - 2, ".h") != 0)
+		if (de->d_name[0] == '.')
 			continue;
 		char path[8192];
 		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		char *text = tu_read_file(path, NULL);
-		headers++;
-		int line = 1;
-		for (const char *p = text; *p;) {
-			if (*p == '\n')
-				line++;
-			if (isalpha((unsigned char)*p) || *p == '_') {
-				const char *s = p;
-				while (isalnum((unsigned char)*p) || *p == '_')
-					p++;
-				cr_expect(!is_test_hook(s, (size_t)(p - s)), "%s:%d declares the test hook %.*s; inject "
-				          "faults through an ops struct passed at open instead",
-				          de->d_name, line, (int)(p - s), s);
-				continue;
-			}
-			p++;
+		struct stat stt;
+		cr_assert_eq(stat(path, &stt), 0, "cannot stat %s", path);
+		if (S_ISDIR(stt.st_mode)) {
+			headers += walk_public_headers(path, fn, ctx);
+			continue;
 		}
-		free(text);
+		size_t n = strlen(de->d_name);
+		if (n < 6 || strncmp(de->d_name, "ig_", 3) != 0 || strcmp(de->d_name + n - 2, ".h") != 0)
+			continue;
+		fn(path, de->d_name, ctx);
+		headers++;
 	}
 	closedir(d);
-	cr_assert_gt(headers, 10, "found only %d public headers in %s", headers, dir);
+	return headers;
+}
+
+static void check_no_hooks(const char *path, const char *name, void *ctx)
+{
+	(void)ctx;
+	char *text = tu_read_file(path, NULL);
+	int line = 1;
+	for (const char *p = text; *p;) {
+		if (*p == '\n')
+			line++;
+		if (isalpha((unsigned char)*p) || *p == '_') {
+			const char *s = p;
+			while (isalnum((unsigned char)*p) || *p == '_')
+				p++;
+			cr_expect(!is_test_hook(s, (size_t)(p - s)), "%s:%d declares the test hook %.*s; inject "
+			          "faults through an ops struct passed at open instead",
+			          name, line, (int)(p - s), s);
+			continue;
+		}
+		p++;
+	}
+	free(text);
+}
+
+Test(headers, no_test_hooks_in_public_headers)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/lib", IG_SOURCE_ROOT);
+	int headers = walk_public_headers(dir, check_no_hooks, NULL);
+	cr_assert_gt(headers, 10, "found only %d public headers under %s", headers, dir);
 }
 
 /* The checker itself: it must see a hook and must not see a lookalike. */
@@ -286,43 +309,25 @@ typedef struct prefix_totals {
 	int functions;
 } prefix_totals;
 
-static void scan_headers(const char *dir, prefix_totals *tot)
+static void check_prefixes(const char *path, const char *name, void *ctx)
 {
-	DIR *d = opendir(dir);
-	cr_assert_not_null(d, "cannot open %s", dir);
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		char path[8192];
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		struct stat stt;
-		cr_assert_eq(stat(path, &stt), 0, "cannot stat %s", path);
-		if (S_ISDIR(stt.st_mode)) {
-			scan_headers(path, tot);
-			continue;
-		}
-		size_t n = strlen(de->d_name);
-		if (n < 6 || strncmp(de->d_name, "ig_", 3) != 0 || strcmp(de->d_name + n - 2, ".h") != 0)
-			continue;
-		char *text = tu_read_file(path, NULL);
-		prefix_scan ps = {.header = de->d_name};
-		declared_functions(text, check_prefix, &ps);
-		free(text);
-		tot->headers++;
-		tot->functions += ps.nfound;
-		if (prefix_allowlisted(de->d_name)) {
-			cr_expect_gt(ps.nbad, 0, "%s now declares only %.*s* functions: remove it from prefix_allowlist",
-			             path, (int)(n - 2), de->d_name);
-			if (ps.nbad > 0)
-				fprintf(stderr, "headers: allowlisted, still to rename: %s: %s\n", path, ps.bad);
-			continue;
-		}
-		cr_expect_eq(ps.nbad, 0, "%s declares %s: a header declares only names with its prefix %.*s; rename "
-		             "them or move them to a header named by their prefix", path, ps.bad, (int)(n - 2),
-		             de->d_name);
+	prefix_totals *tot = ctx;
+	size_t n = strlen(name);
+	char *text = tu_read_file(path, NULL);
+	prefix_scan ps = {.header = name};
+	declared_functions(text, check_prefix, &ps);
+	free(text);
+	tot->headers++;
+	tot->functions += ps.nfound;
+	if (prefix_allowlisted(name)) {
+		cr_expect_gt(ps.nbad, 0, "%s now declares only %.*s* functions: remove it from prefix_allowlist",
+		             path, (int)(n - 2), name);
+		if (ps.nbad > 0)
+			fprintf(stderr, "headers: allowlisted, still to rename: %s: %s\n", path, ps.bad);
+		return;
 	}
-	closedir(d);
+	cr_expect_eq(ps.nbad, 0, "%s declares %s: a header declares only names with its prefix %.*s; rename "
+	             "them or move them to a header named by their prefix", path, ps.bad, (int)(n - 2), name);
 }
 
 Test(headers, every_function_has_its_headers_prefix)
@@ -330,7 +335,7 @@ Test(headers, every_function_has_its_headers_prefix)
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/lib", IG_SOURCE_ROOT);
 	prefix_totals tot = {0};
-	scan_headers(dir, &tot);
+	walk_public_headers(dir, check_prefixes, &tot);
 	cr_assert_gt(tot.headers, 10, "found only %d public headers under %s", tot.headers, dir);
 	cr_assert_gt(tot.functions, 100, "found only %d declared functions under %s", tot.functions, dir);
 }
