@@ -26,10 +26,10 @@
  * slots (lib/idtable.c keeps them at most 3/4 full). */
 #define BAN_TABLE_ENTRIES 49152        /* addresses tracked at once (3.7 MB) */
 #define BUDGET_TABLE_ENTRIES 49152     /* identities with failed checks tracked at once (2.1 MB) */
-#define REPLAY_SWEEP_PER_TICK 4096     /* replay-cache slots examined per sweep on a broker tick */
 #define REPLAY_SWEEP_EVERY_MS 10       /* Mosquitto ticks once per event-loop pass, thousands of times a
                                           second under load; a sweep at each one cost ~1 us per login.
-                                          Inserts sweep too, and a full table looks harder itself. */
+                                          Each sweep examines a share of the table (ig_nonces_sweep_paced);
+                                          inserts sweep too, and a full table looks harder itself. */
 #define ACL_CACHE_CLIENTS 65536        /* clients whose ACL decisions are remembered (~1.2 KB each) */
 
 /* What only authentication needs, kept here rather than in ig_plugin. One
@@ -89,8 +89,8 @@ void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms)
 	uint64_t clock_ms = ig_mono_us() / 1000;
 	(void)pl;
 	if (g_auth.replay && clock_ms - g_auth.replay_swept_ms >= REPLAY_SWEEP_EVERY_MS) {
+		(void)ig_nonces_sweep_paced(g_auth.replay, now_ms / 1000, clock_ms - g_auth.replay_swept_ms);
 		g_auth.replay_swept_ms = clock_ms;
-		ig_nonces_sweep(g_auth.replay, now_ms / 1000, REPLAY_SWEEP_PER_TICK);
 	}
 }
 
@@ -140,7 +140,9 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 		else if (out.result < IG_AUTH_RESULT_COUNT)
 			g_auth.refused[out.result]++;
 	}
-	snprintf(accepted_id, IG_ID_MAX + 1, "%s", out.id);
+	size_t id_len = strnlen(out.id, IG_ID_MAX);
+	memcpy(accepted_id, out.id, id_len);
+	accepted_id[id_len] = '\0';
 	return out.result;
 }
 

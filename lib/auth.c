@@ -171,10 +171,13 @@ static bool quiet_allows(ig_auth_quiet *q, ig_auth_outcome *out, uint64_t now_ms
 	return false;
 }
 
+/* A copy, not snprintf: this runs on every accepted connect. */
 static void accept_id(ig_auth_outcome *out, const char *id)
 {
 	out->result = IG_AUTH_OK;
-	snprintf(out->id, sizeof out->id, "%s", id);
+	size_t n = strnlen(id, sizeof out->id - 1);
+	memcpy(out->id, id, n);
+	out->id[n] = '\0';
 }
 
 /* A session Mosquitto re-checks (SIGHUP) is not a new connection: the
@@ -241,7 +244,9 @@ void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn 
 	ig_ban_addr key;
 	ig_ban_addr_parse(&key, conn->addr);
 	const ig_ban_rules *rules = &env->ban_rules;
-	bool banned = rules->limit && ig_ban_banned(env->bans, &key, now_ms);
+	bool banned, addr_failed;
+	ig_ban_look(&banned, &addr_failed, env->bans, &key, rules, now_ms);
+	banned = banned && rules->limit;
 	ig_auth_result res;
 	if (banned) {
 		res = IG_AUTH_RATE_LIMITED;
@@ -266,7 +271,7 @@ void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn 
 		ig_auth_params params = env->params;
 		params.now_s = now_ms / 1000;
 		params.now_ms = now_ms;
-		params.addr_failed = ig_ban_has_failed(env->bans, &key, rules, now_ms);
+		params.addr_failed = addr_failed;
 		params.recheck = false;
 		const ig_identity *who = NULL;
 		res = ig_auth_check(env->reg, &params, conn->username, conn->client_id ? conn->client_id : "",

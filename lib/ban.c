@@ -125,6 +125,14 @@ bool ig_ban_has_failed(const ig_ban *b, const ig_ban_addr *key, const ig_ban_rul
 	return e && recent(e, rules->window_ms, now_ms);
 }
 
+void ig_ban_look(bool *banned, bool *has_failed, const ig_ban *b, const ig_ban_addr *key, const ig_ban_rules *rules,
+                 uint64_t now_ms)
+{
+	const ban_entry *e = b ? find(b, key) : NULL;
+	*banned = e && e->banned_until_ms > now_ms;
+	*has_failed = e && recent(e, rules->window_ms, now_ms);
+}
+
 typedef struct ban_pick {
 	const ig_ban_rules *rules;
 	uint64_t now_ms;

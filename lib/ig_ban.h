@@ -58,6 +58,11 @@ bool ig_ban_banned(const ig_ban *b, const ig_ban_addr *key, uint64_t now_ms);
 /* True if the address failed at least once within the window (or is banned). */
 bool ig_ban_has_failed(const ig_ban *b, const ig_ban_addr *key, const ig_ban_rules *rules, uint64_t now_ms);
 
+/* Both answers above from one lookup, for the CONNECT path (every connect
+ * asks both; a second lookup hashed the address again). */
+void ig_ban_look(bool *banned, bool *has_failed, const ig_ban *b, const ig_ban_addr *key, const ig_ban_rules *rules,
+                 uint64_t now_ms);
+
 typedef enum ig_ban_outcome {
 	IG_BAN_COUNTED = 0,    /* failure recorded, no ban (yet) */
 	IG_BAN_NOW_BANNED,     /* this failure started a ban */

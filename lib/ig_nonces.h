@@ -42,6 +42,17 @@ ig_nonces_result ig_nonces_check_add(ig_nonces *r, const uint8_t nonce[IG_NONCES
 /* Examines the next `slots` slots (round robin) and forgets expired nonces. */
 void ig_nonces_sweep(ig_nonces *r, uint64_t now_s, size_t slots);
 
+/* The periodic sweep's pace: the whole table about once per
+ * IG_NONCES_SWEEP_PASS_MS, examining at least IG_NONCES_SWEEP_MIN and at most
+ * IG_NONCES_SWEEP_MAX slots per call. Called elapsed_ms after the previous
+ * call (a broker tick), it sweeps and returns the slots examined. Pacing by
+ * the table's size rather than a fixed count keeps a busy broker from
+ * streaming megabytes of slots through its caches between connects. */
+#define IG_NONCES_SWEEP_PASS_MS 1000
+#define IG_NONCES_SWEEP_MIN 64
+#define IG_NONCES_SWEEP_MAX 4096
+size_t ig_nonces_sweep_paced(ig_nonces *r, uint64_t now_s, uint64_t elapsed_ms);
+
 size_t ig_nonces_count(const ig_nonces *r);
 size_t ig_nonces_slots(const ig_nonces *r);
 

@@ -138,6 +138,15 @@ void ig_nonces_sweep(ig_nonces *r, uint64_t now_s, size_t slots)
 	}
 }
 
+size_t ig_nonces_sweep_paced(ig_nonces *r, uint64_t now_s, uint64_t elapsed_ms)
+{
+	uint64_t want = elapsed_ms >= IG_NONCES_SWEEP_PASS_MS ? r->cap : r->cap * elapsed_ms / IG_NONCES_SWEEP_PASS_MS;
+	size_t slots = want < IG_NONCES_SWEEP_MIN ? IG_NONCES_SWEEP_MIN
+	             : want > IG_NONCES_SWEEP_MAX ? IG_NONCES_SWEEP_MAX : (size_t)want;
+	ig_nonces_sweep(r, now_s, slots);
+	return slots;
+}
+
 ig_nonces_result ig_nonces_check_add(ig_nonces *r, const uint8_t nonce[IG_NONCES_NONCE_BYTES], uint64_t expires_at,
                                      uint64_t now_s)
 {

@@ -297,3 +297,37 @@ Test(ban, id_budget_debtors_survive_a_flood_of_ids)
 	}
 	ig_ban_ids_free(t);
 }
+
+/* ig_ban_look answers the CONNECT path's two questions with one lookup; it
+ * must give the same answers as asking them one by one, at every stage of an
+ * address's life: never seen, failing, banned, ban over, window over. */
+Test(ban, look_agrees_with_banned_and_has_failed)
+{
+	ig_ban *b;
+	cr_assert_eq(ig_ban_new(&b, 64), IG_OK);
+	ig_ban_addr k = A("192.0.2.9"), other = A("192.0.2.10");
+	uint64_t t = 5000000;
+	for (int i = 0; i < 5; i++)
+		(void)ig_ban_failed(b, &k, &rules, t + (uint64_t)i, NULL);
+	const uint64_t at[] = {t - 1, t, t + 4, t + 5, t + 4 + 29999, t + 4 + 30000, t + 4 + 59999, t + 4 + 60000,
+	                       t + 4 + 90000};
+	int seen_banned = 0, seen_failed_only = 0, seen_clear = 0;
+	for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+		bool banned = true, failed = true;
+		ig_ban_look(&banned, &failed, b, &k, &rules, at[i]);
+		cr_assert_eq(banned, ig_ban_banned(b, &k, at[i]), "banned differs at +%llu",
+		             (unsigned long long)(at[i] - t));
+		cr_assert_eq(failed, ig_ban_has_failed(b, &k, &rules, at[i]), "has_failed differs at +%llu",
+		             (unsigned long long)(at[i] - t));
+		seen_banned += banned;
+		seen_failed_only += failed && !banned;
+		seen_clear += !failed;
+		ig_ban_look(&banned, &failed, b, &other, &rules, at[i]);
+		cr_assert(!banned && !failed, "an address never seen is neither banned nor failing");
+	}
+	cr_assert(seen_banned && seen_failed_only && seen_clear, "every stage was looked at");
+	bool banned = true, failed = true;
+	ig_ban_look(&banned, &failed, NULL, &k, &rules, t);
+	cr_assert(!banned && !failed, "no table: nothing known");
+	ig_ban_free(b);
+}
