@@ -6,8 +6,11 @@
  * registry knows under the client's username; a revoked or unknown identity
  * gets nothing, even in the instant before its connection is cut.
  *
- * The registry is read on every check, so revocation needs no cache
- * invalidation; only an active identity's policy decisions are remembered
+ * The registry decides on every check: its lookup is skipped only while
+ * the registry's generation is the one at which this client's identity
+ * was last seen active, and any enrol or revoke changes it, so revocation
+ * needs no cache invalidation. Only an active identity's policy decisions
+ * are remembered
  * (lib/aclcache.c), keyed by its id, role and the policy's generation, so a
  * SIGHUP reload replaces them all at once. Decisions for joining devices
  * are never cached: they depend on the session table, which changes as
@@ -62,12 +65,26 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;   /* dropping access is always allowed */
 
 	const char *username = mosquitto_client_username(ed->client);
-	const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
-	bool active = who && who->status == IG_ID_ACTIVE;
-	if (!active && username && joining_allows(pl, ed, username))
-		return MOSQ_ERR_SUCCESS;
-	const char *id = who ? who->id : "";
-	ig_role role = who ? (ig_role)who->role : IG_ROLE_NONE;
+	/* The registry lookup (a SipHash and a probe) is skipped while the
+	 * registry is unchanged since this client's identity was last seen
+	 * active in it: any enrol or revoke changes its generation. */
+	uint64_t reg_gen = ig_registry_generation(pl->reg);
+	uint8_t memo_role;
+	bool active;
+	const char *id;
+	ig_role role;
+	if (username && ig_aclcache_who(pl->aclcache, ed->client, username, reg_gen, &memo_role)) {
+		active = true;
+		id = username;
+		role = (ig_role)memo_role;
+	} else {
+		const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
+		active = who && who->status == IG_ID_ACTIVE;
+		if (!active && username && joining_allows(pl, ed, username))
+			return MOSQ_ERR_SUCCESS;
+		id = who ? who->id : "";
+		role = who ? (ig_role)who->role : IG_ROLE_NONE;
+	}
 
 	const char *topic = !ed->topic ? "" : ed->access == MOSQ_ACL_SUBSCRIBE ? strip_shared(ed->topic) : ed->topic;
 	/* The cache's access code: Mosquitto's access, and for a publish whether
@@ -75,7 +92,7 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
 	uint8_t code = (uint8_t)(ed->access * 2 + (ed->access == MOSQ_ACL_WRITE && ed->retain ? 1 : 0));
 	ig_aclcache_key key = {.client = ed->client, .id = id, .role = (uint8_t)role,
 	                       .generation = ig_policy_generation(pl->policy), .access = code,
-	                       .topic = topic, .topic_len = strlen(topic)};
+	                       .topic = topic, .topic_len = strlen(topic), .registry_generation = active ? reg_gen : 0};
 	ig_aclcache_result cached = active ? ig_aclcache_get(pl->aclcache, &key) : IG_ACLCACHE_DENY;
 	bool allowed;
 	if (cached != IG_ACLCACHE_MISS) {

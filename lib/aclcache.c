@@ -22,6 +22,7 @@ _Static_assert(IG_ACLCACHE_WAYS <= 8, "client_cache.allowed has one bit per entr
 _Static_assert(IG_ACLCACHE_TOPIC_MAX <= 255, "client_cache.len is a byte");
 typedef struct client_cache {
 	uint64_t generation;
+	uint64_t who_generation;            /* registry generation id was seen active at; 0 = not known */
 	uint32_t hash[IG_ACLCACHE_WAYS];
 	uint8_t len[IG_ACLCACHE_WAYS];      /* 0 = empty; topics are never empty */
 	uint8_t access[IG_ACLCACHE_WAYS];
@@ -140,6 +141,7 @@ static void cc_reset(client_cache *cc, const ig_aclcache_key *k, size_t id_len)
 	cc->role = k->role;
 	cc->next = 0;
 	cc->generation = k->generation;
+	cc->who_generation = 0;
 }
 
 /* strcmp(a, b) == 0, inlined: ids are a few bytes, and this runs on every
@@ -210,6 +212,10 @@ ig_aclcache_result ig_aclcache_get(ig_aclcache *c, const ig_aclcache_key *k)
 	client_cache *cc = client_for(c, k, false);
 	if (!cc)
 		return IG_ACLCACHE_MISS;
+	/* cc holds decisions for k's id and role: the caller's fresh registry
+	 * look-up renews what ig_aclcache_who may answer. */
+	if (k->registry_generation)
+		cc->who_generation = k->registry_generation;
 	int i = entry_find(cc, k, topic_hash(k->topic, k->topic_len));
 	if (i < 0)
 		return IG_ACLCACHE_MISS;
@@ -234,6 +240,20 @@ void ig_aclcache_put(ig_aclcache *c, const ig_aclcache_key *k, bool allowed)
 	cc->allowed = (uint8_t)((cc->allowed & ~(1u << i)) | (allowed ? 1u << i : 0u));
 	cc->len[i] = (uint8_t)k->topic_len;
 	memcpy(cc->topic[i], k->topic, k->topic_len);
+	if (k->registry_generation)
+		cc->who_generation = k->registry_generation;
+}
+
+bool ig_aclcache_who(const ig_aclcache *c, const void *client, const char *username, uint64_t registry_generation,
+                     uint8_t *role)
+{
+	if (!c || !client || !username || !registry_generation)
+		return false;
+	const slot *s = &c->slots[find_index(c, client)];
+	if (!s->client || s->cc->who_generation != registry_generation || !same_id(s->cc->id, username))
+		return false;
+	*role = s->cc->role;
+	return true;
 }
 
 void ig_aclcache_forget(ig_aclcache *c, const void *client)

@@ -49,6 +49,10 @@ typedef struct ig_aclcache_key {
 	uint8_t access;
 	const char *topic;
 	size_t topic_len;
+	/* ig_registry_generation when the caller found id active with role in
+	 * the registry; 0 if it did not look (then ig_aclcache_who learns
+	 * nothing from this decision). */
+	uint64_t registry_generation;
 } ig_aclcache_key;
 
 int ig_aclcache_new(ig_aclcache **out, size_t max_clients) IG_NODISCARD;
@@ -58,6 +62,13 @@ ig_aclcache_result ig_aclcache_get(ig_aclcache *c, const ig_aclcache_key *k);
 /* Remembers a decision just taken for k; quietly does nothing when the
  * topic is too long, the id invalid, or max_clients slots are in use. */
 void ig_aclcache_put(ig_aclcache *c, const ig_aclcache_key *k, bool allowed);
+/* True, with *role, when client's decisions were last stored for the
+ * identity username, seen active with that role at registry_generation,
+ * and the registry has not changed since: the caller may then skip the
+ * registry lookup. Any change to the registry (an enrol or revoke of
+ * anyone) makes it false until the next stored decision. */
+bool ig_aclcache_who(const ig_aclcache *c, const void *client, const char *username, uint64_t registry_generation,
+                     uint8_t *role);
 /* The client disconnected: its slot and decisions are released. */
 void ig_aclcache_forget(ig_aclcache *c, const void *client);
 

@@ -38,6 +38,11 @@ typedef struct ig_registry ig_registry;
 ig_registry *ig_registry_new(void);
 void ig_registry_free(ig_registry *r);
 
+/* Changes with every call that may change an identity (apply, reserve,
+ * release, mark_revoked), never otherwise: a reader that saw an identity
+ * active at generation g may rely on that while the generation is still g
+ * (the ACL decision cache does, to skip the lookup on every message). */
+uint64_t ig_registry_generation(const ig_registry *r);
 const ig_identity *ig_registry_find(const ig_registry *r, const char *id, size_t id_len);
 
 /* Sizes the tables for `more` ids beyond those present (a replay passes the

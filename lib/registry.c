@@ -92,6 +92,7 @@ struct ig_registry {
 	size_t saved_len, saved_cap;
 
 	uint64_t counts[3][IG_ROLE_COUNT]; /* [status][role]; [status][0] = all roles */
+	uint64_t generation;     /* bumped by every change; see ig_registry_generation */
 };
 
 const char *ig_registry_status_name(ig_id_status st)
@@ -352,7 +353,13 @@ ig_registry *ig_registry_new(void)
 		return NULL;
 	}
 	r->slot_cap = MIN_SLOTS;
+	r->generation = 1;
 	return r;
+}
+
+uint64_t ig_registry_generation(const ig_registry *r)
+{
+	return r->generation;
 }
 
 void ig_registry_free(ig_registry *r)
@@ -458,6 +465,8 @@ static int corrupt(ig_error *err)
 
 int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err)
 {
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !rec || !en || rec->type != IG_REC_ENROLL)
 		return ig_error_set(err, IG_ERR_INVAL, "registry apply: missing registry, enroll record or its body");
 	/* The decoder already ran these field checks; they stay because this
@@ -544,6 +553,8 @@ static int apply_revoke(ig_registry *r, const ig_record *rec, ig_error *err)
 
 int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err)
 {
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !rec)
 		return ig_error_set(err, IG_ERR_INVAL, "registry apply: missing registry or record");
 	switch (rec->type) {
@@ -555,6 +566,8 @@ int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err)
 
 int ig_registry_reserve(ig_registry *r, const char *id, ig_role role, const uint8_t pk[IG_PK_BYTES])
 {
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !id || !pk || role <= IG_ROLE_NONE || role >= IG_ROLE_COUNT)
 		return IG_ERR_INVAL;
 	size_t len = strnlen(id, IG_ID_MAX + 1);
@@ -602,6 +615,8 @@ int ig_registry_reserve(ig_registry *r, const char *id, ig_role role, const uint
 
 void ig_registry_release(ig_registry *r, const char *id)
 {
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !id)
 		return;
 	size_t len = strnlen(id, IG_ID_MAX + 1);
@@ -616,6 +631,8 @@ void ig_registry_release(ig_registry *r, const char *id)
 
 int ig_registry_mark_revoked(ig_registry *r, const char *id, uint64_t index)
 {
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !id)
 		return IG_ERR_INVAL;
 	size_t len = strnlen(id, IG_ID_MAX + 1);

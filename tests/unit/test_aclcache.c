@@ -269,3 +269,41 @@ Test(aclcache, bad_arguments)
 	ig_aclcache_free(NULL);
 	ig_aclcache_free(c);
 }
+
+/* The identity memo that lets the ACL skip the registry lookup: known only
+ * after a decision stored (or looked up) for an identity seen active at a
+ * registry generation, and only while that generation holds. */
+Test(aclcache, identity_memo_holds_only_for_its_registry_generation)
+{
+	ig_aclcache *c = new_cache(16);
+	uint8_t role = 0;
+	ig_aclcache_key k = key_for(&client_a, "dev-1", 1, 2, "t/1");
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 5, &role), "nothing is known before a decision");
+	ig_aclcache_put(c, &k, true);
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 5, &role),
+	          "a decision stored without a registry generation teaches nothing");
+
+	k.registry_generation = 5;
+	ig_aclcache_put(c, &k, true);
+	cr_assert(ig_aclcache_who(c, &client_a, "dev-1", 5, &role));
+	cr_assert_eq(role, IG_ROLE_DEVICE);
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 6, &role), "any registry change ends the memo");
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-2", 5, &role), "another username is another identity");
+	cr_assert(!ig_aclcache_who(c, &client_b, "dev-1", 5, &role), "another connection knows nothing");
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 0, &role));
+
+	/* A fresh lookup at generation 6 that hits renews the memo. */
+	k.registry_generation = 6;
+	cr_assert_eq(ig_aclcache_get(c, &k), IG_ACLCACHE_ALLOW);
+	cr_assert(ig_aclcache_who(c, &client_a, "dev-1", 6, &role));
+
+	/* A decision for another identity on the same connection resets it. */
+	ig_aclcache_key other = key_for(&client_a, "dev-9", 1, 2, "t/1");
+	ig_aclcache_put(c, &other, true);
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 6, &role));
+
+	ig_aclcache_put(c, &k, true);
+	ig_aclcache_forget(c, &client_a);
+	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 6, &role), "a disconnected client is forgotten");
+	ig_aclcache_free(c);
+}

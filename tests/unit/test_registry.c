@@ -67,6 +67,37 @@ Test(registry, status_names)
 	cr_assert_str_eq(ig_registry_status_name((ig_id_status)9), "unknown");
 }
 
+/* The ACL skips its registry lookup while the generation is unchanged, so
+ * every call that can change an identity must move it. */
+Test(registry, every_change_moves_the_generation)
+{
+	ig_registry *r = ig_registry_new();
+	ig_error err = {0};
+	cr_assert_not_null(r);
+	uint8_t pk[32];
+	fake_pk(pk, 7);
+	uint64_t g = ig_registry_generation(r);
+	cr_assert_gt(g, 0, "0 means 'unknown' to the ACL cache");
+	cr_assert_eq(apply_enroll(r, "dev1", IG_ROLE_DEVICE, 1, &err), IG_OK, "%s", err.msg);
+	cr_assert_gt(ig_registry_generation(r), g, "enrol");
+	g = ig_registry_generation(r);
+	cr_assert_eq(ig_registry_reserve(r, "dev2", IG_ROLE_DEVICE, pk), IG_OK);
+	cr_assert_gt(ig_registry_generation(r), g, "reserve");
+	g = ig_registry_generation(r);
+	ig_registry_release(r, "dev2");
+	cr_assert_gt(ig_registry_generation(r), g, "release");
+	g = ig_registry_generation(r);
+	cr_assert_eq(ig_registry_mark_revoked(r, "dev1", 0), IG_OK);
+	cr_assert_gt(ig_registry_generation(r), g, "mark_revoked");
+	g = ig_registry_generation(r);
+	cr_assert_eq(apply_revoke(r, "dev1", &err), IG_OK, "%s", err.msg);
+	cr_assert_gt(ig_registry_generation(r), g, "revoke record");
+	g = ig_registry_generation(r);
+	cr_assert_not_null(ig_registry_find(r, "dev1", 4));
+	cr_assert_eq(ig_registry_generation(r), g, "a lookup changes nothing");
+	ig_registry_free(r);
+}
+
 Test(registry, enroll_revoke_reenroll)
 {
 	ig_registry *r = ig_registry_new();
