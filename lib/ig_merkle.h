@@ -24,6 +24,11 @@ typedef struct ig_merkle_acc {
 void ig_merkle_init(ig_merkle_acc *acc);
 /* Adds a leaf hash (already H(0x00 || entry)). */
 void ig_merkle_push(ig_merkle_acc *acc, const uint8_t leaf[IG_HASH_BYTES]);
+/* Adds the root of a perfect subtree of 2^height leaves (height <= 30), as
+ * if its leaves were pushed one by one: the accumulator ends up exactly the
+ * same. Lets another thread hash the subtree. The accumulator's size must be
+ * a multiple of 2^height (a subtree never straddles a larger one). */
+void ig_merkle_push_subtree(ig_merkle_acc *acc, const uint8_t root[IG_HASH_BYTES], unsigned height);
 /* Root of the leaves pushed so far. The empty tree's root is H() (BLAKE2b-256
  * of the empty string), as RFC 6962 defines MTH({}) = HASH(). */
 void ig_merkle_root(const ig_merkle_acc *acc, uint8_t root[IG_HASH_BYTES]);

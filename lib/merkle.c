@@ -50,6 +50,19 @@ void ig_merkle_push(ig_merkle_acc *acc, const uint8_t leaf[IG_HASH_BYTES])
 	acc->size++;
 }
 
+void ig_merkle_push_subtree(ig_merkle_acc *acc, const uint8_t root[IG_HASH_BYTES], unsigned height)
+{
+	/* The same binary increment, of size >> height: the subtree is one
+	 * "leaf" at that level. */
+	memcpy(acc->stack[acc->depth], root, IG_HASH_BYTES);
+	acc->depth++;
+	for (uint64_t n = acc->size >> height; n & 1; n >>= 1) {
+		acc->depth--;
+		ig_merkle_node(acc->stack[acc->depth - 1], acc->stack[acc->depth - 1], acc->stack[acc->depth]);
+	}
+	acc->size += (uint64_t)1 << height;
+}
+
 void ig_merkle_root(const ig_merkle_acc *acc, uint8_t root[IG_HASH_BYTES])
 {
 	if (acc->size == 0) {
