@@ -47,7 +47,7 @@ struct box_ctx {
 static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
 {
 	struct box_ctx *c = ctx;
-	return ig_box_key_for_ch(c->bk, sk, c->ch_pk);
+	return ig_keybox_key_for_ch(c->bk, sk, c->ch_pk);
 }
 
 /* The shared key with the cluster head, computed once per pinned key. */

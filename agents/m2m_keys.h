@@ -13,7 +13,7 @@
 
 #include "ig_aead.h"
 #include "ig_common.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_m2m.h"
 #include "ig_replay.h"
 

@@ -254,7 +254,7 @@ struct box_ctx {
 static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
 {
 	struct box_ctx *c = ctx;
-	return ig_box_key_for_ch(c->bk, sk, c->ch_pk);
+	return ig_keybox_key_for_ch(c->bk, sk, c->ch_pk);
 }
 
 bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin)

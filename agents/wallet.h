@@ -17,7 +17,7 @@
 #include "duties.h"
 #include "ig_bank.h"
 #include "ig_coin.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 
 struct cJSON;
 

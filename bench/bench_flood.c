@@ -7,7 +7,7 @@
  * the expensive kind: well-formed tokens for enrolled ids with bad
  * signatures (each would cost an Ed25519 verify if the broker checked it),
  * from 256 loopback source addresses (127.0.1.0-127.0.1.255), so the
- * per-address ban and the per-identity budget (lib/ban.c) are what is being
+ * per-address ban and the per-identity budget (lib/identity/ban.c) are what is being
  * measured. Good clients connect from 127.0.0.1 with a fresh valid token
  * each time, at a modest rate, and only TCP connect -> CONNACK is timed.
  *

@@ -57,7 +57,7 @@ static size_t make_body(uint8_t *out, size_t cap, unsigned thread, uint64_t n)
 	memcpy(e.pk, &n, sizeof n);
 	memset(e.by, 'a', IG_BY_MAX);
 	memcpy(e.by, "offline:bench-", 14);
-	int blen = ig_enroll_encode(out, cap, &e);
+	int blen = ig_record_enroll_encode(out, cap, &e);
 	if (blen < 0) {
 		fprintf(stderr, "bench_ledger: cannot encode an enroll body\n");
 		exit(1);

@@ -50,7 +50,7 @@
 #include "ig_m2m.h"
 #include "ig_replay.h"
 #include "ig_common.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_token.h"
 #include "bench.h"
 #include "bench_conn.h"
@@ -429,7 +429,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < B.ndev; i++) {
 		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
 		bench_id_keypair(B.dev[i].id, pk, sk);
-		if (ig_box_key_for_ch(&B.dev[i].bk, sk, B.ch_pk) != IG_OK)
+		if (ig_keybox_key_for_ch(&B.dev[i].bk, sk, B.ch_pk) != IG_OK)
 			bench_die("X25519 box key for a device failed", B.dev[i].id);
 		sodium_memzero(sk, sizeof sk);
 	}

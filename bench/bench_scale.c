@@ -21,7 +21,7 @@
  *   bench_scale run --plugin SO --work DIR [--identities N] [--port P] [--broker-cpu N] [--client-cpu N]
  *
  * run leaves the broker unpinned unless --broker-cpu is given: the plugin's
- * start replays the ledger on two threads (lib/ledger_scan.c), and the
+ * start replays the ledger on two threads (lib/ledger/ledger_scan.c), and the
  * builder has finished and the probe sleeps between connects by then.
  */
 #include <inttypes.h>

@@ -28,7 +28,7 @@
 #include "ig_idmap.h"
 #include "ig_join.h"
 #include "ig_joincodes.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_ledger.h"
 #include "ig_policy.h"
 #include "ig_pool.h"
@@ -60,7 +60,7 @@ typedef struct ig_plugin {
 	ig_plugin_config cfg;
 	uint32_t max_ttl_s[IG_ROLE_COUNT];   /* in force: policy file's max_token_ttl, else cfg */
 	ig_ledger *ledger;
-	/* The cluster state (lib/state.c); reg, codes and coins are its parts,
+	/* The cluster state (lib/cluster/state.c); reg, codes and coins are its parts,
 	 * kept as shortcuts for the glue that reads them. */
 	ig_state *state;
 	ig_registry *reg;
@@ -76,13 +76,13 @@ typedef struct ig_plugin {
 	size_t topic_ch_prefix_len;
 
 	ig_sessions sessions;
-	/* Recent ACL decisions per client (plugin_acl.c, lib/aclcache.c). */
+	/* Recent ACL decisions per client (plugin_acl.c, lib/identity/aclcache.c). */
 	ig_aclcache *aclcache;
 
 	/* Key service (issue 3). */
 	ig_joincodes *codes;
 	ig_join_key join_key;
-	/* Keyed and seeded by the entropy service (lib/svc_entropy.c), which
+	/* Keyed and seeded by the entropy service (lib/entropy/svc_entropy.c), which
 	 * mixes device entropy in; session keys and coins are drawn from it. */
 	ig_pool pool;
 	ig_coins *coins;                    /* the bank's coin index */

@@ -2,7 +2,7 @@
  * plugin_acl.c: per-message and per-subscription access checks.
  *
  * Why this exists: Mosquitto asks on every PUBLISH, SUBSCRIBE and delivery.
- * The answer comes from the role policy (lib/policy.c) for the identity the
+ * The answer comes from the role policy (lib/identity/policy.c) for the identity the
  * registry knows under the client's username; a revoked or unknown identity
  * gets nothing, even in the instant before its connection is cut.
  *
@@ -11,7 +11,7 @@
  * was last seen active, and any enrol or revoke changes it, so revocation
  * needs no cache invalidation. Only an active identity's policy decisions
  * are remembered
- * (lib/aclcache.c), keyed by its id, role and the policy's generation, so a
+ * (lib/identity/aclcache.c), keyed by its id, role and the policy's generation, so a
  * SIGHUP reload replaces them all at once. Decisions for joining devices
  * are never cached: they depend on the session table, which changes as
  * connections come and go. A client's decisions are dropped at its

@@ -164,7 +164,7 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		         ig_plugin_ledger_refusal(status));
 		fail(p->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
-		/* What the revoke record's state rule (lib/coins.c, docs/LEDGER.md)
+		/* What the revoke record's state rule (lib/bank/coins.c, docs/LEDGER.md)
 		 * ends: the id's credit and unspent coins, read before it runs. */
 		uint64_t cancelled_credit = ig_coins_balance(pl->coins, p->id);
 		uint64_t cancelled_coins = ig_coins_outstanding(pl->coins, p->id);
@@ -364,7 +364,7 @@ static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 		ig_join_code_new(&pl->join_key, r.code_id, r.hash, cp->text[i]);
 		snprintf(r.by, sizeof r.by, "%s", b->client_id);
 		uint8_t body[256];
-		int n = ig_rec_join_code_encode(body, sizeof body, &r);
+		int n = ig_record_join_code_encode(body, sizeof body, &r);
 		if (n < 0 || ig_ledger_submit(pl->ledger, IG_REC_JOIN_CODE, body, (size_t)n, on_code_durable, cp) != IG_OK) {
 			cp->failed++;
 			break;

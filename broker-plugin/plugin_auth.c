@@ -2,14 +2,14 @@
  * plugin_auth.c: CONNECT authentication, as glue.
  *
  * Why this exists: Mosquitto hands us a username, a password (or MQTT v5
- * authentication data), a client id and an address. lib/auth.c decides
+ * authentication data), a client id and an address. lib/identity/auth.c decides
  * (ig_auth_connect: bans, join tokens, the token check, the id budget, the
- * replay cache, session admission), on tables lib owns (lib/sessions.c,
- * lib/ban.c, lib/nonces.c). This file reads the client data, makes those
+ * replay cache, session admission), on tables lib owns (lib/identity/sessions.c,
+ * lib/identity/ban.c, lib/identity/nonces.c). This file reads the client data, makes those
  * tables at start, sweeps the replay cache on ticks, logs the lines the
  * decision returns, counts it for the stats and answers the broker. It
  * also owns the lifetime of the per-client ACL decision cache
- * (lib/aclcache.c): made at start, a client's entries released at its
+ * (lib/identity/aclcache.c): made at start, a client's entries released at its
  * DISCONNECT.
  */
 #include "plugin.h"
@@ -23,7 +23,7 @@
 /* ---- brute force and replays ------------------------------------------ */
 
 /* 3/4 of a power of two: the tables' slot arrays are then exactly 65536
- * slots (lib/idtable.c keeps them at most 3/4 full). */
+ * slots (lib/base/idtable.c keeps them at most 3/4 full). */
 #define BAN_TABLE_ENTRIES 49152        /* addresses tracked at once (3.7 MB) */
 #define BUDGET_TABLE_ENTRIES 49152     /* identities with failed checks tracked at once (2.1 MB) */
 #define REPLAY_SWEEP_EVERY_MS 10       /* Mosquitto ticks once per event-loop pass, thousands of times a
@@ -35,9 +35,9 @@
 /* What only authentication needs, kept here rather than in ig_plugin. One
  * per process: the broker loads the plugin once. */
 static struct {
-	ig_ban *bans;                  /* failing addresses (lib/ban.c) */
+	ig_ban *bans;                  /* failing addresses (lib/identity/ban.c) */
 	ig_ban_ids *id_budget;         /* failed signature checks per id */
-	ig_nonces *replay;             /* single-use token nonces (lib/nonces.c) */
+	ig_nonces *replay;             /* single-use token nonces (lib/identity/nonces.c) */
 	uint64_t replay_swept_ms;      /* last sweep of the replay cache */
 	uint64_t accepted;
 	uint64_t refused[IG_AUTH_RESULT_COUNT];

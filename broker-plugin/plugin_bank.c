@@ -1,7 +1,7 @@
 /*
  * plugin_bank.c: the bank's row in the service table (plugin_service.h).
  *
- * Why this exists: the bank decides in lib/svc_bank.c; this file only hands
+ * Why this exists: the bank decides in lib/bank/svc_bank.c; this file only hands
  * it what it needs from the plugin (the cluster state, the cluster head's
  * key, the key pool and the clock) and registers its requests, its coin
  * prune tick and its stats. The carrier (ig_plugin_carry_out) applies and

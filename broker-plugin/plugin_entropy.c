@@ -1,6 +1,6 @@
 /*
  * plugin_entropy.c: the rows of the entropy and attestation services in the
- * service table (lib/svc_entropy.c and lib/svc_attest.c decide;
+ * service table (lib/entropy/svc_entropy.c and lib/entropy/svc_attest.c decide;
  * docs/PROTOCOL.md, "Sealed message" and "attest").
  *
  * Why this exists: the services in lib/ know nothing of Mosquitto; this

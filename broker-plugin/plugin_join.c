@@ -4,7 +4,7 @@
  *
  * Why this exists: a device enrols itself with a one-time join code
  * (docs/PROTOCOL.md, "Joining the cluster"). Everything that decides lives
- * in lib/svc_join.c; this file only hands it the broker's view: the client
+ * in lib/identity/svc_join.c; this file only hands it the broker's view: the client
  * id Mosquitto gives, the session the join token opened, the cluster state
  * and the clock, and turns its tickets into sessions and its joins into log
  * lines.

@@ -1,6 +1,6 @@
 /*
  * plugin_keys.c: the session-key service's row in the service table
- * (lib/svc_keys.c decides; docs/PROTOCOL.md, "session_key").
+ * (lib/keys/svc_keys.c decides; docs/PROTOCOL.md, "session_key").
  *
  * Why this exists: the service in lib/ knows nothing of Mosquitto; this
  * glue gives it the broker's view of who is online, the policy in force and

@@ -9,7 +9,7 @@
  * client's connection is encrypted, so this reads the configuration file
  * the broker was started with (its -c argument in /proc/self/cmdline, and
  * the include_dir files it names) and applies Mosquitto's own rules
- * (lib/listeners.c). It runs once, in plugin init, before any client: the
+ * (lib/base/listeners.c). It runs once, in plugin init, before any client: the
  * file reads cannot stall the event loop.
  */
 #include "plugin.h"

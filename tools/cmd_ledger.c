@@ -221,7 +221,7 @@ static void print_record_line(const ig_record *rec)
 	switch (rec->type) {
 	case IG_REC_GENESIS: {
 		ig_genesis g;
-		if (ig_genesis_decode(rec->body, rec->body_len, &g, &err) != IG_OK)
+		if (ig_record_genesis_decode(rec->body, rec->body_len, &g, &err) != IG_OK)
 			goto undecodable;
 		ig_hex_encode(pk, g.ch_pk, IG_PK_BYTES);
 		printf("cluster=%s ch_pubkey=%s version=%u", g.cluster, pk, (unsigned)g.version);
@@ -229,7 +229,7 @@ static void print_record_line(const ig_record *rec)
 	}
 	case IG_REC_ENROLL: {
 		ig_enroll e;
-		if (ig_enroll_decode(rec->body, rec->body_len, &e, &err) != IG_OK)
+		if (ig_record_enroll_decode(rec->body, rec->body_len, &e, &err) != IG_OK)
 			goto undecodable;
 		ig_hex_encode(pk, e.pk, IG_PK_BYTES);
 		printf("id=%s role=%s pubkey=%s by=", e.id, ig_role_name(e.role), pk);
@@ -238,7 +238,7 @@ static void print_record_line(const ig_record *rec)
 	}
 	case IG_REC_REVOKE: {
 		ig_revoke r;
-		if (ig_revoke_decode(rec->body, rec->body_len, &r, &err) != IG_OK)
+		if (ig_record_revoke_decode(rec->body, rec->body_len, &r, &err) != IG_OK)
 			goto undecodable;
 		printf("id=%s reason=\"", r.id);
 		print_clean(r.reason);
@@ -479,7 +479,7 @@ static int offline_change(const char *dir, const char *cluster, const ig_admin_c
 		exit_code = CLI_EXIT_ERR;
 		goto out;
 	}
-	/* What the revoke record's state rule (lib/coins.c) cancels: the same
+	/* What the revoke record's state rule (lib/bank/coins.c) cancels: the same
 	 * figures the broker reports, read before the rule runs. */
 	ig_coins *coins = ig_state_coins(st);
 	uint64_t cancelled_credit = ig_coins_balance(coins, cmd->id);
@@ -543,7 +543,7 @@ static int offline_join_codes(const char *dir, const char *cluster, const ig_adm
 		uint8_t body[256];
 		ig_record rec;
 		memset(&rec, 0, sizeof rec);
-		int n = ig_rec_join_code_encode(body, sizeof body, &r);
+		int n = ig_record_join_code_encode(body, sizeof body, &r);
 		if (n < 0 || ig_ledger_append(l, IG_REC_JOIN_CODE, body, (size_t)n, &rec, &err) != IG_OK) {
 			cli_error("cannot record join code %u: %s", i + 1, n < 0 ? "encoding failed" : err.msg);
 			exit_code = CLI_EXIT_ERR;

@@ -28,7 +28,7 @@
 #include "ig_bank.h"
 #include "ig_coin.h"
 #include "ig_common.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 
 #define BENCH_NAME "bench_bank"
 #define MAX_COLLECTORS 1000

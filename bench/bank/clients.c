@@ -402,7 +402,7 @@ void bank_clients_open(bench *B)
 		ig_box_key *bk = i < B->ncol ? &B->col[i].bk : &B->ana[i - B->ncol].bk;
 		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
 		bench_id_keypair(id, pk, sk);
-		if (ig_box_key_for_ch(bk, sk, B->ch_pk) != IG_OK)
+		if (ig_keybox_key_for_ch(bk, sk, B->ch_pk) != IG_OK)
 			bench_die("X25519 box key failed", id);
 		sodium_memzero(sk, sizeof sk);
 	}

@@ -103,7 +103,7 @@ void bench_id_build_enroll(bench_id_builder *b, const char *id, ig_role role, co
 		sodium_memzero(sk, sizeof sk);
 	}
 	snprintf(e.by, sizeof e.by, "offline:bench");
-	bench_id_build_submit(b, IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &e));
+	bench_id_build_submit(b, IG_REC_ENROLL, body, ig_record_enroll_encode(body, sizeof body, &e));
 }
 
 uint64_t bench_id_build_end(bench_id_builder *b)

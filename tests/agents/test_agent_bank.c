@@ -276,8 +276,8 @@ static void make_keys(keys *k)
 	cr_assert_eq(ig_init(), IG_OK);
 	crypto_sign_keypair(k->ch_pk, k->ch_sk);
 	crypto_sign_keypair(k->dev_pk, k->dev_sk);
-	cr_assert_eq(ig_box_key_for_device(&k->ch_side, k->ch_sk, k->dev_pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&k->dev_side, k->dev_sk, k->ch_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&k->ch_side, k->ch_sk, k->dev_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&k->dev_side, k->dev_sk, k->ch_pk), IG_OK);
 }
 
 /* A reply as the bank sends it: "box_nonce" and "box" over pt. */
@@ -876,7 +876,7 @@ static void collect_setup(struct collect_fixture *f)
 	tu_agent_key(f->dir, sizeof f->dir, f->key, sizeof f->key, "dev1");
 	f->a = tu_agent_offline(CLUSTER, "dev1", f->key);
 	crypto_sign_keypair(f->ch_pk, f->ch_sk);
-	cr_assert_eq(ig_box_key_for_device(&f->ch_side, f->ch_sk, ig_agent_public_key(f->a)), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&f->ch_side, f->ch_sk, ig_agent_public_key(f->a)), IG_OK);
 	memset(&f->pin, 0, sizeof f->pin);
 	f->pin.known = true;
 	memcpy(f->pin.pk, f->ch_pk, IG_PK_BYTES);
@@ -951,7 +951,7 @@ Test(unknown_outcome, mint_coins_are_kept_unspent_then_refunded_after_a_reconnec
 	/* Our mint of 4 is in flight... */
 	snprintf(c->mint_nonce, sizeof c->mint_nonce, "%s", "00112233445566778899aabbccddeeff");
 	c->mint_count = 4;
-	/* ... and is answered as the bank service (lib/svc_bank.c) does when the record's batch failed. */
+	/* ... and is answered as the bank service (lib/bank/svc_bank.c) does when the record's batch failed. */
 	uint8_t coins[4 * IG_COIN_BYTES];
 	randombytes_buf(coins, sizeof coins);
 	uint64_t now_s = ig_now_ms() / 1000u;

@@ -424,8 +424,8 @@ static void setup_ch(struct ch_fixture *f)
 	cr_assert_eq(ig_init(), IG_OK);
 	cr_assert_eq(ig_keyfile_generate(f->ch_pk, f->ch_sk), IG_OK);
 	cr_assert_eq(ig_keyfile_generate(f->dev_pk, f->dev_sk), IG_OK);
-	cr_assert_eq(ig_box_key_for_device(&f->ch_side, f->ch_sk, f->dev_pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&f->dev_side, f->dev_sk, f->ch_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&f->ch_side, f->ch_sk, f->dev_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&f->dev_side, f->dev_sk, f->ch_pk), IG_OK);
 }
 
 /* The inbox message the cluster head would send for k, boxed with bk. */
@@ -490,7 +490,7 @@ Test(m2m_accept, boxes_not_from_the_pinned_cluster_head_are_refused)
 	uint8_t other_pk[32], other_sk[64];
 	ig_box_key impostor;
 	cr_assert_eq(ig_keyfile_generate(other_pk, other_sk), IG_OK);
-	cr_assert_eq(ig_box_key_for_device(&impostor, other_sk, f.dev_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&impostor, other_sk, f.dev_pk), IG_OK);
 	ig_session_key k = make_key("c", 1, NOW_S + 3600, 0x21);
 	ig_error err = {0};
 	cr_assert_null(accept(&f, key_message(&k, &impostor), &err));

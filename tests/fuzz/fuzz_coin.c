@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_coin.c: fuzzes the coin header and the coin-sealed data
- * and result messages (lib/coin.c, docs/PROTOCOL.md "Coins").
+ * and result messages (lib/bank/coin.c, docs/PROTOCOL.md "Coins").
  *
  * Why this exists: a data message arrives from any collector and a redeem
  * hands the bank a sealed header from any analyst; the bank parses and

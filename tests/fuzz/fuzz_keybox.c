@@ -6,7 +6,7 @@
  * box nonce, then the box. Invariant: with the docs' box key (PROTOCOL.md,
  * "Session-key box") only the docs' box opens, to the docs' plaintext. */
 #include "fuzz_common.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_keyfile.c: fuzzes the key-file parser on bytes
- * (ig_keyfile_parse, lib/keyfile.c; docs/PROTOCOL.md "Key file format").
+ * (ig_keyfile_parse, lib/base/keyfile.c; docs/PROTOCOL.md "Key file format").
  *
  * Why this exists: a key file is read from disk by every program, and the
  * agent's --key may point anywhere; the parser must refuse every file that

@@ -29,13 +29,13 @@ static uint8_t g_out[IG_REC_MAX_BODY + IG_REC_OVERHEAD];
 
 static void bodies(const uint8_t *body, size_t len)
 {
-	BODY_ROUNDTRIP(ig_genesis, ig_genesis_decode, ig_genesis_encode, body, len);
-	BODY_ROUNDTRIP(ig_enroll, ig_enroll_decode, ig_enroll_encode, body, len);
-	BODY_ROUNDTRIP(ig_revoke, ig_revoke_decode, ig_revoke_encode, body, len);
-	BODY_ROUNDTRIP(ig_join_code_rec, ig_rec_join_code_decode, ig_rec_join_code_encode, body, len);
-	BODY_ROUNDTRIP(ig_join_used, ig_rec_join_used_decode, ig_rec_join_used_encode, body, len);
-	BODY_ROUNDTRIP(ig_key_issued, ig_key_issued_decode, ig_key_issued_encode, body, len);
-	BODY_ROUNDTRIP(ig_attest, ig_attest_decode, ig_attest_encode, body, len);
+	BODY_ROUNDTRIP(ig_genesis, ig_record_genesis_decode, ig_record_genesis_encode, body, len);
+	BODY_ROUNDTRIP(ig_enroll, ig_record_enroll_decode, ig_record_enroll_encode, body, len);
+	BODY_ROUNDTRIP(ig_revoke, ig_record_revoke_decode, ig_record_revoke_encode, body, len);
+	BODY_ROUNDTRIP(ig_join_code_rec, ig_record_join_code_decode, ig_record_join_code_encode, body, len);
+	BODY_ROUNDTRIP(ig_join_used, ig_record_join_used_decode, ig_record_join_used_encode, body, len);
+	BODY_ROUNDTRIP(ig_key_issued, ig_record_key_issued_decode, ig_record_key_issued_encode, body, len);
+	BODY_ROUNDTRIP(ig_attest, ig_record_attest_decode, ig_record_attest_encode, body, len);
 	BODY_ROUNDTRIP(ig_credit_rec, ig_bank_credit_decode, ig_bank_credit_encode, body, len);
 	BODY_ROUNDTRIP(ig_mint_rec, ig_bank_mint_decode, ig_bank_mint_encode, body, len);
 	BODY_ROUNDTRIP(ig_redeem_rec, ig_bank_redeem_decode, ig_bank_redeem_encode, body, len);

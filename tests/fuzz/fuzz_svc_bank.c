@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_svc_bank.c: fuzzes the bank's request decoders and the
- * bank service behind them (lib/svc_bank.c).
+ * bank service behind them (lib/bank/svc_bank.c).
  *
  * Why this exists: mint, redeem, refund and balance requests are JSON from
  * any enrolled device or analyst, decoded by the bank before anything else
@@ -50,7 +50,7 @@ static void enroll(uint64_t index, const char *id, ig_role role, uint8_t first)
 	e.role = role;
 	memcpy(e.pk, pk, sizeof e.pk);
 	uint8_t body[512];
-	apply(index, IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &e));
+	apply(index, IG_REC_ENROLL, body, ig_record_enroll_encode(body, sizeof body, &e));
 }
 
 static void setup(void)

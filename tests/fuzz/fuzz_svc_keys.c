@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_svc_keys.c: fuzzes the request decoders of the key,
- * attestation and entropy services (lib/svc_keys.c, svc_attest.c,
+ * attestation and entropy services (lib/keys/svc_keys.c, svc_attest.c,
  * svc_entropy.c), and the key and attest requests whole, against a small
  * cluster state.
  *
@@ -44,7 +44,7 @@ static void enroll(const char *id, uint64_t index)
 	e.role = IG_ROLE_DEVICE;
 	memcpy(e.pk, ch_pk, sizeof e.pk);   /* any valid key will do */
 	uint8_t body[512];
-	int n = ig_enroll_encode(body, sizeof body, &e);
+	int n = ig_record_enroll_encode(body, sizeof body, &e);
 	FUZZ_ASSERT(n > 0);
 	ig_record rec = {.index = index, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)n};
 	ig_error err;

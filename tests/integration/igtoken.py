@@ -3,7 +3,7 @@
 Why this exists: the integration tests must be able to craft tokens the CLI
 refuses to make (expired, issued in the future, a lifetime beyond the role's
 limit, a foreign cluster, a wrong id, a bad signature), and a second
-implementation written from the specification (lib/ig_token.h and
+implementation written from the specification (lib/identity/ig_token.h and
 docs/PROTOCOL.md) proves the layout is documented well enough for anyone
 to mint tokens with an ordinary Ed25519 library.
 

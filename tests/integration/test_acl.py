@@ -171,7 +171,7 @@ def test_acl_denials_in_stats(mbroker, mcluster):
 
 
 def test_revoke_drops_a_publish_right_already_used(broker, cluster):
-    # The ACL remembers recent decisions per client (lib/aclcache.c); a
+    # The ACL remembers recent decisions per client (lib/identity/aclcache.c); a
     # revocation must end them at once. An admin revoking itself stays
     # connected until the broker's next tick, so a status message it sends
     # right behind its own revoke must not pass, though the same publish

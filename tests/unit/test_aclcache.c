@@ -1,5 +1,5 @@
 /*
- * test_aclcache.c: the per-client ACL decision cache (lib/aclcache.c).
+ * test_aclcache.c: the per-client ACL decision cache (lib/identity/aclcache.c).
  *
  * Why this exists: a stale cached "allow" is a security bug that no
  * throughput figure would reveal. These tests pin that a decision comes back

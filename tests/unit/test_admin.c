@@ -529,7 +529,7 @@ Test(admin, huge_numbers_are_refused_not_cast)
 	cr_expect_eq(c.amount, 1000000000u);
 }
 
-/* ---- admission rules and views (lib/admin_rules.c) ---------------------- */
+/* ---- admission rules and views (lib/cluster/admin_rules.c) ---------------------- */
 
 /* A state built from records, as a replay builds it (svc_fixture.h); each
  * test runs in its own process, so record indexes start at 1. */
@@ -742,7 +742,7 @@ Test(admin_rules, records_decode_back, .init = state_setup, .fini = state_teardo
 	cr_assert_gt(n, 0);
 	cr_expect_eq(type, IG_REC_ENROLL);
 	ig_enroll e;
-	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(body, (size_t)n, &e, &err), IG_OK, "%s", err.msg);
 	cr_expect_str_eq(e.id, "dev1");
 	cr_expect_eq(e.role, IG_ROLE_ANALYST);
 	cr_expect_eq(memcmp(e.pk, c.pk, 32), 0);
@@ -755,7 +755,7 @@ Test(admin_rules, records_decode_back, .init = state_setup, .fini = state_teardo
 	cr_assert_gt(n, 0);
 	cr_expect_eq(type, IG_REC_REVOKE);
 	ig_revoke r;
-	cr_assert_eq(ig_revoke_decode(body, (size_t)n, &r, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_revoke_decode(body, (size_t)n, &r, &err), IG_OK, "%s", err.msg);
 	cr_expect_str_eq(r.reason, "stolen");
 	cr_expect_str_eq(r.by, "offline:root");
 

@@ -1,5 +1,5 @@
 /*
- * test_ban.c: the brute-force tables (lib/ban.c). The per-address table used
+ * test_ban.c: the brute-force tables (lib/identity/ban.c). The per-address table used
  * to be one entry per hash slot, so two colliding addresses wiped each
  * other's count; these tests pin exact keys, bans that survive eviction
  * pressure, IPv6 /64 aggregation, and the per-identity budget's refill.
@@ -219,7 +219,7 @@ Test(ban, id_budget_table_is_bounded_and_keeps_debtors)
 	ig_ban_ids_free(t);
 }
 
-/* ---- on the shared table (lib/idtable.c) ---- */
+/* ---- on the shared table (lib/base/idtable.c) ---- */
 
 /* The budget is what the caller asked for, to a multiple of IG_BAN_WAYS,
  * not doubled to a power of two: the plugin's 49152 entries fill exactly

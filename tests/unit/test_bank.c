@@ -404,9 +404,9 @@ static size_t build(uint8_t *out, size_t cap, const part *parts, size_t n, int s
 	for (size_t i = 0; i < n; i++) {
 		if ((int)i == skip)
 			continue;
-		cr_assert_eq(ig_tlv_put(out, cap, &pos, parts[i].tag, parts[i].v, parts[i].len), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(out, cap, &pos, parts[i].tag, parts[i].v, parts[i].len), IG_OK);
 		if ((int)i == twice)
-			cr_assert_eq(ig_tlv_put(out, cap, &pos, parts[i].tag, parts[i].v, parts[i].len), IG_OK);
+			cr_assert_eq(ig_record_tlv_put(out, cap, &pos, parts[i].tag, parts[i].v, parts[i].len), IG_OK);
 	}
 	return pos;
 }
@@ -449,12 +449,12 @@ Test(bank_records, missing_duplicate_unknown_tags, .init = setup)
 		}
 		/* unknown tags, anywhere and repeated, are ignored */
 		size_t pos = 0;
-		cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 9, "x", 1), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 9, "x", 1), IG_OK);
 		len = build(body + pos, sizeof body - pos, kinds[k].p, 3, -1, -1);
 		pos += len;
-		cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 9, "yy", 2), IG_OK);
-		cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 0, NULL, 0), IG_OK);
-		cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 255, "z", 1), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 9, "yy", 2), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 0, NULL, 0), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 255, "z", 1), IG_OK);
 		cr_assert_eq(decode_type(kinds[k].type, body, pos, &err), IG_OK, "%s", err.msg);
 		/* a truncated TLV */
 		len = build(body, sizeof body, kinds[k].p, 3, -1, -1);
@@ -575,7 +575,7 @@ Test(bank_records, fuzz, .init = setup)
 				if (tu_rand() % 2)
 					for (size_t j = 0; j < vlen; j++)
 						val[j] = (uint8_t)("abcdefgh-1"[val[j] % 10]);
-				if (ig_tlv_put(body, sizeof body, &pos, tag, val, vlen) != IG_OK)
+				if (ig_record_tlv_put(body, sizeof body, &pos, tag, val, vlen) != IG_OK)
 					break;
 			}
 			len = pos;
@@ -1507,7 +1507,7 @@ static int revoke_rec(ig_coins *c, const char *id, ig_error *err)
 	snprintf(v.id, sizeof v.id, "%s", id);
 	snprintf(v.reason, sizeof v.reason, "lost");
 	snprintf(v.by, sizeof v.by, "admin1");
-	return apply_body(c, IG_REC_REVOKE, body, ig_revoke_encode(body, sizeof body, &v), err);
+	return apply_body(c, IG_REC_REVOKE, body, ig_record_revoke_encode(body, sizeof body, &v), err);
 }
 
 Test(bank_index, revoke_cancels_balance_and_unspent_coins, .init = setup)

@@ -1,5 +1,5 @@
 /*
- * test_idtable.c: the shared id-keyed table (lib/idtable.c). Join codes,
+ * test_idtable.c: the shared id-keyed table (lib/base/idtable.c). Join codes,
  * sessions and the brute-force tables all rest on it, so it is checked here
  * on its own: against a plain array as reference model under random
  * put/remove/sweep, through growth, at its budget (refusal and eviction),

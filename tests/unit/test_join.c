@@ -481,7 +481,7 @@ static ig_record code_rec(const uint8_t id[8], ig_role role, uint64_t index)
 	j.expires_at = 2000000000;
 	strcpy(j.by, "admin1");
 	uint8_t *b = bodies[body_next++ % 64];
-	return rec_of(IG_REC_JOIN_CODE, b, ig_rec_join_code_encode(b, 1024, &j), index);
+	return rec_of(IG_REC_JOIN_CODE, b, ig_record_join_code_encode(b, 1024, &j), index);
 }
 
 static ig_record used_rec(const uint8_t id[8], const char *who, uint64_t index)
@@ -491,7 +491,7 @@ static ig_record used_rec(const uint8_t id[8], const char *who, uint64_t index)
 	memcpy(u.code_id, id, 8);
 	strcpy(u.id, who);
 	uint8_t *b = bodies[body_next++ % 64];
-	return rec_of(IG_REC_JOIN_USED, b, ig_rec_join_used_encode(b, 1024, &u), index);
+	return rec_of(IG_REC_JOIN_USED, b, ig_record_join_used_encode(b, 1024, &u), index);
 }
 
 static ig_record enroll_rec(const char *who, ig_role role, const uint8_t *code, uint64_t index)
@@ -510,7 +510,7 @@ static ig_record enroll_rec(const char *who, ig_role role, const uint8_t *code, 
 		strcpy(e.by, "admin1");
 	}
 	uint8_t *b = bodies[body_next++ % 64];
-	return rec_of(IG_REC_ENROLL, b, ig_enroll_encode(b, 1024, &e), index);
+	return rec_of(IG_REC_ENROLL, b, ig_record_enroll_encode(b, 1024, &e), index);
 }
 
 static int apply(ig_joincodes *jc, ig_record r, ig_error *err)
@@ -585,7 +585,7 @@ Test(join, table_used_before_enroll_and_errors)
 	strcpy(rv.id, "dev2");
 	strcpy(rv.by, "admin1");
 	uint8_t b[256];
-	cr_expect_eq(apply(jc, rec_of(IG_REC_REVOKE, b, ig_revoke_encode(b, sizeof b, &rv), 11), &err), IG_OK);
+	cr_expect_eq(apply(jc, rec_of(IG_REC_REVOKE, b, ig_record_revoke_encode(b, sizeof b, &rv), 11), &err), IG_OK);
 	cr_expect_eq(apply(jc, rec_of(IG_REC_KEY_ISSUED, b, 3, 12), &err), IG_OK);
 	cr_expect_eq(ig_joincodes_count(jc, IG_CODE_UNUSED), 1);
 	cr_expect_eq(ig_joincodes_count(jc, IG_CODE_USED), 1);
@@ -600,11 +600,11 @@ Test(join, table_used_before_enroll_and_errors)
 	uint8_t role0 = 0, exp[8];
 	ig_put_u64(exp, 5);
 	uint8_t hash[32] = {0}, id3[8] = {3};
-	cr_assert_eq(ig_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_ID, id3, 8), IG_OK);
-	cr_assert_eq(ig_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_HASH, hash, 32), IG_OK);
-	cr_assert_eq(ig_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_ROLE, &role0, 1), IG_OK);
-	cr_assert_eq(ig_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_EXPIRES, exp, 8), IG_OK);
-	cr_assert_eq(ig_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_BY, "x", 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_ID, id3, 8), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_HASH, hash, 32), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_ROLE, &role0, 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_EXPIRES, exp, 8), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(b, sizeof b, &pos, IG_TAG_JOIN_CODE_BY, "x", 1), IG_OK);
 	cr_expect_eq(apply(jc, rec_of(IG_REC_JOIN_CODE, b, (int)pos, 16), &err), IG_ERR_CORRUPT);
 	cr_expect_null(ig_joincodes_find(jc, id3));
 

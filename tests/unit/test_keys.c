@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "testutil.h"
 
 static void setup(void)
@@ -92,8 +92,8 @@ Test(keybox, pinned_vector, .init = setup)
 	tu_assert_hex(x, 32, VEC_DEV_X25519_PK);
 
 	ig_box_key at_ch, at_dev;
-	cr_assert_eq(ig_box_key_for_device(&at_ch, ch.sk, dev.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&at_dev, dev.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&at_ch, ch.sk, dev.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&at_dev, dev.sk, ch.pk), IG_OK);
 	tu_assert_hex(at_ch.k, 32, VEC_BOX_KEY);
 	tu_assert_hex(at_dev.k, 32, VEC_BOX_KEY);
 
@@ -146,10 +146,10 @@ Test(keybox, round_trip_and_both_holders_agree, .init = setup)
 	fresh(&a);
 	fresh(&b);
 	ig_box_key ch_a, ch_b, a_side, b_side;
-	cr_assert_eq(ig_box_key_for_device(&ch_a, ch.sk, a.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_device(&ch_b, ch.sk, b.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&a_side, a.sk, ch.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&b_side, b.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&ch_a, ch.sk, a.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&ch_b, ch.sk, b.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&a_side, a.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&b_side, b.sk, ch.pk), IG_OK);
 	cr_assert_arr_eq(ch_a.k, a_side.k, 32);
 	cr_assert_arr_eq(ch_b.k, b_side.k, 32);
 	cr_assert_arr_neq(ch_a.k, ch_b.k, 32);
@@ -197,8 +197,8 @@ Test(keybox, extremes_round_trip, .init = setup)
 	fresh(&ch);
 	fresh(&d);
 	ig_box_key at_ch, at_d;
-	cr_assert_eq(ig_box_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
 	char peer[65], rn[65];
 	memset(peer, 'P', 64);
 	peer[64] = '\0';
@@ -230,8 +230,8 @@ Test(keybox, box_from_another_key_fails, .init = setup)
 	fresh(&d);
 	ig_box_key fake, at_d;
 	/* The impostor knows the device's public key and boxes a key to it. */
-	cr_assert_eq(ig_box_key_for_device(&fake, impostor.sk, d.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&fake, impostor.sk, d.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
 	ig_session_key k = sample_key(1, "a", "");
 	uint8_t box[256], nonce[24];
 	int n = ig_keybox_seal(box, sizeof box, nonce, &k, &fake);
@@ -251,8 +251,8 @@ Test(keybox, every_byte_tamper_fails, .init = setup)
 	fresh(&ch);
 	fresh(&d);
 	ig_box_key at_ch, at_d;
-	cr_assert_eq(ig_box_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
 	ig_session_key k = sample_key(0, "peer-1", "abc"), got;
 	uint8_t box[256], nonce[24];
 	int n = ig_keybox_seal(box, sizeof box, nonce, &k, &at_ch);
@@ -287,8 +287,8 @@ static int open_raw(const uint8_t *pt, size_t len, ig_session_key *out)
 	seeded(&ch, 0x00);
 	seeded(&d, 0x20);
 	ig_box_key at_ch, at_d;
-	cr_assert_eq(ig_box_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
-	cr_assert_eq(ig_box_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&at_ch, ch.sk, d.pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&at_d, d.sk, ch.pk), IG_OK);
 	uint8_t box[512], nonce[24] = {7};
 	cr_assert_leq(len + 16, sizeof box);
 	cr_assert_eq(crypto_box_easy_afternm(box, pt, len, nonce, at_ch.k), 0);
@@ -421,12 +421,12 @@ Test(keybox, box_keys_refuse_bad_points, .init = setup)
 	/* Small-order Ed25519 points (identity, order 4): X25519 with them would
 	 * give a shared secret an attacker knows. */
 	uint8_t identity[32] = {1}, order4[32] = {0};
-	cr_assert_eq(ig_box_key_for_device(&bk, ch.sk, identity), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_box_key_for_device(&bk, ch.sk, order4), IG_ERR_CRYPTO);
-	cr_assert_eq(ig_box_key_for_ch(&bk, ch.sk, identity), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_keybox_key_for_device(&bk, ch.sk, identity), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_keybox_key_for_device(&bk, ch.sk, order4), IG_ERR_CRYPTO);
+	cr_assert_eq(ig_keybox_key_for_ch(&bk, ch.sk, identity), IG_ERR_CRYPTO);
 	uint8_t zero[32] = {0};
 	cr_assert_arr_eq(bk.k, zero, 32);
-	cr_assert_eq(ig_box_key_for_device(NULL, ch.sk, ch.pk), IG_ERR_INVAL);
-	cr_assert_eq(ig_box_key_for_device(&bk, NULL, ch.pk), IG_ERR_INVAL);
-	cr_assert_eq(ig_box_key_for_ch(&bk, ch.sk, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_keybox_key_for_device(NULL, ch.sk, ch.pk), IG_ERR_INVAL);
+	cr_assert_eq(ig_keybox_key_for_device(&bk, NULL, ch.pk), IG_ERR_INVAL);
+	cr_assert_eq(ig_keybox_key_for_ch(&bk, ch.sk, NULL), IG_ERR_INVAL);
 }

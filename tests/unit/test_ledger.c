@@ -73,7 +73,7 @@ static size_t enroll_body(uint8_t *out, size_t cap, const char *id)
 	e.role = IG_ROLE_DEVICE;
 	crypto_generichash(e.pk, sizeof e.pk, (const uint8_t *)id, strlen(id), NULL, 0);
 	snprintf(e.by, sizeof e.by, "offline:test");
-	int n = ig_enroll_encode(out, cap, &e);
+	int n = ig_record_enroll_encode(out, cap, &e);
 	cr_assert(n > 0);
 	return (size_t)n;
 }
@@ -477,7 +477,7 @@ static int check_order(void *ctx, const ig_record *rec, ig_error *err)
 	if (rec->type != IG_REC_ENROLL)
 		return IG_OK;
 	ig_enroll e;
-	cr_assert_eq(ig_enroll_decode(rec->body, rec->body_len, &e, err), IG_OK);
+	cr_assert_eq(ig_record_enroll_decode(rec->body, rec->body_len, &e, err), IG_OK);
 	int t, seq;
 	if (sscanf(e.id, "t%d-%d", &t, &seq) == 2) {
 		if (t < 0 || t >= THREADS || seq != o->next_seq[t])
@@ -2085,10 +2085,10 @@ Test(ledger, state_replay_opts_match_ig_state_apply)
 	uint8_t body[256], pk[IG_PK_BYTES] = {0};
 	size_t pos = 0;
 	const uint8_t role = 9;
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 1, "dev-x", 5), IG_OK);
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 2, &role, 1), IG_OK);
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 3, pk, sizeof pk), IG_OK);
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, 4, "admin1", 6), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 1, "dev-x", 5), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 2, &role, 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 3, pk, sizeof pk), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, 4, "admin1", 6), IG_OK);
 	ig_error err = {0};
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, pos, NULL, &err), IG_OK, "%s", err.msg);
 	ig_ledger_close(l);

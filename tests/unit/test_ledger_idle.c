@@ -79,7 +79,7 @@ static size_t enroll_body(uint8_t *out, size_t cap, const char *id)
 	e.role = IG_ROLE_DEVICE;
 	crypto_generichash(e.pk, sizeof e.pk, (const uint8_t *)id, strlen(id), NULL, 0);
 	snprintf(e.by, sizeof e.by, "offline:test");
-	int n = ig_enroll_encode(out, cap, &e);
+	int n = ig_record_enroll_encode(out, cap, &e);
 	cr_assert(n > 0);
 	return (size_t)n;
 }

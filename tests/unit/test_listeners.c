@@ -1,6 +1,6 @@
 /*
  * test_listeners.c: mosquitto.conf listeners and their TLS, read the way
- * Mosquitto 2.0.11 reads them (lib/listeners.c).
+ * Mosquitto 2.0.11 reads them (lib/base/listeners.c).
  *
  * Why this exists: the plugin's start-up warning about plaintext listeners
  * is only worth having if it is right: a missed plaintext listener leaks

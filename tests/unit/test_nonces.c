@@ -1,5 +1,5 @@
 /*
- * test_nonces.c: the single-use token cache (lib/nonces.c): a nonce is
+ * test_nonces.c: the single-use token cache (lib/identity/nonces.c): a nonce is
  * accepted once until its expiry, expired nonces are swept without any O(n)
  * pass on insert, the table stays bounded, and deletion never loses a live
  * nonce (checked against a naive model under heavy churn).

@@ -39,7 +39,7 @@ Test(policy, default_equals_config_file_byte_for_byte)
 	size_t embedded = strlen(ig_policy_default_json);
 	cr_assert_eq(embedded, len, "embedded policy is %zu bytes, config/policy.json %zu", embedded, len);
 	cr_assert_eq(memcmp(file, ig_policy_default_json, len), 0,
-	             "lib/policy_default.c and config/policy.json differ; regenerate one from the other");
+	             "lib/identity/policy_default.c and config/policy.json differ; regenerate one from the other");
 	free(file);
 }
 

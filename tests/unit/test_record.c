@@ -95,7 +95,7 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	ig_genesis g = {.version = 1};
 	strcpy(g.cluster, "demo");
 	memcpy(g.ch_pk, ch_pk, 32);
-	int bl = ig_genesis_encode(body, sizeof body, &g);
+	int bl = ig_record_genesis_encode(body, sizeof body, &g);
 	cr_assert_gt(bl, 0);
 	ig_record r = {.index = 0, .ts_ms = 1700000000000ull, .type = IG_REC_GENESIS, .body = body,
 	               .body_len = (uint32_t)bl};
@@ -110,7 +110,7 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	strcpy(e.id, "dev1");
 	memcpy(e.pk, dev_pk, 32);
 	strcpy(e.by, "offline:root");
-	bl = ig_enroll_encode(body, sizeof body, &e);
+	bl = ig_record_enroll_encode(body, sizeof body, &e);
 	cr_assert_gt(bl, 0);
 	r = (ig_record){.index = 1, .ts_ms = 1700000000001ull, .type = IG_REC_ENROLL, .body = body,
 	                .body_len = (uint32_t)bl};
@@ -124,7 +124,7 @@ Test(record, vector_chain_encodes_exactly, .init = setup)
 	strcpy(rv.id, "dev1");
 	strcpy(rv.reason, "lost");
 	strcpy(rv.by, "offline:root");
-	bl = ig_revoke_encode(body, sizeof body, &rv);
+	bl = ig_record_revoke_encode(body, sizeof body, &rv);
 	cr_assert_gt(bl, 0);
 	r = (ig_record){.index = 2, .ts_ms = 1700000000002ull, .type = IG_REC_REVOKE, .body = body,
 	                .body_len = (uint32_t)bl};
@@ -146,7 +146,7 @@ Test(record, vector_frames_decode, .init = setup)
 	cr_assert_eq(r.type, IG_REC_GENESIS);
 	tu_assert_hex(r.hash, 32, VEC_GENESIS_HASH);
 	ig_genesis g;
-	cr_assert_eq(ig_genesis_decode(r.body, r.body_len, &g, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_genesis_decode(r.body, r.body_len, &g, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(g.cluster, "demo");
 	cr_assert_eq(g.version, 1);
 	tu_assert_hex(g.ch_pk, 32, VEC_CH_PK);
@@ -158,7 +158,7 @@ Test(record, vector_frames_decode, .init = setup)
 	tu_assert_hex(r.prev_hash, 32, VEC_GENESIS_HASH);
 	tu_assert_hex(r.hash, 32, VEC_ENROLL_HASH);
 	ig_enroll e;
-	cr_assert_eq(ig_enroll_decode(r.body, r.body_len, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(r.body, r.body_len, &e, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(e.id, "dev1");
 	cr_assert_eq(e.role, IG_ROLE_DEVICE);
 	cr_assert_str_eq(e.by, "offline:root");
@@ -169,7 +169,7 @@ Test(record, vector_frames_decode, .init = setup)
 	tu_assert_hex(r.prev_hash, 32, VEC_ENROLL_HASH);
 	tu_assert_hex(r.hash, 32, VEC_REVOKE_HASH);
 	ig_revoke rv;
-	cr_assert_eq(ig_revoke_decode(r.body, r.body_len, &rv, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_revoke_decode(r.body, r.body_len, &rv, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(rv.reason, "lost");
 }
 
@@ -406,11 +406,11 @@ Test(record, bad_magic_length_flags, .init = setup)
 Test(record, status_texts_and_type_names)
 {
 	for (int st = IG_FRAME_OK; st <= IG_FRAME_BAD_FLAGS; st++) {
-		const char *t = ig_frame_status_text((ig_frame_status)st);
+		const char *t = ig_record_frame_status_text((ig_frame_status)st);
 		cr_assert_not_null(t);
 		cr_assert_gt(strlen(t), 1u);
 	}
-	cr_assert_str_eq(ig_frame_status_text(IG_FRAME_OK), "ok");
+	cr_assert_str_eq(ig_record_frame_status_text(IG_FRAME_OK), "ok");
 	cr_assert_str_eq(ig_record_type_name(IG_REC_GENESIS), "genesis");
 	cr_assert_str_eq(ig_record_type_name(IG_REC_ENROLL), "enroll");
 	cr_assert_str_eq(ig_record_type_name(IG_REC_REVOKE), "revoke");
@@ -454,9 +454,9 @@ Test(record, fuzz_random_bytes_never_crash, .init = setup)
 			ig_genesis g;
 			ig_enroll e;
 			ig_revoke rv;
-			(void)ig_genesis_decode(r.body, r.body_len, &g, NULL);
-			(void)ig_enroll_decode(r.body, r.body_len, &e, NULL);
-			(void)ig_revoke_decode(r.body, r.body_len, &rv, NULL);
+			(void)ig_record_genesis_decode(r.body, r.body_len, &g, NULL);
+			(void)ig_record_enroll_decode(r.body, r.body_len, &e, NULL);
+			(void)ig_record_revoke_decode(r.body, r.body_len, &rv, NULL);
 			r.type = (uint16_t)(1 + tu_rand() % 4);
 			char *j = ig_record_to_json(&r);
 			cr_assert_not_null(j);
@@ -478,21 +478,21 @@ Test(tlv, empty_body)
 	uint8_t tag;
 	const uint8_t *v;
 	uint16_t vlen;
-	ig_tlv_iter_init(&it, NULL, 0);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 0);
+	ig_record_tlv_iter_init(&it, NULL, 0);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 0);
 	uint8_t b[1];
-	ig_tlv_iter_init(&it, b, 0);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 0);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 0);
+	ig_record_tlv_iter_init(&it, b, 0);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 0);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 0);
 }
 
 Test(tlv, put_and_walk)
 {
 	uint8_t buf[64];
 	size_t pos = 0;
-	cr_assert_eq(ig_tlv_put(buf, sizeof buf, &pos, 7, "abc", 3), IG_OK);
-	cr_assert_eq(ig_tlv_put(buf, sizeof buf, &pos, 0, NULL, 0), IG_OK);
-	cr_assert_eq(ig_tlv_put(buf, sizeof buf, &pos, 255, "z", 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(buf, sizeof buf, &pos, 7, "abc", 3), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(buf, sizeof buf, &pos, 0, NULL, 0), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(buf, sizeof buf, &pos, 255, "z", 1), IG_OK);
 	cr_assert_eq(pos, 6u + 3u + 4u);
 	const uint8_t expect[] = {7, 0, 3, 'a', 'b', 'c', 0, 0, 0, 255, 0, 1, 'z'};
 	cr_assert_arr_eq(buf, expect, sizeof expect);
@@ -501,17 +501,17 @@ Test(tlv, put_and_walk)
 	uint8_t tag;
 	const uint8_t *v;
 	uint16_t vlen;
-	ig_tlv_iter_init(&it, buf, pos);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 1);
+	ig_record_tlv_iter_init(&it, buf, pos);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 1);
 	cr_assert_eq(tag, 7);
 	cr_assert_eq(vlen, 3);
 	cr_assert_arr_eq(v, "abc", 3);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 1);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 1);
 	cr_assert_eq(tag, 0);
 	cr_assert_eq(vlen, 0);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 1);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 1);
 	cr_assert_eq(tag, 255);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 0);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 0);
 }
 
 Test(tlv, put_bounds)
@@ -519,26 +519,26 @@ Test(tlv, put_bounds)
 	static uint8_t big[65535 + 3], src[65536];
 	size_t pos = 0;
 	memset(src, 0x5a, sizeof src);
-	cr_assert_eq(ig_tlv_put(big, sizeof big, &pos, 1, src, 65535), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(big, sizeof big, &pos, 1, src, 65535), IG_OK);
 	cr_assert_eq(big[3], 0x5a);
 	cr_assert_eq(big[sizeof big - 1], 0x5a);
 	cr_assert_eq(pos, sizeof big);
-	cr_assert_eq(ig_tlv_put(big, sizeof big, &pos, 1, NULL, 0), IG_ERR_RANGE);
+	cr_assert_eq(ig_record_tlv_put(big, sizeof big, &pos, 1, NULL, 0), IG_ERR_RANGE);
 	pos = 0;
-	cr_assert_eq(ig_tlv_put(big, sizeof big, &pos, 1, src, 65536), IG_ERR_RANGE);
+	cr_assert_eq(ig_record_tlv_put(big, sizeof big, &pos, 1, src, 65536), IG_ERR_RANGE);
 	cr_assert_eq(pos, 0u);
 
 	uint8_t small[5];
 	pos = 0;
-	cr_assert_eq(ig_tlv_put(small, sizeof small, &pos, 1, "ab", 2), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(small, sizeof small, &pos, 1, "ab", 2), IG_OK);
 	cr_assert_eq(pos, 5u);
 	pos = 0;
-	cr_assert_eq(ig_tlv_put(small, sizeof small, &pos, 1, "abc", 3), IG_ERR_RANGE);
+	cr_assert_eq(ig_record_tlv_put(small, sizeof small, &pos, 1, "abc", 3), IG_ERR_RANGE);
 	cr_assert_eq(pos, 0u);
 	pos = 3;
-	cr_assert_eq(ig_tlv_put(small, sizeof small, &pos, 1, NULL, 0), IG_ERR_RANGE);
+	cr_assert_eq(ig_record_tlv_put(small, sizeof small, &pos, 1, NULL, 0), IG_ERR_RANGE);
 	pos = 99; /* a position past the buffer must not wrap around */
-	cr_assert_eq(ig_tlv_put(small, sizeof small, &pos, 1, NULL, 0), IG_ERR_RANGE);
+	cr_assert_eq(ig_record_tlv_put(small, sizeof small, &pos, 1, NULL, 0), IG_ERR_RANGE);
 }
 
 Test(tlv, overruns_are_corrupt)
@@ -553,17 +553,17 @@ Test(tlv, overruns_are_corrupt)
 	const uint8_t huge[] = {1, 0xff, 0xff, 'a'};
 	const uint8_t tail[] = {1, 0, 1, 'a', 2, 0};
 
-	ig_tlv_iter_init(&it, one, sizeof one);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
-	ig_tlv_iter_init(&it, two, sizeof two);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
-	ig_tlv_iter_init(&it, over, sizeof over);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
-	ig_tlv_iter_init(&it, huge, sizeof huge);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
-	ig_tlv_iter_init(&it, tail, sizeof tail);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), 1);
-	cr_assert_eq(ig_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
+	ig_record_tlv_iter_init(&it, one, sizeof one);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
+	ig_record_tlv_iter_init(&it, two, sizeof two);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
+	ig_record_tlv_iter_init(&it, over, sizeof over);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
+	ig_record_tlv_iter_init(&it, huge, sizeof huge);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
+	ig_record_tlv_iter_init(&it, tail, sizeof tail);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), 1);
+	cr_assert_eq(ig_record_tlv_next(&it, &tag, &v, &vlen), IG_ERR_CORRUPT);
 }
 
 /* ---- typed bodies -------------------------------------------------------- */
@@ -584,16 +584,16 @@ Test(body, genesis_round_trip, .init = setup)
 	memset(g.cluster, 'c', IG_CLUSTER_MAX); /* longest allowed name */
 	tu_seq_bytes(g.ch_pk, 32, 0);
 	uint8_t body[256];
-	int n = ig_genesis_encode(body, sizeof body, &g);
+	int n = ig_record_genesis_encode(body, sizeof body, &g);
 	cr_assert_gt(n, 0);
 	ig_error err = {0};
-	cr_assert_eq(ig_genesis_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_genesis_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(d.cluster, g.cluster);
 	cr_assert_arr_eq(d.ch_pk, g.ch_pk, 32);
 	cr_assert_eq(d.version, IG_FORMAT_VERSION);
 	/* Too small a buffer at every size. */
 	for (int cap = 0; cap < n; cap++)
-		cr_assert_lt(ig_genesis_encode(body, (size_t)cap, &g), 0, "cap %d", cap);
+		cr_assert_lt(ig_record_genesis_encode(body, (size_t)cap, &g), 0, "cap %d", cap);
 }
 
 Test(body, enroll_round_trip_every_role, .init = setup)
@@ -602,10 +602,10 @@ Test(body, enroll_round_trip_every_role, .init = setup)
 		ig_enroll e = sample_enroll(), d;
 		e.role = (ig_role)role;
 		uint8_t body[256];
-		int n = ig_enroll_encode(body, sizeof body, &e);
+		int n = ig_record_enroll_encode(body, sizeof body, &e);
 		cr_assert_gt(n, 0);
 		ig_error err = {0};
-		cr_assert_eq(ig_enroll_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
+		cr_assert_eq(ig_record_enroll_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
 		cr_assert_str_eq(d.id, e.id);
 		cr_assert_eq(d.role, e.role);
 		cr_assert_arr_eq(d.pk, e.pk, 32);
@@ -621,17 +621,17 @@ Test(body, revoke_round_trip, .init = setup)
 	strcpy(r.by, "admin1");
 	uint8_t body[512];
 	ig_error err = {0};
-	int n = ig_revoke_encode(body, sizeof body, &r);
+	int n = ig_record_revoke_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
-	cr_assert_eq(ig_revoke_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_revoke_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(d.reason, "");
 	/* Longest reason, with multi-byte UTF-8. */
 	memset(r.reason, 'r', IG_REASON_MAX);
 	memcpy(r.reason, "\xc3\xa9t\xc3\xa9 \xe2\x82\xac \xf0\x9f\x94\x91", 14);
 	r.reason[IG_REASON_MAX] = '\0';
-	n = ig_revoke_encode(body, sizeof body, &r);
+	n = ig_record_revoke_encode(body, sizeof body, &r);
 	cr_assert_gt(n, 0);
-	cr_assert_eq(ig_revoke_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_revoke_decode(body, (size_t)n, &d, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(d.reason, r.reason);
 	cr_assert_str_eq(d.id, "dev9");
 	cr_assert_str_eq(d.by, "admin1");
@@ -642,45 +642,45 @@ Test(body, encoders_refuse_bad_fields, .init = setup)
 	uint8_t body[512];
 	ig_enroll e = sample_enroll();
 	e.role = IG_ROLE_NONE;
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e.role = (ig_role)5;
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e = sample_enroll();
 	strcpy(e.id, "bad id");
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e.id[0] = '\0';
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e = sample_enroll();
 	memset(e.id, 'a', sizeof e.id); /* 65 chars, unterminated */
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e = sample_enroll();
 	e.by[0] = '\0';
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	strcpy(e.by, "line\nbreak");
-	cr_assert_lt(ig_enroll_encode(body, sizeof body, &e), 0);
+	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 
 	ig_revoke r = {0};
 	strcpy(r.id, "dev1");
 	strcpy(r.by, "a");
 	strcpy(r.reason, "bad \xff utf8");
-	cr_assert_lt(ig_revoke_encode(body, sizeof body, &r), 0);
+	cr_assert_lt(ig_record_revoke_encode(body, sizeof body, &r), 0);
 	strcpy(r.reason, "overlong \xc0\xaf");
-	cr_assert_lt(ig_revoke_encode(body, sizeof body, &r), 0);
+	cr_assert_lt(ig_record_revoke_encode(body, sizeof body, &r), 0);
 	strcpy(r.reason, "surrogate \xed\xa0\x80");
-	cr_assert_lt(ig_revoke_encode(body, sizeof body, &r), 0);
+	cr_assert_lt(ig_record_revoke_encode(body, sizeof body, &r), 0);
 	strcpy(r.reason, "cut \xe2\x82");
-	cr_assert_lt(ig_revoke_encode(body, sizeof body, &r), 0);
+	cr_assert_lt(ig_record_revoke_encode(body, sizeof body, &r), 0);
 	strcpy(r.reason, "tab\there");
-	cr_assert_lt(ig_revoke_encode(body, sizeof body, &r), 0);
+	cr_assert_lt(ig_record_revoke_encode(body, sizeof body, &r), 0);
 
 	ig_genesis g = {.version = 1};
 	strcpy(g.cluster, "a/b");
-	cr_assert_lt(ig_genesis_encode(body, sizeof body, &g), 0);
+	cr_assert_lt(ig_record_genesis_encode(body, sizeof body, &g), 0);
 	strcpy(g.cluster, "ok");
 	g.version = 0;
-	cr_assert_lt(ig_genesis_encode(body, sizeof body, &g), 0);
+	cr_assert_lt(ig_record_genesis_encode(body, sizeof body, &g), 0);
 	g.version = IG_FORMAT_VERSION + 1;
-	cr_assert_lt(ig_genesis_encode(body, sizeof body, &g), 0);
+	cr_assert_lt(ig_record_genesis_encode(body, sizeof body, &g), 0);
 }
 
 /* Builds an enroll body from the given TLVs (tag 0 ends the list). */
@@ -694,7 +694,7 @@ static size_t build(uint8_t *out, size_t cap, const tlv_spec *spec, size_t count
 {
 	size_t pos = 0;
 	for (size_t i = 0; i < count; i++)
-		cr_assert_eq(ig_tlv_put(out, cap, &pos, spec[i].tag, spec[i].val, spec[i].len), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(out, cap, &pos, spec[i].tag, spec[i].val, spec[i].len), IG_OK);
 	return pos;
 }
 
@@ -719,7 +719,7 @@ Test(body, enroll_missing_duplicate_and_unknown_tags, .init = setup)
 			if (i != skip)
 				s[k++] = full[i];
 		size_t n = build(body, sizeof body, s, k);
-		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, names[skip]), "%s", err.msg);
 		cr_assert_not_null(strstr(err.msg, "missing"), "%s", err.msg);
 	}
@@ -729,7 +729,7 @@ Test(body, enroll_missing_duplicate_and_unknown_tags, .init = setup)
 		memcpy(s, full, sizeof full);
 		s[4] = full[dup];
 		size_t n = build(body, sizeof body, s, 5);
-		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, names[dup]), "%s", err.msg);
 		cr_assert_not_null(strstr(err.msg, "twice"), "%s", err.msg);
 	}
@@ -739,13 +739,13 @@ Test(body, enroll_missing_duplicate_and_unknown_tags, .init = setup)
 		full[0],             full[2], {255, pk, 32},
 	};
 	size_t n = build(body, sizeof body, mixed, sizeof mixed / sizeof mixed[0]);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(e.id, "dev1");
 	cr_assert_str_eq(e.by, "admin");
 	/* A truncated body is corrupt, not "missing". */
 	n = build(body, sizeof body, full, 4);
 	for (size_t cut = 1; cut < n; cut++) {
-		int rc = ig_enroll_decode(body, n - cut, &e, &err);
+		int rc = ig_record_enroll_decode(body, n - cut, &e, &err);
 		cr_assert_eq(rc, IG_ERR_CORRUPT, "cut %zu", cut);
 	}
 }
@@ -760,7 +760,7 @@ Test(body, enroll_bad_field_values, .init = setup)
 	for (size_t i = 0; i < sizeof roles; i++) {
 		const tlv_spec s[] = {{1, "dev1", 4}, {2, &roles[i], 1}, {3, pk, 32}, {4, "a", 1}};
 		size_t n = build(body, sizeof body, s, 4);
-		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, "'role'"), "%s", err.msg);
 	}
 	const uint8_t role2[2] = {1, 0};
@@ -777,7 +777,7 @@ Test(body, enroll_bad_field_values, .init = setup)
 	const char *field[] = {"'role'", "'pubkey'", "'pubkey'", "'id'", "'id'", "'id'", "'by'", "'by'"};
 	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
 		size_t n = build(body, sizeof body, cases[c], 4);
-		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT, "case %zu", c);
+		cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT, "case %zu", c);
 		cr_assert_not_null(strstr(err.msg, field[c]), "case %zu: %s", c, err.msg);
 	}
 	/* 65-char id and 81-char by. */
@@ -785,13 +785,13 @@ Test(body, enroll_bad_field_values, .init = setup)
 	memset(longs, 'a', sizeof longs);
 	const tlv_spec lid[] = {{1, longs, 65}, {2, &good_role, 1}, {3, pk, 32}, {4, "a", 1}};
 	size_t n = build(body, sizeof body, lid, 4);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 	const tlv_spec lby[] = {{1, longs, 64}, {2, &good_role, 1}, {3, pk, 32}, {4, longs, 81}};
 	n = build(body, sizeof body, lby, 4);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 	const tlv_spec okl[] = {{1, longs, 64}, {2, &good_role, 1}, {3, pk, 32}, {4, longs, 80}};
 	n = build(body, sizeof body, okl, 4);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(strlen(e.id), 64u);
 	cr_assert_eq(strlen(e.by), 80u);
 }
@@ -810,23 +810,23 @@ Test(body, genesis_and_revoke_missing_duplicate, .init = setup)
 			if (i != skip)
 				s[k++] = gfull[i];
 		size_t n = build(body, sizeof body, s, k);
-		cr_assert_eq(ig_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, "missing"), "%s", err.msg);
 		tlv_spec d[4];
 		memcpy(d, gfull, sizeof gfull);
 		d[3] = gfull[skip];
 		n = build(body, sizeof body, d, 4);
-		cr_assert_eq(ig_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, "twice"), "%s", err.msg);
 	}
 	uint8_t v2[2] = {0, 2}, v0[2] = {0, 0};
 	const tlv_spec newer[] = {{1, "demo", 4}, {2, pk, 32}, {3, v2, 2}};
 	size_t n = build(body, sizeof body, newer, 3);
-	cr_assert_eq(ig_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
 	cr_assert_not_null(strstr(err.msg, "upgrade"), "%s", err.msg);
 	const tlv_spec zero[] = {{1, "demo", 4}, {2, pk, 32}, {3, v0, 2}};
 	n = build(body, sizeof body, zero, 3);
-	cr_assert_eq(ig_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
 
 	const tlv_spec rfull[] = {{1, "dev1", 4}, {2, "why", 3}, {3, "adm", 3}};
 	const char *names[] = {"'id'", "'reason'", "'by'"};
@@ -837,20 +837,20 @@ Test(body, genesis_and_revoke_missing_duplicate, .init = setup)
 			if (i != skip)
 				s[k++] = rfull[i];
 		n = build(body, sizeof body, s, k);
-		cr_assert_eq(ig_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, names[skip]), "%s", err.msg);
 		tlv_spec d[4];
 		memcpy(d, rfull, sizeof rfull);
 		d[3] = rfull[skip];
 		n = build(body, sizeof body, d, 4);
-		cr_assert_eq(ig_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
+		cr_assert_eq(ig_record_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, names[skip]), "%s", err.msg);
 	}
 	char longr[300];
 	memset(longr, 'x', sizeof longr);
 	const tlv_spec lr[] = {{1, "dev1", 4}, {2, longr, 257}, {3, "adm", 3}};
 	n = build(body, sizeof body, lr, 3);
-	cr_assert_eq(ig_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_revoke_decode(body, n, &r, &err), IG_ERR_CORRUPT);
 	cr_assert_not_null(strstr(err.msg, "'reason'"), "%s", err.msg);
 }
 
@@ -867,7 +867,7 @@ Test(body, fuzz_typed_decoders, .init = setup)
 			size_t len = (size_t)(tu_rand() % 3 == 0 ? 32 : tu_rand() % 8);
 			for (size_t i = 0; i < len; i++)
 				val[i] = (uint8_t)("abc1-_.\x01\x02\x03"[tu_rand() % 10]);
-			(void)ig_tlv_put(body, sizeof body, &pos, tag, val, len);
+			(void)ig_record_tlv_put(body, sizeof body, &pos, tag, val, len);
 		}
 		if (tu_rand() % 4 == 0 && pos > 0)
 			pos -= (size_t)(tu_rand() % pos); /* truncate */
@@ -878,14 +878,14 @@ Test(body, fuzz_typed_decoders, .init = setup)
 		ig_enroll e;
 		ig_revoke r;
 		ig_error err;
-		if (ig_genesis_decode(p, pos, &g, &err) == IG_OK)
+		if (ig_record_genesis_decode(p, pos, &g, &err) == IG_OK)
 			accepted++;
-		if (ig_enroll_decode(p, pos, &e, &err) == IG_OK) {
+		if (ig_record_enroll_decode(p, pos, &e, &err) == IG_OK) {
 			accepted++;
 			cr_assert(ig_id_valid(e.id, strlen(e.id)));
 			cr_assert(e.role >= IG_ROLE_DEVICE && e.role <= IG_ROLE_ADMIN);
 		}
-		if (ig_revoke_decode(p, pos, &r, &err) == IG_OK)
+		if (ig_record_revoke_decode(p, pos, &r, &err) == IG_OK)
 			accepted++;
 		free(p);
 	}
@@ -992,7 +992,7 @@ Test(json, utf8_reason_survives, .init = setup)
 	strcpy(rv.reason, "caf\xc3\xa9 \"quoted\" \\ slash");
 	strcpy(rv.by, "admin");
 	uint8_t body[512], frame[600];
-	int bl = ig_revoke_encode(body, sizeof body, &rv);
+	int bl = ig_record_revoke_encode(body, sizeof body, &rv);
 	cr_assert_gt(bl, 0);
 	ig_record r;
 	make_frame(frame, sizeof frame, 1, IG_REC_REVOKE, body, (uint32_t)bl, &r);
@@ -1080,10 +1080,10 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 	int n;
 
 	ig_join_code_rec jc = sample_join_code(), jc2;
-	n = ig_rec_join_code_encode(body, sizeof body, &jc);
+	n = ig_record_join_code_encode(body, sizeof body, &jc);
 	cr_assert_eq(n, 70);
 	tu_assert_hex(body, (size_t)n, VEC_JOIN_CODE_BODY);
-	cr_assert_eq(ig_rec_join_code_decode(body, (size_t)n, &jc2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_join_code_decode(body, (size_t)n, &jc2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(jc2.code_id, jc.code_id, 8);
 	cr_assert_arr_eq(jc2.hash, jc.hash, 32);
 	cr_assert_eq(jc2.role, IG_ROLE_DEVICE);
@@ -1091,24 +1091,24 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 	cr_assert_str_eq(jc2.by, "admin1");
 
 	ig_join_used ju = sample_join_used(), ju2;
-	n = ig_rec_join_used_encode(body, sizeof body, &ju);
+	n = ig_record_join_used_encode(body, sizeof body, &ju);
 	tu_assert_hex(body, (size_t)n, VEC_JOIN_USED_BODY);
-	cr_assert_eq(ig_rec_join_used_decode(body, (size_t)n, &ju2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_join_used_decode(body, (size_t)n, &ju2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(ju2.code_id, ju.code_id, 8);
 	cr_assert_str_eq(ju2.id, "dev9");
 
 	ig_enroll en = sample_join_enroll(), en2;
-	n = ig_enroll_encode(body, sizeof body, &en);
+	n = ig_record_enroll_encode(body, sizeof body, &en);
 	tu_assert_hex(body, (size_t)n, VEC_ENROLL_JOIN_BODY);
-	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &en2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(body, (size_t)n, &en2, &err), IG_OK, "%s", err.msg);
 	cr_assert(en2.has_join_code);
 	cr_assert_arr_eq(en2.join_code, en.join_code, 8);
 	cr_assert_str_eq(en2.by, "join:0102030405060708");
 
 	ig_key_issued ki = sample_key_issued(), ki2;
-	n = ig_key_issued_encode(body, sizeof body, &ki);
+	n = ig_record_key_issued_encode(body, sizeof body, &ki);
 	tu_assert_hex(body, (size_t)n, VEC_KEY_ISSUED_BODY);
-	cr_assert_eq(ig_key_issued_decode(body, (size_t)n, &ki2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_key_issued_decode(body, (size_t)n, &ki2, &err), IG_OK, "%s", err.msg);
 	cr_assert_arr_eq(ki2.key_id, ki.key_id, 16);
 	cr_assert_str_eq(ki2.a, "a");
 	cr_assert_str_eq(ki2.b, "b");
@@ -1116,9 +1116,9 @@ Test(keyservice, pinned_bodies_encode_and_decode, .init = setup)
 	cr_assert_eq(ki2.suite, 2);
 
 	ig_attest at = sample_attest(), at2;
-	n = ig_attest_encode(body, sizeof body, &at);
+	n = ig_record_attest_encode(body, sizeof body, &at);
 	tu_assert_hex(body, (size_t)n, VEC_ATTEST_BODY);
-	cr_assert_eq(ig_attest_decode(body, (size_t)n, &at2, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_attest_decode(body, (size_t)n, &at2, &err), IG_OK, "%s", err.msg);
 	cr_assert_str_eq(at2.id, "a");
 	cr_assert_arr_eq(at2.measurement, at.measurement, 32);
 	cr_assert_eq(at2.allowed, 1);
@@ -1145,14 +1145,14 @@ Test(keyservice, enroll_without_code_keeps_old_bytes, .init = setup)
 	memcpy(e.pk, dev_pk, 32);
 	strcpy(e.by, "offline:root");
 	memset(e.join_code, 0xab, 8); /* ignored without has_join_code */
-	int n = ig_enroll_encode(body, sizeof body, &e);
+	int n = ig_record_enroll_encode(body, sizeof body, &e);
 	cr_assert_eq(n, 61);
 	uint8_t frame[512];
 	size_t fl = tu_unhex(frame, sizeof frame, VEC_ENROLL_FRAME);
 	cr_assert_arr_eq(body, frame + 60, fl - 64);
 	ig_enroll d;
 	ig_error err = {0};
-	cr_assert_eq(ig_enroll_decode(body, (size_t)n, &d, &err), IG_OK);
+	cr_assert_eq(ig_record_enroll_decode(body, (size_t)n, &d, &err), IG_OK);
 	cr_assert_not(d.has_join_code);
 }
 
@@ -1172,19 +1172,19 @@ Test(keyservice, enroll_join_code_tag_rules, .init = setup)
 	for (size_t i = 0; i < 3; i++) {
 		s[4] = (tlv_spec){IG_TAG_ENROLL_JOIN_CODE, code, bad_lens[i]};
 		size_t n = build(body, sizeof body, s, 5);
-		cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT, "len %zu", bad_lens[i]);
+		cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT, "len %zu", bad_lens[i]);
 		cr_assert_not_null(strstr(err.msg, "'join_code'"), "%s", err.msg);
 	}
 	/* Twice. */
 	s[4] = (tlv_spec){IG_TAG_ENROLL_JOIN_CODE, code, 8};
 	s[5] = s[4];
 	size_t n = build(body, sizeof body, s, 6);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_ERR_CORRUPT);
 	cr_assert_not_null(strstr(err.msg, "twice"), "%s", err.msg);
 	/* Once, anywhere. */
 	tlv_spec first[5] = {s[4], base[0], base[1], base[2], base[3]};
 	n = build(body, sizeof body, first, 5);
-	cr_assert_eq(ig_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(body, n, &e, &err), IG_OK, "%s", err.msg);
 	cr_assert(e.has_join_code);
 	cr_assert_arr_eq(e.join_code, code, 8);
 }
@@ -1229,10 +1229,10 @@ static void check_required(const char *what, decode_fn decode, void *out, const 
 		cr_assert_eq(decode(body, n - cut, out, &err), IG_ERR_CORRUPT, "%s cut %zu", what, cut);
 }
 
-static int dec_join_code(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_rec_join_code_decode(b, n, o, e); }
-static int dec_join_used(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_rec_join_used_decode(b, n, o, e); }
-static int dec_key_issued(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_key_issued_decode(b, n, o, e); }
-static int dec_attest(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_attest_decode(b, n, o, e); }
+static int dec_join_code(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_record_join_code_decode(b, n, o, e); }
+static int dec_join_used(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_record_join_used_decode(b, n, o, e); }
+static int dec_key_issued(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_record_key_issued_decode(b, n, o, e); }
+static int dec_attest(const uint8_t *b, size_t n, void *o, ig_error *e) { return ig_record_attest_decode(b, n, o, e); }
 
 Test(keyservice, missing_duplicate_unknown_truncated, .init = setup)
 {
@@ -1255,7 +1255,7 @@ Test(keyservice, missing_duplicate_unknown_truncated, .init = setup)
 	check_required("key_issued", dec_key_issued, &ki, kis, 5, kin);
 	uint8_t body[256];
 	size_t n = build(body, sizeof body, kis, 5);
-	cr_assert_eq(ig_key_issued_decode(body, n, &ki, NULL), IG_OK);
+	cr_assert_eq(ig_record_key_issued_decode(body, n, &ki, NULL), IG_OK);
 	cr_assert_eq(ki.expires_at, 0x01020304u);
 	cr_assert_eq(ki.suite, 1);
 
@@ -1264,7 +1264,7 @@ Test(keyservice, missing_duplicate_unknown_truncated, .init = setup)
 	const char *const atn[] = {"'id'", "'measurement'", "'allowed'"};
 	check_required("attest", dec_attest, &at, ats, 3, atn);
 	n = build(body, sizeof body, ats, 3);
-	cr_assert_eq(ig_attest_decode(body, n, &at, NULL), IG_OK);
+	cr_assert_eq(ig_record_attest_decode(body, n, &at, NULL), IG_OK);
 	cr_assert_eq(at.allowed, 2);
 	cr_assert_str_eq(at.id, "dev1");
 }
@@ -1324,36 +1324,36 @@ Test(keyservice, encoders_refuse_bad_fields, .init = setup)
 	uint8_t body[512];
 	ig_join_code_rec jc = sample_join_code();
 	jc.role = IG_ROLE_NONE;
-	cr_assert_eq(ig_rec_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
 	jc = sample_join_code();
 	jc.by[0] = '\0';
-	cr_assert_eq(ig_rec_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_join_code_encode(body, sizeof body, &jc), IG_ERR_INVAL);
 	jc = sample_join_code();
 	for (int cap = 0; cap < 70; cap++)
-		cr_assert_lt(ig_rec_join_code_encode(body, (size_t)cap, &jc), 0, "cap %d", cap);
+		cr_assert_lt(ig_record_join_code_encode(body, (size_t)cap, &jc), 0, "cap %d", cap);
 
 	ig_join_used ju = sample_join_used();
 	strcpy(ju.id, "bad id");
-	cr_assert_eq(ig_rec_join_used_encode(body, sizeof body, &ju), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_join_used_encode(body, sizeof body, &ju), IG_ERR_INVAL);
 
 	ig_key_issued ki = sample_key_issued();
 	ki.suite = 0;
-	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
 	ki.suite = 3;
-	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
 	ki = sample_key_issued();
 	ki.b[0] = '\0';
-	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
 	ki = sample_key_issued();
 	memset(ki.a, 'a', sizeof ki.a); /* unterminated */
-	cr_assert_eq(ig_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_key_issued_encode(body, sizeof body, &ki), IG_ERR_INVAL);
 
 	ig_attest at = sample_attest();
 	at.allowed = 3;
-	cr_assert_eq(ig_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
 	at = sample_attest();
 	strcpy(at.id, "");
-	cr_assert_eq(ig_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
+	cr_assert_eq(ig_record_attest_encode(body, sizeof body, &at), IG_ERR_INVAL);
 }
 
 /* Parses and frees a rendered record. */
@@ -1404,7 +1404,7 @@ Test(keyservice, json_views, .init = setup)
 	char *text;
 
 	ig_join_code_rec jc = sample_join_code();
-	text = render(IG_REC_JOIN_CODE, body, ig_rec_join_code_encode(body, sizeof body, &jc));
+	text = render(IG_REC_JOIN_CODE, body, ig_record_join_code_encode(body, sizeof body, &jc));
 	/* The code's secret half (10..1f in the vector) never appears: only the
 	 * id and the hash are recorded. */
 	cr_assert_null(strstr(text, "101112131415161718191a1b1c1d1e1f"), "%s", text);
@@ -1420,7 +1420,7 @@ Test(keyservice, json_views, .init = setup)
 	cJSON_Delete(o);
 
 	ig_join_used ju = sample_join_used();
-	o = json_of_text(render(IG_REC_JOIN_USED, body, ig_rec_join_used_encode(body, sizeof body, &ju)));
+	o = json_of_text(render(IG_REC_JOIN_USED, body, ig_record_join_used_encode(body, sizeof body, &ju)));
 	cr_assert_str_eq(jstr(o, "type"), "join_used");
 	cr_assert_str_eq(jstr(o, "code_id"), "0102030405060708");
 	cr_assert_str_eq(jstr(o, "id"), "dev9");
@@ -1429,20 +1429,20 @@ Test(keyservice, json_views, .init = setup)
 	cJSON_Delete(o);
 
 	ig_enroll en = sample_join_enroll();
-	o = json_of_text(render(IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &en)));
+	o = json_of_text(render(IG_REC_ENROLL, body, ig_record_enroll_encode(body, sizeof body, &en)));
 	cr_assert_str_eq(jstr(o, "join_code"), "0102030405060708");
 	cr_assert_str_eq(jstr(o, "by"), "join:0102030405060708");
 	const char *const enk[] = {"id", "role", "pubkey", "by", "join_code"};
 	assert_keys(o, enk, 5);
 	cJSON_Delete(o);
 	en.has_join_code = false;
-	o = json_of_text(render(IG_REC_ENROLL, body, ig_enroll_encode(body, sizeof body, &en)));
+	o = json_of_text(render(IG_REC_ENROLL, body, ig_record_enroll_encode(body, sizeof body, &en)));
 	assert_keys(o, enk, 4);
 	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "join_code"));
 	cJSON_Delete(o);
 
 	ig_key_issued ki = sample_key_issued();
-	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_key_issued_encode(body, sizeof body, &ki)));
+	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_record_key_issued_encode(body, sizeof body, &ki)));
 	cr_assert_str_eq(jstr(o, "type"), "key_issued");
 	cr_assert_str_eq(jstr(o, "key_id"), "404142434445464748494a4b4c4d4e4f");
 	cr_assert_str_eq(jstr(o, "a"), "a");
@@ -1453,7 +1453,7 @@ Test(keyservice, json_views, .init = setup)
 	assert_keys(o, kik, 5);
 	cJSON_Delete(o);
 	ki.suite = 1;
-	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_key_issued_encode(body, sizeof body, &ki)));
+	o = json_of_text(render(IG_REC_KEY_ISSUED, body, ig_record_key_issued_encode(body, sizeof body, &ki)));
 	cr_assert_str_eq(jstr(o, "suite"), "aes256gcm");
 	cJSON_Delete(o);
 
@@ -1461,7 +1461,7 @@ Test(keyservice, json_views, .init = setup)
 	const char *allowed[] = {"no", "yes", "unlisted"};
 	for (uint8_t v = 0; v <= 2; v++) {
 		at.allowed = v;
-		o = json_of_text(render(IG_REC_ATTEST, body, ig_attest_encode(body, sizeof body, &at)));
+		o = json_of_text(render(IG_REC_ATTEST, body, ig_record_attest_encode(body, sizeof body, &at)));
 		cr_assert_str_eq(jstr(o, "type"), "attest");
 		cr_assert_str_eq(jstr(o, "id"), "a");
 		cr_assert_str_eq(jstr(o, "measurement"), VEC_MEASUREMENT);
@@ -1498,7 +1498,7 @@ Test(keyservice, fuzz_decoders, .init = setup)
 			size_t len = lens[tu_rand() % 7];
 			for (size_t i = 0; i < len; i++)
 				val[i] = (uint8_t)("ab1\x01\x02\x00-"[tu_rand() % 7]);
-			(void)ig_tlv_put(body, sizeof body, &pos, tag, val, len);
+			(void)ig_record_tlv_put(body, sizeof body, &pos, tag, val, len);
 		}
 		if (tu_rand() % 4 == 0 && pos > 0)
 			pos -= (size_t)(tu_rand() % pos);
@@ -1510,23 +1510,23 @@ Test(keyservice, fuzz_decoders, .init = setup)
 		ig_key_issued ki;
 		ig_attest at;
 		ig_enroll en;
-		if (ig_rec_join_code_decode(p, pos, &jc, NULL) == IG_OK) {
+		if (ig_record_join_code_decode(p, pos, &jc, NULL) == IG_OK) {
 			accepted++;
 			cr_assert(jc.role >= IG_ROLE_DEVICE && jc.role <= IG_ROLE_ADMIN);
 		}
-		if (ig_rec_join_used_decode(p, pos, &ju, NULL) == IG_OK) {
+		if (ig_record_join_used_decode(p, pos, &ju, NULL) == IG_OK) {
 			accepted++;
 			cr_assert(ig_id_valid(ju.id, strlen(ju.id)));
 		}
-		if (ig_key_issued_decode(p, pos, &ki, NULL) == IG_OK) {
+		if (ig_record_key_issued_decode(p, pos, &ki, NULL) == IG_OK) {
 			accepted++;
 			cr_assert(ki.suite == 1 || ki.suite == 2);
 		}
-		if (ig_attest_decode(p, pos, &at, NULL) == IG_OK) {
+		if (ig_record_attest_decode(p, pos, &at, NULL) == IG_OK) {
 			accepted++;
 			cr_assert_leq(at.allowed, 2);
 		}
-		(void)ig_enroll_decode(p, pos, &en, NULL);
+		(void)ig_record_enroll_decode(p, pos, &en, NULL);
 		/* JSON never fails, whatever the body. */
 		for (uint16_t t = IG_REC_JOIN_CODE; t <= IG_REC_ATTEST; t++) {
 			ig_record r = {.index = 1, .type = t, .body = p, .body_len = (uint32_t)pos};

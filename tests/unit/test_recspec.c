@@ -1,5 +1,5 @@
 /*
- * test_recspec.c: every record body table (lib/recspecs.c) must say exactly
+ * test_recspec.c: every record body table (lib/ledger/recspecs.c) must say exactly
  * what docs/LEDGER.md section 7 says, so an independent verifier written
  * from the document reads the same records the code writes.
  */

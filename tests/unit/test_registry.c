@@ -38,7 +38,7 @@ static int apply_enroll(ig_registry *r, const char *id, ig_role role, uint32_t k
 	e.role = role;
 	fake_pk(e.pk, keyno);
 	uint8_t body[256];
-	int n = ig_enroll_encode(body, sizeof body, &e);
+	int n = ig_record_enroll_encode(body, sizeof body, &e);
 	cr_assert_gt(n, 0, "encode enroll %s", id);
 	ig_record rec = {.index = next_index++, .ts_ms = 1000 * next_index, .type = IG_REC_ENROLL,
 	                 .body = body, .body_len = (uint32_t)n};
@@ -52,7 +52,7 @@ static int apply_revoke(ig_registry *r, const char *id, ig_error *err)
 	snprintf(v.reason, sizeof v.reason, "lost");
 	snprintf(v.by, sizeof v.by, "admin1");
 	uint8_t body[512];
-	int n = ig_revoke_encode(body, sizeof body, &v);
+	int n = ig_record_revoke_encode(body, sizeof body, &v);
 	cr_assert_gt(n, 0);
 	ig_record rec = {.index = next_index++, .ts_ms = 5, .type = IG_REC_REVOKE, .body = body,
 	                 .body_len = (uint32_t)n};
@@ -172,9 +172,9 @@ Test(registry, decode_errors_name_the_field)
 	uint8_t body[128];
 	size_t pos = 0;
 	uint8_t role = IG_ROLE_DEVICE;
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ID, "x", 1), IG_OK);
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ROLE, &role, 1), IG_OK);
-	cr_assert_eq(ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_BY, "a", 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ID, "x", 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ROLE, &role, 1), IG_OK);
+	cr_assert_eq(ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_BY, "a", 1), IG_OK);
 	ig_record rec = {.index = 1, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)pos};
 	cr_assert_eq(ig_registry_apply(r, &rec, &err), IG_ERR_CORRUPT);
 	cr_assert_eq(err.code, IG_ERR_CORRUPT);
@@ -184,10 +184,10 @@ Test(registry, decode_errors_name_the_field)
 	pos = 0;
 	uint8_t pk[32] = {0};
 	role = 9;
-	ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ID, "x", 1);
-	ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ROLE, &role, 1);
-	ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_PK, pk, 32);
-	ig_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_BY, "a", 1);
+	ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ID, "x", 1);
+	ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_ROLE, &role, 1);
+	ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_PK, pk, 32);
+	ig_record_tlv_put(body, sizeof body, &pos, IG_TAG_ENROLL_BY, "a", 1);
 	rec.body_len = (uint32_t)pos;
 	cr_assert_eq(ig_registry_apply(r, &rec, &err), IG_ERR_CORRUPT);
 	cr_assert_not_null(strstr(err.msg, "role"), "%s", err.msg);
@@ -585,7 +585,7 @@ static int apply_join_enroll(ig_registry *r, const char *id, uint32_t keyno, ig_
 	tu_seq_bytes(e.join_code, 8, 0x10);
 	fake_pk(e.pk, keyno);
 	uint8_t body[512];
-	int n = ig_enroll_encode(body, sizeof body, &e);
+	int n = ig_record_enroll_encode(body, sizeof body, &e);
 	cr_assert_gt(n, 0);
 	ig_record rec = {.index = next_index++, .ts_ms = 7, .type = IG_REC_ENROLL, .body = body,
 	                 .body_len = (uint32_t)n};

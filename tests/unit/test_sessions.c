@@ -1,5 +1,5 @@
 /*
- * test_sessions.c: the live-session table (lib/sessions.c), which used to
+ * test_sessions.c: the live-session table (lib/identity/sessions.c), which used to
  * live inside the plugin and could only be reached through a real broker:
  * open, takeover, close by the right connection only, the per-role counts
  * the stats report, and growth past the first allocation.

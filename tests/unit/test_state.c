@@ -251,8 +251,8 @@ Test(state, box_key_is_cached_and_rederived_when_the_key_changes, .init = setup,
 	cr_assert_not_null(who);
 
 	ig_box_key want_a, want_b;
-	cr_assert_eq(ig_box_key_for_device(&want_a, ch_sk, pk_a), IG_OK);
-	cr_assert_eq(ig_box_key_for_device(&want_b, ch_sk, pk_b), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&want_a, ch_sk, pk_a), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&want_b, ch_sk, pk_b), IG_OK);
 	cr_assert_neq(memcmp(&want_a, &want_b, sizeof want_a), 0);
 
 	const ig_box_key *k = ig_state_box_key(st, who, ch_sk);
@@ -405,7 +405,7 @@ Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .
 	lens[n] = tu_enroll_body(bodies[n], sizeof bodies[n], "dev3", IG_ROLE_DEVICE, pk, "admin1");
 	{
 		size_t pos = lens[n];
-		cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, 1, "dev3", 4), IG_OK);
+		cr_assert_eq(ig_record_tlv_put(bodies[n], sizeof bodies[n], &pos, 1, "dev3", 4), IG_OK);
 		lens[n] = pos;
 	}
 	n++;
@@ -418,7 +418,7 @@ Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .
 		e.role = IG_ROLE_DEVICE;
 		memcpy(e.pk, pk, 32);
 		uint8_t raw[512];
-		int len = ig_enroll_encode(raw, sizeof raw, &e);
+		int len = ig_record_enroll_encode(raw, sizeof raw, &e);
 		cr_assert_gt(len, 0);
 		ig_tlv_iter it;
 		uint8_t tag;
@@ -426,15 +426,15 @@ Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .
 		uint16_t vlen;
 		for (int variant = 0; variant < 3; variant++) {
 			size_t pos = 0;
-			ig_tlv_iter_init(&it, raw, (size_t)len);
-			while (ig_tlv_next(&it, &tag, &v, &vlen) == 1) {
+			ig_record_tlv_iter_init(&it, raw, (size_t)len);
+			while (ig_record_tlv_next(&it, &tag, &v, &vlen) == 1) {
 				if (variant == 0 && tag == 2) {
 					uint8_t bad_role = 9;
-					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, &bad_role, 1), IG_OK);
+					cr_assert_eq(ig_record_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, &bad_role, 1), IG_OK);
 				} else if (variant == 1 && tag == 1) {
-					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, "de v4", 5), IG_OK);
+					cr_assert_eq(ig_record_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, "de v4", 5), IG_OK);
 				} else if (!(variant == 2 && tag == 1)) {
-					cr_assert_eq(ig_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, v, vlen), IG_OK);
+					cr_assert_eq(ig_record_tlv_put(bodies[n], sizeof bodies[n], &pos, tag, v, vlen), IG_OK);
 				}
 			}
 			types[n] = IG_REC_ENROLL;
@@ -443,7 +443,7 @@ Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .
 		e.has_join_code = true;
 		tu_seq_bytes(e.join_code, 8, 0x40);
 		snprintf(e.id, sizeof e.id, "dev5");
-		len = ig_enroll_encode(bodies[n], sizeof bodies[n], &e);
+		len = ig_record_enroll_encode(bodies[n], sizeof bodies[n], &e);
 		cr_assert_gt(len, 0);
 		types[n] = IG_REC_ENROLL;
 		lens[n++] = (size_t)len;
@@ -459,7 +459,7 @@ Test(state, enroll_decoded_once_gives_the_verdicts_and_messages_of_the_passes, .
 		memcpy(e.pk, pk, 32);
 		e.has_join_code = true;
 		tu_seq_bytes(e.join_code, 8, 0x40);
-		int len = ig_enroll_encode(bodies[n], sizeof bodies[n], &e);
+		int len = ig_record_enroll_encode(bodies[n], sizeof bodies[n], &e);
 		cr_assert_gt(len, 0);
 		types[n] = IG_REC_ENROLL;
 		lens[n++] = (size_t)len;

@@ -109,7 +109,7 @@ Test(svc_attest, first_allowed_report_is_recorded_then_unchanged_costs_nothing)
 	cr_expect_eq(d.rec_type, IG_REC_ATTEST);
 	ig_attest rec;
 	ig_error err = {0};
-	cr_assert_eq(ig_attest_decode(d.body, d.body_len, &rec, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_attest_decode(d.body, d.body_len, &rec, &err), IG_OK, "%s", err.msg);
 	cr_expect_str_eq(rec.id, "dev1");
 	cr_expect_eq(memcmp(rec.measurement, m, 32), 0);
 	cr_expect_eq(rec.allowed, 1);
@@ -219,7 +219,7 @@ Test(svc_attest, disallowed_flags_the_device_and_unlisted_role_is_not_checked)
 	cr_assert_eq(d.kind, IG_DECISION_APPEND);
 	ig_attest rec;
 	ig_error err = {0};
-	cr_assert_eq(ig_attest_decode(d.body, d.body_len, &rec, &err), IG_OK);
+	cr_assert_eq(ig_record_attest_decode(d.body, d.body_len, &rec, &err), IG_OK);
 	cr_expect_eq(rec.allowed, 0);
 	cr_expect_eq(ig_state_device_find(st, "dev1")->attest, IG_ATTEST_DISALLOWED);
 	cr_expect_eq(counts().disallowed, 1);
@@ -230,7 +230,7 @@ Test(svc_attest, disallowed_flags_the_device_and_unlisted_role_is_not_checked)
 	cJSON *areq = report("an1", bad, NOW_MS, ska);
 	cr_expect_not(run(&d, "an1", areq, NOW_MS));
 	cr_assert_eq(d.kind, IG_DECISION_APPEND);
-	cr_assert_eq(ig_attest_decode(d.body, d.body_len, &rec, &err), IG_OK);
+	cr_assert_eq(ig_record_attest_decode(d.body, d.body_len, &rec, &err), IG_OK);
 	cr_expect_eq(rec.allowed, 2, "the analyst role has no list");
 	cr_expect_eq(ig_state_device_find(st, "an1")->attest, IG_ATTEST_UNLISTED);
 	fx_complete(&d, IG_OK, NULL, &out);

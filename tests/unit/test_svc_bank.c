@@ -1,5 +1,5 @@
 /*
- * test_svc_bank.c: the bank service (lib/svc_bank.c) without a broker.
+ * test_svc_bank.c: the bank service (lib/bank/svc_bank.c) without a broker.
  *
  * Why this exists: the bank's refusals and its durable flows used to be
  * reachable only through a real broker. Here a cluster state is built by
@@ -18,7 +18,7 @@
 
 #include "ig_bank.h"
 #include "ig_coin.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_record.h"
 #include "ig_svc_bank.h"
 #include "testutil.h"
@@ -217,7 +217,7 @@ static const char *str(const cJSON *o, const char *name)
 static size_t open_box(const cJSON *o, const uint8_t dev_pk[32], uint8_t *plain, size_t cap)
 {
 	ig_box_key bk;
-	cr_assert_eq(ig_box_key_for_device(&bk, ch_sk, dev_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_device(&bk, ch_sk, dev_pk), IG_OK);
 	uint8_t nonce[crypto_box_NONCEBYTES], box[4096];
 	size_t box_len = 0;
 	cr_assert_eq(ig_hex_decode(nonce, sizeof nonce, str(o, "box_nonce"), strlen(str(o, "box_nonce"))), IG_OK);

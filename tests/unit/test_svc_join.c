@@ -1,5 +1,5 @@
 /*
- * test_svc_join.c: the join service (lib/svc_join.c) without a broker.
+ * test_svc_join.c: the join service (lib/identity/svc_join.c) without a broker.
  *
  * Why this exists: a device that joins is a stranger until its ENROLL is
  * durable, so every refusal of the join token at CONNECT and of the join
@@ -79,7 +79,7 @@ static void new_code(char text[IG_JOIN_CODE_TEXT_LEN + 1], uint8_t code_id[IG_JO
 	memcpy(code_id, r.code_id, IG_JOIN_CODE_ID_BYTES);
 	if (record) {
 		uint8_t body[256];
-		int n = ig_rec_join_code_encode(body, sizeof body, &r);
+		int n = ig_record_join_code_encode(body, sizeof body, &r);
 		cr_assert_gt(n, 0);
 		fx_apply(st, IG_REC_JOIN_CODE, body, (size_t)n);
 	}
@@ -248,7 +248,7 @@ Test(svc_join, every_connect_refusal_in_order)
 	memcpy(u.code_id, cid, 8);
 	snprintf(u.id, sizeof u.id, "someone");
 	uint8_t body[256];
-	int len = ig_rec_join_used_encode(body, sizeof body, &u);
+	int len = ig_record_join_used_encode(body, sizeof body, &u);
 	cr_assert_gt(len, 0);
 	fx_apply(st, IG_REC_JOIN_USED, body, (size_t)len);
 	mint(tok, "demo", "newdev", code, NOW, NOW + 300);
@@ -325,7 +325,7 @@ Test(svc_join, a_durable_join_is_welcomed_after_both_records)
 	cr_assert_eq(d.rec_type, IG_REC_ENROLL, "the ENROLL first: it alone decides the join");
 	ig_enroll e;
 	ig_error err = {0};
-	cr_assert_eq(ig_enroll_decode(d.body, d.body_len, &e, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_enroll_decode(d.body, d.body_len, &e, &err), IG_OK, "%s", err.msg);
 	char by[64], hex[17];
 	ig_hex_encode(hex, cid, 8);
 	snprintf(by, sizeof by, "join:%s", hex);
@@ -357,7 +357,7 @@ Test(svc_join, a_durable_join_is_welcomed_after_both_records)
 	cr_assert_eq(d2.kind, IG_DECISION_APPEND, "JOIN_USED is chained from the ENROLL's done");
 	cr_assert_eq(d2.rec_type, IG_REC_JOIN_USED);
 	ig_join_used u;
-	cr_assert_eq(ig_rec_join_used_decode(d2.body, d2.body_len, &u, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_join_used_decode(d2.body, d2.body_len, &u, &err), IG_OK, "%s", err.msg);
 	cr_expect_str_eq(u.id, "newdev");
 	cr_expect_eq(memcmp(u.code_id, cid, 8), 0);
 	cr_expect_eq(joined_calls, 0);
@@ -494,7 +494,7 @@ Test(svc_join, every_request_refusal)
 	memcpy(u.code_id, cid, 8);
 	snprintf(u.id, sizeof u.id, "someone");
 	uint8_t body[256];
-	int len = ig_rec_join_used_encode(body, sizeof body, &u);
+	int len = ig_record_join_used_encode(body, sizeof body, &u);
 	fx_apply(st, IG_REC_JOIN_USED, body, (size_t)len);
 	ticket_for(&t, "fresh", cid);
 	ig_svc_join_request(&d, svc, st, "fresh", &t, NOW);

@@ -189,7 +189,7 @@ static void open_copy(const cJSON *o, const uint8_t dev_sk[64], ig_session_key *
 	cr_assert_eq(sodium_base642bin(box, sizeof box, b64, strlen(b64), NULL, &box_len, NULL,
 	                               sodium_base64_VARIANT_ORIGINAL), 0);
 	ig_box_key bk;
-	cr_assert_eq(ig_box_key_for_ch(&bk, dev_sk, ch_pk), IG_OK);
+	cr_assert_eq(ig_keybox_key_for_ch(&bk, dev_sk, ch_pk), IG_OK);
 	cr_assert_eq(ig_keybox_open(out, box, box_len, nonce, &bk), IG_OK, "the box opens with the device's key");
 }
 
@@ -212,7 +212,7 @@ Test(svc_keys, durable_record_sends_one_box_to_each_device)
 	cr_expect_eq(d.rec_type, IG_REC_KEY_ISSUED);
 	ig_key_issued rec;
 	ig_error err = {0};
-	cr_assert_eq(ig_key_issued_decode(d.body, d.body_len, &rec, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_record_key_issued_decode(d.body, d.body_len, &rec, &err), IG_OK, "%s", err.msg);
 	cr_expect_str_eq(rec.a, "dev1");
 	cr_expect_str_eq(rec.b, "dev2");
 	cr_expect_eq(rec.expires_at, NOW_MS / 1000 + TTL_S);

@@ -1,6 +1,6 @@
 /*
  * test_tokenfmt.c: the format parts the connection token and the join token
- * share (lib/tokenfmt.c). Both parsers run before any authentication, so
+ * share (lib/base/tokenfmt.c). Both parsers run before any authentication, so
  * the helpers are attacked directly: every prefix, length and byte boundary,
  * non-canonical base64, and random input that must never be accepted in a
  * second form.

@@ -126,7 +126,7 @@ size_t tu_enroll_body(uint8_t *out, size_t cap, const char *id, ig_role role, co
 	snprintf(e.by, sizeof e.by, "%s", by);
 	e.role = role;
 	memcpy(e.pk, pk, 32);
-	int n = ig_enroll_encode(out, cap, &e);
+	int n = ig_record_enroll_encode(out, cap, &e);
 	cr_assert_gt(n, 0, "cannot encode an enroll body for %s in %zu bytes", id, cap);
 	return (size_t)n;
 }
@@ -137,7 +137,7 @@ size_t tu_revoke_body(uint8_t *out, size_t cap, const char *id, const char *by)
 	memset(&v, 0, sizeof v);
 	snprintf(v.id, sizeof v.id, "%s", id);
 	snprintf(v.by, sizeof v.by, "%s", by);
-	int n = ig_revoke_encode(out, cap, &v);
+	int n = ig_record_revoke_encode(out, cap, &v);
 	cr_assert_gt(n, 0, "cannot encode a revoke body for %s in %zu bytes", id, cap);
 	return (size_t)n;
 }

@@ -5,7 +5,7 @@
  * the software it runs; a measurement the policy does not allow flags the
  * device, and its entropy is refused from then on. Checking the report
  * (shape, clock, signature with the enrolled key), the verdict, and the
- * rationing of ledger records (lib/attest.c, ig_attest_admit) are
+ * rationing of ledger records (lib/entropy/attest.c, ig_attest_admit) are
  * decisions about the cluster state, so they live here and are unit-tested
  * without a broker. An accepted report gets no answer; a first report or a
  * change is appended as an attest record.

@@ -265,7 +265,7 @@ void ig_svc_keys_request(ig_decision *out, ig_svc_keys *k, const ig_policy *poli
 	snprintf(rec.a, sizeof rec.a, "%s", id);
 	snprintf(rec.b, sizeof rec.b, "%s", b->id);
 	uint8_t body[256];
-	int blen = ig_key_issued_encode(body, sizeof body, &rec);
+	int blen = ig_record_key_issued_encode(body, sizeof body, &rec);
 	if (blen < 0 || !ig_decision_append(out, IG_REC_KEY_ISSUED, body, (size_t)blen, on_key_done, kp)) {
 		sodium_memzero(kp, sizeof *kp);
 		free(kp);

@@ -1,5 +1,5 @@
 /*
- * ig_keys.h: one-time session keys from the cluster head to a device pair
+ * ig_keybox.h: one-time session keys from the cluster head to a device pair
  * (seed 003), and the box that carries each copy.
  *
  * Why this exists: the key must reach exactly A and B, each copy must be
@@ -15,8 +15,8 @@
  *        recipient = ed25519_pk_to_curve25519(device pk),
  *        sender    = ed25519_sk_to_curve25519(cluster-head sk))
  */
-#ifndef IG_KEYS_H
-#define IG_KEYS_H
+#ifndef IG_KEYBOX_H
+#define IG_KEYBOX_H
 
 #include "ig_aead.h"
 #include "ig_common.h"
@@ -37,8 +37,8 @@ typedef struct ig_session_key {
 /* Precomputed X25519 shared key between the cluster head and one device,
  * so issuing a key costs two symmetric boxes, not two scalar mults. */
 typedef struct ig_box_key { uint8_t k[32]; } ig_box_key;
-int ig_box_key_for_device(ig_box_key *bk, const uint8_t ch_sk[IG_SK_BYTES], const uint8_t device_pk[IG_PK_BYTES]);
-int ig_box_key_for_ch(ig_box_key *bk, const uint8_t device_sk[IG_SK_BYTES], const uint8_t ch_pk[IG_PK_BYTES]);
+int ig_keybox_key_for_device(ig_box_key *bk, const uint8_t ch_sk[IG_SK_BYTES], const uint8_t device_pk[IG_PK_BYTES]);
+int ig_keybox_key_for_ch(ig_box_key *bk, const uint8_t device_sk[IG_SK_BYTES], const uint8_t ch_pk[IG_PK_BYTES]);
 
 /* Seals sk for one holder: out = box (plaintext + 16 bytes MAC); nonce is
  * filled. Returns the box length. */

@@ -281,9 +281,9 @@ void ig_svc_join_request(ig_decision *out, ig_svc_join *svc, ig_state *st, const
 	snprintf(u.id, sizeof u.id, "%s", id);
 
 	uint8_t enroll_body[512];
-	int elen = ig_enroll_encode(enroll_body, sizeof enroll_body, &e);
+	int elen = ig_record_enroll_encode(enroll_body, sizeof enroll_body, &e);
 	join_pending *jp = calloc(1, sizeof *jp);
-	int ulen = jp ? ig_rec_join_used_encode(jp->used_body, sizeof jp->used_body, &u) : -1;
+	int ulen = jp ? ig_record_join_used_encode(jp->used_body, sizeof jp->used_body, &u) : -1;
 	if (elen < 0 || ulen < 0 || !jp ||
 	    !ig_decision_append(out, IG_REC_ENROLL, enroll_body, (size_t)elen, on_enroll, jp)) {
 		free(jp);

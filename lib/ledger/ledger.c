@@ -561,7 +561,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 	memcpy(g.ch_pk, pk, IG_PK_BYTES);
 	g.version = IG_FORMAT_VERSION;
 	uint8_t body[256], frame[256 + IG_REC_OVERHEAD];
-	int blen = ig_genesis_encode(body, sizeof body, &g);
+	int blen = ig_record_genesis_encode(body, sizeof body, &g);
 	if (blen < 0) {
 		rc = ig_error_set(err, blen, "cannot encode the genesis record");
 		goto out;

@@ -523,7 +523,7 @@ int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enro
 static int apply_enroll(ig_registry *r, const ig_record *rec, ig_error *err)
 {
 	ig_enroll en;
-	int rc = ig_enroll_decode(rec->body, rec->body_len, &en, err);
+	int rc = ig_record_enroll_decode(rec->body, rec->body_len, &en, err);
 	if (rc != IG_OK)
 		return corrupt(err); /* the decoder's message already names the field */
 	return ig_registry_apply_enroll(r, rec, &en, err);
@@ -532,7 +532,7 @@ static int apply_enroll(ig_registry *r, const ig_record *rec, ig_error *err)
 static int apply_revoke(ig_registry *r, const ig_record *rec, ig_error *err)
 {
 	ig_revoke rv;
-	int rc = ig_revoke_decode(rec->body, rec->body_len, &rv, err);
+	int rc = ig_record_revoke_decode(rec->body, rec->body_len, &rv, err);
 	if (rc != IG_OK)
 		return corrupt(err); /* the decoder's message already names the field */
 	size_t len = strnlen(rv.id, sizeof rv.id);

@@ -23,7 +23,7 @@
 
 /* ---- frames -------------------------------------------------------------- */
 
-const char *ig_frame_status_text(ig_frame_status st)
+const char *ig_record_frame_status_text(ig_frame_status st)
 {
 	switch (st) {
 	case IG_FRAME_OK: return "ok";
@@ -122,72 +122,72 @@ const char *ig_record_type_name(uint16_t type)
 	return b ? b->what : "unknown";
 }
 
-int ig_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g)
+int ig_record_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g)
 {
 	return ig_recspec_encode(&ig_recspec_genesis, g, out, cap);
 }
 
-int ig_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err)
+int ig_record_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_genesis, body, len, g, err);
 }
 
-int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e)
+int ig_record_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e)
 {
 	return ig_recspec_encode(&ig_recspec_enroll, e, out, cap);
 }
 
-int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err)
+int ig_record_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_enroll, body, len, e, err);
 }
 
-int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r)
+int ig_record_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r)
 {
 	return ig_recspec_encode(&ig_recspec_revoke, r, out, cap);
 }
 
-int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err)
+int ig_record_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_revoke, body, len, r, err);
 }
 
-int ig_rec_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j)
+int ig_record_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j)
 {
 	return ig_recspec_encode(&ig_recspec_join_code, j, out, cap);
 }
 
-int ig_rec_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err)
+int ig_record_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_join_code, body, len, j, err);
 }
 
-int ig_rec_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j)
+int ig_record_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j)
 {
 	return ig_recspec_encode(&ig_recspec_join_used, j, out, cap);
 }
 
-int ig_rec_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err)
+int ig_record_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_join_used, body, len, j, err);
 }
 
-int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k)
+int ig_record_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k)
 {
 	return ig_recspec_encode(&ig_recspec_key_issued, k, out, cap);
 }
 
-int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err)
+int ig_record_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_key_issued, body, len, k, err);
 }
 
-int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a)
+int ig_record_attest_encode(uint8_t *out, size_t cap, const ig_attest *a)
 {
 	return ig_recspec_encode(&ig_recspec_attest, a, out, cap);
 }
 
-int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err)
+int ig_record_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err)
 {
 	return ig_recspec_decode(&ig_recspec_attest, body, len, a, err);
 }

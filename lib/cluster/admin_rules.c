@@ -140,7 +140,7 @@ int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cm
 		memcpy(e.pk, cmd->pk, IG_PK_BYTES);
 		snprintf(e.by, sizeof e.by, "%s", by);
 		*type = IG_REC_ENROLL;
-		return ig_enroll_encode(body, cap, &e);
+		return ig_record_enroll_encode(body, cap, &e);
 	}
 	case IG_ADMIN_REVOKE: {
 		ig_revoke r;
@@ -149,7 +149,7 @@ int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cm
 		snprintf(r.reason, sizeof r.reason, "%s", cmd->reason);
 		snprintf(r.by, sizeof r.by, "%s", by);
 		*type = IG_REC_REVOKE;
-		return ig_revoke_encode(body, cap, &r);
+		return ig_record_revoke_encode(body, cap, &r);
 	}
 	case IG_ADMIN_CREDIT: {
 		ig_credit_rec c;

@@ -15,7 +15,7 @@
 #define IG_SVC_KEYS_H
 
 #include "ig_decision.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_policy.h"
 #include "ig_pool.h"
 #include "ig_state.h"

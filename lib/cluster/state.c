@@ -57,18 +57,18 @@ static void revoked_identity(const ig_record *rec, char id[IG_ID_MAX + 1])
 	id[0] = '\0';
 	ig_error ignored = {0};
 	ig_revoke r;
-	if (ig_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
+	if (ig_record_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
 		memcpy(id, r.id, IG_ID_MAX + 1);
 }
 
-/* An enroll, most of every big ledger, decoded once: ig_enroll_decode is the
+/* An enroll, most of every big ledger, decoded once: ig_record_enroll_decode is the
  * body check ig_record_body_check would run (the same spec, the same
  * messages), and its result goes to the registry. Join codes only look at an
  * enroll that carries one, and the coin index not at all. */
 static int apply_enroll(ig_state *st, const ig_record *rec, ig_error *err)
 {
 	ig_enroll en;
-	int rc = ig_enroll_decode(rec->body, rec->body_len, &en, err);
+	int rc = ig_record_enroll_decode(rec->body, rec->body_len, &en, err);
 	if (rc == IG_OK)
 		rc = ig_registry_apply_enroll(st->reg, rec, &en, err);
 	if (rc == IG_OK && en.has_join_code)
@@ -124,8 +124,8 @@ static void ahead(void *ctx, const ig_record *rec)
 	uint8_t tag;
 	const uint8_t *val;
 	uint16_t vlen;
-	ig_tlv_iter_init(&it, rec->body, rec->body_len);
-	while (ig_tlv_next(&it, &tag, &val, &vlen) == 1) {
+	ig_record_tlv_iter_init(&it, rec->body, rec->body_len);
+	while (ig_record_tlv_next(&it, &tag, &val, &vlen) == 1) {
 		if (tag == 1) {
 			ig_registry_prefetch(st->reg, (const char *)val, vlen);
 			return;
@@ -213,7 +213,7 @@ const ig_box_key *ig_state_box_key(ig_state *st, const ig_identity *who, const u
 	if (!d)
 		return NULL;
 	if (!d->box_ready || sodium_memcmp(d->box_pk, who->pk, IG_PK_BYTES) != 0) {
-		if (ig_box_key_for_device(&d->box, ch_sk, who->pk) != IG_OK)
+		if (ig_keybox_key_for_device(&d->box, ch_sk, who->pk) != IG_OK)
 			return NULL;
 		memcpy(d->box_pk, who->pk, IG_PK_BYTES);
 		d->box_ready = true;

@@ -1,5 +1,5 @@
 /*
- * keys.c: the box that carries one copy of a session key from the cluster
+ * keybox.c: the box that carries one copy of a session key from the cluster
  * head to one device.
  *
  * Why this exists: a session key is worth exactly as much as the guarantee
@@ -10,7 +10,7 @@
  * and request nonce. Parsing is strict: the cluster head is the only
  * writer, so anything unexpected means a bug or a forgery, never a feature.
  */
-#include "ig_keys.h"
+#include "ig_keybox.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -42,12 +42,12 @@ static int box_key(ig_box_key *bk, const uint8_t ed_sk[IG_SK_BYTES], const uint8
 	return rc;
 }
 
-int ig_box_key_for_device(ig_box_key *bk, const uint8_t ch_sk[IG_SK_BYTES], const uint8_t device_pk[IG_PK_BYTES])
+int ig_keybox_key_for_device(ig_box_key *bk, const uint8_t ch_sk[IG_SK_BYTES], const uint8_t device_pk[IG_PK_BYTES])
 {
 	return box_key(bk, ch_sk, device_pk);
 }
 
-int ig_box_key_for_ch(ig_box_key *bk, const uint8_t device_sk[IG_SK_BYTES], const uint8_t ch_pk[IG_PK_BYTES])
+int ig_keybox_key_for_ch(ig_box_key *bk, const uint8_t device_sk[IG_SK_BYTES], const uint8_t ch_pk[IG_PK_BYTES])
 {
 	return box_key(bk, device_sk, ch_pk);
 }

@@ -25,7 +25,7 @@
 #include "ig_attest.h"
 #include "ig_join.h"
 #include "ig_joincodes.h"
-#include "ig_keys.h"
+#include "ig_keybox.h"
 #include "ig_ledger.h"
 #include "ig_record.h"
 #include "ig_registry.h"
@@ -54,7 +54,7 @@ typedef struct ig_device {
 	uint8_t measurement[IG_HASH_BYTES];
 	uint8_t attest;                  /* ig_attest_state */
 	bool attest_in_flight;
-	ig_attest_rate attest_rate;      /* attest records this hour (lib/attest.c) */
+	ig_attest_rate attest_rate;      /* attest records this hour (lib/entropy/attest.c) */
 	/* crypto_box key shared with this device, for key and coin delivery;
 	 * cached because X25519 costs more than everything else in issuing a
 	 * key. */

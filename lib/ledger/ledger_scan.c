@@ -155,12 +155,12 @@ static int check_genesis(const ledger_scan_in *in, ledger_scan_out *out, const u
 	ig_record g;
 	ig_frame_status st = ig_record_decode(map, size, &g);
 	if (st != IG_FRAME_OK)
-		return corrupt(err, "ledger record 0: the genesis record is unreadable (%s)", ig_frame_status_text(st));
+		return corrupt(err, "ledger record 0: the genesis record is unreadable (%s)", ig_record_frame_status_text(st));
 	if (g.index != 0 || g.type != IG_REC_GENESIS || memcmp(g.prev_hash, zero, IG_HASH_BYTES) != 0)
 		return corrupt(err, "ledger record 0: not a genesis record (type %s, index %" PRIu64 ")",
 		               ig_record_type_name(g.type), g.index);
 	ig_error e = {0};
-	if (ig_genesis_decode(g.body, g.body_len, &out->genesis, &e) != IG_OK)
+	if (ig_record_genesis_decode(g.body, g.body_len, &out->genesis, &e) != IG_OK)
 		return corrupt(err, "ledger record 0: bad genesis body: %s", e.msg);
 	if (out->genesis.version != IG_FORMAT_VERSION)
 		return ig_error_set(err, IG_ERR_CORRUPT,
@@ -282,7 +282,7 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 		ig_frame_status st = ig_record_decode(v->map + at, v->size - at, rec);
 		if (st == IG_FRAME_BAD_FLAGS) {
 			stop_error(c, corrupt(&c->err, "ledger record %" PRIu64 ": %s", i,
-			                      ig_frame_status_text(IG_FRAME_BAD_FLAGS)));
+			                      ig_record_frame_status_text(IG_FRAME_BAD_FLAGS)));
 			break;
 		}
 		if (st != IG_FRAME_OK) {
@@ -551,11 +551,11 @@ static int scan_map(const ledger_scan_in *in, ledger_scan_out *out, const uint8_
 		if (out->height < out->cp.size)
 			return corrupt(err, "ledger record %" PRIu64 ": %s at byte %zu, inside the signed checkpoint "
 			               "(size %" PRIu64 ")",
-			               out->height, ig_frame_status_text(bad_st), bad_off, out->cp.size);
+			               out->height, ig_record_frame_status_text(bad_st), bad_off, out->cp.size);
 		if (find_valid_frame(map, size, bad_off + 1, &valid_at))
 			return corrupt(err, "ledger record %" PRIu64 ": %s at byte %zu, but a complete record follows "
 			               "at byte %zu (not a torn tail)",
-			               out->height, ig_frame_status_text(bad_st), bad_off, valid_at);
+			               out->height, ig_record_frame_status_text(bad_st), bad_off, valid_at);
 		out->torn_bytes = size - bad_off;
 		out->torn_index = out->height;
 	}

@@ -24,13 +24,13 @@
 
 /* ---- TLV (declared in ig_record.h: the body wire format) ------------------ */
 
-void ig_tlv_iter_init(ig_tlv_iter *it, const uint8_t *body, size_t len)
+void ig_record_tlv_iter_init(ig_tlv_iter *it, const uint8_t *body, size_t len)
 {
 	it->p = body;
 	it->end = body ? body + len : body;
 }
 
-int ig_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vlen)
+int ig_record_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vlen)
 {
 	if (it->p == it->end)
 		return 0;
@@ -47,7 +47,7 @@ int ig_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vl
 	return 1;
 }
 
-int ig_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *val, size_t vlen)
+int ig_record_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *val, size_t vlen)
 {
 	if (vlen > UINT16_MAX || *pos > cap || cap - *pos < 3 + vlen)
 		return IG_ERR_RANGE;
@@ -264,7 +264,7 @@ int ig_recspec_encode(const ig_body_spec *b, const void *rec, uint8_t *out, size
 		if (!field_present(f, base))
 			continue;
 		vlen = field_wire(f, base, tmp, &v);
-		int rc = ig_tlv_put(out, cap, &pos, f->tag, v, vlen);
+		int rc = ig_record_tlv_put(out, cap, &pos, f->tag, v, vlen);
 		if (rc < 0)
 			return rc;
 	}
@@ -282,8 +282,8 @@ int ig_recspec_decode(const ig_body_spec *b, const uint8_t *body, size_t len, vo
 	int rc;
 
 	memset(rec, 0, b->size);
-	ig_tlv_iter_init(&it, body, len);
-	while ((rc = ig_tlv_next(&it, &tag, &v, &vlen)) == 1) {
+	ig_record_tlv_iter_init(&it, body, len);
+	while ((rc = ig_record_tlv_next(&it, &tag, &v, &vlen)) == 1) {
 		size_t i = 0;
 		while (i < b->nfields && b->fields[i].tag != tag)
 			i++;

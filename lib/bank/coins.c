@@ -432,7 +432,7 @@ static int spend(ig_coins *c, const ig_record *rec, const uint8_t *hash, const c
 static int apply_revoke(ig_coins *c, const ig_record *rec, ig_error *err)
 {
 	ig_revoke rv;
-	int rc = ig_revoke_decode(rec->body, rec->body_len, &rv, err);
+	int rc = ig_record_revoke_decode(rec->body, rec->body_len, &rv, err);
 	if (rc != IG_OK)
 		return decode_failed(err, rec, rc);
 	owner *o = owner_get(c, rv.id);

@@ -1,6 +1,6 @@
 /*
  * ig_joincodes.h: the join-code table, the ledger's view of the one-time
- * codes (lib/joincodes.c).
+ * codes (lib/identity/joincodes.c).
  *
  * Why this exists: the cluster state (ig_state) needs to know which codes
  * were issued, when they expire, and which are used, to refuse a join with

@@ -78,7 +78,7 @@ uint64_t ig_joincodes_count(const ig_joincodes *jc, ig_code_status st)
 static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 {
 	ig_join_code_rec j;
-	if (ig_rec_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
+	if (ig_record_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
 		return IG_ERR_CORRUPT;   /* the decoder set err, naming the field */
 	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
 	ig_hex_encode(hex, j.code_id, IG_JOIN_CODE_ID_BYTES);
@@ -153,7 +153,7 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 		return apply_code(jc, rec, err);
 	case IG_REC_JOIN_USED: {
 		ig_join_used u;
-		if (ig_rec_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
+		if (ig_record_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
 			return IG_ERR_CORRUPT;
 		if (!ig_id_valid(u.id, strnlen(u.id, sizeof u.id)))
 			return ig_error_set(err, IG_ERR_CORRUPT, "join-used record %llu: id is not a valid identity id",
@@ -162,7 +162,7 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 	}
 	case IG_REC_ENROLL: {
 		ig_enroll en;
-		if (ig_enroll_decode(rec->body, rec->body_len, &en, err) != IG_OK)
+		if (ig_record_enroll_decode(rec->body, rec->body_len, &en, err) != IG_OK)
 			return IG_ERR_CORRUPT;
 		if (!en.has_join_code)
 			return IG_OK;

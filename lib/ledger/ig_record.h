@@ -79,7 +79,7 @@ typedef enum {
 	IG_FRAME_BAD_CRC,     /* checksum mismatch: torn or corrupt */
 	IG_FRAME_BAD_FLAGS,
 } ig_frame_status;
-const char *ig_frame_status_text(ig_frame_status st);
+const char *ig_record_frame_status_text(ig_frame_status st);
 
 /* Decodes one frame from buf[0..len). On IG_FRAME_OK fills rec (including
  * the computed hash). Does not check the chain; the ledger does. */
@@ -179,21 +179,21 @@ typedef struct ig_attest {
 /* Encoders return the body length, or a negative IG_ERR_* (bad field, cap too
  * small). Decoders return IG_OK or IG_ERR_CORRUPT with a message naming the
  * missing or bad field. */
-int ig_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g);
-int ig_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err);
-int ig_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
-int ig_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
-int ig_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
-int ig_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
+int ig_record_genesis_encode(uint8_t *out, size_t cap, const ig_genesis *g);
+int ig_record_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_error *err);
+int ig_record_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
+int ig_record_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
+int ig_record_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
+int ig_record_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
 /* ig_rec_: the join-code records, not the secret code itself (ig_join_*). */
-int ig_rec_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
-int ig_rec_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);
-int ig_rec_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j);
-int ig_rec_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err);
-int ig_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k);
-int ig_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err);
-int ig_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
-int ig_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err);
+int ig_record_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
+int ig_record_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);
+int ig_record_join_used_encode(uint8_t *out, size_t cap, const ig_join_used *j);
+int ig_record_join_used_decode(const uint8_t *body, size_t len, ig_join_used *j, ig_error *err);
+int ig_record_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k);
+int ig_record_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err);
+int ig_record_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
+int ig_record_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err);
 
 /* Decodes the body of any known record type (unknown types pass), so an
  * auditor can check rule 5 of docs/LEDGER.md section 4: IG_OK, or
@@ -205,12 +205,12 @@ int ig_record_body_check(const ig_record *rec, ig_error *err);
 typedef struct ig_tlv_iter {
 	const uint8_t *p, *end;
 } ig_tlv_iter;
-void ig_tlv_iter_init(ig_tlv_iter *it, const uint8_t *body, size_t len);
+void ig_record_tlv_iter_init(ig_tlv_iter *it, const uint8_t *body, size_t len);
 /* Returns 1 and fills tag/val/vlen for the next TLV, 0 at the end, or
  * IG_ERR_CORRUPT if a TLV runs past the body. */
-int ig_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vlen);
+int ig_record_tlv_next(ig_tlv_iter *it, uint8_t *tag, const uint8_t **val, uint16_t *vlen);
 /* Appends one TLV at out[*pos]; IG_ERR_RANGE if it does not fit. */
-int ig_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *val, size_t vlen);
+int ig_record_tlv_put(uint8_t *out, size_t cap, size_t *pos, uint8_t tag, const void *val, size_t vlen);
 
 /* Renders a record as one JSON object (no trailing newline) for `show --json`
  * and for ledger events: {"index","ts","type","hash","prev", ...typed fields}.

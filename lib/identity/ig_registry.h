@@ -66,7 +66,7 @@ void ig_registry_prefetch(const ig_registry *r, const char *id, size_t id_len);
 int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err);
 
 /* ig_registry_apply for an enroll record whose body the caller has already
- * decoded into *en (ig_enroll_decode of rec->body), so a replay decodes each
+ * decoded into *en (ig_record_enroll_decode of rec->body), so a replay decodes each
  * enroll once: the same rules, results and messages as ig_registry_apply on
  * rec. rec->type must be IG_REC_ENROLL (IG_ERR_INVAL otherwise). */
 int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err);

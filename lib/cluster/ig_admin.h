@@ -26,7 +26,7 @@
  * credit {id, amount (1..1e9)} grants a collector coins, answered with
  * "index", "id" and the new "balance".
  *
- * What a command means is here too (lib/admin_rules.c), once for the broker
+ * What a command means is here too (lib/cluster/admin_rules.c), once for the broker
  * and the CLI's offline writer: the admission rule of every change against
  * the cluster state (ig_admin_admit), the record it appends
  * (ig_admin_record), and the JSON views of identities and list pages
@@ -104,7 +104,7 @@ char *ig_admin_build_request(const ig_admin_cmd *cmd);
  * a code can use it, so monitors and admins are enrolled by key. */
 bool ig_admin_join_role_allowed(ig_role role);
 
-/* ---- what commands mean (lib/admin_rules.c) ---------------------------- */
+/* ---- what commands mean (lib/cluster/admin_rules.c) ---------------------------- */
 
 /* Why a command was refused: an error code above and a sentence that says
  * what to do. */

@@ -135,7 +135,7 @@ bool ig_svc_attest_request(ig_decision *out, ig_svc_attest *a, const ig_policy *
 	uint8_t state = verdict == 1 ? IG_ATTEST_ALLOWED : verdict == 0 ? IG_ATTEST_DISALLOWED : IG_ATTEST_UNLISTED;
 	bool changed = d->attest != state || sodium_memcmp(d->measurement, r.measurement, IG_HASH_BYTES) != 0;
 	/* Every accepted change is a ledger record, so changes are rationed
-	 * (lib/attest.c); a refused one leaves the last recorded state. */
+	 * (lib/entropy/attest.c); a refused one leaves the last recorded state. */
 	ig_attest_decision dec = ig_attest_admit(&d->attest_rate, changed, d->attest_in_flight, now_ms,
 	                                         a->cfg.max_per_hour);
 	if (dec == IG_ATTEST_REFUSED_RATE) {
@@ -162,7 +162,7 @@ bool ig_svc_attest_request(ig_decision *out, ig_svc_attest *a, const ig_policy *
 	snprintf(rec.id, sizeof rec.id, "%s", id);
 	memcpy(rec.measurement, r.measurement, IG_HASH_BYTES);
 	uint8_t body[256];
-	int blen = ig_attest_encode(body, sizeof body, &rec);
+	int blen = ig_record_attest_encode(body, sizeof body, &rec);
 	attest_pending *ap = blen < 0 ? NULL : calloc(1, sizeof *ap);
 	if (!ap)
 		return flagged;   /* the verdict holds; the next change is recorded */
