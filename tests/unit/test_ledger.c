@@ -65,23 +65,10 @@ TestSuite(ledger, .init = setup, .fini = teardown, .timeout = 60);
 
 /* ---- helpers ---- */
 
-static size_t enroll_body(uint8_t *out, size_t cap, const char *id)
-{
-	ig_enroll e;
-	memset(&e, 0, sizeof e);
-	snprintf(e.id, sizeof e.id, "%s", id);
-	e.role = IG_ROLE_DEVICE;
-	crypto_generichash(e.pk, sizeof e.pk, (const uint8_t *)id, strlen(id), NULL, 0);
-	snprintf(e.by, sizeof e.by, "offline:test");
-	int n = ig_record_enroll_encode(out, cap, &e);
-	cr_assert(n > 0);
-	return (size_t)n;
-}
-
 static uint64_t append_enroll(ig_ledger *l, const char *id)
 {
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, id);
+	size_t len = tu_device_enroll_body(body, sizeof body, id);
 	ig_record rec;
 	ig_error err = {0};
 	int rc = ig_ledger_append(l, IG_REC_ENROLL, body, len, &rec, &err);
@@ -278,7 +265,7 @@ Test(ledger, init_open_append_reopen)
 	for (unsigned i = 1; i <= 10; i++) {
 		char id[16];
 		snprintf(id, sizeof id, "dev%u", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, &rec, &err), IG_OK, "%s", err.msg);
 		cr_assert_eq(rec.index, i);
 		cr_assert_eq(rec.type, IG_REC_ENROLL);
@@ -343,7 +330,7 @@ Test(ledger, init_open_append_reopen)
 	cr_assert_null(ig_ledger_ch_sk(l));
 	cr_assert_eq(ig_ledger_event_fd(l), -1);
 	cr_assert_eq(ig_ledger_poll(l), 0);
-	size_t len = enroll_body(body, sizeof body, "ro");
+	size_t len = tu_device_enroll_body(body, sizeof body, "ro");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, NULL, NULL), IG_ERR_STATE);
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_STATE);
 	cr_assert(ig_ledger_checkpoint(l, NULL, 0, &cp) > 0);
@@ -506,7 +493,7 @@ Test(ledger, concurrent_submitters_all_durable_and_ordered)
 		if (submitted < 200) {
 			char id[32];
 			snprintf(id, sizeof id, "async-%d", submitted);
-			size_t len = enroll_body(body, sizeof body, id);
+			size_t len = tu_device_enroll_body(body, sizeof body, id);
 			cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
 			submitted++;
 		}
@@ -1113,7 +1100,7 @@ Test(ledger, torn_write_then_reopen_recovers_acknowledged_records)
 
 	atomic_store(&torn.budget, 100);
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "lost");
+	size_t len = tu_device_enroll_body(body, sizeof body, "lost");
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_IO);
 	cr_assert(strstr(err.msg, "not written"), "%s", err.msg);
 	cr_assert(strstr(logbuf, "writing ledger.log failed: Input/output error"), "%s", logbuf);
@@ -1153,7 +1140,7 @@ Test(ledger, failed_batch_fails_every_pending_async_append)
 	for (int i = 0; i < 20; i++) {
 		char id[16];
 		snprintf(id, sizeof id, "a%d", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		int rc = ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a);
 		cr_assert(rc == IG_OK || rc == IG_ERR_IO);
 		accepted += rc == IG_OK;
@@ -1185,7 +1172,7 @@ Test(ledger, close_delivers_pending_completions)
 	for (int i = 0; i < 50; i++) {
 		char id[16];
 		snprintf(id, sizeof id, "c%d", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
 	}
 	ig_ledger_close(l);
@@ -1211,7 +1198,7 @@ Test(ledger, large_ledger_parallel_scan_finds_damage)
 	for (unsigned i = 0; i < n; i++) {
 		char id[IG_ID_MAX + 1];
 		snprintf(id, sizeof id, "large-%05u-padding-padding-padding-padding-padding-padding", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
 	}
 	ig_error err = {0};
@@ -1352,7 +1339,7 @@ Test(ledger, acknowledged_records_are_covered_by_the_checkpoint_on_disk)
 	for (int i = 0; i < 40; i++) {
 		char id[16];
 		snprintf(id, sizeof id, "s%d", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, probe_done, &p), IG_OK);
 		if (i % 8 == 7) {
 			while (p.done < i + 1) {
@@ -1554,7 +1541,7 @@ static void disk_full_is_retried(bool on_checkpoint, bool partial)
 	atomic_store(on_checkpoint ? &f.cp_full : &f.log_full, true);
 	status_log s = {0};
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "held");
+	size_t len = tu_device_enroll_body(body, sizeof body, "held");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s), IG_OK);
 	while (atomic_load(&f.full_hits) < 3)
 		usleep(1000);
@@ -1562,7 +1549,7 @@ static void disk_full_is_retried(bool on_checkpoint, bool partial)
 	poll_for(l, &s, 1, 50);
 	cr_assert_eq(s.n, 0, "a record was answered while the disk is full");
 	/* New records are refused, saying why and what to do. */
-	len = enroll_body(body, sizeof body, "refused");
+	len = tu_device_enroll_body(body, sizeof body, "refused");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s), IG_ERR_NOSPACE);
 	ig_error err = {0};
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, NULL, &err), IG_ERR_NOSPACE);
@@ -1602,7 +1589,7 @@ Test(ledger, records_queued_behind_a_full_disk_fail_as_not_written)
 	for (int i = 0; i < 30; i++) {
 		char id[16];
 		snprintf(id, sizeof id, "q%d", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		int rc = ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s);
 		cr_assert(rc == IG_OK || rc == IG_ERR_NOSPACE, "rc %d", rc);
 		accepted += rc == IG_OK;
@@ -1630,9 +1617,9 @@ Test(ledger, close_on_a_full_disk_after_a_partial_write_answers_unknown)
 	atomic_store(&f.log_full, true);
 	status_log s = {0};
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "p0");
+	size_t len = tu_device_enroll_body(body, sizeof body, "p0");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s), IG_OK);
-	len = enroll_body(body, sizeof body, "p1");
+	len = tu_device_enroll_body(body, sizeof body, "p1");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s), IG_OK);
 	while (atomic_load(&f.full_hits) < 2)
 		usleep(1000);
@@ -1665,7 +1652,7 @@ Test(ledger, failed_fdatasync_answers_unknown_and_stops_the_writer)
 	atomic_store(&f.log_sync_fails, true);
 	status_log s = {0};
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "maybe");
+	size_t len = tu_device_enroll_body(body, sizeof body, "maybe");
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, log_status, &s), IG_OK);
 	poll_for(l, &s, 1, 5000);
 	cr_assert_eq(s.n, 1);
@@ -1774,7 +1761,7 @@ static void make_big_ledger(unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		char id[IG_ID_MAX + 1];
 		snprintf(id, sizeof id, "big-%07u-padding-padding-padding-padding-padding-padding", i);
-		size_t len = enroll_body(body, sizeof body, id);
+		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
 	}
 	ig_error err = {0};

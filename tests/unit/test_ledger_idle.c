@@ -71,19 +71,6 @@ static bool threads_become(int want, long ms)
 	return false;
 }
 
-static size_t enroll_body(uint8_t *out, size_t cap, const char *id)
-{
-	ig_enroll e;
-	memset(&e, 0, sizeof e);
-	snprintf(e.id, sizeof e.id, "%s", id);
-	e.role = IG_ROLE_DEVICE;
-	crypto_generichash(e.pk, sizeof e.pk, (const uint8_t *)id, strlen(id), NULL, 0);
-	snprintf(e.by, sizeof e.by, "offline:test");
-	int n = ig_record_enroll_encode(out, cap, &e);
-	cr_assert(n > 0);
-	return (size_t)n;
-}
-
 typedef struct done_seen {
 	int calls, status;
 	uint64_t index;
@@ -121,7 +108,7 @@ Test(ledger_idle, writer_exits_when_idle_and_returns_for_appends)
 	/* A blocking append after the exit: a writer starts, the record is
 	 * durable and acknowledged. */
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "dev0");
+	size_t len = tu_device_enroll_body(body, sizeof body, "dev0");
 	ig_record rec;
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, body, len, &rec, &err), IG_OK, "append: %s", err.msg);
 	cr_assert_eq(rec.index, 1);
@@ -130,7 +117,7 @@ Test(ledger_idle, writer_exits_when_idle_and_returns_for_appends)
 
 	/* The polled API (the broker's) after an exit: the completion arrives
 	 * through the event fd as before. */
-	len = enroll_body(body, sizeof body, "dev1");
+	len = tu_device_enroll_body(body, sizeof body, "dev1");
 	done_seen d = {0};
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, on_done, &d), IG_OK);
 	struct pollfd pfd = {.fd = ig_ledger_event_fd(l), .events = POLLIN};
@@ -162,7 +149,7 @@ Test(ledger_idle, close_while_the_writer_runs)
 	int base = threads();
 	ig_ledger *l = open_ledger(true);
 	uint8_t body[512];
-	size_t len = enroll_body(body, sizeof body, "dev0");
+	size_t len = tu_device_enroll_body(body, sizeof body, "dev0");
 	done_seen d = {0};
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, on_done, &d), IG_OK);
 	ig_ledger_close(l);   /* finishes the record and runs its completion */

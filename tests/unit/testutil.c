@@ -131,6 +131,13 @@ size_t tu_enroll_body(uint8_t *out, size_t cap, const char *id, ig_role role, co
 	return (size_t)n;
 }
 
+size_t tu_device_enroll_body(uint8_t *out, size_t cap, const char *id)
+{
+	uint8_t pk[32];
+	crypto_generichash(pk, sizeof pk, (const uint8_t *)id, strlen(id), NULL, 0);
+	return tu_enroll_body(out, cap, id, IG_ROLE_DEVICE, pk, "offline:test");
+}
+
 size_t tu_revoke_body(uint8_t *out, size_t cap, const char *id, const char *by)
 {
 	ig_revoke v;

@@ -47,6 +47,11 @@ void tu_seed_keypair(uint8_t pk[32], uint8_t sk[64], uint8_t first);
  * enrolled by by; fails the test if it does not fit cap. Returns its size. */
 size_t tu_enroll_body(uint8_t *out, size_t cap, const char *id, ig_role role, const uint8_t pk[32], const char *by);
 
+/* The body of an ENROLL record for device id, enrolled by "offline:test",
+ * whose "public key" is BLAKE2b-256(id): distinct per id, which is all the
+ * ledger tests need (it is no curve point). */
+size_t tu_device_enroll_body(uint8_t *out, size_t cap, const char *id);
+
 /* The body of a REVOKE record for id, revoked by by. Returns its size. */
 size_t tu_revoke_body(uint8_t *out, size_t cap, const char *id, const char *by);
 
