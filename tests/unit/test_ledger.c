@@ -1186,18 +1186,17 @@ Test(ledger, close_delivers_pending_completions)
 	cr_assert_eq(res.checkpoint_size, 51);
 }
 
-/* Logs above a few MB are scanned by two threads; damage must be found and
- * named the same way, including at chunk boundaries. */
-Test(ledger, large_ledger_parallel_scan_finds_damage)
+/* genesis + n enrolls with long ids, written through the async path: a log
+ * of about n * 190 bytes, fully checkpointed. */
+static void make_big_ledger(unsigned n)
 {
 	make_ledger(0);
 	ig_ledger *l = open_ledger(true);
-	const unsigned n = 32000;
 	uint8_t body[512];
 	async_ctx a = {.ordered = true};
 	for (unsigned i = 0; i < n; i++) {
 		char id[IG_ID_MAX + 1];
-		snprintf(id, sizeof id, "large-%05u-padding-padding-padding-padding-padding-padding", i);
+		snprintf(id, sizeof id, "big-%07u-padding-padding-padding-padding-padding-padding", i);
 		size_t len = tu_device_enroll_body(body, sizeof body, id);
 		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
 	}
@@ -1205,7 +1204,16 @@ Test(ledger, large_ledger_parallel_scan_finds_damage)
 	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
 	ig_ledger_close(l);
 	cr_assert_eq(a.done, (int)n);
-	cr_assert(a.ordered);
+	cr_assert(a.ordered, "completions must run in index order");
+}
+
+/* Logs above a few MB are scanned by two threads; damage must be found and
+ * named the same way, including at chunk boundaries. */
+Test(ledger, large_ledger_parallel_scan_finds_damage)
+{
+	const unsigned n = 32000;
+	make_big_ledger(n);
+	ig_error err = {0};
 
 	size_t len;
 	uint8_t *orig = read_file(log_path, &len);
@@ -1750,25 +1758,6 @@ Test(ledger, file_sizes_and_modes_are_as_documented)
 
 /* ---- replay: census, stateless checks, memory (issue 8) ---- */
 
-/* genesis + n enrolls with long ids, written through the async path: a log
- * of about n * 190 bytes, fully checkpointed. */
-static void make_big_ledger(unsigned n)
-{
-	make_ledger(0);
-	ig_ledger *l = open_ledger(true);
-	uint8_t body[512];
-	async_ctx a = {.ordered = true};
-	for (unsigned i = 0; i < n; i++) {
-		char id[IG_ID_MAX + 1];
-		snprintf(id, sizeof id, "big-%07u-padding-padding-padding-padding-padding-padding", i);
-		size_t len = tu_device_enroll_body(body, sizeof body, id);
-		cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, body, len, async_done, &a), IG_OK);
-	}
-	ig_error err = {0};
-	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
-	ig_ledger_close(l);
-	cr_assert_eq(a.done, (int)n);
-}
 
 typedef struct census_seen {
 	int calls;
