@@ -59,11 +59,6 @@ void ig_plugin_publish(const char *topic, const char *json, bool retain)
 		ig_plugin_log(MOSQ_LOG_WARNING, "could not publish on %s (error %d)", topic, rc);
 }
 
-const char *ig_plugin_ledger_refusal(int rc)
-{
-	return ig_decision_ledger_refusal(rc);
-}
-
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 {
 	char *json = ig_record_to_json(rec);

@@ -104,14 +104,6 @@ void ig_plugin_send_to(const char *client_id, const char *topic, const char *jso
 /* Publishes to every subscriber allowed to read topic. */
 void ig_plugin_publish(const char *topic, const char *json, bool retain);
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec);
-/* What to tell a client whose change the ledger did not record: rc is what
- * ig_ledger_submit returned, or a completion status other than IG_OK and
- * IG_ERR_UNKNOWN (those are "certainly not written"). One sentence saying
- * why (a full disk is named as such) and what to do. */
-const char *ig_plugin_ledger_refusal(int rc);
-/* Error code and sentence for IG_ERR_UNKNOWN: the record may or may not be
- * durable; never answer such a request as if it did not happen. */
-#define IG_PLUGIN_E_OUTCOME_UNKNOWN "outcome_unknown"
 
 /* plugin_tls_warn.c: at init, warns about plaintext listeners and a
  * missing message_size_limit in the broker's configuration. */
@@ -143,12 +135,6 @@ void ig_plugin_run_pending_kicks(ig_plugin *pl);
 
 /* plugin_requests.c */
 int ig_plugin_on_message(int event, void *event_data, void *userdata);
-/* Sends {"type":"error","error":code,"request":request,"nonce":nonce,
- * "message":message} to id's inbox. request names the type of the request
- * answered and nonce is its nonce (each omitted when NULL), so a client with
- * several requests in flight knows which one was refused. */
-void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, const char *nonce, const char *code,
-                           const char *message);
 /* Sends a JSON object (consumed) to id's inbox. */
 struct cJSON;
 void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);

@@ -14,6 +14,8 @@
  * batching, the disk's answer, kicks and events.
  */
 #include "plugin.h"
+
+#include "ig_decision.h"
 #include "plugin_service.h"
 
 #include <cJSON.h>
@@ -143,7 +145,7 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		 * start may or may not replay it, so say exactly that. */
 		if (p->kind == IG_ADMIN_ENROLL)
 			ig_registry_release(pl->reg, p->id);
-		fail(p->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		fail(p->slot, IG_DECISION_E_OUTCOME_UNKNOWN,
 		     p->kind == IG_ADMIN_REVOKE
 		         ? "a disk write failed after the revocation was written, so it may or may not be durable; it "
 		           "is in force until the broker restarts: fix the disk (see the broker log), restart the "
@@ -161,7 +163,7 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		         p->kind == IG_ADMIN_REVOKE ? "the revocation was not recorded (it is in force until the broker "
 		                                      "restarts; revoke again)"
 		                                    : "nothing was enrolled",
-		         ig_plugin_ledger_refusal(status));
+		         ig_decision_ledger_refusal(status));
 		fail(p->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
 		/* What the revoke record's state rule (lib/bank/coins.c, docs/LEDGER.md)
@@ -219,7 +221,7 @@ static void submit(admin_batch *b, cJSON *slot, ig_admin_kind kind, const char *
 		free(p);
 		if (kind == IG_ADMIN_ENROLL)
 			ig_registry_release(pl->reg, id);
-		fail(slot, IG_ADMIN_E_STORAGE, ig_plugin_ledger_refusal(rc));
+		fail(slot, IG_ADMIN_E_STORAGE, ig_decision_ledger_refusal(rc));
 		return;
 	}
 	b->outstanding++;
@@ -318,7 +320,7 @@ static void codes_step(codes_pending *cp)
 		/* Some codes may be replayed at the next start, but none is handed
 		 * out: nobody can use a code whose text was never shown, and it
 		 * expires unused; so creating new codes later is always safe. */
-		fail(cp->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		fail(cp->slot, IG_DECISION_E_OUTCOME_UNKNOWN,
 		     "a disk write failed after join code records were written, so some may or may not be durable; none "
 		     "were handed out (any that were recorded stay unusable and expire): create new codes once the "
 		     "broker is back");
@@ -386,13 +388,13 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 	admin_batch *b = cp->batch;
 	ig_plugin *pl = b->pl;
 	if (status == IG_ERR_UNKNOWN) {
-		fail(cp->slot, IG_PLUGIN_E_OUTCOME_UNKNOWN,
+		fail(cp->slot, IG_DECISION_E_OUTCOME_UNKNOWN,
 		     "a disk write failed after the credit was written, so it may or may not be durable: fix the disk "
 		     "(see the broker log), restart the broker and check the balance with 'iotguard get' before "
 		     "crediting again");
 	} else if (status != IG_OK) {
 		char msg[400];
-		snprintf(msg, sizeof msg, "nothing was granted: %s", ig_plugin_ledger_refusal(status));
+		snprintf(msg, sizeof msg, "nothing was granted: %s", ig_decision_ledger_refusal(status));
 		fail(cp->slot, IG_ADMIN_E_STORAGE, msg);
 	} else {
 		ig_error err = {0};
@@ -431,7 +433,7 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	if (rc != IG_OK) {
 		free(cp);
 		fail(slot, IG_ADMIN_E_STORAGE, !cp || n < 0 ? "could not build the credit record; nothing was granted"
-		                                            : ig_plugin_ledger_refusal(rc));
+		                                            : ig_decision_ledger_refusal(rc));
 		return;
 	}
 	b->outstanding++;

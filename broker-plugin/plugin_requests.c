@@ -27,31 +27,27 @@ void ig_plugin_reply(ig_plugin *pl, const char *id, cJSON *o)
 	free(json);
 }
 
-void ig_plugin_reply_error(ig_plugin *pl, const char *id, const char *request, const char *nonce, const char *code,
-                           const char *message)
+/* A refusal of the request itself, rendered like every service's
+ * (ig_decision_error_json): the one place an error's JSON is built. */
+static void refuse(ig_plugin *pl, const char *id, const char *request, const char *code, const char *message)
 {
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "type", "error");
-	cJSON_AddStringToObject(o, "error", code);
-	if (request)
-		cJSON_AddStringToObject(o, "request", request);
-	if (nonce)
-		cJSON_AddStringToObject(o, "nonce", nonce);
-	cJSON_AddStringToObject(o, "message", message);
-	ig_plugin_reply(pl, id, o);
+	ig_decision d;
+	memset(&d, 0, sizeof d);
+	ig_decision_refuse(&d, request, NULL, code, "%s", message);
+	ig_plugin_carry_out(pl, id, &d);
 }
 
 static void handle_request(ig_plugin *pl, const char *id, const void *payload, uint32_t len)
 {
 	if (len > IG_REQUEST_MAX) {
-		ig_plugin_reply_error(pl, id, NULL, NULL, "too_large", "requests are limited to 8 KiB");
+		refuse(pl, id, NULL, "too_large", "requests are limited to 8 KiB");
 		return;
 	}
 	cJSON *req = cJSON_ParseWithLength(payload, len);
 	const cJSON *type = req ? cJSON_GetObjectItemCaseSensitive(req, "type") : NULL;
 	if (!cJSON_IsString(type)) {
 		cJSON_Delete(req);
-		ig_plugin_reply_error(pl, id, NULL, NULL, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
+		refuse(pl, id, NULL, "malformed", "expected a JSON object with a string \"type\"; see docs/PROTOCOL.md");
 		return;
 	}
 	const ig_session *s = ig_sessions_find(&pl->sessions, id);
@@ -60,15 +56,15 @@ static void handle_request(ig_plugin *pl, const char *id, const void *payload, u
 	/* An error names the request it answers only with a type some service
 	 * knows (a static string), never by echoing whatever a client sent. */
 	if (joining && !(svc && svc->open_to_joining)) {
-		ig_plugin_reply_error(pl, id, ig_plugin_service_request_name(type->valuestring), NULL, "not_enrolled",
-		                      "this session may only ask to join");
+		refuse(pl, id, ig_plugin_service_request_name(type->valuestring), "not_enrolled",
+		       "this session may only ask to join");
 	} else if (svc) {
 		ig_plugin_services_request(pl, id, type->valuestring, req);
 	} else {
 		char msg[600];
 		snprintf(msg, sizeof msg, "unknown request type; this cluster head understands: %s",
 		         ig_plugin_services_request_list());
-		ig_plugin_reply_error(pl, id, NULL, NULL, "unknown_type", msg);
+		refuse(pl, id, NULL, "unknown_type", msg);
 	}
 	cJSON_Delete(req);
 }
