@@ -94,7 +94,10 @@ bench_broker_reading bench_broker_measure(const bench_broker_opts *o)
 	if (pid < 0)
 		bench_die("fork", strerror(errno));
 	if (pid == 0) {
-		bench_proc_pin(o->cpu);
+		if (o->cpu < 0)
+			bench_proc_unpin();   /* not the probe's cpu, which fork passed on */
+		else
+			bench_proc_pin(o->cpu);
 		if (!freopen(log_path, "w", stderr))
 			_exit(127);
 		execlp("mosquitto", "mosquitto", "-c", conf_path, (char *)NULL);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -74,6 +75,17 @@ long bench_proc_status_kb(int pid, const char *field)
 		}
 	fclose(f);
 	return v;
+}
+
+void bench_proc_unpin(void)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	for (long i = 0; i < n && i < CPU_SETSIZE; i++)
+		CPU_SET((int)i, &set);
+	if (sched_setaffinity(0, sizeof set, &set) != 0)
+		fprintf(stderr, "%s: could not unpin: %s (staying on the parent's cpus)\n", bench_name, strerror(errno));
 }
 
 void bench_proc_pin(int cpu)

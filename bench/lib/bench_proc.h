@@ -27,6 +27,10 @@ long bench_proc_status_kb(int pid, const char *field);
 /* Pins the calling process to one CPU (cpu < 0: leaves it alone); a failure
  * is reported and the run goes on unpinned. */
 void bench_proc_pin(int cpu);
+/* Lets the calling process run on every online CPU. A forked child inherits
+ * its parent's pin, so a child meant to be unpinned (the scale run's broker,
+ * whose start replays on two threads) must say so. */
+void bench_proc_unpin(void);
 /* Wall time and CPU (a broker's, pid 0 for none, and this process's) charged
  * to the mode that was running, for runs that switch between modes every
  * slice so that a burst of load from elsewhere hits every mode alike. */
