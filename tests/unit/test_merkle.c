@@ -205,3 +205,45 @@ Test(merkle, pinned_three_record_root, .init = setup)
 	ig_hex_encode(out, root, 32);
 	cr_assert_str_eq(out, "84706b1b7a1fbbf31865f7949f0b440d814e99bc77c200c9aa4e850f10ab7fcd");
 }
+
+/* Ledger format 2 hashes the tree with SHA-256, as RFC 6962 and C2SP do.
+ * These roots are the published RFC 6962 reference vectors (the eight
+ * inputs of certificate-transparency's merkle_tree_test), so they were not
+ * computed by this code. */
+Test(merkle, sha256_matches_the_rfc6962_reference_vectors, .init = setup)
+{
+	static const char *inputs[8] = {"", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+	                                "606162636465666768696a6b6c6d6e6f"};
+	static const char *roots[8] = {
+		"6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+		"fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+		"aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+		"d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+		"4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+		"76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+		"ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+		"5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+	};
+	uint8_t leaves[8][32];
+	ig_merkle_acc acc;
+	ig_merkle_init_hash(&acc, IG_MERKLE_SHA256);
+	for (int i = 0; i < 8; i++) {
+		uint8_t entry[16];
+		size_t n = strlen(inputs[i]) / 2;
+		cr_assert_eq(ig_hex_decode(entry, n, inputs[i], strlen(inputs[i])), IG_OK);
+		ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaves[i], entry, n);
+		ig_merkle_push(&acc, leaves[i]);
+		uint8_t got[32], ref[32];
+		char hex[65];
+		ig_merkle_root(&acc, got);
+		ig_hex_encode(hex, got, 32);
+		cr_assert_str_eq(hex, roots[i], "root of %d leaves", i + 1);
+		ig_merkle_root_of_hash(IG_MERKLE_SHA256, (const uint8_t(*)[32])leaves, (uint64_t)i + 1, ref);
+		cr_assert_arr_eq(ref, got, 32);
+	}
+	uint8_t empty[32];
+	char hex[65];
+	ig_merkle_hash_empty(IG_MERKLE_SHA256, empty);
+	ig_hex_encode(hex, empty, 32);
+	cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
