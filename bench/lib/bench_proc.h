@@ -17,9 +17,10 @@
 uint64_t bench_proc_self_cpu_ns(void);
 /* The same in seconds. */
 double bench_proc_self_cpu_s(void);
-/* On-CPU time of every thread of process pid (a broker: its event loop and
- * ledger writer) from /proc/PID/task/TID/schedstat: a cost per operation that
- * does not depend on how much of its core the broker got. 0 if unreadable. */
+/* On-CPU time of every thread process pid ever ran (a broker: its event loop
+ * and ledger writer, also after the writer exits), from its CPU-time clock:
+ * a cost per operation that does not depend on how much of its core the
+ * broker got. 0 if unreadable. */
 uint64_t bench_proc_cpu_ns(int pid);
 /* A field of /proc/PID/status in kB ("VmRSS", "RssAnon", "VmHWM"); pid 0 is
  * this process; -1 if absent. */
