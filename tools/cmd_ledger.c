@@ -56,6 +56,9 @@ static int init_help(void)
 	       "public key (64 hex); auditors use it to check checkpoints.\n\n"
 	       "  --ledger DIR     the directory to create (must not hold a ledger)\n"
 	       "  --cluster NAME   cluster name: 1..64 of A-Z a-z 0-9 _ . -\n"
+	       "  --format N       ledger format: 2 (default: an RFC 6962 SHA-256 tree, served as\n"
+	       "                   C2SP tiles, with proofs and witnesses) or 1 (the older BLAKE2b\n"
+	       "                   tree; docs/LEDGER.md section 8)\n"
 	       "  --help           show this help\n");
 	return CLI_EXIT_OK;
 }
@@ -63,9 +66,11 @@ static int init_help(void)
 int cmd_init(int argc, char **argv)
 {
 	const char *dir = NULL, *cluster = NULL;
+	uint64_t format = IG_FORMAT_VERSION;
 	const cli_option opts[] = {
 		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
 		CLI_REQUIRED("cluster", 'c', &cluster, "NAME"),
+		CLI_NUMBER("format", 0, &format, IG_FORMAT_V1, IG_FORMAT_VERSION),
 		CLI_HELP_OPTION('h'),
 		CLI_OPTIONS_END,
 	};
@@ -77,7 +82,7 @@ int cmd_init(int argc, char **argv)
 
 	uint8_t pk[IG_PK_BYTES];
 	ig_error err = { 0 };
-	rc = ig_ledger_init(dir, cluster, pk, &err);
+	rc = ig_ledger_init_format(dir, cluster, (unsigned)format, pk, &err);
 	if (rc != IG_OK) {
 		cli_error("%s", err.msg);
 		return CLI_EXIT_ERR;

@@ -46,6 +46,10 @@ typedef struct ig_ledger ig_ledger;
 /* Creates dir (if absent) with a new cluster-head key, a genesis record and
  * a first checkpoint. Refuses if dir already holds a ledger. Fills ch_pk. */
 int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYTES], ig_error *err);
+/* The same with a chosen format (ig_record.h: IG_FORMAT_V1 or IG_FORMAT_V2;
+ * ig_ledger_init writes the newest). */
+int ig_ledger_init_format(const char *dir, const char *cluster, unsigned version, uint8_t ch_pk[IG_PK_BYTES],
+                          ig_error *err);
 
 /* Called once per record, in order, while open() replays the log (and by
  * ig_ledger_scan). Return IG_OK to go on; anything else aborts the open with

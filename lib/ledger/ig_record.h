@@ -35,7 +35,16 @@
 #define IG_REC_HEADER_BYTES 60
 #define IG_REC_OVERHEAD 64          /* header + crc */
 #define IG_REC_MAX_BODY 65536       /* a frame larger than this is corrupt */
-#define IG_FORMAT_VERSION 1
+/* Ledger format versions (the genesis record's `version`). 1: the Merkle
+ * tree hashes with BLAKE2b over record hashes. 2: the tree is RFC 6962 with
+ * SHA-256 over whole frames, as the C2SP tlog specifications hash it, so
+ * tiles, proofs and witnesses interoperate; entry bundles carry uint16
+ * lengths, so a format-2 frame is at most 65535 bytes. IG_FORMAT_VERSION is
+ * the newest this code reads and what `iotguard init` writes. */
+#define IG_FORMAT_V1 1
+#define IG_FORMAT_V2 2
+#define IG_FORMAT_VERSION IG_FORMAT_V2
+#define IG_FORMAT_V2_MAX_FRAME 65535
 
 /* Record types. Later issues add types in the ranges noted; a reader that
  * meets a type it does not know still verifies framing, hash and chain. */

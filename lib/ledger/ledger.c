@@ -350,6 +350,7 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 	}
 	memcpy(l->cluster, so->genesis.cluster, sizeof l->cluster);
 	memcpy(l->origin, so->origin, sizeof l->origin);
+	l->version = so->genesis.version;
 	memcpy(l->ch_pk, so->genesis.ch_pk, IG_PK_BYTES);
 	memcpy(l->head, so->head, IG_HASH_BYTES);
 	memcpy(l->cp_text, so->cp_text, so->cp_len + 1);
@@ -502,8 +503,17 @@ static int fsync_parent(const char *dir, ig_error *err)
 
 int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYTES], ig_error *err)
 {
+	return ig_ledger_init_format(dir, cluster, IG_FORMAT_VERSION, ch_pk, err);
+}
+
+int ig_ledger_init_format(const char *dir, const char *cluster, unsigned version, uint8_t ch_pk[IG_PK_BYTES],
+                          ig_error *err)
+{
 	if (!dir || !cluster)
 		return ig_error_set(err, IG_ERR_INVAL, "ig_ledger_init: missing argument");
+	if (version < IG_FORMAT_V1 || version > IG_FORMAT_VERSION)
+		return ig_error_set(err, IG_ERR_INVAL, "ledger format %u does not exist: choose 1 or %d", version,
+		                    IG_FORMAT_VERSION);
 	if (!ig_id_valid(cluster, strnlen(cluster, IG_CLUSTER_MAX + 1)))
 		return ig_error_set(err, IG_ERR_INVAL,
 		                    "cluster name '%.80s' is invalid: use 1..64 characters from [A-Za-z0-9_.-]", cluster);
@@ -559,7 +569,7 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 	memset(&g, 0, sizeof g);
 	memcpy(g.cluster, cluster, strlen(cluster) + 1);
 	memcpy(g.ch_pk, pk, IG_PK_BYTES);
-	g.version = IG_FORMAT_VERSION;
+	g.version = (uint16_t)version;
 	uint8_t body[256], frame[256 + IG_REC_OVERHEAD];
 	int blen = ig_record_genesis_encode(body, sizeof body, &g);
 	if (blen < 0) {
@@ -585,8 +595,14 @@ int ig_ledger_init(const char *dir, const char *cluster, uint8_t ch_pk[IG_PK_BYT
 	}
 
 	ig_merkle_acc acc;
-	ig_merkle_init(&acc);
-	ig_merkle_push(&acc, rec.hash);
+	ig_merkle_init_hash(&acc, ledger_tree_hash(version));
+	if (acc.hash == IG_MERKLE_SHA256) {
+		uint8_t leaf[IG_HASH_BYTES];
+		ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, frame, (size_t)flen);
+		ig_merkle_push(&acc, leaf);
+	} else {
+		ig_merkle_push(&acc, rec.hash);
+	}
 	ig_checkpoint cp;
 	memset(&cp, 0, sizeof cp);
 	if (ig_checkpoint_origin(cp.origin, sizeof cp.origin, cluster) < 0) {

@@ -38,6 +38,18 @@
  * 0600 (ig_keyfile.h); a directory init creates is 0700 less the umask. */
 #define LEDGER_FILE_MODE 0644
 
+/* The Merkle tree's hash for a ledger format (ig_record.h). */
+static inline ig_merkle_hash ledger_tree_hash(unsigned version)
+{
+	return version >= IG_FORMAT_V2 ? IG_MERKLE_SHA256 : IG_MERKLE_BLAKE2B;
+}
+
+/* The largest frame a format allows (format 2: one tlog entry). */
+static inline uint32_t ledger_max_frame(unsigned version)
+{
+	return version >= IG_FORMAT_V2 ? IG_FORMAT_V2_MAX_FRAME : IG_REC_MAX_BODY + IG_REC_OVERHEAD;
+}
+
 /* ---- files (ledger.c) ---- */
 
 /* The real system calls, used when ig_ledger_open_opts.io is NULL and by init. */
@@ -118,6 +130,7 @@ struct ig_ledger {
 	bool writer;
 	char cluster[IG_CLUSTER_MAX + 1];
 	char origin[IG_CLUSTER_MAX + 16];
+	unsigned version;            /* ledger format (genesis record) */
 	uint8_t ch_pk[IG_PK_BYTES];
 	uint8_t ch_sk[IG_SK_BYTES];
 	uint32_t max_batch;

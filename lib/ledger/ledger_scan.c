@@ -162,11 +162,12 @@ static int check_genesis(const ledger_scan_in *in, ledger_scan_out *out, const u
 	ig_error e = {0};
 	if (ig_record_genesis_decode(g.body, g.body_len, &out->genesis, &e) != IG_OK)
 		return corrupt(err, "ledger record 0: bad genesis body: %s", e.msg);
-	if (out->genesis.version != IG_FORMAT_VERSION)
+	if (out->genesis.version < IG_FORMAT_V1 || out->genesis.version > IG_FORMAT_VERSION)
 		return ig_error_set(err, IG_ERR_CORRUPT,
-		                    "ledger format version %u is not supported by this iotguard (it reads version %d); "
-		                    "use a matching iotguard release",
+		                    "ledger format version %u is not supported by this iotguard (it reads versions 1 to "
+		                    "%d); use a matching iotguard release",
 		                    out->genesis.version, IG_FORMAT_VERSION);
+	ig_merkle_init_hash(&out->acc, ledger_tree_hash(out->genesis.version));
 	if (in->expect_pk && sodium_memcmp(in->expect_pk, out->genesis.ch_pk, IG_PK_BYTES) != 0)
 		return corrupt(err,
 		               "ledger record 0: the genesis cluster-head key does not match %s/%s (wrong key file, "
@@ -236,6 +237,9 @@ typedef struct scan_chunk {
 	unsigned height;
 	size_t n_nodes;
 	uint8_t nodes[SCAN_CHUNK / 2][IG_HASH_BYTES];
+	/* Format 2: the Merkle leaf of each record, SHA-256(0x00 || frame)
+	 * (format 1's leaf is the record hash itself). */
+	uint8_t leaves[SCAN_CHUNK][IG_HASH_BYTES];
 } scan_chunk;
 
 typedef struct verifier {
@@ -245,6 +249,7 @@ typedef struct verifier {
 	uint64_t index;          /* index the next record must hold */
 	uint8_t prev[IG_HASH_BYTES];
 	uint64_t cp_size;        /* no run of records it hashes may straddle this */
+	unsigned version;        /* ledger format: which tree, which frame limit */
 	ig_merkle_acc run;       /* the run of 2^height records being hashed */
 } verifier;
 
@@ -274,7 +279,8 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 		height = 0;
 	c->height = height;
 	c->n_nodes = 0;
-	ig_merkle_init(&v->run);
+	ig_merkle_hash tree = ledger_tree_hash(v->version);
+	ig_merkle_init_hash(&v->run, tree);
 	while (c->n < SCAN_CHUNK && v->off < v->size) {
 		ig_record *rec = &c->recs[c->n];
 		size_t at = v->off;
@@ -307,11 +313,22 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 			stop_error(c, corrupt(&c->err, "ledger record %" PRIu64 ": a second genesis record", i));
 			break;
 		}
+		if (rec->frame_len > ledger_max_frame(v->version)) {
+			stop_error(c, corrupt(&c->err, "ledger record %" PRIu64 ": a frame of %" PRIu32 " bytes, over "
+			                      "the %" PRIu32 "-byte limit of ledger format %u",
+			                      i, rec->frame_len, ledger_max_frame(v->version), v->version));
+			break;
+		}
+		const uint8_t *leaf = rec->hash;
+		if (tree == IG_MERKLE_SHA256) {
+			ig_merkle_hash_leaf(tree, c->leaves[c->n], v->map + at, rec->frame_len);
+			leaf = c->leaves[c->n];
+		}
 		if (height > 0) {
-			ig_merkle_push(&v->run, rec->hash);
+			ig_merkle_push(&v->run, leaf);
 			if (v->run.size == UINT64_C(1) << height) {
 				memcpy(c->nodes[c->n_nodes++], v->run.stack[0], IG_HASH_BYTES);
-				ig_merkle_init(&v->run);
+				ig_merkle_init_hash(&v->run, tree);
 			}
 		}
 		memcpy(v->prev, rec->hash, IG_HASH_BYTES);
@@ -440,8 +457,9 @@ static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_
 		merkle_check(out, merkle_bad);
 		k += (size_t)1 << c->height;
 	}
+	bool sha = out->acc.hash == IG_MERKLE_SHA256;
 	for (; k < c->n; k++) {
-		ig_merkle_push(&out->acc, c->recs[k].hash);
+		ig_merkle_push(&out->acc, sha ? c->leaves[k] : c->recs[k].hash);
 		merkle_check(out, merkle_bad);
 	}
 }
@@ -495,7 +513,7 @@ static int scan_map(const ledger_scan_in *in, ledger_scan_out *out, const uint8_
 	if (rc != IG_OK)
 		return rc;
 
-	verifier v = {.map = map, .size = size, .cp_size = out->cp.size};
+	verifier v = {.map = map, .size = size, .cp_size = out->cp.size, .version = out->genesis.version};
 	bool merkle_bad = false;
 	merkle_check(out, &merkle_bad); /* a checkpoint of size 0 */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -287,9 +287,15 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 			       l->dir, rec->index, len);
 			return IG_ERR_INVAL;
 		}
+		if (l->acc.hash == IG_MERKLE_SHA256) {
+			uint8_t leaf[IG_HASH_BYTES];
+			ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, l->wbuf + pos, (size_t)len);
+			ig_merkle_push(&l->acc_tmp, leaf);
+		} else {
+			ig_merkle_push(&l->acc_tmp, rec->hash);
+		}
 		pos += (size_t)len;
 		prev = rec->hash;
-		ig_merkle_push(&l->acc_tmp, rec->hash);
 	}
 	b->bytes = pos;
 	b->ts = ts;
@@ -714,7 +720,7 @@ static int check_submit(const ig_ledger *l, const uint8_t *body, size_t len)
 {
 	if (!l->writer)
 		return IG_ERR_STATE;
-	if (len > IG_REC_MAX_BODY)
+	if (len > ledger_max_frame(l->version) - IG_REC_OVERHEAD)
 		return IG_ERR_RANGE;
 	if (len > 0 && !body)
 		return IG_ERR_INVAL;
@@ -802,7 +808,8 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	if (rc == IG_ERR_STATE)
 		return ig_error_set(err, rc, "ledger %s is open read-only; appends need a writer open", l->dir);
 	if (rc == IG_ERR_RANGE)
-		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %d-byte limit", len, IG_REC_MAX_BODY);
+		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %" PRIu32 "-byte limit of ledger format %u",
+		                    len, ledger_max_frame(l->version) - IG_REC_OVERHEAD, l->version);
 	if (rc != IG_OK)
 		return ig_error_set(err, rc, "ig_ledger_append: missing body");
 	append_node *n = node_new(type, body, len);

@@ -86,12 +86,38 @@ static ig_ledger *open_ledger(bool writer)
 	return l;
 }
 
+/* The ledger format make_ledger writes: the newest unless a test asks for
+ * format 1, which must keep verifying and taking appends. */
+static unsigned test_format = IG_FORMAT_VERSION;
+
+static ig_merkle_hash test_tree(void)
+{
+	return test_format >= IG_FORMAT_V2 ? IG_MERKLE_SHA256 : IG_MERKLE_BLAKE2B;
+}
+
+/* The Merkle leaf of a record, written out from docs/LEDGER.md rather than
+ * taken from the scanner: format 1 uses the record hash, format 2
+ * SHA-256(0x00 || whole frame). */
+static void test_leaf(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, const ig_record *rec)
+{
+	if (test_format >= IG_FORMAT_V2) {
+		uint8_t zero = 0;
+		crypto_hash_sha256_state st;
+		crypto_hash_sha256_init(&st);
+		crypto_hash_sha256_update(&st, &zero, 1);
+		crypto_hash_sha256_update(&st, frame, rec->frame_len);
+		crypto_hash_sha256_final(&st, out);
+	} else {
+		memcpy(out, rec->hash, IG_HASH_BYTES);
+	}
+}
+
 /* A closed ledger holding genesis + n enroll records, fully checkpointed. */
 static void make_ledger(unsigned n)
 {
 	ig_error err = {0};
 	uint8_t pk[IG_PK_BYTES];
-	cr_assert_eq(ig_ledger_init(ldir, "testc", pk, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_ledger_init_format(ldir, "testc", test_format, pk, &err), IG_OK, "%s", err.msg);
 	ig_ledger *l = open_ledger(true);
 	for (unsigned i = 0; i < n; i++) {
 		char id[32];
@@ -207,9 +233,9 @@ static void prefix_root(const uint8_t *buf, size_t len, size_t k, uint8_t out[IG
 	for (size_t i = 0; i < k; i++) {
 		ig_record rec;
 		cr_assert_eq(ig_record_decode(buf + offs[i], len - offs[i], &rec), IG_FRAME_OK);
-		memcpy(leaves[i], rec.hash, IG_HASH_BYTES);
+		test_leaf(leaves[i], buf + offs[i], &rec);
 	}
-	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])leaves, k, out);
+	ig_merkle_root_of_hash(test_tree(), (const uint8_t(*)[IG_HASH_BYTES])leaves, k, out);
 	free(leaves);
 }
 
@@ -284,6 +310,11 @@ Test(ledger, init_open_append_reopen)
 	uint8_t *big = calloc(1, IG_REC_MAX_BODY + 1);
 	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, big, IG_REC_MAX_BODY + 1, NULL, NULL), IG_ERR_RANGE);
 	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, big, IG_REC_MAX_BODY + 1, NULL, &err), IG_ERR_RANGE);
+	/* Format 2: one frame is one tlog entry, whose length is a uint16. */
+	const size_t v2_max = IG_FORMAT_V2_MAX_FRAME - IG_REC_OVERHEAD;
+	cr_assert_eq(ig_ledger_submit(l, IG_REC_ENROLL, big, v2_max + 1, NULL, NULL), IG_ERR_RANGE);
+	cr_assert_eq(ig_ledger_append(l, IG_REC_ENROLL, big, v2_max + 1, NULL, &err), IG_ERR_RANGE);
+	cr_assert(strstr(err.msg, "65471-byte limit of ledger format 2"), "%s", err.msg);
 	free(big);
 
 	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
@@ -977,7 +1008,21 @@ Test(ledger, bad_checkpoint_signature_fails)
 	free(orig);
 }
 
+static void checkpoint_sizes_and_roots(void);
+
 Test(ledger, checkpoint_sizes_and_roots)
+{
+	checkpoint_sizes_and_roots();
+}
+
+/* Format 1 (BLAKE2b tree over record hashes) keeps verifying and writing. */
+Test(ledger, checkpoint_sizes_and_roots_format_1)
+{
+	test_format = IG_FORMAT_V1;
+	checkpoint_sizes_and_roots();
+}
+
+static void checkpoint_sizes_and_roots(void)
 {
 	make_ledger(6);
 	size_t len;
@@ -1255,11 +1300,13 @@ Test(ledger, large_ledger_parallel_scan_finds_damage)
 	/* A torn tail past an older checkpoint, on a large log. */
 	uint8_t rootv[IG_HASH_BYTES];
 	ig_merkle_acc acc;
-	ig_merkle_init(&acc);
+	ig_merkle_init_hash(&acc, test_tree());
 	for (unsigned i = 0; i < n; i++) {
 		ig_record rec;
 		cr_assert_eq(ig_record_decode(orig + offs[i], len - offs[i], &rec), IG_FRAME_OK);
-		ig_merkle_push(&acc, rec.hash);
+		uint8_t leaf[IG_HASH_BYTES];
+		test_leaf(leaf, orig + offs[i], &rec);
+		ig_merkle_push(&acc, leaf);
 	}
 	ig_merkle_root(&acc, rootv);
 	sign_checkpoint(n, rootv, NULL);
@@ -2202,7 +2249,20 @@ static int slow_record(void *ctx, const ig_record *rec, ig_error *err)
  * the tree, a big log's root is checked at exactly the checkpoint's size
  * with the same verdict and message, and the accumulator handed to the
  * writer continues the tree correctly. */
+static void roots_at_every_checkpoint_size(void);
+
 Test(ledger, merkle_root_checked_at_every_checkpoint_size_on_a_big_log, .timeout = 240)
+{
+	roots_at_every_checkpoint_size();
+}
+
+Test(ledger, merkle_root_checked_at_every_checkpoint_size_on_a_big_log_format_1, .timeout = 240)
+{
+	test_format = IG_FORMAT_V1;
+	roots_at_every_checkpoint_size();
+}
+
+static void roots_at_every_checkpoint_size(void)
 {
 	const unsigned n = 30000;
 	make_big_ledger(n);
@@ -2215,18 +2275,18 @@ Test(ledger, merkle_root_checked_at_every_checkpoint_size_on_a_big_log, .timeout
 	for (unsigned i = 0; i <= n; i++) {
 		ig_record rec;
 		cr_assert_eq(ig_record_decode(orig + off, len - off, &rec), IG_FRAME_OK);
-		memcpy(hashes[i], rec.hash, IG_HASH_BYTES);
+		test_leaf(hashes[i], orig + off, &rec);
 		off += rec.frame_len;
 	}
 	cr_assert_eq(off, len);
 	uint8_t all[IG_HASH_BYTES];
-	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, n + 1, all);
+	ig_merkle_root_of_hash(test_tree(), (const uint8_t(*)[IG_HASH_BYTES])hashes, n + 1, all);
 
 	const uint64_t sizes[] = {1, 2, 1023, 1024, 1025, 2047, 2048, 2051, 4096, 8192, 12345, 16384, 29999, 30000, 30001};
 	for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
 		uint64_t size = sizes[s];
 		uint8_t rootv[IG_HASH_BYTES];
-		ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, size, rootv);
+		ig_merkle_root_of_hash(test_tree(), (const uint8_t(*)[IG_HASH_BYTES])hashes, size, rootv);
 		for (int slow = 0; slow < 2; slow++) {
 			uint64_t applied = 0;
 			ig_verify_result res;
@@ -2274,8 +2334,8 @@ Test(ledger, merkle_root_checked_at_every_checkpoint_size_on_a_big_log, .timeout
 	orig = read_file(log_path, &len);
 	ig_record rec;
 	cr_assert_eq(ig_record_decode(orig + off, len - off, &rec), IG_FRAME_OK);
-	memcpy(hashes[n + 1], rec.hash, IG_HASH_BYTES);
-	ig_merkle_root_of((const uint8_t(*)[IG_HASH_BYTES])hashes, n + 2, all);
+	test_leaf(hashes[n + 1], orig + off, &rec);
+	ig_merkle_root_of_hash(test_tree(), (const uint8_t(*)[IG_HASH_BYTES])hashes, n + 2, all);
 	cr_assert_eq(memcmp(res.root, all, IG_HASH_BYTES), 0);
 	free(hashes);
 	free(orig);

@@ -819,7 +819,7 @@ Test(body, genesis_and_revoke_missing_duplicate, .init = setup)
 		cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
 		cr_assert_not_null(strstr(err.msg, "twice"), "%s", err.msg);
 	}
-	uint8_t v2[2] = {0, 2}, v0[2] = {0, 0};
+	uint8_t v2[2] = {0, IG_FORMAT_VERSION + 1}, v0[2] = {0, 0};
 	const tlv_spec newer[] = {{1, "demo", 4}, {2, pk, 32}, {3, v2, 2}};
 	size_t n = build(body, sizeof body, newer, 3);
 	cr_assert_eq(ig_record_genesis_decode(body, n, &g, &err), IG_ERR_CORRUPT);
