@@ -2136,15 +2136,17 @@ Test(ledger, state_replay_opts_match_ig_state_apply)
 
 /* The ledger of LEDGER.md §12 (three frames and the checkpoint signed with
  * the vector key) passes the scan on memory and rebuilds its state: the
- * same bytes fuzz_ledger_scan starts from. */
-Test(ledger, scan_buffer_accepts_the_documented_ledger)
+ * same bytes fuzz_ledger_scan starts from. `from` finds the vectors of one
+ * format within the section. */
+static void documented_ledger_scans(const char *from, unsigned version)
 {
 	const char *doc = tu_read_doc("LEDGER.md");
 	const char *sec = strstr(doc, "\n## 12");
 	cr_assert_not_null(sec);
+	const char *p = strstr(sec, from);
+	cr_assert_not_null(p, "'%s' not found in LEDGER.md §12", from);
 	uint8_t log[512];
 	size_t log_len = 0;
-	const char *p = sec;
 	for (int i = 0; i < 3; i++) {
 		p = strstr(p, "```\n49475231");
 		cr_assert_not_null(p, "frame %d not found in LEDGER.md §12", i);
@@ -2162,11 +2164,17 @@ Test(ledger, scan_buffer_accepts_the_documented_ledger)
 	const char *cp_end = strstr(cp, "```");
 	cr_assert_not_null(cp_end);
 
+	ig_genesis g;
+	ig_record rec;
+	ig_error err = {0};
+	cr_assert_eq(ig_record_decode(log, log_len, &rec), IG_FRAME_OK);
+	cr_assert_eq(ig_record_genesis_decode(rec.body, rec.body_len, &g, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(g.version, version);
+
 	ig_state *st = ig_state_new();
 	ig_ledger_open_opts opts = {0};
 	ig_state_replay_opts(st, &opts);
 	ig_verify_result res;
-	ig_error err = {0};
 	cr_assert_eq(ig_ledger_scan_buffer(log, log_len, cp, (size_t)(cp_end - cp), &opts, &res, &err), IG_OK, "%s",
 	             err.msg);
 	cr_assert_eq(res.height, 3);
@@ -2177,6 +2185,43 @@ Test(ledger, scan_buffer_accepts_the_documented_ledger)
 	cr_assert_not_null(dev1);
 	cr_assert_eq(dev1->status, IG_ID_REVOKED);
 	ig_state_free(st);
+
+	/* A checkpoint over the other format's tree of the same frames, signed
+	 * by the same key, is refused: the genesis version decides the hash. */
+	ig_merkle_hash other = version == IG_FORMAT_V1 ? IG_MERKLE_SHA256 : IG_MERKLE_BLAKE2B;
+	ig_merkle_acc acc;
+	ig_merkle_init_hash(&acc, other);
+	for (size_t off = 0; off < log_len; off += rec.frame_len) {
+		cr_assert_eq(ig_record_decode(log + off, log_len - off, &rec), IG_FRAME_OK);
+		uint8_t leaf[IG_HASH_BYTES];
+		if (other == IG_MERKLE_SHA256)
+			ig_merkle_hash_leaf(other, leaf, log + off, rec.frame_len);
+		else
+			memcpy(leaf, rec.hash, IG_HASH_BYTES);
+		ig_merkle_push(&acc, leaf);
+	}
+	uint8_t seed[32], pk[IG_PK_BYTES], sk[IG_SK_BYTES];
+	for (int i = 0; i < 32; i++)
+		seed[i] = (uint8_t)i;
+	crypto_sign_seed_keypair(pk, sk, seed);
+	ig_checkpoint wrong = {.origin = "iotguard/demo", .size = 3};
+	ig_merkle_root(&acc, wrong.root);
+	char text[IG_CHECKPOINT_MAX + 1];
+	int tlen = ig_checkpoint_sign(text, sizeof text, &wrong, sk);
+	cr_assert_gt(tlen, 0);
+	cr_assert_eq(ig_ledger_scan_buffer(log, log_len, text, (size_t)tlen, NULL, &res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+	sodium_memzero(sk, sizeof sk);
+}
+
+Test(ledger, scan_buffer_accepts_the_documented_ledger)
+{
+	documented_ledger_scans("**Keys**", IG_FORMAT_V1);
+}
+
+Test(ledger, scan_buffer_accepts_the_documented_format_2_ledger)
+{
+	documented_ledger_scans("**Format 2: the same three records.**", IG_FORMAT_V2);
 }
 
 /* ---- the Merkle hashing split between the scan's two threads ---- */
