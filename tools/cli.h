@@ -137,6 +137,7 @@ int cli_online_run(const cli_online *on, const ig_admin_cmd *cmd, struct cJSON *
 int cmd_init(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_upgrade(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_pubkey(int argc, char **argv);
 int cmd_token(int argc, char **argv);

@@ -465,6 +465,7 @@ static const struct {
 	{ "credit", cmd_credit, "grant a collector credit for coins" },
 	{ "verify", cmd_verify, "check a ledger end to end" },
 	{ "show", cmd_show, "print ledger records" },
+	{ "upgrade", cmd_upgrade, "move a format-1 ledger to format 2 (C2SP tlog hashing)" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

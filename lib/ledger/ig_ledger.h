@@ -182,6 +182,14 @@ bool ig_ledger_checkpoint_changed(ig_ledger *l);
 int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_record *rec_out, ig_error *err);
 
+/* Moves a format-1 ledger to format 2 (docs/LEDGER.md 7.12): appends the
+ * format record, after which every checkpoint is format 2's SHA-256 tree
+ * over all frames, and waits until it is durable. Reads the whole log
+ * (twice); for `iotguard upgrade`, with no other writer. Refuses a ledger
+ * that is format 2 already, or holds a frame over 65535 bytes. by is who
+ * upgrades ("offline:<user>"). */
+int ig_ledger_upgrade(ig_ledger *l, const char *by, ig_record *rec_out, ig_error *err);
+
 /* Waits until everything submitted is durable and a checkpoint covers it.
  * IG_ERR_STATE on a read-only open, IG_ERR_NOSPACE while the disk is full,
  * IG_ERR_IO once the writer has failed. */
@@ -208,6 +216,8 @@ typedef struct ig_verify_result {
 	uint64_t checkpoint_size;
 	uint64_t torn_bytes;         /* bytes past the last valid record (a torn tail) */
 	char cluster[IG_CLUSTER_MAX + 1];
+	unsigned format;             /* ledger format at the head (1 or 2) */
+	uint64_t format_index;       /* the record that moved a format-1 ledger to 2; 0 if none */
 } ig_verify_result;
 
 /* Full check: frames, checksums, hashes, chain, genesis, checkpoint

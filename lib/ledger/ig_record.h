@@ -52,6 +52,7 @@ enum ig_record_type {
 	IG_REC_GENESIS = 1,
 	IG_REC_ENROLL = 2,
 	IG_REC_REVOKE = 3,
+	IG_REC_FORMAT = 4,        /* a format-1 ledger moves to format 2 (iotguard upgrade) */
 	/* 16..31: key service */
 	IG_REC_JOIN_CODE = 16,    /* a one-time join code was created (hash only) */
 	IG_REC_JOIN_USED = 17,    /* a join code was consumed by a device */
@@ -113,6 +114,9 @@ void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t fra
 #define IG_TAG_REVOKE_ID 1
 #define IG_TAG_REVOKE_REASON 2     /* string, 0..256 bytes */
 #define IG_TAG_REVOKE_BY 3
+/* Format tags */
+#define IG_TAG_FORMAT_VERSION 1    /* u16: the format from this record on (2) */
+#define IG_TAG_FORMAT_BY 2         /* string: who upgraded ("offline:<user>") */
 
 /* Join-code tags */
 #define IG_TAG_JOIN_CODE_ID 1      /* 8 bytes */
@@ -142,6 +146,11 @@ typedef struct ig_genesis {
 	uint8_t ch_pk[IG_PK_BYTES];
 	uint16_t version;
 } ig_genesis;
+
+typedef struct ig_format_rec {
+	uint16_t version;
+	char by[IG_BY_MAX + 1];
+} ig_format_rec;
 
 typedef struct ig_enroll {
 	char id[IG_ID_MAX + 1];
@@ -194,6 +203,8 @@ int ig_record_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e);
 int ig_record_enroll_decode(const uint8_t *body, size_t len, ig_enroll *e, ig_error *err);
 int ig_record_revoke_encode(uint8_t *out, size_t cap, const ig_revoke *r);
 int ig_record_revoke_decode(const uint8_t *body, size_t len, ig_revoke *r, ig_error *err);
+int ig_record_format_encode(uint8_t *out, size_t cap, const ig_format_rec *f);
+int ig_record_format_decode(const uint8_t *body, size_t len, ig_format_rec *f, ig_error *err);
 /* ig_rec_: the join-code records, not the secret code itself (ig_join_*). */
 int ig_record_join_code_encode(uint8_t *out, size_t cap, const ig_join_code_rec *j);
 int ig_record_join_code_decode(const uint8_t *body, size_t len, ig_join_code_rec *j, ig_error *err);

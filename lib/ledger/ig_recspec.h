@@ -90,6 +90,7 @@ bool ig_recspec_json_hex(struct cJSON *obj, const char *name, const uint8_t *bin
 extern const ig_body_spec ig_recspec_genesis;     /* 7.1 */
 extern const ig_body_spec ig_recspec_enroll;      /* 7.2 */
 extern const ig_body_spec ig_recspec_revoke;      /* 7.3 */
+extern const ig_body_spec ig_recspec_format;      /* 7.12 */
 extern const ig_body_spec ig_recspec_join_code;   /* 7.4 */
 extern const ig_body_spec ig_recspec_join_used;   /* 7.5 */
 extern const ig_body_spec ig_recspec_key_issued;  /* 7.6 */

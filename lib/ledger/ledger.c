@@ -350,7 +350,7 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 	}
 	memcpy(l->cluster, so->genesis.cluster, sizeof l->cluster);
 	memcpy(l->origin, so->origin, sizeof l->origin);
-	l->version = so->genesis.version;
+	l->version = so->version;
 	memcpy(l->ch_pk, so->genesis.ch_pk, IG_PK_BYTES);
 	memcpy(l->head, so->head, IG_HASH_BYTES);
 	memcpy(l->cp_text, so->cp_text, so->cp_len + 1);
@@ -429,6 +429,8 @@ void ledger_scan_result(const ledger_scan_out *so, ig_verify_result *res)
 	res->checkpoint_size = so->cp.size;
 	res->torn_bytes = so->torn_bytes;
 	memcpy(res->cluster, so->genesis.cluster, sizeof res->cluster);
+	res->format = so->version;
+	res->format_index = so->format_index;
 }
 
 int ig_ledger_verify(const char *dir, ig_record_fn on_record, void *ctx,

@@ -103,6 +103,8 @@ typedef struct ledger_scan_out {
 	uint64_t height;
 	uint8_t head[IG_HASH_BYTES];
 	ig_merkle_acc acc;
+	unsigned version;               /* the format at the end: the genesis's, or 2 after a format record */
+	uint64_t format_index;          /* index of the format record (7.12), 0 if none */
 	uint64_t good_bytes;            /* end of the last valid record */
 	uint64_t torn_bytes;
 	uint64_t torn_index;            /* index the torn record would have had */
@@ -130,7 +132,7 @@ struct ig_ledger {
 	bool writer;
 	char cluster[IG_CLUSTER_MAX + 1];
 	char origin[IG_CLUSTER_MAX + 16];
-	unsigned version;            /* ledger format (genesis record) */
+	_Atomic unsigned version;    /* ledger format: the genesis record's, or 2 once upgraded */
 	uint8_t ch_pk[IG_PK_BYTES];
 	uint8_t ch_sk[IG_SK_BYTES];
 	uint32_t max_batch;

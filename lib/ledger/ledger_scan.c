@@ -167,6 +167,7 @@ static int check_genesis(const ledger_scan_in *in, ledger_scan_out *out, const u
 		                    "ledger format version %u is not supported by this iotguard (it reads versions 1 to "
 		                    "%d); use a matching iotguard release",
 		                    out->genesis.version, IG_FORMAT_VERSION);
+	out->version = out->genesis.version;
 	ig_merkle_init_hash(&out->acc, ledger_tree_hash(out->genesis.version));
 	if (in->expect_pk && sodium_memcmp(in->expect_pk, out->genesis.ch_pk, IG_PK_BYTES) != 0)
 		return corrupt(err,
@@ -240,6 +241,11 @@ typedef struct scan_chunk {
 	/* Format 2: the Merkle leaf of each record, SHA-256(0x00 || frame)
 	 * (format 1's leaf is the record hash itself). */
 	uint8_t leaves[SCAN_CHUNK][IG_HASH_BYTES];
+	/* The chunk starts with a format record (docs/LEDGER.md 7.12): from it
+	 * on the tree is format 2's over every frame, and this is that tree of
+	 * the records before it, which replaces the accumulator. */
+	bool switched;
+	ig_merkle_acc switch_acc;
 } scan_chunk;
 
 typedef struct verifier {
@@ -250,6 +256,7 @@ typedef struct verifier {
 	uint8_t prev[IG_HASH_BYTES];
 	uint64_t cp_size;        /* no run of records it hashes may straddle this */
 	unsigned version;        /* ledger format: which tree, which frame limit */
+	bool upgraded;           /* a format record was seen */
 	ig_merkle_acc run;       /* the run of 2^height records being hashed */
 } verifier;
 
@@ -264,12 +271,48 @@ static void stop_error(scan_chunk *c, int rc)
 #define MAX_HEIGHT 10
 _Static_assert(SCAN_CHUNK == 1u << MAX_HEIGHT, "a chunk is one run at MAX_HEIGHT");
 
+/* A format record at index i, offset at, first in its chunk: checks it may
+ * stand there and hashes format 2's tree over every frame before it into
+ * c->switch_acc. Those frames were verified already; their pages may have
+ * been released, and the mapping reads them again. */
+static int format_switch(verifier *v, scan_chunk *c, const ig_record *rec, uint64_t i, size_t at)
+{
+	if (v->version != IG_FORMAT_V1 || v->upgraded)
+		return corrupt(&c->err, "ledger record %" PRIu64 ": a format record in a ledger that is already format %u",
+		               i, v->version);
+	ig_format_rec f;
+	ig_error e = {0};
+	if (ig_record_format_decode(rec->body, rec->body_len, &f, &e) != IG_OK)
+		return corrupt(&c->err, "ledger record %" PRIu64 ": bad format body: %s", i, e.msg);
+	if (f.version != IG_FORMAT_V2)
+		return corrupt(&c->err, "ledger record %" PRIu64 ": moves the ledger to format %u (only format 2 "
+		               "follows format 1)",
+		               i, (unsigned)f.version);
+	ig_merkle_init_hash(&c->switch_acc, IG_MERKLE_SHA256);
+	for (size_t off = 0; off < at;) {
+		uint32_t flen = ig_get_u32(v->map + off + 4);
+		if (flen > IG_FORMAT_V2_MAX_FRAME)
+			return corrupt(&c->err, "ledger record %" PRIu64 ": moves the ledger to format 2, but record %" PRIu64
+			               " is %" PRIu32 " bytes, over format 2's %d-byte limit",
+			               i, c->switch_acc.size, flen, IG_FORMAT_V2_MAX_FRAME);
+		uint8_t leaf[IG_HASH_BYTES];
+		ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, v->map + off, flen);
+		ig_merkle_push(&c->switch_acc, leaf);
+		off += flen;
+	}
+	c->switched = true;
+	v->version = IG_FORMAT_V2;
+	v->upgraded = true;
+	return IG_OK;
+}
+
 /* Verifies the next up to SCAN_CHUNK records into c, hashing runs of
  * 2^height of them into Merkle subtree roots. */
 static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 {
 	c->n = 0;
 	c->stop = STOP_NONE;
+	c->switched = false;
 	/* A run must be aligned in the tree (every chunk but the last holds
 	 * SCAN_CHUNK records, so chunks start aligned), and must not straddle
 	 * the checkpoint's size: the root is compared at exactly that leaf. */
@@ -281,7 +324,10 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 	c->n_nodes = 0;
 	ig_merkle_hash tree = ledger_tree_hash(v->version);
 	ig_merkle_init_hash(&v->run, tree);
-	while (c->n < SCAN_CHUNK && v->off < v->size) {
+	/* A chunk ends on a multiple of SCAN_CHUNK, so the next one starts
+	 * aligned even after a chunk that a format record cut short. */
+	size_t limit = SCAN_CHUNK - (size_t)(first & (SCAN_CHUNK - 1));
+	while (c->n < limit && v->off < v->size) {
 		ig_record *rec = &c->recs[c->n];
 		size_t at = v->off;
 		uint64_t i = v->index;
@@ -312,6 +358,18 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 		if (i > 0 && rec->type == IG_REC_GENESIS) {
 			stop_error(c, corrupt(&c->err, "ledger record %" PRIu64 ": a second genesis record", i));
 			break;
+		}
+		if (rec->type == IG_REC_FORMAT) {
+			if (c->n > 0)
+				break; /* the next chunk starts with it */
+			int rc = format_switch(v, c, rec, i, at);
+			if (rc != IG_OK) {
+				stop_error(c, rc);
+				break;
+			}
+			tree = IG_MERKLE_SHA256;
+			height = 0;
+			c->height = 0;
 		}
 		if (rec->frame_len > ledger_max_frame(v->version)) {
 			stop_error(c, corrupt(&c->err, "ledger record %" PRIu64 ": a frame of %" PRIu32 " bytes, over "
@@ -451,6 +509,13 @@ static void merkle_check(ledger_scan_out *out, bool *merkle_bad)
  * roots the verifier hashed, then the records after them one by one. */
 static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_bad)
 {
+	/* Checkpoints up to the format record were checked with format 1's
+	 * tree (the last at the previous chunk's end); later ones with 2's. */
+	if (c->switched) {
+		out->acc = c->switch_acc;
+		out->version = IG_FORMAT_V2;
+		out->format_index = c->recs[0].index;
+	}
 	size_t k = 0;
 	for (size_t j = 0; j < c->n_nodes; j++) {
 		ig_merkle_push_subtree(&out->acc, c->nodes[j], c->height);

@@ -57,6 +57,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,6 +245,47 @@ static void give_up_batch_locked(ig_ledger *l, write_batch *b, int absent_status
 	b->count = 0;
 }
 
+/* Format 2's tree (SHA-256 leaves of whole frames) over every frame of the
+ * log and then the first `batch_len` bytes of frames encoded ahead of a
+ * format record in the same batch: what the accumulator becomes at that
+ * record (docs/LEDGER.md 7.12). Reads the whole log once; only `iotguard
+ * upgrade` writes a format record. */
+static int format_switch_acc(ig_ledger *l, const uint8_t *batch, size_t batch_len, ig_merkle_acc *acc)
+{
+	ig_merkle_init_hash(acc, IG_MERKLE_SHA256);
+	const uint8_t *map = NULL;
+	if (l->log_end > 0) {
+		map = mmap(NULL, (size_t)l->log_end, PROT_READ, MAP_SHARED, l->log_fd, 0);
+		if (map == MAP_FAILED) {
+			ig_log(IG_LOG_ERR, "ledger %s: cannot map %s to move it to format 2: %s", l->dir, IG_LEDGER_LOG,
+			       strerror(errno));
+			return IG_ERR_IO;
+		}
+	}
+	const struct {
+		const uint8_t *p;
+		size_t len;
+	} parts[2] = {{map, (size_t)l->log_end}, {batch, batch_len}};
+	int rc = IG_OK;
+	for (int k = 0; k < 2 && rc == IG_OK; k++)
+		for (size_t off = 0; off + 8 <= parts[k].len;) {
+			uint32_t flen = ig_get_u32(parts[k].p + off + 4);
+			if (flen < IG_REC_OVERHEAD || flen > IG_FORMAT_V2_MAX_FRAME || flen > parts[k].len - off) {
+				ig_log(IG_LOG_ERR, "ledger %s: record %" PRIu64 " cannot be a format-2 entry (%" PRIu32 " bytes)",
+				       l->dir, acc->size, flen);
+				rc = IG_ERR_RANGE;
+				break;
+			}
+			uint8_t leaf[IG_HASH_BYTES];
+			ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, parts[k].p + off, flen);
+			ig_merkle_push(acc, leaf);
+			off += flen;
+		}
+	if (map)
+		munmap((void *)map, (size_t)l->log_end);
+	return rc;
+}
+
 /* Encodes the batch into one buffer and fixes its indexes, timestamp and
  * hashes. Runs on the writer thread without mu. */
 static int encode_batch(ig_ledger *l, write_batch *b)
@@ -287,7 +329,12 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 			       l->dir, rec->index, len);
 			return IG_ERR_INVAL;
 		}
-		if (l->acc.hash == IG_MERKLE_SHA256) {
+		if (rec->type == IG_REC_FORMAT && l->acc_tmp.hash != IG_MERKLE_SHA256) {
+			int rc = format_switch_acc(l, l->wbuf, pos, &l->acc_tmp);
+			if (rc != IG_OK)
+				return rc;
+		}
+		if (l->acc_tmp.hash == IG_MERKLE_SHA256) {
 			uint8_t leaf[IG_HASH_BYTES];
 			ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, l->wbuf + pos, (size_t)len);
 			ig_merkle_push(&l->acc_tmp, leaf);
@@ -334,6 +381,8 @@ static run_result write_log(ig_ledger *l, write_batch *b)
 	l->fsync_avg_us = l->fsync_avg_us ? (7 * l->fsync_avg_us + took) / 8 : took;
 	l->gather_us = l->fsync_avg_us / 2 < MAX_GATHER_US ? l->fsync_avg_us / 2 : MAX_GATHER_US;
 	l->acc = l->acc_tmp;
+	if (l->acc.hash == IG_MERKLE_SHA256)
+		l->version = IG_FORMAT_V2; /* a format record was in the batch, or already was */
 	l->log_end += b->bytes;
 	l->last_ts = b->ts;
 	b->stage = STAGE_CHECKPOINT;
@@ -716,10 +765,12 @@ static int enqueue(ig_ledger *l, append_node *n)
 	return IG_OK;
 }
 
-static int check_submit(const ig_ledger *l, const uint8_t *body, size_t len)
+static int check_submit(const ig_ledger *l, uint16_t type, const uint8_t *body, size_t len)
 {
 	if (!l->writer)
 		return IG_ERR_STATE;
+	if (type == IG_REC_FORMAT)
+		return IG_ERR_INVAL; /* only ig_ledger_upgrade writes one */
 	if (len > ledger_max_frame(l->version) - IG_REC_OVERHEAD)
 		return IG_ERR_RANGE;
 	if (len > 0 && !body)
@@ -730,7 +781,7 @@ static int check_submit(const ig_ledger *l, const uint8_t *body, size_t len)
 int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_append_done_fn done, void *ctx)
 {
-	int rc = check_submit(l, body, len);
+	int rc = check_submit(l, type, body, len);
 	if (rc != IG_OK)
 		return rc;
 	append_node *n = node_new(type, body, len);
@@ -801,17 +852,29 @@ static int refusal_error(const ig_ledger *l, int rc, ig_error *err)
 	}
 }
 
+static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len, ig_record *rec_out,
+                       ig_error *err);
+
 int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
                      ig_record *rec_out, ig_error *err)
 {
-	int rc = check_submit(l, body, len);
+	int rc = check_submit(l, type, body, len);
 	if (rc == IG_ERR_STATE)
 		return ig_error_set(err, rc, "ledger %s is open read-only; appends need a writer open", l->dir);
 	if (rc == IG_ERR_RANGE)
 		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %" PRIu32 "-byte limit of ledger format %u",
 		                    len, ledger_max_frame(l->version) - IG_REC_OVERHEAD, l->version);
 	if (rc != IG_OK)
-		return ig_error_set(err, rc, "ig_ledger_append: missing body");
+		return ig_error_set(err, rc, type == IG_REC_FORMAT ? "ig_ledger_append: format records are written by "
+		                    "ig_ledger_upgrade only" : "ig_ledger_append: missing body");
+	return append_wait(l, type, body, len, rec_out, err);
+}
+
+/* Appends one record and waits until it is durable (or not written). */
+static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len, ig_record *rec_out,
+                       ig_error *err)
+{
+	int rc;
 	append_node *n = node_new(type, body, len);
 	if (!n)
 		return ig_error_set(err, IG_ERR_NOMEM, "out of memory appending to ledger %s", l->dir);
@@ -885,4 +948,37 @@ void ig_ledger_get_stats(ig_ledger *l, ig_ledger_stats *st)
 	st->avg_commit_us = l->records_committed ? l->latency_sum_us / l->records_committed : 0;
 	st->checkpoint_size = l->cp.size;
 	pthread_mutex_unlock(&l->mu);
+}
+
+int ig_ledger_upgrade(ig_ledger *l, const char *by, ig_record *rec_out, ig_error *err)
+{
+	if (!l->writer)
+		return ig_error_set(err, IG_ERR_STATE, "ledger %s is open read-only; an upgrade needs a writer open", l->dir);
+	if (l->version != IG_FORMAT_V1)
+		return ig_error_set(err, IG_ERR_STATE, "ledger %s is already format %u; there is nothing to upgrade", l->dir,
+		                    l->version);
+	ig_format_rec f = {.version = IG_FORMAT_V2};
+	if (!by || strlen(by) < 1 || strlen(by) > IG_BY_MAX)
+		return ig_error_set(err, IG_ERR_INVAL, "ig_ledger_upgrade: `by` must be 1..%d bytes", IG_BY_MAX);
+	memcpy(f.by, by, strlen(by) + 1);
+	uint8_t body[IG_BY_MAX + 16];
+	int blen = ig_record_format_encode(body, sizeof body, &f);
+	if (blen < 0)
+		return ig_error_set(err, blen, "cannot encode the format record");
+	/* Everything queued is written first, so the log read below is the
+	 * whole log; then a dry run of the writer's own computation refuses a
+	 * log with a record too large for format 2 before anything changes. */
+	int rc = ig_ledger_sync(l, err);
+	if (rc != IG_OK)
+		return rc;
+	ig_merkle_acc acc;
+	rc = format_switch_acc(l, NULL, 0, &acc);
+	if (rc == IG_ERR_RANGE)
+		return ig_error_set(err, rc, "ledger %s: record %" PRIu64 " is larger than the %d bytes format 2 allows a "
+		                    "record (one tlog entry), so this ledger must stay format 1",
+		                    l->dir, acc.size, IG_FORMAT_V2_MAX_FRAME);
+	if (rc != IG_OK)
+		return ig_error_set(err, rc, "ledger %s: cannot read %s to move it to format 2 (see the log)", l->dir,
+		                    IG_LEDGER_LOG);
+	return append_wait(l, IG_REC_FORMAT, body, (size_t)blen, rec_out, err);
 }

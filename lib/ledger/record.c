@@ -132,6 +132,16 @@ int ig_record_genesis_decode(const uint8_t *body, size_t len, ig_genesis *g, ig_
 	return ig_recspec_decode(&ig_recspec_genesis, body, len, g, err);
 }
 
+int ig_record_format_encode(uint8_t *out, size_t cap, const ig_format_rec *f)
+{
+	return ig_recspec_encode(&ig_recspec_format, f, out, cap);
+}
+
+int ig_record_format_decode(const uint8_t *body, size_t len, ig_format_rec *f, ig_error *err)
+{
+	return ig_recspec_decode(&ig_recspec_format, body, len, f, err);
+}
+
 int ig_record_enroll_encode(uint8_t *out, size_t cap, const ig_enroll *e)
 {
 	return ig_recspec_encode(&ig_recspec_enroll, e, out, cap);

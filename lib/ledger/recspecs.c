@@ -41,6 +41,14 @@ static const ig_field_spec revoke_fields[] = {
 	{.tag = IG_TAG_REVOKE_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_revoke, by), .min = 1, .max = IG_BY_MAX},
 };
 
+/* Written once, by `iotguard upgrade`, to move a format-1 ledger to
+ * format 2 (docs/LEDGER.md 7.12). */
+static const ig_field_spec format_fields[] = {
+	{.tag = IG_TAG_FORMAT_VERSION, .kind = IG_FIELD_VERSION, .name = "version", IG_SPEC_AT(ig_format_rec, version)},
+	{.tag = IG_TAG_FORMAT_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_format_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
 /* The key-service records hold no secrets (the code hash, never the code;
  * the key id, never the key), so every field is shown in JSON. */
 static const ig_field_spec join_code_fields[] = {
@@ -125,6 +133,7 @@ static const ig_field_spec refund_fields[] = {
 const ig_body_spec ig_recspec_genesis = IG_SPEC_BODY(IG_REC_GENESIS, "genesis", genesis_fields, ig_genesis);
 const ig_body_spec ig_recspec_enroll = IG_SPEC_BODY(IG_REC_ENROLL, "enroll", enroll_fields, ig_enroll);
 const ig_body_spec ig_recspec_revoke = IG_SPEC_BODY(IG_REC_REVOKE, "revoke", revoke_fields, ig_revoke);
+const ig_body_spec ig_recspec_format = IG_SPEC_BODY(IG_REC_FORMAT, "format", format_fields, ig_format_rec);
 const ig_body_spec ig_recspec_join_code =
 	IG_SPEC_BODY(IG_REC_JOIN_CODE, "join_code", join_code_fields, ig_join_code_rec);
 const ig_body_spec ig_recspec_join_used =
@@ -143,6 +152,7 @@ const ig_body_spec ig_recspec_refund =
 _Static_assert(sizeof(ig_genesis) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_enroll) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_revoke) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_format_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_join_code_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_join_used) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_key_issued) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
@@ -153,7 +163,8 @@ _Static_assert(sizeof(ig_redeem_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX 
 _Static_assert(sizeof(ig_refund_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 
 static const ig_body_spec *const bodies[] = {
-	&ig_recspec_genesis, &ig_recspec_enroll, &ig_recspec_revoke, &ig_recspec_join_code, &ig_recspec_join_used,
+	&ig_recspec_genesis, &ig_recspec_enroll, &ig_recspec_revoke, &ig_recspec_format, &ig_recspec_join_code,
+	&ig_recspec_join_used,
 	&ig_recspec_key_issued, &ig_recspec_attest, &ig_recspec_credit, &ig_recspec_mint, &ig_recspec_redeem,
 	&ig_recspec_refund,
 };

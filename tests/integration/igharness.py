@@ -126,14 +126,15 @@ class Identity:
 class Cluster:
     """A ledger directory plus the identities' key files."""
 
-    def __init__(self, root, name="c1"):
+    def __init__(self, root, name="c1", ledger_format=None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.ledger = self.root / "ledger"
         self.keys = self.root / "keys"
         self.keys.mkdir(exist_ok=True)
-        out = cli("init", "--ledger", self.ledger, "--cluster", name).stdout.strip()
+        fmt = ["--format", str(ledger_format)] if ledger_format else []
+        out = cli("init", "--ledger", self.ledger, "--cluster", name, *fmt).stdout.strip()
         assert re.fullmatch(r"[0-9a-f]{64}", out), "init must print only the CH public key: %r" % out
         self.ch_pubkey = out
         self.ids = {}

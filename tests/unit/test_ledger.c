@@ -2385,3 +2385,185 @@ static void roots_at_every_checkpoint_size(void)
 	free(hashes);
 	free(orig);
 }
+
+/* ---- moving a format-1 ledger to format 2 (LEDGER.md 7.12) ---- */
+
+/* Appends a frame of `type` with `body` after the last record of the log
+ * in buf (len bytes, n frames), chained to it. Returns the new length. */
+static size_t append_raw_frame(uint8_t *buf, size_t len, size_t cap, uint16_t type, const uint8_t *body,
+                               size_t body_len)
+{
+	size_t offs[256];
+	size_t n = frame_offsets(buf, len, offs, 256);
+	ig_record last;
+	cr_assert_eq(ig_record_decode(buf + offs[n - 1], len - offs[n - 1], &last), IG_FRAME_OK);
+	ig_record rec = {.index = last.index + 1, .ts_ms = last.ts_ms, .type = type, .body = body,
+	                 .body_len = (uint32_t)body_len};
+	memcpy(rec.prev_hash, last.hash, IG_HASH_BYTES);
+	int flen = ig_record_encode(buf + len, cap - len, &rec);
+	cr_assert_gt(flen, 0);
+	return len + (size_t)flen;
+}
+
+Test(ledger, upgrade_moves_a_format_1_ledger_to_format_2)
+{
+	test_format = IG_FORMAT_V1;
+	make_ledger(5);
+	size_t old_cp_len;
+	uint8_t *old_cp = read_file(cp_path, &old_cp_len);
+
+	ig_error err = {0};
+	ig_ledger *l = open_ledger(true);
+	ig_record rec;
+	cr_assert_eq(ig_ledger_append(l, IG_REC_FORMAT, (const uint8_t *)"x", 1, NULL, &err), IG_ERR_INVAL);
+	cr_assert_eq(ig_ledger_submit(l, IG_REC_FORMAT, (const uint8_t *)"x", 1, NULL, NULL), IG_ERR_INVAL);
+	cr_assert_eq(ig_ledger_upgrade(l, "offline:test", &rec, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(rec.index, 6);
+	cr_assert_eq(append_enroll(l, "after-1"), 7);
+	cr_assert_eq(append_enroll(l, "after-2"), 8);
+	cr_assert_eq(ig_ledger_upgrade(l, "offline:test", &rec, &err), IG_ERR_STATE);
+	cr_assert(strstr(err.msg, "already format 2"), "%s", err.msg);
+	ig_ledger_close(l);
+
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, 9);
+	cr_assert_eq(res.checkpoint_size, 9);
+	cr_assert_eq(res.format, IG_FORMAT_V2);
+	cr_assert_eq(res.format_index, 6);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	uint8_t want[IG_HASH_BYTES], blake[IG_HASH_BYTES];
+	test_format = IG_FORMAT_V2; /* the tree of every frame, the genesis's included */
+	prefix_root(log, len, 9, want);
+	cr_assert_eq(memcmp(res.root, want, IG_HASH_BYTES), 0, "the root is format 2's tree over all 9 frames");
+
+	/* The format-1 checkpoint from before the upgrade still verifies: the
+	 * log only grew. At the format record's size and after, only format
+	 * 2's tree is accepted. */
+	write_file(cp_path, old_cp, old_cp_len);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.checkpoint_size, 6);
+	test_format = IG_FORMAT_V1;
+	prefix_root(log, len, 7, blake);
+	sign_checkpoint(7, blake, NULL);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+	test_format = IG_FORMAT_V2;
+	prefix_root(log, len, 7, want);
+	sign_checkpoint(7, want, NULL);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+
+	/* Altering a record from before the upgrade is still found. */
+	size_t offs[256];
+	frame_offsets(log, len, offs, 256);
+	prefix_root(log, len, 9, want);
+	sign_checkpoint(9, want, NULL);
+	uint8_t *bad = malloc(len);
+	memcpy(bad, log, len);
+	bad[offs[2] + IG_REC_HEADER_BYTES + 4] ^= 1;
+	fix_crc(bad + offs[2], ig_get_u32(bad + offs[2] + 4));
+	write_file(log_path, bad, len);
+	cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 3), "%s", err.msg); /* the chain breaks at the next record */
+
+	/* A writer reopens the upgraded ledger and goes on in format 2. */
+	write_file(log_path, log, len);
+	l = open_ledger(true);
+	cr_assert_eq(append_enroll(l, "after-3"), 9);
+	ig_ledger_close(l);
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	free(log);
+	log = read_file(log_path, &len);
+	prefix_root(log, len, 10, want);
+	cr_assert_eq(memcmp(res.root, want, IG_HASH_BYTES), 0);
+	free(bad);
+	free(log);
+	free(old_cp);
+}
+
+/* A format record may stand once, in a format-1 ledger, and say 2. */
+Test(ledger, misplaced_format_records_are_corruption)
+{
+	ig_format_rec f = {.version = IG_FORMAT_V2, .by = "offline:test"};
+	uint8_t body[128], bad_body[128];
+	int blen = ig_record_format_encode(body, sizeof body, &f);
+	cr_assert_gt(blen, 0);
+	/* Version 1: the encoder refuses nonsense, so this one is built by hand. */
+	memcpy(bad_body, body, (size_t)blen);
+	cr_assert_eq(bad_body[4], IG_FORMAT_V2);
+	bad_body[4] = IG_FORMAT_V1;
+	int bad_len = blen;
+	struct {
+		unsigned format;
+		int count;
+		const uint8_t *body;
+		int len;
+		const char *why;
+	} cases[] = {
+		{IG_FORMAT_V2, 1, body, blen, "already format 2"},
+		{IG_FORMAT_V1, 2, body, blen, "already format 2"},
+		{IG_FORMAT_V1, 1, bad_body, bad_len, "only format 2 follows format 1"},
+		{IG_FORMAT_V1, 1, (const uint8_t *)"\x01\x00\x01\x02", 4, "bad format body"},
+	};
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		tu_rmtree(ldir);
+		test_format = cases[c].format;
+		make_ledger(2);
+		size_t len;
+		uint8_t *log = read_file(log_path, &len);
+		uint8_t *buf = malloc(len + 1024);
+		memcpy(buf, log, len);
+		for (int k = 0; k < cases[c].count; k++)
+			len = append_raw_frame(buf, len, len + 1024, IG_REC_FORMAT, cases[c].body, (size_t)cases[c].len);
+		write_file(log_path, buf, len);
+		ig_verify_result res;
+		ig_error err = {0};
+		/* Unsigned records past the checkpoint are still checked. */
+		cr_assert_eq(verify(&res, &err), IG_ERR_CORRUPT, "case %zu", c);
+		cr_assert(strstr(err.msg, cases[c].why), "case %zu: %s", c, err.msg);
+		free(buf);
+		free(log);
+	}
+}
+
+/* On a log big enough for the two-thread scan, the switch lands mid-chunk:
+ * the chunk before it is cut short and the next ones realign, and the
+ * root is still format 2's tree over every frame. */
+Test(ledger, upgrade_of_a_big_ledger_scans_on_two_threads, .timeout = 240)
+{
+	test_format = IG_FORMAT_V1;
+	const unsigned n = 30000;
+	make_big_ledger(n);
+	ig_error err = {0};
+	ig_ledger *l = open_ledger(true);
+	ig_record rec;
+	cr_assert_eq(ig_ledger_upgrade(l, "offline:test", &rec, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(rec.index, n + 1);
+	for (unsigned i = 0; i < 1500; i++) {
+		char id[32];
+		snprintf(id, sizeof id, "late-%u", i);
+		cr_assert_eq(append_enroll(l, id), n + 2 + i);
+	}
+	ig_ledger_close(l);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	uint64_t total = n + 2 + 1500;
+	uint8_t(*leaves)[IG_HASH_BYTES] = malloc(total * sizeof *leaves);
+	size_t off = 0;
+	for (uint64_t i = 0; i < total; i++) {
+		cr_assert_eq(ig_record_decode(log + off, len - off, &rec), IG_FRAME_OK);
+		ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaves[i], log + off, rec.frame_len);
+		off += rec.frame_len;
+	}
+	cr_assert_eq(off, len);
+	uint8_t want[IG_HASH_BYTES];
+	ig_merkle_root_of_hash(IG_MERKLE_SHA256, (const uint8_t(*)[IG_HASH_BYTES])leaves, total, want);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.height, total);
+	cr_assert_eq(res.format_index, n + 1);
+	cr_assert_eq(memcmp(res.root, want, IG_HASH_BYTES), 0);
+	free(leaves);
+	free(log);
+}
