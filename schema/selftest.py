@@ -100,7 +100,11 @@ STATUS_BAD = [
 # ---- ledger head ------------------------------------------------------------
 head = {"origin": "iotguard/c1", "size": 7, "root": ROOT, "ch_pubkey": HEX64, "checkpoint": CHECKPOINT}
 two_sigs = CHECKPOINT + f"\u2014 witness.example {base64.b64encode(bytes(68)).decode()}\n"
-HEAD_OK = [head, with_(head, checkpoint=two_sigs), with_(head, size=1)]
+# 16 witness cosignatures (tlog-cosignature: key id, u64 time, signature) with
+# 128-byte names: the signed-note spec asks verifiers to accept 16 signatures.
+cosigned16 = CHECKPOINT + "".join(
+    f"\u2014 {('w%02d' % i) * 42}ww {base64.b64encode(bytes(76)).decode()}\n" for i in range(16))
+HEAD_OK = [head, with_(head, checkpoint=two_sigs), with_(head, size=1), with_(head, checkpoint=cosigned16)]
 HEAD_BAD = [
     (with_(head, size=0), "size 0: genesis always exists"),
     (with_(head, origin="iotguard/"), "empty cluster in origin"),
@@ -113,7 +117,7 @@ HEAD_BAD = [
     (with_(head, checkpoint=CHECKPOINT.replace("\u2014", "-")), "ASCII dash instead of em dash"),
     (with_(head, checkpoint=CHECKPOINT.rstrip("\n")), "signature line without newline"),
     (with_(head, checkpoint=f"iotguard/c1\n7\n{ROOT}\n\n"), "note without signature"),
-    (with_(head, checkpoint=CHECKPOINT + "x" * 512), "note too long"),
+    (with_(head, checkpoint=CHECKPOINT + "\u2014 w " + "A" * 8192 + "\n"), "note too long"),
     (without(head, "checkpoint"), "missing checkpoint"),
     (with_(head, height=7), "unknown field"),
 ]

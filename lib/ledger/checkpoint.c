@@ -6,13 +6,18 @@
  * the parser must be strict: a checkpoint that is accepted in two spellings
  * invites confusion about what was signed. We accept exactly what we
  * produce, plus signature lines from other keys (cosigners), which the
- * signed-note spec says a verifier must skip.
+ * signed-note spec says a verifier must skip. Witness cosignature lines are
+ * added to a signed checkpoint here (ig_checkpoint_add_signatures) and
+ * checked in cosig.c.
  */
 #include "ig_checkpoint.h"
+
+#include "ig_cosig.h"
 
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ORIGIN_PREFIX "iotguard/"
@@ -296,4 +301,180 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 	if (cp)
 		*cp = parsed;
 	return IG_OK;
+}
+
+/* ---- the parts of a note, and adding signature lines --------------------- */
+
+int ig_checkpoint_split(const char *text, size_t len, size_t *body_len, size_t *sigs_off, ig_error *err)
+{
+	if (!text || !body_len || !sigs_off)
+		return ig_error_set(err, IG_ERR_INVAL, "checkpoint split: missing argument");
+	if (len > MAX_NOTE_BYTES)
+		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint is %zu bytes, more than the %d allowed", len,
+		                    MAX_NOTE_BYTES);
+	if (memchr(text, '\0', len))
+		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint contains a NUL byte");
+	line_reader lr = {text, text + len, 0};
+	const char *line;
+	size_t n;
+	for (int i = 1; i <= 3; i++)
+		if (!next_line(&lr, &line, &n) || n == 0)
+			return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line %d (%s) is missing, empty or unterminated", i,
+			                    i == 1 ? "origin" : i == 2 ? "size" : "root");
+	size_t body = (size_t)(lr.p - text);
+	if (!next_line(&lr, &line, &n) || n != 0)
+		return ig_error_set(err, IG_ERR_CORRUPT,
+		                    "checkpoint line 4 must be the empty line that ends the body (extension lines are "
+		                    "not accepted)");
+	size_t off = (size_t)(lr.p - text);
+	if (off == len)
+		return ig_error_set(err, IG_ERR_NOTFOUND, "checkpoint has no signature lines (it is not signed)");
+	if (text[len - 1] != '\n')
+		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint's last signature line is not terminated by a newline");
+	*body_len = body;
+	*sigs_off = off;
+	return IG_OK;
+}
+
+/* A signature line's key, as the signed-note spec identifies keys: its name
+ * and the key id that starts its signature. */
+typedef struct sig_key {
+	const char *name;
+	size_t name_len;
+	uint8_t id[KEY_ID_BYTES];
+} sig_key;
+
+typedef struct sig_line {
+	const char *p;
+	size_t len;        /* with its "\n" */
+	sig_key key;
+} sig_line;
+
+static int split_sig_lines(sig_line *out, size_t *count, size_t cap, const char *p, size_t len, const char *what,
+                           ig_error *err)
+{
+	const char *end = p + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			return ig_error_set(err, IG_ERR_CORRUPT, "%s: the last signature line has no newline", what);
+		if (*count == cap)
+			return ig_error_set(err, IG_ERR_RANGE,
+			                    "%s: more than %d signature lines; a checkpoint holds at most that many", what,
+			                    MAX_SIG_LINES);
+		sig_line *s = &out[*count];
+		uint8_t blob[MAX_FOREIGN_SIG_BYTES];
+		size_t blob_len;
+		int rc = ig_cosig_line_split(&s->key.name, &s->key.name_len, blob, sizeof blob, &blob_len, p,
+		                             (size_t)(nl - p) + 1, err);
+		if (rc != IG_OK) {
+			ig_error_prefix(err, "%s: ", what);
+			return rc;
+		}
+		memcpy(s->key.id, blob, KEY_ID_BYTES);
+		s->p = p;
+		s->len = (size_t)(nl - p) + 1;
+		(*count)++;
+		p = nl + 1;
+	}
+	return IG_OK;
+}
+
+static bool same_sig_key(const sig_key *a, const sig_key *b)
+{
+	return a->name_len == b->name_len && memcmp(a->name, b->name, a->name_len) == 0 &&
+	       memcmp(a->id, b->id, KEY_ID_BYTES) == 0;
+}
+
+static int add_signatures(char *out, size_t cap, const char *text, size_t len, const char *lines, size_t lines_len,
+                          ig_error *err)
+{
+	size_t body_len, off;
+	int rc = ig_checkpoint_split(text, len, &body_len, &off, err);
+	if (rc != IG_OK)
+		return rc;
+	if (lines_len > MAX_NOTE_BYTES || memchr(lines, '\0', lines_len))
+		return ig_error_set(err, IG_ERR_CORRUPT, "signature lines to add are too long or contain a NUL byte");
+
+	sig_line have[MAX_SIG_LINES], add[MAX_SIG_LINES];
+	size_t nhave = 0, nadd = 0;
+	rc = split_sig_lines(have, &nhave, MAX_SIG_LINES, text + off, len - off, "checkpoint", err);
+	if (rc == IG_OK)
+		rc = split_sig_lines(add, &nadd, MAX_SIG_LINES, lines, lines_len, "signature lines to add", err);
+	if (rc != IG_OK)
+		return rc;
+
+	/* Every existing line stays where it is unless a new line by the same key
+	 * replaces it; the last new line of a key wins; the rest are appended. */
+	const sig_line *final[2 * MAX_SIG_LINES];
+	size_t nfinal = 0;
+	for (size_t i = 0; i < nhave; i++) {
+		const sig_line *pick = &have[i];
+		for (size_t j = 0; j < nadd; j++)
+			if (same_sig_key(&add[j].key, &have[i].key))
+				pick = &add[j];
+		bool dup = false;
+		for (size_t k = 0; k < nfinal && !dup; k++)
+			dup = same_sig_key(&final[k]->key, &pick->key);
+		if (!dup)
+			final[nfinal++] = pick;
+	}
+	for (size_t j = 0; j < nadd; j++) {
+		bool placed = false;
+		for (size_t k = 0; k < nfinal && !placed; k++)
+			placed = same_sig_key(&final[k]->key, &add[j].key);
+		if (placed)
+			continue;
+		const sig_line *pick = &add[j];
+		for (size_t j2 = j + 1; j2 < nadd; j2++)
+			if (same_sig_key(&add[j2].key, &add[j].key))
+				pick = &add[j2];
+		final[nfinal++] = pick;
+	}
+	if (nfinal > MAX_SIG_LINES)
+		return ig_error_set(err, IG_ERR_RANGE, "checkpoint would have %zu signature lines, more than the %d allowed",
+		                    nfinal, MAX_SIG_LINES);
+
+	size_t total = off;
+	for (size_t k = 0; k < nfinal; k++)
+		total += final[k]->len;
+	if (total >= cap)
+		return ig_error_set(err, IG_ERR_RANGE,
+		                    "checkpoint with its signature lines is %zu bytes, more than the %zu-byte buffer", total,
+		                    cap ? cap - 1 : 0);
+	if (total > (size_t)INT32_MAX)
+		return ig_error_set(err, IG_ERR_RANGE, "checkpoint too long");
+	/* The inputs may overlap out (a caller adding lines to its own buffer),
+	 * so the result is assembled in a scratch copy. */
+	char *tmp = malloc(total + 1);
+	if (!tmp)
+		return ig_error_set(err, IG_ERR_NOMEM, "out of memory adding checkpoint signatures");
+	memcpy(tmp, text, off);
+	size_t o = off;
+	for (size_t k = 0; k < nfinal; k++) {
+		memcpy(tmp + o, final[k]->p, final[k]->len);
+		o += final[k]->len;
+	}
+	memcpy(out, tmp, total);
+	out[total] = '\0';
+	free(tmp);
+	return (int)total;
+}
+
+static bool overlaps(const char *a, size_t alen, const char *b, size_t blen)
+{
+	uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
+	return pa < pb + blen && pb < pa + alen;
+}
+
+int ig_checkpoint_add_signatures(char *out, size_t cap, const char *text, size_t len, const char *lines,
+                                 size_t lines_len, ig_error *err)
+{
+	if (!out || !text || (!lines && lines_len))
+		return ig_error_set(err, IG_ERR_INVAL, "checkpoint add signatures: missing argument");
+	int rc = add_signatures(out, cap, text, len, lines, lines_len, err);
+	/* A failure leaves out empty, unless out holds an input (in place). */
+	if (rc < 0 && cap > 0 && !overlaps(out, cap, text, len) && !(lines_len && overlaps(out, cap, lines, lines_len)))
+		out[0] = '\0';
+	return rc;
 }

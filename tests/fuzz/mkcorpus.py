@@ -52,6 +52,11 @@ def main():
     cps = [b for b in blocks(ledger) if b.startswith("iotguard/") and "\n\u2014 " in b]
     seeds["fuzz_checkpoint"] = [c.encode() for c in need("checkpoint text", cps)]
 
+    # LEDGER.md §13's tlog-proof example (its checkpoint is signed with the
+    # vector key, so the fuzzer reaches the inclusion check).
+    proofs = [b for b in blocks(ledger) if b.startswith("c2sp.org/tlog-proof@v1\n")]
+    seeds["fuzz_tlogproof"] = [p.encode() for p in need("tlog-proof (c2sp.org/tlog-proof@v1)", proofs)]
+
     # The three frames of LEDGER.md §12 are a whole ledger, and its
     # checkpoint covers them: fuzz_ledger_scan reads a 2-byte checkpoint
     # length, the checkpoint, then the log.
