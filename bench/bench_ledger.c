@@ -14,7 +14,6 @@
  * single,big runs a subset.
  */
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -65,19 +64,11 @@ static size_t make_body(uint8_t *out, size_t cap, unsigned thread, uint64_t n)
 	return (size_t)blen;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void fresh_ledger(const char *dir)
 {
 	ig_error err = {0};
 	uint8_t pk[IG_PK_BYTES];
-	nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	bench_remove_tree(dir);
 	if (ig_ledger_init(dir, "bench", pk, &err) != IG_OK)
 		die("init", &err);
 }
@@ -341,7 +332,7 @@ int main(int argc, char **argv)
 	if (getenv("BENCH_LEDGER_KEEP")) {
 		printf("kept the ledger in %s\n", dir);
 	} else {
-		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		bench_remove_tree(dir);
 		if (made)
 			rmdir(work);
 	}

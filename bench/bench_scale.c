@@ -116,8 +116,8 @@ static int cmd_run(const char *plugin, const char *work, uint32_t identities, in
 	char big[4096], small[4096], log_path[8192];
 	snprintf(big, sizeof big, "%s/ledger-scale-big", work);
 	snprintf(small, sizeof small, "%s/ledger-scale-one", work);
-	bench_broker_remove_dir(big);
-	bench_broker_remove_dir(small);
+	bench_remove_tree(big);
+	bench_remove_tree(small);
 	bench_proc_pin(client_cpu);
 
 	printf("== bench_scale: plugin start time and memory per identity ==\n");
@@ -168,8 +168,8 @@ static int cmd_run(const char *plugin, const char *work, uint32_t identities, in
 	printf("RESULT scale.build_s %.2f\n", build_s);
 	fflush(stdout);
 
-	bench_broker_remove_dir(big);
-	bench_broker_remove_dir(small);
+	bench_remove_tree(big);
+	bench_remove_tree(small);
 	return 0;
 }
 

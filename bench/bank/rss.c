@@ -21,8 +21,8 @@ int bank_rss_run(const char *plugin, const char *work, uint64_t coins, int port,
 	char big[4096], empty[4096], log_path[4200];
 	snprintf(big, sizeof big, "%s/ledger-bank-big", work);
 	snprintf(empty, sizeof empty, "%s/ledger-bank-empty", work);
-	bench_broker_remove_dir(big);
-	bench_broker_remove_dir(empty);
+	bench_remove_tree(big);
+	bench_remove_tree(empty);
 	bench_proc_pin(client_cpu);
 	printf("== bench_bank rss: broker memory per outstanding coin, %" PRIu64 " coins ==\n", coins);
 	fflush(stdout);
@@ -53,7 +53,7 @@ int bank_rss_run(const char *plugin, const char *work, uint64_t coins, int port,
 	       "RESULT bank.rss_loaded_ms %ld\nRESULT bank.rss_build_s %.1f\nRESULT bank.rss_coins %" PRIu64 "\n",
 	       per, per_hwm, b.start_s, b.loaded_ms, build_s, coins);
 	fflush(stdout);
-	bench_broker_remove_dir(big);
-	bench_broker_remove_dir(empty);
+	bench_remove_tree(big);
+	bench_remove_tree(empty);
 	return 0;
 }

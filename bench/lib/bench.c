@@ -4,6 +4,8 @@
  */
 #include "bench.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,4 +86,19 @@ void bench_parse(int argc, char **argv, const char *cmd, const cli_option *opts,
 	}
 	if (rc != CLI_PARSED)
 		exit(2);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) != 0)
+		fprintf(stderr, "%s: could not remove %s: %s\n", bench_name, path, strerror(errno));
+	return 0;
+}
+
+void bench_remove_tree(const char *dir)
+{
+	(void)nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

@@ -29,6 +29,10 @@ void bench_dief(const char *fmt, ...) __attribute__((format(printf, 1, 2), noret
 double bench_now_s(void);
 void *bench_xrealloc(void *p, size_t n);
 char *bench_xstrdup(const char *s);
+/* Removes a directory and everything under it (a ledger with its tiles);
+ * what cannot be removed is reported and left. Symbolic links are removed,
+ * not followed. */
+void bench_remove_tree(const char *dir);
 
 /* SplitMix64: reproducible pseudo-random values (coin hashes that need not
  * be stored), not for secrets. */

@@ -4,7 +4,6 @@
  */
 #include "bench_broker.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pwd.h>
 #include <signal.h>
@@ -139,21 +138,3 @@ bench_broker_reading bench_broker_measure(const bench_broker_opts *o)
 	return r;
 }
 
-void bench_broker_remove_dir(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return;
-	struct dirent *de;
-	char path[8192];
-	while ((de = readdir(d)) != NULL) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-		if (unlink(path) != 0)
-			fprintf(stderr, "%s: could not remove %s: %s\n", bench_name, path, strerror(errno));
-	}
-	closedir(d);
-	if (rmdir(dir) != 0)
-		fprintf(stderr, "%s: could not remove %s: %s\n", bench_name, dir, strerror(errno));
-}

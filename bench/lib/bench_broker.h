@@ -58,8 +58,5 @@ long bench_broker_loaded_ms(const char *log_path);
 /* Starts, times, reads 300 ms after the first client, stops (SIGTERM, then
  * SIGKILL after 30 s). Dies if the broker exits or never accepts the id. */
 bench_broker_reading bench_broker_measure(const bench_broker_opts *o);
-/* Removes a ledger directory's files, then the directory; what cannot be
- * removed is reported and left. */
-void bench_broker_remove_dir(const char *dir);
 
 #endif
