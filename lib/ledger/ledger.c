@@ -24,6 +24,7 @@
 #include "ig_keyfile.h"
 #include "ig_merkle.h"
 #include "ig_record.h"
+#include "ig_tiles.h"
 #include "ledger_int.h"
 
 #include <errno.h>
@@ -232,6 +233,10 @@ static void ledger_free(ig_ledger *l)
 	pthread_mutex_destroy(&l->mu);
 	free(l->wbuf);
 	free(l->wake);
+	ig_tiles_close(l->tiles);
+	free(l->tleaf);
+	free(l->tentry);
+	free(l->tlen);
 	free(l->dir);
 	free(l);
 }
@@ -318,6 +323,7 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		.dir_fd = l->dir_fd,
 		.log_fd = l->log_fd,
 		.expect_pk = l->writer ? key_pk : NULL,
+		.tree_from_tiles = l->writer,
 		.on_record = opts->on_record,
 		.ctx = opts->ctx,
 		.on_census = opts->on_census,
@@ -360,7 +366,18 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 	l->log_end = so->good_bytes;
 	l->last_ts = so->last_ts;
 	atomic_store(&l->height, so->height);
+	uint64_t cp_last_off = so->cp_last_off;
 	free(so);
+
+	if (l->writer) {
+		/* Tiles are derived data: a ledger whose tiles cannot be written
+		 * still opens, and says so (proofs and the tile mirror lag). */
+		ig_error te = {0};
+		if (ledger_tiles_start(l, cp_last_off, &te) != IG_OK)
+			ig_log(IG_LOG_ERR, "ledger %s: cannot write its tiles in %s/%s/: %s; the ledger works, but serves no "
+			       "tiles or proofs until it is reopened with the problem fixed",
+			       dir, dir, IG_TILES_SUBDIR, te.msg);
+	}
 
 	if (l->writer) {
 		rc = ledger_writer_start(l, err);
@@ -622,6 +639,23 @@ int ig_ledger_init_format(const char *dir, const char *cluster, unsigned version
 	rc = ledger_write_checkpoint_file(&ledger_sys_io, dir_fd, dir, text, (size_t)tlen, err);
 	if (rc != IG_OK)
 		goto out;
+	if (acc.hash == IG_MERKLE_SHA256) {
+		/* The tiles start with the log, so the first open has them. */
+		ig_tiles *t;
+		rc = ig_tiles_open(&t, dir, 0, err);
+		if (rc == IG_OK) {
+			uint8_t leaf[IG_HASH_BYTES];
+			const uint8_t *entry = frame;
+			size_t entry_len = (size_t)flen;
+			ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, frame, (size_t)flen);
+			rc = ig_tiles_append(t, (const uint8_t(*)[IG_HASH_BYTES])&leaf, &entry, &entry_len, 1, err);
+			if (rc == IG_OK)
+				rc = ig_tiles_publish(t, text, (size_t)tlen, err);
+			ig_tiles_close(t);
+		}
+		if (rc != IG_OK)
+			goto out;
+	}
 	if (fsync(dir_fd) != 0) {
 		rc = ig_error_set(err, IG_ERR_IO, "cannot fsync directory %s: %s", dir, strerror(errno));
 		goto out;

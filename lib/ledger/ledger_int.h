@@ -86,6 +86,7 @@ typedef struct ledger_scan_in {
 	const char *cp_text;
 	size_t cp_len;
 	const uint8_t *expect_pk;       /* writer: ch.key's public key; NULL otherwise */
+	bool tree_from_tiles;           /* format 2: take the tree from checked tiles (ledger_tree.c) */
 	ig_record_fn on_record;
 	void *ctx;
 	ig_census_fn on_census;
@@ -105,6 +106,8 @@ typedef struct ledger_scan_out {
 	ig_merkle_acc acc;
 	unsigned version;               /* the format at the end: the genesis's, or 2 after a format record */
 	uint64_t format_index;          /* index of the format record (7.12), 0 if none */
+	uint64_t cp_last_off;           /* offset of record cp.size - 1 */
+	bool tree_from_tiles;           /* the tree came from the tiles, not from hashing the log */
 	uint64_t good_bytes;            /* end of the last valid record */
 	uint64_t torn_bytes;
 	uint64_t torn_index;            /* index the torn record would have had */
@@ -121,6 +124,19 @@ LEDGER_INTERNAL int ledger_scan(const ledger_scan_in *in, ledger_scan_out *out, 
 LEDGER_INTERNAL void ledger_scan_result(const ledger_scan_out *so, ig_verify_result *res);
 
 /* ---- the ledger object ---- */
+
+/* ---- the format-2 tree at open, and the tiles (ledger_tree.c) ---- */
+
+/* Format 2's tree of map[0, end) from the tiles of dir, checked against the
+ * signed checkpoint cp (the record at cp_last_off is record cp->size - 1),
+ * then the leaves of the records after it. An error means the tiles cannot
+ * be used; the caller hashes the log instead. */
+LEDGER_INTERNAL int ledger_tree_from_tiles(const char *dir, const ig_checkpoint *cp, const uint8_t *map,
+                                           size_t cp_last_off, size_t end, ig_merkle_acc *acc, ig_error *err);
+
+/* Format 2's tree of every frame in map[0, end), and its root at cp_size. */
+LEDGER_INTERNAL void ledger_tree_from_log(const uint8_t *map, size_t end, uint64_t cp_size, ig_merkle_acc *acc,
+                                          uint8_t root_at_cp[IG_HASH_BYTES]);
 
 /* Defined in ledger_writer.c: queued appends and blocking waiters. */
 typedef struct append_node append_node;
@@ -182,7 +198,19 @@ struct ig_ledger {
 	uint64_t gather_us;          /* see writer_main */
 	uint8_t *wbuf;
 	size_t wcap;
+	/* Format 2: the tiles (NULL if they could not be written), and each
+	 * batch's leaves and frames for them. */
+	struct ig_tiles *tiles;
+	uint8_t (*tleaf)[IG_HASH_BYTES];
+	const uint8_t **tentry;
+	size_t *tlen;
+	size_t tcap;
 };
+
+/* Opens the writer's tiles at the checkpoint and brings them to the log's
+ * height (the record at cp_last_off is the checkpoint's last), rebuilding
+ * them from the log when they do not check out. Format 1: nothing. */
+LEDGER_INTERNAL int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err);
 
 /* ---- writer (ledger_writer.c) ---- */
 

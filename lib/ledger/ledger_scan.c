@@ -21,9 +21,11 @@
 #include "ig_crc32c.h"
 #include "ig_merkle.h"
 #include "ig_record.h"
+#include "ig_tiles.h"
 #include "ledger_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -239,8 +241,10 @@ typedef struct scan_chunk {
 	size_t n_nodes;
 	uint8_t nodes[SCAN_CHUNK / 2][IG_HASH_BYTES];
 	/* Format 2: the Merkle leaf of each record, SHA-256(0x00 || frame)
-	 * (format 1's leaf is the record hash itself). */
+	 * (format 1's leaf is the record hash itself). The verifier hashed
+	 * those of the first leaves_done records; the applier hashes the rest. */
 	uint8_t leaves[SCAN_CHUNK][IG_HASH_BYTES];
+	size_t leaves_done;
 	/* The chunk starts with a format record (docs/LEDGER.md 7.12): from it
 	 * on the tree is format 2's over every frame, and this is that tree of
 	 * the records before it, which replaces the accumulator. */
@@ -257,6 +261,7 @@ typedef struct verifier {
 	uint64_t cp_size;        /* no run of records it hashes may straddle this */
 	unsigned version;        /* ledger format: which tree, which frame limit */
 	bool upgraded;           /* a format record was seen */
+	bool skip_tree;          /* the tree comes from the tiles (ledger_tree.c) */
 	ig_merkle_acc run;       /* the run of 2^height records being hashed */
 } verifier;
 
@@ -307,8 +312,10 @@ static int format_switch(verifier *v, scan_chunk *c, const ig_record *rec, uint6
 }
 
 /* Verifies the next up to SCAN_CHUNK records into c, hashing runs of
- * 2^height of them into Merkle subtree roots. */
-static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
+ * 2^height of them into Merkle subtree roots, and the format-2 leaves of
+ * the first leaf_share records (all of them when height > 0: a run needs
+ * its leaves). */
+static void verify_chunk(verifier *v, scan_chunk *c, unsigned height, size_t leaf_share)
 {
 	c->n = 0;
 	c->stop = STOP_NONE;
@@ -320,6 +327,10 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 	if (height > MAX_HEIGHT || (first & ((UINT64_C(1) << height) - 1)) != 0 ||
 	    (v->cp_size > first && v->cp_size < first + SCAN_CHUNK))
 		height = 0;
+	if (v->skip_tree)
+		height = 0;
+	if (height > 0)
+		leaf_share = SCAN_CHUNK;
 	c->height = height;
 	c->n_nodes = 0;
 	ig_merkle_hash tree = ledger_tree_hash(v->version);
@@ -378,7 +389,9 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 			break;
 		}
 		const uint8_t *leaf = rec->hash;
-		if (tree == IG_MERKLE_SHA256) {
+		if (v->skip_tree) {
+			/* nothing: ledger_tree.c checks the tiles after the scan */
+		} else if (tree == IG_MERKLE_SHA256 && c->n < leaf_share) {
 			ig_merkle_hash_leaf(tree, c->leaves[c->n], v->map + at, rec->frame_len);
 			leaf = c->leaves[c->n];
 		}
@@ -394,6 +407,7 @@ static void verify_chunk(verifier *v, scan_chunk *c, unsigned height)
 		v->off = at + rec->frame_len;
 		c->offs[c->n++] = at;
 	}
+	c->leaves_done = c->n < leaf_share ? c->n : leaf_share;
 	c->end = v->off;
 	c->last = c->stop != STOP_NONE || v->off >= v->size;
 }
@@ -426,8 +440,13 @@ static void *verifier_main(void *arg)
 		 * waits on the other's jitter. */
 		unsigned waiting = r->filled;
 		unsigned height = waiting < SCAN_RING / 2 ? 0 : waiting - SCAN_RING / 2 + 1;
+		/* SHA-256 of whole frames is most of format 2's work, so the
+		 * applier hashes half of a chunk's leaves unless it is the slower
+		 * half already (the ring half full: it applies state too). Judged
+		 * per chunk on the ring's fill, finer shares only oscillated. */
+		size_t leaf_share = waiting < SCAN_RING / 2 ? SCAN_CHUNK / 2 : SCAN_CHUNK;
 		pthread_mutex_unlock(&r->mu);
-		verify_chunk(r->v, c, height);
+		verify_chunk(r->v, c, height, leaf_share);
 		pthread_mutex_lock(&r->mu);
 		r->filled++;
 		pthread_cond_broadcast(&r->cv);
@@ -495,7 +514,7 @@ static void ring_stop(scan_ring *r)
 
 static void merkle_check(ledger_scan_out *out, bool *merkle_bad)
 {
-	if (out->acc.size != out->cp.size)
+	if (out->tree_from_tiles || out->acc.size != out->cp.size)
 		return;
 	uint8_t root[IG_HASH_BYTES];
 	ig_merkle_root(&out->acc, root);
@@ -507,7 +526,7 @@ static void merkle_check(ledger_scan_out *out, bool *merkle_bad)
 
 /* Adds a verified chunk's records to the Merkle accumulator: the subtree
  * roots the verifier hashed, then the records after them one by one. */
-static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_bad)
+static void merkle_fold(ledger_scan_out *out, scan_chunk *c, const uint8_t *map, bool *merkle_bad)
 {
 	/* Checkpoints up to the format record were checked with format 1's
 	 * tree (the last at the previous chunk's end); later ones with 2's. */
@@ -516,6 +535,8 @@ static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_
 		out->version = IG_FORMAT_V2;
 		out->format_index = c->recs[0].index;
 	}
+	if (out->tree_from_tiles)
+		return;
 	size_t k = 0;
 	for (size_t j = 0; j < c->n_nodes; j++) {
 		ig_merkle_push_subtree(&out->acc, c->nodes[j], c->height);
@@ -523,6 +544,9 @@ static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_
 		k += (size_t)1 << c->height;
 	}
 	bool sha = out->acc.hash == IG_MERKLE_SHA256;
+	if (sha)
+		for (size_t j = c->leaves_done; j < c->n; j++)
+			ig_merkle_hash_leaf(IG_MERKLE_SHA256, c->leaves[j], map + c->offs[j], c->recs[j].frame_len);
 	for (; k < c->n; k++) {
 		ig_merkle_push(&out->acc, sha ? c->leaves[k] : c->recs[k].hash);
 		merkle_check(out, merkle_bad);
@@ -531,8 +555,8 @@ static void merkle_fold(ledger_scan_out *out, const scan_chunk *c, bool *merkle_
 
 /* Applies one verified chunk. Returns IG_OK to go on; *bad is set when the
  * verifier stopped at a bad frame. */
-static int apply_chunk(const ledger_scan_in *in, ledger_scan_out *out, scan_chunk *c, bool *bad, size_t *bad_off,
-                       ig_frame_status *bad_st, bool *merkle_bad, ig_error *err)
+static int apply_chunk(const ledger_scan_in *in, ledger_scan_out *out, scan_chunk *c, const uint8_t *map, bool *bad,
+                       size_t *bad_off, ig_frame_status *bad_st, bool *merkle_bad, ig_error *err)
 {
 	if (in->ahead)
 		for (size_t k = 0; k < AHEAD && k < c->n; k++)
@@ -552,10 +576,12 @@ static int apply_chunk(const ledger_scan_in *in, ledger_scan_out *out, scan_chun
 		out->height = rec->index + 1;
 		out->last_ts = rec->ts_ms;
 		out->good_bytes = c->offs[k] + rec->frame_len;
+		if (out->height == out->cp.size)
+			out->cp_last_off = c->offs[k];
 	}
 	if (c->n > 0)
 		memcpy(out->head, c->recs[c->n - 1].hash, IG_HASH_BYTES);
-	merkle_fold(out, c, merkle_bad);
+	merkle_fold(out, c, map, merkle_bad);
 	if (c->stop == STOP_ERROR) {
 		if (err) {
 			*err = c->err;
@@ -578,7 +604,14 @@ static int scan_map(const ledger_scan_in *in, ledger_scan_out *out, const uint8_
 	if (rc != IG_OK)
 		return rc;
 
-	verifier v = {.map = map, .size = size, .cp_size = out->cp.size, .version = out->genesis.version};
+	/* A format-2 ledger opened by a writer takes its tree from the tiles
+	 * when they check out against the signed checkpoint, after the scan;
+	 * until then the scan hashes no tree at all (ledger_tree.c says why this
+	 * accepts exactly the same logs). */
+	out->tree_from_tiles = in->tree_from_tiles && out->genesis.version >= IG_FORMAT_V2 && in->dir_fd >= 0 &&
+	                       faccessat(in->dir_fd, IG_TILES_SUBDIR "/tile/0", F_OK, 0) == 0;
+	verifier v = {.map = map, .size = size, .cp_size = out->cp.size, .version = out->genesis.version,
+	              .skip_tree = out->tree_from_tiles};
 	bool merkle_bad = false;
 	merkle_check(out, &merkle_bad); /* a checkpoint of size 0 */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -608,9 +641,9 @@ static int scan_map(const ledger_scan_in *in, ledger_scan_out *out, const uint8_
 			c = ring_take(&ring);
 		} else {
 			c = &chunks[0];
-			verify_chunk(&v, c, 0); /* one thread: nothing to balance */
+			verify_chunk(&v, c, 0, SCAN_CHUNK); /* one thread: nothing to balance */
 		}
-		rc = apply_chunk(in, out, c, &bad, &bad_off, &bad_st, &merkle_bad, err);
+		rc = apply_chunk(in, out, c, map, &bad, &bad_off, &bad_st, &merkle_bad, err);
 		bool last = c->last;
 		size_t end = c->end;
 		if (parallel)
@@ -646,6 +679,18 @@ static int scan_map(const ledger_scan_in *in, ledger_scan_out *out, const uint8_
 		return corrupt(err, "ledger checkpoint covers %" PRIu64 " records but %s/%s holds only %" PRIu64
 		               ": the log is shorter than its signed checkpoint (acknowledged records were removed)",
 		               out->cp.size, in->dir, IG_LEDGER_LOG, out->height);
+	if (out->tree_from_tiles) {
+		ig_error why = {0};
+		if (ledger_tree_from_tiles(in->dir, &out->cp, map, (size_t)out->cp_last_off, (size_t)out->good_bytes,
+		                           &out->acc, &why) != IG_OK) {
+			ig_log(IG_LOG_WARN, "ledger %s: its tiles cannot vouch for the log (%s); hashing the whole log instead",
+			       in->dir, why.msg);
+			out->tree_from_tiles = false;
+			uint8_t root[IG_HASH_BYTES];
+			ledger_tree_from_log(map, (size_t)out->good_bytes, out->cp.size, &out->acc, root);
+			merkle_bad = sodium_memcmp(root, out->cp.root, IG_HASH_BYTES) != 0;
+		}
+	}
 	if (merkle_bad)
 		return corrupt(err, "ledger checkpoint (size %" PRIu64 "): the Merkle root of records 0..%" PRIu64
 		               " does not match the signed root (a record was altered)",

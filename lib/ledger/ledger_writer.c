@@ -45,6 +45,7 @@
 #include "ig_checkpoint.h"
 #include "ig_merkle.h"
 #include "ig_record.h"
+#include "ig_tiles.h"
 #include "ledger_int.h"
 
 #include <errno.h>
@@ -307,14 +308,30 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 		l->wcap = cap;
 	}
 
+	if (l->tiles && b->count > l->tcap) {
+		size_t cap = b->count;
+		void *a = realloc(l->tleaf, cap * sizeof *l->tleaf), *e = NULL, *n = NULL;
+		if (a)
+			l->tleaf = a;
+		if (a && (e = realloc(l->tentry, cap * sizeof *l->tentry)) != NULL)
+			l->tentry = e;
+		if (e && (n = realloc(l->tlen, cap * sizeof *l->tlen)) != NULL)
+			l->tlen = n;
+		if (!n) {
+			ig_log(IG_LOG_ERR, "ledger %s: out of memory for a batch's tiles; appends are refused", l->dir);
+			return IG_ERR_NOMEM;
+		}
+		l->tcap = cap;
+	}
+
 	uint64_t ts = ig_now_ms();
 	if (ts < l->last_ts)
 		ts = l->last_ts; /* timestamps never go backwards in the log, even if the clock does */
 	l->acc_tmp = l->acc;
 	uint64_t index = l->acc.size;
 	const uint8_t *prev = l->head;
-	size_t pos = 0;
-	for (append_node *n = b->head; n; n = n->next) {
+	size_t pos = 0, k = 0;
+	for (append_node *n = b->head; n; n = n->next, k++) {
 		ig_record *rec = &n->rec;
 		memset(rec, 0, sizeof *rec);
 		rec->index = index++;
@@ -338,6 +355,10 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 			uint8_t leaf[IG_HASH_BYTES];
 			ig_merkle_hash_leaf(IG_MERKLE_SHA256, leaf, l->wbuf + pos, (size_t)len);
 			ig_merkle_push(&l->acc_tmp, leaf);
+			if (l->tiles) {
+				memcpy(l->tleaf[k], leaf, IG_HASH_BYTES);
+				l->tlen[k] = (size_t)len;
+			}
 		} else {
 			ig_merkle_push(&l->acc_tmp, rec->hash);
 		}
@@ -349,6 +370,34 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 	b->written = 0;
 	b->stage = STAGE_WRITE;
 	return IG_OK;
+}
+
+/* Tiles are derived data, written after the batch is durable and before
+ * its checkpoint, so a published checkpoint never names a missing tile. A
+ * failure costs the tiles, never the batch: they stop, and the next open
+ * rebuilds them. */
+static void tiles_stop(ig_ledger *l, const ig_error *e)
+{
+	ig_log(IG_LOG_ERR, "ledger %s: writing its tiles failed (%s); the ledger goes on without them, and they are "
+	       "rebuilt when it is next opened",
+	       l->dir, e->msg);
+	ig_tiles_close(l->tiles);
+	l->tiles = NULL;
+}
+
+static void tiles_append_batch(ig_ledger *l, const write_batch *b)
+{
+	if (!l->tiles || b->count == 0)
+		return;
+	size_t pos = 0;
+	for (size_t k = 0; k < b->count; k++) {
+		l->tentry[k] = l->wbuf + pos;
+		pos += l->tlen[k];
+	}
+	ig_error e = {0};
+	if (ig_tiles_append(l->tiles, (const uint8_t(*)[IG_HASH_BYTES])l->tleaf, l->tentry, l->tlen, b->count, &e) !=
+	    IG_OK)
+		tiles_stop(l, &e);
 }
 
 /* Writes the batch to the log and makes it durable with one fdatasync. */
@@ -378,6 +427,7 @@ static run_result write_log(ig_ledger *l, write_batch *b)
 		return RUN_FAILED;
 	}
 	uint64_t took = ig_mono_us() - sync_start;
+	tiles_append_batch(l, b);
 	l->fsync_avg_us = l->fsync_avg_us ? (7 * l->fsync_avg_us + took) / 8 : took;
 	l->gather_us = l->fsync_avg_us / 2 < MAX_GATHER_US ? l->fsync_avg_us / 2 : MAX_GATHER_US;
 	l->acc = l->acc_tmp;
@@ -408,6 +458,9 @@ static run_result write_batch_checkpoint(ig_ledger *l, write_batch *b)
 		return RUN_FAILED;
 	}
 	b->cp_len = (size_t)len;
+	ig_error te = {0};
+	if (l->tiles && ig_tiles_publish(l->tiles, b->cp_text, b->cp_len, &te) != IG_OK)
+		tiles_stop(l, &te);
 	return RUN_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <inttypes.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include "ig_keyfile.h"
 #include "ig_ledger.h"
 #include "ig_merkle.h"
+#include "ig_proof.h"
+#include "ig_tiles.h"
 #include "ig_state.h"
 #include "testutil.h"
 
@@ -2565,5 +2568,148 @@ Test(ledger, upgrade_of_a_big_ledger_scans_on_two_threads, .timeout = 240)
 	cr_assert_eq(res.format_index, n + 1);
 	cr_assert_eq(memcmp(res.root, want, IG_HASH_BYTES), 0);
 	free(leaves);
+	free(log);
+}
+
+/* ---- format 2: the tree at open comes from checked tiles (ledger_tree.c) ---- */
+
+/* The reference root of the first k frames of the log file. */
+static void file_root(size_t k, uint8_t out[IG_HASH_BYTES])
+{
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	prefix_root(log, len, k, out);
+	free(log);
+}
+
+Test(ledger, writer_open_trusts_only_tiles_that_check_out)
+{
+	make_ledger(40);
+	char tile[PATH_MAX];
+	snprintf(tile, sizeof tile, "%s/tlog/tile/0/000.p/41", ldir);
+	cr_assert_eq(access(tile, F_OK), 0, "init and the writer keep the tiles");
+
+	/* Sound tiles: the writer opens without a word and goes on. */
+	ig_ledger *l = open_ledger(true);
+	cr_assert_eq(append_enroll(l, "x1"), 41);
+	ig_ledger_close(l);
+	cr_assert_str_empty(logbuf);
+	uint8_t want[IG_HASH_BYTES], got[IG_HASH_BYTES];
+	ig_error err = {0};
+	file_root(42, want);
+	for (uint64_t i = 0; i < 42; i++) {
+		uint8_t leaf[IG_HASH_BYTES], path_leaf[IG_HASH_BYTES];
+		cr_assert_eq(ig_tiles_node(ldir, 42, 0, i, leaf, &err), IG_OK, "%s", err.msg);
+		size_t len;
+		uint8_t *log = read_file(log_path, &len);
+		size_t offs[256];
+		frame_offsets(log, len, offs, 256);
+		ig_record rec;
+		cr_assert_eq(ig_record_decode(log + offs[i], len - offs[i], &rec), IG_FRAME_OK);
+		test_leaf(path_leaf, log + offs[i], &rec);
+		cr_assert_eq(memcmp(leaf, path_leaf, IG_HASH_BYTES), 0, "leaf %" PRIu64, i);
+		free(log);
+	}
+	ig_tiles_reader *r;
+	cr_assert_eq(ig_tiles_reader_open(&r, ldir, 42, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_proof_root(got, IG_MERKLE_SHA256, 42, ig_tiles_reader_node, r, &err), IG_OK, "%s", err.msg);
+	ig_tiles_reader_close(r);
+	cr_assert_eq(memcmp(got, want, IG_HASH_BYTES), 0, "the tiles hold the signed tree");
+
+	/* A damaged tile is not believed: the writer hashes the log, says so,
+	 * rebuilds the tiles, and the next open trusts them again. */
+	snprintf(tile, sizeof tile, "%s/tlog/tile/0/000.p/42", ldir);
+	size_t tlen;
+	uint8_t *t = read_file(tile, &tlen);
+	cr_assert_eq(tlen, 42 * 32);
+	t[5 * 32] ^= 1;
+	write_file(tile, t, tlen);
+	free(t);
+	l = open_ledger(true);
+	cr_assert(strstr(logbuf, "its tiles cannot vouch for the log"), "%s", logbuf);
+	cr_assert(strstr(logbuf, "rebuilding them"), "%s", logbuf);
+	cr_assert_eq(append_enroll(l, "x2"), 42);
+	ig_ledger_close(l);
+	logbuf[0] = '\0';
+	l = open_ledger(true);
+	ig_ledger_close(l);
+	cr_assert_str_empty(logbuf);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	file_root(43, want);
+	cr_assert_eq(memcmp(res.root, want, IG_HASH_BYTES), 0);
+
+	/* Deleted tiles are rebuilt the same way. */
+	char tdir[PATH_MAX];
+	snprintf(tdir, sizeof tdir, "%s/tlog", ldir);
+	tu_rmtree(tdir);
+	logbuf[0] = '\0';
+	l = open_ledger(true);
+	ig_ledger_close(l);
+	cr_assert(strstr(logbuf, "rebuilding them"), "%s", logbuf);
+	cr_assert_eq(ig_tiles_node(ldir, 43, 0, 42, got, &err), IG_OK, "%s", err.msg);
+}
+
+/* The last signed record has no successor whose prev_hash would give its
+ * alteration away, so only the tree can: with sound tiles the inclusion
+ * check fails, the log is hashed, and the root refuses it. */
+Test(ledger, writer_open_with_tiles_still_refuses_an_altered_last_record)
+{
+	make_ledger(6);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	size_t offs[256];
+	size_t n = frame_offsets(log, len, offs, 256);
+	cr_assert_eq(n, 7);
+	log[offs[6] + IG_REC_HEADER_BYTES + 4] ^= 1;
+	fix_crc(log + offs[6], ig_get_u32(log + offs[6] + 4));
+	write_file(log_path, log, len);
+	ig_error err;
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "Merkle root"), "%s", err.msg);
+	/* and an altered earlier record breaks the chain, as always */
+	log[offs[6] + IG_REC_HEADER_BYTES + 4] ^= 1;
+	fix_crc(log + offs[6], ig_get_u32(log + offs[6] + 4));
+	log[offs[3] + IG_REC_HEADER_BYTES + 4] ^= 1;
+	fix_crc(log + offs[3], ig_get_u32(log + offs[3] + 4));
+	write_file(log_path, log, len);
+	cr_assert_eq(try_open_writer(&err), IG_ERR_CORRUPT);
+	cr_assert(names_record(err.msg, 4), "%s", err.msg);
+	free(log);
+}
+
+/* Records past the checkpoint (a crash between a batch's fdatasync and its
+ * checkpoint) join the tree and the tiles from the log, and are signed. */
+Test(ledger, writer_open_adds_the_unsigned_tail_to_the_tiles)
+{
+	make_ledger(6);
+	size_t len;
+	uint8_t *log = read_file(log_path, &len);
+	uint8_t *buf = malloc(len + 2048);
+	memcpy(buf, log, len);
+	uint8_t body[512];
+	for (int i = 0; i < 3; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "tail%d", i);
+		size_t blen = tu_device_enroll_body(body, sizeof body, id);
+		len = append_raw_frame(buf, len, len + 2048, IG_REC_ENROLL, body, blen);
+	}
+	write_file(log_path, buf, len);
+	ig_ledger *l = open_ledger(true);
+	ig_error err = {0};
+	cr_assert_eq(ig_ledger_sync(l, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(append_enroll(l, "after"), 10);
+	ig_ledger_close(l);
+	cr_assert_null(strstr(logbuf, "rebuilding"), "%s", logbuf);
+	ig_verify_result res;
+	cr_assert_eq(verify(&res, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(res.checkpoint_size, 11);
+	uint8_t got[IG_HASH_BYTES];
+	ig_tiles_reader *r;
+	cr_assert_eq(ig_tiles_reader_open(&r, ldir, 11, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_proof_root(got, IG_MERKLE_SHA256, 11, ig_tiles_reader_node, r, &err), IG_OK, "%s", err.msg);
+	ig_tiles_reader_close(r);
+	cr_assert_eq(memcmp(got, res.root, IG_HASH_BYTES), 0);
+	free(buf);
 	free(log);
 }
