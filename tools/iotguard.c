@@ -466,6 +466,7 @@ static const struct {
 	{ "verify", cmd_verify, "check a ledger end to end" },
 	{ "show", cmd_show, "print ledger records" },
 	{ "upgrade", cmd_upgrade, "move a format-1 ledger to format 2 (C2SP tlog hashing)" },
+	{ "proof", cmd_proof, "write or check a C2SP tlog-proof that a record is in the log" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -11,12 +11,18 @@ import base64
 import hashlib
 import re
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import igharness as H
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tlog"))
-import ledger_vectors  # noqa: E402  (the independent format-2 implementation)
+# The independent implementations, written from the C2SP texts and RFC 6962.
+import ledger_vectors  # noqa: E402
+import note  # noqa: E402
+import rfc6962  # noqa: E402
+import tiles  # noqa: E402
 
 
 def frames(ledger):
@@ -111,3 +117,98 @@ def test_upgrade_moves_a_format_1_ledger_in_place_and_devices_keep_working(tmp_p
     # A second upgrade has nothing to do.
     p = H.cli("upgrade", "--ledger", cl.ledger, check=False)
     assert p.returncode == 1 and "already format 2" in p.stderr, p.stderr
+
+
+def python_verify_proof(text, ch_pubkey_hex):
+    """Checks a tlog-proof with the independent Python code only. Returns
+    (index, frame, size)."""
+    extra, index, hashes, cp = rfc6962.parse_tlog_proof(text)
+    origin = cp.split(b"\n", 1)[0].decode()
+    log_key = note.Verifier(origin, 0x01, bytes.fromhex(ch_pubkey_hex))
+    _, size, root, _ = note.verify_checkpoint(cp, log_key)
+    leaf = rfc6962.leaf_hash(rfc6962.SHA256, extra)
+    assert rfc6962.verify_inclusion(rfc6962.SHA256, leaf, index, size, hashes, root)
+    return index, extra, size
+
+
+def frame_id(frame):
+    """The id (tag 1) of an enroll or revoke frame's body."""
+    body = frame[60:-4]
+    assert body[0] == 1
+    n = int.from_bytes(body[1:3], "big")
+    return body[3:3 + n].decode()
+
+
+def test_proofs_made_while_the_broker_runs_verify_independently(cluster, tmp_path):
+    b = cluster.broker().start()
+    b.connect("dev1").close()
+    H.cli("revoke", "--host", "127.0.0.1", "--port", b.port, "--cluster", cluster.name, "--user", "admin1",
+          "--key", cluster.ids["admin1"].key, "--id", "dev3", "--reason", "lost")
+    # No lock: the proof is read from the tiles the broker keeps.
+    text = H.cli("proof", "--ledger", cluster.ledger, "--id", "dev2").stdout.encode()
+    index, frame, size = python_verify_proof(text, cluster.ch_pubkey)
+    assert frame_id(frame) == "dev2" and frame[24:26] == b"\x00\x02", "dev2's enroll record"
+    assert frame == frames(cluster.ledger)[index]
+    rev = H.cli("proof", "--ledger", cluster.ledger, "--id", "dev3", "--record", "revoke").stdout.encode()
+    index, frame, size = python_verify_proof(rev, cluster.ch_pubkey)
+    assert frame_id(frame) == "dev3" and frame[24:26] == b"\x00\x03", "dev3's revoke record"
+    assert size == index + 1, "the revoke is the newest record, and the checkpoint covers it"
+
+    path = tmp_path / "dev2.tlog-proof"
+    path.write_bytes(text)
+    out = H.cli("proof", "verify", path, "--ch-key", cluster.ch_pubkey).stdout
+    dev2_index = int(text.split(b"\nindex ")[1].split(b"\n")[0])
+    assert out.startswith("proof OK: record %d is in iotguard/%s at size " % (dev2_index, cluster.name)), out
+    assert '"id":"dev2"' in out
+
+    # Any altered byte of the proof is refused by both verifiers.
+    lines = text.split(b"\n")
+    hash_line = lines.index(b"", 3) - 1
+    bad = list(lines)
+    bad[hash_line] = base64.b64encode(bytes(32)).rstrip(b"\n")
+    bad = b"\n".join(bad)
+    path.write_bytes(bad)
+    p = H.cli("proof", "verify", path, "--ch-key", cluster.ch_pubkey, check=False)
+    assert p.returncode == 2 and "NOT included" in p.stderr, p.stderr
+    try:
+        python_verify_proof(bad, cluster.ch_pubkey)
+        raise AssertionError("the Python verifier accepted an altered proof")
+    except (AssertionError, rfc6962.ProofError) as e:
+        assert "accepted" not in str(e)
+    other = note.Verifier("x", 0x01, bytes(32)).pk.hex()
+    path.write_bytes(text)
+    p = H.cli("proof", "verify", path, "--ch-key", other, check=False)
+    assert p.returncode == 2, p.stderr
+    b.stop()
+
+
+def test_tiles_served_by_mosquitto_itself_verify_with_an_independent_client(cluster):
+    """Mosquitto's own http_dir on a websockets listener serves DIR/tlog."""
+    ws_port = H.free_port()
+    b = cluster.broker()
+    b.extra_lines += ["listener %d 127.0.0.1" % ws_port, "protocol websockets",
+                      "http_dir %s" % (cluster.ledger / "tlog")]
+    b.start()
+    admin = H.Admin(b, "admin1")
+    for start in range(0, 300, 50):  # past one full tile of 256 leaves
+        cmds = [{"command": "enroll", "id": "w%03d" % i, "role": "device", "pubkey": "%064x" % (i + 1)}
+                for i in range(start, start + 50)]
+        resp = admin.request(*cmds)
+        assert all(r.get("ok") for r in resp["responses"]), resp
+    admin.close()
+    base = "http://127.0.0.1:%d" % ws_port
+    with urllib.request.urlopen(base + "/checkpoint", timeout=10) as r:
+        cp = r.read()
+    log_key = note.Verifier("iotguard/" + cluster.name, 0x01, bytes.fromhex(cluster.ch_pubkey))
+    _, size, root, _ = note.verify_checkpoint(cp, log_key)
+    t = tiles.Tiles(base, size)
+    assert t.root() == root, "the tiles served over HTTP hash to the signed root"
+    t.check()
+    assert t.bundle(0)[0] == frames(cluster.ledger)[0], "entry 0 is the genesis frame"
+    # ch.key is never reachable: the served directory is DIR/tlog.
+    try:
+        urllib.request.urlopen(base + "/../ch.key", timeout=10)
+        raise AssertionError("ch.key was served")
+    except urllib.error.HTTPError as e:
+        assert e.code in (400, 403, 404)
+    b.stop()
