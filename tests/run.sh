@@ -201,12 +201,12 @@ print(passed, failed, skipped)
 EOF
 }
 
-# integration LABEL [pytest args...]  (environment chooses build/wrapper)
-integration() {
-	local label=$1 t=$SECONDS counts rc=0
-	shift
+# pytest_stage LABEL DIR [pytest args...]: one pytest run, counted.
+pytest_stage() {
+	local label=$1 dir=$2 t=$SECONDS counts rc=0
+	shift 2
 	banner "$label"
-	(cd tests/integration && "$PY" -m pytest -q --basetemp "$WORK/$label" \
+	(cd "$dir" && "$PY" -m pytest -q --basetemp "$WORK/$label" \
 		--junitxml "$WORK/$label.xml" "$@") || rc=$?
 	if [ ! -s "$WORK/$label.xml" ]; then
 		record "$label" 0 1 $((SECONDS - t)) "pytest exit $rc, no report"
@@ -222,6 +222,13 @@ integration() {
 		return
 	fi
 	record "$label" "$1" "$2" $((SECONDS - t)) "$3 skipped"
+}
+
+# integration LABEL [pytest args...]  (environment chooses build/wrapper)
+integration() {
+	local label=$1
+	shift
+	pytest_stage "$label" tests/integration "$@"
 }
 
 # One fuzz target after another (tests/fuzz/run.sh builds build-fuzz with
@@ -247,6 +254,9 @@ fuzz_stage() {
 rc=0; build build || rc=$?
 if [ $rc -eq 0 ]; then unit build "unit"; else record "unit" 0 1 0 "not built"; fi
 schema_selftest
+# The independent implementations the C is checked against (RFC 6962, C2SP
+# notes and tiles, the ledger's vectors), against published vectors and the docs.
+pytest_stage "tlog selftest" tests/tlog
 if [ $rc -ne 1 ]; then
 	IG_BUILD="$ROOT/build" integration "integration"
 else
