@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "ig_ledger.h"
+#include "ig_record.h"
 #include "bench.h"
 #include "bench_proc.h"
 
@@ -64,13 +65,19 @@ static size_t make_body(uint8_t *out, size_t cap, unsigned thread, uint64_t n)
 	return (size_t)blen;
 }
 
-static void fresh_ledger(const char *dir)
+static void fresh_ledger_format(const char *dir, unsigned format)
 {
 	ig_error err = {0};
 	uint8_t pk[IG_PK_BYTES];
 	bench_remove_tree(dir);
-	if (ig_ledger_init(dir, "bench", pk, &err) != IG_OK)
+	if (ig_ledger_init_format(dir, "bench", format, pk, &err) != IG_OK)
 		die("init", &err);
+}
+
+/* A ledger of the default format (2: SHA-256 tree, tiles kept in tlog/). */
+static void fresh_ledger(const char *dir)
+{
+	fresh_ledger_format(dir, IG_FORMAT_VERSION);
 }
 
 static ig_ledger *open_writer(const char *dir, uint32_t max_batch)
@@ -202,21 +209,36 @@ static double run_async(ig_ledger *l, double seconds, uint64_t limit, uint64_t *
 	return (double)a.done / secs;
 }
 
-static void bench_async(const char *dir, double seconds)
+static double async_format_run(const char *dir, unsigned format, double seconds, ig_ledger_stats *st,
+                               double *cpu_us)
 {
-	fresh_ledger(dir);
+	fresh_ledger_format(dir, format);
 	ig_ledger *l = open_writer(dir, 0);
 	uint64_t done;
-	double cpu_us;
-	double rate = run_async(l, seconds, UINT64_MAX, &done, &cpu_us);
+	double rate = run_async(l, seconds, UINT64_MAX, &done, cpu_us);
+	ig_ledger_get_stats(l, st);
+	ig_ledger_close(l);
+	return rate;
+}
+
+/* Format 2 (the default: SHA-256 leaves and the C2SP tiles written after
+ * every batch) against format 1 (BLAKE2b tree, no tiles) in the same run:
+ * what the tiles and the tree cost the append path. */
+static void bench_async(const char *dir, double seconds)
+{
 	ig_ledger_stats st;
-	ig_ledger_get_stats(l, &st);
+	double cpu_us;
+	double rate = async_format_run(dir, IG_FORMAT_V2, seconds, &st, &cpu_us);
 	printf("durable appends: %.0f records/s (async submit+poll, %d in flight, %.1f records/fsync avg, "
-	       "commit latency avg %" PRIu64 " us, %.1f us CPU/record)\n",
+	       "commit latency avg %" PRIu64 " us, %.1f us CPU/record; format 2 with tiles)\n",
 	       rate, ASYNC_IN_FLIGHT, st.batches ? (double)st.records_committed / (double)st.batches : 0.0,
 	       st.avg_commit_us, cpu_us);
 	fflush(stdout);
-	ig_ledger_close(l);
+	double rate1 = async_format_run(dir, IG_FORMAT_V1, seconds, &st, &cpu_us);
+	printf("format 1 (no tiles) in the same run: %.0f records/s, commit latency avg %" PRIu64 " us, %.1f us "
+	       "CPU/record; ratio format 2 with tiles / format 1 = %.2f\n",
+	       rate1, st.avg_commit_us, cpu_us, rate1 > 0 ? rate / rate1 : 0.0);
+	fflush(stdout);
 }
 
 /* ---- a large ledger: build, verify, replay ---- */
