@@ -9,6 +9,7 @@
  * cosign a fork without noticing.
  */
 #include "ig_witness.h"
+#include "ig_text.h"
 
 #include "ig_checkpoint.h"
 #include "ig_merkle.h"
@@ -157,36 +158,11 @@ int ig_witness_add_checkpoint(ig_witness_answer *ans, const ig_witness_state *st
 
 /* ---- request and answer texts --------------------------------------------- */
 
-/* ASCII decimal, no leading zeros ("0" for zero), at most 2^64-1. */
-static bool parse_u64(const char *s, size_t len, uint64_t *out)
-{
-	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-		return false;
-	uint64_t v = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
 /* One 32-byte hash in canonical padded base64 (44 characters). */
 static bool parse_hash_b64(const char *s, size_t len, uint8_t out[IG_HASH_BYTES])
 {
-	if (len != HASH_B64_LEN)
-		return false;
 	size_t n = 0;
-	if (sodium_base642bin(out, IG_HASH_BYTES, s, len, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    n != IG_HASH_BYTES)
-		return false;
-	char again[HASH_B64_LEN + 1];
-	sodium_bin2base64(again, sizeof again, out, IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL);
-	return memcmp(again, s, HASH_B64_LEN) == 0;
+	return len == HASH_B64_LEN && ig_text_b64(out, IG_HASH_BYTES, &n, s, len) && n == IG_HASH_BYTES;
 }
 
 int ig_witness_request_encode(char *out, size_t cap, const ig_witness_request *req)
@@ -226,7 +202,7 @@ int ig_witness_request_parse(ig_witness_request *req, const char *text, size_t l
 	const char *p = text, *end = text + len;
 	const char *nl = memchr(p, '\n', len);
 	uint64_t old;
-	if (!nl || nl - p < 5 || memcmp(p, "old ", 4) != 0 || !parse_u64(p + 4, (size_t)(nl - p - 4), &old))
+	if (!nl || nl - p < 5 || memcmp(p, "old ", 4) != 0 || !ig_text_u64(p + 4, (size_t)(nl - p - 4), &old))
 		return ig_error_set(err, IG_ERR_INVAL,
 		                    "witness request must start with 'old <size>' (decimal, no leading zeros) and a newline");
 	p = nl + 1;
@@ -304,7 +280,7 @@ int ig_witness_answer_parse(ig_witness_answer *ans, int status, const char *body
 		                    status);
 	ans->outcome = (ig_witness_outcome)status;
 	if (status == IG_WITNESS_CONFLICT) {
-		if (len < 2 || body[len - 1] != '\n' || !parse_u64(body, len - 1, &ans->known_size))
+		if (len < 2 || body[len - 1] != '\n' || !ig_text_u64(body, len - 1, &ans->known_size))
 			return ig_error_set(err, IG_ERR_INVAL,
 			                    "witness conflict answer must be its cosigned size in decimal and a newline");
 		return IG_OK;
@@ -412,7 +388,7 @@ int ig_witness_state_parse(ig_witness_state *st, const char *text, size_t len, i
 	if (!field(&p, end, "origin", &v, &vlen) || !ig_cosig_name_valid(v, vlen))
 		return ig_error_set(err, IG_ERR_CORRUPT, "witness state line 2 is not 'origin <log origin>'" STATE_DAMAGED);
 	memcpy(s.origin, v, vlen);
-	if (!field(&p, end, "size", &v, &vlen) || !parse_u64(v, vlen, &s.size))
+	if (!field(&p, end, "size", &v, &vlen) || !ig_text_u64(v, vlen, &s.size))
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "witness state line 3 is not 'size <decimal, no leading zeros>'" STATE_DAMAGED);
 	if (!field(&p, end, "root", &v, &vlen) || !parse_hash_b64(v, vlen, s.root))

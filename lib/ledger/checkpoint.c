@@ -11,6 +11,7 @@
  * checked in cosig.c.
  */
 #include "ig_checkpoint.h"
+#include "ig_text.h"
 
 #include "ig_cosig.h"
 
@@ -130,57 +131,6 @@ int ig_checkpoint_sign(char *out, size_t cap, const ig_checkpoint *cp, const uin
 
 /* ---- strict parsing ------------------------------------------------------ */
 
-typedef struct line_reader {
-	const char *p, *end;
-	int lineno;
-} line_reader;
-
-/* Returns the next '\n'-terminated line (without the '\n'), or false if the
- * text ends without one. */
-static bool next_line(line_reader *lr, const char **line, size_t *len)
-{
-	const char *nl = memchr(lr->p, '\n', (size_t)(lr->end - lr->p));
-	if (!nl)
-		return false;
-	*line = lr->p;
-	*len = (size_t)(nl - lr->p);
-	lr->p = nl + 1;
-	lr->lineno++;
-	return true;
-}
-
-/* Strict standard base64 with padding: decodes exactly, and only the
- * canonical spelling is accepted (re-encoding must reproduce the input). */
-static bool b64_decode_exact(uint8_t *out, size_t cap, size_t *outlen, const char *b64, size_t b64len)
-{
-	if (b64len == 0 || b64len % 4 != 0)
-		return false;
-	if (sodium_base642bin(out, cap, b64, b64len, NULL, outlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		return false;
-	char again[4 * ((MAX_FOREIGN_SIG_BYTES + 2) / 3) + 1];
-	if (*outlen > MAX_FOREIGN_SIG_BYTES)
-		return false;
-	sodium_bin2base64(again, sizeof again, out, *outlen, sodium_base64_VARIANT_ORIGINAL);
-	return strlen(again) == b64len && memcmp(again, b64, b64len) == 0;
-}
-
-static bool parse_size(const char *s, size_t len, uint64_t *out)
-{
-	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-		return false;
-	uint64_t v = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
-}
-
 int ig_checkpoint_verify(const char *text, size_t len, const char *expected_origin,
                          const uint8_t pk[IG_PK_BYTES], ig_checkpoint *cp, ig_error *err)
 {
@@ -196,12 +146,13 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 
 	ig_checkpoint parsed;
 	memset(&parsed, 0, sizeof parsed);
-	line_reader lr = {text, text + len, 0};
+	ig_text_reader lr;
+	ig_text_reader_init(&lr, text, len);
 	const char *line;
 	size_t n;
 
 	/* Line 1: origin, which is also the signing key's name. */
-	if (!next_line(&lr, &line, &n))
+	if (!ig_text_line(&lr, &line, &n))
 		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line 1 (origin) is missing or unterminated");
 	if (!key_name_valid(line, n) || n >= sizeof parsed.origin)
 		return ig_error_set(err, IG_ERR_CORRUPT,
@@ -220,18 +171,18 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 	const char *body_start = text;
 
 	/* Line 2: tree size. */
-	if (!next_line(&lr, &line, &n))
+	if (!ig_text_line(&lr, &line, &n))
 		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line 2 (size) is missing or unterminated");
-	if (!parse_size(line, n, &parsed.size))
+	if (!ig_text_u64(line, n, &parsed.size))
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "checkpoint line 2 (size) is not a decimal number without leading zeros");
 
 	/* Line 3: root hash. */
-	if (!next_line(&lr, &line, &n))
+	if (!ig_text_line(&lr, &line, &n))
 		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line 3 (root) is missing or unterminated");
 	uint8_t root[MAX_FOREIGN_SIG_BYTES];
 	size_t root_len = 0;
-	if (n != ROOT_B64_LEN || !b64_decode_exact(root, sizeof root, &root_len, line, n) ||
+	if (n != ROOT_B64_LEN || !ig_text_b64(root, sizeof root, &root_len, line, n) ||
 	    root_len != IG_HASH_BYTES)
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "checkpoint line 3 (root) is not canonical base64 of a 32-byte hash");
@@ -240,7 +191,7 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 
 	/* Line 4: the blank line that ends the body. We write no extension
 	 * lines, so any other text here is not ours. */
-	if (!next_line(&lr, &line, &n))
+	if (!ig_text_line(&lr, &line, &n))
 		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line 4 (blank separator) is missing");
 	if (n != 0)
 		return ig_error_set(err, IG_ERR_CORRUPT,
@@ -252,7 +203,7 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 	key_id(want_id, parsed.origin, origin_len, pk);
 	int sig_lines = 0, ours = 0;
 	while (lr.p < lr.end) {
-		if (!next_line(&lr, &line, &n))
+		if (!ig_text_line(&lr, &line, &n))
 			return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line %d (signature) is not terminated by a newline",
 			                    lr.lineno + 1);
 		if (++sig_lines > MAX_SIG_LINES)
@@ -274,7 +225,7 @@ int ig_checkpoint_verify(const char *text, size_t len, const char *expected_orig
 		size_t b64_len = (size_t)(line_end - b64);
 		uint8_t blob[MAX_FOREIGN_SIG_BYTES];
 		size_t blob_len = 0;
-		if (!b64_decode_exact(blob, sizeof blob, &blob_len, b64, b64_len) || blob_len <= KEY_ID_BYTES)
+		if (!ig_text_b64(blob, sizeof blob, &blob_len, b64, b64_len) || blob_len <= KEY_ID_BYTES)
 			return ig_error_set(err, IG_ERR_CORRUPT,
 			                    "checkpoint line %d: signature is not canonical base64 of key id + signature",
 			                    lr.lineno);
@@ -314,15 +265,16 @@ int ig_checkpoint_split(const char *text, size_t len, size_t *body_len, size_t *
 		                    MAX_NOTE_BYTES);
 	if (memchr(text, '\0', len))
 		return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint contains a NUL byte");
-	line_reader lr = {text, text + len, 0};
+	ig_text_reader lr;
+	ig_text_reader_init(&lr, text, len);
 	const char *line;
 	size_t n;
 	for (int i = 1; i <= 3; i++)
-		if (!next_line(&lr, &line, &n) || n == 0)
+		if (!ig_text_line(&lr, &line, &n) || n == 0)
 			return ig_error_set(err, IG_ERR_CORRUPT, "checkpoint line %d (%s) is missing, empty or unterminated", i,
 			                    i == 1 ? "origin" : i == 2 ? "size" : "root");
 	size_t body = (size_t)(lr.p - text);
-	if (!next_line(&lr, &line, &n) || n != 0)
+	if (!ig_text_line(&lr, &line, &n) || n != 0)
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "checkpoint line 4 must be the empty line that ends the body (extension lines are "
 		                    "not accepted)");

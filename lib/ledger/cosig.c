@@ -9,6 +9,7 @@
  * about which key signed what. See ig_cosig.h for the formats.
  */
 #include "ig_cosig.h"
+#include "ig_text.h"
 
 #include "ig_checkpoint.h"
 
@@ -97,21 +98,6 @@ int ig_cosig_vkey_encode(char *out, size_t cap, const ig_cosig_vkey *key)
 	return n;
 }
 
-/* Canonical standard base64 with padding only: re-encoding must give the
- * same text, so one blob has one spelling. */
-static bool b64_exact(uint8_t *out, size_t cap, size_t *outlen, const char *b64, size_t b64len)
-{
-	if (b64len == 0 || b64len % 4 != 0 || b64len > 4 * ((MAX_BLOB + 2) / 3))
-		return false;
-	if (sodium_base642bin(out, cap, b64, b64len, NULL, outlen, NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
-		return false;
-	char again[4 * ((MAX_BLOB + 2) / 3) + 1];
-	if (*outlen > MAX_BLOB)
-		return false;
-	sodium_bin2base64(again, sizeof again, out, *outlen, sodium_base64_VARIANT_ORIGINAL);
-	return strlen(again) == b64len && memcmp(again, b64, b64len) == 0;
-}
-
 int ig_cosig_vkey_parse(ig_cosig_vkey *key, const char *text, size_t len, ig_error *err)
 {
 	if (!key || !text)
@@ -141,7 +127,7 @@ int ig_cosig_vkey_parse(ig_cosig_vkey *key, const char *text, size_t len, ig_err
 	size_t b64_len = (size_t)(end - b64);
 	uint8_t raw[MAX_BLOB];
 	size_t raw_len = 0;
-	if (b64_len != VKEY_B64_LEN || !b64_exact(raw, sizeof raw, &raw_len, b64, b64_len) ||
+	if (b64_len != VKEY_B64_LEN || !ig_text_b64(raw, sizeof raw, &raw_len, b64, b64_len) ||
 	    raw_len != 1 + IG_PK_BYTES)
 		return ig_error_set(err, IG_ERR_INVAL,
 		                    "vkey key part must be canonical base64 of a type byte and a 32-byte Ed25519 key");
@@ -189,7 +175,7 @@ int ig_cosig_line_split(const char **name, size_t *name_len, uint8_t *blob, size
 		                    "spaces, '+' or control characters");
 	uint8_t tmp[MAX_BLOB];
 	size_t n = 0;
-	if (!b64_exact(tmp, sizeof tmp, &n, sp + 1, (size_t)(end - sp - 1)) || n <= IG_COSIG_KEY_ID_BYTES)
+	if (!ig_text_b64(tmp, sizeof tmp, &n, sp + 1, (size_t)(end - sp - 1)) || n <= IG_COSIG_KEY_ID_BYTES)
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "signature line's signature is not canonical base64 of a key id and a signature");
 	if (n > blob_cap)

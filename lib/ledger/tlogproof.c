@@ -8,6 +8,7 @@
  * bounded by the output it has room for.
  */
 #include "ig_tlogproof.h"
+#include "ig_text.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -24,47 +25,6 @@ static size_t b64_decoded_len(const char *b64, size_t b64len)
 		return SIZE_MAX;
 	size_t pad = (b64[b64len - 1] == '=') + (b64len >= 2 && b64[b64len - 2] == '=');
 	return b64len / 4 * 3 - pad;
-}
-
-/* Decodes exactly outlen bytes from padded standard base64 and checks the
- * text is the one canonical encoding of them (re-encoded chunk by chunk, so
- * no buffer as large as the input is needed). */
-static bool b64_decode_canonical(uint8_t *out, size_t outlen, const char *b64, size_t b64len)
-{
-	size_t got = 0;
-	if (sodium_base642bin(out, outlen, b64, b64len, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
-	    got != outlen)
-		return false;
-	enum { CHUNK = 3 * 128 };
-	char again[4 * (CHUNK / 3) + 1];
-	size_t in = 0, pos = 0;
-	while (in < outlen) {
-		size_t take = outlen - in < CHUNK ? outlen - in : CHUNK;
-		sodium_bin2base64(again, sizeof again, out + in, take, sodium_base64_VARIANT_ORIGINAL);
-		size_t alen = strlen(again);
-		if (pos + alen > b64len || memcmp(again, b64 + pos, alen) != 0)
-			return false;
-		in += take;
-		pos += alen;
-	}
-	return pos == b64len;
-}
-
-static bool parse_u64(const char *s, size_t len, uint64_t *out)
-{
-	if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-		return false;
-	uint64_t v = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return false;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return true;
 }
 
 /* A checkpoint we can place after the blank line: non-empty, a non-empty
@@ -125,29 +85,17 @@ int ig_tlogproof_format(char *out, size_t cap, const uint8_t *extra, size_t extr
 
 /* ---- strict parsing ------------------------------------------------------ */
 
-typedef struct reader {
-	const char *p, *end;
-	int lineno;
-} reader;
-
-/* The next '\n'-terminated line without its '\n'; false at the end of the
- * text or if the rest has no '\n'. */
-static bool next_line(reader *r, const char **line, size_t *len)
-{
-	const char *nl = memchr(r->p, '\n', (size_t)(r->end - r->p));
-	if (!nl)
-		return false;
-	*line = r->p;
-	*len = (size_t)(nl - r->p);
-	r->p = nl + 1;
-	r->lineno++;
-	return true;
-}
-
 static bool starts_with(const char *line, size_t len, const char *prefix)
 {
 	size_t n = strlen(prefix);
 	return len >= n && memcmp(line, prefix, n) == 0;
+}
+
+/* Exactly want bytes, in the one canonical base64 spelling of them. */
+static bool b64_exactly(uint8_t *out, size_t want, const char *b64, size_t len)
+{
+	size_t got = 0;
+	return ig_text_b64(out, want, &got, b64, len) && got == want;
 }
 
 int ig_tlogproof_parse(ig_tlogproof *p, uint8_t *extra, size_t extra_cap, const char *text, size_t len,
@@ -164,15 +112,16 @@ int ig_tlogproof_parse(ig_tlogproof *p, uint8_t *extra, size_t extra_cap, const 
 	if (memchr(text, '\0', len))
 		return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof contains a NUL byte (not a proof text)");
 
-	reader r = {text, text + len, 0};
+	ig_text_reader r;
+	ig_text_reader_init(&r, text, len);
 	const char *line;
 	size_t n;
-	if (!next_line(&r, &line, &n) || n != strlen(IG_TLOGPROOF_HEADER) ||
+	if (!ig_text_line(&r, &line, &n) || n != strlen(IG_TLOGPROOF_HEADER) ||
 	    memcmp(line, IG_TLOGPROOF_HEADER, n) != 0)
 		return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line 1 must be '" IG_TLOGPROOF_HEADER
 		                    "' (not a tlog proof, or another version)");
 
-	if (!next_line(&r, &line, &n))
+	if (!ig_text_line(&r, &line, &n))
 		return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line 2 ('extra' or 'index') is missing or "
 		                    "unterminated");
 	if (starts_with(line, n, "extra ")) {
@@ -186,22 +135,22 @@ int ig_tlogproof_parse(ig_tlogproof *p, uint8_t *extra, size_t extra_cap, const 
 			return ig_error_set(err, IG_ERR_RANGE, "tlog-proof line %d (extra) holds %zu bytes, more than "
 			                    "the %zu expected here", r.lineno, want,
 			                    extra_cap < IG_TLOGPROOF_EXTRA_MAX ? extra_cap : (size_t)IG_TLOGPROOF_EXTRA_MAX);
-		if (!b64_decode_canonical(extra, want, b64, b64len))
+		if (!b64_exactly(extra, want, b64, b64len))
 			return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line %d (extra) is not canonical standard "
 			                    "base64", r.lineno);
 		p->has_extra = true;
 		p->extra_len = want;
-		if (!next_line(&r, &line, &n))
+		if (!ig_text_line(&r, &line, &n))
 			return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line %d (index) is missing or unterminated",
 			                    r.lineno + 1);
 	}
 
-	if (!starts_with(line, n, "index ") || !parse_u64(line + 6, n - 6, &p->index))
+	if (!starts_with(line, n, "index ") || !ig_text_u64(line + 6, n - 6, &p->index))
 		return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line %d must be 'index N' with N a decimal "
 		                    "number without leading zeros", r.lineno);
 
 	for (;;) {
-		if (!next_line(&r, &line, &n))
+		if (!ig_text_line(&r, &line, &n))
 			return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof ends at line %d without the empty line "
 			                    "that comes before the checkpoint", r.lineno + 1);
 		if (n == 0)
@@ -209,7 +158,7 @@ int ig_tlogproof_parse(ig_tlogproof *p, uint8_t *extra, size_t extra_cap, const 
 		if (p->n == IG_TLOGPROOF_MAX_HASHES)
 			return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line %d: more than %d proof hashes (no "
 			                    "tree of up to 2^63 entries needs that many)", r.lineno, IG_TLOGPROOF_MAX_HASHES);
-		if (n != HASH_B64_LEN || !b64_decode_canonical(p->path[p->n], IG_HASH_BYTES, line, n))
+		if (n != HASH_B64_LEN || !b64_exactly(p->path[p->n], IG_HASH_BYTES, line, n))
 			return ig_error_set(err, IG_ERR_CORRUPT, "tlog-proof line %d is not canonical base64 of a "
 			                    "32-byte hash", r.lineno);
 		p->n++;
