@@ -75,6 +75,7 @@ void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 
 static const uint32_t default_ttl[IG_ROLE_COUNT] = {
 	[IG_ROLE_DEVICE] = 600, [IG_ROLE_ANALYST] = 3600, [IG_ROLE_MONITOR] = 86400, [IG_ROLE_ADMIN] = 300,
+	[IG_ROLE_WITNESS] = 3600,
 };
 
 static int parse_u32(const char *name, const char *value, uint32_t min, uint32_t max, uint32_t *out)
@@ -106,6 +107,8 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 	cfg->key_requests_per_minute = 600;
 	cfg->coin_ttl_s = 86400;
 	cfg->attest_max_per_hour = 12;
+	cfg->proof_requests_per_minute = 120;
+	cfg->proof_queue = 256;
 
 	for (int i = 0; i < count; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
@@ -123,7 +126,7 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 		} else if (!strncmp(k, "ttl_", 4)) {
 			ig_role role = ig_role_parse(k + 4);
 			if (role == IG_ROLE_NONE) {
-				ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s: roles are device, analyst, monitor, admin", k);
+				ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s: roles are device, analyst, monitor, admin, witness", k);
 				return -1;
 			}
 			rc = parse_u32(k, v, 1, 7 * 86400, &cfg->max_ttl_s[role]);
@@ -149,12 +152,16 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 1, 10000000, &cfg->key_requests_per_minute);
 		} else if (!strcmp(k, "attest_max_per_hour")) {
 			rc = parse_u32(k, v, 1, 3600, &cfg->attest_max_per_hour);
+		} else if (!strcmp(k, "proof_requests_per_minute")) {
+			rc = parse_u32(k, v, 1, 1000000, &cfg->proof_requests_per_minute);
+		} else if (!strcmp(k, "proof_queue")) {
+			rc = parse_u32(k, v, 1, 100000, &cfg->proof_queue);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
 			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
 			              "stats_interval, auth_fail_limit, auth_ban_seconds, auth_id_budget, replay_cache_max, "
 			              "entropy_min_interval_ms, session_key_ttl, key_requests_per_minute, coin_ttl, "
-			              "attest_max_per_hour", k);
+			              "attest_max_per_hour, proof_requests_per_minute, proof_queue", k);
 			return -1;
 		}
 		if (rc)
@@ -192,28 +199,41 @@ static void apply_ttls(ig_plugin *pl)
 
 /* ---- head and stats ----------------------------------------------------- */
 
+void ig_plugin_publish_head(ig_plugin *pl, const char *text, const ig_checkpoint *cp, const char *const *witnesses,
+                            size_t n)
+{
+	char root_b64[sodium_base64_ENCODED_LEN(IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(root_b64, sizeof root_b64, cp->root, IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL);
+	char pk_hex[2 * IG_PK_BYTES + 1];
+	ig_hex_encode(pk_hex, pl->ch_pk, IG_PK_BYTES);
+
+	cJSON *o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "origin", cp->origin);
+	cJSON_AddNumberToObject(o, "size", (double)cp->size);
+	cJSON_AddStringToObject(o, "root", root_b64);
+	cJSON_AddStringToObject(o, "ch_pubkey", pk_hex);
+	cJSON_AddStringToObject(o, "checkpoint", text);
+	if (n) {
+		cJSON_AddBoolToObject(o, "cosigned", true);
+		cJSON *ws = cJSON_AddArrayToObject(o, "witnesses");
+		for (size_t i = 0; ws && i < n; i++)
+			cJSON_AddItemToArray(ws, cJSON_CreateString(witnesses[i]));
+	}
+	char *json = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	ig_plugin_publish(pl->topic_head, json, true);
+	free(json);
+}
+
 static void publish_head(ig_plugin *pl)
 {
 	char text[IG_CHECKPOINT_MAX];
 	ig_checkpoint cp;
 	if (ig_ledger_checkpoint(pl->ledger, text, sizeof text, &cp) < 0)
 		return;
-	char root_b64[sodium_base64_ENCODED_LEN(IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL)];
-	sodium_bin2base64(root_b64, sizeof root_b64, cp.root, IG_HASH_BYTES, sodium_base64_VARIANT_ORIGINAL);
-	char pk_hex[2 * IG_PK_BYTES + 1];
-	ig_hex_encode(pk_hex, pl->ch_pk, IG_PK_BYTES);
-
-	cJSON *o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "origin", cp.origin);
-	cJSON_AddNumberToObject(o, "size", (double)cp.size);
-	cJSON_AddStringToObject(o, "root", root_b64);
-	cJSON_AddStringToObject(o, "ch_pubkey", pk_hex);
-	cJSON_AddStringToObject(o, "checkpoint", text);
-	char *json = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	ig_plugin_publish(pl->topic_head, json, true);
-	free(json);
+	ig_plugin_publish_head(pl, text, &cp, NULL, 0);
 	pl->head_published = true;
+	pl->head_seq++;
 }
 
 static void publish_stats(ig_plugin *pl, uint64_t now_ms)
@@ -311,9 +331,10 @@ static int on_reload(int event, void *event_data, void *userdata)
 	pl->cfg = cfg;
 	pl->next_stats_ms = 0;
 	apply_ttls(pl);
-	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s; token TTLs: device %us, analyst %us, monitor %us, admin %us",
+	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s; token TTLs: device %us, analyst %us, monitor %us, admin %us, witness %us",
 	              cfg.policy_path[0] ? cfg.policy_path : "(built-in)", pl->max_ttl_s[IG_ROLE_DEVICE],
-	              pl->max_ttl_s[IG_ROLE_ANALYST], pl->max_ttl_s[IG_ROLE_MONITOR], pl->max_ttl_s[IG_ROLE_ADMIN]);
+	              pl->max_ttl_s[IG_ROLE_ANALYST], pl->max_ttl_s[IG_ROLE_MONITOR], pl->max_ttl_s[IG_ROLE_ADMIN],
+	              pl->max_ttl_s[IG_ROLE_WITNESS]);
 	/* Other plugins get their reload too. */
 	return MOSQ_ERR_PLUGIN_DEFER;
 }

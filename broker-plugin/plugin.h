@@ -53,6 +53,8 @@ typedef struct ig_plugin_config {
 	uint32_t key_requests_per_minute;
 	uint32_t coin_ttl_s;
 	uint32_t attest_max_per_hour;    /* attest records per device per hour */
+	uint32_t proof_requests_per_minute;  /* log_inclusion + log_consistency per identity per minute */
+	uint32_t proof_queue;            /* proofs queued or being made at once; more are refused "busy" */
 } ig_plugin_config;
 
 typedef struct ig_plugin {
@@ -92,6 +94,7 @@ typedef struct ig_plugin {
 	uint64_t start_ms;
 	uint64_t next_stats_ms;
 	bool head_published;
+	uint64_t head_seq;                /* +1 per signed checkpoint published as the head (the witness service follows it) */
 
 	/* Counters for stats. */
 	uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
@@ -104,6 +107,12 @@ void ig_plugin_send_to(const char *client_id, const char *topic, const char *jso
 /* Publishes to every subscriber allowed to read topic. */
 void ig_plugin_publish(const char *topic, const char *json, bool retain);
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec);
+/* Publishes the retained head iotguard/<cluster>/ledger/head for the signed
+ * checkpoint text (cp parsed from it); with witnesses (n > 0) it is marked
+ * "cosigned" and names them (schema/ledger-head.schema.json). */
+struct ig_checkpoint;
+void ig_plugin_publish_head(ig_plugin *pl, const char *text, const struct ig_checkpoint *cp,
+                            const char *const *witnesses, size_t n);
 
 /* plugin_tls_warn.c: at init, warns about plaintext listeners and a
  * missing message_size_limit in the broker's configuration. */

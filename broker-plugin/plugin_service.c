@@ -50,6 +50,8 @@ static const ig_service *const services[] = {
 	&ig_service_keys,
 	&ig_service_bank,
 	&ig_service_join,
+	&ig_service_proof,
+	&ig_service_witness,
 };
 #define N_SERVICES (sizeof services / sizeof services[0])
 

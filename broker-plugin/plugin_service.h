@@ -61,6 +61,8 @@ extern const ig_service ig_service_attest;    /* plugin_entropy.c */
 extern const ig_service ig_service_keys;      /* plugin_keys.c */
 extern const ig_service ig_service_bank;      /* plugin_bank.c; after entropy: coins come from the pool */
 extern const ig_service ig_service_join;      /* plugin_join.c */
+extern const ig_service ig_service_proof;     /* plugin_proof.c */
+extern const ig_service ig_service_witness;   /* plugin_witness.c */
 
 /* plugin_service.c */
 /* Starts every service in table order; on failure frees those started. */

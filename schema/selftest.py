@@ -104,9 +104,15 @@ two_sigs = CHECKPOINT + f"\u2014 witness.example {base64.b64encode(bytes(68)).de
 # 128-byte names: the signed-note spec asks verifiers to accept 16 signatures.
 cosigned16 = CHECKPOINT + "".join(
     f"\u2014 {('w%02d' % i) * 42}ww {base64.b64encode(bytes(76)).decode()}\n" for i in range(16))
-HEAD_OK = [head, with_(head, checkpoint=two_sigs), with_(head, size=1), with_(head, checkpoint=cosigned16)]
+HEAD_OK = [head, with_(head, checkpoint=two_sigs), with_(head, size=1), with_(head, checkpoint=cosigned16),
+           with_(head, checkpoint=two_sigs, cosigned=True, witnesses=["w1"])]
 HEAD_BAD = [
     (with_(head, size=0), "size 0: genesis always exists"),
+    (with_(head, cosigned=False, witnesses=["w1"]), "cosigned is only ever true"),
+    (with_(head, cosigned=True), "cosigned without its witnesses"),
+    (with_(head, witnesses=["w1"]), "witnesses without cosigned"),
+    (with_(head, cosigned=True, witnesses=["w/1"]), "a witness name outside the id alphabet"),
+    (with_(head, cosigned=True, witnesses=["w1", "w1"]), "a witness named twice"),
     (with_(head, origin="iotguard/"), "empty cluster in origin"),
     (with_(head, origin="other/c1"), "wrong origin prefix"),
     (with_(head, root=ROOT.rstrip("=")), "root without padding"),
@@ -244,7 +250,7 @@ EVENT_BAD = [
 # ---- stats ----------------------------------------------------------------------
 stats = {
     "ts": TS, "cluster": "c1", "uptime_s": 42,
-    "connected": {"device": 3, "analyst": 0, "monitor": 1, "admin": 1, "total": 5},
+    "connected": {"device": 3, "analyst": 0, "monitor": 1, "admin": 1, "witness": 0, "total": 5},
     "auth": {"accepted": 10, "refused_total": 3, "refused": {"bad_signature": 2, "expired": 1}},
     "acl": {"denied_publish": 1, "denied_subscribe": 0, "denied_read": 0},
     "identities": {"active": 5, "revoked": 1},
@@ -259,10 +265,19 @@ stats = {
              "refused": {"no_credit": 1, "unknown_coin": 0, "already_spent": 2, "expired": 0, "wrong_collector": 0,
                          "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0,
                          "outcome_unknown": 0}},
+    "proofs": {"served": 12, "refused": 3, "failed": 0, "queue": 1, "avg_latency_us": 180},
 }
 STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
             nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
+WITNESS_STATS = {"quorum": 2, "cosigned_size": 9, "quorum_latency_ms": 41, "requests": 12, "refusals": 0,
+                 "per_witness": {"w1": {"cosigned_size": 9, "refusals": 0, "conflicts": 1, "last_status": 200},
+                                 "w2": {"cosigned_size": 0, "refusals": 1, "conflicts": 0, "last_status": 422}}}
+STATS_OK.append(with_(stats, witnesses=WITNESS_STATS))
 STATS_BAD = [
+    (with_(stats, witnesses=dict(WITNESS_STATS, quorum=0)), "witness quorum 0"),
+    (with_(stats, witnesses=nested(WITNESS_STATS, ["per_witness", "w/1"], WITNESS_STATS["per_witness"]["w1"])),
+     "witness id outside the id alphabet"),
+    (with_(stats, witnesses=nested(WITNESS_STATS, ["per_witness", "w1", "last_status"], 700)), "status over 599"),
     (nested(stats, ["connected", "total"], None, delete=True), "connected without total"),
     (nested(stats, ["connected", "guest"], 1), "unknown role in connected"),
     (nested(stats, ["auth", "refused", "Bad-Signature"], 1), "reason name not snake_case"),
@@ -626,6 +641,69 @@ M2M_PT_BAD = [
     (with_(m2m_pt, n=0), "n 0"),
     (with_(m2m_pt, t=-1), "negative t"),
     (with_(m2m_pt, text="hi"), "unknown field"),
+]
+
+# ---- log proofs (docs/PROTOCOL.md "Log proofs") ----------------------------------------
+H32 = base64.b64encode(bytes(range(32))).decode()
+CP_TEXT = ("iotguard/demo\n12\n" + H32 + "\n\n\u2014 iotguard/demo " +
+           base64.b64encode(bytes(68)).decode() + "\n")
+incl_req = {"type": "log_inclusion", "index": 11, "nonce": "p-1"}
+cons_req = {"type": "log_consistency", "from": 8, "nonce": "p-2"}
+CH_OK += [incl_req, without(incl_req, "nonce"), with_(incl_req, index=0),
+          {"type": "log_inclusion", "of": "enrollment"}, cons_req, with_(cons_req, to=12), with_(cons_req, **{"from": 0})]
+CH_BAD += [
+    ({"type": "log_inclusion"}, "inclusion of nothing"),
+    (with_(incl_req, of="enrollment"), "both index and of"),
+    ({"type": "log_inclusion", "of": "revocation"}, "of something else than the enrolment"),
+    (with_(incl_req, index=-1), "negative index"),
+    (with_(incl_req, index=1.5), "fractional index"),
+    (with_(incl_req, index="11"), "string index"),
+    (without(cons_req, "from"), "consistency without from"),
+    (with_(cons_req, to=-3), "negative to"),
+    (with_(cons_req, nonce=""), "empty proof nonce"),
+]
+incl_msg = {"type": "log_inclusion_proof", "nonce": "p-1", "index": 11,
+            "entry": base64.b64encode(bytes(range(200))).decode(), "proof": [H32] * 4, "checkpoint": CP_TEXT}
+cons_msg = {"type": "log_consistency_proof", "nonce": "p-2", "from": 8, "to": 12, "proof": [H32] * 2,
+            "checkpoint": CP_TEXT}
+INBOX_OK += [incl_msg, without(incl_msg, "nonce"), with_(cons_msg, proof=[]), cons_msg,
+             with_(cons_msg, checkpoint=CP_TEXT + "\u2014 witness1 " + base64.b64encode(bytes(76)).decode() + "\n")]
+INBOX_OK += [{"type": "error", "error": c, "request": r, "nonce": "p-1", "message": "refused"}
+             for c, r in [("no_tiles", "log_inclusion"), ("beyond_checkpoint", "log_inclusion"),
+                          ("bad_range", "log_consistency"), ("busy", "log_consistency"),
+                          ("proof_unavailable", "log_inclusion"), ("rate_limited", "log_consistency")]]
+INBOX_BAD += [
+    (without(incl_msg, "entry"), "inclusion proof without the entry"),
+    (with_(incl_msg, proof=[H32[:-1]]), "path hash not 32 bytes of base64"),
+    (with_(incl_msg, proof=[H32] * 65), "path longer than any tree allows"),
+    (with_(incl_msg, checkpoint="iotguard/demo\n12\n"), "checkpoint without a root"),
+    (with_(incl_msg, entry="not base64!"), "entry not base64"),
+    (without(cons_msg, "to"), "consistency proof without to"),
+    (with_(cons_msg, root=H32), "consistency proof with an unsigned root"),
+]
+STATS_BAD += [(nested(stats, ["proofs", "queue"], -1), "negative proof queue"),
+              (without(stats, "proofs"), "stats without proofs")]
+
+# ---- witnesses (docs/PROTOCOL.md "Witnesses") ------------------------------------
+COSIG_LINE = "\u2014 w1 " + base64.b64encode(bytes(76)).decode() + "\n"
+wit_req = {"type": "witness_add_checkpoint", "request": "old 8\n" + (H32 + "\n") * 2 + "\n" + CP_TEXT}
+wit_ok = {"type": "witness_cosignature", "status": 200, "size": 12, "cosignature": COSIG_LINE}
+wit_409 = {"type": "witness_cosignature", "status": 409, "size": 12, "known_size": 8, "error": "old size 0 is not 8"}
+INBOX_OK += [wit_req, with_(wit_req, request="old 0\n\n" + CP_TEXT),
+             {"type": "error", "error": "not_allowed", "request": "witness_cosignature", "message": "not a witness"}]
+INBOX_BAD += [
+    (with_(wit_req, request=CP_TEXT), "witness request without the old line"),
+    (with_(wit_req, request="old 08\n\n" + CP_TEXT), "old size with a leading zero"),
+    (without(wit_req, "request"), "witness request without its text"),
+]
+CH_OK += [wit_ok, wit_409, {"type": "witness_cosignature", "status": 422, "size": 12, "error": "fork"},
+          {"type": "witness_cosignature", "status": 400, "error": "malformed"}]
+CH_BAD += [
+    (with_(wit_ok, status=201), "a status tlog-witness does not define"),
+    (with_(wit_ok, cosignature="\u2014 w/1 " + base64.b64encode(bytes(76)).decode() + "\n"), "witness name not an id"),
+    (with_(wit_ok, cosignature="\u2014 w1 " + base64.b64encode(bytes(72)).decode() + "\n"), "cosignature blob not 76 bytes"),
+    (with_(wit_409, known_size=-1), "negative known size"),
+    (without(wit_ok, "status"), "answer without status"),
 ]
 
 CASES = {

@@ -139,6 +139,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
 int cmd_proof(int argc, char **argv);
+int cmd_witness(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_pubkey(int argc, char **argv);
 int cmd_token(int argc, char **argv);

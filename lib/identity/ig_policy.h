@@ -20,6 +20,7 @@
 #define IG_POLICY_H
 
 #include "ig_common.h"
+#include "ig_cosig.h"
 
 typedef struct ig_policy ig_policy;
 
@@ -71,5 +72,18 @@ bool ig_policy_allows(const ig_policy *p, ig_role role, ig_access access,
 bool ig_policy_pair_allowed(const ig_policy *p, ig_role a, ig_role b);
 /* 1 = listed, 0 = not listed (or bad arguments), 2 = no list for the role. */
 int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_t m[32]);
+
+/* ---- witnesses (issue 12, docs/PROTOCOL.md "Witnesses") ----
+ *
+ *   "witnesses": {"keys": ["<vkey>", ...], "quorum": K}
+ *
+ * Each key is a cosignature/v1 vkey (type 0x04) whose name is the witness's
+ * enrolled identity id; 1 <= K <= number of keys <= IG_POLICY_WITNESSES_MAX.
+ * The cluster head publishes a head as cosigned once K of them cosigned it.
+ */
+#define IG_POLICY_WITNESSES_MAX 32
+/* Number of witness keys (0: the policy names none); *keys and *quorum (if
+ * not NULL) get the parsed keys and the quorum, valid while p lives. */
+size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_t *quorum);
 
 #endif

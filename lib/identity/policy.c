@@ -9,9 +9,11 @@
  *
  * The same file carries the key service's two role rules ("m2m": who may
  * share a session key with whom; "attestation": which agent measurements a
- * role may run), compiled to a bit mask and byte arrays at load time.
+ * role may run), compiled to a bit mask and byte arrays at load time;
+ * and the witnesses whose cosignatures the cluster head collects.
  */
 #include "ig_policy.h"
+#include "ig_cosig.h"
 #include "ig_json.h"
 #include "ig_topic.h"
 
@@ -56,6 +58,9 @@ struct ig_policy {
 	uint32_t max_token_ttl[IG_ROLE_COUNT];      /* 0: not set, the plugin option applies */
 	bool single_use[IG_ROLE_COUNT];             /* a token connects once (docs/PROTOCOL.md) */
 	uint64_t generation;                        /* unique per loaded policy (ig_policy_generation) */
+	ig_cosig_vkey *witness_keys;                /* "witnesses".keys, parsed; NULL when none */
+	size_t witness_count;
+	size_t witness_quorum;
 };
 
 /* ---- the access decision (hot path) -------------------------------------- */
@@ -149,6 +154,15 @@ int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_
 	return 0;
 }
 
+size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_t *quorum)
+{
+	if (keys)
+		*keys = p ? p->witness_keys : NULL;
+	if (quorum)
+		*quorum = p ? p->witness_quorum : 0;
+	return p ? p->witness_count : 0;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 static void pattern_list_free(pattern_list *pl)
@@ -171,6 +185,7 @@ void ig_policy_free(ig_policy *p)
 			pattern_list_free(&p->lists[r][l]);
 		free(p->attestation[r].items);
 	}
+	free(p->witness_keys);
 	free(p);
 }
 
@@ -327,7 +342,7 @@ static int parse_m2m(const cJSON *obj, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "m2m: unknown role \"%.64s\"; roles are device, analyst, "
-			                    "monitor and admin", item->string);
+			                    "monitor, admin and witness", item->string);
 		if (!cJSON_IsArray(item))
 			return ig_error_set(err, IG_ERR_INVAL, "m2m.%s: must be an array of role names", ig_role_name(role));
 		int i = 0;
@@ -338,7 +353,7 @@ static int parse_m2m(const cJSON *obj, ig_policy *p, ig_error *err)
 			ig_role peer = ig_role_parse(e->valuestring);
 			if (peer == IG_ROLE_NONE)
 				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: unknown role \"%.64s\"; roles are device, "
-				                    "analyst, monitor and admin", ig_role_name(role), i, e->valuestring);
+				                    "analyst, monitor, admin and witness", ig_role_name(role), i, e->valuestring);
 			if (p->m2m[role] & (1u << peer))
 				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: \"%s\" is listed twice; keep one",
 				                    ig_role_name(role), i, ig_role_name(peer));
@@ -362,7 +377,7 @@ static int parse_attestation(const cJSON *obj, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "attestation: unknown role \"%.64s\"; roles are device, "
-			                    "analyst, monitor and admin", item->string);
+			                    "analyst, monitor, admin and witness", item->string);
 		if (!cJSON_IsArray(item))
 			return ig_error_set(err, IG_ERR_INVAL, "attestation.%s: must be an array of measurements "
 			                    "(64 hex characters each)", ig_role_name(role));
@@ -394,6 +409,72 @@ static int parse_attestation(const cJSON *obj, ig_policy *p, ig_error *err)
 	return IG_OK;
 }
 
+/* "witnesses": {"keys": ["<vkey>", ...], "quorum": K}. A key's name is the
+ * witness's enrolled identity id: the cluster head sends each witness its
+ * requests at iotguard/C/dev/<name>/inbox and takes its answers only from
+ * iotguard/C/ch/<name>, so a name outside the id alphabet could never be
+ * reached and is refused here rather than at the first checkpoint. */
+static int parse_witnesses(const cJSON *obj, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "witnesses: must be an object {\"keys\": [\"<vkey>\", ...], "
+		                    "\"quorum\": K}");
+	int rc = check_duplicates(obj, "witnesses", err);
+	if (rc != IG_OK)
+		return rc;
+	const cJSON *keys = NULL, *quorum = NULL;
+	for (const cJSON *item = obj->child; item; item = item->next) {
+		if (strcmp(item->string, "keys") == 0)
+			keys = item;
+		else if (strcmp(item->string, "quorum") == 0)
+			quorum = item;
+		else
+			return ig_error_set(err, IG_ERR_INVAL, "witnesses: unknown key \"%.64s\"; allowed keys are "
+			                    "\"keys\" and \"quorum\"", item->string);
+	}
+	if (!keys || !cJSON_IsArray(keys))
+		return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys: must be an array of witness vkeys (print one "
+		                    "with 'iotguard witness --print-vkey --id W --key FILE')");
+	int n = cJSON_GetArraySize(keys);
+	if (n < 1 || n > IG_POLICY_WITNESSES_MAX)
+		return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys: lists %d keys; list 1 to %d (a checkpoint "
+		                    "carries at most %d cosignatures), or remove \"witnesses\"", n,
+		                    IG_POLICY_WITNESSES_MAX, IG_POLICY_WITNESSES_MAX);
+	p->witness_keys = calloc((size_t)n, sizeof *p->witness_keys);
+	if (!p->witness_keys)
+		return ig_error_set(err, IG_ERR_NOMEM, "witnesses.keys: out of memory");
+	int i = 0;
+	for (const cJSON *e = keys->child; e; e = e->next, i++) {
+		ig_cosig_vkey *k = &p->witness_keys[p->witness_count];
+		if (!cJSON_IsString(e) || !e->valuestring)
+			return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys[%d]: must be a vkey string "
+			                    "\"<id>+<8 hex>+<base64>\"", i);
+		ig_error perr = {0};
+		if (ig_cosig_vkey_parse(k, e->valuestring, strlen(e->valuestring), &perr) != IG_OK)
+			return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys[%d]: '%.80s' is not a vkey (%s); copy the "
+			                    "line 'iotguard witness --print-vkey' prints", i, e->valuestring, perr.msg);
+		if (k->type != IG_COSIG_TYPE_COSIG_V1)
+			return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys[%d]: key '%.64s' has type 0x%02x; a witness "
+			                    "signs cosignature/v1 (type 0x04, as 'iotguard witness --print-vkey' prints)",
+			                    i, k->name, k->type);
+		if (!ig_id_valid(k->name, strlen(k->name)))
+			return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys[%d]: name '%.64s' is not an identity id "
+			                    "(1-%d of A-Z a-z 0-9 . _ -); the name must be the witness's enrolled id", i,
+			                    k->name, IG_ID_MAX);
+		for (size_t j = 0; j < p->witness_count; j++)
+			if (strcmp(p->witness_keys[j].name, k->name) == 0)
+				return ig_error_set(err, IG_ERR_INVAL, "witnesses.keys[%d]: witness '%s' is listed twice; "
+				                    "keep one key per witness", i, k->name);
+		p->witness_count++;
+	}
+	uint64_t q;
+	if (!quorum || ig_json_uint(&q, quorum, 1, p->witness_count) != IG_OK)
+		return ig_error_set(err, IG_ERR_INVAL, "witnesses.quorum: must be a whole number from 1 to %zu (the "
+		                    "number of keys): how many witnesses must cosign a checkpoint", p->witness_count);
+	p->witness_quorum = (size_t)q;
+	return IG_OK;
+}
+
 static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 {
 	if (!cJSON_IsObject(root))
@@ -401,7 +482,7 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	int rc = check_duplicates(root, "top level", err);
 	if (rc != IG_OK)
 		return rc;
-	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL;
+	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL, *witnesses = NULL;
 	for (const cJSON *item = root->child; item; item = item->next) {
 		if (strcmp(item->string, "version") == 0)
 			version = item;
@@ -411,9 +492,12 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 			m2m = item;
 		else if (strcmp(item->string, "attestation") == 0)
 			attestation = item;
+		else if (strcmp(item->string, "witnesses") == 0)
+			witnesses = item;
 		else
 			return ig_error_set(err, IG_ERR_INVAL, "unknown top-level key \"%.64s\"; allowed keys are "
-			                    "\"version\", \"roles\", \"m2m\" and \"attestation\"", item->string);
+			                    "\"version\", \"roles\", \"m2m\", \"attestation\" and \"witnesses\"",
+			                    item->string);
 	}
 	if (!version)
 		return ig_error_set(err, IG_ERR_INVAL, "\"version\" is missing; add \"version\": 1");
@@ -431,7 +515,7 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "roles: unknown role \"%.64s\"; roles are device, "
-			                    "analyst, monitor and admin", item->string);
+			                    "analyst, monitor, admin and witness", item->string);
 		rc = parse_role(item, role, p, err);
 		if (rc != IG_OK)
 			return rc;
@@ -439,6 +523,8 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	if (m2m && (rc = parse_m2m(m2m, p, err)) != IG_OK)
 		return rc;
 	if (attestation && (rc = parse_attestation(attestation, p, err)) != IG_OK)
+		return rc;
+	if (witnesses && (rc = parse_witnesses(witnesses, p, err)) != IG_OK)
 		return rc;
 	return IG_OK;
 }

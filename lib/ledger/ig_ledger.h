@@ -123,6 +123,9 @@ const uint8_t *ig_ledger_ch_pk(const ig_ledger *l);
 /* The cluster-head secret key (writer only; NULL for read-only opens). The
  * plugin uses it for signing and boxes; never log it. */
 const uint8_t *ig_ledger_ch_sk(const ig_ledger *l);
+/* The ledger's format now (ig_record.h): the genesis record's, or 2 once a
+ * format record moved it (docs/LEDGER.md 7.12). Only format 2 has tiles. */
+unsigned ig_ledger_format(const ig_ledger *l);
 /* Number of durable records (genesis included). */
 uint64_t ig_ledger_height(const ig_ledger *l);
 /* Hash of the newest durable record. */
@@ -176,6 +179,14 @@ int ig_ledger_event_fd(const ig_ledger *l);
 
 /* Set when a new checkpoint was written since the last call (clears it). */
 bool ig_ledger_checkpoint_changed(ig_ledger *l);
+
+/* Hands the writer thread a checkpoint that a witness quorum cosigned (this
+ * ledger's signed checkpoint of `size` plus cosignature lines) to replace
+ * DIR/tlog/checkpoint, which it does only if the tiles still end at that
+ * size. Returns at once (no file I/O on the caller's thread); only the
+ * newest text handed is written. IG_ERR_RANGE for a text over
+ * IG_CHECKPOINT_MAX, IG_ERR_CLOSED when the ledger stops or failed. */
+int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint64_t size);
 
 /* Blocking append for tools: submits, waits until durable. Fills rec_out's
  * index/ts/hash if non-NULL (rec_out->body is not valid after return). */

@@ -25,7 +25,7 @@ typedef enum ig_field_kind {
 	IG_FIELD_TEXT,     /* char[]: printable UTF-8 of min..max bytes */
 	IG_FIELD_BYTES,    /* uint8_t[size]: exactly size bytes, any value */
 	IG_FIELD_U64,      /* uint64_t: 8 bytes; at least min (then why says so) */
-	IG_FIELD_ROLE,     /* ig_role: one byte, 1..4 */
+	IG_FIELD_ROLE,     /* ig_role: one byte, 1..5 */
 	IG_FIELD_U8,       /* uint8_t: one byte, min..max, shown in JSON by name */
 	IG_FIELD_VERSION,  /* uint16_t: ledger format version, 1..IG_FORMAT_VERSION */
 	IG_FIELD_WORD,     /* char[]: exactly one of the NULL-terminated value_names; why says which */

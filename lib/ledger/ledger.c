@@ -418,6 +418,11 @@ void ig_ledger_head(const ig_ledger *l, uint8_t hash[IG_HASH_BYTES])
 	pthread_mutex_unlock(&m->mu);
 }
 
+unsigned ig_ledger_format(const ig_ledger *l)
+{
+	return atomic_load(&((ig_ledger *)l)->version);
+}
+
 int ig_ledger_checkpoint(ig_ledger *l, char *out, size_t cap, ig_checkpoint *cp)
 {
 	pthread_mutex_lock(&l->mu);

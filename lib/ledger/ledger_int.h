@@ -180,6 +180,12 @@ struct ig_ledger {
 	char cp_text[IG_CHECKPOINT_MAX + 1];
 	size_t cp_len;
 	ig_checkpoint cp;
+	/* A witness-cosigned checkpoint for DIR/tlog/checkpoint, handed by
+	 * ig_ledger_publish_cosigned to the writer thread (the newest only). */
+	bool cosigned_pending;
+	char cosigned_text[IG_CHECKPOINT_MAX + 1];
+	size_t cosigned_len;
+	uint64_t cosigned_size;
 	uint64_t pending;
 	uint64_t batches;
 	uint64_t records_committed;

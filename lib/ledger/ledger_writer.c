@@ -564,6 +564,26 @@ static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_u
 	return true;
 }
 
+/* Writes the cosigned checkpoint a witness quorum produced over
+ * DIR/tlog/checkpoint, but only while the tiles still end at its size: a
+ * newer batch's own checkpoint is never replaced by an older tree, and the
+ * next batch replaces this one (its cosignatures then come with the next
+ * quorum). The writer owns the tiles, so the check cannot race a batch. */
+static void publish_cosigned_locked(ig_ledger *l)
+{
+	char text[IG_CHECKPOINT_MAX + 1];
+	size_t len = l->cosigned_len;
+	uint64_t size = l->cosigned_size;
+	memcpy(text, l->cosigned_text, len);
+	l->cosigned_pending = false;
+	pthread_mutex_unlock(&l->mu);
+	ig_error e = {0};
+	if (l->tiles && ig_tiles_size(l->tiles) == size && ig_tiles_publish(l->tiles, text, len, &e) != IG_OK)
+		ig_log(IG_LOG_WARN, "ledger %s: the cosigned checkpoint of size %" PRIu64 " was not written to the "
+		       "tiles: %s (the head on MQTT carries it)", l->dir, size, e.msg);
+	pthread_mutex_lock(&l->mu);
+}
+
 static void *writer_main(void *arg)
 {
 	ig_ledger *l = arg;
@@ -664,6 +684,10 @@ static void *writer_main(void *arg)
 				last_batch = count;
 				gather_until = ig_mono_us() + l->gather_us;
 			}
+			continue;
+		}
+		if (l->cosigned_pending) {
+			publish_cosigned_locked(l);
 			continue;
 		}
 		/* Records in the log beyond the checkpoint (a crash between a batch's
@@ -782,6 +806,27 @@ static append_node *node_new(uint16_t type, const uint8_t *body, size_t len)
 		memcpy(n->body, body, len);
 	n->submit_us = ig_mono_us();
 	return n;
+}
+
+int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint64_t size)
+{
+	if (!l || !text || len == 0 || len > IG_CHECKPOINT_MAX)
+		return IG_ERR_RANGE;
+	pthread_mutex_lock(&l->mu);
+	int rc = IG_OK;
+	if (l->stopping || l->failed)
+		rc = IG_ERR_CLOSED;
+	else if (writer_ensure_locked(l) != 0)
+		rc = IG_ERR_NOMEM;
+	if (rc == IG_OK) {
+		memcpy(l->cosigned_text, text, len);
+		l->cosigned_len = len;
+		l->cosigned_size = size;
+		l->cosigned_pending = true;
+		pthread_cond_signal(&l->work_cond);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return rc;
 }
 
 /* Queues n; returns IG_OK or why not (n is then still the caller's). */

@@ -24,7 +24,8 @@ Test(common, roles)
 	cr_assert_str_eq(ig_role_name(IG_ROLE_MONITOR), "monitor");
 	cr_assert_str_eq(ig_role_name(IG_ROLE_ADMIN), "admin");
 	cr_assert_str_eq(ig_role_name(IG_ROLE_NONE), "none");
-	cr_assert_str_eq(ig_role_name((ig_role)5), "none");
+	cr_assert_str_eq(ig_role_name(IG_ROLE_WITNESS), "witness");
+	cr_assert_str_eq(ig_role_name((ig_role)6), "none");
 	cr_assert_str_eq(ig_role_name((ig_role)-1), "none");
 	cr_assert_str_eq(ig_role_name((ig_role)255), "none");
 	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
@@ -39,6 +40,7 @@ Test(common, roles)
 	cr_assert_eq(IG_ROLE_ANALYST, 2);
 	cr_assert_eq(IG_ROLE_MONITOR, 3);
 	cr_assert_eq(IG_ROLE_ADMIN, 4);
+	cr_assert_eq(IG_ROLE_WITNESS, 5);
 }
 
 Test(common, id_valid)

@@ -199,7 +199,7 @@ Test(glue, bad_options_refused_with_a_message)
 	assert_refused(unknown, 2, MOSQ_ERR_INVAL, "unknown option plugin_opt_colour; known: ledger, policy");
 
 	struct mosquitto_opt role[] = {{.key = "ttl_wizard", .value = "60"}, {.key = "ledger", .value = ledger_dir}};
-	assert_refused(role, 2, MOSQ_ERR_INVAL, "roles are device, analyst, monitor, admin");
+	assert_refused(role, 2, MOSQ_ERR_INVAL, "roles are device, analyst, monitor, admin, witness");
 
 	const char *bad_skews[] = {"abc", "-1", "3601", "", "12x", "99999999999999999999"};
 	for (size_t i = 0; i < sizeof bad_skews / sizeof bad_skews[0]; i++) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "ig_policy.h"
 #include "ig_topic.h"
 #include "testutil.h"
@@ -172,7 +174,7 @@ Test(policy, bad_arguments_deny)
 	cr_expect(ig_policy_allows(p, IG_ROLE_DEVICE, PUB, "C", "dev1", t));
 	cr_expect_not(ig_policy_allows(NULL, IG_ROLE_DEVICE, PUB, "C", "dev1", t));
 	cr_expect_not(ig_policy_allows(p, IG_ROLE_NONE, PUB, "C", "dev1", t));
-	cr_expect_not(ig_policy_allows(p, (ig_role)5, PUB, "C", "dev1", t));
+	cr_expect_not(ig_policy_allows(p, (ig_role)IG_ROLE_COUNT, PUB, "C", "dev1", t));
 	cr_expect_not(ig_policy_allows(p, (ig_role)-1, PUB, "C", "dev1", t));
 	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, (ig_access)0, "C", "dev1", t));
 	cr_expect_not(ig_policy_allows(p, IG_ROLE_DEVICE, (ig_access)5, "C", "dev1", t));
@@ -527,7 +529,7 @@ Test(policy, pair_rule_needs_both_sides)
 	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_ANALYST, IG_ROLE_ANALYST));
 	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_ADMIN, IG_ROLE_DEVICE));
 	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_NONE, IG_ROLE_DEVICE));
-	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, (ig_role)5));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_DEVICE, (ig_role)IG_ROLE_COUNT));
 	cr_expect_not(ig_policy_pair_allowed(p, (ig_role)-1, IG_ROLE_DEVICE));
 	cr_expect_not(ig_policy_pair_allowed(NULL, IG_ROLE_DEVICE, IG_ROLE_DEVICE));
 	ig_policy_free(p);
@@ -652,4 +654,138 @@ Test(policy, single_use_defaults_and_parse)
 		cr_assert_null(q);
 		cr_assert(strstr(err.msg, "single_use") != NULL, "message names the key: %s", err.msg);
 	}
+}
+
+/* ---- witnesses (issue 12) ------------------------------------------------ */
+
+Test(policy, witness_role_reaches_only_its_ch_topic_and_inbox)
+{
+	ig_policy *p = default_policy();
+	cr_expect(ig_policy_allows(p, IG_ROLE_WITNESS, PUB, "C", "w1", "iotguard/C/ch/w1"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_WITNESS, SUB, "C", "w1", "iotguard/C/dev/w1/inbox"));
+	cr_expect(ig_policy_allows(p, IG_ROLE_WITNESS, READ, "C", "w1", "iotguard/C/dev/w1/inbox"));
+	cr_expect(ig_policy_single_use(p, IG_ROLE_WITNESS));
+	const char *denied_pub[] = {"iotguard/C/ch/w2", "iotguard/C/dev/w1/status", "iotguard/C/dev/w1/data/t",
+	                            "iotguard/C/dev/w1/entropy", "iotguard/C/ledger/head", "iotguard/C/m2m/w2/w1"};
+	for (size_t i = 0; i < sizeof denied_pub / sizeof denied_pub[0]; i++)
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_WITNESS, PUB, "C", "w1", denied_pub[i]), "%s", denied_pub[i]);
+	const char *denied_sub[] = {"iotguard/C/dev/w2/inbox", "iotguard/C/ledger/head", "iotguard/C/dev/+/data/+",
+	                            "iotguard/C/stats", "iotguard/C/#", "#"};
+	for (size_t i = 0; i < sizeof denied_sub / sizeof denied_sub[0]; i++)
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_WITNESS, SUB, "C", "w1", denied_sub[i]), "%s", denied_sub[i]);
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_WITNESS, RET, "C", "w1", "iotguard/C/ch/w1"));
+	cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_WITNESS, IG_ROLE_DEVICE));
+	/* the default policy names no witnesses */
+	const ig_cosig_vkey *keys = (const ig_cosig_vkey *)1;
+	size_t quorum = 9;
+	cr_expect_eq(ig_policy_witnesses(p, &keys, &quorum), 0);
+	cr_expect_null(keys);
+	cr_expect_eq(quorum, 0);
+	ig_policy_free(p);
+}
+
+/* A vkey text for name with a fixed key (seed byte `seed`) and type. */
+static void witness_vkey(char *out, size_t cap, const char *name, uint8_t type, uint8_t seed)
+{
+	uint8_t s[32], pk[32], sk[64];
+	memset(s, seed, sizeof s);
+	crypto_sign_seed_keypair(pk, sk, s);
+	ig_cosig_vkey k;
+	cr_assert_eq(ig_cosig_vkey_make(&k, name, type, pk), IG_OK);
+	cr_assert_gt(ig_cosig_vkey_encode(out, cap, &k), 0);
+}
+
+static void witness_policy(char *out, size_t cap, const char *keys_json, const char *quorum_json)
+{
+	snprintf(out, cap, "{\"version\":1,\"roles\":{},\"witnesses\":{\"keys\":%s%s%s}}", keys_json,
+	         quorum_json ? ",\"quorum\":" : "", quorum_json ? quorum_json : "");
+}
+
+static void witness_refused(const char *json, const char *needle)
+{
+	ig_policy *p = (ig_policy *)1;
+	ig_error err = {0};
+	cr_expect_eq(ig_policy_parse(json, strlen(json), &p, &err), IG_ERR_INVAL, "%s", json);
+	cr_expect_null(p);
+	cr_expect(strstr(err.msg, needle) != NULL, "error '%s' should mention '%s'", err.msg, needle);
+}
+
+Test(policy, witnesses_parse_keys_and_quorum)
+{
+	char v1[IG_COSIG_VKEY_MAX], v2[IG_COSIG_VKEY_MAX], v3[IG_COSIG_VKEY_MAX], keys[1024], json[2048];
+	witness_vkey(v1, sizeof v1, "w1", IG_COSIG_TYPE_COSIG_V1, 1);
+	witness_vkey(v2, sizeof v2, "w2", IG_COSIG_TYPE_COSIG_V1, 2);
+	witness_vkey(v3, sizeof v3, "w3", IG_COSIG_TYPE_COSIG_V1, 3);
+	snprintf(keys, sizeof keys, "[\"%s\",\"%s\",\"%s\"]", v1, v2, v3);
+	witness_policy(json, sizeof json, keys, "2");
+	ig_policy *p = parse_ok(json);
+	const ig_cosig_vkey *k = NULL;
+	size_t quorum = 0;
+	cr_assert_eq(ig_policy_witnesses(p, &k, &quorum), 3);
+	cr_expect_eq(quorum, 2);
+	cr_expect_str_eq(k[0].name, "w1");
+	cr_expect_str_eq(k[2].name, "w3");
+	cr_expect_eq(k[1].type, IG_COSIG_TYPE_COSIG_V1);
+	char again[IG_COSIG_VKEY_MAX];
+	cr_assert_gt(ig_cosig_vkey_encode(again, sizeof again, &k[1]), 0);
+	cr_expect_str_eq(again, v2);
+	ig_policy_free(p);
+}
+
+Test(policy, witnesses_refuse_what_could_never_cosign)
+{
+	char v1[IG_COSIG_VKEY_MAX], v2[IG_COSIG_VKEY_MAX], plain[IG_COSIG_VKEY_MAX], slash[IG_COSIG_VKEY_MAX];
+	char keys[1024], json[2048];
+	witness_vkey(v1, sizeof v1, "w1", IG_COSIG_TYPE_COSIG_V1, 1);
+	witness_vkey(v2, sizeof v2, "w1", IG_COSIG_TYPE_COSIG_V1, 2);
+	witness_vkey(plain, sizeof plain, "w3", IG_COSIG_TYPE_ED25519, 3);
+	witness_vkey(slash, sizeof slash, "w/4", IG_COSIG_TYPE_COSIG_V1, 4);
+
+	snprintf(keys, sizeof keys, "[\"%s\"]", v1);
+	witness_policy(json, sizeof json, keys, "0");
+	witness_refused(json, "witnesses.quorum: must be a whole number from 1 to 1");
+	witness_policy(json, sizeof json, keys, "2");
+	witness_refused(json, "witnesses.quorum");
+	witness_policy(json, sizeof json, keys, "1.5");
+	witness_refused(json, "witnesses.quorum");
+	witness_policy(json, sizeof json, keys, NULL);
+	witness_refused(json, "witnesses.quorum");
+	witness_policy(json, sizeof json, "[]", "1");
+	witness_refused(json, "witnesses.keys: lists 0 keys");
+	witness_policy(json, sizeof json, "\"x\"", "1");
+	witness_refused(json, "witnesses.keys: must be an array");
+	witness_policy(json, sizeof json, "[\"w1+00000000+AA==\"]", "1");
+	witness_refused(json, "witnesses.keys[0]: 'w1+00000000+AA==' is not a vkey");
+	witness_policy(json, sizeof json, "[7]", "1");
+	witness_refused(json, "witnesses.keys[0]: must be a vkey string");
+
+	snprintf(keys, sizeof keys, "[\"%s\",\"%s\"]", v1, v2);
+	witness_policy(json, sizeof json, keys, "1");
+	witness_refused(json, "witnesses.keys[1]: witness 'w1' is listed twice");
+	snprintf(keys, sizeof keys, "[\"%s\"]", plain);
+	witness_policy(json, sizeof json, keys, "1");
+	witness_refused(json, "has type 0x01");
+	snprintf(keys, sizeof keys, "[\"%s\"]", slash);
+	witness_policy(json, sizeof json, keys, "1");
+	witness_refused(json, "name 'w/4' is not an identity id");
+
+	snprintf(json, sizeof json, "{\"version\":1,\"roles\":{},\"witnesses\":{\"keys\":[\"%s\"],\"quorum\":1,"
+	         "\"extra\":1}}", v1);
+	witness_refused(json, "witnesses: unknown key \"extra\"");
+	witness_refused("{\"version\":1,\"roles\":{},\"witnesses\":[]}", "witnesses: must be an object");
+
+	/* 33 keys: more than a checkpoint can carry */
+	size_t off = 0;
+	static char many[33 * (IG_COSIG_VKEY_MAX + 3) + 8];
+	many[off++] = '[';
+	for (int i = 0; i < 33; i++) {
+		char name[8], v[IG_COSIG_VKEY_MAX];
+		snprintf(name, sizeof name, "w%d", i);
+		witness_vkey(v, sizeof v, name, IG_COSIG_TYPE_COSIG_V1, (uint8_t)i);
+		off += (size_t)snprintf(many + off, sizeof many - off, "%s\"%s\"", i ? "," : "", v);
+	}
+	snprintf(many + off, sizeof many - off, "]");
+	static char big[sizeof many + 128];
+	witness_policy(big, sizeof big, many, "2");
+	witness_refused(big, "witnesses.keys: lists 33 keys");
 }

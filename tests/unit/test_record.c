@@ -643,7 +643,7 @@ Test(body, encoders_refuse_bad_fields, .init = setup)
 	ig_enroll e = sample_enroll();
 	e.role = IG_ROLE_NONE;
 	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
-	e.role = (ig_role)5;
+	e.role = (ig_role)IG_ROLE_COUNT;
 	cr_assert_lt(ig_record_enroll_encode(body, sizeof body, &e), 0);
 	e = sample_enroll();
 	strcpy(e.id, "bad id");
@@ -753,7 +753,7 @@ Test(body, enroll_missing_duplicate_and_unknown_tags, .init = setup)
 Test(body, enroll_bad_field_values, .init = setup)
 {
 	uint8_t pk[33] = {0}, body[512];
-	uint8_t roles[] = {0, 5, 255};
+	uint8_t roles[] = {0, IG_ROLE_COUNT, 255};
 	ig_enroll e;
 	ig_error err = {0};
 	uint8_t good_role = 1;
@@ -1273,7 +1273,7 @@ Test(keyservice, bad_field_values, .init = setup)
 {
 	uint8_t body[512], id8[9] = {0}, h33[33] = {0}, exp9[9] = {0}, id17[17] = {0};
 	ig_error err = {0};
-	uint8_t r0 = 0, r5 = 5, r1 = 1, s0 = 0, s1 = 1, s3 = 3, a3 = 3, a0 = 0;
+	uint8_t r0 = 0, r5 = IG_ROLE_COUNT, r1 = 1, s0 = 0, s1 = 1, s3 = 3, a3 = 3, a0 = 0;
 	const uint8_t two[2] = {1, 1};
 	struct {
 		decode_fn fn;

@@ -263,7 +263,7 @@ Test(registry, reserve_release)
 	/* bad arguments */
 	cr_assert_eq(ig_registry_reserve(r, "bad id", IG_ROLE_DEVICE, pk), IG_ERR_INVAL);
 	cr_assert_eq(ig_registry_reserve(r, "ok", IG_ROLE_NONE, pk), IG_ERR_INVAL);
-	cr_assert_eq(ig_registry_reserve(r, "ok", (ig_role)5, pk), IG_ERR_INVAL);
+	cr_assert_eq(ig_registry_reserve(r, "ok", (ig_role)IG_ROLE_COUNT, pk), IG_ERR_INVAL);
 	ig_registry_free(r);
 }
 
