@@ -9,6 +9,7 @@
  * and wiped from memory as soon as the key is derived.
  */
 #include "ig_keyfile.h"
+#include "ig_durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,33 +46,6 @@ static int write_all(int fd, const char *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-/* The directory entry is only durable once the directory itself is synced. */
-static int fsync_parent_dir(const char *path, ig_error *err)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (!slash) {
-		strcpy(dir, ".");
-	} else if (slash == path) {
-		strcpy(dir, "/");
-	} else {
-		size_t n = (size_t)(slash - path);
-		if (n >= sizeof dir)
-			return ig_error_set(err, IG_ERR_RANGE, "key file path %s is too long", path);
-		memcpy(dir, path, n);
-		dir[n] = '\0';
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return ig_error_set(err, IG_ERR_IO, "open directory %s to sync key file: %s", dir, strerror(errno));
-	int rc = fsync(dfd);
-	int saved = errno;
-	close(dfd);
-	if (rc != 0)
-		return ig_error_set(err, IG_ERR_IO, "fsync directory %s: %s", dir, strerror(saved));
-	return IG_OK;
 }
 
 /* Creates path exclusively, never through a symlink, with mode 0600 forced
@@ -140,7 +114,7 @@ int ig_keyfile_write(const char *path, const uint8_t sk[IG_SK_BYTES], bool overw
 	sodium_memzero(line, sizeof line);
 	if (rc != IG_OK)
 		return rc;
-	return fsync_parent_dir(path, err);
+	return ig_durable_sync_parent(path, "key file", err);
 }
 
 static bool all_lower_hex(const char *s, size_t len)

@@ -9,6 +9,7 @@
  * cosign a fork without noticing.
  */
 #include "ig_witness.h"
+#include "ig_durable.h"
 #include "ig_text.h"
 
 #include "ig_checkpoint.h"
@@ -408,33 +409,6 @@ int ig_witness_state_parse(ig_witness_state *st, const char *text, size_t len, i
 	return IG_OK;
 }
 
-static int fsync_dir_of(const char *path, ig_error *err)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (!slash) {
-		strcpy(dir, ".");
-	} else if (slash == path) {
-		strcpy(dir, "/");
-	} else {
-		size_t n = (size_t)(slash - path);
-		if (n >= sizeof dir)
-			return ig_error_set(err, IG_ERR_RANGE, "witness state path %s is too long", path);
-		memcpy(dir, path, n);
-		dir[n] = '\0';
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return ig_error_set(err, IG_ERR_IO, "open directory %s to sync the witness state: %s", dir,
-		                    strerror(errno));
-	int rc = fsync(dfd);
-	int saved = errno;
-	close(dfd);
-	if (rc != 0)
-		return ig_error_set(err, IG_ERR_IO, "fsync directory %s: %s", dir, strerror(saved));
-	return IG_OK;
-}
-
 int ig_witness_state_save(const char *path, const ig_witness_state *st, ig_error *err)
 {
 	if (!path || !*path || !st)
@@ -482,7 +456,7 @@ int ig_witness_state_save(const char *path, const ig_witness_state *st, ig_error
 		return ig_error_set(err, IG_ERR_IO, "rename %s to %s: %s; the witness must not answer until its state is saved",
 		                    tmp, path, strerror(saved));
 	}
-	return fsync_dir_of(path, err);
+	return ig_durable_sync_parent(path, "witness state", err);
 }
 
 int ig_witness_state_load(ig_witness_state *st, const char *path, ig_error *err)

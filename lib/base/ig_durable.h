@@ -1,0 +1,19 @@
+/*
+ * ig_durable.h: making a new or renamed file's directory entry durable.
+ *
+ * Why this exists: fsync of a file does not make its name durable; after a
+ * create or a rename the directory holding it must be synced too, or a crash
+ * can lose the file that was already acknowledged (a key file, a witness's
+ * state). Every writer of such a file needs the same few lines.
+ */
+#ifndef IG_DURABLE_H
+#define IG_DURABLE_H
+
+#include "ig_common.h"
+
+/* fsyncs the directory that holds path ("." for a bare name). `what` names
+ * the file in error messages ("key file", "witness state"). IG_OK, or
+ * IG_ERR_RANGE / IG_ERR_IO with err saying what failed. */
+int ig_durable_sync_parent(const char *path, const char *what, ig_error *err);
+
+#endif
