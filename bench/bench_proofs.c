@@ -169,7 +169,6 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL;
 	uint64_t records = 1000000, proofs = 20000;
-	char tmpl[] = "/var/tmp/bench-proofs-XXXXXX";
 	const cli_option opts[] = {
 		CLI_TEXT("dir", 0, &dir),
 		CLI_NUMBER("records", 0, &records, 2, UINT32_MAX),
@@ -181,9 +180,8 @@ int main(int argc, char **argv)
 	bench_parse(argc, argv, NULL, opts, "usage: bench_proofs [--dir DIR] [--records N] [--proofs P]\n");
 	if (ig_init() != IG_OK)
 		bench_die("libsodium", "init failed");
-	int made = dir == NULL;
-	if (made && (dir = mkdtemp(tmpl)) == NULL)
-		bench_die("mkdtemp /var/tmp", strerror(errno));
+	bool made;
+	dir = bench_work_dir(dir, &made);
 
 	ig_checkpoint cp;
 	double t0 = bench_now_s();
@@ -200,7 +198,6 @@ int main(int argc, char **argv)
 		printf("%-12s %16.0f %22.0f %24.0f\n", inc ? "inclusion" : "consistency", a, b, c);
 		fflush(stdout);
 	}
-	if (made && getenv("BENCH_PROOFS_KEEP") == NULL)
-		bench_remove_tree(dir);
+	bench_work_dir_done(dir, made, "BENCH_PROOFS_KEEP");
 	return 0;
 }

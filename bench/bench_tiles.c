@@ -68,7 +68,6 @@ int main(int argc, char **argv)
 {
 	const char *dir = NULL;
 	uint64_t records = 1000000, entry_bytes = 160;
-	char tmpl[] = "/var/tmp/bench-tiles-XXXXXX";
 	const cli_option opts[] = {
 		CLI_TEXT("dir", 0, &dir),
 		CLI_NUMBER("records", 0, &records, 1000, UINT32_MAX),
@@ -81,9 +80,8 @@ int main(int argc, char **argv)
 	bench_parse(argc, argv, NULL, opts, "usage: bench_tiles [--dir DIR] [--records N] [--entry-bytes B]\n");
 	if (ig_init() != IG_OK)
 		bench_die("libsodium", "init failed");
-	int made = dir == NULL;
-	if (made && (dir = mkdtemp(tmpl)) == NULL)
-		bench_die("mkdtemp /var/tmp", strerror(errno));
+	bool made;
+	dir = bench_work_dir(dir, &made);
 
 	const size_t batches[] = {1, 64, 4096};
 	printf("tiles: %" PRIu64 "-byte entries, ig_tiles_append in batches (records/s; files are written, never "
@@ -96,7 +94,6 @@ int main(int argc, char **argv)
 		printf("%8zu %12" PRIu64 " %16.0f %22.0f\n", batches[i], n, a, b);
 		fflush(stdout);
 	}
-	if (made && getenv("BENCH_TILES_KEEP") == NULL)
-		bench_remove_tree(dir);
+	bench_work_dir_done(dir, made, "BENCH_TILES_KEEP");
 	return 0;
 }

@@ -102,3 +102,21 @@ void bench_remove_tree(const char *dir)
 {
 	(void)nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+const char *bench_work_dir(const char *dir, bool *made)
+{
+	*made = dir == NULL;
+	if (dir)
+		return dir;
+	static char tmpl[256];
+	snprintf(tmpl, sizeof tmpl, "/var/tmp/%s-XXXXXX", bench_name);
+	if (!mkdtemp(tmpl))
+		bench_die("mkdtemp /var/tmp", strerror(errno));
+	return tmpl;
+}
+
+void bench_work_dir_done(const char *dir, bool made, const char *keep_env)
+{
+	if (made && getenv(keep_env) == NULL)
+		bench_remove_tree(dir);
+}

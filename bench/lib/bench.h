@@ -12,6 +12,7 @@
 #ifndef IOTGUARD_BENCH_H
 #define IOTGUARD_BENCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,12 @@ char *bench_xstrdup(const char *s);
  * what cannot be removed is reported and left. Symbolic links are removed,
  * not followed. */
 void bench_remove_tree(const char *dir);
+/* The directory a benchmark works in: dir when the caller names one, else a
+ * fresh /var/tmp/<bench_name>-XXXXXX (*made is set), which
+ * bench_work_dir_done removes unless the environment variable keep_env is
+ * set. */
+const char *bench_work_dir(const char *dir, bool *made);
+void bench_work_dir_done(const char *dir, bool made, const char *keep_env);
 
 /* SplitMix64: reproducible pseudo-random values (coin hashes that need not
  * be stored), not for secrets. */
