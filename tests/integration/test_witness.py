@@ -94,6 +94,19 @@ def cosigned_head(world, mon, size_at_least=0):
 
 
 @pytest.mark.vg
+def restart_on(world, b, old):
+    """Puts the saved copy `old` back as the ledger and restarts broker b on
+    it (the same port: the witnesses reconnect). Returns (broker, log mark)
+    and a monitor subscribed to the head."""
+    shutil.rmtree(world.c.ledger)
+    shutil.copytree(old, world.c.ledger)
+    nb = b.start()
+    mark = nb.mark()
+    mon = nb.connect("mon1")
+    mon.subscribe_ok(world.c.topic("ledger", "head"))
+    return nb, mark, mon
+
+
 def test_three_witnesses_quorum_two_cosign_the_head(world, tmp_path):
     b = world.start_broker()
     for w in WITNESSES:
@@ -171,13 +184,8 @@ def test_fork_is_refused_by_the_witnesses(world, tmp_path):
     b2.stop()
 
     # The old copy comes back with other records: a fork of what was cosigned.
-    shutil.rmtree(world.c.ledger)
-    shutil.copytree(old, world.c.ledger)
-    b3 = b.start()
-    mark = b3.mark()
+    b3, mark, mon = restart_on(world, b, old)
     admin = H.Admin(b3, "admin1")
-    mon = b3.connect("mon1")
-    mon.subscribe_ok(world.c.topic("ledger", "head"))
     mon.subscribe_ok(world.c.topic("stats"))
     for i in range(4):
         world.enroll_online(admin, "x%d" % i)
@@ -220,12 +228,7 @@ def test_rollback_is_refused_by_the_witnesses(world, tmp_path):
     b2.stop()
 
     # Back to the older size, nothing appended: the witnesses hold a larger tree.
-    shutil.rmtree(world.c.ledger)
-    shutil.copytree(old, world.c.ledger)
-    b3 = b.start()
-    mark = b3.mark()
-    mon = b3.connect("mon1")
-    mon.subscribe_ok(world.c.topic("ledger", "head"))
+    b3, mark, mon = restart_on(world, b, old)
     b3.wait_log(r"witness w\d REFUSED the checkpoint of size %d: it cosigned size \d+ already, so this log was "
                 r"ROLLED BACK" % old_size, since=mark, timeout=H.T(30))
     for w in WITNESSES:
@@ -261,13 +264,8 @@ def test_witness_killed_after_saving_never_cosigns_two_trees_of_one_size(world, 
     b.stop()
 
     # Another history of the same length: the same start, another record.
-    shutil.rmtree(world.c.ledger)
-    shutil.copytree(old, world.c.ledger)
-    b2 = b.start()   # the same port: the witnesses reconnect
-    mark = b2.mark()
+    b2, mark, mon = restart_on(world, b, old)
     admin = H.Admin(b2, "admin1")
-    mon = b2.connect("mon1")
-    mon.subscribe_ok(world.c.topic("ledger", "head"))
     world.enroll_online(admin, "k0-other")
     h = world.head(mon, lambda h: h["size"] > s0)
     assert h["size"] == n
