@@ -93,7 +93,6 @@ def cosigned_head(world, mon, size_at_least=0):
     return world.head(mon, lambda h: h.get("cosigned") and h["size"] >= size_at_least)
 
 
-@pytest.mark.vg
 def restart_on(world, b, old):
     """Puts the saved copy `old` back as the ledger and restarts broker b on
     it (the same port: the witnesses reconnect). Returns (broker, log mark)
@@ -107,6 +106,7 @@ def restart_on(world, b, old):
     return nb, mark, mon
 
 
+@pytest.mark.vg
 def test_three_witnesses_quorum_two_cosign_the_head(world, tmp_path):
     b = world.start_broker()
     for w in WITNESSES:
