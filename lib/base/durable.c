@@ -1,13 +1,16 @@
 /*
- * durable.c: the directory sync after a create or rename (ig_durable.h says
- * why).
+ * durable.c: the directory sync after a create or rename, and a whole file
+ * replaced by rename (ig_durable.h says why).
  */
 #include "ig_durable.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int ig_durable_sync_parent(const char *path, const char *what, ig_error *err)
@@ -34,4 +37,46 @@ int ig_durable_sync_parent(const char *path, const char *what, ig_error *err)
 	if (rc != 0)
 		return ig_error_set(err, IG_ERR_IO, "fsync directory %s: %s", dir, strerror(saved));
 	return IG_OK;
+}
+
+int ig_durable_replace(const char *path, const void *data, size_t len, const char *what, ig_error *err)
+{
+	char tmp[PATH_MAX];
+	int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return ig_error_set(err, IG_ERR_RANGE, "%s path %s is too long", what, path);
+	unlink(tmp);  /* a leftover of a crashed run that had this same pid */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return ig_error_set(err, IG_ERR_IO, "cannot create %s for the %s: %s", tmp, what, strerror(errno));
+	const char *failed = NULL;
+	if (fchmod(fd, 0600) != 0)   /* whatever the umask */
+		failed = "chmod 600";
+	const uint8_t *p = data;
+	for (size_t off = 0; !failed && off < len;) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			failed = "write";
+		else
+			off += (size_t)w;
+	}
+	if (!failed && fsync(fd) != 0)
+		failed = "fsync";
+	int saved = errno;
+	if (close(fd) != 0 && !failed) {
+		failed = "close";
+		saved = errno;
+	}
+	if (!failed && rename(tmp, path) != 0) {
+		failed = "rename";
+		saved = errno;
+	}
+	if (failed) {
+		unlink(tmp);
+		return ig_error_set(err, IG_ERR_IO, "cannot save the %s %s (%s failed: %s)", what, path, failed,
+		                    strerror(saved));
+	}
+	return ig_durable_sync_parent(path, what, err);
 }

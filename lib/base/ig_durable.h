@@ -4,7 +4,8 @@
  * Why this exists: fsync of a file does not make its name durable; after a
  * create or a rename the directory holding it must be synced too, or a crash
  * can lose the file that was already acknowledged (a key file, a witness's
- * state). Every writer of such a file needs the same few lines.
+ * state). Every writer of such a file needs the same few lines, and most
+ * want the whole replace-by-rename sequence around them.
  */
 #ifndef IG_DURABLE_H
 #define IG_DURABLE_H
@@ -15,5 +16,12 @@
  * the file in error messages ("key file", "witness state"). IG_OK, or
  * IG_ERR_RANGE / IG_ERR_IO with err saying what failed. */
 int ig_durable_sync_parent(const char *path, const char *what, ig_error *err);
+
+/* Replaces path with data[0..len) so that a crash leaves either the old
+ * file or the whole new one: a temporary file next to it (mode 0600, as
+ * every file iotguard keeps may hold or guard secrets), fsync, rename, and
+ * the directory sync. IG_OK, or IG_ERR_RANGE / IG_ERR_IO saying which step
+ * failed; the old file is untouched then. */
+int ig_durable_replace(const char *path, const void *data, size_t len, const char *what, ig_error *err);
 
 #endif

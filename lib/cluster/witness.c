@@ -417,46 +417,10 @@ int ig_witness_state_save(const char *path, const ig_witness_state *st, ig_error
 	int len = ig_witness_state_encode(text, sizeof text, st);
 	if (len < 0)
 		return ig_error_set(err, len, "witness state save: the state has an invalid origin");
-	char tmp[PATH_MAX];
-	int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	if (n < 0 || (size_t)n >= sizeof tmp)
-		return ig_error_set(err, IG_ERR_RANGE, "witness state path %s is too long", path);
-
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return ig_error_set(err, IG_ERR_IO, "create %s: %s; the witness must not answer until its state is saved",
-		                    tmp, strerror(errno));
-	const char *what = NULL;
-	if (fchmod(fd, 0600) != 0)
-		what = "chmod 600";
-	for (size_t off = 0; !what && off < (size_t)len;) {
-		ssize_t w = write(fd, text + off, (size_t)len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			what = "write";
-		else
-			off += (size_t)w;
-	}
-	if (!what && fsync(fd) != 0)
-		what = "fsync";
-	int saved = errno;
-	if (close(fd) != 0 && !what) {
-		what = "close";
-		saved = errno;
-	}
-	if (what) {
-		unlink(tmp);
-		return ig_error_set(err, IG_ERR_IO, "%s %s: %s; the witness must not answer until its state is saved",
-		                    what, tmp, strerror(saved));
-	}
-	if (rename(tmp, path) != 0) {
-		saved = errno;
-		unlink(tmp);
-		return ig_error_set(err, IG_ERR_IO, "rename %s to %s: %s; the witness must not answer until its state is saved",
-		                    tmp, path, strerror(saved));
-	}
-	return ig_durable_sync_parent(path, "witness state", err);
+	int rc = ig_durable_replace(path, text, (size_t)len, "witness state", err);
+	if (rc != IG_OK)
+		ig_error_prefix(err, "the witness must not answer until its state is saved: ");
+	return rc;
 }
 
 int ig_witness_state_load(ig_witness_state *st, const char *path, ig_error *err)

@@ -489,9 +489,9 @@ Test(witness, state_text_is_pinned)
 Test(witness, state_save_load_round_trip_is_private_and_leaves_no_temp)
 {
 	const char *dir = tu_scratch_dir("witness");
-	char path[512], tmp[520];
+	char path[512], tmp[540];
 	snprintf(path, sizeof path, "%s/state", dir);
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());   /* ig_durable_replace's temporary */
 	ig_witness_state st, got;
 	ig_error err = {0};
 	cr_assert_eq(ig_witness_state_load(&got, path, &err), IG_ERR_NOTFOUND);
