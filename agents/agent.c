@@ -420,11 +420,14 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)props;
 	printable(safe_topic, sizeof safe_topic, msg->topic, strlen(msg->topic));
 	if (strcmp(msg->topic, a->topic_inbox) != 0) {
+		/* Every duty sees it: several may follow one topic (the pin and the
+		 * log check both read the ledger head). */
 		bool taken = false;
-		for (size_t i = 0; i < a->nduties && !taken; i++)
-			if (duty_active(a, i) && a->duties[i].ops->on_message)
-				taken = a->duties[i].ops->on_message(a, a->duties[i].state, msg->topic, msg->payload,
-				                                     msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0);
+		for (size_t i = 0; i < a->nduties; i++)
+			if (duty_active(a, i) && a->duties[i].ops->on_message &&
+			    a->duties[i].ops->on_message(a, a->duties[i].state, msg->topic, msg->payload,
+			                                 msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0))
+				taken = true;
 		if (!taken)
 			ig_log(IG_LOG_DEBUG, "ignoring a message on %s", safe_topic);
 		return;

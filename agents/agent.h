@@ -51,7 +51,8 @@ typedef struct ig_duty_ops {
 	/* The agent is stopping: wipe any secrets held in state. */
 	void (*on_stop)(ig_agent *a, void *state);
 	/* A message on a topic other than the inbox (one a duty subscribed to
-	 * with ig_agent_subscribe). Return true if this duty consumed it. */
+	 * with ig_agent_subscribe). Every duty is offered it; return true if
+	 * this duty used it (only for the "nobody handles it" debug line). */
 	bool (*on_message)(ig_agent *a, void *state, const char *topic, const uint8_t *payload, size_t len);
 	/* Extra members for the online status heartbeat: writes text such as
 	 * `,"entropy":"ok"` (leading comma, valid JSON members) into out and
@@ -76,7 +77,7 @@ typedef struct ig_duty_ops {
 	bool (*on_leave)(ig_agent *a, void *state, uint64_t now_us);
 } ig_duty_ops;
 
-#define IG_AGENT_MAX_DUTIES 8
+#define IG_AGENT_MAX_DUTIES 12
 #define IG_AGENT_STATUS_MAX 1024      /* bytes of one status message, duty fields included */
 /* How long a clean stop waits for duties' on_leave business: bounded, so a
  * silent broker cannot make SIGTERM hang (the offline status and DISCONNECT

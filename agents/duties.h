@@ -15,6 +15,7 @@
 #include "ig_entropy.h"
 #include "ig_health.h"
 #include "ig_join.h"
+#include "loghead.h"
 #include "m2m_keys.h"
 
 /* Exit status for problems only a human can fix (a refused join code). */
@@ -39,6 +40,13 @@ typedef struct ig_pin_state {
 	bool known;
 	uint8_t pk[IG_PK_BYTES];
 	bool mismatch_logged;
+	/* Set by the log duty when this cluster head's log was refused (a fork,
+	 * a rollback, an enrolment it cannot prove): the key stays pinned, but
+	 * no duty accepts new keys (session keys, coins, redeemed keys) boxed
+	 * under it until an operator acts (docs/PROTOCOL.md, "Checking the log
+	 * on the device"). */
+	bool refused;
+	char refused_path[PATH_MAX];
 } ig_pin_state;
 /* Sets path = key_path + ".ch" and loads it if present (known = false if absent). */
 int ig_pin_init(ig_pin_state *p, const char *key_path, ig_error *err);
@@ -49,6 +57,65 @@ int ig_pin_store(ig_pin_state *p, const uint8_t pk[IG_PK_BYTES], ig_error *err);
  * if the head agrees with (or established) the pin. */
 int ig_pin_from_head(ig_pin_state *p, const char *cluster, const uint8_t *payload, size_t len, ig_error *err);
 extern const ig_duty_ops ig_duty_pin;
+/* True if keys boxed by the pinned cluster head may be accepted: a key is
+ * pinned and its log was not refused. */
+bool ig_pin_trusted(const ig_pin_state *p);
+/* Why not, for log lines: "no cluster-head key pinned (no FILE.ch, no
+ * ledger head seen)" or "the cluster head's log was refused (see
+ * FILE.head.refused)". */
+const char *ig_pin_untrusted_why(const ig_pin_state *p, char *out, size_t cap);
+
+/* ---- log: checks the cluster head's ledger for this device. At every
+ * connect it asks for the inclusion proof of its own enrolment; it keeps
+ * the last checkpoint it accepted in FILE.head and accepts a newer one (a
+ * ledger head, or a proof's checkpoint) only with a consistency proof from
+ * it. A fork, a rollback or an enrolment the cluster head cannot prove is
+ * written to FILE.head.refused, logged at error level, reported in the
+ * status and sets pin->refused, until an operator deletes that file.
+ * Optionally requires a quorum of witness cosignatures before it accepts a
+ * head. State and helpers in loghead.h. */
+typedef struct ig_log_state {
+	ig_pin_state *pin;
+	ig_loghead_trust trust;
+	bool trust_ready;                  /* trust.ch_pk is the pinned key */
+	char head_path[PATH_MAX];
+	char refused_path[PATH_MAX];
+	bool have;                         /* `accepted` holds FILE.head */
+	ig_loghead accepted;
+	char reason[16];                   /* refused: fork, rollback, enrollment */
+	char detail[IG_LOGHEAD_DETAIL_MAX];
+	bool unavailable;                  /* the cluster head has no tiles (format-1 ledger) */
+	bool enrollment_proven;            /* this session */
+	uint64_t enrollment_index;
+	char incl_nonce[20];               /* "" = no inclusion request in flight */
+	uint64_t incl_due_us;              /* when to ask (again); 0 = not needed */
+	unsigned incl_failures;
+	/* The candidate checkpoint being proven against the accepted one. */
+	bool cons_active;
+	ig_loghead_relation cons_kind;     /* NEWER or OLDER */
+	char cons_nonce[20];               /* "" = not in flight */
+	uint64_t cons_due_us;              /* when to ask (again) */
+	uint64_t cons_last_us;             /* last request: one per CONS_MIN_GAP at most */
+	unsigned cons_failures;
+	/* A newer tree proven consistent but short of cosignatures: its
+	 * cosigned copy is accepted without another proof while the accepted
+	 * size is still proven_from. */
+	uint64_t proven_size, proven_from;
+	uint8_t proven_root[IG_HASH_BYTES];
+	ig_loghead cand;
+	bool queued;                       /* a newer candidate waits for the one in flight */
+	ig_loghead next;
+	ig_loghead scratch;
+	uint64_t accepted_count;           /* heads accepted by this run, for tests and logs */
+} ig_log_state;
+/* Sets the paths (key_path + ".head", ".head.refused"), reads a refusal and,
+ * if a key is pinned, the accepted head. vkeys (n, may be 0) are witness
+ * vkeys, of which quorum must cosign a head before it is accepted. A
+ * damaged FILE.head, or one without FILE.ch, is an error that needs an
+ * operator (err says which file to delete). */
+int ig_log_init(ig_log_state *l, ig_pin_state *pin, const char *key_path, const char *cluster,
+                const ig_cosig_vkey *vkeys, size_t nvkeys, size_t quorum, ig_error *err);
+extern const ig_duty_ops ig_duty_log;
 
 /* ---- join: turns a one-time join code into an enrolment. While joining,
  * the agent connects with a join token, asks {"type":"join"} and waits for
@@ -152,6 +219,7 @@ typedef struct ig_m2m_state {
 	uint64_t messages;                 /* "n" of the next message */
 	ig_m2m_counters counters;
 	bool warned_no_pin;
+	bool warned_refused;               /* this connection */
 } ig_m2m_state;
 int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin);
 extern const ig_duty_ops ig_duty_m2m;

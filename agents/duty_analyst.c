@@ -346,10 +346,10 @@ static bool analyst_on_message(ig_agent *a, void *state, const char *topic, cons
 		return false;
 	an->counters.messages++;
 	if (!ig_ch_box_ensure(a, &an->box, an->pin)) {
+		char why[PATH_MAX + 64];
 		an->counters.dropped++;
-		ig_log(an->warned_no_pin ? IG_LOG_DEBUG : IG_LOG_WARN,
-		       "data from %s/%s not redeemed: no cluster-head key pinned yet to open the bank's reply with", collector,
-		       stream);
+		ig_log(an->warned_no_pin ? IG_LOG_DEBUG : IG_LOG_WARN, "data from %s/%s not redeemed: %s", collector, stream,
+		       ig_pin_untrusted_why(an->pin, why, sizeof why));
 		an->warned_no_pin = true;
 		return true;
 	}
@@ -475,7 +475,7 @@ static bool handle_redeemed(ig_agent *a, ig_analyst_state *an, const cJSON *msg)
 	    ig_redeem_accept(r, msg, &an->box.bk, payload_key, result_key, &err) != IG_OK) {
 		an->counters.dropped++;
 		ig_log(IG_LOG_WARN, "redeemed reply for %s/%s rejected: %s", r->collector, r->stream,
-		       err.msg[0] ? err.msg : "no cluster-head key pinned");
+		       err.msg[0] ? err.msg : "no trusted cluster-head key");
 		ig_redeem_drop(r);
 		return true;
 	}

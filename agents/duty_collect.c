@@ -187,8 +187,8 @@ static void maybe_mint(ig_agent *a, ig_collect_state *c, uint64_t now_us)
 		return;
 	if (!ig_ch_box_ensure(a, &c->box, c->pin)) {
 		if (!c->warned_no_pin && now_us - c->connected_us > NO_PIN_PATIENCE_US) {
-			ig_log(IG_LOG_WARN, "cannot ask the bank for coins yet: no cluster-head key pinned (no %s, no ledger "
-			                    "head seen)", c->pin->path);
+			char why[PATH_MAX + 64];
+			ig_log(IG_LOG_WARN, "cannot ask the bank for coins: %s", ig_pin_untrusted_why(c->pin, why, sizeof why));
 			c->warned_no_pin = true;
 		}
 		return;
@@ -292,7 +292,8 @@ static int take_coins(ig_agent *a, ig_collect_state *c, const cJSON *msg, bool u
 		return IG_ERR_INVAL;
 	}
 	if (!ig_ch_box_ensure(a, &c->box, c->pin)) {
-		ig_log(IG_LOG_WARN, "%s ignored: no cluster-head key pinned to open them with", what);
+		char why[PATH_MAX + 64];
+		ig_log(IG_LOG_WARN, "%s refused: %s", what, ig_pin_untrusted_why(c->pin, why, sizeof why));
 		return IG_ERR_INVAL;
 	}
 	uint8_t coins[IG_COINS_PER_REQUEST * IG_COIN_BYTES];

@@ -53,7 +53,7 @@ static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
 /* The shared key with the cluster head, computed once per pinned key. */
 static bool ensure_box_key(ig_agent *a, ig_m2m_state *m)
 {
-	if (!m->pin->known)
+	if (!ig_pin_trusted(m->pin))
 		return false;
 	if (m->have_box_key && sodium_memcmp(m->box_key_for, m->pin->pk, IG_PK_BYTES) == 0)
 		return true;
@@ -93,10 +93,12 @@ static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 	if ((k && !ig_keytable_needs_rekey(k, now_s)) || now_us < m->next_request_us)
 		return;
 	if (!ensure_box_key(a, m)) {
-		if (!m->warned_no_pin && now_us - m->connected_us > NO_PIN_PATIENCE_US) {
-			ig_log(IG_LOG_WARN, "cannot ask for session keys yet: no cluster-head key pinned (no %s, no ledger "
-			                    "head seen)", m->pin->path);
-			m->warned_no_pin = true;
+		bool refused = m->pin->refused;
+		if (refused ? !m->warned_refused : !m->warned_no_pin && now_us - m->connected_us > NO_PIN_PATIENCE_US) {
+			char why[PATH_MAX + 64];
+			ig_log(refused ? IG_LOG_ERR : IG_LOG_WARN, "cannot ask for session keys: %s",
+			       ig_pin_untrusted_why(m->pin, why, sizeof why));
+			*(refused ? &m->warned_refused : &m->warned_no_pin) = true;
 		}
 		m->next_request_us = now_us + NO_PIN_RETRY_US;
 		return;
@@ -160,8 +162,10 @@ static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
 	ig_error err = {0};
 	char id[9];
 	if (!ensure_box_key(a, m)) {
+		char why[PATH_MAX + 64];
 		m->counters.keys_rejected++;
-		ig_log(IG_LOG_WARN, "session key ignored: no cluster-head key pinned to check it against");
+		ig_log(m->pin->refused ? IG_LOG_ERR : IG_LOG_WARN, "session key refused: %s",
+		       ig_pin_untrusted_why(m->pin, why, sizeof why));
 		return true;
 	}
 	uint64_t now_s = ig_now_ms() / 1000u;
@@ -288,6 +292,7 @@ static void m2m_on_connect(ig_agent *a, void *state)
 	char filter[M2M_TOPIC_MAX];
 	uint64_t now = ig_mono_us();
 	m->connected_us = now;
+	m->warned_refused = false;   /* said once per connection */
 	snprintf(filter, sizeof filter, "iotguard/%s/m2m/%s/+", ig_agent_cluster(a), ig_agent_id(a));
 	ig_agent_subscribe(a, filter, 1);
 	if (m->next_request_us > now + REQUEST_GAP_US)

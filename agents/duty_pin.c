@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ig_checkpoint.h"
+#include "ig_durable.h"
 
 #define PIN_SUFFIX ".ch"
 #define PIN_LINE_LEN (2 * IG_PK_BYTES + 1)
@@ -62,52 +63,15 @@ int ig_pin_init(ig_pin_state *p, const char *key_path, ig_error *err)
 	return IG_OK;
 }
 
-static int sync_dir_of(const char *path)
-{
-	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == path)
-		snprintf(dir, sizeof dir, "/");
-	else
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
 int ig_pin_store(ig_pin_state *p, const uint8_t pk[IG_PK_BYTES], ig_error *err)
 {
-	char line[PIN_LINE_LEN + 1], tmp[PATH_MAX];
+	char line[PIN_LINE_LEN + 1];
 	ig_hex_encode(line, pk, IG_PK_BYTES);
 	line[2 * IG_PK_BYTES] = '\n';
 	line[PIN_LINE_LEN] = '\0';
-	int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", p->path, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof tmp)
-		return ig_error_set(err, IG_ERR_RANGE, "path %s is too long", p->path);
-
-	unlink(tmp);  /* a leftover from a crashed run of this same pid number */
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-	bool ok = fchmod(fd, 0600) == 0 && write(fd, line, PIN_LINE_LEN) == PIN_LINE_LEN && fsync(fd) == 0;
-	int saved = errno;
-	if (close(fd) != 0 && ok) {
-		ok = false;
-		saved = errno;
-	}
-	if (!ok || rename(tmp, p->path) != 0) {
-		if (ok)
-			saved = errno;
-		unlink(tmp);
-		return ig_error_set(err, IG_ERR_IO, "cannot write %s: %s", p->path, strerror(saved));
-	}
-	if (sync_dir_of(p->path) != 0)
-		return ig_error_set(err, IG_ERR_IO, "cannot sync the directory of %s: %s", p->path, strerror(errno));
+	int rc = ig_durable_replace(p->path, line, PIN_LINE_LEN, "pinned cluster-head key", err);
+	if (rc != IG_OK)
+		return rc;
 	memcpy(p->pk, pk, IG_PK_BYTES);
 	p->known = true;
 	return IG_OK;
@@ -149,6 +113,19 @@ int ig_pin_from_head(ig_pin_state *p, const char *cluster, const uint8_t *payloa
 out:
 	cJSON_Delete(head);
 	return rc;
+}
+
+bool ig_pin_trusted(const ig_pin_state *p) { return p->known && !p->refused; }
+
+const char *ig_pin_untrusted_why(const ig_pin_state *p, char *out, size_t cap)
+{
+	if (p->refused)
+		snprintf(out, cap, "this cluster head's log was refused (see %s)", p->refused_path);
+	else if (!p->known)
+		snprintf(out, cap, "no cluster-head key pinned (no %s, no ledger head seen)", p->path);
+	else
+		snprintf(out, cap, "the cluster head is trusted");
+	return out;
 }
 
 /* ---- the duty ------------------------------------------------------------- */

@@ -81,13 +81,26 @@ static void usage(FILE *out)
 	      "                    statistics per collector and stream and sends each\n"
 	      "                    collector its sealed result, or an error result for a\n"
 	      "                    payload it cannot use (no m2m, no --peer)\n"
+	      "  --witness-key VKEY\n"
+	      "                    a witness's C2SP vkey (from `iotguard witness --print-vkey`);\n"
+	      "                    repeat for each witness. The agent then accepts a ledger\n"
+	      "                    head only once --witness-quorum of them cosigned it\n"
+	      "  --witness-quorum K\n"
+	      "                    cosignatures required (1..number of --witness-key; default:\n"
+	      "                    all of them)\n"
 	      "  --verbose         debug logging (never includes tokens or keys)\n"
 	      "  --help            show this text\n"
 	      "\n"
 	      "Always: the agent pins the cluster-head key (FILE.ch, else trust on first use\n"
 	      "of the signed ledger head), reports a signed measurement of itself and its\n"
 	      "configuration at each connect and every 5 minutes, and accepts session keys\n"
-	      "and encrypted messages from peers that asked for a key with it.\n"
+	      "and encrypted messages from peers that asked for a key with it. It checks\n"
+	      "the cluster's log: at each connect it has the cluster head prove that its\n"
+	      "enrolment is in the log, it keeps the last checkpoint it accepted in\n"
+	      "FILE.head and accepts a newer one only with a consistency proof. A fork or\n"
+	      "a rollback is written to FILE.head.refused, logged as an error and shown in\n"
+	      "the status, and the agent accepts no new keys from the cluster head until\n"
+	      "an operator deletes that file.\n"
 	      "\n"
 	      "Logs go to stderr. Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime\n"
 	      "failure, 2 on a usage error, 3 when the join code was refused (ask the\n"
@@ -139,6 +152,14 @@ struct duty_states {
 	ig_ping_state ping;
 	ig_collect_state collect;
 	ig_analyst_state analyst;
+	ig_log_state log;
+};
+
+/* The witnesses whose cosignatures a ledger head needs (--witness-key). */
+struct witness_options {
+	ig_cosig_vkey keys[IG_CHECKPOINT_COSIGS_MAX];
+	size_t n;
+	unsigned long quorum;      /* 0: all of them */
 };
 
 /* The coin duties' options. */
@@ -160,7 +181,7 @@ static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
 /* Prepares the key (joining may create it), the duties and the agent, and
  * runs it. Returns the exit status. */
 static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_interval, const char *peer,
-               unsigned send_interval, bool ping, const struct bank_options *bank)
+               unsigned send_interval, bool ping, const struct bank_options *bank, const struct witness_options *wit)
 {
 	static struct duty_states d;   /* large (key table, replay windows): keep it off the stack */
 	ig_error err = {0};
@@ -192,6 +213,12 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 		joining = true;
 	}
 
+	if (ig_log_init(&d.log, &d.pin, cfg->key_path, cfg->cluster, wit->keys, wit->n, wit->quorum ? wit->quorum : wit->n,
+	                &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg);
+		return 1;
+	}
+
 	ig_agent *agent = NULL;
 	if (ig_agent_new(&agent, cfg, &err) != IG_OK) {
 		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot start the agent");
@@ -215,6 +242,7 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 		return 1;
 	}
 	if (add_duty(agent, &ig_duty_pin, &d.pin) != 0 || (joining && add_duty(agent, &ig_duty_join, &d.join) != 0) ||
+	    add_duty(agent, &ig_duty_log, &d.log) != 0 ||
 	    add_duty(agent, &ig_duty_attest, &d.attest) != 0 ||
 	    (entropy_interval && add_duty(agent, &ig_duty_entropy, &d.entropy) != 0) ||
 	    (!bank->analyst && add_duty(agent, &ig_duty_m2m, &d.m2m) != 0) ||
@@ -235,7 +263,8 @@ int main(int argc, char **argv)
 {
 	enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_ID, OPT_KEY, OPT_HEARTBEAT, OPT_TTL,
 	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP, OPT_JOIN_CODE, OPT_ENTROPY_INTERVAL, OPT_PEER,
-	       OPT_SEND_INTERVAL, OPT_COLLECT_INTERVAL, OPT_STREAM, OPT_RESULT_TIMEOUT, OPT_ROLE };
+	       OPT_SEND_INTERVAL, OPT_COLLECT_INTERVAL, OPT_STREAM, OPT_RESULT_TIMEOUT, OPT_ROLE, OPT_WITNESS_KEY,
+	       OPT_WITNESS_QUORUM };
 	static const struct option options[] = {
 		{"host", required_argument, NULL, OPT_HOST},
 		{"port", required_argument, NULL, OPT_PORT},
@@ -256,6 +285,8 @@ int main(int argc, char **argv)
 		{"stream", required_argument, NULL, OPT_STREAM},
 		{"result-timeout", required_argument, NULL, OPT_RESULT_TIMEOUT},
 		{"role", required_argument, NULL, OPT_ROLE},
+		{"witness-key", required_argument, NULL, OPT_WITNESS_KEY},
+		{"witness-quorum", required_argument, NULL, OPT_WITNESS_QUORUM},
 		{NULL, 0, NULL, 0},
 	};
 	ig_agent_config cfg = {.heartbeat_s = 30, .ttl_s = 300};
@@ -264,6 +295,7 @@ int main(int argc, char **argv)
 	const char *peer = NULL;
 	unsigned entropy_interval = 0, send_interval = 10;
 	struct bank_options bank = {.stream = "readings", .result_timeout = 60};
+	static struct witness_options wit;
 	unsigned long v;
 	int opt;
 
@@ -318,6 +350,26 @@ int main(int argc, char **argv)
 				return usage_error("--result-timeout must be 1..86400 seconds, not '%s'", optarg);
 			bank.result_timeout = (unsigned)v;
 			break;
+		case OPT_WITNESS_KEY: {
+			ig_error verr = {0};
+			if (wit.n >= IG_CHECKPOINT_COSIGS_MAX)
+				return usage_error("at most 32 --witness-key options, not more (at '%s')", optarg);
+			if (ig_cosig_vkey_parse(&wit.keys[wit.n], optarg, strlen(optarg), &verr) != IG_OK)
+				return usage_error("--witness-key '%s' is not a C2SP vkey (iotguard witness --print-vkey prints one)",
+				                   optarg);
+			if (wit.keys[wit.n].type != IG_COSIG_TYPE_COSIG_V1)
+				return usage_error("--witness-key '%s' is not a witness key (type 0x04, cosignature/v1)", optarg);
+			for (size_t i = 0; i < wit.n; i++)
+				if (strcmp(wit.keys[i].name, wit.keys[wit.n].name) == 0)
+					return usage_error("--witness-key: the witness '%s' is named twice", wit.keys[wit.n].name);
+			wit.n++;
+			break;
+		}
+		case OPT_WITNESS_QUORUM:
+			if (!parse_uint(optarg, 1, IG_CHECKPOINT_COSIGS_MAX, &v))
+				return usage_error("--witness-quorum must be 1..32, not '%s'", optarg);
+			wit.quorum = v;
+			break;
 		case OPT_ROLE:
 			if (strcmp(optarg, "analyst") != 0 && strcmp(optarg, "device") != 0)
 				return usage_error("--role must be device or analyst, not '%s'", optarg);
@@ -352,6 +404,11 @@ int main(int argc, char **argv)
 
 	if (!ig_id_valid(bank.stream, strlen(bank.stream)))
 		return usage_error("--stream '%s' is invalid: use 1..64 characters of [A-Za-z0-9_.-]", bank.stream);
+	if (wit.quorum > wit.n) {
+		char q[24];
+		snprintf(q, sizeof q, "%lu", wit.quorum);
+		return usage_error("--witness-quorum %s needs at least that many --witness-key options", q);
+	}
 	if (bank.analyst && (bank.collect_interval || peer))
 		return usage_error("%s", "--role analyst cannot be combined with --collect-interval or --peer");
 
@@ -366,7 +423,7 @@ int main(int argc, char **argv)
 	}
 	mosquitto_lib_init();
 
-	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank);
+	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank, &wit);
 	mosquitto_lib_cleanup();
 	return status;
 }

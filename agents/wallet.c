@@ -259,7 +259,7 @@ static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
 
 bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin)
 {
-	if (!pin->known)
+	if (!ig_pin_trusted(pin))
 		return false;
 	if (b->have && sodium_memcmp(b->for_pk, pin->pk, IG_PK_BYTES) == 0)
 		return true;

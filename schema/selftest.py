@@ -61,9 +61,14 @@ revoked = {"id": "dev1", "state": "revoked", "ts": TS}
 online_agent = with_(online, measurement=HEX64, entropy="ok")
 entropy_failed = with_(online_agent, entropy="failed: repetition count test: 21 identical samples (cutoff 21)")
 collector = with_(online_agent, wallet={"coins": 12, "outstanding": 3})
+log_ok = with_(online_agent, log={"state": "ok", "size": 42, "enrollment": 3})
+log_refused = with_(online_agent, log={"state": "refused", "reason": "fork", "detail": "the cluster head signed "
+                                       "two different trees of size 9: the one this device accepted and another"})
 STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will, revoked,
              online_agent, entropy_failed, with_(online, measurement=HEX64B), collector,
-             with_(online, wallet={"coins": 0, "outstanding": 0})]
+             with_(online, wallet={"coins": 0, "outstanding": 0}), log_ok, log_refused,
+             with_(online, log={"state": "checking"}), with_(online, log={"state": "unavailable"}),
+             with_(online, log={"state": "checking", "size": 7})]
 STATUS_BAD = [
     (without(online, "seq"), "online without seq"),
     (without(online, "ts"), "online without ts"),
@@ -95,6 +100,12 @@ STATUS_BAD = [
     (with_(online, wallet={"coins": -1, "outstanding": 0}), "negative coins"),
     (with_(online, wallet={"coins": 1, "outstanding": 0, "coin": HEX64}), "a coin in the status"),
     (with_(online, wallet=5), "wallet as a number"),
+    (with_(online, log={"state": "refused", "reason": "fork"}), "refusal without its detail"),
+    (with_(online, log={"state": "ok", "reason": "fork", "detail": "x"}), "a reason on an ok log"),
+    (with_(online, log={"state": "refused", "reason": "tampered", "detail": "x"}), "unknown refusal reason"),
+    (with_(online, log={"state": "ok", "size": 0}), "log size 0"),
+    (with_(online, log={"state": "fine"}), "unknown log state"),
+    (with_(offline_clean, log={"state": "ok"}), "log on an offline status"),
 ]
 
 # ---- ledger head ------------------------------------------------------------
