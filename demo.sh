@@ -143,6 +143,8 @@ unset WATCH_TOKEN
 
 say "5. three device agents (status heartbeat every 5 s, ping on connect); dev1 and dev2 contribute"
 say "   entropy every 5 s and ask the cluster head for a session key to talk to each other every 3 s"
+say "   (every agent also has the cluster head prove that its enrolment is in the log, and keeps the"
+say "   last checkpoint it accepted in KEY.head: a newer one only with a consistency proof)"
 start_agent() {
 	local id=$1
 	shift

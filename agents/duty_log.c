@@ -161,12 +161,15 @@ static void accept_head(ig_log_state *l, const ig_loghead *h, const char *how)
 	bool grew = !l->have || h->cp.size != old;
 	memcpy(&l->accepted, h, sizeof *h);
 	l->have = true;
-	l->accepted_count++;
+	/* A busy cluster moves its head many times a minute: say it once a
+	 * run, then only in debug logs (the status carries the size). */
 	if (grew)
-		ig_log(IG_LOG_INFO, "accepted the log head of size %" PRIu64 " (%s%s); kept in %s", h->cp.size, how,
+		ig_log(l->accepted_count == 0 ? IG_LOG_INFO : IG_LOG_DEBUG,
+		       "accepted the log head of size %" PRIu64 " (%s%s); kept in %s", h->cp.size, how,
 		       l->trust.quorum ? ", witnessed" : "", l->head_path);
 	else
 		ig_log(IG_LOG_DEBUG, "kept the log head of size %" PRIu64 " with %zu cosignatures", h->cp.size, h->cosigned);
+	l->accepted_count++;
 }
 
 /* ---- requests ---------------------------------------------------------------- */

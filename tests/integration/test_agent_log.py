@@ -77,7 +77,7 @@ def test_agent_proves_its_enrolment_and_keeps_each_consistent_head(cluster):
     mon = b.connect("mon1")
     mon.subscribe_ok(c.topic("ledger", "head"))
     mon.subscribe_ok(c.topic("dev", "dev1", "status"))
-    agent = H.start_agent(b, c, "dev1")
+    agent = H.start_agent(b, c, "dev1", "--verbose")   # each accepted head is a debug line
     procs.append(agent)
     # Genesis, admin1, mon1, dev1: dev1's enrolment is record 3 (its
     # attestation record follows once it connects).
