@@ -75,7 +75,8 @@ int ig_log_init(ig_log_state *l, ig_pin_state *pin, const char *key_path, const 
 		                    nvkeys, IG_CHECKPOINT_COSIGS_MAX);
 	if (ig_loghead_trust_init(&l->trust, cluster, no_key) != IG_OK)
 		return ig_error_set(err, IG_ERR_INVAL, "invalid cluster name %s", cluster);
-	memcpy(l->trust.witnesses, vkeys, nvkeys * sizeof *vkeys);
+	if (nvkeys > 0)   /* vkeys may be NULL then, and memcpy's may not */
+		memcpy(l->trust.witnesses, vkeys, nvkeys * sizeof *vkeys);
 	l->trust.nwitnesses = nvkeys;
 	l->trust.quorum = quorum;
 	memcpy(pin->refused_path, l->refused_path, sizeof pin->refused_path);
