@@ -65,35 +65,38 @@ int ig_plugin_on_acl_check(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;   /* dropping access is always allowed */
 
 	const char *username = mosquitto_client_username(ed->client);
-	/* The registry lookup (a SipHash and a probe) is skipped while the
-	 * registry is unchanged since this client's identity was last seen
-	 * active in it: any enrol or revoke changes its generation. */
-	uint64_t reg_gen = ig_registry_generation(pl->reg);
-	uint8_t memo_role;
-	bool active;
-	const char *id;
-	ig_role role;
-	if (username && ig_aclcache_who(pl->aclcache, ed->client, username, reg_gen, &memo_role)) {
-		active = true;
-		id = username;
-		role = (ig_role)memo_role;
-	} else {
-		const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
-		active = who && who->status == IG_ID_ACTIVE;
-		if (!active && username && joining_allows(pl, ed, username))
-			return MOSQ_ERR_SUCCESS;
-		id = who ? who->id : "";
-		role = who ? (ig_role)who->role : IG_ROLE_NONE;
-	}
-
 	const char *topic = !ed->topic ? "" : ed->access == MOSQ_ACL_SUBSCRIBE ? strip_shared(ed->topic) : ed->topic;
 	/* The cache's access code: Mosquitto's access, and for a publish whether
 	 * it is retained (which also needs a "retain" pattern). */
 	uint8_t code = (uint8_t)(ed->access * 2 + (ed->access == MOSQ_ACL_WRITE && ed->retain ? 1 : 0));
-	ig_aclcache_key key = {.client = ed->client, .id = id, .role = (uint8_t)role,
-	                       .generation = ig_policy_generation(pl->policy), .access = code,
-	                       .topic = topic, .topic_len = strlen(topic), .registry_generation = active ? reg_gen : 0};
-	ig_aclcache_result cached = active ? ig_aclcache_get(pl->aclcache, &key) : IG_ACLCACHE_DENY;
+	/* The registry lookup (a SipHash and a probe) is skipped while the
+	 * registry is unchanged since this client's identity was last seen
+	 * active in it: any enrol or revoke changes its generation. That test
+	 * and the cached decision take one probe of the cache (this runs for
+	 * the publish and for each delivery of every relayed message). */
+	uint64_t reg_gen = ig_registry_generation(pl->reg);
+	ig_aclcache_key key = {.client = ed->client, .id = username, .generation = ig_policy_generation(pl->policy),
+	                       .access = code, .topic = topic, .topic_len = strlen(topic), .registry_generation = reg_gen};
+	uint8_t memo_role;
+	ig_aclcache_result cached =
+		username ? ig_aclcache_get_known(pl->aclcache, &key, &memo_role) : IG_ACLCACHE_UNKNOWN;
+	const char *id = username;
+	ig_role role;
+	if (cached != IG_ACLCACHE_UNKNOWN) {
+		role = (ig_role)memo_role;
+		key.role = memo_role;
+	} else {
+		const ig_identity *who = username ? ig_registry_find(pl->reg, username, strlen(username)) : NULL;
+		bool active = who && who->status == IG_ID_ACTIVE;
+		if (!active && username && joining_allows(pl, ed, username))
+			return MOSQ_ERR_SUCCESS;
+		id = who ? who->id : "";
+		role = who ? (ig_role)who->role : IG_ROLE_NONE;
+		key.id = id;
+		key.role = (uint8_t)role;
+		key.registry_generation = active ? reg_gen : 0;
+		cached = active ? ig_aclcache_get(pl->aclcache, &key) : IG_ACLCACHE_DENY;
+	}
 	bool allowed;
 	if (cached != IG_ACLCACHE_MISS) {
 		allowed = cached == IG_ACLCACHE_ALLOW;

@@ -256,6 +256,29 @@ bool ig_aclcache_who(const ig_aclcache *c, const void *client, const char *usern
 	return true;
 }
 
+ig_aclcache_result ig_aclcache_get_known(ig_aclcache *c, const ig_aclcache_key *k, uint8_t *role)
+{
+	if (!c || !k || !k->client || !k->id || !k->registry_generation || !role)
+		return IG_ACLCACHE_UNKNOWN;
+	const slot *s = &c->slots[find_index(c, k->client)];
+	if (!s->client)
+		return IG_ACLCACHE_UNKNOWN;
+	client_cache *cc = s->cc;
+	/* As ig_aclcache_who; the id then also matches for the get below. */
+	if (cc->who_generation != k->registry_generation || !same_id(cc->id, k->id))
+		return IG_ACLCACHE_UNKNOWN;
+	*role = cc->role;
+	/* As ig_aclcache_get with role = cc->role: only the policy generation
+	 * and the question are left to compare (who_generation already equals
+	 * the registry's, so the get's refresh of it has nothing to do). */
+	if (cc->generation != k->generation || !k->topic || k->topic_len == 0 || k->topic_len > IG_ACLCACHE_TOPIC_MAX)
+		return IG_ACLCACHE_MISS;
+	int i = entry_find(cc, k, topic_hash(k->topic, k->topic_len));
+	if (i < 0)
+		return IG_ACLCACHE_MISS;
+	return (cc->allowed >> i) & 1 ? IG_ACLCACHE_ALLOW : IG_ACLCACHE_DENY;
+}
+
 void ig_aclcache_forget(ig_aclcache *c, const void *client)
 {
 	if (!c || !client)

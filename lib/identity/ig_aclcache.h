@@ -33,6 +33,7 @@
 typedef struct ig_aclcache ig_aclcache;
 
 typedef enum ig_aclcache_result {
+	IG_ACLCACHE_UNKNOWN = -2,   /* ig_aclcache_get_known only: look the identity up */
 	IG_ACLCACHE_MISS = -1,
 	IG_ACLCACHE_DENY = 0,
 	IG_ACLCACHE_ALLOW = 1,
@@ -69,6 +70,15 @@ void ig_aclcache_put(ig_aclcache *c, const ig_aclcache_key *k, bool allowed);
  * anyone) makes it false until the next stored decision. */
 bool ig_aclcache_who(const ig_aclcache *c, const void *client, const char *username, uint64_t registry_generation,
                      uint8_t *role);
+/* ig_aclcache_who and ig_aclcache_get in one probe of the client table,
+ * for the check that runs twice per relayed message. k->id is the client's
+ * username and k->registry_generation the registry's current generation
+ * (k->role is ignored). IG_ACLCACHE_UNKNOWN when ig_aclcache_who would be
+ * false (the caller then reads the registry and asks ig_aclcache_get);
+ * otherwise *role is the identity's remembered role and the result is what
+ * ig_aclcache_get would answer for k with that role: the decision, or
+ * IG_ACLCACHE_MISS when there is none (the caller decides and stores it). */
+ig_aclcache_result ig_aclcache_get_known(ig_aclcache *c, const ig_aclcache_key *k, uint8_t *role);
 /* The client disconnected: its slot and decisions are released. */
 void ig_aclcache_forget(ig_aclcache *c, const void *client);
 

@@ -307,3 +307,82 @@ Test(aclcache, identity_memo_holds_only_for_its_registry_generation)
 	cr_assert(!ig_aclcache_who(c, &client_a, "dev-1", 6, &role), "a disconnected client is forgotten");
 	ig_aclcache_free(c);
 }
+
+/* xorshift32: a reproducible sequence. */
+static uint32_t rnd(uint32_t *x, uint32_t n)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x % n;
+}
+
+/* ig_aclcache_get_known is the ACL's one-probe path: it must answer
+ * exactly what ig_aclcache_who followed by ig_aclcache_get (with the
+ * remembered role) would, or a cached "allow" could outlive a revocation,
+ * a reload or an identity change. Checked against that composition after
+ * every step of a seeded random sequence of stores, lookups, refreshes and
+ * disconnects over a small space of clients, ids, roles, generations,
+ * accesses and topics, so every combination of matches and mismatches
+ * occurs. */
+Test(aclcache, get_known_is_who_then_get)
+{
+	ig_aclcache *c = new_cache(16);
+	const void *clients[] = {&client_a, &client_b};
+	const char *ids[] = {"dev-1", "dev-12", "mon-1"};
+	const char *topics[] = {"t/1", "t/2", "iotguard/C/dev/dev-1/status", ""};
+	uint32_t x = 12345;
+#define NEXT(n) rnd(&x, n)
+	int unknown = 0, miss = 0, hit = 0;
+	for (int step = 0; step < 20000; step++) {
+		ig_aclcache_key k = key_for(clients[NEXT(2)], ids[NEXT(3)], 1 + NEXT(2), (uint8_t)NEXT(3), topics[NEXT(4)]);
+		k.role = (uint8_t)(IG_ROLE_DEVICE + NEXT(2));
+		k.registry_generation = NEXT(3);   /* 0: the caller did not look */
+		switch (NEXT(8)) {
+		case 0:
+		case 1:
+		case 2:
+			ig_aclcache_put(c, &k, NEXT(2) == 0);
+			break;
+		case 3:
+			(void)ig_aclcache_get(c, &k);   /* a hit refreshes the memo */
+			break;
+		case 4:
+			if (NEXT(16) == 0)
+				ig_aclcache_forget(c, k.client);
+			break;
+		default:
+			break;
+		}
+		/* The question the ACL asks next, against both paths. */
+		ig_aclcache_key q = key_for(clients[NEXT(2)], ids[NEXT(3)], 1 + NEXT(2), (uint8_t)NEXT(3), topics[NEXT(4)]);
+		q.registry_generation = 1 + NEXT(2);
+		uint8_t who_role = 0xee, known_role = 0xee;
+		bool who = ig_aclcache_who(c, q.client, q.id, q.registry_generation, &who_role);
+		ig_aclcache_result want = IG_ACLCACHE_UNKNOWN;
+		if (who) {
+			ig_aclcache_key g = q;
+			g.role = who_role;
+			want = ig_aclcache_get(c, &g);
+		}
+		ig_aclcache_result got = ig_aclcache_get_known(c, &q, &known_role);
+		cr_assert_eq(got, want, "step %d: get_known %d, who+get %d", step, got, want);
+		if (who)
+			cr_assert_eq(known_role, who_role, "step %d: the remembered role", step);
+		unknown += got == IG_ACLCACHE_UNKNOWN;
+		miss += got == IG_ACLCACHE_MISS;
+		hit += got >= 0;
+	}
+#undef NEXT
+	cr_assert(unknown > 100 && miss > 100 && hit > 100, "the sequence must reach every outcome (%d unknown, %d miss, %d hit)",
+	          unknown, miss, hit);
+	uint8_t role;
+	ig_aclcache_key q = key_for(&client_a, "dev-1", 1, 2, "t/1");
+	q.registry_generation = 5;
+	cr_assert_eq(ig_aclcache_get_known(NULL, &q, &role), IG_ACLCACHE_UNKNOWN);
+	cr_assert_eq(ig_aclcache_get_known(c, NULL, &role), IG_ACLCACHE_UNKNOWN);
+	cr_assert_eq(ig_aclcache_get_known(c, &q, NULL), IG_ACLCACHE_UNKNOWN);
+	q.registry_generation = 0;
+	cr_assert_eq(ig_aclcache_get_known(c, &q, &role), IG_ACLCACHE_UNKNOWN, "generation 0 is never known");
+	ig_aclcache_free(c);
+}
