@@ -90,11 +90,14 @@ int ig_plugin_on_message(int event, void *event_data, void *userdata)
 	(void)event;
 	ig_plugin *pl = userdata;
 	struct mosquitto_evt_message *ed = event_data;
-	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0) {
-		if (strncmp(ed->topic, pl->topic_dev_prefix, pl->topic_dev_prefix_len) == 0)
-			consume_dev_message(pl, ed);
+	/* Device traffic first: it is nearly every message, so it is decided
+	 * with one prefix compare. */
+	if (strncmp(ed->topic, pl->topic_dev_prefix, pl->topic_dev_prefix_len) == 0) {
+		consume_dev_message(pl, ed);
 		return MOSQ_ERR_SUCCESS;
 	}
+	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0)
+		return MOSQ_ERR_SUCCESS;
 	const char *id = ed->topic + pl->topic_ch_prefix_len;
 	const char *username = mosquitto_client_username(ed->client);
 	/* The ACL lets only <id> publish here; check again rather than trust a
