@@ -62,6 +62,11 @@ def main():
     # length, the checkpoint, then the log.
     seeds["fuzz_ledger_scan"] = [len(c.encode()).to_bytes(2, "big") + c.encode() + b"".join(frames) for c in cps]
 
+    # PROTOCOL.md "Log proofs": the enrolment and consistency answers (signed
+    # with the example's cluster-head key, which fuzz_loghead trusts).
+    answers = re.findall(r'\{"type":"log_(?:inclusion|consistency)_proof".*\}', proto)
+    seeds["fuzz_loghead"] = [a.encode() for a in need("log proof answer", answers)]
+
     m2m = [bytes.fromhex(b.strip()) for b in blocks(proto) if re.fullmatch(r"010[12]4041[0-9a-f]+\s*", b)]
     seeds["fuzz_m2m"] = need("m2m message (0101/0102...)", m2m)
 
