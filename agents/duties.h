@@ -69,7 +69,9 @@ const char *ig_pin_untrusted_why(const ig_pin_state *p, char *out, size_t cap);
  * connect it asks for the inclusion proof of its own enrolment; it keeps
  * the last checkpoint it accepted in FILE.head and accepts a newer one (a
  * ledger head, or a proof's checkpoint) only with a consistency proof from
- * it. A fork, a rollback or an enrolment the cluster head cannot prove is
+ * it. The first checkpoint it keeps is one its enrolment was proven in
+ * (so a format-1 ledger, which has no proofs, gives none). A fork, a
+ * rollback or an enrolment the cluster head cannot prove is
  * written to FILE.head.refused, logged at error level, reported in the
  * status and sets pin->refused, until an operator deletes that file.
  * Optionally requires a quorum of witness cosignatures before it accepts a
@@ -81,6 +83,10 @@ typedef struct ig_log_state {
 	char head_path[PATH_MAX];
 	char refused_path[PATH_MAX];
 	bool have;                         /* `accepted` holds FILE.head */
+	/* Nothing kept yet, but `accepted` holds a checkpoint in which the
+	 * enrolment was proven and which lacks the witnesses required: the base
+	 * for proofs until a witnessed head is kept. */
+	bool provisional;
 	ig_loghead accepted;
 	char reason[16];                   /* refused: fork, rollback, enrollment */
 	char detail[IG_LOGHEAD_DETAIL_MAX];

@@ -144,7 +144,8 @@ static void refuse(ig_log_state *l, const char *reason, const char *offending, s
 	snprintf(l->reason, sizeof l->reason, "%s", reason);
 	l->pin->refused = true;
 	clear_pending(l);
-	if (ig_loghead_refusal_write(l->refused_path, reason, l->detail, l->have ? &l->accepted : NULL, offending,
+	if (ig_loghead_refusal_write(l->refused_path, reason, l->detail, l->have || l->provisional ? &l->accepted : NULL,
+	                             offending,
 	                             offending_len, ig_now_ms(), &err) != IG_OK)
 		ig_log(IG_LOG_ERR, "%s (the refusal holds for this run only)", err.msg);
 	say_refused(l);
@@ -160,8 +161,10 @@ static void accept_head(ig_log_state *l, const ig_loghead *h, const char *how)
 	}
 	uint64_t old = l->have ? l->accepted.cp.size : 0;
 	bool grew = !l->have || h->cp.size != old;
-	memcpy(&l->accepted, h, sizeof *h);
+	if (h != &l->accepted)
+		memcpy(&l->accepted, h, sizeof *h);
 	l->have = true;
+	l->provisional = false;
 	/* A busy cluster moves its head many times a minute: say it once a
 	 * run, then only in debug logs (the status carries the size). */
 	if (grew)
@@ -227,18 +230,21 @@ static void consider(ig_log_state *l, const ig_loghead *c, const char *source)
 {
 	if (l->pin->refused)
 		return;
-	ig_loghead_relation rel = ig_loghead_compare(l->have ? &l->accepted : NULL, c);
+	if (!l->have && !l->provisional) {
+		/* The first base is a tree the enrolment was proven in (on_inclusion),
+		 * so it is known to be the SHA-256 tree proofs are about. */
+		ig_log(IG_LOG_DEBUG, "log head of size %" PRIu64 " set aside until the enrolment is proven", c->cp.size);
+		return;
+	}
+	ig_loghead_relation rel = ig_loghead_compare(&l->accepted, c);
 	switch (rel) {
-	case IG_LOGHEAD_FIRST:
-		if (ig_loghead_witnessed(c, &l->trust))
-			accept_head(l, c, source);
-		else
-			ig_log(IG_LOG_DEBUG, "log head of size %" PRIu64 " has %zu of the %zu cosignatures required; waiting",
-			       c->cp.size, c->cosigned, l->trust.quorum);
+	case IG_LOGHEAD_FIRST:   /* not with a base */
 		return;
 	case IG_LOGHEAD_SAME:
-		/* The same tree, perhaps with more cosignatures: keep the best text. */
-		if (c->cosigned > l->accepted.cosigned)
+		/* The same tree, perhaps with more cosignatures: keep the best text,
+		 * and keep it at all once it has the witnesses required. */
+		if ((l->have && c->cosigned > l->accepted.cosigned) ||
+		    (l->provisional && ig_loghead_witnessed(c, &l->trust)))
 			accept_head(l, c, source);
 		return;
 	case IG_LOGHEAD_FORK:
@@ -314,6 +320,20 @@ static void on_inclusion(ig_agent *a, ig_log_state *l, const cJSON *msg)
 		l->incl_due_us = 0;
 		ig_log(IG_LOG_INFO, "enrolment proven: record %" PRIu64 " is in the cluster head's log of size %" PRIu64, index,
 		       l->scratch.cp.size);
+		if (!l->have && !l->provisional) {
+			/* The first tree: trusted because it holds this device's own
+			 * enrolment, kept once it has the witnesses required. */
+			if (ig_loghead_witnessed(&l->scratch, &l->trust)) {
+				accept_head(l, &l->scratch, "the enrolment proof");
+			} else {
+				memcpy(&l->accepted, &l->scratch, sizeof l->accepted);
+				l->provisional = true;
+				ig_log(IG_LOG_DEBUG, "log head of size %" PRIu64 " has %zu of the %zu cosignatures required; "
+				                     "proving later heads from it",
+				       l->scratch.cp.size, l->scratch.cosigned, l->trust.quorum);
+			}
+			return;
+		}
 		consider(l, &l->scratch, "the enrolment proof");
 		return;
 	}

@@ -9,8 +9,9 @@
  * another identity or key, a flipped hash, another signer, wrong sizes.
  * They check the relation of two checkpoints, the head and refusal files,
  * the witness quorum, and drive the log duty through a real, never
- * connected agent: a second signed tree of the same size is refused, the
- * refusal is durable, reported in the status, and stops keys.
+ * connected agent: a head is not kept before the enrolment is proven in
+ * one; a second signed tree of the size kept is refused, the refusal is
+ * durable, reported in the status, and stops keys.
  */
 #include <cJSON.h>
 #include <criterion/criterion.h>
@@ -319,13 +320,22 @@ Test(agent_log, a_second_tree_of_the_same_size_is_refused_durably_and_stops_keys
 	cr_assert_eq(ig_log_init(&l, &pin, key, "c1", NULL, 0, 0, &err), IG_OK, "%s", err.msg);
 	ig_agent *ag = tu_agent_offline("c1", "dev1", key);
 
-	/* The first head is accepted (trust on first use) and kept. */
+	/* Before its enrolment is proven in one, the device keeps no head: a
+	 * ledger head alone is set aside. */
 	signed_head(&a, &t, sk, 6, 1);
 	head_payload(payload, sizeof payload, &a);
 	cr_assert(ig_duty_log.on_message(ag, &l, "iotguard/c1/ledger/head", (const uint8_t *)payload, strlen(payload)));
+	cr_assert_not(l.have);
+	cr_assert_neq(access(l.head_path, F_OK), 0);
+
+	/* A device that kept the size-6 tree (an earlier run: KEY.head). */
+	cr_assert_eq(ig_loghead_store(&a, l.head_path, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_log_init(&l, &pin, key, "c1", NULL, 0, 0, &err), IG_OK, "%s", err.msg);
 	cr_assert(l.have);
 	cr_assert_eq(l.accepted.cp.size, 6);
 	cr_assert(ig_pin_trusted(&pin));
+	ig_duty_log.on_message(ag, &l, "iotguard/c1/ledger/head", (const uint8_t *)payload, strlen(payload));
+	cr_assert_not(pin.refused, "the same tree again is fine");
 	size_t n = ig_duty_log.status_fields(ag, &l, status, sizeof status);
 	status[n] = '\0';
 	cr_assert_str_eq(status, ",\"log\":{\"state\":\"checking\",\"size\":6}");
