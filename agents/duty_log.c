@@ -257,7 +257,7 @@ static void consider(ig_log_state *l, const ig_loghead *c, const char *source)
 		if (c->cp.size == l->proven_size && l->accepted.cp.size == l->proven_from &&
 		    !sodium_memcmp(c->cp.root, l->proven_root, IG_HASH_BYTES)) {
 			if (ig_loghead_witnessed(c, &l->trust))
-				accept_head(l, c, "proven before, now witnessed");
+				accept_head(l, c, "proven before");
 			return;
 		}
 		break;
