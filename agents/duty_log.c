@@ -282,8 +282,7 @@ static void consider(ig_log_state *l, const ig_loghead *c, const char *source)
 	l->cons_kind = rel;
 	l->cons_failures = 0;
 	l->cons_nonce[0] = '\0';
-	/* Sent by on_tick, at most one per CONS_MIN_GAP_US. */
-	l->cons_due_us = l->cons_last_us ? l->cons_last_us + CONS_MIN_GAP_US : 0;
+	l->cons_due_us = 0;   /* on_tick sends it, at most one per CONS_MIN_GAP_US */
 }
 
 static void next_candidate(ig_log_state *l)
