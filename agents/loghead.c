@@ -186,49 +186,13 @@ int ig_loghead_check_consistency(const cJSON *answer, uint64_t from, const uint8
 	return IG_OK;
 }
 
-/* Reads a small file whole (at most cap - 1 bytes) into buf, NUL-terminated. */
-static int read_small(char *buf, size_t cap, size_t *len, const char *path, const char *what, ig_error *err)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return ig_error_set(err, errno == ENOENT ? IG_ERR_NOTFOUND : IG_ERR_IO, "cannot read the %s %s: %s", what, path,
-		                    strerror(errno));
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf + n, cap - 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int saved = errno;
-			close(fd);
-			return ig_error_set(err, IG_ERR_IO, "cannot read the %s %s: %s", what, path, strerror(saved));
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n == cap - 1) {
-			char extra;
-			ssize_t more = read(fd, &extra, 1);
-			if (more != 0) {
-				close(fd);
-				return ig_error_set(err, IG_ERR_CORRUPT, "the %s %s is longer than %zu bytes", what, path, cap - 1);
-			}
-			break;
-		}
-	}
-	close(fd);
-	buf[n] = '\0';
-	*len = n;
-	return IG_OK;
-}
-
 int ig_loghead_load(ig_loghead *out, const char *path, const ig_loghead_trust *trust, ig_error *err)
 {
 	char *text = malloc(IG_CHECKPOINT_MAX);
 	if (!text)
 		return ig_error_set(err, IG_ERR_NOMEM, "out of memory");
 	size_t len = 0;
-	int rc = read_small(text, IG_CHECKPOINT_MAX, &len, path, "accepted log head", err);
+	int rc = ig_durable_read(text, IG_CHECKPOINT_MAX, &len, path, "accepted log head", err);
 	if (rc == IG_OK) {
 		rc = ig_loghead_parse(out, trust, text, len, err);
 		if (rc != IG_OK)

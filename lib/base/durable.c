@@ -1,6 +1,6 @@
 /*
- * durable.c: the directory sync after a create or rename, and a whole file
- * replaced by rename (ig_durable.h says why).
+ * durable.c: the directory sync after a create or rename, a whole file
+ * replaced by rename, and such a file read back (ig_durable.h says why).
  */
 #include "ig_durable.h"
 
@@ -79,4 +79,39 @@ int ig_durable_replace(const char *path, const void *data, size_t len, const cha
 		                    strerror(saved));
 	}
 	return ig_durable_sync_parent(path, what, err);
+}
+
+int ig_durable_read(char *buf, size_t cap, size_t *len, const char *path, const char *what, ig_error *err)
+{
+	if (cap == 0)
+		return ig_error_set(err, IG_ERR_RANGE, "no room to read the %s %s", what, path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return ig_error_set(err, errno == ENOENT ? IG_ERR_NOTFOUND : IG_ERR_IO, "cannot read the %s %s: %s", what,
+		                    path, strerror(errno));
+	size_t n = 0;
+	for (;;) {
+		/* One byte more than fits, to tell "exactly full" from "too long". */
+		char extra;
+		char *to = n < cap - 1 ? buf + n : &extra;
+		ssize_t r = read(fd, to, n < cap - 1 ? cap - 1 - n : 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int saved = errno;
+			close(fd);
+			return ig_error_set(err, IG_ERR_IO, "cannot read the %s %s: %s", what, path, strerror(saved));
+		}
+		if (r == 0)
+			break;
+		if (to == &extra) {
+			close(fd);
+			return ig_error_set(err, IG_ERR_RANGE, "the %s %s is longer than %zu bytes", what, path, cap - 1);
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	buf[n] = '\0';
+	*len = n;
+	return IG_OK;
 }

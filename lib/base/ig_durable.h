@@ -24,4 +24,10 @@ int ig_durable_sync_parent(const char *path, const char *what, ig_error *err);
  * failed; the old file is untouched then. */
 int ig_durable_replace(const char *path, const void *data, size_t len, const char *what, ig_error *err);
 
+/* Reads such a small file back whole into buf (at most cap - 1 bytes, then a
+ * NUL; *len gets the byte count), not following a symlink at path. IG_OK;
+ * IG_ERR_NOTFOUND if it does not exist; IG_ERR_RANGE if it is longer than
+ * cap - 1 bytes; IG_ERR_IO otherwise. err names `what` and the path. */
+int ig_durable_read(char *buf, size_t cap, size_t *len, const char *path, const char *what, ig_error *err);
+
 #endif

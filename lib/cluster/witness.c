@@ -427,37 +427,20 @@ int ig_witness_state_load(ig_witness_state *st, const char *path, ig_error *err)
 {
 	if (!st || !path || !*path)
 		return ig_error_set(err, IG_ERR_INVAL, "witness state load: missing path");
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return ig_error_set(err, IG_ERR_NOTFOUND,
-			                    "witness state %s does not exist: create it only for a witness that has never "
-			                    "cosigned; if this witness did cosign, restore the file from a backup",
-			                    path);
-		return ig_error_set(err, IG_ERR_IO, "open witness state %s: %s", path, strerror(errno));
-	}
 	char text[IG_WITNESS_STATE_FILE_MAX + 1];
 	size_t got = 0;
-	for (;;) {
-		ssize_t r = read(fd, text + got, sizeof text - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			int e = errno;
-			close(fd);
-			return ig_error_set(err, IG_ERR_IO, "read witness state %s: %s", path, strerror(e));
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-		if (got == sizeof text) {
-			close(fd);
-			return ig_error_set(err, IG_ERR_CORRUPT, "witness state %s is larger than %d bytes" STATE_DAMAGED, path,
-			                    IG_WITNESS_STATE_FILE_MAX);
-		}
-	}
-	close(fd);
-	int rc = ig_witness_state_parse(st, text, got, err);
+	int rc = ig_durable_read(text, sizeof text, &got, path, "witness state", err);
+	if (rc == IG_ERR_NOTFOUND)
+		return ig_error_set(err, IG_ERR_NOTFOUND,
+		                    "witness state %s does not exist: create it only for a witness that has never "
+		                    "cosigned; if this witness did cosign, restore the file from a backup",
+		                    path);
+	if (rc == IG_ERR_RANGE)
+		return ig_error_set(err, IG_ERR_CORRUPT, "witness state %s is larger than %d bytes" STATE_DAMAGED, path,
+		                    IG_WITNESS_STATE_FILE_MAX);
+	if (rc != IG_OK)
+		return rc;
+	rc = ig_witness_state_parse(st, text, got, err);
 	if (rc != IG_OK)
 		ig_error_prefix(err, "%s: ", path);
 	return rc;

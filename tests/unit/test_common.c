@@ -1,14 +1,18 @@
 /*
  * test_common.c: the shared vocabulary (roles, ids, hex, errors, byte
- * order, clocks, logging) that every other module trusts without checking.
+ * order, clocks, logging, small durable files) that every other module
+ * trusts without checking.
  */
 #include <criterion/criterion.h>
 
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ig_common.h"
+#include "ig_durable.h"
 #include "testutil.h"
 
 Test(common, init_is_idempotent)
@@ -227,4 +231,32 @@ Test(common, log_sink)
 	ig_log_set(NULL, NULL);
 	ig_log(IG_LOG_DEBUG, "not routed");
 	cr_assert_eq(log_calls, 2);
+}
+
+/* Key pins, kept log heads and witness states go through these two: a
+ * replaced file is whole and private, and a file read back is never cut
+ * short silently (one byte too many is an error, a full buffer is not). */
+Test(durable, replace_then_read_back_whole_private_and_bounded)
+{
+	char path[512], link[520], buf[8];
+	size_t len = 99;
+	ig_error err = {0};
+	snprintf(path, sizeof path, "%s/f", tu_scratch_dir("durable"));
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, path, "test file", &err), IG_ERR_NOTFOUND);
+	cr_assert_eq(ig_durable_replace(path, "1234567", 7, "test file", &err), IG_OK, "%s", err.msg);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, path, "test file", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(len, 7);
+	cr_assert_str_eq(buf, "1234567");
+	cr_assert_eq(ig_durable_replace(path, "12345678", 8, "test file", &err), IG_OK);
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, path, "test file", &err), IG_ERR_RANGE);
+	cr_assert(strstr(err.msg, "test file") && strstr(err.msg, "longer than 7 bytes"), "%s", err.msg);
+	cr_assert_eq(ig_durable_replace(path, "", 0, "test file", &err), IG_OK);
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, path, "test file", &err), IG_OK);
+	cr_assert_eq(len, 0);
+	snprintf(link, sizeof link, "%s.link", path);
+	cr_assert_eq(symlink(path, link), 0);
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, link, "test file", &err), IG_ERR_IO, "a symlink is not followed");
 }
