@@ -232,8 +232,13 @@ static void consider(ig_log_state *l, const ig_loghead *c, const char *source)
 		return;
 	if (!l->have && !l->provisional) {
 		/* The first base is a tree the enrolment was proven in (on_inclusion),
-		 * so it is known to be the SHA-256 tree proofs are about. */
+		 * so it is known to be the SHA-256 tree proofs are about. The newest
+		 * head seen meanwhile waits for it (a retained head comes once). */
 		ig_log(IG_LOG_DEBUG, "log head of size %" PRIu64 " set aside until the enrolment is proven", c->cp.size);
+		if ((!l->queued || c->cp.size >= l->next.cp.size) && c != &l->next) {
+			memcpy(&l->next, c, sizeof *c);
+			l->queued = true;
+		}
 		return;
 	}
 	ig_loghead_relation rel = ig_loghead_compare(&l->accepted, c);
@@ -331,6 +336,7 @@ static void on_inclusion(ig_agent *a, ig_log_state *l, const cJSON *msg)
 				                     "proving later heads from it",
 				       l->scratch.cp.size, l->scratch.cosigned, l->trust.quorum);
 			}
+			next_candidate(l);   /* a head set aside before this proof */
 			return;
 		}
 		consider(l, &l->scratch, "the enrolment proof");
