@@ -182,6 +182,18 @@ schema_selftest() {
 	fi
 }
 
+# The independent custody implementation (issue 9) and the vectors pinned
+# from it in docs/PROTOCOL.md and the C unit tests.
+custody_selftest() {
+	local t=$SECONDS
+	banner "custody selftest"
+	if "$PY" tests/custody/selftest.py; then
+		record "custody selftest" 1 0 $((SECONDS - t))
+	else
+		record "custody selftest" 0 1 $((SECONDS - t))
+	fi
+}
+
 # Counts a pytest junit file: a test that failed or errored (also in
 # setup/teardown) is one failure; skipped tests are not counted.
 count_junit() {
@@ -257,6 +269,7 @@ schema_selftest
 # The independent implementations the C is checked against (RFC 6962, C2SP
 # notes and tiles, the ledger's vectors), against published vectors and the docs.
 pytest_stage "tlog selftest" tests/tlog
+custody_selftest
 if [ $rc -ne 1 ]; then
 	IG_BUILD="$ROOT/build" integration "integration"
 else
