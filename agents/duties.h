@@ -12,6 +12,7 @@
 #include <limits.h>
 
 #include "agent.h"
+#include "ig_custody.h"
 #include "ig_entropy.h"
 #include "ig_health.h"
 #include "ig_join.h"
@@ -229,5 +230,62 @@ typedef struct ig_m2m_state {
 } ig_m2m_state;
 int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin);
 extern const ig_duty_ops ig_duty_m2m;
+
+/* ---- custody: this device as a holder of a share of the cluster head's
+ * custody secret (docs/PROTOCOL.md, "Custody: the holder"). It answers
+ * custody_deal (checks the boxed share against the commitments, keeps it
+ * in KEY.shares, encrypted under a key derived from the identity key, and
+ * only then acknowledges), custody_active (wipes every other epoch's
+ * share) and custody_request (releases its share, boxed to the requester).
+ * Shares come only from the trusted pinned cluster head and are never
+ * logged. It also reports the device's power in the status. */
+#define IG_CUSTODY_POWER_DIR "/sys/class/power_supply"
+typedef struct ig_battery {
+	bool known;              /* false: say nothing about power */
+	bool has_percent;
+	unsigned percent;        /* 0..100 */
+	bool mains;
+} ig_battery;
+typedef struct ig_custody_state {
+	const ig_pin_state *pin;
+	char path[PATH_MAX];                          /* KEY.shares */
+	char battery_file[PATH_MAX];                  /* --battery-file; "" = the power_dir */
+	char power_dir[PATH_MAX];                     /* IG_CUSTODY_POWER_DIR (tests point it elsewhere) */
+	ig_custody_held held[IG_CUSTODY_HELD_MAX];    /* secret: the shares held, as in KEY.shares */
+	size_t count;
+	ig_custody_held next[IG_CUSTODY_HELD_MAX];    /* secret: the next contents while they are written */
+	ig_custody_held cand;                         /* secret: the share of a deal being checked */
+	bool dirty;                                   /* held is ahead of KEY.shares (a write failed) */
+	uint64_t retry_us;                            /* when to write it again */
+	uint64_t dealt, refused, released;            /* this run, for logs and tests */
+	int battery_problem;                          /* the last --battery-file problem logged (0: none) */
+} ig_custody_state;
+/* Sets the paths (key_path + ".shares"; battery_file may be NULL) and reads
+ * KEY.shares, decrypting it with the agent's key. A missing file holds no
+ * share; a damaged one (or one readable by others) is an error naming the
+ * file and what to do, and the agent must not start. */
+int ig_custody_duty_init(ig_custody_state *c, ig_agent *a, const ig_pin_state *pin, const char *key_path,
+                         const char *battery_file, ig_error *err);
+/* Handles one inbox message of type custody_deal, custody_active or
+ * custody_request, as the duty does, and writes the request to send back
+ * (custody_ack, custody_share) into reply. Returns its length, 0 when
+ * there is nothing to send (also for types it does not handle), or
+ * IG_ERR_RANGE if cap is too small. A deal is acknowledged only once
+ * KEY.shares holds it. */
+int ig_custody_handle(ig_custody_state *c, ig_agent *a, const char *type, const struct cJSON *msg, char *reply,
+                      size_t cap);
+/* --battery-file contents: "mains" or a whole percentage 0..100 (leading
+ * and trailing white space allowed). IG_ERR_INVAL otherwise (b unknown). */
+int ig_battery_parse(ig_battery *b, const char *text, size_t len);
+/* The device's power now: from battery_file if set (unknown when missing or
+ * malformed), else from power_dir: a "Mains" supply with online 1 is mains;
+ * a "Battery" supply's capacity is the percentage (the lowest of several).
+ * Neither (an unplugged supply and no battery) is unknown: a device that
+ * runs on something it cannot see must not look like an empty battery. */
+int ig_battery_read(ig_battery *b, const char *battery_file, const char *power_dir);
+/* The status members: `,"battery":{...}` when known, `,"custody":{...}`
+ * when a share of the pinned cluster head is held. Returns the length. */
+size_t ig_custody_status(const ig_custody_state *c, const ig_battery *b, char *out, size_t cap);
+extern const ig_duty_ops ig_duty_custody;
 
 #endif

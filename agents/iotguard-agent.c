@@ -88,6 +88,9 @@ static void usage(FILE *out)
 	      "  --witness-quorum K\n"
 	      "                    cosignatures required (1..number of --witness-key; default:\n"
 	      "                    all of them)\n"
+	      "  --battery-file F  report the device's power from F (\"mains\" or a battery\n"
+	      "                    percentage 0..100, re-read at every heartbeat) instead\n"
+	      "                    of /sys/class/power_supply\n"
 	      "  --verbose         debug logging (never includes tokens or keys)\n"
 	      "  --help            show this text\n"
 	      "\n"
@@ -101,6 +104,13 @@ static void usage(FILE *out)
 	      "a rollback is written to FILE.head.refused, logged as an error and shown in\n"
 	      "the status, and the agent accepts no new keys from the cluster head until\n"
 	      "an operator deletes that file.\n"
+	      "\n"
+	      "An enrolled agent is also a custody holder: when the cluster head deals it\n"
+	      "a share of its custody secret, it checks the share against the published\n"
+	      "commitments, keeps it encrypted in FILE.shares (mode 0600) before it\n"
+	      "acknowledges, wipes older epochs once a newer one is active, and releases\n"
+	      "its share, boxed to the requester, when the cluster head asks. Its status\n"
+	      "reports the epochs it holds and the device's power (\"battery\").\n"
 	      "\n"
 	      "Logs go to stderr. Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime\n"
 	      "failure, 2 on a usage error, 3 when the join code was refused (ask the\n"
@@ -153,6 +163,7 @@ struct duty_states {
 	ig_collect_state collect;
 	ig_analyst_state analyst;
 	ig_log_state log;
+	ig_custody_state custody;
 };
 
 /* The witnesses whose cosignatures a ledger head needs (--witness-key). */
@@ -181,7 +192,8 @@ static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
 /* Prepares the key (joining may create it), the duties and the agent, and
  * runs it. Returns the exit status. */
 static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_interval, const char *peer,
-               unsigned send_interval, bool ping, const struct bank_options *bank, const struct witness_options *wit)
+               unsigned send_interval, bool ping, const struct bank_options *bank, const struct witness_options *wit,
+               const char *battery_file)
 {
 	static struct duty_states d;   /* large (key table, replay windows): keep it off the stack */
 	ig_error err = {0};
@@ -231,6 +243,11 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 		return 1;
 	}
 	ig_log(IG_LOG_INFO, "measurement %s", d.attest.measurement_hex);
+	if (ig_custody_duty_init(&d.custody, agent, &d.pin, cfg->key_path, battery_file, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg);
+		ig_agent_free(agent);
+		return 1;
+	}
 	d.ping.nonce[0] = '\0';
 	if (ig_entropy_duty_init(&d.entropy, entropy_interval, &d.pin) != IG_OK ||
 	    ig_m2m_init(&d.m2m, peer, send_interval, &d.pin) != IG_OK ||
@@ -244,6 +261,7 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 	if (add_duty(agent, &ig_duty_pin, &d.pin) != 0 || (joining && add_duty(agent, &ig_duty_join, &d.join) != 0) ||
 	    add_duty(agent, &ig_duty_log, &d.log) != 0 ||
 	    add_duty(agent, &ig_duty_attest, &d.attest) != 0 ||
+	    add_duty(agent, &ig_duty_custody, &d.custody) != 0 ||
 	    (entropy_interval && add_duty(agent, &ig_duty_entropy, &d.entropy) != 0) ||
 	    (!bank->analyst && add_duty(agent, &ig_duty_m2m, &d.m2m) != 0) ||
 	    (ping && add_duty(agent, &ig_duty_ping, &d.ping) != 0) ||
@@ -264,7 +282,7 @@ int main(int argc, char **argv)
 	enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_ID, OPT_KEY, OPT_HEARTBEAT, OPT_TTL,
 	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP, OPT_JOIN_CODE, OPT_ENTROPY_INTERVAL, OPT_PEER,
 	       OPT_SEND_INTERVAL, OPT_COLLECT_INTERVAL, OPT_STREAM, OPT_RESULT_TIMEOUT, OPT_ROLE, OPT_WITNESS_KEY,
-	       OPT_WITNESS_QUORUM };
+	       OPT_WITNESS_QUORUM, OPT_BATTERY_FILE };
 	static const struct option options[] = {
 		{"host", required_argument, NULL, OPT_HOST},
 		{"port", required_argument, NULL, OPT_PORT},
@@ -287,12 +305,13 @@ int main(int argc, char **argv)
 		{"role", required_argument, NULL, OPT_ROLE},
 		{"witness-key", required_argument, NULL, OPT_WITNESS_KEY},
 		{"witness-quorum", required_argument, NULL, OPT_WITNESS_QUORUM},
+		{"battery-file", required_argument, NULL, OPT_BATTERY_FILE},
 		{NULL, 0, NULL, 0},
 	};
 	ig_agent_config cfg = {.heartbeat_s = 30, .ttl_s = 300};
 	bool ping = false;
 	char *join_code = NULL;
-	const char *peer = NULL;
+	const char *peer = NULL, *battery_file = NULL;
 	unsigned entropy_interval = 0, send_interval = 10;
 	struct bank_options bank = {.stream = "readings", .result_timeout = 60};
 	static struct witness_options wit;
@@ -370,6 +389,7 @@ int main(int argc, char **argv)
 				return usage_error("--witness-quorum must be 1..32, not '%s'", optarg);
 			wit.quorum = v;
 			break;
+		case OPT_BATTERY_FILE: battery_file = optarg; break;
 		case OPT_ROLE:
 			if (strcmp(optarg, "analyst") != 0 && strcmp(optarg, "device") != 0)
 				return usage_error("--role must be device or analyst, not '%s'", optarg);
@@ -423,7 +443,7 @@ int main(int argc, char **argv)
 	}
 	mosquitto_lib_init();
 
-	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank, &wit);
+	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank, &wit, battery_file);
 	mosquitto_lib_cleanup();
 	return status;
 }
