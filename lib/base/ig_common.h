@@ -38,6 +38,7 @@ enum {
 	IG_ERR_CLOSED = -11,    /* the ledger is shutting down */
 	IG_ERR_NOSPACE = -12,   /* the disk is full (ENOSPC/EDQUOT); nothing was written, retry later */
 	IG_ERR_UNKNOWN = -13,   /* a write failed midway: the change may or may not be durable */
+	IG_ERR_SEALED = -14,    /* the cluster-head key is sealed (custody): nothing that needs it can run yet */
 };
 
 /* On every verify, open and parse function: ignoring its result would treat

@@ -27,8 +27,8 @@ static const char *const kind_names[] = {
 };
 
 /* Fields each command accepts besides "command" and "correlation". */
-static const char *const kind_fields[][5] = {
-	[IG_ADMIN_ENROLL] = {"id", "role", "pubkey", "reenroll", NULL},
+static const char *const kind_fields[][6] = {
+	[IG_ADMIN_ENROLL] = {"id", "role", "pubkey", "reenroll", "zone", NULL},
 	[IG_ADMIN_REVOKE] = {"id", "reason", NULL},
 	[IG_ADMIN_LIST] = {"role", "status", "offset", "limit", NULL},
 	[IG_ADMIN_GET] = {"id", NULL},
@@ -157,6 +157,14 @@ static int parse_enroll(const cJSON *obj, ig_admin_cmd *cmd, ig_error *err)
 	if (re && !cJSON_IsBool(re))
 		return ig_error_set(err, IG_ERR_INVAL, "enroll: \"reenroll\" must be true or false");
 	cmd->reenroll = cJSON_IsTrue(re);
+	const char *zone;
+	rc = optional_string(obj, "zone", "enroll", &zone, err);
+	if (rc != IG_OK || !zone)
+		return rc;
+	if (!ig_id_valid(zone, strlen(zone)))
+		return ig_error_set(err, IG_ERR_INVAL, "enroll: \"zone\" must be 1..64 characters of A-Z a-z 0-9 _ . - "
+		                    "(a name for where the device stands, e.g. \"building-2\")");
+	snprintf(cmd->zone, sizeof cmd->zone, "%s", zone);
 	return IG_OK;
 }
 
@@ -313,7 +321,8 @@ static bool add_fields(cJSON *o, const ig_admin_cmd *cmd)
 		ig_hex_encode(hex, cmd->pk, IG_PK_BYTES);
 		return cJSON_AddStringToObject(o, "role", ig_role_name(cmd->role)) &&
 		       cJSON_AddStringToObject(o, "pubkey", hex) &&
-		       (!cmd->reenroll || cJSON_AddTrueToObject(o, "reenroll"));
+		       (!cmd->reenroll || cJSON_AddTrueToObject(o, "reenroll")) &&
+		       (!cmd->zone[0] || cJSON_AddStringToObject(o, "zone", cmd->zone));
 	}
 	case IG_ADMIN_REVOKE:
 		return !cmd->reason[0] || cJSON_AddStringToObject(o, "reason", cmd->reason);

@@ -139,6 +139,8 @@ int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cm
 		e.role = cmd->role;
 		memcpy(e.pk, cmd->pk, IG_PK_BYTES);
 		snprintf(e.by, sizeof e.by, "%s", by);
+		e.has_zone = cmd->zone[0] != '\0';
+		snprintf(e.zone, sizeof e.zone, "%s", cmd->zone);
 		*type = IG_REC_ENROLL;
 		return ig_record_enroll_encode(body, cap, &e);
 	}
@@ -188,7 +190,21 @@ cJSON *ig_admin_identity_json(const ig_identity *idn, ig_admin_connected_fn conn
 	return o;
 }
 
+/* ig_admin_identity_json plus the zone, which the state keeps beside the
+ * registry (ig_state_zone). */
+static cJSON *identity_view(const ig_state *st, const ig_identity *idn, ig_admin_connected_fn connected, void *ctx)
+{
+	cJSON *o = ig_admin_identity_json(idn, connected, ctx);
+	const char *zone = o ? ig_state_zone(st, idn->id) : NULL;
+	if (zone && !cJSON_AddStringToObject(o, "zone", zone)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return o;
+}
+
 typedef struct list_ctx {
+	const ig_state *st;
 	const ig_admin_cmd *cmd;
 	ig_admin_connected_fn connected;
 	void *connected_ctx;
@@ -209,7 +225,7 @@ static bool list_one(void *ctx, const ig_identity *idn)
 	/* Past the page the walk goes on, to count "total". */
 	if (pos < cmd->offset || (cmd->limit && pos - cmd->offset >= cmd->limit))
 		return true;
-	cJSON *o = ig_admin_identity_json(idn, lc->connected, lc->connected_ctx);
+	cJSON *o = identity_view(lc->st, idn, lc->connected, lc->connected_ctx);
 	if (!o || !cJSON_AddItemToArray(lc->items, o)) {
 		cJSON_Delete(o);
 		lc->nomem = true;
@@ -225,7 +241,7 @@ int ig_admin_read(cJSON *resp, const ig_state *st, const ig_admin_cmd *cmd, ig_a
 		const ig_identity *idn = ig_state_identity(st, cmd->id);
 		if (!idn)
 			return IG_ERR_NOTFOUND;
-		cJSON *o = ig_admin_identity_json(idn, connected, ctx);
+		cJSON *o = identity_view(st, idn, connected, ctx);
 		if (!o || !cJSON_AddItemToObject(resp, "identity", o)) {
 			cJSON_Delete(o);
 			return IG_ERR_NOMEM;
@@ -234,7 +250,7 @@ int ig_admin_read(cJSON *resp, const ig_state *st, const ig_admin_cmd *cmd, ig_a
 	}
 	if (cmd->kind != IG_ADMIN_LIST)
 		return IG_ERR_INVAL;
-	list_ctx lc = {.cmd = cmd, .connected = connected, .connected_ctx = ctx, .items = cJSON_CreateArray()};
+	list_ctx lc = {.st = st, .cmd = cmd, .connected = connected, .connected_ctx = ctx, .items = cJSON_CreateArray()};
 	if (!lc.items)
 		return IG_ERR_NOMEM;
 	ig_state_identity_foreach(st, list_one, &lc);

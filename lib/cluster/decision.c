@@ -117,6 +117,9 @@ const char *ig_decision_ledger_refusal(int status)
 		       "must free disk space; the broker resumes by itself)";
 	case IG_ERR_CLOSED:
 		return "the broker is shutting down, so nothing was recorded; retry once it is back";
+	case IG_ERR_SEALED:
+		return "the cluster head is sealed (its key waits for the custody holders), so nothing was recorded; "
+		       "retry later";
 	default:
 		return "the ledger is not accepting records (a disk write failed; see the broker log), so nothing was "
 		       "recorded; retry after the operator has fixed the disk and restarted the broker";

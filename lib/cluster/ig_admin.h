@@ -14,7 +14,7 @@
  *                    "index":7}, ...]}
  *   failures carry "ok":false,"error":"<code>","message":"<sentence>".
  *
- * Commands: enroll {id, role, pubkey, reenroll?} (a revoked id is enrolled
+ * Commands: enroll {id, role, pubkey, reenroll?, zone?} (a revoked id is enrolled
  * again only with "reenroll":true, and starts with nothing of the old key's:
  * no credit, no coins, no session keys); revoke {id, reason?}, whose
  * response also says what the revocation cancelled at the bank
@@ -80,6 +80,7 @@ typedef struct ig_admin_cmd {
 	uint32_t ttl, count;                            /* create_join_codes */
 	uint32_t amount;                                /* credit */
 	bool reenroll;                                  /* enroll: a revoked id may be enrolled again */
+	char zone[IG_ID_MAX + 1];                       /* enroll: its zone (an id), "" for none */
 } ig_admin_cmd;
 
 /* Error codes sent in "error". */
@@ -90,6 +91,7 @@ typedef struct ig_admin_cmd {
 #define IG_ADMIN_E_NOT_FOUND "not_found"
 #define IG_ADMIN_E_ALREADY_REVOKED "already_revoked"
 #define IG_ADMIN_E_STORAGE "storage_failed"
+#define IG_ADMIN_E_SEALED "sealed"          /* a change while the cluster head is sealed (no key to append) */
 
 /* Parses one element of "commands". On failure fills err with a sentence
  * and returns IG_ERR_INVAL; cmd->command and cmd->correlation are still
@@ -138,6 +140,8 @@ typedef bool (*ig_admin_connected_fn)(void *ctx, const char *id);
 struct cJSON *ig_admin_identity_json(const ig_identity *idn, ig_admin_connected_fn connected, void *ctx);
 
 /* Answers an admitted get_identity ("identity") or list_identities
+ * (each identity as ig_admin_identity_json makes it, with "zone" when its
+ * enrolment named one)
  * ("total", "offset", "identities": the identities matching the role and
  * status filters, in enrolment order, from offset on, at most limit of
  * them; limit 0 means all) by adding its fields to resp. IG_OK, IG_ERR_INVAL

@@ -9,9 +9,10 @@
  * same function.
  *
  * The state has two parts:
- * - ledger facts: identities (registry), join codes, coins and credit. Only
- *   ig_state_apply changes them, from records (the services also mark coins
- *   in flight and reserve ids, which no record makes durable);
+ * - ledger facts: identities (registry) and their zones, join codes, coins
+ *   and credit, custody epochs (ig_custody_view.h). Only ig_state_apply
+ *   changes them, from records (the services also mark coins in flight and
+ *   reserve ids, which no record makes durable);
  * - what the cluster head remembers beyond the ledger, per identity
  *   (ig_device: entropy sequence, attestation, cached box key, rate
  *   windows). A new enrolment or a revocation of an id wipes its ig_device,
@@ -23,6 +24,7 @@
 #include "ig_coins.h"
 #include "ig_common.h"
 #include "ig_attest.h"
+#include "ig_custody_view.h"
 #include "ig_join.h"
 #include "ig_joincodes.h"
 #include "ig_keybox.h"
@@ -70,7 +72,8 @@ ig_state *ig_state_new(void);
 void ig_state_free(ig_state *st);
 
 /* Checks rec's body against its spec (LEDGER.md §7) and applies its state
- * rules to identities, join codes, coins and credit, in that order. A
+ * rules to identities, join codes, coins and credit, and custody, in that
+ * order. A
  * record that breaks a rule leaves the state as it was before the failing
  * part and returns the error with err saying which rule; a replay treats
  * that as a refusal to load the ledger. Enrol and revoke records also wipe
@@ -102,6 +105,13 @@ const ig_identity *ig_state_active(const ig_state *st, const char *id, ig_role r
 const ig_identity *ig_state_identity(const ig_state *st, const char *id);
 /* Visits every identity in enrolment order; return false to stop. */
 void ig_state_identity_foreach(const ig_state *st, ig_identity_fn fn, void *ctx);
+
+/* The custody part of the ledger (dealt and active epochs, sealed, bad
+ * shares; ig_custody_view.h), as of the last record applied. Never NULL. */
+const ig_custody_view *ig_state_custody(const ig_state *st);
+/* The zone id was enrolled with (the enroll record's optional tag 6), or
+ * NULL when its newest enrolment named none or id was never enrolled. */
+const char *ig_state_zone(const ig_state *st, const char *id);
 
 /* id's ig_device, created zeroed; NULL only when out of memory. */
 ig_device *ig_state_device(ig_state *st, const char *id);

@@ -9,6 +9,7 @@
 #include "ig_state.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,8 @@ struct ig_state {
 	ig_joincodes *codes;
 	ig_coins *coins;
 	ig_idmap *devices;   /* id -> ig_device */
+	ig_idmap *zones;     /* id -> char[IG_ID_MAX + 1], "" when its newest enrolment named none */
+	ig_custody_view *custody;
 };
 
 ig_state *ig_state_new(void)
@@ -31,7 +34,9 @@ ig_state *ig_state_new(void)
 	st->codes = ig_joincodes_new();
 	st->coins = ig_coins_new();
 	st->devices = ig_idmap_new(sizeof(ig_device));
-	if (!st->reg || !st->codes || !st->coins || !st->devices) {
+	st->zones = ig_idmap_new(IG_ID_MAX + 1);
+	st->custody = ig_custody_view_new();
+	if (!st->reg || !st->codes || !st->coins || !st->devices || !st->zones || !st->custody) {
 		ig_state_free(st);
 		return NULL;
 	}
@@ -47,6 +52,9 @@ void ig_state_free(ig_state *st)
 	ig_coins_free(st->coins);
 	if (st->devices)
 		ig_idmap_free(st->devices, true);   /* cached box keys */
+	if (st->zones)
+		ig_idmap_free(st->zones, false);
+	ig_custody_view_free(st->custody);
 	free(st);
 }
 
@@ -59,6 +67,20 @@ static void revoked_identity(const ig_record *rec, char id[IG_ID_MAX + 1])
 	ig_revoke r;
 	if (ig_record_revoke_decode(rec->body, rec->body_len, &r, &ignored) == IG_OK)
 		memcpy(id, r.id, IG_ID_MAX + 1);
+}
+
+/* Only ids that ever had a zone get an entry, so a ledger without zones
+ * costs nothing; a re-enrolment without one clears the old zone. */
+static int set_zone(ig_state *st, const char *id, const char *zone, ig_error *err)
+{
+	char *z = zone ? ig_idmap_put(st->zones, id) : ig_idmap_get(st->zones, id);
+	if (!z)
+		return zone ? ig_error_set(err, IG_ERR_NOMEM, "enroll of '%s': out of memory for its zone", id) : IG_OK;
+	if (zone)
+		snprintf(z, IG_ID_MAX + 1, "%s", zone);
+	else
+		z[0] = '\0';
+	return IG_OK;
 }
 
 /* An enroll, most of every big ledger, decoded once: ig_record_enroll_decode is the
@@ -75,6 +97,8 @@ static int apply_enroll(ig_state *st, const ig_record *rec, ig_error *err)
 		rc = ig_joincodes_apply(st->codes, rec, err);
 	if (rc == IG_OK && ig_idmap_count(st->devices) > 0)
 		ig_state_device_forget(st, en.id);
+	if (rc == IG_OK)
+		rc = set_zone(st, en.id, en.has_zone ? en.zone : NULL, err);
 	return rc;
 }
 
@@ -89,6 +113,8 @@ int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)
 		rc = ig_joincodes_apply(st->codes, rec, err);
 	if (rc == IG_OK)
 		rc = ig_coins_apply(st->coins, rec, err);
+	if (rc == IG_OK && rec->type >= IG_REC_CUSTODY_EPOCH && rec->type <= IG_REC_CUSTODY_SEALED)
+		rc = ig_custody_view_apply(st->custody, rec, st->reg, err);
 	if (rc == IG_OK && rec->type == IG_REC_REVOKE && ig_idmap_count(st->devices) > 0) {
 		char id[IG_ID_MAX + 1];
 		revoked_identity(rec, id);
@@ -149,6 +175,13 @@ void ig_state_replay_opts(ig_state *st, ig_ledger_open_opts *opts)
 ig_registry *ig_state_registry(ig_state *st) { return st->reg; }
 ig_joincodes *ig_state_joincodes(ig_state *st) { return st->codes; }
 ig_coins *ig_state_coins(ig_state *st) { return st->coins; }
+const ig_custody_view *ig_state_custody(const ig_state *st) { return st->custody; }
+
+const char *ig_state_zone(const ig_state *st, const char *id)
+{
+	const char *z = ig_idmap_get(st->zones, id);
+	return z && z[0] ? z : NULL;
+}
 
 const ig_identity *ig_state_active(const ig_state *st, const char *id, ig_role role)
 {

@@ -43,6 +43,7 @@ static const char *const result_names[IG_AUTH_RESULT_COUNT] = {
 	[IG_AUTH_CODE_EXPIRED] = "code_expired",
 	[IG_AUTH_ID_TAKEN] = "id_taken",
 	[IG_AUTH_REPLAYED] = "replayed",
+	[IG_AUTH_SEALED] = "sealed",
 };
 
 const char *ig_auth_result_name(ig_auth_result r)
@@ -298,8 +299,10 @@ void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn 
 	out->counted = true;
 	const char *addr = conn->addr ? conn->addr : "?";
 	/* Every failure counts against the address except a refusal because it
-	 * is banned already (that would stretch a ban forever). */
-	if (!banned && env->bans && ig_ban_failed(env->bans, &key, rules, now_ms, NULL) == IG_BAN_NOW_BANNED)
+	 * is banned already (that would stretch a ban forever) and a join
+	 * refused because the cluster head is sealed (the device did nothing
+	 * wrong, and retries until the unseal). */
+	if (!banned && res != IG_AUTH_SEALED && env->bans && ig_ban_failed(env->bans, &key, rules, now_ms, NULL) == IG_BAN_NOW_BANNED)
 		say(out, IG_AUTH_LOG_WARNING, "address %s: %u failed logins within a minute; refusing it for %u s", addr,
 		    rules->limit, rules->ban_ms / 1000);
 	if (banned && !quiet_allows(env->quiet, out, now_ms))

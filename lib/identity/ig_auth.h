@@ -36,6 +36,7 @@ typedef enum ig_auth_result {
 	IG_AUTH_CODE_EXPIRED,
 	IG_AUTH_ID_TAKEN,           /* the joining id is already enrolled and active */
 	IG_AUTH_REPLAYED,           /* a single-use token that already connected once */
+	IG_AUTH_SEALED,             /* a join token while the cluster head is sealed: no join key to check it */
 	IG_AUTH_RESULT_COUNT
 } ig_auth_result;
 

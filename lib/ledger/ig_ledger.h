@@ -8,6 +8,8 @@
  *   checkpoint      newest signed checkpoint (ig_checkpoint.h), replaced by
  *                   temp file -> fsync -> rename -> fsync(dir)
  *   ch.key          cluster-head Ed25519 secret key, mode 0600 (ig_keyfile.h)
+ *   ch.key.sealed   the same key sealed under the custody secret (ig_custody.h),
+ *                   once `iotguard custody seal` removed ch.key
  *   lock            flock()ed by the single writer
  *
  * Durability: appends are queued to one writer thread that writes every
@@ -96,6 +98,12 @@ typedef struct ig_ledger_io {
 
 typedef struct ig_ledger_open_opts {
 	bool writer;                 /* take the lock, cut a torn tail, start the writer thread */
+	/* Writer only. With no ch.key but a ch.key.sealed (a sealed cluster
+	 * head, docs/PROTOCOL.md "A sealed cluster head"), open anyway: take the
+	 * lock, check and replay everything, cut a torn tail, but start no
+	 * writer thread; appends answer IG_ERR_SEALED until ig_ledger_unseal.
+	 * False: such a ledger fails to open, saying it is sealed. */
+	bool sealed_ok;
 	ig_record_fn on_record;      /* may be NULL */
 	void *ctx;
 	ig_census_fn on_census;      /* may be NULL; called once with ctx, after the genesis record and the
@@ -120,9 +128,22 @@ void ig_ledger_close(ig_ledger *l);
 /* ---- facts ---- */
 const char *ig_ledger_cluster(const ig_ledger *l);
 const uint8_t *ig_ledger_ch_pk(const ig_ledger *l);
-/* The cluster-head secret key (writer only; NULL for read-only opens). The
- * plugin uses it for signing and boxes; never log it. */
+/* The cluster-head secret key (writer only; NULL for read-only opens and
+ * while sealed). The plugin uses it for signing and boxes; never log it. */
 const uint8_t *ig_ledger_ch_sk(const ig_ledger *l);
+/* True while a writer open made with sealed_ok has no key: it holds the lock
+ * and answers every read, but submit, append, sync and upgrade answer
+ * IG_ERR_SEALED and no checkpoint is signed. */
+bool ig_ledger_sealed(const ig_ledger *l);
+/* Hands a sealed ledger its key (rebuilt by the custody service) and starts
+ * the writer thread, which then signs any records a crash left past the
+ * checkpoint. IG_ERR_CRYPTO when sk is not a well-formed Ed25519 key whose
+ * public half is the genesis record's ch_pk (compared in constant time; the
+ * ledger stays sealed); IG_ERR_STATE when the ledger is not sealed;
+ * IG_ERR_IO when the thread cannot start (still sealed). sk is copied; the
+ * caller wipes its own. Call it from the thread that owns the ledger (the
+ * broker's); it does no disk I/O. */
+int ig_ledger_unseal(ig_ledger *l, const uint8_t sk[IG_SK_BYTES], ig_error *err) IG_NODISCARD;
 /* The ledger's format now (ig_record.h): the genesis record's, or 2 once a
  * format record moved it (docs/LEDGER.md 7.12). Only format 2 has tiles. */
 unsigned ig_ledger_format(const ig_ledger *l);
@@ -153,7 +174,8 @@ typedef void (*ig_append_done_fn)(void *ctx, int status, const ig_record *rec);
 
 /* Queues a record; never blocks on disk. The body is copied. The writer
  * assigns index, timestamp and prev_hash. Returns IG_OK, IG_ERR_RANGE (body
- * too large), IG_ERR_CLOSED, IG_ERR_STATE (read-only open), IG_ERR_NOSPACE
+ * too large), IG_ERR_CLOSED, IG_ERR_STATE (read-only open), IG_ERR_SEALED
+ * (a sealed open, until ig_ledger_unseal), IG_ERR_NOSPACE
  * (the disk is full: the writer holds the batch that hit ENOSPC and retries
  * it by itself; new records are refused until it succeeds), IG_ERR_IO (an
  * earlier write or sync failed: the ledger takes no more records until it
@@ -185,7 +207,9 @@ bool ig_ledger_checkpoint_changed(ig_ledger *l);
  * DIR/tlog/checkpoint, which it does only if the tiles still end at that
  * size. Returns at once (no file I/O on the caller's thread); only the
  * newest text handed is written. IG_ERR_RANGE for a text over
- * IG_CHECKPOINT_MAX, IG_ERR_CLOSED when the ledger stops or failed. */
+ * IG_CHECKPOINT_MAX, IG_ERR_CLOSED when the ledger stops or failed. While
+ * sealed the text is kept and written once ig_ledger_unseal starts the
+ * writer thread. */
 int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint64_t size);
 
 /* Blocking append for tools: submits, waits until durable. Fills rec_out's
@@ -202,7 +226,8 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 int ig_ledger_upgrade(ig_ledger *l, const char *by, ig_record *rec_out, ig_error *err);
 
 /* Waits until everything submitted is durable and a checkpoint covers it.
- * IG_ERR_STATE on a read-only open, IG_ERR_NOSPACE while the disk is full,
+ * IG_ERR_STATE on a read-only open, IG_ERR_SEALED while sealed (nothing can
+ * be signed), IG_ERR_NOSPACE while the disk is full,
  * IG_ERR_IO once the writer has failed. */
 int ig_ledger_sync(ig_ledger *l, ig_error *err);
 

@@ -59,6 +59,11 @@ enum ig_record_type {
 	IG_REC_KEY_ISSUED = 18,   /* a session key was issued to a pair (never the key) */
 	IG_REC_ATTEST = 19,       /* an agent's measurement was first seen or changed */
 	/* 32..47: bank (credit, coins) */
+	/* 48..63: custody of the cluster-head key (docs/LEDGER.md 7.13-7.16) */
+	IG_REC_CUSTODY_EPOCH = 48,     /* a k-of-n epoch was dealt: holders and commitments, never a share */
+	IG_REC_CUSTODY_ACTIVE = 49,    /* every holder of the epoch acknowledged; older epochs are void */
+	IG_REC_CUSTODY_BAD_SHARE = 50, /* a holder refused its share (or sent a bad one) */
+	IG_REC_CUSTODY_SEALED = 51,    /* ch.key is kept only sealed from now on */
 };
 const char *ig_record_type_name(uint16_t type);   /* "genesis", ...; "unknown" */
 
@@ -110,6 +115,7 @@ void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t fra
 #define IG_TAG_ENROLL_PK 3         /* 32 bytes */
 #define IG_TAG_ENROLL_BY 4         /* string: admin id, or "offline:<user>", or "join:<code_id hex>" */
 #define IG_TAG_ENROLL_JOIN_CODE 5  /* optional, 8 bytes: the join code this enrolment consumed */
+#define IG_TAG_ENROLL_ZONE 6       /* optional, id string: the zone the device stands in (custody holders) */
 /* Revoke tags */
 #define IG_TAG_REVOKE_ID 1
 #define IG_TAG_REVOKE_REASON 2     /* string, 0..256 bytes */
@@ -138,6 +144,25 @@ void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t fra
 #define IG_TAG_ATTEST_MEASUREMENT 2 /* 32 bytes */
 #define IG_TAG_ATTEST_ALLOWED 3    /* u8: 1 allowed, 0 not allowed, 2 no list configured */
 
+/* Custody-epoch tags */
+#define IG_TAG_CUSTODY_EPOCH 1       /* u64, >= 1 (the same tag in all four custody records) */
+#define IG_TAG_CUSTODY_K 2           /* u8, 2..255 */
+#define IG_TAG_CUSTODY_N 3           /* u8, 2..255, >= k */
+#define IG_TAG_CUSTODY_HOLDERS 4     /* n ids, each as len (u8) | id, in holder index order */
+#define IG_TAG_CUSTODY_COMMITMENTS 5 /* k × 32 bytes: C_0 .. C_{k-1}, ristretto255 points */
+#define IG_TAG_CUSTODY_REASON 6      /* word: initial, timer, revoked, offline, admin */
+#define IG_TAG_CUSTODY_BY 7          /* string */
+/* Custody-active tags: IG_TAG_CUSTODY_EPOCH only. */
+/* Custody-bad-share tags */
+#define IG_TAG_CUSTODY_BAD_HOLDER 2  /* id string */
+#define IG_TAG_CUSTODY_BAD_REASON 3  /* string, 0..256 bytes */
+/* Custody-sealed tags */
+#define IG_TAG_CUSTODY_SEALED_C0 2   /* 32 bytes: S·G, the active epoch's commitment 0 */
+#define IG_TAG_CUSTODY_SEALED_BY 3   /* string */
+
+#define IG_CUSTODY_N_MAX 255         /* holders (and commitments) per epoch */
+#define IG_CUSTODY_REASON_MAX 7      /* the longest custody_epoch reason word */
+
 #define IG_REASON_MAX 256
 #define IG_BY_MAX 80
 
@@ -159,6 +184,8 @@ typedef struct ig_enroll {
 	char by[IG_BY_MAX + 1];
 	bool has_join_code;
 	uint8_t join_code[8];
+	bool has_zone;
+	char zone[IG_ID_MAX + 1];
 } ig_enroll;
 
 typedef struct ig_revoke {
@@ -194,6 +221,35 @@ typedef struct ig_attest {
 	uint8_t allowed;
 } ig_attest;
 
+/* custody_epoch: holders[i-1] is holder i; holder_count == n and
+ * commitment_count == k (the codec checks both, and k <= n). */
+typedef struct ig_custody_epoch_rec {
+	uint64_t epoch;
+	uint8_t k, n;
+	uint32_t holder_count;
+	char holders[IG_CUSTODY_N_MAX][IG_ID_MAX + 1];
+	uint32_t commitment_count;
+	uint8_t commitments[IG_CUSTODY_N_MAX][IG_HASH_BYTES];
+	char reason[IG_CUSTODY_REASON_MAX + 1];
+	char by[IG_BY_MAX + 1];
+} ig_custody_epoch_rec;
+
+typedef struct ig_custody_active_rec {
+	uint64_t epoch;
+} ig_custody_active_rec;
+
+typedef struct ig_custody_bad_share_rec {
+	uint64_t epoch;
+	char holder[IG_ID_MAX + 1];
+	char reason[IG_REASON_MAX + 1];
+} ig_custody_bad_share_rec;
+
+typedef struct ig_custody_sealed_rec {
+	uint64_t epoch;
+	uint8_t c0[IG_HASH_BYTES];
+	char by[IG_BY_MAX + 1];
+} ig_custody_sealed_rec;
+
 /* Encoders return the body length, or a negative IG_ERR_* (bad field, cap too
  * small). Decoders return IG_OK or IG_ERR_CORRUPT with a message naming the
  * missing or bad field. */
@@ -214,6 +270,15 @@ int ig_record_key_issued_encode(uint8_t *out, size_t cap, const ig_key_issued *k
 int ig_record_key_issued_decode(const uint8_t *body, size_t len, ig_key_issued *k, ig_error *err);
 int ig_record_attest_encode(uint8_t *out, size_t cap, const ig_attest *a);
 int ig_record_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_error *err);
+int ig_record_custody_epoch_encode(uint8_t *out, size_t cap, const ig_custody_epoch_rec *c);
+int ig_record_custody_epoch_decode(const uint8_t *body, size_t len, ig_custody_epoch_rec *c, ig_error *err);
+int ig_record_custody_active_encode(uint8_t *out, size_t cap, const ig_custody_active_rec *c);
+int ig_record_custody_active_decode(const uint8_t *body, size_t len, ig_custody_active_rec *c, ig_error *err);
+int ig_record_custody_bad_share_encode(uint8_t *out, size_t cap, const ig_custody_bad_share_rec *c);
+int ig_record_custody_bad_share_decode(const uint8_t *body, size_t len, ig_custody_bad_share_rec *c,
+                                       ig_error *err);
+int ig_record_custody_sealed_encode(uint8_t *out, size_t cap, const ig_custody_sealed_rec *c);
+int ig_record_custody_sealed_decode(const uint8_t *body, size_t len, ig_custody_sealed_rec *c, ig_error *err);
 
 /* Decodes the body of any known record type (unknown types pass), so an
  * auditor can check rule 5 of docs/LEDGER.md section 4: IG_OK, or

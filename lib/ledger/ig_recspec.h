@@ -30,7 +30,10 @@ typedef enum ig_field_kind {
 	IG_FIELD_VERSION,  /* uint16_t: ledger format version, 1..IG_FORMAT_VERSION */
 	IG_FIELD_WORD,     /* char[]: exactly one of the NULL-terminated value_names; why says which */
 	IG_FIELD_HASHES,   /* uint8_t[][IG_HASH_BYTES]: min..max hashes, their number in the
-	                    * uint32_t at count_off; JSON: "count" then an array of hex */
+	                    * uint32_t at count_off; JSON: "count" (unless no_count) then an array of hex */
+	IG_FIELD_IDS,      /* char[][IG_ID_MAX + 1]: min..max ids, each on the wire as its length
+	                    * (u8) then its bytes; their number in the uint32_t at count_off;
+	                    * JSON: an array of strings */
 } ig_field_kind;
 
 typedef struct ig_field_spec {
@@ -40,10 +43,11 @@ typedef struct ig_field_spec {
 	size_t off, size;                 /* the member in the record struct */
 	unsigned min, max;                /* TEXT: length bounds; U8: value bounds; HASHES: count bounds */
 	const char *why;                  /* U8, WORD, U64 with min: what a valid value is */
-	const char *const *value_names;   /* U8: JSON name of each value; WORD: the allowed words */
+	const char *const *value_names;   /* U8: JSON name of each value (NULL: a number); WORD: the allowed words */
 	bool optional;                    /* may be absent (still at most once); */
 	size_t present_off;               /* then this bool member says if it was there */
-	size_t count_off;                 /* HASHES: the uint32_t count member */
+	size_t count_off;                 /* HASHES, IDS: the uint32_t count member */
+	bool no_count;                    /* HASHES: no "count" key in JSON (another field says it) */
 } ig_field_spec;
 
 typedef struct ig_body_spec {
@@ -52,6 +56,11 @@ typedef struct ig_body_spec {
 	const ig_field_spec *fields;
 	size_t nfields;                   /* at most 32: the decoder keeps one bit per field */
 	size_t size;                      /* sizeof the record struct */
+	/* Rules across fields (e.g. a count that another field fixes), run on a
+	 * struct whose every field passed its own rule: by the encoder before it
+	 * writes and by the decoder after it reads. NULL: none. IG_OK or
+	 * IG_ERR_CORRUPT naming the rule. */
+	int (*check)(const void *rec, ig_error *err);
 } ig_body_spec;
 
 #define IG_SPEC_AT(rec_struct, member) \
@@ -74,7 +83,7 @@ bool ig_recspec_json(struct cJSON *obj, const ig_body_spec *b, const void *rec);
 
 /* Every record struct is at most this many bytes (recspecs.c asserts it), so
  * a body can be checked or rendered with no allocation. */
-#define IG_RECSPEC_REC_MAX 2304
+#define IG_RECSPEC_REC_MAX 25600
 
 /* Decodes a body into scratch space only to check it: IG_OK, or
  * IG_ERR_CORRUPT naming the field. */
@@ -99,6 +108,10 @@ extern const ig_body_spec ig_recspec_credit;      /* 7.8 */
 extern const ig_body_spec ig_recspec_mint;        /* 7.9 */
 extern const ig_body_spec ig_recspec_redeem;      /* 7.10 */
 extern const ig_body_spec ig_recspec_refund;      /* 7.11 */
+extern const ig_body_spec ig_recspec_custody_epoch;     /* 7.13 */
+extern const ig_body_spec ig_recspec_custody_active;    /* 7.14 */
+extern const ig_body_spec ig_recspec_custody_bad_share; /* 7.15 */
+extern const ig_body_spec ig_recspec_custody_sealed;    /* 7.16 */
 
 /* The table for a record type, or NULL for a type with no typed body. */
 const ig_body_spec *ig_recspec_for(uint16_t type);

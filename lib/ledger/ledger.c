@@ -21,6 +21,7 @@
 #include "ig_ledger.h"
 
 #include "ig_checkpoint.h"
+#include "ig_custody.h"
 #include "ig_keyfile.h"
 #include "ig_merkle.h"
 #include "ig_record.h"
@@ -213,6 +214,15 @@ static int key_path(char *out, size_t cap, const char *dir, ig_error *err)
 	return IG_OK;
 }
 
+/* A ledger is sealed when its key exists only as ch.key.sealed: `iotguard
+ * custody seal` writes that file before it removes ch.key, so a ch.key that
+ * is there always wins. */
+static bool key_is_sealed(int dir_fd)
+{
+	return faccessat(dir_fd, IG_LEDGER_KEY, F_OK, 0) != 0 && errno == ENOENT &&
+	       faccessat(dir_fd, IG_CUSTODY_SEALED_FILE, F_OK, 0) == 0;
+}
+
 /* ---- open and close --------------------------------------------------------- */
 
 static void ledger_free(ig_ledger *l)
@@ -304,7 +314,17 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		goto fail;
 	l->log_fd = rc;
 	uint8_t key_pk[IG_PK_BYTES];
-	if (l->writer) {
+	bool sealed = l->writer && key_is_sealed(l->dir_fd);
+	if (sealed && !opts->sealed_ok) {
+		rc = ig_error_set(err, IG_ERR_SEALED,
+		                  "ledger %s is sealed: it holds %s but no %s, so nothing can be appended or signed "
+		                  "offline; start the broker and let the custody holders unseal it, or rebuild the key "
+		                  "file with `iotguard custody recover`",
+		                  dir, IG_CUSTODY_SEALED_FILE, IG_LEDGER_KEY);
+		goto fail;
+	}
+	atomic_store(&l->sealed, sealed);
+	if (l->writer && !sealed) {
 		char path[PATH_MAX];
 		rc = key_path(path, sizeof path, dir, err);
 		if (rc == IG_OK)
@@ -322,7 +342,7 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		.dir = dir,
 		.dir_fd = l->dir_fd,
 		.log_fd = l->log_fd,
-		.expect_pk = l->writer ? key_pk : NULL,
+		.expect_pk = l->writer && !sealed ? key_pk : NULL,
 		.tree_from_tiles = l->writer,
 		.on_record = opts->on_record,
 		.ctx = opts->ctx,
@@ -384,6 +404,10 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		if (rc != IG_OK)
 			goto fail;
 	}
+	if (sealed)
+		ig_log(IG_LOG_WARN, "ledger %s is sealed (%s, no %s): it is open for reading; appends wait until the "
+		       "key is unsealed",
+		       dir, IG_CUSTODY_SEALED_FILE, IG_LEDGER_KEY);
 	*out = l;
 	return IG_OK;
 fail:
@@ -403,7 +427,37 @@ void ig_ledger_close(ig_ledger *l)
 
 const char *ig_ledger_cluster(const ig_ledger *l) { return l->cluster; }
 const uint8_t *ig_ledger_ch_pk(const ig_ledger *l) { return l->ch_pk; }
-const uint8_t *ig_ledger_ch_sk(const ig_ledger *l) { return l->writer ? l->ch_sk : NULL; }
+const uint8_t *ig_ledger_ch_sk(const ig_ledger *l)
+{
+	return l->writer && !ig_ledger_sealed(l) ? l->ch_sk : NULL;
+}
+
+bool ig_ledger_sealed(const ig_ledger *l)
+{
+	return atomic_load(&((ig_ledger *)l)->sealed);
+}
+
+int ig_ledger_unseal(ig_ledger *l, const uint8_t sk[IG_SK_BYTES], ig_error *err)
+{
+	if (!l || !sk)
+		return ig_error_set(err, IG_ERR_INVAL, "ig_ledger_unseal: missing argument");
+	if (!ig_ledger_sealed(l))
+		return ig_error_set(err, IG_ERR_STATE, "ledger %s is not sealed: it already has its key", l->dir);
+	/* The key is rebuilt from the seed, so a key whose two halves disagree
+	 * (a seed of another key with this cluster's public key pasted on) is
+	 * refused as well as a key of another cluster. */
+	uint8_t pk[IG_PK_BYTES], derived[IG_SK_BYTES];
+	int ok = crypto_sign_seed_keypair(pk, derived, sk) == 0 &&
+	         sodium_memcmp(derived, sk, IG_SK_BYTES) == 0 &&
+	         sodium_memcmp(pk, l->ch_pk, IG_PK_BYTES) == 0;
+	sodium_memzero(derived, sizeof derived);
+	if (!ok)
+		return ig_error_set(err, IG_ERR_CRYPTO,
+		                    "ledger %s: the unsealed key is not the genesis key (its public key differs from the "
+		                    "genesis record's ch_pk); the ledger stays sealed",
+		                    l->dir);
+	return ledger_writer_unseal(l, sk, err);
+}
 
 uint64_t ig_ledger_height(const ig_ledger *l)
 {

@@ -146,6 +146,10 @@ struct ig_ledger {
 	char *dir;
 	int dir_fd, log_fd, lock_fd, event_fd;
 	bool writer;
+	/* A writer open with no key yet (ig_ledger_open_opts.sealed_ok): no
+	 * writer thread runs and nothing is signed until ig_ledger_unseal
+	 * clears it. Read by submitters on any thread, hence atomic. */
+	atomic_bool sealed;
 	char cluster[IG_CLUSTER_MAX + 1];
 	char origin[IG_CLUSTER_MAX + 16];
 	_Atomic unsigned version;    /* ledger format: the genesis record's, or 2 once upgraded */
@@ -220,10 +224,16 @@ LEDGER_INTERNAL int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_er
 
 /* ---- writer (ledger_writer.c) ---- */
 
-/* Creates the completion eventfd and starts the writer thread; open calls it
- * last, once the scan has filled the object. The thread exits when idle and
- * the next append starts it again (ledger_writer.c). */
+/* Creates the completion eventfd and, unless the ledger is sealed, starts
+ * the writer thread; open calls it last, once the scan has filled the
+ * object. The thread exits when idle and the next append starts it again
+ * (ledger_writer.c). */
 LEDGER_INTERNAL int ledger_writer_start(ig_ledger *l, ig_error *err);
+
+/* ig_ledger_unseal's second half, once sk is checked: under mu, installs sk
+ * as the key, clears sealed and starts the writer thread; on failure the
+ * ledger is sealed again with no key. */
+LEDGER_INTERNAL int ledger_writer_unseal(ig_ledger *l, const uint8_t sk[IG_SK_BYTES], ig_error *err);
 
 /* Lets the writer finish what was submitted (or give up a batch held by a
  * full disk), joins it and runs the remaining completions. No-op if it never

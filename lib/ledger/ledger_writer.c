@@ -47,6 +47,7 @@
  * bench/run.sh's "null-plugin-mt" rows measure that ceiling.
  */
 #include "ig_checkpoint.h"
+#include "ig_custody.h"
 #include "ig_merkle.h"
 #include "ig_record.h"
 #include "ig_tiles.h"
@@ -56,6 +57,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sodium.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -768,6 +770,11 @@ int ledger_writer_start(ig_ledger *l, ig_error *err)
 	l->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->event_fd < 0)
 		return ig_error_set(err, IG_ERR_IO, "cannot create an eventfd: %s", strerror(errno));
+	/* Sealed: no key to sign with, so no thread (it would sign a checkpoint
+	 * for records past the last one at once); ig_ledger_unseal starts it.
+	 * The eventfd exists already, so a caller's poll loop keeps one fd. */
+	if (atomic_load(&l->sealed))
+		return IG_OK;
 	/* Started at open even with nothing queued: it signs any records the
 	 * scan found beyond the checkpoint, then exits when idle. */
 	pthread_mutex_lock(&l->mu);
@@ -775,6 +782,30 @@ int ledger_writer_start(ig_ledger *l, ig_error *err)
 	pthread_mutex_unlock(&l->mu);
 	if (rc != 0)
 		return ig_error_set(err, IG_ERR_IO, "cannot start the ledger writer thread: %s", strerror(rc));
+	return IG_OK;
+}
+
+int ledger_writer_unseal(ig_ledger *l, const uint8_t sk[IG_SK_BYTES], ig_error *err)
+{
+	pthread_mutex_lock(&l->mu);
+	if (l->stopping) {
+		pthread_mutex_unlock(&l->mu);
+		return ig_error_set(err, IG_ERR_CLOSED, "ledger %s is closing; it was not unsealed", l->dir);
+	}
+	/* No thread runs while sealed, so nothing reads ch_sk yet; the thread
+	 * created below sees it (pthread_create orders the writes before it). */
+	memcpy(l->ch_sk, sk, IG_SK_BYTES);
+	atomic_store(&l->sealed, false);
+	int rc = writer_ensure_locked(l);
+	if (rc != 0) {
+		atomic_store(&l->sealed, true);
+		sodium_memzero(l->ch_sk, sizeof l->ch_sk);
+	}
+	pthread_mutex_unlock(&l->mu);
+	if (rc != 0)
+		return ig_error_set(err, IG_ERR_IO, "ledger %s: cannot start the writer thread: %s; it stays sealed, "
+		                    "retry the unseal",
+		                    l->dir, strerror(rc));
 	return IG_OK;
 }
 
@@ -820,8 +851,8 @@ int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint6
 	int rc = IG_OK;
 	if (l->stopping || l->failed)
 		rc = IG_ERR_CLOSED;
-	else if (writer_ensure_locked(l) != 0)
-		rc = IG_ERR_NOMEM;
+	else if (!atomic_load(&l->sealed) && writer_ensure_locked(l) != 0)
+		rc = IG_ERR_NOMEM;   /* sealed: kept for the thread ig_ledger_unseal starts */
 	if (rc == IG_OK) {
 		memcpy(l->cosigned_text, text, len);
 		l->cosigned_len = len;
@@ -871,6 +902,8 @@ static int check_submit(const ig_ledger *l, uint16_t type, const uint8_t *body, 
 {
 	if (!l->writer)
 		return IG_ERR_STATE;
+	if (atomic_load(&l->sealed))
+		return IG_ERR_SEALED;
 	if (type == IG_REC_FORMAT)
 		return IG_ERR_INVAL; /* only ig_ledger_upgrade writes one */
 	if (len > ledger_max_frame(l->version) - IG_REC_OVERHEAD)
@@ -947,6 +980,10 @@ static int refusal_error(const ig_ledger *l, int rc, ig_error *err)
 		                    l->dir, l->dir);
 	case IG_ERR_NOMEM:
 		return ig_error_set(err, rc, "ledger %s: out of memory; the record was not written", l->dir);
+	case IG_ERR_SEALED:
+		return ig_error_set(err, rc, "ledger %s is sealed (no %s, only %s); the record was not written: unseal "
+		                    "it first (k custody holders must connect to the broker)",
+		                    l->dir, IG_LEDGER_KEY, IG_CUSTODY_SEALED_FILE);
 	default:
 		return ig_error_set(err, rc, "ledger %s: an earlier write or fsync failed, so it refuses appends and "
 		                    "this record was not written; fix the disk (see the log) and reopen the ledger",
@@ -963,6 +1000,8 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	int rc = check_submit(l, type, body, len);
 	if (rc == IG_ERR_STATE)
 		return ig_error_set(err, rc, "ledger %s is open read-only; appends need a writer open", l->dir);
+	if (rc == IG_ERR_SEALED)
+		return refusal_error(l, rc, err);
 	if (rc == IG_ERR_RANGE)
 		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %" PRIu32 "-byte limit of ledger format %u",
 		                    len, ledger_max_frame(l->version) - IG_REC_OVERHEAD, l->version);
@@ -1019,6 +1058,9 @@ int ig_ledger_sync(ig_ledger *l, ig_error *err)
 {
 	if (!l->writer)
 		return ig_error_set(err, IG_ERR_STATE, "ledger %s is open read-only; nothing to sync", l->dir);
+	if (atomic_load(&l->sealed))
+		return ig_error_set(err, IG_ERR_SEALED, "ledger %s is sealed: nothing can be signed until the custody "
+		                    "holders unseal its key", l->dir);
 	pthread_mutex_lock(&l->mu);
 	l->sync_waiters++;
 	pthread_cond_signal(&l->work_cond);
@@ -1056,6 +1098,9 @@ int ig_ledger_upgrade(ig_ledger *l, const char *by, ig_record *rec_out, ig_error
 {
 	if (!l->writer)
 		return ig_error_set(err, IG_ERR_STATE, "ledger %s is open read-only; an upgrade needs a writer open", l->dir);
+	if (atomic_load(&l->sealed))
+		return ig_error_set(err, IG_ERR_SEALED, "ledger %s is sealed: an upgrade appends a record, which needs "
+		                    "the key; unseal it first", l->dir);
 	if (l->version != IG_FORMAT_V1)
 		return ig_error_set(err, IG_ERR_STATE, "ledger %s is already format %u; there is nothing to upgrade", l->dir,
 		                    l->version);

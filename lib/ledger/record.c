@@ -202,6 +202,21 @@ int ig_record_attest_decode(const uint8_t *body, size_t len, ig_attest *a, ig_er
 	return ig_recspec_decode(&ig_recspec_attest, body, len, a, err);
 }
 
+#define IG_RECORD_CODEC(name, spec, type)                                                    \
+	int ig_record_##name##_encode(uint8_t *out, size_t cap, const type *c)                   \
+	{                                                                                        \
+		return c ? ig_recspec_encode(&spec, c, out, cap) : IG_ERR_INVAL;                     \
+	}                                                                                        \
+	int ig_record_##name##_decode(const uint8_t *body, size_t len, type *c, ig_error *err)   \
+	{                                                                                        \
+		return ig_recspec_decode(&spec, body, len, c, err);                                  \
+	}
+
+IG_RECORD_CODEC(custody_epoch, ig_recspec_custody_epoch, ig_custody_epoch_rec)
+IG_RECORD_CODEC(custody_active, ig_recspec_custody_active, ig_custody_active_rec)
+IG_RECORD_CODEC(custody_bad_share, ig_recspec_custody_bad_share, ig_custody_bad_share_rec)
+IG_RECORD_CODEC(custody_sealed, ig_recspec_custody_sealed, ig_custody_sealed_rec)
+
 int ig_record_body_check(const ig_record *rec, ig_error *err)
 {
 	const ig_body_spec *b = ig_recspec_for(rec->type);

@@ -162,13 +162,33 @@ static int field_check(const char *what, const ig_field_spec *f, const uint8_t *
 			return IG_OK;
 		snprintf(why, sizeof why, "must be %u..%u hashes of %d bytes", f->min, f->max, IG_HASH_BYTES);
 		return bad_field(what, f->name, why, err);
+	case IG_FIELD_IDS: {
+		size_t count = 0, i = 0;
+		while (i < vlen) {
+			size_t n = v[i];
+			if (n == 0 || n > IG_ID_MAX || vlen - i - 1 < n || !ig_id_valid((const char *)v + i + 1, n))
+				return bad_field(what, f->name, "each id must be its length (1 byte) then 1..64 chars of "
+				                                "[A-Za-z0-9_.-]", err);
+			i += 1 + n;
+			count++;
+		}
+		if (count >= f->min && count <= f->max && count <= f->size / (IG_ID_MAX + 1))
+			return IG_OK;
+		snprintf(why, sizeof why, "must be %u..%u ids", f->min, f->max);
+		return bad_field(what, f->name, why, err);
+	}
 	}
 	return bad_field(what, f->name, "unknown kind of field", err);
 }
 
+/* The wire form of an IDS field at its largest (255 ids of 64 bytes). */
+#define IDS_WIRE_MAX (IG_CUSTODY_N_MAX * (IG_ID_MAX + 1))
+
 /* Points *v at the wire bytes of the field stored at member (in the record
- * struct or, for integers, in tmp) and returns their length. */
-static size_t field_wire(const ig_field_spec *f, const uint8_t *rec, uint8_t tmp[8], const uint8_t **v)
+ * struct or, for integers, in tmp, for id lists in wide) and returns their
+ * length. */
+static size_t field_wire(const ig_field_spec *f, const uint8_t *rec, uint8_t tmp[8], uint8_t wide[IDS_WIRE_MAX],
+                         const uint8_t **v)
 {
 	const uint8_t *member = rec + f->off;
 	*v = member;
@@ -200,6 +220,25 @@ static size_t field_wire(const ig_field_spec *f, const uint8_t *rec, uint8_t tmp
 		ig_put_u16(tmp, *(const uint16_t *)member);
 		*v = tmp;
 		return 2;
+	case IG_FIELD_IDS: {
+		uint32_t count = *(const uint32_t *)(rec + f->count_off);
+		size_t pos = 0;
+		*v = wide;
+		if (count > f->size / (IG_ID_MAX + 1) || count > IG_CUSTODY_N_MAX) {
+			wide[0] = 0; /* an empty id: field_check refuses it */
+			return 1;
+		}
+		for (uint32_t i = 0; i < count; i++) {
+			const char *id = (const char *)member + (size_t)i * (IG_ID_MAX + 1);
+			size_t n = strnlen(id, IG_ID_MAX + 1);
+			if (n > IG_ID_MAX)
+				n = 0; /* unterminated: refused as an empty id */
+			wide[pos++] = (uint8_t)n;
+			memcpy(wide + pos, id, n);
+			pos += n;
+		}
+		return pos;
+	}
 	}
 	return 0;
 }
@@ -234,6 +273,16 @@ static void field_store(const ig_field_spec *f, const uint8_t *v, size_t vlen, u
 	case IG_FIELD_VERSION:
 		*(uint16_t *)member = ig_get_u16(v);
 		break;
+	case IG_FIELD_IDS: {
+		uint32_t count = 0;
+		for (size_t i = 0; i < vlen; i += 1 + (size_t)v[i], count++) {
+			char *id = (char *)member + (size_t)count * (IG_ID_MAX + 1);
+			memcpy(id, v + i + 1, v[i]);
+			id[v[i]] = '\0';
+		}
+		*(uint32_t *)(rec + f->count_off) = count;
+		break;
+	}
 	}
 }
 
@@ -246,6 +295,7 @@ int ig_recspec_encode(const ig_body_spec *b, const void *rec, uint8_t *out, size
 {
 	const uint8_t *base = rec;
 	uint8_t tmp[8];
+	uint8_t wide[IDS_WIRE_MAX];
 	const uint8_t *v;
 	size_t vlen;
 
@@ -254,16 +304,18 @@ int ig_recspec_encode(const ig_body_spec *b, const void *rec, uint8_t *out, size
 		const ig_field_spec *f = &b->fields[i];
 		if (!field_present(f, base))
 			continue;
-		vlen = field_wire(f, base, tmp, &v);
+		vlen = field_wire(f, base, tmp, wide, &v);
 		if (field_check(b->what, f, v, vlen, NULL) != IG_OK)
 			return IG_ERR_INVAL;
 	}
+	if (b->check && b->check(rec, NULL) != IG_OK)
+		return IG_ERR_INVAL;
 	size_t pos = 0;
 	for (size_t i = 0; i < b->nfields; i++) {
 		const ig_field_spec *f = &b->fields[i];
 		if (!field_present(f, base))
 			continue;
-		vlen = field_wire(f, base, tmp, &v);
+		vlen = field_wire(f, base, tmp, wide, &v);
 		int rc = ig_record_tlv_put(out, cap, &pos, f->tag, v, vlen);
 		if (rc < 0)
 			return rc;
@@ -305,7 +357,7 @@ int ig_recspec_decode(const ig_body_spec *b, const uint8_t *body, size_t len, vo
 		if (!b->fields[i].optional && !(seen & (1u << i)))
 			return ig_error_set(err, IG_ERR_CORRUPT, "%s record: required field '%s' is missing", b->what,
 			                    b->fields[i].name);
-	return IG_OK;
+	return b->check ? b->check(rec, err) : IG_OK;
 }
 
 /* Any decoded body fits here (recspecs.c asserts it), so checking a body
@@ -346,7 +398,8 @@ static bool add_field(cJSON *obj, const ig_field_spec *f, const uint8_t *rec)
 		return cJSON_AddStringToObject(obj, f->name, (const char *)member) != NULL;
 	case IG_FIELD_HASHES: {
 		uint32_t count = *(const uint32_t *)(rec + f->count_off);
-		cJSON *list = cJSON_AddNumberToObject(obj, "count", count) ? cJSON_AddArrayToObject(obj, f->name) : NULL;
+		cJSON *list = f->no_count || cJSON_AddNumberToObject(obj, "count", count) ? cJSON_AddArrayToObject(obj, f->name)
+		                                                                          : NULL;
 		for (uint32_t i = 0; list && i < count; i++) {
 			char hex[2 * IG_HASH_BYTES + 1];
 			ig_hex_encode(hex, member + (size_t)i * IG_HASH_BYTES, IG_HASH_BYTES);
@@ -365,9 +418,23 @@ static bool add_field(cJSON *obj, const ig_field_spec *f, const uint8_t *rec)
 	case IG_FIELD_ROLE:
 		return cJSON_AddStringToObject(obj, f->name, ig_role_name(*(const ig_role *)member)) != NULL;
 	case IG_FIELD_U8:
+		if (!f->value_names)
+			return cJSON_AddNumberToObject(obj, f->name, *member) != NULL;
 		return cJSON_AddStringToObject(obj, f->name, f->value_names[*member]) != NULL;
 	case IG_FIELD_VERSION:
 		return cJSON_AddNumberToObject(obj, f->name, *(const uint16_t *)member) != NULL;
+	case IG_FIELD_IDS: {
+		uint32_t count = *(const uint32_t *)(rec + f->count_off);
+		cJSON *list = cJSON_AddArrayToObject(obj, f->name);
+		for (uint32_t i = 0; list && i < count; i++) {
+			cJSON *s = cJSON_CreateString((const char *)member + (size_t)i * (IG_ID_MAX + 1));
+			if (!s || !cJSON_AddItemToArray(list, s)) {
+				cJSON_Delete(s);
+				return false;
+			}
+		}
+		return list != NULL;
+	}
 	}
 	return false;
 }

@@ -32,6 +32,11 @@ static const ig_field_spec enroll_fields[] = {
 	 * ambiguous. */
 	{.tag = IG_TAG_ENROLL_JOIN_CODE, .kind = IG_FIELD_BYTES, .name = "join_code", IG_SPEC_AT(ig_enroll, join_code),
 	 .optional = true, .present_off = offsetof(ig_enroll, has_join_code)},
+	/* Optional for the same reason: only an enrolment given a zone
+	 * (`iotguard enroll --zone`) carries it; custody spreads its holders
+	 * over zones. */
+	{.tag = IG_TAG_ENROLL_ZONE, .kind = IG_FIELD_ID, .name = "zone", IG_SPEC_AT(ig_enroll, zone), .optional = true,
+	 .present_off = offsetof(ig_enroll, has_zone)},
 };
 
 static const ig_field_spec revoke_fields[] = {
@@ -128,6 +133,68 @@ static const ig_field_spec refund_fields[] = {
 	 .why = "must be \"expired\" or \"cancelled\"", .value_names = refund_reasons},
 };
 
+/* ---- 7.13-7.16: custody of the cluster-head key ---------------------------- */
+
+static const char *const custody_reasons[] = {"initial", "timer", "revoked", "offline", "admin", NULL};
+
+/* The points and the holders, never a share: the shares reach their holders
+ * only inside boxes (docs/PROTOCOL.md "Custody"). */
+static const ig_field_spec custody_epoch_fields[] = {
+	{.tag = IG_TAG_CUSTODY_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_custody_epoch_rec, epoch),
+	 .min = 1, .why = "must be at least 1"},
+	{.tag = IG_TAG_CUSTODY_K, .kind = IG_FIELD_U8, .name = "k", IG_SPEC_AT(ig_custody_epoch_rec, k), .min = 2,
+	 .max = IG_CUSTODY_N_MAX, .why = "must be one byte, 2..255"},
+	{.tag = IG_TAG_CUSTODY_N, .kind = IG_FIELD_U8, .name = "n", IG_SPEC_AT(ig_custody_epoch_rec, n), .min = 2,
+	 .max = IG_CUSTODY_N_MAX, .why = "must be one byte, 2..255"},
+	{.tag = IG_TAG_CUSTODY_HOLDERS, .kind = IG_FIELD_IDS, .name = "holders", IG_SPEC_AT(ig_custody_epoch_rec, holders),
+	 .min = 2, .max = IG_CUSTODY_N_MAX, .count_off = offsetof(ig_custody_epoch_rec, holder_count)},
+	{.tag = IG_TAG_CUSTODY_COMMITMENTS, .kind = IG_FIELD_HASHES, .name = "commitments",
+	 IG_SPEC_AT(ig_custody_epoch_rec, commitments), .min = 2, .max = IG_CUSTODY_N_MAX,
+	 .count_off = offsetof(ig_custody_epoch_rec, commitment_count), .no_count = true},
+	{.tag = IG_TAG_CUSTODY_REASON, .kind = IG_FIELD_WORD, .name = "reason", IG_SPEC_AT(ig_custody_epoch_rec, reason),
+	 .why = "must be \"initial\", \"timer\", \"revoked\", \"offline\" or \"admin\"", .value_names = custody_reasons},
+	{.tag = IG_TAG_CUSTODY_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_custody_epoch_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
+/* n names the holders and k the polynomial's degree + 1: the lists must
+ * have exactly that many entries, or a reader could not tell which holder
+ * an index means or which commitments a share is checked against. */
+static int custody_epoch_check(const void *rec, ig_error *err)
+{
+	const ig_custody_epoch_rec *c = rec;
+	if (c->k > c->n)
+		return ig_error_set(err, IG_ERR_CORRUPT, "custody_epoch record: k (%u) is larger than n (%u)", c->k, c->n);
+	if (c->holder_count != c->n)
+		return ig_error_set(err, IG_ERR_CORRUPT, "custody_epoch record: %u holders for n = %u", c->holder_count, c->n);
+	if (c->commitment_count != c->k)
+		return ig_error_set(err, IG_ERR_CORRUPT, "custody_epoch record: %u commitments for k = %u",
+		                    c->commitment_count, c->k);
+	return IG_OK;
+}
+
+static const ig_field_spec custody_active_fields[] = {
+	{.tag = IG_TAG_CUSTODY_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_custody_active_rec, epoch),
+	 .min = 1, .why = "must be at least 1"},
+};
+
+static const ig_field_spec custody_bad_share_fields[] = {
+	{.tag = IG_TAG_CUSTODY_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_custody_bad_share_rec, epoch),
+	 .min = 1, .why = "must be at least 1"},
+	{.tag = IG_TAG_CUSTODY_BAD_HOLDER, .kind = IG_FIELD_ID, .name = "holder",
+	 IG_SPEC_AT(ig_custody_bad_share_rec, holder)},
+	{.tag = IG_TAG_CUSTODY_BAD_REASON, .kind = IG_FIELD_TEXT, .name = "reason",
+	 IG_SPEC_AT(ig_custody_bad_share_rec, reason), .min = 0, .max = IG_REASON_MAX},
+};
+
+static const ig_field_spec custody_sealed_fields[] = {
+	{.tag = IG_TAG_CUSTODY_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_custody_sealed_rec, epoch),
+	 .min = 1, .why = "must be at least 1"},
+	{.tag = IG_TAG_CUSTODY_SEALED_C0, .kind = IG_FIELD_BYTES, .name = "c0", IG_SPEC_AT(ig_custody_sealed_rec, c0)},
+	{.tag = IG_TAG_CUSTODY_SEALED_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_custody_sealed_rec, by),
+	 .min = 1, .max = IG_BY_MAX},
+};
+
 /* ---- the bodies ----------------------------------------------------------- */
 
 const ig_body_spec ig_recspec_genesis = IG_SPEC_BODY(IG_REC_GENESIS, "genesis", genesis_fields, ig_genesis);
@@ -147,6 +214,16 @@ const ig_body_spec ig_recspec_redeem =
 	IG_SPEC_BODY(IG_REC_COIN_REDEEM, "coin_redeem", redeem_fields, ig_redeem_rec);
 const ig_body_spec ig_recspec_refund =
 	IG_SPEC_BODY(IG_REC_COIN_REFUND, "coin_refund", refund_fields, ig_refund_rec);
+const ig_body_spec ig_recspec_custody_epoch = {
+	.type = IG_REC_CUSTODY_EPOCH, .what = "custody_epoch", .fields = custody_epoch_fields,
+	.nfields = sizeof custody_epoch_fields / sizeof custody_epoch_fields[0], .size = sizeof(ig_custody_epoch_rec),
+	.check = custody_epoch_check};
+const ig_body_spec ig_recspec_custody_active =
+	IG_SPEC_BODY(IG_REC_CUSTODY_ACTIVE, "custody_active", custody_active_fields, ig_custody_active_rec);
+const ig_body_spec ig_recspec_custody_bad_share =
+	IG_SPEC_BODY(IG_REC_CUSTODY_BAD_SHARE, "custody_bad_share", custody_bad_share_fields, ig_custody_bad_share_rec);
+const ig_body_spec ig_recspec_custody_sealed =
+	IG_SPEC_BODY(IG_REC_CUSTODY_SEALED, "custody_sealed", custody_sealed_fields, ig_custody_sealed_rec);
 
 /* ig_recspec_check decodes into a buffer of this size on the stack. */
 _Static_assert(sizeof(ig_genesis) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
@@ -161,12 +238,17 @@ _Static_assert(sizeof(ig_credit_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX 
 _Static_assert(sizeof(ig_mint_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_redeem_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_refund_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_custody_epoch_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_custody_active_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_custody_bad_share_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_custody_sealed_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 
 static const ig_body_spec *const bodies[] = {
 	&ig_recspec_genesis, &ig_recspec_enroll, &ig_recspec_revoke, &ig_recspec_format, &ig_recspec_join_code,
 	&ig_recspec_join_used,
 	&ig_recspec_key_issued, &ig_recspec_attest, &ig_recspec_credit, &ig_recspec_mint, &ig_recspec_redeem,
-	&ig_recspec_refund,
+	&ig_recspec_refund, &ig_recspec_custody_epoch, &ig_recspec_custody_active, &ig_recspec_custody_bad_share,
+	&ig_recspec_custody_sealed,
 };
 
 const ig_body_spec *ig_recspec_for(uint16_t type)

@@ -40,6 +40,13 @@ static void bodies(const uint8_t *body, size_t len)
 	BODY_ROUNDTRIP(ig_mint_rec, ig_bank_mint_decode, ig_bank_mint_encode, body, len);
 	BODY_ROUNDTRIP(ig_redeem_rec, ig_bank_redeem_decode, ig_bank_redeem_encode, body, len);
 	BODY_ROUNDTRIP(ig_refund_rec, ig_bank_refund_decode, ig_bank_refund_encode, body, len);
+	BODY_ROUNDTRIP(ig_custody_epoch_rec, ig_record_custody_epoch_decode, ig_record_custody_epoch_encode, body, len);
+	BODY_ROUNDTRIP(ig_custody_active_rec, ig_record_custody_active_decode, ig_record_custody_active_encode, body,
+	               len);
+	BODY_ROUNDTRIP(ig_custody_bad_share_rec, ig_record_custody_bad_share_decode, ig_record_custody_bad_share_encode,
+	               body, len);
+	BODY_ROUNDTRIP(ig_custody_sealed_rec, ig_record_custody_sealed_decode, ig_record_custody_sealed_encode, body,
+	               len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

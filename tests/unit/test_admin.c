@@ -893,3 +893,68 @@ Test(admin_views, list_filters_and_pages, .init = state_setup, .fini = state_tea
 	list_page(ids, sizeof ids, &total, &p);
 	cr_expect_str_eq(ids, "a1,");
 }
+
+/* An enroll's zone: parsed and built like the other optional fields, written
+ * as the enroll record's tag 6 only when given, and shown in the identity
+ * views once the record is applied. */
+Test(admin_rules, enroll_zone, .init = state_setup, .fini = state_teardown)
+{
+	ig_admin_cmd c;
+	parse_ok("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\"}", &c);
+	cr_expect_str_eq(c.zone, "", "absent means none");
+	parse_ok("{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\","
+	         "\"zone\":\"north-1\"}", &c);
+	cr_expect_str_eq(c.zone, "north-1");
+	ig_error err = {0};
+	const char *bad[] = {"\"\"", "\"north wing\"", "3", "null",
+	                     "\"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\"" /* 65 */};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char json[512];
+		snprintf(json, sizeof json,
+		         "{\"command\":\"enroll\",\"id\":\"dev1\",\"role\":\"device\",\"pubkey\":\"" PK_HEX "\",\"zone\":%s}",
+		         bad[i]);
+		cr_expect_eq(parse_text(json, &c, &err), IG_ERR_INVAL, "zone %s should be refused", bad[i]);
+		cr_expect(strstr(err.msg, "zone"), "%s", err.msg);
+	}
+	cr_expect_eq(parse_text("{\"command\":\"revoke\",\"id\":\"dev1\",\"zone\":\"a\"}", &c, &err), IG_ERR_INVAL,
+	             "only enroll takes a zone");
+
+	ig_admin_cmd in = command(IG_ADMIN_ENROLL, "dev1");
+	in.role = IG_ROLE_DEVICE;
+	snprintf(in.zone, sizeof in.zone, "rack.7");
+	char *json = ig_admin_build_request(&in);
+	cr_assert(strstr(json, "\"zone\":\"rack.7\""), "%s", json);
+	free(json);
+	in.zone[0] = '\0';
+	json = ig_admin_build_request(&in);
+	cr_assert_null(strstr(json, "zone"), "not sent unless set: %s", json);
+	free(json);
+
+	/* The record, applied, and the views. */
+	uint8_t body[1024];
+	uint16_t type = 0;
+	ig_admin_cmd e = command(IG_ADMIN_ENROLL, "dev1");
+	e.role = IG_ROLE_DEVICE;
+	tu_seq_bytes(e.pk, 32, 9);
+	snprintf(e.zone, sizeof e.zone, "north-1");
+	int n = ig_admin_record(body, sizeof body, &type, &e, "admin1");
+	cr_assert_gt(n, 0);
+	fx_apply(st, type, body, (size_t)n);
+	enroll("dev2", IG_ROLE_DEVICE, 2);
+	cr_expect_str_eq(ig_state_zone(st, "dev1"), "north-1");
+
+	ig_admin_cmd g = command(IG_ADMIN_GET, "dev1");
+	cJSON *resp = cJSON_CreateObject();
+	cr_assert_eq(ig_admin_read(resp, st, &g, NULL, NULL), IG_OK);
+	cr_expect_str_eq(tu_json_str(cJSON_GetObjectItemCaseSensitive(resp, "identity"), "zone"), "north-1");
+	cJSON_Delete(resp);
+
+	ig_admin_cmd l = command(IG_ADMIN_LIST, NULL);
+	resp = cJSON_CreateObject();
+	cr_assert_eq(ig_admin_read(resp, st, &l, NULL, NULL), IG_OK);
+	const cJSON *items = cJSON_GetObjectItemCaseSensitive(resp, "identities");
+	cr_assert_eq(cJSON_GetArraySize(items), 2);
+	cr_expect_str_eq(tu_json_str(cJSON_GetArrayItem(items, 0), "zone"), "north-1");
+	cr_expect_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(items, 1), "zone"), "dev2 has none");
+	cJSON_Delete(resp);
+}

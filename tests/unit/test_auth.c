@@ -98,7 +98,7 @@ Test(auth, names)
 	const char *want[] = {"ok", "no_credentials", "malformed", "unknown_id", "not_active", "revoked",
 	                      "bad_signature", "wrong_cluster", "not_yet_valid", "expired", "ttl_too_long",
 	                      "id_mismatch", "rate_limited", "code_unknown", "code_used", "code_expired", "id_taken",
-	                      "replayed"};
+	                      "replayed", "sealed"};
 	cr_assert_eq(sizeof want / sizeof want[0], IG_AUTH_RESULT_COUNT);
 	for (int i = 0; i < IG_AUTH_RESULT_COUNT; i++)
 		cr_assert_str_eq(ig_auth_result_name((ig_auth_result)i), want[i]);

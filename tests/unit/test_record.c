@@ -962,10 +962,10 @@ Test(json, unknown_and_undecodable_types, .init = setup)
 	const uint8_t body[] = {0xde, 0xad, 0xbe, 0xef};
 	uint8_t frame[128];
 	ig_record r;
-	make_frame(frame, sizeof frame, 3, 48, body, sizeof body, &r);
+	make_frame(frame, sizeof frame, 3, 1000, body, sizeof body, &r);
 	cJSON *o = json_of(&r);
 	cr_assert_str_eq(jstr(o, "type"), "unknown");
-	cr_assert_eq(jnum(o, "type_code"), 48);
+	cr_assert_eq(jnum(o, "type_code"), 1000);
 	cr_assert_str_eq(jstr(o, "body"), "deadbeef");
 	cJSON_Delete(o);
 
