@@ -5,6 +5,11 @@
  * Why this exists: it is the only file that knows the plugin's lifecycle.
  * The broker is single-threaded, so nothing here waits on the disk: the
  * ledger's writer thread syncs, and each tick collects what became durable.
+ *
+ * The lifecycle has one more step when the cluster head's key is kept only
+ * sealed (ch.key.sealed, issue 9): the plugin starts without the key,
+ * authenticates and serves proofs, and ig_plugin_unseal later finishes what
+ * start would have done with the key.
  */
 #include "plugin.h"
 #include "plugin_service.h"
@@ -109,6 +114,7 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 	cfg->attest_max_per_hour = 12;
 	cfg->proof_requests_per_minute = 120;
 	cfg->proof_queue = 256;
+	ig_plugin_custody_defaults(cfg);
 
 	for (int i = 0; i < count; i++) {
 		const char *k = opts[i].key, *v = opts[i].value;
@@ -156,12 +162,14 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = parse_u32(k, v, 1, 1000000, &cfg->proof_requests_per_minute);
 		} else if (!strcmp(k, "proof_queue")) {
 			rc = parse_u32(k, v, 1, 100000, &cfg->proof_queue);
+		} else if (!strncmp(k, "custody_", 8)) {
+			rc = ig_plugin_custody_option(cfg, k, v);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
 			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
 			              "stats_interval, auth_fail_limit, auth_ban_seconds, auth_id_budget, replay_cache_max, "
 			              "entropy_min_interval_ms, session_key_ttl, key_requests_per_minute, coin_ttl, "
-			              "attest_max_per_hour, proof_requests_per_minute, proof_queue", k);
+			              "attest_max_per_hour, proof_requests_per_minute, proof_queue, custody_*", k);
 			return -1;
 		}
 		if (rc)
@@ -271,6 +279,13 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	cJSON_AddNumberToObject(lat, "avg", (double)st.avg_commit_us);
 	cJSON_AddNumberToObject(lat, "max", (double)st.max_commit_us);
 
+	cJSON_AddBoolToObject(o, "sealed", pl->sealed);
+	cJSON *sr = cJSON_AddObjectToObject(o, "sealed_refused");
+	cJSON_AddNumberToObject(sr, "requests", (double)pl->sealed_refused_requests);
+	cJSON_AddNumberToObject(sr, "dev_messages", (double)pl->sealed_dropped_dev_messages);
+	cJSON_AddNumberToObject(sr, "admin", (double)pl->sealed_refused_admin);
+	cJSON_AddNumberToObject(sr, "joins", (double)pl->sealed_refused_joins);
+
 	ig_plugin_services_stats(pl, o);
 
 	char *json = cJSON_PrintUnformatted(o);
@@ -337,6 +352,54 @@ static int on_reload(int event, void *event_data, void *userdata)
 	              pl->max_ttl_s[IG_ROLE_WITNESS]);
 	/* Other plugins get their reload too. */
 	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+/* ---- sealed ------------------------------------------------------------ */
+
+bool ig_plugin_sealed(const ig_plugin *pl)
+{
+	return pl->sealed;
+}
+
+void ig_plugin_sealed_message(const ig_plugin *pl, char *out, size_t cap, const char *what)
+{
+	const ig_custody_view *cv = ig_state_custody(pl->state);
+	unsigned k = cv ? cv->active.k : 0;
+	char who[48];
+	if (k)
+		snprintf(who, sizeof who, "%u custody holders", k);
+	else
+		snprintf(who, sizeof who, "enough custody holders");
+	snprintf(out, cap, "the cluster head is sealed: %s must connect before it can %s; retry later", who,
+	         what && what[0] ? what : "do this");
+}
+
+int ig_plugin_unseal(ig_plugin *pl, const uint8_t sk[IG_SK_BYTES], ig_error *err)
+{
+	if (!pl || !sk)
+		return ig_error_set(err, IG_ERR_INVAL, "ig_plugin_unseal: missing argument");
+	if (!pl->sealed)
+		return ig_error_set(err, IG_ERR_STATE, "the cluster head is not sealed");
+	int rc;
+	if (ig_ledger_sealed(pl->ledger)) {
+		rc = ig_ledger_unseal(pl->ledger, sk, err);
+		if (rc != IG_OK) {
+			ig_plugin_log(MOSQ_LOG_ERR, "unseal refused: %s", err ? err->msg : "(no reason given)");
+			return rc;
+		}
+		ig_join_key_derive(&pl->join_key, ig_ledger_ch_sk(pl->ledger));
+	} else if (sodium_memcmp(ig_ledger_ch_sk(pl->ledger), sk, IG_SK_BYTES) != 0) {
+		/* A retry after a service failed to start: the ledger has its key. */
+		return ig_error_set(err, IG_ERR_CRYPTO, "the key given is not the one the ledger was unsealed with");
+	}
+	if (ig_plugin_services_unseal(pl) != 0)
+		return ig_error_set(err, IG_ERR_NOMEM, "the ledger is unsealed but %zu service(s) could not start (see the "
+		                    "broker log); their requests are still refused as sealed: unseal again to retry",
+		                    ig_plugin_services_deferred());
+	pl->sealed = false;
+	ig_plugin_log(MOSQ_LOG_NOTICE, "unsealed: cluster '%s' has its key again; session keys, coins, joins, entropy "
+	              "and admin changes are served", pl->cluster);
+	return IG_OK;
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -446,7 +509,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 
 	uint64_t t0 = ig_mono_us();
 	ig_error err = {0};
-	ig_ledger_open_opts lo = {.writer = true, .progress = replay_progress, .progress_ctx = pl};
+	ig_ledger_open_opts lo = {.writer = true, .sealed_ok = true, .progress = replay_progress, .progress_ctx = pl};
 	ig_state_replay_opts(pl->state, &lo);   /* tables sized from the ledger's census */
 	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
 		struct stat st;
@@ -467,12 +530,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	/* Spent coins past expiry are dead weight: drop them before serving. */
 	ig_coins_prune(pl->coins, ig_now_ms() / 1000);
-	if (!ig_ledger_ch_sk(pl->ledger)) {
+	pl->sealed = ig_ledger_sealed(pl->ledger);
+	if (!pl->sealed && !ig_ledger_ch_sk(pl->ledger)) {
 		ig_plugin_log(MOSQ_LOG_ERR, "the ledger holds no cluster-head key (ch.key); refusing to start");
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
 	}
-	ig_join_key_derive(&pl->join_key, ig_ledger_ch_sk(pl->ledger));
+	if (!pl->sealed)
+		ig_join_key_derive(&pl->join_key, ig_ledger_ch_sk(pl->ledger));
 	if (ig_plugin_services_init(pl) != 0) {
 		plugin_free(pl);
 		return MOSQ_ERR_UNKNOWN;
@@ -490,6 +555,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 
 	ig_plugin_tls_warn();
+	if (pl->sealed)
+		ig_plugin_log(MOSQ_LOG_WARNING, "sealed: %s holds no ch.key, only ch.key.sealed; enrolled identities "
+		              "connect and log proofs are served, but session keys, coins, joins, entropy, attestations "
+		              "and admin changes are refused as \"sealed\" until the custody holders unseal the key",
+		              pl->cfg.ledger_dir);
 	ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': ledger %s open, height %llu, %llu active identities, loaded in %llu ms",
 	              pl->cluster, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
 	              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),

@@ -38,6 +38,12 @@
 
 #define IG_TOPIC_MAX 256
 
+/* plugin_opt_custody_*: k and n both 0 = custody off (docs/PROTOCOL.md "Custody"). */
+typedef struct ig_plugin_custody_config {
+	uint32_t k, n;
+	uint32_t rotate_s, holder_timeout_s, min_battery, deal_timeout_s;
+} ig_plugin_custody_config;
+
 typedef struct ig_plugin_config {
 	char ledger_dir[4096];
 	char policy_path[4096];          /* "" = built-in default policy */
@@ -55,6 +61,7 @@ typedef struct ig_plugin_config {
 	uint32_t attest_max_per_hour;    /* attest records per device per hour */
 	uint32_t proof_requests_per_minute;  /* log_inclusion + log_consistency per identity per minute */
 	uint32_t proof_queue;            /* proofs queued or being made at once; more are refused "busy" */
+	ig_plugin_custody_config custody;   /* plugin_opt_custody_* (plugin_custody.c) */
 } ig_plugin_config;
 
 typedef struct ig_plugin {
@@ -98,6 +105,15 @@ typedef struct ig_plugin {
 
 	/* Counters for stats. */
 	uint64_t acl_denied_publish, acl_denied_subscribe, acl_denied_read;
+
+	/* Sealed start (docs/PROTOCOL.md "A sealed cluster head"): the ledger
+	 * opened without ch.key; what needs the key is refused as "sealed"
+	 * until ig_plugin_unseal. The counters are for stats. */
+	bool sealed;
+	uint64_t sealed_refused_requests;     /* ch requests of rows that need the key */
+	uint64_t sealed_dropped_dev_messages; /* dev-topic messages (entropy) nobody could take */
+	uint64_t sealed_refused_admin;        /* admin commands that would append */
+	uint64_t sealed_refused_joins;        /* CONNECTs with a join token */
 } ig_plugin;
 
 /* plugin.c */
@@ -113,6 +129,22 @@ void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec);
 struct ig_checkpoint;
 void ig_plugin_publish_head(ig_plugin *pl, const char *text, const struct ig_checkpoint *cp,
                             const char *const *witnesses, size_t n);
+
+/* True while the cluster head is sealed: no key, services that need it
+ * deferred, appends refused. */
+bool ig_plugin_sealed(const ig_plugin *pl);
+/* Unseals a sealed cluster head with its key (rebuilt from custody shares):
+ * ig_ledger_unseal (refuses a key that is not the genesis key: IG_ERR_CRYPTO,
+ * still sealed), derives what start derives from the key (the join key),
+ * starts the deferred services in table order and logs "iotguard: unsealed".
+ * Publishes nothing itself. On the broker's thread only (a service's tick
+ * or request); no disk I/O. IG_ERR_STATE when not sealed; IG_ERR_NOMEM when
+ * a service could not start (it stays refused as sealed; calling again
+ * with the key retries it). sk is the caller's to wipe. */
+int ig_plugin_unseal(ig_plugin *pl, const uint8_t sk[IG_SK_BYTES], ig_error *err);
+/* The sealed refusal's sentence: "the cluster head is sealed: K custody
+ * holders must connect before it can <what>; retry later". */
+void ig_plugin_sealed_message(const ig_plugin *pl, char *out, size_t cap, const char *what);
 
 /* plugin_tls_warn.c: at init, warns about plaintext listeners and a
  * missing message_size_limit in the broker's configuration. */
@@ -147,6 +179,25 @@ int ig_plugin_on_message(int event, void *event_data, void *userdata);
 /* Sends a JSON object (consumed) to id's inbox. */
 struct cJSON;
 void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);
+
+/* plugin_custody.c */
+/* One plugin_opt_custody_* option into cfg (logs why on failure: -1). */
+int ig_plugin_custody_option(ig_plugin_config *cfg, const char *key, const char *value);
+void ig_plugin_custody_defaults(ig_plugin_config *cfg);
+/* The admin API's custody commands. status fills slot ("ok" and the fields);
+ * rotate and seal return false with error and message when refused; a seal
+ * under way calls done exactly once (error NULL: ch.key is gone). */
+typedef void (*ig_plugin_custody_done_fn)(void *ctx, const char *error, const char *message);
+void ig_plugin_custody_admin_status(struct cJSON *slot);
+bool ig_plugin_custody_admin_rotate(const char *by, const char **error, char *message, size_t cap);
+bool ig_plugin_custody_admin_seal(const char *by, ig_plugin_custody_done_fn done, void *done_ctx,
+                                  const char **error, char *message, size_t cap);
+/* custody_recover: the holders' shares released to pk, passed on unopened;
+ * done gets the fields to answer with (result, taken) or an error. */
+typedef void (*ig_plugin_custody_recover_fn)(void *ctx, const char *error, const char *message,
+                                             struct cJSON *result);
+bool ig_plugin_custody_admin_recover(const uint8_t pk[32], ig_plugin_custody_recover_fn done, void *done_ctx,
+                                     const char **error, char *message, size_t cap);
 
 /* plugin_join.c */
 /* Checks a join token; on IG_AUTH_OK fills out (id, role, joining fields). */

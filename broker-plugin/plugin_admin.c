@@ -7,6 +7,10 @@
  * to the requesting client only, in one message, and is sent only when every
  * state change in it is durable. Reads answer at once.
  *
+ * While the cluster head is sealed (no key, so nothing can be appended and
+ * signed) every command that would append is refused as "sealed"; reads
+ * are answered as usual.
+ *
  * What a command means (its admission rule, its record, the identity and
  * list views) is lib's (ig_admin_admit, ig_admin_record, ig_admin_read), the
  * same for the CLI's offline writer; a durable record is applied with
@@ -459,6 +463,137 @@ static void do_read(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	}
 }
 
+/* What a command that appends does, for the sealed refusal; NULL for the
+ * reads, which need no key. */
+static const char *sealed_what(ig_admin_kind kind)
+{
+	switch (kind) {
+	case IG_ADMIN_ENROLL: return "record an enrolment";
+	case IG_ADMIN_REVOKE: return "record a revocation (the identity stays active until then)";
+	case IG_ADMIN_JOIN_CODES: return "create join codes";
+	case IG_ADMIN_CREDIT: return "record a credit";
+	default: return NULL;
+	}
+}
+
+/* ---- custody_status, custody_seal, custody_rotate (plugin_custody.c) ------ */
+
+typedef struct custody_pending {
+	admin_batch *batch;
+	cJSON *slot;
+} custody_pending;
+
+static void on_custody_done(void *ctx, const char *error, const char *message)
+{
+	custody_pending *cp = ctx;
+	admin_batch *b = cp->batch;
+	if (error) {
+		fail(cp->slot, error, message);
+	} else {
+		cJSON_AddTrueToObject(cp->slot, "ok");
+		cJSON_AddStringToObject(cp->slot, "message", message);
+	}
+	free(cp);
+	b->outstanding--;
+	batch_send_if_done(b);
+}
+
+static void on_recover_done(void *ctx, const char *error, const char *message, cJSON *result)
+{
+	custody_pending *cp = ctx;
+	admin_batch *b = cp->batch;
+	if (error) {
+		fail(cp->slot, error, message);
+	} else {
+		cJSON_AddTrueToObject(cp->slot, "ok");
+		while (result && result->child) {
+			cJSON *f = cJSON_DetachItemViaPointer(result, result->child);
+			cJSON_AddItemToObject(cp->slot, f->string, f);
+		}
+	}
+	cJSON_Delete(result);
+	free(cp);
+	b->outstanding--;
+	batch_send_if_done(b);
+}
+
+/* A custody_* command (they take no fields but "command" and "correlation",
+ * and custody_recover "pk"): true when item is one, answered in its own
+ * slot. */
+static bool do_custody(admin_batch *b, const cJSON *item)
+{
+	const cJSON *command = cJSON_GetObjectItemCaseSensitive(item, "command");
+	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(item, "correlation");
+	if (!cJSON_IsString(command) || strncmp(command->valuestring, "custody_", 8) != 0)
+		return false;
+	const char *name = command->valuestring;
+	cJSON *slot = cJSON_CreateObject();
+	if (!slot)
+		return true;
+	cJSON_AddStringToObject(slot, "command", strlen(name) < 32 ? name : "custody_");
+	cJSON_AddStringToObject(slot, "correlation", cJSON_IsString(corr) &&
+	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
+	cJSON_AddItemToArray(b->responses, slot);
+	bool recover = !strcmp(name, "custody_recover");
+	for (const cJSON *f = item->child; f; f = f->next)
+		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0 &&
+		    !(recover && !strcmp(f->string, "pk"))) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
+			fail(slot, IG_ADMIN_E_MALFORMED, msg);
+			return true;
+		}
+	const char *error = NULL;
+	char msg[IG_DECISION_MESSAGE_MAX];
+	if (!strcmp(name, "custody_status")) {
+		ig_plugin_custody_admin_status(slot);
+	} else if (!strcmp(name, "custody_rotate")) {
+		if (ig_plugin_custody_admin_rotate(b->client_id, &error, msg, sizeof msg)) {
+			cJSON_AddTrueToObject(slot, "ok");
+			cJSON_AddStringToObject(slot, "message", msg);
+		} else {
+			fail(slot, error, msg);
+		}
+	} else if (!strcmp(name, "custody_seal")) {
+		custody_pending *cp = calloc(1, sizeof *cp);
+		if (!cp) {
+			fail(slot, IG_ADMIN_E_STORAGE, "the broker is out of memory; retry later");
+			return true;
+		}
+		*cp = (custody_pending){.batch = b, .slot = slot};
+		b->outstanding++;
+		if (!ig_plugin_custody_admin_seal(b->client_id, on_custody_done, cp, &error, msg, sizeof msg)) {
+			b->outstanding--;
+			free(cp);
+			fail(slot, error, msg);
+		}
+	} else if (recover) {
+		const cJSON *pk_hex = cJSON_GetObjectItemCaseSensitive(item, "pk");
+		uint8_t pk[32];
+		if (!cJSON_IsString(pk_hex) || ig_hex_decode(pk, sizeof pk, pk_hex->valuestring,
+		                                             strlen(pk_hex->valuestring)) != IG_OK) {
+			fail(slot, IG_ADMIN_E_MALFORMED, "custody_recover needs \"pk\": the requester's X25519 public key, 64 hex");
+			return true;
+		}
+		custody_pending *cp = calloc(1, sizeof *cp);
+		if (!cp) {
+			fail(slot, IG_ADMIN_E_STORAGE, "the broker is out of memory; retry later");
+			return true;
+		}
+		*cp = (custody_pending){.batch = b, .slot = slot};
+		b->outstanding++;
+		if (!ig_plugin_custody_admin_recover(pk, on_recover_done, cp, &error, msg, sizeof msg)) {
+			b->outstanding--;
+			free(cp);
+			fail(slot, error, msg);
+		}
+	} else {
+		fail(slot, IG_ADMIN_E_UNKNOWN_COMMAND, "unknown custody command; use custody_status, custody_seal, "
+		     "custody_rotate or custody_recover");
+	}
+	return true;
+}
+
 static void reply_error(const char *client_id, const char *code, const char *message)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -517,6 +652,8 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 
 	const cJSON *item;
 	cJSON_ArrayForEach(item, cmds) {
+		if (do_custody(b, item))
+			continue;
 		ig_admin_cmd cmd = {0};
 		ig_error err = {0};
 		int rc = ig_admin_parse_command(item, &cmd, &err);
@@ -524,6 +661,14 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 		cJSON_AddItemToArray(b->responses, slot);
 		if (rc != IG_OK) {
 			fail(slot, (cmd.kind || !cmd.command[0]) ? IG_ADMIN_E_MALFORMED : IG_ADMIN_E_UNKNOWN_COMMAND, err.msg);
+			continue;
+		}
+		const char *what = pl->sealed ? sealed_what(cmd.kind) : NULL;
+		if (what) {
+			char msg[IG_DECISION_MESSAGE_MAX];
+			ig_plugin_sealed_message(pl, msg, sizeof msg, what);
+			fail(slot, IG_ADMIN_E_SEALED, msg);
+			pl->sealed_refused_admin++;
 			continue;
 		}
 		switch (cmd.kind) {

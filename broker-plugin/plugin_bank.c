@@ -55,5 +55,6 @@ static const char *const bank_requests[] = {"mint", "redeem", "refund", "balance
  * of a revoked id from the moment the revocation is requested. */
 const ig_service ig_service_bank = {
 	.name = "bank", .requests = bank_requests, .open_to_joining = false,
+	.needs_key = true, .sealed_what = "serve the bank (mint, redeem, refund, balance)",
 	.init = bank_init, .free = bank_free, .request = bank_request, .tick = bank_tick, .stats = bank_stats,
 };

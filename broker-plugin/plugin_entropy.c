@@ -46,6 +46,7 @@ static void entropy_stats(void *svc, ig_plugin *pl, cJSON *stats)
 
 const ig_service ig_service_entropy = {
 	.name = "entropy", .dev_topic = "entropy",
+	.needs_key = true, .sealed_what = "open device entropy",
 	.init = entropy_init, .free = entropy_free, .dev_message = entropy_message, .stats = entropy_stats,
 };
 
@@ -83,5 +84,6 @@ static void attest_stats(void *svc, ig_plugin *pl, cJSON *stats)
 static const char *const attest_requests[] = {"attest", NULL};
 const ig_service ig_service_attest = {
 	.name = "attest", .requests = attest_requests,
+	.needs_key = true, .sealed_what = "record attestations",   /* appends */
 	.init = attest_init, .free = attest_free, .request = attest_request, .stats = attest_stats,
 };

@@ -71,12 +71,30 @@ static void join_stats(void *svc, ig_plugin *pl, cJSON *stats)
 static const char *const join_requests[] = {"join", NULL};
 const ig_service ig_service_join = {
 	.name = "join", .requests = join_requests, .open_to_joining = true,
+	.needs_key = true, .sealed_what = "enrol devices that join with a code",
 	.init = join_init, .free = join_free, .request = join_request, .stats = join_stats,
 };
 
 ig_auth_result ig_plugin_join_auth(ig_plugin *pl, struct mosquitto *client, const char *username,
                                    const char *token, size_t token_len, ig_session *out)
 {
+	if (pl->sealed) {
+		/* A join code is checked with the join key, derived from the
+		 * cluster-head key: there is none until the unseal. One line per
+		 * second at most, however many devices retry. */
+		static uint64_t logged_s;
+		uint64_t now_s = ig_now_ms() / 1000;
+		pl->sealed_refused_joins++;
+		if (now_s != logged_s) {
+			logged_s = now_s;
+			ig_plugin_log(MOSQ_LOG_NOTICE, "join token for %s refused: the cluster head is sealed, so it has no "
+			              "join key to check join codes with; the device must retry after the custody holders "
+			              "unseal the key (%llu join(s) refused so far)",
+			              username && ig_id_valid(username, strlen(username)) ? username : "-",
+			              (unsigned long long)pl->sealed_refused_joins);
+		}
+		return IG_AUTH_SEALED;
+	}
 	void *svc = NULL;
 	if (!ig_plugin_service_for("join", &svc) || !svc) {
 		/* Unreachable: CONNECTs arrive only after every service started. */

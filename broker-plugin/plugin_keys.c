@@ -72,6 +72,7 @@ static void keys_stats(void *svc, ig_plugin *pl, cJSON *stats)
 static const char *const keys_requests[] = {"session_key", NULL};
 const ig_service ig_service_keys = {
 	.name = "keys", .requests = keys_requests,
+	.needs_key = true, .sealed_what = "issue session keys",
 	.init = keys_init, .free = keys_free, .request = keys_request,
 	.tick = keys_tick, .on_revoke = keys_on_revoke, .stats = keys_stats,
 };

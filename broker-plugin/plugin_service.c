@@ -52,37 +52,77 @@ static const ig_service *const services[] = {
 	&ig_service_join,
 	&ig_service_proof,
 	&ig_service_witness,
+	&ig_service_custody,
 };
 #define N_SERVICES (sizeof services / sizeof services[0])
 
-/* Each row's state, made by its init. Module-level because the broker loads
- * the plugin once per process. */
+/* Each row's state, made by its init, and whether it runs (false: not
+ * started, or deferred while the cluster head is sealed). Module-level
+ * because the broker loads the plugin once per process. */
 static void *states[N_SERVICES];
+static bool running[N_SERVICES];
+
+static void free_rows(void)
+{
+	for (size_t i = N_SERVICES; i-- > 0;)
+		if (running[i] && services[i]->free && states[i])
+			services[i]->free(states[i]);
+	memset(states, 0, sizeof states);
+	memset(running, 0, sizeof running);
+}
+
+/* Starts row i; false (after logging) when its init failed. */
+static bool start_row(ig_plugin *pl, size_t i)
+{
+	states[i] = services[i]->init ? services[i]->init(pl) : NULL;
+	if (services[i]->init && !states[i])
+		return false;
+	running[i] = true;
+	return true;
+}
 
 int ig_plugin_services_init(ig_plugin *pl)
 {
 	for (size_t i = 0; i < N_SERVICES; i++) {
-		states[i] = services[i]->init ? services[i]->init(pl) : NULL;
-		if (services[i]->init && !states[i]) {
+		if (pl->sealed && services[i]->needs_key)
+			continue;
+		if (!start_row(pl, i)) {
 			ig_plugin_log(MOSQ_LOG_ERR, "service %s could not start (see above); refusing to start",
 			              services[i]->name);
-			for (size_t j = 0; j < i; j++)
-				if (services[j]->free)
-					services[j]->free(states[j]);
-			memset(states, 0, sizeof states);
+			free_rows();
 			return -1;
 		}
 	}
 	return 0;
 }
 
+int ig_plugin_services_unseal(ig_plugin *pl)
+{
+	int rc = 0;
+	for (size_t i = 0; i < N_SERVICES; i++) {
+		if (running[i])
+			continue;
+		if (!start_row(pl, i)) {
+			ig_plugin_log(MOSQ_LOG_ERR, "service %s could not start after the unseal (see above); its requests "
+			              "are still refused as sealed", services[i]->name);
+			rc = -1;
+		}
+	}
+	return rc;
+}
+
+size_t ig_plugin_services_deferred(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < N_SERVICES; i++)
+		n += !running[i];
+	return n;
+}
+
 void ig_plugin_services_free(ig_plugin *pl)
 {
 	(void)pl;
-	for (size_t i = N_SERVICES; i-- > 0;)
-		if (services[i]->free && states[i])
-			services[i]->free(states[i]);
-	memset(states, 0, sizeof states);
+	free_rows();
 }
 
 static const ig_service *find(const char *type, size_t *row, const char **name)
@@ -103,7 +143,7 @@ const ig_service *ig_plugin_service_for(const char *type, void **svc)
 	const char *name;
 	const ig_service *s = find(type, &row, &name);
 	if (s && svc)
-		*svc = states[row];
+		*svc = running[row] ? states[row] : NULL;
 	return s;
 }
 
@@ -126,6 +166,22 @@ const char *ig_plugin_services_request_list(void)
 	return list;
 }
 
+/* A request nonce the refusal may carry back: what every service accepts
+ * (1..64 printable characters), never whatever a client sent. */
+static const char *valid_nonce(const cJSON *req)
+{
+	const cJSON *n = cJSON_IsObject(req) ? cJSON_GetObjectItemCaseSensitive(req, "nonce") : NULL;
+	if (!cJSON_IsString(n))
+		return NULL;
+	size_t len = strlen(n->valuestring);
+	if (len == 0 || len > IG_REQUEST_NONCE_MAX)
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		if (n->valuestring[i] < 0x21 || n->valuestring[i] > 0x7e)
+			return NULL;
+	return n->valuestring;
+}
+
 bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type, const cJSON *req)
 {
 	size_t row;
@@ -135,6 +191,15 @@ bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type,
 		return false;
 	ig_decision d;
 	memset(&d, 0, sizeof d);
+	if (!running[row]) {
+		/* Deferred until the unseal: the client retries later. */
+		char msg[IG_DECISION_MESSAGE_MAX];
+		ig_plugin_sealed_message(pl, msg, sizeof msg, s->sealed_what);
+		ig_decision_refuse(&d, name, valid_nonce(req), "sealed", "%s", msg);
+		pl->sealed_refused_requests++;
+		ig_plugin_carry_out(pl, id, &d);
+		return true;
+	}
 	s->request(states[row], pl, id, name, req, &d);
 	ig_plugin_carry_out(pl, id, &d);
 	return true;
@@ -154,6 +219,11 @@ bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *s
 	for (size_t i = 0; i < N_SERVICES; i++) {
 		if (!services[i]->dev_topic || strcmp(services[i]->dev_topic, suffix) != 0)
 			continue;
+		if (!running[i]) {
+			/* Nobody to hear it while sealed; the device sends more later. */
+			pl->sealed_dropped_dev_messages++;
+			return true;
+		}
 		ig_decision d;
 		memset(&d, 0, sizeof d);
 		services[i]->dev_message(states[i], pl, id, payload, len, &d);
@@ -166,21 +236,21 @@ bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *s
 void ig_plugin_services_tick(ig_plugin *pl, uint64_t now_ms)
 {
 	for (size_t i = 0; i < N_SERVICES; i++)
-		if (services[i]->tick)
+		if (running[i] && services[i]->tick)
 			services[i]->tick(states[i], pl, now_ms);
 }
 
 void ig_plugin_services_on_revoke(ig_plugin *pl, const char *id)
 {
 	for (size_t i = 0; i < N_SERVICES; i++)
-		if (services[i]->on_revoke)
+		if (running[i] && services[i]->on_revoke)
 			services[i]->on_revoke(states[i], pl, id);
 }
 
 void ig_plugin_services_stats(ig_plugin *pl, cJSON *stats)
 {
 	for (size_t i = 0; i < N_SERVICES; i++)
-		if (services[i]->stats)
+		if (running[i] && services[i]->stats)
 			services[i]->stats(states[i], pl, stats);
 }
 

@@ -9,6 +9,13 @@
  * ig_duty_ops, adding a service is adding a row, and the dispatcher, the
  * tick, revocation and the stats loop over rows.
  *
+ * A sealed cluster head (no ch.key, only ch.key.sealed) starts without its
+ * key: a row that needs it says so (needs_key), and until ig_plugin_unseal
+ * its init is deferred, the dispatcher refuses its requests with error
+ * "sealed", its dev-topic messages are dropped (and counted), and its tick,
+ * on_revoke and stats are skipped. At the unseal the deferred rows start,
+ * in table order.
+ *
  * A service keeps its own state (made by init) and reads the cluster state
  * through pl->state. It never sends anything itself: it fills an
  * ig_decision and ig_plugin_carry_out sends it, or appends its record and
@@ -33,6 +40,12 @@ typedef struct ig_service {
 	/* Consumes messages published on iotguard/<cluster>/dev/<id>/<dev_topic>
 	 * by <id> itself; NULL = none. */
 	const char *dev_topic;
+	/* Needs the cluster-head key (or appends records, which need it to be
+	 * signed): deferred while sealed (see the top). */
+	bool needs_key;
+	/* Ends the sealed refusal's sentence "... before it can <sealed_what>",
+	 * e.g. "issue session keys"; rows with needs_key set it. */
+	const char *sealed_what;
 
 	/* Makes the service's state; NULL (after logging why) refuses to start. */
 	void *(*init)(ig_plugin *pl);
@@ -63,10 +76,19 @@ extern const ig_service ig_service_bank;      /* plugin_bank.c; after entropy: c
 extern const ig_service ig_service_join;      /* plugin_join.c */
 extern const ig_service ig_service_proof;     /* plugin_proof.c */
 extern const ig_service ig_service_witness;   /* plugin_witness.c */
+extern const ig_service ig_service_custody;   /* plugin_custody.c; after entropy: S mixes in the pool; runs sealed */
 
 /* plugin_service.c */
-/* Starts every service in table order; on failure frees those started. */
+/* Starts every service in table order (while pl->sealed, those that need
+ * the key are left for ig_plugin_services_unseal); on failure frees those
+ * started. */
 int ig_plugin_services_init(ig_plugin *pl);
+/* Starts the rows deferred while sealed, in table order. A row whose init
+ * fails stays deferred (still refused as sealed) and -1 is returned; a
+ * later call retries only the rows still deferred. 0 when every row runs. */
+int ig_plugin_services_unseal(ig_plugin *pl);
+/* Rows still waiting for the key. */
+size_t ig_plugin_services_deferred(void);
 void ig_plugin_services_free(ig_plugin *pl);
 /* The service answering request type, or NULL. */
 const ig_service *ig_plugin_service_for(const char *type, void **svc);

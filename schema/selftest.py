@@ -68,7 +68,10 @@ STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will,
              online_agent, entropy_failed, with_(online, measurement=HEX64B), collector,
              with_(online, wallet={"coins": 0, "outstanding": 0}), log_ok, log_refused,
              with_(online, log={"state": "checking"}), with_(online, log={"state": "unavailable"}),
-             with_(online, log={"state": "checking", "size": 7})]
+             with_(online, log={"state": "checking", "size": 7}),
+             with_(online_agent, battery={"percent": 57, "mains": True}), with_(online, battery={"mains": True}),
+             with_(online, battery={"percent": 0, "mains": False}), with_(online, custody={"epochs": [3]}),
+             with_(log_ok, battery={"percent": 100, "mains": False}, custody={"epochs": [1, 2], "active": 1})]
 STATUS_BAD = [
     (without(online, "seq"), "online without seq"),
     (without(online, "ts"), "online without ts"),
@@ -106,6 +109,18 @@ STATUS_BAD = [
     (with_(online, log={"state": "ok", "size": 0}), "log size 0"),
     (with_(online, log={"state": "fine"}), "unknown log state"),
     (with_(offline_clean, log={"state": "ok"}), "log on an offline status"),
+    (with_(online, battery={"percent": 57}), "battery without mains"),
+    (with_(online, battery={"percent": 101, "mains": False}), "battery over 100%"),
+    (with_(online, battery={"percent": 4.5, "mains": False}), "fractional percent"),
+    (with_(online, battery={"mains": "yes"}), "mains as a string"),
+    (with_(offline_clean, battery={"mains": True}), "battery on an offline status"),
+    (with_(online, custody={"epochs": []}), "custody without epochs"),
+    (with_(online, custody={"active": 1}), "custody without its epochs list"),
+    (with_(online, custody={"epochs": [0]}), "epoch 0"),
+    (with_(online, custody={"epochs": [1, 1]}), "an epoch twice"),
+    (with_(online, custody={"epochs": [1, 2, 3]}), "more epochs than a holder keeps"),
+    (with_(online, custody={"epochs": [1], "share": HEX64}), "a share in the status"),
+    (with_(will, custody={"epochs": [1]}), "custody in the will"),
 ]
 
 # ---- ledger head ------------------------------------------------------------
@@ -180,7 +195,21 @@ BANK_EVENTS = [credit_ev, with_(credit_ev, by="offline:root", amount=1), mint_ev
                refund_ev,
                with_(refund_ev, reason="cancelled"), with_(undecodable, type="coin_mint"),
                with_(unknown, type_code=47)]
-EVENT_OK = BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
+# custody records (values from the docs/LEDGER.md custody vectors)
+G1 = "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76"
+G2 = "6a493210f7499cd17fecb510ae0cea23a110e8d5b901f8acadd3095c73a3b919"
+custody_epoch_ev = {"index": 19, "ts": TS, "type": "custody_epoch", "hash": HEX64, "prev": HEX64B,
+                    "epoch": 1, "k": 2, "n": 3, "holders": ["dev1", "dev2", "dev3"], "commitments": [G1, G2],
+                    "reason": "initial", "by": "cluster-head"}
+custody_active_ev = {"index": 20, "ts": TS, "type": "custody_active", "hash": HEX64, "prev": HEX64B, "epoch": 1}
+custody_bad_ev = {"index": 21, "ts": TS, "type": "custody_bad_share", "hash": HEX64, "prev": HEX64B,
+                  "epoch": 1, "holder": "dev2", "reason": "share does not match the commitments"}
+custody_sealed_ev = {"index": 22, "ts": TS, "type": "custody_sealed", "hash": HEX64, "prev": HEX64B,
+                     "epoch": 1, "c0": G1, "by": "admin1"}
+CUSTODY_EVENTS = [custody_epoch_ev, with_(custody_epoch_ev, reason="revoked"), custody_active_ev, custody_bad_ev,
+                  with_(custody_bad_ev, reason=""), custody_sealed_ev, with_(enroll, zone="north"),
+                  with_(undecodable, type="custody_epoch"), with_(unknown, type_code=52)]
+EVENT_OK = CUSTODY_EVENTS + BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
             with_(enroll, role="admin"), with_(unknown, body=""),
             join_code, with_(join_code, role="admin", expires_at=0), join_used, enroll_joined,
             key_issued, with_(key_issued, suite="aes256gcm"), attest, with_(attest, allowed="no"),
@@ -235,6 +264,23 @@ EVENT_BAD = [
     (with_(unknown, type_code=18), "unknown form with the key_issued type code"),
     (with_(undecodable, type="coin"), "undecodable with an unknown type name"),
     (with_(unknown, type_code=33), "unknown form with the coin_mint type code"),
+    (with_(custody_epoch_ev, share="00" * 32), "custody_epoch with a share"),
+    (with_(custody_epoch_ev, holders=["dev1", "dev1", "dev3"]), "a holder listed twice"),
+    (with_(custody_epoch_ev, holders=["dev 1", "dev2", "dev3"]), "a holder that is not an id"),
+    (with_(custody_epoch_ev, k=1), "k of 1"),
+    (with_(custody_epoch_ev, n=256), "n of 256"),
+    (with_(custody_epoch_ev, epoch=0), "epoch 0"),
+    (with_(custody_epoch_ev, reason="whim"), "unknown custody reason"),
+    (with_(custody_epoch_ev, commitments=[G1.upper(), G2]), "uppercase commitment"),
+    (with_(custody_epoch_ev, count=2), "custody_epoch with a count"),
+    (without(custody_epoch_ev, "commitments"), "custody_epoch without commitments"),
+    (with_(custody_active_ev, epoch="1"), "string epoch"),
+    (without(custody_bad_ev, "holder"), "bad_share without holder"),
+    (with_(custody_sealed_ev, c0=G1[:-2]), "short c0"),
+    (with_(custody_sealed_ev, key="00" * 32), "custody_sealed with key bytes"),
+    (with_(enroll, zone="north wing"), "zone that is not an id"),
+    (with_(enroll, zone=""), "empty zone"),
+    (with_(unknown, type_code=48), "unknown form with the custody_epoch type code"),
     (with_(credit_ev, amount=0), "credit of 0"),
     (with_(credit_ev, amount="5"), "string amount"),
     (without(credit_ev, "by"), "credit without by"),
@@ -277,8 +323,12 @@ stats = {
                          "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0,
                          "outcome_unknown": 0}},
     "proofs": {"served": 12, "refused": 3, "failed": 0, "queue": 1, "avg_latency_us": 180},
+    "sealed": False,
+    "sealed_refused": {"requests": 0, "dev_messages": 0, "admin": 0, "joins": 0},
 }
-STATS_OK = [stats, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
+SEALED_STATS = {k: v for k, v in stats.items() if k not in ("entropy", "attestation", "keys", "joins", "bank")}
+SEALED_STATS.update(sealed=True, sealed_refused={"requests": 5, "dev_messages": 1, "admin": 3, "joins": 1})
+STATS_OK = [stats, SEALED_STATS, nested(stats, ["auth", "refused"], {}), nested(stats, ["entropy", "devices"], {}),
             nested(stats, ["attestation", "flagged"], []), nested(stats, ["keys", "suite"], "xchacha20poly1305")]
 WITNESS_STATS = {"quorum": 2, "cosigned_size": 9, "quorum_latency_ms": 41, "requests": 12, "refusals": 0,
                  "per_witness": {"w1": {"cosigned_size": 9, "refusals": 0, "conflicts": 1, "last_status": 200},
@@ -297,6 +347,10 @@ STATS_BAD = [
     (nested(stats, ["ledger", "batches"], None, delete=True), "ledger without batches"),
     (nested(stats, ["acl", "denied_write"], 0), "unknown acl counter"),
     (without(stats, "identities"), "missing identities"),
+    (without(stats, "keys"), "an unsealed cluster head without its keys section"),
+    (with_(SEALED_STATS, sealed=False), "deferred sections absent while not sealed"),
+    (without(stats, "sealed"), "stats without sealed"),
+    (nested(stats, ["sealed_refused", "joins"], None, delete=True), "sealed_refused without joins"),
     (with_(stats, cluster="c 1"), "bad cluster name"),
     (with_(stats, extra={}), "unknown top-level field"),
     (without(stats, "entropy"), "missing entropy"),
@@ -448,6 +502,9 @@ INBOX_OK = BANK_INBOX_OK + [pong, with_(pong, nonce=""), error, with_(error, err
 INBOX_OK += [
     {"type": "error", "error": "malformed", "request": "attest", "message": "attest needs \"measurement\""},
     {"type": "error", "error": "storage_failed", "request": "attest", "message": "not recorded"},
+    {"type": "error", "error": "sealed", "request": "mint", "nonce": "m-1",
+     "message": "the cluster head is sealed: 3 custody holders must connect before it can serve the bank "
+                "(mint, redeem, refund, balance); retry later"},
     {"type": "error", "error": "outcome_unknown", "request": "session_key", "nonce": "00ff" * 8,
      "message": "ask for a new session key once the broker is back"},
     {"type": "error", "error": "peer_offline", "request": "session_key", "nonce": "k-1", "message": "retry"},
@@ -547,8 +604,13 @@ ADMIN_REQ_OK = [{"commands": [credit_cmd]}, {"commands": [without(credit_cmd, "c
                 {"commands": [with_(create_codes, ttl=60, count=1), with_(create_codes, ttl=2592000, count=100)]},
                 {"commands": [{"command": "get_identity", "id": "dev1"}, create_codes]}]
 enroll_cmd = {"command": "enroll", "id": "dev1", "role": "device", "pubkey": HEX64, "correlation": "e1"}
-ADMIN_REQ_OK += [{"commands": [enroll_cmd, with_(enroll_cmd, reenroll=True), with_(enroll_cmd, reenroll=False)]}]
+ADMIN_REQ_OK += [{"commands": [enroll_cmd, with_(enroll_cmd, reenroll=True), with_(enroll_cmd, reenroll=False)]},
+                 {"commands": [with_(enroll_cmd, zone="north-1"), with_(enroll_cmd, zone="z" * 64, reenroll=True)]}]
 ADMIN_REQ_BAD = [
+    ({"commands": [with_(enroll_cmd, zone="")]}, "empty zone"),
+    ({"commands": [with_(enroll_cmd, zone="north wing")]}, "zone with a space"),
+    ({"commands": [with_(enroll_cmd, zone="z" * 65)]}, "zone of 65 characters"),
+    ({"commands": [with_(enroll_cmd, zone=3)]}, "numeric zone"),
     ({"commands": [with_(enroll_cmd, reenroll="yes")]}, "reenroll not a boolean"),
     ({"commands": [with_(enroll_cmd, reenroll=1)]}, "reenroll as a number"),
     ({"commands": [without(create_codes, "role")]}, "create_join_codes without role"),
@@ -578,6 +640,9 @@ ADMIN_RESP_OK = [{"responses": [credit_resp]}, {"responses": [with_(credit_resp,
                  {"responses": [codes_resp]}, {"responses": [with_(codes_resp, codes=[CODE_A], correlation="")]},
                  {"responses": [{"command": "create_join_codes", "correlation": "", "ok": False,
                                  "error": "storage_failed", "message": "the ledger could not record the join codes"}]},
+                 {"responses": [{"command": "enroll", "correlation": "s1", "ok": False, "error": "sealed",
+                                 "message": "the cluster head is sealed: 3 custody holders must connect before it "
+                                            "can record an enrolment; retry later"}]},
                  {"responses": [{"command": "credit", "correlation": "c2", "ok": False, "error": "outcome_unknown",
                                  "message": "a disk write failed after the credit was written"}]},
                  {"responses": [{"command": "create_join_codes", "correlation": "j2", "ok": False,
@@ -590,7 +655,13 @@ ADMIN_RESP_OK += [{"responses": [revoke_resp]},
                   {"responses": [with_(revoke_resp, cancelled_credit=0, cancelled_coins=0, disconnected=False)]},
                   {"responses": [{"command": "enroll", "correlation": "", "ok": False, "error": "already_revoked",
                                   "message": "dev1 was revoked; enroll it again with --reenroll"}]}]
+identity_view = {"id": "dev1", "role": "device", "status": "active", "pubkey": HEX64, "enrolled_index": 3,
+                 "enrolled_ts": TS, "connected": True}
+get_resp = {"command": "get_identity", "correlation": "g1", "ok": True, "identity": identity_view}
+ADMIN_RESP_OK += [{"responses": [get_resp]}, {"responses": [with_(get_resp, identity=with_(identity_view, zone="north-1"))]}]
 ADMIN_RESP_BAD = [
+    ({"responses": [with_(get_resp, identity=with_(identity_view, zone="north 1"))]}, "zone with a space"),
+    ({"responses": [with_(get_resp, identity=with_(identity_view, zone=""))]}, "empty zone"),
     ({"responses": [without(revoke_resp, "cancelled_credit")]}, "revoke without cancelled_credit"),
     ({"responses": [with_(revoke_resp, cancelled_coins=-1)]}, "negative cancelled_coins"),
     ({"responses": [without(codes_resp, "codes")]}, "no codes"),
@@ -717,7 +788,109 @@ CH_BAD += [
     (without(wit_ok, "status"), "answer without status"),
 ]
 
+# ---- custody state and events (docs/PROTOCOL.md "Custody") ------------------------
+custody_holder = {"id": "dev1", "index": 1, "zone": "north", "online": True, "acked": True}
+custody_state = {"state": "active", "epoch": 3, "k": 2, "n": 3, "sealed": False, "key_on_disk": False,
+                 "holders": [custody_holder, with_(custody_holder, id="dev2", index=2, zone=None, online=False),
+                             with_(custody_holder, id="dev3", index=3)],
+                 "shares_collected": 0, "next_rotation_at": 1716286400}
+custody_ev = {"type": "custody_event", "event": "bad_share", "ts": TS, "epoch": 3, "holder": "dev2",
+              "message": "the share does not match epoch 3's commitments"}
+CUSTODY_OK = [custody_state,
+              with_(custody_state, state="sealed", sealed=True, shares_collected=1, last_bad_holder="dev2"),
+              with_(custody_state, state="dealing", epoch=0, holders=[], next_rotation_at=None,
+                    message="waiting for 3 online eligible holders"),
+              with_(custody_state, state="dealing", dealing_epoch=4,
+                    holders=[with_(custody_holder, acked=False)]),
+              with_(custody_state, state="off", epoch=0, k=0, n=0, holders=[], next_rotation_at=None),
+              custody_ev, with_(without(custody_ev, "message"), event="ack"),
+              {"type": "custody_event", "event": "unsealed", "ts": TS, "epoch": 3,
+               "message": "unsealed with 2 shares, 4 ms after the k-th"},
+              {"type": "custody_event", "event": "deal_abandoned", "ts": TS, "epoch": 4, "message": "timeout"}]
+CUSTODY_BAD = [
+    (with_(custody_state, state="open"), "unknown custody state"),
+    (with_(custody_state, k=1), "k of 1"),
+    (with_(custody_state, n=256), "n of 256"),
+    (without(custody_state, "holders"), "state without holders"),
+    (with_(custody_state, holders=[with_(custody_holder, share=HEX64)]), "a share in a holder"),
+    (with_(custody_state, holders=[without(custody_holder, "online")]), "holder without online"),
+    (with_(custody_state, holders=[with_(custody_holder, index=0)]), "holder index 0"),
+    (with_(custody_state, secret=HEX64), "a secret in the state"),
+    (with_(custody_state, next_rotation_at=-1), "negative rotation time"),
+    (with_(custody_ev, event="leak"), "unknown custody event"),
+    (without(custody_ev, "holder"), "bad_share without its holder"),
+    (with_(custody_ev, share=HEX64), "a share in an event"),
+    (without(custody_ev, "ts"), "event without ts"),
+]
+G_HEX = "e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76"
+deal_msg = {"type": "custody_deal", "epoch": 3, "k": 2, "n": 3, "index": 2, "commitments": [G_HEX, HEX64],
+            "box_nonce": "00" * 24, "box": base64.b64encode(bytes(95)).decode()}
+request_msg = {"type": "custody_request", "epoch": 3, "request": "ab" * 16, "pk": HEX64}
+INBOX_OK += [deal_msg, {"type": "custody_active", "epoch": 3}, request_msg,
+             {"type": "error", "error": "old_epoch", "request": "custody_share", "nonce": "cus-0a1b2c3d4e5f",
+              "message": "epoch 2 is void"},
+             {"type": "error", "error": "not_holder", "request": "custody_ack", "nonce": "n1", "message": "no"}]
+INBOX_BAD += [
+    (with_(deal_msg, share=HEX64), "a share in the clear"),
+    (with_(deal_msg, commitments=[G_HEX]), "one commitment"),
+    (with_(deal_msg, box=base64.b64encode(bytes(94)).decode()), "deal box of 94 bytes"),
+    (with_(deal_msg, index=0), "index 0"),
+    (with_(request_msg, pk=HEX64[:62]), "short requester key"),
+    (without(request_msg, "request"), "request without its id"),
+]
+ack_req = {"type": "custody_ack", "nonce": "cus-0a1b2c3d4e5f", "epoch": 3, "index": 2}
+share_req = {"type": "custody_share", "nonce": "cus-0a1b2c3d4e5f", "epoch": 3, "index": 2, "request": "ab" * 16,
+             "box_nonce": "00" * 24, "box": base64.b64encode(bytes(77)).decode()}
+CH_OK += [ack_req, with_(ack_req, error="bad_share", message="does not match the commitments"), share_req,
+          {"type": "custody_share", "nonce": "cus-1", "epoch": 3, "request": "ab" * 16, "error": "no_share",
+           "message": "no share of epoch 3"}]
+CH_BAD += [
+    (without(ack_req, "nonce"), "ack without nonce"),
+    (with_(ack_req, error="lost"), "unknown ack error"),
+    (with_(share_req, error="no_share"), "a share and an error"),
+    (without(share_req, "box"), "share without its box"),
+    (with_(share_req, box=base64.b64encode(bytes(78)).decode()), "release box of 78 bytes"),
+    (with_(share_req, share=HEX64), "a share in the clear"),
+    (with_(share_req, request="AB" * 16), "uppercase request id"),
+]
+ADMIN_REQ_OK += [{"commands": [{"command": "custody_status"}, {"command": "custody_seal", "correlation": "c1"},
+                                {"command": "custody_rotate"}]}]
+ADMIN_REQ_BAD += [({"commands": [{"command": "custody_seal", "force": True}]}, "custody_seal with a field"),
+                  ({"commands": [{"command": "custody_open"}]}, "unknown custody command")]
+custody_status_resp = dict(custody_state, command="custody_status", correlation="c1", ok=True,
+                           counters={"acks": 3, "unseals": 1})
+ADMIN_RESP_OK += [{"responses": [custody_status_resp,
+                                 {"command": "custody_seal", "correlation": "", "ok": True, "message": "ch.key removed"},
+                                 {"command": "custody_seal", "correlation": "", "ok": False, "error": "no_epoch",
+                                  "message": "no custody epoch is active yet"}]}]
+recover_resp = {"command": "custody_recover", "correlation": "c2", "ok": True, "epoch": 3, "k": 2, "n": 3,
+                "ch_pk": HEX64, "request": "ab" * 16, "commitments": [G_HEX, HEX64],
+                "shares": [{"holder": "dev1", "index": 1, "pk": HEX64B, "box_nonce": "00" * 24,
+                            "box": base64.b64encode(bytes(77)).decode()},
+                           {"holder": "dev3", "index": 3, "pk": HEX64, "box_nonce": "11" * 24,
+                            "box": base64.b64encode(bytes(range(77))).decode()}],
+                "sealed": base64.b64encode(bytes(200)).decode()}
+ADMIN_REQ_OK += [{"commands": [{"command": "custody_recover", "pk": HEX64}]}]
+ADMIN_REQ_BAD += [({"commands": [{"command": "custody_recover"}]}, "recover without pk"),
+                  ({"commands": [{"command": "custody_status", "pk": HEX64}]}, "pk on status")]
+ADMIN_RESP_OK += [{"responses": [recover_resp]}]
+ADMIN_RESP_BAD += [({"responses": [with_(recover_resp, S=HEX64)]}, "a secret in recover"),
+                   ({"responses": [with_(recover_resp, shares=[with_(recover_resp["shares"][0], share=HEX64)])]},
+                    "a share in the clear in recover"),
+                   ({"responses": [without(recover_resp, "sealed")]}, "recover without the sealed key")]
+ADMIN_RESP_BAD += [({"responses": [with_(custody_status_resp, share=HEX64)]}, "a share in custody_status"),
+                   ({"responses": [without(custody_status_resp, "holders")]}, "custody_status without holders"),
+                   ({"responses": [{"command": "custody_seal", "correlation": "", "ok": False, "error": "nope",
+                                    "message": "x"}]}, "unknown custody error")]
+stats_custody = {"state": "active", "epoch": 3, "shares_collected": 0, "epochs_dealt": 3, "epochs_active": 3,
+                 "deals_abandoned": 0, "acks": 9, "bad_acks": 0, "shares_good": 2, "shares_bad": 1,
+                 "shares_refused": 1, "unseals": 1, "recoveries": 0, "rotations": 2, "last_bad_holder": "dev2"}
+STATS_OK.append(with_(stats, custody=stats_custody))
+STATS_BAD += [(with_(stats, custody=without(stats_custody, "acks")), "custody stats without acks"),
+              (with_(stats, custody=with_(stats_custody, state="open")), "unknown custody state in stats")]
+
 CASES = {
+    "custody": (CUSTODY_OK, CUSTODY_BAD),
     "status": (STATUS_OK, STATUS_BAD),
     "ledger-head": (HEAD_OK, HEAD_BAD),
     "ledger-event": (EVENT_OK, EVENT_BAD),

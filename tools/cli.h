@@ -132,6 +132,9 @@ struct cJSON *cli_response_new(const ig_admin_cmd *cmd, bool ok);
 int cli_offline_run(const char *ledger_dir, const char *cluster, const ig_admin_cmd *cmd,
                     struct cJSON **resp);
 int cli_online_run(const cli_online *on, const ig_admin_cmd *cmd, struct cJSON **resp);
+/* The same for one command given as a JSON object ({"command":...}); the
+ * correlation is added here. */
+int cli_online_json(const cli_online *on, const struct cJSON *command, struct cJSON **resp);
 
 /* Commands. argv[0] is the command name. Each returns an exit code. */
 int cmd_init(int argc, char **argv);
@@ -149,5 +152,6 @@ int cmd_list(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_join_code(int argc, char **argv);
 int cmd_credit(int argc, char **argv);
+int cmd_custody(int argc, char **argv);
 
 #endif

@@ -246,6 +246,51 @@ static void print_record_line(const ig_record *rec)
 		ig_hex_encode(pk, e.pk, IG_PK_BYTES);
 		printf("id=%s role=%s pubkey=%s by=", e.id, ig_role_name(e.role), pk);
 		print_clean(e.by);
+		if (e.has_zone)
+			printf(" zone=%s", e.zone);
+		break;
+	}
+	case IG_REC_CUSTODY_EPOCH: {
+		ig_custody_epoch_rec *c = malloc(sizeof *c);   /* 25 KB: not on the stack */
+		if (!c) {
+			ig_error_set(&err, IG_ERR_NOMEM, "out of memory");
+			goto undecodable;
+		}
+		if (ig_record_custody_epoch_decode(rec->body, rec->body_len, c, &err) != IG_OK) {
+			free(c);
+			goto undecodable;
+		}
+		printf("epoch=%" PRIu64 " k=%u n=%u holders=", c->epoch, c->k, c->n);
+		for (unsigned i = 0; i < c->n; i++)
+			printf("%s%s", i ? "," : "", c->holders[i]);
+		printf(" reason=%s by=", c->reason);
+		print_clean(c->by);
+		free(c);
+		break;
+	}
+	case IG_REC_CUSTODY_ACTIVE: {
+		ig_custody_active_rec a;
+		if (ig_record_custody_active_decode(rec->body, rec->body_len, &a, &err) != IG_OK)
+			goto undecodable;
+		printf("epoch=%" PRIu64, a.epoch);
+		break;
+	}
+	case IG_REC_CUSTODY_BAD_SHARE: {
+		ig_custody_bad_share_rec b;
+		if (ig_record_custody_bad_share_decode(rec->body, rec->body_len, &b, &err) != IG_OK)
+			goto undecodable;
+		printf("epoch=%" PRIu64 " holder=%s reason=\"", b.epoch, b.holder);
+		print_clean(b.reason);
+		printf("\"");
+		break;
+	}
+	case IG_REC_CUSTODY_SEALED: {
+		ig_custody_sealed_rec c;
+		if (ig_record_custody_sealed_decode(rec->body, rec->body_len, &c, &err) != IG_OK)
+			goto undecodable;
+		ig_hex_encode(pk, c.c0, IG_HASH_BYTES);
+		printf("epoch=%" PRIu64 " c0=%s by=", c.epoch, pk);
+		print_clean(c.by);
 		break;
 	}
 	case IG_REC_REVOKE: {

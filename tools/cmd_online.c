@@ -311,6 +311,70 @@ static cJSON *session_request(online_session *s, const ig_admin_cmd *cmd_in)
 	return resp;
 }
 
+/* Sends one command given as a JSON object (a command the ig_admin_cmd
+ * builder does not know, such as custody_status) and waits for its answer. */
+static cJSON *session_request_json(online_session *s, const cJSON *command)
+{
+	uint8_t rnd[8];
+	char rnd_hex[2 * sizeof rnd + 1];
+	randombytes_buf(rnd, sizeof rnd);
+	ig_hex_encode(rnd_hex, rnd, sizeof rnd);
+	snprintf(s->correlation, sizeof s->correlation, "iotguard-cli-%s", rnd_hex);
+	cJSON_Delete(s->response);
+	s->response = NULL;
+	s->puback_seen = false;
+
+	cJSON *root = cJSON_CreateObject();
+	cJSON *cmds = root ? cJSON_AddArrayToObject(root, "commands") : NULL;
+	cJSON *o = cmds ? cJSON_Duplicate(command, true) : NULL;
+	char *payload = NULL;
+	if (o) {
+		cJSON_AddItemToArray(cmds, o);
+		cJSON_DeleteItemFromObject(o, "correlation");
+		if (cJSON_AddStringToObject(o, "correlation", s->correlation))
+			payload = cJSON_PrintUnformatted(root);
+	}
+	cJSON_Delete(root);
+	if (!payload) {
+		cli_error("cannot build the request (out of memory)");
+		return NULL;
+	}
+	int rc = mosquitto_publish_v5(s->mosq, &s->pub_mid, IG_ADMIN_TOPIC, (int)strlen(payload), payload, 1, false,
+	                              NULL);
+	free(payload);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		cli_error("cannot publish the request: %s", mosquitto_strerror(rc));
+		return NULL;
+	}
+	if (!wait_for(s, answer_arrived, "admin API response"))
+		return NULL;
+	if (!s->response) {
+		cli_error("broker refused the admin request: %s (is %s an admin?)", mosquitto_reason_string(s->puback_rc),
+		          s->on->user);
+		return NULL;
+	}
+	cJSON *resp = s->response;
+	s->response = NULL;
+	return resp;
+}
+
+int cli_online_json(const cli_online *on, const cJSON *command, cJSON **resp)
+{
+	*resp = NULL;
+	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
+		cli_error("cannot initialise libmosquitto");
+		return CLI_EXIT_ERR;
+	}
+	online_session s;
+	memset(&s, 0, sizeof s);
+	s.on = on;
+	if (session_open(&s))
+		*resp = session_request_json(&s, command);
+	session_close(&s);
+	mosquitto_lib_cleanup();
+	return *resp ? CLI_EXIT_OK : CLI_EXIT_ERR;
+}
+
 /* Lists may exceed one response; fetch page by page into one element. */
 static cJSON *session_list_all(online_session *s, const ig_admin_cmd *cmd)
 {

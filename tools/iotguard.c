@@ -48,7 +48,7 @@ static void log_to_stderr(void *ctx, ig_log_level level, const char *msg)
 enum {
 	OPT_LEDGER = 256, OPT_HOST, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT,
 	OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_ID, OPT_PUBKEY, OPT_ROLE, OPT_REASON, OPT_STATUS,
-	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT, OPT_AMOUNT, OPT_REENROLL,
+	OPT_OFFSET, OPT_LIMIT, OPT_TTL, OPT_COUNT, OPT_AMOUNT, OPT_REENROLL, OPT_ZONE,
 };
 
 /* Which identity commands accept an option (bit per ig_admin_kind). */
@@ -75,14 +75,16 @@ static int identity_help(ig_admin_kind kind)
 {
 	switch (kind) {
 	case IG_ADMIN_ENROLL:
-		printf("Usage: iotguard enroll --id ID --pubkey HEX --role ROLE [--reenroll] (--ledger DIR | --host HOST ...)\n"
+		printf("Usage: iotguard enroll --id ID --pubkey HEX --role ROLE [--zone ZONE] [--reenroll] (--ledger DIR | --host HOST ...)\n"
 		       "Records a new identity in the ledger so it can connect.\n\n"
 		       "  --id ID              identity id: 1..64 of A-Z a-z 0-9 _ . -\n"
 		       "  --pubkey HEX         its Ed25519 public key, 64 hex (from 'iotguard keygen')\n"
 		       "  --role ROLE          device, analyst, monitor, admin or witness\n"
 		       "  --reenroll           allow ID to be a revoked identity: it gets the new key and\n"
 		       "                       starts clean (no credit, coins or session keys). Without\n"
-		       "                       it, enrolling a revoked id is refused\n");
+		       "                       it, enrolling a revoked id is refused\n"
+		       "  --zone ZONE          where the device stands (1..64 of A-Z a-z 0-9 _ . -), kept in\n"
+		       "                       the ledger; custody spreads its share holders over zones\n");
 		break;
 	case IG_ADMIN_REVOKE:
 		printf("Usage: iotguard revoke --id ID [--reason TEXT] (--ledger DIR | --host HOST ...)\n"
@@ -161,6 +163,8 @@ static void print_identity(const cJSON *idn)
 	}
 	if (json_u64(idn, "revoked_index", &v))
 		printf("revoked index:  %" PRIu64 "\n", v);
+	if ((s = json_str(idn, "zone")))
+		printf("zone:           %s\n", s);
 	const cJSON *conn = cJSON_GetObjectItemCaseSensitive(idn, "connected");
 	if (cJSON_IsBool(conn))
 		printf("connected:      %s\n", cJSON_IsTrue(conn) ? "yes" : "no");
@@ -286,7 +290,7 @@ static int print_response(const ig_admin_cmd *cmd, const cJSON *resp, bool as_js
 static int identity_command(ig_admin_kind kind, int argc, char **argv)
 {
 	const char *ledger = NULL, *pubkey = NULL, *role = NULL, *id = NULL;
-	const char *reason = NULL, *status = NULL;
+	const char *reason = NULL, *status = NULL, *zone = NULL;
 	cli_online on = { 0 };
 	bool as_json = false, reenroll = false;
 	/* Numbers parse as uint64_t; the table's bounds make the narrowing
@@ -311,6 +315,7 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 		{ CLI_NUMBER("amount", OPT_AMOUNT, &amount, 1, IG_CREDIT_MAX), K(IG_ADMIN_CREDIT) },
 		{ CLI_TEXT("pubkey", OPT_PUBKEY, &pubkey), K(IG_ADMIN_ENROLL) },
 		{ CLI_FLAG("reenroll", OPT_REENROLL, &reenroll), K(IG_ADMIN_ENROLL) },
+		{ CLI_TEXT("zone", OPT_ZONE, &zone), K(IG_ADMIN_ENROLL) },
 		{ CLI_TEXT("role", OPT_ROLE, &role), K(IG_ADMIN_ENROLL) | K(IG_ADMIN_LIST) | K(IG_ADMIN_JOIN_CODES) },
 		{ CLI_NUMBER("ttl", OPT_TTL, &ttl, 60, IG_JOIN_CODE_TTL_MAX), K(IG_ADMIN_JOIN_CODES) },
 		{ CLI_NUMBER("count", OPT_COUNT, &count, 1, IG_ADMIN_JOIN_CODES_MAX), K(IG_ADMIN_JOIN_CODES) },
@@ -343,6 +348,11 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 	cmd.ttl = (uint32_t)ttl;
 	cmd.count = (uint32_t)count;
 	cmd.reenroll = reenroll;
+	if (zone) {
+		if (!cli_check_id("--zone", zone))
+			return CLI_EXIT_ERR;
+		snprintf(cmd.zone, sizeof cmd.zone, "%s", zone);
+	}
 
 	if (kind == IG_ADMIN_JOIN_CODES) {
 		if (!role) {
@@ -468,6 +478,7 @@ static const struct {
 	{ "upgrade", cmd_upgrade, "move a format-1 ledger to format 2 (C2SP tlog hashing)" },
 	{ "proof", cmd_proof, "write or check a C2SP tlog-proof that a record is in the log" },
 	{ "witness", cmd_witness, "cosign the cluster head's checkpoints (a C2SP tlog-witness)" },
+	{ "custody", cmd_custody, "device-quorum custody of the cluster-head key: status, seal, rotate" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

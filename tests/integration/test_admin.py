@@ -284,3 +284,50 @@ def test_admin_revoking_itself(broker, cluster):
     a1 = H.Admin(broker, "admin1")
     g = a1.one("get_identity", id="admin2")
     assert g["identity"]["status"] == "revoked"
+
+
+def test_enroll_zone_offline_and_online(cluster):
+    # Offline (broker stopped): --zone lands in the enroll record as tag 6.
+    off = cluster.new_key("zoff")
+    H.cli("enroll", "--ledger", cluster.ledger, "--id", "zoff", "--pubkey", off.pubkey, "--role", "device",
+          "--zone", "north-1")
+    p = H.cli("enroll", "--ledger", cluster.ledger, "--id", "zbad", "--pubkey", off.pubkey, "--role", "device",
+              "--zone", "north wing", check=False)
+    assert p.returncode != 0 and "--zone" in p.stderr, p.stderr
+    p = H.cli("get", "--ledger", cluster.ledger, "--id", "zoff", "--json")
+    assert json.loads(p.stdout)["identity"]["zone"] == "north-1"
+    assert "zone:           north-1" in H.cli("get", "--ledger", cluster.ledger, "--id", "zoff").stdout
+    assert "zone" not in json.loads(H.cli("get", "--ledger", cluster.ledger, "--id", "dev1",
+                                          "--json").stdout)["identity"]
+    assert "zone=north-1" in H.cli("show", "--ledger", cluster.ledger).stdout
+
+    # Online: the admin API's "zone", through the CLI and raw.
+    broker = cluster.broker().start()
+    on = cluster.new_key("zon")
+    online(broker, "enroll", "--id", "zon", "--pubkey", on.pubkey, "--role", "device", "--zone", "south.2")
+    admin = H.Admin(broker, "admin1")
+    raw = cluster.new_key("zraw")
+    r = admin.one("enroll", id="zraw", role="device", pubkey=raw.pubkey, zone="east")
+    assert r["ok"] is True, r
+    r = admin.one("enroll", id="zbad", role="device", pubkey=raw.pubkey, zone="")
+    assert r["ok"] is False and r["error"] == "malformed" and "zone" in r["message"], r
+    g = admin.one("get_identity", id="zon")
+    H.schema_validate("admin-response", {"responses": [g]})
+    assert g["identity"]["zone"] == "south.2"
+    lst = admin.one("list_identities", role="device")
+    H.schema_validate("admin-response", {"responses": [lst]})
+    zones = {i["id"]: i.get("zone") for i in lst["identities"]}
+    assert zones["zoff"] == "north-1" and zones["zon"] == "south.2" and zones["zraw"] == "east"
+    assert zones["dev1"] is None
+    admin.close()
+    broker.stop()
+
+    # The ledger says the same after a restart, and its events validate.
+    events = cluster.show_json()
+    for ev in events:
+        H.schema_validate("ledger-event", ev)
+    assert {e["id"]: e.get("zone") for e in events if e["type"] == "enroll"}["zon"] == "south.2"
+    cluster.verify()
+    b2 = cluster.broker().start()
+    g = H.Admin(b2, "admin1").one("get_identity", id="zraw")
+    assert g["identity"]["zone"] == "east"

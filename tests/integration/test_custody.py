@@ -1,0 +1,378 @@
+"""test_custody.py: device-quorum custody of the cluster-head key (issue 9).
+
+Why this exists: custody is only worth anything end to end: the real broker
+deals verifiable shares to real agents, the key leaves the disk, a restart
+comes up sealed, and k agents bring it back. These tests run the real
+mosquitto with the plugin and real iotguard-agent processes
+(docs/PROTOCOL.md, "Custody"), and play a dishonest holder in Python (PyNaCl
+boxes made with a real holder's key) to show that a tampered share is caught
+and its holder named, and that a share of an older epoch is refused.
+"""
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import time
+
+import nacl.bindings as nb
+import pytest
+
+import igharness as H
+import igkeys
+
+K, N = 2, 3
+DEVICES = ["d1", "d2", "d3", "d4"]
+CUSTODY_OPTS = {"custody_threshold": K, "custody_shares": N, "custody_deal_timeout_s": 20}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = H.Cluster(tmp_path / "cluster", "c1")
+    c.enroll("admin1", "admin")
+    c.enroll("mon1", "monitor")
+    for d in DEVICES:
+        c.enroll(d)
+    start = len(H.ALL_BROKERS)
+    agents = {}
+    yield c, agents
+    for a in list(agents.values()):
+        a.stop(timeout=H.T(15))
+    for b in H.ALL_BROKERS[start:]:
+        if b.running:
+            b.stop(verify=False)
+
+
+def start_agents(b, c, agents, ids):
+    for d in ids:
+        agents[d] = H.start_agent(b, c, d)
+
+
+def stop_agents(agents, ids=None):
+    for d in list(ids or agents.keys()):
+        H.agent_stopped(agents.pop(d))
+
+
+def monitor(b, c):
+    mon = b.connect("mon1")
+    mon.subscribe_ok(c.topic("custody"))
+    mon.subscribe_ok(c.topic("custody", "events"))
+    mon.subscribe_ok(c.topic("ledger", "events"))
+    mon.subscribe_ok(c.topic("stats"))
+    return mon
+
+
+def custody_state(mon, c, pred, timeout=None, what="custody state"):
+    """The next retained custody state satisfying pred (validated)."""
+    m = mon.wait_message(c.topic("custody"), pred=lambda m: pred(m.json()), timeout=timeout or H.T(30))
+    st = m.json()
+    H.schema_validate("custody", st)
+    return st
+
+
+def event(mon, c, pred, timeout=None):
+    m = mon.wait_message(c.topic("custody", "events"), pred=lambda m: pred(m.json()), timeout=timeout or H.T(20))
+    ev = m.json()
+    H.schema_validate("custody", ev)
+    return ev
+
+
+def ledger_event(mon, c, pred, timeout=None):
+    return mon.wait_message(c.topic("ledger", "events"), pred=lambda m: pred(m.json()),
+                            timeout=timeout or H.T(20)).json()
+
+
+def custody_cli(b, c, *args, check=True):
+    return H.cli("custody", *args, "--host", "127.0.0.1", "--port", b.port, "--cluster", c.name,
+                 "--user", "admin1", "--key", c.ids["admin1"].key, "--timeout", "20", check=check)
+
+
+def status_json(b, c):
+    s = json.loads(custody_cli(b, c, "status", "--json").stdout)
+    H.schema_validate("admin-response", {"responses": [dict(s, correlation="")]})
+    return s
+
+
+def deal_and_activate(c, agents, opts=None):
+    """A broker with custody on and 3 agents: waits for epoch 1 active."""
+    b = c.broker(**dict(CUSTODY_OPTS, **(opts or {}))).start()
+    mon = monitor(b, c)
+    start_agents(b, c, agents, DEVICES[:3])
+    st = custody_state(mon, c, lambda s: s["state"] == "active", timeout=H.T(40))
+    return b, mon, st
+
+
+def session_key_works(b, c, a="d1", peer="d2", timeout=None):
+    """A session_key request from a test client as device a (a must not
+    also be running as an agent): answered with a key, not an error."""
+    cl = b.connect(a)
+    try:
+        inbox = c.topic("dev", a, "inbox")
+        cl.subscribe_ok(inbox)
+        nonce = "n-%s" % secrets.token_hex(4)
+        cl.publish(c.topic("ch", a), json.dumps({"type": "session_key", "peer": peer, "nonce": nonce}))
+        return cl.wait_message(inbox, pred=lambda m: m.json().get("nonce") == nonce or
+                               m.json().get("type") == "session_key", timeout=timeout or H.T(10)).json()
+    finally:
+        cl.close()
+
+
+def seal(b, c, mon):
+    out = custody_cli(b, c, "seal").stdout
+    assert "removed" in out, out
+    assert not (c.ledger / "ch.key").exists()
+    sealed = c.ledger / "ch.key.sealed"
+    assert sealed.exists() and sealed.stat().st_mode & 0o777 == 0o600
+    ledger_event(mon, c, lambda e: e["type"] == "custody_sealed")
+
+
+# ---- the tests ---------------------------------------------------------------
+
+
+def test_deal_makes_an_active_epoch_held_by_three_agents(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    assert st["epoch"] == 1 and st["k"] == K and st["n"] == N, st
+    holders = sorted(h["id"] for h in st["holders"])
+    assert holders == ["d1", "d2", "d3"], st
+    assert all(h["online"] and h["acked"] for h in st["holders"]), st
+    for d in holders:
+        shares = c.ledger.parent / "keys" / (d + ".key.shares")
+        assert shares.exists(), "%s holds no share file" % d
+        assert shares.stat().st_mode & 0o777 == 0o600
+    s = status_json(b, c)
+    assert s["ok"] and s["state"] == "active" and s["sealed"] is False and s["key_on_disk"] is True, s
+    assert s["next_rotation_at"] > time.time(), s
+    out = custody_cli(b, c, "status").stdout
+    assert "unsealed" in out and "d1" in out and "online" in out, out
+    stats = mon.wait_message(c.topic("stats"), pred=lambda m: m.json().get("custody", {}).get("epochs_active") == 1,
+                             timeout=H.T(5)).json()
+    H.schema_validate("stats", stats)
+    assert stats["custody"]["acks"] == 3 and stats["custody"]["state"] == "active", stats["custody"]
+    mon.close()
+    stop_agents(agents)
+    b.stop()
+    types = [e["type"] for e in c.show_json()]
+    assert types.count("custody_epoch") == 1 and types.count("custody_active") == 1, types
+    c.verify()
+
+
+def test_seal_restart_sealed_then_two_agents_unseal(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    # Refused until ... nothing: an epoch is active, so seal goes ahead.
+    seal(b, c, mon)
+    mon.close()
+    stop_agents(agents)
+    b.stop()
+    c.verify()   # verify needs no private key
+
+    # Restart: sealed. A session key is refused "sealed"; no share is asked
+    # of anyone while no holder is online.
+    b2 = c.broker(**CUSTODY_OPTS).start()
+    b2.wait_log(r"sealed", timeout=H.T(10))
+    mon = monitor(b2, c)
+    custody_state(mon, c, lambda s: s["state"] == "sealed" and s["sealed"] is True)
+    r = session_key_works(b2, c, "d4", "d1")
+    assert r.get("error") == "sealed", r
+
+    # One agent: stays sealed.
+    start_agents(b2, c, agents, ["d1"])
+    custody_state(mon, c, lambda s: s["shares_collected"] == 1)
+    time.sleep(H.T(2))
+    assert status_json(b2, c)["sealed"] is True
+
+    # A second agent: unsealed within seconds, and keys are served again.
+    t0 = time.monotonic()
+    start_agents(b2, c, agents, ["d2"])
+    ev = event(mon, c, lambda e: e["event"] == "unsealed", timeout=H.T(20))
+    assert time.monotonic() - t0 < H.T(15), ev
+    # Unsealed within 1 s of the k-th share's arrival (the cluster head's clock).
+    ms = int(re.search(r"(\d+) ms after the k-th", ev["message"]).group(1))
+    assert ms < 1000, ev
+    custody_state(mon, c, lambda s: s["sealed"] is False)
+    r = session_key_works(b2, c, "d4", "d1")
+    assert r.get("type") == "session_key", r
+    assert status_json(b2, c)["sealed"] is False
+    mon.close()
+
+
+def test_rotate_then_old_epoch_share_refused(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    out = custody_cli(b, c, "rotate").stdout
+    assert "new epoch" in out, out
+    st = custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == 2, timeout=H.T(40))
+    ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] == 2)
+    assert ev["reason"] == "admin", ev
+    seal(b, c, mon)
+    mon.close()
+    stop_agents(agents)
+    b.stop()
+
+    # Sealed restart; d1 is played by the test: it gets a request for
+    # epoch 2 and answers with an epoch-1 share: refused "old_epoch".
+    b2 = c.broker(**CUSTODY_OPTS).start()
+    mon = monitor(b2, c)
+    holder = next(h for h in st["holders"] if h["id"] in ("d1", "d2", "d3"))["id"]
+    cl = b2.connect(holder)
+    inbox = c.topic("dev", holder, "inbox")
+    cl.subscribe_ok(inbox)
+    req = cl.wait_message(inbox, pred=lambda m: m.json().get("type") == "custody_request", timeout=H.T(10)).json()
+    H.schema_validate("inbox", req)
+    assert req["epoch"] == 2, req
+    send_share(cl, c, holder, req, epoch=1, index=1, share=bytes(32))
+    err = cl.wait_message(inbox, pred=lambda m: m.json().get("type") == "error", timeout=H.T(10)).json()
+    H.schema_validate("inbox", err)
+    assert err["error"] == "old_epoch" and err["request"] == "custody_share", err
+    cl.close()
+    mon.close()
+
+
+def send_share(cl, c, holder, req, epoch, index, share):
+    """A custody_share from holder's real key, boxed as a holder boxes it
+    (docs/PROTOCOL.md, "Custody": release box), with any share."""
+    xsk = igkeys.x25519_secret(igkeys.seed_of(str(c.ids[holder].key)))
+    plain = b"IGR1" + bytes.fromhex(req["request"]) + epoch.to_bytes(8, "big") + bytes([index]) + share
+    nonce = os.urandom(24)
+    box = nb.crypto_box(plain, nonce, bytes.fromhex(req["pk"]), xsk)
+    cl.publish(c.topic("ch", holder), json.dumps({
+        "type": "custody_share", "nonce": "s-" + secrets.token_hex(4), "epoch": epoch, "index": index,
+        "request": req["request"], "box_nonce": nonce.hex(), "box": base64.b64encode(box).decode()}))
+
+
+def test_tampered_share_is_refused_and_its_holder_named(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    seal(b, c, mon)
+    mon.close()
+    stop_agents(agents)
+    b.stop()
+
+    b2 = c.broker(**CUSTODY_OPTS).start()
+    mon = monitor(b2, c)
+    liar = "d1"
+    index = next(h["index"] for h in st["holders"] if h["id"] == liar)
+    cl = b2.connect(liar)
+    inbox = c.topic("dev", liar, "inbox")
+    cl.subscribe_ok(inbox)
+    req = cl.wait_message(inbox, pred=lambda m: m.json().get("type") == "custody_request", timeout=H.T(10)).json()
+    send_share(cl, c, liar, req, epoch=req["epoch"], index=index, share=(7).to_bytes(32, "little"))
+    ev = event(mon, c, lambda e: e["event"] == "bad_share")
+    assert ev["holder"] == liar and "commitments" in ev["message"], ev
+    stats = mon.wait_message(c.topic("stats"), pred=lambda m: m.json().get("custody", {}).get("shares_bad") == 1,
+                             timeout=H.T(10)).json()
+    assert stats["custody"]["last_bad_holder"] == liar, stats["custody"]
+    cl.close()
+    # Still sealed; the other two holders unseal it, and the bad share's
+    # record is written once there is a key to write it with.
+    assert status_json(b2, c)["sealed"] is True
+    start_agents(b2, c, agents, [h["id"] for h in st["holders"] if h["id"] != liar])
+    event(mon, c, lambda e: e["event"] == "unsealed", timeout=H.T(20))
+    rec = ledger_event(mon, c, lambda e: e["type"] == "custody_bad_share")
+    assert rec["holder"] == liar and rec["epoch"] == req["epoch"], rec
+    mon.close()
+
+
+def test_revoking_a_holder_deals_a_new_epoch_without_it(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    start_agents(b, c, agents, ["d4"])
+    # d4 must have reported its status before the rotation chooses.
+    time.sleep(H.T(2))
+    admin = H.Admin(b, "admin1")
+    r = admin.one("revoke", id="d2", reason="lost")
+    assert r["ok"], r
+    admin.close()
+    agents.pop("d2").stop(timeout=H.T(10))
+    ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] >= 2, timeout=H.T(30))
+    assert ev["reason"] == "revoked" and "d2" not in ev["holders"], ev
+    st = custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == ev["epoch"], timeout=H.T(40))
+    assert sorted(h["id"] for h in st["holders"]) == ["d1", "d3", "d4"], st
+    mon.close()
+
+
+def test_a_deal_cut_short_by_kill9_leaves_the_old_epoch_usable(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents)
+    # d1 is frozen (still connected, so still chosen): epoch 2 is dealt but
+    # can never be fully acknowledged; the broker is killed mid-deal.
+    agents["d1"].p.send_signal(signal.SIGSTOP)
+    try:
+        custody_cli(b, c, "rotate")
+        ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] == 2)
+        assert "d1" in ev["holders"], ev
+        mon.no_message(c.topic("ledger", "events"), within=H.T(1),
+                       pred=lambda m: m.json()["type"] == "custody_active" and m.json()["epoch"] == 2)
+        b.kill9()
+    finally:
+        agents["d1"].p.send_signal(signal.SIGCONT)
+    mon.close()
+    stop_agents(agents)
+    types = [(e["type"], e.get("epoch")) for e in c.show_json()]
+    assert ("custody_epoch", 2) in types and ("custody_active", 2) not in types, types
+
+    # The restart recovers S from epoch 1's shares (the holders keep them
+    # while epoch 2 is not active), then seals; a sealed restart unseals
+    # with two holders' epoch-1 shares.
+    b2 = c.broker(**CUSTODY_OPTS).start()
+    mon = monitor(b2, c)
+    start_agents(b2, c, agents, DEVICES[:3])
+    ev = event(mon, c, lambda e: e["event"] == "recovered", timeout=H.T(20))
+    assert ev["epoch"] == 1, ev
+    st = custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == 1)
+    seal(b2, c, mon)
+    mon.close()
+    stop_agents(agents)
+    b2.stop()
+    b3 = c.broker(**CUSTODY_OPTS).start()
+    mon = monitor(b3, c)
+    start_agents(b3, c, agents, ["d2", "d3"])
+    ev = event(mon, c, lambda e: e["event"] == "unsealed", timeout=H.T(20))
+    assert ev["epoch"] == 1, ev
+    r = session_key_works(b3, c, "d4", "d2")
+    assert r.get("type") == "session_key", r
+    mon.close()
+
+
+def test_seal_is_refused_until_an_epoch_is_active(cluster):
+    c, agents = cluster
+    b = c.broker(**CUSTODY_OPTS).start()
+    mon = monitor(b, c)
+    start_agents(b, c, agents, ["d1", "d2"])   # two of the three holders needed
+    st = custody_state(mon, c, lambda s: "2 eligible" in s.get("message", ""))
+    assert st["state"] == "dealing" and st["epoch"] == 0 and st["holders"] == [], st
+    p = custody_cli(b, c, "seal", check=False)
+    assert p.returncode == 1 and "no_epoch" in p.stderr, (p.stdout, p.stderr)
+    assert (c.ledger / "ch.key").exists() and not (c.ledger / "ch.key.sealed").exists()
+    p = custody_cli(b, c, "rotate", check=False)
+    assert p.returncode == 1 and "no_epoch" in p.stderr, (p.stdout, p.stderr)
+    # The third holder arrives: the first epoch is dealt without being asked.
+    start_agents(b, c, agents, ["d3"])
+    st = custody_state(mon, c, lambda s: s["state"] == "active")
+    assert st["epoch"] == 1 and (c.ledger / "ch.key.sealed").exists(), st
+    mon.close()
+
+
+def test_recover_writes_a_key_file_byte_identical_to_the_original(cluster, tmp_path):
+    c, agents = cluster
+    original = (c.ledger / "ch.key").read_bytes()
+    b, mon, st = deal_and_activate(c, agents)
+    seal(b, c, mon)
+    out = tmp_path / "recovered.key"
+    p = custody_cli(b, c, "recover", "--out", out, "--ch-key", c.ch_pubkey)
+    assert "recovered the cluster-head key of epoch 1" in p.stdout, (p.stdout, p.stderr)
+    assert out.read_bytes() == original
+    assert out.stat().st_mode & 0o777 == 0o600
+    # The shares went to the CLI's one-time key: the events name the
+    # holders that released them; the broker's log never shows a share.
+    ev = event(mon, c, lambda e: e["event"] == "share" and "recover" in e.get("message", ""))
+    assert ev["holder"] in ("d1", "d2", "d3"), ev
+    # An existing file is never overwritten, and a wrong pinned key is refused.
+    p = custody_cli(b, c, "recover", "--out", out, check=False)
+    assert p.returncode == 1 and "exists" in p.stderr, p.stderr
+    p = custody_cli(b, c, "recover", "--out", tmp_path / "other.key", "--ch-key", "11" * 32, check=False)
+    assert p.returncode == 1 and "another cluster-head public key" in p.stderr and not (tmp_path / "other.key").exists(), p.stderr
+    assert out.read_bytes() == original
+    mon.close()
