@@ -16,6 +16,10 @@
 # which every client trusts (--tls-ca, --cafile); tokens never cross in
 # plaintext. And when the demo ends, the collector hands its unspent coins
 # back to the bank before it exits.
+# Custody, too: the cluster head deals 2-of-3 verifiable shares of its key's
+# custody secret to three online devices, the key leaves the disk (`iotguard
+# custody seal`), the broker restarts sealed, and the agents bring the key
+# back by releasing their shares; then a rotation deals a fresh polynomial.
 # Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
@@ -109,19 +113,25 @@ log_timestamp_format %H:%M:%S
 plugin $PLUGIN
 plugin_opt_ledger $DIR/ledger
 plugin_opt_stats_interval 10
+plugin_opt_custody_threshold 2
+plugin_opt_custody_shares 3
 EOF
 sed 's/^/      /' "$DIR/mosquitto.conf"
 
-"${IG_MOSQUITTO:-/usr/sbin/mosquitto}" -c "$DIR/mosquitto.conf" > >(prefix broker) 2>&1 &
-BROKER_PID=$!
-# Ready once the port is listening (/proc/net/tcp, state 0A): a bare TCP
-# probe would make the TLS listener log a failed handshake.
-LISTEN=$(printf '0100007F:%04X' "$PORT")
-for _ in $(seq 100); do
-	grep -q " $LISTEN 00000000:0000 0A " /proc/net/tcp && break
-	kill -0 "$BROKER_PID" 2>/dev/null || { say "the broker did not start"; exit 1; }
-	sleep 0.1
-done
+start_broker() {
+	"${IG_MOSQUITTO:-/usr/sbin/mosquitto}" -c "$DIR/mosquitto.conf" > >(prefix broker) 2>&1 &
+	BROKER_PID=$!
+	# Ready once the port is listening (/proc/net/tcp, state 0A): a bare TCP
+	# probe would make the TLS listener log a failed handshake.
+	local listen
+	listen=$(printf '0100007F:%04X' "$PORT")
+	for _ in $(seq 100); do
+		grep -q " $listen 00000000:0000 0A " /proc/net/tcp && return 0
+		kill -0 "$BROKER_PID" 2>/dev/null || { say "the broker did not start"; exit 1; }
+		sleep 0.1
+	done
+}
+start_broker
 
 say "4. a monitor: mosquitto_sub with a monitor token on status, ledger/# (events such as enroll,"
 say "   coin_mint, coin_redeem) and stats; a mint event's list of coin hashes is shortened here"
@@ -144,7 +154,9 @@ unset WATCH_TOKEN
 say "5. three device agents (status heartbeat every 5 s, ping on connect); dev1 and dev2 contribute"
 say "   entropy every 5 s and ask the cluster head for a session key to talk to each other every 3 s"
 say "   (every agent also has the cluster head prove that its enrolment is in the log, and keeps the"
-say "   last checkpoint it accepted in KEY.head: a newer one only with a consistency proof)"
+say "   last checkpoint it accepted in KEY.head: a newer one only with a consistency proof; and once"
+say "   three devices are online the cluster head deals them 2-of-3 shares of its key's custody secret,"
+say "   which each checks against the commitments and keeps in KEY.shares)"
 start_agent() {
 	local id=$1
 	shift
@@ -185,6 +197,29 @@ say "8. identities, as the broker sees them"
 say "9. auditing the ledger while the broker runs (no lock needed)"
 "$IG" verify --ledger "$DIR/ledger" 2>&1 | prefix verify
 "$IG" show --ledger "$DIR/ledger" 2>&1 | prefix show
+
+say "10. custody of the cluster-head key: the holders of the active epoch (dev2's revocation dealt a new one)"
+"$IG" custody status "${online[@]}" 2>&1 | prefix iotguard
+say "    sealing: the key is kept only as ch.key.sealed, and ch.key is overwritten and removed"
+"$IG" custody seal "${online[@]}" 2>&1 | prefix iotguard
+ls "$DIR/ledger" | tr '\n' ' ' | prefix ledger-dir
+echo
+say "11. restarting the broker: it comes up sealed (tokens still verify; keys, coins and joins are refused"
+say "    \"sealed\") and asks each holder for its share, boxed to a key made for this boot"
+kill -TERM "$BROKER_PID" 2>/dev/null || true
+wait "$BROKER_PID" 2>/dev/null || true
+start_broker
+for _ in $(seq 60); do
+	"$IG" custody status "${online[@]}" 2>/dev/null | grep -q "(unsealed)" && break
+	sleep 0.5
+done
+say "    two holders answered: the shares verified against the commitments, and the key is back"
+"$IG" custody status "${online[@]}" 2>&1 | prefix iotguard
+say "12. a rotation: a fresh polynomial for the same secret, dealt to the online devices now; shares of"
+say "    the old epoch are wiped by their holders and refused by the cluster head"
+"$IG" custody rotate "${online[@]}" 2>&1 | prefix iotguard
+sleep 3
+"$IG" custody status "${online[@]}" 2>&1 | prefix iotguard
 
 if [ "$DEMO_SECONDS" -eq 0 ]; then
 	say "running until Ctrl-C"
