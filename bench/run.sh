@@ -9,6 +9,9 @@
 # 127.0.0.1, bounded in time; the whole run takes about 4 minutes.
 #
 # Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood]
+#                     [--custody]
+#   --custody adds device-quorum custody (issue 9) through the real broker and
+#   64 real agents (bench_custody, bench_custody_e2e; about 1 more minute).
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
 #   BENCH_IDENTITIES (scale benchmark, default 1000000),
@@ -23,17 +26,18 @@ seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
 coins=${BENCH_COINS:-10000000}
 do_build=1 do_ledger=1 do_scale=1
-do_keys=1 do_bank=1 do_flood=1
+do_keys=1 do_bank=1 do_flood=1 do_custody=0 quick=0
 for a in "$@"; do
 	case $a in
-	--quick) rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
+	--quick) quick=1 rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
 	--skip-build) do_build=0 ;;
 	--no-ledger) do_ledger=0 ;;
 	--no-scale) do_scale=0 ;;
 	--no-keys) do_keys=0 ;;
 	--no-bank) do_bank=0 ;;
 	--no-flood) do_flood=0 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood]" >&2; exit 2 ;;
+	--custody) do_custody=1 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody]" >&2; exit 2 ;;
 	esac
 done
 
@@ -68,6 +72,7 @@ if [ $do_build = 1 ]; then
 	[ $do_ledger = 1 ] && [ -f "$repo/bench/bench_ledger.c" ] && targets+=(bench_ledger)
 	[ $do_keys = 1 ] && targets+=(bench_keys bench_m2m bench_entropy)
 	[ $do_bank = 1 ] && targets+=(bench_bank bench_coins)
+	[ $do_custody = 1 ] && targets+=(bench_custody bench_custody_e2e iotguard iotguard-agent)
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -368,6 +373,29 @@ if [ $do_bank = 1 ]; then
 		--broker-cpu $broker_cpu --client-cpu $load_cpu | tee -a "$results" | grep -v '^RESULT' || true
 fi
 
+# ---- custody (issue 9, --custody) ------------------------------------------
+# The crypto in a tight loop, one holder's deal handler in process, then the
+# real broker with 64 real agents (deal n = 64, k = 22, each holder's CPU,
+# k-th share to unsealed over sealed restarts; broker pinned like the others,
+# agents on the load generator's CPU) and the 1M-identity unseal (broker
+# unpinned: its start replays on two threads, as in the scale run).
+if [ $do_custody = 1 ]; then
+	quick_e2e=()
+	[ $quick = 1 ] && quick_e2e=(--rotations 2 --unseals 5)
+	echo
+	"${pin_load[@]}" "$bin/bench_custody" | tee -a "$results"
+	echo
+	"${pin_load[@]}" "$bin/bench_custody_e2e" holder | tee -a "$results" | grep -v '^RESULT'
+	free_port
+	echo
+	"$bin/bench_custody_e2e" fleet --port "$port" --broker-cpu $broker_cpu --client-cpu $load_cpu "${quick_e2e[@]}" |
+		tee -a "$results" | grep -v '^RESULT'
+	free_port
+	echo
+	"$bin/bench_custody_e2e" scale --port "$port" --identities "$identities" --client-cpu $load_cpu |
+		tee -a "$results" | grep -v '^RESULT'
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -497,6 +525,20 @@ if [ $do_bank = 1 ]; then
 	row "coins: broker RSS per coin, $(get bank.rss_coins) coins" "$(get bank.rss_per_coin_bytes)" "bytes" "<=" 48
 	row "coins: broker peak RSS per coin (VmHWM, at load)" "$(get bank.hwm_per_coin_bytes)" "bytes"
 	row "coins: broker start with those coins" "$(get bank.rss_start_s)" "s"
+fi
+if [ $do_custody = 1 ]; then
+	row "custody: broker CPU per deal n=64 k=22 (real agents)" "$(get custody.deal_cpu_ms)" "ms"
+	row "custody: the deal's crypto alone, in process" "$(get custody.deal_crypto_ms)" "ms"
+	row "custody: rotate command -> epoch active" "$(get custody.deal_wall_ms)" "ms"
+	row "custody: holder CPU per deal (agent process)" "$(get custody.agent_deal_cpu_ms)" "ms"
+	row "custody: holder deal handler CPU (in process)" "$(get custody.holder_deal_cpu_ms)" "ms"
+	row "custody: holder share verify alone (k=22)" "$(get custody.holder_verify_ms)" "ms"
+	row "custody: k-th share -> unsealed, median (k=22)" "$(get custody.unseal_svc_ms)" "ms" "<=" 1000
+	row "custody: k-th share -> unsealed, worst (k=22)" "$(get custody.unseal_max_svc_ms)" "ms" "<=" 1000
+	row "custody: $(get custody.scale_identities) ids: sealed start -> ready" "$(get custody.scale_ready_s)" "s" "<=" 3
+	row "custody: $(get custody.scale_identities) ids: k-th share -> unsealed" "$(get custody.scale_unseal_svc_ms)" "ms" "<=" 1000
+	row "custody: $(get custody.scale_identities) ids: broker VmRSS unsealed" "$(get custody.scale_rss_mb)" "MB"
+	row "custody: plain mosquitto VmRSS (no plugin)" "$(get custody.scale_plain_rss_mb)" "MB"
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."
