@@ -139,6 +139,62 @@ def main():
                en_msg.group(0).replace("<u64 >= 1>", "1")).encode(),
     ]
 
+    # Custody (PROTOCOL.md "Custody test vectors", name = hex lines): the
+    # documented files and boxes as received, their plaintexts (the targets
+    # also wrap every input in a valid file or box), and numbers laid out as
+    # fuzz_custody_boxes reads them.
+    sec = need("custody test vectors section", re.search(r"### Custody test vectors\n(.*?)(?:\n## |\Z)", proto, re.S))
+    cv = {k: bytes.fromhex(v) for k, v in re.findall(r"^([a-z0-9_.]+) = ([0-9a-f]+)$", sec.group(1), re.M)}
+    for name in ("store.file", "store.plaintext", "sealed.file", "ch.seed", "deal_box.nonce", "deal_box.box",
+                 "deal_box.plaintext", "release_box.nonce", "release_box.box", "release_box.plaintext",
+                 "deal_a.commitment0", "deal_a.commitment1", "deal_a.commitment2", "deal_a.share1",
+                 "deal_a.share2", "deal_a.share3", "deal_a.share5"):
+        need("custody vector " + name, cv.get(name))
+    seeds["fuzz_custody_store"] = [cv["store.file"], cv["store.plaintext"], b"\x00"]
+    ch_key_file = b"iotguard-ed25519-secret-v1 " + cv["ch.seed"].hex().encode() + b"\n"
+    seeds["fuzz_custody_sealed"] = [cv["sealed.file"], ch_key_file]
+    commits = cv["deal_a.commitment0"] + cv["deal_a.commitment1"] + cv["deal_a.commitment2"]
+    seeds["fuzz_custody_boxes"] = [
+        cv["deal_box.nonce"] + cv["deal_box.box"], cv["release_box.nonce"] + cv["release_box.box"],
+        cv["deal_box.plaintext"], cv["release_box.plaintext"],
+        bytes([3, 2 << 1]) + commits + cv["deal_a.share2"],                      # verify share 2 (k = 3)
+        bytes([3, 0]) + bytes([1, 3, 5]) + cv["deal_a.share1"] + cv["deal_a.share3"] + cv["deal_a.share5"],
+    ]
+
+    # The custody messages of PROTOCOL.md "Custody: the holder", their
+    # placeholders filled for the services the targets set up (epoch 1,
+    # index 1, k = 2, n = 3); "REQUEST", "BOX", "PK" and "<commitments>" are
+    # the targets' own placeholders for values only they know (the request
+    # id, a valid box, the requester key, the dealt commitments).
+    msgs = need("custody message ({\"type\":\"custody_...)",
+                re.findall(r'`(\{"type":"custody_(?:ack|share|deal|active|request)".*?\})`', proto))
+    fill = [('"nonce":..', '"nonce":"cus-0123456789ab"'), ('"request":..', '"request":"REQUEST"'),
+            ('"message":..', '"message":"m"'), ('\\|"old_epoch"', ""), ('"<same>"', '"REQUEST"'),
+            ('"<32 hex>"', '"REQUEST"'), ('"<64 hex>" ×K', '"<commitments>"'), ('"<64 hex>"', '"PK"'),
+            ('"<48 hex>"', '"' + "00" * 24 + '"'), ('"<base64>"', '"BOX"'), (":E", ":1"), (":I", ":1"),
+            (":K", ":2"), (":N", ":3"), (":<active>", ":1")]
+    custody_msgs = {}
+    for m in msgs:
+        for old, new in fill:
+            m = m.replace(old, new)
+        json.loads(m)   # every placeholder filled
+        kind = custody_msgs.setdefault(json.loads(m)["type"], [])
+        if m.encode() not in kind:
+            kind.append(m.encode())
+    for kind in ("custody_ack", "custody_share", "custody_deal", "custody_active", "custody_request"):
+        need("custody message " + kind, custody_msgs.get(kind))
+    status = need("status with battery and custody", re.search(r'^ *("battery":\{[^}]*\})\n\s*("custody":\{.*\})$',
+                                                               proto, re.M))
+    status_msg = ('{"id":"d1","state":"online","uptime_s":120,' + status.group(1) + "," + status.group(2) + "}").encode()
+    json.loads(status_msg)
+    seeds["fuzz_custody_svc"] = custody_msgs["custody_ack"] + custody_msgs["custody_share"] + [
+        b'{"type":"custody_ack","nonce":"n","epoch":1,"index":1,"error":"bad_share","message":"m"}', status_msg]
+    # fuzz_custody_agent's holder already holds epoch 7 (active): the
+    # messages name epoch 8, and one request asks for epoch 7.
+    agent_msgs = custody_msgs["custody_deal"] + custody_msgs["custody_active"] + custody_msgs["custody_request"]
+    seeds["fuzz_custody_agent"] = [m.replace(b'"epoch":1', b'"epoch":8') for m in agent_msgs] + [
+        m.replace(b'"epoch":1', b'"epoch":7') for m in custody_msgs["custody_request"]]
+
     for target, items in seeds.items():
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
