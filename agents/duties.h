@@ -13,6 +13,7 @@
 
 #include "agent.h"
 #include "ig_custody.h"
+#include "ig_custody_approve.h"
 #include "ig_entropy.h"
 #include "ig_health.h"
 #include "ig_join.h"
@@ -236,9 +237,12 @@ extern const ig_duty_ops ig_duty_m2m;
  * custody_deal (checks the boxed share against the commitments, keeps it
  * in KEY.shares, encrypted under a key derived from the identity key, and
  * only then acknowledges), custody_active (wipes every other epoch's
- * share) and custody_request (releases its share, boxed to the requester).
- * Shares come only from the trusted pinned cluster head and are never
- * logged. It also reports the device's power in the status. */
+ * share) and custody_request (releases its share, boxed to the requester;
+ * for an epoch dealt in admin unseal mode only against an approval by an
+ * admin of the list the cluster-head key signed into the deal, kept in
+ * KEY.custody-admins). Shares come only from the trusted pinned cluster
+ * head and are never logged. It also reports the device's power in the
+ * status. */
 #define IG_CUSTODY_POWER_DIR "/sys/class/power_supply"
 typedef struct ig_battery {
 	bool known;              /* false: say nothing about power */
@@ -246,9 +250,24 @@ typedef struct ig_battery {
 	unsigned percent;        /* 0..100 */
 	bool mains;
 } ig_battery;
+/* An epoch's admin list as the cluster head signed it at deal time (admin
+ * unseal mode): its share is released only against an approval by one of
+ * these admins. Public; kept in KEY.custody-admins. */
+typedef struct ig_custody_admin_list {
+	uint64_t epoch;
+	size_t count;
+	uint8_t pks[IG_CUSTODY_ADMINS_MAX][32];
+	uint8_t sig[IG_CUSTODY_SIG_BYTES];
+} ig_custody_admin_list;
+
 typedef struct ig_custody_state {
 	const ig_pin_state *pin;
 	char path[PATH_MAX];                          /* KEY.shares */
+	char admins_path[PATH_MAX];                   /* KEY.custody-admins */
+	ig_custody_admin_list admins[IG_CUSTODY_HELD_MAX]; /* of the held epochs dealt in admin mode */
+	size_t n_admins;
+	ig_custody_admin_list cand_admins;            /* the deal being checked's, when it has one */
+	bool cand_has_admins;
 	char battery_file[PATH_MAX];                  /* --battery-file; "" = the power_dir */
 	char power_dir[PATH_MAX];                     /* IG_CUSTODY_POWER_DIR (tests point it elsewhere) */
 	ig_custody_held held[IG_CUSTODY_HELD_MAX];    /* secret: the shares held, as in KEY.shares */

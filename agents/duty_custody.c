@@ -36,6 +36,9 @@
 
 #define SHARES_SUFFIX ".shares"
 #define STORE_WHAT "custody share store"
+#define ADMINS_SUFFIX ".custody-admins"
+#define ADMINS_WHAT "custody admin lists"
+#define ADMINS_FILE_MAX (IG_CUSTODY_HELD_MAX * (IG_CUSTODY_ADMINS_MAX * 67 + 256) + 16)
 #define RETRY_WRITE_US 10000000u
 #define NONCE_HEX 24                     /* box nonce, hex */
 #define BOX_B64_MAX 160                  /* base64 of the largest box (95 bytes) and its NUL */
@@ -259,6 +262,8 @@ static int store_load(ig_custody_state *c, ig_agent *a, ig_error *err)
 	return rc;
 }
 
+static int admins_load(ig_custody_state *c, ig_error *err);
+
 int ig_custody_duty_init(ig_custody_state *c, ig_agent *a, const ig_pin_state *pin, const char *key_path,
                          const char *battery_file, ig_error *err)
 {
@@ -273,7 +278,12 @@ int ig_custody_duty_init(ig_custody_state *c, ig_agent *a, const ig_pin_state *p
 			return ig_error_set(err, IG_ERR_RANGE, "--battery-file path %s is too long", battery_file);
 	}
 	snprintf(c->power_dir, sizeof c->power_dir, "%s", IG_CUSTODY_POWER_DIR);
+	n = snprintf(c->admins_path, sizeof c->admins_path, "%s%s", key_path, ADMINS_SUFFIX);
+	if (n < 0 || (size_t)n >= sizeof c->admins_path)
+		return ig_error_set(err, IG_ERR_RANGE, "key file path %s is too long", key_path);
 	int rc = store_load(c, a, err);
+	if (rc == IG_OK)
+		rc = admins_load(c, err);
 	if (rc != IG_OK)
 		return rc;
 	if (c->count) {
@@ -290,6 +300,162 @@ int ig_custody_duty_init(ig_custody_state *c, ig_agent *a, const ig_pin_state *p
 			       epochs_text(list, sizeof list, c->held, c->count), c->path);
 	}
 	return IG_OK;
+}
+
+/* ---- the signed admin lists (admin unseal mode) -------------------------------- */
+
+static const ig_custody_admin_list *find_admins(const ig_custody_state *c, uint64_t epoch)
+{
+	for (size_t i = 0; i < c->n_admins; i++)
+		if (c->admins[i].epoch == epoch)
+			return &c->admins[i];
+	return NULL;
+}
+
+/* {"epoch":E,"admins":[hex...],"sig":b64} into l. False when malformed. */
+static bool admins_from_json(ig_custody_admin_list *l, const cJSON *o, const char *list_name, const char *sig_name)
+{
+	const cJSON *as = cJSON_GetObjectItemCaseSensitive(o, list_name);
+	const cJSON *sig = cJSON_GetObjectItemCaseSensitive(o, sig_name);
+	size_t len = 0, n = 0;
+	if (!cJSON_IsArray(as) || !cJSON_IsString(sig) || cJSON_GetArraySize(as) < 1 ||
+	    cJSON_GetArraySize(as) > IG_CUSTODY_ADMINS_MAX)
+		return false;
+	const cJSON *it;
+	cJSON_ArrayForEach(it, as) {
+		if (!cJSON_IsString(it) || ig_hex_decode(l->pks[n], 32, it->valuestring, strlen(it->valuestring)) != IG_OK)
+			return false;
+		n++;
+	}
+	l->count = n;
+	return sodium_base642bin(l->sig, sizeof l->sig, sig->valuestring, strlen(sig->valuestring), NULL, &len, NULL,
+	                         sodium_base64_VARIANT_ORIGINAL) == 0 && len == sizeof l->sig;
+}
+
+/* KEY.custody-admins: a JSON array, one {"epoch","admins","sig"} per held
+ * epoch dealt in admin mode, written with ig_durable_replace (0600). */
+static int admins_write(const ig_custody_state *c, const ig_custody_admin_list *l, size_t n, ig_error *err)
+{
+	cJSON *arr = cJSON_CreateArray();
+	char hex[65], sig_b64[sodium_base64_ENCODED_LEN(IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	for (size_t i = 0; arr && i < n; i++) {
+		cJSON *o = cJSON_CreateObject(), *as = o ? cJSON_AddArrayToObject(o, "admins") : NULL;
+		if (!as) {
+			cJSON_Delete(o);
+			cJSON_Delete(arr);
+			arr = NULL;
+			break;
+		}
+		cJSON_AddItemToArray(arr, o);
+		cJSON_AddNumberToObject(o, "epoch", (double)l[i].epoch);
+		for (size_t j = 0; j < l[i].count; j++) {
+			ig_hex_encode(hex, l[i].pks[j], 32);
+			cJSON_AddItemToArray(as, cJSON_CreateString(hex));
+		}
+		sodium_bin2base64(sig_b64, sizeof sig_b64, l[i].sig, sizeof l[i].sig, sodium_base64_VARIANT_ORIGINAL);
+		cJSON_AddStringToObject(o, "sig", sig_b64);
+	}
+	char *text = arr ? cJSON_PrintUnformatted(arr) : NULL;
+	cJSON_Delete(arr);
+	if (!text)
+		return ig_error_set(err, IG_ERR_NOMEM, "out of memory for the %s", ADMINS_WHAT);
+	int rc = ig_durable_replace(c->admins_path, text, strlen(text), ADMINS_WHAT, err);
+	free(text);
+	return rc;
+}
+
+static int admins_load(ig_custody_state *c, ig_error *err)
+{
+	static const char fix[] = "restore this device's own copy, or move it aside together with the share store";
+	struct stat st;
+	c->n_admins = 0;
+	if (lstat(c->admins_path, &st) != 0) {
+		if (errno == ENOENT)
+			return IG_OK;
+		return ig_error_set(err, IG_ERR_IO, "cannot read the %s %s: %s", ADMINS_WHAT, c->admins_path, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return ig_error_set(err, IG_ERR_CORRUPT, "the %s %s is not a regular file: %s", ADMINS_WHAT, c->admins_path,
+		                    fix);
+	if (st.st_mode & 022)
+		return ig_error_set(err, IG_ERR_INVAL, "the %s %s is writable by group or others: chmod 600 %s",
+		                    ADMINS_WHAT, c->admins_path, c->admins_path);
+	char *buf = malloc(ADMINS_FILE_MAX + 1);
+	size_t len = 0;
+	if (!buf)
+		return ig_error_set(err, IG_ERR_NOMEM, "out of memory for the %s", ADMINS_WHAT);
+	int rc = ig_durable_read(buf, ADMINS_FILE_MAX + 1, &len, c->admins_path, ADMINS_WHAT, err);
+	cJSON *arr = rc == IG_OK ? cJSON_ParseWithLength(buf, len) : NULL;
+	free(buf);
+	if (rc != IG_OK && rc != IG_ERR_RANGE)
+		return rc;
+	bool ok = cJSON_IsArray(arr) && cJSON_GetArraySize(arr) <= IG_CUSTODY_HELD_MAX;
+	for (const cJSON *o = ok ? arr->child : NULL; o; o = o->next) {
+		ig_custody_admin_list *l = &c->admins[c->n_admins];
+		uint64_t epoch = 0;
+		if (!cJSON_IsObject(o) || ig_json_uint_field(&epoch, o, "epoch", 1, IG_JSON_UINT_MAX) != IG_OK ||
+		    !admins_from_json(l, o, "admins", "sig") || find_admins(c, epoch)) {
+			ok = false;
+			break;
+		}
+		l->epoch = epoch;
+		c->n_admins++;
+	}
+	cJSON_Delete(arr);
+	if (!ok) {
+		c->n_admins = 0;
+		return ig_error_set(err, IG_ERR_CORRUPT, "the %s %s is damaged: %s", ADMINS_WHAT, c->admins_path, fix);
+	}
+	return IG_OK;
+}
+
+/* The deal's "admins" and "admins_sig", checked with the pinned cluster-head
+ * key, into c->cand_admins. NULL when good or absent (auto mode), else why
+ * not. */
+static const char *check_deal_admins(ig_custody_state *c, ig_agent *a, const cJSON *msg, uint64_t epoch)
+{
+	c->cand_has_admins = false;
+	if (!cJSON_GetObjectItemCaseSensitive(msg, "admins") && !cJSON_GetObjectItemCaseSensitive(msg, "admins_sig"))
+		return NULL;
+	ig_custody_admin_list *l = &c->cand_admins;
+	memset(l, 0, sizeof *l);
+	if (!admins_from_json(l, msg, "admins", "admins_sig"))
+		return "admins (1..64 keys of 64 hex digits) or admins_sig (base64 of 64 bytes) malformed";
+	if (ig_custody_approve_admins_verify(l->sig, ig_agent_cluster(a), epoch, (const uint8_t(*)[32])l->pks, l->count,
+	                             c->pin->pk) != IG_OK)
+		return "the admin list is not signed by the pinned cluster-head key (or its keys are not in ascending order)";
+	l->epoch = epoch;
+	c->cand_has_admins = true;
+	return NULL;
+}
+
+/* The admin lists of the epochs in held[0..count), plus extra when given;
+ * written only when that changes the file. */
+static int admins_keep(ig_custody_state *c, const ig_custody_held *held, size_t count,
+                       const ig_custody_admin_list *extra, ig_error *err)
+{
+	ig_custody_admin_list next[IG_CUSTODY_HELD_MAX];
+	size_t m = 0;
+	for (size_t i = 0; i < c->n_admins; i++) {
+		bool keep = false;
+		for (size_t j = 0; j < count; j++)
+			keep = keep || (held[j].epoch == c->admins[i].epoch && for_pin(c, &held[j]));
+		if (keep && (!extra || extra->epoch != c->admins[i].epoch) && m < IG_CUSTODY_HELD_MAX)
+			memcpy(&next[m++], &c->admins[i], sizeof next[0]);
+	}
+	if (extra && m < IG_CUSTODY_HELD_MAX)
+		memcpy(&next[m++], extra, sizeof next[0]);
+	bool same = m == c->n_admins;
+	for (size_t i = 0; same && i < m; i++)
+		same = memcmp(&next[i], &c->admins[i], sizeof next[i]) == 0;
+	if (same)
+		return IG_OK;
+	int rc = admins_write(c, next, m, err);
+	if (rc == IG_OK) {
+		memcpy(c->admins, next, m * sizeof next[0]);
+		c->n_admins = m;
+	}
+	return rc;
 }
 
 /* ---- custody_deal ------------------------------------------------------------ */
@@ -444,6 +610,8 @@ static int on_deal(ig_custody_state *c, ig_agent *a, const cJSON *msg, char *rep
 	const char *bad = check_deal(c, a, msg, epoch, (unsigned)index);
 	bool again = false;
 	if (!bad)
+		bad = check_deal_admins(c, a, msg, epoch);
+	if (!bad)
 		bad = place_deal(c, why, sizeof why, &again);
 	if (bad) {
 		sodium_memzero(&c->cand, sizeof c->cand);
@@ -460,6 +628,14 @@ static int on_deal(ig_custody_state *c, ig_agent *a, const cJSON *msg, char *rep
 	size_t m = next_with_deal(c);
 	unsigned k = c->cand.k, n = c->cand.n;
 	sodium_memzero(&c->cand, sizeof c->cand);
+	/* The admin list first: a share on disk without the list it was dealt
+	 * with would be released without approval. */
+	if (admins_keep(c, c->next, m, c->cand_has_admins ? &c->cand_admins : NULL, &err) != IG_OK) {
+		wipe_entries(c->next, IG_CUSTODY_HELD_MAX);
+		ig_log(IG_LOG_ERR, "custody: cannot keep the admin list of epoch %" PRIu64 " (share %" PRIu64
+		                   " not acknowledged): %s", epoch, index, err.msg);
+		return 0;
+	}
 	if (store_write(c, a, c->next, m, &err) != IG_OK) {
 		/* Not durable, so not acknowledged: the cluster head deals again or
 		 * chooses another holder. */
@@ -546,6 +722,10 @@ static int on_active(ig_custody_state *c, ig_agent *a, const cJSON *msg)
 			c->next[i].active = true;
 	commit_next(c, m);
 	write_held(c, a);
+	ig_error aerr = {0};
+	if (admins_keep(c, c->held, c->count, NULL, &aerr) != IG_OK)
+		ig_log(IG_LOG_WARN, "custody: cannot drop the admin lists of wiped epochs from %s (harmless: they guard no "
+		                    "share): %s", c->admins_path, aerr.msg);
 	if (index)
 		ig_log(IG_LOG_INFO, "custody: epoch %" PRIu64 " is active (holding share %u)%s%s", epoch, index,
 		       wn ? "; wiped the shares of epochs " : "", wiped);
@@ -570,11 +750,45 @@ static int release_fn(void *ctx, const uint8_t sk[IG_SK_BYTES])
 	return ig_custody_release_seal(x->box, x->nonce, x->r, x->xpk, sk);
 }
 
+/* Admin unseal mode: the request's "approval" must be by an admin of the
+ * epoch's signed list, over this request's own id and pk. NULL when it is,
+ * else why not. */
+static const char *check_approval(const ig_custody_admin_list *l, ig_agent *a, const cJSON *msg,
+                                  const uint8_t request[16], const uint8_t xpk[32], char *why, size_t cap)
+{
+	const cJSON *ap = cJSON_GetObjectItemCaseSensitive(msg, "approval");
+	uint8_t admin_pk[32], sig[IG_CUSTODY_SIG_BYTES], root[32];
+	uint64_t size = 0;
+	if (!cJSON_IsObject(ap)) {
+		snprintf(why, cap, "epoch %" PRIu64 " was dealt in admin unseal mode and the request carries no admin "
+		         "approval", l->epoch);
+		return why;
+	}
+	if (!hex_field(admin_pk, sizeof admin_pk, ap, "admin_pk") || !b64_field(sig, sizeof sig, ap, "sig") ||
+	    !b64_field(root, sizeof root, ap, "root") || ig_json_uint_field(&size, ap, "size", 0, IG_JSON_UINT_MAX) != IG_OK) {
+		snprintf(why, cap, "the approval is malformed (admin_pk: 64 hex; sig: base64 of 64 bytes; size; root: "
+		         "base64 of 32 bytes)");
+		return why;
+	}
+	bool listed = false;
+	for (size_t i = 0; i < l->count; i++)
+		listed = listed || memcmp(l->pks[i], admin_pk, 32) == 0;
+	if (!listed) {
+		snprintf(why, cap, "the approving key is not in the admin list signed for epoch %" PRIu64, l->epoch);
+		return why;
+	}
+	if (ig_custody_approve_verify(sig, ig_agent_cluster(a), request, xpk, size, root, admin_pk) != IG_OK) {
+		snprintf(why, cap, "the approval's signature does not verify over this request's id and pk");
+		return why;
+	}
+	return NULL;
+}
+
 static int on_request(ig_custody_state *c, ig_agent *a, const cJSON *msg, char *reply, size_t cap)
 {
 	uint64_t epoch = 0;
 	uint8_t request[16], xpk[32], nonce[24], box[IG_CUSTODY_RELEASE_BOX_BYTES];
-	char request_hex[33], why[160], nonce_hex[2 * sizeof nonce + 1], box_b64[BOX_B64_MAX];
+	char request_hex[33], why[200], nonce_hex[2 * sizeof nonce + 1], box_b64[BOX_B64_MAX];
 	if (ig_json_uint_field(&epoch, msg, "epoch", 1, IG_JSON_UINT_MAX) != IG_OK ||
 	    !hex_field(request, sizeof request, msg, "request") || !hex_field(xpk, sizeof xpk, msg, "pk")) {
 		ig_log(IG_LOG_WARN, "custody: a share request without a valid epoch, request (32 hex) and pk (64 hex) "
@@ -593,6 +807,9 @@ static int on_request(ig_custody_state *c, ig_agent *a, const cJSON *msg, char *
 	} else if (!h) {
 		code = "no_share";
 		snprintf(why, sizeof why, "this device holds no share of epoch %" PRIu64, epoch);
+	} else if (find_admins(c, epoch) &&
+	           check_approval(find_admins(c, epoch), a, msg, request, xpk, why, sizeof why)) {
+		code = "not_approved";
 	}
 	if (!code) {
 		ig_custody_release r = {.epoch = epoch, .index = h->index};

@@ -42,6 +42,7 @@
 typedef struct ig_plugin_custody_config {
 	uint32_t k, n;
 	uint32_t rotate_s, holder_timeout_s, min_battery, deal_timeout_s;
+	bool unseal_admin;   /* plugin_opt_custody_unseal admin */
 } ig_plugin_custody_config;
 
 typedef struct ig_plugin_config {
@@ -196,8 +197,14 @@ bool ig_plugin_custody_admin_seal(const char *by, ig_plugin_custody_done_fn done
  * done gets the fields to answer with (result, taken) or an error. */
 typedef void (*ig_plugin_custody_recover_fn)(void *ctx, const char *error, const char *message,
                                              struct cJSON *result);
-bool ig_plugin_custody_admin_recover(const uint8_t pk[32], ig_plugin_custody_recover_fn done, void *done_ctx,
-                                     const char **error, char *message, size_t cap);
+/* approval: NULL or the sender's (ig_svc_custody.h; required in admin unseal mode). */
+struct ig_svc_custody_approval;
+bool ig_plugin_custody_admin_recover(const uint8_t pk[32], const struct ig_svc_custody_approval *approval,
+                                     ig_plugin_custody_recover_fn done, void *done_ctx, const char **error,
+                                     char *message, size_t cap);
+/* custody_approve by admin `by` with its signature over the pending request. */
+bool ig_plugin_custody_admin_approve(const char *by, const uint8_t sig[64], const char **error, char *message,
+                                     size_t cap);
 
 /* plugin_join.c */
 /* Checks a join token; on IG_AUTH_OK fills out (id, role, joining fields). */

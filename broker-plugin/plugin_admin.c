@@ -20,6 +20,8 @@
 #include "plugin.h"
 
 #include "ig_decision.h"
+#include "ig_json.h"
+#include "ig_svc_custody.h"
 #include "plugin_service.h"
 
 #include <cJSON.h>
@@ -534,10 +536,12 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 	cJSON_AddStringToObject(slot, "correlation", cJSON_IsString(corr) &&
 	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
 	cJSON_AddItemToArray(b->responses, slot);
-	bool recover = !strcmp(name, "custody_recover");
+	bool recover = !strcmp(name, "custody_recover"), approve = !strcmp(name, "custody_approve");
 	for (const cJSON *f = item->child; f; f = f->next)
 		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0 &&
-		    !(recover && !strcmp(f->string, "pk"))) {
+		    !(recover && (!strcmp(f->string, "pk") || !strcmp(f->string, "request") ||
+		                  !strcmp(f->string, "approval"))) &&
+		    !(approve && !strcmp(f->string, "sig"))) {
 			char msg[128];
 			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
 			fail(slot, IG_ADMIN_E_MALFORMED, msg);
@@ -575,6 +579,27 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 			fail(slot, IG_ADMIN_E_MALFORMED, "custody_recover needs \"pk\": the requester's X25519 public key, 64 hex");
 			return true;
 		}
+		/* Admin unseal mode: the sender's approval of its own request id. */
+		const cJSON *req_hex = cJSON_GetObjectItemCaseSensitive(item, "request");
+		const cJSON *ap = cJSON_GetObjectItemCaseSensitive(item, "approval");
+		ig_svc_custody_approval approval = {.by = b->client_id};
+		if (req_hex || ap) {
+			const cJSON *sig = cJSON_GetObjectItemCaseSensitive(ap, "sig");
+			const cJSON *root = cJSON_GetObjectItemCaseSensitive(ap, "root");
+			size_t sig_len = 0, root_len = 0;
+			if (!cJSON_IsString(req_hex) || !cJSON_IsObject(ap) || cJSON_GetArraySize(ap) != 3 ||
+			    ig_hex_decode(approval.request, 16, req_hex->valuestring, strlen(req_hex->valuestring)) != IG_OK ||
+			    ig_json_uint_field(&approval.size, ap, "size", 0, IG_JSON_UINT_MAX) != IG_OK ||
+			    !cJSON_IsString(sig) || !cJSON_IsString(root) ||
+			    sodium_base642bin(approval.sig, 64, sig->valuestring, strlen(sig->valuestring), NULL, &sig_len, NULL,
+			                      sodium_base64_VARIANT_ORIGINAL) != 0 || sig_len != 64 ||
+			    sodium_base642bin(approval.root, 32, root->valuestring, strlen(root->valuestring), NULL, &root_len,
+			                      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 || root_len != 32) {
+				fail(slot, IG_ADMIN_E_MALFORMED, "custody_recover's approval needs \"request\" (32 hex) and "
+				     "\"approval\": {\"sig\" (base64, 64 bytes), \"size\", \"root\" (base64, 32 bytes)}");
+				return true;
+			}
+		}
 		custody_pending *cp = calloc(1, sizeof *cp);
 		if (!cp) {
 			fail(slot, IG_ADMIN_E_STORAGE, "the broker is out of memory; retry later");
@@ -582,14 +607,32 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 		}
 		*cp = (custody_pending){.batch = b, .slot = slot};
 		b->outstanding++;
-		if (!ig_plugin_custody_admin_recover(pk, on_recover_done, cp, &error, msg, sizeof msg)) {
+		if (!ig_plugin_custody_admin_recover(pk, req_hex ? &approval : NULL, on_recover_done, cp, &error, msg,
+		                                     sizeof msg)) {
 			b->outstanding--;
 			free(cp);
 			fail(slot, error, msg);
 		}
+	} else if (approve) {
+		const cJSON *sig_b64 = cJSON_GetObjectItemCaseSensitive(item, "sig");
+		uint8_t sig[64];
+		size_t sig_len = 0;
+		if (!cJSON_IsString(sig_b64) ||
+		    sodium_base642bin(sig, sizeof sig, sig_b64->valuestring, strlen(sig_b64->valuestring), NULL, &sig_len,
+		                      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 || sig_len != sizeof sig) {
+			fail(slot, IG_ADMIN_E_MALFORMED, "custody_approve needs \"sig\": the base64 of your 64-byte Ed25519 "
+			     "signature over the pending request (iotguard custody approve makes it)");
+			return true;
+		}
+		if (ig_plugin_custody_admin_approve(b->client_id, sig, &error, msg, sizeof msg)) {
+			cJSON_AddTrueToObject(slot, "ok");
+			cJSON_AddStringToObject(slot, "message", msg);
+		} else {
+			fail(slot, error, msg);
+		}
 	} else {
 		fail(slot, IG_ADMIN_E_UNKNOWN_COMMAND, "unknown custody command; use custody_status, custody_seal, "
-		     "custody_rotate or custody_recover");
+		     "custody_rotate, custody_recover or custody_approve");
 	}
 	return true;
 }

@@ -53,13 +53,12 @@ int ig_plugin_custody_option(ig_plugin_config *cfg, const char *key, const char 
 	if (!strcmp(key, "custody_deal_timeout_s"))
 		return opt_u32(key, value, 5, 86400, &c->deal_timeout_s);
 	if (!strcmp(key, "custody_unseal")) {
-		if (!strcmp(value, "auto"))
+		if (!strcmp(value, "auto") || !strcmp(value, "admin")) {
+			c->unseal_admin = !strcmp(value, "admin");
 			return 0;
-		if (!strcmp(value, "admin"))
-			ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_custody_unseal admin: this build has no 'iotguard custody "
-			                            "approve', so a sealed start could never unseal; use auto");
-		else
-			ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_custody_unseal '%s': use auto", value);
+		}
+		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_custody_unseal '%s': use auto (holders release their shares when "
+		                            "asked) or admin (only against an admin's approval)", value);
 		return -1;
 	}
 	ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s; custody options: custody_threshold, custody_shares, "
@@ -135,6 +134,24 @@ static void env_publish_state(void *ctx, const char *json)
 	ig_plugin_publish(g->topic_state, json, true);
 }
 
+static uint32_t env_holder_roles(void *ctx)
+{
+	const custody_glue *g = ctx;
+	return ig_policy_custody_holder_roles(g->pl->policy);
+}
+
+static bool env_ledger_head(void *ctx, uint64_t *size, uint8_t root[32])
+{
+	custody_glue *g = ctx;
+	char text[1024];
+	ig_checkpoint cp;
+	if (ig_ledger_checkpoint(g->pl->ledger, text, sizeof text, &cp) < 0)
+		return false;
+	*size = cp.size;
+	memcpy(root, cp.root, 32);
+	return true;
+}
+
 /* ---- the row ------------------------------------------------------------- */
 
 static void *custody_init(ig_plugin *pl)
@@ -142,8 +159,9 @@ static void *custody_init(ig_plugin *pl)
 	const ig_plugin_custody_config *pc = &pl->cfg.custody;
 	ig_svc_custody_config cfg = {
 		.k = pc->k, .n = pc->n, .rotate_s = pc->rotate_s, .holder_timeout_s = pc->holder_timeout_s,
-		.min_battery = pc->min_battery, .deal_timeout_s = pc->deal_timeout_s,
+		.min_battery = pc->min_battery, .deal_timeout_s = pc->deal_timeout_s, .unseal_admin = pc->unseal_admin,
 	};
+	snprintf(cfg.cluster, sizeof cfg.cluster, "%s", pl->cluster);
 	snprintf(cfg.ledger_dir, sizeof cfg.ledger_dir, "%s", pl->cfg.ledger_dir);
 	memcpy(cfg.ch_pk, pl->ch_pk, IG_PK_BYTES);
 	custody_glue *g = calloc(1, sizeof *g);
@@ -157,6 +175,7 @@ static void *custody_init(ig_plugin *pl)
 	ig_svc_custody_env env = {
 		.ctx = g, .online = env_online, .sealed = env_sealed, .ch_sk = env_ch_sk, .unseal = env_unseal,
 		.carry_out = env_carry_out, .event = env_event, .publish_state = env_publish_state,
+		.holder_roles = env_holder_roles, .ledger_head = env_ledger_head,
 	};
 	ig_error err = {0};
 	g->svc = ig_svc_custody_new(pl->state, &pl->pool, &cfg, &env, &err);
@@ -166,8 +185,9 @@ static void *custody_init(ig_plugin *pl)
 		return NULL;
 	}
 	if (cfg.k)
-		ig_plugin_log(MOSQ_LOG_NOTICE, "custody: %u-of-%u, rotation every %u s, holders offline %u s are replaced",
-		              cfg.k, cfg.n, cfg.rotate_s, cfg.holder_timeout_s);
+		ig_plugin_log(MOSQ_LOG_NOTICE, "custody: %u-of-%u, rotation every %u s, holders offline %u s are replaced, "
+		              "unseal %s", cfg.k, cfg.n, cfg.rotate_s, cfg.holder_timeout_s,
+		              cfg.unseal_admin ? "after an admin's approval" : "automatic");
 	else if (ig_plugin_sealed(pl))
 		ig_plugin_log(MOSQ_LOG_ERR, "custody: the cluster head is sealed but custody is off in mosquitto.conf, so "
 		                            "no holder is asked for a share: set plugin_opt_custody_threshold and "
@@ -200,9 +220,8 @@ static void custody_dev_message(void *svc, ig_plugin *pl, const char *id, const 
                                 ig_decision *out)
 {
 	(void)pl;
-	(void)out;
 	custody_glue *g = svc;
-	ig_svc_custody_status_message(g->svc, id, payload, len, ig_now_ms());
+	ig_svc_custody_status_message(out, g->svc, id, payload, len, ig_now_ms());
 }
 
 static void custody_tick(void *svc, ig_plugin *pl, uint64_t now_ms)
@@ -273,13 +292,25 @@ bool ig_plugin_custody_admin_seal(const char *by, ig_plugin_custody_done_fn done
 	return true;
 }
 
-bool ig_plugin_custody_admin_recover(const uint8_t pk[32], ig_plugin_custody_recover_fn done, void *done_ctx,
-                                     const char **error, char *message, size_t cap)
+bool ig_plugin_custody_admin_recover(const uint8_t pk[32], const struct ig_svc_custody_approval *approval,
+                                     ig_plugin_custody_recover_fn done, void *done_ctx, const char **error,
+                                     char *message, size_t cap)
 {
 	if (!g_glue) {
 		*error = "custody_off";
 		snprintf(message, cap, "the custody service is not running");
 		return false;
 	}
-	return ig_svc_custody_recover(g_glue->svc, pk, 30, done, done_ctx, error, message, cap);
+	return ig_svc_custody_recover(g_glue->svc, pk, approval, 30, done, done_ctx, error, message, cap);
+}
+
+bool ig_plugin_custody_admin_approve(const char *by, const uint8_t sig[64], const char **error, char *message,
+                                     size_t cap)
+{
+	if (!g_glue) {
+		*error = "custody_off";
+		snprintf(message, cap, "the custody service is not running");
+		return false;
+	}
+	return ig_svc_custody_approve(g_glue->svc, by, sig, error, message, cap);
 }

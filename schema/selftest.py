@@ -889,6 +889,49 @@ STATS_OK.append(with_(stats, custody=stats_custody))
 STATS_BAD += [(with_(stats, custody=without(stats_custody, "acks")), "custody stats without acks"),
               (with_(stats, custody=with_(stats_custody, state="open")), "unknown custody state in stats")]
 
+# ---- admin unseal mode (docs/PROTOCOL.md "Custody: admin approval") ------------------
+SIG64 = base64.b64encode(bytes(range(64))).decode()
+pending = {"epoch": 3, "request": "ab" * 16, "pk": HEX64, "size": 42, "root": ROOT}
+approval = {"admin_pk": HEX64B, "sig": SIG64, "size": 42, "root": ROOT}
+CUSTODY_OK += [with_(custody_state, state="sealed", sealed=True, unseal="admin", pending_approval=pending),
+               with_(custody_state, unseal="auto"),
+               {"type": "custody_event", "event": "approved", "ts": TS, "epoch": 3, "message": "admin1"}]
+CUSTODY_BAD += [(with_(custody_state, unseal="never"), "unknown unseal mode"),
+                (with_(custody_state, pending_approval=without(pending, "root")), "pending approval without root"),
+                (with_(custody_state, pending_approval=with_(pending, request="ab" * 15)), "short request id")]
+INBOX_OK += [with_(deal_msg, admins=[HEX64, HEX64B], admins_sig=SIG64), with_(request_msg, approval=approval)]
+INBOX_BAD += [(with_(deal_msg, admins=[HEX64]), "admins without their signature"),
+              (with_(deal_msg, admins_sig=SIG64), "a signature without the admins"),
+              (with_(deal_msg, admins=[], admins_sig=SIG64), "an empty admin list"),
+              (with_(request_msg, approval=without(approval, "sig")), "approval without sig"),
+              (with_(request_msg, approval=with_(approval, root=SIG64)), "approval root of 64 bytes")]
+CH_OK += [{"type": "custody_share", "nonce": "cus-1", "epoch": 3, "request": "ab" * 16, "error": "not_approved",
+           "message": "epoch 3 was dealt in admin unseal mode and the request carries no admin approval"}]
+ADMIN_REQ_OK += [{"commands": [{"command": "custody_approve", "sig": SIG64, "correlation": "c3"}]}]
+ADMIN_REQ_BAD += [({"commands": [{"command": "custody_approve"}]}, "approve without sig"),
+                  ({"commands": [{"command": "custody_approve", "sig": SIG64[:-4]}]}, "approve with a short sig"),
+                  ({"commands": [{"command": "custody_rotate", "sig": SIG64}]}, "sig on rotate")]
+ADMIN_RESP_OK += [{"responses": [with_(custody_status_resp, state="sealed", sealed=True, unseal="admin",
+                                       pending_approval=pending),
+                                 {"command": "custody_approve", "correlation": "", "ok": True,
+                                  "message": "approved; the holders of epoch 3 are asked for their shares"},
+                                 {"command": "custody_approve", "correlation": "", "ok": False,
+                                  "error": "bad_signature", "message": "not your signature"},
+                                 {"command": "custody_approve", "correlation": "", "ok": False,
+                                  "error": "not_pending", "message": "nothing waits"}]}]
+ADMIN_RESP_BAD += [({"responses": [with_(custody_status_resp, pending_approval=with_(pending, sk=HEX64))]},
+                    "a key in pending_approval"),
+                   ({"responses": [with_(custody_status_resp, ledger={"size": 3})]}, "ledger without root")]
+ADMIN_RESP_OK += [{"responses": [with_(custody_status_resp, ledger={"size": 42, "root": ROOT}),
+                                 {"command": "custody_recover", "correlation": "", "ok": False,
+                                  "error": "approval_needed", "message": "admin unseal mode"}]}]
+rec_approved = {"command": "custody_recover", "pk": HEX64, "request": "cd" * 16,
+                "approval": {"sig": SIG64, "size": 42, "root": ROOT}}
+ADMIN_REQ_OK += [{"commands": [rec_approved]}]
+ADMIN_REQ_BAD += [({"commands": [without(rec_approved, "approval")]}, "recover request id without approval"),
+                  ({"commands": [with_(rec_approved, approval={"sig": SIG64, "size": 42})]}, "approval without root"),
+                  ({"commands": [{"command": "custody_status", "request": "cd" * 16}]}, "request id on status")]
+
 CASES = {
     "custody": (CUSTODY_OK, CUSTODY_BAD),
     "status": (STATUS_OK, STATUS_BAD),

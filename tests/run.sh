@@ -183,11 +183,12 @@ schema_selftest() {
 }
 
 # The independent custody implementation (issue 9) and the vectors pinned
-# from it in docs/PROTOCOL.md and the C unit tests.
+# from it in docs/PROTOCOL.md and the C unit tests (approve_vectors.py: the
+# admin unseal mode's signed statements).
 custody_selftest() {
 	local t=$SECONDS
 	banner "custody selftest"
-	if "$PY" tests/custody/selftest.py; then
+	if "$PY" tests/custody/selftest.py && "$PY" tests/custody/approve_vectors.py --check; then
 		record "custody selftest" 1 0 $((SECONDS - t))
 	else
 		record "custody selftest" 0 1 $((SECONDS - t))

@@ -1,6 +1,6 @@
 /*
- * cmd_custody.c: `iotguard custody status|seal|rotate` through the broker's
- * admin API (docs/PROTOCOL.md, "Custody").
+ * cmd_custody.c: `iotguard custody status|seal|rotate|recover|approve`
+ * through the broker's admin API (docs/PROTOCOL.md, "Custody").
  *
  * Why this exists: custody is the cluster head's running state (who holds
  * shares, whether the key is sealed), so it is asked of the broker, online,
@@ -20,6 +20,8 @@
 
 #include "cli.h"
 #include "ig_custody.h"
+#include "ig_custody_approve.h"
+#include "ig_keyfile.h"
 #include "ig_durable.h"
 #include "ig_json.h"
 #include "ig_vss.h"
@@ -32,6 +34,7 @@ static int custody_help(void)
 	printf("Usage: iotguard custody status|seal|rotate --host HOST [--port PORT] --cluster C --user ADMIN_ID\n"
 	       "                        --key FILE [--tls-ca FILE] [--timeout S] [--json]\n"
 	       "       iotguard custody recover ... --out FILE [--ch-key HEX]\n"
+	       "       iotguard custody approve ...\n"
 	       "Device-quorum custody of the cluster-head key, through the broker's admin API.\n\n"
 	       "  status   sealed or unsealed, the epoch, k and n, each holder with its zone and whether it is\n"
 	       "           online, the shares collected while sealed, and when the next rotation is due\n"
@@ -43,7 +46,10 @@ static int custody_help(void)
 	       "           ch.key.sealed and writes the cluster-head key file to --out (byte-identical to the\n"
 	       "           original ch.key, mode 0600; an existing file is not overwritten). It refuses a key\n"
 	       "           that is not the cluster head's: --ch-key HEX (as 'iotguard init' printed it) pins it,\n"
-	       "           else the broker's word is taken\n\n"
+	       "           else the broker's word is taken. In admin unseal mode it signs its own approval with --key\n"
+	       "  approve  (plugin_opt_custody_unseal admin) sign, with --key, the request for shares the sealed\n"
+	       "           cluster head is waiting with (its id, one-time key, and the ledger size and root shown by\n"
+	       "           status), so the holders release their shares to it\n\n"
 	       "  --json   print the broker's answer as JSON\n");
 	return CLI_EXIT_OK;
 }
@@ -82,6 +88,11 @@ static void print_status(const cJSON *r)
 	const char *msg = str(r, "message", NULL);
 	if (msg)
 		printf("note:             %s\n", msg);
+	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(r, "pending_approval");
+	if (cJSON_IsObject(pa))
+		printf("waits for approval: request %s of epoch %llu (pk %s), ledger size %llu, root %s; run "
+		       "'iotguard custody approve'\n", str(pa, "request", "?"), (unsigned long long)num(pa, "epoch"),
+		       str(pa, "pk", "?"), (unsigned long long)num(pa, "size"), str(pa, "root", "?"));
 	const char *bad = str(r, "last_bad_holder", NULL);
 	if (bad)
 		printf("last bad share:   from %s\n", bad);
@@ -215,21 +226,156 @@ done:
 	return rc;
 }
 
+/* Admin unseal mode: recover's own approval. The ledger size and root come
+ * from custody_status; the request id is this tool's. Adds "request" and
+ * "approval" to cmd. CLI_EXIT_OK also when the broker is in auto mode (then
+ * nothing is added). */
+static int recover_approval(const cli_online *on, cJSON *cmd, const uint8_t xpk[32])
+{
+	cJSON *st = cJSON_CreateObject(), *resp = NULL;
+	if (!st || !cJSON_AddStringToObject(st, "command", "custody_status")) {
+		cJSON_Delete(st);
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int rc = cli_online_json(on, st, &resp);
+	cJSON_Delete(st);
+	if (!resp)
+		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+	const cJSON *lg = cJSON_GetObjectItemCaseSensitive(resp, "ledger");
+	if (strcmp(str(resp, "unseal", "auto"), "admin") != 0) {
+		cJSON_Delete(resp);
+		return CLI_EXIT_OK;
+	}
+	uint8_t request[16], root[32], sig[IG_CUSTODY_SIG_BYTES], sk[IG_SK_BYTES], pk[IG_PK_BYTES];
+	const char *root_b64 = str(lg, "root", "");
+	uint64_t size = num(lg, "size");
+	size_t root_len = 0;
+	if (!cJSON_IsObject(lg) || sodium_base642bin(root, sizeof root, root_b64, strlen(root_b64), NULL, &root_len, NULL,
+	                                             sodium_base64_VARIANT_ORIGINAL) != 0 || root_len != 32) {
+		cli_error("the broker's custody_status has no ledger size and root to approve the recover against");
+		cJSON_Delete(resp);
+		return CLI_EXIT_ERR;
+	}
+	cJSON_Delete(resp);
+	char root_text[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(root_text, sizeof root_text, root, sizeof root, sodium_base64_VARIANT_ORIGINAL);
+	root_b64 = root_text;
+	ig_error err = {0};
+	if (ig_keyfile_read(on->key_path, sk, pk, &err) != IG_OK) {
+		cli_error("%s", err.msg);
+		return CLI_EXIT_ERR;
+	}
+	randombytes_buf(request, sizeof request);
+	rc = ig_custody_approve_sign(sig, on->cluster, request, xpk, size, root, sk);
+	sodium_memzero(sk, sizeof sk);
+	char req_hex[33], sig_b64[sodium_base64_ENCODED_LEN(IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	ig_hex_encode(req_hex, request, sizeof request);
+	sodium_bin2base64(sig_b64, sizeof sig_b64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
+	cJSON *ap = rc == IG_OK && cJSON_AddStringToObject(cmd, "request", req_hex) ? cJSON_AddObjectToObject(cmd, "approval")
+	                                                                            : NULL;
+	if (!ap || !cJSON_AddStringToObject(ap, "sig", sig_b64) || !cJSON_AddNumberToObject(ap, "size", (double)size) ||
+	    !cJSON_AddStringToObject(ap, "root", root_b64)) {
+		cli_error("cannot build the approval (error %d)", rc);
+		return CLI_EXIT_ERR;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* approve: the pending request from custody_status, signed with the admin's
+ * key (ig_custody_approve.h), sent back as custody_approve. */
+static int approve(const cli_online *on, bool as_json)
+{
+	cJSON *cmd = cJSON_CreateObject(), *resp = NULL;
+	if (!cmd || !cJSON_AddStringToObject(cmd, "command", "custody_status")) {
+		cJSON_Delete(cmd);
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int rc = cli_online_json(on, cmd, &resp);
+	cJSON_Delete(cmd);
+	if (!resp)
+		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(resp, "pending_approval");
+	uint8_t request[16], xpk[32], root[32], sig[IG_CUSTODY_SIG_BYTES], sk[IG_SK_BYTES], pk[IG_PK_BYTES];
+	uint64_t size = 0, epoch = 0;
+	size_t root_len = 0;
+	const char *req_hex = str(pa, "request", ""), *pk_hex = str(pa, "pk", ""), *root_b64 = str(pa, "root", "");
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")) || !cJSON_IsObject(pa)) {
+		cli_error("nothing waits for approval (custody state %s%s%s)", str(resp, "state", "?"),
+		          cJSON_IsObject(pa) ? "" : "; approval is for a cluster head started with "
+		                                    "plugin_opt_custody_unseal admin that is asking for shares",
+		          "");
+		cJSON_Delete(resp);
+		return CLI_EXIT_ERR;
+	}
+	epoch = num(pa, "epoch");
+	size = num(pa, "size");
+	bool ok = ig_hex_decode(request, 16, req_hex, strlen(req_hex)) == IG_OK &&
+	          ig_hex_decode(xpk, 32, pk_hex, strlen(pk_hex)) == IG_OK &&
+	          sodium_base642bin(root, sizeof root, root_b64, strlen(root_b64), NULL, &root_len, NULL,
+	                            sodium_base64_VARIANT_ORIGINAL) == 0 && root_len == 32;
+	if (!ok) {
+		cli_error("the broker's pending_approval is malformed (request 32 hex, pk 64 hex, root base64 of 32 bytes)");
+		cJSON_Delete(resp);
+		return CLI_EXIT_ERR;
+	}
+	printf("approving request %s for the shares of epoch %llu, to key %s, at ledger size %llu root %s\n", req_hex,
+	       (unsigned long long)epoch, pk_hex, (unsigned long long)size, root_b64);
+	cJSON_Delete(resp);
+	resp = NULL;
+	ig_error err = {0};
+	if (ig_keyfile_read(on->key_path, sk, pk, &err) != IG_OK) {
+		cli_error("%s", err.msg);
+		return CLI_EXIT_ERR;
+	}
+	rc = ig_custody_approve_sign(sig, on->cluster, request, xpk, size, root, sk);
+	sodium_memzero(sk, sizeof sk);
+	char sig_b64[sodium_base64_ENCODED_LEN(IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	sodium_bin2base64(sig_b64, sizeof sig_b64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
+	cmd = cJSON_CreateObject();
+	if (rc != IG_OK || !cmd || !cJSON_AddStringToObject(cmd, "command", "custody_approve") ||
+	    !cJSON_AddStringToObject(cmd, "sig", sig_b64)) {
+		cJSON_Delete(cmd);
+		cli_error("cannot sign the approval (error %d)", rc);
+		return CLI_EXIT_ERR;
+	}
+	rc = cli_online_json(on, cmd, &resp);
+	cJSON_Delete(cmd);
+	if (!resp)
+		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+	ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
+	if (as_json) {
+		cJSON_DeleteItemFromObject(resp, "correlation");
+		char *json = cJSON_Print(resp);
+		if (json)
+			printf("%s\n", json);
+		cJSON_free(json);
+	} else if (ok) {
+		printf("%s\n", str(resp, "message", "approved"));
+	} else {
+		cli_error("custody_approve refused (%s): %s", str(resp, "error", "?"), str(resp, "message", ""));
+	}
+	cJSON_Delete(resp);
+	return ok ? CLI_EXIT_OK : CLI_EXIT_ERR;
+}
+
 int cmd_custody(int argc, char **argv)
 {
 	if (argc < 2 || argv[1][0] == '-') {
 		if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
 			return custody_help();
-		cli_error("say what to do: status, seal or rotate");
+		cli_error("say what to do: status, seal, rotate, recover or approve");
 		return cli_usage_hint();
 	}
 	const char *what = argv[1];
 	const char *command = !strcmp(what, "status") ? "custody_status"
 	                      : !strcmp(what, "seal") ? "custody_seal"
 	                      : !strcmp(what, "rotate") ? "custody_rotate"
-	                      : !strcmp(what, "recover") ? "custody_recover" : NULL;
+	                      : !strcmp(what, "recover") ? "custody_recover"
+	                      : !strcmp(what, "approve") ? "custody_approve" : NULL;
 	if (!command) {
-		cli_error("unknown custody command '%s': use status, seal, rotate or recover", what);
+		cli_error("unknown custody command '%s': use status, seal, rotate, recover or approve", what);
 		return cli_usage_hint();
 	}
 	cli_online on = {0};
@@ -268,6 +414,8 @@ int cmd_custody(int argc, char **argv)
 	}
 	on.port = (int)port;
 	on.timeout_s = (int)timeout_s;
+	if (!strcmp(what, "approve"))
+		return approve(&on, as_json);
 
 	cJSON *cmd = cJSON_CreateObject();
 	if (!cmd || !cJSON_AddStringToObject(cmd, "command", command)) {
@@ -287,6 +435,12 @@ int cmd_custody(int argc, char **argv)
 		crypto_box_keypair(xpk, xsk);
 		ig_hex_encode(hex, xpk, 32);
 		cJSON_AddStringToObject(cmd, "pk", hex);
+		int arc = recover_approval(&on, cmd, xpk);
+		if (arc != CLI_EXIT_OK) {
+			cJSON_Delete(cmd);
+			sodium_free(xsk);
+			return arc;
+		}
 	}
 	cJSON *resp = NULL;
 	int rc = cli_online_json(&on, cmd, &resp);

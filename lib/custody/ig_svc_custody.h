@@ -39,6 +39,9 @@ typedef struct ig_svc_custody_config {
 	unsigned min_battery;          /* percent; see ig_holders.h */
 	uint32_t deal_timeout_s;       /* a deal not acknowledged by every holder by then is abandoned */
 	uint32_t role_mask;            /* roles that may hold (1u << role); 0 = device only */
+	bool unseal_admin;             /* plugin_opt_custody_unseal admin: deals carry the signed admin list,
+	                                * and no share is asked for until an admin approves */
+	char cluster[IG_CLUSTER_MAX + 1]; /* in the signed admin list and approval statements */
 	char ledger_dir[4096];         /* ch.key and ch.key.sealed live here */
 	uint8_t ch_pk[IG_PK_BYTES];    /* the genesis cluster-head key: the sealed file's AD, checked at unseal */
 } ig_svc_custody_config;
@@ -65,6 +68,13 @@ typedef struct ig_svc_custody_env {
 	void (*event)(void *ctx, struct cJSON *ev);
 	/* The retained state changed: publish json (schema/custody.schema.json). */
 	void (*publish_state)(void *ctx, const char *json);
+	/* The roles that may hold a share now (1u << role), from the policy's
+	 * "custody":{"holder_roles":[...]}; asked at each deal, so a reloaded
+	 * policy applies to the next one. NULL: cfg.role_mask. */
+	uint32_t (*holder_roles)(void *ctx);
+	/* The newest signed checkpoint's size and root (what an admin
+	 * approves a collection against). False when there is none. */
+	bool (*ledger_head)(void *ctx, uint64_t *size, uint8_t root[32]);
 } ig_svc_custody_env;
 
 /* Checks cfg (both k and n or neither, 2 <= k <= n <= 255); IG_ERR_INVAL
@@ -91,9 +101,12 @@ void ig_svc_custody_ack(ig_decision *out, ig_svc_custody *c, const char *id, con
  * checked on the worker; the tick reports the result). */
 void ig_svc_custody_share(ig_decision *out, ig_svc_custody *c, const char *id, const struct cJSON *req,
                           uint64_t now_ms);
-/* An agent's status message (its battery and uptime rank it as a holder). */
-void ig_svc_custody_status_message(ig_svc_custody *c, const char *id, const void *payload, size_t len,
-                                   uint64_t now_ms);
+/* An agent's status message (its battery and uptime rank it as a holder).
+ * When its "custody":{"epochs":[...]} names an epoch older than the active
+ * one, out gets a custody_active for the active epoch to id (the holder
+ * then wipes the void share); else out is left empty. */
+void ig_svc_custody_status_message(ig_decision *out, ig_svc_custody *c, const char *id, const void *payload,
+                                   size_t len, uint64_t now_ms);
 /* id was revoked: if it holds a share of the active epoch, a rotation is
  * due. Harmless to repeat. */
 void ig_svc_custody_on_revoke(ig_svc_custody *c, const char *id);
@@ -110,7 +123,8 @@ void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms);
 typedef void (*ig_svc_custody_done_fn)(void *ctx, const char *error, const char *message);
 
 /* Adds the custody status to resp (the retained state's fields plus
- * "sealed", "dealing_epoch", "counters"). */
+ * "counters" and "ledger":{"size","root"}, the newest checkpoint's, which
+ * an admin signs into a recover's approval). */
 void ig_svc_custody_status_json(ig_svc_custody *c, struct cJSON *resp, uint64_t now_ms);
 
 /* custody_seal by `by`: refused (false; error and message filled) unless an
@@ -134,9 +148,33 @@ bool ig_svc_custody_rotate(ig_svc_custody *c, const char *by, const char **error
  * epoch, a recover already under way. The cluster head never sees S. */
 typedef void (*ig_svc_custody_recover_fn)(void *ctx, const char *error, const char *message,
                                           struct cJSON *result);
-bool ig_svc_custody_recover(ig_svc_custody *c, const uint8_t pk[32], uint32_t timeout_s,
+/* An admin's approval of a recover (admin unseal mode): by signed the
+ * approval statement over its own request id, pk, and the ledger size and
+ * root it saw (the custody_status answer's "ledger"). */
+typedef struct ig_svc_custody_approval {
+	const char *by;
+	uint8_t request[16];
+	uint64_t size;
+	uint8_t root[32];
+	uint8_t sig[64];
+} ig_svc_custody_approval;
+/* approval: NULL, or the sender's approval; required in admin unseal mode
+ * (refused approval_needed without one, not_admin or bad_signature when it
+ * does not check), where it goes to the holders with each request. */
+bool ig_svc_custody_recover(ig_svc_custody *c, const uint8_t pk[32], const ig_svc_custody_approval *approval,
+                            uint32_t timeout_s,
                             ig_svc_custody_recover_fn done, void *done_ctx, const char **error, char *message,
                             size_t cap);
+
+/* custody_approve by admin `by` (admin unseal mode): sig is by's Ed25519
+ * signature over the approval statement (ig_custody_approve.h) of the
+ * pending collection (its request id, X25519 pk, ledger size and root, as
+ * the status's "pending_approval" shows them). True when accepted: the
+ * holders are asked, with the approval, at the next tick. False with error
+ * and message: custody_off, not_admin_mode, not_pending (nothing waits for
+ * approval), not_admin (by is not an active admin), bad_signature. */
+bool ig_svc_custody_approve(ig_svc_custody *c, const char *by, const uint8_t sig[64], const char **error,
+                            char *message, size_t cap);
 
 /* Adds "custody":{...counters...} to stats. */
 void ig_svc_custody_stats(const ig_svc_custody *c, struct cJSON *stats);

@@ -21,6 +21,7 @@
 #include "ig_svc_custody.h"
 
 #include "ig_custody.h"
+#include "ig_custody_approve.h"
 #include "ig_custody_view.h"
 #include "ig_durable.h"
 #include "ig_holders.h"
@@ -49,6 +50,7 @@
 #define SEALED_MAX (4096 + IG_CUSTODY_SEALED_OVERHEAD + 1)
 #define KEYFILE_MAX 4097
 #define BY_AUTO "cluster-head"
+#define RETELL_MS 60000u   /* a status still showing a void epoch is answered again after this */
 
 /* What an agent's status said about it. */
 typedef struct dev_info {
@@ -56,6 +58,8 @@ typedef struct dev_info {
 	uint8_t percent;
 	uint64_t uptime_ms;
 	uint64_t at_ms;
+	uint64_t told_epoch;      /* the active epoch last sent because its status showed an older one */
+	uint64_t told_ms;
 } dev_info;
 
 /* Guarded, locked memory (sodium_malloc): the custody secret, the per-boot
@@ -78,6 +82,17 @@ typedef struct deal_state {
 	uint64_t started_ms;
 	char reason[IG_CUSTODY_REASON_MAX + 1];
 	char by[IG_BY_MAX + 1];
+	/* The epoch active when the deal started: its holders are told of the
+	 * new one too, so one left out wipes its share of the same S. */
+	uint64_t prev_epoch;
+	unsigned prev_n;
+	char prev_holders[IG_VSS_MAX][IG_ID_MAX + 1];
+	/* Admin unseal mode: the active admins at deal time, ascending, and the
+	 * cluster-head key's signature over them (ig_custody_approve.h). */
+	bool has_admins;
+	size_t n_admins;
+	uint8_t admins[IG_CUSTODY_ADMINS_MAX][32];
+	uint8_t admins_sig[IG_CUSTODY_SIG_BYTES];
 } deal_state;
 
 typedef struct collect_state {
@@ -91,6 +106,14 @@ typedef struct collect_state {
 	uint64_t arrived_ms[IG_VSS_MAX];  /* when each share's message arrived */
 	uint64_t kth_ms;            /* when the share that made k good ones arrived */
 	uint64_t retry_at_ms;       /* after a failed combine */
+	/* Admin unseal mode: nothing is asked until an admin approves this
+	 * request id and pk against this ledger size and root. */
+	uint64_t head_size;
+	uint8_t head_root[32];
+	bool approved;
+	uint8_t admin_pk[IG_PK_BYTES];
+	uint8_t approval_sig[IG_CUSTODY_SIG_BYTES];
+	char approved_by[IG_ID_MAX + 1];
 } collect_state;
 
 /* `iotguard custody recover`: shares released to the CLI's key, passed on
@@ -100,6 +123,9 @@ typedef struct recover_state {
 	uint64_t epoch;
 	uint8_t request[16];
 	uint8_t pk[32];
+	bool approved;             /* the admin's approval goes with each request */
+	uint8_t admin_pk[IG_PK_BYTES], approval_sig[IG_CUSTODY_SIG_BYTES], root[32];
+	uint64_t size;
 	bool asked[IG_VSS_MAX], got[IG_VSS_MAX];
 	uint8_t nonce[IG_VSS_MAX][24];
 	uint8_t box[IG_VSS_MAX][IG_CUSTODY_RELEASE_BOX_BYTES];
@@ -181,6 +207,15 @@ struct ig_svc_custody {
 	bool fresh_S;              /* the next deal makes a new S (the old one cannot be rebuilt) */
 	char rotate_by[IG_BY_MAX + 1];
 
+	/* Admin unseal mode: the admin list the holders of the active epoch
+	 * keep, as this start dealt it (admins_epoch 0: dealt before this
+	 * start, so not known here), and the registry's admin counts when it
+	 * was last compared. */
+	uint64_t admins_epoch;
+	size_t n_known_admins;
+	uint8_t known_admins[IG_CUSTODY_ADMINS_MAX][32];
+	uint64_t admin_counts[2];
+
 	bad_rec bad_queue[BAD_QUEUE_MAX];
 	size_t n_bad_queue;
 	char last_bad_holder[IG_ID_MAX + 1];
@@ -211,6 +246,8 @@ static const ig_custody_view *view(const ig_svc_custody *c)
  * one is full or is not a reply. False when out of memory. */
 static bool reply_to(ig_decision *out, const char *to, cJSON *body)
 {
+	if (!body)
+		return false;   /* out of memory building it: nothing to send */
 	ig_decision *d = out;
 	while (d->next)
 		d = d->next;
@@ -273,6 +310,40 @@ static bool is_sealed(const ig_svc_custody *c)
 static bool online(const ig_svc_custody *c, const char *id)
 {
 	return c->env.online && c->env.online(c->env.ctx, id);
+}
+
+/* ---- admins (admin unseal mode) ------------------------------------------ */
+
+struct admins_acc {
+	uint8_t (*pks)[32];
+	size_t n;
+	bool over;
+};
+
+static bool add_admin(void *ctx, const ig_identity *idn)
+{
+	struct admins_acc *acc = ctx;
+	if (idn->role != IG_ROLE_ADMIN || idn->status != IG_ID_ACTIVE)
+		return true;
+	if (acc->n == IG_CUSTODY_ADMINS_MAX) {
+		acc->over = true;
+		return false;
+	}
+	memcpy(acc->pks[acc->n++], idn->pk, 32);
+	return true;
+}
+
+/* The active admins' keys, ascending. IG_ERR_RANGE when there are more than
+ * IG_CUSTODY_ADMINS_MAX. */
+static int current_admins(const ig_svc_custody *c, uint8_t pks[][32], size_t *n)
+{
+	struct admins_acc acc = {.pks = pks};
+	ig_state_identity_foreach(c->st, add_admin, &acc);
+	*n = acc.n;
+	if (acc.over)
+		return IG_ERR_RANGE;
+	ig_custody_approve_admins_sort(pks, acc.n);
+	return IG_OK;
 }
 
 /* ---- the worker --------------------------------------------------------- */
@@ -632,7 +703,54 @@ static cJSON *deal_message(ig_svc_custody *c, unsigned i)
 	cJSON_AddItemToObject(o, "commitments", cs);
 	cJSON_AddStringToObject(o, "box_nonce", nonce_hex);
 	cJSON_AddStringToObject(o, "box", b64);
+	if (c->deal.has_admins) {
+		cJSON *as = cJSON_AddArrayToObject(o, "admins");
+		char sig_b64[sodium_base64_ENCODED_LEN(IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+		for (size_t j = 0; as && j < c->deal.n_admins; j++) {
+			ig_hex_encode(hex, c->deal.admins[j], 32);
+			cJSON_AddItemToArray(as, cJSON_CreateString(hex));
+		}
+		sodium_bin2base64(sig_b64, sizeof sig_b64, c->deal.admins_sig, sizeof c->deal.admins_sig,
+		                  sodium_base64_VARIANT_ORIGINAL);
+		if (!as || !cJSON_AddStringToObject(o, "admins_sig", sig_b64)) {
+			cJSON_Delete(o);
+			return NULL;
+		}
+	}
 	return o;
+}
+
+static cJSON *active_message(uint64_t epoch)
+{
+	cJSON *m = cJSON_CreateObject();
+	if (!m)
+		return NULL;
+	cJSON_AddStringToObject(m, "type", "custody_active");
+	cJSON_AddNumberToObject(m, "epoch", (double)epoch);
+	return m;
+}
+
+static bool deal_holds(const deal_state *d, const char *id)
+{
+	for (unsigned i = 0; i < d->n; i++)
+		if (strcmp(d->holders[i], id) == 0)
+			return true;
+	return false;
+}
+
+/* custody_request's "approval" (docs/PROTOCOL.md, "Custody: admin approval"). */
+static bool add_approval(cJSON *o, const uint8_t admin_pk[32], const uint8_t sig[64], uint64_t size,
+                         const uint8_t root[32])
+{
+	char admin_hex[65];
+	char sig_b64[sodium_base64_ENCODED_LEN(IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+	char root_b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+	ig_hex_encode(admin_hex, admin_pk, 32);
+	sodium_bin2base64(sig_b64, sizeof sig_b64, sig, IG_CUSTODY_SIG_BYTES, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(root_b64, sizeof root_b64, root, 32, sodium_base64_VARIANT_ORIGINAL);
+	cJSON *ap = cJSON_AddObjectToObject(o, "approval");
+	return ap && cJSON_AddStringToObject(ap, "admin_pk", admin_hex) && cJSON_AddStringToObject(ap, "sig", sig_b64) &&
+	       cJSON_AddNumberToObject(ap, "size", (double)size) && cJSON_AddStringToObject(ap, "root", root_b64);
 }
 
 static cJSON *request_message(const ig_svc_custody *c)
@@ -647,6 +765,10 @@ static cJSON *request_message(const ig_svc_custody *c)
 	cJSON_AddNumberToObject(o, "epoch", (double)c->col.epoch);
 	cJSON_AddStringToObject(o, "request", req_hex);
 	cJSON_AddStringToObject(o, "pk", pk_hex);
+	if (c->col.approved && !add_approval(o, c->col.admin_pk, c->col.approval_sig, c->col.head_size, c->col.head_root)) {
+		cJSON_Delete(o);
+		return NULL;
+	}
 	return o;
 }
 
@@ -741,7 +863,8 @@ static void start_deal(ig_svc_custody *c, const char *reason, const char *by, ui
 		h->battery_percent = di->percent;
 		h->up_ms = di->uptime_ms + (now_ms > di->at_ms ? now_ms - di->at_ms : 0);
 	}
-	ig_holders_opts opts = {.role_mask = c->cfg.role_mask, .min_battery = c->cfg.min_battery};
+	ig_holders_opts opts = {.role_mask = c->env.holder_roles ? c->env.holder_roles(c->env.ctx) : c->cfg.role_mask,
+	                        .min_battery = c->cfg.min_battery};
 	ig_error err = {0};
 	int rc = ig_holders_choose(chosen, cands, got, n, &opts, &err);
 	if (rc != IG_OK) {
@@ -755,6 +878,12 @@ static void start_deal(ig_svc_custody *c, const char *reason, const char *by, ui
 	memset(d, 0, sizeof *d);
 	for (unsigned i = 0; i < n; i++)
 		snprintf(d->holders[i], sizeof d->holders[i], "%s", cands[chosen[i]].id);
+	if (v->active.epoch) {
+		d->prev_epoch = v->active.epoch;
+		d->prev_n = v->active.n;
+		for (unsigned i = 0; i < v->active.n; i++)
+			snprintf(d->prev_holders[i], sizeof d->prev_holders[i], "%s", v->active.holders[i]);
+	}
 	free(cands);
 	free(chosen);
 
@@ -782,6 +911,33 @@ static void start_deal(ig_svc_custody *c, const char *reason, const char *by, ui
 	d->k = k;
 	d->n = n;
 	d->started_ms = now_ms;
+	if (c->cfg.unseal_admin) {
+		/* The holders keep this signed list and release only against an
+		 * approval by one of these admins. */
+		const uint8_t *ch_sk = c->env.ch_sk ? c->env.ch_sk(c->env.ctx) : NULL;
+		rc = current_admins(c, d->admins, &d->n_admins);
+		if (rc == IG_OK && d->n_admins == 0) {
+			snprintf(c->waiting, sizeof c->waiting, "admin unseal mode needs at least one active admin identity in "
+			         "the signed list dealt to the holders: enroll one (iotguard enroll --role admin)");
+			rc = IG_ERR_STATE;
+		} else if (rc == IG_ERR_RANGE) {
+			snprintf(c->waiting, sizeof c->waiting, "admin unseal mode signs at most %d admins into a deal; revoke "
+			         "unused admin identities", IG_CUSTODY_ADMINS_MAX);
+		} else if (rc == IG_OK) {
+			rc = ch_sk ? ig_custody_approve_admins_sign(d->admins_sig, c->cfg.cluster, d->epoch,
+			                                    (const uint8_t(*)[32])d->admins, d->n_admins, ch_sk)
+			           : IG_ERR_STATE;
+			if (rc != IG_OK)
+				snprintf(c->waiting, sizeof c->waiting, "cannot sign the admin list (error %d)", rc);
+		}
+		if (rc != IG_OK) {
+			ig_log(IG_LOG_WARN, "custody: %s", c->waiting);
+			deal_wipe(c);
+			c->next_deal_ms = now_ms + RETRY_MS;
+			return;
+		}
+		d->has_admins = true;
+	}
 	snprintf(d->reason, sizeof d->reason, "%s", reason);
 	snprintf(d->by, sizeof d->by, "%s", by);
 
@@ -849,19 +1005,32 @@ static void on_active_done(void *ctx, int status, const ig_record *rec, ig_decis
 	c->counts.epochs_active++;
 	if (strcmp(c->deal.reason, "initial") != 0)
 		c->counts.rotations++;
-	for (unsigned i = 0; i < c->deal.n; i++) {
-		cJSON *m = cJSON_CreateObject();
-		if (!m)
+	for (unsigned i = 0; i < c->deal.n; i++)
+		reply_to(out, c->deal.holders[i], active_message(epoch));
+	/* A holder of the previous epoch left out of this one still has a
+	 * share of the same S: custody_active makes it wipe that share. One
+	 * offline now is told when its status shows the old epoch. */
+	unsigned left_out = 0;
+	for (unsigned i = 0; i < c->deal.prev_n; i++) {
+		if (deal_holds(&c->deal, c->deal.prev_holders[i]) || !online(c, c->deal.prev_holders[i]))
 			continue;
-		cJSON_AddStringToObject(m, "type", "custody_active");
-		cJSON_AddNumberToObject(m, "epoch", (double)epoch);
-		reply_to(out, c->deal.holders[i], m);
+		reply_to(out, c->deal.prev_holders[i], active_message(epoch));
+		left_out++;
 	}
+	if (left_out)
+		ig_log(IG_LOG_INFO, "custody: %u holder%s of epoch %llu left out of epoch %llu told to wipe %s share",
+		       left_out, left_out == 1 ? "" : "s", (unsigned long long)c->deal.prev_epoch,
+		       (unsigned long long)epoch, left_out == 1 ? "its" : "their");
 	ig_log(IG_LOG_INFO, "custody: epoch %llu is active (%u of %u holders, %s)", (unsigned long long)epoch,
 	       c->deal.k, c->deal.n, c->deal.reason);
 	bool fresh_S = !c->S_known;
 	c->S_known = true;
 	c->fresh_S = false;
+	if (c->deal.has_admins) {
+		c->admins_epoch = epoch;
+		c->n_known_admins = c->deal.n_admins;
+		memcpy(c->known_admins, c->deal.admins, sizeof c->known_admins);
+	}
 	deal_wipe(c);
 	c->watch_epoch = 0;   /* re-armed on the next poll */
 	if (fresh_S)
@@ -955,6 +1124,16 @@ static void collect_start(ig_svc_custody *c, uint64_t now_ms)
 	c->col.epoch = view(c)->active.epoch;
 	crypto_box_keypair(c->col.xpk, c->sec->xsk);
 	randombytes_buf(c->col.request, sizeof c->col.request);
+	if (c->env.ledger_head && !c->env.ledger_head(c->env.ctx, &c->col.head_size, c->col.head_root))
+		c->col.head_size = 0;
+	if (c->cfg.unseal_admin) {
+		char req_hex[33];
+		ig_hex_encode(req_hex, c->col.request, 16);
+		ig_log(IG_LOG_WARN, "custody: %s; request %s for the shares of epoch %llu waits for an admin's approval "
+		       "(iotguard custody approve)", is_sealed(c) ? "sealed" : "the custody secret is not in memory", req_hex,
+		       (unsigned long long)c->col.epoch);
+		return;
+	}
 	ig_log(IG_LOG_INFO, "custody: %s; asking the holders of epoch %llu for their shares",
 	       is_sealed(c) ? "sealed" : "the custody secret is not in memory", (unsigned long long)c->col.epoch);
 }
@@ -1391,15 +1570,36 @@ static void poll_recover(ig_svc_custody *c, uint64_t now_ms)
 		cJSON_AddNumberToObject(m, "epoch", (double)rs->epoch);
 		cJSON_AddStringToObject(m, "request", req_hex);
 		cJSON_AddStringToObject(m, "pk", pk_hex);
+		if (rs->approved && !add_approval(m, rs->admin_pk, rs->approval_sig, rs->size, rs->root)) {
+			cJSON_Delete(m);
+			continue;
+		}
 		send_to(c, e->holders[i], m);
 	}
 }
 
-bool ig_svc_custody_recover(ig_svc_custody *c, const uint8_t pk[32], uint32_t timeout_s,
-                            ig_svc_custody_recover_fn done, void *done_ctx, const char **error, char *message,
-                            size_t cap)
+bool ig_svc_custody_recover(ig_svc_custody *c, const uint8_t pk[32], const ig_svc_custody_approval *approval,
+                            uint32_t timeout_s, ig_svc_custody_recover_fn done, void *done_ctx, const char **error,
+                            char *message, size_t cap)
 {
 	*error = NULL;
+	const ig_identity *who = NULL;
+	if (approval && c->cfg.k && !(who = ig_state_active(c->st, approval->by, IG_ROLE_ADMIN))) {
+		*error = "not_admin";
+		snprintf(message, cap, "%.64s is not an active admin identity", approval->by);
+	} else if (approval && c->cfg.k &&
+	           ig_custody_approve_verify(approval->sig, c->cfg.cluster, approval->request, pk, approval->size,
+	                                     approval->root, who->pk) != IG_OK) {
+		*error = "bad_signature";
+		snprintf(message, cap, "the approval is not %.64s's signature over the request id, pk, ledger size and "
+		         "root it names", approval->by);
+	} else if (!approval && c->cfg.unseal_admin) {
+		*error = "approval_needed";
+		snprintf(message, cap, "admin unseal mode: the holders release only against an admin's approval; "
+		         "'iotguard custody recover' signs one with --key");
+	}
+	if (*error)
+		return false;
 	if (!c->cfg.k) {
 		*error = "custody_off";
 		snprintf(message, cap, "custody is off: there are no shares to recover from");
@@ -1421,6 +1621,14 @@ bool ig_svc_custody_recover(ig_svc_custody *c, const uint8_t pk[32], uint32_t ti
 	rs->epoch = view(c)->active.epoch;
 	randombytes_buf(rs->request, sizeof rs->request);
 	memcpy(rs->pk, pk, 32);
+	if (approval) {
+		memcpy(rs->request, approval->request, sizeof rs->request);
+		rs->approved = true;
+		memcpy(rs->admin_pk, who->pk, IG_PK_BYTES);
+		memcpy(rs->approval_sig, approval->sig, sizeof rs->approval_sig);
+		memcpy(rs->root, approval->root, 32);
+		rs->size = approval->size;
+	}
 	rs->deadline_ms = ig_now_ms() + (uint64_t)(timeout_s ? timeout_s : 20) * 1000u;
 	rs->done = done;
 	rs->done_ctx = done_ctx;
@@ -1453,6 +1661,8 @@ static void poll_collect(ig_svc_custody *c, uint64_t now_ms)
 			collect_stop(c);
 		return;
 	}
+	if (c->cfg.unseal_admin && !c->col.approved)
+		return;   /* no holder is asked before an admin approves */
 	for (unsigned i = 0; i < v->active.n; i++) {
 		bool on = online(c, v->active.holders[i]);
 		if (!on)
@@ -1516,6 +1726,44 @@ static const char *rotation_due(ig_svc_custody *c, uint64_t now_ms)
 	return NULL;
 }
 
+/* Admin unseal mode: the holders of the active epoch must keep the list of
+ * admins active now. When this start does not know the list they keep (the
+ * epoch was dealt before it, perhaps in auto mode) or an admin was enrolled
+ * or revoked since, a new epoch is dealt (reason admin). The registry is
+ * walked only when its admin counts moved. */
+static void check_admins(ig_svc_custody *c)
+{
+	const ig_custody_view *v = view(c);
+	if (c->rotate_requested)
+		return;
+	if (c->admins_epoch != v->active.epoch) {
+		ig_log(IG_LOG_INFO, "custody: the admin list the holders of epoch %llu keep is not known to this start: "
+		       "dealing a new epoch with the current list", (unsigned long long)v->active.epoch);
+		c->rotate_requested = true;
+		snprintf(c->rotate_by, sizeof c->rotate_by, "%s", BY_AUTO);
+		return;
+	}
+	ig_registry *reg = ig_state_registry(c->st);
+	uint64_t counts[2] = {ig_registry_count(reg, IG_ID_ACTIVE, IG_ROLE_ADMIN),
+	                      ig_registry_count(reg, IG_ID_REVOKED, IG_ROLE_ADMIN)};
+	if (counts[0] == c->admin_counts[0] && counts[1] == c->admin_counts[1])
+		return;
+	c->admin_counts[0] = counts[0];
+	c->admin_counts[1] = counts[1];
+	uint8_t(*now)[32] = malloc(sizeof c->known_admins);
+	size_t n = 0;
+	if (!now)
+		return;
+	int rc = current_admins(c, now, &n);
+	if (rc == IG_OK && (n != c->n_known_admins || memcmp(now, c->known_admins, n * 32) != 0)) {
+		ig_log(IG_LOG_INFO, "custody: the active admins changed (%zu now): dealing a new epoch so the holders keep "
+		       "the current list", n);
+		c->rotate_requested = true;
+		snprintf(c->rotate_by, sizeof c->rotate_by, "%s", BY_AUTO);
+	}
+	free(now);
+}
+
 static void publish_state(ig_svc_custody *c, uint64_t now_ms)
 {
 	if (!c->env.publish_state)
@@ -1525,6 +1773,7 @@ static void publish_state(ig_svc_custody *c, uint64_t now_ms)
 		return;
 	ig_svc_custody_status_json(c, o, now_ms);
 	cJSON_DeleteItemFromObject(o, "counters");
+	cJSON_DeleteItemFromObject(o, "ledger");   /* moves with every append; only the admin API's answer has it */
 	cJSON_DeleteItemFromObject(o, "ts");
 	char *json = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -1560,6 +1809,8 @@ void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms)
 		poll_deal(c, now_ms);
 
 	const uint8_t *ch_sk = c->env.ch_sk ? c->env.ch_sk(c->env.ctx) : NULL;
+	if (c->cfg.unseal_admin && !sealed && ch_sk && v->active.epoch && c->S_known && !c->deal.on)
+		check_admins(c);
 	if (!sealed && ch_sk && !v->sealed && v->active.epoch && !c->S_known && !c->deal.on &&
 	    now_ms >= c->next_deal_ms) {
 		/* S is not in memory and k holders have not sent it back, but
@@ -1595,8 +1846,28 @@ void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms)
 
 /* ---- status messages, revocation ----------------------------------------- */
 
-void ig_svc_custody_status_message(ig_svc_custody *c, const char *id, const void *payload, size_t len,
-                                   uint64_t now_ms)
+/* The oldest epoch a status's "custody":{"epochs":[...]} names, or 0. */
+static uint64_t oldest_held(const cJSON *o)
+{
+	const cJSON *cu = cJSON_GetObjectItemCaseSensitive(o, "custody");
+	const cJSON *eps = cJSON_IsObject(cu) ? cJSON_GetObjectItemCaseSensitive(cu, "epochs") : NULL;
+	uint64_t oldest = 0;
+	const cJSON *e;
+	if (!cJSON_IsArray(eps))
+		return 0;
+	cJSON_ArrayForEach(e, eps)
+	{
+		if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > (double)IG_JSON_UINT_MAX)
+			continue;
+		uint64_t v = (uint64_t)e->valuedouble;
+		if (!oldest || v < oldest)
+			oldest = v;
+	}
+	return oldest;
+}
+
+void ig_svc_custody_status_message(ig_decision *out, ig_svc_custody *c, const char *id, const void *payload,
+                                   size_t len, uint64_t now_ms)
 {
 	if (!c->cfg.k || len > 8192)
 		return;
@@ -1625,6 +1896,21 @@ void ig_svc_custody_status_message(ig_svc_custody *c, const char *id, const void
 	d->battery_known = cJSON_IsObject(b);
 	d->mains = d->battery_known && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "mains"));
 	d->percent = d->battery_known && ig_json_uint_field(&pct, b, "percent", 0, 100) == IG_OK ? (uint8_t)pct : 0;
+	/* A device still holding a share of an epoch older than the active one
+	 * (offline when it was left out of a rotation, or when the activation
+	 * was sent) is told which epoch is active, so it wipes that share of
+	 * the same S. Once per epoch, again only if a later status still shows
+	 * it (the message may have been lost). */
+	uint64_t oldest = oldest_held(o), active = view(c)->active.epoch;
+	if (oldest && active && oldest < active &&
+	    (d->told_epoch != active || now_ms - d->told_ms >= RETELL_MS)) {
+		if (reply_to(out, id, active_message(active))) {
+			ig_log(IG_LOG_INFO, "custody: %s still holds a share of epoch %llu; told it epoch %llu is active",
+			       id, (unsigned long long)oldest, (unsigned long long)active);
+			d->told_epoch = active;
+			d->told_ms = now_ms;
+		}
+	}
 	cJSON_Delete(o);
 }
 
@@ -1690,6 +1976,24 @@ void ig_svc_custody_status_json(ig_svc_custody *c, cJSON *o, uint64_t now_ms)
 		cJSON_AddItemToArray(hs, h);
 	}
 	cJSON_AddNumberToObject(o, "shares_collected", c->col.good);
+	if (c->cfg.k)
+		cJSON_AddStringToObject(o, "unseal", c->cfg.unseal_admin ? "admin" : "auto");
+	if (c->cfg.unseal_admin && c->col.on && !c->col.approved) {
+		/* What an admin signs to approve this collection (iotguard custody approve). */
+		char req_hex[33], pk_hex[65];
+		char root_b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+		ig_hex_encode(req_hex, c->col.request, 16);
+		ig_hex_encode(pk_hex, c->col.xpk, 32);
+		sodium_bin2base64(root_b64, sizeof root_b64, c->col.head_root, 32, sodium_base64_VARIANT_ORIGINAL);
+		cJSON *pa = cJSON_AddObjectToObject(o, "pending_approval");
+		if (pa) {
+			cJSON_AddNumberToObject(pa, "epoch", (double)c->col.epoch);
+			cJSON_AddStringToObject(pa, "request", req_hex);
+			cJSON_AddStringToObject(pa, "pk", pk_hex);
+			cJSON_AddNumberToObject(pa, "size", (double)c->col.head_size);
+			cJSON_AddStringToObject(pa, "root", root_b64);
+		}
+	}
 	if (dealing)
 		cJSON_AddNumberToObject(o, "dealing_epoch", (double)c->deal.epoch);
 	if (e && e->active_ms && c->cfg.rotate_s)
@@ -1700,6 +2004,17 @@ void ig_svc_custody_status_json(ig_svc_custody *c, cJSON *o, uint64_t now_ms)
 		cJSON_AddStringToObject(o, "message", c->waiting);
 	if (c->last_bad_holder[0])
 		cJSON_AddStringToObject(o, "last_bad_holder", c->last_bad_holder);
+	uint64_t lsize = 0;
+	uint8_t lroot[32];
+	if (c->env.ledger_head && c->env.ledger_head(c->env.ctx, &lsize, lroot)) {
+		char root_b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+		sodium_bin2base64(root_b64, sizeof root_b64, lroot, 32, sodium_base64_VARIANT_ORIGINAL);
+		cJSON *lg = cJSON_AddObjectToObject(o, "ledger");
+		if (lg) {
+			cJSON_AddNumberToObject(lg, "size", (double)lsize);
+			cJSON_AddStringToObject(lg, "root", root_b64);
+		}
+	}
 	cJSON *cn = cJSON_AddObjectToObject(o, "counters");
 	if (cn) {
 		const ig_svc_custody_counts *k = &c->counts;
@@ -1819,6 +2134,50 @@ bool ig_svc_custody_rotate(ig_svc_custody *c, const char *by, const char **error
 	c->next_deal_ms = 0;
 	c->next_poll_ms = 0;
 	snprintf(message, cap, "a new epoch will be dealt%s", c->S_known ? "" : " once k holders have sent their shares");
+	return true;
+}
+
+bool ig_svc_custody_approve(ig_svc_custody *c, const char *by, const uint8_t sig[64], const char **error,
+                            char *message, size_t cap)
+{
+	*error = NULL;
+	const ig_identity *who = NULL;
+	if (!c->cfg.k) {
+		*error = "custody_off";
+		snprintf(message, cap, "custody is off: there is nothing to approve");
+	} else if (!c->cfg.unseal_admin) {
+		*error = "not_admin_mode";
+		snprintf(message, cap, "the cluster head asks its holders without approval "
+		         "(plugin_opt_custody_unseal auto)");
+	} else if (!c->col.on || c->col.approved) {
+		*error = "not_pending";
+		snprintf(message, cap, c->col.approved ? "the pending request is approved already"
+		                                       : "no request for shares waits for approval now");
+	} else if (!(who = ig_state_active(c->st, by, IG_ROLE_ADMIN))) {
+		*error = "not_admin";
+		snprintf(message, cap, "%.64s is not an active admin identity", by);
+	} else if (ig_custody_approve_verify(sig, c->cfg.cluster, c->col.request, c->col.xpk, c->col.head_size,
+	                                     c->col.head_root, who->pk) != IG_OK) {
+		*error = "bad_signature";
+		snprintf(message, cap, "the signature is not %.64s's over the pending request (request id, pk, ledger size "
+		         "and root as 'iotguard custody status' shows them); fetch it again and re-sign", by);
+	}
+	if (*error) {
+		ig_log(IG_LOG_WARN, "custody: an approval by %.64s was refused: %s", by, message);
+		return false;
+	}
+	memcpy(c->col.admin_pk, who->pk, IG_PK_BYTES);
+	memcpy(c->col.approval_sig, sig, IG_CUSTODY_SIG_BYTES);
+	snprintf(c->col.approved_by, sizeof c->col.approved_by, "%s", by);
+	c->col.approved = true;
+	c->next_poll_ms = 0;   /* ask the holders at the next tick */
+	char req_hex[33];
+	ig_hex_encode(req_hex, c->col.request, 16);
+	ig_log(IG_LOG_INFO, "custody: %s approved request %s; asking the holders of epoch %llu", by, req_hex,
+	       (unsigned long long)c->col.epoch);
+	emit(c, "approved", c->col.epoch, NULL, by);
+	snprintf(message, cap, "approved; the holders of epoch %llu are asked for their shares",
+	         (unsigned long long)c->col.epoch);
 	return true;
 }
 

@@ -86,4 +86,16 @@ int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_
  * not NULL) get the parsed keys and the quorum, valid while p lives. */
 size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_t *quorum);
 
+/* ---- custody (issue 9, docs/PROTOCOL.md "Custody: choosing holders") ----
+ *
+ *   "custody": {"holder_roles": ["device", ...]}
+ *
+ * The roles whose identities may hold a custody share: a non-empty list of
+ * distinct role names (an unknown one is refused at load). Read at each
+ * deal, so a SIGHUP reload applies to the next one.
+ */
+/* Bit (1u << role) set for each allowed role; 1u << IG_ROLE_DEVICE when the
+ * policy has no "custody" section (or p is NULL). */
+uint32_t ig_policy_custody_holder_roles(const ig_policy *p);
+
 #endif

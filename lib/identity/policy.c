@@ -61,6 +61,7 @@ struct ig_policy {
 	ig_cosig_vkey *witness_keys;                /* "witnesses".keys, parsed; NULL when none */
 	size_t witness_count;
 	size_t witness_quorum;
+	uint32_t custody_roles;                     /* "custody".holder_roles as 1u << role; 0: not set */
 };
 
 /* ---- the access decision (hot path) -------------------------------------- */
@@ -152,6 +153,11 @@ int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_
 		if (memcmp(ml->items[i], m, 32) == 0)
 			return 1;
 	return 0;
+}
+
+uint32_t ig_policy_custody_holder_roles(const ig_policy *p)
+{
+	return p && p->custody_roles ? p->custody_roles : 1u << IG_ROLE_DEVICE;
 }
 
 size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_t *quorum)
@@ -475,6 +481,43 @@ static int parse_witnesses(const cJSON *obj, ig_policy *p, ig_error *err)
 	return IG_OK;
 }
 
+/* "custody": {"holder_roles": ["device", ...]}: the roles whose identities
+ * may hold a custody share. */
+static int parse_custody(const cJSON *obj, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "custody: must be an object, e.g. {\"holder_roles\": [\"device\"]}");
+	int rc = check_duplicates(obj, "custody", err);
+	if (rc != IG_OK)
+		return rc;
+	const cJSON *roles = NULL;
+	for (const cJSON *item = obj->child; item; item = item->next) {
+		if (strcmp(item->string, "holder_roles") != 0)
+			return ig_error_set(err, IG_ERR_INVAL, "custody: unknown key \"%.64s\"; the only key is "
+			                    "\"holder_roles\"", item->string);
+		roles = item;
+	}
+	if (!roles)
+		return IG_OK;
+	if (!cJSON_IsArray(roles) || !roles->child)
+		return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles: must be a non-empty array of role names "
+		                    "(device, analyst, monitor, admin, witness), e.g. [\"device\"]");
+	int i = 0;
+	for (const cJSON *e = roles->child; e; e = e->next, i++) {
+		if (!cJSON_IsString(e) || !e->valuestring)
+			return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles[%d]: must be a role name string", i);
+		ig_role role = ig_role_parse(e->valuestring);
+		if (role == IG_ROLE_NONE)
+			return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles[%d]: unknown role \"%.64s\"; roles are "
+			                    "device, analyst, monitor, admin and witness", i, e->valuestring);
+		if (p->custody_roles & (1u << role))
+			return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles[%d]: \"%s\" is listed twice; keep one",
+			                    i, ig_role_name(role));
+		p->custody_roles |= 1u << role;
+	}
+	return IG_OK;
+}
+
 static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 {
 	if (!cJSON_IsObject(root))
@@ -482,7 +525,8 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	int rc = check_duplicates(root, "top level", err);
 	if (rc != IG_OK)
 		return rc;
-	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL, *witnesses = NULL;
+	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL, *witnesses = NULL,
+	            *custody = NULL;
 	for (const cJSON *item = root->child; item; item = item->next) {
 		if (strcmp(item->string, "version") == 0)
 			version = item;
@@ -494,10 +538,12 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 			attestation = item;
 		else if (strcmp(item->string, "witnesses") == 0)
 			witnesses = item;
+		else if (strcmp(item->string, "custody") == 0)
+			custody = item;
 		else
 			return ig_error_set(err, IG_ERR_INVAL, "unknown top-level key \"%.64s\"; allowed keys are "
-			                    "\"version\", \"roles\", \"m2m\", \"attestation\" and \"witnesses\"",
-			                    item->string);
+			                    "\"version\", \"roles\", \"m2m\", \"attestation\", \"witnesses\" and "
+			                    "\"custody\"", item->string);
 	}
 	if (!version)
 		return ig_error_set(err, IG_ERR_INVAL, "\"version\" is missing; add \"version\": 1");
@@ -525,6 +571,8 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	if (attestation && (rc = parse_attestation(attestation, p, err)) != IG_OK)
 		return rc;
 	if (witnesses && (rc = parse_witnesses(witnesses, p, err)) != IG_OK)
+		return rc;
+	if (custody && (rc = parse_custody(custody, p, err)) != IG_OK)
 		return rc;
 	return IG_OK;
 }

@@ -102,5 +102,8 @@ const char ig_policy_default_json[] =
 	"  },\n"
 	"  \"m2m\": {\n"
 	"    \"device\": [\"device\"]\n"
+	"  },\n"
+	"  \"custody\": {\n"
+	"    \"holder_roles\": [\"device\"]\n"
 	"  }\n"
 	"}\n";

@@ -737,3 +737,153 @@ Test(custody_power, status_reports_the_power)
 	cr_assert_eq(ig_custody_status(&h->cs, &(ig_battery){.known = true, .mains = true}, out, 20), 20);
 	holder_free(h);
 }
+
+/* ---- admin unseal mode (docs/PROTOCOL.md "Custody: admin approval") ---------------- */
+
+/* A deal carrying the admin list the dealer signed (or `sign_sk`'s
+ * signature, to forge one). */
+static cJSON *deal_with_admins(const dealer *d, const uint8_t dev_pk[IG_PK_BYTES], unsigned index,
+                               uint8_t admins[][32], size_t n, const uint8_t *sign_sk)
+{
+	cJSON *m = deal_msg(d, dev_pk, index, NULL);
+	uint8_t sig[64];
+	ig_custody_approve_admins_sort(admins, n);
+	cr_assert_eq(ig_custody_approve_admins_sign(sig, "c1", d->epoch, (const uint8_t(*)[32])admins, n,
+	                                    sign_sk ? sign_sk : d->ch_sk), IG_OK);
+	cJSON *as = cJSON_AddArrayToObject(m, "admins");
+	char hex[65], b64[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
+	for (size_t i = 0; i < n; i++) {
+		ig_hex_encode(hex, admins[i], 32);
+		cJSON_AddItemToArray(as, cJSON_CreateString(hex));
+	}
+	sodium_bin2base64(b64, sizeof b64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
+	cJSON_AddStringToObject(m, "admins_sig", b64);
+	return m;
+}
+
+/* request_msg with an approval signed by admin_sk (as admin_pk) over
+ * (sreq, sxpk) at size 9 and root 0x33.. */
+static cJSON *approved_request(uint64_t epoch, const uint8_t request[16], const uint8_t xpk[32],
+                               const uint8_t sreq[16], const uint8_t sxpk[32], const uint8_t admin_pk[32],
+                               const uint8_t admin_sk[64])
+{
+	cJSON *m = request_msg(epoch, request, xpk);
+	uint8_t root[32], sig[64];
+	memset(root, 0x33, sizeof root);
+	cr_assert_eq(ig_custody_approve_sign(sig, "c1", sreq, sxpk, 9, root, admin_sk), IG_OK);
+	char hex[65], sb64[sodium_base64_ENCODED_LEN(64, sodium_base64_VARIANT_ORIGINAL)];
+	char rb64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+	ig_hex_encode(hex, admin_pk, 32);
+	sodium_bin2base64(sb64, sizeof sb64, sig, sizeof sig, sodium_base64_VARIANT_ORIGINAL);
+	sodium_bin2base64(rb64, sizeof rb64, root, sizeof root, sodium_base64_VARIANT_ORIGINAL);
+	cJSON *ap = cJSON_AddObjectToObject(m, "approval");
+	cJSON_AddStringToObject(ap, "admin_pk", hex);
+	cJSON_AddStringToObject(ap, "sig", sb64);
+	cJSON_AddNumberToObject(ap, "size", 9);
+	cJSON_AddStringToObject(ap, "root", rb64);
+	return m;
+}
+
+Test(custody_holder, admin_mode_releases_only_against_an_admin_approval)
+{
+	static dealer d;
+	dealer_keys(&d);
+	dealer_epoch(&d, 4, 2, 3);
+	uint8_t admin_pk[32], admin_sk[64], other_pk[32], other_sk[64], admins[2][32];
+	crypto_sign_keypair(admin_pk, admin_sk);
+	crypto_sign_keypair(other_pk, other_sk);
+	holder *h = holder_new("dev-a", d.ch_pk);
+	const uint8_t *pk = ig_agent_public_key(h->ag);
+	char path[400];
+	snprintf(path, sizeof path, "%s.custody-admins", h->key);
+
+	/* A list not signed by the pinned cluster-head key: bad_share, nothing kept. */
+	memcpy(admins[0], admin_pk, 32);
+	assert_refused(send(h, deal_with_admins(&d, pk, 2, admins, 1, other_sk)), "custody_ack", "bad_share",
+	               "not signed by the pinned cluster-head key");
+	cr_assert_eq(h->cs.count, 0);
+	cr_assert_neq(access(path, F_OK), 0);
+
+	/* The signed list is kept (0600) with the share, before the ack. */
+	memcpy(admins[0], admin_pk, 32);
+	assert_ack(send(h, deal_with_admins(&d, pk, 2, admins, 1, NULL)), 4, 2);
+	struct stat sb;
+	cr_assert_eq(stat(path, &sb), 0, "no %s", path);
+	cr_assert_eq(sb.st_mode & 0777, 0600);
+	size_t len = 0;
+	char *text = tu_read_file(path, &len);
+	char admin_hex[65];
+	ig_hex_encode(admin_hex, admin_pk, 32);
+	cr_assert(strstr(text, admin_hex) && strstr(text, "\"epoch\":4"), "%s", text);
+	free(text);
+	cr_assert_null(send(h, active_msg(4)));
+
+	uint8_t rq[16], rq2[16], xpk[32], xsk[32], share[32];
+	randombytes_buf(rq, sizeof rq);
+	randombytes_buf(rq2, sizeof rq2);
+	crypto_box_keypair(xpk, xsk);
+	/* No approval, a forged one (a key not in the list), one for another
+	 * request id, one for another pk: not_approved, no box. */
+	assert_refused(send(h, request_msg(4, rq, xpk)), "custody_share", "not_approved", "carries no admin approval");
+	assert_refused(send(h, approved_request(4, rq, xpk, rq, xpk, other_pk, other_sk)), "custody_share",
+	               "not_approved", "not in the admin list");
+	cJSON *m = approved_request(4, rq, xpk, rq, xpk, admin_pk, other_sk);   /* admin's name, other's signature */
+	assert_refused(send(h, m), "custody_share", "not_approved", "does not verify");
+	assert_refused(send(h, approved_request(4, rq, xpk, rq2, xpk, admin_pk, admin_sk)), "custody_share",
+	               "not_approved", "does not verify");
+	uint8_t xpk2[32], xsk2[32];
+	crypto_box_keypair(xpk2, xsk2);
+	assert_refused(send(h, approved_request(4, rq, xpk2, rq, xpk, admin_pk, admin_sk)), "custody_share",
+	               "not_approved", "does not verify");
+	m = approved_request(4, rq, xpk, rq, xpk, admin_pk, admin_sk);
+	cJSON_ReplaceItemInObject(cJSON_GetObjectItem(m, "approval"), "size", cJSON_CreateNumber(10));
+	assert_refused(send(h, m), "custody_share", "not_approved", "does not verify");
+	cr_assert_eq(h->cs.released, 0);
+	/* The admin's approval of this very request: released. */
+	cr_assert_eq(open_release(send(h, approved_request(4, rq, xpk, rq, xpk, admin_pk, admin_sk)), h, 4, rq, xsk,
+	                          share), 2);
+	cr_assert_eq(memcmp(share, d.shares[1], 32), 0);
+
+	/* After a restart the list still guards the share. */
+	ig_duty_custody.on_stop(h->ag, &h->cs);
+	ig_error err = {0};
+	cr_assert_eq(ig_custody_duty_init(&h->cs, h->ag, &h->pin, h->key, NULL, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(h->cs.n_admins, 1);
+	assert_refused(send(h, request_msg(4, rq, xpk)), "custody_share", "not_approved", "carries no admin approval");
+
+	/* Epoch 5 dealt in auto mode (no list) and activated: epoch 4's list is
+	 * dropped with its share, and epoch 5 is released without approval. */
+	dealer_epoch(&d, 5, 2, 3);
+	assert_ack(send(h, deal_msg(&d, pk, 1, NULL)), 5, 1);
+	cr_assert_null(send(h, active_msg(5)));
+	cr_assert_eq(h->cs.n_admins, 0);
+	text = tu_read_file(path, &len);
+	cr_assert_str_eq(text, "[]");
+	free(text);
+	cr_assert_eq(open_release(send(h, request_msg(5, rq, xpk)), h, 5, rq, xsk, share), 1);
+	holder_free(h);
+}
+
+Test(custody_holder, a_damaged_admin_list_file_stops_the_start)
+{
+	static dealer d;
+	dealer_keys(&d);
+	dealer_epoch(&d, 1, 2, 3);
+	holder *h = holder_new("dev-a", d.ch_pk);
+	uint8_t admins[1][32];
+	crypto_sign_keypair(admins[0], (uint8_t[64]){0});
+	assert_ack(send(h, deal_with_admins(&d, ig_agent_public_key(h->ag), 1, admins, 1, NULL)), 1, 1);
+	char path[400];
+	snprintf(path, sizeof path, "%s.custody-admins", h->key);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("[{\"epoch\":1,\"admins\":[\"zz\"]}]", f);
+	fclose(f);
+	ig_error err = {0};
+	cr_assert_eq(init_again(h, h->key, &err), IG_ERR_CORRUPT);
+	cr_assert(strstr(err.msg, "custody admin lists") && strstr(err.msg, "damaged"), "%s", err.msg);
+	chmod(path, 0622);
+	cr_assert_eq(init_again(h, h->key, &err), IG_ERR_INVAL);
+	cr_assert(strstr(err.msg, "chmod 600"), "%s", err.msg);
+	holder_free(h);
+}

@@ -14,13 +14,18 @@ import os
 import re
 import secrets
 import signal
+import sys
 import time
+from pathlib import Path
 
 import nacl.bindings as nb
 import pytest
 
 import igharness as H
 import igkeys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "custody"))
+import custody_ref  # noqa: E402  (the independent Python side of the formats)
 
 K, N = 2, 3
 DEVICES = ["d1", "d2", "d3", "d4"]
@@ -375,4 +380,200 @@ def test_recover_writes_a_key_file_byte_identical_to_the_original(cluster, tmp_p
     p = custody_cli(b, c, "recover", "--out", tmp_path / "other.key", "--ch-key", "11" * 32, check=False)
     assert p.returncode == 1 and "another cluster-head public key" in p.stderr and not (tmp_path / "other.key").exists(), p.stderr
     assert out.read_bytes() == original
+    mon.close()
+
+
+def held_epochs(c, d):
+    """The epochs d's KEY.shares holds, decoded with the documented layout
+    (docs/PROTOCOL.md, "Custody: the holder") by tests/custody's Python."""
+    path = Path(str(c.ids[d].key) + ".shares")
+    entries = custody_ref.store_decode(path.read_bytes(), igkeys.seed_of(c.ids[d].key), d)
+    return sorted(e["epoch"] for e in entries)
+
+
+def test_a_holder_left_out_of_a_rotation_while_offline_wipes_its_share_when_back(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents, {"custody_holder_timeout_s": 3})
+    assert sorted(h["id"] for h in st["holders"]) == ["d1", "d2", "d3"], st
+    assert held_epochs(c, "d1") == [1]
+    start_agents(b, c, agents, ["d4"])
+    time.sleep(H.T(2))   # d4's status is in before the rotation chooses
+    # d1 goes away; 3 s later epoch 2 is dealt to d2, d3 and d4.
+    stop_agents(agents, ["d1"])
+    ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] == 2, timeout=H.T(30))
+    assert ev["reason"] == "offline" and "d1" not in ev["holders"], ev
+    custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == 2, timeout=H.T(40))
+    # Until it is back, d1's disk still holds its share of the same S.
+    assert held_epochs(c, "d1") == [1]
+
+    # Back: its status shows epoch 1, the cluster head tells it epoch 2 is
+    # active, and it wipes the share, on disk too.
+    start_agents(b, c, agents, ["d1"])
+    agents["d1"].wait_line(r"epoch 2 is active; this device holds no share of it; wiped the shares of epochs 1",
+                           timeout=H.T(15))
+    b.wait_log(r"d1 still holds a share of epoch 1; told it epoch 2 is active", timeout=H.T(5))
+    H.wait_for(lambda: held_epochs(c, "d1") == [], H.T(5), what="d1's KEY.shares without epoch 1")
+    for d in ("d2", "d3", "d4"):
+        assert held_epochs(c, d) == [2], d
+    # d1's status no longer names any epoch (so nothing is sent again).
+    st_topic = c.topic("dev", "d1", "status")
+    mon.subscribe_ok(st_topic)
+    mon.wait_message(st_topic, pred=lambda m: m.json().get("state") == "online" and "custody" not in m.json(),
+                     timeout=H.T(5))
+    mon.close()
+
+
+def test_policy_holder_roles_decide_who_may_hold(cluster):
+    c, agents = cluster
+    c.enroll("an1", "analyst")
+    policy = H.write_policy(c.root / "policy.json", lambda p: p.update({"custody": {"holder_roles": ["device"]}}))
+    b = c.broker(policy=policy, **CUSTODY_OPTS).start()
+    mon = monitor(b, c)
+    # Two devices and an analyst online: with devices only, two are eligible
+    # and nothing is dealt.
+    start_agents(b, c, agents, ["d1", "d2", "an1"])
+    st = custody_state(mon, c, lambda s: "2 eligible" in s.get("message", ""))
+    assert st["state"] == "dealing" and st["epoch"] == 0, st
+    time.sleep(H.T(2))
+    assert status_json(b, c)["epoch"] == 0
+    # An unknown role name is refused at reload, and the old policy stays.
+    H.write_policy(policy, lambda p: p.update({"custody": {"holder_roles": ["device", "robot"]}}))
+    b.hup()
+    b.wait_log(r'custody\.holder_roles\[1\]: unknown role \\?"robot\\?"', timeout=H.T(10))
+    time.sleep(H.T(2))
+    assert status_json(b, c)["epoch"] == 0
+    # The analyst role allowed: the next look deals to d1, d2 and an1.
+    H.write_policy(policy, lambda p: p.update({"custody": {"holder_roles": ["device", "analyst"]}}))
+    b.hup()
+    st = custody_state(mon, c, lambda s: s["state"] == "active", timeout=H.T(40))
+    assert sorted(h["id"] for h in st["holders"]) == ["an1", "d1", "d2"], st
+    mon.close()
+
+
+def test_a_policy_naming_an_unknown_holder_role_stops_the_start(cluster):
+    c, agents = cluster
+    policy = H.write_policy(c.root / "policy.json", lambda p: p.update({"custody": {"holder_roles": ["sensor"]}}))
+    b = c.broker(policy=policy, **CUSTODY_OPTS)
+    with pytest.raises(Exception):
+        b.start()
+    assert re.search(r'custody\.holder_roles\[0\]: unknown role \\?"sensor\\?"', b.log()), b.log()[-2000:]
+
+
+# ---- admin unseal mode ---------------------------------------------------------
+
+ADMIN_OPTS = dict(CUSTODY_OPTS, custody_unseal="admin")
+
+
+def admins_statement(c, epoch, pks):
+    """docs/PROTOCOL.md, "Custody: admin approval", built here from the text."""
+    return b"iotguard custody admins v1\n" + c.name.encode() + b"\n" + epoch.to_bytes(8, "big") + b"".join(pks)
+
+
+def kept_admin_lists(c, d):
+    path = Path(str(c.ids[d].key) + ".custody-admins")
+    assert path.stat().st_mode & 0o777 == 0o600
+    return json.loads(path.read_text())
+
+
+def test_admin_mode_unseals_only_after_an_admin_approves(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents, {"custody_unseal": "admin"})
+    # Each holder keeps the admin list the cluster-head key signed for epoch 1.
+    admin_pk = bytes.fromhex(c.ids["admin1"].pubkey)
+    for d in ("d1", "d2", "d3"):
+        lists = kept_admin_lists(c, d)
+        assert [l["epoch"] for l in lists] == [1] and lists[0]["admins"] == [admin_pk.hex()], lists
+        nacl_verify(bytes.fromhex(c.ch_pubkey), admins_statement(c, 1, [admin_pk]), base64.b64decode(lists[0]["sig"]))
+    seal(b, c, mon)
+    mon.close()
+    stop_agents(agents)
+    b.stop()
+
+    # Sealed start with every holder online: no share is asked for.
+    b2 = c.broker(**ADMIN_OPTS).start()
+    mon = monitor(b2, c)
+    start_agents(b2, c, agents, DEVICES[:3])
+    st = custody_state(mon, c, lambda s: s["state"] == "sealed" and "pending_approval" in s)
+    pending = st["pending_approval"]
+    assert pending["epoch"] == 1 and pending["size"] >= 1, pending
+    time.sleep(H.T(4))
+    s = status_json(b2, c)
+    assert s["sealed"] is True and s["shares_collected"] == 0 and s["pending_approval"] == pending, s
+    for d in DEVICES[:3]:
+        assert "released share" not in agents[d].text(), agents[d].text()[-2000:]
+    out = custody_cli(b2, c, "status").stdout
+    assert "waits for approval" in out and pending["request"] in out, out
+
+    # A signature that is not admin1's over the pending request is refused.
+    admin = H.Admin(b2, "admin1")
+    r = admin.one("custody_approve", sig=base64.b64encode(os.urandom(64)).decode())
+    H.schema_validate("admin-response", {"responses": [r]})
+    assert r["ok"] is False and r["error"] == "bad_signature", r
+    admin.close()
+    assert status_json(b2, c)["sealed"] is True
+
+    # The admin approves: the holders release and the cluster head unseals.
+    p = custody_cli(b2, c, "approve")
+    assert "approved" in p.stdout and pending["request"] in p.stdout, p.stdout
+    ev = event(mon, c, lambda e: e["event"] == "unsealed", timeout=H.T(20))
+    assert ev["epoch"] == 1, ev
+    approved = [l for l in b2.log().splitlines() if "approved request" in l]
+    assert approved and "admin1" in approved[0], approved
+    # The approval went out with the requests, and the statement the admin
+    # signed is the documented one (checked with PyNaCl below).
+    r = session_key_works(b2, c, "d4", "d1")
+    assert r.get("type") == "session_key", r
+    # This start did not deal epoch 1, so it re-deals with the current list.
+    ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] == 2, timeout=H.T(30))
+    assert ev["reason"] == "admin", ev
+    custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == 2, timeout=H.T(40))
+    assert custody_cli(b2, c, "approve", check=False).returncode == 1
+    mon.close()
+
+
+def nacl_verify(pk, message, sig):
+    import nacl.signing
+    nacl.signing.VerifyKey(pk).verify(message, sig)
+
+
+def test_admin_mode_enrolling_an_admin_redeals_with_the_new_list(cluster):
+    c, agents = cluster
+    b, mon, st = deal_and_activate(c, agents, {"custody_unseal": "admin"})
+    admin = H.Admin(b, "admin1")
+    new = c.new_key("admin2", "admin")
+    r = admin.one("enroll", id="admin2", role="admin", pubkey=new.pubkey)
+    assert r["ok"], r
+    ev = ledger_event(mon, c, lambda e: e["type"] == "custody_epoch" and e["epoch"] == 2, timeout=H.T(30))
+    assert ev["reason"] == "admin", ev
+    custody_state(mon, c, lambda s: s["state"] == "active" and s["epoch"] == 2, timeout=H.T(40))
+    want = sorted([c.ids["admin1"].pubkey, new.pubkey])
+    for d in ("d1", "d2", "d3"):
+        lists = H.wait_for(lambda: (lambda l: l if [x["epoch"] for x in l] == [2] else None)(kept_admin_lists(c, d)),
+                           H.T(10), what="%s keeps only epoch 2's list" % d)
+        assert lists[0]["admins"] == want, lists
+        nacl_verify(bytes.fromhex(c.ch_pubkey), admins_statement(c, 2, [bytes.fromhex(k) for k in want]),
+                    base64.b64decode(lists[0]["sig"]))
+    admin.close()
+    mon.close()
+
+
+def test_admin_mode_recover_signs_its_own_approval(cluster, tmp_path):
+    c, agents = cluster
+    original = (c.ledger / "ch.key").read_bytes()
+    b, mon, st = deal_and_activate(c, agents, {"custody_unseal": "admin"})
+    # Without an approval the broker refuses at once (the holders would).
+    admin = H.Admin(b, "admin1")
+    r = admin.one("custody_recover", pk="11" * 32)
+    H.schema_validate("admin-response", {"responses": [r]})
+    assert r["ok"] is False and r["error"] == "approval_needed", r
+    s = admin.one("custody_status")
+    H.schema_validate("admin-response", {"responses": [s]})
+    assert s["unseal"] == "admin" and s["ledger"]["size"] >= 1, s
+    admin.close()
+    out = tmp_path / "recovered.key"
+    p = custody_cli(b, c, "recover", "--out", out, "--ch-key", c.ch_pubkey)
+    assert "recovered the cluster-head key of epoch 1" in p.stdout, (p.stdout, p.stderr)
+    assert out.read_bytes() == original
+    released = sum("released share of epoch 1" in agents[d].text() for d in DEVICES[:3])
+    assert released >= K, released
     mon.close()

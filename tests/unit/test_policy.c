@@ -789,3 +789,49 @@ Test(policy, witnesses_refuse_what_could_never_cosign)
 	witness_policy(big, sizeof big, many, "2");
 	witness_refused(big, "witnesses.keys: lists 33 keys");
 }
+
+/* ---- custody holder roles (issue 9) ---------------------------------------- */
+
+static void custody_refused(const char *section, const char *needle)
+{
+	char json[512];
+	snprintf(json, sizeof json, "{\"version\":1,\"roles\":{},\"custody\":%s}", section);
+	ig_policy *p = (ig_policy *)1;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_parse(json, strlen(json), &p, &err), IG_ERR_INVAL, "accepted: %s", json);
+	cr_assert_null(p);
+	cr_assert(strstr(err.msg, needle), "error '%s' does not mention '%s'", err.msg, needle);
+}
+
+Test(policy, custody_holder_roles_parse_and_default_to_device)
+{
+	ig_policy *p = default_policy();
+	cr_expect_eq(ig_policy_custody_holder_roles(p), 1u << IG_ROLE_DEVICE);
+	ig_policy_free(p);
+	p = parse_ok("{\"version\":1,\"roles\":{}}");
+	cr_expect_eq(ig_policy_custody_holder_roles(p), 1u << IG_ROLE_DEVICE, "no section: devices only");
+	ig_policy_free(p);
+	cr_expect_eq(ig_policy_custody_holder_roles(NULL), 1u << IG_ROLE_DEVICE);
+	p = parse_ok("{\"version\":1,\"roles\":{},\"custody\":{\"holder_roles\":[\"device\",\"analyst\"]}}");
+	cr_expect_eq(ig_policy_custody_holder_roles(p), (1u << IG_ROLE_DEVICE) | (1u << IG_ROLE_ANALYST));
+	ig_policy_free(p);
+	p = parse_ok("{\"version\":1,\"roles\":{},\"custody\":{\"holder_roles\":[\"analyst\"]}}");
+	cr_expect_eq(ig_policy_custody_holder_roles(p), 1u << IG_ROLE_ANALYST, "a list replaces the default");
+	ig_policy_free(p);
+	p = parse_ok("{\"version\":1,\"roles\":{},\"custody\":{}}");
+	cr_expect_eq(ig_policy_custody_holder_roles(p), 1u << IG_ROLE_DEVICE);
+	ig_policy_free(p);
+}
+
+Test(policy, custody_holder_roles_refuse_unknown_roles_and_bad_shapes)
+{
+	custody_refused("{\"holder_roles\":[\"device\",\"robot\"]}", "custody.holder_roles[1]: unknown role \"robot\"");
+	custody_refused("{\"holder_roles\":[\"Device\"]}", "unknown role \"Device\"");
+	custody_refused("{\"holder_roles\":[]}", "non-empty array");
+	custody_refused("{\"holder_roles\":\"device\"}", "non-empty array");
+	custody_refused("{\"holder_roles\":[1]}", "custody.holder_roles[0]: must be a role name string");
+	custody_refused("{\"holder_roles\":[\"device\",\"device\"]}", "listed twice");
+	custody_refused("{\"holders\":[\"device\"]}", "custody: unknown key \"holders\"");
+	custody_refused("[\"device\"]", "custody: must be an object");
+	custody_refused("{\"holder_roles\":[\"device\"],\"holder_roles\":[\"analyst\"]}", "custody");
+}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "ig_custody.h"
+#include "ig_custody_approve.h"
 #include "ig_keyfile.h"
 #include "ig_svc_custody.h"
 #include "ig_vss.h"
@@ -46,6 +47,7 @@ typedef struct fake {
 	char *state;
 	const char *seal_error;
 	bool seal_done;
+	uint32_t roles;   /* what env_holder_roles answers (the policy's holder_roles) */
 } fake;
 
 static fake F;
@@ -104,6 +106,11 @@ static void env_event(void *ctx, cJSON *ev)
 	}
 	cJSON_Delete(ev);
 }
+static uint32_t env_holder_roles(void *ctx)
+{
+	(void)ctx;
+	return F.roles;
+}
 static void env_publish(void *ctx, const char *json)
 {
 	(void)ctx;
@@ -111,17 +118,34 @@ static void env_publish(void *ctx, const char *json)
 	F.state = strdup(json);
 }
 
-static ig_svc_custody *svc_new(void)
+static bool admin_mode;   /* the next svc_new_n is in admin unseal mode */
+
+static bool env_ledger_head(void *ctx, uint64_t *size, uint8_t root[32])
 {
-	ig_svc_custody_config cfg = {.k = 2, .n = 3, .rotate_s = 86400, .holder_timeout_s = 3600, .deal_timeout_s = 60};
+	(void)ctx;
+	*size = 5;
+	memset(root, 0x44, 32);
+	return true;
+}
+
+static ig_svc_custody *svc_new_n(unsigned n)
+{
+	ig_svc_custody_config cfg = {.k = 2, .n = n, .rotate_s = 86400, .holder_timeout_s = 3600, .deal_timeout_s = 60,
+	                             .unseal_admin = admin_mode, .cluster = "c1"};
 	snprintf(cfg.ledger_dir, sizeof cfg.ledger_dir, "%s", dir);
 	memcpy(cfg.ch_pk, F.ch_pk, 32);
 	ig_svc_custody_env env = {.online = env_online, .sealed = env_sealed, .ch_sk = env_ch_sk, .unseal = env_unseal,
-	                          .carry_out = env_carry_out, .event = env_event, .publish_state = env_publish};
+	                          .carry_out = env_carry_out, .event = env_event, .publish_state = env_publish,
+	                          .holder_roles = env_holder_roles, .ledger_head = env_ledger_head};
 	ig_error err = {0};
 	ig_svc_custody *c = ig_svc_custody_new(st, &pool, &cfg, &env, &err);
 	cr_assert_not_null(c, "%s", err.msg);
 	return c;
+}
+
+static ig_svc_custody *svc_new(void)
+{
+	return svc_new_n(3);
 }
 
 static void setup(void)
@@ -142,6 +166,8 @@ static void setup(void)
 		fx_enroll(st, devs[i], IG_ROLE_DEVICE, dev_pk[i]);
 		F.online[i] = true;
 	}
+	F.roles = 1u << IG_ROLE_DEVICE;
+	admin_mode = false;
 }
 
 static void teardown(void)
@@ -198,7 +224,9 @@ static void tick_until(ig_svc_custody *c, uint64_t *now, const char *event)
 static void status(ig_svc_custody *c, int i, uint64_t now)
 {
 	const char *s = "{\"id\":\"x\",\"state\":\"online\",\"uptime_s\":100,\"battery\":{\"percent\":80,\"mains\":false}}";
-	ig_svc_custody_status_message(c, devs[i], s, strlen(s), now);
+	ig_decision none = {0};
+	ig_svc_custody_status_message(&none, c, devs[i], s, strlen(s), now);
+	cr_assert_eq(none.kind, IG_DECISION_NONE);
 }
 
 static cJSON *ack(const char *nonce, uint64_t epoch, unsigned index)
@@ -214,12 +242,14 @@ static cJSON *ack(const char *nonce, uint64_t epoch, unsigned index)
 /* Holder state as the test keeps it. */
 static uint8_t share_of[NDEV][32];
 static unsigned index_of[NDEV];
+static bool dealt_to[NDEV];   /* in the newest deal */
 
 /* Opens each custody_deal in out as its holder would and checks it. */
-static void open_deals(ig_decision *out, uint64_t epoch, uint8_t C[][32], unsigned *k)
+static void open_deals_n(ig_decision *out, uint64_t epoch, uint8_t C[][32], unsigned *k, unsigned n)
 {
 	cr_assert_eq(out->kind, IG_DECISION_REPLY);
-	cr_assert_eq(out->n_replies, 3);
+	cr_assert_eq(out->n_replies, n);
+	memset(dealt_to, 0, sizeof dealt_to);
 	for (size_t r = 0; r < out->n_replies; r++) {
 		int i = dev_index(out->replies[r].to);
 		cr_assert_geq(i, 0);
@@ -247,7 +277,13 @@ static void open_deals(ig_decision *out, uint64_t epoch, uint8_t C[][32], unsign
 		cr_assert_eq(ig_vss_verify(d.share, idx, (const uint8_t(*)[32])C, *k), IG_OK);
 		memcpy(share_of[i], d.share, 32);
 		index_of[i] = idx;
+		dealt_to[i] = true;
 	}
+}
+
+static void open_deals(ig_decision *out, uint64_t epoch, uint8_t C[][32], unsigned *k)
+{
+	open_deals_n(out, epoch, C, k, 3);
 }
 
 /* Deals an epoch to d1..d3 and makes it active; returns C_0 in c0. */
@@ -471,6 +507,10 @@ Test(svc_custody, too_few_online_holders_waits_and_says_so)
 	F.online[2] = true;
 	ig_svc_custody_tick(c, now += 1000);
 	cr_assert_eq(F.nq, 1, "the third holder came online: a deal");
+	ig_decision d = take();   /* ends the deal's append before the service goes */
+	ig_decision none = {0};
+	fx_complete(&d, IG_ERR_IO, NULL, &none);
+	ig_decision_clear(&none);
 	ig_svc_custody_free(c);
 }
 
@@ -525,5 +565,280 @@ Test(svc_custody, unsealed_start_whose_secret_cannot_be_rebuilt_deals_a_new_one_
 	cr_assert_eq(ig_custody_unseal(sk, S, F.ch_pk, (const uint8_t *)sealed, len, &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(memcmp(sk, F.ch_sk, 64), 0);
 	free(sealed);
+	ig_svc_custody_free(c);
+}
+
+/* Deals an epoch of n (< NDEV) holders, acks it, and returns the activation's
+ * replies (the caller inspects and clears them). */
+static ig_decision deal_active_n(ig_svc_custody *c, uint64_t *now, uint64_t epoch, unsigned n)
+{
+	for (int i = 0; i < 40 && F.nq == 0; i++) {
+		*now += 1000;
+		ig_svc_custody_tick(c, *now);
+	}
+	ig_decision d = take();
+	ig_decision out = durable(&d, IG_REC_CUSTODY_EPOCH);
+	uint8_t C[IG_VSS_MAX][32];
+	unsigned k = 0;
+	open_deals_n(&out, epoch, C, &k, n);
+	ig_decision_clear(&out);
+	unsigned acked = 0;
+	ig_decision act = {0};
+	for (int i = 0; i < NDEV; i++) {
+		if (!dealt_to[i])
+			continue;
+		ig_decision r = {0};
+		cJSON *a = ack("n-1", epoch, index_of[i]);
+		ig_svc_custody_ack(&r, c, devs[i], a, *now);
+		cJSON_Delete(a);
+		if (++acked < n) {
+			cr_assert_eq(r.kind, IG_DECISION_NONE);
+			continue;
+		}
+		act = durable(&r, IG_REC_CUSTODY_ACTIVE);
+	}
+	cr_assert_eq(ig_state_custody(st)->active.epoch, epoch);
+	return act;
+}
+
+/* Whether act holds a custody_active for epoch addressed to id. */
+static bool told_active(const ig_decision *act, const char *id, uint64_t epoch)
+{
+	for (const ig_decision *d = act; d; d = d->next)
+		for (size_t r = 0; d->kind == IG_DECISION_REPLY && r < d->n_replies; r++)
+			if (!strcmp(d->replies[r].to, id) && !strcmp(tu_json_str(d->replies[r].body, "type"), "custody_active") &&
+			    (uint64_t)tu_json_num(d->replies[r].body, "epoch") == epoch)
+				return true;
+	return false;
+}
+
+static ig_decision status_text(ig_svc_custody *c, int i, const char *s, uint64_t now)
+{
+	ig_decision out = {0};
+	ig_svc_custody_status_message(&out, c, devs[i], s, strlen(s), now);
+	return out;
+}
+
+static const char *const low_battery =
+	"{\"id\":\"x\",\"state\":\"online\",\"uptime_s\":100,\"battery\":{\"percent\":10,\"mains\":false},"
+	"\"custody\":{\"epochs\":[1],\"active\":1}}";
+
+/* Issue 9: a holder left out of a rotation kept a share of the same S for
+ * ever. Online, it is told with the activation; offline, when it is back
+ * and its status still shows the old epoch. */
+Test(svc_custody, holders_left_out_of_a_rotation_are_told_the_new_epoch_is_active)
+{
+	uint64_t now = 1767225600000ull;
+	ig_svc_custody *c = svc_new_n(2);
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	ig_decision act = deal_active_n(c, &now, 1, 2);
+	cr_assert(dealt_to[0] && dealt_to[1] && !dealt_to[2], "d1 and d2 (by id) hold epoch 1");
+	cr_assert_eq(act.n_replies, 2, "only the holders hear of the first epoch");
+	ig_decision_clear(&act);
+
+	/* d1's battery runs low: the rotation deals to d2 and d3; d1, online
+	 * and left out, hears of epoch 2 with them. */
+	ig_decision none = status_text(c, 0, low_battery, now);
+	cr_assert_eq(none.kind, IG_DECISION_NONE, "epoch 1 is the active one: nothing to tell");
+	const char *error = NULL;
+	char msg[300];
+	cr_assert(ig_svc_custody_rotate(c, "admin1", &error, msg, sizeof msg), "%s", msg);
+	act = deal_active_n(c, &now, 2, 2);
+	cr_assert(!dealt_to[0] && dealt_to[1] && dealt_to[2]);
+	cr_assert(told_active(&act, "d1", 2), "the left-out holder d1 was not told");
+	cr_assert(told_active(&act, "d2", 2) && told_active(&act, "d3", 2));
+	ig_decision_clear(&act);
+
+	/* Another rotation while d2 is offline: d2 (left out) is not told now... */
+	const char *d2_epoch2 = "{\"id\":\"x\",\"state\":\"online\",\"uptime_s\":5,\"battery\":{\"percent\":10,"
+	                        "\"mains\":false},\"custody\":{\"epochs\":[2],\"active\":2}}";
+	none = status_text(c, 1, d2_epoch2, now);
+	cr_assert_eq(none.kind, IG_DECISION_NONE);
+	const char *d1_back = "{\"id\":\"x\",\"state\":\"online\",\"uptime_s\":5,\"battery\":{\"percent\":90,"
+	                      "\"mains\":false}}";
+	none = status_text(c, 0, d1_back, now);
+	cr_assert_eq(none.kind, IG_DECISION_NONE, "a device holding nothing is told nothing");
+	F.online[1] = false;
+	cr_assert(ig_svc_custody_rotate(c, "admin1", &error, msg, sizeof msg), "%s", msg);
+	act = deal_active_n(c, &now, 3, 2);
+	cr_assert(dealt_to[0] && !dealt_to[1] && dealt_to[2]);
+	cr_assert_not(told_active(&act, "d2", 3), "a message to an offline device");
+	ig_decision_clear(&act);
+
+	/* ...but when it is back and its status shows epoch 2, once per epoch,
+	 * again after a minute if it still shows it. */
+	F.online[1] = true;
+	ig_decision t = status_text(c, 1, d2_epoch2, now);
+	cr_assert(told_active(&t, "d2", 3), "the returning holder of a void epoch was not told");
+	ig_decision_clear(&t);
+	t = status_text(c, 1, d2_epoch2, now + 1000);
+	cr_assert_eq(t.kind, IG_DECISION_NONE, "told again a second later");
+	t = status_text(c, 1, d2_epoch2, now + 61000);
+	cr_assert(told_active(&t, "d2", 3), "not told again a minute later");
+	ig_decision_clear(&t);
+	/* A status showing the active epoch, or a newer one being dealt, is left alone. */
+	const char *current = "{\"id\":\"x\",\"state\":\"online\",\"custody\":{\"epochs\":[3,4],\"active\":3}}";
+	t = status_text(c, 2, current, now);
+	cr_assert_eq(t.kind, IG_DECISION_NONE);
+	ig_svc_custody_free(c);
+}
+
+/* The policy's holder_roles is asked at each deal: with only analysts
+ * allowed the three devices are not eligible; once devices are allowed
+ * again (a reloaded policy) the next look deals. */
+Test(svc_custody, holder_roles_come_from_the_host_at_each_deal)
+{
+	uint64_t now = 1767225600000ull;
+	F.roles = 1u << IG_ROLE_ANALYST;
+	ig_svc_custody *c = svc_new();
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	for (int i = 0; i < 3; i++)
+		ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 0, "dealt to devices while only analysts may hold");
+	cr_assert_not_null(strstr(F.state, "0 eligible"), "%s", F.state);
+	F.roles = (1u << IG_ROLE_ANALYST) | (1u << IG_ROLE_DEVICE);
+	ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 1, "devices allowed again: a deal");
+	ig_decision d = take();   /* the custody_epoch append: refused, so the deal ends before the service */
+	ig_decision none = {0};
+	fx_complete(&d, IG_ERR_IO, NULL, &none);
+	ig_decision_clear(&none);
+	ig_svc_custody_free(c);
+}
+
+/* The admin list a deal carries, checked as a holder checks it. */
+static void assert_deal_admins(const cJSON *m, uint64_t epoch, const uint8_t pks[][32], size_t n)
+{
+	const cJSON *as = cJSON_GetObjectItem(m, "admins");
+	cr_assert_eq((size_t)cJSON_GetArraySize(as), n, "the deal carries %d admins", cJSON_GetArraySize(as));
+	uint8_t got[4][32], sig[64];
+	for (size_t i = 0; i < n; i++)
+		tu_unhex(got[i], 32, cJSON_GetArrayItem(as, (int)i)->valuestring);
+	cr_assert_eq(memcmp(got, pks, n * 32), 0, "the admins are not the active ones in ascending order");
+	size_t len = 0;
+	const char *b64 = tu_json_str(m, "admins_sig");
+	cr_assert_eq(sodium_base642bin(sig, sizeof sig, b64, strlen(b64), NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL), 0);
+	cr_assert_eq(ig_custody_approve_admins_verify(sig, "c1", epoch, (const uint8_t(*)[32])got, n, F.ch_pk), IG_OK);
+}
+
+static void approve_sig(uint8_t sig[64], const char *req_hex, const char *pk_hex, uint64_t size, const uint8_t *sk)
+{
+	uint8_t rq[16], xpk[32], root[32];
+	tu_unhex(rq, 16, req_hex);
+	tu_unhex(xpk, 32, pk_hex);
+	memset(root, 0x44, 32);
+	cr_assert_eq(ig_custody_approve_sign(sig, "c1", rq, xpk, size, root, sk), IG_OK);
+}
+
+Test(svc_custody, admin_mode_signs_the_admin_list_and_asks_for_shares_only_once_approved)
+{
+	uint64_t now = 1767225600000ull;
+	uint8_t apk[2][32], ask[2][64], mpk[32], msk[64];
+	tu_seed_keypair(apk[0], ask[0], 200);
+	tu_seed_keypair(apk[1], ask[1], 201);
+	tu_seed_keypair(mpk, msk, 202);
+	admin_mode = true;
+	ig_svc_custody *c = svc_new();
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	/* No admin yet: nothing is dealt (nobody could ever approve). */
+	for (int i = 0; i < 3; i++)
+		ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 0, "dealt in admin mode without an admin");
+	cr_assert_not_null(strstr(F.state, "at least one active admin"), "%s", F.state);
+	fx_enroll(st, "adm1", IG_ROLE_ADMIN, apk[0]);
+	fx_enroll(st, "mon1", IG_ROLE_MONITOR, mpk);
+	ig_svc_custody_tick(c, now += 6000);
+	ig_decision d = take();
+	ig_decision out = durable(&d, IG_REC_CUSTODY_EPOCH);
+	cr_assert_eq(out.n_replies, 3);
+	for (size_t r = 0; r < out.n_replies; r++)
+		assert_deal_admins(out.replies[r].body, 1, (const uint8_t(*)[32])apk, 1);
+	uint8_t C[IG_VSS_MAX][32];
+	unsigned k = 0;
+	open_deals(&out, 1, C, &k);
+	ig_decision_clear(&out);
+	for (int i = 0; i < NDEV; i++) {
+		ig_decision r = {0};
+		cJSON *a = ack("n", 1, index_of[i]);
+		ig_svc_custody_ack(&r, c, devs[i], a, now);
+		cJSON_Delete(a);
+		if (i == NDEV - 1) {
+			ig_decision act = durable(&r, IG_REC_CUSTODY_ACTIVE);
+			ig_decision_clear(&act);
+		}
+	}
+	/* Enrolling a second admin re-deals (reason admin) with both, ascending. */
+	fx_enroll(st, "adm2", IG_ROLE_ADMIN, apk[1]);
+	uint8_t sorted[2][32];
+	memcpy(sorted, apk, sizeof sorted);
+	ig_custody_approve_admins_sort(sorted, 2);
+	for (int i = 0; i < 5 && F.nq == 0; i++)
+		ig_svc_custody_tick(c, now += 1000);
+	d = take();
+	out = durable(&d, IG_REC_CUSTODY_EPOCH);
+	cr_assert_str_eq(ig_state_custody(st)->dealt.reason, "admin");
+	assert_deal_admins(out.replies[0].body, 2, (const uint8_t(*)[32])sorted, 2);
+	ig_decision_clear(&out);
+	ig_svc_custody_free(c);
+	for (size_t i = 0; i < F.nq; i++)
+		ig_decision_clear(&F.q[i]);
+	F.nq = 0;
+
+	/* A start without S (epoch 1 stays active: epoch 2 was not acked): no
+	 * request goes out; the status shows what to approve. */
+	F.sealed = true;
+	c = svc_new();
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	for (int i = 0; i < 3; i++)
+		ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 0, "a share was asked for before an admin approved");
+	cJSON *st_json = cJSON_Parse(F.state);
+	const cJSON *pa = cJSON_GetObjectItem(st_json, "pending_approval");
+	cr_assert_not_null(pa, "%s", F.state);
+	char req_hex[33], pk_hex[65];
+	snprintf(req_hex, sizeof req_hex, "%s", tu_json_str(pa, "request"));
+	snprintf(pk_hex, sizeof pk_hex, "%s", tu_json_str(pa, "pk"));
+	cr_assert_eq(tu_json_num(pa, "size"), 5);
+	cJSON_Delete(st_json);
+
+	uint8_t sig[64];
+	const char *error = NULL;
+	char msg[300];
+	/* Refused: a monitor, a signature over another size, another admin's
+	 * signature under adm1's name. */
+	approve_sig(sig, req_hex, pk_hex, 5, msk);
+	cr_assert_not(ig_svc_custody_approve(c, "mon1", sig, &error, msg, sizeof msg));
+	cr_assert_str_eq(error, "not_admin");
+	approve_sig(sig, req_hex, pk_hex, 6, ask[0]);
+	cr_assert_not(ig_svc_custody_approve(c, "adm1", sig, &error, msg, sizeof msg));
+	cr_assert_str_eq(error, "bad_signature");
+	approve_sig(sig, req_hex, pk_hex, 5, ask[1]);
+	cr_assert_not(ig_svc_custody_approve(c, "adm1", sig, &error, msg, sizeof msg));
+	cr_assert_str_eq(error, "bad_signature");
+	ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 0);
+	/* adm1's own: every online holder is asked, with the approval. */
+	approve_sig(sig, req_hex, pk_hex, 5, ask[0]);
+	cr_assert(ig_svc_custody_approve(c, "adm1", sig, &error, msg, sizeof msg), "%s", msg);
+	cr_assert(has_event("approved", NULL));
+	ig_svc_custody_tick(c, now += 1000);
+	cr_assert_eq(F.nq, 3);
+	for (int i = 0; i < 3; i++) {
+		ig_decision q = take();
+		const cJSON *m = q.replies[0].body;
+		const cJSON *ap = cJSON_GetObjectItem(m, "approval");
+		cr_assert_not_null(ap);
+		char adm_hex[65];
+		ig_hex_encode(adm_hex, apk[0], 32);
+		cr_assert_str_eq(tu_json_str(ap, "admin_pk"), adm_hex);
+		cr_assert_str_eq(tu_json_str(m, "request"), req_hex);
+		ig_decision_clear(&q);
+	}
+	cr_assert_not(ig_svc_custody_approve(c, "adm1", sig, &error, msg, sizeof msg));
+	cr_assert_str_eq(error, "not_pending");
 	ig_svc_custody_free(c);
 }
