@@ -786,7 +786,7 @@ static void deal_abandon(ig_svc_custody *c, const char *why, uint64_t now_ms)
 	c->counts.deals_abandoned++;
 	deal_wipe(c);
 	c->next_deal_ms = now_ms + RETRY_MS;
-	snprintf(c->waiting, sizeof c->waiting, "the deal of epoch %llu was abandoned: %s",
+	snprintf(c->waiting, sizeof c->waiting, "the deal of epoch %llu was abandoned: %.240s",
 	         (unsigned long long)epoch, why);
 	ig_log(IG_LOG_WARN, "custody: %s", c->waiting);
 	emit(c, "deal_abandoned", epoch, NULL, why);
@@ -1156,7 +1156,7 @@ static void record_bad(ig_svc_custody *c, uint64_t epoch, const char *holder, co
 			bad_rec *b = &c->bad_queue[c->n_bad_queue++];
 			b->epoch = epoch;
 			snprintf(b->holder, sizeof b->holder, "%s", holder);
-			snprintf(b->reason, sizeof b->reason, "%s", reason);
+			snprintf(b->reason, sizeof b->reason, "%.*s", (int)sizeof b->reason - 1, reason);
 		}
 		return;
 	}

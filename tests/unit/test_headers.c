@@ -110,7 +110,8 @@ static int walk_public_headers(const char *dir, header_fn fn, void *ctx)
 		if (de->d_name[0] == '.')
 			continue;
 		char path[8192];
-		snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		int pn = snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+		cr_assert(pn > 0 && (size_t)pn < sizeof path, "path too long under %s", dir);
 		struct stat stt;
 		cr_assert_eq(stat(path, &stt), 0, "cannot stat %s", path);
 		if (S_ISDIR(stt.st_mode)) {
