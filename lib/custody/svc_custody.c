@@ -141,7 +141,7 @@ typedef struct bad_rec {
 	char reason[128];
 } bad_rec;
 
-typedef enum job_kind { JOB_VERIFY, JOB_COMBINE, JOB_ENSURE_SEALED, JOB_WIPE_KEY, JOB_READ_SEALED } job_kind;
+typedef enum job_kind { JOB_VERIFY, JOB_COMBINE, JOB_ENSURE_SEALED, JOB_WIPE_KEY, JOB_READ_SEALED, JOB_DEAL } job_kind;
 
 /* Per job, in guarded memory. */
 typedef struct job_secret {
@@ -189,6 +189,11 @@ struct ig_svc_custody {
 	bool sealed_file_ok;       /* ch.key.sealed on disk opens with S */
 	bool sealed_file_busy;
 	bool wiping;
+	/* A deal's shares and commitments are being computed on the worker
+	 * (k base multiplications and n·k scalar products: milliseconds at
+	 * k = n = 255, too long for the broker's loop); c->deal holds its
+	 * holders, reason and by meanwhile. */
+	bool deal_computing;
 
 	ig_idtable *devs;
 
@@ -526,6 +531,11 @@ static void run_wipe(job *j)
 		snprintf(j->msg, sizeof j->msg, "%.250s", err.msg);
 }
 
+static void run_deal(job *j)
+{
+	j->status = ig_vss_deal(j->sec->shares, j->commitments, j->sec->S, j->k, j->m);
+}
+
 static void run_read_sealed(job *j)
 {
 	ig_error err = {0};
@@ -557,6 +567,7 @@ static void *worker_main(void *arg)
 		case JOB_ENSURE_SEALED: ensure_sealed(j); break;
 		case JOB_WIPE_KEY: run_wipe(j); break;
 		case JOB_READ_SEALED: run_read_sealed(j); break;
+		case JOB_DEAL: run_deal(j); break;
 		}
 		pthread_mutex_lock(&c->mu);
 		j->next = c->done_list;
@@ -899,11 +910,47 @@ static void start_deal(ig_svc_custody *c, const char *reason, const char *by, ui
 			return;
 		}
 	}
-	if (ig_vss_deal(c->sec->dealt, d->commitments, c->sec->S, k, n) != IG_OK) {
+	snprintf(d->reason, sizeof d->reason, "%s", reason);
+	snprintf(d->by, sizeof d->by, "%s", by);
+	job *j = job_new(c, JOB_DEAL);
+	if (!j) {
 		deal_wipe(c);
 		c->next_deal_ms = now_ms + RETRY_MS;
 		return;
 	}
+	memcpy(j->sec->S, c->sec->S, sizeof j->sec->S);
+	j->k = k;
+	j->m = n;
+	c->deal_computing = true;
+	submit(c, j);
+}
+
+/* The worker computed the shares and commitments of the deal start_deal
+ * began: number the epoch, sign the admin list, append custody_epoch. */
+static void deal_computed(ig_svc_custody *c, job *j, uint64_t now_ms)
+{
+	const ig_custody_view *v = view(c);
+	deal_state *d = &c->deal;
+	unsigned k = j->k, n = j->m;
+	int rc;
+	c->deal_computing = false;
+	if (j->status != IG_OK) {
+		ig_log(IG_LOG_ERR, "custody: computing the shares of a deal failed (%d); retrying", j->status);
+		deal_wipe(c);
+		c->next_deal_ms = now_ms + RETRY_MS;
+		return;
+	}
+	/* A holder revoked while the worker computed is no holder: choose again. */
+	for (unsigned i = 0; i < n; i++) {
+		if (!ig_state_active(c->st, d->holders[i], IG_ROLE_NONE)) {
+			deal_wipe(c);
+			c->next_deal_ms = now_ms;
+			return;
+		}
+	}
+	memcpy(c->sec->dealt, j->sec->shares, (size_t)n * sizeof c->sec->dealt[0]);
+	memcpy(d->commitments, j->commitments, (size_t)k * sizeof d->commitments[0]);
+	const char *reason = d->reason, *by = d->by;
 	uint64_t last = v->dealt.epoch > v->active.epoch ? v->dealt.epoch : v->active.epoch;
 	if (c->epoch_floor > last)
 		last = c->epoch_floor;
@@ -938,9 +985,6 @@ static void start_deal(ig_svc_custody *c, const char *reason, const char *by, ui
 		}
 		d->has_admins = true;
 	}
-	snprintf(d->reason, sizeof d->reason, "%s", reason);
-	snprintf(d->by, sizeof d->by, "%s", by);
-
 	ig_custody_epoch_rec *rec = calloc(1, sizeof *rec);
 	size_t cap = 64 + (size_t)n * (IG_ID_MAX + 2) + (size_t)k * 32 + 128;
 	uint8_t *body = malloc(cap);
@@ -1435,6 +1479,9 @@ static void collect_results(ig_svc_custody *c, uint64_t now_ms)
 		case JOB_READ_SEALED:
 			read_sealed_done(c, j);
 			break;
+		case JOB_DEAL:
+			deal_computed(c, j, now_ms);
+			break;
 		case JOB_WIPE_KEY:
 			c->wiping = false;
 			if (j->status == IG_OK)
@@ -1809,9 +1856,9 @@ void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms)
 		poll_deal(c, now_ms);
 
 	const uint8_t *ch_sk = c->env.ch_sk ? c->env.ch_sk(c->env.ctx) : NULL;
-	if (c->cfg.unseal_admin && !sealed && ch_sk && v->active.epoch && c->S_known && !c->deal.on)
+	if (c->cfg.unseal_admin && !sealed && ch_sk && v->active.epoch && c->S_known && !c->deal.on && !c->deal_computing)
 		check_admins(c);
-	if (!sealed && ch_sk && !v->sealed && v->active.epoch && !c->S_known && !c->deal.on &&
+	if (!sealed && ch_sk && !v->sealed && v->active.epoch && !c->S_known && !c->deal.on && !c->deal_computing &&
 	    now_ms >= c->next_deal_ms) {
 		/* S is not in memory and k holders have not sent it back, but
 		 * ch.key was never sealed away: when the holders are gone
@@ -1826,7 +1873,7 @@ void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms)
 			start_deal(c, reason, strcmp(reason, "admin") == 0 ? c->rotate_by : BY_AUTO, now_ms);
 		}
 	}
-	if (!sealed && ch_sk && !c->deal.on && !c->col.on && now_ms >= c->next_deal_ms) {
+	if (!sealed && ch_sk && !c->deal.on && !c->deal_computing && !c->col.on && now_ms >= c->next_deal_ms) {
 		const char *reason = NULL;
 		const char *by = BY_AUTO;
 		if (!v->active.epoch) {
@@ -2118,10 +2165,13 @@ bool ig_svc_custody_rotate(ig_svc_custody *c, const char *by, const char **error
 	} else if (is_sealed(c)) {
 		*error = "sealed";
 		snprintf(message, cap, "the cluster head is sealed: k custody holders must connect; retry later");
-	} else if (c->deal.on) {
+	} else if (c->deal.on || c->deal_computing) {
 		*error = "busy";
-		snprintf(message, cap, "epoch %llu is being dealt; retry once it is active",
-		         (unsigned long long)c->deal.epoch);
+		if (c->deal.on)
+			snprintf(message, cap, "epoch %llu is being dealt; retry once it is active",
+			         (unsigned long long)c->deal.epoch);
+		else
+			snprintf(message, cap, "a new epoch is being dealt; retry once it is active");
 	} else if (!view(c)->active.epoch) {
 		*error = "no_epoch";
 		snprintf(message, cap, "no epoch is active yet; the first one is dealt as soon as %u holders are online",

@@ -251,6 +251,11 @@ static void deal_phase(const cJSON *req, const uint8_t *data, size_t size)
 	for (int i = 0; i < NDEV; i++)
 		status(c, devs[i], st, strlen(st), NOW);
 	ig_svc_custody_tick(c, NOW);
+	/* The shares are computed on the service's worker; a later tick deals. */
+	for (int i = 0; i < 20000 && nq == 0; i++) {
+		usleep(50);
+		ig_svc_custody_tick(c, NOW + 1);
+	}
 	FUZZ_ASSERT(nq == 1 && q[0].kind == IG_DECISION_APPEND && q[0].rec_type == IG_REC_CUSTODY_EPOCH);
 	/* The record is durable (not applied: every input deals epoch 1 again). */
 	ig_decision_done_fn done = q[0].done;

@@ -169,7 +169,7 @@ def main():
     msgs = need("custody message ({\"type\":\"custody_...)",
                 re.findall(r'`(\{"type":"custody_(?:ack|share|deal|active|request)".*?\})`', proto))
     fill = [('"nonce":..', '"nonce":"cus-0123456789ab"'), ('"request":..', '"request":"REQUEST"'),
-            ('"message":..', '"message":"m"'), ('\\|"old_epoch"', ""), ('"<same>"', '"REQUEST"'),
+            ('"message":..', '"message":"m"'), ('\\|"old_epoch"', ""), ('\\|"not_approved"', ""), ('"<same>"', '"REQUEST"'),
             ('"<32 hex>"', '"REQUEST"'), ('"<64 hex>" ×K', '"<commitments>"'), ('"<64 hex>"', '"PK"'),
             ('"<48 hex>"', '"' + "00" * 24 + '"'), ('"<base64>"', '"BOX"'), (":E", ":1"), (":I", ":1"),
             (":K", ":2"), (":N", ":3"), (":<active>", ":1")]

@@ -221,6 +221,25 @@ static void tick_until(ig_svc_custody *c, uint64_t *now, const char *event)
 	cr_assert(has_event(event, NULL), "no %s event", event);
 }
 
+/* Ticks a second on, and again once the worker had time to finish what
+ * that tick handed it (a deal's shares are computed there). */
+static void tick_settle(ig_svc_custody *c, uint64_t *now)
+{
+	ig_svc_custody_tick(c, *now += 1000);
+	usleep(10000);
+	ig_svc_custody_tick(c, *now += 1);
+}
+
+/* Ticks until a decision is carried out (a deal computed on the worker). */
+static void tick_until_decision(ig_svc_custody *c, uint64_t *now)
+{
+	ig_svc_custody_tick(c, *now += 1000);
+	for (int i = 0; i < 400 && F.nq == 0; i++) {
+		usleep(5000);
+		ig_svc_custody_tick(c, *now += 1);
+	}
+}
+
 static void status(ig_svc_custody *c, int i, uint64_t now)
 {
 	const char *s = "{\"id\":\"x\",\"state\":\"online\",\"uptime_s\":100,\"battery\":{\"percent\":80,\"mains\":false}}";
@@ -292,6 +311,11 @@ static void deal_active(ig_svc_custody *c, uint64_t *now, uint64_t epoch, uint8_
 	for (int i = 0; i < 40 && F.nq == 0; i++) {
 		*now += 1000;
 		ig_svc_custody_tick(c, *now);
+		usleep(5000);   /* the shares are computed on the worker */
+	}
+	for (int i = 0; i < 400 && F.nq == 0; i++) {
+		ig_svc_custody_tick(c, *now += 1);
+		usleep(5000);
 	}
 	ig_decision d = take();
 	ig_decision out = durable(&d, IG_REC_CUSTODY_EPOCH);
@@ -499,13 +523,13 @@ Test(svc_custody, too_few_online_holders_waits_and_says_so)
 	for (int i = 0; i < NDEV; i++)
 		status(c, i, now);
 	for (int i = 0; i < 5; i++)
-		ig_svc_custody_tick(c, now += 1000);
+		tick_settle(c, &now);
 	cr_assert_eq(F.nq, 0, "dealt with only two holders online");
 	cr_assert_not_null(F.state);
 	cr_assert_not_null(strstr(F.state, "\"state\":\"dealing\""), "%s", F.state);
 	cr_assert_not_null(strstr(F.state, "2 eligible"), "%s", F.state);
 	F.online[2] = true;
-	ig_svc_custody_tick(c, now += 1000);
+	tick_until_decision(c, &now);
 	cr_assert_eq(F.nq, 1, "the third holder came online: a deal");
 	ig_decision d = take();   /* ends the deal's append before the service goes */
 	ig_decision none = {0};
@@ -575,6 +599,11 @@ static ig_decision deal_active_n(ig_svc_custody *c, uint64_t *now, uint64_t epoc
 	for (int i = 0; i < 40 && F.nq == 0; i++) {
 		*now += 1000;
 		ig_svc_custody_tick(c, *now);
+		usleep(5000);   /* the shares are computed on the worker */
+	}
+	for (int i = 0; i < 400 && F.nq == 0; i++) {
+		ig_svc_custody_tick(c, *now += 1);
+		usleep(5000);
 	}
 	ig_decision d = take();
 	ig_decision out = durable(&d, IG_REC_CUSTODY_EPOCH);
@@ -695,11 +724,11 @@ Test(svc_custody, holder_roles_come_from_the_host_at_each_deal)
 	for (int i = 0; i < NDEV; i++)
 		status(c, i, now);
 	for (int i = 0; i < 3; i++)
-		ig_svc_custody_tick(c, now += 1000);
+		tick_settle(c, &now);
 	cr_assert_eq(F.nq, 0, "dealt to devices while only analysts may hold");
 	cr_assert_not_null(strstr(F.state, "0 eligible"), "%s", F.state);
 	F.roles = (1u << IG_ROLE_ANALYST) | (1u << IG_ROLE_DEVICE);
-	ig_svc_custody_tick(c, now += 1000);
+	tick_until_decision(c, &now);
 	cr_assert_eq(F.nq, 1, "devices allowed again: a deal");
 	ig_decision d = take();   /* the custody_epoch append: refused, so the deal ends before the service */
 	ig_decision none = {0};
@@ -745,12 +774,13 @@ Test(svc_custody, admin_mode_signs_the_admin_list_and_asks_for_shares_only_once_
 		status(c, i, now);
 	/* No admin yet: nothing is dealt (nobody could ever approve). */
 	for (int i = 0; i < 3; i++)
-		ig_svc_custody_tick(c, now += 1000);
+		tick_settle(c, &now);
 	cr_assert_eq(F.nq, 0, "dealt in admin mode without an admin");
 	cr_assert_not_null(strstr(F.state, "at least one active admin"), "%s", F.state);
 	fx_enroll(st, "adm1", IG_ROLE_ADMIN, apk[0]);
 	fx_enroll(st, "mon1", IG_ROLE_MONITOR, mpk);
-	ig_svc_custody_tick(c, now += 6000);
+	now += 5000;
+	tick_until_decision(c, &now);
 	ig_decision d = take();
 	ig_decision out = durable(&d, IG_REC_CUSTODY_EPOCH);
 	cr_assert_eq(out.n_replies, 3);
@@ -775,8 +805,7 @@ Test(svc_custody, admin_mode_signs_the_admin_list_and_asks_for_shares_only_once_
 	uint8_t sorted[2][32];
 	memcpy(sorted, apk, sizeof sorted);
 	ig_custody_approve_admins_sort(sorted, 2);
-	for (int i = 0; i < 5 && F.nq == 0; i++)
-		ig_svc_custody_tick(c, now += 1000);
+	tick_until_decision(c, &now);
 	d = take();
 	out = durable(&d, IG_REC_CUSTODY_EPOCH);
 	cr_assert_str_eq(ig_state_custody(st)->dealt.reason, "admin");
