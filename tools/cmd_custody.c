@@ -226,22 +226,33 @@ done:
 	return rc;
 }
 
+/* The broker's custody_status answer in *resp (NULL after saying why). */
+static int fetch_status(const cli_online *on, cJSON **resp)
+{
+	*resp = NULL;
+	cJSON *cmd = cJSON_CreateObject();
+	if (!cmd || !cJSON_AddStringToObject(cmd, "command", "custody_status")) {
+		cJSON_Delete(cmd);
+		cli_error("out of memory");
+		return CLI_EXIT_ERR;
+	}
+	int rc = cli_online_json(on, cmd, resp);
+	cJSON_Delete(cmd);
+	if (!*resp)
+		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+	return CLI_EXIT_OK;
+}
+
 /* Admin unseal mode: recover's own approval. The ledger size and root come
  * from custody_status; the request id is this tool's. Adds "request" and
  * "approval" to cmd. CLI_EXIT_OK also when the broker is in auto mode (then
  * nothing is added). */
 static int recover_approval(const cli_online *on, cJSON *cmd, const uint8_t xpk[32])
 {
-	cJSON *st = cJSON_CreateObject(), *resp = NULL;
-	if (!st || !cJSON_AddStringToObject(st, "command", "custody_status")) {
-		cJSON_Delete(st);
-		cli_error("out of memory");
-		return CLI_EXIT_ERR;
-	}
-	int rc = cli_online_json(on, st, &resp);
-	cJSON_Delete(st);
+	cJSON *resp = NULL;
+	int rc = fetch_status(on, &resp);
 	if (!resp)
-		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+		return rc;
 	const cJSON *lg = cJSON_GetObjectItemCaseSensitive(resp, "ledger");
 	if (strcmp(str(resp, "unseal", "auto"), "admin") != 0) {
 		cJSON_Delete(resp);
@@ -286,16 +297,10 @@ static int recover_approval(const cli_online *on, cJSON *cmd, const uint8_t xpk[
  * key (ig_custody_approve.h), sent back as custody_approve. */
 static int approve(const cli_online *on, bool as_json)
 {
-	cJSON *cmd = cJSON_CreateObject(), *resp = NULL;
-	if (!cmd || !cJSON_AddStringToObject(cmd, "command", "custody_status")) {
-		cJSON_Delete(cmd);
-		cli_error("out of memory");
-		return CLI_EXIT_ERR;
-	}
-	int rc = cli_online_json(on, cmd, &resp);
-	cJSON_Delete(cmd);
+	cJSON *cmd = NULL, *resp = NULL;
+	int rc = fetch_status(on, &resp);
 	if (!resp)
-		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
+		return rc;
 	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(resp, "pending_approval");
 	uint8_t request[16], xpk[32], root[32], sig[IG_CUSTODY_SIG_BYTES], sk[IG_SK_BYTES], pk[IG_PK_BYTES];
 	uint64_t size = 0, epoch = 0;

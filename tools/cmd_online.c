@@ -358,7 +358,10 @@ static cJSON *session_request_json(online_session *s, const cJSON *command)
 	return resp;
 }
 
-int cli_online_json(const cli_online *on, const cJSON *command, cJSON **resp)
+/* One connection to the broker for one exchange: fn's answer, or NULL
+ * (after saying why). */
+typedef cJSON *(*session_fn)(online_session *s, const void *arg);
+static int run_session(const cli_online *on, session_fn fn, const void *arg, cJSON **resp)
 {
 	*resp = NULL;
 	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
@@ -369,10 +372,20 @@ int cli_online_json(const cli_online *on, const cJSON *command, cJSON **resp)
 	memset(&s, 0, sizeof s);
 	s.on = on;
 	if (session_open(&s))
-		*resp = session_request_json(&s, command);
+		*resp = fn(&s, arg);
 	session_close(&s);
 	mosquitto_lib_cleanup();
 	return *resp ? CLI_EXIT_OK : CLI_EXIT_ERR;
+}
+
+static cJSON *json_exchange(online_session *s, const void *command)
+{
+	return session_request_json(s, command);
+}
+
+int cli_online_json(const cli_online *on, const cJSON *command, cJSON **resp)
+{
+	return run_session(on, json_exchange, command, resp);
 }
 
 /* Lists may exceed one response; fetch page by page into one element. */
@@ -423,19 +436,13 @@ static cJSON *session_list_all(online_session *s, const ig_admin_cmd *cmd)
 	return out;
 }
 
+static cJSON *cmd_exchange(online_session *s, const void *arg)
+{
+	const ig_admin_cmd *cmd = arg;
+	return cmd->kind == IG_ADMIN_LIST ? session_list_all(s, cmd) : session_request(s, cmd);
+}
+
 int cli_online_run(const cli_online *on, const ig_admin_cmd *cmd, cJSON **resp)
 {
-	*resp = NULL;
-	if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
-		cli_error("cannot initialise libmosquitto");
-		return CLI_EXIT_ERR;
-	}
-	online_session s;
-	memset(&s, 0, sizeof s);
-	s.on = on;
-	if (session_open(&s))
-		*resp = cmd->kind == IG_ADMIN_LIST ? session_list_all(&s, cmd) : session_request(&s, cmd);
-	session_close(&s);
-	mosquitto_lib_cleanup();
-	return *resp ? CLI_EXIT_OK : CLI_EXIT_ERR;
+	return run_session(on, cmd_exchange, cmd, resp);
 }
