@@ -123,6 +123,22 @@ def session_key_works(b, c, a="d1", peer="d2", timeout=None):
         cl.close()
 
 
+def mint_reply(b, c, a="d4"):
+    """The answer to a mint of one coin from a test client as device a (which
+    has credit): "coins", or an error such as "sealed"."""
+    cl = b.connect(a)
+    try:
+        inbox = c.topic("dev", a, "inbox")
+        cl.subscribe_ok(inbox)
+        nonce = "m-%s" % secrets.token_hex(4)
+        cl.publish(c.topic("ch", a), json.dumps({"type": "mint", "count": 1, "nonce": nonce}))
+        reply = cl.wait_message(inbox, pred=lambda m: m.json().get("nonce") == nonce, timeout=H.T(10)).json()
+        H.schema_validate("inbox", reply)
+        return reply
+    finally:
+        cl.close()
+
+
 def seal(b, c, mon):
     out = custody_cli(b, c, "seal").stdout
     assert "removed" in out, out
@@ -165,7 +181,9 @@ def test_deal_makes_an_active_epoch_held_by_three_agents(cluster):
 
 def test_seal_restart_sealed_then_two_agents_unseal(cluster):
     c, agents = cluster
+    H.cli("credit", "--ledger", c.ledger, "--id", "d4", "--amount", "5")   # d4 mints coins below
     b, mon, st = deal_and_activate(c, agents)
+    assert mint_reply(b, c)["type"] == "coins"
     # Refused until ... nothing: an epoch is active, so seal goes ahead.
     seal(b, c, mon)
     mon.close()
@@ -181,6 +199,8 @@ def test_seal_restart_sealed_then_two_agents_unseal(cluster):
     custody_state(mon, c, lambda s: s["state"] == "sealed" and s["sealed"] is True)
     r = session_key_works(b2, c, "d4", "d1")
     assert r.get("error") == "sealed", r
+    r = mint_reply(b2, c)
+    assert r["type"] == "error" and r["error"] == "sealed" and r["request"] == "mint", r
 
     # One agent: stays sealed.
     start_agents(b2, c, agents, ["d1"])
@@ -199,6 +219,8 @@ def test_seal_restart_sealed_then_two_agents_unseal(cluster):
     custody_state(mon, c, lambda s: s["sealed"] is False)
     r = session_key_works(b2, c, "d4", "d1")
     assert r.get("type") == "session_key", r
+    r = mint_reply(b2, c)
+    assert r["type"] == "coins" and r["count"] == 1, r
     assert status_json(b2, c)["sealed"] is False
     mon.close()
 
