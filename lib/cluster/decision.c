@@ -125,3 +125,14 @@ const char *ig_decision_ledger_refusal(int status)
 		       "recorded; retry after the operator has fixed the disk and restarted the broker";
 	}
 }
+
+bool ig_decision_nonce_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > IG_DECISION_REQUEST_NONCE_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	return true;
+}

@@ -84,6 +84,12 @@ struct ig_decision {
 	ig_decision *next;
 };
 
+/* True when s is a usable request nonce: 1..64 printable ASCII characters,
+ * no space (docs/PROTOCOL.md, "Requests"); a refusal echoes only such a
+ * nonce. */
+#define IG_DECISION_REQUEST_NONCE_MAX 64
+bool ig_decision_nonce_ok(const char *s);
+
 /* Makes d a refusal. Returns d's kind for chaining. */
 ig_decision_kind ig_decision_refuse(ig_decision *d, const char *request, const char *nonce, const char *error,
                                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));

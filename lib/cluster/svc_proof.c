@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define RATE_WINDOW_MS 60000u
-#define NONCE_MAX 64
+#define NONCE_MAX IG_DECISION_REQUEST_NONCE_MAX
 #define JSON_INT_MAX 9007199254740991.0   /* 2^53 - 1: the largest integer JSON carries exactly */
 
 typedef struct rate {
@@ -58,16 +58,6 @@ void ig_svc_proof_free(ig_svc_proof *s)
 
 /* ---- requests ---------------------------------------------------------------- */
 
-static bool nonce_ok(const char *v)
-{
-	size_t n = strlen(v);
-	if (n == 0 || n > NONCE_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (v[i] < 0x21 || v[i] > 0x7e)
-			return false;
-	return true;
-}
 
 /* A whole number 0..2^53-1 in field name of req: 1 found, 0 absent, -1 bad. */
 static int get_size(const cJSON *req, const char *name, uint64_t *out)
@@ -103,7 +93,7 @@ void ig_svc_proof_request(ig_decision *out, ig_svc_proof *s, const char *id, con
 	bool inclusion = strcmp(type, "log_inclusion") == 0;
 	char nonce[NONCE_MAX + 1] = "";
 	const cJSON *jn = cJSON_GetObjectItemCaseSensitive(req, "nonce");
-	if (jn && !(cJSON_IsString(jn) && nonce_ok(jn->valuestring))) {
+	if (jn && !(cJSON_IsString(jn) && ig_decision_nonce_ok(jn->valuestring))) {
 		s->refused++;
 		ig_decision_refuse(out, type, NULL, "malformed", "\"nonce\" must be 1..64 printable ASCII characters");
 		return;

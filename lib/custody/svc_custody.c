@@ -266,21 +266,11 @@ static bool reply_to(ig_decision *out, const char *to, cJSON *body)
 	return ig_decision_reply(d, to, body);
 }
 
-static bool nonce_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > IG_REQUEST_NONCE_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
-}
 
 static const char *req_nonce(const cJSON *req)
 {
 	const cJSON *n = cJSON_IsObject(req) ? cJSON_GetObjectItemCaseSensitive(req, "nonce") : NULL;
-	return cJSON_IsString(n) && nonce_ok(n->valuestring) ? n->valuestring : "";
+	return cJSON_IsString(n) && ig_decision_nonce_ok(n->valuestring) ? n->valuestring : "";
 }
 
 static const char *str_field(const cJSON *req, const char *name)

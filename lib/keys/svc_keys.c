@@ -74,23 +74,13 @@ void ig_svc_keys_free(ig_svc_keys *k)
 	free(k);
 }
 
-static bool nonce_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > IG_REQUEST_NONCE_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
-}
 
 int ig_svc_keys_decode(ig_svc_keys_req *out, const cJSON *req)
 {
 	memset(out, 0, sizeof *out);
 	const cJSON *peer = cJSON_IsObject(req) ? cJSON_GetObjectItemCaseSensitive(req, "peer") : NULL;
 	const cJSON *nonce = cJSON_IsObject(req) ? cJSON_GetObjectItemCaseSensitive(req, "nonce") : NULL;
-	bool nonce_good = cJSON_IsString(nonce) && nonce_ok(nonce->valuestring);
+	bool nonce_good = cJSON_IsString(nonce) && ig_decision_nonce_ok(nonce->valuestring);
 	if (nonce_good)
 		memcpy(out->nonce, nonce->valuestring, strlen(nonce->valuestring) + 1);
 	if (!nonce_good || !cJSON_IsString(peer) || !ig_id_valid(peer->valuestring, strlen(peer->valuestring)))
