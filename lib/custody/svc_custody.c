@@ -235,7 +235,7 @@ struct ig_svc_custody {
 	bool thread_started;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	job *todo, *todo_tail, *done_list;
+	job *queue, *queue_tail, *done_list;
 	bool stop;
 	unsigned jobs_out;
 };
@@ -376,11 +376,11 @@ static void submit(ig_svc_custody *c, job *j)
 {
 	pthread_mutex_lock(&c->mu);
 	j->next = NULL;
-	if (c->todo_tail)
-		c->todo_tail->next = j;
+	if (c->queue_tail)
+		c->queue_tail->next = j;
 	else
-		c->todo = j;
-	c->todo_tail = j;
+		c->queue = j;
+	c->queue_tail = j;
 	c->jobs_out++;
 	pthread_cond_signal(&c->cv);
 	pthread_mutex_unlock(&c->mu);
@@ -542,14 +542,14 @@ static void *worker_main(void *arg)
 	ig_svc_custody *c = arg;
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		while (!c->todo && !c->stop)
+		while (!c->queue && !c->stop)
 			pthread_cond_wait(&c->cv, &c->mu);
 		if (c->stop)
 			break;
-		job *j = c->todo;
-		c->todo = j->next;
-		if (!c->todo)
-			c->todo_tail = NULL;
+		job *j = c->queue;
+		c->queue = j->next;
+		if (!c->queue)
+			c->queue_tail = NULL;
 		pthread_mutex_unlock(&c->mu);
 		switch (j->kind) {
 		case JOB_VERIFY: run_verify(j); break;
@@ -635,7 +635,7 @@ void ig_svc_custody_free(ig_svc_custody *c)
 		pthread_mutex_unlock(&c->mu);
 		pthread_join(c->thread, NULL);
 	}
-	for (job *j = c->todo; j;) {
+	for (job *j = c->queue; j;) {
 		job *next = j->next;
 		if (j->done)
 			j->done(j->done_ctx, "closed", "the broker is shutting down; check ch.key and retry the seal");
