@@ -25,7 +25,6 @@ const char ig_policy_default_json[] =
 	"        \"iotguard/{cluster}/dev/{id}/inbox\",\n"
 	"        \"iotguard/{cluster}/dev/{id}/results/+\",\n"
 	"        \"iotguard/{cluster}/ledger/head\",\n"
-	"        \"iotguard/{cluster}/custody\",\n"
 	"        \"iotguard/{cluster}/m2m/{id}/+\"\n"
 	"      ],\n"
 	"      \"retain\": [\n"
