@@ -171,15 +171,7 @@ const char *ig_plugin_services_request_list(void)
 static const char *valid_nonce(const cJSON *req)
 {
 	const cJSON *n = cJSON_IsObject(req) ? cJSON_GetObjectItemCaseSensitive(req, "nonce") : NULL;
-	if (!cJSON_IsString(n))
-		return NULL;
-	size_t len = strlen(n->valuestring);
-	if (len == 0 || len > IG_REQUEST_NONCE_MAX)
-		return NULL;
-	for (size_t i = 0; i < len; i++)
-		if (n->valuestring[i] < 0x21 || n->valuestring[i] > 0x7e)
-			return NULL;
-	return n->valuestring;
+	return cJSON_IsString(n) && ig_decision_nonce_ok(n->valuestring) ? n->valuestring : NULL;
 }
 
 bool ig_plugin_services_request(ig_plugin *pl, const char *id, const char *type, const cJSON *req)
