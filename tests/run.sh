@@ -195,6 +195,18 @@ custody_selftest() {
 	fi
 }
 
+# The independent key-ring implementation (issue 10) and the vectors pinned
+# from it in docs/PROTOCOL.md and tests/unit/test_kp.c.
+kp_selftest() {
+	local t=$SECONDS
+	banner "kp selftest"
+	if "$PY" tests/kp/selftest.py; then
+		record "kp selftest" 1 0 $((SECONDS - t))
+	else
+		record "kp selftest" 0 1 $((SECONDS - t))
+	fi
+}
+
 # Counts a pytest junit file: a test that failed or errored (also in
 # setup/teardown) is one failure; skipped tests are not counted.
 count_junit() {
@@ -271,6 +283,7 @@ schema_selftest
 # notes and tiles, the ledger's vectors), against published vectors and the docs.
 pytest_stage "tlog selftest" tests/tlog
 custody_selftest
+kp_selftest
 if [ $rc -ne 1 ]; then
 	IG_BUILD="$ROOT/build" integration "integration"
 else

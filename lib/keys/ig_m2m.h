@@ -45,4 +45,14 @@ int ig_m2m_parse_header(const uint8_t *msg, size_t len, ig_m2m_header *h);
 int ig_m2m_open(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, const uint8_t key[IG_AEAD_KEY_BYTES],
                 uint8_t direction, const char *topic, ig_m2m_header *h) IG_NODISCARD;
 
+/* The same envelope for an explicit version: 1 (the functions above; label
+ * "iotguard-m2m-v1", both suites) or 2 (key-ring sessions, ig_kp.h; label
+ * "iotguard-m2m-v2", suite 2 only). The AAD label is "iotguard-m2m-v<version>". */
+int ig_m2m_seal_v(uint8_t *out, size_t cap, uint8_t version, ig_suite suite, const uint8_t key[32],
+                  const uint8_t key_id[16], uint8_t direction, uint64_t counter, const char *topic,
+                  const uint8_t *pt, size_t pt_len);
+int ig_m2m_parse_header_v(const uint8_t *msg, size_t len, uint8_t version, ig_m2m_header *h) IG_NODISCARD;
+int ig_m2m_open_v(uint8_t *out, size_t cap, const uint8_t *msg, size_t len, uint8_t version,
+                  const uint8_t key[32], uint8_t direction, const char *topic, ig_m2m_header *h) IG_NODISCARD;
+
 #endif

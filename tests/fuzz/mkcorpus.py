@@ -195,6 +195,33 @@ def main():
     seeds["fuzz_custody_agent"] = [m.replace(b'"epoch":1', b'"epoch":8') for m in agent_msgs] + [
         m.replace(b'"epoch":1', b'"epoch":7') for m in custody_msgs["custody_request"]]
 
+    # Key rings (PROTOCOL.md "Key rings: byte layouts and test vectors", name
+    # = value lines): fuzz_kp's first byte picks the parser (0 hello, 1 hello
+    # to be given its mac, 2 path, 3 path to be given its mac or box, 4
+    # revoked statement, 5 statement fields, 6 ring plaintext, 7 ring file, 8
+    # v2 data); the target's keys are the vectors', so these verify.
+    sec = need("key rings test vectors section",
+               re.search(r"## Key rings: byte layouts and test vectors\n(.*?)(?:\n## |\Z)", proto, re.S))
+    kv = dict(re.findall(r"^([a-z0-9_.]+) = (\S+)$", sec.group(1), re.M))
+    for name in ("hello.direct.kind1", "hello.direct.kind2", "hello.path.kind1", "hello.path.kind2",
+                 "path.request", "path.key_to_a", "revoked.json", "key_ring.plain", "file.bytes",
+                 "data.direct.dir0", "data.direct.dir1"):
+        need("key rings vector " + name, kv.get(name))
+    hx = {k: bytes.fromhex(v) for k, v in kv.items() if re.fullmatch(r"(?:[0-9a-f]{2})+", v)}
+    hellos = [hx[k] for k in ("hello.direct.kind1", "hello.direct.kind2", "hello.path.kind1", "hello.path.kind2")]
+    paths = [hx["path.request"], hx["path.key_to_a"]]
+    seeds["fuzz_kp"] = ([b"\x00" + h for h in hellos] + [b"\x01" + h[:-32] for h in hellos] +
+                        [b"\x02" + m for m in paths] + [b"\x03" + paths[0][:-32], b"\x03" + paths[1][:-48]] +
+                        [b"\x04" + kv["revoked.json"].encode(), b"\x05" + bytes(range(16)) + bytes([0, 5, 0, 9]),
+                         b"\x06" + hx["key_ring.plain"], b"\x07" + hx["file.bytes"],
+                         b"\x08" + hx["data.direct.dir0"], b"\x08" + hx["data.direct.dir1"]])
+    # fuzz_kp_agent: byte 0 the sender (0 dev-b, 1 dev-c), byte 1 the mode
+    # (0 as is, 1 hello given its mac, 2 v2 sealed from dev-b after an
+    # 8-byte counter, 3 path message given its mac or box).
+    seeds["fuzz_kp_agent"] = ([bytes([s, 1]) + h for s in (0, 1) for h in hellos] +
+                              [bytes([s, 3]) + m for s in (0, 1) for m in paths] +
+                              [b"\x00\x02" + (1).to_bytes(8, "big") + b"hello", b"\x00\x00" + hx["data.direct.dir0"]])
+
     for target, items in seeds.items():
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
