@@ -293,6 +293,40 @@ static void print_record_line(const ig_record *rec)
 		print_clean(c.by);
 		break;
 	}
+	case IG_REC_KP_EPOCH: {
+		ig_kp_epoch_rec k;
+		if (ig_record_kp_epoch_decode(rec->body, rec->body_len, &k, &err) != IG_OK)
+			goto undecodable;
+		ig_hex_encode(pk, k.seed, sizeof k.seed);
+		printf("epoch=%" PRIu64 " pool=%u ring=%u q=%u seed=%s reason=%s by=", k.epoch, k.pool, k.ring,
+		       (unsigned)k.q, pk, k.reason);
+		print_clean(k.by);
+		break;
+	}
+	case IG_REC_KP_RING: {
+		ig_kp_ring_rec k;
+		if (ig_record_kp_ring_decode(rec->body, rec->body_len, &k, &err) != IG_OK)
+			goto undecodable;
+		ig_hex_encode(pk, k.ring_hash, sizeof k.ring_hash);
+		printf("epoch=%" PRIu64 " id=%s ring_hash=%s", k.epoch, k.id, pk);
+		break;
+	}
+	case IG_REC_KP_COMPROMISED: {
+		ig_kp_compromised_rec *k = malloc(sizeof *k);   /* 4 KB of ids: not on the stack */
+		if (!k) {
+			ig_error_set(&err, IG_ERR_NOMEM, "out of memory");
+			goto undecodable;
+		}
+		if (ig_record_kp_compromised_decode(rec->body, rec->body_len, k, &err) != IG_OK) {
+			free(k);
+			goto undecodable;
+		}
+		printf("epoch=%" PRIu64 " id=%s count=%u ids=", k->epoch, k->id, k->id_count);
+		for (uint32_t i = 0; i < k->id_count; i++)
+			printf("%s%u", i ? "," : "", k->ids[i]);
+		free(k);
+		break;
+	}
 	case IG_REC_REVOKE: {
 		ig_revoke r;
 		if (ig_record_revoke_decode(rec->body, rec->body_len, &r, &err) != IG_OK)

@@ -10,7 +10,8 @@
  *
  * The state has two parts:
  * - ledger facts: identities (registry) and their zones, join codes, coins
- *   and credit, custody epochs (ig_custody_view.h). Only ig_state_apply
+ *   and credit, custody epochs (ig_custody_view.h), key-ring epochs, rings
+ *   and compromised ids (ig_kp_view.h). Only ig_state_apply
  *   changes them, from records (the services also mark coins in flight and
  *   reserve ids, which no record makes durable);
  * - what the cluster head remembers beyond the ledger, per identity
@@ -25,6 +26,7 @@
 #include "ig_common.h"
 #include "ig_attest.h"
 #include "ig_custody_view.h"
+#include "ig_kp_view.h"
 #include "ig_join.h"
 #include "ig_joincodes.h"
 #include "ig_keybox.h"
@@ -72,8 +74,8 @@ ig_state *ig_state_new(void);
 void ig_state_free(ig_state *st);
 
 /* Checks rec's body against its spec (LEDGER.md §7) and applies its state
- * rules to identities, join codes, coins and credit, and custody, in that
- * order. A
+ * rules to identities, join codes, coins and credit, custody and key
+ * rings, in that order. A
  * record that breaks a rule leaves the state as it was before the failing
  * part and returns the error with err saying which rule; a replay treats
  * that as a refusal to load the ledger. Enrol and revoke records also wipe
@@ -109,6 +111,10 @@ void ig_state_identity_foreach(const ig_state *st, ig_identity_fn fn, void *ctx)
 /* The custody part of the ledger (dealt and active epochs, sealed, bad
  * shares; ig_custody_view.h), as of the last record applied. Never NULL. */
 const ig_custody_view *ig_state_custody(const ig_state *st);
+/* The key-ring part of the ledger (current pool epoch, rings dealt in it,
+ * compromised ids and devices; ig_kp_view.h), as of the last record
+ * applied. Never NULL. */
+const ig_kp_view *ig_state_kp(const ig_state *st);
 /* The zone id was enrolled with (the enroll record's optional tag 6), or
  * NULL when its newest enrolment named none or id was never enrolled. */
 const char *ig_state_zone(const ig_state *st, const char *id);

@@ -23,6 +23,7 @@ struct ig_state {
 	ig_idmap *devices;   /* id -> ig_device */
 	ig_idmap *zones;     /* id -> char[IG_ID_MAX + 1], "" when its newest enrolment named none */
 	ig_custody_view *custody;
+	ig_kp_view *kp;
 };
 
 ig_state *ig_state_new(void)
@@ -36,7 +37,8 @@ ig_state *ig_state_new(void)
 	st->devices = ig_idmap_new(sizeof(ig_device));
 	st->zones = ig_idmap_new(IG_ID_MAX + 1);
 	st->custody = ig_custody_view_new();
-	if (!st->reg || !st->codes || !st->coins || !st->devices || !st->zones || !st->custody) {
+	st->kp = ig_kp_view_new();
+	if (!st->reg || !st->codes || !st->coins || !st->devices || !st->zones || !st->custody || !st->kp) {
 		ig_state_free(st);
 		return NULL;
 	}
@@ -55,6 +57,7 @@ void ig_state_free(ig_state *st)
 	if (st->zones)
 		ig_idmap_free(st->zones, false);
 	ig_custody_view_free(st->custody);
+	ig_kp_view_free(st->kp);
 	free(st);
 }
 
@@ -115,6 +118,8 @@ int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)
 		rc = ig_coins_apply(st->coins, rec, err);
 	if (rc == IG_OK && rec->type >= IG_REC_CUSTODY_EPOCH && rec->type <= IG_REC_CUSTODY_SEALED)
 		rc = ig_custody_view_apply(st->custody, rec, st->reg, err);
+	if (rc == IG_OK && rec->type >= IG_REC_KP_EPOCH && rec->type <= IG_REC_KP_COMPROMISED)
+		rc = ig_kp_view_apply(st->kp, rec, st->reg, err);
 	if (rc == IG_OK && rec->type == IG_REC_REVOKE && ig_idmap_count(st->devices) > 0) {
 		char id[IG_ID_MAX + 1];
 		revoked_identity(rec, id);
@@ -176,6 +181,7 @@ ig_registry *ig_state_registry(ig_state *st) { return st->reg; }
 ig_joincodes *ig_state_joincodes(ig_state *st) { return st->codes; }
 ig_coins *ig_state_coins(ig_state *st) { return st->coins; }
 const ig_custody_view *ig_state_custody(const ig_state *st) { return st->custody; }
+const ig_kp_view *ig_state_kp(const ig_state *st) { return st->kp; }
 
 const char *ig_state_zone(const ig_state *st, const char *id)
 {

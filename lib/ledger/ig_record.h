@@ -59,11 +59,15 @@ enum ig_record_type {
 	IG_REC_KEY_ISSUED = 18,   /* a session key was issued to a pair (never the key) */
 	IG_REC_ATTEST = 19,       /* an agent's measurement was first seen or changed */
 	/* 32..47: bank (credit, coins) */
-	/* 48..63: custody of the cluster-head key (docs/LEDGER.md 7.13-7.16) */
+	/* 48..51: custody of the cluster-head key (docs/LEDGER.md 7.13-7.16) */
 	IG_REC_CUSTODY_EPOCH = 48,     /* a k-of-n epoch was dealt: holders and commitments, never a share */
 	IG_REC_CUSTODY_ACTIVE = 49,    /* every holder of the epoch acknowledged; older epochs are void */
 	IG_REC_CUSTODY_BAD_SHARE = 50, /* a holder refused its share (or sent a bad one) */
 	IG_REC_CUSTODY_SEALED = 51,    /* ch.key is kept only sealed from now on */
+	/* 52..54: key rings, predistributed pool keys (docs/LEDGER.md 7.17-7.19) */
+	IG_REC_KP_EPOCH = 52,          /* a key-ring pool epoch starts: its parameters and public ring seed */
+	IG_REC_KP_RING = 53,           /* a device's ring was dealt: device, epoch, ring hash (never a key) */
+	IG_REC_KP_COMPROMISED = 54,    /* a revoked device's ring ids are compromised in this epoch */
 };
 const char *ig_record_type_name(uint16_t type);   /* "genesis", ...; "unknown" */
 
@@ -160,6 +164,24 @@ void ig_record_hash(uint8_t out[IG_HASH_BYTES], const uint8_t *frame, size_t fra
 #define IG_TAG_CUSTODY_SEALED_C0 2   /* 32 bytes: S·G, the active epoch's commitment 0 */
 #define IG_TAG_CUSTODY_SEALED_BY 3   /* string */
 
+/* Kp-epoch tags */
+#define IG_TAG_KP_EPOCH 1            /* u64, >= 1 (the same tag in all three key-ring records) */
+#define IG_TAG_KP_POOL 2             /* u32, 2..2^24: P, the pool size */
+#define IG_TAG_KP_RING 3             /* u32, 1..1024, <= P: m, the ring size */
+#define IG_TAG_KP_Q 4                /* u8, 1..16, <= m: shared ids a pairwise key needs */
+#define IG_TAG_KP_SEED 5             /* 32 bytes: the public ring seed of the epoch */
+#define IG_TAG_KP_REASON 6           /* word: initial, policy, rotate */
+#define IG_TAG_KP_BY 7               /* string: the admin, or the cluster name when automatic */
+/* Kp-ring tags (IG_TAG_KP_EPOCH too) */
+#define IG_TAG_KP_RING_ID 2          /* id string: the device */
+#define IG_TAG_KP_RING_HASH 3        /* 32 bytes: the ring hash (docs/PROTOCOL.md A.2), never a key */
+/* Kp-compromised tags (IG_TAG_KP_EPOCH too) */
+#define IG_TAG_KP_COMPROMISED_ID 2   /* id string: the revoked device */
+#define IG_TAG_KP_COMPROMISED_IDS 3  /* m × u32, strictly ascending: its ring ids */
+
+#define IG_KP_REC_RING_MAX 1024      /* ids per kp_compromised (IG_KP_RING_MAX) */
+#define IG_KP_REASON_MAX 7           /* the longest kp_epoch reason word */
+
 #define IG_CUSTODY_N_MAX 255         /* holders (and commitments) per epoch */
 #define IG_CUSTODY_REASON_MAX 7      /* the longest custody_epoch reason word */
 
@@ -250,6 +272,31 @@ typedef struct ig_custody_sealed_rec {
 	char by[IG_BY_MAX + 1];
 } ig_custody_sealed_rec;
 
+/* kp_epoch: the parameters of a key-ring pool epoch (the pool keys derive
+ * from the cluster-head key; only the public seed is recorded). */
+typedef struct ig_kp_epoch_rec {
+	uint64_t epoch;
+	uint32_t pool, ring;
+	uint8_t q;
+	uint8_t seed[32];
+	char reason[IG_KP_REASON_MAX + 1];
+	char by[IG_BY_MAX + 1];
+} ig_kp_epoch_rec;
+
+typedef struct ig_kp_ring_rec {
+	uint64_t epoch;
+	char id[IG_ID_MAX + 1];
+	uint8_t ring_hash[IG_HASH_BYTES];
+} ig_kp_ring_rec;
+
+/* kp_compromised: ids[0..id_count) strictly ascending (the codec checks). */
+typedef struct ig_kp_compromised_rec {
+	uint64_t epoch;
+	char id[IG_ID_MAX + 1];
+	uint32_t id_count;
+	uint32_t ids[IG_KP_REC_RING_MAX];
+} ig_kp_compromised_rec;
+
 /* Encoders return the body length, or a negative IG_ERR_* (bad field, cap too
  * small). Decoders return IG_OK or IG_ERR_CORRUPT with a message naming the
  * missing or bad field. */
@@ -279,6 +326,12 @@ int ig_record_custody_bad_share_decode(const uint8_t *body, size_t len, ig_custo
                                        ig_error *err);
 int ig_record_custody_sealed_encode(uint8_t *out, size_t cap, const ig_custody_sealed_rec *c);
 int ig_record_custody_sealed_decode(const uint8_t *body, size_t len, ig_custody_sealed_rec *c, ig_error *err);
+int ig_record_kp_epoch_encode(uint8_t *out, size_t cap, const ig_kp_epoch_rec *c);
+int ig_record_kp_epoch_decode(const uint8_t *body, size_t len, ig_kp_epoch_rec *c, ig_error *err);
+int ig_record_kp_ring_encode(uint8_t *out, size_t cap, const ig_kp_ring_rec *c);
+int ig_record_kp_ring_decode(const uint8_t *body, size_t len, ig_kp_ring_rec *c, ig_error *err);
+int ig_record_kp_compromised_encode(uint8_t *out, size_t cap, const ig_kp_compromised_rec *c);
+int ig_record_kp_compromised_decode(const uint8_t *body, size_t len, ig_kp_compromised_rec *c, ig_error *err);
 
 /* Decodes the body of any known record type (unknown types pass), so an
  * auditor can check rule 5 of docs/LEDGER.md section 4: IG_OK, or

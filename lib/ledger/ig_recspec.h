@@ -34,6 +34,9 @@ typedef enum ig_field_kind {
 	IG_FIELD_IDS,      /* char[][IG_ID_MAX + 1]: min..max ids, each on the wire as its length
 	                    * (u8) then its bytes; their number in the uint32_t at count_off;
 	                    * JSON: an array of strings */
+	IG_FIELD_U32,      /* uint32_t: 4 bytes, min..max (then why says so) */
+	IG_FIELD_U32S,     /* uint32_t[]: min..max 4-byte integers, strictly ascending; their
+	                    * number in the uint32_t at count_off; JSON: an array of numbers */
 } ig_field_kind;
 
 typedef struct ig_field_spec {
@@ -41,12 +44,12 @@ typedef struct ig_field_spec {
 	ig_field_kind kind;
 	const char *name;                 /* named in error messages; the JSON key */
 	size_t off, size;                 /* the member in the record struct */
-	unsigned min, max;                /* TEXT: length bounds; U8: value bounds; HASHES: count bounds */
+	unsigned min, max;                /* TEXT: length bounds; U8, U32: value bounds; HASHES, IDS, U32S: count bounds */
 	const char *why;                  /* U8, WORD, U64 with min: what a valid value is */
 	const char *const *value_names;   /* U8: JSON name of each value (NULL: a number); WORD: the allowed words */
 	bool optional;                    /* may be absent (still at most once); */
 	size_t present_off;               /* then this bool member says if it was there */
-	size_t count_off;                 /* HASHES, IDS: the uint32_t count member */
+	size_t count_off;                 /* HASHES, IDS, U32S: the uint32_t count member */
 	bool no_count;                    /* HASHES: no "count" key in JSON (another field says it) */
 } ig_field_spec;
 
@@ -112,6 +115,9 @@ extern const ig_body_spec ig_recspec_custody_epoch;     /* 7.13 */
 extern const ig_body_spec ig_recspec_custody_active;    /* 7.14 */
 extern const ig_body_spec ig_recspec_custody_bad_share; /* 7.15 */
 extern const ig_body_spec ig_recspec_custody_sealed;    /* 7.16 */
+extern const ig_body_spec ig_recspec_kp_epoch;          /* 7.17 */
+extern const ig_body_spec ig_recspec_kp_ring;           /* 7.18 */
+extern const ig_body_spec ig_recspec_kp_compromised;    /* 7.19 */
 
 /* The table for a record type, or NULL for a type with no typed body. */
 const ig_body_spec *ig_recspec_for(uint16_t type);

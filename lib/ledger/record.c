@@ -216,6 +216,9 @@ IG_RECORD_CODEC(custody_epoch, ig_recspec_custody_epoch, ig_custody_epoch_rec)
 IG_RECORD_CODEC(custody_active, ig_recspec_custody_active, ig_custody_active_rec)
 IG_RECORD_CODEC(custody_bad_share, ig_recspec_custody_bad_share, ig_custody_bad_share_rec)
 IG_RECORD_CODEC(custody_sealed, ig_recspec_custody_sealed, ig_custody_sealed_rec)
+IG_RECORD_CODEC(kp_epoch, ig_recspec_kp_epoch, ig_kp_epoch_rec)
+IG_RECORD_CODEC(kp_ring, ig_recspec_kp_ring, ig_kp_ring_rec)
+IG_RECORD_CODEC(kp_compromised, ig_recspec_kp_compromised, ig_kp_compromised_rec)
 
 int ig_record_body_check(const ig_record *rec, ig_error *err)
 {

@@ -177,12 +177,30 @@ static int field_check(const char *what, const ig_field_spec *f, const uint8_t *
 		snprintf(why, sizeof why, "must be %u..%u ids", f->min, f->max);
 		return bad_field(what, f->name, why, err);
 	}
+	case IG_FIELD_U32:
+		if (vlen == 4 && ig_get_u32(v) >= f->min && ig_get_u32(v) <= f->max)
+			return IG_OK;
+		return bad_field(what, f->name, f->why, err);
+	case IG_FIELD_U32S: {
+		if (vlen % 4 != 0 || vlen / 4 < f->min || vlen / 4 > f->max || vlen / 4 > f->size / 4) {
+			snprintf(why, sizeof why, "must be %u..%u 4-byte integers", f->min, f->max);
+			return bad_field(what, f->name, why, err);
+		}
+		/* Ascending and distinct: one way to write a set, so equal sets
+		 * have equal bytes and a reader can merge them without sorting. */
+		for (size_t i = 4; i < vlen; i += 4)
+			if (ig_get_u32(v + i) <= ig_get_u32(v + i - 4))
+				return bad_field(what, f->name, "must be strictly ascending", err);
+		return IG_OK;
+	}
 	}
 	return bad_field(what, f->name, "unknown kind of field", err);
 }
 
-/* The wire form of an IDS field at its largest (255 ids of 64 bytes). */
+/* The wire form of an IDS field at its largest (255 ids of 64 bytes); a
+ * U32S field (at most 1024 integers) is built in the same buffer. */
 #define IDS_WIRE_MAX (IG_CUSTODY_N_MAX * (IG_ID_MAX + 1))
+_Static_assert(4 * IG_KP_REC_RING_MAX <= IDS_WIRE_MAX, "U32S wire form does not fit the wide buffer");
 
 /* Points *v at the wire bytes of the field stored at member (in the record
  * struct or, for integers, in tmp, for id lists in wide) and returns their
@@ -239,6 +257,19 @@ static size_t field_wire(const ig_field_spec *f, const uint8_t *rec, uint8_t tmp
 		}
 		return pos;
 	}
+	case IG_FIELD_U32:
+		ig_put_u32(tmp, *(const uint32_t *)member);
+		*v = tmp;
+		return 4;
+	case IG_FIELD_U32S: {
+		uint32_t count = *(const uint32_t *)(rec + f->count_off);
+		*v = wide;
+		if (count > f->size / 4 || count > IDS_WIRE_MAX / 4)
+			return 1; /* not a multiple of 4: field_check refuses it */
+		for (uint32_t i = 0; i < count; i++)
+			ig_put_u32(wide + 4 * (size_t)i, ((const uint32_t *)member)[i]);
+		return 4 * (size_t)count;
+	}
 	}
 	return 0;
 }
@@ -283,6 +314,14 @@ static void field_store(const ig_field_spec *f, const uint8_t *v, size_t vlen, u
 		*(uint32_t *)(rec + f->count_off) = count;
 		break;
 	}
+	case IG_FIELD_U32:
+		*(uint32_t *)member = ig_get_u32(v);
+		break;
+	case IG_FIELD_U32S:
+		for (size_t i = 0; i < vlen / 4; i++)
+			((uint32_t *)member)[i] = ig_get_u32(v + 4 * i);
+		*(uint32_t *)(rec + f->count_off) = (uint32_t)(vlen / 4);
+		break;
 	}
 }
 
@@ -430,6 +469,20 @@ static bool add_field(cJSON *obj, const ig_field_spec *f, const uint8_t *rec)
 			cJSON *s = cJSON_CreateString((const char *)member + (size_t)i * (IG_ID_MAX + 1));
 			if (!s || !cJSON_AddItemToArray(list, s)) {
 				cJSON_Delete(s);
+				return false;
+			}
+		}
+		return list != NULL;
+	}
+	case IG_FIELD_U32:
+		return cJSON_AddNumberToObject(obj, f->name, *(const uint32_t *)member) != NULL;
+	case IG_FIELD_U32S: {
+		uint32_t count = *(const uint32_t *)(rec + f->count_off);
+		cJSON *list = cJSON_AddArrayToObject(obj, f->name);
+		for (uint32_t i = 0; list && i < count; i++) {
+			cJSON *n = cJSON_CreateNumber(((const uint32_t *)member)[i]);
+			if (!n || !cJSON_AddItemToArray(list, n)) {
+				cJSON_Delete(n);
 				return false;
 			}
 		}

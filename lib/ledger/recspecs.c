@@ -195,6 +195,58 @@ static const ig_field_spec custody_sealed_fields[] = {
 	 .min = 1, .max = IG_BY_MAX},
 };
 
+/* ---- 7.17-7.19: key rings (predistributed pool keys) ---------------------- */
+
+static const char *const kp_reasons[] = {"initial", "policy", "rotate", NULL};
+
+/* The parameters and the public ring seed, never the pool secret or a pool
+ * key: those derive from the cluster-head key (docs/PROTOCOL.md "Key rings"). */
+static const ig_field_spec kp_epoch_fields[] = {
+	{.tag = IG_TAG_KP_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_kp_epoch_rec, epoch), .min = 1,
+	 .why = "must be at least 1"},
+	{.tag = IG_TAG_KP_POOL, .kind = IG_FIELD_U32, .name = "pool", IG_SPEC_AT(ig_kp_epoch_rec, pool), .min = 2,
+	 .max = 1u << 24, .why = "must be a 4-byte integer, 2..16777216"},
+	{.tag = IG_TAG_KP_RING, .kind = IG_FIELD_U32, .name = "ring", IG_SPEC_AT(ig_kp_epoch_rec, ring), .min = 1,
+	 .max = IG_KP_REC_RING_MAX, .why = "must be a 4-byte integer, 1..1024"},
+	{.tag = IG_TAG_KP_Q, .kind = IG_FIELD_U8, .name = "q", IG_SPEC_AT(ig_kp_epoch_rec, q), .min = 1, .max = 16,
+	 .why = "must be one byte, 1..16"},
+	{.tag = IG_TAG_KP_SEED, .kind = IG_FIELD_BYTES, .name = "seed", IG_SPEC_AT(ig_kp_epoch_rec, seed)},
+	{.tag = IG_TAG_KP_REASON, .kind = IG_FIELD_WORD, .name = "reason", IG_SPEC_AT(ig_kp_epoch_rec, reason),
+	 .why = "must be \"initial\", \"policy\" or \"rotate\"", .value_names = kp_reasons},
+	{.tag = IG_TAG_KP_BY, .kind = IG_FIELD_TEXT, .name = "by", IG_SPEC_AT(ig_kp_epoch_rec, by), .min = 1,
+	 .max = IG_BY_MAX},
+};
+
+/* A ring larger than the pool cannot be drawn from it, and a pairwise key
+ * cannot need more shared ids than a ring holds. */
+static int kp_epoch_check(const void *rec, ig_error *err)
+{
+	const ig_kp_epoch_rec *k = rec;
+	if (k->ring > k->pool)
+		return ig_error_set(err, IG_ERR_CORRUPT, "kp_epoch record: ring (%u) is larger than pool (%u)", k->ring,
+		                    k->pool);
+	if (k->q > k->ring)
+		return ig_error_set(err, IG_ERR_CORRUPT, "kp_epoch record: q (%u) is larger than ring (%u)", k->q, k->ring);
+	return IG_OK;
+}
+
+/* The ring hash commits to the ids and their keys; the keys themselves go
+ * to the device only inside its box. */
+static const ig_field_spec kp_ring_fields[] = {
+	{.tag = IG_TAG_KP_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_kp_ring_rec, epoch), .min = 1,
+	 .why = "must be at least 1"},
+	{.tag = IG_TAG_KP_RING_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_kp_ring_rec, id)},
+	{.tag = IG_TAG_KP_RING_HASH, .kind = IG_FIELD_BYTES, .name = "ring_hash", IG_SPEC_AT(ig_kp_ring_rec, ring_hash)},
+};
+
+static const ig_field_spec kp_compromised_fields[] = {
+	{.tag = IG_TAG_KP_EPOCH, .kind = IG_FIELD_U64, .name = "epoch", IG_SPEC_AT(ig_kp_compromised_rec, epoch),
+	 .min = 1, .why = "must be at least 1"},
+	{.tag = IG_TAG_KP_COMPROMISED_ID, .kind = IG_FIELD_ID, .name = "id", IG_SPEC_AT(ig_kp_compromised_rec, id)},
+	{.tag = IG_TAG_KP_COMPROMISED_IDS, .kind = IG_FIELD_U32S, .name = "ids", IG_SPEC_AT(ig_kp_compromised_rec, ids),
+	 .min = 1, .max = IG_KP_REC_RING_MAX, .count_off = offsetof(ig_kp_compromised_rec, id_count)},
+};
+
 /* ---- the bodies ----------------------------------------------------------- */
 
 const ig_body_spec ig_recspec_genesis = IG_SPEC_BODY(IG_REC_GENESIS, "genesis", genesis_fields, ig_genesis);
@@ -224,6 +276,13 @@ const ig_body_spec ig_recspec_custody_bad_share =
 	IG_SPEC_BODY(IG_REC_CUSTODY_BAD_SHARE, "custody_bad_share", custody_bad_share_fields, ig_custody_bad_share_rec);
 const ig_body_spec ig_recspec_custody_sealed =
 	IG_SPEC_BODY(IG_REC_CUSTODY_SEALED, "custody_sealed", custody_sealed_fields, ig_custody_sealed_rec);
+const ig_body_spec ig_recspec_kp_epoch = {
+	.type = IG_REC_KP_EPOCH, .what = "kp_epoch", .fields = kp_epoch_fields,
+	.nfields = sizeof kp_epoch_fields / sizeof kp_epoch_fields[0], .size = sizeof(ig_kp_epoch_rec),
+	.check = kp_epoch_check};
+const ig_body_spec ig_recspec_kp_ring = IG_SPEC_BODY(IG_REC_KP_RING, "kp_ring", kp_ring_fields, ig_kp_ring_rec);
+const ig_body_spec ig_recspec_kp_compromised =
+	IG_SPEC_BODY(IG_REC_KP_COMPROMISED, "kp_compromised", kp_compromised_fields, ig_kp_compromised_rec);
 
 /* ig_recspec_check decodes into a buffer of this size on the stack. */
 _Static_assert(sizeof(ig_genesis) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
@@ -242,13 +301,16 @@ _Static_assert(sizeof(ig_custody_epoch_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_R
 _Static_assert(sizeof(ig_custody_active_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_custody_bad_share_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 _Static_assert(sizeof(ig_custody_sealed_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_kp_epoch_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_kp_ring_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
+_Static_assert(sizeof(ig_kp_compromised_rec) <= IG_RECSPEC_REC_MAX, "IG_RECSPEC_REC_MAX too small");
 
 static const ig_body_spec *const bodies[] = {
 	&ig_recspec_genesis, &ig_recspec_enroll, &ig_recspec_revoke, &ig_recspec_format, &ig_recspec_join_code,
 	&ig_recspec_join_used,
 	&ig_recspec_key_issued, &ig_recspec_attest, &ig_recspec_credit, &ig_recspec_mint, &ig_recspec_redeem,
 	&ig_recspec_refund, &ig_recspec_custody_epoch, &ig_recspec_custody_active, &ig_recspec_custody_bad_share,
-	&ig_recspec_custody_sealed,
+	&ig_recspec_custody_sealed, &ig_recspec_kp_epoch, &ig_recspec_kp_ring, &ig_recspec_kp_compromised,
 };
 
 const ig_body_spec *ig_recspec_for(uint16_t type)

@@ -47,6 +47,10 @@ static void bodies(const uint8_t *body, size_t len)
 	               body, len);
 	BODY_ROUNDTRIP(ig_custody_sealed_rec, ig_record_custody_sealed_decode, ig_record_custody_sealed_encode, body,
 	               len);
+	BODY_ROUNDTRIP(ig_kp_epoch_rec, ig_record_kp_epoch_decode, ig_record_kp_epoch_encode, body, len);
+	BODY_ROUNDTRIP(ig_kp_ring_rec, ig_record_kp_ring_decode, ig_record_kp_ring_encode, body, len);
+	BODY_ROUNDTRIP(ig_kp_compromised_rec, ig_record_kp_compromised_decode, ig_record_kp_compromised_encode, body,
+	               len);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

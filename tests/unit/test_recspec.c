@@ -155,3 +155,42 @@ Test(recspec, largest_body_checks_and_renders)
 	cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(obj, "coin_hashes")), IG_COINS_PER_REQUEST);
 	cJSON_Delete(obj);
 }
+
+/* The largest key-ring body (a kp_compromised with 1024 ids, the U32S kind)
+ * must check and render in the checker's scratch space, and a U32 field
+ * outside its range (a pool of 2^24 + 1) must not decode. */
+Test(recspec, largest_kp_body_checks_and_renders)
+{
+	static ig_kp_compromised_rec c;
+	memset(&c, 0, sizeof c);
+	c.epoch = 1;
+	strcpy(c.id, "sensor-1");
+	c.id_count = IG_KP_REC_RING_MAX;
+	for (uint32_t i = 0; i < IG_KP_REC_RING_MAX; i++)
+		c.ids[i] = (1u << 24) - IG_KP_REC_RING_MAX + i;
+	static uint8_t body[8192];
+	int len = ig_recspec_encode(&ig_recspec_kp_compromised, &c, body, sizeof body);
+	cr_assert_eq(len, 11 + 11 + 3 + 4 * IG_KP_REC_RING_MAX);
+	ig_error err = {0};
+	cr_assert_eq(ig_recspec_check(&ig_recspec_kp_compromised, body, (size_t)len, &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(ig_recspec_check(&ig_recspec_kp_compromised, body, (size_t)len - 1, &err), IG_ERR_CORRUPT);
+	cJSON *obj = cJSON_CreateObject();
+	cr_assert_not_null(obj);
+	cr_assert_eq(ig_recspec_body_json(obj, &ig_recspec_kp_compromised, body, (size_t)len), IG_OK);
+	cJSON *ids = cJSON_GetObjectItem(obj, "ids");
+	cr_assert_eq(cJSON_GetArraySize(ids), IG_KP_REC_RING_MAX);
+	cr_expect_eq(cJSON_GetArrayItem(ids, IG_KP_REC_RING_MAX - 1)->valuedouble, (double)((1u << 24) - 1));
+	cJSON_Delete(obj);
+
+	ig_kp_epoch_rec e = {.epoch = 1, .pool = 1u << 24, .ring = 1, .q = 1};
+	strcpy(e.reason, "rotate");
+	strcpy(e.by, "admin1");
+	len = ig_recspec_encode(&ig_recspec_kp_epoch, &e, body, sizeof body);
+	cr_assert_gt(len, 0);
+	cr_expect_eq(ig_recspec_check(&ig_recspec_kp_epoch, body, (size_t)len, &err), IG_OK, "%s", err.msg);
+	/* pool is the TLV at offset 11: 02 0004 01000000 -> 01000001 */
+	cr_assert_eq(body[11], IG_TAG_KP_POOL);
+	body[17] = 1;
+	cr_expect_eq(ig_recspec_check(&ig_recspec_kp_epoch, body, (size_t)len, &err), IG_ERR_CORRUPT);
+	cr_expect(strstr(err.msg, "'pool'") && strstr(err.msg, "2..16777216"), "%s", err.msg);
+}
