@@ -206,6 +206,15 @@ bool ig_plugin_custody_admin_recover(const uint8_t pk[32], const struct ig_svc_c
 bool ig_plugin_custody_admin_approve(const char *by, const uint8_t sig[64], const char **error, char *message,
                                      size_t cap);
 
+/* plugin_kp.c: the admin API's key-ring commands. status fills slot ("ok"
+ * and the fields); rotate returns false with error and message when
+ * refused, else calls done exactly once when the new epoch's record is
+ * settled (error NULL: durable). */
+typedef void (*ig_plugin_kp_done_fn)(void *ctx, const char *error, const char *message);
+void ig_plugin_kp_admin_status(ig_plugin *pl, struct cJSON *slot);
+bool ig_plugin_kp_admin_rotate(ig_plugin *pl, const char *by, ig_plugin_kp_done_fn done, void *done_ctx,
+                               const char **error, char *message, size_t cap);
+
 /* plugin_join.c */
 /* Checks a join token; on IG_AUTH_OK fills out (id, role, joining fields). */
 ig_auth_result ig_plugin_join_auth(ig_plugin *pl, struct mosquitto *client, const char *username,

@@ -190,6 +190,7 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		if (p->kind == IG_ADMIN_REVOKE)
 			ig_plugin_services_on_revoke(pl, p->id);
 		ig_plugin_publish_event(pl, rec);
+		ig_plugin_services_on_record(pl, rec);
 		cJSON_AddTrueToObject(p->slot, "ok");
 		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
 		cJSON_AddStringToObject(p->slot, "id", p->id);
@@ -308,6 +309,7 @@ static void on_code_durable(void *ctx, int status, const ig_record *rec)
 			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		ig_plugin_publish_event(pl, rec);
+		ig_plugin_services_on_record(pl, rec);
 	} else {
 		cp->failed++;
 		if (status == IG_ERR_UNKNOWN)
@@ -408,6 +410,7 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		ig_plugin_publish_event(pl, rec);
+		ig_plugin_services_on_record(pl, rec);
 		cJSON_AddTrueToObject(cp->slot, "ok");
 		cJSON_AddNumberToObject(cp->slot, "index", (double)rec->index);
 		cJSON_AddStringToObject(cp->slot, "id", cp->id);
@@ -637,6 +640,57 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 	return true;
 }
 
+/* ---- kp_status, kp_rotate (plugin_kp.c) ---------------------------------- */
+
+/* A kp_* command (they take no fields but "command" and "correlation"):
+ * true when item is one, answered in its own slot. kp_rotate answers once
+ * the new epoch's record is durable. */
+static bool do_kp(admin_batch *b, const cJSON *item)
+{
+	const cJSON *command = cJSON_GetObjectItemCaseSensitive(item, "command");
+	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(item, "correlation");
+	if (!cJSON_IsString(command) || strncmp(command->valuestring, "kp_", 3) != 0)
+		return false;
+	const char *name = command->valuestring;
+	cJSON *slot = cJSON_CreateObject();
+	if (!slot)
+		return true;
+	cJSON_AddStringToObject(slot, "command", strlen(name) < 32 ? name : "kp_");
+	cJSON_AddStringToObject(slot, "correlation", cJSON_IsString(corr) &&
+	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
+	cJSON_AddItemToArray(b->responses, slot);
+	for (const cJSON *f = item->child; f; f = f->next)
+		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
+			fail(slot, IG_ADMIN_E_MALFORMED, msg);
+			return true;
+		}
+	const char *error = NULL;
+	char msg[IG_DECISION_MESSAGE_MAX];
+	if (!strcmp(name, "kp_status")) {
+		ig_plugin_kp_admin_status(b->pl, slot);
+	} else if (!strcmp(name, "kp_rotate")) {
+		custody_pending *cp = calloc(1, sizeof *cp);
+		if (!cp) {
+			fail(slot, IG_ADMIN_E_STORAGE, "the broker is out of memory; retry later");
+			return true;
+		}
+		*cp = (custody_pending){.batch = b, .slot = slot};
+		b->outstanding++;
+		if (!ig_plugin_kp_admin_rotate(b->pl, b->client_id, on_custody_done, cp, &error, msg, sizeof msg)) {
+			b->outstanding--;
+			free(cp);
+			fail(slot, error, msg);
+			if (!strcmp(error, "sealed"))
+				b->pl->sealed_refused_admin++;
+		}
+	} else {
+		fail(slot, IG_ADMIN_E_UNKNOWN_COMMAND, "unknown key-ring command; use kp_status or kp_rotate");
+	}
+	return true;
+}
+
 static void reply_error(const char *client_id, const char *code, const char *message)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -695,7 +749,7 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 
 	const cJSON *item;
 	cJSON_ArrayForEach(item, cmds) {
-		if (do_custody(b, item))
+		if (do_custody(b, item) || do_kp(b, item))
 			continue;
 		ig_admin_cmd cmd = {0};
 		ig_error err = {0};

@@ -53,6 +53,7 @@ static const ig_service *const services[] = {
 	&ig_service_proof,
 	&ig_service_witness,
 	&ig_service_custody,
+	&ig_service_kp,
 };
 #define N_SERVICES (sizeof services / sizeof services[0])
 
@@ -239,6 +240,13 @@ void ig_plugin_services_on_revoke(ig_plugin *pl, const char *id)
 			services[i]->on_revoke(states[i], pl, id);
 }
 
+void ig_plugin_services_on_record(ig_plugin *pl, const ig_record *rec)
+{
+	for (size_t i = 0; i < N_SERVICES; i++)
+		if (running[i] && services[i]->on_record)
+			services[i]->on_record(states[i], pl, rec);
+}
+
 void ig_plugin_services_stats(ig_plugin *pl, cJSON *stats)
 {
 	for (size_t i = 0; i < N_SERVICES; i++)
@@ -265,6 +273,7 @@ static void on_append_done(void *ctx, int status, const ig_record *rec)
 			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
 			              (unsigned long long)rec->index, err.msg);
 		ig_plugin_publish_event(pl, rec);
+		ig_plugin_services_on_record(pl, rec);
 	}
 	ig_decision out;
 	memset(&out, 0, sizeof out);

@@ -66,6 +66,11 @@ typedef struct ig_service {
 	void (*on_revoke)(void *svc, ig_plugin *pl, const char *id);
 	/* Adds the service's figures to the stats object. */
 	void (*stats)(void *svc, ig_plugin *pl, struct cJSON *stats);
+	/* A record is durable and applied to pl->state (any record: the
+	 * services' own, the admin API's, a join's); NULL = not interested.
+	 * Runs inside the carrier's completion, so it only notes what to do
+	 * (appending is for the tick or a decision's done). */
+	void (*on_record)(void *svc, ig_plugin *pl, const ig_record *rec);
 } ig_service;
 
 /* The rows, each in its feature's glue file. */
@@ -77,6 +82,7 @@ extern const ig_service ig_service_join;      /* plugin_join.c */
 extern const ig_service ig_service_proof;     /* plugin_proof.c */
 extern const ig_service ig_service_witness;   /* plugin_witness.c */
 extern const ig_service ig_service_custody;   /* plugin_custody.c; after entropy: S mixes in the pool; runs sealed */
+extern const ig_service ig_service_kp;        /* plugin_kp.c; key rings; needs the key */
 
 /* plugin_service.c */
 /* Starts every service in table order (while pl->sealed, those that need
@@ -104,6 +110,8 @@ bool ig_plugin_services_dev_message(ig_plugin *pl, const char *id, const char *s
                                     uint32_t len);
 void ig_plugin_services_tick(ig_plugin *pl, uint64_t now_ms);
 void ig_plugin_services_on_revoke(ig_plugin *pl, const char *id);
+/* Every running row's on_record, for a record that is durable and applied. */
+void ig_plugin_services_on_record(ig_plugin *pl, const ig_record *rec);
 void ig_plugin_services_stats(ig_plugin *pl, struct cJSON *stats);
 /* "ping, join, ..." : every request type, for the unknown_type message. */
 const char *ig_plugin_services_request_list(void);

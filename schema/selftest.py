@@ -59,6 +59,9 @@ offline_clean = with_(online, state="offline", seq=9, uptime_s=300)
 will = {"id": "dev1", "state": "offline"}
 revoked = {"id": "dev1", "state": "revoked", "ts": TS}
 online_agent = with_(online, measurement=HEX64, entropy="ok")
+KP_STATUS = {"epoch": 1, "ring": 30, "sessions": 2, "relayed": 1, "sent": 9, "received": 8,
+             "peers": [{"peer": "dev2", "key": "direct"}, {"peer": "dev3", "key": "path", "via": "dev4"}],
+             "drops": {"replayed": 1, "tampered": 2, "bad_mac": 1}}
 entropy_failed = with_(online_agent, entropy="failed: repetition count test: 21 identical samples (cutoff 21)")
 collector = with_(online_agent, wallet={"coins": 12, "outstanding": 3})
 log_ok = with_(online_agent, log={"state": "ok", "size": 42, "enrollment": 3})
@@ -71,7 +74,9 @@ STATUS_OK = [online, with_(online, id="A.b_c-9" * 9 + "x"), offline_clean, will,
              with_(online, log={"state": "checking", "size": 7}),
              with_(online_agent, battery={"percent": 57, "mains": True}), with_(online, battery={"mains": True}),
              with_(online, battery={"percent": 0, "mains": False}), with_(online, custody={"epochs": [3]}),
-             with_(log_ok, battery={"percent": 100, "mains": False}, custody={"epochs": [1, 2], "active": 1})]
+             with_(log_ok, battery={"percent": 100, "mains": False}, custody={"epochs": [1, 2], "active": 1}),
+             with_(online, kp=KP_STATUS), with_(online, kp=dict(KP_STATUS, epoch=0, ring=0, sessions=0, peers=[],
+                                                                 relayed=0, sent=0, received=0, drops={}))]
 STATUS_BAD = [
     (without(online, "seq"), "online without seq"),
     (without(online, "ts"), "online without ts"),
@@ -121,6 +126,16 @@ STATUS_BAD = [
     (with_(online, custody={"epochs": [1, 2, 3]}), "more epochs than a holder keeps"),
     (with_(online, custody={"epochs": [1], "share": HEX64}), "a share in the status"),
     (with_(will, custody={"epochs": [1]}), "custody in the will"),
+    (with_(offline_clean, kp=KP_STATUS), "kp on an offline status"),
+    (with_(online, kp=without(KP_STATUS, "drops")), "kp without its drops"),
+    (with_(online, kp=dict(KP_STATUS, drops={"stolen": 1})), "unknown drop reason"),
+    (with_(online, kp=dict(KP_STATUS, drops={"replayed": 0})), "a drop counted zero times"),
+    (with_(online, kp=dict(KP_STATUS, peers=[{"peer": "dev3", "key": "path"}])), "a path key without its via"),
+    (with_(online, kp=dict(KP_STATUS, peers=[{"peer": "dev3", "key": "direct", "via": "dev4"}])),
+     "a via on a direct session"),
+    (with_(online, kp=dict(KP_STATUS, peers=[{"peer": "dev3", "key": "ring"}])), "unknown key source"),
+    (with_(online, kp=dict(KP_STATUS, key=HEX64)), "a key in the kp status"),
+    (with_(online, kp=dict(KP_STATUS, ring=1025)), "ring above 1024"),
 ]
 
 # ---- ledger head ------------------------------------------------------------
@@ -208,8 +223,18 @@ custody_sealed_ev = {"index": 22, "ts": TS, "type": "custody_sealed", "hash": HE
                      "epoch": 1, "c0": G1, "by": "admin1"}
 CUSTODY_EVENTS = [custody_epoch_ev, with_(custody_epoch_ev, reason="revoked"), custody_active_ev, custody_bad_ev,
                   with_(custody_bad_ev, reason=""), custody_sealed_ev, with_(enroll, zone="north"),
-                  with_(undecodable, type="custody_epoch"), with_(unknown, type_code=52)]
-EVENT_OK = CUSTODY_EVENTS + BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
+                  with_(undecodable, type="custody_epoch"), with_(unknown, type_code=55)]
+# key-ring records (docs/LEDGER.md 7.17-7.19)
+kp_epoch_ev = {"index": 23, "ts": TS, "type": "kp_epoch", "hash": HEX64, "prev": HEX64B,
+               "epoch": 1, "pool": 1000, "ring": 30, "q": 1, "seed": HEX64B, "reason": "initial", "by": "demo"}
+kp_ring_ev = {"index": 24, "ts": TS, "type": "kp_ring", "hash": HEX64, "prev": HEX64B,
+              "epoch": 1, "id": "dev1", "ring_hash": HEX64}
+kp_comp_ev = {"index": 25, "ts": TS, "type": "kp_compromised", "hash": HEX64, "prev": HEX64B,
+              "epoch": 1, "id": "dev1", "ids": [3, 17, 999]}
+KP_EVENTS = [kp_epoch_ev, with_(kp_epoch_ev, reason="rotate", epoch=2, by="admin1"),
+             with_(kp_epoch_ev, reason="policy", pool=16777216, ring=1024, q=16), kp_ring_ev, kp_comp_ev,
+             with_(kp_comp_ev, ids=[0]), with_(undecodable, type="kp_compromised")]
+EVENT_OK = KP_EVENTS + CUSTODY_EVENTS + BANK_EVENTS + [genesis, enroll, revoke, unknown, undecodable, with_(revoke, reason=""),
             with_(enroll, role="admin"), with_(unknown, body=""),
             join_code, with_(join_code, role="admin", expires_at=0), join_used, enroll_joined,
             key_issued, with_(key_issued, suite="aes256gcm"), attest, with_(attest, allowed="no"),
@@ -281,6 +306,23 @@ EVENT_BAD = [
     (with_(enroll, zone="north wing"), "zone that is not an id"),
     (with_(enroll, zone=""), "empty zone"),
     (with_(unknown, type_code=48), "unknown form with the custody_epoch type code"),
+    (with_(unknown, type_code=53), "unknown form with the kp_ring type code"),
+    (with_(kp_epoch_ev, epoch=0), "kp epoch 0"),
+    (with_(kp_epoch_ev, pool=1), "pool of 1"),
+    (with_(kp_epoch_ev, pool=16777217), "pool above 2^24"),
+    (with_(kp_epoch_ev, ring=1025), "ring above 1024"),
+    (with_(kp_epoch_ev, q=17), "q above 16"),
+    (with_(kp_epoch_ev, reason="timer"), "unknown kp reason"),
+    (with_(kp_epoch_ev, seed=HEX64B[:-2]), "short seed"),
+    (with_(kp_epoch_ev, pool_secret=HEX64), "kp_epoch with the pool secret"),
+    (without(kp_epoch_ev, "seed"), "kp_epoch without seed"),
+    (with_(kp_ring_ev, keys=[HEX64]), "kp_ring with keys"),
+    (with_(kp_ring_ev, id="dev 1"), "kp_ring with a bad id"),
+    (without(kp_ring_ev, "ring_hash"), "kp_ring without ring_hash"),
+    (with_(kp_comp_ev, ids=[]), "kp_compromised without ids"),
+    (with_(kp_comp_ev, ids=[3, 3]), "a compromised id listed twice"),
+    (with_(kp_comp_ev, ids=[16777216]), "an id outside any pool"),
+    (with_(kp_comp_ev, ids=["3"]), "a string id"),
     (with_(credit_ev, amount=0), "credit of 0"),
     (with_(credit_ev, amount="5"), "string amount"),
     (without(credit_ev, "by"), "credit without by"),
@@ -932,7 +974,74 @@ ADMIN_REQ_BAD += [({"commands": [without(rec_approved, "approval")]}, "recover r
                   ({"commands": [with_(rec_approved, approval={"sig": SIG64, "size": 42})]}, "approval without root"),
                   ({"commands": [{"command": "custody_status", "request": "cd" * 16}]}, "request id on status")]
 
+# ---- key rings (issue 10): the revoked statement, key_ring, kp_* admin ------
+KP_SEED = "5e" * 32
+kp_revoked = {"type": "kp_revoked", "cluster": "c1", "epoch": 1, "pool": 1000, "ring": 30, "q": 1, "seed": KP_SEED,
+              "serial": 7, "ids": [3, 17, 999], "devices": ["d1"], "sig": "ab" * 64}
+KP_REVOKED_OK = [kp_revoked, with_(kp_revoked, ids=[], devices=[], serial=0),
+                 with_(kp_revoked, epoch=2 ** 53 - 1, pool=2 ** 24, ring=1024, q=16, ids=[0, 2 ** 24 - 1],
+                       devices=["a", "b.c-d_e"])]
+KP_REVOKED_BAD = [
+    (with_(kp_revoked, type="kp_revoke"), "wrong type"),
+    (with_(kp_revoked, epoch=0), "epoch 0"),
+    (with_(kp_revoked, pool=1), "pool 1"),
+    (with_(kp_revoked, ring=1025), "ring over 1024"),
+    (with_(kp_revoked, q=0), "q 0"),
+    (with_(kp_revoked, seed=KP_SEED.upper()), "uppercase seed"),
+    (with_(kp_revoked, ids=[3, 3]), "an id twice"),
+    (with_(kp_revoked, ids=[2 ** 24]), "an id beyond the largest pool"),
+    (with_(kp_revoked, ids=[-1]), "negative id"),
+    (with_(kp_revoked, devices=["d 1"]), "a device that is not an id"),
+    (with_(kp_revoked, sig="ab" * 63), "short signature"),
+    (without(kp_revoked, "sig"), "unsigned"),
+    (without(kp_revoked, "serial"), "no serial"),
+    (with_(kp_revoked, keys=["00" * 32]), "a key in the statement"),
+]
+key_ring_req = {"type": "key_ring", "nonce": "kr-1"}
+CH_OK.append(key_ring_req)
+CH_BAD += [(without(key_ring_req, "nonce"), "key_ring without nonce"),
+           (with_(key_ring_req, peer="d2"), "key_ring with a peer")]
+key_ring_msg = {"type": "key_ring", "nonce": "kr-1", "epoch": 1, "pool": 1000, "ring": 30, "q": 1, "seed": KP_SEED,
+                "ring_hash": HEX64, "box_nonce": "77" * 24,
+                "box": base64.b64encode(bytes(8 + 4 + 4 + 1 + 32 + 1 + 2 + 30 * 36 + 16)).decode()}
+INBOX_OK += [key_ring_msg, without(key_ring_msg, "nonce"),
+             with_(key_ring_msg, ring=1024, box=base64.b64encode(bytes(50 + 64 + 1024 * 36 + 16)).decode()),
+             with_(error, error="not_enabled", request="key_ring", nonce="kr-1"),
+             with_(error, error="epoch_pending", request="key_ring", nonce="kr-1")]
+INBOX_BAD += [(without(key_ring_msg, "box"), "key_ring without its box"),
+              (without(key_ring_msg, "ring_hash"), "key_ring without its ring hash"),
+              (with_(key_ring_msg, keys=["00" * 32]), "key_ring with a key in the clear"),
+              (with_(key_ring_msg, box="AAAA"), "a box too short to hold a ring"),
+              (with_(key_ring_msg, epoch=0), "key_ring of epoch 0"),
+              (with_(error, error="no_ring", request="key_ring"), "unknown key_ring error")]
+STATS_OK.append(with_(stats, kp={"epoch": 1, "rings": 3, "compromised_ids": 30, "dealt": 4, "refused": 1,
+                                 "requests": 5}))
+STATS_BAD += [(with_(stats, kp={"epoch": 1, "rings": 3}), "kp stats without counters"),
+              (with_(stats, kp={"epoch": 1, "rings": 3, "compromised_ids": 0, "dealt": 0, "refused": 0,
+                                "requests": 0, "seed": KP_SEED}), "kp stats with an unknown field")]
+ADMIN_REQ_OK += [{"commands": [{"command": "kp_status", "correlation": "k1"}]},
+                 {"commands": [{"command": "kp_rotate"}]}]
+ADMIN_REQ_BAD += [({"commands": [{"command": "kp_rotate", "epoch": 3}]}, "kp_rotate with an epoch"),
+                  ({"commands": [{"command": "kp_seal"}]}, "unknown kp command")]
+kp_status_resp = {"command": "kp_status", "correlation": "k1", "ok": True, "enabled": True, "epoch": 2, "pool": 1000,
+                  "ring": 30, "q": 1, "seed": KP_SEED, "rings": 4, "compromised_ids": 30,
+                  "compromised_devices": ["d1"], "serial": 12,
+                  "counters": {"requests": 5, "dealt": 4, "refused": 1, "rings_recorded": 4, "epochs": 2,
+                               "compromised": 1, "statements": 3}}
+ADMIN_RESP_OK += [{"responses": [kp_status_resp]},
+                  {"responses": [with_(kp_status_resp, enabled=False, epoch=0, pool=0, ring=0, q=0, seed="",
+                                       rings=0, compromised_ids=0, compromised_devices=[], serial=0,
+                                       pending="the first key-ring epoch is not recorded yet")]},
+                  {"responses": [{"command": "kp_rotate", "correlation": "k2", "ok": True,
+                                  "message": "key-ring epoch 3 started; devices get new rings as they ask"}]},
+                  {"responses": [{"command": "kp_rotate", "correlation": "k2", "ok": False, "error": "not_enabled",
+                                  "message": "key rings are off"}]}]
+ADMIN_RESP_BAD += [({"responses": [without(kp_status_resp, "seed")]}, "kp_status without seed"),
+                   ({"responses": [with_(kp_status_resp, seed="5E" * 32)]}, "uppercase seed"),
+                   ({"responses": [nested(kp_status_resp, ["counters", "keys"], 1)]}, "unknown kp counter")]
+
 CASES = {
+    "kp-revoked": (KP_REVOKED_OK, KP_REVOKED_BAD),
     "custody": (CUSTODY_OK, CUSTODY_BAD),
     "status": (STATUS_OK, STATUS_BAD),
     "ledger-head": (HEAD_OK, HEAD_BAD),

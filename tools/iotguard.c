@@ -479,6 +479,7 @@ static const struct {
 	{ "proof", cmd_proof, "write or check a C2SP tlog-proof that a record is in the log" },
 	{ "witness", cmd_witness, "cosign the cluster head's checkpoints (a C2SP tlog-witness)" },
 	{ "custody", cmd_custody, "device-quorum custody of the cluster-head key: status, seal, rotate" },
+	{ "kp", cmd_kp, "predistributed key rings: status, rotate, simulate" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -98,4 +98,15 @@ size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_
  * policy has no "custody" section (or p is NULL). */
 uint32_t ig_policy_custody_holder_roles(const ig_policy *p);
 
+/* ---- key rings (issue 10, docs/PROTOCOL.md "Key rings") ----
+ *
+ *   "predistribution": {"pool": P, "ring": m, "q": q}
+ *
+ * 2 <= P <= 2^24, 1 <= m <= 1024, m <= P, 1 <= q <= 16, q <= m; every key
+ * is required. Absent: predistribution is off.
+ */
+/* False when the policy has no "predistribution" (or p is NULL); else the
+ * three values (each out pointer may be NULL). */
+bool ig_policy_kp(const ig_policy *p, uint32_t *pool, uint32_t *ring, uint8_t *q);
+
 #endif

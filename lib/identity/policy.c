@@ -62,6 +62,9 @@ struct ig_policy {
 	size_t witness_count;
 	size_t witness_quorum;
 	uint32_t custody_roles;                     /* "custody".holder_roles as 1u << role; 0: not set */
+	bool kp;                                    /* "predistribution" present */
+	uint32_t kp_pool, kp_ring;                  /* P, m */
+	uint8_t kp_q;
 };
 
 /* ---- the access decision (hot path) -------------------------------------- */
@@ -158,6 +161,19 @@ int ig_policy_measurement_allowed(const ig_policy *p, ig_role role, const uint8_
 uint32_t ig_policy_custody_holder_roles(const ig_policy *p)
 {
 	return p && p->custody_roles ? p->custody_roles : 1u << IG_ROLE_DEVICE;
+}
+
+bool ig_policy_kp(const ig_policy *p, uint32_t *pool, uint32_t *ring, uint8_t *q)
+{
+	if (!p || !p->kp)
+		return false;
+	if (pool)
+		*pool = p->kp_pool;
+	if (ring)
+		*ring = p->kp_ring;
+	if (q)
+		*q = p->kp_q;
+	return true;
 }
 
 size_t ig_policy_witnesses(const ig_policy *p, const ig_cosig_vkey **keys, size_t *quorum)
@@ -518,6 +534,56 @@ static int parse_custody(const cJSON *obj, ig_policy *p, ig_error *err)
 	return IG_OK;
 }
 
+/* One whole-number field of "predistribution" in [lo, hi]. */
+static int kp_number(const cJSON *obj, const char *name, uint32_t lo, uint32_t hi, const char *meaning,
+                     uint32_t *out, ig_error *err)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(obj, name);
+	if (!f)
+		return ig_error_set(err, IG_ERR_INVAL, "predistribution.%s is missing: %s, a whole number from %u to %u",
+		                    name, meaning, lo, hi);
+	if (!cJSON_IsNumber(f) || f->valuedouble < (double)lo || f->valuedouble > (double)hi ||
+	    f->valuedouble != (double)(uint32_t)f->valuedouble)
+		return ig_error_set(err, IG_ERR_INVAL, "predistribution.%s: must be a whole number from %u to %u (%s)",
+		                    name, lo, hi, meaning);
+	*out = (uint32_t)f->valuedouble;
+	return IG_OK;
+}
+
+/* "predistribution": {"pool": P, "ring": m, "q": q}: key rings (docs/PROTOCOL.md
+ * "Key rings"); the ranges are ig_kp.h's, repeated here so the policy loads
+ * without the key-ring code. */
+static int parse_predistribution(const cJSON *obj, ig_policy *p, ig_error *err)
+{
+	if (!cJSON_IsObject(obj))
+		return ig_error_set(err, IG_ERR_INVAL, "predistribution: must be an object, e.g. {\"pool\": 10000, "
+		                    "\"ring\": 75, \"q\": 1}");
+	int rc = check_duplicates(obj, "predistribution", err);
+	if (rc != IG_OK)
+		return rc;
+	for (const cJSON *item = obj->child; item; item = item->next)
+		if (strcmp(item->string, "pool") != 0 && strcmp(item->string, "ring") != 0 && strcmp(item->string, "q") != 0)
+			return ig_error_set(err, IG_ERR_INVAL, "predistribution: unknown key \"%.64s\"; the keys are \"pool\", "
+			                    "\"ring\" and \"q\"", item->string);
+	uint32_t pool, ring, q;
+	if ((rc = kp_number(obj, "pool", 2, 1u << 24, "P, the number of keys in the pool", &pool, err)) != IG_OK ||
+	    (rc = kp_number(obj, "ring", 1, 1024, "m, the keys each device holds", &ring, err)) != IG_OK ||
+	    (rc = kp_number(obj, "q", 1, 16, "the shared keys a pairwise key needs: 1 is Eschenauer-Gligor, 2 or "
+	                    "more q-composite", &q, err)) != IG_OK)
+		return rc;
+	if (ring > pool)
+		return ig_error_set(err, IG_ERR_INVAL, "predistribution.ring: %u is more than the pool (%u); a ring holds at "
+		                    "most every pool key", ring, pool);
+	if (q > ring)
+		return ig_error_set(err, IG_ERR_INVAL, "predistribution.q: %u is more than the ring (%u); two devices can "
+		                    "share at most m keys", q, ring);
+	p->kp = true;
+	p->kp_pool = pool;
+	p->kp_ring = ring;
+	p->kp_q = (uint8_t)q;
+	return IG_OK;
+}
+
 static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 {
 	if (!cJSON_IsObject(root))
@@ -526,7 +592,7 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	if (rc != IG_OK)
 		return rc;
 	const cJSON *version = NULL, *roles = NULL, *m2m = NULL, *attestation = NULL, *witnesses = NULL,
-	            *custody = NULL;
+	            *custody = NULL, *predistribution = NULL;
 	for (const cJSON *item = root->child; item; item = item->next) {
 		if (strcmp(item->string, "version") == 0)
 			version = item;
@@ -540,10 +606,12 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 			witnesses = item;
 		else if (strcmp(item->string, "custody") == 0)
 			custody = item;
+		else if (strcmp(item->string, "predistribution") == 0)
+			predistribution = item;
 		else
 			return ig_error_set(err, IG_ERR_INVAL, "unknown top-level key \"%.64s\"; allowed keys are "
-			                    "\"version\", \"roles\", \"m2m\", \"attestation\", \"witnesses\" and "
-			                    "\"custody\"", item->string);
+			                    "\"version\", \"roles\", \"m2m\", \"attestation\", \"witnesses\", "
+			                    "\"custody\" and \"predistribution\"", item->string);
 	}
 	if (!version)
 		return ig_error_set(err, IG_ERR_INVAL, "\"version\" is missing; add \"version\": 1");
@@ -573,6 +641,8 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 	if (witnesses && (rc = parse_witnesses(witnesses, p, err)) != IG_OK)
 		return rc;
 	if (custody && (rc = parse_custody(custody, p, err)) != IG_OK)
+		return rc;
+	if (predistribution && (rc = parse_predistribution(predistribution, p, err)) != IG_OK)
 		return rc;
 	return IG_OK;
 }

@@ -237,6 +237,8 @@ Test(sealed_glue, starts_sealed_and_refuses_what_needs_the_key)
 	assert_sealed(dev1, "dev1", "{\"type\":\"balance\"}", "balance", NULL, "bank");
 	assert_sealed(dev2, "dev2", "{\"type\":\"attest\",\"measurement\":\"00\",\"ts\":1,\"sig\":\"00\"}", "attest",
 	              NULL, "record attestations");
+	/* Key rings derive from the key: refused; devices keep the rings they hold. */
+	assert_sealed(dev1, "dev1", "{\"type\":\"key_ring\",\"nonce\":\"kr-1\"}", "key_ring", "kr-1", "deal key rings");
 	/* A nonce is carried back only when it is one a service would accept. */
 	bs_forget_calls();
 	request(dev1, CH("dev1"), "{\"type\":\"session_key\",\"peer\":\"dev2\",\"nonce\":\"has space\"}");
@@ -269,6 +271,18 @@ Test(sealed_glue, starts_sealed_and_refuses_what_needs_the_key)
 	r = admin_response();
 	cr_assert_str_eq(str_field(r, "error"), "sealed");
 	cJSON_Delete(r);
+	/* kp_rotate would append: refused as sealed (counted); kp_status says why too. */
+	bs_forget_calls();
+	control(adm, "{\"commands\":[{\"command\":\"kp_rotate\",\"correlation\":\"c5\"}]}");
+	r = admin_response();
+	cr_assert_str_eq(str_field(r, "error"), "sealed");
+	cr_assert_not_null(strstr(str_field(r, "message"), "before it can deal key rings"), "%s", str_field(r, "message"));
+	cJSON_Delete(r);
+	bs_forget_calls();
+	control(adm, "{\"commands\":[{\"command\":\"kp_status\",\"correlation\":\"c6\"}]}");
+	r = admin_response();
+	cr_assert_str_eq(str_field(r, "error"), "sealed");
+	cJSON_Delete(r);
 	bs_forget_calls();
 	control(adm, "{\"commands\":[{\"command\":\"get_identity\",\"id\":\"dev2\",\"correlation\":\"c4\"}]}");
 	r = admin_response();
@@ -288,14 +302,15 @@ Test(sealed_glue, starts_sealed_and_refuses_what_needs_the_key)
 	o = stats_now();
 	cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "sealed")));
 	const cJSON *sr = cJSON_GetObjectItemCaseSensitive(o, "sealed_refused");
-	cr_assert_eq(tu_json_num(sr, "requests"), 5);
+	cr_assert_eq(tu_json_num(sr, "requests"), 6);
 	cr_assert_eq(tu_json_num(sr, "dev_messages"), 1);
-	cr_assert_eq(tu_json_num(sr, "admin"), 3);
+	cr_assert_eq(tu_json_num(sr, "admin"), 4);
 	cr_assert_eq(tu_json_num(sr, "joins"), 1);
 	cr_assert_eq(tu_json_num(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, "auth"), "refused"),
 	                         "sealed"), 1);
 	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "keys"));
 	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "bank"));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "kp"));
 	cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, "proofs"), "proofs need no key");
 	cJSON_Delete(o);
 }
@@ -340,6 +355,7 @@ Test(sealed_glue, unseal_refuses_a_wrong_key_then_serves_everything)
 	o = stats_now();
 	cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "sealed")));
 	cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, "keys"), "the deferred services report again");
+	cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, "kp"));
 	cr_assert_not_null(cJSON_GetObjectItemCaseSensitive(o, "joins"));
 	cJSON_Delete(o);
 

@@ -835,3 +835,83 @@ Test(policy, custody_holder_roles_refuse_unknown_roles_and_bad_shapes)
 	custody_refused("[\"device\"]", "custody: must be an object");
 	custody_refused("{\"holder_roles\":[\"device\"],\"holder_roles\":[\"analyst\"]}", "custody");
 }
+
+/* ---- key rings (issue 10) ---------------------------------------------------- */
+
+static void kp_refused(const char *section, const char *needle)
+{
+	char json[512];
+	snprintf(json, sizeof json, "{\"version\":1,\"roles\":{},\"predistribution\":%s}", section);
+	ig_policy *p = (ig_policy *)1;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_parse(json, strlen(json), &p, &err), IG_ERR_INVAL, "accepted: %s", json);
+	cr_assert_null(p);
+	cr_assert(strstr(err.msg, needle), "error '%s' does not mention '%s'", err.msg, needle);
+}
+
+Test(policy, predistribution_parses_and_is_off_when_absent)
+{
+	uint32_t P = 7, m = 7;
+	uint8_t q = 7;
+	ig_policy *p = default_policy();
+	cr_expect(!ig_policy_kp(p, &P, &m, &q), "the default policy has no predistribution");
+	cr_expect_eq(P, 7, "outputs untouched when off");
+	ig_policy_free(p);
+	cr_expect(!ig_policy_kp(NULL, &P, &m, &q));
+	p = parse_ok("{\"version\":1,\"roles\":{},\"predistribution\":{\"pool\":10000,\"ring\":75,\"q\":2}}");
+	cr_assert(ig_policy_kp(p, &P, &m, &q));
+	cr_expect_eq(P, 10000);
+	cr_expect_eq(m, 75);
+	cr_expect_eq(q, 2);
+	cr_expect(ig_policy_kp(p, NULL, NULL, NULL));
+	ig_policy_free(p);
+	/* The edges of every range. */
+	p = parse_ok("{\"version\":1,\"roles\":{},\"predistribution\":{\"pool\":2,\"ring\":1,\"q\":1}}");
+	cr_assert(ig_policy_kp(p, &P, &m, &q));
+	cr_expect_eq(P, 2);
+	ig_policy_free(p);
+	p = parse_ok("{\"version\":1,\"roles\":{},\"predistribution\":{\"pool\":16777216,\"ring\":1024,\"q\":16}}");
+	cr_assert(ig_policy_kp(p, &P, &m, &q));
+	cr_expect_eq(P, 16777216);
+	cr_expect_eq(m, 1024);
+	cr_expect_eq(q, 16);
+	ig_policy_free(p);
+}
+
+Test(policy, predistribution_errors_name_the_field)
+{
+	kp_refused("{\"ring\":75,\"q\":1}", "predistribution.pool is missing");
+	kp_refused("{\"pool\":100,\"q\":1}", "predistribution.ring is missing");
+	kp_refused("{\"pool\":100,\"ring\":10}", "predistribution.q is missing");
+	kp_refused("{\"pool\":1,\"ring\":1,\"q\":1}", "predistribution.pool: must be a whole number from 2 to 16777216");
+	kp_refused("{\"pool\":16777217,\"ring\":1,\"q\":1}", "predistribution.pool");
+	kp_refused("{\"pool\":100.5,\"ring\":1,\"q\":1}", "predistribution.pool");
+	kp_refused("{\"pool\":\"100\",\"ring\":1,\"q\":1}", "predistribution.pool");
+	kp_refused("{\"pool\":5000,\"ring\":0,\"q\":1}", "predistribution.ring: must be a whole number from 1 to 1024");
+	kp_refused("{\"pool\":5000,\"ring\":1025,\"q\":1}", "predistribution.ring");
+	kp_refused("{\"pool\":5000,\"ring\":20,\"q\":0}", "predistribution.q: must be a whole number from 1 to 16");
+	kp_refused("{\"pool\":5000,\"ring\":20,\"q\":17}", "predistribution.q");
+	kp_refused("{\"pool\":50,\"ring\":60,\"q\":1}", "predistribution.ring: 60 is more than the pool (50)");
+	kp_refused("{\"pool\":50,\"ring\":3,\"q\":4}", "predistribution.q: 4 is more than the ring (3)");
+	kp_refused("{\"pool\":50,\"ring\":3,\"q\":1,\"size\":2}", "predistribution: unknown key \"size\"");
+	kp_refused("[1,2,3]", "predistribution: must be an object");
+	kp_refused("{\"pool\":50,\"pool\":60,\"ring\":3,\"q\":1}", "predistribution");
+}
+
+Test(policy, kp_revoked_is_readable_by_every_role_but_witness)
+{
+	ig_policy *p = default_policy();
+	const ig_role readers[] = {IG_ROLE_DEVICE, IG_ROLE_ANALYST, IG_ROLE_MONITOR, IG_ROLE_ADMIN};
+	for (size_t i = 0; i < sizeof readers / sizeof readers[0]; i++) {
+		const char *r = ig_role_name(readers[i]);
+		cr_expect(ig_policy_allows(p, readers[i], SUB, "C", "x1", "iotguard/C/kp/revoked"), "%s subscribes", r);
+		cr_expect(ig_policy_allows(p, readers[i], READ, "C", "x1", "iotguard/C/kp/revoked"), "%s reads", r);
+		cr_expect(!ig_policy_allows(p, readers[i], PUB, "C", "x1", "iotguard/C/kp/revoked"), "%s may not publish", r);
+		cr_expect(!ig_policy_allows(p, readers[i], RET, "C", "x1", "iotguard/C/kp/revoked"), "%s may not retain", r);
+		cr_expect(!ig_policy_allows(p, readers[i], SUB, "C", "x1", "iotguard/D/kp/revoked"), "%s: other cluster", r);
+		cr_expect(!ig_policy_allows(p, readers[i], SUB, "C", "x1", "iotguard/C/kp/#"), "%s: exact topic only", r);
+		cr_expect(!ig_policy_allows(p, readers[i], SUB, "C", "x1", "iotguard/C/kp/+"), "%s: exact topic only", r);
+	}
+	cr_expect(!ig_policy_allows(p, IG_ROLE_WITNESS, SUB, "C", "w1", "iotguard/C/kp/revoked"));
+	ig_policy_free(p);
+}
