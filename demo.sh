@@ -20,6 +20,8 @@
 # custody secret to three online devices, the key leaves the disk (`iotguard
 # custody seal`), the broker restarts sealed, and the agents bring the key
 # back by releasing their shares; then a rotation deals a fresh polynomial.
+# Every device holds a key ring (predistribution in the policy), and two of
+# them finally talk through a plain mosquitto without the plugin.
 # Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
@@ -115,7 +117,10 @@ plugin_opt_ledger $DIR/ledger
 plugin_opt_stats_interval 10
 plugin_opt_custody_threshold 2
 plugin_opt_custody_shares 3
+plugin_opt_policy $DIR/policy.json
 EOF
+# The shipped policy plus key rings: 25 keys each from a pool of 100, q = 1.
+sed 's/^  "version": 1,$/&\n  "predistribution": {"pool": 100, "ring": 25, "q": 1},/' config/policy.json >"$DIR/policy.json"
 sed 's/^/      /' "$DIR/mosquitto.conf"
 
 start_broker() {
@@ -220,6 +225,20 @@ say "    the old epoch are wiped by their holders and refused by the cluster hea
 "$IG" custody rotate "${online[@]}" 2>&1 | prefix iotguard
 sleep 3
 "$IG" custody status "${online[@]}" 2>&1 | prefix iotguard
+say "13. key rings: each device got 25 keys from a pool of 100 (dev2's are compromised since its revocation);"
+say "    dev4 and dev5 now talk through a plain mosquitto without the plugin, under key-ring sessions only"
+PLAIN_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nlog_dest none\n' "$PLAIN_PORT" >"$DIR/plain.conf"
+"${IG_MOSQUITTO:-/usr/sbin/mosquitto}" -c "$DIR/plain.conf" > >(prefix plain-broker) 2>&1 &
+PIDS+=($!)
+sleep 0.5
+for pair in dev4:dev5 dev5:dev4; do
+	"$AGENT" --host 127.0.0.1 --port "$PLAIN_PORT" --cluster "$CLUSTER" --id "${pair%%:*}" \
+		--key "$DIR/keys/${pair%%:*}.key" --plain-broker --peer "${pair##*:}" --send-interval 2 \
+		> >(grep --line-buffered -E "predistributed|key ring session|m2m from" | prefix "${pair%%:*}-plain") 2>&1 &
+	PIDS+=($!)
+done
+sleep 5
 
 if [ "$DEMO_SECONDS" -eq 0 ]; then
 	say "running until Ctrl-C"

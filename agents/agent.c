@@ -10,7 +10,10 @@
  * an offline will, an explicit offline on shutdown) and hands inbox
  * messages to the duties (agent.h). A duty may own a session (joining
  * with a join token): then the core stays out of its way, since such a
- * session may neither publish status nor leave a will.
+ * session may neither publish status nor leave a will. On a plain broker
+ * (no plugin, --plain-broker) there is no token to mint: the agent connects
+ * anonymously or with a user name and password, and ignores its inbox,
+ * which anyone there may publish to.
  */
 #include "agent.h"
 
@@ -281,6 +284,7 @@ void ig_agent_stop(ig_agent *a, int exit_status)
 
 int ig_agent_exit_status(const ig_agent *a) { return a->exit_status; }
 bool ig_agent_online(const ig_agent *a) { return a->link == LINK_UP && a->owner < 0; }
+bool ig_agent_plain(const ig_agent *a) { return a->cfg.plain; }
 const char *ig_agent_id(const ig_agent *a) { return a->id; }
 const char *ig_agent_cluster(const ig_agent *a) { return a->cluster; }
 const uint8_t *ig_agent_public_key(const ig_agent *a) { return a->pk; }
@@ -290,11 +294,15 @@ static bool duty_active(const ig_agent *a, size_t i) { return a->owner < 0 || (s
 
 /* ---- libmosquitto callbacks ----------------------------------------------- */
 
-static const char *refusal_hint(int reason)
+static const char *refusal_hint(const ig_agent *a, int reason)
 {
 	switch (reason) {
 	case MQTT_RC_NOT_AUTHORIZED:
 	case MQTT_RC_BAD_USERNAME_OR_PASSWORD:
+		if (a->cfg.plain)
+			return a->cfg.username ? "not authorised: check --username and --password-file"
+			                       : "not authorised: the broker does not allow anonymous clients "
+			                         "(give --username and --password-file)";
 		return "not authorised: check enrolment, key and clock";
 	case MQTT_RC_CLIENTID_NOT_VALID:
 		return "client id rejected: check --id";
@@ -324,10 +332,10 @@ static void on_connect(struct mosquitto *mosq, void *obj, int reason, int flags,
 		}
 		/* The broker does not say which check failed (that would help an
 		 * attacker); the default device limit is the likeliest --ttl trap. */
-		bool long_ttl = a->cfg.ttl_s > 600 && (reason == MQTT_RC_NOT_AUTHORIZED ||
+		bool long_ttl = !a->cfg.plain && a->cfg.ttl_s > 600 && (reason == MQTT_RC_NOT_AUTHORIZED ||
 		                                       reason == MQTT_RC_BAD_USERNAME_OR_PASSWORD);
 		snprintf(a->problem, sizeof a->problem,
-		         "connection refused by broker: %s%s (reason %d, %s%s%s)", refusal_hint(reason),
+		         "connection refused by broker: %s%s (reason %d, %s%s%s)", refusal_hint(a, reason),
 		         long_ttl ? "; also --ttl, which may exceed the role's token lifetime limit" : "",
 		         reason, mosquitto_reason_string(reason), safe[0] ? ": " : "", safe);
 		for (size_t i = 0; i < a->nduties; i++)
@@ -419,6 +427,11 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	(void)mosq;
 	(void)props;
 	printable(safe_topic, sizeof safe_topic, msg->topic, strlen(msg->topic));
+	if (strcmp(msg->topic, a->topic_inbox) == 0 && a->cfg.plain) {
+		ig_log(IG_LOG_DEBUG, "ignoring %d bytes on %s: on a plain broker anyone may publish there", msg->payloadlen,
+		       safe_topic);
+		return;
+	}
 	if (strcmp(msg->topic, a->topic_inbox) != 0) {
 		/* Every duty sees it: several may follow one topic (the pin and the
 		 * log check both read the ledger head). */
@@ -515,6 +528,15 @@ static int set_fresh_credentials(ig_agent *a)
 			sodium_memzero(password, sizeof password);
 			return n;  /* the duty said why */
 		}
+	}
+	if (n == 0 && a->cfg.plain) {
+		/* No plugin, so no token: anonymous, or the configured account. */
+		int rc = mosquitto_username_pw_set(a->mosq, a->cfg.username, a->cfg.username ? a->cfg.password : NULL);
+		if (rc != MOSQ_ERR_SUCCESS) {
+			ig_log(IG_LOG_ERR, "cannot set MQTT credentials: %s", mosquitto_strerror(rc));
+			return IG_ERR_NOMEM;
+		}
+		return set_will(a, true);
 	}
 	if (n == 0) {
 		struct mint_ctx m = {.a = a, .out = password, .cap = sizeof password};
@@ -785,6 +807,8 @@ int ig_agent_new(ig_agent **out, const ig_agent_config *cfg, ig_error *err)
 		return ig_error_set(err, IG_ERR_INVAL, "invalid identity id: use 1..64 of [A-Za-z0-9_.-]");
 	if (cfg->heartbeat_s == 0 || cfg->ttl_s == 0)
 		return ig_error_set(err, IG_ERR_INVAL, "heartbeat and ttl must be at least 1 second");
+	if (cfg->username && (!cfg->plain || !cfg->password))
+		return ig_error_set(err, IG_ERR_INVAL, "a user name needs plain-broker mode and a password");
 
 	ig_agent *a = calloc(1, sizeof *a);
 	if (!a)
@@ -820,8 +844,10 @@ int ig_agent_new(ig_agent **out, const ig_agent_config *cfg, ig_error *err)
 		ig_agent_free(a);
 		return rc;
 	}
-	ig_log(IG_LOG_INFO, "identity %s (public key %s), cluster %s, broker %s:%d%s", a->id, pk_hex,
-	       a->cluster, cfg->host, cfg->port, cfg->tls_ca ? " (TLS)" : "");
+	ig_log(IG_LOG_INFO, "identity %s (public key %s), cluster %s, broker %s:%d%s%s%s%s", a->id, pk_hex,
+	       a->cluster, cfg->host, cfg->port, cfg->tls_ca ? " (TLS)" : "",
+	       !cfg->plain ? "" : cfg->username ? " (plain broker, user " : " (plain broker, anonymous)",
+	       cfg->plain && cfg->username ? cfg->username : "", cfg->plain && cfg->username ? ")" : "");
 	*out = a;
 	return IG_OK;
 }

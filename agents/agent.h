@@ -31,6 +31,13 @@ typedef struct ig_agent_config {
 	unsigned keepalive_s;     /* MQTT keepalive */
 	const char *tls_ca;       /* NULL: plain TCP */
 	bool verbose;             /* debug logs, including libmosquitto's */
+	/* A broker without the iotguard plugin (--plain-broker): no token, no
+	 * cluster head; the inbox is not trusted (anyone may publish there), so
+	 * inbox messages are ignored. Anonymous unless username is set, then
+	 * username and password (the caller keeps and finally wipes it). */
+	bool plain;
+	const char *username;
+	const char *password;
 } ig_agent_config;
 
 typedef struct ig_agent ig_agent;
@@ -78,7 +85,7 @@ typedef struct ig_duty_ops {
 } ig_duty_ops;
 
 #define IG_AGENT_MAX_DUTIES 12
-#define IG_AGENT_STATUS_MAX 1024      /* bytes of one status message, duty fields included */
+#define IG_AGENT_STATUS_MAX 2048      /* bytes of one status message, duty fields included (kp peers) */
 /* How long a clean stop waits for duties' on_leave business: bounded, so a
  * silent broker cannot make SIGTERM hang (the offline status and DISCONNECT
  * that follow wait at most 4 s more). */
@@ -119,8 +126,11 @@ void ig_agent_reconnect(ig_agent *a);
  * ig_agent_exit_status tells main which status to exit with. */
 void ig_agent_stop(ig_agent *a, int exit_status);
 int ig_agent_exit_status(const ig_agent *a);
-/* True while a normal (token) session is up. */
+/* True while a normal (token, or plain-broker) session is up. */
 bool ig_agent_online(const ig_agent *a);
+/* True when connected to a plain broker (cfg.plain): there is no cluster
+ * head to ask, and nothing on the inbox comes from one. */
+bool ig_agent_plain(const ig_agent *a);
 const char *ig_agent_id(const ig_agent *a);
 const char *ig_agent_cluster(const ig_agent *a);
 const uint8_t *ig_agent_public_key(const ig_agent *a);

@@ -17,6 +17,7 @@
 #include "ig_entropy.h"
 #include "ig_health.h"
 #include "ig_join.h"
+#include "kp_agent.h"
 #include "loghead.h"
 #include "m2m_keys.h"
 
@@ -209,7 +210,14 @@ int ig_attest_request(char *out, size_t cap, const uint8_t sk[IG_SK_BYTES], cons
 extern const ig_duty_ops ig_duty_attest;
 
 /* ---- m2m: session keys with one peer and encrypted messages to it
- * (tables and checks in m2m_keys.h). */
+ * (tables and checks in m2m_keys.h). Keys come from the cluster head;
+ * when it refuses a request (any error naming it: sealed, not_allowed,
+ * ...) or sends no key within kp_fallback_s of the first request, the
+ * duty falls back to a key-ring session (kp duty) with the peer, and a
+ * later cluster-head key takes over again. With offline_keys (or on a
+ * plain broker) it never asks the cluster head. Messages whose first byte
+ * is 2, 3 or 4 belong to the kp duty and are left to it. */
+#define IG_M2M_KP_FALLBACK_S 10
 typedef struct ig_m2m_state {
 	char peer[IG_ID_MAX + 1];          /* "" = receive only */
 	unsigned send_interval_s;
@@ -228,9 +236,57 @@ typedef struct ig_m2m_state {
 	ig_m2m_counters counters;
 	bool warned_no_pin;
 	bool warned_refused;               /* this connection */
+	/* The key-ring fallback. */
+	ig_kpa *kp;                        /* the kp duty's; NULL: no key rings */
+	bool offline_keys;                 /* never ask the cluster head */
+	unsigned kp_fallback_s;            /* 0 = IG_M2M_KP_FALLBACK_S */
+	uint64_t first_request_us;         /* first request still without a key; 0 = none */
+	bool kp_fallback;                  /* using key-ring sessions with peer */
+	uint64_t next_want_us;             /* when to ask the kp side for a session again */
+	uint64_t kp_sent;                  /* messages sent under key-ring sessions */
+	bool warned_no_kp;
 } ig_m2m_state;
 int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, const ig_pin_state *pin);
+/* Connects the fallback: kp (may be NULL), --offline-keys, --kp-fallback-s. */
+void ig_m2m_use_kp(ig_m2m_state *m, ig_kpa *kp, bool offline_keys, unsigned fallback_s);
 extern const ig_duty_ops ig_duty_m2m;
+
+/* ---- kp: this device's key ring (docs/PROTOCOL.md, "Key rings on the
+ * device"; the logic is kp_agent.c). Asks the cluster head for a ring
+ * ({"type":"key_ring","nonce":N}) once per connection when it holds none
+ * or the retained revoked statement announced a newer epoch (not_enabled
+ * stops asking for that connection), accepts boxed rings (asked or dealt
+ * unasked) from the trusted pinned cluster head, follows the signed
+ * iotguard/C/kp/revoked statement, answers hellos and path messages
+ * (m2m versions 2, 3, 4) and reports "kp" in the status. On a plain broker
+ * it asks nothing: the ring in KEY.ring must be there already. */
+typedef struct ig_kp_state {
+	ig_kpa *kpa;                              /* secret inside: the ring keys and sessions */
+	const ig_pin_state *pin;
+	char ring_path[PATH_MAX];
+	char via[IG_KPA_VIA_MAX][IG_ID_MAX + 1];  /* --kp-via candidates */
+	const char *via_ptr[IG_KPA_VIA_MAX];
+	size_t n_via;
+	ig_box_key box_key;                       /* secret: shared key with the cluster head */
+	bool have_box_key;
+	uint8_t box_key_for[IG_PK_BYTES];
+	char nonce[IG_M2M_NONCE_HEX + 1];         /* outstanding key_ring request; "" = none */
+	bool asked;                               /* this connection */
+	bool stop_asking;                         /* this connection: not_enabled, sealed, ... */
+	bool want_newer;                          /* the revoked statement announced a newer epoch */
+	unsigned failures;                        /* retriable refusals in a row */
+	uint64_t next_ask_us;
+	uint64_t connected_us;
+	bool warned_no_pin, warned_no_ch;
+	uint8_t *pending;                         /* a revoked statement that came before the pin */
+	size_t pending_len;
+	uint64_t rings, received;                 /* rings accepted, v2 messages received (this run) */
+} ig_kp_state;
+/* Sets ring_path = key_path + ".ring" and loads it (a damaged, foreign or
+ * group-readable file is an error naming it; the agent must not start). */
+int ig_kp_duty_init(ig_kp_state *k, ig_agent *a, const ig_pin_state *pin, const char *key_path,
+                    const char *const *via, size_t n_via, ig_error *err);
+extern const ig_duty_ops ig_duty_kp;
 
 /* ---- custody: this device as a holder of a share of the cluster head's
  * custody secret (docs/PROTOCOL.md, "Custody: the holder"). It answers

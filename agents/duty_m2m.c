@@ -7,7 +7,10 @@
  * new ones before the old expire or wear out), sends a small message every
  * interval under the newest key, and runs every received message through
  * the checks in m2m_keys.c. It logs who sent what size under which key id,
- * never a key or a plaintext, and counts every drop by reason.
+ * never a key or a plaintext, and counts every drop by reason. When the
+ * cluster head cannot help (it refuses, is sealed, or stays silent) the
+ * duty falls back to a key-ring session with the peer (the kp duty), so a
+ * pair keeps talking; a later cluster-head key takes over again.
  */
 #include "duties.h"
 
@@ -36,7 +39,44 @@ int ig_m2m_init(ig_m2m_state *m, const char *peer, unsigned send_interval_s, con
 	}
 	m->send_interval_s = send_interval_s;
 	m->pin = pin;
+	m->kp_fallback_s = IG_M2M_KP_FALLBACK_S;
 	return IG_OK;
+}
+
+void ig_m2m_use_kp(ig_m2m_state *m, ig_kpa *kp, bool offline_keys, unsigned fallback_s)
+{
+	m->kp = kp;
+	m->offline_keys = offline_keys;
+	m->kp_fallback_s = fallback_s ? fallback_s : IG_M2M_KP_FALLBACK_S;
+}
+
+/* From now on the pair uses key-ring sessions until a cluster-head key
+ * arrives; why says what the cluster head did (or that it was not asked). */
+static void start_fallback(ig_m2m_state *m, const char *why)
+{
+	if (m->kp_fallback)
+		return;
+	if (!m->kp) {
+		if (!m->warned_no_kp)
+			ig_log(IG_LOG_WARN, "no session key with %s (cluster head: %s) and no key rings to fall back on", m->peer,
+			       why);
+		m->warned_no_kp = true;
+		return;
+	}
+	m->kp_fallback = true;
+	m->next_want_us = 0;
+	ig_log(IG_LOG_INFO, "using predistributed keys with %s (cluster head: %s)%s", m->peer, why,
+	       ig_kpa_has_ring(m->kp) ? "" : "; this device holds no key ring yet");
+}
+
+static void maybe_want(ig_m2m_state *m, uint64_t now_us)
+{
+	if (!m->kp_fallback || !m->kp || now_us < m->next_want_us || ig_kpa_ready(m->kp, m->peer))
+		return;
+	/* A no-op while a hello or path request is pending; else it starts one
+	 * (or says why it cannot, and the next try comes after this gap). */
+	ig_kpa_want(m->kp, m->peer, ig_now_ms());
+	m->next_want_us = now_us + 5000000u;
 }
 
 struct box_ctx {
@@ -72,7 +112,8 @@ static void report(ig_m2m_state *m)
 {
 	char line[512];
 	if (ig_m2m_counters_format(line, sizeof line, &m->counters) > 0)
-		ig_log(IG_LOG_INFO, "m2m: %s; live keys %zu", line, ig_keytable_live(&m->keys));
+		ig_log(IG_LOG_INFO, "m2m: %s; live keys %zu; sent under key-ring sessions %" PRIu64, line,
+		       ig_keytable_live(&m->keys), m->kp_sent);
 }
 
 static void log_wiped(void *ctx, const ig_m2m_key *k, ig_key_slot_state why)
@@ -112,6 +153,8 @@ static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 		return;
 	}
 	m->next_request_us = now_us + REQUEST_WAIT_US;
+	if (!k && !m->first_request_us)
+		m->first_request_us = now_us;
 	if (!k)
 		ig_log(IG_LOG_INFO, "session key requested for peer %s", m->peer);
 	else
@@ -154,6 +197,8 @@ static bool handle_error(ig_m2m_state *m, const cJSON *msg)
 	else
 		ig_log(strcmp(safe, "peer_offline") == 0 ? IG_LOG_INFO : IG_LOG_WARN,
 		       "session key request for %s refused (%s); asking again in %.1f s", m->peer, safe, (double)delay / 1e6);
+	if (!ig_keytable_newest(&m->keys, m->peer, ig_now_ms() / 1000u))
+		start_fallback(m, safe);
 	return true;
 }
 
@@ -186,6 +231,12 @@ static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
 	if (strcmp(k->k.peer, m->peer) == 0) {
 		m->request_failures = 0;
 		m->next_request_us = ig_mono_us() + REQUEST_GAP_US;
+		m->first_request_us = 0;
+		if (m->kp_fallback && !m->offline_keys) {
+			m->kp_fallback = false;
+			ig_log(IG_LOG_INFO, "cluster-head session keys with %s again (key-ring sessions no longer used to send)",
+			       m->peer);
+		}
 	}
 	return true;
 }
@@ -225,12 +276,26 @@ static void maybe_send(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 		m->next_send_us = now_us + period;
 
 	uint64_t now_ms = ig_now_ms();
-	ig_m2m_key *k = ig_keytable_newest(&m->keys, m->peer, now_ms / 1000u);
+	/* --offline-keys: a key the peer asked the cluster head for still opens
+	 * its messages, but this device sends under key rings only. */
+	ig_m2m_key *k = m->offline_keys ? NULL : ig_keytable_newest(&m->keys, m->peer, now_ms / 1000u);
+	char topic[M2M_TOPIC_MAX], pt[M2M_PLAINTEXT_MAX];
+	if (!k && m->kp && ig_kpa_ready(m->kp, m->peer)) {
+		/* No cluster-head key: a key-ring session carries it (m2m version 2). */
+		int ptn = snprintf(pt, sizeof pt, "{\"n\":%" PRIu64 ",\"t\":%" PRIu64 "}", m->messages + 1, now_ms);
+		if (ptn < 0 || (size_t)ptn >= sizeof pt)
+			return;
+		if (ig_kpa_send(m->kp, m->peer, (const uint8_t *)pt, (size_t)ptn, now_ms) != IG_OK)
+			return;
+		m->messages++;
+		m->kp_sent++;
+		ig_log(IG_LOG_DEBUG, "m2m to %s under a key-ring session: %d bytes", m->peer, ptn);
+		return;
+	}
 	if (!k) {
 		ig_log(IG_LOG_DEBUG, "no session key with %s yet; message skipped", m->peer);
 		return;
 	}
-	char topic[M2M_TOPIC_MAX], pt[M2M_PLAINTEXT_MAX];
 	uint8_t out[IG_M2M_HEADER_BYTES + M2M_PLAINTEXT_MAX + IG_AEAD_TAG_BYTES];
 	snprintf(topic, sizeof topic, "iotguard/%s/m2m/%s/%s", ig_agent_cluster(a), m->peer, ig_agent_id(a));
 	int ptn = snprintf(pt, sizeof pt, "{\"n\":%" PRIu64 ",\"t\":%" PRIu64 "}", m->messages + 1, now_ms);
@@ -261,6 +326,8 @@ static bool m2m_on_message(ig_agent *a, void *state, const char *topic, const ui
 	int pn = snprintf(prefix, sizeof prefix, "iotguard/%s/m2m/%s/", ig_agent_cluster(a), ig_agent_id(a));
 	if (pn < 0 || strncmp(topic, prefix, (size_t)pn) != 0)
 		return false;
+	if (len > 0 && payload[0] >= 2 && payload[0] <= 4)
+		return false;   /* key-ring versions: the kp duty's, counted there */
 	const char *from = topic + pn;
 	uint8_t pt[IG_M2M_MAX_PLAINTEXT];
 	ig_m2m_key *k = NULL;
@@ -327,7 +394,19 @@ static void m2m_on_tick(ig_agent *a, void *state, uint64_t now_us)
 	}
 	if (!m->peer[0])
 		return;
-	maybe_request(a, m, now_us);
+	if (m->offline_keys || ig_agent_plain(a)) {
+		start_fallback(m, ig_agent_plain(a) ? "none on a plain broker" : "not asked (--offline-keys)");
+	} else {
+		maybe_request(a, m, now_us);
+		if (!m->kp_fallback && m->first_request_us &&
+		    now_us - m->first_request_us >= (uint64_t)m->kp_fallback_s * 1000000u &&
+		    !ig_keytable_newest(&m->keys, m->peer, ig_now_ms() / 1000u)) {
+			char why[64];
+			snprintf(why, sizeof why, "no key within %u s", m->kp_fallback_s);
+			start_fallback(m, why);
+		}
+	}
+	maybe_want(m, now_us);
 	maybe_send(a, m, now_us);
 }
 

@@ -91,6 +91,21 @@ static void usage(FILE *out)
 	      "  --battery-file F  report the device's power from F (\"mains\" or a battery\n"
 	      "                    percentage 0..100, re-read at every heartbeat) instead\n"
 	      "                    of /sys/class/power_supply\n"
+	      "  --offline-keys    never ask the cluster head for session keys with --peer:\n"
+	      "                    use key-ring sessions only (FILE.ring)\n"
+	      "  --kp-fallback-s S fall back to key-ring sessions with --peer when the\n"
+	      "                    cluster head sent no key within S seconds of the first\n"
+	      "                    request (default 10; a refusal falls back at once)\n"
+	      "  --kp-via ID[,ID...]\n"
+	      "                    devices that may relay a path key when --peer and this\n"
+	      "                    device share too few ring keys, tried in order (at most 8)\n"
+	      "  --plain-broker    the broker has no iotguard plugin: no token, no cluster\n"
+	      "                    head; only m2m with --peer under key-ring sessions. Needs\n"
+	      "                    FILE.ring (run once against the cluster to receive it);\n"
+	      "                    FILE.ch, if present, checks revoked statements\n"
+	      "  --username U      plain broker: connect as MQTT user U (default: anonymous)\n"
+	      "  --password-file F plain broker: the password for --username is the first\n"
+	      "                    line of F (keep F mode 0600)\n"
 	      "  --verbose         debug logging (never includes tokens or keys)\n"
 	      "  --help            show this text\n"
 	      "\n"
@@ -111,6 +126,14 @@ static void usage(FILE *out)
 	      "acknowledges, wipes older epochs once a newer one is active, and releases\n"
 	      "its share, boxed to the requester, when the cluster head asks. Its status\n"
 	      "reports the epochs it holds and the device's power (\"battery\").\n"
+	      "\n"
+	      "When the cluster's policy has predistribution, the agent holds a key ring:\n"
+	      "it asks for one when the signed, retained iotguard/C/kp/revoked announces\n"
+	      "a pool epoch it holds no ring for, keeps it encrypted in FILE.ring (mode\n"
+	      "0600), answers peers' hellos and relays path keys for them. With --peer it\n"
+	      "uses cluster-head session keys when it gets them and falls back to key-ring\n"
+	      "sessions when the cluster head refuses (sealed, not_allowed, ...) or stays\n"
+	      "silent; the status reports them under \"kp\".\n"
 	      "\n"
 	      "Logs go to stderr. Exit status: 0 after SIGINT/SIGTERM, 1 on a runtime\n"
 	      "failure, 2 on a usage error, 3 when the join code was refused (ask the\n"
@@ -164,6 +187,7 @@ struct duty_states {
 	ig_analyst_state analyst;
 	ig_log_state log;
 	ig_custody_state custody;
+	ig_kp_state kp;
 };
 
 /* The witnesses whose cosignatures a ledger head needs (--witness-key). */
@@ -171,6 +195,16 @@ struct witness_options {
 	ig_cosig_vkey keys[IG_CHECKPOINT_COSIGS_MAX];
 	size_t n;
 	unsigned long quorum;      /* 0: all of them */
+};
+
+/* The key-ring options and plain-broker mode. */
+struct kp_options {
+	bool offline_keys;
+	unsigned fallback_s;                     /* 0: the default */
+	char via_buf[IG_KPA_VIA_MAX][IG_ID_MAX + 1];
+	const char *via[IG_KPA_VIA_MAX];
+	size_t n_via;
+	char password[256];                      /* --password-file's first line; wiped at exit */
 };
 
 /* The coin duties' options. */
@@ -189,11 +223,98 @@ static int add_duty(ig_agent *agent, const ig_duty_ops *ops, void *state)
 	return -1;
 }
 
+/* Plain-broker mode: no cluster head, so no pin, log, attest, custody,
+ * entropy or ping duty; only the key ring and m2m with --peer. FILE.ch is
+ * optional (revoked statements are checked only with it); FILE.ring is not. */
+static int run_plain(const ig_agent_config *cfg, struct duty_states *d, const char *peer, unsigned send_interval,
+                     const struct kp_options *kpo)
+{
+	ig_error err = {0};
+	ig_agent *agent = NULL;
+	if (!d->pin.known)
+		ig_log(IG_LOG_INFO, "no %s: revoked statements cannot be checked on this plain broker", d->pin.path);
+	if (ig_agent_new(&agent, cfg, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot start the agent");
+		return 1;
+	}
+	if (ig_kp_duty_init(&d->kp, agent, &d->pin, cfg->key_path, kpo->via, kpo->n_via, &err) != IG_OK) {
+		fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot set up the key ring");
+		ig_agent_free(agent);
+		return 1;
+	}
+	if (!ig_kpa_has_ring(d->kp.kpa)) {
+		fprintf(stderr, "iotguard-agent: no key ring in %s: run the agent once against the cluster (with the plugin) "
+		                "to receive one\n", d->kp.ring_path);
+		ig_agent_free(agent);
+		return 1;
+	}
+	if (ig_m2m_init(&d->m2m, peer, send_interval, &d->pin) != IG_OK) {
+		fputs("iotguard-agent: cannot set up the m2m duty\n", stderr);
+		ig_agent_free(agent);
+		return 1;
+	}
+	ig_m2m_use_kp(&d->m2m, d->kp.kpa, true, kpo->fallback_s);
+	if (add_duty(agent, &ig_duty_kp, &d->kp) != 0 || add_duty(agent, &ig_duty_m2m, &d->m2m) != 0) {
+		ig_agent_free(agent);
+		return 1;
+	}
+	int rc = ig_agent_run(agent, &stop_signal);
+	int status = rc == IG_OK ? ig_agent_exit_status(agent) : 1;
+	ig_agent_free(agent);
+	return status;
+}
+
+/* The first line of --password-file, without its line end. */
+static int read_password_file(const char *path, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "iotguard-agent: cannot read --password-file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	bool ok = fgets(out, (int)cap, f) != NULL;
+	fclose(f);
+	size_t n = ok ? strcspn(out, "\r\n") : 0;
+	if (ok && out[n] == '\0' && n + 1 >= cap) {
+		fprintf(stderr, "iotguard-agent: --password-file %s: the password is longer than %zu bytes\n", path, cap - 2);
+		sodium_memzero(out, cap);
+		return -1;
+	}
+	out[n] = '\0';
+	if (n == 0) {
+		fprintf(stderr, "iotguard-agent: --password-file %s: the first line is empty (put the password there)\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* --kp-via ID[,ID...] into kpo->via. */
+static int parse_via(struct kp_options *kpo, const char *list, const char *self)
+{
+	const char *p = list;
+	for (;;) {
+		size_t n = strcspn(p, ",");
+		if (kpo->n_via >= IG_KPA_VIA_MAX)
+			return usage_error("--kp-via names more than 8 devices: '%s'", list);
+		if (n == 0 || n > IG_ID_MAX || !ig_id_valid(p, n))
+			return usage_error("--kp-via '%s' must be device ids ([A-Za-z0-9_.-], 1..64) separated by commas", list);
+		memcpy(kpo->via_buf[kpo->n_via], p, n);
+		kpo->via_buf[kpo->n_via][n] = '\0';
+		if (self && strcmp(kpo->via_buf[kpo->n_via], self) == 0)
+			return usage_error("--kp-via '%s' names this device itself", list);
+		kpo->via[kpo->n_via] = kpo->via_buf[kpo->n_via];
+		kpo->n_via++;
+		if (!p[n])
+			return 0;
+		p += n + 1;
+	}
+}
+
 /* Prepares the key (joining may create it), the duties and the agent, and
  * runs it. Returns the exit status. */
 static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_interval, const char *peer,
                unsigned send_interval, bool ping, const struct bank_options *bank, const struct witness_options *wit,
-               const char *battery_file)
+               const char *battery_file, const struct kp_options *kpo)
 {
 	static struct duty_states d;   /* large (key table, replay windows): keep it off the stack */
 	ig_error err = {0};
@@ -225,6 +346,8 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 		joining = true;
 	}
 
+	if (cfg->plain)
+		return run_plain(cfg, &d, peer, send_interval, kpo);
 	if (ig_log_init(&d.log, &d.pin, cfg->key_path, cfg->cluster, wit->keys, wit->n, wit->quorum ? wit->quorum : wit->n,
 	                &err) != IG_OK) {
 		fprintf(stderr, "iotguard-agent: %s\n", err.msg);
@@ -258,11 +381,20 @@ static int run(const ig_agent_config *cfg, char *join_code, unsigned entropy_int
 		ig_agent_free(agent);
 		return 1;
 	}
+	if (!bank->analyst) {
+		if (ig_kp_duty_init(&d.kp, agent, &d.pin, cfg->key_path, kpo->via, kpo->n_via, &err) != IG_OK) {
+			fprintf(stderr, "iotguard-agent: %s\n", err.msg[0] ? err.msg : "cannot set up the key ring");
+			ig_agent_free(agent);
+			return 1;
+		}
+		ig_m2m_use_kp(&d.m2m, d.kp.kpa, kpo->offline_keys, kpo->fallback_s);
+	}
 	if (add_duty(agent, &ig_duty_pin, &d.pin) != 0 || (joining && add_duty(agent, &ig_duty_join, &d.join) != 0) ||
 	    add_duty(agent, &ig_duty_log, &d.log) != 0 ||
 	    add_duty(agent, &ig_duty_attest, &d.attest) != 0 ||
 	    add_duty(agent, &ig_duty_custody, &d.custody) != 0 ||
 	    (entropy_interval && add_duty(agent, &ig_duty_entropy, &d.entropy) != 0) ||
+	    (!bank->analyst && add_duty(agent, &ig_duty_kp, &d.kp) != 0) ||
 	    (!bank->analyst && add_duty(agent, &ig_duty_m2m, &d.m2m) != 0) ||
 	    (ping && add_duty(agent, &ig_duty_ping, &d.ping) != 0) ||
 	    (bank->collect_interval && add_duty(agent, &ig_duty_collect, &d.collect) != 0) ||
@@ -282,7 +414,8 @@ int main(int argc, char **argv)
 	enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_ID, OPT_KEY, OPT_HEARTBEAT, OPT_TTL,
 	       OPT_TLS_CA, OPT_PING, OPT_VERBOSE, OPT_HELP, OPT_JOIN_CODE, OPT_ENTROPY_INTERVAL, OPT_PEER,
 	       OPT_SEND_INTERVAL, OPT_COLLECT_INTERVAL, OPT_STREAM, OPT_RESULT_TIMEOUT, OPT_ROLE, OPT_WITNESS_KEY,
-	       OPT_WITNESS_QUORUM, OPT_BATTERY_FILE };
+	       OPT_WITNESS_QUORUM, OPT_BATTERY_FILE, OPT_OFFLINE_KEYS, OPT_KP_FALLBACK_S, OPT_KP_VIA, OPT_PLAIN_BROKER,
+	       OPT_USERNAME, OPT_PASSWORD_FILE };
 	static const struct option options[] = {
 		{"host", required_argument, NULL, OPT_HOST},
 		{"port", required_argument, NULL, OPT_PORT},
@@ -306,6 +439,12 @@ int main(int argc, char **argv)
 		{"witness-key", required_argument, NULL, OPT_WITNESS_KEY},
 		{"witness-quorum", required_argument, NULL, OPT_WITNESS_QUORUM},
 		{"battery-file", required_argument, NULL, OPT_BATTERY_FILE},
+		{"offline-keys", no_argument, NULL, OPT_OFFLINE_KEYS},
+		{"kp-fallback-s", required_argument, NULL, OPT_KP_FALLBACK_S},
+		{"kp-via", required_argument, NULL, OPT_KP_VIA},
+		{"plain-broker", no_argument, NULL, OPT_PLAIN_BROKER},
+		{"username", required_argument, NULL, OPT_USERNAME},
+		{"password-file", required_argument, NULL, OPT_PASSWORD_FILE},
 		{NULL, 0, NULL, 0},
 	};
 	ig_agent_config cfg = {.heartbeat_s = 30, .ttl_s = 300};
@@ -315,6 +454,8 @@ int main(int argc, char **argv)
 	unsigned entropy_interval = 0, send_interval = 10;
 	struct bank_options bank = {.stream = "readings", .result_timeout = 60};
 	static struct witness_options wit;
+	static struct kp_options kpo;
+	const char *via_list = NULL, *password_file = NULL;
 	unsigned long v;
 	int opt;
 
@@ -390,6 +531,20 @@ int main(int argc, char **argv)
 			wit.quorum = v;
 			break;
 		case OPT_BATTERY_FILE: battery_file = optarg; break;
+		case OPT_OFFLINE_KEYS: kpo.offline_keys = true; break;
+		case OPT_KP_FALLBACK_S:
+			if (!parse_uint(optarg, 1, 3600, &v))
+				return usage_error("--kp-fallback-s must be 1..3600 seconds, not '%s'", optarg);
+			kpo.fallback_s = (unsigned)v;
+			break;
+		case OPT_KP_VIA: via_list = optarg; break;
+		case OPT_PLAIN_BROKER: cfg.plain = true; break;
+		case OPT_USERNAME:
+			if (!*optarg || strlen(optarg) > 256 || strpbrk(optarg, "\r\n"))
+				return usage_error("--username '%s' must be 1..256 bytes on one line", optarg);
+			cfg.username = optarg;
+			break;
+		case OPT_PASSWORD_FILE: password_file = optarg; break;
 		case OPT_ROLE:
 			if (strcmp(optarg, "analyst") != 0 && strcmp(optarg, "device") != 0)
 				return usage_error("--role must be device or analyst, not '%s'", optarg);
@@ -431,6 +586,21 @@ int main(int argc, char **argv)
 	}
 	if (bank.analyst && (bank.collect_interval || peer))
 		return usage_error("%s", "--role analyst cannot be combined with --collect-interval or --peer");
+	if (via_list && parse_via(&kpo, via_list, cfg.id) != 0)
+		return EXIT_USAGE;
+	if (peer)
+		for (size_t i = 0; i < kpo.n_via; i++)
+			if (strcmp(kpo.via[i], peer) == 0)
+				return usage_error("--kp-via '%s' names --peer: an intermediary is a third device", via_list);
+	if (bank.analyst && (kpo.offline_keys || via_list || cfg.plain))
+		return usage_error("%s", "--role analyst holds no key ring: drop --offline-keys, --kp-via, --plain-broker");
+	if ((cfg.username != NULL) != (password_file != NULL))
+		return usage_error("%s", "--username and --password-file go together");
+	if (cfg.username && !cfg.plain)
+		return usage_error("%s", "--username is for --plain-broker (with the plugin the agent signs in with tokens)");
+	if (cfg.plain && (join_code || ping || entropy_interval || bank.collect_interval || wit.n || battery_file))
+		return usage_error("%s", "--plain-broker has no cluster head: drop --join-code, --ping, --entropy-interval, "
+		                         "--collect-interval, --witness-key and --battery-file");
 
 	ig_agent_log_init(cfg.id, cfg.verbose);
 	if (ig_init() != IG_OK) {
@@ -441,9 +611,15 @@ int main(int argc, char **argv)
 		perror("iotguard-agent: sigaction");
 		return 1;
 	}
+	if (password_file) {
+		if (read_password_file(password_file, kpo.password, sizeof kpo.password) != 0)
+			return 1;
+		cfg.password = kpo.password;
+	}
 	mosquitto_lib_init();
 
-	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank, &wit, battery_file);
+	int status = run(&cfg, join_code, entropy_interval, peer, send_interval, ping, &bank, &wit, battery_file, &kpo);
+	sodium_memzero(kpo.password, sizeof kpo.password);
 	mosquitto_lib_cleanup();
 	return status;
 }

@@ -73,6 +73,22 @@ Test(agent_config, rejects_bad_identity_before_touching_the_key)
 	cr_assert(strstr(err.msg, "port") != NULL, "message: %s", err.msg);
 }
 
+Test(agent_config, a_user_name_is_only_for_plain_brokers_with_a_password)
+{
+	ig_agent_config cfg = {.host = "127.0.0.1", .port = 1883, .cluster = "c1", .id = "dev1",
+	                       .key_path = "/nonexistent", .heartbeat_s = 30, .ttl_s = 300, .username = "u1",
+	                       .password = "pw"};
+	ig_agent *a = (ig_agent *)1;
+	ig_error err = {0};
+	cr_assert_eq(ig_agent_new(&a, &cfg, &err), IG_ERR_INVAL, "with the plugin the agent signs in with tokens");
+	cr_assert_null(a);
+	cr_assert(strstr(err.msg, "plain-broker") != NULL, "message: %s", err.msg);
+	cfg.plain = true;
+	cfg.password = NULL;
+	cr_assert_eq(ig_agent_new(&a, &cfg, &err), IG_ERR_INVAL);
+	cr_assert(strstr(err.msg, "password") != NULL, "message: %s", err.msg);
+}
+
 /* ---- attestation ----------------------------------------------------------- */
 
 Test(agent_attest, config_string_is_exact)

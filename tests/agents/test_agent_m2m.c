@@ -9,7 +9,9 @@
  * replays, wrong topics, wrong senders, expired and revoked keys. The m2m
  * duty itself is fed the cluster head's error answers through a real,
  * never connected agent: only an error naming its key request may refuse
- * it, and each refusal is retried on the documented back-off.
+ * it, and each refusal is retried on the documented back-off. Such a
+ * refusal, or silence, makes the pair fall back to key rings until a
+ * cluster-head key arrives again (never with --offline-keys).
  */
 #include <cJSON.h>
 #include <criterion/criterion.h>
@@ -698,4 +700,153 @@ Test(m2m_duty, operator_refusals_wait_the_longest_delay_at_once)
 	cr_assert_geq(f.m.next_request_us, before + 48000000u);
 	cr_assert_leq(f.m.next_request_us, after + 72000000u);
 	duty_teardown(&f);
+}
+
+/* ---- the fallback to key rings (issue 10) ---------------------------------------- */
+
+static void no_publish(void *ctx, const char *topic, const uint8_t *msg, size_t len)
+{
+	(void)ctx, (void)topic, (void)msg, (void)len;
+}
+
+/* A key-ring state without a ring (a fresh KEY.ring path): enough for the
+ * m2m duty to decide to fall back; the kp side then says it has no ring. */
+static ig_kpa *fixture_kpa(struct duty_fixture *f, char *ring_path, size_t cap)
+{
+	uint8_t file_key[32], pk[32];
+	ig_kpa *k = NULL;
+	ig_error err = {0};
+	snprintf(ring_path, cap, "%s.ring", f->key);
+	randombytes_buf(file_key, sizeof file_key);
+	randombytes_buf(pk, sizeof pk);
+	ig_kpa_config cfg = {.cluster = "c1", .self_id = "a", .ring_path = ring_path, .publish = no_publish};
+	cr_assert_eq(ig_kpa_new(&k, &cfg, file_key, pk, &err), IG_OK, "%s", err.msg);
+	return k;
+}
+
+Test(m2m_duty, a_refusal_naming_our_request_falls_back_to_key_rings)
+{
+	static struct duty_fixture f;
+	static char ring_path[256];
+	duty_setup(&f);
+	ig_kpa *kp = fixture_kpa(&f, ring_path, sizeof ring_path);
+	ig_m2m_use_kp(&f.m, kp, false, 0);
+	cr_assert_eq(f.m.kp_fallback_s, IG_M2M_KP_FALLBACK_S, "default --kp-fallback-s");
+	duty_request(&f);
+	/* Someone else's refusal is not a reason to fall back ... */
+	cr_assert(!feed_error(&f, "sealed", "mint", "0123456789abcdef0123456789abcdef"));
+	cr_assert(!f.m.kp_fallback);
+	/* ... the refusal of our session_key request is. */
+	cr_assert(feed_error(&f, "sealed", "session_key", f.nonce));
+	cr_assert(f.m.kp_fallback, "a sealed cluster head makes the pair use key rings");
+	ig_duty_m2m.on_stop(f.a, &f.m);
+	ig_kpa_free(kp);
+	ig_agent_free(f.a);
+}
+
+Test(m2m_duty, without_key_rings_a_refusal_only_retries)
+{
+	static struct duty_fixture f;
+	duty_setup(&f);
+	duty_request(&f);
+	cr_assert(feed_error(&f, "not_allowed", "session_key", f.nonce));
+	cr_assert(!f.m.kp_fallback, "nothing to fall back on");
+	cr_assert(f.m.warned_no_kp);
+	duty_teardown(&f);
+}
+
+Test(m2m_duty, no_key_within_the_fallback_time_falls_back)
+{
+	static struct duty_fixture f;
+	static char ring_path[256];
+	duty_setup(&f);
+	ig_kpa *kp = fixture_kpa(&f, ring_path, sizeof ring_path);
+	ig_m2m_use_kp(&f.m, kp, false, 3);
+	f.m.next_request_us = ig_mono_us() + 30000000u;   /* a request is in flight */
+	f.m.first_request_us = ig_mono_us() - 2000000u;   /* sent 2 s ago */
+	ig_duty_m2m.on_tick(f.a, &f.m, ig_mono_us());
+	cr_assert(!f.m.kp_fallback, "2 s < --kp-fallback-s 3");
+	f.m.first_request_us = ig_mono_us() - 3100000u;
+	ig_duty_m2m.on_tick(f.a, &f.m, ig_mono_us());
+	cr_assert(f.m.kp_fallback, "3.1 s without a key");
+	ig_duty_m2m.on_stop(f.a, &f.m);
+	ig_kpa_free(kp);
+	ig_agent_free(f.a);
+}
+
+Test(m2m_duty, offline_keys_never_ask_the_cluster_head)
+{
+	static struct duty_fixture f;
+	static char ring_path[256];
+	duty_setup(&f);
+	ig_kpa *kp = fixture_kpa(&f, ring_path, sizeof ring_path);
+	ig_m2m_use_kp(&f.m, kp, true, 0);
+	ig_duty_m2m.on_tick(f.a, &f.m, ig_mono_us());
+	cr_assert(f.m.kp_fallback);
+	cr_assert_eq(f.m.first_request_us, 0, "no session_key request");
+	cr_assert_eq(ig_nonce_set_count(&f.m.nonces), 0);
+	ig_duty_m2m.on_stop(f.a, &f.m);
+	ig_kpa_free(kp);
+	ig_agent_free(f.a);
+}
+
+Test(m2m_duty, key_ring_versions_are_left_to_the_kp_duty)
+{
+	static struct duty_fixture f;
+	duty_setup(&f);
+	uint8_t msg[64];
+	memset(msg, 0x5a, sizeof msg);
+	for (uint8_t v = 2; v <= 4; v++) {
+		msg[0] = v;
+		cr_assert(!ig_duty_m2m.on_message(f.a, &f.m, "iotguard/c1/m2m/a/b", msg, sizeof msg),
+		          "version %u belongs to the kp duty", v);
+	}
+	cr_assert_eq(ig_m2m_drops_total(&f.m.counters), 0, "and is not counted as an m2m drop");
+	msg[0] = 1;
+	cr_assert(ig_duty_m2m.on_message(f.a, &f.m, "iotguard/c1/m2m/a/b", msg, sizeof msg));
+	msg[0] = 9;
+	cr_assert(ig_duty_m2m.on_message(f.a, &f.m, "iotguard/c1/m2m/a/b", msg, sizeof msg));
+	cr_assert_eq(ig_m2m_drops_total(&f.m.counters), 2, "version 1 and unknown versions stay m2m drops");
+	duty_teardown(&f);
+}
+
+Test(m2m_duty, a_later_cluster_head_key_takes_over_again)
+{
+	static struct duty_fixture f;
+	static char ring_path[256];
+	uint8_t ch_pk[32], ch_sk[64];
+	ig_box_key ch_side;
+	duty_setup(&f);
+	ig_kpa *kp = fixture_kpa(&f, ring_path, sizeof ring_path);
+	ig_m2m_use_kp(&f.m, kp, false, 0);
+	duty_request(&f);
+	cr_assert(feed_error(&f, "sealed", "session_key", f.nonce));
+	cr_assert(f.m.kp_fallback);
+
+	/* The cluster head is back (unsealed) and deals a key with b. */
+	cr_assert_eq(ig_keyfile_generate(ch_pk, ch_sk), IG_OK);
+	f.pin.known = true;
+	memcpy(f.pin.pk, ch_pk, sizeof ch_pk);
+	cr_assert_eq(ig_keybox_key_for_device(&ch_side, ch_sk, ig_agent_public_key(f.a)), IG_OK);
+	ig_session_key k = make_key("b", 1, ig_now_ms() / 1000u + 3600, 0x77);
+	cJSON *msg = key_message(&k, &ch_side);
+	cr_assert(ig_duty_m2m.on_inbox(f.a, &f.m, "session_key", msg));
+	cJSON_Delete(msg);
+	cr_assert_eq(ig_keytable_live(&f.m.keys), 1, "the key was accepted");
+	cr_assert(!f.m.kp_fallback, "cluster-head keys are used again");
+
+	/* With --offline-keys the key still opens b's messages, but sending stays on key rings. */
+	ig_m2m_use_kp(&f.m, kp, true, 0);
+	f.m.kp_fallback = true;
+	k = make_key("b", 1, ig_now_ms() / 1000u + 3600, 0x78);
+	msg = key_message(&k, &ch_side);
+	cr_assert(ig_duty_m2m.on_inbox(f.a, &f.m, "session_key", msg));
+	cJSON_Delete(msg);
+	cr_assert_eq(ig_keytable_live(&f.m.keys), 2);
+	cr_assert(f.m.kp_fallback);
+	sodium_memzero(ch_sk, sizeof ch_sk);
+	sodium_memzero(&ch_side, sizeof ch_side);
+	ig_duty_m2m.on_stop(f.a, &f.m);
+	ig_kpa_free(kp);
+	ig_agent_free(f.a);
 }
