@@ -9,9 +9,13 @@
 # 127.0.0.1, bounded in time; the whole run takes about 4 minutes.
 #
 # Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood]
-#                     [--custody]
+#                     [--custody] [--kp]
 #   --custody adds device-quorum custody (issue 9) through the real broker and
 #   64 real agents (bench_custody, bench_custody_e2e; about 1 more minute).
+#   --kp adds key rings (issue 10): a device's pairwise key and the cluster
+#   head's ring dealing for m = 75, 200, 500, 1024 (bench_kp), then the
+#   broker's CPU per key_ring answer with 500 devices (bench_kp_e2e; about
+#   20 s in all).
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
 #   BENCH_IDENTITIES (scale benchmark, default 1000000),
@@ -26,7 +30,7 @@ seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
 coins=${BENCH_COINS:-10000000}
 do_build=1 do_ledger=1 do_scale=1
-do_keys=1 do_bank=1 do_flood=1 do_custody=0 quick=0
+do_keys=1 do_bank=1 do_flood=1 do_custody=0 do_kp=0 quick=0
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
@@ -37,7 +41,8 @@ for a in "$@"; do
 	--no-bank) do_bank=0 ;;
 	--no-flood) do_flood=0 ;;
 	--custody) do_custody=1 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody]" >&2; exit 2 ;;
+	--kp) do_kp=1 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody] [--kp]" >&2; exit 2 ;;
 	esac
 done
 
@@ -66,6 +71,10 @@ if [ $do_build = 1 ]; then
 	echo "== building (release) in $build =="
 	if [ ! -f "$build/build.ninja" ]; then
 		meson setup "$build" "$repo" --buildtype=release -Dtests=false >/dev/null
+	else
+		# `meson compile TARGET` does not know a bench added since the
+		# directory was configured until the build files are regenerated.
+		ninja -C "$build" build.ninja >/dev/null
 	fi
 	targets=(bench_connect bench_publish bench_scale mosquitto_iotguard bench_null_plugin)
 	[ $do_flood = 1 ] && targets+=(bench_flood)
@@ -73,6 +82,7 @@ if [ $do_build = 1 ]; then
 	[ $do_keys = 1 ] && targets+=(bench_keys bench_m2m bench_entropy)
 	[ $do_bank = 1 ] && targets+=(bench_bank bench_coins)
 	[ $do_custody = 1 ] && targets+=(bench_custody bench_custody_e2e iotguard iotguard-agent)
+	[ $do_kp = 1 ] && targets+=(bench_kp bench_kp_e2e)
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -396,6 +406,35 @@ if [ $do_custody = 1 ]; then
 		tee -a "$results" | grep -v '^RESULT'
 fi
 
+# ---- key rings (issue 10, --kp) -------------------------------------------
+# In process, on the load generator's CPU: the device's side (peer ring ids,
+# intersection, pair key) and the cluster head worker's (one ring dealt).
+# Then the real broker (pinned like the others) answering key_ring requests.
+if [ $do_kp = 1 ]; then
+	kp_rounds=()
+	[ $quick = 1 ] && kp_rounds=(--rounds 5)
+	echo
+	"${pin_load[@]}" "$bin/bench_kp" "${kp_rounds[@]}" | tee -a "$results" | grep -v '^RESULT'
+	# The broker: a policy with predistribution (the 100-device
+	# recommendation of docs/KEYRINGS.md: P = 6000, m = 200, q = 2), 500
+	# devices asking once per round (the service allows 10 a minute each).
+	"${pin_load[@]}" "$bin/bench_scale" mkledger --dir "$work/ledger-kp" --cluster $cluster --devices 500 --monitors 2
+	"$python" - "$repo/config/policy.json" "$work/policy-kp.json" <<'PY'
+import json, sys
+policy = json.load(open(sys.argv[1]))
+policy["predistribution"] = {"pool": 6000, "ring": 200, "q": 2}
+json.dump(policy, open(sys.argv[2], "w"), indent=2)
+PY
+	free_port; p_kp=$port
+	write_conf kp $p_kp "allow_anonymous false" "plugin $plugin_so" "plugin_opt_ledger $work/ledger-kp" \
+		"plugin_opt_policy $work/policy-kp.json"
+	start_broker kp; pid_kp=$pid
+	echo
+	"${pin_load[@]}" "$bin/bench_kp_e2e" --port $p_kp --cluster $cluster --pid $pid_kp --devices 500 --rounds 4 |
+		tee -a "$results" | grep -v '^RESULT' || true
+	stop_broker $pid_kp
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -539,6 +578,20 @@ if [ $do_custody = 1 ]; then
 	row "custody: $(get custody.scale_identities) ids: k-th share -> unsealed" "$(get custody.scale_unseal_svc_ms)" "ms" "<=" 1000
 	row "custody: $(get custody.scale_identities) ids: broker VmRSS unsealed" "$(get custody.scale_rss_mb)" "MB"
 	row "custody: plain mosquitto VmRSS (no plugin)" "$(get custody.scale_plain_rss_mb)" "MB"
+fi
+if [ $do_kp = 1 ]; then
+	for m in 75 200 500 1024; do
+		row "kp: pairwise key on the device, m=$m" "$(get kp.m$m.pair_us)" "us"
+		row "kp: pairwise keys per second, m=$m" "$(get kp.m$m.pairs_per_s)" "/s"
+		row "kp: ring dealt (worker, one core), m=$m" "$(get kp.m$m.deal_us)" "us"
+		row "kp: rings dealt per second, m=$m" "$(get kp.m$m.deals_per_s)" "/s"
+	done
+	row "kp: session key from a hello" "$(get kp.session_us)" "us"
+	row "kp: box key of a device, first deal (X25519)" "$(get kp.box_key_us)" "us"
+	row "kp: broker CPU per key_ring answer, first (m=$(get kp.e2e.ring))" "$(get kp.e2e.first_cpu_us)" "us"
+	row "kp: broker CPU per key_ring answer, repeat" "$(get kp.e2e.repeat_cpu_us)" "us"
+	row "kp: key_ring answers per second, first rings" "$(get kp.e2e.first_per_s)" "/s"
+	row "kp: key_ring answers checked bad or refused" "$(get kp.e2e.failures)" "" "<=" 0
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."
