@@ -31,12 +31,13 @@
 #include "ig_ledger.h"
 #include "ig_record.h"
 #include "ig_vss.h"
+#include "ig_workq.h"
 
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +155,7 @@ typedef struct job_secret {
 } job_secret;
 
 typedef struct job {
-	struct job *next;
+	ig_work link;                 /* first: the worker queue's */
 	job_kind kind;
 	uint64_t epoch;
 	unsigned k, m, index;
@@ -231,13 +232,7 @@ struct ig_svc_custody {
 	ig_svc_custody_counts counts;
 
 	/* the worker */
-	pthread_t thread;
-	bool thread_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	job *queue, *queue_tail, *done_list;
-	bool stop;
-	unsigned jobs_out;
+	ig_workq work;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -372,18 +367,16 @@ static job *job_new(ig_svc_custody *c, job_kind kind)
 	return j;
 }
 
+_Static_assert(offsetof(job, link) == 0, "a job is found from its queue link");
+
+static job *job_of(ig_work *w)
+{
+	return (job *)w;
+}
+
 static void submit(ig_svc_custody *c, job *j)
 {
-	pthread_mutex_lock(&c->mu);
-	j->next = NULL;
-	if (c->queue_tail)
-		c->queue_tail->next = j;
-	else
-		c->queue = j;
-	c->queue_tail = j;
-	c->jobs_out++;
-	pthread_cond_signal(&c->cv);
-	pthread_mutex_unlock(&c->mu);
+	ig_workq_submit(&c->work, &j->link);
 }
 
 static void run_verify(job *j)
@@ -537,34 +530,18 @@ static void run_read_sealed(job *j)
 		snprintf(j->msg, sizeof j->msg, "cannot read %s: %.200s", IG_CUSTODY_SEALED_FILE, err.msg);
 }
 
-static void *worker_main(void *arg)
+static void worker_run(void *ctx, ig_work *w)
 {
-	ig_svc_custody *c = arg;
-	pthread_mutex_lock(&c->mu);
-	for (;;) {
-		while (!c->queue && !c->stop)
-			pthread_cond_wait(&c->cv, &c->mu);
-		if (c->stop)
-			break;
-		job *j = c->queue;
-		c->queue = j->next;
-		if (!c->queue)
-			c->queue_tail = NULL;
-		pthread_mutex_unlock(&c->mu);
-		switch (j->kind) {
-		case JOB_VERIFY: run_verify(j); break;
-		case JOB_COMBINE: run_combine(j); break;
-		case JOB_ENSURE_SEALED: ensure_sealed(j); break;
-		case JOB_WIPE_KEY: run_wipe(j); break;
-		case JOB_READ_SEALED: run_read_sealed(j); break;
-		case JOB_DEAL: run_deal(j); break;
-		}
-		pthread_mutex_lock(&c->mu);
-		j->next = c->done_list;
-		c->done_list = j;
+	(void)ctx;
+	job *j = job_of(w);
+	switch (j->kind) {
+	case JOB_VERIFY: run_verify(j); break;
+	case JOB_COMBINE: run_combine(j); break;
+	case JOB_ENSURE_SEALED: ensure_sealed(j); break;
+	case JOB_WIPE_KEY: run_wipe(j); break;
+	case JOB_READ_SEALED: run_read_sealed(j); break;
+	case JOB_DEAL: run_deal(j); break;
 	}
-	pthread_mutex_unlock(&c->mu);
-	return NULL;
 }
 
 /* ---- life --------------------------------------------------------------- */
@@ -602,8 +579,6 @@ ig_svc_custody *ig_svc_custody_new(ig_state *st, ig_pool *pool, const ig_svc_cus
 	int n1 = snprintf(c->key_path, sizeof c->key_path, "%s/%s", cfg->ledger_dir, IG_LEDGER_KEY);
 	int n2 = snprintf(c->sealed_path, sizeof c->sealed_path, "%s/%s", cfg->ledger_dir, IG_CUSTODY_SEALED_FILE);
 	c->sec = sodium_malloc(sizeof *c->sec);
-	pthread_mutex_init(&c->mu, NULL);
-	pthread_cond_init(&c->cv, NULL);
 	if (n1 < 0 || n2 < 0 || (size_t)n2 >= sizeof c->sealed_path) {
 		ig_error_set(err, IG_ERR_RANGE, "custody: the ledger path is too long");
 		ig_svc_custody_free(c);
@@ -615,12 +590,11 @@ ig_svc_custody *ig_svc_custody_new(ig_state *st, ig_pool *pool, const ig_svc_cus
 		return NULL;
 	}
 	sodium_memzero(c->sec, sizeof *c->sec);
-	if (pthread_create(&c->thread, NULL, worker_main, c) != 0) {
+	if (ig_workq_start(&c->work, worker_run, c) != IG_OK) {
 		ig_error_set(err, IG_ERR_IO, "custody: cannot start the worker thread");
 		ig_svc_custody_free(c);
 		return NULL;
 	}
-	c->thread_started = true;
 	return c;
 }
 
@@ -628,33 +602,17 @@ void ig_svc_custody_free(ig_svc_custody *c)
 {
 	if (!c)
 		return;
-	if (c->thread_started) {
-		pthread_mutex_lock(&c->mu);
-		c->stop = true;
-		pthread_cond_signal(&c->cv);
-		pthread_mutex_unlock(&c->mu);
-		pthread_join(c->thread, NULL);
-	}
-	for (job *j = c->queue; j;) {
-		job *next = j->next;
+	for (ig_work *w = ig_workq_stop(&c->work); w;) {
+		job *j = job_of(w);
+		w = w->next;
 		if (j->done)
 			j->done(j->done_ctx, "closed", "the broker is shutting down; check ch.key and retry the seal");
 		job_free(j);
-		j = next;
-	}
-	for (job *j = c->done_list; j;) {
-		job *next = j->next;
-		if (j->done)
-			j->done(j->done_ctx, "closed", "the broker is shutting down; check ch.key and retry the seal");
-		job_free(j);
-		j = next;
 	}
 	if (c->rec) {
 		c->rec->done(c->rec->done_ctx, "closed", "the broker is shutting down; run recover again", NULL);
 		free(c->rec);
 	}
-	pthread_mutex_destroy(&c->mu);
-	pthread_cond_destroy(&c->cv);
 	if (c->sec)
 		sodium_free(c->sec);
 	ig_idtable_free(c->devs);
@@ -1440,22 +1398,9 @@ static void read_sealed_done(ig_svc_custody *c, job *j);
 
 static void collect_results(ig_svc_custody *c, uint64_t now_ms)
 {
-	pthread_mutex_lock(&c->mu);
-	job *list = c->done_list;
-	c->done_list = NULL;
-	pthread_mutex_unlock(&c->mu);
-	/* Oldest first: the list was built by pushing. */
-	job *rev = NULL;
-	while (list) {
-		job *next = list->next;
-		list->next = rev;
-		rev = list;
-		list = next;
-	}
-	while (rev) {
-		job *j = rev;
-		rev = j->next;
-		c->jobs_out--;
+	for (ig_work *w = ig_workq_take_done(&c->work); w;) {
+		job *j = job_of(w);
+		w = w->next;
 		switch (j->kind) {
 		case JOB_VERIFY: verify_done(c, j, now_ms); break;
 		case JOB_COMBINE: combine_done(c, j, now_ms); break;
@@ -1827,7 +1772,7 @@ static void publish_state(ig_svc_custody *c, uint64_t now_ms)
 
 void ig_svc_custody_tick(ig_svc_custody *c, uint64_t now_ms)
 {
-	if (c->jobs_out)
+	if (ig_workq_outstanding(&c->work))
 		collect_results(c, now_ms);
 	if (now_ms < c->next_poll_ms)
 		return;

@@ -26,10 +26,11 @@
 #include "ig_keybox.h"
 #include "ig_kp_view.h"
 #include "ig_record.h"
+#include "ig_workq.h"
 
 #include <cJSON.h>
-#include <pthread.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ typedef struct job_secret {
 } job_secret;
 
 typedef struct job {
-	struct job *next;
+	ig_work link;                 /* first: the worker queue's */
 	char id[IG_ID_MAX + 1];
 	ig_kp_params params;
 	job_secret *sec;
@@ -104,13 +105,7 @@ struct ig_svc_kp {
 	uint64_t next_warn_ms;
 	ig_svc_kp_counts counts;
 
-	pthread_t thread;
-	bool thread_started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	job *queue, *queue_tail, *done_list;
-	bool stop;
-	unsigned jobs_out;
+	ig_workq work;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -228,18 +223,16 @@ static void job_free(job *j)
 	free(j);
 }
 
+_Static_assert(offsetof(job, link) == 0, "a job is found from its queue link");
+
+static job *job_of(ig_work *w)
+{
+	return (job *)w;
+}
+
 static void submit(ig_svc_kp *k, job *j)
 {
-	pthread_mutex_lock(&k->mu);
-	j->next = NULL;
-	if (k->queue_tail)
-		k->queue_tail->next = j;
-	else
-		k->queue = j;
-	k->queue_tail = j;
-	k->jobs_out++;
-	pthread_cond_signal(&k->cv);
-	pthread_mutex_unlock(&k->mu);
+	ig_workq_submit(&k->work, &j->link);
 }
 
 /* The ring of j->id: its ids, m pool keys, the ring hash, and the A.8
@@ -290,27 +283,10 @@ out:
 	sodium_memzero(j->sec, sizeof *j->sec);
 }
 
-static void *worker_main(void *arg)
+static void worker_run(void *ctx, ig_work *w)
 {
-	ig_svc_kp *k = arg;
-	pthread_mutex_lock(&k->mu);
-	for (;;) {
-		while (!k->queue && !k->stop)
-			pthread_cond_wait(&k->cv, &k->mu);
-		if (k->stop)
-			break;
-		job *j = k->queue;
-		k->queue = j->next;
-		if (!k->queue)
-			k->queue_tail = NULL;
-		pthread_mutex_unlock(&k->mu);
-		run_ring(j);
-		pthread_mutex_lock(&k->mu);
-		j->next = k->done_list;
-		k->done_list = j;
-	}
-	pthread_mutex_unlock(&k->mu);
-	return NULL;
+	(void)ctx;
+	run_ring(job_of(w));
 }
 
 /* ---- life --------------------------------------------------------------- */
@@ -357,8 +333,6 @@ ig_svc_kp *ig_svc_kp_new(ig_state *st, const ig_svc_kp_config *cfg, const ig_svc
 	if (!k->cfg.requests_per_minute)
 		k->cfg.requests_per_minute = IG_SVC_KP_REQUESTS_PER_MINUTE;
 	k->env = *env;
-	pthread_mutex_init(&k->mu, NULL);
-	pthread_cond_init(&k->cv, NULL);
 	k->sec = sodium_malloc(sizeof *k->sec);
 	k->due = calloc(DUE_MAX, sizeof *k->due);
 	if (!k->sec || !k->due || ig_idtable_new(&k->devs, IG_ID_MAX, sizeof(dev_kp), 64, DEV_TABLE_MAX) != IG_OK) {
@@ -367,12 +341,11 @@ ig_svc_kp *ig_svc_kp_new(ig_state *st, const ig_svc_kp_config *cfg, const ig_svc
 		return NULL;
 	}
 	sodium_memzero(k->sec, sizeof *k->sec);
-	if (pthread_create(&k->thread, NULL, worker_main, k) != 0) {
+	if (ig_workq_start(&k->work, worker_run, k) != IG_OK) {
 		ig_error_set(err, IG_ERR_IO, "key rings: cannot start the worker thread");
 		ig_svc_kp_free(k);
 		return NULL;
 	}
-	k->thread_started = true;
 	ig_state_identity_foreach(st, scan_revoked, k);
 	return k;
 }
@@ -389,20 +362,11 @@ void ig_svc_kp_free(ig_svc_kp *k)
 {
 	if (!k)
 		return;
-	if (k->thread_started) {
-		pthread_mutex_lock(&k->mu);
-		k->stop = true;
-		pthread_cond_signal(&k->cv);
-		pthread_mutex_unlock(&k->mu);
-		pthread_join(k->thread, NULL);
+	for (ig_work *w = ig_workq_stop(&k->work); w;) {
+		ig_work *next = w->next;
+		job_free(job_of(w));
+		w = next;
 	}
-	job *lists[2] = {k->queue, k->done_list};
-	for (size_t i = 0; i < 2; i++)
-		for (job *j = lists[i]; j;) {
-			job *next = j->next;
-			job_free(j);
-			j = next;
-		}
 	if (k->devs) {
 		size_t cursor = 0;
 		dev_kp *d;
@@ -410,8 +374,6 @@ void ig_svc_kp_free(ig_svc_kp *k)
 			inflight_free(d->fl);
 		ig_idtable_free(k->devs);
 	}
-	pthread_mutex_destroy(&k->mu);
-	pthread_cond_destroy(&k->cv);
 	if (k->sec)
 		sodium_free(k->sec);
 	free(k->due);
@@ -615,21 +577,9 @@ static void ring_computed(ig_svc_kp *k, job *j, ig_decision *out)
 
 static void collect_results(ig_svc_kp *k)
 {
-	pthread_mutex_lock(&k->mu);
-	job *list = k->done_list;
-	k->done_list = NULL;
-	pthread_mutex_unlock(&k->mu);
-	job *rev = NULL;   /* oldest first: the list was built by pushing */
-	while (list) {
-		job *next = list->next;
-		list->next = rev;
-		rev = list;
-		list = next;
-	}
-	while (rev) {
-		job *j = rev;
-		rev = j->next;
-		k->jobs_out--;
+	for (ig_work *w = ig_workq_take_done(&k->work); w;) {
+		job *j = job_of(w);
+		w = w->next;
 		ig_decision out;
 		memset(&out, 0, sizeof out);
 		ring_computed(k, j, &out);
@@ -1016,7 +966,7 @@ static void publish_statement(ig_svc_kp *k)
 
 void ig_svc_kp_tick(ig_svc_kp *k, uint64_t now_ms)
 {
-	if (k->jobs_out)
+	if (ig_workq_outstanding(&k->work))
 		collect_results(k);
 	if (now_ms < k->next_poll_ms)
 		return;
