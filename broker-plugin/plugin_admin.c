@@ -481,6 +481,54 @@ static const char *sealed_what(ig_admin_kind kind)
 	}
 }
 
+/* ---- commands answered in their own slot ---------------------------------- */
+
+/* The name of item's command when it starts with prefix (custody_, kp_),
+ * else NULL: the command is not this family's. */
+static const char *family_command(const cJSON *item, const char *prefix)
+{
+	const cJSON *command = cJSON_GetObjectItemCaseSensitive(item, "command");
+	if (!cJSON_IsString(command) || strncmp(command->valuestring, prefix, strlen(prefix)) != 0)
+		return NULL;
+	return command->valuestring;
+}
+
+static bool field_in(const char *field, const char *const *fields)
+{
+	for (size_t i = 0; fields && fields[i]; i++)
+		if (!strcmp(field, fields[i]))
+			return true;
+	return false;
+}
+
+/* Adds command name's response slot to the batch, with its "command" (the
+ * prefix alone when the name is too long to echo) and "correlation", and
+ * refuses in it a field other than those two and extra (NULL-terminated;
+ * NULL: none), so a misspelt field is not silently ignored. *slot is the
+ * slot to answer in when true; false: nothing more to do (refused, or out
+ * of memory). */
+static bool open_slot(cJSON **slot, admin_batch *b, const cJSON *item, const char *name, const char *prefix,
+                      const char *const *extra)
+{
+	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(item, "correlation");
+	*slot = cJSON_CreateObject();
+	if (!*slot)
+		return false;
+	cJSON_AddStringToObject(*slot, "command", strlen(name) < 32 ? name : prefix);
+	cJSON_AddStringToObject(*slot, "correlation", cJSON_IsString(corr) &&
+	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
+	cJSON_AddItemToArray(b->responses, *slot);
+	for (const cJSON *f = item->child; f; f = f->next)
+		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0 &&
+		    !field_in(f->string, extra)) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
+			fail(*slot, IG_ADMIN_E_MALFORMED, msg);
+			return false;
+		}
+	return true;
+}
+
 /* ---- custody_status, custody_seal, custody_rotate (plugin_custody.c) ------ */
 
 typedef struct custody_pending {
@@ -523,33 +571,19 @@ static void on_recover_done(void *ctx, const char *error, const char *message, c
 }
 
 /* A custody_* command (they take no fields but "command" and "correlation",
- * and custody_recover "pk"): true when item is one, answered in its own
- * slot. */
+ * custody_recover "pk", "request" and "approval", custody_approve "sig"):
+ * true when item is one, answered in its own slot. */
 static bool do_custody(admin_batch *b, const cJSON *item)
 {
-	const cJSON *command = cJSON_GetObjectItemCaseSensitive(item, "command");
-	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(item, "correlation");
-	if (!cJSON_IsString(command) || strncmp(command->valuestring, "custody_", 8) != 0)
+	static const char *const recover_fields[] = {"pk", "request", "approval", NULL};
+	static const char *const approve_fields[] = {"sig", NULL};
+	const char *name = family_command(item, "custody_");
+	if (!name)
 		return false;
-	const char *name = command->valuestring;
-	cJSON *slot = cJSON_CreateObject();
-	if (!slot)
-		return true;
-	cJSON_AddStringToObject(slot, "command", strlen(name) < 32 ? name : "custody_");
-	cJSON_AddStringToObject(slot, "correlation", cJSON_IsString(corr) &&
-	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
-	cJSON_AddItemToArray(b->responses, slot);
 	bool recover = !strcmp(name, "custody_recover"), approve = !strcmp(name, "custody_approve");
-	for (const cJSON *f = item->child; f; f = f->next)
-		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0 &&
-		    !(recover && (!strcmp(f->string, "pk") || !strcmp(f->string, "request") ||
-		                  !strcmp(f->string, "approval"))) &&
-		    !(approve && !strcmp(f->string, "sig"))) {
-			char msg[128];
-			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
-			fail(slot, IG_ADMIN_E_MALFORMED, msg);
-			return true;
-		}
+	cJSON *slot;
+	if (!open_slot(&slot, b, item, name, "custody_", recover ? recover_fields : approve ? approve_fields : NULL))
+		return true;
 	const char *error = NULL;
 	char msg[IG_DECISION_MESSAGE_MAX];
 	if (!strcmp(name, "custody_status")) {
@@ -647,25 +681,12 @@ static bool do_custody(admin_batch *b, const cJSON *item)
  * the new epoch's record is durable. */
 static bool do_kp(admin_batch *b, const cJSON *item)
 {
-	const cJSON *command = cJSON_GetObjectItemCaseSensitive(item, "command");
-	const cJSON *corr = cJSON_GetObjectItemCaseSensitive(item, "correlation");
-	if (!cJSON_IsString(command) || strncmp(command->valuestring, "kp_", 3) != 0)
+	const char *name = family_command(item, "kp_");
+	if (!name)
 		return false;
-	const char *name = command->valuestring;
-	cJSON *slot = cJSON_CreateObject();
-	if (!slot)
+	cJSON *slot;
+	if (!open_slot(&slot, b, item, name, "kp_", NULL))
 		return true;
-	cJSON_AddStringToObject(slot, "command", strlen(name) < 32 ? name : "kp_");
-	cJSON_AddStringToObject(slot, "correlation", cJSON_IsString(corr) &&
-	                        strlen(corr->valuestring) <= IG_ADMIN_CORRELATION_MAX ? corr->valuestring : "");
-	cJSON_AddItemToArray(b->responses, slot);
-	for (const cJSON *f = item->child; f; f = f->next)
-		if (strcmp(f->string, "command") != 0 && strcmp(f->string, "correlation") != 0) {
-			char msg[128];
-			snprintf(msg, sizeof msg, "%.31s: unknown field \"%.32s\"; remove it", name, f->string);
-			fail(slot, IG_ADMIN_E_MALFORMED, msg);
-			return true;
-		}
 	const char *error = NULL;
 	char msg[IG_DECISION_MESSAGE_MAX];
 	if (!strcmp(name, "kp_status")) {

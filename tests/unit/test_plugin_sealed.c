@@ -315,6 +315,75 @@ Test(sealed_glue, starts_sealed_and_refuses_what_needs_the_key)
 	cJSON_Delete(o);
 }
 
+/* The custody_* and kp_* commands open their slot alike: the command (its
+ * family's prefix alone when too long to echo) and correlation (empty when
+ * too long) echoed, and a field the command does not take refused as
+ * malformed before the command is looked at, each command with its own
+ * extra fields. */
+static cJSON *admin_one(const char *command_json)
+{
+	char buf[512];
+	snprintf(buf, sizeof buf, "{\"commands\":[%s]}", command_json);
+	bs_forget_calls();
+	control(adm, buf);
+	return admin_response();
+}
+
+static void assert_unknown_field(const char *command_json, const char *command, const char *corr, const char *msg)
+{
+	cJSON *r = admin_one(command_json);
+	cr_assert_str_eq(str_field(r, "command"), command);
+	cr_assert_str_eq(str_field(r, "correlation"), corr);
+	cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(r, "ok")));
+	cr_assert_str_eq(str_field(r, "error"), "malformed", "%s", command_json);
+	cr_assert_str_eq(str_field(r, "message"), msg);
+	cJSON_Delete(r);
+}
+
+Test(sealed_glue, custody_and_kp_slots_echo_and_refuse_unknown_fields)
+{
+	start();
+	assert_unknown_field("{\"command\":\"kp_status\",\"correlation\":\"k1\",\"bogus\":1}", "kp_status", "k1",
+	                     "kp_status: unknown field \"bogus\"; remove it");
+	assert_unknown_field("{\"command\":\"kp_rotate\",\"correlation\":\"k2\",\"sig\":\"x\"}", "kp_rotate", "k2",
+	                     "kp_rotate: unknown field \"sig\"; remove it");
+	assert_unknown_field("{\"command\":\"custody_status\",\"correlation\":\"c1\",\"pk\":\"00\"}", "custody_status",
+	                     "c1", "custody_status: unknown field \"pk\"; remove it");
+	assert_unknown_field("{\"command\":\"custody_recover\",\"correlation\":\"c2\",\"pk\":\"00\",\"sig\":\"x\"}",
+	                     "custody_recover", "c2", "custody_recover: unknown field \"sig\"; remove it");
+	assert_unknown_field("{\"command\":\"custody_approve\",\"correlation\":\"c3\",\"pk\":\"00\"}",
+	                     "custody_approve", "c3", "custody_approve: unknown field \"pk\"; remove it");
+	/* A name too long to echo is answered under its prefix; a correlation
+	 * too long, with an empty one. */
+	char long_corr[IG_ADMIN_CORRELATION_MAX + 2];
+	memset(long_corr, 'a', sizeof long_corr - 1);
+	long_corr[sizeof long_corr - 1] = '\0';
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "{\"command\":\"kp_%s\",\"correlation\":\"%s\",\"x\":1}",
+	         "abcdefghijklmnopqrstuvwxyz0123456789", long_corr);
+	cJSON *r = admin_one(cmd);
+	cr_assert_str_eq(str_field(r, "command"), "kp_");
+	cr_assert_str_eq(str_field(r, "correlation"), "");
+	cr_assert_str_eq(str_field(r, "error"), "malformed");
+	cJSON_Delete(r);
+	snprintf(cmd, sizeof cmd, "{\"command\":\"custody_%s\",\"correlation\":\"c4\"}",
+	         "abcdefghijklmnopqrstuvwxyz0123456789");
+	r = admin_one(cmd);
+	cr_assert_str_eq(str_field(r, "command"), "custody_");
+	cr_assert_str_eq(str_field(r, "correlation"), "c4");
+	cr_assert_str_eq(str_field(r, "error"), "unknown_command", "%s", str_field(r, "message"));
+	cJSON_Delete(r);
+	/* The fields a command takes are not refused as unknown. */
+	r = admin_one("{\"command\":\"custody_recover\",\"correlation\":\"c5\",\"pk\":\"zz\",\"request\":\"r\","
+	              "\"approval\":[]}");
+	cr_assert_str_eq(str_field(r, "command"), "custody_recover");
+	cr_assert_null(strstr(str_field(r, "message"), "unknown field"), "%s", str_field(r, "message"));
+	cJSON_Delete(r);
+	r = admin_one("{\"command\":\"custody_approve\",\"correlation\":\"c6\",\"sig\":\"zz\"}");
+	cr_assert_null(strstr(str_field(r, "message"), "unknown field"), "%s", str_field(r, "message"));
+	cJSON_Delete(r);
+}
+
 Test(sealed_glue, unseal_refuses_a_wrong_key_then_serves_everything)
 {
 	start();
