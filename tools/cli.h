@@ -135,6 +135,25 @@ int cli_online_run(const cli_online *on, const ig_admin_cmd *cmd, struct cJSON *
 /* The same for one command given as a JSON object ({"command":...}); the
  * correlation is added here. */
 int cli_online_json(const cli_online *on, const struct cJSON *command, struct cJSON **resp);
+/* Prints a response element as --json shows it: indented, without the
+ * correlation (ours, not the broker's answer). */
+void cli_print_answer_json(struct cJSON *resp);
+/* Prints one command's answer and deletes it: with as_json as is, a
+ * refusal as "<command> refused (<error>): <message>", else print_ok(resp),
+ * or (print_ok NULL) its "message" or ok_default. CLI_EXIT_OK when the
+ * answer is ok, else CLI_EXIT_ERR. */
+int cli_print_answer(struct cJSON *resp, const char *command, bool as_json, void (*print_ok)(const struct cJSON *),
+                     const char *ok_default);
+/* Checks the options every online command needs (--host, --cluster,
+ * --user, --key; "<what> works through the broker: it needs ..." when one
+ * is missing) and the ids, and sets port and timeout. CLI_EXIT_OK, or the
+ * exit code after saying what is wrong. */
+int cli_online_ready(cli_online *on, const char *what, uint64_t port, uint64_t timeout_s);
+
+/* A broker answer's fields as the commands print them: a string field, or
+ * dflt when absent or not a string; an unsigned field, or 0. */
+const char *cli_json_str(const struct cJSON *o, const char *name, const char *dflt);
+uint64_t cli_json_uint(const struct cJSON *o, const char *name);
 
 /* Commands. argv[0] is the command name. Each returns an exit code. */
 int cmd_init(int argc, char **argv);

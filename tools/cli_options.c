@@ -7,6 +7,7 @@
  * so an option is spelt, checked and complained about the same way
  * everywhere.
  */
+#include <cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "ig_json.h"
 
 /* The most options one command takes (the identity commands have 14). */
 #define CLI_OPTIONS_MAX 32
@@ -191,4 +193,30 @@ int cli_parse(int argc, char **argv, const cli_option *opts)
 		}
 	}
 	return CLI_PARSED;
+}
+
+int cli_online_ready(cli_online *on, const char *what, uint64_t port, uint64_t timeout_s)
+{
+	if (!on->host || !on->cluster || !on->user || !on->key_path) {
+		cli_error("%s works through the broker: it needs %s", what,
+		          !on->host ? "--host HOST" : !on->cluster ? "--cluster NAME" : !on->user ? "--user ADMIN_ID" : "--key FILE");
+		return cli_usage_hint();
+	}
+	if (!cli_check_id("--cluster", on->cluster) || !cli_check_id("--user", on->user))
+		return CLI_EXIT_ERR;
+	on->port = (int)port;
+	on->timeout_s = (int)timeout_s;
+	return CLI_EXIT_OK;
+}
+
+const char *cli_json_str(const cJSON *o, const char *name, const char *dflt)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
+	return cJSON_IsString(f) ? f->valuestring : dflt;
+}
+
+uint64_t cli_json_uint(const cJSON *o, const char *name)
+{
+	uint64_t v = 0;
+	return ig_json_uint_field(&v, o, name, 0, IG_JSON_UINT_MAX) == IG_OK ? v : 0;
 }

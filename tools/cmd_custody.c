@@ -23,7 +23,6 @@
 #include "ig_custody_approve.h"
 #include "ig_keyfile.h"
 #include "ig_durable.h"
-#include "ig_json.h"
 #include "ig_vss.h"
 
 enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT, OPT_TLS_CA, OPT_JSON, OPT_HELP, OPT_OUT,
@@ -54,29 +53,18 @@ static int custody_help(void)
 	return CLI_EXIT_OK;
 }
 
-static const char *str(const cJSON *o, const char *name, const char *dflt)
-{
-	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(f) ? f->valuestring : dflt;
-}
-
-static uint64_t num(const cJSON *o, const char *name)
-{
-	uint64_t v = 0;
-	return ig_json_uint_field(&v, o, name, 0, IG_JSON_UINT_MAX) == IG_OK ? v : 0;
-}
-
 static void print_status(const cJSON *r)
 {
 	bool sealed = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "sealed"));
-	printf("state:            %s (%s)\n", str(r, "state", "?"), sealed ? "sealed" : "unsealed");
+	printf("state:            %s (%s)\n", cli_json_str(r, "state", "?"), sealed ? "sealed" : "unsealed");
 	printf("ch.key on disk:   %s\n",
 	       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "key_on_disk")) ? "yes" : "no (only ch.key.sealed)");
-	printf("epoch:            %llu\n", (unsigned long long)num(r, "epoch"));
+	printf("epoch:            %llu\n", (unsigned long long)cli_json_uint(r, "epoch"));
 	if (cJSON_GetObjectItemCaseSensitive(r, "dealing_epoch"))
-		printf("dealing epoch:    %llu\n", (unsigned long long)num(r, "dealing_epoch"));
-	printf("k of n:           %llu of %llu\n", (unsigned long long)num(r, "k"), (unsigned long long)num(r, "n"));
-	printf("shares collected: %llu\n", (unsigned long long)num(r, "shares_collected"));
+		printf("dealing epoch:    %llu\n", (unsigned long long)cli_json_uint(r, "dealing_epoch"));
+	printf("k of n:           %llu of %llu\n", (unsigned long long)cli_json_uint(r, "k"),
+	       (unsigned long long)cli_json_uint(r, "n"));
+	printf("shares collected: %llu\n", (unsigned long long)cli_json_uint(r, "shares_collected"));
 	const cJSON *next = cJSON_GetObjectItemCaseSensitive(r, "next_rotation_at");
 	if (cJSON_IsNumber(next) && next->valuedouble > 0) {
 		char ts[40];
@@ -85,23 +73,25 @@ static void print_status(const cJSON *r)
 	} else {
 		printf("next rotation:    -\n");
 	}
-	const char *msg = str(r, "message", NULL);
+	const char *msg = cli_json_str(r, "message", NULL);
 	if (msg)
 		printf("note:             %s\n", msg);
 	const cJSON *pa = cJSON_GetObjectItemCaseSensitive(r, "pending_approval");
 	if (cJSON_IsObject(pa))
 		printf("waits for approval: request %s of epoch %llu (pk %s), ledger size %llu, root %s; run "
-		       "'iotguard custody approve'\n", str(pa, "request", "?"), (unsigned long long)num(pa, "epoch"),
-		       str(pa, "pk", "?"), (unsigned long long)num(pa, "size"), str(pa, "root", "?"));
-	const char *bad = str(r, "last_bad_holder", NULL);
+		       "'iotguard custody approve'\n", cli_json_str(pa, "request", "?"),
+		       (unsigned long long)cli_json_uint(pa, "epoch"), cli_json_str(pa, "pk", "?"),
+		       (unsigned long long)cli_json_uint(pa, "size"), cli_json_str(pa, "root", "?"));
+	const char *bad = cli_json_str(r, "last_bad_holder", NULL);
 	if (bad)
 		printf("last bad share:   from %s\n", bad);
 	const cJSON *hs = cJSON_GetObjectItemCaseSensitive(r, "holders");
 	printf("holders:          %d\n", cJSON_GetArraySize(hs));
 	const cJSON *h;
 	cJSON_ArrayForEach(h, hs) {
-		printf("  %3llu  %-32s zone %-16s %-8s %s\n", (unsigned long long)num(h, "index"), str(h, "id", "?"),
-		       str(h, "zone", "-"), cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "online")) ? "online" : "offline",
+		printf("  %3llu  %-32s zone %-16s %-8s %s\n", (unsigned long long)cli_json_uint(h, "index"),
+		       cli_json_str(h, "id", "?"), cli_json_str(h, "zone", "-"),
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "online")) ? "online" : "offline",
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(h, "acked")) ? "acked" : "not acked");
 	}
 }
@@ -111,10 +101,11 @@ static bool open_share(uint8_t share[32], const cJSON *h, const uint8_t request[
                        const uint8_t C[][32], const uint8_t xsk[32], unsigned *index)
 {
 	uint8_t pk[32], nonce[24], box[IG_CUSTODY_RELEASE_BOX_BYTES];
-	const char *holder = str(h, "holder", "?");
-	const char *pk_hex = str(h, "pk", ""), *nonce_hex = str(h, "box_nonce", ""), *b64 = str(h, "box", "");
+	const char *holder = cli_json_str(h, "holder", "?");
+	const char *pk_hex = cli_json_str(h, "pk", ""), *nonce_hex = cli_json_str(h, "box_nonce", "");
+	const char *b64 = cli_json_str(h, "box", "");
 	size_t len = 0;
-	*index = (unsigned)num(h, "index");
+	*index = (unsigned)cli_json_uint(h, "index");
 	if (ig_hex_decode(pk, 32, pk_hex, strlen(pk_hex)) != IG_OK || ig_hex_decode(nonce, 24, nonce_hex,
 	                                                                            strlen(nonce_hex)) != IG_OK ||
 	    sodium_base642bin(box, sizeof box, b64, strlen(b64), NULL, &len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
@@ -140,10 +131,10 @@ static bool open_share(uint8_t share[32], const cJSON *h, const uint8_t request[
 /* Checks, combines and unseals what the broker passed on; writes out. */
 static int recover_write(const cJSON *r, const uint8_t xsk[32], const char *out, const char *ch_key_hex)
 {
-	uint64_t epoch = num(r, "epoch");
-	unsigned k = (unsigned)num(r, "k");
+	uint64_t epoch = cli_json_uint(r, "epoch");
+	unsigned k = (unsigned)cli_json_uint(r, "k");
 	uint8_t request[16], ch_pk[32];
-	const char *req_hex = str(r, "request", ""), *ch_hex = ch_key_hex ? ch_key_hex : str(r, "ch_pk", "");
+	const char *req_hex = cli_json_str(r, "request", ""), *ch_hex = ch_key_hex ? ch_key_hex : cli_json_str(r, "ch_pk", "");
 	const cJSON *cs = cJSON_GetObjectItemCaseSensitive(r, "commitments");
 	if (k < 2 || k > IG_VSS_MAX || cJSON_GetArraySize(cs) != (int)k ||
 	    ig_hex_decode(request, 16, req_hex, strlen(req_hex)) != IG_OK ||
@@ -187,7 +178,7 @@ static int recover_write(const cJSON *r, const uint8_t xsk[32], const char *out,
 		cli_error("the checked shares do not combine to the epoch's secret; nothing was written");
 		goto done;
 	}
-	const char *b64 = str(r, "sealed", "");
+	const char *b64 = cli_json_str(r, "sealed", "");
 	size_t sealed_cap = strlen(b64) / 4 * 3 + 3, sealed_len = 0, plain_len = 0;
 	uint8_t *sealed = malloc(sealed_cap);
 	ig_error err = {0};
@@ -254,13 +245,13 @@ static int recover_approval(const cli_online *on, cJSON *cmd, const uint8_t xpk[
 	if (!resp)
 		return rc;
 	const cJSON *lg = cJSON_GetObjectItemCaseSensitive(resp, "ledger");
-	if (strcmp(str(resp, "unseal", "auto"), "admin") != 0) {
+	if (strcmp(cli_json_str(resp, "unseal", "auto"), "admin") != 0) {
 		cJSON_Delete(resp);
 		return CLI_EXIT_OK;
 	}
 	uint8_t request[16], root[32], sig[IG_CUSTODY_SIG_BYTES], sk[IG_SK_BYTES], pk[IG_PK_BYTES];
-	const char *root_b64 = str(lg, "root", "");
-	uint64_t size = num(lg, "size");
+	const char *root_b64 = cli_json_str(lg, "root", "");
+	uint64_t size = cli_json_uint(lg, "size");
 	size_t root_len = 0;
 	if (!cJSON_IsObject(lg) || sodium_base642bin(root, sizeof root, root_b64, strlen(root_b64), NULL, &root_len, NULL,
 	                                             sodium_base64_VARIANT_ORIGINAL) != 0 || root_len != 32) {
@@ -305,17 +296,18 @@ static int approve(const cli_online *on, bool as_json)
 	uint8_t request[16], xpk[32], root[32], sig[IG_CUSTODY_SIG_BYTES], sk[IG_SK_BYTES], pk[IG_PK_BYTES];
 	uint64_t size = 0, epoch = 0;
 	size_t root_len = 0;
-	const char *req_hex = str(pa, "request", ""), *pk_hex = str(pa, "pk", ""), *root_b64 = str(pa, "root", "");
+	const char *req_hex = cli_json_str(pa, "request", ""), *pk_hex = cli_json_str(pa, "pk", "");
+	const char *root_b64 = cli_json_str(pa, "root", "");
 	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")) || !cJSON_IsObject(pa)) {
-		cli_error("nothing waits for approval (custody state %s%s%s)", str(resp, "state", "?"),
+		cli_error("nothing waits for approval (custody state %s%s%s)", cli_json_str(resp, "state", "?"),
 		          cJSON_IsObject(pa) ? "" : "; approval is for a cluster head started with "
 		                                    "plugin_opt_custody_unseal admin that is asking for shares",
 		          "");
 		cJSON_Delete(resp);
 		return CLI_EXIT_ERR;
 	}
-	epoch = num(pa, "epoch");
-	size = num(pa, "size");
+	epoch = cli_json_uint(pa, "epoch");
+	size = cli_json_uint(pa, "size");
 	bool ok = ig_hex_decode(request, 16, req_hex, strlen(req_hex)) == IG_OK &&
 	          ig_hex_decode(xpk, 32, pk_hex, strlen(pk_hex)) == IG_OK &&
 	          sodium_base642bin(root, sizeof root, root_b64, strlen(root_b64), NULL, &root_len, NULL,
@@ -349,20 +341,7 @@ static int approve(const cli_online *on, bool as_json)
 	cJSON_Delete(cmd);
 	if (!resp)
 		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
-	ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
-	if (as_json) {
-		cJSON_DeleteItemFromObject(resp, "correlation");
-		char *json = cJSON_Print(resp);
-		if (json)
-			printf("%s\n", json);
-		cJSON_free(json);
-	} else if (ok) {
-		printf("%s\n", str(resp, "message", "approved"));
-	} else {
-		cli_error("custody_approve refused (%s): %s", str(resp, "error", "?"), str(resp, "message", ""));
-	}
-	cJSON_Delete(resp);
-	return ok ? CLI_EXIT_OK : CLI_EXIT_ERR;
+	return cli_print_answer(resp, "custody_approve", as_json, NULL, "approved");
 }
 
 int cmd_custody(int argc, char **argv)
@@ -404,21 +383,15 @@ int cmd_custody(int argc, char **argv)
 	int parsed = cli_parse(argc - 1, argv + 1, opts);
 	if (parsed != CLI_PARSED)
 		return parsed == CLI_HELP ? custody_help() : parsed;
-	if (!on.host || !on.cluster || !on.user || !on.key_path) {
-		cli_error("custody works through the broker: it needs %s",
-		          !on.host ? "--host HOST" : !on.cluster ? "--cluster NAME" : !on.user ? "--user ADMIN_ID" : "--key FILE");
-		return cli_usage_hint();
-	}
-	if (!cli_check_id("--cluster", on.cluster) || !cli_check_id("--user", on.user))
-		return CLI_EXIT_ERR;
+	int ready = cli_online_ready(&on, "custody", port, timeout_s);
+	if (ready != CLI_EXIT_OK)
+		return ready;
 	if (recover && !out)
 		return cli_missing("--out FILE (where to write the recovered key)");
 	if (!recover && (out || ch_key)) {
 		cli_error("--out and --ch-key are for recover only");
 		return cli_usage_hint();
 	}
-	on.port = (int)port;
-	on.timeout_s = (int)timeout_s;
 	if (!strcmp(what, "approve"))
 		return approve(&on, as_json);
 
@@ -454,7 +427,7 @@ int cmd_custody(int argc, char **argv)
 		if (resp && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok")))
 			rc = recover_write(resp, xsk, out, ch_key);
 		else if (resp)
-			cli_error("custody_recover refused (%s): %s", str(resp, "error", "?"), str(resp, "message", ""));
+			cli_error("custody_recover refused (%s): %s", cli_json_str(resp, "error", "?"), cli_json_str(resp, "message", ""));
 		sodium_free(xsk);
 		bool ok = resp && rc == CLI_EXIT_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
 		cJSON_Delete(resp);
@@ -462,20 +435,5 @@ int cmd_custody(int argc, char **argv)
 	}
 	if (!resp)
 		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
-	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
-	if (as_json) {
-		cJSON_DeleteItemFromObject(resp, "correlation");
-		char *json = cJSON_Print(resp);
-		if (json)
-			printf("%s\n", json);
-		cJSON_free(json);
-	} else if (!ok) {
-		cli_error("%s refused (%s): %s", command, str(resp, "error", "?"), str(resp, "message", ""));
-	} else if (!strcmp(what, "status")) {
-		print_status(resp);
-	} else {
-		printf("%s\n", str(resp, "message", "done"));
-	}
-	cJSON_Delete(resp);
-	return ok ? CLI_EXIT_OK : CLI_EXIT_ERR;
+	return cli_print_answer(resp, command, as_json, !strcmp(what, "status") ? print_status : NULL, "done");
 }

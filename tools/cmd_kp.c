@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "ig_json.h"
 
 enum { OPT_HOST = 256, OPT_PORT, OPT_CLUSTER, OPT_USER, OPT_KEY, OPT_TIMEOUT, OPT_TLS_CA, OPT_JSON, OPT_HELP };
 
@@ -38,34 +37,22 @@ static int kp_help(void)
 	return CLI_EXIT_OK;
 }
 
-static const char *str(const cJSON *o, const char *name, const char *dflt)
-{
-	const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, name);
-	return cJSON_IsString(f) ? f->valuestring : dflt;
-}
-
-static uint64_t num(const cJSON *o, const char *name)
-{
-	uint64_t v = 0;
-	return ig_json_uint_field(&v, o, name, 0, IG_JSON_UINT_MAX) == IG_OK ? v : 0;
-}
-
 static void print_status(const cJSON *r)
 {
-	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "enabled")) && !num(r, "epoch")) {
+	if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "enabled")) && !cli_json_uint(r, "epoch")) {
 		printf("key rings:        off (the policy has no \"predistribution\" section)\n");
 		return;
 	}
 	printf("key rings:        %s\n", cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "enabled"))
 	                                     ? "on"
 	                                     : "off in the policy (the last epoch's rings stay valid)");
-	printf("epoch:            %llu\n", (unsigned long long)num(r, "epoch"));
-	printf("pool P:           %llu\n", (unsigned long long)num(r, "pool"));
-	printf("ring m:           %llu\n", (unsigned long long)num(r, "ring"));
-	printf("q:                %llu\n", (unsigned long long)num(r, "q"));
-	printf("ring seed:        %s\n", str(r, "seed", "-"));
-	printf("rings dealt:      %llu\n", (unsigned long long)num(r, "rings"));
-	printf("compromised ids:  %llu\n", (unsigned long long)num(r, "compromised_ids"));
+	printf("epoch:            %llu\n", (unsigned long long)cli_json_uint(r, "epoch"));
+	printf("pool P:           %llu\n", (unsigned long long)cli_json_uint(r, "pool"));
+	printf("ring m:           %llu\n", (unsigned long long)cli_json_uint(r, "ring"));
+	printf("q:                %llu\n", (unsigned long long)cli_json_uint(r, "q"));
+	printf("ring seed:        %s\n", cli_json_str(r, "seed", "-"));
+	printf("rings dealt:      %llu\n", (unsigned long long)cli_json_uint(r, "rings"));
+	printf("compromised ids:  %llu\n", (unsigned long long)cli_json_uint(r, "compromised_ids"));
 	const cJSON *devs = cJSON_GetObjectItemCaseSensitive(r, "compromised_devices");
 	printf("revoked holders:  %d", cJSON_GetArraySize(devs));
 	const cJSON *d;
@@ -77,8 +64,8 @@ static void print_status(const cJSON *r)
 		}
 	}
 	printf("%s\n", strcmp(sep, ", ") == 0 ? ")" : "");
-	printf("revoked serial:   %llu\n", (unsigned long long)num(r, "serial"));
-	const char *pending = str(r, "pending", NULL);
+	printf("revoked serial:   %llu\n", (unsigned long long)cli_json_uint(r, "serial"));
+	const char *pending = cli_json_str(r, "pending", NULL);
 	if (pending)
 		printf("note:             %s\n", pending);
 }
@@ -117,15 +104,11 @@ int cmd_kp(int argc, char **argv)
 	int parsed = cli_parse(argc - 1, argv + 1, opts);
 	if (parsed != CLI_PARSED)
 		return parsed == CLI_HELP ? kp_help() : parsed;
-	if (!on.host || !on.cluster || !on.user || !on.key_path) {
-		cli_error("kp %s works through the broker: it needs %s", what,
-		          !on.host ? "--host HOST" : !on.cluster ? "--cluster NAME" : !on.user ? "--user ADMIN_ID" : "--key FILE");
-		return cli_usage_hint();
-	}
-	if (!cli_check_id("--cluster", on.cluster) || !cli_check_id("--user", on.user))
-		return CLI_EXIT_ERR;
-	on.port = (int)port;
-	on.timeout_s = (int)timeout_s;
+	char name[32];
+	snprintf(name, sizeof name, "kp %s", what);
+	int ready = cli_online_ready(&on, name, port, timeout_s);
+	if (ready != CLI_EXIT_OK)
+		return ready;
 
 	cJSON *cmd = cJSON_CreateObject();
 	if (!cmd || !cJSON_AddStringToObject(cmd, "command", command)) {
@@ -138,20 +121,5 @@ int cmd_kp(int argc, char **argv)
 	cJSON_Delete(cmd);
 	if (!resp)
 		return rc == CLI_EXIT_OK ? CLI_EXIT_ERR : rc;
-	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
-	if (as_json) {
-		cJSON_DeleteItemFromObject(resp, "correlation");
-		char *json = cJSON_Print(resp);
-		if (json)
-			printf("%s\n", json);
-		cJSON_free(json);
-	} else if (!ok) {
-		cli_error("%s refused (%s): %s", command, str(resp, "error", "?"), str(resp, "message", ""));
-	} else if (!strcmp(what, "status")) {
-		print_status(resp);
-	} else {
-		printf("%s\n", str(resp, "message", "done"));
-	}
-	cJSON_Delete(resp);
-	return ok ? CLI_EXIT_OK : CLI_EXIT_ERR;
+	return cli_print_answer(resp, command, as_json, !strcmp(what, "status") ? print_status : NULL, "done");
 }

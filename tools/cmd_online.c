@@ -388,6 +388,32 @@ int cli_online_json(const cli_online *on, const cJSON *command, cJSON **resp)
 	return run_session(on, json_exchange, command, resp);
 }
 
+void cli_print_answer_json(cJSON *resp)
+{
+	cJSON_DeleteItemFromObject(resp, "correlation");
+	char *json = cJSON_Print(resp);
+	if (json)
+		printf("%s\n", json);
+	cJSON_free(json);
+}
+
+int cli_print_answer(cJSON *resp, const char *command, bool as_json, void (*print_ok)(const cJSON *),
+                     const char *ok_default)
+{
+	bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(resp, "ok"));
+	if (as_json) {
+		cli_print_answer_json(resp);
+	} else if (!ok) {
+		cli_error("%s refused (%s): %s", command, cli_json_str(resp, "error", "?"), cli_json_str(resp, "message", ""));
+	} else if (print_ok) {
+		print_ok(resp);
+	} else {
+		printf("%s\n", cli_json_str(resp, "message", ok_default));
+	}
+	cJSON_Delete(resp);
+	return ok ? CLI_EXIT_OK : CLI_EXIT_ERR;
+}
+
 /* Lists may exceed one response; fetch page by page into one element. */
 static cJSON *session_list_all(online_session *s, const ig_admin_cmd *cmd)
 {
