@@ -67,6 +67,18 @@ bool ig_pin_trusted(const ig_pin_state *p);
  * ledger head seen)" or "the cluster head's log was refused (see
  * FILE.head.refused)". */
 const char *ig_pin_untrusted_why(const ig_pin_state *p, char *out, size_t cap);
+/* The X25519 shared key with the pinned cluster head, which the boxes it
+ * sends this device (session keys, key rings, coins, redeemed keys) are
+ * opened with: derived once per pinned key, not once per box. */
+typedef struct ig_ch_box {
+	ig_box_key bk;                    /* secret */
+	bool have;
+	uint8_t for_pk[IG_PK_BYTES];      /* the pinned key bk was derived for */
+} ig_ch_box;
+/* False when the pin is not trusted, or when the key cannot be derived
+ * (logged); else b->bk is the key for the current pin. */
+bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin);
+void ig_ch_box_wipe(ig_ch_box *b);
 
 /* ---- log: checks the cluster head's ledger for this device. At every
  * connect it asks for the inclusion proof of its own enrolment; it keeps
@@ -224,9 +236,7 @@ typedef struct ig_m2m_state {
 	const ig_pin_state *pin;
 	ig_keytable keys;
 	ig_nonce_set nonces;
-	ig_box_key box_key;                /* secret: shared key with the cluster head */
-	bool have_box_key;
-	uint8_t box_key_for[IG_PK_BYTES];  /* the CH key box_key was computed for */
+	ig_ch_box box;                     /* secret: shared key with the cluster head */
 	unsigned request_failures;
 	uint64_t next_request_us;
 	uint64_t connected_us;
@@ -267,9 +277,7 @@ typedef struct ig_kp_state {
 	char via[IG_KPA_VIA_MAX][IG_ID_MAX + 1];  /* --kp-via candidates */
 	const char *via_ptr[IG_KPA_VIA_MAX];
 	size_t n_via;
-	ig_box_key box_key;                       /* secret: shared key with the cluster head */
-	bool have_box_key;
-	uint8_t box_key_for[IG_PK_BYTES];
+	ig_ch_box box;                            /* secret: shared key with the cluster head */
 	char nonce[IG_M2M_NONCE_HEX + 1];         /* outstanding key_ring request; "" = none */
 	bool asked;                               /* this connection */
 	bool stop_asking;                         /* this connection: not_enabled, sealed, ... */

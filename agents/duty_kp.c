@@ -89,35 +89,6 @@ int ig_kp_duty_init(ig_kp_state *k, ig_agent *a, const ig_pin_state *pin, const 
 
 /* ---- asking for a ring ----------------------------------------------------- */
 
-struct box_ctx {
-	ig_box_key *bk;
-	const uint8_t *ch_pk;
-};
-
-static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
-{
-	struct box_ctx *c = ctx;
-	return ig_keybox_key_for_ch(c->bk, sk, c->ch_pk);
-}
-
-/* The shared key with the cluster head, computed once per pinned key. */
-static bool ensure_box_key(ig_agent *a, ig_kp_state *k)
-{
-	if (!ig_pin_trusted(k->pin))
-		return false;
-	if (k->have_box_key && sodium_memcmp(k->box_key_for, k->pin->pk, IG_PK_BYTES) == 0)
-		return true;
-	struct box_ctx c = {.bk = &k->box_key, .ch_pk = k->pin->pk};
-	if (ig_agent_with_key(a, derive_box_key, &c) != IG_OK) {
-		ig_log(IG_LOG_ERR, "cannot derive the box key for the pinned cluster-head key");
-		k->have_box_key = false;
-		return false;
-	}
-	memcpy(k->box_key_for, k->pin->pk, IG_PK_BYTES);
-	k->have_box_key = true;
-	return true;
-}
-
 /* A ring is asked for only once a verified revoked statement announced an
  * epoch above the ring held (or any epoch, when none is held): the
  * statement is retained, so it arrives at every connect where the cluster
@@ -130,7 +101,7 @@ static void maybe_ask(ig_agent *a, ig_kp_state *k, uint64_t now_us)
 		return;
 	if (k->asked && k->nonce[0] == '\0')
 		return;   /* asked and answered on this connection: once is enough */
-	if (!ensure_box_key(a, k)) {
+	if (!ig_ch_box_ensure(a, &k->box, k->pin)) {
 		if (!k->warned_no_pin && now_us - k->connected_us > NO_PIN_PATIENCE_US) {
 			char why[PATH_MAX + 64];
 			ig_log(IG_LOG_WARN, "cannot ask for a key ring: %s", ig_pin_untrusted_why(k->pin, why, sizeof why));
@@ -161,7 +132,7 @@ static void maybe_ask(ig_agent *a, ig_kp_state *k, uint64_t now_us)
 static void handle_ring(ig_agent *a, ig_kp_state *k, const cJSON *msg)
 {
 	ig_error err = {0};
-	if (!ensure_box_key(a, k)) {
+	if (!ig_ch_box_ensure(a, &k->box, k->pin)) {
 		char why[PATH_MAX + 64];
 		ig_log(k->pin->refused ? IG_LOG_ERR : IG_LOG_WARN, "key ring refused: %s",
 		       ig_pin_untrusted_why(k->pin, why, sizeof why));
@@ -169,7 +140,7 @@ static void handle_ring(ig_agent *a, ig_kp_state *k, const cJSON *msg)
 	}
 	const cJSON *nonce = cJSON_GetObjectItemCaseSensitive(msg, "nonce");
 	bool ours = cJSON_IsString(nonce) && k->nonce[0] && strcmp(nonce->valuestring, k->nonce) == 0;
-	int rc = ig_kpa_accept_ring(k->kpa, msg, &k->box_key, &err);
+	int rc = ig_kpa_accept_ring(k->kpa, msg, &k->box.bk, &err);
 	if (rc == IG_ERR_EXISTS) {
 		ig_log(IG_LOG_DEBUG, "%s", err.msg[0] ? err.msg : "the same key ring again");
 	} else if (rc != IG_OK) {
@@ -389,8 +360,7 @@ static void kp_on_stop(ig_agent *a, void *state)
 	free(k->pending);
 	k->pending = NULL;
 	k->pending_len = 0;
-	sodium_memzero(&k->box_key, sizeof k->box_key);
-	k->have_box_key = false;
+	ig_ch_box_wipe(&k->box);
 }
 
 static size_t kp_status_fields(ig_agent *a, void *state, char *out, size_t cap)

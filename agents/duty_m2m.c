@@ -79,35 +79,6 @@ static void maybe_want(ig_m2m_state *m, uint64_t now_us)
 	m->next_want_us = now_us + 5000000u;
 }
 
-struct box_ctx {
-	ig_box_key *bk;
-	const uint8_t *ch_pk;
-};
-
-static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
-{
-	struct box_ctx *c = ctx;
-	return ig_keybox_key_for_ch(c->bk, sk, c->ch_pk);
-}
-
-/* The shared key with the cluster head, computed once per pinned key. */
-static bool ensure_box_key(ig_agent *a, ig_m2m_state *m)
-{
-	if (!ig_pin_trusted(m->pin))
-		return false;
-	if (m->have_box_key && sodium_memcmp(m->box_key_for, m->pin->pk, IG_PK_BYTES) == 0)
-		return true;
-	struct box_ctx c = {.bk = &m->box_key, .ch_pk = m->pin->pk};
-	if (ig_agent_with_key(a, derive_box_key, &c) != IG_OK) {
-		ig_log(IG_LOG_ERR, "cannot derive the box key for the pinned cluster-head key");
-		m->have_box_key = false;
-		return false;
-	}
-	memcpy(m->box_key_for, m->pin->pk, IG_PK_BYTES);
-	m->have_box_key = true;
-	return true;
-}
-
 static void report(ig_m2m_state *m)
 {
 	char line[512];
@@ -133,7 +104,7 @@ static void maybe_request(ig_agent *a, ig_m2m_state *m, uint64_t now_us)
 	ig_m2m_key *k = ig_keytable_newest(&m->keys, m->peer, now_s);
 	if ((k && !ig_keytable_needs_rekey(k, now_s)) || now_us < m->next_request_us)
 		return;
-	if (!ensure_box_key(a, m)) {
+	if (!ig_ch_box_ensure(a, &m->box, m->pin)) {
 		bool refused = m->pin->refused;
 		if (refused ? !m->warned_refused : !m->warned_no_pin && now_us - m->connected_us > NO_PIN_PATIENCE_US) {
 			char why[PATH_MAX + 64];
@@ -206,7 +177,7 @@ static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
 {
 	ig_error err = {0};
 	char id[9];
-	if (!ensure_box_key(a, m)) {
+	if (!ig_ch_box_ensure(a, &m->box, m->pin)) {
 		char why[PATH_MAX + 64];
 		m->counters.keys_rejected++;
 		ig_log(m->pin->refused ? IG_LOG_ERR : IG_LOG_WARN, "session key refused: %s",
@@ -214,7 +185,7 @@ static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
 		return true;
 	}
 	uint64_t now_s = ig_now_ms() / 1000u;
-	ig_m2m_key *k = ig_m2m_accept_key(&m->keys, &m->nonces, msg, &m->box_key, ig_agent_id(a), now_s, &err);
+	ig_m2m_key *k = ig_m2m_accept_key(&m->keys, &m->nonces, msg, &m->box.bk, ig_agent_id(a), now_s, &err);
 	if (!k) {
 		if (err.code == IG_ERR_EXISTS) {
 			ig_log(IG_LOG_DEBUG, "%s", err.msg);
@@ -416,8 +387,7 @@ static void m2m_on_stop(ig_agent *a, void *state)
 	(void)a;
 	report(m);
 	ig_keytable_wipe_all(&m->keys);
-	sodium_memzero(&m->box_key, sizeof m->box_key);
-	m->have_box_key = false;
+	ig_ch_box_wipe(&m->box);
 }
 
 const ig_duty_ops ig_duty_m2m = {

@@ -7,7 +7,8 @@
  * by an impostor broker, so the key is pinned once (from the join welcome,
  * or trusted on first use from the retained ledger head, whose signed
  * checkpoint must verify under it), kept in FILE.ch, and every later head
- * must agree with it.
+ * must agree with it. The shared key those boxes open with is derived here
+ * too, once per pinned key, for every duty that receives them.
  */
 #include "duties.h"
 
@@ -176,3 +177,35 @@ const ig_duty_ops ig_duty_pin = {
 	.on_connect = pin_on_connect,
 	.on_message = pin_on_message,
 };
+
+/* ---- the shared key with the pinned cluster head ------------------------- */
+
+struct box_ctx {
+	ig_box_key *bk;
+	const uint8_t *ch_pk;
+};
+
+static int derive_box_key(void *ctx, const uint8_t sk[IG_SK_BYTES])
+{
+	struct box_ctx *c = ctx;
+	return ig_keybox_key_for_ch(c->bk, sk, c->ch_pk);
+}
+
+bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin)
+{
+	if (!ig_pin_trusted(pin))
+		return false;
+	if (b->have && sodium_memcmp(b->for_pk, pin->pk, IG_PK_BYTES) == 0)
+		return true;
+	struct box_ctx c = {.bk = &b->bk, .ch_pk = pin->pk};
+	if (ig_agent_with_key(a, derive_box_key, &c) != IG_OK) {
+		ig_log(IG_LOG_ERR, "cannot derive the box key for the pinned cluster-head key");
+		b->have = false;
+		return false;
+	}
+	memcpy(b->for_pk, pin->pk, IG_PK_BYTES);
+	b->have = true;
+	return true;
+}
+
+void ig_ch_box_wipe(ig_ch_box *b) { sodium_memzero(b, sizeof *b); }

@@ -127,14 +127,8 @@ int ig_wallet_refund_request(char *out, size_t cap, ig_wallet_coin *const *coins
 
 /* ---- boxes from the cluster head (coins, redeemed keys) ----------------------- */
 
-/* The X25519 shared key with the pinned cluster head, computed once per key. */
-typedef struct ig_ch_box {
-	ig_box_key bk;                    /* secret */
-	bool have;
-	uint8_t for_pk[IG_PK_BYTES];
-} ig_ch_box;
-bool ig_ch_box_ensure(ig_agent *a, ig_ch_box *b, const ig_pin_state *pin);
-void ig_ch_box_wipe(ig_ch_box *b);
+/* (The shared key they are opened with, ig_ch_box, is kept next to the pin:
+ * duties.h.) */
 /* Opens the "box" (base64 std) of msg under "box_nonce" (48 hex). Returns
  * the plaintext length, IG_ERR_INVAL (fields missing or malformed),
  * IG_ERR_RANGE (does not fit) or IG_ERR_CRYPTO (not from the cluster head). */
