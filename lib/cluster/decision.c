@@ -70,6 +70,24 @@ ig_decision *ig_decision_then(ig_decision *d)
 	return d->next;
 }
 
+bool ig_decision_reply_chained(ig_decision *d, const char *to, cJSON *body)
+{
+	if (!body)
+		return false;   /* out of memory building it: nothing to send */
+	ig_decision *last = d;
+	while (last->next)
+		last = last->next;
+	if (!(last->kind == IG_DECISION_NONE ||
+	      (last->kind == IG_DECISION_REPLY && last->n_replies < IG_DECISION_REPLIES_MAX))) {
+		last = ig_decision_then(d);
+		if (!last) {
+			cJSON_Delete(body);
+			return false;
+		}
+	}
+	return ig_decision_reply(last, to, body);
+}
+
 cJSON *ig_decision_error_json(const ig_decision *d)
 {
 	cJSON *o = cJSON_CreateObject();

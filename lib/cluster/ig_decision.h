@@ -96,6 +96,12 @@ ig_decision_kind ig_decision_refuse(ig_decision *d, const char *request, const c
 /* Adds a reply for to (taking body). False (body freed) when full or when
  * body is NULL (out of memory); d is then a refusal "internal". */
 bool ig_decision_reply(ig_decision *d, const char *to, struct cJSON *body);
+/* Adds a reply for to (taking body) at the end of d's chain: to the last
+ * decision when it is still empty or a reply with room, else to a new one
+ * chained after it. For services that gather replies to several devices
+ * (a tick's answers) into one decision. False (body freed) when out of
+ * memory or body is NULL. */
+bool ig_decision_reply_chained(ig_decision *d, const char *to, struct cJSON *body);
 /* Makes d an append of a copy of body; false (d untouched, done not
  * called) when out of memory. */
 bool ig_decision_append(ig_decision *d, uint16_t type, const uint8_t *body, size_t len, ig_decision_done_fn done,

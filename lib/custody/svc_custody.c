@@ -242,25 +242,6 @@ static const ig_custody_view *view(const ig_svc_custody *c)
 	return ig_state_custody(c->st);
 }
 
-/* Adds a reply at the end of out's chain, opening a new link when the last
- * one is full or is not a reply. False when out of memory. */
-static bool reply_to(ig_decision *out, const char *to, cJSON *body)
-{
-	if (!body)
-		return false;   /* out of memory building it: nothing to send */
-	ig_decision *d = out;
-	while (d->next)
-		d = d->next;
-	if (!(d->kind == IG_DECISION_NONE || (d->kind == IG_DECISION_REPLY && d->n_replies < IG_DECISION_REPLIES_MAX))) {
-		d = ig_decision_then(out);
-		if (!d) {
-			cJSON_Delete(body);
-			return false;
-		}
-	}
-	return ig_decision_reply(d, to, body);
-}
-
 
 static const char *req_nonce(const cJSON *req)
 {
@@ -781,7 +762,7 @@ static void on_epoch_done(void *ctx, int status, const ig_record *rec, ig_decisi
 			continue;
 		cJSON *m = deal_message(c, i);
 		if (m)
-			reply_to(out, c->deal.holders[i], m);
+			ig_decision_reply_chained(out, c->deal.holders[i], m);
 	}
 	ig_log(IG_LOG_INFO, "custody: epoch %llu dealt (%u of %u, %s); waiting for every holder's ack",
 	       (unsigned long long)epoch, c->deal.k, c->deal.n, c->deal.reason);
@@ -998,7 +979,7 @@ static void on_active_done(void *ctx, int status, const ig_record *rec, ig_decis
 	if (strcmp(c->deal.reason, "initial") != 0)
 		c->counts.rotations++;
 	for (unsigned i = 0; i < c->deal.n; i++)
-		reply_to(out, c->deal.holders[i], active_message(epoch));
+		ig_decision_reply_chained(out, c->deal.holders[i], active_message(epoch));
 	/* A holder of the previous epoch left out of this one still has a
 	 * share of the same S: custody_active makes it wipe that share. One
 	 * offline now is told when its status shows the old epoch. */
@@ -1006,7 +987,7 @@ static void on_active_done(void *ctx, int status, const ig_record *rec, ig_decis
 	for (unsigned i = 0; i < c->deal.prev_n; i++) {
 		if (deal_holds(&c->deal, c->deal.prev_holders[i]) || !online(c, c->deal.prev_holders[i]))
 			continue;
-		reply_to(out, c->deal.prev_holders[i], active_message(epoch));
+		ig_decision_reply_chained(out, c->deal.prev_holders[i], active_message(epoch));
 		left_out++;
 	}
 	if (left_out)
@@ -1886,7 +1867,7 @@ void ig_svc_custody_status_message(ig_decision *out, ig_svc_custody *c, const ch
 	uint64_t oldest = oldest_held(o), active = view(c)->active.epoch;
 	if (oldest && active && oldest < active &&
 	    (d->told_epoch != active || now_ms - d->told_ms >= RETELL_MS)) {
-		if (reply_to(out, id, active_message(active))) {
+		if (ig_decision_reply_chained(out, id, active_message(active))) {
 			ig_log(IG_LOG_INFO, "custody: %s still holds a share of epoch %llu; told it epoch %llu is active",
 			       id, (unsigned long long)oldest, (unsigned long long)active);
 			d->told_epoch = active;

@@ -130,25 +130,6 @@ static bool online(const ig_svc_kp *k, const char *id)
 	return k->env.online && k->env.online(k->env.ctx, id);
 }
 
-/* Adds a reply at the end of out's chain, opening a new link when the last
- * one is full or is not a reply. False when out of memory. */
-static bool reply_to(ig_decision *out, const char *to, cJSON *body)
-{
-	if (!body)
-		return false;
-	ig_decision *d = out;
-	while (d->next)
-		d = d->next;
-	if (!(d->kind == IG_DECISION_NONE || (d->kind == IG_DECISION_REPLY && d->n_replies < IG_DECISION_REPLIES_MAX))) {
-		d = ig_decision_then(out);
-		if (!d) {
-			cJSON_Delete(body);
-			return false;
-		}
-	}
-	return ig_decision_reply(d, to, body);
-}
-
 /* A refusal of a key_ring request sent as a reply to `to` (the tick answers
  * outside the request, where the carrier has no requester). */
 static void refuse_to(ig_decision *out, const char *to, const char *nonce, const char *error, const char *msg)
@@ -158,7 +139,7 @@ static void refuse_to(ig_decision *out, const char *to, const char *nonce, const
 	ig_decision_refuse(&r, "key_ring", nonce, error, "%s", msg);
 	cJSON *o = ig_decision_error_json(&r);
 	ig_decision_clear(&r);
-	reply_to(out, to, o);
+	ig_decision_reply_chained(out, to, o);
 }
 
 static void send_decision(ig_svc_kp *k, ig_decision *d)
@@ -447,7 +428,7 @@ static void answer_all(ig_svc_kp *k, ig_decision *out, inflight *fl)
 			cJSON_Delete(m);
 			m = NULL;
 		}
-		if (m && reply_to(out, fl->id, m))
+		if (m && ig_decision_reply_chained(out, fl->id, m))
 			k->counts.dealt++;
 	}
 	inflight_free(fl);
