@@ -151,8 +151,7 @@ static void bench_ring(const setting *st, const uint8_t pool_secret[32], const u
 		snprintf(dev, sizeof dev, "dev-%zu", k);
 		ig_kp_pool_secret(ps, ch_seed, 1);
 		bad |= ig_kp_ring_ids(scratch, seed, dev, P, m);
-		for (uint32_t i = 0; i < m; i++)
-			ig_kp_pool_key(dkeys[i], ps, scratch[i]);
+		ig_kp_pool_keys(dkeys, ps, scratch, m);   /* as the service's worker does */
 		ig_kp_ring_hash(hash, 1, dev, scratch, (const uint8_t(*)[32])dkeys, m);
 		int n = ig_kp_ring_plain(plain, cap, &params, dev, scratch, (const uint8_t(*)[32])dkeys);
 		if (n < 0)

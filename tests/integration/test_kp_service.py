@@ -312,12 +312,21 @@ def test_off_without_predistribution(tmp_path):
     c = H.Cluster(tmp_path / "c")
     c.enroll("admin1", role="admin")
     c.enroll("d1")
+    c.enroll("d2")
     b = c.broker().start()   # the default policy: no predistribution
     try:
-        d1 = device(b, c, "d1")
-        ask_ring(d1, c, "d1", "n", expect_error="not_enabled")
-        d1.subscribe_ok(c.topic(*REVOKED))
-        d1.no_message(c.topic(*REVOKED), within=1.0)
+        # A real agent on a cluster without key rings asks for none: it
+        # asks only when a signed revoked statement announces an epoch.
+        agent = H.start_agent(b, c, "d2")
+        try:
+            agent.wait_line(r"pinned cluster-head key", timeout=10)
+            d1 = device(b, c, "d1")
+            ask_ring(d1, c, "d1", "n", expect_error="not_enabled")
+            d1.subscribe_ok(c.topic(*REVOKED))
+            d1.no_message(c.topic(*REVOKED), within=1.0)
+        finally:
+            out = H.agent_stopped(agent)
+        assert "key ring requested" not in out and "not_enabled" not in out, out[-3000:]
         st = json.loads(kp_cli(b, c, "status", "--json").stdout)
         assert st["enabled"] is False and st["epoch"] == 0 and st["seed"] == ""
         p = kp_cli(b, c, "rotate", check=False)
