@@ -224,9 +224,10 @@ extern const ig_duty_ops ig_duty_attest;
 /* ---- m2m: session keys with one peer and encrypted messages to it
  * (tables and checks in m2m_keys.h). Keys come from the cluster head;
  * when it refuses a request (any error naming it: sealed, not_allowed,
- * ...) or sends no key within kp_fallback_s of the first request, the
- * duty falls back to a key-ring session (kp duty) with the peer, and a
- * later cluster-head key takes over again. With offline_keys (or on a
+ * ...; not "revoked", which key rings must not route around) or sends no
+ * key within kp_fallback_s of the first request, the duty falls back to a
+ * key-ring session (kp duty) with the peer, and a later cluster-head key
+ * takes over again. With offline_keys (or on a
  * plain broker) it never asks the cluster head. Messages whose first byte
  * is 2, 3 or 4 belong to the kp duty and are left to it. */
 #define IG_M2M_KP_FALLBACK_S 10
@@ -252,6 +253,7 @@ typedef struct ig_m2m_state {
 	unsigned kp_fallback_s;            /* 0 = IG_M2M_KP_FALLBACK_S */
 	uint64_t first_request_us;         /* first request still without a key; 0 = none */
 	bool kp_fallback;                  /* using key-ring sessions with peer */
+	bool revoked_refusal;              /* refused "revoked": no fallback until a key arrives */
 	uint64_t next_want_us;             /* when to ask the kp side for a session again */
 	uint64_t kp_sent;                  /* messages sent under key-ring sessions */
 	bool warned_no_kp;

@@ -54,7 +54,7 @@ void ig_m2m_use_kp(ig_m2m_state *m, ig_kpa *kp, bool offline_keys, unsigned fall
  * arrives; why says what the cluster head did (or that it was not asked). */
 static void start_fallback(ig_m2m_state *m, const char *why)
 {
-	if (m->kp_fallback)
+	if (m->kp_fallback || m->revoked_refusal)
 		return;
 	if (!m->kp) {
 		if (!m->warned_no_kp)
@@ -168,7 +168,15 @@ static bool handle_error(ig_m2m_state *m, const cJSON *msg)
 	else
 		ig_log(strcmp(safe, "peer_offline") == 0 ? IG_LOG_INFO : IG_LOG_WARN,
 		       "session key request for %s refused (%s); asking again in %.1f s", m->peer, safe, (double)delay / 1e6);
-	if (!ig_keytable_newest(&m->keys, m->peer, ig_now_ms() / 1000u))
+	/* "revoked" says this device or the peer is revoked: key rings must not
+	 * route around a revocation (the signed revoked statement retires the
+	 * device's ids too), so only the other refusals fall back. */
+	if (strcmp(safe, "revoked") == 0) {
+		if (!m->revoked_refusal)
+			ig_log(IG_LOG_INFO, "no fallback to key rings with %s: the cluster head says one of us is revoked",
+			       m->peer);
+		m->revoked_refusal = true;   /* also no fallback on the timeout, until a key arrives */
+	} else if (!ig_keytable_newest(&m->keys, m->peer, ig_now_ms() / 1000u))
 		start_fallback(m, safe);
 	return true;
 }
@@ -203,6 +211,7 @@ static bool handle_session_key(ig_agent *a, ig_m2m_state *m, const cJSON *msg)
 		m->request_failures = 0;
 		m->next_request_us = ig_mono_us() + REQUEST_GAP_US;
 		m->first_request_us = 0;
+		m->revoked_refusal = false;
 		if (m->kp_fallback && !m->offline_keys) {
 			m->kp_fallback = false;
 			ig_log(IG_LOG_INFO, "cluster-head session keys with %s again (key-ring sessions no longer used to send)",

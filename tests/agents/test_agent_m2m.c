@@ -744,6 +744,26 @@ Test(m2m_duty, a_refusal_naming_our_request_falls_back_to_key_rings)
 	ig_agent_free(f.a);
 }
 
+Test(m2m_duty, a_revoked_refusal_does_not_fall_back)
+{
+	static struct duty_fixture f;
+	static char ring_path[256];
+	duty_setup(&f);
+	ig_kpa *kp = fixture_kpa(&f, ring_path, sizeof ring_path);
+	ig_m2m_use_kp(&f.m, kp, false, 0);
+	duty_request(&f);
+	/* The peer (or this device) is revoked: key rings must not route around it. */
+	cr_assert(feed_error(&f, "revoked", "session_key", f.nonce));
+	cr_assert(!f.m.kp_fallback, "a revoked peer must not get a key-ring session");
+	/* ... nor later, when no key came within the fallback time. */
+	f.m.first_request_us = 1;   /* asked long ago */
+	ig_duty_m2m.on_tick(f.a, &f.m, ig_mono_us());
+	cr_assert(!f.m.kp_fallback, "the fallback timer must not route around a revocation");
+	ig_duty_m2m.on_stop(f.a, &f.m);
+	ig_kpa_free(kp);
+	ig_agent_free(f.a);
+}
+
 Test(m2m_duty, without_key_rings_a_refusal_only_retries)
 {
 	static struct duty_fixture f;
