@@ -26,7 +26,8 @@ PY=/usr/bin/python3
 
 PACKAGES=(build-essential meson ninja-build pkg-config mosquitto mosquitto-clients mosquitto-dev
           libmosquitto-dev libcjson-dev libsodium-dev libcriterion-dev python3-paho-mqtt
-          python3-jsonschema python3-pytest python3-nacl valgrind openssl clang libclang-rt-14-dev)
+          python3-jsonschema python3-pytest python3-nacl valgrind openssl clang libclang-rt-14-dev
+          postgresql libpq-dev haproxy)
 
 install_deps() {
 	local missing=() p

@@ -39,6 +39,9 @@ enum {
 	IG_ERR_NOSPACE = -12,   /* the disk is full (ENOSPC/EDQUOT); nothing was written, retry later */
 	IG_ERR_UNKNOWN = -13,   /* a write failed midway: the change may or may not be durable */
 	IG_ERR_SEALED = -14,    /* the cluster-head key is sealed (custody): nothing that needs it can run yet */
+	IG_ERR_CONFLICT = -15,  /* another broker changed the shared ledger first: the record no longer applies and
+	                           was not written (a coin redeemed, a join code used elsewhere); final, not retriable */
+	IG_ERR_UNAVAILABLE = -16, /* the shared ledger's database cannot be reached: nothing was written; retry later */
 };
 
 /* On every verify, open and parse function: ignoring its result would treat
