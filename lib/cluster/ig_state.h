@@ -76,9 +76,11 @@ void ig_state_free(ig_state *st);
 /* Checks rec's body against its spec (LEDGER.md §7) and applies its state
  * rules to identities, join codes, coins and credit, custody and key
  * rings, in that order. A
- * record that breaks a rule leaves the state as it was before the failing
- * part and returns the error with err saying which rule; a replay treats
- * that as a refusal to load the ledger. Enrol and revoke records also wipe
+ * record that breaks a rule leaves the state exactly as it was (every area
+ * checks before anything changes, so a shared ledger's writer can re-check
+ * a record against the state and drop it as IG_ERR_CONFLICT when another
+ * broker made it obsolete) and returns the error with err saying which
+ * rule; a replay treats that as a refusal to load the ledger. Enrol and revoke records also wipe
  * the id's ig_device. Usable as an ig_ledger_open_opts.on_record callback
  * through ig_state_on_record. */
 int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err) IG_NODISCARD;

@@ -89,20 +89,39 @@ static int set_zone(ig_state *st, const char *id, const char *zone, ig_error *er
 /* An enroll, most of every big ledger, decoded once: ig_record_enroll_decode is the
  * body check ig_record_body_check would run (the same spec, the same
  * messages), and its result goes to the registry. Join codes only look at an
- * enroll that carries one, and the coin index not at all. */
+ * enroll that carries one, and the coin index not at all.
+ *
+ * All or nothing: a shared ledger's writer re-checks every record against
+ * the state and drops the ones another broker made obsolete (a join code it
+ * used first), so a refusal must change nothing. Every rule runs before
+ * anything changes, in the order of the passes (the registry's, then the
+ * code's: so the message is the same), and the zone's memory is made; only
+ * then are the registry and the code changed, which the checks guarantee
+ * (the registry's apply can still run out of memory, before it writes).
+ * An enroll without a code (nearly all of a big replay) needs no separate
+ * check: the registry's apply checks before it writes, with one lookup. */
 static int apply_enroll(ig_state *st, const ig_record *rec, ig_error *err)
 {
 	ig_enroll en;
 	int rc = ig_record_enroll_decode(rec->body, rec->body_len, &en, err);
+	if (rc == IG_OK && en.has_join_code) {
+		rc = ig_registry_check_enroll(st->reg, rec, &en, err);
+		if (rc == IG_OK)
+			rc = ig_joincodes_check(st->codes, rec, err);
+	}
+	/* An empty zone entry reads as "no zone", so making room first is
+	 * invisible if the registry then refuses. */
+	if (rc == IG_OK && en.has_zone && !ig_idmap_put(st->zones, en.id))
+		rc = ig_error_set(err, IG_ERR_NOMEM, "enroll of '%s': out of memory for its zone", en.id);
 	if (rc == IG_OK)
 		rc = ig_registry_apply_enroll(st->reg, rec, &en, err);
-	if (rc == IG_OK && en.has_join_code)
-		rc = ig_joincodes_apply(st->codes, rec, err);
-	if (rc == IG_OK && ig_idmap_count(st->devices) > 0)
+	if (rc != IG_OK)
+		return rc;
+	if (en.has_join_code && (rc = ig_joincodes_apply(st->codes, rec, err)) != IG_OK)
+		return rc;   /* cannot happen: the dry run accepted it against the same table */
+	if (ig_idmap_count(st->devices) > 0)
 		ig_state_device_forget(st, en.id);
-	if (rc == IG_OK)
-		rc = set_zone(st, en.id, en.has_zone ? en.zone : NULL, err);
-	return rc;
+	return set_zone(st, en.id, en.has_zone ? en.zone : NULL, err);
 }
 
 int ig_state_apply(ig_state *st, const ig_record *rec, ig_error *err)

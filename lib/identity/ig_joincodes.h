@@ -32,6 +32,11 @@ void ig_joincodes_free(ig_joincodes *jc);
  * cannot leave a code usable twice). Other types are ignored. */
 struct ig_record;
 int ig_joincodes_apply(ig_joincodes *jc, const struct ig_record *rec, ig_error *err);
+/* Whether ig_joincodes_apply would accept rec (the same verdict and
+ * message), changing nothing: the cluster state asks before an enroll that
+ * names a code changes the registry, so that a refused record (a code
+ * another broker used first) leaves every table as it was. */
+int ig_joincodes_check(const ig_joincodes *jc, const struct ig_record *rec, ig_error *err);
 ig_join_code_entry *ig_joincodes_find(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES]);
 uint64_t ig_joincodes_count(const ig_joincodes *jc, ig_code_status st);
 

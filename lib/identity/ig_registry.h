@@ -70,6 +70,10 @@ int ig_registry_apply(ig_registry *r, const ig_record *rec, ig_error *err);
  * enroll once: the same rules, results and messages as ig_registry_apply on
  * rec. rec->type must be IG_REC_ENROLL (IG_ERR_INVAL otherwise). */
 int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err);
+/* Whether ig_registry_apply_enroll would accept it (the same verdict and
+ * message), changing nothing: the cluster state checks every area before it
+ * changes any, so a refused record changes nothing (ig_state.h). */
+int ig_registry_check_enroll(const ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err);
 
 /* For the plugin's not-yet-durable changes (so a second enroll of the same id
  * is refused while the first is in flight):

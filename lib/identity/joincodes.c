@@ -75,7 +75,11 @@ uint64_t ig_joincodes_count(const ig_joincodes *jc, ig_code_status st)
 	return jc->counts[st];
 }
 
-static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
+/* Each rule below runs in two modes: dry (check only, nothing changes; the
+ * cluster state asks before an enroll that names a code touches the
+ * registry, so a refused record changes nothing anywhere) and for real. A
+ * record a dry run accepts is accepted for real by the same table. */
+static int apply_code(ig_joincodes *jc, const ig_record *rec, bool dry, ig_error *err)
 {
 	ig_join_code_rec j;
 	if (ig_record_join_code_decode(rec->body, rec->body_len, &j, err) != IG_OK)
@@ -87,6 +91,8 @@ static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 	if (find(jc, j.code_id))
 		return ig_error_set(err, IG_ERR_CORRUPT, "join code %s is created twice (record %llu)", hex,
 		                    (unsigned long long)rec->index);
+	if (dry)
+		return IG_OK;
 	void *v;
 	int rc = ig_idtable_put(jc->t, j.code_id, IG_JOIN_CODE_ID_BYTES, &v, NULL);
 	if (rc == IG_ERR_RANGE)
@@ -110,7 +116,7 @@ static int apply_code(ig_joincodes *jc, const ig_record *rec, ig_error *err)
  * use, in either order; a second enrolment through the same code, or any
  * use by another id, means the code was used twice. */
 static int consume(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES], const char *id, uint8_t how,
-                   ig_role enroll_role, const ig_record *rec, ig_error *err)
+                   ig_role enroll_role, const ig_record *rec, bool dry, ig_error *err)
 {
 	char hex[2 * IG_JOIN_CODE_ID_BYTES + 1];
 	ig_hex_encode(hex, code_id, IG_JOIN_CODE_ID_BYTES);
@@ -131,9 +137,12 @@ static int consume(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES
 		if (how == CONSUMED_BY_ENROLL && (e->consumed & CONSUMED_BY_ENROLL))
 			return ig_error_set(err, IG_ERR_CORRUPT, "enroll record %llu: join code %s enrolls \"%s\" a "
 			                    "second time", index, hex, id);
-		e->consumed |= how;   /* the other half of the same use: idempotent */
+		if (!dry)
+			e->consumed |= how;   /* the other half of the same use: idempotent */
 		return IG_OK;
 	}
+	if (dry)
+		return IG_OK;
 	e->pub.status = IG_CODE_USED;
 	e->pub.in_flight = false;
 	e->consumed = how;
@@ -144,13 +153,13 @@ static int consume(ig_joincodes *jc, const uint8_t code_id[IG_JOIN_CODE_ID_BYTES
 	return IG_OK;
 }
 
-int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
+static int apply(ig_joincodes *jc, const ig_record *rec, bool dry, ig_error *err)
 {
 	if (!jc || !rec)
 		return ig_error_set(err, IG_ERR_INVAL, "join codes: no table or record given");
 	switch (rec->type) {
 	case IG_REC_JOIN_CODE:
-		return apply_code(jc, rec, err);
+		return apply_code(jc, rec, dry, err);
 	case IG_REC_JOIN_USED: {
 		ig_join_used u;
 		if (ig_record_join_used_decode(rec->body, rec->body_len, &u, err) != IG_OK)
@@ -158,7 +167,7 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 		if (!ig_id_valid(u.id, strnlen(u.id, sizeof u.id)))
 			return ig_error_set(err, IG_ERR_CORRUPT, "join-used record %llu: id is not a valid identity id",
 			                    (unsigned long long)rec->index);
-		return consume(jc, u.code_id, u.id, CONSUMED_BY_JOIN_USED, IG_ROLE_NONE, rec, err);
+		return consume(jc, u.code_id, u.id, CONSUMED_BY_JOIN_USED, IG_ROLE_NONE, rec, dry, err);
 	}
 	case IG_REC_ENROLL: {
 		ig_enroll en;
@@ -166,9 +175,20 @@ int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
 			return IG_ERR_CORRUPT;
 		if (!en.has_join_code)
 			return IG_OK;
-		return consume(jc, en.join_code, en.id, CONSUMED_BY_ENROLL, en.role, rec, err);
+		return consume(jc, en.join_code, en.id, CONSUMED_BY_ENROLL, en.role, rec, dry, err);
 	}
 	default:
 		return IG_OK;
 	}
+}
+
+int ig_joincodes_apply(ig_joincodes *jc, const ig_record *rec, ig_error *err)
+{
+	return apply(jc, rec, false, err);
+}
+
+int ig_joincodes_check(const ig_joincodes *jc, const ig_record *rec, ig_error *err)
+{
+	/* The dry run writes nothing through the pointer. */
+	return apply((ig_joincodes *)jc, rec, true, err);
 }

@@ -463,10 +463,11 @@ static int corrupt(ig_error *err)
 	return IG_ERR_CORRUPT;
 }
 
-int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err)
+/* The rules an enroll must pass, checked without changing anything; *found
+ * gets the id's entry (NULL if none) and *h its hash, for the apply. */
+static int enroll_rules(const ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_identity **found,
+                        uint32_t *h_out, ig_error *err)
 {
-	if (r)
-		r->generation++;   /* whatever follows, readers re-check */
 	if (!r || !rec || !en || rec->type != IG_REC_ENROLL)
 		return ig_error_set(err, IG_ERR_INVAL, "registry apply: missing registry, enroll record or its body");
 	/* The decoder already ran these field checks; they stay because this
@@ -483,6 +484,8 @@ int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enro
 	uint32_t h = hash_id(r, en->id, len);
 	long si = find_slot(r, en->id, len, h);
 	ig_identity *e = si < 0 ? NULL : r->order[r->slots[si].pos_plus1 - 1];
+	*found = e;
+	*h_out = h;
 	if (e && e->status == IG_ID_ACTIVE)
 		return ig_error_set(err, IG_ERR_CORRUPT, "enroll of \"%s\", which is already active", en->id);
 	/* Only an admin may give a revoked id a new key (docs/LEDGER.md "State
@@ -496,6 +499,26 @@ int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enro
 	if (e && e->status == IG_ID_REVOKED && (*entry_flags(e) & F_REVOKE_INFLIGHT))
 		return ig_error_set(err, IG_ERR_CORRUPT,
 		                    "enroll of \"%s\" while its revocation is not yet durable", en->id);
+	return IG_OK;
+}
+
+int ig_registry_check_enroll(const ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err)
+{
+	ig_identity *e;
+	uint32_t h;
+	return enroll_rules(r, rec, en, &e, &h, err);
+}
+
+int ig_registry_apply_enroll(ig_registry *r, const ig_record *rec, const ig_enroll *en, ig_error *err)
+{
+	if (r)
+		r->generation++;   /* whatever follows, readers re-check */
+	ig_identity *e;
+	uint32_t h;
+	int rc = enroll_rules(r, rec, en, &e, &h, err);
+	if (rc != IG_OK)
+		return rc;
+	size_t len = strnlen(en->id, sizeof en->id);
 	if (e && e->status == IG_ID_PENDING) {
 		/* Our own reservation has become durable. */
 		saved_state *s = saved_find(r, e);
