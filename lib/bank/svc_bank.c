@@ -252,6 +252,18 @@ static void on_mint_done(void *ctx, int status, const ig_record *rec, ig_decisio
 	const ig_identity *who = ig_state_active(mp->state, mp->id, IG_ROLE_DEVICE);
 	if (status == IG_ERR_UNKNOWN) {
 		mint_outcome_unknown(mp, who, rec, out);
+	} else if (status == IG_ERR_CONFLICT) {
+		/* Another broker's records came first: the collector's credit went
+		 * to its mints, or it was revoked there. The answer a local mint
+		 * would get against the state as it is now. */
+		if (!who)
+			refuse(mp->b, out, "mint", IG_SVC_BANK_NOT_ALLOWED, mp->nonce,
+			       "only active devices (collectors) may mint coins; this identity was revoked on another "
+			       "broker meanwhile, and no coins were issued");
+		else
+			refuse(mp->b, out, "mint", IG_SVC_BANK_NO_CREDIT, mp->nonce,
+			       "not enough credit: mints through another broker used it first, and no coins were issued; "
+			       "ask an admin for 'iotguard credit'");
 	} else if (status != IG_OK) {
 		char msg[IG_DECISION_MESSAGE_MAX];
 		snprintf(msg, sizeof msg, "the mint was not recorded and no coins were issued: %s",
@@ -375,6 +387,29 @@ static void send_redeemed(const redeem_pending *rp, ig_decision *out)
 	sodium_memzero(plain, sizeof plain);
 }
 
+/* Another broker's record for this coin came first (a redeem, a refund, or
+ * its collector's revocation), and the state already holds it: the mark
+ * this redeem set goes, and the analyst gets what a redeem asked now would
+ * get: the keys again if the winner was this very redeem (the analyst
+ * repeated it through another broker), else already_spent or unknown_coin,
+ * as for a second redeem on one broker. */
+static void redeem_lost(redeem_pending *rp, ig_decision *out)
+{
+	ig_coins *coins = ig_state_coins(rp->state);
+	ig_coins_set_in_flight(coins, rp->coin_hash, false);
+	ig_coin_info info;
+	bool found = ig_coins_find(coins, rp->coin_hash, &info) == IG_OK;
+	if (found && info.state == IG_COIN_REDEEMED && ig_coins_redeemed_by(coins, rp->coin_hash, rp->analyst,
+	                                                                   rp->header_hash))
+		send_redeemed(rp, out);
+	else if (!found || info.state == IG_COIN_REFUNDED)
+		refuse(rp->b, out, "redeem", IG_SVC_BANK_UNKNOWN_COIN, rp->nonce,
+		       "this coin was refunded, or cancelled when its collector was revoked, through another broker "
+		       "before this redeem could be recorded");
+	else
+		refuse(rp->b, out, "redeem", IG_SVC_BANK_ALREADY_SPENT, rp->nonce, "this coin has already been spent");
+}
+
 static void on_redeem_done(void *ctx, int status, const ig_record *rec, ig_decision *out)
 {
 	(void)rec;
@@ -388,6 +423,8 @@ static void on_redeem_done(void *ctx, int status, const ig_record *rec, ig_decis
 		       "a disk write failed after the redeem record was written, so it may or may not be durable; "
 		       "retry the same redeem once the broker is back: if it was recorded, the retry answers with the "
 		       "same keys, if not it redeems the coin");
+	} else if (status == IG_ERR_CONFLICT) {
+		redeem_lost(rp, out);
 	} else if (status != IG_OK) {
 		ig_coins_set_in_flight(coins, rp->coin_hash, false);
 		refuse(rp->b, out, "redeem", IG_SVC_BANK_STORAGE_FAILED, rp->nonce, ig_decision_ledger_refusal(status));
@@ -584,6 +621,13 @@ static void on_refund_done(void *ctx, int status, const ig_record *rec, ig_decis
 	if (status == IG_OK) {
 		fp->refunded++;
 		fp->b->refunded++;
+	} else if (status == IG_ERR_CONFLICT) {
+		/* Spent, refunded or cancelled through another broker first: the
+		 * word a refund asked now would get. */
+		ig_coin_info info;
+		bool found = ig_coins_find(ig_state_coins(fp->state), one->coin_hash, &info) == IG_OK;
+		refuse_coin(fp, one->coin_hash, !found ? "unknown_coin"
+		                                : info.state == IG_COIN_REFUNDED ? "already_refunded" : "already_spent");
 	} else {
 		/* Unknown: retrying after a restart is safe (already_refunded if it
 		 * was recorded, a refund if not). */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "ig_bank.h"
+#include "ig_decision.h"
 #include "ig_state.h"
 
 static bool refuse(ig_admin_refusal *why, const char *code, const char *fmt, ...)
@@ -127,6 +128,32 @@ bool ig_admin_admit(ig_admin_refusal *why, const ig_state *st, const ig_admin_cm
 	}
 	return refuse(why, IG_ADMIN_E_UNKNOWN_COMMAND, "unknown command; use enroll, revoke, get_identity or "
 	              "list_identities");
+}
+
+void ig_admin_not_written(ig_admin_refusal *why, ig_admin_kind kind, int status)
+{
+	const char *what;
+	switch (kind) {
+	case IG_ADMIN_ENROLL: what = "nothing was enrolled"; break;
+	case IG_ADMIN_REVOKE:
+		what = status == IG_ERR_CONFLICT ? "the revocation was not recorded by this broker"
+		                                 : "the revocation was not recorded (it is in force until the broker "
+		                                   "restarts; revoke again)";
+		break;
+	case IG_ADMIN_CREDIT: what = "nothing was granted"; break;
+	case IG_ADMIN_JOIN_CODES: what = "no join codes were issued"; break;
+	default: what = "nothing changed"; break;
+	}
+	if (status == IG_ERR_CONFLICT) {
+		/* On a shared ledger the other broker's record is already in this
+		 * broker's state: a re-read shows what it did. */
+		const char *whom = kind == IG_ADMIN_JOIN_CODES ? "the shared ledger"
+		                   : kind == IG_ADMIN_CREDIT   ? "this collector"
+		                                               : "this identity";
+		refuse(why, IG_ADMIN_E_CONFLICT, "%s: another broker changed %s first; re-read and retry", what, whom);
+		return;
+	}
+	refuse(why, IG_ADMIN_E_STORAGE, "%s: %s", what, ig_decision_ledger_refusal(status));
 }
 
 int ig_admin_record(uint8_t *body, size_t cap, uint16_t *type, const ig_admin_cmd *cmd, const char *by)

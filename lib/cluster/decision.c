@@ -138,6 +138,12 @@ const char *ig_decision_ledger_refusal(int status)
 	case IG_ERR_SEALED:
 		return "the cluster head is sealed (its key waits for the custody holders), so nothing was recorded; "
 		       "retry later";
+	case IG_ERR_UNAVAILABLE:
+		return "the shared ledger's database (PostgreSQL) is unreachable, so nothing was recorded; retry in a few "
+		       "seconds (the broker reconnects by itself)";
+	case IG_ERR_CONFLICT:
+		return "another broker changed the shared ledger first and this change no longer applies, so nothing "
+		       "was recorded; look again at the current state before retrying";
 	default:
 		return "the ledger is not accepting records (a disk write failed; see the broker log), so nothing was "
 		       "recorded; retry after the operator has fixed the disk and restarted the broker";

@@ -92,6 +92,7 @@ typedef struct ig_admin_cmd {
 #define IG_ADMIN_E_ALREADY_REVOKED "already_revoked"
 #define IG_ADMIN_E_STORAGE "storage_failed"
 #define IG_ADMIN_E_SEALED "sealed"          /* a change while the cluster head is sealed (no key to append) */
+#define IG_ADMIN_E_CONFLICT "conflict"      /* another broker changed the shared ledger first; final */
 
 /* Parses one element of "commands". On failure fills err with a sentence
  * and returns IG_ERR_INVAL; cmd->command and cmd->correlation are still
@@ -124,6 +125,17 @@ typedef struct ig_admin_refusal {
  * (not_found); list_identities is always admitted. True when the command
  * may go ahead; else why says why. */
 bool ig_admin_admit(ig_admin_refusal *why, const ig_state *st, const ig_admin_cmd *cmd);
+
+/* Why an admitted enroll, revoke, credit or create_join_codes changed
+ * nothing: its record was certainly not written. status is what
+ * ig_ledger_submit returned or the append's completion status (anything
+ * but IG_OK and IG_ERR_UNKNOWN). IG_ERR_CONFLICT (another broker's record
+ * made this one obsolete on a shared ledger) is "conflict", final: re-read
+ * and retry; everything else is "storage_failed", with the reason
+ * (ig_decision_ledger_refusal: a full disk, the shared ledger's database
+ * unreachable, ...) and what to do. A revoke's message says the revocation
+ * stays in force on this broker (fail closed) until it restarts. */
+void ig_admin_not_written(ig_admin_refusal *why, ig_admin_kind kind, int status);
 
 /* The body of the record an admitted enroll, revoke or credit appends, with
  * "by" naming who made the change; *type gets its record type. Returns the

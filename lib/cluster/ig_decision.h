@@ -112,7 +112,10 @@ ig_decision *ig_decision_then(ig_decision *d);
 /* One sentence for a requester whose record the ledger did not take or did
  * not certainly write: status is what ig_ledger_submit returned, or a
  * completion status other than IG_OK and IG_ERR_UNKNOWN. Says why (a full
- * disk is named as such) and what to do. */
+ * disk, an unreachable shared-ledger database (IG_ERR_UNAVAILABLE: retry),
+ * a change another broker made first (IG_ERR_CONFLICT) are named as such)
+ * and what to do. Services answer IG_ERR_CONFLICT in their own words where
+ * they have them (already_spent, code_used, ...); this is the fallback. */
 const char *ig_decision_ledger_refusal(int status);
 /* Error code and sentence for IG_ERR_UNKNOWN: the record may or may not be
  * durable; never answer such a request as if it did not happen. */

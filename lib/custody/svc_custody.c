@@ -732,6 +732,23 @@ static void deal_abandon(ig_svc_custody *c, const char *why, uint64_t now_ms)
 	emit(c, "deal_abandoned", epoch, NULL, why);
 }
 
+/* Why record (a custody record type) did not become durable, for the
+ * abandoned deal's event and the status. A conflict is a record another
+ * broker appended to the shared ledger first (an epoch dealt or activated
+ * there): the state already holds it, so the next deal starts from it. */
+static const char *append_failure(char *buf, size_t cap, int status, const char *record)
+{
+	if (status == IG_ERR_UNKNOWN)
+		snprintf(buf, cap, "the %s record may not be durable", record);
+	else if (status == IG_ERR_CONFLICT)
+		snprintf(buf, cap, "another broker appended a custody record to the shared ledger first, so this %s "
+		         "record no longer applied and was not written; the next deal starts from the ledger's custody "
+		         "state", record);
+	else
+		snprintf(buf, cap, "%s", ig_decision_ledger_refusal(status));
+	return buf;
+}
+
 typedef struct epoch_pending {
 	ig_svc_custody *c;
 	uint64_t epoch;
@@ -750,8 +767,8 @@ static void on_epoch_done(void *ctx, int status, const ig_record *rec, ig_decisi
 		return;
 	uint64_t now = ig_now_ms();
 	if (status != IG_OK) {
-		deal_abandon(c, status == IG_ERR_UNKNOWN ? "the custody_epoch record may not be durable"
-		                                         : ig_decision_ledger_refusal(status), now);
+		char why[300];
+		deal_abandon(c, append_failure(why, sizeof why, status, "custody_epoch"), now);
 		return;
 	}
 	c->counts.epochs_dealt++;
@@ -971,8 +988,8 @@ static void on_active_done(void *ctx, int status, const ig_record *rec, ig_decis
 		return;
 	uint64_t now = ig_now_ms();
 	if (status != IG_OK) {
-		deal_abandon(c, status == IG_ERR_UNKNOWN ? "the custody_active record may not be durable"
-		                                         : ig_decision_ledger_refusal(status), now);
+		char why[300];
+		deal_abandon(c, append_failure(why, sizeof why, status, "custody_active"), now);
 		return;
 	}
 	c->counts.epochs_active++;
@@ -1116,9 +1133,10 @@ static void on_bad_done(void *ctx, int status, const ig_record *rec, ig_decision
 	(void)ctx;
 	(void)rec;
 	(void)out;
+	char why[300];
 	if (status != IG_OK)
 		ig_log(IG_LOG_WARN, "custody: a custody_bad_share record was not written: %s",
-		       ig_decision_ledger_refusal(status));
+		       append_failure(why, sizeof why, status, "custody_bad_share"));
 }
 
 /* A custody_bad_share record, now or (sealed) once unsealed. */
@@ -2007,6 +2025,16 @@ static void on_sealed_done(void *ctx, int status, const ig_record *rec, ig_decis
 	(void)out;
 	seal_pending *sp = ctx;
 	ig_svc_custody *c = sp->c;
+	if (status == IG_ERR_CONFLICT) {
+		/* Another broker changed custody first (a new epoch, or its own
+		 * seal): this seal names what is no longer the active epoch. */
+		c->wiping = false;
+		sp->done(sp->done_ctx, "conflict", "another broker changed custody in the shared ledger first, so the "
+		         "custody_sealed record no longer applied and was not written; ch.key was kept: read "
+		         "custody_status and seal again if it is still wanted");
+		free(sp);
+		return;
+	}
 	if (status != IG_OK) {
 		c->wiping = false;
 		sp->done(sp->done_ctx, status == IG_ERR_UNKNOWN ? IG_DECISION_E_OUTCOME_UNKNOWN : "storage_failed",

@@ -101,8 +101,15 @@ static void on_attest_done(void *ctx, int status, const ig_record *rec, ig_decis
 		 * stays, so a disallowed device stays refused. */
 		if (d)
 			sodium_memzero(d->measurement, sizeof d->measurement);
-		ig_decision_refuse(out, "attest", NULL, "storage_failed", "the measurement was not recorded: %s",
-		                   ig_decision_ledger_refusal(status));
+		if (status == IG_ERR_CONFLICT)
+			/* An attest record breaks no state rule; a record of another
+			 * broker (this id revoked or re-enrolled there) came first. */
+			ig_decision_refuse(out, "attest", NULL, "conflict",
+			                   "another broker changed this identity in the shared ledger first, so the "
+			                   "measurement was not recorded; reconnect and report it again");
+		else
+			ig_decision_refuse(out, "attest", NULL, "storage_failed", "the measurement was not recorded: %s",
+			                   ig_decision_ledger_refusal(status));
 	}
 	free(ap);
 }

@@ -181,8 +181,20 @@ static void join_finish(join_pending *jp, ig_decision *out)
 
 	if (!jp->enrolled) {
 		svc->counts.failed++;
-		ig_registry_release(ig_state_registry(jp->st), jp->id);
-		if (jp->enroll_status == IG_ERR_UNKNOWN)
+		ig_registry *reg = ig_state_registry(jp->st);
+		ig_registry_release(reg, jp->id);
+		if (jp->enroll_status == IG_ERR_CONFLICT) {
+			/* Another broker's join came first (the state already holds
+			 * its record): final, in the words a join asked now gets. */
+			bool code_gone = code && code->status == IG_CODE_USED;
+			if (!code_gone && !ig_join_id_claimable(reg, jp->id, strlen(jp->id)))
+				ig_decision_refuse(out, "join", NULL, "id_taken",
+				                   "this id was enrolled through another broker first; join with a new id");
+			else
+				ig_decision_refuse(out, "join", NULL, "code_used",
+				                   "this join code was used through another broker first; ask an admin for a "
+				                   "new one");
+		} else if (jp->enroll_status == IG_ERR_UNKNOWN)
 			ig_decision_refuse(out, "join", NULL, IG_DECISION_E_OUTCOME_UNKNOWN,
 			                   "a disk write failed after the enrolment was written, so it may or may not be "
 			                   "durable: once the broker is back, connect with your key; if that is refused, "

@@ -160,6 +160,18 @@ static void on_key_done(void *ctx, int status, const ig_record *rec, ig_decision
 			                   "a disk write failed after the key_issued record was written, so it may or may "
 			                   "not be durable; the key was given to neither device: ask for a new session key "
 			                   "once the broker is back");
+	} else if (status == IG_ERR_CONFLICT) {
+		/* A key_issued record breaks no state rule, so only a record of
+		 * another broker that ended a device's enrolment can have made it
+		 * obsolete: name that, or say plainly what happened. */
+		k->refused++;
+		if (a && b)
+			ig_decision_refuse(out, "session_key", nonce, "conflict",
+			                   "another broker changed the shared ledger first, so the key was not recorded "
+			                   "and given to neither device; ask for a new session key");
+		else if (a)
+			ig_decision_refuse(out, "session_key", nonce, "revoked",
+			                   "the peer was revoked through another broker; no key was issued");
 	} else if (status != IG_OK) {
 		k->refused++;
 		if (a)

@@ -457,7 +457,30 @@ static inflight *take_inflight(ig_svc_kp *k, const char *id)
 typedef struct ring_pending {
 	ig_svc_kp *k;
 	char id[IG_ID_MAX + 1];
+	uint64_t epoch;
+	uint8_t ring_hash[32];        /* the ring the record names: a ring is a function of (epoch, id) */
 } ring_pending;
+
+/* The kp_ring record was refused because another broker's record came
+ * first (the state holds it). The same ring recorded there (its device
+ * asked through both) is as good as ours: answer with it. Otherwise the
+ * words a request asked now would get. */
+static void ring_lost(ig_svc_kp *k, const ring_pending *rp, inflight *fl, ig_decision *out)
+{
+	ig_kp_params cur;
+	uint8_t recorded[32];
+	if (!ig_state_active(k->st, fl->id, IG_ROLE_DEVICE))
+		refuse_all(k, out, fl, "revoked", "this identity was revoked through another broker; no ring was sent");
+	else if (!ig_kp_view_params(view(k), &cur) || cur.epoch != rp->epoch)
+		refuse_all(k, out, fl, "epoch_pending",
+		           "a new key-ring epoch was started through another broker while your ring was recorded; ask again");
+	else if (ig_kp_view_ring(view(k), fl->id, recorded) && sodium_memcmp(recorded, rp->ring_hash, 32) == 0)
+		answer_all(k, out, fl);
+	else
+		refuse_all(k, out, fl, "conflict",
+		           "another broker recorded a different ring for this identity in this epoch first, so yours was "
+		           "not recorded and not sent; tell the operator (the brokers must share ch.key)");
+}
 
 static void on_ring_done(void *ctx, int status, const ig_record *rec, ig_decision *out)
 {
@@ -465,9 +488,16 @@ static void on_ring_done(void *ctx, int status, const ig_record *rec, ig_decisio
 	ring_pending *rp = ctx;
 	ig_svc_kp *k = rp->k;
 	inflight *fl = take_inflight(k, rp->id);
-	free(rp);
-	if (!fl)
+	if (!fl) {
+		free(rp);
 		return;
+	}
+	if (status == IG_ERR_CONFLICT) {
+		ring_lost(k, rp, fl, out);
+		free(rp);
+		return;
+	}
+	free(rp);
 	if (status == IG_ERR_UNKNOWN) {
 		mark_stuck(k, "kp_ring");
 		refuse_all(k, out, fl, IG_DECISION_E_OUTCOME_UNKNOWN,
@@ -548,6 +578,8 @@ static void ring_computed(ig_svc_kp *k, job *j, ig_decision *out)
 	if (rp) {
 		rp->k = k;
 		snprintf(rp->id, sizeof rp->id, "%s", j->id);
+		rp->epoch = j->params.epoch;
+		memcpy(rp->ring_hash, j->ring_hash, 32);
 	}
 	if (blen < 0 || !rp || !link || !ig_decision_append(link, IG_REC_KP_RING, body, (size_t)blen, on_ring_done, rp)) {
 		free(rp);
@@ -724,6 +756,15 @@ static void on_epoch_done(void *ctx, int status, const ig_record *rec, ig_decisi
 		mark_stuck(k, "kp_epoch");
 		error = IG_DECISION_E_OUTCOME_UNKNOWN;
 		snprintf(msg, sizeof msg, "%s", k->stuck_why);
+	} else if (status == IG_ERR_CONFLICT) {
+		/* Another broker started this epoch first; its record is the one
+		 * in force (the state holds it). */
+		error = "conflict";
+		snprintf(msg, sizeof msg, "key-ring epoch %llu was started through another broker first, so this "
+		         "kp_epoch record was not written; read kp_status before rotating again",
+		         (unsigned long long)ep->epoch);
+		ig_log(IG_LOG_INFO, "key rings: epoch %llu was started through another broker first",
+		       (unsigned long long)ep->epoch);
 	} else {
 		error = "storage_failed";
 		snprintf(msg, sizeof msg, "the new epoch was not recorded: %s", ig_decision_ledger_refusal(status));
@@ -834,6 +875,9 @@ static void on_comp_done(void *ctx, int status, const ig_record *rec, ig_decisio
 		publish_statement(k);
 	} else if (status == IG_ERR_UNKNOWN) {
 		mark_stuck(k, "kp_compromised");
+	} else if (status == IG_ERR_CONFLICT && !needs_retiring(k, cp->id)) {
+		/* Another broker retired the same ring first: nothing left to do. */
+		ig_log(IG_LOG_INFO, "key rings: %s's ring ids were retired through another broker first", cp->id);
 	} else {
 		ig_log(IG_LOG_WARN, "key rings: retiring %s's ring ids was not recorded (%s); retrying", cp->id,
 		       ig_decision_ledger_refusal(status));

@@ -958,3 +958,28 @@ Test(admin_rules, enroll_zone, .init = state_setup, .fini = state_teardown)
 	cr_expect_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(items, 1), "zone"), "dev2 has none");
 	cJSON_Delete(resp);
 }
+
+/* A change whose record was not written: a shared ledger's conflict is
+ * "conflict" (final: re-read), an unreachable database storage_failed
+ * (retriable), and a revoke says it stays in force on a storage failure. */
+Test(admin, not_written_conflict_and_unreachable_database)
+{
+	ig_admin_refusal why;
+	static const ig_admin_kind kinds[] = {IG_ADMIN_ENROLL, IG_ADMIN_REVOKE, IG_ADMIN_CREDIT, IG_ADMIN_JOIN_CODES};
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		ig_admin_not_written(&why, kinds[i], IG_ERR_CONFLICT);
+		cr_expect_str_eq(why.code, "conflict");
+		cr_expect_not_null(strstr(why.message, "another broker changed"), "%s", why.message);
+		cr_expect_not_null(strstr(why.message, "re-read and retry"), "%s", why.message);
+		ig_admin_not_written(&why, kinds[i], IG_ERR_UNAVAILABLE);
+		cr_expect_str_eq(why.code, "storage_failed");
+		cr_expect_not_null(strstr(why.message, "database"), "%s", why.message);
+		cr_expect_not_null(strstr(why.message, "retry"), "%s", why.message);
+	}
+	ig_admin_not_written(&why, IG_ADMIN_ENROLL, IG_ERR_CONFLICT);
+	cr_expect_str_eq(why.message, "nothing was enrolled: another broker changed this identity first; re-read and retry");
+	ig_admin_not_written(&why, IG_ADMIN_REVOKE, IG_ERR_NOSPACE);
+	cr_expect_str_eq(why.code, "storage_failed");
+	cr_expect_not_null(strstr(why.message, "in force until the broker restarts"), "%s", why.message);
+	cr_expect_not_null(strstr(why.message, "ENOSPC"), "%s", why.message);
+}

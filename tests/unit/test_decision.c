@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 
 #include <cJSON.h>
+#include <string.h>
 
 #include "ig_decision.h"
 
@@ -68,4 +69,17 @@ Test(decision, reply_chained_without_a_body_adds_nothing)
 	cr_assert_eq(d.kind, IG_DECISION_NONE);
 	cr_assert_eq(chain_len(&d), 1);
 	ig_decision_clear(&d);
+}
+
+/* A shared ledger's two new outcomes are named for what they are: the
+ * database being unreachable is retriable, a conflict is not a disk fault. */
+Test(decision, ledger_refusal_names_an_unreachable_database_and_a_conflict)
+{
+	const char *down = ig_decision_ledger_refusal(IG_ERR_UNAVAILABLE);
+	cr_expect(strstr(down, "database") && strstr(down, "unreachable") && strstr(down, "retry"), "%s", down);
+	cr_expect_null(strstr(down, "disk"), "not a disk fault: %s", down);
+	const char *lost = ig_decision_ledger_refusal(IG_ERR_CONFLICT);
+	cr_expect(strstr(lost, "another broker") && strstr(lost, "nothing was recorded"), "%s", lost);
+	cr_expect_null(strstr(lost, "disk"), "not a disk fault: %s", lost);
+	cr_expect(strstr(ig_decision_ledger_refusal(IG_ERR_IO), "disk"), "the disk default stays");
 }

@@ -324,3 +324,31 @@ Test(svc_attest, record_not_durable_is_answered)
 	cr_expect_not(dev->attest_in_flight);
 	cJSON_Delete(req);
 }
+
+/* A shared ledger: unreachable database (retriable storage_failed) and a
+ * conflict both leave nothing in flight and the measurement forgotten, so
+ * the next report is recorded. */
+Test(svc_attest, unreachable_database_and_conflict_are_answered_and_forget_the_measurement)
+{
+	uint8_t m[32];
+	good(m);
+	cJSON *req = report("dev1", m, NOW_MS, sk1);
+	ig_decision d, out;
+	run(&d, "dev1", req, NOW_MS);
+	cr_assert_eq(d.kind, IG_DECISION_APPEND);
+	fx_complete(&d, IG_ERR_UNAVAILABLE, NULL, &out);
+	fx_expect_refusal(&out, "attest", "storage_failed", "", "unreachable");
+	ig_decision_clear(&out);
+	const ig_device *dev = ig_state_device_find(st, "dev1");
+	cr_expect_not(dev->attest_in_flight);
+	cr_expect(tu_all_zero(dev->measurement, 32));
+
+	run(&d, "dev1", req, NOW_MS + 1);
+	cr_assert_eq(d.kind, IG_DECISION_APPEND, "the retry is recorded");
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &out);
+	fx_expect_refusal(&out, "attest", "conflict", "", "another broker");
+	ig_decision_clear(&out);
+	cr_expect_not(dev->attest_in_flight);
+	cr_expect(tu_all_zero(dev->measurement, 32));
+	cJSON_Delete(req);
+}

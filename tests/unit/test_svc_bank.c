@@ -908,3 +908,204 @@ Test(svc_bank, decoders_validate_every_field)
 	cr_assert(f.coins[1].malformed);
 	cJSON_Delete(j);
 }
+
+/* ---- a shared ledger: another broker's record came first ---- */
+
+/* Another broker's redeem of coin by analyst with the header of `json`
+ * (redeem_json's header hash hh), as following applies it to this state. */
+static void follow_redeem(const uint8_t coin[IG_COIN_BYTES], const char *analyst, const uint8_t hh[32])
+{
+	ig_redeem_rec rr = {0};
+	ig_coin_hash(rr.coin_hash, coin);
+	snprintf(rr.analyst, sizeof rr.analyst, "%s", analyst);
+	snprintf(rr.collector, sizeof rr.collector, "dev1");
+	rr.has_header_hash = true;
+	memcpy(rr.header_hash, hh, 32);
+	uint8_t body[256];
+	int n = ig_bank_redeem_encode(body, sizeof body, &rr);
+	cr_assert_gt(n, 0);
+	apply(IG_REC_COIN_REDEEM, body, (size_t)n);
+}
+
+static void expect_free_of_marks(const uint8_t coin[IG_COIN_BYTES], ig_coin_state state)
+{
+	uint8_t h[32];
+	ig_coin_info info;
+	ig_coin_hash(h, coin);
+	cr_assert_eq(ig_coins_find(ig_state_coins(st), h, &info), IG_OK);
+	cr_expect_eq(info.state, state);
+	cr_expect_not(info.in_flight, "the lost redeem's in-flight mark leaked");
+}
+
+Test(svc_bank, a_redeem_that_lost_the_race_on_another_broker_is_already_spent)
+{
+	uint8_t coins[1][IG_COIN_BYTES];
+	mint("dev1", dev1_pk, 1, coins);
+	char mine[1024], theirs[1024];
+	uint8_t hh_mine[32], hh_theirs[32];
+	redeem_json(mine, sizeof mine, coins[0], "dev1", T1, T1, "r-1", hh_mine);
+	redeem_json(theirs, sizeof theirs, coins[0], "dev1", T1, T1, "r-9", hh_theirs);
+	ig_decision d;
+	ask(&d, "an1", mine);
+	cr_assert_eq(d.kind, IG_DECISION_APPEND);
+	/* an2 redeemed it through another broker, whose record came first. */
+	follow_redeem(coins[0], "an2", hh_theirs);
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	assert_refusal(&d, "redeem", "already_spent", "r-1");
+	ig_decision_clear(&d);
+	expect_free_of_marks(coins[0], IG_COIN_REDEEMED);
+	/* The same words a second redeem on one broker gets, and the winner's
+	 * repeat here gets its keys. */
+	ask(&d, "an1", mine);
+	assert_refusal(&d, "redeem", "already_spent", "r-1");
+	ig_decision_clear(&d);
+	ask(&d, "an2", theirs);
+	reply(&d, "an2", "redeemed");
+	ig_decision_clear(&d);
+	cr_assert_eq(refused("already_spent"), 2);
+	cr_assert_eq(refused("storage_failed"), 0);
+}
+
+Test(svc_bank, a_redeem_repeated_through_another_broker_that_won_gets_the_keys)
+{
+	uint8_t coins[1][IG_COIN_BYTES];
+	mint("dev1", dev1_pk, 1, coins);
+	char json[1024];
+	uint8_t hh[32];
+	redeem_json(json, sizeof json, coins[0], "dev1", T1, T1, "r-1", hh);
+	ig_decision d;
+	ask(&d, "an1", json);
+	follow_redeem(coins[0], "an1", hh);   /* an1's own retry, through another broker */
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	const cJSON *o = reply(&d, "an1", "redeemed");
+	uint8_t plain[120], pk_[32], rk[32];
+	cr_assert_eq(open_box(o, an1_pk, plain, sizeof plain), 120);
+	ig_coin_keys(coins[0], pk_, rk);
+	cr_assert_eq(memcmp(plain, pk_, 32), 0);
+	ig_decision_clear(&d);
+	expect_free_of_marks(coins[0], IG_COIN_REDEEMED);
+}
+
+Test(svc_bank, a_redeem_that_lost_to_a_refund_or_to_nothing_yet_followed_frees_the_coin)
+{
+	uint8_t coins[2][IG_COIN_BYTES];
+	mint("dev1", dev1_pk, 2, coins);
+	char json[1024];
+	ig_decision d;
+	redeem_json(json, sizeof json, coins[0], "dev1", T1, T1, "r-1", NULL);
+	ask(&d, "an1", json);
+	ig_refund_rec rf = {0};
+	ig_coin_hash(rf.coin_hash, coins[0]);
+	snprintf(rf.collector, sizeof rf.collector, "dev1");
+	snprintf(rf.reason, sizeof rf.reason, "cancelled");
+	uint8_t body[256];
+	int n = ig_bank_refund_encode(body, sizeof body, &rf);
+	cr_assert_gt(n, 0);
+	apply(IG_REC_COIN_REFUND, body, (size_t)n);
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	assert_refusal(&d, "redeem", "unknown_coin", "r-1");
+	ig_decision_clear(&d);
+	expect_free_of_marks(coins[0], IG_COIN_REFUNDED);
+
+	/* Refused, but the winning record is not in this state yet: final all
+	 * the same, and no mark is left behind. */
+	redeem_json(json, sizeof json, coins[1], "dev1", T1, T1, "r-2", NULL);
+	ask(&d, "an1", json);
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	assert_refusal(&d, "redeem", "already_spent", "r-2");
+	ig_decision_clear(&d);
+	expect_free_of_marks(coins[1], IG_COIN_MINTED);
+}
+
+Test(svc_bank, a_mint_that_lost_its_credit_to_another_broker_is_no_credit)
+{
+	ig_decision d;
+	ask(&d, "dev1", "{\"type\":\"mint\",\"count\":5,\"nonce\":\"m-1\"}");
+	/* dev1 minted 8 through another broker meanwhile: 2 left. */
+	static ig_mint_rec m;
+	memset(&m, 0, sizeof m);
+	snprintf(m.owner, sizeof m.owner, "dev1");
+	m.expires_at = NOW + TTL;
+	m.count = 8;
+	for (uint32_t i = 0; i < m.count; i++)
+		tu_seq_bytes(m.hashes[i], 32, (uint8_t)(0x30 + i));
+	uint8_t body[1024];
+	int n = ig_bank_mint_encode(body, sizeof body, &m);
+	cr_assert_gt(n, 0);
+	apply(IG_REC_COIN_MINT, body, (size_t)n);
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	assert_refusal(&d, "mint", "no_credit", "m-1");
+	cr_assert(strstr(d.message, "another broker"), "%s", d.message);
+	ig_decision_clear(&d);
+	cr_assert_eq(ig_coins_reserved(ig_state_coins(st), "dev1"), 0, "the reservation is released");
+	cr_assert_eq(ig_coins_balance(ig_state_coins(st), "dev1"), 2);
+
+	/* Revoked through another broker meanwhile. */
+	ask(&d, "dev2", "{\"type\":\"mint\",\"count\":1,\"nonce\":\"m-2\"}");
+	uint8_t rb[512];
+	apply(IG_REC_REVOKE, rb, tu_revoke_body(rb, sizeof rb, "dev2", "admin"));
+	carry(&d, IG_ERR_CONFLICT, NULL, NULL);
+	assert_refusal(&d, "mint", "not_allowed", "m-2");
+	ig_decision_clear(&d);
+	cr_assert_eq(refused("storage_failed"), 0);
+}
+
+static uint8_t raced[2][IG_COIN_BYTES];
+
+static void check_raced_refund(size_t i, const uint8_t *body, size_t len)
+{
+	ig_refund_rec rec;
+	ig_error err = {0};
+	uint8_t h[32];
+	cr_assert_eq(ig_bank_refund_decode(body, len, &rec, &err), IG_OK);
+	ig_coin_hash(h, raced[i]);
+	cr_assert_eq(memcmp(rec.coin_hash, h, 32), 0);
+}
+
+Test(svc_bank, a_refund_that_lost_a_coin_to_another_broker_refuses_that_coin_as_spent)
+{
+	mint("dev1", dev1_pk, 2, raced);
+	char json[512], c[2][65];
+	coin_hex(c[0], raced[0]), coin_hex(c[1], raced[1]);
+	snprintf(json, sizeof json, "{\"type\":\"refund\",\"coins\":[\"%s\",\"%s\"],\"nonce\":\"f-1\"}", c[0], c[1]);
+	ig_decision d;
+	ask(&d, "dev1", json);
+	uint8_t hh[32];
+	tu_seq_bytes(hh, sizeof hh, 0x5a);
+	follow_redeem(raced[0], "an2", hh);
+	static const int statuses[2] = {IG_ERR_CONFLICT, IG_OK};
+	carry_chain(&d, statuses, 2, check_raced_refund);
+	const cJSON *o = reply(&d, "dev1", "refunded");
+	cr_assert_eq(num(o, "refunded"), 1);
+	uint8_t h[32];
+	ig_coin_hash(h, raced[0]);
+	refused_entry(o, 0, h, "already_spent");
+	ig_decision_clear(&d);
+	expect_free_of_marks(raced[0], IG_COIN_REDEEMED);
+}
+
+Test(svc_bank, an_unreachable_database_is_storage_failed_and_says_retry)
+{
+	uint8_t coins[1][IG_COIN_BYTES];
+	mint("dev1", dev1_pk, 1, coins);
+	ig_decision d;
+	ask(&d, "dev1", "{\"type\":\"mint\",\"count\":1,\"nonce\":\"m-1\"}");
+	carry(&d, IG_ERR_UNAVAILABLE, NULL, NULL);
+	assert_refusal(&d, "mint", "storage_failed", "m-1");
+	cr_assert(strstr(d.message, "database") && strstr(d.message, "unreachable") && strstr(d.message, "retry"), "%s",
+	          d.message);
+	ig_decision_clear(&d);
+	cr_assert_eq(ig_coins_reserved(ig_state_coins(st), "dev1"), 0);
+
+	char json[1024];
+	redeem_json(json, sizeof json, coins[0], "dev1", T1, T1, "r-1", NULL);
+	ask(&d, "an1", json);
+	carry(&d, IG_ERR_UNAVAILABLE, NULL, NULL);
+	assert_refusal(&d, "redeem", "storage_failed", "r-1");
+	cr_assert(strstr(d.message, "unreachable"), "%s", d.message);
+	ig_decision_clear(&d);
+	expect_free_of_marks(coins[0], IG_COIN_MINTED);
+	ask(&d, "an1", json);
+	cr_assert_eq(d.kind, IG_DECISION_APPEND, "the retry redeems");
+	ig_decision_clear(&d);
+}

@@ -43,6 +43,7 @@ typedef struct fake {
 	size_t nq;
 	char events[QMAX][32];
 	char event_holder[QMAX][IG_ID_MAX + 1];
+	char event_message[QMAX][320];
 	size_t nev;
 	char *state;
 	const char *seal_error;
@@ -102,6 +103,8 @@ static void env_event(void *ctx, cJSON *ev)
 		snprintf(F.events[F.nev], sizeof F.events[0], "%s", tu_json_str(ev, "event"));
 		const cJSON *h = cJSON_GetObjectItem(ev, "holder");
 		snprintf(F.event_holder[F.nev], sizeof F.event_holder[0], "%s", h ? h->valuestring : "");
+		const cJSON *m = cJSON_GetObjectItem(ev, "message");
+		snprintf(F.event_message[F.nev], sizeof F.event_message[0], "%s", cJSON_IsString(m) ? m->valuestring : "");
 		F.nev++;
 	}
 	cJSON_Delete(ev);
@@ -869,5 +872,97 @@ Test(svc_custody, admin_mode_signs_the_admin_list_and_asks_for_shares_only_once_
 	}
 	cr_assert_not(ig_svc_custody_approve(c, "adm1", sig, &error, msg, sizeof msg));
 	cr_assert_str_eq(error, "not_pending");
+	ig_svc_custody_free(c);
+}
+
+/* ---- a shared ledger: another broker's custody record came first ---------- */
+
+static const char *event_message(const char *name)
+{
+	for (size_t i = 0; i < F.nev; i++)
+		if (!strcmp(F.events[i], name))
+			return F.event_message[i];
+	return NULL;
+}
+
+static uint64_t dealt_epoch(const ig_decision *d)
+{
+	cr_assert_eq(d->kind, IG_DECISION_APPEND);
+	cr_assert_eq(d->rec_type, IG_REC_CUSTODY_EPOCH);
+	static ig_custody_epoch_rec r;
+	ig_error err = {0};
+	cr_assert_eq(ig_record_custody_epoch_decode(d->body, d->body_len, &r, &err), IG_OK, "%s", err.msg);
+	return r.epoch;
+}
+
+Test(svc_custody, a_deal_whose_epoch_another_broker_dealt_first_is_abandoned_and_the_next_goes_above_it)
+{
+	uint64_t now = 1767225600000ull;
+	ig_svc_custody *c = svc_new();
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	tick_until_decision(c, &now);
+	ig_decision d = take();
+	cr_assert_eq(dealt_epoch(&d), 1);
+	/* Another broker's custody_epoch 1 reached the shared ledger first and
+	 * was followed; ours comes back refused. */
+	fx_apply(st, d.rec_type, d.body, d.body_len);
+	ig_decision none = {0};
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &none);
+	cr_expect_eq(none.kind, IG_DECISION_NONE, "no deal is sent for a record that was not written");
+	ig_decision_clear(&none);
+	cr_assert(has_event("deal_abandoned", NULL));
+	const char *why = event_message("deal_abandoned");
+	cr_expect(why && strstr(why, "another broker"), "%s", why ? why : "-");
+	cr_expect_null(strstr(why ? why : "", "disk"), "not a disk fault: %s", why ? why : "-");
+
+	/* The next deal starts from the ledger: epoch 2. (A completion runs
+	 * at the wall clock's time: the retry is due after it.) */
+	now = ig_now_ms() + 10000;
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	tick_until_decision(c, &now);
+	cr_assert_eq(F.nq, 1, "no new deal after the conflict");
+	d = take();
+	cr_expect_eq(dealt_epoch(&d), 2);
+	fx_complete(&d, IG_ERR_UNAVAILABLE, NULL, &none);
+	ig_decision_clear(&none);
+	const char *down = NULL;
+	for (size_t i = 0; i < F.nev; i++)
+		if (!strcmp(F.events[i], "deal_abandoned"))
+			down = F.event_message[i];
+	cr_expect(down && strstr(down, "unreachable"), "%s", down ? down : "-");
+	ig_svc_custody_free(c);
+}
+
+Test(svc_custody, a_seal_refused_for_a_conflict_or_an_unreachable_database_keeps_ch_key)
+{
+	uint64_t now = 1767225600000ull;
+	ig_svc_custody *c = svc_new();
+	char path[600];
+	snprintf(path, sizeof path, "%s/ch.key", dir);
+	for (int i = 0; i < NDEV; i++)
+		status(c, i, now);
+	uint8_t c0[32];
+	deal_active(c, &now, 1, c0);
+	tick_until(c, &now, "sealed_file");
+	ig_decision d = {0}, none = {0};
+	const char *error = NULL;
+	char msg[300];
+	cr_assert(ig_svc_custody_seal(&d, c, "admin1", seal_done, NULL, &error, msg, sizeof msg), "%s", msg);
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &none);
+	ig_decision_clear(&none);
+	cr_assert(F.seal_done, "answered at once");
+	cr_assert_str_eq(F.seal_error, "conflict");
+	cr_assert_eq(access(path, F_OK), 0, "ch.key was kept");
+
+	F.seal_done = false;
+	memset(&d, 0, sizeof d);
+	cr_assert(ig_svc_custody_seal(&d, c, "admin1", seal_done, NULL, &error, msg, sizeof msg), "not stuck: %s", msg);
+	fx_complete(&d, IG_ERR_UNAVAILABLE, NULL, &none);
+	ig_decision_clear(&none);
+	cr_assert(F.seal_done);
+	cr_assert_str_eq(F.seal_error, "storage_failed");
+	cr_assert_eq(access(path, F_OK), 0, "ch.key was kept");
 	ig_svc_custody_free(c);
 }

@@ -518,3 +518,79 @@ Test(svc_join, a_join_outliving_the_service_answers_nothing)
 	carry(&d, IG_ERR_CLOSED, 0, IG_REC_ENROLL, &out);
 	cr_expect_eq(out.kind, IG_DECISION_NONE);
 }
+
+/* ---- a shared ledger: another broker's join came first ----------------------- */
+
+Test(svc_join, an_unreachable_database_is_storage_failed_and_the_code_stays_usable)
+{
+	enroll_fails(IG_ERR_UNAVAILABLE, "storage_failed", "unreachable");
+}
+
+/* Another broker's enroll of id (through code, when given), as following
+ * applies it to this state before our own record's refusal comes back. */
+static void follow_enroll(const char *id, const uint8_t *code, uint64_t index)
+{
+	ig_enroll e = {.role = IG_ROLE_DEVICE};
+	uint8_t sk[64];
+	snprintf(e.id, sizeof e.id, "%s", id);
+	tu_seed_keypair(e.pk, sk, 0x77);
+	snprintf(e.by, sizeof e.by, "elsewhere");
+	if (code) {
+		e.has_join_code = true;
+		memcpy(e.join_code, code, 8);
+	}
+	uint8_t body[512];
+	int n = ig_record_enroll_encode(body, sizeof body, &e);
+	cr_assert_gt(n, 0);
+	ig_record rec = {.index = index, .type = IG_REC_ENROLL, .body = body, .body_len = (uint32_t)n};
+	ig_error err = {0};
+	cr_assert_eq(ig_state_apply(st, &rec, &err), IG_OK, "%s", err.msg);
+}
+
+Test(svc_join, a_code_used_first_through_another_broker_is_code_used)
+{
+	char code[IG_JOIN_CODE_TEXT_LEN + 1];
+	uint8_t cid[8];
+	new_code(code, cid, IG_ROLE_DEVICE, NOW + 600, true);
+	ig_svc_join_ticket t;
+	ticket_for(&t, "newdev", cid);
+	ig_decision d = {0}, d2 = {0};
+	ig_svc_join_request(&d, svc, st, "newdev", &t, NOW);
+	follow_enroll("rival", cid, 5);
+	carry(&d, IG_ERR_CONFLICT, 0, IG_REC_ENROLL, &d2);
+	fx_expect_refusal(&d2, "join", "code_used", "", "another broker");
+	ig_decision_clear(&d2);
+	cr_expect_null(ig_registry_find(ig_state_registry(st), "newdev", 6), "the reservation is released");
+	cr_expect_not_null(ig_state_active(st, "rival", IG_ROLE_DEVICE));
+	const ig_join_code_entry *c = ig_joincodes_find(ig_state_joincodes(st), cid);
+	cr_expect_eq(c->status, IG_CODE_USED);
+	cr_expect_not(c->in_flight);
+	cr_expect_eq(ig_svc_join_get_counts(svc).failed, 1);
+	cr_expect_eq(joined_calls, 0);
+	cr_expect_not(ig_svc_join_in_flight(svc, "newdev"));
+	/* final: the same session asking again gets the same word */
+	ig_svc_join_request(&d, svc, st, "newdev", &t, NOW);
+	fx_expect_refusal(&d, "join", "code_used", "", NULL);
+	ig_decision_clear(&d);
+}
+
+Test(svc_join, an_id_enrolled_first_through_another_broker_is_id_taken_and_keeps_the_code)
+{
+	char code[IG_JOIN_CODE_TEXT_LEN + 1];
+	uint8_t cid[8];
+	new_code(code, cid, IG_ROLE_DEVICE, NOW + 600, true);
+	ig_svc_join_ticket t;
+	ticket_for(&t, "newdev", cid);
+	ig_decision d = {0}, d2 = {0};
+	ig_svc_join_request(&d, svc, st, "newdev", &t, NOW);
+	follow_enroll("newdev", NULL, 5);   /* an admin enrolled the id by key elsewhere */
+	carry(&d, IG_ERR_CONFLICT, 0, IG_REC_ENROLL, &d2);
+	fx_expect_refusal(&d2, "join", "id_taken", "", "another broker");
+	ig_decision_clear(&d2);
+	const ig_identity *idn = ig_state_active(st, "newdev", IG_ROLE_DEVICE);
+	cr_assert_not_null(idn, "the other broker's enrolment stands");
+	cr_expect_neq(memcmp(idn->pk, dev_pk, 32), 0, "with the other broker's key");
+	const ig_join_code_entry *c = ig_joincodes_find(ig_state_joincodes(st), cid);
+	cr_expect_eq(c->status, IG_CODE_UNUSED, "the code was not used: a join with another id may use it");
+	cr_expect_not(c->in_flight);
+}

@@ -358,3 +358,29 @@ Test(svc_keys, stats_object)
 	free(json);
 	cJSON_Delete(stats);
 }
+
+/* A shared ledger: the database unreachable (retriable), or another
+ * broker's record first (final; revoked when that is what it was). */
+Test(svc_keys, unreachable_database_and_conflicts_give_no_key_to_anyone)
+{
+	ig_decision d, out;
+	ask(&d, "dev1", "{\"peer\":\"dev2\",\"nonce\":\"db\"}", NOW_MS);
+	fx_complete(&d, IG_ERR_UNAVAILABLE, NULL, &out);
+	fx_expect_refusal(&out, "session_key", "storage_failed", "db", "unreachable");
+	cr_expect(strstr(out.message, "retry"), "%s", out.message);
+	ig_decision_clear(&out);
+
+	ask(&d, "dev1", "{\"peer\":\"dev2\",\"nonce\":\"c\"}", NOW_MS);
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &out);
+	fx_expect_refusal(&out, "session_key", "conflict", "c", "another broker");
+	ig_decision_clear(&out);
+
+	ask(&d, "dev1", "{\"peer\":\"dev3\",\"nonce\":\"rv\"}", NOW_MS);
+	fx_revoke(st, "dev3");   /* through another broker, followed before the refusal */
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &out);
+	fx_expect_refusal(&out, "session_key", "revoked", "rv", "another broker");
+	ig_decision_clear(&out);
+	cr_expect_eq(counts().refused, 3);
+	cr_expect_eq(counts().issued, 0);
+	cr_expect_eq(counts().live, 0);
+}

@@ -822,3 +822,86 @@ Test(svc_kp, revoked_while_its_record_is_written)
 	cr_assert(ig_kp_view_compromised_device(ig_state_kp(st), "d1"));
 	ig_svc_kp_free(k);
 }
+
+/* ---- a shared ledger: another broker's key-ring record came first -------- */
+
+Test(svc_kp, a_ring_recorded_first_through_another_broker_is_sent)
+{
+	ig_svc_kp *k = svc_new();
+	uint64_t now = 1000000;
+	start_epoch(k, &now);
+	ig_decision d, out;
+	ask(k, "d1", "a1", &d, now);
+	tick_until_decision(k, &now);
+	d = take();
+	cr_assert_eq(d.rec_type, IG_REC_KP_RING);
+	/* The device asked through another broker too, whose kp_ring (the same
+	 * ring: a function of the epoch and the id) was followed first. */
+	fx_apply(st, d.rec_type, d.body, d.body_len);
+	fx_complete(&d, IG_ERR_CONFLICT, NULL, &out);
+	cr_assert_eq(out.kind, IG_DECISION_REPLY, "kind %d", out.kind);
+	open_ring(out.replies[0].body, 0, "a1");
+	ig_decision_clear(&out);
+	ig_svc_kp_counts c;
+	ig_svc_kp_get_counts(k, &c);
+	cr_assert_eq(c.rings_recorded, 0, "this broker recorded nothing");
+	ig_svc_kp_free(k);
+}
+
+Test(svc_kp, an_epoch_started_first_through_another_broker_is_a_conflict_and_its_ring_epoch_pending)
+{
+	ig_svc_kp *k = svc_new();
+	uint64_t now = 1000000;
+	start_epoch(k, &now);
+	ig_decision ring, out;
+	ask(k, "d2", "a2", &ring, now);
+	tick_until_decision(k, &now);
+	ring = take();
+	cr_assert_eq(ring.rec_type, IG_REC_KP_RING);
+	const char *error = NULL;
+	char msg[IG_DECISION_MESSAGE_MAX];
+	ig_decision rot;
+	memset(&rot, 0, sizeof rot);
+	cr_assert(ig_svc_kp_rotate(&rot, k, "admin", rotate_done, NULL, &error, msg, sizeof msg), "%s", msg);
+	/* Another broker's kp_epoch 2 (the same record: the epoch's seed comes
+	 * from the shared ch.key) reached the ledger first. */
+	fx_apply(st, rot.rec_type, rot.body, rot.body_len);
+	fx_complete(&rot, IG_ERR_CONFLICT, NULL, &out);
+	ig_decision_clear(&out);
+	cr_assert_eq(F.rotate_done, 1);
+	cr_assert_str_eq(F.rotate_error, "conflict");
+	cr_assert_not_null(strstr(F.rotate_msg, "another broker"), "%s", F.rotate_msg);
+	fx_complete(&ring, IG_ERR_CONFLICT, NULL, &out);
+	expect_reply_refusal(&out, "d2", "epoch_pending", "a2");
+	ig_decision_clear(&out);
+	/* Not stuck: the next request is recorded in the new epoch. */
+	ask(k, "d2", "a3", &ring, now + 120000);
+	tick_until_decision(k, &now);
+	ring = take();
+	cr_assert_eq(ring.kind, IG_DECISION_APPEND);
+	out = durable(&ring, IG_REC_KP_RING);
+	cr_assert_eq(open_ring(out.replies[0].body, 1, "a3"), 2);
+	ig_decision_clear(&out);
+	ig_svc_kp_free(k);
+}
+
+Test(svc_kp, an_unreachable_database_is_storage_failed_and_does_not_stop_the_service)
+{
+	ig_svc_kp *k = svc_new();
+	uint64_t now = 1000000;
+	start_epoch(k, &now);
+	ig_decision d, out;
+	ask(k, "d1", "a1", &d, now);
+	tick_until_decision(k, &now);
+	d = take();
+	fx_complete(&d, IG_ERR_UNAVAILABLE, NULL, &out);
+	expect_reply_refusal(&out, "d1", "storage_failed", "a1");
+	cr_assert_not_null(strstr(tu_json_str(out.replies[0].body, "message"), "unreachable"));
+	ig_decision_clear(&out);
+	ask(k, "d1", "a2", &d, now + 120000);
+	tick_until_decision(k, &now);
+	d = take();
+	cr_assert_eq(d.kind, IG_DECISION_APPEND, "the retry is recorded");
+	ig_decision_clear(&d);
+	ig_svc_kp_free(k);
+}
