@@ -119,6 +119,52 @@ typedef struct ig_ledger_open_opts {
 
 int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *opts, ig_error *err) IG_NODISCARD;
 
+/* Shared mode (docs/LEDGER.md 16): records in PostgreSQL, keys in keydir. */
+typedef struct ig_ledger_shared_opts {
+	const char *dsn;                 /* libpq connection string; may list several hosts */
+	const char *broker;              /* plugin_opt_broker_name: written with every record it appends */
+	/* Records other writers appended, verified (frame, chain, hash, and a checkpoint signed by
+	 * ch_pk whose root covers them), run on the ig_ledger_poll thread in index order,
+	 * interleaved with this writer's completions so every record (own or foreign) reaches
+	 * the caller exactly once and in index order. */
+	ig_record_fn on_follow;
+	void *follow_ctx;
+	/* The writer thread's own copy of the state, for step 3 of an append (re-check the batch
+	 * against the state including every record any broker appended). apply: like
+	 * ig_state_apply, must change nothing when it refuses; reset: forget everything (the
+	 * thread then re-applies every record from genesis; used after a COMMIT whose outcome is
+	 * unknown and after reconnecting). Both run only on the writer thread. */
+	int (*shadow_apply)(void *shadow_ctx, const ig_record *rec, ig_error *err);
+	void (*shadow_reset)(void *shadow_ctx);
+	void *shadow_ctx;
+	/* Reconnect backoff after a lost connection: first, max (ms); 0 = 100 ms, 5000 ms. */
+	uint32_t backoff_min_ms, backoff_max_ms;
+	/* How often the follower looks at the head without a notification (safety net); 0 = 1000 ms. */
+	uint32_t poll_ms;
+} ig_ledger_shared_opts;
+
+/* Opens the shared ledger: connects, reads every record (ig_pg_export), runs the same full check
+ * as a file open (ig_ledger_scan_buffer; on_record/census/ahead/progress from opts), feeds every
+ * record to shadow_apply too, loads the key from keydir (ch.key; or sealed_ok and ch.key.sealed,
+ * as for files; the genesis ch_pk must match, compared in constant time), and starts its thread.
+ * opts->writer must be true. Errors say what failed and what to do (unreachable, no ledger in
+ * that database: "run iotguard init --dsn", key does not match: "copy ch.key from the broker that
+ * made the ledger"). */
+int ig_ledger_open_shared(ig_ledger **out, const char *keydir, const ig_ledger_open_opts *opts,
+                          const ig_ledger_shared_opts *shared, ig_error *err) IG_NODISCARD;
+/* True for a ledger opened with ig_ledger_open_shared. */
+bool ig_ledger_is_shared(const ig_ledger *l);
+/* Shared mode figures for stats (zeros in file mode). */
+typedef struct ig_ledger_shared_stats {
+	bool connected;
+	uint64_t followed;            /* records of other writers applied */
+	uint64_t conflicts;           /* own records refused by the re-check (IG_ERR_CONFLICT) */
+	uint64_t reconnects;
+	uint64_t follow_lag_us_last;  /* other writer's COMMIT (head.updated) -> our on_follow; last */
+	uint64_t unavailable_refusals;/* submits refused while the database was unreachable */
+} ig_ledger_shared_stats;
+void ig_ledger_get_shared_stats(ig_ledger *l, ig_ledger_shared_stats *st);
+
 /* Waits for every submitted record to be durable (their completions are
  * still delivered by the next ig_ledger_poll if the caller wants them; close
  * runs them), stops the writer, drops the lock. A batch held by a full disk

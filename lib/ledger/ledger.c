@@ -223,12 +223,65 @@ static bool key_is_sealed(int dir_fd)
 	       faccessat(dir_fd, IG_CUSTODY_SEALED_FILE, F_OK, 0) == 0;
 }
 
+int ledger_open_dir(ig_ledger *l, bool lock, ig_error *err)
+{
+	int rc = open_dir(l->dir, err);
+	if (rc < 0)
+		return rc;
+	l->dir_fd = rc;
+	if (!lock)
+		return IG_OK;
+	rc = take_lock(l->dir_fd, l->dir, err);
+	if (rc < 0)
+		return rc;
+	l->lock_fd = rc;
+	return IG_OK;
+}
+
+int ledger_load_key(ig_ledger *l, bool sealed_ok, uint8_t key_pk[IG_PK_BYTES], bool *sealed, ig_error *err)
+{
+	const char *dir = l->dir;
+	int rc;
+	*sealed = key_is_sealed(l->dir_fd);
+	if (*sealed && !sealed_ok)
+		return ig_error_set(err, IG_ERR_SEALED,
+		                    "ledger %s is sealed: it holds %s but no %s, so nothing can be appended or signed "
+		                    "offline; start the broker and let the custody holders unseal it, or rebuild the key "
+		                    "file with `iotguard custody recover`",
+		                    dir, IG_CUSTODY_SEALED_FILE, IG_LEDGER_KEY);
+	atomic_store(&l->sealed, *sealed);
+	if (*sealed)
+		return IG_OK;
+	char path[PATH_MAX];
+	rc = key_path(path, sizeof path, dir, err);
+	if (rc == IG_OK)
+		rc = ig_keyfile_read(path, l->ch_sk, key_pk, err);
+	return rc;
+}
+
+void ledger_adopt_scan(ig_ledger *l, const ledger_scan_out *so)
+{
+	memcpy(l->cluster, so->genesis.cluster, sizeof l->cluster);
+	memcpy(l->origin, so->origin, sizeof l->origin);
+	l->version = so->version;
+	memcpy(l->ch_pk, so->genesis.ch_pk, IG_PK_BYTES);
+	memcpy(l->head, so->head, IG_HASH_BYTES);
+	memcpy(l->cp_text, so->cp_text, so->cp_len + 1);
+	l->cp_len = so->cp_len;
+	l->cp = so->cp;
+	l->acc = so->acc;
+	l->log_end = so->good_bytes;
+	l->last_ts = so->last_ts;
+	atomic_store(&l->height, so->height);
+}
+
 /* ---- open and close --------------------------------------------------------- */
 
-static void ledger_free(ig_ledger *l)
+void ledger_free(ig_ledger *l)
 {
 	if (!l)
 		return;
+	ledger_pg_free(l->pg);
 	if (l->log_fd >= 0)
 		close(l->log_fd);
 	if (l->lock_fd >= 0)
@@ -251,7 +304,7 @@ static void ledger_free(ig_ledger *l)
 	free(l);
 }
 
-static ig_ledger *ledger_alloc(const char *dir)
+ig_ledger *ledger_alloc(const char *dir)
 {
 	ig_ledger *l = calloc(1, sizeof *l);
 	if (!l)
@@ -299,36 +352,17 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		goto fail;
 	}
 
-	rc = open_dir(dir, err);
+	rc = ledger_open_dir(l, l->writer, err);
 	if (rc < 0)
 		goto fail;
-	l->dir_fd = rc;
-	if (l->writer) {
-		rc = take_lock(l->dir_fd, dir, err);
-		if (rc < 0)
-			goto fail;
-		l->lock_fd = rc;
-	}
 	rc = open_log(l->dir_fd, dir, l->writer ? O_RDWR : O_RDONLY, err);
 	if (rc < 0)
 		goto fail;
 	l->log_fd = rc;
 	uint8_t key_pk[IG_PK_BYTES];
-	bool sealed = l->writer && key_is_sealed(l->dir_fd);
-	if (sealed && !opts->sealed_ok) {
-		rc = ig_error_set(err, IG_ERR_SEALED,
-		                  "ledger %s is sealed: it holds %s but no %s, so nothing can be appended or signed "
-		                  "offline; start the broker and let the custody holders unseal it, or rebuild the key "
-		                  "file with `iotguard custody recover`",
-		                  dir, IG_CUSTODY_SEALED_FILE, IG_LEDGER_KEY);
-		goto fail;
-	}
-	atomic_store(&l->sealed, sealed);
-	if (l->writer && !sealed) {
-		char path[PATH_MAX];
-		rc = key_path(path, sizeof path, dir, err);
-		if (rc == IG_OK)
-			rc = ig_keyfile_read(path, l->ch_sk, key_pk, err);
+	bool sealed = false;
+	if (l->writer) {
+		rc = ledger_load_key(l, opts->sealed_ok, key_pk, &sealed, err);
 		if (rc != IG_OK)
 			goto fail;
 	}
@@ -374,18 +408,7 @@ int ig_ledger_open(ig_ledger **out, const char *dir, const ig_ledger_open_opts *
 		free(so);
 		goto fail;
 	}
-	memcpy(l->cluster, so->genesis.cluster, sizeof l->cluster);
-	memcpy(l->origin, so->origin, sizeof l->origin);
-	l->version = so->version;
-	memcpy(l->ch_pk, so->genesis.ch_pk, IG_PK_BYTES);
-	memcpy(l->head, so->head, IG_HASH_BYTES);
-	memcpy(l->cp_text, so->cp_text, so->cp_len + 1);
-	l->cp_len = so->cp_len;
-	l->cp = so->cp;
-	l->acc = so->acc;
-	l->log_end = so->good_bytes;
-	l->last_ts = so->last_ts;
-	atomic_store(&l->height, so->height);
+	ledger_adopt_scan(l, so);
 	uint64_t cp_last_off = so->cp_last_off;
 	free(so);
 
@@ -419,7 +442,10 @@ void ig_ledger_close(ig_ledger *l)
 {
 	if (!l)
 		return;
-	ledger_writer_stop(l);
+	if (l->pg)
+		ledger_pg_stop(l);
+	else
+		ledger_writer_stop(l);
 	ledger_free(l);
 }
 

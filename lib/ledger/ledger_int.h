@@ -1,5 +1,5 @@
 /*
- * ledger_int.h: what the ledger's three source files share, and nothing
+ * ledger_int.h: what the ledger's source files share, and nothing
  * callers may see.
  *
  * Why this exists: the ledger is split the way Redis splits bio.c from
@@ -11,7 +11,10 @@
  *   ledger_scan.c    the full check of a log: frames, chain, genesis, the
  *                    Merkle root against the signed checkpoint, torn tails,
  *                    on a file's mapping or on a buffer;
- *   ledger_writer.c  the group-commit writer thread and the append API.
+ *   ledger_writer.c  the group-commit writer thread and the append API;
+ *   ledger_pg.c      shared mode: the same object with its records in
+ *                    PostgreSQL, its own thread, reached from the public
+ *                    API through l->pg (ledger_tree.c keeps the tiles).
  *
  * They must agree byte for byte on the object and on the file helpers, so
  * the object's layout and those helpers are declared once, here. This header
@@ -26,7 +29,9 @@
 #include "ig_record.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Keeps the helpers below out of the plugin's exported symbols. */
@@ -138,9 +143,46 @@ LEDGER_INTERNAL int ledger_tree_from_tiles(const char *dir, const ig_checkpoint 
 LEDGER_INTERNAL void ledger_tree_from_log(const uint8_t *map, size_t end, uint64_t cp_size, ig_merkle_acc *acc,
                                           uint8_t root_at_cp[IG_HASH_BYTES]);
 
-/* Defined in ledger_writer.c: queued appends and blocking waiters. */
-typedef struct append_node append_node;
-typedef struct append_waiter append_waiter;
+/* Defined in ledger_pg.c: shared mode's connection, queue and figures. */
+typedef struct ledger_pg ledger_pg;
+
+/* ---- queued appends, shared by both modes (ledger_writer.c) ---- */
+
+/* A batch's buffer is capped so a burst of large bodies cannot make one
+ * write (or one INSERT) allocate hundreds of megabytes. */
+#define LEDGER_MAX_BATCH_BYTES (8u << 20)
+
+/* A blocking append sleeps on its own semaphore, so a finished batch wakes
+ * exactly the threads whose records it holds, never every waiter, and
+ * never while the writer holds mu. A wakeup costs several microseconds on
+ * a VM, so the file writer posts only the first waiter of a batch and each
+ * woken waiter posts two more (a binary tree): the writer is back at its
+ * next fdatasync after one post, and 64 waiters are awake after 6 rounds.
+ * Shared mode posts every waiter itself (wake_a, wake_b stay NULL). */
+typedef struct append_waiter {
+	sem_t done;
+	int status;
+	ig_record rec;
+	struct append_waiter *wake_a, *wake_b;  /* posted by this waiter once it wakes */
+} append_waiter;
+
+/* One entry of the queue and of the list ig_ledger_poll runs: this
+ * writer's record (queued, then completed) or, in shared mode, a record
+ * another writer appended (followed, verified). */
+typedef struct append_node {
+	struct append_node *next;
+	ig_append_done_fn done;
+	void *ctx;
+	append_waiter *waiter;       /* blocking append; NULL for submit */
+	uint64_t submit_us;          /* own: when submitted (latency figures) */
+	uint64_t updated_us;         /* followed: head.updated of the head that brought it */
+	bool followed;
+	int status;
+	uint16_t type;
+	uint32_t body_len;           /* own: body bytes; followed: frame bytes */
+	ig_record rec;
+	uint8_t body[];              /* own: the body; followed: the whole frame (rec.body points into it) */
+} append_node;
 
 struct ig_ledger {
 	char *dir;
@@ -208,6 +250,9 @@ struct ig_ledger {
 	uint64_t gather_us;          /* see writer_main */
 	uint8_t *wbuf;
 	size_t wcap;
+	/* Shared mode (ledger_pg.c): the records live in PostgreSQL and this
+	 * object's facts follow the database's head; NULL for a file ledger. */
+	ledger_pg *pg;
 	/* Format 2: the tiles (NULL if they could not be written), and each
 	 * batch's leaves and frames for them. */
 	struct ig_tiles *tiles;
@@ -221,6 +266,121 @@ struct ig_ledger {
  * height (the record at cp_last_off is the checkpoint's last), rebuilding
  * them from the log when they do not check out. Format 1: nothing. */
 LEDGER_INTERNAL int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err);
+/* The same from the log's bytes in memory (map[0, end)): shared mode has
+ * no ledger.log, only the records it read from PostgreSQL. */
+LEDGER_INTERNAL int ledger_tiles_start_map(ig_ledger *l, const uint8_t *map, uint64_t end, uint64_t cp_last_off,
+                                           ig_error *err);
+
+/* ---- the object's life (ledger.c), shared by both modes ---- */
+
+LEDGER_INTERNAL ig_ledger *ledger_alloc(const char *dir);
+LEDGER_INTERNAL void ledger_free(ig_ledger *l);
+/* Opens l->dir (l->dir_fd) and, with lock, takes its single-writer lock (l->lock_fd). */
+LEDGER_INTERNAL int ledger_open_dir(ig_ledger *l, bool lock, ig_error *err);
+/* Reads the key as a writer open does (ch.key; or, with sealed_ok, no key
+ * while only ch.key.sealed is there): fills l->ch_sk, l->sealed, key_pk and
+ * *sealed. l->dir_fd must be open. */
+LEDGER_INTERNAL int ledger_load_key(ig_ledger *l, bool sealed_ok, uint8_t key_pk[IG_PK_BYTES], bool *sealed,
+                                    ig_error *err);
+/* Takes the facts of a successful scan into l (cluster, key, head, checkpoint, tree). */
+LEDGER_INTERNAL void ledger_adopt_scan(ig_ledger *l, const ledger_scan_out *so);
+
+/* ---- shared mode (ledger_pg.c): what the public API dispatches to ---- */
+
+LEDGER_INTERNAL void ledger_pg_stop(ig_ledger *l);
+LEDGER_INTERNAL void ledger_pg_free(ledger_pg *p);
+LEDGER_INTERNAL int ledger_pg_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                                     ig_append_done_fn done, void *ctx);
+LEDGER_INTERNAL int ledger_pg_poll(ig_ledger *l);
+LEDGER_INTERNAL int ledger_pg_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len,
+                                     ig_record *rec_out, ig_error *err);
+LEDGER_INTERNAL int ledger_pg_sync(ig_ledger *l, ig_error *err);
+LEDGER_INTERNAL int ledger_pg_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint64_t size);
+
+/* ---- queue, completions and blocking appends (ledger_writer.c), shared by both modes ---- */
+
+/* The record (index, hash) is reported for IG_OK and for IG_ERR_UNKNOWN: in
+ * the second case it is what the record is if it turns out to be there. */
+static inline bool ledger_status_has_record(int status)
+{
+	return status == IG_OK || status == IG_ERR_UNKNOWN;
+}
+
+/* A batch's timestamp: now, but never before the last record's, even if
+ * the clock goes backwards. */
+static inline uint64_t ledger_batch_ts(const ig_ledger *l)
+{
+	uint64_t ts = ig_now_ms();
+	return ts < l->last_ts ? l->last_ts : ts;
+}
+
+/* Appends n to the list *head..*tail. */
+static inline void ledger_list_push(append_node **head, append_node **tail, append_node *n)
+{
+	n->next = NULL;
+	if (*tail)
+		(*tail)->next = n;
+	else
+		*head = n;
+	*tail = n;
+}
+
+/* Holds a witness-cosigned checkpoint for the thread that owns the tiles
+ * (the newest only); see ledger_publish_cosigned_locked. */
+static inline void ledger_hold_cosigned_locked(ig_ledger *l, const char *text, size_t len, uint64_t size)
+{
+	memcpy(l->cosigned_text, text, len);
+	l->cosigned_len = len;
+	l->cosigned_size = size;
+	l->cosigned_pending = true;
+}
+
+/* A node for an own record (type, a copy of body), stamped with the submit time. */
+LEDGER_INTERNAL append_node *ledger_node_new(uint16_t type, const uint8_t *body, size_t len);
+/* Frames n's record (index, ts, prev_hash, then its hash) into l->wbuf at
+ * pos; returns the frame's length, or ig_record_encode's negative code. */
+LEDGER_INTERNAL int ledger_encode_node(ig_ledger *l, append_node *n, uint64_t index, uint64_t ts,
+                                       const uint8_t prev[IG_HASH_BYTES], size_t pos);
+/* Appends n to the queue (the caller has decided to accept it) and counts it pending. */
+LEDGER_INTERNAL void ledger_queue_push_locked(ig_ledger *l, append_node *n);
+/* Group commit: takes everything queued up to max_batch records and
+ * LEDGER_MAX_BATCH_BYTES; *count gets how many. The queue must not be empty. */
+LEDGER_INTERNAL append_node *ledger_take_batch_locked(ig_ledger *l, size_t *count);
+/* Grows l->wbuf to hold the frames of the list at head; *need gets their
+ * length. IG_ERR_NOMEM (buffer unchanged) when it cannot. */
+LEDGER_INTERNAL int ledger_wbuf_fit(ig_ledger *l, const append_node *head, size_t *need);
+/* Adds n to the list ig_ledger_poll runs. */
+LEDGER_INTERNAL void ledger_done_push_locked(ig_ledger *l, append_node *n);
+/* Completes n with status: a blocking append's waiter gets it, a submit's
+ * node goes to the list ig_ledger_poll runs. */
+LEDGER_INTERNAL void ledger_complete_locked(ig_ledger *l, append_node *n, int status);
+LEDGER_INTERNAL void ledger_complete_list_locked(ig_ledger *l, append_node *n, int status);
+/* Fails every queued record (never written) with status. */
+LEDGER_INTERNAL void ledger_fail_queue_locked(ig_ledger *l, int status);
+/* Tells ig_ledger_poll's caller (eventfd) and ig_ledger_sync's waiters. */
+LEDGER_INTERNAL void ledger_notify_locked(ig_ledger *l);
+/* Counts an acknowledged record's submit-to-durable time in the stats;
+ * first: the batch's first record (last_commit_us). */
+LEDGER_INTERNAL void ledger_count_latency_locked(ig_ledger *l, const append_node *n, uint64_t now, bool first);
+/* ig_ledger_poll's first half: the entries finished since the last call,
+ * or NULL; costs no lock and no system call when nothing happened. */
+LEDGER_INTERNAL append_node *ledger_take_done(ig_ledger *l);
+/* Runs an own record's completion callback and frees n. */
+LEDGER_INTERNAL void ledger_run_done(append_node *n);
+/* Writes the held witness-cosigned checkpoint over DIR/tlog/checkpoint
+ * while the tiles still end at its size. Called with mu held, by the
+ * thread that owns the tiles; releases mu while it writes. */
+LEDGER_INTERNAL void ledger_publish_cosigned_locked(ig_ledger *l);
+
+/* Queues n with enqueue and sleeps until it completes: the blocking append
+ * of both modes. enqueue returns IG_OK or why n was refused (n is then
+ * still the caller's); explain(l, code, index, err) says why a record was
+ * refused or not written (index: the record's, for IG_ERR_UNKNOWN). n is
+ * freed in every case. */
+typedef int (*ledger_enqueue_fn)(ig_ledger *l, append_node *n);
+typedef int (*ledger_explain_fn)(ig_ledger *l, int rc, uint64_t index, ig_error *err);
+LEDGER_INTERNAL int ledger_append_wait(ig_ledger *l, append_node *n, ledger_enqueue_fn enqueue,
+                                       ledger_explain_fn explain, ig_record *rec_out, ig_error *err);
 
 /* ---- writer (ledger_writer.c) ---- */
 

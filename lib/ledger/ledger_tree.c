@@ -146,6 +146,16 @@ int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err)
 			return ig_error_set(err, IG_ERR_IO, "cannot map %s/%s to write its tiles: %s", l->dir, IG_LEDGER_LOG,
 			                    strerror(errno));
 	}
+	int rc = ledger_tiles_start_map(l, map, l->log_end, cp_last_off, err);
+	if (map)
+		munmap((void *)map, (size_t)l->log_end);
+	return rc;
+}
+
+int ledger_tiles_start_map(ig_ledger *l, const uint8_t *map, uint64_t end, uint64_t cp_last_off, ig_error *err)
+{
+	if (l->acc.hash != IG_MERKLE_SHA256)
+		return IG_OK;
 	ig_tiles *t = NULL;
 	ig_error why = {0};
 	uint8_t root[IG_HASH_BYTES];
@@ -158,8 +168,8 @@ int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err)
 	}
 	if (rc == IG_OK && l->cp.size > 0) {
 		/* The unsigned tail, if a crash left one. */
-		rc = tiles_append_frames(t, map, (size_t)cp_last_off + ig_get_u32(map + cp_last_off + 4),
-		                         (size_t)l->log_end, &why);
+		rc = tiles_append_frames(t, map, (size_t)cp_last_off + ig_get_u32(map + cp_last_off + 4), (size_t)end,
+		                         &why);
 	}
 	if (rc != IG_OK) {
 		if (t || ig_tiles_open(&t, l->dir, 0, err) == IG_OK) {
@@ -168,7 +178,7 @@ int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err)
 			       l->dir, IG_TILES_SUBDIR, why.msg, atomic_load(&l->height));
 			rc = ig_tiles_reset(t, err);
 			if (rc == IG_OK)
-				rc = tiles_append_frames(t, map, 0, (size_t)l->log_end, err);
+				rc = tiles_append_frames(t, map, 0, (size_t)end, err);
 		} else {
 			rc = err ? err->code : IG_ERR_IO;
 		}
@@ -178,8 +188,6 @@ int ledger_tiles_start(ig_ledger *l, uint64_t cp_last_off, ig_error *err)
 		                  l->dir, ig_tiles_size(t), atomic_load(&l->height));
 	if (rc == IG_OK)
 		rc = ig_tiles_publish(t, l->cp_text, l->cp_len, err);
-	if (map)
-		munmap((void *)map, (size_t)l->log_end);
 	if (rc != IG_OK) {
 		ig_tiles_close(t);
 		return rc;

@@ -73,9 +73,6 @@
  * it does not. */
 #define NOSPACE_RETRY_MIN_US 10000
 #define NOSPACE_RETRY_MAX_US 1000000
-/* A batch's buffer is capped so a burst of large bodies cannot make one
- * write() allocate hundreds of megabytes. */
-#define MAX_BATCH_BYTES (8u << 20)
 /* Blocking submitters resubmit within microseconds of being woken; if the
  * writer checkpointed in that gap it would add two fsyncs to every batch.
  * "Idle" therefore means the queue stayed empty this long. */
@@ -88,33 +85,7 @@
  * costs tens of microseconds, next to a milliseconds-long fdatasync. */
 #define WRITER_IDLE_EXIT_US 1000000
 
-/* ---- queued appends --------------------------------------------------------- */
-
-/* A blocking append sleeps on its own semaphore, so a finished batch wakes
- * exactly the threads whose records it holds, never every waiter, and
- * never while the writer holds mu. A wakeup costs several microseconds on
- * a VM, so the writer posts only the first waiter of a batch and each woken
- * waiter posts two more (a binary tree): the writer is back at its next
- * fdatasync after one post, and 64 waiters are awake after 6 rounds. */
-struct append_waiter {
-	sem_t done;
-	int status;
-	ig_record rec;
-	struct append_waiter *wake_a, *wake_b;  /* posted by this waiter once it wakes */
-};
-
-struct append_node {
-	struct append_node *next;
-	ig_append_done_fn done;
-	void *ctx;
-	append_waiter *waiter; /* blocking append; NULL for submit */
-	uint64_t submit_us;
-	int status;
-	uint16_t type;
-	uint32_t body_len;
-	ig_record rec;
-	uint8_t body[];
-};
+/* ---- queued appends (append_node, append_waiter: ledger_int.h) ------------------ */
 
 /* One group commit, from encoding to the checkpoint that covers it. It is
  * kept across attempts while the disk is full, so a retry rewrites exactly
@@ -136,7 +107,7 @@ typedef struct write_batch {
 /* How an attempt at a batch ended. */
 typedef enum { RUN_OK, RUN_NOSPACE, RUN_FAILED } run_result;
 
-static void notify_locked(ig_ledger *l)
+void ledger_notify_locked(ig_ledger *l)
 {
 	if (l->sync_waiters > 0)
 		pthread_cond_broadcast(&l->done_cond);
@@ -150,45 +121,49 @@ static void notify_locked(ig_ledger *l)
 	l->event_pending = false;
 }
 
-/* The record (index, hash) is reported for IG_OK and for IG_ERR_UNKNOWN: in
- * the second case it is what the record is if the next open finds it. */
-static bool status_has_record(int status)
+/* Hands w to the writer's wake_waiters, to post once mu is released; false
+ * when w must be posted now: in shared mode (its completions also come from
+ * the closing thread, which never runs wake_waiters) or without memory
+ * (slower under mu, but correct). */
+static bool defer_wake_locked(ig_ledger *l, append_waiter *w)
 {
-	return status == IG_OK || status == IG_ERR_UNKNOWN;
+	if (l->pg)
+		return false;
+	if (l->wake_n == l->wake_cap) {
+		size_t cap = l->wake_cap ? 2 * l->wake_cap : 256;
+		append_waiter **nw = realloc(l->wake, cap * sizeof *nw);
+		if (!nw)
+			return false;
+		l->wake = nw;
+		l->wake_cap = cap;
+	}
+	l->wake[l->wake_n++] = w;
+	return true;
 }
 
-static void complete_locked(ig_ledger *l, append_node *n, int status)
+void ledger_done_push_locked(ig_ledger *l, append_node *n)
+{
+	ledger_list_push(&l->done_head, &l->done_tail, n);
+	l->event_pending = true;
+}
+
+void ledger_complete_locked(ig_ledger *l, append_node *n, int status)
 {
 	n->status = status;
 	l->pending--;
 	if (n->waiter) {
 		append_waiter *w = n->waiter;
 		w->status = status;
-		if (status_has_record(status)) {
+		if (ledger_status_has_record(status)) {
 			w->rec = n->rec;
 			w->rec.body = NULL;
 		}
 		free(n);
-		if (l->wake_n == l->wake_cap) {
-			size_t cap = l->wake_cap ? 2 * l->wake_cap : 256;
-			append_waiter **nw = realloc(l->wake, cap * sizeof *nw);
-			if (!nw) {
-				sem_post(&w->done); /* slower under mu, but correct */
-				return;
-			}
-			l->wake = nw;
-			l->wake_cap = cap;
-		}
-		l->wake[l->wake_n++] = w;
+		if (!defer_wake_locked(l, w))
+			sem_post(&w->done);
 		return;
 	}
-	n->next = NULL;
-	if (l->done_tail)
-		l->done_tail->next = n;
-	else
-		l->done_head = n;
-	l->done_tail = n;
-	l->event_pending = true;
+	ledger_done_push_locked(l, n);
 }
 
 /* Wakes the blocking appenders completed since the last call, as a tree
@@ -208,29 +183,76 @@ static void wake_waiters(ig_ledger *l)
 	sem_post(&l->wake[0]->done);
 }
 
-static void fail_list_locked(ig_ledger *l, append_node *n, int status)
+void ledger_complete_list_locked(ig_ledger *l, append_node *n, int status)
 {
 	while (n) {
 		append_node *next = n->next;
-		complete_locked(l, n, status);
+		ledger_complete_locked(l, n, status);
 		n = next;
 	}
 }
 
-/* Fails every queued record that was never written with `status`. */
-static void fail_queue_locked(ig_ledger *l, int status)
+void ledger_fail_queue_locked(ig_ledger *l, int status)
 {
 	append_node *q = l->queue_head;
 	l->queue_head = l->queue_tail = NULL;
 	l->queued = 0;
-	fail_list_locked(l, q, status);
+	ledger_complete_list_locked(l, q, status);
+}
+
+void ledger_count_latency_locked(ig_ledger *l, const append_node *n, uint64_t now, bool first)
+{
+	uint64_t lat = now >= n->submit_us ? now - n->submit_us : 0;
+	if (first)
+		l->last_commit_us = lat;
+	if (lat > l->max_commit_us)
+		l->max_commit_us = lat;
+	l->latency_sum_us += lat;
+}
+
+append_node *ledger_take_batch_locked(ig_ledger *l, size_t *count)
+{
+	append_node *head = l->queue_head, *tail = head;
+	size_t n = 1, bytes = (size_t)head->body_len + IG_REC_OVERHEAD;
+	while (tail->next && n < l->max_batch &&
+	       bytes + tail->next->body_len + IG_REC_OVERHEAD <= LEDGER_MAX_BATCH_BYTES) {
+		tail = tail->next;
+		bytes += (size_t)tail->body_len + IG_REC_OVERHEAD;
+		n++;
+	}
+	l->queue_head = tail->next;
+	if (!l->queue_head)
+		l->queue_tail = NULL;
+	tail->next = NULL;
+	l->queued -= n;
+	*count = n;
+	return head;
+}
+
+int ledger_wbuf_fit(ig_ledger *l, const append_node *head, size_t *need)
+{
+	size_t len = 0;
+	for (const append_node *n = head; n; n = n->next)
+		len += (size_t)n->body_len + IG_REC_OVERHEAD;
+	*need = len;
+	if (len <= l->wcap)
+		return IG_OK;
+	size_t cap = l->wcap ? l->wcap : 65536;
+	while (cap < len)
+		cap *= 2;
+	uint8_t *nb = realloc(l->wbuf, cap);
+	if (!nb)
+		return IG_ERR_NOMEM;
+	l->wbuf = nb;
+	l->wcap = cap;
+	return IG_OK;
 }
 
 static void enter_failed_locked(ig_ledger *l)
 {
 	l->failed = true;
 	l->nospace = false;
-	fail_queue_locked(l, IG_ERR_IO);
+	ledger_fail_queue_locked(l, IG_ERR_IO);
 }
 
 /* Completes a batch that will not be acknowledged. Frames the kernel took
@@ -245,7 +267,7 @@ static void give_up_batch_locked(ig_ledger *l, write_batch *b, int absent_status
 		append_node *next = n->next;
 		end += (size_t)n->body_len + IG_REC_OVERHEAD;
 		bool maybe = b->stage == STAGE_CHECKPOINT || end <= b->written;
-		complete_locked(l, n, maybe ? IG_ERR_UNKNOWN : absent_status);
+		ledger_complete_locked(l, n, maybe ? IG_ERR_UNKNOWN : absent_status);
 		n = next;
 	}
 	b->head = NULL;
@@ -293,25 +315,29 @@ static int format_switch_acc(ig_ledger *l, const uint8_t *batch, size_t batch_le
 	return rc;
 }
 
+int ledger_encode_node(ig_ledger *l, append_node *n, uint64_t index, uint64_t ts,
+                       const uint8_t prev[IG_HASH_BYTES], size_t pos)
+{
+	ig_record *rec = &n->rec;
+	memset(rec, 0, sizeof *rec);
+	rec->index = index;
+	rec->ts_ms = ts;
+	rec->type = n->type;
+	memcpy(rec->prev_hash, prev, IG_HASH_BYTES);
+	rec->body = n->body;
+	rec->body_len = n->body_len;
+	return ig_record_encode(l->wbuf + pos, l->wcap - pos, rec);
+}
+
 /* Encodes the batch into one buffer and fixes its indexes, timestamp and
  * hashes. Runs on the writer thread without mu. */
 static int encode_batch(ig_ledger *l, write_batch *b)
 {
-	size_t need = 0;
-	for (append_node *n = b->head; n; n = n->next)
-		need += (size_t)n->body_len + IG_REC_OVERHEAD;
-	if (need > l->wcap) {
-		size_t cap = l->wcap ? l->wcap : 65536;
-		while (cap < need)
-			cap *= 2;
-		uint8_t *nb = realloc(l->wbuf, cap);
-		if (!nb) {
-			ig_log(IG_LOG_ERR, "ledger %s: out of memory for a write batch of %zu bytes; appends are refused",
-			       l->dir, need);
-			return IG_ERR_NOMEM;
-		}
-		l->wbuf = nb;
-		l->wcap = cap;
+	size_t need;
+	if (ledger_wbuf_fit(l, b->head, &need) != IG_OK) {
+		ig_log(IG_LOG_ERR, "ledger %s: out of memory for a write batch of %zu bytes; appends are refused", l->dir,
+		       need);
+		return IG_ERR_NOMEM;
 	}
 
 	if (l->tiles && b->count > l->tcap) {
@@ -330,23 +356,14 @@ static int encode_batch(ig_ledger *l, write_batch *b)
 		l->tcap = cap;
 	}
 
-	uint64_t ts = ig_now_ms();
-	if (ts < l->last_ts)
-		ts = l->last_ts; /* timestamps never go backwards in the log, even if the clock does */
+	uint64_t ts = ledger_batch_ts(l);
 	l->acc_tmp = l->acc;
 	uint64_t index = l->acc.size;
 	const uint8_t *prev = l->head;
 	size_t pos = 0, k = 0;
 	for (append_node *n = b->head; n; n = n->next, k++) {
 		ig_record *rec = &n->rec;
-		memset(rec, 0, sizeof *rec);
-		rec->index = index++;
-		rec->ts_ms = ts;
-		rec->type = n->type;
-		memcpy(rec->prev_hash, prev, IG_HASH_BYTES);
-		rec->body = n->body;
-		rec->body_len = n->body_len;
-		int len = ig_record_encode(l->wbuf + pos, l->wcap - pos, rec);
+		int len = ledger_encode_node(l, n, index++, ts, prev, pos);
 		if (len < 0) {
 			ig_log(IG_LOG_ERR, "ledger %s: cannot encode record %" PRIu64 " (code %d); appends are refused",
 			       l->dir, rec->index, len);
@@ -492,20 +509,12 @@ static void finish_batch_locked(ig_ledger *l, write_batch *b)
 	l->event_pending = true;
 
 	uint64_t now = ig_mono_us();
-	bool first = true;
 	for (append_node *n = b->head; n;) {
 		append_node *next = n->next;
-		uint64_t lat = now >= n->submit_us ? now - n->submit_us : 0;
-		if (first) {
-			l->last_commit_us = lat;
-			first = false;
-		}
-		if (lat > l->max_commit_us)
-			l->max_commit_us = lat;
-		l->latency_sum_us += lat;
+		ledger_count_latency_locked(l, n, now, n == b->head);
 		if (!next)
 			memcpy(l->head, n->rec.hash, IG_HASH_BYTES);
-		complete_locked(l, n, IG_OK);
+		ledger_complete_locked(l, n, IG_OK);
 		n = next;
 	}
 	atomic_store(&l->height, l->acc.size);
@@ -545,10 +554,10 @@ static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_u
 		l->nospace = true;
 		/* Records behind the held batch were never written: say so now
 		 * rather than keep their senders waiting on the disk. */
-		fail_queue_locked(l, IG_ERR_NOSPACE);
+		ledger_fail_queue_locked(l, IG_ERR_NOSPACE);
 		*retry_at = ig_mono_us() + *retry_us;
 		*retry_us = *retry_us * 2 > NOSPACE_RETRY_MAX_US ? NOSPACE_RETRY_MAX_US : *retry_us * 2;
-		notify_locked(l);
+		ledger_notify_locked(l);
 		return false;
 	}
 	if (l->nospace) {
@@ -566,7 +575,7 @@ static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_u
 		give_up_batch_locked(l, b, IG_ERR_IO);
 		enter_failed_locked(l);
 	}
-	notify_locked(l);
+	ledger_notify_locked(l);
 	return true;
 }
 
@@ -575,7 +584,7 @@ static bool attempt_batch_locked(ig_ledger *l, write_batch *b, uint64_t *retry_u
  * newer batch's own checkpoint is never replaced by an older tree, and the
  * next batch replaces this one (its cosignatures then come with the next
  * quorum). The writer owns the tiles, so the check cannot race a batch. */
-static void publish_cosigned_locked(ig_ledger *l)
+void ledger_publish_cosigned_locked(ig_ledger *l)
 {
 	char text[IG_CHECKPOINT_MAX + 1];
 	size_t len = l->cosigned_len;
@@ -605,7 +614,7 @@ static void *writer_main(void *arg)
 	if (!b) {
 		ig_log(IG_LOG_ERR, "ledger %s: out of memory starting the writer; appends are refused", l->dir);
 		enter_failed_locked(l);
-		notify_locked(l);
+		ledger_notify_locked(l);
 	}
 	for (;;) {
 		if (l->queue_head || held || (l->acc.size > l->cp.size && !l->failed))
@@ -625,7 +634,7 @@ static void *writer_main(void *arg)
 				l->in_flight = false;
 				l->nospace = false;
 				l->failed = true;
-				notify_locked(l);
+				ledger_notify_locked(l);
 				continue;
 			}
 			if (ig_mono_us() < retry_at) {
@@ -639,7 +648,7 @@ static void *writer_main(void *arg)
 			idle_deadline = 0;
 			if (l->failed || !b) {
 				enter_failed_locked(l);
-				notify_locked(l);
+				ledger_notify_locked(l);
 				continue;
 			}
 			/* The submitters of the batch just committed are usually about to
@@ -657,19 +666,8 @@ static void *writer_main(void *arg)
 			gather_until = 0;
 			/* Group commit: everything queued (up to the limits) goes in one
 			 * write, one fdatasync and one checkpoint. */
-			append_node *head = l->queue_head, *tail = head;
-			size_t count = 1, bytes = (size_t)head->body_len + IG_REC_OVERHEAD;
-			while (tail->next && count < l->max_batch &&
-			       bytes + tail->next->body_len + IG_REC_OVERHEAD <= MAX_BATCH_BYTES) {
-				tail = tail->next;
-				bytes += (size_t)tail->body_len + IG_REC_OVERHEAD;
-				count++;
-			}
-			l->queue_head = tail->next;
-			if (!l->queue_head)
-				l->queue_tail = NULL;
-			tail->next = NULL;
-			l->queued -= count;
+			size_t count;
+			append_node *head = ledger_take_batch_locked(l, &count);
 			memset(b, 0, offsetof(write_batch, cp_text));
 			b->head = head;
 			b->count = count;
@@ -679,10 +677,10 @@ static void *writer_main(void *arg)
 			pthread_mutex_lock(&l->mu);
 			if (rc != IG_OK) {
 				l->in_flight = false;
-				fail_list_locked(l, b->head, rc);
+				ledger_complete_list_locked(l, b->head, rc);
 				b->head = NULL;
 				enter_failed_locked(l);
-				notify_locked(l);
+				ledger_notify_locked(l);
 				continue;
 			}
 			held = !attempt_batch_locked(l, b, &retry_us, &retry_at);
@@ -693,7 +691,7 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		if (l->cosigned_pending) {
-			publish_cosigned_locked(l);
+			ledger_publish_cosigned_locked(l);
 			continue;
 		}
 		/* Records in the log beyond the checkpoint (a crash between a batch's
@@ -796,6 +794,12 @@ int ledger_writer_unseal(ig_ledger *l, const uint8_t sk[IG_SK_BYTES], ig_error *
 	 * created below sees it (pthread_create orders the writes before it). */
 	memcpy(l->ch_sk, sk, IG_SK_BYTES);
 	atomic_store(&l->sealed, false);
+	if (l->pg) {
+		/* Shared mode's thread already runs (it follows while sealed); it
+		 * reads ch_sk under mu, only for a batch submitted after this. */
+		pthread_mutex_unlock(&l->mu);
+		return IG_OK;
+	}
 	int rc = writer_ensure_locked(l);
 	if (rc != 0) {
 		atomic_store(&l->sealed, true);
@@ -829,7 +833,7 @@ void ledger_writer_stop(ig_ledger *l)
 
 /* ---- appending ----------------------------------------------------------------- */
 
-static append_node *node_new(uint16_t type, const uint8_t *body, size_t len)
+append_node *ledger_node_new(uint16_t type, const uint8_t *body, size_t len)
 {
 	append_node *n = malloc(sizeof *n + len);
 	if (!n)
@@ -847,6 +851,8 @@ int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint6
 {
 	if (!l || !text || len == 0 || len > IG_CHECKPOINT_MAX)
 		return IG_ERR_RANGE;
+	if (l->pg)
+		return ledger_pg_publish_cosigned(l, text, len, size);
 	pthread_mutex_lock(&l->mu);
 	int rc = IG_OK;
 	if (l->stopping || l->failed)
@@ -854,14 +860,18 @@ int ig_ledger_publish_cosigned(ig_ledger *l, const char *text, size_t len, uint6
 	else if (!atomic_load(&l->sealed) && writer_ensure_locked(l) != 0)
 		rc = IG_ERR_NOMEM;   /* sealed: kept for the thread ig_ledger_unseal starts */
 	if (rc == IG_OK) {
-		memcpy(l->cosigned_text, text, len);
-		l->cosigned_len = len;
-		l->cosigned_size = size;
-		l->cosigned_pending = true;
+		ledger_hold_cosigned_locked(l, text, len, size);
 		pthread_cond_signal(&l->work_cond);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return rc;
+}
+
+void ledger_queue_push_locked(ig_ledger *l, append_node *n)
+{
+	ledger_list_push(&l->queue_head, &l->queue_tail, n);
+	l->pending++;
+	l->queued++;
 }
 
 /* Queues n; returns IG_OK or why not (n is then still the caller's). */
@@ -884,13 +894,7 @@ static int enqueue(ig_ledger *l, append_node *n)
 		pthread_mutex_unlock(&l->mu);
 		return IG_ERR_NOMEM;   /* no thread: the system is out of resources */
 	}
-	if (l->queue_tail)
-		l->queue_tail->next = n;
-	else
-		l->queue_head = n;
-	l->queue_tail = n;
-	l->pending++;
-	l->queued++;
+	ledger_queue_push_locked(l, n);
 	/* Only wake the writer when it waits for work, or for this many records. */
 	if (l->wake_writer_at && l->queued >= l->wake_writer_at)
 		pthread_cond_signal(&l->work_cond);
@@ -919,7 +923,9 @@ int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	int rc = check_submit(l, type, body, len);
 	if (rc != IG_OK)
 		return rc;
-	append_node *n = node_new(type, body, len);
+	if (l->pg)
+		return ledger_pg_submit(l, type, body, len, done, ctx);
+	append_node *n = ledger_node_new(type, body, len);
 	if (!n)
 		return IG_ERR_NOMEM;
 	n->done = done;
@@ -930,14 +936,12 @@ int ig_ledger_submit(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	return rc;
 }
 
-int ig_ledger_poll(ig_ledger *l)
+append_node *ledger_take_done(ig_ledger *l)
 {
-	if (!l->writer)
-		return 0;
 	/* A plain load first: this runs on every pass of the broker's loop, and
 	 * an exchange is a locked instruction even when nothing happened. */
 	if (!atomic_load_explicit(&l->poll_work, memory_order_relaxed) || !atomic_exchange(&l->poll_work, false))
-		return 0;
+		return NULL;
 	uint64_t count;
 	/* Drain before taking the list: a completion added after the take
 	 * re-arms the fd, so no wakeup is lost. */
@@ -947,12 +951,27 @@ int ig_ledger_poll(ig_ledger *l)
 	append_node *n = l->done_head;
 	l->done_head = l->done_tail = NULL;
 	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
+void ledger_run_done(append_node *n)
+{
+	if (n->done)
+		n->done(n->ctx, n->status, ledger_status_has_record(n->status) ? &n->rec : NULL);
+	free(n);
+}
+
+int ig_ledger_poll(ig_ledger *l)
+{
+	if (!l->writer)
+		return 0;
+	if (l->pg)
+		return ledger_pg_poll(l);
+	append_node *n = ledger_take_done(l);
 	int ran = 0;
 	while (n) {
 		append_node *next = n->next;
-		if (n->done)
-			n->done(n->ctx, n->status, status_has_record(n->status) ? &n->rec : NULL);
-		free(n);
+		ledger_run_done(n);
 		ran++;
 		n = next;
 	}
@@ -967,10 +986,16 @@ bool ig_ledger_checkpoint_changed(ig_ledger *l)
 	       atomic_exchange(&l->checkpoint_changed, false);
 }
 
-/* Says why a record was refused or not written, and what to do. */
-static int refusal_error(const ig_ledger *l, int rc, ig_error *err)
+/* Says why a record was refused or not written, and what to do (index:
+ * the record's, for IG_ERR_UNKNOWN). */
+static int refusal_error(ig_ledger *l, int rc, uint64_t index, ig_error *err)
 {
 	switch (rc) {
+	case IG_ERR_UNKNOWN:
+		return ig_error_set(err, rc, "ledger %s: a write or fsync failed after record %" PRIu64 " was handed to the "
+		                    "disk, so it may or may not be in the ledger (check with `iotguard verify` after fixing "
+		                    "the disk and reopening); the ledger refuses appends until reopened",
+		                    l->dir, index);
 	case IG_ERR_CLOSED:
 		return ig_error_set(err, rc, "ledger %s is closing; the record was not appended", l->dir);
 	case IG_ERR_NOSPACE:
@@ -1001,24 +1026,21 @@ int ig_ledger_append(ig_ledger *l, uint16_t type, const uint8_t *body, size_t le
 	if (rc == IG_ERR_STATE)
 		return ig_error_set(err, rc, "ledger %s is open read-only; appends need a writer open", l->dir);
 	if (rc == IG_ERR_SEALED)
-		return refusal_error(l, rc, err);
+		return refusal_error(l, rc, 0, err);
 	if (rc == IG_ERR_RANGE)
 		return ig_error_set(err, rc, "record body of %zu bytes exceeds the %" PRIu32 "-byte limit of ledger format %u",
 		                    len, ledger_max_frame(l->version) - IG_REC_OVERHEAD, l->version);
 	if (rc != IG_OK)
 		return ig_error_set(err, rc, type == IG_REC_FORMAT ? "ig_ledger_append: format records are written by "
 		                    "ig_ledger_upgrade only" : "ig_ledger_append: missing body");
+	if (l->pg)
+		return ledger_pg_append(l, type, body, len, rec_out, err);
 	return append_wait(l, type, body, len, rec_out, err);
 }
 
-/* Appends one record and waits until it is durable (or not written). */
-static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len, ig_record *rec_out,
-                       ig_error *err)
+int ledger_append_wait(ig_ledger *l, append_node *n, ledger_enqueue_fn enqueue, ledger_explain_fn explain,
+                       ig_record *rec_out, ig_error *err)
 {
-	int rc;
-	append_node *n = node_new(type, body, len);
-	if (!n)
-		return ig_error_set(err, IG_ERR_NOMEM, "out of memory appending to ledger %s", l->dir);
 	append_waiter w;
 	memset(&w, 0, sizeof w);
 	if (sem_init(&w.done, 0, 0) != 0) {
@@ -1026,11 +1048,11 @@ static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t 
 		return ig_error_set(err, IG_ERR_NOMEM, "cannot create a semaphore: %s", strerror(errno));
 	}
 	n->waiter = &w;
-	rc = enqueue(l, n); /* from here on the writer owns (and frees) n */
+	int rc = enqueue(l, n); /* from here on the thread owns (and frees) n */
 	if (rc != IG_OK) {
 		free(n);
 		sem_destroy(&w.done);
-		return refusal_error(l, rc, err);
+		return explain(l, rc, 0, err);
 	}
 	while (sem_wait(&w.done) != 0 && errno == EINTR)
 		;
@@ -1039,19 +1061,21 @@ static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t 
 	if (w.wake_b)
 		sem_post(&w.wake_b->done);
 	sem_destroy(&w.done);
-	rc = w.status;
-	if (rc == IG_OK) {
-		if (rec_out)
-			*rec_out = w.rec;
-	} else if (rc == IG_ERR_UNKNOWN) {
-		ig_error_set(err, rc, "ledger %s: a write or fsync failed after record %" PRIu64 " was handed to the disk, "
-		             "so it may or may not be in the ledger (check with `iotguard verify` after fixing the disk "
-		             "and reopening); the ledger refuses appends until reopened",
-		             l->dir, w.rec.index);
-	} else {
-		refusal_error(l, rc, err);
-	}
-	return rc;
+	if (w.status != IG_OK)
+		return explain(l, w.status, w.rec.index, err);
+	if (rec_out)
+		*rec_out = w.rec;
+	return IG_OK;
+}
+
+/* Appends one record and waits until it is durable (or not written). */
+static int append_wait(ig_ledger *l, uint16_t type, const uint8_t *body, size_t len, ig_record *rec_out,
+                       ig_error *err)
+{
+	append_node *n = ledger_node_new(type, body, len);
+	if (!n)
+		return ig_error_set(err, IG_ERR_NOMEM, "out of memory appending to ledger %s", l->dir);
+	return ledger_append_wait(l, n, enqueue, refusal_error, rec_out, err);
 }
 
 int ig_ledger_sync(ig_ledger *l, ig_error *err)
@@ -1061,6 +1085,8 @@ int ig_ledger_sync(ig_ledger *l, ig_error *err)
 	if (atomic_load(&l->sealed))
 		return ig_error_set(err, IG_ERR_SEALED, "ledger %s is sealed: nothing can be signed until the custody "
 		                    "holders unseal its key", l->dir);
+	if (l->pg)
+		return ledger_pg_sync(l, err);
 	pthread_mutex_lock(&l->mu);
 	l->sync_waiters++;
 	pthread_cond_signal(&l->work_cond);
@@ -1082,6 +1108,7 @@ int ig_ledger_sync(ig_ledger *l, ig_error *err)
 
 void ig_ledger_get_stats(ig_ledger *l, ig_ledger_stats *st)
 {
+	/* Both modes keep these figures in l. */
 	pthread_mutex_lock(&l->mu);
 	st->height = atomic_load(&l->height);
 	st->pending = l->pending;
@@ -1098,6 +1125,9 @@ int ig_ledger_upgrade(ig_ledger *l, const char *by, ig_record *rec_out, ig_error
 {
 	if (!l->writer)
 		return ig_error_set(err, IG_ERR_STATE, "ledger %s is open read-only; an upgrade needs a writer open", l->dir);
+	if (l->pg)
+		return ig_error_set(err, IG_ERR_STATE, "the shared ledger in PostgreSQL cannot be upgraded in place; upgrade "
+		                    "the file ledger before migrating (iotguard upgrade, then iotguard migrate)");
 	if (atomic_load(&l->sealed))
 		return ig_error_set(err, IG_ERR_SEALED, "ledger %s is sealed: an upgrade appends a record, which needs "
 		                    "the key; unseal it first", l->dir);

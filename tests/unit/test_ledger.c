@@ -35,17 +35,6 @@ static char log_path[340];
 static char cp_path[340];
 static char key_file[340];
 static char logbuf[16384];
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void capture_log(void *ctx, ig_log_level level, const char *msg)
-{
-	(void)ctx;
-	(void)level;
-	pthread_mutex_lock(&log_mu);
-	size_t used = strlen(logbuf);
-	snprintf(logbuf + used, sizeof logbuf - used, "%s\n", msg);
-	pthread_mutex_unlock(&log_mu);
-}
 
 static void setup(void)
 {
@@ -55,8 +44,7 @@ static void setup(void)
 	snprintf(log_path, sizeof log_path, "%s/%s", ldir, IG_LEDGER_LOG);
 	snprintf(cp_path, sizeof cp_path, "%s/%s", ldir, IG_LEDGER_CHECKPOINT);
 	snprintf(key_file, sizeof key_file, "%s/%s", ldir, IG_LEDGER_KEY);
-	logbuf[0] = '\0';
-	ig_log_set(capture_log, NULL);
+	tu_log_capture(logbuf, sizeof logbuf);
 }
 
 static void teardown(void)

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,41 @@
 #ifndef IG_SOURCE_ROOT
 #error "IG_SOURCE_ROOT must name the source tree (tests/meson.build sets it)"
 #endif
+
+/* ---- captured log lines ---------------------------------------------------- */
+
+static char *log_buf;
+static size_t log_cap;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void log_append(void *ctx, ig_log_level level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	pthread_mutex_lock(&log_mu);
+	size_t used = strlen(log_buf);
+	snprintf(log_buf + used, log_cap - used, "%s\n", msg);
+	pthread_mutex_unlock(&log_mu);
+}
+
+void tu_log_capture(char *buf, size_t cap)
+{
+	cr_assert(buf && cap > 0);
+	pthread_mutex_lock(&log_mu);
+	log_buf = buf;
+	log_cap = cap;
+	buf[0] = '\0';
+	pthread_mutex_unlock(&log_mu);
+	ig_log_set(log_append, NULL);
+}
+
+bool tu_log_has(const char *needle)
+{
+	pthread_mutex_lock(&log_mu);
+	bool has = log_buf && strstr(log_buf, needle) != NULL;
+	pthread_mutex_unlock(&log_mu);
+	return has;
+}
 
 /* ---- seeded random numbers ---------------------------------------------- */
 

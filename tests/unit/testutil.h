@@ -81,6 +81,12 @@ char *tu_read_file(const char *path, size_t *len);
 /* The text of docs/<name> in the source tree, read once per process. */
 const char *tu_read_doc(const char *name);
 
+/* Sends every ig_log line, from any thread, to buf (cap bytes, emptied
+ * now), one line each, until the buffer is full. */
+void tu_log_capture(char *buf, size_t cap);
+/* True if the captured log holds needle (read under the writers' lock). */
+bool tu_log_has(const char *needle);
+
 /* Field name of JSON object o as a number / a string; fails the test when
  * it is missing or of another type. */
 struct cJSON;
