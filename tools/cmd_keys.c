@@ -17,7 +17,9 @@
 #include "ig_token.h"
 
 #define TOKEN_TTL_DEFAULT 300
-#define TOKEN_TTL_MAX 86400
+/* A bridge token (docs/PROTOCOL.md "Several brokers") may live up to a year;
+ * the broker caps every role's lifetime itself (ttl_<role>). */
+#define TOKEN_TTL_MAX (365 * 86400)
 
 void cli_print_pk(const uint8_t pk[IG_PK_BYTES])
 {
@@ -136,6 +138,7 @@ static int token_help(void)
 	       "  --key FILE       that identity's key file\n"
 	       "  --cluster NAME   the cluster the token is valid in\n"
 	       "  --ttl SECONDS    lifetime, 1..%d (default %d); the broker also caps it per role\n"
+	       "                   (a bridge token: up to 30 days by default, 2592000)\n"
 	       "  --help           show this help\n",
 	       TOKEN_TTL_MAX, TOKEN_TTL_DEFAULT);
 	return CLI_EXIT_OK;

@@ -52,6 +52,7 @@ static const char *const role_names[IG_ROLE_COUNT] = {
 	[IG_ROLE_MONITOR] = "monitor",
 	[IG_ROLE_ADMIN] = "admin",
 	[IG_ROLE_WITNESS] = "witness",
+	[IG_ROLE_BRIDGE] = "bridge",
 };
 
 const char *ig_role_name(ig_role role)

@@ -73,8 +73,9 @@ typedef enum ig_role {
 	IG_ROLE_MONITOR = 3,
 	IG_ROLE_ADMIN = 4,
 	IG_ROLE_WITNESS = 5,    /* cosigns checkpoints (docs/PROTOCOL.md, "Witnesses") */
+	IG_ROLE_BRIDGE = 6,     /* a broker's bridge connection (docs/PROTOCOL.md, "Several brokers") */
 } ig_role;
-#define IG_ROLE_COUNT 6
+#define IG_ROLE_COUNT 7
 
 const char *ig_role_name(ig_role role);           /* "device", ...; "none" for invalid */
 ig_role ig_role_parse(const char *name);           /* IG_ROLE_NONE if unknown */

@@ -110,14 +110,14 @@ static int parse_role(const cJSON *obj, const char *cmd_name, bool required, ig_
 		return rc;
 	if (!s) {
 		if (required)
-			return ig_error_set(err, IG_ERR_INVAL, "%s: \"role\" is missing; use device, analyst, monitor "
-			                    "or admin", cmd_name);
+			return ig_error_set(err, IG_ERR_INVAL, "%s: \"role\" is missing; use device, analyst, monitor, "
+			                    "admin, witness or bridge", cmd_name);
 		return IG_OK;
 	}
 	*out = ig_role_parse(s);
 	if (*out == IG_ROLE_NONE)
-		return ig_error_set(err, IG_ERR_INVAL, "%s: unknown role \"%.32s\"; use device, analyst, monitor "
-		                    "or admin", cmd_name, s);
+		return ig_error_set(err, IG_ERR_INVAL, "%s: unknown role \"%.32s\"; use device, analyst, monitor, "
+		                    "admin, witness or bridge", cmd_name, s);
 	return IG_OK;
 }
 

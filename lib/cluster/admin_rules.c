@@ -46,7 +46,7 @@ static void index_note(char *out, size_t cap, uint64_t index)
 static bool admit_enroll(ig_admin_refusal *why, const ig_identity *cur, const ig_admin_cmd *cmd)
 {
 	if (cmd->role <= IG_ROLE_NONE || cmd->role >= IG_ROLE_COUNT)
-		return refuse(why, IG_ADMIN_E_MALFORMED, "enroll: unknown role; use device, analyst, monitor or admin");
+		return refuse(why, IG_ADMIN_E_MALFORMED, "enroll: unknown role; use device, analyst, monitor, admin, witness or bridge");
 	if (cur && cur->status == IG_ID_ACTIVE)
 		return refuse(why, IG_ADMIN_E_EXISTS, "%s is already enrolled (active, ledger index %" PRIu64 "); "
 		              "revoke it first to enroll a new key", cmd->id, cur->enrolled_index);

@@ -44,10 +44,19 @@ extern const char ig_policy_default_json[];
  * the policy file lets it change on SIGHUP: Mosquitto 2.0 passes no plugin
  * options to a reload. */
 #define IG_POLICY_MAX_TTL (7u * 86400u)
+/* Bridge tokens sit in mosquitto.conf as remote_password and are presented
+ * at every reconnect (docs/PROTOCOL.md "Several brokers"), so they may live
+ * far longer; revocation, not expiry, is what ends a bridge identity. */
+#define IG_POLICY_MAX_TTL_BRIDGE (365u * 86400u)
 uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role);
+/* The largest max_token_ttl (or plugin_opt_ttl_<role>) a role may have:
+ * IG_POLICY_MAX_TTL_BRIDGE for bridge, IG_POLICY_MAX_TTL otherwise. */
+uint32_t ig_policy_ttl_limit(ig_role role);
 
 /* A role's "single_use" (default false): the broker accepts each of the
- * role's tokens for one connection only and refuses a second as "replayed". */
+ * role's tokens for one connection only and refuses a second as "replayed".
+ * Never true for bridge: a load refuses it (a bridge reconnects with the
+ * same configured token). */
 bool ig_policy_single_use(const ig_policy *p, ig_role role);
 
 /* A number no other policy loaded by this process has (never 0): decisions

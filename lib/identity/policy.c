@@ -131,6 +131,11 @@ uint32_t ig_policy_max_ttl(const ig_policy *p, ig_role role)
 	return p->max_token_ttl[role];
 }
 
+uint32_t ig_policy_ttl_limit(ig_role role)
+{
+	return role == IG_ROLE_BRIDGE ? IG_POLICY_MAX_TTL_BRIDGE : IG_POLICY_MAX_TTL;
+}
+
 bool ig_policy_single_use(const ig_policy *p, ig_role role)
 {
 	if (!p || (int)role <= IG_ROLE_NONE || (int)role >= IG_ROLE_COUNT)
@@ -323,15 +328,20 @@ static int parse_role(const cJSON *obj, ig_role role, ig_policy *p, ig_error *er
 	for (const cJSON *item = obj->child; item; item = item->next) {
 		if (strcmp(item->string, "max_token_ttl") == 0) {
 			uint64_t v;
-			if (ig_json_uint(&v, item, 1, IG_POLICY_MAX_TTL) != IG_OK)
+			uint32_t limit = ig_policy_ttl_limit(role);
+			if (ig_json_uint(&v, item, 1, limit) != IG_OK)
 				return ig_error_set(err, IG_ERR_INVAL, "%s.max_token_ttl: must be a whole number of seconds "
-				                    "from 1 to %u", where, (unsigned)IG_POLICY_MAX_TTL);
+				                    "from 1 to %u", where, (unsigned)limit);
 			p->max_token_ttl[role] = (uint32_t)v;
 			continue;
 		}
 		if (strcmp(item->string, "single_use") == 0) {
 			if (!cJSON_IsBool(item))
 				return ig_error_set(err, IG_ERR_INVAL, "%s.single_use: must be true or false", where);
+			if (role == IG_ROLE_BRIDGE && cJSON_IsTrue(item))
+				return ig_error_set(err, IG_ERR_INVAL, "%s.single_use: must be false: a bridge presents the "
+				                    "same token (remote_password in mosquitto.conf) at every reconnect; "
+				                    "revoke the bridge identity to end it", where);
 			p->single_use[role] = cJSON_IsTrue(item);
 			continue;
 		}
@@ -364,7 +374,7 @@ static int parse_m2m(const cJSON *obj, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "m2m: unknown role \"%.64s\"; roles are device, analyst, "
-			                    "monitor, admin and witness", item->string);
+			                    "monitor, admin, witness and bridge", item->string);
 		if (!cJSON_IsArray(item))
 			return ig_error_set(err, IG_ERR_INVAL, "m2m.%s: must be an array of role names", ig_role_name(role));
 		int i = 0;
@@ -375,7 +385,7 @@ static int parse_m2m(const cJSON *obj, ig_policy *p, ig_error *err)
 			ig_role peer = ig_role_parse(e->valuestring);
 			if (peer == IG_ROLE_NONE)
 				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: unknown role \"%.64s\"; roles are device, "
-				                    "analyst, monitor, admin and witness", ig_role_name(role), i, e->valuestring);
+				                    "analyst, monitor, admin, witness and bridge", ig_role_name(role), i, e->valuestring);
 			if (p->m2m[role] & (1u << peer))
 				return ig_error_set(err, IG_ERR_INVAL, "m2m.%s[%d]: \"%s\" is listed twice; keep one",
 				                    ig_role_name(role), i, ig_role_name(peer));
@@ -399,7 +409,7 @@ static int parse_attestation(const cJSON *obj, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "attestation: unknown role \"%.64s\"; roles are device, "
-			                    "analyst, monitor, admin and witness", item->string);
+			                    "analyst, monitor, admin, witness and bridge", item->string);
 		if (!cJSON_IsArray(item))
 			return ig_error_set(err, IG_ERR_INVAL, "attestation.%s: must be an array of measurements "
 			                    "(64 hex characters each)", ig_role_name(role));
@@ -517,7 +527,7 @@ static int parse_custody(const cJSON *obj, ig_policy *p, ig_error *err)
 		return IG_OK;
 	if (!cJSON_IsArray(roles) || !roles->child)
 		return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles: must be a non-empty array of role names "
-		                    "(device, analyst, monitor, admin, witness), e.g. [\"device\"]");
+		                    "(device, analyst, monitor, admin, witness, bridge), e.g. [\"device\"]");
 	int i = 0;
 	for (const cJSON *e = roles->child; e; e = e->next, i++) {
 		if (!cJSON_IsString(e) || !e->valuestring)
@@ -525,7 +535,7 @@ static int parse_custody(const cJSON *obj, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(e->valuestring);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles[%d]: unknown role \"%.64s\"; roles are "
-			                    "device, analyst, monitor, admin and witness", i, e->valuestring);
+			                    "device, analyst, monitor, admin, witness and bridge", i, e->valuestring);
 		if (p->custody_roles & (1u << role))
 			return ig_error_set(err, IG_ERR_INVAL, "custody.holder_roles[%d]: \"%s\" is listed twice; keep one",
 			                    i, ig_role_name(role));
@@ -629,7 +639,7 @@ static int parse_tree(const cJSON *root, ig_policy *p, ig_error *err)
 		ig_role role = ig_role_parse(item->string);
 		if (role == IG_ROLE_NONE)
 			return ig_error_set(err, IG_ERR_INVAL, "roles: unknown role \"%.64s\"; roles are device, "
-			                    "analyst, monitor, admin and witness", item->string);
+			                    "analyst, monitor, admin, witness and bridge", item->string);
 		rc = parse_role(item, role, p, err);
 		if (rc != IG_OK)
 			return rc;

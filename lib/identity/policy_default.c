@@ -8,6 +8,16 @@
  */
 #include "ig_policy.h"
 
+/* A bridge publishes and subscribes the same topics: exactly the device
+ * traffic brokers bridge to each other (docs/PROTOCOL.md "Several
+ * brokers"). */
+#define BRIDGED_TOPICS \
+	"        \"iotguard/{cluster}/dev/+/inbox\",\n" \
+	"        \"iotguard/{cluster}/dev/+/status\",\n" \
+	"        \"iotguard/{cluster}/dev/+/data/#\",\n" \
+	"        \"iotguard/{cluster}/dev/+/results/#\",\n" \
+	"        \"iotguard/{cluster}/m2m/#\"\n"
+
 const char ig_policy_default_json[] =
 	"{\n"
 	"  \"version\": 1,\n"
@@ -100,6 +110,17 @@ const char ig_policy_default_json[] =
 	"      ],\n"
 	"      \"subscribe\": [\n"
 	"        \"iotguard/{cluster}/dev/{id}/inbox\"\n"
+	"      ]\n"
+	"    },\n"
+	"    \"bridge\": {\n"
+	"      \"publish\": [\n"
+	BRIDGED_TOPICS
+	"      ],\n"
+	"      \"subscribe\": [\n"
+	BRIDGED_TOPICS
+	"      ],\n"
+	"      \"retain\": [\n"
+	"        \"iotguard/{cluster}/dev/+/status\"\n"
 	"      ]\n"
 	"    }\n"
 	"  },\n"

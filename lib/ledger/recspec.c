@@ -133,7 +133,7 @@ static int field_check(const char *what, const ig_field_spec *f, const uint8_t *
 	case IG_FIELD_ROLE:
 		if (vlen == 1 && v[0] > IG_ROLE_NONE && v[0] < IG_ROLE_COUNT)
 			return IG_OK;
-		return bad_field(what, f->name, "must be one byte, 1..4", err);
+		return bad_field(what, f->name, "must be one byte, 1..6 (device, analyst, monitor, admin, witness, bridge)", err);
 	case IG_FIELD_U8:
 		if (vlen == 1 && v[0] >= f->min && v[0] <= f->max)
 			return IG_OK;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ig_auth.h"
+#include "ig_policy.h"
 #include "testutil.h"
 
 #define NOW 1767225600ull
@@ -590,4 +591,52 @@ Test(auth, connect_warns_once_a_second_when_the_replay_cache_is_full)
 	                        NOW), IG_AUTH_RATE_LIMITED);
 	cr_assert_not(said("single-use token cache", IG_AUTH_LOG_WARNING), "once a second, not per refusal");
 	fixture_free(&f);
+}
+
+/* A bridge (docs/PROTOCOL.md "Several brokers") reconnects with the one
+ * token in its mosquitto.conf: under the built-in policy it is accepted
+ * again and again, for up to the plugin's default 30 days; a device's token
+ * or key never opens a bridge's connection; revocation ends it. */
+Test(auth, bridge_token_is_reusable_long_lived_and_only_the_bridges)
+{
+	uint8_t br_pk[32], br_sk[64];
+	crypto_sign_keypair(br_pk, br_sk);
+	enroll("b1", IG_ROLE_BRIDGE, br_pk);
+	ig_policy *pol = NULL;
+	ig_error err = {0};
+	cr_assert_eq(ig_policy_parse(ig_policy_default_json, strlen(ig_policy_default_json), &pol, &err), IG_OK, "%s",
+	             err.msg);
+	ig_nonces *cache;
+	cr_assert_eq(ig_nonces_new(&cache, 1000), IG_OK);
+	params.replay = cache;
+	for (int r = 0; r < IG_ROLE_COUNT; r++)
+		params.single_use[r] = ig_policy_single_use(pol, (ig_role)r);
+	params.max_ttl_s[IG_ROLE_BRIDGE] = 30u * 86400u;   /* the plugin's default ttl_bridge */
+	cr_assert(params.single_use[IG_ROLE_DEVICE], "the built-in policy makes device tokens single-use");
+
+	char bt[sizeof tok];
+	snprintf(bt, sizeof bt, "%s", mint(br_sk, "demo", "b1", NOW, NOW + 30u * 86400u));
+	for (int i = 0; i < 3; i++)
+		EXPECT(IG_AUTH_OK, "b1", "b1", bt);
+	cr_assert_eq(ig_nonces_count(cache), 0, "a bridge token's nonce is never remembered");
+	params.now_s = NOW + 29u * 86400u;
+	EXPECT(IG_AUTH_OK, "b1", "b1", bt);
+	params.now_s = NOW;
+	EXPECT(IG_AUTH_TTL_TOO_LONG, "b1", "b1", mint(br_sk, "demo", "b1", NOW, NOW + 30u * 86400u + 1));
+	/* The same lifetime is far too long for a device. */
+	EXPECT(IG_AUTH_TTL_TOO_LONG, "dev1", "dev1", mint(dev_sk, "demo", "dev1", NOW, NOW + 30u * 86400u));
+
+	/* A device's token cannot open the bridge's connection, nor can its key
+	 * sign for the bridge. */
+	char dt[sizeof tok];
+	snprintf(dt, sizeof dt, "%s", mint(dev_sk, "demo", "dev1", NOW, NOW + 300));
+	EXPECT(IG_AUTH_ID_MISMATCH, "b1", "b1", dt);
+	EXPECT(IG_AUTH_ID_MISMATCH, "dev1", "b1", dt);
+	EXPECT(IG_AUTH_BAD_SIGNATURE, "b1", "b1", mint(dev_sk, "demo", "b1", NOW, NOW + 300));
+
+	revoke("b1");
+	EXPECT(IG_AUTH_REVOKED, "b1", "b1", bt);
+	params.replay = NULL;
+	ig_nonces_free(cache);
+	ig_policy_free(pol);
 }

@@ -29,7 +29,9 @@ Test(common, roles)
 	cr_assert_str_eq(ig_role_name(IG_ROLE_ADMIN), "admin");
 	cr_assert_str_eq(ig_role_name(IG_ROLE_NONE), "none");
 	cr_assert_str_eq(ig_role_name(IG_ROLE_WITNESS), "witness");
-	cr_assert_str_eq(ig_role_name((ig_role)6), "none");
+	cr_assert_str_eq(ig_role_name(IG_ROLE_BRIDGE), "bridge");
+	cr_assert_eq(ig_role_parse("bridge"), IG_ROLE_BRIDGE);
+	cr_assert_str_eq(ig_role_name((ig_role)7), "none");
 	cr_assert_str_eq(ig_role_name((ig_role)-1), "none");
 	cr_assert_str_eq(ig_role_name((ig_role)255), "none");
 	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
@@ -45,6 +47,8 @@ Test(common, roles)
 	cr_assert_eq(IG_ROLE_MONITOR, 3);
 	cr_assert_eq(IG_ROLE_ADMIN, 4);
 	cr_assert_eq(IG_ROLE_WITNESS, 5);
+	cr_assert_eq(IG_ROLE_BRIDGE, 6);
+	cr_assert_eq(IG_ROLE_COUNT, 7);
 }
 
 Test(common, id_valid)

@@ -915,3 +915,80 @@ Test(policy, kp_revoked_is_readable_by_every_role_but_witness)
 	cr_expect(!ig_policy_allows(p, IG_ROLE_WITNESS, SUB, "C", "w1", "iotguard/C/kp/revoked"));
 	ig_policy_free(p);
 }
+
+/* ---- bridges (issue 11, docs/PROTOCOL.md "Several brokers") ------------- */
+
+/* Exactly the bridged topics, for any device id, both ways; nothing of the
+ * cluster head's own (requests, ledger, stats, custody, key rings, admin). */
+Test(policy, bridge_role_reaches_exactly_the_bridged_topics)
+{
+	ig_policy *p = default_policy();
+	const char *bridged[] = {"iotguard/C/dev/dev1/inbox", "iotguard/C/dev/dev2/status",
+	                         "iotguard/C/dev/dev1/data/temp", "iotguard/C/dev/dev1/results/r1",
+	                         "iotguard/C/m2m/dev1/dev2", "iotguard/C/dev/b1/inbox"};
+	for (size_t i = 0; i < sizeof bridged / sizeof bridged[0]; i++) {
+		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, PUB, "C", "b1", bridged[i]), "publish %s", bridged[i]);
+		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, READ, "C", "b1", bridged[i]), "read %s", bridged[i]);
+	}
+	/* the filters of config/bridge-leaf.conf's topic lines */
+	const char *filters[] = {"iotguard/C/dev/+/inbox", "iotguard/C/dev/+/status", "iotguard/C/dev/+/data/#",
+	                         "iotguard/C/dev/+/results/#", "iotguard/C/m2m/#"};
+	for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
+		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, SUB, "C", "b1", filters[i]), "subscribe %s", filters[i]);
+	cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, RET, "C", "b1", "iotguard/C/dev/dev1/status"),
+	          "retained device statuses cross the bridge as published");
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, RET, "C", "b1", "iotguard/C/dev/dev1/inbox"));
+	cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, RET, "C", "b1", "iotguard/C/m2m/dev1/dev2"));
+
+	const char *never[] = {"iotguard/C/ch/b1", "iotguard/C/ch/dev1", "iotguard/C/dev/dev1/entropy",
+	                       "iotguard/C/ledger/head", "iotguard/C/ledger/events", "iotguard/C/stats",
+	                       "iotguard/C/custody", "iotguard/C/custody/state", "iotguard/C/kp/revoked",
+	                       "$CONTROL/iotguard/v1", "$CONTROL/iotguard/v1/response",
+	                       "$SYS/broker/connection/b1/state", "iotguard/D/dev/dev1/inbox",
+	                       "iotguard/C/dev/dev1/inbox/x", "iotguard/C/m2mx/a/b"};
+	for (size_t i = 0; i < sizeof never / sizeof never[0]; i++) {
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, PUB, "C", "b1", never[i]), "publish %s", never[i]);
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, READ, "C", "b1", never[i]), "read %s", never[i]);
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, SUB, "C", "b1", never[i]), "subscribe %s", never[i]);
+	}
+	const char *wide[] = {"#", "iotguard/#", "iotguard/C/#", "iotguard/C/dev/#", "iotguard/C/dev/+/#",
+	                      "iotguard/C/+/+/inbox", "iotguard/C/ch/#", "iotguard/+/dev/+/inbox"};
+	for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++)
+		cr_expect_not(ig_policy_allows(p, IG_ROLE_BRIDGE, SUB, "C", "b1", wide[i]), "subscribe %s", wide[i]);
+	/* no session keys with anyone */
+	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
+		cr_expect_not(ig_policy_pair_allowed(p, IG_ROLE_BRIDGE, (ig_role)r));
+	ig_policy_free(p);
+}
+
+/* A bridge presents one configured token at every reconnect: never
+ * single-use, and its lifetime may reach a year (ttl_bridge, 30 days by
+ * default in the plugin) while every other role stays within 7 days. */
+Test(policy, bridge_tokens_are_long_lived_and_never_single_use)
+{
+	ig_policy *p = default_policy();
+	cr_expect_not(ig_policy_single_use(p, IG_ROLE_BRIDGE));
+	cr_expect_eq(ig_policy_max_ttl(p, IG_ROLE_BRIDGE), 0, "the plugin's ttl_bridge applies by default");
+	ig_policy_free(p);
+	cr_expect_eq(ig_policy_ttl_limit(IG_ROLE_BRIDGE), 365u * 86400u);
+	cr_expect_eq(ig_policy_ttl_limit(IG_ROLE_DEVICE), 7u * 86400u);
+	cr_expect_eq(ig_policy_ttl_limit(IG_ROLE_WITNESS), 7u * 86400u);
+
+	p = parse_ok("{\"version\":1,\"roles\":{\"bridge\":{\"max_token_ttl\":31536000,\"single_use\":false}}}");
+	cr_expect_eq(ig_policy_max_ttl(p, IG_ROLE_BRIDGE), 31536000u);
+	cr_expect_not(ig_policy_single_use(p, IG_ROLE_BRIDGE));
+	ig_policy_free(p);
+
+	const char *bad[][2] = {
+		{"{\"version\":1,\"roles\":{\"bridge\":{\"single_use\":true}}}", "reconnect"},
+		{"{\"version\":1,\"roles\":{\"bridge\":{\"max_token_ttl\":31536001}}}", "31536000"},
+		{"{\"version\":1,\"roles\":{\"device\":{\"max_token_ttl\":2592000}}}", "604800"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ig_policy *q = (ig_policy *)1;
+		ig_error err = {0};
+		cr_expect_eq(ig_policy_parse(bad[i][0], strlen(bad[i][0]), &q, &err), IG_ERR_INVAL, "%s", bad[i][0]);
+		cr_expect_null(q);
+		cr_expect(strstr(err.msg, bad[i][1]) != NULL, "error '%s' should mention '%s'", err.msg, bad[i][1]);
+	}
+}
