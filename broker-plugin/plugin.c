@@ -67,6 +67,18 @@ void ig_plugin_publish(const char *topic, const char *json, bool retain)
 void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 {
 	char *json = ig_record_to_json(rec);
+	char *with_broker = NULL;
+	if (json && pl->cfg.broker_name[0]) {
+		/* Shared mode: which broker published it, as the last field. The
+		 * name is [A-Za-z0-9_.-] (parse_config), so it needs no escaping. */
+		size_t n = strlen(json);
+		size_t cap = n + sizeof ",\"broker\":\"\"" + strlen(pl->cfg.broker_name);
+		with_broker = n > 1 && json[n - 1] == '}' ? malloc(cap) : NULL;
+		if (with_broker)
+			snprintf(with_broker, cap, "%.*s,\"broker\":\"%s\"}", (int)(n - 1), json, pl->cfg.broker_name);
+		free(json);
+		json = with_broker;
+	}
 	if (!json) {
 		ig_plugin_log(MOSQ_LOG_WARNING, "ledger record %llu: could not render the event (out of memory)",
 		              (unsigned long long)rec->index);
@@ -80,7 +92,7 @@ void ig_plugin_publish_event(ig_plugin *pl, const ig_record *rec)
 
 static const uint32_t default_ttl[IG_ROLE_COUNT] = {
 	[IG_ROLE_DEVICE] = 600, [IG_ROLE_ANALYST] = 3600, [IG_ROLE_MONITOR] = 86400, [IG_ROLE_ADMIN] = 300,
-	[IG_ROLE_WITNESS] = 3600,
+	[IG_ROLE_WITNESS] = 3600, [IG_ROLE_BRIDGE] = 30 * 86400,
 };
 
 static int parse_u32(const char *name, const char *value, uint32_t min, uint32_t max, uint32_t *out)
@@ -94,6 +106,41 @@ static int parse_u32(const char *name, const char *value, uint32_t min, uint32_t
 		return -1;
 	}
 	*out = (uint32_t)v;
+	return 0;
+}
+
+/* plugin_opt_broker_name: what stats, events and records' `by` name it by. */
+static bool broker_name_valid(const char *v)
+{
+	size_t n = strlen(v);
+	if (n < 1 || n > IG_PLUGIN_BROKER_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
+			return false;
+	}
+	return true;
+}
+
+/* Shared mode's options agree with each other (docs/PROTOCOL.md "Several
+ * brokers"): a DSN needs the broker's name, and a name means nothing
+ * without a DSN. */
+static int check_shared(const ig_plugin_config *cfg)
+{
+	if (cfg->broker_name[0] && !cfg->ledger_dsn[0]) {
+		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_broker_name '%s' is set but plugin_opt_ledger_dsn is not: a broker "
+		              "name only means something with a ledger shared in PostgreSQL; remove plugin_opt_broker_name, "
+		              "or add plugin_opt_ledger_dsn (docs/PROTOCOL.md \"Several brokers\")", cfg->broker_name);
+		return -1;
+	}
+	if (cfg->ledger_dsn[0] && !cfg->broker_name[0]) {
+		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger_dsn needs plugin_opt_broker_name NAME, unique per broker "
+		              "(1 to %d characters of A-Z a-z 0-9 _ . -; it names the broker in stats, events and the "
+		              "records it appends); add it to mosquitto.conf", IG_PLUGIN_BROKER_NAME_MAX);
+		return -1;
+	}
 	return 0;
 }
 
@@ -126,16 +173,32 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 		if (!strcmp(k, "ledger")) {
 			if (snprintf(cfg->ledger_dir, sizeof cfg->ledger_dir, "%s", v) >= (int)sizeof cfg->ledger_dir)
 				rc = -1;
+		} else if (!strcmp(k, "ledger_dsn")) {
+			size_t n = strlen(v);
+			if (n >= sizeof cfg->ledger_dsn || strspn(v, " \t") == n) {
+				ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger_dsn must be a libpq connection string of 1 to %zu "
+				              "bytes (e.g. host=pg1,pg2 dbname=iotguard target_session_attrs=read-write); fix "
+				              "mosquitto.conf", sizeof cfg->ledger_dsn - 1);
+				return -1;
+			}
+			memcpy(cfg->ledger_dsn, v, n + 1);
+		} else if (!strcmp(k, "broker_name")) {
+			if (!broker_name_valid(v)) {
+				ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_broker_name '%s' must be 1 to %d characters of A-Z a-z 0-9 "
+				              "_ . -; fix mosquitto.conf", v, IG_PLUGIN_BROKER_NAME_MAX);
+				return -1;
+			}
+			snprintf(cfg->broker_name, sizeof cfg->broker_name, "%s", v);
 		} else if (!strcmp(k, "policy")) {
 			if (snprintf(cfg->policy_path, sizeof cfg->policy_path, "%s", v) >= (int)sizeof cfg->policy_path)
 				rc = -1;
 		} else if (!strncmp(k, "ttl_", 4)) {
 			ig_role role = ig_role_parse(k + 4);
 			if (role == IG_ROLE_NONE) {
-				ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s: roles are device, analyst, monitor, admin, witness", k);
+				ig_plugin_log(MOSQ_LOG_ERR, "unknown option plugin_opt_%s: roles are device, analyst, monitor, admin, witness, bridge", k);
 				return -1;
 			}
-			rc = parse_u32(k, v, 1, 7 * 86400, &cfg->max_ttl_s[role]);
+			rc = parse_u32(k, v, 1, ig_policy_ttl_limit(role), &cfg->max_ttl_s[role]);
 		} else if (!strcmp(k, "clock_skew")) {
 			rc = parse_u32(k, v, 0, 3600, &cfg->clock_skew_s);
 		} else if (!strcmp(k, "stats_interval")) {
@@ -166,7 +229,7 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 			rc = ig_plugin_custody_option(cfg, k, v);
 		} else {
 			ig_plugin_log(MOSQ_LOG_ERR,
-			              "unknown option plugin_opt_%s; known: ledger, policy, ttl_<role>, clock_skew, "
+			              "unknown option plugin_opt_%s; known: ledger, policy, ledger_dsn, broker_name, ttl_<role>, clock_skew, "
 			              "stats_interval, auth_fail_limit, auth_ban_seconds, auth_id_budget, replay_cache_max, "
 			              "entropy_min_interval_ms, session_key_ttl, key_requests_per_minute, coin_ttl, "
 			              "attest_max_per_hour, proof_requests_per_minute, proof_queue, custody_*", k);
@@ -175,9 +238,16 @@ static int parse_config(ig_plugin_config *cfg, struct mosquitto_opt *opts, int c
 		if (rc)
 			return -1;
 	}
+	if (check_shared(cfg) != 0)
+		return -1;
 	if (!cfg->ledger_dir[0]) {
-		ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger is missing; point it at a ledger made with "
-		                            "'iotguard init --ledger DIR --cluster NAME'");
+		if (cfg->ledger_dsn[0])
+			ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger is missing; with plugin_opt_ledger_dsn it is the "
+			              "directory holding the cluster-head key (ch.key, made by 'iotguard init --ledger DIR "
+			              "--dsn DSN --cluster NAME'; every broker of the cluster has a copy)");
+		else
+			ig_plugin_log(MOSQ_LOG_ERR, "plugin_opt_ledger is missing; point it at a ledger made with "
+			                            "'iotguard init --ledger DIR --cluster NAME'");
 		return -1;
 	}
 	return 0;
@@ -250,6 +320,8 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	cJSON_AddNumberToObject(o, "ts", (double)now_ms);
 	cJSON_AddStringToObject(o, "cluster", pl->cluster);
 	cJSON_AddNumberToObject(o, "uptime_s", (double)((now_ms - pl->start_ms) / 1000));
+	if (pl->cfg.broker_name[0])
+		cJSON_AddStringToObject(o, "broker", pl->cfg.broker_name);
 
 	cJSON *conn = cJSON_AddObjectToObject(o, "connected");
 	for (int r = IG_ROLE_DEVICE; r < IG_ROLE_COUNT; r++)
@@ -278,6 +350,18 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 	cJSON_AddNumberToObject(lat, "last", (double)st.last_commit_us);
 	cJSON_AddNumberToObject(lat, "avg", (double)st.avg_commit_us);
 	cJSON_AddNumberToObject(lat, "max", (double)st.max_commit_us);
+
+	if (pl->cfg.ledger_dsn[0]) {
+		ig_ledger_shared_stats sh;
+		ig_ledger_get_shared_stats(pl->ledger, &sh);
+		cJSON *so = cJSON_AddObjectToObject(o, "shared");
+		cJSON_AddBoolToObject(so, "connected", sh.connected);
+		cJSON_AddNumberToObject(so, "followed", (double)sh.followed);
+		cJSON_AddNumberToObject(so, "conflicts", (double)sh.conflicts);
+		cJSON_AddNumberToObject(so, "reconnects", (double)sh.reconnects);
+		cJSON_AddNumberToObject(so, "follow_lag_ms", (double)sh.follow_lag_us_last / 1000.0);
+		cJSON_AddNumberToObject(so, "unavailable_refusals", (double)sh.unavailable_refusals);
+	}
 
 	cJSON_AddBoolToObject(o, "sealed", pl->sealed);
 	cJSON *sr = cJSON_AddObjectToObject(o, "sealed_refused");
@@ -335,6 +419,17 @@ static int on_reload(int event, void *event_data, void *userdata)
 			ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger changed; a ledger cannot be swapped live, "
 			                                "restart the broker to use %s", cfg.ledger_dir);
 		memcpy(cfg.ledger_dir, pl->cfg.ledger_dir, sizeof cfg.ledger_dir);
+		if (strcmp(cfg.ledger_dsn, pl->cfg.ledger_dsn) != 0) {
+			char shown[512];
+			ig_plugin_dsn_display(shown, sizeof shown, cfg.ledger_dsn);
+			ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger_dsn changed; a ledger cannot be swapped "
+			              "live, restart the broker to use '%s'", shown);
+		}
+		if (strcmp(cfg.broker_name, pl->cfg.broker_name) != 0)
+			ig_plugin_log(MOSQ_LOG_WARNING, "reload: plugin_opt_broker_name changed; the name records and events "
+			              "carry cannot change live, restart the broker to use '%s'", cfg.broker_name);
+		memcpy(cfg.ledger_dsn, pl->cfg.ledger_dsn, sizeof cfg.ledger_dsn);
+		memcpy(cfg.broker_name, pl->cfg.broker_name, sizeof cfg.broker_name);
 	}
 	ig_policy *policy = NULL;
 	if (load_policy(&cfg, &policy) != IG_OK) {
@@ -346,10 +441,10 @@ static int on_reload(int event, void *event_data, void *userdata)
 	pl->cfg = cfg;
 	pl->next_stats_ms = 0;
 	apply_ttls(pl);
-	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s; token TTLs: device %us, analyst %us, monitor %us, admin %us, witness %us",
+	ig_plugin_log(MOSQ_LOG_NOTICE, "reloaded policy %s; token TTLs: device %us, analyst %us, monitor %us, admin %us, witness %us, bridge %us",
 	              cfg.policy_path[0] ? cfg.policy_path : "(built-in)", pl->max_ttl_s[IG_ROLE_DEVICE],
 	              pl->max_ttl_s[IG_ROLE_ANALYST], pl->max_ttl_s[IG_ROLE_MONITOR], pl->max_ttl_s[IG_ROLE_ADMIN],
-	              pl->max_ttl_s[IG_ROLE_WITNESS]);
+	              pl->max_ttl_s[IG_ROLE_WITNESS], pl->max_ttl_s[IG_ROLE_BRIDGE]);
 	/* Other plugins get their reload too. */
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
@@ -417,11 +512,13 @@ static void plugin_free(ig_plugin *pl)
 		return;
 	if (pl->ledger)
 		ig_ledger_close(pl->ledger);
+	ig_state_free(pl->shadow);   /* after close: the ledger's thread used it */
 	ig_plugin_services_free(pl);
 	ig_state_free(pl->state);
 	ig_policy_free(pl->policy);
 	ig_sessions_free(&pl->sessions);
 	ig_plugin_auth_free(pl);
+	ig_plugin_presence_free();
 	ig_pool_wipe(&pl->pool);
 	sodium_memzero(pl, sizeof *pl);
 	free(pl);
@@ -511,7 +608,24 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	ig_error err = {0};
 	ig_ledger_open_opts lo = {.writer = true, .sealed_ok = true, .progress = replay_progress, .progress_ctx = pl};
 	ig_state_replay_opts(pl->state, &lo);   /* tables sized from the ledger's census */
-	if (ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err) != IG_OK) {
+	char dsn_shown[512] = "";
+	int open_rc;
+	if (pl->cfg.ledger_dsn[0]) {
+		ig_ledger_shared_opts so;
+		ig_plugin_shared_opts(pl, &so);
+		ig_plugin_dsn_display(dsn_shown, sizeof dsn_shown, pl->cfg.ledger_dsn);
+		open_rc = ig_ledger_open_shared(&pl->ledger, pl->cfg.ledger_dir, &lo, &so, &err);
+		if (open_rc != IG_OK) {
+			ig_plugin_log(MOSQ_LOG_ERR, "shared ledger in PostgreSQL at '%s' (keys in %s): %s; refusing to start",
+			              dsn_shown, pl->cfg.ledger_dir, err.msg);
+			pl->ledger = NULL;
+			plugin_free(pl);
+			return MOSQ_ERR_UNKNOWN;
+		}
+	} else {
+		open_rc = ig_ledger_open(&pl->ledger, pl->cfg.ledger_dir, &lo, &err);
+	}
+	if (open_rc != IG_OK) {
 		struct stat st;
 		char hint[160] = "";
 		if (err.code == IG_ERR_IO && stat(pl->cfg.ledger_dir, &st) == 0 && st.st_uid != geteuid())
@@ -560,10 +674,17 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		              "connect and log proofs are served, but session keys, coins, joins, entropy, attestations "
 		              "and admin changes are refused as \"sealed\" until the custody holders unseal the key",
 		              pl->cfg.ledger_dir);
-	ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': ledger %s open, height %llu, %llu active identities, loaded in %llu ms",
-	              pl->cluster, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
-	              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),
-	              (unsigned long long)((ig_mono_us() - t0) / 1000));
+	if (pl->cfg.ledger_dsn[0])
+		ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': shared mode, broker '%s', ledger in PostgreSQL at '%s' (keys in "
+		              "%s) open, height %llu, %llu active identities, loaded in %llu ms", pl->cluster,
+		              pl->cfg.broker_name, dsn_shown, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
+		              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),
+		              (unsigned long long)((ig_mono_us() - t0) / 1000));
+	else
+		ig_plugin_log(MOSQ_LOG_NOTICE, "cluster '%s': ledger %s open, height %llu, %llu active identities, loaded in "
+		              "%llu ms", pl->cluster, pl->cfg.ledger_dir, (unsigned long long)ig_ledger_height(pl->ledger),
+		              (unsigned long long)ig_registry_count(pl->reg, IG_ID_ACTIVE, IG_ROLE_NONE),
+		              (unsigned long long)((ig_mono_us() - t0) / 1000));
 	*userdata = pl;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -579,6 +700,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *options, int 
 	/* Completions that run while the ledger drains must not publish into a
 	 * broker that is shutting down. */
 	g_shutting_down = true;
+	pl->closing = true;
 	plugin_free(pl);
 	return MOSQ_ERR_SUCCESS;
 }

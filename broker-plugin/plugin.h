@@ -45,8 +45,16 @@ typedef struct ig_plugin_custody_config {
 	bool unseal_admin;   /* plugin_opt_custody_unseal admin */
 } ig_plugin_custody_config;
 
+/* plugin_opt_broker_name: 1..32 characters of [A-Za-z0-9_.-]. */
+#define IG_PLUGIN_BROKER_NAME_MAX 32
+
 typedef struct ig_plugin_config {
-	char ledger_dir[4096];
+	char ledger_dir[4096];           /* shared mode: only the keys (ch.key or ch.key.sealed) */
+	/* Shared mode (docs/PROTOCOL.md "Several brokers"): the records live in
+	 * PostgreSQL at ledger_dsn (a libpq connection string); "" = file mode.
+	 * broker_name is set exactly when ledger_dsn is. */
+	char ledger_dsn[4096];
+	char broker_name[IG_PLUGIN_BROKER_NAME_MAX + 1];
 	char policy_path[4096];          /* "" = built-in default policy */
 	uint32_t max_ttl_s[IG_ROLE_COUNT];
 	uint32_t clock_skew_s;
@@ -70,6 +78,15 @@ typedef struct ig_plugin {
 	ig_plugin_config cfg;
 	uint32_t max_ttl_s[IG_ROLE_COUNT];   /* in force: policy file's max_token_ttl, else cfg */
 	ig_ledger *ledger;
+	/* Shared mode: the writer thread's own copy of the state, which it
+	 * re-checks each batch against (plugin_follow.c); NULL in file mode and
+	 * after a reset until the thread applies the records again. Only that
+	 * thread touches it once the ledger is open. */
+	ig_state *shadow;
+	/* Set by the broker's cleanup before the ledger drains: a followed
+	 * record still applies, but nobody is kicked out of a broker that is
+	 * stopping. */
+	bool closing;
 	/* The cluster state (lib/cluster/state.c); reg, codes and coins are its parts,
 	 * kept as shortcuts for the glue that reads them. */
 	ig_state *state;
@@ -175,11 +192,46 @@ bool ig_plugin_disconnect_identity(ig_plugin *pl, const char *id);
  * itself); cheap when there are none. */
 void ig_plugin_run_pending_kicks(ig_plugin *pl);
 
+/* Takes a revocation into effect on this broker's connections, before its
+ * record is applied here (Mosquitto checks a will against the ACL as it
+ * sends it, and monitors should see the device go offline): cuts id's
+ * connection and publishes its retained "revoked" status. by_client is the
+ * admin that revoked (an admin revoking itself is cut at the next tick,
+ * after its own PUBLISH), NULL for a record another broker appended.
+ * Returns true if a connection was cut. */
+bool ig_plugin_revoke_cut(ig_plugin *pl, const char *id, const char *by_client);
+
+/* plugin_follow.c */
+/* A record durable in the ledger, this broker's own or another broker's:
+ * applies it to pl->state (a refusal is logged: the ledger holds it, so it
+ * cannot be refused in a consistent state), runs the services' on_revoke
+ * for a revoke, publishes its event and runs the services' on_record. The
+ * one sequence for every completion and every followed record. */
+void ig_plugin_record_durable(ig_plugin *pl, const ig_record *rec);
+/* ig_ledger_shared_opts.on_follow (ctx = pl): a record another broker
+ * appended, verified by the ledger, on the broker's thread in index order.
+ * A revoke first cuts the id's connections (ig_plugin_revoke_cut), then
+ * ig_plugin_record_durable. Always IG_OK. */
+int ig_plugin_on_follow(void *ctx, const ig_record *rec, ig_error *err);
+/* Fills the shared-mode options from pl's configuration: dsn, broker,
+ * on_follow and the shadow state's apply and reset (ctx = pl). */
+void ig_plugin_shared_opts(ig_plugin *pl, ig_ledger_shared_opts *so);
+/* dsn with every password masked ("password=***", "user:***@host"), for
+ * logs and errors. */
+void ig_plugin_dsn_display(char *out, size_t cap, const char *dsn);
+
 /* plugin_requests.c */
 int ig_plugin_on_message(int event, void *event_data, void *userdata);
-/* Sends a JSON object (consumed) to id's inbox. */
+/* Sends a JSON object (consumed) to id's inbox: targeted in file mode,
+ * routed normally in shared mode so a bridge carries it to id's broker. */
 struct cJSON;
 void ig_plugin_reply(ig_plugin *pl, const char *id, struct cJSON *o);
+/* Shared mode: plugin_opt_ledger_dsn is set. */
+bool ig_plugin_shared(const ig_plugin *pl);
+/* Shared mode: id's last status that crossed a bridge said "online", less
+ * than 3 minutes ago (it is connected to another broker). */
+bool ig_plugin_remote_online(const ig_plugin *pl, const char *id);
+void ig_plugin_presence_free(void);
 
 /* plugin_custody.c */
 /* One plugin_opt_custody_* option into cfg (logs why on failure: -1). */

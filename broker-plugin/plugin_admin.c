@@ -34,6 +34,7 @@
 typedef struct admin_batch {
 	ig_plugin *pl;
 	char client_id[IG_ID_MAX + 1];
+	char by[IG_BY_MAX + 1];  /* the `by` of the records it makes (record_by) */
 	cJSON *responses;        /* array, one slot per command, in request order */
 	int outstanding;         /* commands waiting for the disk */
 } admin_batch;
@@ -138,6 +139,31 @@ void ig_plugin_run_pending_kicks(ig_plugin *pl)
 	kicks_pending = 0;
 }
 
+bool ig_plugin_revoke_cut(ig_plugin *pl, const char *id, const char *by_client)
+{
+	bool self = by_client && strcmp(id, by_client) == 0;
+	bool disconnected = self ? true : ig_plugin_disconnect_identity(pl, id);
+	if (self)
+		disconnect_later(pl, id);
+	publish_revoked_status(pl, id);
+	return disconnected;
+}
+
+/* Who made a record, for its `by`: the admin's id, and with a shared ledger
+ * "<id>@<broker name>" so the record says which broker took the command
+ * (docs/LEDGER.md, the by string), when that fits in IG_BY_MAX bytes; a
+ * longer pair keeps the id alone rather than a cut name. */
+static void record_by(char out[IG_BY_MAX + 1], const ig_plugin *pl, const char *client_id)
+{
+	size_t id_len = strnlen(client_id, IG_ID_MAX), name_len = strlen(pl->cfg.broker_name);
+	memcpy(out, client_id, id_len);
+	out[id_len] = '\0';
+	if (name_len && id_len + 1 + name_len <= IG_BY_MAX) {
+		out[id_len] = '@';
+		memcpy(out + id_len + 1, pl->cfg.broker_name, name_len + 1);
+	}
+}
+
 /* ---- durable commands ---- */
 
 static void on_durable(void *ctx, int status, const ig_record *rec)
@@ -163,14 +189,12 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		if (p->kind == IG_ADMIN_ENROLL)
 			ig_registry_release(pl->reg, p->id);
 		/* A revoke that failed to reach the disk stays in force in memory:
-		 * failing closed is safer, and the admin is told to retry. */
-		char msg[400];
-		snprintf(msg, sizeof msg, "%s: %s",
-		         p->kind == IG_ADMIN_REVOKE ? "the revocation was not recorded (it is in force until the broker "
-		                                      "restarts; revoke again)"
-		                                    : "nothing was enrolled",
-		         ig_decision_ledger_refusal(status));
-		fail(p->slot, IG_ADMIN_E_STORAGE, msg);
+		 * failing closed is safer, and the admin is told to retry. A
+		 * conflict (another broker's record came first, and following
+		 * has applied it) is final: "conflict". */
+		ig_admin_refusal why;
+		ig_admin_not_written(&why, p->kind, status);
+		fail(p->slot, why.code, why.message);
 	} else {
 		/* What the revoke record's state rule (lib/bank/coins.c, docs/LEDGER.md)
 		 * ends: the id's credit and unspent coins, read before it runs. */
@@ -178,19 +202,9 @@ static void on_durable(void *ctx, int status, const ig_record *rec)
 		uint64_t cancelled_coins = ig_coins_outstanding(pl->coins, p->id);
 		/* As on replay: the registry (the revocation in force since the
 		 * command becomes the durable one), the coins, and a wiped
-		 * ig_device, so a new key starts with none of the old one's state. */
-		ig_error err = {0};
-		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
-			              (unsigned long long)rec->index, err.msg);
-		/* The services' hooks ran when the revocation took effect; they
-		 * run again now that its record is durable and applied (what a
-		 * broker applying another broker's revoke record does), so a hook
-		 * must be harmless to repeat. */
-		if (p->kind == IG_ADMIN_REVOKE)
-			ig_plugin_services_on_revoke(pl, p->id);
-		ig_plugin_publish_event(pl, rec);
-		ig_plugin_services_on_record(pl, rec);
+		 * ig_device, so a new key starts with none of the old one's state;
+		 * then what every broker that follows the record does too. */
+		ig_plugin_record_durable(pl, rec);
 		cJSON_AddTrueToObject(p->slot, "ok");
 		cJSON_AddNumberToObject(p->slot, "index", (double)rec->index);
 		cJSON_AddStringToObject(p->slot, "id", p->id);
@@ -255,7 +269,7 @@ static void do_enroll(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	}
 	uint8_t body[512];
 	uint16_t type;
-	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->client_id),
+	submit(b, slot, IG_ADMIN_ENROLL, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->by),
 	       false);
 }
 
@@ -271,17 +285,13 @@ static void do_revoke(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	 * the record to be durable. The kick comes first because Mosquitto
 	 * checks the will against the ACL as it sends it, and monitors should
 	 * see the device go offline. */
-	bool self = strcmp(cmd->id, b->client_id) == 0;
-	bool disconnected = self ? true : ig_plugin_disconnect_identity(pl, cmd->id);
-	if (self)
-		disconnect_later(pl, cmd->id);
+	bool disconnected = ig_plugin_revoke_cut(pl, cmd->id, b->client_id);
 	ig_registry_mark_revoked(pl->reg, cmd->id, 0);
-	publish_revoked_status(pl, cmd->id);
 	ig_plugin_services_on_revoke(pl, cmd->id);
 	ig_state_device_forget(pl->state, cmd->id);
 	uint8_t body[1024];
 	uint16_t type;
-	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->client_id),
+	submit(b, slot, IG_ADMIN_REVOKE, cmd->id, body, ig_admin_record(body, sizeof body, &type, cmd, b->by),
 	       disconnected);
 }
 
@@ -291,6 +301,7 @@ typedef struct codes_pending {
 	admin_batch *batch;
 	cJSON *slot;
 	uint32_t count, remaining, failed, unknown;   /* unknown: of the failed, how many may be durable */
+	int fail_status;                              /* the first failure that was certainly not written */
 	uint64_t expires_at;
 	ig_role role;
 	char text[IG_ADMIN_JOIN_CODES_MAX][IG_JOIN_CODE_TEXT_LEN + 1];
@@ -304,16 +315,13 @@ static void on_code_durable(void *ctx, int status, const ig_record *rec)
 	admin_batch *b = cp->batch;
 	ig_plugin *pl = b->pl;
 	if (status == IG_OK) {
-		ig_error err = {0};
-		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
-			              (unsigned long long)rec->index, err.msg);
-		ig_plugin_publish_event(pl, rec);
-		ig_plugin_services_on_record(pl, rec);
+		ig_plugin_record_durable(pl, rec);
 	} else {
 		cp->failed++;
 		if (status == IG_ERR_UNKNOWN)
 			cp->unknown++;
+		else if (!cp->fail_status)
+			cp->fail_status = status;
 	}
 	codes_step(cp);
 }
@@ -332,6 +340,10 @@ static void codes_step(codes_pending *cp)
 		     "a disk write failed after join code records were written, so some may or may not be durable; none "
 		     "were handed out (any that were recorded stay unusable and expire): create new codes once the "
 		     "broker is back");
+	} else if (cp->failed && (cp->fail_status == IG_ERR_CONFLICT || cp->fail_status == IG_ERR_UNAVAILABLE)) {
+		ig_admin_refusal why;
+		ig_admin_not_written(&why, IG_ADMIN_JOIN_CODES, cp->fail_status);
+		fail(cp->slot, why.code, why.message);
 	} else if (cp->failed) {
 		/* Some codes may exist in the ledger, but none is handed out: an
 		 * admin cannot tell which, and unknown codes are harmless. */
@@ -372,11 +384,13 @@ static void do_join_codes(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	for (uint32_t i = 0; i < cmd->count; i++) {
 		ig_join_code_rec r = {.role = cmd->role, .expires_at = cp->expires_at};
 		ig_join_code_new(&pl->join_key, r.code_id, r.hash, cp->text[i]);
-		snprintf(r.by, sizeof r.by, "%s", b->client_id);
+		snprintf(r.by, sizeof r.by, "%s", b->by);
 		uint8_t body[256];
 		int n = ig_record_join_code_encode(body, sizeof body, &r);
-		if (n < 0 || ig_ledger_submit(pl->ledger, IG_REC_JOIN_CODE, body, (size_t)n, on_code_durable, cp) != IG_OK) {
+		int rc = n < 0 ? n : ig_ledger_submit(pl->ledger, IG_REC_JOIN_CODE, body, (size_t)n, on_code_durable, cp);
+		if (rc != IG_OK) {
 			cp->failed++;
+			cp->fail_status = rc;
 			break;
 		}
 		cp->remaining++;
@@ -401,16 +415,11 @@ static void on_credit_durable(void *ctx, int status, const ig_record *rec)
 		     "(see the broker log), restart the broker and check the balance with 'iotguard get' before "
 		     "crediting again");
 	} else if (status != IG_OK) {
-		char msg[400];
-		snprintf(msg, sizeof msg, "nothing was granted: %s", ig_decision_ledger_refusal(status));
-		fail(cp->slot, IG_ADMIN_E_STORAGE, msg);
+		ig_admin_refusal why;
+		ig_admin_not_written(&why, IG_ADMIN_CREDIT, status);
+		fail(cp->slot, why.code, why.message);
 	} else {
-		ig_error err = {0};
-		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
-			              (unsigned long long)rec->index, err.msg);
-		ig_plugin_publish_event(pl, rec);
-		ig_plugin_services_on_record(pl, rec);
+		ig_plugin_record_durable(pl, rec);
 		cJSON_AddTrueToObject(cp->slot, "ok");
 		cJSON_AddNumberToObject(cp->slot, "index", (double)rec->index);
 		cJSON_AddStringToObject(cp->slot, "id", cp->id);
@@ -431,7 +440,7 @@ static void do_credit(admin_batch *b, cJSON *slot, const ig_admin_cmd *cmd)
 	}
 	uint8_t body[256];
 	uint16_t type;
-	int n = ig_admin_record(body, sizeof body, &type, cmd, b->client_id);
+	int n = ig_admin_record(body, sizeof body, &type, cmd, b->by);
 	credit_pending *cp = calloc(1, sizeof *cp);
 	if (cp) {
 		cp->batch = b;
@@ -589,7 +598,7 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 	if (!strcmp(name, "custody_status")) {
 		ig_plugin_custody_admin_status(slot);
 	} else if (!strcmp(name, "custody_rotate")) {
-		if (ig_plugin_custody_admin_rotate(b->client_id, &error, msg, sizeof msg)) {
+		if (ig_plugin_custody_admin_rotate(b->by, &error, msg, sizeof msg)) {
 			cJSON_AddTrueToObject(slot, "ok");
 			cJSON_AddStringToObject(slot, "message", msg);
 		} else {
@@ -603,7 +612,7 @@ static bool do_custody(admin_batch *b, const cJSON *item)
 		}
 		*cp = (custody_pending){.batch = b, .slot = slot};
 		b->outstanding++;
-		if (!ig_plugin_custody_admin_seal(b->client_id, on_custody_done, cp, &error, msg, sizeof msg)) {
+		if (!ig_plugin_custody_admin_seal(b->by, on_custody_done, cp, &error, msg, sizeof msg)) {
 			b->outstanding--;
 			free(cp);
 			fail(slot, error, msg);
@@ -699,7 +708,7 @@ static bool do_kp(admin_batch *b, const cJSON *item)
 		}
 		*cp = (custody_pending){.batch = b, .slot = slot};
 		b->outstanding++;
-		if (!ig_plugin_kp_admin_rotate(b->pl, b->client_id, on_custody_done, cp, &error, msg, sizeof msg)) {
+		if (!ig_plugin_kp_admin_rotate(b->pl, b->by, on_custody_done, cp, &error, msg, sizeof msg)) {
 			b->outstanding--;
 			free(cp);
 			fail(slot, error, msg);
@@ -766,6 +775,7 @@ int ig_plugin_on_control(int event, void *event_data, void *userdata)
 	b->pl = pl;
 	b->responses = cJSON_CreateArray();
 	snprintf(b->client_id, sizeof b->client_id, "%s", client_id);
+	record_by(b->by, pl, b->client_id);
 	b->outstanding = 1;   /* held until every command has been dispatched */
 
 	const cJSON *item;

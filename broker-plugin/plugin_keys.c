@@ -12,12 +12,13 @@
 
 #include "ig_svc_keys.h"
 
-/* A peer is online when it has a session that is not a joining one. */
+/* A peer is online when it has a session that is not a joining one, here
+ * or (shared mode) on another broker: its box then travels over a bridge. */
 static bool peer_online(void *ctx, const char *id)
 {
 	const ig_plugin *pl = ctx;
 	const ig_session *s = ig_sessions_find(&pl->sessions, id);
-	return s && !s->joining;
+	return s ? !s->joining : ig_plugin_remote_online(pl, id);
 }
 
 static void *keys_init(ig_plugin *pl)

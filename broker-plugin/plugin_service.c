@@ -267,14 +267,8 @@ static void on_append_done(void *ctx, int status, const ig_record *rec)
 {
 	pending_append *pa = ctx;
 	ig_plugin *pl = pa->pl;
-	if (status == IG_OK && rec) {
-		ig_error err = {0};
-		if (ig_state_apply(pl->state, rec, &err) != IG_OK)
-			ig_plugin_log(MOSQ_LOG_ERR, "ledger record %llu is durable but the cluster state refused it: %s",
-			              (unsigned long long)rec->index, err.msg);
-		ig_plugin_publish_event(pl, rec);
-		ig_plugin_services_on_record(pl, rec);
-	}
+	if (status == IG_OK && rec)
+		ig_plugin_record_durable(pl, rec);   /* plugin_follow.c: as for a followed record */
 	ig_decision out;
 	memset(&out, 0, sizeof out);
 	pa->done(pa->done_ctx, status, rec, &out);

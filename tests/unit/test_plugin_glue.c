@@ -16,12 +16,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "broker_stubs.h"
 #include "ig_admin.h"
 #include "ig_checkpoint.h"
 #include "ig_ledger.h"
 #include "ig_record.h"
+#include "ig_token.h"
+#include "plugin.h"
 #include "testutil.h"
 
 #define CLUSTER "glue"
@@ -116,6 +119,27 @@ static void start(void)
 	cr_assert_eq(rc, MOSQ_ERR_SUCCESS, "plugin refused to start (rc %d); BS_VERBOSE=1 shows its log", rc);
 }
 
+/* Mosquitto hands the plugin messages only from clients the plugin
+ * authenticated, which hold a session; a message from a connection without
+ * one came over a bridge and is never a request (plugin_requests.c). A stub
+ * client that did not log in holds its id's session for the one event. */
+static int fire_message(struct mosquitto_evt_message *ev)
+{
+	ig_plugin *pl = plugin;
+	const char *id = mosquitto_client_username(ev->client);
+	const ig_session *s = pl && id ? ig_sessions_find(&pl->sessions, id) : NULL;
+	bool opened = false;
+	if (pl && id && !s) {
+		const ig_identity *who = ig_registry_find(pl->reg, id, strlen(id));
+		cr_assert_not_null(ig_sessions_open(&pl->sessions, ev->client, id, who ? who->role : IG_ROLE_DEVICE));
+		opened = true;
+	}
+	int rc = bs_fire(MOSQ_EVT_MESSAGE, ev);
+	if (opened)
+		ig_sessions_close(&pl->sessions, ev->client, id);
+	return rc;
+}
+
 static int publish_from(struct mosquitto *client, const char *topic, const void *payload, size_t len)
 {
 	struct mosquitto_evt_message ev;
@@ -125,7 +149,7 @@ static int publish_from(struct mosquitto *client, const char *topic, const void 
 	ev.payload = (void *)payload;
 	ev.payloadlen = (uint32_t)len;
 	ev.qos = 1;
-	return bs_fire(MOSQ_EVT_MESSAGE, &ev);
+	return fire_message(&ev);
 }
 
 static int request(struct mosquitto *client, const char *topic, const char *json)
@@ -499,4 +523,381 @@ Test(glue, publish_failure_logged)
 	bs_set_publish_rc(MOSQ_ERR_NOMEM);
 	cr_assert_eq(tick(), MOSQ_ERR_SUCCESS);
 	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "could not publish on " HEAD_TOPIC), "no warning");
+}
+
+/* ---- shared mode: options, followed records, `by`, stats ---------------- */
+
+Test(glue, shared_options_refused_with_a_message)
+{
+	struct mosquitto_opt name_alone[] = {{.key = "ledger", .value = ledger_dir}, {.key = "broker_name", .value = "b1"}};
+	assert_refused(name_alone, 2, MOSQ_ERR_INVAL, "plugin_opt_broker_name 'b1' is set but plugin_opt_ledger_dsn is "
+	               "not: a broker name only means something with a ledger shared in PostgreSQL");
+
+	struct mosquitto_opt dsn_alone[] = {{.key = "ledger", .value = ledger_dir},
+	                                    {.key = "ledger_dsn", .value = "host=127.0.0.1 dbname=iotguard"}};
+	assert_refused(dsn_alone, 2, MOSQ_ERR_INVAL, "plugin_opt_ledger_dsn needs plugin_opt_broker_name NAME, unique "
+	               "per broker");
+
+	const char *bad_names[] = {"", "b 1", "b/1", "brok\xc3\xa9r", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" /* 33 */};
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		struct mosquitto_opt o[] = {{.key = "ledger", .value = ledger_dir},
+		                            {.key = "ledger_dsn", .value = "host=127.0.0.1 dbname=iotguard"},
+		                            {.key = "broker_name", .value = (char *)bad_names[i]}};
+		char says[160];
+		snprintf(says, sizeof says, "plugin_opt_broker_name '%s' must be 1 to 32 characters of A-Z a-z 0-9 _ . -",
+		         bad_names[i]);
+		assert_refused(o, 3, MOSQ_ERR_INVAL, says);
+	}
+
+	struct mosquitto_opt blank[] = {{.key = "ledger", .value = ledger_dir}, {.key = "ledger_dsn", .value = "  "},
+	                                {.key = "broker_name", .value = "b1"}};
+	assert_refused(blank, 3, MOSQ_ERR_INVAL, "plugin_opt_ledger_dsn must be a libpq connection string");
+
+	struct mosquitto_opt no_keys[] = {{.key = "ledger_dsn", .value = "host=127.0.0.1 dbname=iotguard"},
+	                                  {.key = "broker_name", .value = "b1"}};
+	assert_refused(no_keys, 2, MOSQ_ERR_INVAL, "plugin_opt_ledger is missing; with plugin_opt_ledger_dsn it is the "
+	               "directory holding the cluster-head key");
+
+	/* The list of known options names the new ones. */
+	struct mosquitto_opt unknown[] = {{.key = "ledger", .value = ledger_dir}, {.key = "ledger_dns", .value = "x"}};
+	assert_refused(unknown, 2, MOSQ_ERR_INVAL, "known: ledger, policy, ledger_dsn, broker_name,");
+}
+
+/* A database nobody answers at: the start is refused, naming the server
+ * with its password masked, and the password is in no log line. A name of
+ * exactly 32 characters passes the option check. */
+Test(glue, shared_unreachable_database_refused_without_the_password)
+{
+	struct mosquitto_opt o[] = {
+		{.key = "ledger", .value = ledger_dir},
+		{.key = "ledger_dsn", .value = "host=127.0.0.1 port=1 dbname=iotguard password=sekrit-pw connect_timeout=2"},
+		{.key = "broker_name", .value = "b.1-_aaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+	};
+	cr_assert_eq(strlen(o[2].value), 32);
+	assert_refused(o, 3, MOSQ_ERR_UNKNOWN, "shared ledger in PostgreSQL at 'host=127.0.0.1 port=1 dbname=iotguard "
+	               "password=*** connect_timeout=2' (keys in ");
+	cr_assert(bs_log_contains(MOSQ_LOG_ERR, "; refusing to start"));
+	cr_assert_not(bs_log_contains(-1, "sekrit-pw"), "a log line shows the database password");
+}
+
+Test(glue, dsn_display_masks_every_password)
+{
+	static const struct {
+		const char *dsn, *shown;
+	} cases[] = {
+		{"host=pg1,pg2 dbname=iotguard target_session_attrs=read-write",
+		 "host=pg1,pg2 dbname=iotguard target_session_attrs=read-write"},
+		{"host=pg1 password=s3cret user=ig", "host=pg1 password=*** user=ig"},
+		{"password = 's3 \\' cret' host=pg1", "password = *** host=pg1"},
+		{"host=pg1\tpassword=x", "host=pg1\tpassword=***"},
+		{"passwordx=1 host=h", "passwordx=1 host=h"},
+		{"postgresql://ig:s3cret@pg1:5432,pg2/iotguard?sslmode=require", "postgresql://ig:***@pg1:5432,pg2/iotguard?sslmode=require"},
+		{"postgres://pg1/iotguard?user=ig&password=s3cret&sslmode=require",
+		 "postgres://pg1/iotguard?user=ig&password=***&sslmode=require"},
+		{"postgresql://ig@pg1/iotguard", "postgresql://ig@pg1/iotguard"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[256];
+		ig_plugin_dsn_display(out, sizeof out, cases[i].dsn);
+		cr_assert_str_eq(out, cases[i].shown, "DSN %zu", i);
+	}
+	char small[8];
+	ig_plugin_dsn_display(small, sizeof small, "host=pg1 password=s3cret");
+	cr_assert_str_eq(small, "host=pg", "a short buffer is cut, never overrun");
+}
+
+/* dev1 connects with a token as the broker would see it: basic auth with
+ * its id as username. */
+static void connect_dev1(void)
+{
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, 0x10);
+	char token[512];
+	uint64_t now = ig_now_ms() / 1000;
+	cr_assert_gt(ig_token_mint(token, sizeof token, sk, CLUSTER, "dev1", now, now + 300, NULL), 0);
+	sodium_memzero(sk, sizeof sk);
+	struct mosquitto_evt_basic_auth ba = {.client = dev1, .username = "dev1", .password = token};
+	cr_assert_eq(bs_fire(MOSQ_EVT_BASIC_AUTH, &ba), MOSQ_ERR_SUCCESS, "dev1's token was refused");
+}
+
+/* A record as the shared ledger hands over another broker's: framed, the
+ * next index of this ledger. */
+static ig_record followed(uint16_t type, const uint8_t *body, size_t len)
+{
+	ig_plugin *pl = plugin;
+	ig_record rec;
+	memset(&rec, 0, sizeof rec);
+	rec.index = ig_ledger_height(pl->ledger);
+	rec.ts_ms = ig_now_ms();
+	rec.type = type;
+	rec.body = body;
+	rec.body_len = (uint32_t)len;
+	ig_ledger_head(pl->ledger, rec.prev_hash);
+	static uint8_t frame[4096];
+	cr_assert_gt(ig_record_encode(frame, sizeof frame, &rec), 0);
+	return rec;
+}
+
+static cJSON *event_json(void)
+{
+	const bs_publish *p = bs_publish_find(NULL, "iotguard/" CLUSTER "/ledger/events");
+	cr_assert_not_null(p, "no ledger event was published");
+	cJSON *o = cJSON_ParseWithLength(p->payload, p->len);
+	cr_assert_not_null(o, "event is not JSON: %s", p->payload);
+	return o;
+}
+
+/* Another broker revoked dev1, connected here: it is cut off (with its
+ * will, as a local revoke does), its remembered ACL decisions are void,
+ * the event names this broker and the retained status says revoked. */
+Test(glue, followed_revoke_cuts_the_device_here)
+{
+	start();
+	ig_plugin *pl = plugin;
+	snprintf(pl->cfg.broker_name, sizeof pl->cfg.broker_name, "b2");   /* as plugin_opt_broker_name does */
+	connect_dev1();
+	for (int i = 0; i < 3; i++)   /* decided once, then remembered */
+		cr_assert_eq(acl(dev1, MOSQ_ACL_WRITE, DEV("dev1") "/status", false), MOSQ_ERR_SUCCESS);
+	bs_forget_calls();
+
+	uint8_t body[256];
+	ig_record rec = followed(IG_REC_REVOKE, body, tu_revoke_body(body, sizeof body, "dev1", "adm@b1"));
+	ig_error err = {0};
+	cr_assert_eq(ig_plugin_on_follow(pl, &rec, &err), IG_OK);
+
+	cr_assert_eq(bs_kick_count(), 1, "the device must be cut off here");
+	cr_assert_str_eq(bs_kick_at(0)->name, "dev1");
+	cr_assert_not(bs_kick_at(0)->by_username);
+	cr_assert(bs_kick_at(0)->with_will, "monitors see the device go offline");
+	cr_assert_eq(acl(dev1, MOSQ_ACL_WRITE, DEV("dev1") "/status", false), MOSQ_ERR_ACL_DENIED,
+	             "a remembered ACL decision outlived the followed revocation");
+	const ig_identity *who = ig_registry_find(pl->reg, "dev1", 4);
+	cr_assert(who && who->status == IG_ID_REVOKED);
+	cr_assert_eq(who->revoked_index, rec.index);
+
+	cJSON *ev = event_json();
+	cr_assert_str_eq(str_field(ev, "type"), "revoke");
+	cr_assert_str_eq(str_field(ev, "id"), "dev1");
+	cr_assert_str_eq(str_field(ev, "by"), "adm@b1");
+	cr_assert_str_eq(str_field(ev, "broker"), "b2", "the event names the broker that published it");
+	cJSON_Delete(ev);
+	const bs_publish *st = bs_publish_find(NULL, DEV("dev1") "/status");
+	cr_assert_not_null(st, "no revoked status");
+	cr_assert(st->retain);
+	cr_assert_not_null(strstr(st->payload, "\"state\":\"revoked\""), "%s", st->payload);
+	cr_assert(bs_log_contains(MOSQ_LOG_NOTICE, "revoked dev1 by adm@b1 on another broker"));
+}
+
+/* Another broker enrolled dev9: it is let in here at once, and nobody is
+ * cut off. */
+Test(glue, followed_enroll_lets_the_device_in)
+{
+	start();
+	struct mosquitto *dev9 = bs_client_new("dev9", "dev9", "10.0.0.9");
+	int before = acl(dev9, MOSQ_ACL_WRITE, DEV("dev9") "/status", false);
+	uint8_t pk[32], sk[64], body[512];
+	tu_seed_keypair(pk, sk, 0x90);
+	sodium_memzero(sk, sizeof sk);
+	ig_record rec = followed(IG_REC_ENROLL, body, tu_enroll_body(body, sizeof body, "dev9", IG_ROLE_DEVICE, pk, "adm@b1"));
+	ig_error err = {0};
+	int rc = ig_plugin_on_follow(plugin, &rec, &err);
+	int after = acl(dev9, MOSQ_ACL_WRITE, DEV("dev9") "/status", false);
+	bs_client_free(dev9);
+	cr_assert_eq(before, MOSQ_ERR_ACL_DENIED);
+	cr_assert_eq(rc, IG_OK);
+	cr_assert_eq(after, MOSQ_ERR_SUCCESS, "a followed enrolment must let the device in");
+	cr_assert_eq(bs_kick_count(), 0);
+	cJSON *ev = event_json();
+	cr_assert_str_eq(str_field(ev, "type"), "enroll");
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(ev, "broker"), "file mode: events carry no broker");
+	cJSON_Delete(ev);
+}
+
+static int control(struct mosquitto *client, const char *json)
+{
+	struct mosquitto_evt_control ev;
+	memset(&ev, 0, sizeof ev);
+	ev.client = client;
+	ev.topic = IG_ADMIN_TOPIC;
+	ev.payload = json;
+	ev.payloadlen = (uint32_t)strlen(json);
+	ev.qos = 1;
+	return bs_fire(MOSQ_EVT_CONTROL, &ev);
+}
+
+/* The `by` of the newest event after an admin enroll by admin_id. */
+static char *enroll_by(struct mosquitto *admin, const char *admin_id, const char *new_id)
+{
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, (uint8_t)new_id[3]);
+	sodium_memzero(sk, sizeof sk);
+	char pk_hex[65], req[300];
+	ig_hex_encode(pk_hex, pk, sizeof pk);
+	snprintf(req, sizeof req, "{\"commands\":[{\"command\":\"enroll\",\"id\":\"%s\",\"role\":\"device\","
+	         "\"pubkey\":\"%s\"}]}", new_id, pk_hex);
+	bs_forget_calls();
+	cr_assert_eq(control(admin, req), MOSQ_ERR_SUCCESS);
+	const bs_publish *p = NULL;
+	for (int i = 0; i < 500 && !(p = bs_publish_find(admin_id, IG_ADMIN_RESPONSE_TOPIC)); i++) {
+		usleep(10000);
+		tick();
+	}
+	cr_assert_not_null(p, "no admin response");
+	cr_assert_not_null(strstr(p->payload, "\"ok\":true"), "%s", p->payload);
+	cJSON *ev = event_json();
+	char *by = strdup(str_field(ev, "by"));
+	cJSON_Delete(ev);
+	return by;
+}
+
+/* An admin command's records name the broker that took it, when the pair
+ * fits the 80 bytes of `by`. */
+Test(glue, admin_records_name_the_broker)
+{
+	static const char long_admin[] = "adm-with-a-long-name-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";   /* 64 */
+	cr_assert_eq(strlen(long_admin), 64);
+	ig_ledger *l = NULL;
+	ig_error err = {0};
+	ig_ledger_open_opts lo = {.writer = true};
+	cr_assert_eq(ig_ledger_open(&l, ledger_dir, &lo, &err), IG_OK, "%s", err.msg);
+	enroll(l, "adm", IG_ROLE_ADMIN, 0xa0);
+	enroll(l, long_admin, IG_ROLE_ADMIN, 0xc0);
+	ig_ledger_close(l);
+	struct mosquitto *adm = bs_client_new("adm", "adm", "10.0.0.5");
+	struct mosquitto *adm_long = bs_client_new(long_admin, long_admin, "10.0.0.6");
+
+	start();
+	char *plain = enroll_by(adm, "adm", "dev7");
+	ig_plugin *pl = plugin;
+	snprintf(pl->cfg.broker_name, sizeof pl->cfg.broker_name, "%s", "broker-one-aaaaaaaaaaaaaaaaaaaaa");   /* 32 */
+	char *named = enroll_by(adm, "adm", "dev8");
+	char *too_long = enroll_by(adm_long, long_admin, "dev9");
+	bs_client_free(adm);
+	bs_client_free(adm_long);
+	cr_assert_str_eq(plain, "adm", "file mode: by is the admin's id, as before");
+	cr_assert_str_eq(named, "adm@broker-one-aaaaaaaaaaaaaaaaaaaaa");
+	cr_assert_str_eq(too_long, long_admin, "a pair over 80 bytes keeps the id alone");
+	free(plain);
+	free(named);
+	free(too_long);
+}
+
+static cJSON *stats_now(void)
+{
+	ig_plugin *pl = plugin;
+	pl->next_stats_ms = 0;
+	bs_forget_calls();
+	tick();
+	const bs_publish *p = bs_publish_find(NULL, "iotguard/" CLUSTER "/stats");
+	cr_assert_not_null(p, "no stats published");
+	cJSON *o = cJSON_ParseWithLength(p->payload, p->len);
+	cr_assert_not_null(o);
+	return o;
+}
+
+/* Stats name the broker when it has a name; the "shared" figures come only
+ * with a shared ledger, so a file-mode broker's stats are as before. */
+Test(glue, stats_name_the_broker)
+{
+	start();
+	cJSON *o = stats_now();
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "broker"));
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "shared"));
+	cJSON_Delete(o);
+	ig_plugin *pl = plugin;
+	snprintf(pl->cfg.broker_name, sizeof pl->cfg.broker_name, "b3");
+	o = stats_now();
+	cr_assert_str_eq(str_field(o, "broker"), "b3");
+	cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "shared"), "file mode has no shared figures");
+	cJSON_Delete(o);
+}
+
+/* The shared ledger cannot be swapped, nor the broker renamed, by a
+ * reload that brings options: each change is warned about (the password
+ * masked) and the running values stay. */
+Test(glue, reload_keeps_the_shared_ledger_options)
+{
+	start();
+	ig_plugin *pl = plugin;
+	struct mosquitto_opt opts[] = {{.key = "ledger", .value = ledger_dir},
+	                               {.key = "ledger_dsn", .value = "host=pg9 password=hunter2 dbname=iotguard"},
+	                               {.key = "broker_name", .value = "b9"}};
+	struct mosquitto_evt_reload ev = {.options = opts, .option_count = 3};
+	cr_assert_eq(bs_fire(MOSQ_EVT_RELOAD, &ev), MOSQ_ERR_PLUGIN_DEFER);
+	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger_dsn changed; a ledger cannot be swapped "
+	                                            "live, restart the broker to use 'host=pg9 password=*** dbname=iotguard'"));
+	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "reload: plugin_opt_broker_name changed"));
+	cr_assert_not(bs_log_contains(-1, "hunter2"), "a log line shows the database password");
+	cr_assert_str_eq(pl->cfg.ledger_dsn, "", "the running broker must keep its ledger");
+	cr_assert_str_eq(pl->cfg.broker_name, "");
+
+	/* A name without a DSN is refused as at start; nothing changes. */
+	struct mosquitto_opt name_only[] = {{.key = "ledger", .value = ledger_dir}, {.key = "broker_name", .value = "b9"}};
+	struct mosquitto_evt_reload ev2 = {.options = name_only, .option_count = 2};
+	bs_forget_calls();
+	cr_assert_eq(bs_fire(MOSQ_EVT_RELOAD, &ev2), MOSQ_ERR_PLUGIN_DEFER);
+	cr_assert(bs_log_contains(MOSQ_LOG_ERR, "reload: configuration rejected"));
+	cr_assert_str_eq(pl->cfg.broker_name, "");
+}
+
+/* ---- several brokers: delivery and bridged messages (docs/PROTOCOL.md "Several brokers") ---- */
+
+/* One broker sends an inbox message to the client alone; in shared mode it
+ * is routed, so a bridge carries it to the broker holding the device. */
+Test(glue, inbox_replies_are_routed_in_shared_mode_only)
+{
+	start();
+	cr_assert_eq(request(dev1, CH("dev1"), "{\"type\":\"ping\",\"nonce\":\"file\"}"), MOSQ_ERR_SUCCESS);
+	cJSON_Delete(only_reply_to("dev1", INBOX("dev1")));
+	bs_forget_calls();
+	ig_plugin *pl = plugin;
+	snprintf(pl->cfg.ledger_dsn, sizeof pl->cfg.ledger_dsn, "host=127.0.0.1 dbname=iotguard");
+	cr_assert(ig_plugin_shared(pl));
+	cr_assert_eq(request(dev1, CH("dev1"), "{\"type\":\"ping\",\"nonce\":\"shared\"}"), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(bs_publish_count(), 1);
+	const bs_publish *p = bs_publish_at(0);
+	cr_assert_null(p->client_id, "shared mode routes the reply (got it sent to %s alone)", p->client_id);
+	cr_assert_str_eq(p->topic, INBOX("dev1"));
+	cr_assert(p->qos == 1 && !p->retain);
+	cr_assert(strstr(p->payload, "\"shared\"") != NULL, "%s", p->payload);
+	pl->cfg.ledger_dsn[0] = '\0';
+}
+
+/* A leaf's own bridge connection carries no session here (the plugin never
+ * authenticated it) and Mosquitto gives it the bridge's local_username,
+ * which may be anything: what it brings is never a request or a
+ * contribution, even on a topic naming that username. A bridge identity
+ * on the hub never speaks for a device either. */
+Test(glue, messages_from_a_bridge_are_never_requests)
+{
+	start();
+	struct mosquitto *leaf_bridge = bs_client_new("local.br2", "dev1", NULL);
+	struct mosquitto_evt_message ev = {.client = leaf_bridge, .topic = CH("dev1"), .qos = 1,
+	                                   .payload = "{\"type\":\"ping\",\"nonce\":\"bridged\"}"};
+	ev.payloadlen = (uint32_t)strlen(ev.payload);
+	cr_assert_eq(bs_fire(MOSQ_EVT_MESSAGE, &ev), MOSQ_ERR_ACL_DENIED);
+	cr_assert_eq(bs_publish_count(), 0, "a bridged request was answered");
+
+	/* dev1 itself (its session) is answered as always... */
+	connect_dev1();
+	cr_assert_eq(request(dev1, CH("dev1"), "{\"type\":\"ping\",\"nonce\":\"own\"}"), MOSQ_ERR_SUCCESS);
+	cJSON_Delete(only_reply_to("dev1", INBOX("dev1")));
+	bs_forget_calls();
+	/* ...and while it holds the session, a copy over the bridge still is not. */
+	cr_assert_eq(bs_fire(MOSQ_EVT_MESSAGE, &ev), MOSQ_ERR_ACL_DENIED);
+	cr_assert_eq(bs_publish_count(), 0);
+	bs_client_free(leaf_bridge);
+
+	/* A bridge identity's session never passes for a device's. */
+	ig_plugin *pl = plugin;
+	struct mosquitto *hub_side = bs_client_new("br2", "br2", "10.0.0.8");
+	cr_assert_not_null(ig_sessions_open(&pl->sessions, hub_side, "br2", IG_ROLE_BRIDGE));
+	struct mosquitto_evt_message own = {.client = hub_side, .topic = CH("br2"), .qos = 1,
+	                                    .payload = "{\"type\":\"ping\",\"nonce\":\"b\"}"};
+	own.payloadlen = (uint32_t)strlen(own.payload);
+	cr_assert_eq(bs_fire(MOSQ_EVT_MESSAGE, &own), MOSQ_ERR_ACL_DENIED);
+	cr_assert_eq(bs_publish_count(), 0, "a bridge's own ch message was taken as a request");
+	ig_sessions_close(&pl->sessions, hub_side, "br2");
+	bs_client_free(hub_side);
 }
