@@ -18,6 +18,7 @@
 
 #include "ig_admin.h"
 #include "ig_common.h"
+#include "ig_ledger.h"
 
 #ifndef IG_VERSION
 #define IG_VERSION "unknown"
@@ -155,11 +156,39 @@ int cli_online_ready(cli_online *on, const char *what, uint64_t port, uint64_t t
 const char *cli_json_str(const struct cJSON *o, const char *name, const char *dflt);
 uint64_t cli_json_uint(const struct cJSON *o, const char *name);
 
+/* ---- the shared ledger in PostgreSQL (cmd_pg.c) ---- */
+/* Reads and fully checks a ledger for verify and show: the directory dir
+ * (ig_ledger_verify), or with dsn the shared ledger in PostgreSQL (every
+ * row's SQL columns against its frame, meta and head against the records,
+ * then ig_ledger_scan_buffer: the same check and callbacks), dir then being
+ * an optional key directory whose ch.key must be the ledger's key. *checked
+ * turns true once the ledger's bytes are in hand: a failure before it (the
+ * database unreachable, no ledger there) is exit 1, after it (or IG_ERR_CORRUPT
+ * / IG_ERR_CRYPTO at any point) the ledger is bad, exit 2. */
+int cli_ledger_read(const char *dir, const char *dsn, ig_record_fn on_record, void *ctx, ig_progress_fn progress,
+                    void *progress_ctx, ig_verify_result *res, bool *checked, ig_error *err);
+/* cli_ledger_read replaying the whole state by the broker's own rules
+ * (ig_state), as verify, migrate and export check a ledger; res is zeroed
+ * first. */
+int cli_ledger_check(const char *dir, const char *dsn, ig_progress_fn progress, void *progress_ctx,
+                     ig_verify_result *res, bool *checked, ig_error *err);
+/* The exit code for a cli_ledger_read failure (see there). */
+static inline int cli_ledger_read_exit(int rc, bool checked)
+{
+	if (rc == IG_ERR_NOMEM)
+		return CLI_EXIT_ERR;
+	return checked || rc == IG_ERR_CORRUPT || rc == IG_ERR_CRYPTO ? CLI_EXIT_BAD_LEDGER : CLI_EXIT_ERR;
+}
+/* `init --dsn`: the key in dir, the genesis and first checkpoint in PostgreSQL. */
+int cli_pg_init(const char *dir, const char *dsn, const char *cluster, unsigned format);
+
 /* Commands. argv[0] is the command name. Each returns an exit code. */
 int cmd_init(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_upgrade(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 int cmd_proof(int argc, char **argv);
 int cmd_witness(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);

@@ -50,7 +50,7 @@ void cli_format_ts(char *out, size_t cap, uint64_t ts_ms)
 
 static int init_help(void)
 {
-	printf("Usage: iotguard init --ledger DIR --cluster NAME\n"
+	printf("Usage: iotguard init --ledger DIR --cluster NAME [--dsn DSN]\n"
 	       "Creates a ledger directory: a new cluster-head key (DIR/ch.key, mode 0600),\n"
 	       "the genesis record and a first signed checkpoint. Prints the cluster-head\n"
 	       "public key (64 hex); auditors use it to check checkpoints.\n\n"
@@ -59,18 +59,23 @@ static int init_help(void)
 	       "  --format N       ledger format: 2 (default: an RFC 6962 SHA-256 tree, served as\n"
 	       "                   C2SP tiles, with proofs and witnesses) or 1 (the older BLAKE2b\n"
 	       "                   tree; docs/LEDGER.md section 8)\n"
+	       "  --dsn DSN        a shared ledger for several brokers (docs/LEDGER.md section 16):\n"
+	       "                   the records go to this PostgreSQL database (libpq connection\n"
+	       "                   string; password in ~/.pgpass), DIR gets only ch.key; refuses\n"
+	       "                   a database that holds a ledger already\n"
 	       "  --help           show this help\n");
 	return CLI_EXIT_OK;
 }
 
 int cmd_init(int argc, char **argv)
 {
-	const char *dir = NULL, *cluster = NULL;
+	const char *dir = NULL, *cluster = NULL, *dsn = NULL;
 	uint64_t format = IG_FORMAT_VERSION;
 	const cli_option opts[] = {
 		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
 		CLI_REQUIRED("cluster", 'c', &cluster, "NAME"),
 		CLI_NUMBER("format", 0, &format, IG_FORMAT_V1, IG_FORMAT_VERSION),
+		CLI_TEXT("dsn", 'd', &dsn),
 		CLI_HELP_OPTION('h'),
 		CLI_OPTIONS_END,
 	};
@@ -79,6 +84,8 @@ int cmd_init(int argc, char **argv)
 		return rc == CLI_HELP ? init_help() : rc;
 	if (!cli_check_id("--cluster", cluster))
 		return CLI_EXIT_ERR;
+	if (dsn)
+		return cli_pg_init(dir, dsn, cluster, (unsigned)format);
 
 	uint8_t pk[IG_PK_BYTES];
 	ig_error err = { 0 };
@@ -133,7 +140,7 @@ static void progress_end(progress_state *ps)
 
 static int verify_help(void)
 {
-	printf("Usage: iotguard verify --ledger DIR [--progress]\n"
+	printf("Usage: iotguard verify (--ledger DIR | --dsn DSN [--ledger KEYDIR]) [--progress]\n"
 	       "Checks every record's frame, checksum, hash and chain link, the genesis\n"
 	       "record, the checkpoint signature and the Merkle root, and replays the\n"
 	       "records' bodies and state rules (identities, join codes, coins) as the\n"
@@ -143,6 +150,11 @@ static int verify_help(void)
 	       "2 if it is not (the message names the first bad record; a log shorter\n"
 	       "than its signed checkpoint is tampering), 1 on usage errors.\n\n"
 	       "  --ledger DIR   the ledger directory\n"
+	       "  --dsn DSN      the shared ledger in PostgreSQL instead (docs/LEDGER.md 16): the\n"
+	       "                 same checks, plus every row's SQL columns against its record and\n"
+	       "                 the meta and head rows against the records; with --ledger, that\n"
+	       "                 directory's ch.key must be the ledger's key. Exit 1 if the\n"
+	       "                 database cannot be reached or holds no ledger\n"
 	       "  --progress     report progress on stderr (default: only on a terminal)\n"
 	       "  --help         show this help\n");
 	return CLI_EXIT_OK;
@@ -150,10 +162,11 @@ static int verify_help(void)
 
 int cmd_verify(int argc, char **argv)
 {
-	const char *dir = NULL;
+	const char *dir = NULL, *dsn = NULL;
 	progress_state ps = progress_start();
 	const cli_option opts[] = {
-		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
+		CLI_TEXT("ledger", 'l', &dir),
+		CLI_TEXT("dsn", 'd', &dsn),
 		CLI_FLAG("progress", 'p', &ps.enabled),
 		CLI_HELP_OPTION('h'),
 		CLI_OPTIONS_END,
@@ -161,28 +174,20 @@ int cmd_verify(int argc, char **argv)
 	int rc = cli_parse(argc, argv, opts);
 	if (rc != CLI_PARSED)
 		return rc == CLI_HELP ? verify_help() : rc;
+	if (!dir && !dsn)
+		return cli_missing("--ledger DIR (or --dsn DSN)");
 
 	/* The whole state, so a ledger the broker would refuse to start on
 	 * (a revoke of an id never enrolled, a redeem of an unknown coin) is
 	 * refused here too, by the same rules. */
-	ig_state *st = ig_state_new();
-	if (!st) {
-		cli_error("out of memory");
-		return CLI_EXIT_ERR;
-	}
 	ig_verify_result res;
-	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	rc = ig_ledger_verify(dir, ig_state_on_record, st, progress_report, &ps, &res, &err);
+	bool checked = false;
+	rc = cli_ledger_check(dir, dsn, progress_report, &ps, &res, &checked, &err);
 	progress_end(&ps);
-	ig_state_free(st);
-	if (rc == IG_ERR_NOMEM) {
-		cli_error("%s", err.msg[0] ? err.msg : "out of memory");
-		return CLI_EXIT_ERR;
-	}
 	if (rc != IG_OK) {
-		cli_error("%s", err.msg[0] ? err.msg : "verification failed");
-		return CLI_EXIT_BAD_LEDGER;
+		cli_error("%s", err.msg[0] ? err.msg : rc == IG_ERR_NOMEM ? "out of memory" : "verification failed");
+		return cli_ledger_read_exit(rc, checked);
 	}
 	char head[2 * IG_HASH_BYTES + 1];
 	ig_hex_encode(head, res.head, IG_HASH_BYTES);
@@ -377,10 +382,11 @@ static int show_record(void *ctx, const ig_record *rec, ig_error *err)
 
 static int show_help(void)
 {
-	printf("Usage: iotguard show --ledger DIR [--json] [--from N] [--limit N]\n"
+	printf("Usage: iotguard show (--ledger DIR | --dsn DSN) [--json] [--from N] [--limit N]\n"
 	       "Prints ledger records, one per line, after checking each one. Needs no\n"
 	       "lock, so it works while the broker writes.\n\n"
 	       "  --ledger DIR   the ledger directory\n"
+	       "  --dsn DSN      the shared ledger in PostgreSQL instead (checked as verify --dsn)\n"
 	       "  --json         one JSON object per line (same shape as ledger events)\n"
 	       "  --from N       start at record index N (default 0, the genesis record)\n"
 	       "  --limit N      print at most N records\n"
@@ -390,10 +396,11 @@ static int show_help(void)
 
 int cmd_show(int argc, char **argv)
 {
-	const char *dir = NULL;
+	const char *dir = NULL, *dsn = NULL;
 	show_state st = { 0 };
 	const cli_option opts[] = {
-		CLI_REQUIRED("ledger", 'l', &dir, "DIR"),
+		CLI_TEXT("ledger", 'l', &dir),
+		CLI_TEXT("dsn", 'd', &dsn),
 		CLI_FLAG("json", 'j', &st.as_json),
 		CLI_NUMBER("from", 'f', &st.from, 0, UINT64_MAX),
 		CLI_NUMBER("limit", 'n', &st.limit, 1, UINT64_MAX),
@@ -403,11 +410,14 @@ int cmd_show(int argc, char **argv)
 	int rc = cli_parse(argc, argv, opts);
 	if (rc != CLI_PARSED)
 		return rc == CLI_HELP ? show_help() : rc;
+	if (!dir && !dsn)
+		return cli_missing("--ledger DIR (or --dsn DSN)");
 
 	ig_verify_result res;
 	memset(&res, 0, sizeof res);
 	ig_error err = { 0 };
-	rc = ig_ledger_verify(dir, show_record, &st, NULL, NULL, &res, &err);
+	bool checked = false;
+	rc = cli_ledger_read(dir, dsn, show_record, &st, NULL, NULL, &res, &checked, &err);
 	if (fflush(stdout) != 0)
 		st.write_failed = true;
 	if (st.write_failed) {
@@ -416,7 +426,7 @@ int cmd_show(int argc, char **argv)
 	}
 	if (rc != IG_OK && !st.done) {
 		cli_error("%s", err.msg[0] ? err.msg : "cannot read the ledger");
-		return cli_exit_for(rc);
+		return dsn ? cli_ledger_read_exit(rc, checked) : cli_exit_for(rc);
 	}
 	if (rc == IG_OK && res.torn_bytes > 0)
 		cli_warn("%" PRIu64 " bytes after the last record are an incomplete write (not shown)",

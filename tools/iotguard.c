@@ -79,7 +79,7 @@ static int identity_help(ig_admin_kind kind)
 		       "Records a new identity in the ledger so it can connect.\n\n"
 		       "  --id ID              identity id: 1..64 of A-Z a-z 0-9 _ . -\n"
 		       "  --pubkey HEX         its Ed25519 public key, 64 hex (from 'iotguard keygen')\n"
-		       "  --role ROLE          device, analyst, monitor, admin or witness\n"
+		       "  --role ROLE          device, analyst, monitor, admin, witness or bridge\n"
 		       "  --reenroll           allow ID to be a revoked identity: it gets the new key and\n"
 		       "                       starts clean (no credit, coins or session keys). Without\n"
 		       "                       it, enrolling a revoked id is refused\n"
@@ -389,7 +389,7 @@ static int identity_command(ig_admin_kind kind, int argc, char **argv)
 	if (role) {
 		cmd.role = ig_role_parse(role);
 		if (cmd.role == IG_ROLE_NONE) {
-			cli_error("--role '%s' is not a role: use device, analyst, monitor, admin or witness", role);
+			cli_error("--role '%s' is not a role: use device, analyst, monitor, admin, witness or bridge", role);
 			return CLI_EXIT_ERR;
 		}
 	}
@@ -476,6 +476,8 @@ static const struct {
 	{ "verify", cmd_verify, "check a ledger end to end" },
 	{ "show", cmd_show, "print ledger records" },
 	{ "upgrade", cmd_upgrade, "move a format-1 ledger to format 2 (C2SP tlog hashing)" },
+	{ "migrate", cmd_migrate, "move a file ledger into PostgreSQL (several brokers share it)" },
+	{ "export", cmd_export, "write the shared ledger in PostgreSQL out as a file ledger" },
 	{ "proof", cmd_proof, "write or check a C2SP tlog-proof that a record is in the log" },
 	{ "witness", cmd_witness, "cosign the cluster head's checkpoints (a C2SP tlog-witness)" },
 	{ "custody", cmd_custody, "device-quorum custody of the cluster-head key: status, seal, rotate" },
