@@ -240,7 +240,13 @@ EVENT_OK = KP_EVENTS + CUSTODY_EVENTS + BANK_EVENTS + [genesis, enroll, revoke, 
             key_issued, with_(key_issued, suite="aes256gcm"), attest, with_(attest, allowed="no"),
             with_(attest, allowed="unlisted"), with_(unknown, type_code=20),
             with_(undecodable, type="key_issued")]
+# Shared mode (plugin_opt_ledger_dsn): each broker names itself in the events it publishes.
+EVENT_OK += [with_(enroll, broker="b1", by="admin1@b1"), with_(revoke, broker="broker-2.eu_west"),
+             with_(credit_ev, broker="b2"), with_(unknown, broker="b1")]
 EVENT_BAD = [
+    (with_(enroll, broker="b 1"), "broker name with a space"),
+    (with_(revoke, broker=""), "empty broker name"),
+    (with_(revoke, broker="b" * 33), "broker name over 32 characters"),
     (with_(genesis, index=1), "genesis not at index 0"),
     (with_(genesis, prev=HEX64), "genesis with a predecessor"),
     (without(genesis, "version"), "genesis without version"),
@@ -349,7 +355,7 @@ EVENT_BAD = [
 # ---- stats ----------------------------------------------------------------------
 stats = {
     "ts": TS, "cluster": "c1", "uptime_s": 42,
-    "connected": {"device": 3, "analyst": 0, "monitor": 1, "admin": 1, "witness": 0, "total": 5},
+    "connected": {"device": 3, "analyst": 0, "monitor": 1, "admin": 1, "witness": 0, "bridge": 0, "total": 5},
     "auth": {"accepted": 10, "refused_total": 3, "refused": {"bad_signature": 2, "expired": 1}},
     "acl": {"denied_publish": 1, "denied_subscribe": 0, "denied_read": 0},
     "identities": {"active": 5, "revoked": 1},
@@ -376,7 +382,18 @@ WITNESS_STATS = {"quorum": 2, "cosigned_size": 9, "quorum_latency_ms": 41, "requ
                  "per_witness": {"w1": {"cosigned_size": 9, "refusals": 0, "conflicts": 1, "last_status": 200},
                                  "w2": {"cosigned_size": 0, "refusals": 1, "conflicts": 0, "last_status": 422}}}
 STATS_OK.append(with_(stats, witnesses=WITNESS_STATS))
+SHARED_STATS = {"connected": True, "followed": 12, "conflicts": 1, "reconnects": 0, "follow_lag_ms": 3.25,
+                "unavailable_refusals": 0}
+STATS_OK += [with_(stats, broker="b1", shared=SHARED_STATS),
+             with_(SEALED_STATS, broker="b2", shared=dict(SHARED_STATS, connected=False, follow_lag_ms=0))]
 STATS_BAD = [
+    (with_(stats, broker="b1"), "a broker name without the shared figures"),
+    (with_(stats, shared=SHARED_STATS), "shared figures without the broker name"),
+    (with_(stats, broker="b/1", shared=SHARED_STATS), "bad broker name"),
+    (with_(stats, broker="b1", shared=without(SHARED_STATS, "followed")), "shared without followed"),
+    (with_(stats, broker="b1", shared=dict(SHARED_STATS, lag=1)), "unknown shared figure"),
+    (with_(stats, broker="b1", shared=dict(SHARED_STATS, follow_lag_ms=-1)), "negative follow lag"),
+    (with_(stats, broker="b1", shared=dict(SHARED_STATS, connected=1)), "connected not a boolean"),
     (with_(stats, witnesses=dict(WITNESS_STATS, quorum=0)), "witness quorum 0"),
     (with_(stats, witnesses=nested(WITNESS_STATS, ["per_witness", "w/1"], WITNESS_STATS["per_witness"]["w1"])),
      "witness id outside the id alphabet"),
@@ -553,6 +570,9 @@ INBOX_OK += [
     {"type": "error", "error": "outcome_unknown", "request": "join", "message": "connect with your key"},
     {"type": "error", "error": "not_enrolled", "request": "session_key", "message": "only join"},
     {"type": "error", "error": "malformed", "request": "ping", "message": "nonce too long"},
+    {"type": "error", "error": "conflict", "request": "session_key", "nonce": "k-2",
+     "message": "another broker changed the shared ledger first, so the key was not recorded"},
+    {"type": "error", "error": "conflict", "request": "attest", "message": "report it again"},
 ]
 INBOX_BAD = [
     (without(pong, "ts"), "pong without ts"),
@@ -701,6 +721,13 @@ identity_view = {"id": "dev1", "role": "device", "status": "active", "pubkey": H
                  "enrolled_ts": TS, "connected": True}
 get_resp = {"command": "get_identity", "correlation": "g1", "ok": True, "identity": identity_view}
 ADMIN_RESP_OK += [{"responses": [get_resp]}, {"responses": [with_(get_resp, identity=with_(identity_view, zone="north-1"))]}]
+# a shared ledger: another broker's record came first (final), or its database is unreachable (retriable)
+ADMIN_RESP_OK += [{"responses": [{"command": "enroll", "correlation": "e9", "ok": False, "error": "conflict",
+                                  "message": "nothing was enrolled: another broker changed this identity first; "
+                                             "re-read and retry"}]},
+                  {"responses": [{"command": "revoke", "correlation": "", "ok": False, "error": "storage_failed",
+                                  "message": "the revocation was not recorded: the shared ledger's database "
+                                             "(PostgreSQL) is unreachable, so nothing was recorded; retry"}]}]
 ADMIN_RESP_BAD = [
     ({"responses": [with_(get_resp, identity=with_(identity_view, zone="north 1"))]}, "zone with a space"),
     ({"responses": [with_(get_resp, identity=with_(identity_view, zone=""))]}, "empty zone"),
