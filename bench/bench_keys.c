@@ -28,6 +28,12 @@
  *   bench_keys --port P [--cluster C] [--pairs N] [--window W] [--duration S]
  *              [--warmup S] [--pid BROKER_PID] [--qos 0|1] [--goal PAIRS_PER_S] [--probe S]
  *
+ * --peer-port P2 connects every B device to another broker of the same
+ * cluster (shared ledger, bridged; docs/PROTOCOL.md "Several brokers"):
+ * A's broker issues the key and B's copy crosses the bridge, so the figure is
+ * session-key pairs across brokers (bench/run.sh --shared runs it next to
+ * the one-broker figure). --result-prefix names its RESULT lines.
+ *
  * After the throughput run, --probe S (1.5; 0 = off) seconds with one pair
  * and one request in flight show what a single device waits for its key.
  *
@@ -376,7 +382,8 @@ static phase_result run_load(bench *B, int active, int window, double warmup, do
 int main(int argc, char **argv)
 {
 	bench_name = BENCH_NAME;
-	uint64_t port = 0, pid = 0, pairs = 100, window = 4, qos = 1;
+	const char *R = "keys"; /* prefix of the RESULT lines: run.sh tells runs apart */
+	uint64_t port = 0, pid = 0, pairs = 100, window = 4, qos = 1, peer_port = 0;
 	double duration = 5.0, warmup = 1.0, goal = 5000, probe = 1.5;
 	bench B = {.cluster = "bench"};
 	const cli_option opts[] = {
@@ -388,12 +395,17 @@ int main(int argc, char **argv)
 		CLI_NUMBER("qos", 0, &qos, 0, 1),
 		CLI_REAL("goal", 0, &goal, 0, 1e9),
 		CLI_REAL("probe", 0, &probe, 0, 10),
+		CLI_NUMBER("peer-port", 0, &peer_port, 1, 65535),
+		CLI_TEXT("result-prefix", 0, &R),
 		CLI_HELP_OPTION(0),
 		CLI_OPTIONS_END,
 	};
 	bench_parse(argc, argv, NULL, opts,
 	            "usage: bench_keys --port P [--cluster C] [--pairs N] [--window W] [--duration S]\n"
-	            "                  [--warmup S] [--pid BROKER_PID] [--qos 0|1] [--goal PAIRS_PER_S] [--probe S]\n");
+	            "                  [--warmup S] [--pid BROKER_PID] [--qos 0|1] [--goal PAIRS_PER_S] [--probe S]\n"
+	            "                  [--peer-port P2] [--result-prefix keys]\n"
+	            "  --peer-port: the B devices connect to another broker of the cluster (shared ledger,\n"
+	            "  bridged): pairs across brokers; --pid is then A's broker\n");
 	if (!port)
 		bench_die("--port is required", NULL);
 	B.npairs = (int)pairs;
@@ -431,7 +443,7 @@ int main(int argc, char **argv)
 		d->pair = i / 2;
 		d->is_a = (i % 2) == 0;
 		bench_id_token(tok, sizeof tok, B.cluster, d->id, 600);
-		bench_conn_open(&d->c, (int)port, d->id, tok);
+		bench_conn_open(&d->c, (int)(d->is_a || !peer_port ? port : peer_port), d->id, tok);
 		snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/inbox", B.cluster, d->id);
 		bench_conn_subscribe(&d->c, topic, 1);
 		if (d->is_a)
@@ -445,6 +457,24 @@ int main(int argc, char **argv)
 		bench_die("no retained iotguard/<cluster>/ledger/head with ch_pubkey arrived within 10 s", NULL);
 	if (B.subacks < B.ndev)
 		bench_die("not every device's inbox subscription was acknowledged within 10 s", NULL);
+	if (peer_port) {
+		/* Across brokers A's broker sees B only through B's status crossing
+		 * the bridge (docs/PROTOCOL.md "Several brokers", presence), as an
+		 * agent's heartbeat does: each B says it is online once. */
+		for (int i = 0; i < B.ndev; i++) {
+			device *d = &B.dev[i];
+			if (d->is_a)
+				continue;
+			char st[256];
+			int n = snprintf(st, sizeof st, "{\"id\":\"%s\",\"state\":\"online\",\"ts\":%" PRIu64
+			                 ",\"seq\":1,\"uptime_s\":0}", d->id, ig_now_ms());
+			snprintf(topic, sizeof topic, "iotguard/%s/dev/%s/status", B.cluster, d->id);
+			bench_conn_publish(&d->c, topic, st, (size_t)n, 0);
+		}
+		double t_status = bench_now_s();
+		while (bench_now_s() - t_status < 0.5)
+			bench_conn_pump(&B.set, 50);
+	}
 	for (int i = 0; i < B.ndev; i++) {
 		uint8_t pk[IG_PK_BYTES], sk[IG_SK_BYTES];
 		bench_id_keypair(B.dev[i].id, pk, sk);
@@ -455,6 +485,9 @@ int main(int argc, char **argv)
 	printf("== bench_keys: session keys issued end to end: %d pairs (%d devices, one poll() loop), %d requests in "
 	       "flight per pair, QoS %d, %.1f s (+%.1f s warm-up) ==\n",
 	       B.npairs, B.ndev, B.window, B.qos, duration, warmup);
+	if (peer_port)
+		printf("pairs across brokers: A devices on port %" PRIu64 ", B devices on port %" PRIu64 "\n", port,
+		       peer_port);
 	printf("a pair counts once A and B both opened their session_key box (ig_keybox_open) and found the same key;\n"
 	       "the plugin sends those boxes only after the KEY_ISSUED record is fdatasync'd, so every counted pair\n"
 	       "is a durable audit record.\n");
@@ -464,15 +497,15 @@ int main(int argc, char **argv)
 	double rate = main_run.rate;
 	printf("pairs done in the timed window: %" PRIu64 " in %.2f s = %.0f pairs/s   (target >= %.0f: %s)\n",
 	       main_run.counted, main_run.secs, rate, goal, rate >= goal ? "PASS" : "MISS");
-	printf("RESULT keys.pairs_per_s %.0f\n", rate);
+	printf("RESULT %s.pairs_per_s %.0f\n", R, rate);
 	if (main_run.counted) {
 		printf("request -> both copies opened: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", main_run.p50, main_run.p99,
 		       main_run.max);
-		printf("RESULT keys.latency_p50_ms %.2f\nRESULT keys.latency_p99_ms %.2f\n", main_run.p50, main_run.p99);
+		printf("RESULT %s.latency_p50_ms %.2f\nRESULT %s.latency_p99_ms %.2f\n", R, main_run.p50, R, main_run.p99);
 		if (pid) {
 			printf("broker CPU per pair: %.1f us (all broker threads: event loop + ledger writer); ", main_run.cpu_us);
 			printf("broker busy %.0f%% of one core\n", main_run.busy * 100);
-			printf("RESULT keys.cpu_us %.1f\n", main_run.cpu_us);
+			printf("RESULT %s.cpu_us %.1f\n", R, main_run.cpu_us);
 		}
 		printf("load generator CPU per pair: %.1f us (two box opens, JSON, the request)\n", main_run.self_us);
 	}
@@ -485,9 +518,9 @@ int main(int argc, char **argv)
 		       "%.0f fdatasyncs (%.1f records/fsync)\n",
 		       dt, issued / dt, se->refused - sb->refused, recs, batches, batches > 0 ? recs / batches : 0);
 		bench_stats_ledger_print_commit(NULL, &se->l);
-		printf("RESULT keys.plugin_issued_per_s %.0f\n", issued / dt);
-		printf("RESULT keys.commit_avg_us %.0f\nRESULT keys.commit_max_us %.0f\nRESULT keys.commit_last_us %.0f\n",
-		       se->l.commit_avg, se->l.commit_max, se->l.commit_last);
+		printf("RESULT %s.plugin_issued_per_s %.0f\n", R, issued / dt);
+		printf("RESULT %s.commit_avg_us %.0f\nRESULT %s.commit_max_us %.0f\nRESULT %s.commit_last_us %.0f\n",
+		       R, se->l.commit_avg, R, se->l.commit_max, R, se->l.commit_last);
 	} else {
 		printf("plugin stats: none received (run the broker with plugin_opt_stats_interval 1)\n");
 	}
@@ -500,7 +533,7 @@ int main(int argc, char **argv)
 			printf("light load (1 pair, 1 request in flight, %.1f s): %" PRIu64 " keys, request -> both copies "
 			       "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
 			       probe, light.counted, light.p50, light.p99, light.max);
-			printf("RESULT keys.light_p50_ms %.2f\nRESULT keys.light_p99_ms %.2f\n", light.p50, light.p99);
+			printf("RESULT %s.light_p50_ms %.2f\nRESULT %s.light_p99_ms %.2f\n", R, light.p50, R, light.p99);
 		}
 	}
 	printf("total: %" PRIu64 " pairs, %" PRIu64 " key messages opened; errors %" PRIu64, B.completed, B.key_msgs,
@@ -509,7 +542,7 @@ int main(int argc, char **argv)
 		printf("%s%s=%" PRIu64, i ? ", " : " (", B.errors.code[i], B.errors.count[i]);
 	printf("%s; bad/unopenable %" PRIu64 ", key mismatches %" PRIu64 ", timeouts %" PRIu64 ", unfinished %" PRIu64 "\n",
 	       B.errors.n ? ")" : "", B.bad, B.mismatched, B.timeouts, inflight);
-	printf("RESULT keys.failures %" PRIu64 "\n", B.errors.total + B.bad + B.mismatched + B.timeouts + B.early_overflow);
+	printf("RESULT %s.failures %" PRIu64 "\n", R, B.errors.total + B.bad + B.mismatched + B.timeouts + B.early_overflow);
 	fflush(stdout);
 
 	for (int i = 0; i < B.ndev; i++)

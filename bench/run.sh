@@ -9,13 +9,19 @@
 # 127.0.0.1, bounded in time; the whole run takes about 4 minutes.
 #
 # Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood]
-#                     [--custody] [--kp]
+#                     [--custody] [--kp] [--shared]
 #   --custody adds device-quorum custody (issue 9) through the real broker and
 #   64 real agents (bench_custody, bench_custody_e2e; about 1 more minute).
 #   --kp adds key rings (issue 10): a device's pairwise key and the cluster
 #   head's ring dealing for m = 75, 200, 500, 1024 (bench_kp), then the
 #   broker's CPU per key_ring answer with 500 devices (bench_kp_e2e; about
 #   20 s in all).
+#   --shared adds several brokers on one PostgreSQL ledger (issue 11): durable
+#   appends/s from three writers on one database against the file ledger
+#   (bench_shared, with a throwaway server from tests/pg/pgctl.sh), then
+#   bench_multi.py: broker CPU per connect shared vs file vs plain, session-key
+#   pairs across brokers vs one broker, cross-broker revocation latency and
+#   idle connections held (about 6 more minutes, 4 with --quick).
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
 #   BENCH_IDENTITIES (scale benchmark, default 1000000),
@@ -30,7 +36,7 @@ seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
 coins=${BENCH_COINS:-10000000}
 do_build=1 do_ledger=1 do_scale=1
-do_keys=1 do_bank=1 do_flood=1 do_custody=0 do_kp=0 quick=0
+do_keys=1 do_bank=1 do_flood=1 do_custody=0 do_kp=0 do_shared=0 quick=0
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
@@ -42,7 +48,8 @@ for a in "$@"; do
 	--no-flood) do_flood=0 ;;
 	--custody) do_custody=1 ;;
 	--kp) do_kp=1 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody] [--kp]" >&2; exit 2 ;;
+	--shared) do_shared=1 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody] [--kp] [--shared]" >&2; exit 2 ;;
 	esac
 done
 
@@ -81,8 +88,9 @@ if [ $do_build = 1 ]; then
 	[ $do_ledger = 1 ] && [ -f "$repo/bench/bench_ledger.c" ] && targets+=(bench_ledger)
 	[ $do_keys = 1 ] && targets+=(bench_keys bench_m2m bench_entropy)
 	[ $do_bank = 1 ] && targets+=(bench_bank bench_coins)
-	[ $do_custody = 1 ] && targets+=(bench_custody bench_custody_e2e iotguard iotguard-agent)
+	[ $do_custody = 1 ] && targets+=(bench_custody bench_custody_e2e tools/iotguard iotguard-agent)
 	[ $do_kp = 1 ] && targets+=(bench_kp bench_kp_e2e)
+	[ $do_shared = 1 ] && targets+=(bench_shared bench_keys tools/iotguard)
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -107,9 +115,11 @@ done
 # Under /var/tmp by default: the scale ledger is ~130 MB and /tmp may be RAM.
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/iotguard-bench.XXXXXX")
 broker_pids=()
+pg_dir=
 cleanup() {
 	for p in "${broker_pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${broker_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	[ -n "$pg_dir" ] && "$repo/tests/pg/pgctl.sh" stop "$pg_dir" immediate 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -435,6 +445,34 @@ PY
 	stop_broker $pid_kp
 fi
 
+# ---- several brokers on one PostgreSQL ledger (issue 11, --shared) ---------
+# bench_shared: three ig_ledger objects (three brokers' writers) appending
+# through one database at once, against the file ledger, interleaved rounds.
+# The server is a throwaway one under $work (a real disk, like the file
+# ledger's), fsync and synchronous_commit on. Left unpinned: the three
+# writers and PostgreSQL share both CPUs, as brokers and a database on one
+# machine would. Then bench_multi.py starts its own server and brokers.
+if [ $do_shared = 1 ]; then
+	[ -x "$bin/bench_shared" ] || { echo "run.sh: $bin/bench_shared is missing; run without --skip-build" >&2; exit 1; }
+	sh_rounds=$rounds sh_seconds=3
+	[ "$sh_rounds" -gt 3 ] && sh_rounds=3
+	[ $quick = 1 ] && sh_seconds=2
+	chmod 0711 "$work"
+	free_port; p_pg=$port
+	pg_dir=$work/pg
+	dsn=$("$repo/tests/pg/pgctl.sh" start "$pg_dir" $p_pg | tail -1)
+	echo
+	"$bin/bench_shared" --dsn "$dsn" --writers 3 --rounds $sh_rounds --seconds $sh_seconds |
+		tee -a "$results" | grep -v '^RESULT' || true
+	"$repo/tests/pg/pgctl.sh" stop "$pg_dir" fast
+	pg_dir=
+	multi_quick=()
+	[ $quick = 1 ] && multi_quick=(--quick)
+	echo
+	IG_BUILD=$build "$python" "$repo/bench/bench_multi.py" "${multi_quick[@]}" |
+		tee -a "$results" | grep -v '^RESULT' || true
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -592,6 +630,47 @@ if [ $do_kp = 1 ]; then
 	row "kp: broker CPU per key_ring answer, repeat" "$(get kp.e2e.repeat_cpu_us)" "us"
 	row "kp: key_ring answers per second, first rings" "$(get kp.e2e.first_per_s)" "/s"
 	row "kp: key_ring answers checked bad or refused" "$(get kp.e2e.failures)" "" "<=" 0
+fi
+if [ $do_shared = 1 ]; then
+	row "shared: durable appends, file ledger (1 writer)" "$(get shared.file.rate)" "rec/s"
+	row "shared: durable appends, PostgreSQL, 1 writer" "$(get shared.pg1.rate)" "rec/s"
+	row "shared: durable appends, PostgreSQL, $(get shared.writers) writers" "$(get shared.pgN.rate)" "rec/s"
+	row "shared: ratio $(get shared.writers) writers on PostgreSQL / file ledger" "$(get shared.ratio.pgN_file)" ""
+	row "shared: records per transaction, $(get shared.writers) writers" "$(get shared.pgN.per_commit)" ""
+	row "shared: commit latency avg, $(get shared.writers) writers" "$(get shared.pgN.commit_avg_us)" "us"
+	row "shared: writers' CPU per record, $(get shared.writers) writers" "$(get shared.pgN.cpu_us)" "us"
+	row "shared: PostgreSQL CPU per record, $(get shared.writers) writers" "$(get shared.pgN.server_cpu_us)" "us"
+	row "shared: PostgreSQL WAL bytes per record" "$(get shared.pg.wal_bytes_per_record)" "bytes"
+	row "shared: PostgreSQL table+index bytes per record" "$(get shared.pg.table_bytes_per_record)" "bytes"
+	row "shared: light load, 1 writer 1 in flight, commit" "$(get shared.light.pg1.commit_avg_us)" "us"
+	row "shared: light load, $(get shared.writers) writers 1 in flight, commit" "$(get shared.light.pgN.commit_avg_us)" "us"
+	row "shared: light load, $(get shared.writers) writers 1 in flight each" "$(get shared.light.pgN.rate)" "rec/s"
+	row "shared: SQL alone, 1-row transactions via head row" "$(get shared.sql.batch1.tx_per_s)" "tx/s"
+	row "shared: a broker joining, CPU per record read" "$(get shared.open.cpu_us)" "us"
+	row "shared: writers consistent (same head, each once)" "$(get shared.consistent)" "" ">=" 1
+	row "multi: broker RSS per identity, file mode" "$(get multi.rss.file_per_identity_bytes)" "bytes"
+	row "multi: broker RSS per identity, shared (state+shadow)" "$(get multi.rss.shared_per_identity_bytes)" "bytes"
+	row "multi: plugin start, file mode ($(get multi.rss.identities) ids)" "$(get multi.start.file_ms)" "ms"
+	row "multi: plugin start, shared mode ($(get multi.rss.identities) ids)" "$(get multi.start.shared_ms)" "ms"
+	row "multi: broker CPU per connect, plain mosquitto" "$(get multi.connect.anon.cpu_us)" "us"
+	row "multi: broker CPU per connect, file mode" "$(get multi.connect.file.cpu_us)" "us"
+	row "multi: broker CPU per connect, shared mode" "$(get multi.connect.shared.cpu_us)" "us"
+	row "multi: connect ratio shared/file (broker CPU)" "$(get multi.connect.capacity.shared_file)" "" ">=" 0.95
+	row "multi: session keys, one broker, file mode" "$(get multi.keys_file.pairs_per_s)" "pairs/s"
+	row "multi: session keys, one shared broker" "$(get multi.keys_same.pairs_per_s)" "pairs/s"
+	row "multi: session keys, A and B on different brokers" "$(get multi.keys_cross.pairs_per_s)" "pairs/s"
+	row "multi: session keys ratio across/same broker" "$(get multi.keys.ratio_cross_same)" ""
+	row "multi: revoke -> kicked, other broker, p50" "$(get multi.revoke.cross_p50_ms)" "ms"
+	row "multi: revoke -> kicked, other broker, p99" "$(get multi.revoke.cross_p99_ms)" "ms" "<=" 200
+	row "multi: revoke -> kicked, other broker busy, p50" "$(get multi.revoke.cross_busy_p50_ms)" "ms"
+	row "multi: revoke -> kicked, other broker busy, p99" "$(get multi.revoke.cross_busy_p99_ms)" "ms" "<=" 200
+	row "multi: revoke -> kicked, same broker, p50" "$(get multi.revoke.same_p50_ms)" "ms"
+	row "multi: revoke -> kicked, same broker, p99" "$(get multi.revoke.same_p99_ms)" "ms"
+	row "multi: idle connections held, shared broker" "$(get multi.hold.shared.connections)" ""
+	row "multi: broker RSS per held connection, plain" "$(get multi.hold.plain.rss_per_conn_bytes)" "bytes"
+	row "multi: broker RSS per held connection, file mode" "$(get multi.hold.file.rss_per_conn_bytes)" "bytes"
+	row "multi: broker RSS per held connection, shared" "$(get multi.hold.shared.rss_per_conn_bytes)" "bytes"
+	row "multi: iotguard verify --dsn after the run (exit)" "$(get multi.verify_exit)" "" "<=" 0
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."
