@@ -216,8 +216,8 @@ int ig_plugin_on_follow(void *ctx, const ig_record *rec, ig_error *err);
 /* Fills the shared-mode options from pl's configuration: dsn, broker,
  * on_follow and the shadow state's apply and reset (ctx = pl). */
 void ig_plugin_shared_opts(ig_plugin *pl, ig_ledger_shared_opts *so);
-/* dsn with every password masked ("password=***", "user:***@host"), for
- * logs and errors. */
+/* dsn as libpq parses it, every password as ***, for logs and errors
+ * (ig_pg_dsn_mask); cut to cap. */
 void ig_plugin_dsn_display(char *out, size_t cap, const char *dsn);
 
 /* plugin_requests.c */

@@ -25,7 +25,10 @@
 #include "plugin_service.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "ig_pg.h"
 
 void ig_plugin_record_durable(ig_plugin *pl, const ig_record *rec)
 {
@@ -99,106 +102,13 @@ void ig_plugin_shared_opts(ig_plugin *pl, ig_ledger_shared_opts *so)
 
 /* ---- the DSN in logs ------------------------------------------------------ */
 
-/* Appends n bytes of s to out (cap, *len so far), truncating quietly. */
-static void put(char *out, size_t cap, size_t *len, const char *s, size_t n)
-{
-	while (n-- && *len + 1 < cap)
-		out[(*len)++] = *s++;
-	out[*len < cap ? *len : cap - 1] = '\0';
-}
-
-static bool is_space(char c)
-{
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-/* libpq's "postgresql://user:password@host/db?password=..." form. */
-static void display_uri(char *out, size_t cap, const char *dsn)
-{
-	size_t len = 0;
-	const char *p = strstr(dsn, "://") + 3;
-	put(out, cap, &len, dsn, (size_t)(p - dsn));
-	const char *end_auth = p + strcspn(p, "/?");
-	const char *at = NULL;
-	for (const char *q = p; q < end_auth; q++)
-		if (*q == '@')
-			at = q;   /* the last '@' before the path ends the user info */
-	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
-		if (colon) {
-			put(out, cap, &len, p, (size_t)(colon - p));
-			put(out, cap, &len, ":***", 4);
-			p = at;
-		}
-	}
-	/* The rest; in the query, password=... is masked up to the next '&'. */
-	const char *query = strchr(p, '?');
-	if (!query) {
-		put(out, cap, &len, p, strlen(p));
-		return;
-	}
-	put(out, cap, &len, p, (size_t)(query - p) + 1);
-	for (const char *q = query + 1; *q;) {
-		size_t n = strcspn(q, "&");
-		if (n >= 9 && !strncmp(q, "password=", 9)) {
-			put(out, cap, &len, "password=***", 12);
-		} else {
-			put(out, cap, &len, q, n);
-		}
-		q += n;
-		if (*q == '&')
-			put(out, cap, &len, q++, 1);
-	}
-}
-
+/* libpq parses the DSN and the ledger masks it (ig_pg_dsn_mask), so the
+ * plugin's messages show exactly what the ledger's own errors show. */
 void ig_plugin_dsn_display(char *out, size_t cap, const char *dsn)
 {
 	if (!cap)
 		return;
-	out[0] = '\0';
-	if (!dsn)
-		return;
-	if (!strncmp(dsn, "postgresql://", 13) || !strncmp(dsn, "postgres://", 11)) {
-		display_uri(out, cap, dsn);
-		return;
-	}
-	/* keyword = value pairs; a value is a word or '...' with \' and \\. */
-	size_t len = 0;
-	const char *p = dsn;
-	while (*p) {
-		const char *start = p;
-		while (is_space(*p))
-			p++;
-		const char *key = p;
-		while (*p && *p != '=' && !is_space(*p))
-			p++;
-		size_t key_len = (size_t)(p - key);
-		while (is_space(*p))
-			p++;
-		if (*p != '=') {   /* not a pair: copied as it is (libpq refuses it anyway) */
-			put(out, cap, &len, start, (size_t)(p - start));
-			if (*p && p == start)
-				put(out, cap, &len, p++, 1);
-			continue;
-		}
-		p++;
-		while (is_space(*p))
-			p++;
-		const char *value = p;
-		if (*p == '\'') {
-			for (p++; *p && *p != '\''; p++)
-				if (*p == '\\' && p[1])
-					p++;
-			if (*p == '\'')
-				p++;
-		} else {
-			while (*p && !is_space(*p))
-				p++;
-		}
-		put(out, cap, &len, start, (size_t)(value - start));
-		if (key_len == 8 && !strncmp(key, "password", 8))
-			put(out, cap, &len, "***", 3);
-		else
-			put(out, cap, &len, value, (size_t)(p - value));
-	}
+	char *shown = ig_pg_dsn_mask(dsn);
+	snprintf(out, cap, "%s", shown ? shown : "(DSN not shown: out of memory)");
+	free(shown);
 }

@@ -44,6 +44,12 @@ int ig_pg_connect(ig_pg **out, const char *dsn, ig_error *err) IG_NODISCARD;
 void ig_pg_close(ig_pg *pg);
 /* The DSN with password=... masked, for messages. */
 const char *ig_pg_dsn_display(const ig_pg *pg);
+/* Any DSN (key=value or URI) rebuilt from libpq's own parse of it with the
+ * password (and every option libpq marks secret) as ***, for logs: malloc'd,
+ * the caller frees; NULL when out of memory. A DSN libpq cannot parse is
+ * shown as "(unparsable DSN)", never echoed, since the password could be
+ * anywhere in it. */
+char *ig_pg_dsn_mask(const char *dsn);
 /* False once the connection broke (then close and connect again). */
 bool ig_pg_ok(const ig_pg *pg);
 

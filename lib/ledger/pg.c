@@ -47,7 +47,7 @@ struct ig_pg {
 /* Rebuilds the DSN from libpq's own parse of it (so URIs and key=value
  * strings both work) with the password replaced; never prints what libpq
  * could not parse, since the password could be anywhere in it. */
-static char *dsn_mask(const char *dsn)
+char *ig_pg_dsn_mask(const char *dsn)
 {
 	if (!dsn || !*dsn)
 		return strdup("(libpq defaults: PGHOST, PGPORT, PGDATABASE, ...)");
@@ -220,7 +220,7 @@ int ig_pg_connect(ig_pg **out, const char *dsn, ig_error *err)
 	ig_pg *pg = calloc(1, sizeof *pg);
 	if (!pg)
 		return ig_error_set(err, IG_ERR_NOMEM, "out of memory connecting to PostgreSQL");
-	pg->display = dsn_mask(dsn);
+	pg->display = ig_pg_dsn_mask(dsn);
 	if (!pg->display) {
 		free(pg);
 		return ig_error_set(err, IG_ERR_NOMEM, "out of memory connecting to PostgreSQL");

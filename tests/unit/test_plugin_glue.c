@@ -574,37 +574,38 @@ Test(glue, shared_unreachable_database_refused_without_the_password)
 		{.key = "broker_name", .value = "b.1-_aaaaaaaaaaaaaaaaaaaaaaaaaaa"},
 	};
 	cr_assert_eq(strlen(o[2].value), 32);
-	assert_refused(o, 3, MOSQ_ERR_UNKNOWN, "shared ledger in PostgreSQL at 'host=127.0.0.1 port=1 dbname=iotguard "
-	               "password=*** connect_timeout=2' (keys in ");
+	assert_refused(o, 3, MOSQ_ERR_UNKNOWN, "shared ledger in PostgreSQL at '");
+	cr_assert(bs_log_contains(MOSQ_LOG_ERR, "password=***"), "the refusal names the server, password masked");
+	cr_assert(bs_log_contains(MOSQ_LOG_ERR, "host=127.0.0.1"), "the refusal names the server");
 	cr_assert(bs_log_contains(MOSQ_LOG_ERR, "; refusing to start"));
 	cr_assert_not(bs_log_contains(-1, "sekrit-pw"), "a log line shows the database password");
 }
 
 Test(glue, dsn_display_masks_every_password)
 {
+	/* Key=value and URI forms, quoted values, tabs: the password never
+	 * shows, what identifies the server does. */
 	static const struct {
-		const char *dsn, *shown;
+		const char *dsn, *must;
 	} cases[] = {
-		{"host=pg1,pg2 dbname=iotguard target_session_attrs=read-write",
-		 "host=pg1,pg2 dbname=iotguard target_session_attrs=read-write"},
-		{"host=pg1 password=s3cret user=ig", "host=pg1 password=*** user=ig"},
-		{"password = 's3 \\' cret' host=pg1", "password = *** host=pg1"},
-		{"host=pg1\tpassword=x", "host=pg1\tpassword=***"},
-		{"passwordx=1 host=h", "passwordx=1 host=h"},
-		{"postgresql://ig:s3cret@pg1:5432,pg2/iotguard?sslmode=require", "postgresql://ig:***@pg1:5432,pg2/iotguard?sslmode=require"},
-		{"postgres://pg1/iotguard?user=ig&password=s3cret&sslmode=require",
-		 "postgres://pg1/iotguard?user=ig&password=***&sslmode=require"},
-		{"postgresql://ig@pg1/iotguard", "postgresql://ig@pg1/iotguard"},
-		{"", ""},
+		{"host=pg1,pg2 dbname=iotguard target_session_attrs=read-write", "host=pg1,pg2"},
+		{"host=pg1 password=s3cret user=ig", "password=***"},
+		{"password = 's3 \\' cret' host=pg1", "password=***"},
+		{"host=pg1\tpassword=s3cret", "host=pg1"},
+		{"postgresql://ig:s3cret@pg1:5432,pg2/iotguard?sslmode=require", "password=***"},
+		{"postgres://pg1/iotguard?user=ig&password=s3cret&sslmode=require", "password=***"},
+		{"host=pg1 password='s3cret", "(unparsable DSN)"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		char out[256];
+		char out[512];
 		ig_plugin_dsn_display(out, sizeof out, cases[i].dsn);
-		cr_assert_str_eq(out, cases[i].shown, "DSN %zu", i);
+		cr_assert(strstr(out, cases[i].must), "DSN %zu shown as '%s', lacks '%s'", i, out, cases[i].must);
+		cr_assert_not(strstr(out, "s3cret"), "DSN %zu shows its password: '%s'", i, out);
+		cr_assert_not(strstr(out, "cret'"), "DSN %zu shows part of its password: '%s'", i, out);
 	}
 	char small[8];
 	ig_plugin_dsn_display(small, sizeof small, "host=pg1 password=s3cret");
-	cr_assert_str_eq(small, "host=pg", "a short buffer is cut, never overrun");
+	cr_assert_eq(strlen(small), sizeof small - 1, "a short buffer is cut, never overrun");
 }
 
 /* dev1 connects with a token as the broker would see it: basic auth with
@@ -826,7 +827,8 @@ Test(glue, reload_keeps_the_shared_ledger_options)
 	struct mosquitto_evt_reload ev = {.options = opts, .option_count = 3};
 	cr_assert_eq(bs_fire(MOSQ_EVT_RELOAD, &ev), MOSQ_ERR_PLUGIN_DEFER);
 	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "reload: plugin_opt_ledger_dsn changed; a ledger cannot be swapped "
-	                                            "live, restart the broker to use 'host=pg9 password=*** dbname=iotguard'"));
+	                                            "live, restart the broker to use '"));
+	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "password=***"), "the new DSN is shown, password masked");
 	cr_assert(bs_log_contains(MOSQ_LOG_WARNING, "reload: plugin_opt_broker_name changed"));
 	cr_assert_not(bs_log_contains(-1, "hunter2"), "a log line shows the database password");
 	cr_assert_str_eq(pl->cfg.ledger_dsn, "", "the running broker must keep its ledger");
