@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 /* Pushes format 2's leaf of every frame in map[from, to) (frames the scan
  * verified) into acc. */
@@ -159,6 +160,12 @@ int ledger_tiles_start_map(ig_ledger *l, const uint8_t *map, uint64_t end, uint6
 	ig_tiles *t = NULL;
 	ig_error why = {0};
 	uint8_t root[IG_HASH_BYTES];
+	/* No tiles yet is not damage: a new shared-mode key directory (its
+	 * records are in PostgreSQL) or one whose tiles an operator removed. */
+	char sub[4096];
+	struct stat sst;
+	snprintf(sub, sizeof sub, "%s/%s", l->dir, IG_TILES_SUBDIR);
+	bool absent = stat(sub, &sst) != 0 && errno == ENOENT;
 	int rc = ig_tiles_open(&t, l->dir, l->cp.size, &why);
 	if (rc == IG_OK) {
 		ig_tiles_root(t, root);
@@ -173,9 +180,13 @@ int ledger_tiles_start_map(ig_ledger *l, const uint8_t *map, uint64_t end, uint6
 	}
 	if (rc != IG_OK) {
 		if (t || ig_tiles_open(&t, l->dir, 0, err) == IG_OK) {
-			ig_log(IG_LOG_WARN, "ledger %s: its tiles (%s/) cannot be used (%s); rebuilding them from the %" PRIu64
-			       " records of the log",
-			       l->dir, IG_TILES_SUBDIR, why.msg, atomic_load(&l->height));
+			if (absent)
+				ig_log(IG_LOG_INFO, "ledger %s: no tiles yet (%s/); rebuilding them from the %" PRIu64 " records of the log",
+				       l->dir, IG_TILES_SUBDIR, atomic_load(&l->height));
+			else
+				ig_log(IG_LOG_WARN, "ledger %s: its tiles (%s/) cannot be used (%s); rebuilding them from the %" PRIu64
+				       " records of the log",
+				       l->dir, IG_TILES_SUBDIR, why.msg, atomic_load(&l->height));
 			rc = ig_tiles_reset(t, err);
 			if (rc == IG_OK)
 				rc = tiles_append_frames(t, map, 0, (size_t)end, err);
