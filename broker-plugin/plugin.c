@@ -361,6 +361,7 @@ static void publish_stats(ig_plugin *pl, uint64_t now_ms)
 		cJSON_AddNumberToObject(so, "reconnects", (double)sh.reconnects);
 		cJSON_AddNumberToObject(so, "follow_lag_ms", (double)sh.follow_lag_us_last / 1000.0);
 		cJSON_AddNumberToObject(so, "unavailable_refusals", (double)sh.unavailable_refusals);
+		ig_plugin_nonces_stats(so);
 	}
 
 	cJSON_AddBoolToObject(o, "sealed", pl->sealed);
@@ -390,6 +391,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 	/* One clock read per loop pass: this runs between every few messages. */
 	uint64_t now = ig_now_ms();
 	ig_plugin_auth_tick(pl, now / 1000 * 1000);
+	ig_plugin_nonces_tick();
 	ig_plugin_services_tick(pl, now);
 	if (pl->cfg.stats_interval_s) {
 		if (now >= pl->next_stats_ms) {
@@ -519,6 +521,7 @@ static void plugin_free(ig_plugin *pl)
 	ig_sessions_free(&pl->sessions);
 	ig_plugin_auth_free(pl);
 	ig_plugin_presence_free();
+	ig_plugin_nonces_free();
 	ig_pool_wipe(&pl->pool);
 	sodium_memzero(pl, sizeof *pl);
 	free(pl);
@@ -642,6 +645,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		plugin_free(pl);
 		return MOSQ_ERR_INVAL;
 	}
+	ig_plugin_nonces_init(pl);
 	/* Spent coins past expiry are dead weight: drop them before serving. */
 	ig_coins_prune(pl->coins, ig_now_ms() / 1000);
 	pl->sealed = ig_ledger_sealed(pl->ledger);

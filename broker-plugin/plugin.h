@@ -181,6 +181,25 @@ void ig_plugin_auth_free(ig_plugin *pl);
 struct cJSON;
 void ig_plugin_auth_stats(struct cJSON *stats);
 
+/* The replay cache of single-use token nonces (NULL before init). */
+ig_nonces *ig_plugin_auth_replay(void);
+
+/* plugin_nonces.c: shared mode passes the nonces of accepted single-use
+ * tokens to the other brokers on iotguard/<C>/bridge/nonces
+ * (docs/PROTOCOL.md "Several brokers"). init builds the topic (after
+ * pl->cluster is known); note queues an own accepted nonce (a full batch is
+ * published at once); tick publishes what is queued; receive takes a
+ * message on the topic (from_bridge: its publisher is a bridge) into
+ * replay; stats adds "nonces_shared" to the "shared" stats object. */
+void ig_plugin_nonces_init(ig_plugin *pl);
+void ig_plugin_nonces_free(void);
+bool ig_plugin_nonces_topic(const char *topic);
+void ig_plugin_nonces_note(const uint8_t nonce[IG_NONCES_NONCE_BYTES], uint64_t expires_at);
+void ig_plugin_nonces_tick(void);
+void ig_plugin_nonces_receive(ig_plugin *pl, ig_nonces *replay, bool from_bridge, const void *payload, uint32_t len,
+                              uint64_t now_s);
+void ig_plugin_nonces_stats(struct cJSON *shared);
+
 /* plugin_acl.c */
 int ig_plugin_on_acl_check(int event, void *event_data, void *userdata);
 

@@ -83,6 +83,11 @@ void ig_plugin_auth_stats(cJSON *stats)
 	cJSON_AddItemToObject(auth, "refused", refused);
 }
 
+ig_nonces *ig_plugin_auth_replay(void)
+{
+	return g_auth.replay;
+}
+
 void ig_plugin_auth_tick(ig_plugin *pl, uint64_t now_ms)
 {
 	/* now_ms comes in whole seconds; the sweep's pace needs the real clock. */
@@ -134,6 +139,10 @@ static ig_auth_result authenticate(ig_plugin *pl, struct mosquitto *client, cons
 	for (size_t i = 0; i < out.lines; i++)
 		ig_plugin_log(out.line[i].level == IG_AUTH_LOG_WARNING ? MOSQ_LOG_WARNING : MOSQ_LOG_NOTICE, "%s",
 		              out.line[i].text);
+	/* Shared mode: the other brokers learn this single-use token's nonce
+	 * (plugin_nonces.c), so it is refused as a replay there too. */
+	if (out.result == IG_AUTH_OK && out.nonce_added && ig_plugin_shared(pl))
+		ig_plugin_nonces_note(out.nonce, out.nonce_expires_at);
 	if (out.counted) {
 		if (out.result == IG_AUTH_OK)
 			g_auth.accepted++;

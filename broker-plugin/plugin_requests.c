@@ -209,8 +209,13 @@ int ig_plugin_on_message(int event, void *event_data, void *userdata)
 		consume_dev_message(pl, ed);
 		return MOSQ_ERR_SUCCESS;
 	}
-	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0)
+	if (strncmp(ed->topic, pl->topic_ch_prefix, pl->topic_ch_prefix_len) != 0) {
+		/* Another broker's accepted single-use nonces (plugin_nonces.c). */
+		if (ig_plugin_shared(pl) && ig_plugin_nonces_topic(ed->topic))
+			ig_plugin_nonces_receive(pl, ig_plugin_auth_replay(), ed->client && from_bridge(pl, ed->client),
+			                         ed->payload, ed->payloadlen, ig_now_ms() / 1000);
 		return MOSQ_ERR_SUCCESS;
+	}
 	const char *id = ed->topic + pl->topic_ch_prefix_len;
 	/* The ACL lets only <id> publish here; check again rather than trust a
 	 * custom policy (or a bridge that carries ch topics) to be right. */

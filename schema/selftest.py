@@ -382,8 +382,10 @@ WITNESS_STATS = {"quorum": 2, "cosigned_size": 9, "quorum_latency_ms": 41, "requ
                  "per_witness": {"w1": {"cosigned_size": 9, "refusals": 0, "conflicts": 1, "last_status": 200},
                                  "w2": {"cosigned_size": 0, "refusals": 1, "conflicts": 0, "last_status": 422}}}
 STATS_OK.append(with_(stats, witnesses=WITNESS_STATS))
+NONCES_SHARED = {"sent": 40, "batches_sent": 9, "publish_failed": 0, "received": 77, "known": 2, "dropped_full": 0,
+                 "malformed": 1, "not_from_bridge": 0}
 SHARED_STATS = {"connected": True, "followed": 12, "conflicts": 1, "reconnects": 0, "follow_lag_ms": 3.25,
-                "unavailable_refusals": 0}
+                "unavailable_refusals": 0, "nonces_shared": NONCES_SHARED}
 STATS_OK += [with_(stats, broker="b1", shared=SHARED_STATS),
              with_(SEALED_STATS, broker="b2", shared=dict(SHARED_STATS, connected=False, follow_lag_ms=0))]
 STATS_BAD = [
@@ -394,6 +396,11 @@ STATS_BAD = [
     (with_(stats, broker="b1", shared=dict(SHARED_STATS, lag=1)), "unknown shared figure"),
     (with_(stats, broker="b1", shared=dict(SHARED_STATS, follow_lag_ms=-1)), "negative follow lag"),
     (with_(stats, broker="b1", shared=dict(SHARED_STATS, connected=1)), "connected not a boolean"),
+    (with_(stats, broker="b1", shared=without(SHARED_STATS, "nonces_shared")), "shared without nonces_shared"),
+    (with_(stats, broker="b1", shared=dict(SHARED_STATS, nonces_shared=without(NONCES_SHARED, "malformed"))),
+     "nonces_shared without malformed"),
+    (with_(stats, broker="b1", shared=dict(SHARED_STATS, nonces_shared=dict(NONCES_SHARED, sent=-1))),
+     "negative nonces sent"),
     (with_(stats, witnesses=dict(WITNESS_STATS, quorum=0)), "witness quorum 0"),
     (with_(stats, witnesses=nested(WITNESS_STATS, ["per_witness", "w/1"], WITNESS_STATS["per_witness"]["w1"])),
      "witness id outside the id alphabet"),

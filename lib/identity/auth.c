@@ -233,6 +233,8 @@ void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn 
 	out->counted = false;
 	out->id[0] = '\0';
 	out->lines = 0;
+	out->nonce_added = false;
+	out->nonce_expires_at = 0;
 	uint64_t now_ms = conn->now_ms;
 
 	const ig_session *live = conn->client_id ? ig_sessions_find(env->sessions, conn->client_id) : NULL;
@@ -275,13 +277,19 @@ void ig_auth_connect(ig_auth_outcome *out, ig_auth_env *env, const ig_auth_conn 
 		params.addr_failed = addr_failed;
 		params.recheck = false;
 		const ig_identity *who = NULL;
+		ig_token_claims claims;
 		res = ig_auth_check(env->reg, &params, conn->username, conn->client_id ? conn->client_id : "",
-		                    conn->token, conn->token_len, &who, NULL);
+		                    conn->token, conn->token_len, &who, &claims);
 		if (res == IG_AUTH_OK) {
 			if (!ig_sessions_open(env->sessions, conn->client, who->id, who->role))
 				return;   /* IG_AUTH_RESULT_COUNT: refuse rather than lose track */
 			accept_id(out, who->id);
 			out->counted = true;
+			if (params.replay && who->role < IG_ROLE_COUNT && params.single_use[who->role]) {
+				out->nonce_added = true;
+				memcpy(out->nonce, claims.nonce, IG_NONCES_NONCE_BYTES);
+				out->nonce_expires_at = claims.expires_at;
+			}
 			return;
 		}
 		if (res == IG_AUTH_RATE_LIMITED && params.replay &&

@@ -141,6 +141,12 @@ typedef struct ig_auth_outcome {
 	bool recheck;                     /* a re-check of a live session, not a new connection */
 	bool counted;                     /* counts in the stats: accepted (OK) or refused[result] */
 	char id[IG_ID_MAX + 1];           /* on IG_AUTH_OK: the id the session is open for */
+	/* On IG_AUTH_OK of a new connection with a single-use token: its nonce
+	 * was just remembered in params.replay until nonce_expires_at. Shared
+	 * mode passes it to the other brokers (broker-plugin/plugin_nonces.c). */
+	bool nonce_added;
+	uint8_t nonce[IG_NONCES_NONCE_BYTES];
+	uint64_t nonce_expires_at;
 	size_t lines;                     /* log lines to write, in order (never a token) */
 	struct {
 		ig_auth_level level;

@@ -9,14 +9,16 @@
 #include "ig_policy.h"
 
 /* A bridge publishes and subscribes the same topics: exactly the device
- * traffic brokers bridge to each other (docs/PROTOCOL.md "Several
- * brokers"). */
+ * traffic brokers bridge to each other, and the accepted single-use token
+ * nonces they share (docs/PROTOCOL.md "Several brokers"). No other role
+ * may publish or read bridge/nonces. */
 #define BRIDGED_TOPICS \
 	"        \"iotguard/{cluster}/dev/+/inbox\",\n" \
 	"        \"iotguard/{cluster}/dev/+/status\",\n" \
 	"        \"iotguard/{cluster}/dev/+/data/#\",\n" \
 	"        \"iotguard/{cluster}/dev/+/results/#\",\n" \
-	"        \"iotguard/{cluster}/m2m/#\"\n"
+	"        \"iotguard/{cluster}/m2m/#\",\n" \
+	"        \"iotguard/{cluster}/bridge/nonces\"\n"
 
 const char ig_policy_default_json[] =
 	"{\n"

@@ -277,7 +277,7 @@ STANDARD_IDS = [("admin1", "admin"), ("admin2", "admin"), ("mon1", "monitor"), (
 # The device traffic a leaf bridges to the hub, all both ways at QoS 1
 # (docs/PROTOCOL.md, "Several brokers"); {c} is the cluster name.
 BRIDGED_TOPICS = ("iotguard/{c}/dev/+/inbox", "iotguard/{c}/dev/+/status", "iotguard/{c}/dev/+/data/#",
-                  "iotguard/{c}/dev/+/results/#", "iotguard/{c}/m2m/#")
+                  "iotguard/{c}/dev/+/results/#", "iotguard/{c}/m2m/#", "iotguard/{c}/bridge/nonces")
 
 BRIDGE_TOKEN_TTL = 86400
 BRIDGE_EXAMPLE = H.ROOT / "config" / "bridge-leaf.conf"

@@ -593,6 +593,33 @@ Test(auth, connect_warns_once_a_second_when_the_replay_cache_is_full)
 	fixture_free(&f);
 }
 
+/* An accepted new login of a single-use role hands back the nonce it
+ * remembered (shared mode passes it to the other brokers); nothing else
+ * does: another role, a refusal, a re-check of a live session. */
+Test(auth, connect_reports_the_single_use_nonce_it_remembered)
+{
+	fixture f;
+	fixture_init(&f);
+	uint8_t nonce[IG_TOKEN_NONCE_BYTES];
+	memset(nonce, 0x4e, sizeof nonce);
+	char t[IG_TOKEN_TEXT_MAX + 1];
+	cr_assert_gt(ig_token_mint(t, sizeof t, dev_sk, "demo", "dev1", NOW, NOW + 300, nonce), 0);
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", t, NOW), IG_AUTH_OK);
+	cr_assert(out.nonce_added);
+	cr_assert_eq(memcmp(out.nonce, nonce, sizeof nonce), 0);
+	cr_assert_eq(out.nonce_expires_at, NOW + 300);
+	cr_assert_eq(connect_as(&f, &conn_a, "10.0.0.1", "dev1", "dev1", t, NOW + 1), IG_AUTH_OK);
+	cr_assert(out.recheck);
+	cr_assert_not(out.nonce_added, "a re-check remembers nothing new");
+	cr_assert_eq(connect_as(&f, &conn_b, "10.0.0.2", "dev1", "dev1", t, NOW + 1), IG_AUTH_REPLAYED);
+	cr_assert_not(out.nonce_added);
+	/* admin is not single-use in this fixture */
+	cr_assert_eq(connect_as(&f, &conn_c, "10.0.0.3", "adm1", "adm1", mint(adm_sk, "demo", "adm1", NOW, NOW + 300), NOW),
+	             IG_AUTH_OK);
+	cr_assert_not(out.nonce_added);
+	fixture_free(&f);
+}
+
 /* A bridge (docs/PROTOCOL.md "Several brokers") reconnects with the one
  * token in its mosquitto.conf: under the built-in policy it is accepted
  * again and again, for up to the plugin's default 30 days; a device's token

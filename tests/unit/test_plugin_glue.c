@@ -903,3 +903,226 @@ Test(glue, messages_from_a_bridge_are_never_requests)
 	ig_sessions_close(&pl->sessions, hub_side, "br2");
 	bs_client_free(hub_side);
 }
+
+/* ---- several brokers: single-use token nonces cross the bridges (plugin_nonces.c) ---- */
+
+#include "ig_nonce_share.h"
+
+#define NONCES_TOPIC "iotguard/" CLUSTER "/bridge/nonces"
+
+/* client logs in as id (keypair seed first) with a token of this nonce;
+ * returns the broker's answer. */
+static int login_with_nonce(struct mosquitto *client, const char *id, uint8_t seed_first, const uint8_t nonce[16],
+                            uint64_t expires_at)
+{
+	uint8_t pk[32], sk[64];
+	tu_seed_keypair(pk, sk, seed_first);
+	char token[512];
+	uint64_t now = ig_now_ms() / 1000;
+	cr_assert_gt(ig_token_mint(token, sizeof token, sk, CLUSTER, id, now, expires_at, nonce), 0);
+	sodium_memzero(sk, sizeof sk);
+	struct mosquitto_evt_basic_auth ba = {.client = client, .username = (char *)id, .password = token};
+	return bs_fire(MOSQ_EVT_BASIC_AUTH, &ba);
+}
+
+static void logout(struct mosquitto *client)
+{
+	struct mosquitto_evt_disconnect ev = {.client = client};
+	cr_assert_eq(bs_fire(MOSQ_EVT_DISCONNECT, &ev), MOSQ_ERR_SUCCESS);
+}
+
+static void shared_on(void)
+{
+	ig_plugin *pl = plugin;
+	snprintf(pl->cfg.ledger_dsn, sizeof pl->cfg.ledger_dsn, "host=127.0.0.1 dbname=iotguard");
+	snprintf(pl->cfg.broker_name, sizeof pl->cfg.broker_name, "b1");
+}
+
+static void shared_off(void)
+{
+	ig_plugin *pl = plugin;
+	pl->cfg.ledger_dsn[0] = '\0';
+	pl->cfg.broker_name[0] = '\0';
+}
+
+static int bridged_nonces(struct mosquitto *from, const uint8_t *payload, size_t len)
+{
+	struct mosquitto_evt_message ev;
+	memset(&ev, 0, sizeof ev);
+	ev.client = from;
+	ev.topic = NONCES_TOPIC;
+	ev.payload = (void *)payload;
+	ev.payloadlen = (uint32_t)len;
+	ev.qos = 1;
+	return bs_fire(MOSQ_EVT_MESSAGE, &ev);
+}
+
+static double nonces_stat(const char *name)
+{
+	cJSON *o = stats_now();
+	const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shared");
+	const cJSON *ns = sh ? cJSON_GetObjectItemCaseSensitive(sh, "nonces_shared") : NULL;
+	const cJSON *v = ns ? cJSON_GetObjectItemCaseSensitive(ns, name) : NULL;
+	cr_assert(cJSON_IsNumber(v), "stats lack shared.nonces_shared.%s", name);
+	double d = v->valuedouble;
+	cJSON_Delete(o);
+	return d;
+}
+
+/* Each accepted single-use login's nonce goes out at the next tick, all of
+ * a tick's in one routed QoS 1 message, in shared mode only. */
+Test(glue, accepted_single_use_nonces_published_per_tick_in_shared_mode)
+{
+	start();
+	uint8_t n1[16], n2[16], n3[16];
+	memset(n1, 0x11, 16);
+	memset(n2, 0x22, 16);
+	memset(n3, 0x33, 16);
+	uint64_t exp = ig_now_ms() / 1000 + 300;
+
+	/* file mode: nothing is shared */
+	cr_assert_eq(login_with_nonce(dev1, "dev1", 0x10, n3, exp), MOSQ_ERR_SUCCESS);
+	logout(dev1);
+	tick();
+	cr_assert_eq(bs_publish_count_on(NONCES_TOPIC), 0, "a one-broker cluster published nonces");
+
+	shared_on();
+	bs_forget_calls();
+	cr_assert_eq(login_with_nonce(dev1, "dev1", 0x10, n1, exp), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(login_with_nonce(dev2, "dev2", 0x30, n2, exp + 7), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(bs_publish_count_on(NONCES_TOPIC), 0, "published before the tick: one publish per login");
+	tick();
+	cr_assert_eq(bs_publish_count_on(NONCES_TOPIC), 1);
+	const bs_publish *p = bs_publish_find(NULL, NONCES_TOPIC);
+	cr_assert_not_null(p);
+	cr_assert(p->qos == 1 && !p->retain && !p->client_id);
+	ig_nonce_share_entry got[4];
+	size_t n = 0;
+	cr_assert_eq(ig_nonce_share_decode(got, 4, &n, (const uint8_t *)p->payload, p->len), IG_OK);
+	cr_assert_eq(n, 2u);
+	cr_assert_eq(memcmp(got[0].nonce, n1, 16), 0);
+	cr_assert_eq(got[0].expires_at, exp);
+	cr_assert_eq(memcmp(got[1].nonce, n2, 16), 0);
+	cr_assert_eq(got[1].expires_at, exp + 7);
+	/* nothing new: no message; a re-check of a live session is no new login */
+	bs_forget_calls();
+	tick();
+	cr_assert_eq(bs_publish_count_on(NONCES_TOPIC), 0);
+	cr_assert_eq(nonces_stat("sent"), 2.0);
+	cr_assert_eq(nonces_stat("batches_sent"), 1.0);
+	logout(dev1);
+	logout(dev2);
+	shared_off();
+}
+
+/* A nonce another broker accepted, arriving over the leaf's own bridge
+ * connection (no username), makes the same token a replay here; it is
+ * never published again (no loops). */
+Test(glue, bridged_nonce_makes_the_token_a_replay_here)
+{
+	start();
+	shared_on();
+	uint8_t nonce[16];
+	memset(nonce, 0x5c, 16);
+	uint64_t exp = ig_now_ms() / 1000 + 300;
+	ig_nonce_share_entry e;
+	memcpy(e.nonce, nonce, 16);
+	e.expires_at = exp;
+	uint8_t msg[64];
+	size_t len = 0;
+	cr_assert_eq(ig_nonce_share_encode(msg, sizeof msg, &len, &e, 1), IG_OK);
+	struct mosquitto *leaf_bridge = bs_client_new("local.br2", NULL, NULL);
+	cr_assert_eq(bridged_nonces(leaf_bridge, msg, len), MOSQ_ERR_SUCCESS);
+	bs_forget_calls();
+	tick();
+	cr_assert_eq(bs_publish_count_on(NONCES_TOPIC), 0, "a nonce learnt from a bridge was published again");
+	cr_assert_eq(login_with_nonce(dev1, "dev1", 0x10, nonce, exp), MOSQ_ERR_AUTH);
+	cr_assert(bs_log_contains(MOSQ_LOG_NOTICE, "replayed"), "the refusal names the replay");
+	cr_assert_eq(nonces_stat("received"), 1.0);
+
+	/* The same batch again changes nothing; on the hub a bridge identity's
+	 * session is a bridge too. */
+	ig_plugin *pl = plugin;
+	struct mosquitto *hub_side = bs_client_new("br2", "br2", "10.0.0.8");
+	cr_assert_not_null(ig_sessions_open(&pl->sessions, hub_side, "br2", IG_ROLE_BRIDGE));
+	memset(e.nonce, 0x5d, 16);
+	cr_assert_eq(ig_nonce_share_encode(msg, sizeof msg, &len, &e, 1), IG_OK);
+	cr_assert_eq(bridged_nonces(hub_side, msg, len), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(login_with_nonce(dev2, "dev2", 0x30, e.nonce, exp), MOSQ_ERR_AUTH);
+	cr_assert_eq(nonces_stat("received"), 2.0);
+	ig_sessions_close(&pl->sessions, hub_side, "br2");
+	bs_client_free(hub_side);
+	bs_client_free(leaf_bridge);
+	shared_off();
+}
+
+/* A device (which the ACL stops anyway) cannot make others' tokens
+ * replays, and malformed batches are counted and dropped whole. */
+Test(glue, nonces_from_a_device_or_malformed_are_dropped)
+{
+	start();
+	shared_on();
+	uint8_t nonce[16];
+	memset(nonce, 0x77, 16);
+	uint64_t exp = ig_now_ms() / 1000 + 300;
+	ig_nonce_share_entry e;
+	memcpy(e.nonce, nonce, 16);
+	e.expires_at = exp;
+	uint8_t msg[64];
+	size_t len = 0;
+	cr_assert_eq(ig_nonce_share_encode(msg, sizeof msg, &len, &e, 1), IG_OK);
+	cr_assert_eq(publish_from(dev1, NONCES_TOPIC, msg, len), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(nonces_stat("not_from_bridge"), 1.0);
+	struct mosquitto *leaf_bridge = bs_client_new("local.br2", NULL, NULL);
+	cr_assert_eq(bridged_nonces(leaf_bridge, msg, len - 1), MOSQ_ERR_SUCCESS);   /* truncated */
+	msg[0] = 2;
+	cr_assert_eq(bridged_nonces(leaf_bridge, msg, len), MOSQ_ERR_SUCCESS);       /* unknown version */
+	cr_assert_eq(bridged_nonces(leaf_bridge, (const uint8_t *)"{}", 2), MOSQ_ERR_SUCCESS);
+	cr_assert_eq(nonces_stat("malformed"), 3.0);
+	cr_assert_eq(nonces_stat("received"), 0.0);
+	cr_assert_eq(login_with_nonce(dev2, "dev2", 0x30, nonce, exp), MOSQ_ERR_SUCCESS,
+	             "a dropped batch made a token a replay");
+	logout(dev2);
+	bs_client_free(leaf_bridge);
+	shared_off();
+}
+
+/* Bridged nonces fill at most 3/4 of the replay cache: the rest are
+ * counted and logged once, and this broker's own single-use logins are
+ * still accepted. */
+Test(glue, bridged_nonces_fill_at_most_three_quarters_of_the_cache)
+{
+	struct mosquitto_opt opts[] = {{.key = "ledger", .value = ledger_dir}, {.key = "replay_cache_max", .value = "1000"}};
+	cr_assert_eq(start_with(opts, 2), MOSQ_ERR_SUCCESS);
+	shared_on();
+	static ig_nonce_share_entry es[IG_NONCE_SHARE_MAX];
+	static uint8_t msg[IG_NONCE_SHARE_MSG_MAX];
+	uint64_t exp = ig_now_ms() / 1000 + 300;
+	for (size_t i = 0; i < IG_NONCE_SHARE_MAX; i++) {
+		memset(es[i].nonce, 0, 16);
+		memcpy(es[i].nonce, &i, sizeof i);
+		es[i].nonce[15] = 0xee;
+		es[i].expires_at = exp;
+	}
+	size_t len = 0;
+	cr_assert_eq(ig_nonce_share_encode(msg, sizeof msg, &len, es, IG_NONCE_SHARE_MAX), IG_OK);
+	struct mosquitto *leaf_bridge = bs_client_new("local.br2", NULL, NULL);
+	cr_assert_eq(bridged_nonces(leaf_bridge, msg, len), MOSQ_ERR_SUCCESS);
+	es[0].nonce[14] = 1;   /* one more batch, partly new */
+	cr_assert_eq(ig_nonce_share_encode(msg, sizeof msg, &len, es, IG_NONCE_SHARE_MAX), IG_OK);
+	cr_assert_eq(bridged_nonces(leaf_bridge, msg, len), MOSQ_ERR_SUCCESS);
+	size_t warned = 0;
+	for (size_t i = 0; i < bs_log_count(); i++)
+		if (strstr(bs_log_at(i)->text, "the share other brokers' nonces may take"))
+			warned++;
+	cr_assert_eq(warned, 1u, "the full cache is logged once, not per nonce");
+	cr_assert_eq(nonces_stat("received"), 750.0);
+	cr_assert_eq(nonces_stat("dropped_full"), 2.0 * IG_NONCE_SHARE_MAX - 750, "what does not fit is dropped");
+	uint8_t own[16];
+	memset(own, 0x99, 16);
+	cr_assert_eq(login_with_nonce(dev1, "dev1", 0x10, own, exp), MOSQ_ERR_SUCCESS,
+	             "other brokers' nonces made this broker refuse its own login");
+	logout(dev1);
+	bs_client_free(leaf_bridge);
+	shared_off();
+}

@@ -925,14 +925,14 @@ Test(policy, bridge_role_reaches_exactly_the_bridged_topics)
 	ig_policy *p = default_policy();
 	const char *bridged[] = {"iotguard/C/dev/dev1/inbox", "iotguard/C/dev/dev2/status",
 	                         "iotguard/C/dev/dev1/data/temp", "iotguard/C/dev/dev1/results/r1",
-	                         "iotguard/C/m2m/dev1/dev2", "iotguard/C/dev/b1/inbox"};
+	                         "iotguard/C/m2m/dev1/dev2", "iotguard/C/dev/b1/inbox", "iotguard/C/bridge/nonces"};
 	for (size_t i = 0; i < sizeof bridged / sizeof bridged[0]; i++) {
 		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, PUB, "C", "b1", bridged[i]), "publish %s", bridged[i]);
 		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, READ, "C", "b1", bridged[i]), "read %s", bridged[i]);
 	}
 	/* the filters of config/bridge-leaf.conf's topic lines */
 	const char *filters[] = {"iotguard/C/dev/+/inbox", "iotguard/C/dev/+/status", "iotguard/C/dev/+/data/#",
-	                         "iotguard/C/dev/+/results/#", "iotguard/C/m2m/#"};
+	                         "iotguard/C/dev/+/results/#", "iotguard/C/m2m/#", "iotguard/C/bridge/nonces"};
 	for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
 		cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, SUB, "C", "b1", filters[i]), "subscribe %s", filters[i]);
 	cr_expect(ig_policy_allows(p, IG_ROLE_BRIDGE, RET, "C", "b1", "iotguard/C/dev/dev1/status"),
