@@ -222,6 +222,12 @@ def main():
                               [bytes([s, 3]) + m for s in (0, 1) for m in paths] +
                               [b"\x00\x02" + (1).to_bytes(8, "big") + b"hello", b"\x00\x00" + hx["data.direct.dir0"]])
 
+    # fuzz_nonce_share: PROTOCOL.md's example batch, and two entries.
+    ex = re.search(r"`(010001)` `([0-9a-f]{32})`\s*`([0-9a-f]{16})` \(27 bytes\)", proto)
+    need("the nonce batch example", ex)
+    one = bytes.fromhex("".join(ex.groups()))
+    seeds["fuzz_nonce_share"] = [one, b"\x01\x00\x02" + one[3:] + one[3:][::-1]]
+
     for target, items in seeds.items():
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
