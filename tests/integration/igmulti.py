@@ -446,8 +446,12 @@ class World:
         b.name = name
         if self.shared:
             b.cluster = c
-        if i > 1 and self.want_bridges:
-            b.extra_lines = self.bridge_lines("br%d" % i)
+        if self.want_bridges:
+            # As config/bridge-leaf.conf says for every broker of a cluster:
+            # small bridged messages (nonce batches) are not held by Nagle.
+            b.extra_lines = ["set_tcp_nodelay true"]
+            if i > 1:
+                b.extra_lines += self.bridge_lines("br%d" % i)
         return b
 
     def bridge_lines(self, ident):
