@@ -41,6 +41,12 @@ int ig_durable_sync_parent(const char *path, const char *what, ig_error *err)
 
 int ig_durable_replace(const char *path, const void *data, size_t len, const char *what, ig_error *err)
 {
+	return ig_durable_replace_mode(path, data, len, 0600, what, err);
+}
+
+int ig_durable_replace_mode(const char *path, const void *data, size_t len, unsigned mode, const char *what,
+                            ig_error *err)
+{
 	char tmp[PATH_MAX];
 	int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
 	if (n < 0 || (size_t)n >= sizeof tmp)
@@ -50,8 +56,10 @@ int ig_durable_replace(const char *path, const void *data, size_t len, const cha
 	if (fd < 0)
 		return ig_error_set(err, IG_ERR_IO, "cannot create %s for the %s: %s", tmp, what, strerror(errno));
 	const char *failed = NULL;
-	if (fchmod(fd, 0600) != 0)   /* whatever the umask */
-		failed = "chmod 600";
+	char chmod_step[16];   /* "chmod 600": the step as the operator would type it */
+	snprintf(chmod_step, sizeof chmod_step, "chmod %o", mode & 07777u);
+	if (fchmod(fd, (mode_t)(mode & 07777u)) != 0)   /* whatever the umask */
+		failed = chmod_step;
 	const uint8_t *p = data;
 	for (size_t off = 0; !failed && off < len;) {
 		ssize_t w = write(fd, p + off, len - off);

@@ -23,6 +23,11 @@ int ig_durable_sync_parent(const char *path, const char *what, ig_error *err);
  * the directory sync. IG_OK, or IG_ERR_RANGE / IG_ERR_IO saying which step
  * failed; the old file is untouched then. */
 int ig_durable_replace(const char *path, const void *data, size_t len, const char *what, ig_error *err);
+/* The same with the new file's mode given (whatever the umask), for the few
+ * files that hold only public data another user must read: the dashboard's
+ * config.json (0644), served by a broker running as another user. */
+int ig_durable_replace_mode(const char *path, const void *data, size_t len, unsigned mode, const char *what,
+                            ig_error *err);
 
 /* Reads such a small file back whole into buf (at most cap - 1 bytes, then a
  * NUL; *len gets the byte count), not following a symlink at path. IG_OK;

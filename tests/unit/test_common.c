@@ -264,3 +264,26 @@ Test(durable, replace_then_read_back_whole_private_and_bounded)
 	cr_assert_eq(symlink(path, link), 0);
 	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, link, "test file", &err), IG_ERR_IO, "a symlink is not followed");
 }
+
+/* The dashboard's config.json is public and read by the broker's user: the
+ * mode asked for is the mode the file gets, whatever the umask, and a
+ * replace keeps the contents whole. */
+Test(durable, replace_mode_sets_the_mode_asked_for)
+{
+	char path[512], buf[16];
+	size_t len = 0;
+	ig_error err = {0};
+	snprintf(path, sizeof path, "%s/public.json", tu_scratch_dir("durable_mode"));
+	mode_t old_mask = umask(077);
+	int rc = ig_durable_replace_mode(path, "{\"a\":1}", 7, 0644, "test file", &err);
+	umask(old_mask);
+	cr_assert_eq(rc, IG_OK, "%s", err.msg);
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0644);
+	cr_assert_eq(ig_durable_read(buf, sizeof buf, &len, path, "test file", &err), IG_OK, "%s", err.msg);
+	cr_assert_str_eq(buf, "{\"a\":1}");
+	cr_assert_eq(ig_durable_replace(path, "x", 1, "test file", &err), IG_OK, "%s", err.msg);
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600, "the plain replace stays private");
+}
