@@ -54,6 +54,7 @@ static const ig_service *const services[] = {
 	&ig_service_witness,
 	&ig_service_custody,
 	&ig_service_kp,
+	&ig_service_fleet,
 };
 #define N_SERVICES (sizeof services / sizeof services[0])
 

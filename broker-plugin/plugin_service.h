@@ -83,6 +83,7 @@ extern const ig_service ig_service_proof;     /* plugin_proof.c */
 extern const ig_service ig_service_witness;   /* plugin_witness.c */
 extern const ig_service ig_service_custody;   /* plugin_custody.c; after entropy: S mixes in the pool; runs sealed */
 extern const ig_service ig_service_kp;        /* plugin_kp.c; key rings; needs the key */
+extern const ig_service ig_service_fleet;     /* plugin_fleet.c; the fleet listing for monitors; runs sealed */
 
 /* plugin_service.c */
 /* Starts every service in table order (while pl->sealed, those that need

@@ -371,6 +371,7 @@ stats = {
                          "wrong_topic": 1, "malformed": 0, "not_allowed": 4, "over_limit": 0, "storage_failed": 0,
                          "outcome_unknown": 0}},
     "proofs": {"served": 12, "refused": 3, "failed": 0, "queue": 1, "avg_latency_us": 180},
+    "fleet": {"served": 4, "refused": 1},
     "sealed": False,
     "sealed_refused": {"requests": 0, "dev_messages": 0, "admin": 0, "joins": 0},
 }
@@ -1073,6 +1074,35 @@ ADMIN_RESP_OK += [{"responses": [kp_status_resp]},
 ADMIN_RESP_BAD += [({"responses": [without(kp_status_resp, "seed")]}, "kp_status without seed"),
                    ({"responses": [with_(kp_status_resp, seed="5E" * 32)]}, "uppercase seed"),
                    ({"responses": [nested(kp_status_resp, ["counters", "keys"], 1)]}, "unknown kp counter")]
+
+# The fleet listing (docs/PROTOCOL.md "Fleet listing").
+fleet_req = {"type": "fleet", "nonce": "f-1", "offset": 500, "limit": 500}
+CH_OK += [fleet_req, without(fleet_req, "offset", "limit"), with_(fleet_req, offset=0, limit=1),
+          with_(fleet_req, limit=1000, offset=4294967295)]
+CH_BAD += [(without(fleet_req, "nonce"), "fleet without nonce"),
+           (with_(fleet_req, limit=0), "fleet limit 0"),
+           (with_(fleet_req, limit=1001), "fleet limit over 1000"),
+           (with_(fleet_req, offset=-1), "negative fleet offset"),
+           (with_(fleet_req, limit=2.5), "fractional fleet limit"),
+           (with_(fleet_req, role="device"), "fleet with a filter it does not have")]
+fleet_dev = {"id": "dev1", "role": "device", "status": "active", "zone": "b2", "enrolled_ts": 1767225600123,
+             "connected": True, "balance": 40, "outstanding": 3}
+fleet_mon = {"id": "mon1", "role": "monitor", "status": "revoked", "enrolled_ts": 1767225600456, "connected": False}
+fleet_msg = {"type": "fleet", "nonce": "f-1", "total": 10000, "offset": 0, "height": 1234,
+             "identities": [fleet_dev, fleet_mon, without(fleet_dev, "zone")]}
+INBOX_OK += [fleet_msg, with_(fleet_msg, identities=[], offset=10000),
+             with_(fleet_msg, identities=[with_(fleet_dev, status="pending", balance=0, outstanding=0)]),
+             with_(error, error="not_allowed", request="fleet", nonce="f-1"),
+             with_(error, error="rate_limited", request="fleet", nonce="f-1")]
+INBOX_BAD += [(without(fleet_msg, "height"), "fleet without height"),
+              (without(fleet_msg, "nonce"), "fleet without nonce"),
+              (with_(fleet_msg, identities=[without(fleet_dev, "balance")]), "a device without its balance"),
+              (with_(fleet_msg, identities=[with_(fleet_mon, balance=1, outstanding=0)]), "a wallet on a monitor"),
+              (with_(fleet_msg, identities=[with_(fleet_dev, pubkey="00" * 32)]), "a public key in the listing"),
+              (with_(fleet_msg, identities=[with_(fleet_mon, status="gone")]), "unknown fleet status"),
+              (with_(fleet_msg, identities=[without(fleet_mon, "connected")]), "an entry without connected")]
+STATS_BAD += [(without(stats, "fleet"), "stats without fleet"),
+              (nested(stats, ["fleet", "pages"], 1), "unknown fleet counter")]
 
 CASES = {
     "kp-revoked": (KP_REVOKED_OK, KP_REVOKED_BAD),
