@@ -1104,7 +1104,32 @@ INBOX_BAD += [(without(fleet_msg, "height"), "fleet without height"),
 STATS_BAD += [(without(stats, "fleet"), "stats without fleet"),
               (nested(stats, ["fleet", "pages"], 1), "unknown fleet counter")]
 
+# ---- dashboard config.json (iotguard dashboard-config) ----------------------
+VKEY_W1 = "w1+0d6aca33+BBQGPYs2KoDJEOrYmRV3fOebhmLOisxvj6kxQF1UzwVk"
+VKEY_W2 = "w2+378389b6+BMfVRmUeP94jDCM/IQYtvoqc7UjNJirZAAju1ptfD1zr"
+dash_cfg = {"cluster": "demo", "ch_pubkey": HEX64}
+dash_cfg_full = with_(dash_cfg, witnesses={"keys": [VKEY_W1, VKEY_W2], "quorum": 2},
+                      url="wss://broker.example.org:8081/")
+DASH_CFG_OK = [dash_cfg, dash_cfg_full, with_(dash_cfg, url="ws://localhost:8080/"),
+               with_(dash_cfg, witnesses={"keys": [VKEY_W1], "quorum": 1})]
+DASH_CFG_BAD = [(without(dash_cfg, "ch_pubkey"), "no cluster-head key"),
+                (without(dash_cfg, "cluster"), "no cluster"),
+                (with_(dash_cfg, ch_pubkey=HEX64.upper()), "uppercase hex key"),
+                (with_(dash_cfg, ch_pubkey=HEX64[:62]), "short key"),
+                (with_(dash_cfg, cluster="a/b"), "cluster outside the id alphabet"),
+                (with_(dash_cfg, extra=1), "unknown field"),
+                (nested(dash_cfg_full, ["witnesses", "quorum"], 0), "quorum 0"),
+                (nested(dash_cfg_full, ["witnesses", "keys"], []), "no witness keys"),
+                (nested(dash_cfg_full, ["witnesses", "keys"], [VKEY_W1, VKEY_W1]), "a witness twice"),
+                (nested(dash_cfg_full, ["witnesses", "keys"], ["w1+0D6ACA33+" + VKEY_W1[12:]]), "uppercase key id"),
+                (nested(dash_cfg_full, ["witnesses", "quorum"], None, delete=True), "witnesses without quorum"),
+                (with_(dash_cfg, url="https://broker.example.org/"), "not a WebSocket URL"),
+                (with_(dash_cfg, url="wss://a b/"), "a space in the URL"),
+                (with_(dash_cfg, url="wss://"), "a URL without a host"),
+                (with_(dash_cfg, url='wss://a"b/'), "a quote in the URL")]
+
 CASES = {
+    "dashboard-config": (DASH_CFG_OK, DASH_CFG_BAD),
     "kp-revoked": (KP_REVOKED_OK, KP_REVOKED_BAD),
     "custody": (CUSTODY_OK, CUSTODY_BAD),
     "status": (STATUS_OK, STATUS_BAD),

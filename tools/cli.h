@@ -202,6 +202,7 @@ int cmd_join_code(int argc, char **argv);
 int cmd_credit(int argc, char **argv);
 int cmd_custody(int argc, char **argv);
 int cmd_kp(int argc, char **argv);
+int cmd_dashboard_config(int argc, char **argv);
 /* `iotguard kp simulate ...` (tools/kp_simulate.c): rings from the real
  * library, measured against the analytical figures (docs/KEYRINGS.md). */
 int ig_cmd_kp_simulate(int argc, char **argv);

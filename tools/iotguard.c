@@ -482,6 +482,7 @@ static const struct {
 	{ "witness", cmd_witness, "cosign the cluster head's checkpoints (a C2SP tlog-witness)" },
 	{ "custody", cmd_custody, "device-quorum custody of the cluster-head key: status, seal, rotate" },
 	{ "kp", cmd_kp, "predistributed key rings: status, rotate, simulate" },
+	{ "dashboard-config", cmd_dashboard_config, "write the dashboard's config.json (its pinned keys)" },
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -490,9 +491,13 @@ static void main_help(FILE *out)
 	fprintf(out, "Usage: iotguard COMMAND [OPTIONS]\n"
 	             "Administers an iotguard cluster: keys, tokens, identities and the ledger.\n\n"
 	             "Commands:\n");
+	int width = 8;   /* the names column fits the longest name */
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(out, "  %-8s %s\n", "help", "show this help, or 'help COMMAND' for a command's help");
+		if ((int)strlen(commands[i].name) > width)
+			width = (int)strlen(commands[i].name);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(out, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
+	fprintf(out, "  %-*s %s\n", width, "help", "show this help, or 'help COMMAND' for a command's help");
 	fprintf(out, "\nOptions:\n  --version  print the version\n  --help     show this help\n"
 	             "\nExit status: 0 success, 1 error, 2 the ledger failed verification.\n");
 }
