@@ -1088,13 +1088,21 @@ CH_BAD += [(without(fleet_req, "nonce"), "fleet without nonce"),
 fleet_dev = {"id": "dev1", "role": "device", "status": "active", "zone": "b2", "enrolled_ts": 1767225600123,
              "connected": True, "balance": 40, "outstanding": 3}
 fleet_mon = {"id": "mon1", "role": "monitor", "status": "revoked", "enrolled_ts": 1767225600456, "connected": False}
-fleet_msg = {"type": "fleet", "nonce": "f-1", "total": 10000, "offset": 0, "height": 1234,
+fleet_msg = {"type": "fleet", "nonce": "f-1", "total": 10000, "offset": 0, "height": 1234, "part": 0, "parts": 19,
              "identities": [fleet_dev, fleet_mon, without(fleet_dev, "zone")]}
-INBOX_OK += [fleet_msg, with_(fleet_msg, identities=[], offset=10000),
+INBOX_OK += [fleet_msg, with_(fleet_msg, identities=[], offset=10000, parts=1),
+             with_(fleet_msg, part=17, offset=473), with_(fleet_msg, part=63, parts=64),
              with_(fleet_msg, identities=[with_(fleet_dev, status="pending", balance=0, outstanding=0)]),
              with_(error, error="not_allowed", request="fleet", nonce="f-1"),
              with_(error, error="rate_limited", request="fleet", nonce="f-1")]
 INBOX_BAD += [(without(fleet_msg, "height"), "fleet without height"),
+              (without(fleet_msg, "part"), "fleet without part"),
+              (without(fleet_msg, "parts"), "fleet without parts"),
+              (with_(fleet_msg, parts=0), "a page of no parts"),
+              (with_(fleet_msg, parts=65), "more than 64 parts"),
+              (with_(fleet_msg, part=-1), "negative part"),
+              (with_(fleet_msg, part=64, parts=64), "part 64"),
+              (with_(fleet_msg, part="0"), "part as a string"),
               (without(fleet_msg, "nonce"), "fleet without nonce"),
               (with_(fleet_msg, identities=[without(fleet_dev, "balance")]), "a device without its balance"),
               (with_(fleet_msg, identities=[with_(fleet_mon, balance=1, outstanding=0)]), "a wallet on a monitor"),

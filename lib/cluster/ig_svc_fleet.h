@@ -24,10 +24,17 @@ struct cJSON;
 #define IG_SVC_FLEET_LIMIT_DEFAULT 500
 #define IG_SVC_FLEET_LIMIT_MAX 1000
 #define IG_SVC_FLEET_RATE_DEFAULT 120   /* fleet requests per identity per minute */
-/* A reply is cut short (fewer identities than limit) rather than grow past
- * this many bytes of JSON, so it always fits a 64 KiB message; the client
- * pages on from offset + the identities it got. */
-#define IG_SVC_FLEET_REPLY_MAX 65536
+/* One request is answered with one or more messages ("parts"), each at
+ * most this many bytes of JSON. Why so small: Mosquitto 2.0.11 writes at
+ * most about 4 KB of a message to a WebSockets client per pass of its event
+ * loop, and an idle broker passes every 100 ms, so one 64 KiB reply takes a
+ * browser 1.5 s while 16 messages of 4000 bytes take 0.04 s (docs/
+ * PROTOCOL.md, "Fleet listing"). */
+#define IG_SVC_FLEET_PART_MAX 3800
+/* At most this many parts per request; a page that would need more is cut
+ * (fewer identities than limit) and the client pages on from the last
+ * part's offset plus its identities. */
+#define IG_SVC_FLEET_PARTS_MAX 64
 
 typedef struct ig_svc_fleet ig_svc_fleet;
 
@@ -47,10 +54,13 @@ typedef struct ig_svc_fleet_view {
 	void *connected_ctx;
 } ig_svc_fleet_view;
 
-/* One {"type":"fleet","nonce","offset"?,"limit"?} from id: the page as a
- * reply to id, or a refusal (malformed, not_allowed unless id is an active
+/* One {"type":"fleet","nonce","offset"?,"limit"?} from id: the page as
+ * replies to id, or a refusal (malformed, not_allowed unless id is an active
  * monitor or admin, rate_limited), which carries the nonce when it was
- * valid. */
+ * valid. The page's parts (1..IG_SVC_FLEET_PARTS_MAX, in order) are replies
+ * on out and the decisions chained after it (ig_decision_reply_chained), so
+ * carrying out the chain in order sends them in order; nothing else is in
+ * the chain. */
 void ig_svc_fleet_request(ig_decision *out, ig_svc_fleet *s, const char *id, const struct cJSON *req,
                           const ig_svc_fleet_view *view, uint64_t now_ms);
 

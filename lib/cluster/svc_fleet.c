@@ -20,9 +20,15 @@
 
 #define RATE_WINDOW_MS 60000u
 
-/* The bytes a reply needs besides its entries: every top-level field with a
- * 64-character nonce and numbers of the widest form cJSON prints. */
-#define REPLY_HEAD_MAX 256
+/* A part's bytes besides its entries and its values: the field names and
+ * punctuation of every top-level field. */
+#define PART_HEAD_FIXED (sizeof "{\"type\":\"fleet\",\"nonce\":\"\",\"total\":,\"offset\":,\"height\":," \
+                               "\"part\":,\"parts\":,\"identities\":[]}" - 1)
+/* "total" is known only once the walk ends: its widest form. "part" and
+ * "parts" are at most 64: two digits. */
+#define PART_TOTAL_MAX 24
+#define PART_INDEX_MAX 2
+_Static_assert(IG_SVC_FLEET_PARTS_MAX <= 99, "part and parts are bounded as two digits");
 /* An entry's bytes besides its values: {"id":"","role":"","status":"",
  * "enrolled_ts":,"connected":} and the comma before the next entry; a zone
  * adds ,"zone":"" and a device ,"balance":,"outstanding":. Ids and zones
@@ -125,14 +131,18 @@ static size_t num_len(uint64_t v)
 	return n;
 }
 
+/* The walk's state: the parts made so far, the last one being filled. */
 typedef struct page {
 	const ig_svc_fleet_view *view;
 	uint64_t offset, limit;
+	size_t head_fixed;   /* a part's head bound without its "offset" value */
 	uint64_t total;      /* identities walked: all of them */
-	size_t bytes;        /* bound on the reply's length so far */
-	bool full;           /* the byte budget ended the page */
+	cJSON *parts[IG_SVC_FLEET_PARTS_MAX];
+	uint64_t part_offset[IG_SVC_FLEET_PARTS_MAX];
+	size_t n_parts;
+	size_t bytes;        /* bound on the last part's length so far */
+	bool cut;            /* the parts ran out before limit */
 	bool nomem;
-	cJSON *items;
 } page;
 
 /* One entry: its JSON and its printed length (an upper bound only for
@@ -167,12 +177,25 @@ static cJSON *entry_json(const ig_svc_fleet_view *v, const ig_identity *idn, siz
 	return o;
 }
 
+/* Starts part n_parts at position pos; false when out of memory. */
+static bool part_start(page *p, uint64_t pos)
+{
+	cJSON *items = cJSON_CreateArray();
+	if (!items)
+		return false;
+	p->parts[p->n_parts] = items;
+	p->part_offset[p->n_parts] = pos;
+	p->n_parts++;
+	p->bytes = p->head_fixed + num_len(pos);
+	return true;
+}
+
 static bool page_one(void *ctx, const ig_identity *idn)
 {
 	page *p = ctx;
 	uint64_t pos = p->total++;
 	/* Past the page the walk goes on, to count "total". */
-	if (p->full || pos < p->offset || pos - p->offset >= p->limit)
+	if (p->cut || pos < p->offset || pos - p->offset >= p->limit)
 		return true;
 	size_t len;
 	cJSON *o = entry_json(p->view, idn, &len);
@@ -180,13 +203,21 @@ static bool page_one(void *ctx, const ig_identity *idn)
 		p->nomem = true;
 		return false;
 	}
-	if (p->bytes + len > IG_SVC_FLEET_REPLY_MAX) {
-		/* Never empty: one entry is far below the budget. */
-		cJSON_Delete(o);
-		p->full = true;
-		return true;
+	/* A part never ends empty: one entry (a few hundred bytes at most) is far
+	 * below the budget. */
+	if (p->n_parts == 0 || p->bytes + len > IG_SVC_FLEET_PART_MAX) {
+		if (p->n_parts == IG_SVC_FLEET_PARTS_MAX) {
+			cJSON_Delete(o);
+			p->cut = true;
+			return true;
+		}
+		if (!part_start(p, pos)) {
+			cJSON_Delete(o);
+			p->nomem = true;
+			return false;
+		}
 	}
-	if (!cJSON_AddItemToArray(p->items, o)) {
+	if (!cJSON_AddItemToArray(p->parts[p->n_parts - 1], o)) {
 		cJSON_Delete(o);
 		p->nomem = true;
 		return false;
@@ -195,26 +226,53 @@ static bool page_one(void *ctx, const ig_identity *idn)
 	return true;
 }
 
-static cJSON *page_json(const ig_svc_fleet_view *v, const char *nonce, uint64_t offset, uint64_t limit)
+/* The characters cJSON prints for s inside its quotes: a nonce is 0x21..0x7e,
+ * so only '"' and '\' grow (to two). */
+static size_t json_str_len(const char *s)
 {
-	page p = {.view = v, .offset = offset, .limit = limit, .bytes = REPLY_HEAD_MAX, .items = cJSON_CreateArray()};
+	size_t n = 0;
+	for (; *s; s++)
+		n += (*s == '"' || *s == '\\') ? 2 : 1;
+	return n;
+}
+
+/* Part i with its head, taking its items; NULL when out of memory (the
+ * items stay p's). */
+static cJSON *part_json(page *p, size_t i, const char *nonce)
+{
 	cJSON *o = cJSON_CreateObject();
-	if (!o || !p.items) {
-		cJSON_Delete(o);
-		cJSON_Delete(p.items);
-		return NULL;
-	}
-	ig_state_identity_foreach(v->st, page_one, &p);
-	bool ok = !p.nomem && cJSON_AddStringToObject(o, "type", "fleet") && cJSON_AddStringToObject(o, "nonce", nonce) &&
-	          cJSON_AddNumberToObject(o, "total", (double)p.total) &&
-	          cJSON_AddNumberToObject(o, "offset", (double)offset) &&
-	          cJSON_AddNumberToObject(o, "height", (double)v->height);
-	if (!ok || !cJSON_AddItemToObject(o, "identities", p.items)) {
-		cJSON_Delete(p.items);
+	bool ok = o && cJSON_AddStringToObject(o, "type", "fleet") && cJSON_AddStringToObject(o, "nonce", nonce) &&
+	          cJSON_AddNumberToObject(o, "total", (double)p->total) &&
+	          cJSON_AddNumberToObject(o, "offset", (double)p->part_offset[i]) &&
+	          cJSON_AddNumberToObject(o, "height", (double)p->view->height) &&
+	          cJSON_AddNumberToObject(o, "part", (double)i) &&
+	          cJSON_AddNumberToObject(o, "parts", (double)p->n_parts) &&
+	          cJSON_AddItemToObject(o, "identities", p->parts[i]);
+	if (!ok) {
 		cJSON_Delete(o);
 		return NULL;
 	}
+	p->parts[i] = NULL;
 	return o;
+}
+
+/* The page as parts replied to id on out's chain; false when out of memory
+ * (out then holds whatever was added: the caller clears it). */
+static bool page_reply(ig_decision *out, const ig_svc_fleet_view *v, const char *id, const char *nonce,
+                       uint64_t offset, uint64_t limit)
+{
+	page p = {.view = v, .offset = offset, .limit = limit};
+	p.head_fixed = PART_HEAD_FIXED + json_str_len(nonce) + PART_TOTAL_MAX + num_len(v->height) + 2 * PART_INDEX_MAX;
+	ig_state_identity_foreach(v->st, page_one, &p);
+	/* Nothing from offset on: one part, empty. */
+	bool ok = !p.nomem && (p.n_parts > 0 || part_start(&p, offset));
+	for (size_t i = 0; ok && i < p.n_parts; i++) {
+		cJSON *o = part_json(&p, i, nonce);
+		ok = o && ig_decision_reply_chained(out, id, o);   /* takes o */
+	}
+	for (size_t i = 0; i < p.n_parts; i++)
+		cJSON_Delete(p.parts[i]);   /* those not handed over */
+	return ok;
 }
 
 void ig_svc_fleet_request(ig_decision *out, ig_svc_fleet *s, const char *id, const cJSON *req,
@@ -249,14 +307,13 @@ void ig_svc_fleet_request(ig_decision *out, ig_svc_fleet *s, const char *id, con
 		ig_decision_refuse(out, "fleet", nonce, err, "%s", msg);
 		return;
 	}
-	cJSON *o = page_json(view, nonce, offset, limit);
-	if (!o) {
+	if (!page_reply(out, view, id, nonce, offset, limit)) {
+		ig_decision_clear(out);
 		s->refused++;
 		ig_decision_refuse(out, "fleet", nonce, "internal", "out of memory for the fleet listing; retry later");
 		return;
 	}
 	s->served++;
-	ig_decision_reply(out, id, o);
 }
 
 void ig_svc_fleet_stats(const ig_svc_fleet *s, cJSON *stats)

@@ -3,7 +3,9 @@
  * "Fleet listing"): what an entry says (zone only when set, a wallet only
  * for devices, revoked ones as revoked, no public key), paging in the
  * registry's order, the limits, who may ask, the per-identity rate, the
- * 64 KiB bound on a reply, and the stats.
+ * parts a page is sent in (each at most 3,800 bytes, at most 64, in order,
+ * each with its own offset; an empty listing is one empty part), and the
+ * stats.
  */
 #include <criterion/criterion.h>
 
@@ -110,18 +112,62 @@ static void ask(ig_decision *d, const char *id, const char *json, uint64_t now_m
 	cJSON_Delete(req);
 }
 
-/* The reply of d (a single reply to "to"), detached from d, which is cleared. */
+/* What the last reply() assembled from: its parts. */
+static int n_parts;
+
+/* The page d decided (its parts, replies to "to" on d's chain, in order),
+ * checked part by part as a client assembles them: every part a complete
+ * fleet object of at most IG_SVC_FLEET_PART_MAX bytes, part 0..parts-1 in
+ * order, the same nonce, total and height, each offset where the previous
+ * part ended, no part empty unless it is the only one. Returns the first
+ * part's head with every part's identities; d is cleared. */
 static cJSON *reply(ig_decision *d, const char *to)
 {
 	cr_assert_eq(d->kind, IG_DECISION_REPLY, "expected a reply, got kind %d (%s: %s)", d->kind,
 	             d->error ? d->error : "", d->message);
-	cr_assert_eq(d->n_replies, 1);
-	cr_assert_str_eq(d->replies[0].to, to);
-	cJSON *o = d->replies[0].body;
-	d->replies[0].body = NULL;
+	cJSON *page = NULL, *all = cJSON_CreateArray();
+	int n = 0;
+	double next_offset = 0;
+	for (ig_decision *x = d; x; x = x->next) {
+		cr_assert_eq(x->kind, IG_DECISION_REPLY, "only replies in the chain");
+		for (size_t r = 0; r < x->n_replies; r++, n++) {
+			cr_assert_str_eq(x->replies[r].to, to);
+			cJSON *o = x->replies[r].body;
+			char *text = cJSON_PrintUnformatted(o);
+			size_t len = strlen(text);
+			free(text);
+			cr_assert_leq(len, IG_SVC_FLEET_PART_MAX, "part %d is %zu bytes", n, len);
+			cr_assert_str_eq(tu_json_str(o, "type"), "fleet");
+			cr_assert_eq(tu_json_num(o, "part"), n, "parts in order");
+			cJSON *ids = cJSON_GetObjectItemCaseSensitive(o, "identities");
+			cr_assert(cJSON_IsArray(ids));
+			if (n == 0) {
+				page = cJSON_Duplicate(o, true);
+				cJSON_DeleteItemFromObjectCaseSensitive(page, "part");
+				cJSON_DeleteItemFromObjectCaseSensitive(page, "identities");
+				next_offset = tu_json_num(o, "offset");
+			} else {
+				cr_assert_str_eq(tu_json_str(o, "nonce"), tu_json_str(page, "nonce"));
+				cr_assert_eq(tu_json_num(o, "total"), tu_json_num(page, "total"));
+				cr_assert_eq(tu_json_num(o, "height"), tu_json_num(page, "height"));
+				cr_assert_eq(tu_json_num(o, "parts"), tu_json_num(page, "parts"));
+			}
+			cr_assert_eq(tu_json_num(o, "offset"), next_offset, "part %d starts where part %d ended", n, n - 1);
+			int k = cJSON_GetArraySize(ids);
+			next_offset += k;
+			for (int i = 0; i < k; i++)
+				cJSON_AddItemToArray(all, cJSON_Duplicate(cJSON_GetArrayItem(ids, i), true));
+		}
+	}
+	cr_assert_gt(n, 0);
+	cr_assert_leq(n, IG_SVC_FLEET_PARTS_MAX);
+	cr_assert_eq(tu_json_num(page, "parts"), n, "\"parts\" counts the parts sent");
+	if (n > 1)
+		cr_assert_gt(cJSON_GetArraySize(all), 0);
 	ig_decision_clear(d);
-	cr_assert_str_eq(tu_json_str(o, "type"), "fleet");
-	return o;
+	cJSON_AddItemToObject(page, "identities", all);
+	n_parts = n;
+	return page;
 }
 
 static const cJSON *entry(const cJSON *o, int i)
@@ -292,10 +338,16 @@ Test(svc_fleet, at_most_120_requests_per_identity_per_minute)
 	cJSON_Delete(stats);
 }
 
+/* A 64-character nonce of the characters JSON escapes, so the parts' head
+ * bound is tested at its widest. */
+#define WIDE_NONCE "\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"" \
+                   "\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\"\\\""
+
 /* 1000 identities with the longest ids and zones: a page with limit 1000
- * stops before 64 KiB, and paging on from offset + what came covers every
- * identity exactly once. */
-Test(svc_fleet, a_reply_stays_within_64_kib)
+ * needs more than 64 parts, so it is cut after 64 full ones, and paging on
+ * from the last part's offset + its identities covers every identity
+ * exactly once. */
+Test(svc_fleet, a_page_is_cut_after_64_parts_of_at_most_3800_bytes)
 {
 	char id[IG_ID_MAX + 1], zone[IG_ID_MAX + 1];
 	for (int i = 0; i < 1000; i++) {
@@ -305,23 +357,43 @@ Test(svc_fleet, a_reply_stays_within_64_kib)
 		if (i % 100 == 0)
 			credit(id, 1000000000);
 	}
+	/* The nonce's JSON: 64 characters, 32 of them '"' and '\\'. */
+	cr_assert_eq(strlen(WIDE_NONCE), 64);
+	cJSON *jn = cJSON_CreateString(WIDE_NONCE);
+	char *nonce_json = cJSON_PrintUnformatted(jn);
+	cJSON_Delete(jn);
 	uint64_t offset = 0;
-	int pages = 0, seen = 0;
+	int pages = 0, seen = 0, cut = 0;
 	while (offset < 1006) {
-		char req[128];
-		snprintf(req, sizeof req, "{\"type\":\"fleet\",\"nonce\":\"%064d\",\"offset\":%llu,\"limit\":1000}", 0,
+		char req[256];
+		snprintf(req, sizeof req, "{\"type\":\"fleet\",\"nonce\":%s,\"offset\":%llu,\"limit\":1000}", nonce_json,
 		         (unsigned long long)offset);
 		ig_decision d;
 		ask(&d, "mon1", req, NOW_MS);
+		/* The chain's parts before reply() takes them: each but the last
+		 * nearly full (another entry of up to 256 bytes did not fit). */
+		int k = 0;
+		for (ig_decision *x = &d; x; x = x->next)
+			for (size_t r = 0; r < x->n_replies; r++, k++) {
+				char *text = cJSON_PrintUnformatted(x->replies[r].body);
+				size_t len = strlen(text);
+				free(text);
+				if (x->next || r + 1 < x->n_replies)
+					cr_expect_gt(len, IG_SVC_FLEET_PART_MAX - 300, "part %d of the page at %llu: %zu bytes", k,
+					             (unsigned long long)offset, len);
+			}
 		cJSON *o = reply(&d, "mon1");
+		cr_assert_str_eq(tu_json_str(o, "nonce"), WIDE_NONCE);
 		cr_assert_eq(tu_json_num(o, "total"), 1006);
+		cr_assert_eq(tu_json_num(o, "offset"), offset);
 		int n = entries(o);
 		cr_assert_gt(n, 0, "never an empty page before the end");
-		char *text = cJSON_PrintUnformatted(o);
-		size_t len = strlen(text);
-		cr_expect_leq(len, IG_SVC_FLEET_REPLY_MAX, "page at %llu is %zu bytes", (unsigned long long)offset, len);
-		if (offset + (uint64_t)n < 1006)
-			cr_expect_gt(len, IG_SVC_FLEET_REPLY_MAX - 600, "a cut page is nearly full: %zu bytes", len);
+		cr_assert_leq(n, 1000);
+		if (offset + (uint64_t)n < 1006) {
+			cr_expect_eq(n_parts, IG_SVC_FLEET_PARTS_MAX, "a page is cut only when its 64 parts are full");
+			cr_expect_lt(n, 1000);
+			cut++;
+		}
 		for (int i = 0; i < n; i++) {
 			const char *got = tu_json_str(entry(o, i), "id");
 			if (offset + (uint64_t)i >= 6) {
@@ -329,14 +401,61 @@ Test(svc_fleet, a_reply_stays_within_64_kib)
 				cr_expect_str_eq(got, id);
 			}
 		}
-		free(text);
 		cJSON_Delete(o);
 		seen += n;
 		offset += (uint64_t)n;
 		pages++;
 	}
+	free(nonce_json);
 	cr_expect_eq(seen, 1006);
-	cr_expect_gt(pages, 2, "long entries: more than one page of at most 64 KiB each");
+	cr_expect_geq(cut, 1, "long entries: the first page is cut");
+	cr_expect_eq(pages, cut + 1);
+}
+
+/* Ids like a real fleet's: the default page of 500 in parts of about 3,800
+ * bytes, as many as the bytes need, none more. */
+Test(svc_fleet, a_default_page_comes_in_as_many_parts_as_its_bytes_need)
+{
+	char id[IG_ID_MAX + 1];
+	for (int i = 0; i < 600; i++) {
+		snprintf(id, sizeof id, "sensor-%04d", i);
+		enroll_zone(id, IG_ROLE_DEVICE, i % 2 ? "b2" : NULL);
+	}
+	ig_decision d;
+	ask(&d, "mon1", "{\"type\":\"fleet\",\"nonce\":\"d-1\"}", NOW_MS);
+	size_t bytes = 0;
+	for (ig_decision *x = &d; x; x = x->next)
+		for (size_t r = 0; r < x->n_replies; r++) {
+			char *text = cJSON_PrintUnformatted(x->replies[r].body);
+			bytes += strlen(text);
+			free(text);
+		}
+	cJSON *o = reply(&d, "mon1");
+	cr_expect_eq(entries(o), 500, "the default limit, uncut");
+	cr_expect_eq(tu_json_num(o, "total"), 606);
+	/* Every part but the last ended because an entry of under 150 bytes did
+	 * not fit: none is shorter than 3,600 bytes. */
+	cr_expect_gt(bytes, (size_t)(n_parts - 1) * (IG_SVC_FLEET_PART_MAX - 200), "%d parts for %zu bytes", n_parts,
+	             bytes);
+	cr_expect_gt(n_parts, 10);
+	cJSON_Delete(o);
+}
+
+/* Past the end, and a listing with nothing in range: one part, empty. */
+Test(svc_fleet, an_empty_listing_is_one_empty_part)
+{
+	ig_decision d;
+	ask(&d, "mon1", "{\"type\":\"fleet\",\"nonce\":\"e\",\"offset\":6}", NOW_MS);
+	cr_assert_eq(d.kind, IG_DECISION_REPLY);
+	cr_assert_eq(d.n_replies, 1);
+	cr_assert_null(d.next);
+	const cJSON *o = d.replies[0].body;
+	cr_expect_eq(tu_json_num(o, "part"), 0);
+	cr_expect_eq(tu_json_num(o, "parts"), 1);
+	cr_expect_eq(tu_json_num(o, "offset"), 6);
+	cr_expect_eq(tu_json_num(o, "total"), 6);
+	cr_expect_eq(entries(o), 0);
+	ig_decision_clear(&d);
 }
 
 Test(svc_fleet, config_is_checked)
