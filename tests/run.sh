@@ -10,6 +10,8 @@
 # into mosquitto; (c) the broker under valgrind memcheck for a representative
 # integration subset (auth, ACL, admin revoke, reload, requests, monitoring);
 # (d) every libFuzzer target in tests/fuzz for a few seconds (clang build).
+# The dashboard's node tests and its real-browser tests (Chromium) run in
+# (a) only: the page adds no plugin code paths that (b) and (c) do not cover.
 #
 # Usage: tests/run.sh [--install-deps] [--quick]
 #   --install-deps  only install missing Debian packages (used by demo.sh)
@@ -27,13 +29,25 @@ PY=/usr/bin/python3
 PACKAGES=(build-essential meson ninja-build pkg-config mosquitto mosquitto-clients mosquitto-dev
           libmosquitto-dev libcjson-dev libsodium-dev libcriterion-dev python3-paho-mqtt
           python3-jsonschema python3-pytest python3-nacl valgrind openssl clang libclang-rt-14-dev
-          postgresql libpq-dev haproxy)
+          postgresql libpq-dev haproxy chromium chromium-driver python3-selenium)
 
 install_deps() {
 	local missing=() p
 	for p in "${PACKAGES[@]}"; do
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
 	done
+	# Node.js and npm build the dashboard and run its tests. Any node >= 18
+	# with its npm will do (NodeSource's nodejs brings its own npm); Debian's
+	# npm only goes with Debian's nodejs, so it is installed only when there
+	# is no node at all.
+	if ! command -v npm >/dev/null 2>&1; then
+		if command -v node >/dev/null 2>&1; then
+			echo "run.sh: node is installed ($(command -v node), $(node --version)) but npm is not:" \
+				"install the npm that goes with that node (Debian's npm needs Debian's nodejs)" >&2
+			exit 1
+		fi
+		missing+=(nodejs npm)
+	fi
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "run.sh: missing Debian packages: ${missing[*]}" >&2
@@ -58,7 +72,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--install-deps) install_deps; exit 0 ;;
 	--quick) QUICK=1 ;;
-	-h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
 	esac
 done
@@ -95,6 +109,15 @@ build() {
 		if ! meson setup "$dir" "$@" >"$WORK/setup-$dir.log" 2>&1; then
 			cat "$WORK/setup-$dir.log"
 			record "build $dir" 0 1 $((SECONDS - t)) "meson setup failed"
+			return 1
+		fi
+	elif [ $# -gt 0 ]; then
+		# An existing directory gets this run's options too (one configured
+		# before an option existed, such as -Ddashboard=disabled, would
+		# otherwise keep its default).
+		if ! meson setup --reconfigure "$dir" "$@" >"$WORK/setup-$dir.log" 2>&1; then
+			cat "$WORK/setup-$dir.log"
+			record "build $dir" 0 1 $((SECONDS - t)) "meson setup --reconfigure failed"
 			return 1
 		fi
 	fi
@@ -208,6 +231,47 @@ kp_selftest() {
 	fi
 }
 
+# The dashboard's own tests (dashboard/test/*.test.mjs, node:test): the
+# page's modules that need no browser, against the vectors in docs/. They
+# need no packages from npm, so they run without a build. The files are listed here
+# rather than given as a directory, which node versions treat differently;
+# no test file at all is a failure, not a pass.
+dashboard_js() {
+	local t=$SECONDS rc=0 files=() counts
+	banner "dashboard-js"
+	if ! command -v node >/dev/null 2>&1; then
+		record "dashboard-js" 0 1 0 "node not found: install nodejs (Debian) or run as root to install it"
+		return
+	fi
+	shopt -s nullglob
+	files=(dashboard/test/*.test.mjs dashboard/test/*.test.js)
+	shopt -u nullglob
+	if [ ${#files[@]} -eq 0 ]; then
+		echo "run.sh: no test files (*.test.mjs) in dashboard/test: the dashboard's node tests are missing" >&2
+		record "dashboard-js" 0 1 $((SECONDS - t)) "no test files in dashboard/test"
+		return
+	fi
+	node --test --test-reporter=tap "${files[@]}" >"$WORK/dashboard-js.tap" 2>&1 || rc=$?
+	grep -E '^ *not ok ' "$WORK/dashboard-js.tap" | head -40 || true
+	counts=$(awk '/^# pass /{p=$3} /^# fail /{f=$3} /^# cancelled /{c=$3}
+	              END{if (p == "" || f == "") exit 1; print p, f + c}' "$WORK/dashboard-js.tap") || {
+		tail -30 "$WORK/dashboard-js.tap"
+		record "dashboard-js" 0 1 $((SECONDS - t)) "node --test exit $rc, no counts"
+		return
+	}
+	set -- $counts
+	if [ "$1" -eq 0 ] && [ "$2" -eq 0 ]; then
+		record "dashboard-js" 0 1 $((SECONDS - t)) "no test ran"
+		return
+	fi
+	if [ "$2" -eq 0 ] && [ $rc -ne 0 ]; then
+		tail -30 "$WORK/dashboard-js.tap"
+		record "dashboard-js" "$1" 1 $((SECONDS - t)) "node --test exit $rc"
+		return
+	fi
+	record "dashboard-js" "$1" "$2" $((SECONDS - t)) "${#files[@]} files"
+}
+
 # Counts a pytest junit file: a test that failed or errored (also in
 # setup/teardown) is one failure; skipped tests are not counted.
 count_junit() {
@@ -285,6 +349,7 @@ schema_selftest
 pytest_stage "tlog selftest" tests/tlog
 custody_selftest
 kp_selftest
+dashboard_js
 if [ $rc -ne 1 ]; then
 	IG_BUILD="$ROOT/build" integration "integration"
 else
@@ -295,7 +360,7 @@ BUILD_RC=$rc
 if [ "$QUICK" -eq 0 ]; then
 	# ---- (b) ASan + UBSan ---------------------------------------------------
 	export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-	rc=0; build build-asan -Db_sanitize=address,undefined -Db_lundef=false || rc=$?
+	rc=0; build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Ddashboard=disabled || rc=$?
 	if [ $rc -eq 0 ]; then
 		ASAN_OPTIONS=detect_leaks=1 unit build-asan "unit-asan"
 	else
@@ -305,7 +370,8 @@ if [ "$QUICK" -eq 0 ]; then
 		# Our executables (CLI, agent) check leaks; the broker process gets
 		# detect_leaks=0 from the harness since mosquitto is not instrumented.
 		ASAN_OPTIONS=detect_leaks=1 IG_BUILD="$ROOT/build-asan" \
-			IG_BROKER_PRELOAD="$(gcc -print-file-name=libasan.so)" integration "integration-asan"
+			IG_BROKER_PRELOAD="$(gcc -print-file-name=libasan.so)" integration "integration-asan" \
+			--ignore=test_dashboard.py
 	else
 		record "integration-asan" 0 1 0 "not built"
 	fi
@@ -315,7 +381,8 @@ if [ "$QUICK" -eq 0 ]; then
 	if [ "$BUILD_RC" -ne 1 ]; then
 		IG_BUILD="$ROOT/build" IG_BROKER_WRAPPER="valgrind --quiet --error-exitcode=99 --leak-check=full \
 --errors-for-leak-kinds=definite --show-leak-kinds=definite --num-callers=30 \
---suppressions=$ROOT/tests/valgrind.supp" integration "integration-valgrind" -m vg
+--suppressions=$ROOT/tests/valgrind.supp" integration "integration-valgrind" -m vg \
+			--ignore=test_dashboard.py
 	else
 		record "integration-valgrind" 0 1 0 "not built"
 	fi

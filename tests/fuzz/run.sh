@@ -60,7 +60,7 @@ if [ ! -e "$(clang -print-file-name=libclang_rt.fuzzer-$(uname -m).a)" ]; then
 	exit 2
 fi
 if [ ! -f "$BUILD/build.ninja" ]; then
-	if ! (cd "$ROOT" && CC=clang meson setup "$BUILD" -Dfuzz=true -Dtests=false) >"$BUILD.setup.log" 2>&1; then
+	if ! (cd "$ROOT" && CC=clang meson setup "$BUILD" -Dfuzz=true -Dtests=false -Ddashboard=disabled) >"$BUILD.setup.log" 2>&1; then
 		cat "$BUILD.setup.log" >&2
 		echo "fuzz/run.sh: meson setup of $BUILD failed (log above)" >&2
 		exit 2
