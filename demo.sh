@@ -22,6 +22,9 @@
 # back by releasing their shares; then a rotation deals a fresh polynomial.
 # Every device holds a key ring (predistribution in the policy), and two of
 # them finally talk through a plain mosquitto without the plugin.
+# And the operator dashboard: Mosquitto itself serves it (http_dir on a
+# websockets listener on localhost); open it, enrol the key the page made,
+# and watch the fleet, the charts, the events and the verified head live.
 # Installs missing Debian packages (as root) and builds first.
 #
 # Usage: ./demo.sh            (runs for DEMO_SECONDS, default 30; 0 = until Ctrl-C)
@@ -71,7 +74,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+WS_PORT=$(free_port)
 
 say "1. a new ledger for cluster '$CLUSTER' in $DIR/ledger"
 CH_PK=$("$IG" init --ledger "$DIR/ledger" --cluster "$CLUSTER")
@@ -119,6 +124,23 @@ plugin_opt_custody_threshold 2
 plugin_opt_custody_shares 3
 plugin_opt_policy $DIR/policy.json
 EOF
+# The dashboard: the built page plus its trust anchor (the cluster-head key),
+# served by the broker itself on a websockets listener. Plain ws on
+# 127.0.0.1 only: localhost is a secure context for the page's WebCrypto,
+# and nothing leaves the machine (beyond it the listener must be wss).
+DASH=
+if [ -f build/dashboard/index.html ]; then
+	DASH="$DIR/dashboard"
+	mkdir -p "$DASH"
+	cp build/dashboard/* "$DASH/"
+	"$IG" dashboard-config --ledger "$DIR/ledger" --out "$DASH/config.json" 2>&1 | prefix iotguard
+	say "   and a websockets listener on 127.0.0.1:$WS_PORT serving the dashboard (http_dir) and MQTT over WebSockets"
+	cat >>"$DIR/mosquitto.conf" <<EOF
+listener $WS_PORT 127.0.0.1
+protocol websockets
+http_dir $DASH
+EOF
+fi
 # The shipped policy plus key rings: 25 keys each from a pool of 100, q = 1.
 sed 's/^  "version": 1,$/&\n  "predistribution": {"pool": 100, "ring": 25, "q": 1},/' config/policy.json >"$DIR/policy.json"
 sed 's/^/      /' "$DIR/mosquitto.conf"
@@ -137,6 +159,16 @@ start_broker() {
 	done
 }
 start_broker
+
+if [ -n "$DASH" ]; then
+	say "   the dashboard: open http://localhost:$WS_PORT/?id=dash1 (served by this broker). The page makes"
+	say "   its own key and shows it; enrol it as an admin (or --role monitor) with:"
+	say "     $IG enroll --host 127.0.0.1 --port $PORT --tls-ca $CA --cluster $CLUSTER --user admin \\"
+	say "       --key $DIR/keys/admin.key --id dash1 --role admin --pubkey <the key the page shows>"
+	say "   and it connects by itself (DEMO_SECONDS=0 keeps the demo running)"
+else
+	say "   (no dashboard: build/dashboard was not built; it needs node and npm, see README \"Dashboard\")"
+fi
 
 say "4. a monitor: mosquitto_sub with a monitor token on status, ledger/# (events such as enroll,"
 say "   coin_mint, coin_redeem) and stats; a mint event's list of coin hashes is shortened here"
