@@ -18,6 +18,7 @@
 // Everything shown that comes from the broker is set with textContent.
 
 import uPlot from 'uplot';
+import { el, num } from './dom.js';
 
 const MAX_POINTS = 360;
 
@@ -63,17 +64,6 @@ function compact(v) {
 
 function exact(v) {
   return v == null || Number.isNaN(v) ? '—' : fmtExact.format(v);
-}
-
-function el(tag, className, text) {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text != null) e.textContent = String(text);
-  return e;
-}
-
-function num(v) {
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
 }
 
 // Integer tick steps for count axes (no "0.5 refusals"); latency axes keep

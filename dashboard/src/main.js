@@ -16,9 +16,11 @@ import { createFleetView } from "./fleet.js";
 import { createFeed } from "./feed.js";
 import { createAdmin } from "./admin.js";
 import { createFrameSampler } from "./perf.js";
+import { refusedTile, uptimeText } from "./format.js";
 
 const SETTINGS_KEY = "iotguard.dashboard.v1";
 const FLEET_PAGE = 1000;
+const TOKEN_TTL_S = 60;
 const $ = (sel) => document.querySelector(sel);
 
 // ---- settings (localStorage; the pasted token is deliberately never stored) ----
@@ -156,28 +158,18 @@ function boot() {
     setText(tiles.height, fmt(ledger.height));
     setText(tiles.latency, fmtMs(ledger.commit_latency_us?.avg));
     setText($("#tile-latency-sub"), "max " + fmtMs(ledger.commit_latency_us?.max));
-    const refused = s.auth?.refused_total;
-    const accepted = s.auth?.accepted;
-    if (prev && prev.auth && Number.isFinite(refused)) {
-      const d = Math.max(0, refused - prev.auth.refused_total);
-      setText(tiles.refused, fmt(d));
-      tiles.refused.closest(".tile").dataset.alert = d > 0 ? "true" : "false";
-    } else {
-      setText(tiles.refused, fmt(0));
-    }
-    setText($("#tile-refused-sub"), `${fmt(refused)} refused · ${fmt(accepted)} accepted since start`);
+    const rt = refusedTile(s, prev);
+    setText(tiles.refused, rt.value);
+    tiles.refused.closest(".tile").dataset.alert = rt.alert ? "true" : "false";
+    setText($("#tile-refused-sub"), rt.sub);
+    tiles.refused.closest(".tile").title = rt.title;
     setText(tiles.connected, fmt(s.connected?.total));
     setText(tiles.coins, s.bank ? fmt(s.bank.outstanding) : (s.sealed ? "sealed" : "—"));
     setText($("#tile-coins-sub"), s.bank ? `${fmt(s.bank.minted)} minted · ${fmt(s.bank.redeemed)} redeemed` : "");
     const cl = s.cluster || cluster;
     if (s.broker) setText($("#broker-name"), s.broker);
     setText($("#cluster-name"), cl);
-    setText($("#uptime"), s.uptime_s !== undefined ? "up " + uptime(s.uptime_s) : "");
-  }
-
-  function uptime(sec) {
-    const d = Math.floor(sec / 86400), h = Math.floor((sec % 86400) / 3600), m = Math.floor((sec % 3600) / 60);
-    return d ? `${d}d ${h}h` : h ? `${h}h ${m}m` : `${m}m ${sec % 60}s`;
+    setText($("#uptime"), s.uptime_s !== undefined ? "up " + uptimeText(s.uptime_s) : "");
   }
 
   store.onDirty(requestFrame);
@@ -468,7 +460,10 @@ function boot() {
       url: currentUrl(),
       cluster,
       id: myId,
-      getToken: async () => pastedToken || mintToken(identity.privateKey, cluster, myId),
+      // 60 s: a token only has to carry one CONNECT, and a short life limits what a copied one
+      // is worth (monitor tokens are not single-use). It stays under any sane per-role cap an
+      // operator sets (admin: 300 s by default), with twice the broker's 30 s clock skew.
+      getToken: async () => pastedToken || mintToken(identity.privateKey, cluster, myId, { ttl: TOKEN_TTL_S }),
       onState: (st, detail) => {
         const was = connState;
         setConnState(st, detail);

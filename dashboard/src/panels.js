@@ -11,18 +11,11 @@
 // All data comes from the broker (and, for the head, from note.verifyHead);
 // it is put into the page with textContent only, never parsed as HTML.
 
+import { untilText } from './format.js';
+import { el, num } from './dom.js';
+
 const EVENTS_KEPT = 12;
 
-function el(tag, className, text) {
-  const e = document.createElement(tag);
-  if (className) e.className = className;
-  if (text != null) e.textContent = String(text);
-  return e;
-}
-
-function num(v) {
-  return typeof v === 'number' && Number.isFinite(v) ? v : null;
-}
 
 function str(v) {
   return typeof v === 'string' ? v : null;
@@ -36,21 +29,6 @@ function present(v) {
 
 function clockTime(ms) {
   return new Date(ms).toLocaleTimeString();
-}
-
-// "in 23 h 59 min" / "3 min ago": a rotation deadline is read relative to now.
-function relative(unixS, nowMs = Date.now()) {
-  const d = Math.round(unixS - nowMs / 1000);
-  const a = Math.abs(d);
-  let t;
-  if (a < 90) t = a + ' s';
-  else if (a < 5400) t = Math.round(a / 60) + ' min';
-  else if (a < 172800) {
-    const min = Math.round(a / 60);   // rounded once, so never "23 h 60 min"
-    t = Math.floor(min / 60) + ' h ' + (min % 60) + ' min';
-  }
-  else t = Math.round(a / 86400) + ' d';
-  return d >= 0 ? 'in ' + t : t + ' ago';
 }
 
 // A key's fingerprint as shown next to it: enough to compare by eye with
@@ -207,7 +185,7 @@ function renderCustody(root, c, counters, events) {
       kv(dl, 'shares collected', coll != null && k != null ? coll + ' of ' + k + ' needed' : coll);
     }
     const next = num(c.next_rotation_at);
-    kv(dl, 'next rotation', next == null ? 'none scheduled' : relative(next) + ' (' + new Date(next * 1000).toLocaleString() + ')');
+    kv(dl, 'next rotation', next == null ? 'none scheduled' : untilText(next, Date.now()) + ' (' + new Date(next * 1000).toLocaleString() + ')');
     const pa = c.pending_approval;
     if (pa && typeof pa === 'object') {
       const req = str(pa.request);
