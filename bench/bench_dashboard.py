@@ -13,16 +13,17 @@ perf.js): frame time p50/p95/p99/max idle and under load, for 5,000 and then
 broker's CPU per status message (schedstat of every broker thread) with the
 page attached, against a plain mosquitto (no plugin, anonymous, one plain
 subscriber to the same topics) given the same messages in the same run.
-Last, the fleet listing again while statuses flow: Mosquitto 2.0.11 sends a
-websockets client one chunk of a large message per pass of its event loop,
-and an idle loop passes only every 100 ms, so the listing's 64 KiB replies
-crawl on an idle broker and go quickly on a busy one; both figures print.
+The fleet listing is timed in two steps, page open -> connected (loading
+the page, the key from IndexedDB, a token, the MQTT connect) and connected
+-> every row (the `fleet` requests, pages of 1000 in parts of at most 3,800
+bytes: docs/PROTOCOL.md "Fleet listing"), on an idle broker and again while
+the statuses flow (the parts then share the page's connection with them).
+Lines starting "RESULT key value" are for bench/run.sh's summary.
 
 Run: IG_BUILD=build /usr/bin/python3 bench/bench_dashboard.py [--rate 600] [--seconds 10]
      [--devices 5000] [--rows 10000] [--screenshot [PATH]]   (PATH default docs/dashboard.png)
 """
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -63,6 +64,23 @@ def run_load(client, cluster, devices, rate, seconds):
 
 
 SIM_STATE = {}   # sim id -> the state its last (retained) status said
+# Besides the page's STD identities: the bridge that publishes the simulated
+# statuses, and two real agents that run only for the screenshot.
+EXTRA = [("br1", "bridge"), ("dev-a", "device"), ("dev-b", "device")]
+OTHERS = [x for x, _ in STD + EXTRA] + ["dash1"]
+
+
+def open_page(d, total, timeout):
+    """(Re)opens the page; returns (page open -> connected, connected ->
+    all `total` rows in the table's model) in seconds, polled every 50 ms."""
+    t = time.monotonic()
+    d.driver.get(d.url("dash1"))
+    d.wait_ready()
+    d.wait_connected(H.T(30))
+    t1 = time.monotonic()
+    d.wait_fleet(timeout)
+    d.wait("window.iotguardDashboard.counts().total === %d" % total, H.T(30), "%d rows" % total)
+    return t1 - t, time.monotonic() - t1
 
 
 def page_phase(w, enr, br, rows, devices, args, label):
@@ -70,14 +88,8 @@ def page_phase(w, enr, br, rows, devices, args, label):
     frame time idle and under the status load."""
     d = w.dash
     enr.up_to(rows)
-    total = rows + len(STD) + 2   # + the bridge and the page itself
-    t = time.monotonic()
-    d.driver.get(d.url("dash1"))
-    d.wait_ready()
-    d.wait_connected(H.T(30))
-    d.wait_fleet(H.T(60))
-    fleet_s = time.monotonic() - t
-    d.wait("window.iotguardDashboard.counts().total === %d" % total, H.T(30), "%d rows" % total)
+    total = rows + len(OTHERS)
+    conn_s, fleet_s = open_page(d, total, H.T(60))
     d.hook("resetFrameStats")
     time.sleep(args.idle)
     idle = d.hook("frameStats")
@@ -88,22 +100,33 @@ def page_phase(w, enr, br, rows, devices, args, label):
     # Statuses are retained, so a device keeps what an earlier phase said of it.
     SIM_STATE.update({k: v for k, v in load.last.items() if SIM_STATE.get(k) != "revoked"})
     online = sum(1 for s in SIM_STATE.values() if s == "online")
-    online += sum(1 for i in [x for x, _ in STD] + ["br1", "dash1"] if d.row(i)["state"] == "online")
+    online += sum(1 for i in OTHERS if d.row(i)["state"] == "online")
     d.wait("window.iotguardDashboard.counts().online === %d" % online, H.T(30),
            "the page to count %d online" % online)
     c1 = cpu_ns(pid)
     loaded = d.hook("frameStats")
     per_msg_us = (c1 - c0) / 1000.0 / load.sent
-    print("%s: %d rows; fleet listing loaded (page open -> all rows) in %.2f s" % (label, total, fleet_s))
+    print("%s: %d rows; page open -> connected %.2f s, then the fleet listing -> every row %.2f s"
+          % (label, total, conn_s, fleet_s))
     print("%s: frame time idle   (%.0f s): %s" % (label, args.idle, D.frame_stats_text(idle)))
     print("%s: frame time loaded (%d statuses from %d devices in %.1f s = %.0f msg/s): %s"
           % (label, load.sent, devices, load.elapsed, load.sent / load.elapsed, D.frame_stats_text(loaded)))
-    return per_msg_us, load.sent
+    return {"rows": total, "connect_s": conn_s, "listing_s": fleet_s, "idle": idle, "loaded": loaded,
+            "cpu_us": per_msg_us}
 
 
 def liven_up(w, admin):
     """Before the screenshot: what an operator would see on a working day
-    (a few revocations and credits in the feed, refused logins in the chart)."""
+    (a few revocations and credits in the feed, refused logins in the chart,
+    and real agents contributing entropy, exchanging session keys and paying
+    for sensor readings with coins an analyst redeems, so every chart has a
+    line that moves). The agents are stopped again by calm_down(), before
+    anything else is measured."""
+    assert admin.one("credit", id="dev-a", amount=200)["ok"]
+    w.start_agent("an1", "--role", "analyst")
+    w.start_agent("dev-a", "--entropy-interval", "2", "--peer", "dev-b", "--send-interval", "1",
+                  "--collect-interval", "1")
+    w.start_agent("dev-b", "--entropy-interval", "2", "--peer", "dev-a", "--send-interval", "1")
     for i, why in ((7, "lost"), (42, "stolen"), (123, "decommissioned")):
         r = admin.one("revoke", id="sim-%05d" % i, reason=why)
         assert r["ok"], r
@@ -113,29 +136,32 @@ def liven_up(w, admin):
     for k in range(6):   # refused logins: an unknown id, and a known id with a token signed by the wrong key
         H.try_connect(w.broker, "intruder%d" % k, password=w.c.mint("intruder%d" % k, key=w.c.ids["admin1"].key))
         H.try_connect(w.broker, "sim-00010", password=w.c.mint("sim-00010", key=w.c.ids["admin1"].key))
-    time.sleep(3.0)   # a few stats intervals for the charts
+    time.sleep(8.0)   # a few stats intervals (1 s here) for the charts
 
 
-def fleet_under_traffic(w, br, rows, args):
-    """Reopens the page while statuses flow and times the fleet listing.
-    Mosquitto 2.0.11 sends a websockets client one chunk per pass of its
-    loop, and an idle loop passes every 100 ms; traffic makes it pass often."""
+def calm_down(w):
+    """Stops the screenshot's agents (each must exit 0)."""
+    for ident in ("dev-a", "dev-b", "an1"):
+        H.agent_stopped(w.agents.pop(ident))
+
+
+def fleet_under_traffic(w, br, rows, total, args):
+    """Reopens the page while statuses flow and times the fleet listing: the
+    listing's parts then share the page's connection (and the broker's loop)
+    with --rate statuses a second."""
     d = w.dash
     load = StatusLoad(br, w.c, rows, args.rate, 120.0)
     load.start()
     try:
         time.sleep(1.0)
-        t = time.monotonic()
-        d.driver.get(d.url("dash1"))
-        d.wait_ready()
-        d.wait_connected(H.T(30))
-        d.wait_fleet(H.T(120))
-        fleet_s = time.monotonic() - t
+        conn_s, fleet_s = open_page(d, total, H.T(120))
     finally:
         load.halt.set()
         load.join(timeout=H.T(30))
     SIM_STATE.update({k: v for k, v in load.last.items() if SIM_STATE.get(k) != "revoked"})
-    print("%d rows: fleet listing loaded under %d status msg/s in %.2f s" % (rows, args.rate, fleet_s))
+    print("%d rows under %d status msg/s: page open -> connected %.2f s, then the fleet listing -> every row %.2f s"
+          % (total, args.rate, conn_s, fleet_s))
+    return {"rows": total, "connect_s": conn_s, "listing_s": fleet_s}
 
 
 def plain_cpu(root, cluster, devices, rate, seconds):
@@ -170,12 +196,13 @@ def main():
     ap.add_argument("--rows", type=int, default=10000, help="rows for the second phase (default 10000)")
     ap.add_argument("--idle", type=float, default=3.0, help="seconds of idle frame sampling (default 3)")
     ap.add_argument("--screenshot", nargs="?", const=str(H.ROOT / "docs" / "dashboard.png"), default=None,
-                    help="write a PNG of the page under load (default path docs/dashboard.png)")
+                    help="write a PNG of the whole page after the --devices phase, with a few real agents "
+                         "running (default path docs/dashboard.png)")
     args = ap.parse_args()
     D.require_browser()
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         root = Path(tmp)
-        w = DashWorld(root, STD + [("br1", "bridge")])
+        w = DashWorld(root, STD + EXTRA)
         try:
             b, d = w.start()
             d.open("dash1")
@@ -185,27 +212,47 @@ def main():
             enr = Enroller(admin)
             br = b.connect("br1", token=w.c.token("br1"))
             br.c.max_inflight_messages_set(200)
-            per_msg = {}
-            per_msg["page5k"], _ = page_phase(w, enr, br, args.devices, args.devices, args, "%d devices" % args.devices)
+            res = {}
+            res["small"] = page_phase(w, enr, br, args.devices, args.devices, args, "%d devices" % args.devices)
             if args.screenshot:
                 liven_up(w, admin)
+                # What the picture must show: every row, the head verified, charts with points.
+                d.wait("window.iotguardDashboard.counts().total === %d" % res["small"]["rows"], H.T(10), "every row")
                 d.wait("document.querySelectorAll('#fleet-table tbody tr[data-id]').length > 10", H.T(5), "rows")
+                d.wait("(window.iotguardDashboard.head() || {}).verified === true", H.T(10), "the head verified")
                 time.sleep(1.5)
                 shot = d.screenshot(root / "dashboard.png", full_page=True)
                 Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(shot, args.screenshot)
                 print("screenshot (the whole page, 1600 px wide) written to %s" % args.screenshot)
+                calm_down(w)
+            last = res["small"]
             if args.rows > args.devices:
-                per_msg["page10k"], _ = page_phase(w, enr, br, args.rows, args.rows, args, "%d rows" % args.rows)
-            fleet_under_traffic(w, br, max(args.rows, args.devices), args)
+                res["large"] = last = page_phase(w, enr, br, args.rows, args.rows, args, "%d rows" % args.rows)
+            res["traffic"] = fleet_under_traffic(w, br, max(args.rows, args.devices), last["rows"], args)
             br.close()
             admin.close()
-            per_msg["plain"] = plain_cpu(root, w.c, args.devices, args.rate, args.seconds)
+            plain = plain_cpu(root, w.c, args.devices, args.rate, args.seconds)
         finally:
             w.close()
-    print("broker CPU per status message: iotguard with the page attached %.1f us, plain mosquitto %.1f us "
-          "(ratio %.2f)" % (per_msg["page5k"], per_msg["plain"], per_msg["page5k"] / per_msg["plain"]))
-    print(json.dumps({k: round(v, 2) for k, v in per_msg.items()}))
+    small = res["small"]
+    print("broker CPU per status message: iotguard with the page attached %.1f us (%d rows), plain mosquitto "
+          "%.1f us (ratio %.2f)" % (small["cpu_us"], small["rows"], plain, small["cpu_us"] / plain))
+    if "large" in res:
+        print("broker CPU per status message: iotguard with the page attached %.1f us (%d rows; ratio %.2f)"
+              % (res["large"]["cpu_us"], res["large"]["rows"], res["large"]["cpu_us"] / plain))
+    # For bench/run.sh's summary: "small" is the --devices phase, "large" the --rows one.
+    print("RESULT dash.plain.cpu_us %.1f" % plain)
+    for name, r in res.items():
+        for k in ("connect_s", "listing_s"):
+            print("RESULT dash.%s.%s %.2f" % (name, k, r[k]))
+        print("RESULT dash.%s.rows %d" % (name, r["rows"]))
+        if "cpu_us" in r:
+            print("RESULT dash.%s.cpu_us %.1f" % (name, r["cpu_us"]))
+            print("RESULT dash.%s.cpu_ratio %.2f" % (name, r["cpu_us"] / plain))
+            for phase in ("idle", "loaded"):
+                for q in ("p50", "p95", "p99", "max"):
+                    print("RESULT dash.%s.frame_%s_%s_ms %.1f" % (name, phase, q, r[phase].get(q) or float("nan")))
 
 
 if __name__ == "__main__":
