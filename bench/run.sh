@@ -9,7 +9,7 @@
 # 127.0.0.1, bounded in time; the whole run takes about 4 minutes.
 #
 # Usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood]
-#                     [--custody] [--kp] [--shared]
+#                     [--custody] [--kp] [--shared] [--dashboard]
 #   --custody adds device-quorum custody (issue 9) through the real broker and
 #   64 real agents (bench_custody, bench_custody_e2e; about 1 more minute).
 #   --kp adds key rings (issue 10): a device's pairwise key and the cluster
@@ -22,6 +22,11 @@
 #   bench_multi.py: broker CPU per connect shared vs file vs plain, session-key
 #   pairs across brokers vs one broker, cross-broker revocation latency and
 #   idle connections held (about 6 more minutes, 4 with --quick).
+#   --dashboard adds the operator dashboard (issue 13): the built page in
+#   headless Chromium on the broker's websockets listener, 5,000 then 10,000
+#   rows, 600 statuses/s (bench_dashboard.py): fleet listing time, frame time
+#   idle and loaded, broker CPU per status against plain mosquitto (about 3
+#   more minutes; needs node, npm, chromium and chromium-driver).
 #   BUILD_DIR (default <repo>/build-bench), BENCH_PORT_BASE (default 18900),
 #   BENCH_ROUNDS (default 5), BENCH_SECONDS (per round, default 1.5),
 #   BENCH_IDENTITIES (scale benchmark, default 1000000),
@@ -36,7 +41,7 @@ seconds=${BENCH_SECONDS:-1.5}
 identities=${BENCH_IDENTITIES:-1000000}
 coins=${BENCH_COINS:-10000000}
 do_build=1 do_ledger=1 do_scale=1
-do_keys=1 do_bank=1 do_flood=1 do_custody=0 do_kp=0 do_shared=0 quick=0
+do_keys=1 do_bank=1 do_flood=1 do_custody=0 do_kp=0 do_shared=0 do_dashboard=0 quick=0
 for a in "$@"; do
 	case $a in
 	--quick) quick=1 rounds=3 seconds=1 identities=${BENCH_IDENTITIES:-200000} coins=${BENCH_COINS:-1000000} ;;
@@ -49,7 +54,8 @@ for a in "$@"; do
 	--custody) do_custody=1 ;;
 	--kp) do_kp=1 ;;
 	--shared) do_shared=1 ;;
-	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody] [--kp] [--shared]" >&2; exit 2 ;;
+	--dashboard) do_dashboard=1 ;;
+	*) echo "usage: bench/run.sh [--quick] [--skip-build] [--no-ledger] [--no-scale] [--no-keys] [--no-bank] [--no-flood] [--custody] [--kp] [--shared] [--dashboard]" >&2; exit 2 ;;
 	esac
 done
 
@@ -91,6 +97,15 @@ if [ $do_build = 1 ]; then
 	[ $do_custody = 1 ] && targets+=(bench_custody bench_custody_e2e tools/iotguard iotguard-agent)
 	[ $do_kp = 1 ] && targets+=(bench_kp bench_kp_e2e)
 	[ $do_shared = 1 ] && targets+=(bench_shared bench_keys tools/iotguard)
+	# The page is a custom target that exists only when meson found node and npm.
+	if [ $do_dashboard = 1 ]; then
+		meson introspect "$build" --targets | grep -q '"name": "dashboard"' || {
+			echo "run.sh: --dashboard: $build has no dashboard target (meson found no node >= 18 and npm);" \
+				"install Debian nodejs and npm, then run: meson configure $build -Ddashboard=enabled" >&2
+			exit 1
+		}
+		targets+=(dashboard/dashboard tools/iotguard)
+	fi
 	if ! meson compile -C "$build" "${targets[@]}" >"$build/bench-build.log" 2>&1; then
 		# -O3 finds warnings the debug builds do not; figures are still worth
 		# having, so say so loudly and build once more without -Werror.
@@ -473,6 +488,19 @@ if [ $do_shared = 1 ]; then
 		tee -a "$results" | grep -v '^RESULT' || true
 fi
 
+# ---- the operator dashboard in a real browser (issue 13, --dashboard) ------
+# bench_dashboard.py starts its own broker (plugin, websockets listener
+# serving $build/dashboard), headless Chromium and, last, a plain mosquitto
+# for the CPU comparison; unpinned, as the browser needs a core of its own.
+if [ $do_dashboard = 1 ]; then
+	[ -f "$build/dashboard/index.html" ] || { echo "run.sh: $build/dashboard is missing; run without --skip-build" >&2; exit 1; }
+	dash_quick=()
+	[ $quick = 1 ] && dash_quick=(--seconds 5 --idle 2)
+	echo
+	IG_BUILD=$build "$python" "$repo/bench/bench_dashboard.py" "${dash_quick[@]}" |
+		tee -a "$results" | grep -v '^RESULT' || true
+fi
+
 # ---- summary -------------------------------------------------------------
 get() { awk -v k="$1" '$1 == "RESULT" && $2 == k {v = $3} END {print v}' "$results"; }
 row() { # label value unit op target
@@ -671,6 +699,21 @@ if [ $do_shared = 1 ]; then
 	row "multi: broker RSS per held connection, file mode" "$(get multi.hold.file.rss_per_conn_bytes)" "bytes"
 	row "multi: broker RSS per held connection, shared" "$(get multi.hold.shared.rss_per_conn_bytes)" "bytes"
 	row "multi: iotguard verify --dsn after the run (exit)" "$(get multi.verify_exit)" "" "<=" 0
+fi
+if [ $do_dashboard = 1 ]; then
+	for ph in small large; do
+		n=$(get dash.$ph.rows)
+		[ -n "$n" ] || continue
+		row "dashboard $n rows: page open -> connected" "$(get dash.$ph.connect_s)" "s"
+		row "dashboard $n rows: fleet listing -> every row" "$(get dash.$ph.listing_s)" "s"
+		row "dashboard $n rows: frame time idle, p95" "$(get dash.$ph.frame_idle_p95_ms)" "ms"
+		row "dashboard $n rows: frame time loaded, p95" "$(get dash.$ph.frame_loaded_p95_ms)" "ms"
+		row "dashboard $n rows: frame time loaded, max" "$(get dash.$ph.frame_loaded_max_ms)" "ms"
+		row "dashboard $n rows: broker CPU per status, page on" "$(get dash.$ph.cpu_us)" "us"
+		row "dashboard $n rows: ratio to plain mosquitto (CPU)" "$(get dash.$ph.cpu_ratio)" ""
+	done
+	row "dashboard: broker CPU per status, plain mosquitto" "$(get dash.plain.cpu_us)" "us"
+	row "dashboard $(get dash.traffic.rows) rows: listing while statuses flow" "$(get dash.traffic.listing_s)" "s"
 fi
 echo "Rates are wall-clock and depend on what else runs on the machine; the broker-CPU ratios"
 echo "(schedstat time of the broker per connect/message) are the more stable comparison."
