@@ -450,6 +450,28 @@ function boot() {
   }
 
   // ---- connecting ----
+  // One connection per identity per browser. Two tabs with the same id would connect with the
+  // same MQTT client id and take each other's session over, back and forth, for ever. A Web
+  // Lock named after the cluster and id lets one tab connect; another waits, says so, and
+  // connects when the first one closes. Returns what releases the lock (or stops waiting).
+  let releaseConnLock = null;
+  function holdConnLock(name, onAcquired, onWaiting) {
+    if (!navigator.locks) {   // older browsers: nothing to coordinate with
+      onAcquired();
+      return () => {};
+    }
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    const waiting = new AbortController();
+    const acquired = () => { onAcquired(); return held; };
+    navigator.locks.request(name, { ifAvailable: true }, (lock) => {
+      if (lock) return acquired();
+      onWaiting();
+      return navigator.locks.request(name, { signal: waiting.signal }, acquired);
+    }).catch(() => { /* aborted: the settings changed, or the page is going */ });
+    return () => { waiting.abort(); release(); };
+  }
+
   function startConn() {
     if (!cluster) {
       setConnState("closed", "No cluster name: put config.json (iotguard dashboard-config) next to the page, or set the cluster in Settings.");
@@ -481,13 +503,21 @@ function boot() {
       `iotguard/${cluster}/stats`,
       `iotguard/${cluster}/custody/#`,
     ]).catch(() => { /* refused filters are reported by conn's state; nothing to add here */ });
-    setConnState("connecting");
-    conn.start();
+    if (releaseConnLock) releaseConnLock();
+    const mine = conn;
+    releaseConnLock = holdConnLock(`iotguard-dashboard/${cluster}/${myId}`, () => {
+      if (conn !== mine) return;   // replaced while waiting
+      setConnState("connecting");
+      mine.start();
+    }, () => setConnState("closed", `Another tab of this browser is connected as ${myId}: this one ` +
+        "waits and connects when that tab closes (two tabs with one id would take each other's session over)."));
   }
 
   function restartConn() {
     if (conn) conn.stop();
     conn = null;
+    if (releaseConnLock) releaseConnLock();
+    releaseConnLock = null;
     startConn();
   }
 

@@ -172,6 +172,26 @@ def test_page_makes_its_key_keeps_it_and_connects_once_enrolled(make_world):
     # The refused connects before enrolment are the only errors the browser may report.
     d.assert_no_console_errors(allow=(r"WebSocket connection to .* failed",))
 
+    # A second tab of the same browser is the same identity (one key, one id): it must not
+    # connect too, or the two would take each other's MQTT session over for ever. It waits,
+    # says why, and connects once the first tab is gone.
+    first = d.driver.current_window_handle
+    connects = len(re.findall(r"New client connected from \S+ as dash1 ", b.log()))
+    d.driver.switch_to.new_window("tab")
+    d.driver.get(d.url("dash1"))
+    d.wait_ready()
+    d.wait("window.iotguardDashboard.connState() === 'closed' && "
+           "document.querySelector('#conn-detail').textContent.includes('Another tab')", H.T(10),
+           "the second tab to wait for the first one's connection")
+    time.sleep(H.T(1))
+    assert len(re.findall(r"New client connected from \S+ as dash1 ", b.log())) == connects, \
+        "the second tab connected while the first one was connected"
+    d.driver.switch_to.window(first)
+    assert d.conn_state() == "connected", "the first tab lost its connection to the second"
+    d.driver.close()
+    d.driver.switch_to.window(d.driver.window_handles[0])
+    d.wait_connected(H.T(15))
+
 
 # ---- 2. agents online and a CLI revoke, within 2 s ---------------------------
 
