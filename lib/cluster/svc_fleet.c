@@ -9,7 +9,7 @@
  */
 #include "ig_svc_fleet.h"
 
-#include "ig_idmap.h"
+#include "ig_ratewin.h"
 #include "ig_json.h"
 
 #include <cJSON.h>
@@ -37,14 +37,9 @@ _Static_assert(IG_SVC_FLEET_PARTS_MAX <= 99, "part and parts are bounded as two 
 #define ENTRY_ZONE 10
 #define ENTRY_WALLET 26
 
-typedef struct rate {
-	uint64_t window_ms;
-	uint32_t count;
-} rate;
-
 struct ig_svc_fleet {
 	ig_svc_fleet_config cfg;
-	ig_idmap *rates;   /* per requester; only monitors and admins get an entry */
+	ig_ratewin *rates;   /* per requester; only monitors and admins get an entry */
 	uint64_t served, refused;
 };
 
@@ -55,7 +50,7 @@ ig_svc_fleet *ig_svc_fleet_new(const ig_svc_fleet_config *cfg)
 	ig_svc_fleet *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	s->rates = ig_idmap_new(sizeof(rate));
+	s->rates = ig_ratewin_new(cfg->requests_per_minute, RATE_WINDOW_MS);
 	if (!s->rates) {
 		free(s);
 		return NULL;
@@ -68,7 +63,7 @@ void ig_svc_fleet_free(ig_svc_fleet *s)
 {
 	if (!s)
 		return;
-	ig_idmap_free(s->rates, false);
+	ig_ratewin_free(s->rates);
 	free(s);
 }
 
@@ -103,16 +98,6 @@ static bool get_uint(const cJSON *req, const char *name, uint64_t min, uint64_t 
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(req, name);
 	*out = def;
 	return !v || ig_json_uint(out, v, min, max) == IG_OK;
-}
-
-/* A fixed one-minute window per requester, counted as the other services
- * count theirs; out of memory refuses (as rate_limited). */
-static bool rate_ok(ig_svc_fleet *s, const char *id, uint64_t now_ms)
-{
-	rate *r = ig_idmap_put(s->rates, id);
-	if (r && now_ms - r->window_ms >= RATE_WINDOW_MS)
-		*r = (rate){.window_ms = now_ms};
-	return r && ++r->count <= s->cfg.requests_per_minute;
 }
 
 /* ---- the page --------------------------------------------------------------- */
@@ -297,7 +282,7 @@ void ig_svc_fleet_request(ig_decision *out, ig_svc_fleet *s, const char *id, con
 	} else if (!ig_state_active(view->st, id, IG_ROLE_MONITOR) && !ig_state_active(view->st, id, IG_ROLE_ADMIN)) {
 		err = "not_allowed";
 		snprintf(msg, sizeof msg, "only active monitors and admins may list the fleet");
-	} else if (!rate_ok(s, id, now_ms)) {
+	} else if (!ig_ratewin_take(s->rates, id, now_ms)) {
 		err = "rate_limited";
 		snprintf(msg, sizeof msg, "more than %" PRIu32 " fleet requests this minute; slow down",
 		         s->cfg.requests_per_minute);

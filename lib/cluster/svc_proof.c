@@ -4,7 +4,7 @@
  */
 #include "ig_svc_proof.h"
 
-#include "ig_idmap.h"
+#include "ig_ratewin.h"
 
 #include <cJSON.h>
 #include <inttypes.h>
@@ -16,16 +16,11 @@
 #define NONCE_MAX IG_DECISION_REQUEST_NONCE_MAX
 #define JSON_INT_MAX 9007199254740991.0   /* 2^53 - 1: the largest integer JSON carries exactly */
 
-typedef struct rate {
-	uint64_t window_ms;
-	uint32_t count;
-} rate;
-
 struct ig_svc_proof {
 	const ig_registry *reg;
 	ig_prover *prover;
 	ig_svc_proof_config cfg;
-	ig_idmap *rates;
+	ig_ratewin *rates;   /* requests per identity per minute */
 	uint64_t served, refused, failed;
 	uint64_t latency_sum_us;
 };
@@ -37,7 +32,7 @@ ig_svc_proof *ig_svc_proof_new(const ig_registry *reg, ig_prover *prover, const 
 	ig_svc_proof *s = calloc(1, sizeof *s);
 	if (!s)
 		return NULL;
-	s->rates = ig_idmap_new(sizeof(rate));
+	s->rates = ig_ratewin_new(cfg->requests_per_minute, RATE_WINDOW_MS);
 	if (!s->rates) {
 		free(s);
 		return NULL;
@@ -52,7 +47,7 @@ void ig_svc_proof_free(ig_svc_proof *s)
 {
 	if (!s)
 		return;
-	ig_idmap_free(s->rates, false);
+	ig_ratewin_free(s->rates);
 	free(s);
 }
 
@@ -70,21 +65,6 @@ static int get_size(const cJSON *req, const char *name, uint64_t *out)
 		return -1;
 	*out = (uint64_t)v->valuedouble;
 	return 1;
-}
-
-static bool rate_ok(ig_svc_proof *s, const char *id, uint64_t now_ms)
-{
-	rate *r = ig_idmap_put(s->rates, id);
-	if (!r)
-		return false;
-	if (now_ms - r->window_ms >= RATE_WINDOW_MS) {
-		r->window_ms = now_ms;
-		r->count = 0;
-	}
-	if (r->count >= s->cfg.requests_per_minute)
-		return false;
-	r->count++;
-	return true;
 }
 
 void ig_svc_proof_request(ig_decision *out, ig_svc_proof *s, const char *id, const char *type, const cJSON *req,
@@ -135,7 +115,7 @@ void ig_svc_proof_request(ig_decision *out, ig_svc_proof *s, const char *id, con
 			to = size;
 		}
 	}
-	if (!err && !rate_ok(s, id, now_ms)) {
+	if (!err && !ig_ratewin_take(s->rates, id, now_ms)) {
 		err = "rate_limited";
 		snprintf(msg, sizeof msg, "more than %" PRIu32 " proof requests this minute; slow down",
 		         s->cfg.requests_per_minute);

@@ -13,6 +13,7 @@
 
 #include "ig_common.h"
 #include "ig_durable.h"
+#include "ig_ratewin.h"
 #include "testutil.h"
 
 Test(common, init_is_idempotent)
@@ -286,4 +287,29 @@ Test(durable, replace_mode_sets_the_mode_asked_for)
 	cr_assert_eq(ig_durable_replace(path, "x", 1, "test file", &err), IG_OK, "%s", err.msg);
 	cr_assert_eq(stat(path, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "the plain replace stays private");
+}
+
+/* The per-identity budget the proof and fleet services share: N per window,
+ * the window restarting with the first request after it ended, a refused
+ * request not counted, identities apart, and a clock that went back not
+ * refusing for ever. */
+Test(ratewin, n_per_window_per_identity)
+{
+	cr_assert_null(ig_ratewin_new(0, 60000), "a budget of 0 is refused");
+	cr_assert_null(ig_ratewin_new(3, 0), "a window of 0 ms is refused");
+	ig_ratewin *r = ig_ratewin_new(3, 60000);
+	cr_assert_not_null(r);
+	uint64_t t0 = 1767225600000ull;
+	for (int i = 0; i < 3; i++)
+		cr_assert(ig_ratewin_take(r, "mon1", t0 + (uint64_t)i), "request %d of 3 is within the budget", i + 1);
+	cr_assert_not(ig_ratewin_take(r, "mon1", t0 + 10), "the 4th in the window is refused");
+	cr_assert_not(ig_ratewin_take(r, "mon1", t0 + 59999), "still the same window");
+	cr_assert(ig_ratewin_take(r, "mon2", t0 + 20), "another identity has its own budget");
+	cr_assert(ig_ratewin_take(r, "mon1", t0 + 60000), "a new window starts once the last one ended");
+	cr_assert(ig_ratewin_take(r, "mon1", t0 + 60001));
+	cr_assert(ig_ratewin_take(r, "mon1", t0 + 60002), "refused requests were not counted");
+	cr_assert_not(ig_ratewin_take(r, "mon1", t0 + 60003));
+	cr_assert(ig_ratewin_take(r, "mon1", t0 - 5000), "a clock that went back starts a new window");
+	ig_ratewin_free(r);
+	ig_ratewin_free(NULL);
 }
