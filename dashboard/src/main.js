@@ -7,7 +7,7 @@
 
 import { loadOrCreateIdentity, deleteIdentity, defaultIdFor, enrollCommand } from "./identity.js";
 import { mintToken, checkIdent } from "./token.js";
-import { verifyHead } from "./note.js";
+import { headProgress, verifyHead } from "./note.js";
 import { Conn } from "./conn.js";
 import { createCharts } from "./charts.js";
 import { createPanels } from "./panels.js";
@@ -37,6 +37,20 @@ function loadSettings() {
 function saveSettings(s) {
   const { id, cluster, url, pinnedChKey } = s;
   localStorage.setItem(SETTINGS_KEY, JSON.stringify({ id, cluster, url, pinnedChKey }));
+}
+
+// The largest head verified so far, per pinned cluster-head key (note.js headProgress), kept
+// across reloads so that an older head replayed later is still caught. Keyed by the key, so a
+// new cluster (a new key) starts afresh.
+const HEADS_KEY = "iotguard.dashboard.heads.v1";
+
+function loadSeenHeads() {
+  try {
+    const v = JSON.parse(localStorage.getItem(HEADS_KEY) || "{}");
+    return v && typeof v === "object" ? v : {};
+  } catch {
+    return {};
+  }
 }
 
 // config.json is the operator's trust anchor (iotguard dashboard-config): cluster name, the
@@ -306,6 +320,16 @@ function boot() {
       result = { verified: false, reason: "the head could not be checked: " + e.message, size: head.size, cosigned: null };
     }
     if (seq !== headSeq) return;   // a newer head arrived while this one was being checked
+    if (result.verified) {
+      const seen = loadSeenHeads();
+      const step = headProgress(seen[pin], result);
+      if (!step.ok) {
+        result = { ...result, verified: false, reason: step.reason };
+      } else {
+        seen[pin] = step.seen;
+        try { localStorage.setItem(HEADS_KEY, JSON.stringify(seen)); } catch { /* storage full: kept for this check only */ }
+      }
+    }
     // note.js keeps the size as the signed decimal text; the hook gives a number when it is one.
     const sizeText = result.size ?? head.size;
     const sizeNum = Number(sizeText);

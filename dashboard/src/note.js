@@ -291,3 +291,22 @@ export async function verifyHead(head, { cluster, chPubkeyHex, witnesses } = {})
   result.verified = true;
   return result;
 }
+
+// A verified head must also move forward. The page keeps, per pinned key, the largest head it
+// verified (its size and root); a head signed by that key that is smaller is an older head
+// replayed (a rollback: the view would go back in time), and one of the same size with another
+// root is a fork (the cluster head signed two histories). The page cannot prove that a larger
+// head extends the one it kept (that needs a consistency proof), but it refuses these two, which
+// a valid signature alone would let through. seen: {size, root} (size as decimal text) or null.
+// Returns {ok, reason, seen}: seen is what to keep next.
+export function headProgress(seen, result) {
+  const size = BigInt(result.size);
+  if (seen && typeof seen.size === 'string' && /^(0|[1-9][0-9]*)$/.test(seen.size)) {
+    const before = BigInt(seen.size);
+    if (size < before)
+      return { ok: false, seen, reason: `the head is older than one this page already verified (size ${result.size} < ${seen.size}): a rollback, or a broker that has not caught up yet` };
+    if (size === before && result.rootB64 !== seen.root)
+      return { ok: false, seen, reason: `a second root for size ${result.size}, signed by the pinned key: the cluster head forked its log` };
+  }
+  return { ok: true, reason: '', seen: { size: result.size, root: result.rootB64 } };
+}

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { b64Decode, b64Encode, hexEncode } from '../src/bytes.js';
-import { keyId, parseCheckpoint, parseVkey, verifyHead } from '../src/note.js';
+import { headProgress, keyId, parseCheckpoint, parseVkey, verifyHead } from '../src/note.js';
 
 const CH_PUB = '03a107bff3ce10be1d70dd18e74bc09967e4d6309ba50d5f1ddc8664125531b8';
 const ROOT = 'hHBrG3ofu/MYZfeUnwtEDYFOmbx3wgDJqk6FDxCrf80=';
@@ -188,4 +188,24 @@ test('a flipped cosignature bit rejects the note; bad witness config is reported
     assert.equal(r.cosigned.met, false);
     assert.ok(r.cosigned.error.length > 0);
   }
+});
+
+test('a verified head must not go back or fork (headProgress)', () => {
+  const r = (size, root) => ({ size: String(size), rootB64: root });
+  let p = headProgress(null, r(9, 'A'));
+  assert.equal(p.ok, true);
+  assert.deepEqual(p.seen, { size: '9', root: 'A' });
+  assert.equal(headProgress(p.seen, r(9, 'A')).ok, true, 'the same head again (a cosigned republish)');
+  const up = headProgress(p.seen, r(12, 'B'));
+  assert.equal(up.ok, true);
+  assert.deepEqual(up.seen, { size: '12', root: 'B' });
+  const back = headProgress(up.seen, r(9, 'A'));
+  assert.equal(back.ok, false);
+  assert.match(back.reason, /older than one this page already verified \(size 9 < 12\)/);
+  assert.deepEqual(back.seen, up.seen, 'a refused head does not replace the kept one');
+  const fork = headProgress(up.seen, r(12, 'C'));
+  assert.equal(fork.ok, false);
+  assert.match(fork.reason, /forked/);
+  assert.equal(headProgress(up.seen, r('18446744073709551615', 'D')).ok, true, 'sizes beyond 2^53 compare exactly');
+  assert.equal(headProgress({ size: 'junk', root: 'X' }, r(1, 'E')).ok, true, 'a damaged kept entry is ignored');
 });

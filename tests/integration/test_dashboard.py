@@ -313,6 +313,35 @@ def test_head_verified_and_forged_heads_not_verified(make_world):
         d.watch("genuine", "(h => h && h.verified === true)(window.iotguardDashboard.head())")
         an.publish(topic, json.dumps(real), retain=True)
         d.watched("genuine", H.T(10), "the page to verify the genuine head again")
+
+    # Genuine signatures that must still not pass: a head older than one the page verified (a
+    # replay, the view going back in time), and a second root for a size it verified, signed by
+    # the real cluster-head key (a fork; the test holds ch.key, as a compromised head would).
+    adm = H.Admin(b, "admin1")
+    resp = adm.one("enroll", id="late1", role="device", pubkey="%064x" % 7)
+    assert resp.get("ok"), resp
+    adm.close()
+    newer = mon.wait_message(topic, pred=lambda m: m.json()["size"] > real["size"], timeout=H.T(10)).json()
+    d.wait("(h => h && h.verified === true && String(h.size) === '%d')(window.iotguardDashboard.head())"
+           % newer["size"], H.T(10), "the page to verify the newer head of size %d" % newer["size"])
+    ch_seed = bytes.fromhex((w.c.ledger / "ch.key").read_text().split()[1])
+    origin = "iotguard/%s" % w.c.name
+    fork_root = base64.b64encode(hashlib.sha256(b"another history").digest()).decode()
+    fork_body = "%s\n%d\n%s\n" % (origin, newer["size"], fork_root)
+    fork_line, fork_pk = _sig_line(ch_seed, origin, fork_body)
+    assert fork_pk.hex() == w.c.ch_pubkey
+    forked = dict(newer, root=fork_root, checkpoint=fork_body + "\n" + fork_line)
+    for label, bad, why in (("an older genuine head", real, "older than one this page already verified"),
+                            ("a second root for the same size", forked, "forked")):
+        d.watch("forged", "(h => h && h.verified === false)(window.iotguardDashboard.head())")
+        an.publish(topic, json.dumps(bad), retain=True)
+        d.watched("forged", H.T(10), "the page to call %s NOT verified" % label)
+        h = d.hook("head")
+        assert why in h["reason"], h
+        print("%s: NOT verified; reason: %s" % (label, h["reason"]))
+        d.watch("genuine", "(h => h && h.verified === true)(window.iotguardDashboard.head())")
+        an.publish(topic, json.dumps(newer), retain=True)
+        d.watched("genuine", H.T(10), "the page to verify the newest genuine head again")
     an.close()
     d.assert_no_console_errors(allow=(r"WebSocket connection to .* failed",))
 
