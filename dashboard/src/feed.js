@@ -26,6 +26,14 @@ export function describe(ev) {
     case "coin_redeem": return `${ev.analyst} redeemed a coin of ${ev.collector} (${short(ev.coin_hash)})`;
     case "coin_refund": return `coin of ${ev.collector} refunded${ev.reason ? " (" + ev.reason + ")" : ""}`;
     case "join_code": return `join code created${ev.role ? " for " + ev.role : ""}${by}`;
+    case "join_used": return `${ev.id} joined with a join code`;
+    // Where keys flow: which pair got a session key, who got a key ring.
+    case "key_issued": return `session key for ${ev.a} ↔ ${ev.b}`;
+    case "attest": return `${ev.id} reported measurement ${short(ev.measurement)}` +
+      ({ 0: " (NOT on the allow list)", 1: " (allowed)", 2: "" }[ev.allowed] ?? "");
+    case "kp_epoch": return `key rings: epoch ${ev.epoch} (pool ${ev.pool}, ring ${ev.ring}, q ${ev.q})`;
+    case "kp_ring": return `${ev.id} got its key ring (epoch ${ev.epoch})`;
+    case "kp_compromised": return `${ev.id}'s ring ids compromised for epoch ${ev.epoch}`;
     default: {
       if (ev.type && ev.type.startsWith("custody")) {
         const parts = [];
@@ -43,8 +51,8 @@ export function describe(ev) {
 }
 
 function kind(type) {
-  if (type === "revoke") return "bad";
-  if (type === "enroll" || type === "join_code") return "good";
+  if (type === "revoke" || type === "kp_compromised") return "bad";
+  if (type === "enroll" || type === "join_code" || type === "join_used") return "good";
   if (type && type.startsWith("coin")) return "coin";
   if (type === "credit") return "coin";
   if (type && type.startsWith("custody")) return "custody";
